@@ -1,0 +1,328 @@
+//! Approvals as code: a directory of YAML files, reviewed through pull requests.
+//!
+//! Each `*.yaml` / `*.yml` file holds a list under `approvals:`. Validation is
+//! strict and complete: every problem in every file is reported with
+//! `file:line:column`, and a single problem fails the whole read — a partly
+//! read approval set would make approved credentials look unapproved (and,
+//! in enforce mode, get them disabled). The checks:
+//!
+//! - YAML syntax, unknown fields, missing required fields (`expires_at` among them);
+//! - separation of duties: `approver` must differ from `requester`;
+//! - ids unique across the whole directory;
+//! - `expires_at` after the start, and no later than `max_validity_days`
+//!   after `approved_at`;
+//! - a non-empty scope (an approval that approves nothing is a mistake).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use chrono::Duration;
+use nhi_contract::{Approval, ApprovalSource, Emergency, Scope, SourceError, Timestamp};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// Configuration of one approvals-as-code source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Source name, unique in the config.
+    pub name: String,
+    /// Directory holding the YAML files (read recursively).
+    pub path: PathBuf,
+    /// Longest validity an approval may have, in days from `approved_at`.
+    #[serde(default = "default_max_validity_days")]
+    pub max_validity_days: i64,
+}
+
+fn default_max_validity_days() -> i64 {
+    365
+}
+
+/// One problem found in an approval file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// File it is in.
+    pub file: PathBuf,
+    /// 1-based line (0 when the file could not be read at all).
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in a directory of approval files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in approval files", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    approvals: Vec<Spanned<ApprovalDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalDoc {
+    id: Spanned<String>,
+    subject: String,
+    #[serde(default)]
+    credentials: Vec<String>,
+    scope: Scope,
+    requester: String,
+    approver: Spanned<String>,
+    approved_at: Timestamp,
+    #[serde(default)]
+    starts_at: Option<Timestamp>,
+    expires_at: Spanned<Timestamp>,
+    #[serde(default)]
+    revoked_at: Option<Timestamp>,
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    emergency: Option<Emergency>,
+}
+
+/// The approvals-as-code [`ApprovalSource`].
+#[derive(Debug, Clone)]
+pub struct FilesSource {
+    config: FilesConfig,
+}
+
+impl FilesSource {
+    /// Create a source; nothing is read until asked.
+    pub fn new(config: FilesConfig) -> Self {
+        FilesSource { config }
+    }
+}
+
+#[async_trait]
+impl ApprovalSource for FilesSource {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn approvals(&self) -> Result<Vec<Approval>, SourceError> {
+        load_dir(&self.config.path, self.config.max_validity_days).map_err(|p| {
+            SourceError::Invalid {
+                location: self.config.path.display().to_string(),
+                message: p.to_string(),
+            }
+        })
+    }
+}
+
+/// Read and validate every approval file under `dir`.
+pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Problems> {
+    let mut files = Vec::new();
+    if let Err(e) = collect_files(dir, &mut files) {
+        return Err(Problems(vec![Problem {
+            file: dir.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read approvals directory: {e}"),
+        }]));
+    }
+    files.sort();
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => parse_file(f, &text, max_validity_days, &mut out, &mut problems),
+            Err(e) => problems.push(Problem {
+                file: f.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    // Duplicate ids across the whole directory: name both places.
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut dupes = Vec::new();
+    for a in &out {
+        if let Some(first) = seen.insert(a.id.as_str(), a.source.as_str()) {
+            dupes.push((a.source.clone(), a.id.clone(), first.to_string()));
+        }
+    }
+    for (src, id, first) in dupes {
+        let (file, line, column) = split_source(&src);
+        problems.push(Problem {
+            file,
+            line,
+            column,
+            message: format!("duplicate approval id {id:?} (first defined at {first})"),
+        });
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        Err(Problems(problems))
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn split_source(src: &str) -> (PathBuf, u32, u32) {
+    let mut parts = src.rsplitn(3, ':');
+    let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    (PathBuf::from(parts.next().unwrap_or(src)), line, col)
+}
+
+/// Parse and validate one file's text, appending approvals and problems.
+fn parse_file(
+    file: &Path,
+    text: &str,
+    max_validity_days: i64,
+    out: &mut Vec<Approval>,
+    problems: &mut Vec<Problem>,
+) {
+    let problem = |line: u32, column: u32, message: String| Problem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let doc: FileDoc = match serde_saphyr::from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line() as u32, l.column() as u32))
+                .unwrap_or((0, 0));
+            // The library's Display repeats the snippet; the first line is the message.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid YAML").to_string();
+            problems.push(problem(line, column, first));
+            return;
+        }
+    };
+    for item in doc.approvals {
+        let at = item.referenced;
+        let d = item.value;
+        let (line, col) = (at.line() as u32, at.column() as u32);
+        let mut ok = true;
+        let mut fail = |l: u32, c: u32, m: String| {
+            problems.push(problem(l, c, m));
+            ok = false;
+        };
+        let id = d.id.value.trim().to_string();
+        if id.is_empty() {
+            fail(
+                d.id.referenced.line() as u32,
+                d.id.referenced.column() as u32,
+                "empty id".into(),
+            );
+        }
+        if d.subject.trim().is_empty() {
+            fail(line, col, format!("approval {id}: empty subject"));
+        }
+        let approver = &d.approver.value;
+        if approver.trim().is_empty() || d.requester.trim().is_empty() {
+            fail(
+                line,
+                col,
+                format!("approval {id}: requester and approver are required"),
+            );
+        } else if approver.trim().eq_ignore_ascii_case(d.requester.trim()) {
+            let l = d.approver.referenced;
+            fail(
+                l.line() as u32,
+                l.column() as u32,
+                format!(
+                    "approval {id}: approver {approver:?} is also the requester (separation of duties)"
+                ),
+            );
+        }
+        let expires = d.expires_at.value;
+        let start = d.starts_at.unwrap_or(d.approved_at);
+        let el = d.expires_at.referenced;
+        if expires <= start {
+            fail(
+                el.line() as u32,
+                el.column() as u32,
+                format!("approval {id}: expires_at {expires} is not after its start {start}"),
+            );
+        }
+        let limit = d.approved_at + Duration::days(max_validity_days);
+        if expires > limit {
+            fail(
+                el.line() as u32,
+                el.column() as u32,
+                format!(
+                    "approval {id}: expires_at {expires} is more than {max_validity_days} days after approved_at (maximum validity)"
+                ),
+            );
+        }
+        let s = &d.scope;
+        if s.actions.is_empty() && s.entitlements.is_empty() && s.assume.is_empty() {
+            fail(
+                line,
+                col,
+                format!(
+                    "approval {id}: scope approves nothing (give actions, entitlements or assume)"
+                ),
+            );
+        }
+        if ok {
+            out.push(Approval {
+                id,
+                subject: d.subject.trim().to_string(),
+                credentials: d.credentials,
+                scope: d.scope,
+                requester: d.requester,
+                approver: d.approver.value,
+                approved_at: d.approved_at,
+                starts_at: d.starts_at,
+                expires_at: expires,
+                revoked_at: d.revoked_at,
+                reference: d.reference,
+                emergency: d.emergency,
+                source: format!("{}:{line}:{col}", file.display()),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,581 @@
+//! The nhi-assure connector contract.
+//!
+//! This crate is the only thing a connector depends on. It defines the
+//! provider-neutral inventory model every connector returns, the approval
+//! record every approval source returns, and the three traits the engine
+//! drives: [`InventorySource`], [`ApprovalSource`] and [`Remediator`].
+//!
+//! Invariants every implementation must keep:
+//!
+//! - **Secrets never leave the provider.** A [`Credential`] carries a stable
+//!   id (an access key id, a key id) and metadata, never the secret value.
+//! - **Unknown is not empty.** A source that cannot read something says so in
+//!   [`Coverage`] (or returns an error); it never returns an empty list in
+//!   place of what it could not see.
+//!
+//! The model is serde-serialisable; its JSON form is the snapshot format
+//! documented in `connectors/snapshot/README.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Timestamps are always UTC.
+pub type Timestamp = DateTime<Utc>;
+
+/// The cloud or platform an identity lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Amazon Web Services.
+    Aws,
+    /// Microsoft Entra ID and Azure Resource Manager.
+    Azure,
+    /// Google Cloud.
+    Gcp,
+    /// GitHub (apps, machine users, deploy keys, tokens).
+    Github,
+    /// Kubernetes service accounts.
+    Kubernetes,
+}
+
+impl Provider {
+    /// The lowercase name used in JSON, rules and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Azure => "azure",
+            Provider::Gcp => "gcp",
+            Provider::Github => "github",
+            Provider::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What sort of non-human identity this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    /// A user object used by a machine (AWS IAM user, GitHub machine user).
+    User,
+    /// An assumable role (AWS IAM role).
+    Role,
+    /// An application registration (Entra ID app).
+    Application,
+    /// A service principal (Entra ID).
+    ServicePrincipal,
+    /// A managed identity (Azure), assigned to a resource.
+    ManagedIdentity,
+    /// A service account (GCP, Kubernetes).
+    ServiceAccount,
+    /// A GitHub App installation or OAuth app.
+    App,
+    /// The account root (AWS root user).
+    Root,
+}
+
+impl IdentityKind {
+    /// The snake_case name used in JSON and rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::User => "user",
+            IdentityKind::Role => "role",
+            IdentityKind::Application => "application",
+            IdentityKind::ServicePrincipal => "service_principal",
+            IdentityKind::ManagedIdentity => "managed_identity",
+            IdentityKind::ServiceAccount => "service_account",
+            IdentityKind::App => "app",
+            IdentityKind::Root => "root",
+        }
+    }
+}
+
+/// A non-human identity as a provider reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Which provider it lives in.
+    pub provider: Provider,
+    /// Stable provider id: an ARN, an object id, a node id. Approvals name this.
+    pub id: String,
+    /// What sort of identity it is.
+    pub kind: IdentityKind,
+    /// Display name.
+    pub name: String,
+    /// Account, tenant, project or organisation it belongs to.
+    pub account: String,
+    /// Accountable owner (team or person), if the provider records one.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// When it was created, if known.
+    #[serde(default)]
+    pub created: Option<Timestamp>,
+    /// Last use of the identity itself (sign-in, role assumption).
+    #[serde(default)]
+    pub usage: Usage,
+    /// Whether the provider lets it authenticate at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Provider tags or labels.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Whether a human can log in interactively with it (console password,
+    /// interactive sign-in allowed).
+    #[serde(default)]
+    pub human_login: bool,
+    /// Last interactive (human-style) login, if the provider records it.
+    #[serde(default)]
+    pub human_login_last_used: Option<Timestamp>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a provider knows about when something was last used.
+///
+/// "Unknown" and "never" are different facts: a tenant without sign-in
+/// reports is unknown, and must never be treated as never used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Usage {
+    /// The provider could not tell.
+    #[default]
+    Unknown,
+    /// The provider records no use at all.
+    Never,
+    /// Last recorded use.
+    Used {
+        /// When.
+        at: Timestamp,
+        /// Which service it was used against (`s3`, `graph.microsoft.com`), if recorded.
+        #[serde(default)]
+        service: Option<String>,
+        /// Which region, if recorded.
+        #[serde(default)]
+        region: Option<String>,
+    },
+}
+
+impl Usage {
+    /// The instant of last use, if any is recorded.
+    pub fn last_used_at(&self) -> Option<Timestamp> {
+        match self {
+            Usage::Used { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+}
+
+/// What sort of credential this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A long-term access key (AWS access key id).
+    AccessKey,
+    /// A client secret / password credential on an application.
+    ClientSecret,
+    /// An X.509 certificate or public key credential.
+    Certificate,
+    /// A bearer token (personal access token, service account token).
+    Token,
+    /// An SSH public key.
+    SshKey,
+    /// A federated credential (OIDC trust): no secret exists.
+    Federated,
+}
+
+impl CredentialKind {
+    /// The snake_case name used in JSON and rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::AccessKey => "access_key",
+            CredentialKind::ClientSecret => "client_secret",
+            CredentialKind::Certificate => "certificate",
+            CredentialKind::Token => "token",
+            CredentialKind::SshKey => "ssh_key",
+            CredentialKind::Federated => "federated",
+        }
+    }
+
+    /// Whether possession of some secret material authenticates (everything
+    /// but federation, which relies on an external issuer's token).
+    pub fn is_secret_bearing(self) -> bool {
+        !matches!(self, CredentialKind::Federated)
+    }
+}
+
+/// A credential of an identity. Never holds the secret itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Stable id: the access key id, the key id of a secret or certificate.
+    pub id: String,
+    /// Stable id of the identity it authenticates as.
+    pub identity: String,
+    /// What sort of credential it is.
+    pub kind: CredentialKind,
+    /// When it was created, if known.
+    #[serde(default)]
+    pub created: Option<Timestamp>,
+    /// When it stops working, if it has an expiry.
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+    /// Last use, as precisely as the provider records it.
+    #[serde(default)]
+    pub usage: Usage,
+    /// Whether it currently authenticates (an inactive AWS key is `false`).
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// Display name or description (never the secret).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// How much an entitlement lets its holder do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivilegeLevel {
+    /// Read-only.
+    #[default]
+    Read,
+    /// Can change resources.
+    Write,
+    /// Administrator-equivalent: can grant itself anything.
+    Admin,
+}
+
+impl PrivilegeLevel {
+    /// The snake_case name used in JSON and rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivilegeLevel::Read => "read",
+            PrivilegeLevel::Write => "write",
+            PrivilegeLevel::Admin => "admin",
+        }
+    }
+}
+
+/// A permission set an identity can hold: a policy, a role, an app role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entitlement {
+    /// Stable id (policy ARN, role definition id, app role id).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Actions it allows (explicit denies already subtracted), with `*`
+    /// wildcards, e.g. `s3:GetObject`, `iam:*`, `*`.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Resources the actions apply to, with `*` wildcards.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Privilege level as the connector assessed it.
+    #[serde(default)]
+    pub privilege: PrivilegeLevel,
+}
+
+/// Identity `identity` holds entitlement `entitlement`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Stable id of the holder.
+    pub identity: String,
+    /// Id of the entitlement held.
+    pub entitlement: String,
+    /// How it is held when not directly (a group, an inline attachment).
+    #[serde(default)]
+    pub via: Option<String>,
+}
+
+/// Identity `from` may assume (act as) identity `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// Stable id of the principal that may assume.
+    pub from: String,
+    /// Stable id of the identity it may become.
+    pub to: String,
+}
+
+/// What an approval allows. Empty lists mean "nothing of that dimension",
+/// except `services` and `regions`, where empty means "not restricted".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Approved actions, with `*` wildcards (`s3:GetObject`, `s3:List*`).
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Entitlements approved by id, whatever they contain.
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+    /// Identities it is approved to assume (role ARNs), with `*` wildcards.
+    #[serde(default)]
+    pub assume: Vec<String>,
+    /// Services the credential may be used against; empty = any.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Regions the credential may be used in; empty = any.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// Details of an emergency (break-glass) approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Emergency {
+    /// Incident reference that justified it.
+    pub incident: String,
+    /// When the emergency was declared over, if it is.
+    #[serde(default)]
+    pub ended_at: Option<Timestamp>,
+}
+
+/// A recorded approval for a non-human identity or some of its credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Unique id of the approval.
+    pub id: String,
+    /// Stable id of the identity approved.
+    pub subject: String,
+    /// Credentials it covers by id; empty = every credential of `subject`.
+    #[serde(default)]
+    pub credentials: Vec<String>,
+    /// What it allows.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Who asked.
+    pub requester: String,
+    /// Who approved.
+    pub approver: String,
+    /// When it was approved.
+    pub approved_at: Timestamp,
+    /// When it starts to apply; `approved_at` if absent.
+    #[serde(default)]
+    pub starts_at: Option<Timestamp>,
+    /// When it ends. Every approval ends.
+    pub expires_at: Timestamp,
+    /// When it was revoked, if it was.
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
+    /// Ticket or document reference (`CHG-1234`, a PR URL).
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Set when this is an emergency (break-glass) approval.
+    #[serde(default)]
+    pub emergency: Option<Emergency>,
+    /// Where the record came from (`approvals/payments.yaml:12`, `jira:SEC-9`).
+    #[serde(default)]
+    pub source: String,
+}
+
+impl Approval {
+    /// Start of validity.
+    pub fn starts(&self) -> Timestamp {
+        self.starts_at.unwrap_or(self.approved_at)
+    }
+}
+
+/// What a source could and could not see in one scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coverage {
+    /// Things the source could not read this run (a credential type the
+    /// provider refused, an account it could not reach). Subjects touched
+    /// by a gap are never remediated on the strength of this scan.
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
+}
+
+/// One thing a source could not see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gap {
+    /// What was not read: a credential kind (`ssh_key`), `usage`, an account id.
+    pub what: String,
+    /// Why, in the provider's words.
+    pub reason: String,
+}
+
+/// Everything one inventory source saw in one scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Identities.
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+    /// Credentials, each naming its identity.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+    /// Entitlement definitions.
+    #[serde(default)]
+    pub entitlements: Vec<Entitlement>,
+    /// Who holds which entitlement.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// Who may assume whom.
+    #[serde(default)]
+    pub trusts: Vec<Trust>,
+    /// Approvals the provider itself carries, if any.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// What the scan could not see.
+    #[serde(default)]
+    pub coverage: Coverage,
+}
+
+/// Why a source failed to scan. The engine treats the source as unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Input (a file, a response) was malformed.
+    #[error("{location}: {message}")]
+    Invalid {
+        /// `file:line` or a request description.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Credentials were refused.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The provider could not be reached or kept failing after retries.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// Local I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being read.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A connector that reads identities and credentials from one provider.
+#[async_trait]
+pub trait InventorySource: Send + Sync {
+    /// The configured source name (unique in a config).
+    fn name(&self) -> &str;
+    /// The provider it reads.
+    fn provider(&self) -> Provider;
+    /// Read the inventory. An `Err` makes the whole source unknown for the run.
+    async fn scan(&self) -> Result<Inventory, SourceError>;
+}
+
+/// A source of approval records (files, tickets, webhooks).
+#[async_trait]
+pub trait ApprovalSource: Send + Sync {
+    /// The configured source name.
+    fn name(&self) -> &str;
+    /// Read every approval. Invalid records fail the whole read: a partly
+    /// read approval set could make valid credentials look unapproved.
+    async fn approvals(&self) -> Result<Vec<Approval>, SourceError>;
+}
+
+/// What a remediation does to its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Make a credential stop working, reversibly (deactivate a key).
+    DisableCredential,
+    /// Delete a credential (irreversible for secrets).
+    DeleteCredential,
+    /// Disable an identity (service principal `accountEnabled=false`).
+    DisableIdentity,
+    /// Remove interactive login (delete a console password).
+    RemoveLogin,
+    /// Detach entitlements beyond the approved scope.
+    DetachEntitlements,
+}
+
+impl Operation {
+    /// The snake_case name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::DisableCredential => "disable_credential",
+            Operation::DeleteCredential => "delete_credential",
+            Operation::DisableIdentity => "disable_identity",
+            Operation::RemoveLogin => "remove_login",
+            Operation::DetachEntitlements => "detach_entitlements",
+        }
+    }
+}
+
+/// One remediation to carry out on one provider object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    /// What to do.
+    pub operation: Operation,
+    /// Provider of the target.
+    pub provider: Provider,
+    /// Identity the target belongs to.
+    pub identity_id: String,
+    /// Credential targeted, for credential operations.
+    pub credential_id: Option<String>,
+    /// Entitlements targeted, for `DetachEntitlements`.
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+}
+
+/// What a remediator did and how to reverse it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// Provider state before the call, as read back (ids and metadata only).
+    pub before: serde_json::Value,
+    /// Provider state after the call, as read back.
+    pub after: serde_json::Value,
+    /// Opaque data the same remediator needs to undo; `None` if it cannot be undone.
+    pub undo: Option<serde_json::Value>,
+    /// Plain statement of what cannot be restored, if anything.
+    pub irreversible: Option<String>,
+}
+
+/// Carries out remediations for one provider. Every call must read back the
+/// provider state to verify it, and must be idempotent.
+#[async_trait]
+pub trait Remediator: Send + Sync {
+    /// The provider it acts on.
+    fn provider(&self) -> Provider;
+    /// Carry out one action.
+    async fn apply(&self, action: &ActionRequest) -> Result<ActionOutcome, SourceError>;
+    /// Reverse an action from the undo data its `apply` returned.
+    async fn undo(&self, undo: &serde_json::Value) -> Result<ActionOutcome, SourceError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_distinguishes_unknown_from_never() {
+        let never: Usage = serde_json_from(r#"{"state":"never"}"#);
+        let unknown: Usage = Usage::default();
+        assert_ne!(never, unknown);
+        assert_eq!(never.last_used_at(), None);
+    }
+
+    #[test]
+    fn credential_rejects_unknown_fields_such_as_a_secret() {
+        let text = r#"{"id":"AKIA1","identity":"u","kind":"access_key","secret":"x"}"#;
+        let err = serde_json::from_str::<Credential>(text).unwrap_err();
+        assert!(err.to_string().contains("unknown field `secret`"), "{err}");
+    }
+
+    fn serde_json_from<T: for<'a> Deserialize<'a>>(s: &str) -> T {
+        serde_json::from_str(s).expect("valid json")
+    }
+}
