@@ -1,1 +1,20 @@
-//! stub
+//! nhi-assure: continuous assurance for non-human identities.
+//!
+//! The pipeline, one way through (see `ARCHITECTURE.md`):
+//! connectors → [`estate`] → [`graph`] → [`facts`] → [`rules`] → [`plan`],
+//! with [`findings`] materialised for [`output`] and the [`store`].
+//! [`engine`] strings a pass together; [`cli`] is the command line.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod estate;
+pub mod facts;
+pub mod findings;
+pub mod graph;
+pub mod output;
+pub mod pattern;
+pub mod plan;
+pub mod rules;
+pub mod store;
+pub mod synth;

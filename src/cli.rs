@@ -1,0 +1,356 @@
+//! The command line: `scan`, `plan`, `rules`, `controls`.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::engine;
+use crate::findings::{self, Finding};
+use crate::output::{self, Format};
+use crate::plan::Protected;
+use crate::rules::{RuleSet, RulesConfig, Severity};
+use crate::store::{RunRecord, SourcedFinding, SqliteStore, Store};
+
+/// Continuous assurance for non-human identities.
+#[derive(Debug, Parser)]
+#[command(name = "nhi-assure", version, about)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inventory, correlate with approvals, evaluate rules, print findings.
+    Scan {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write the output here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Exit 1 when a finding at or above this severity exists.
+        #[arg(long, value_enum)]
+        fail_on: Option<Severity>,
+    },
+    /// Like scan, then print what enforce mode would do (dry run: nothing is changed).
+    Plan {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write the output here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List the rules and the controls each maps to.
+    Rules {
+        /// Config file, to include its rule packs and overrides.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Output format (table or json).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// List the control catalogs and which rules cover each control.
+    Controls {
+        /// Config file, to include its rule packs and catalogs.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Output format (table or json).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+/// Logs go to stderr: human-readable on a terminal, JSON lines otherwise.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::io::stderr().is_terminal() {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+fn load_rules(cfg: Option<&Config>) -> anyhow::Result<RuleSet> {
+    let (rules_cfg, base) = match cfg {
+        Some(c) => (c.rules.clone(), c.base.clone()),
+        None => (RulesConfig::default(), PathBuf::from(".")),
+    };
+    Ok(RuleSet::load(&rules_cfg, &base)?)
+}
+
+fn sink(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => {
+            Box::new(File::create(p).with_context(|| format!("cannot write {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    })
+}
+
+/// Run a command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Scan {
+            config,
+            format,
+            output: out,
+            fail_on,
+        } => {
+            let pass = pass(&config, "scan").await?;
+            let mut w = sink(out.as_deref())?;
+            output::findings(&mut *w, format, &pass.findings)?;
+            w.flush()?;
+            pass.report_summary();
+            let failing = fail_on.is_some_and(|s| pass.findings.iter().any(|f| f.severity >= s));
+            Ok(if failing {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Plan {
+            config,
+            format,
+            output: out,
+        } => {
+            let pass = pass(&config, "plan").await?;
+            let mut w = sink(out.as_deref())?;
+            output::plan(&mut *w, format, &pass.plan)?;
+            w.flush()?;
+            pass.report_summary();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { config, format } => {
+            let cfg = config.as_deref().map(load_config).transpose()?;
+            let set = load_rules(cfg.as_ref())?;
+            list_rules(&set, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Controls { config, format } => {
+            let cfg = config.as_deref().map(load_config).transpose()?;
+            let set = load_rules(cfg.as_ref())?;
+            list_controls(&set, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What a pass produced, for the commands to print.
+struct PassResult {
+    findings: Vec<Finding>,
+    plan: crate::plan::Plan,
+    sources: Vec<crate::estate::SourceStatus>,
+    summary: crate::store::RunSummary,
+}
+
+impl PassResult {
+    fn report_summary(&self) {
+        let s = &self.summary;
+        eprintln!(
+            "run {}: {} finding(s), {} new, {} resolved",
+            s.run_id, s.findings, s.opened, s.resolved
+        );
+        for src in &self.sources {
+            if !src.state.is_complete() {
+                eprintln!(
+                    "warning: source {} is {}: its subjects are unknown this run, their findings stay open and nothing of it is acted on",
+                    src.name,
+                    match &src.state {
+                        crate::estate::SourceState::Failed { error } => format!("FAILED ({error})"),
+                        crate::estate::SourceState::Partial { gaps } => format!("PARTIAL ({})", gaps.join("; ")),
+                        crate::estate::SourceState::Complete => String::new(),
+                    }
+                );
+            }
+        }
+    }
+}
+
+/// Config → rules → sources → evaluation → findings → store. Every input is
+/// validated before any source is contacted.
+async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
+    let started = chrono::Utc::now();
+    let cfg = load_config(config)?;
+    let rules = load_rules(Some(&cfg))?;
+    let protected = Protected::new(&cfg.plan.protected);
+    let now = cfg.as_of.unwrap_or(started);
+    let store = SqliteStore::open(&cfg.store_path())
+        .await
+        .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
+
+    let estate = engine::collect(
+        &engine::inventory_sources(&cfg),
+        &engine::approval_sources(&cfg),
+    )
+    .await?;
+    let eval = engine::evaluate(&estate, &rules, &protected, now);
+    tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
+    let with_identity =
+        findings::materialize_with_identity(&estate, &eval.facts, &eval.graph, &rules, &eval.hits);
+    let sourced: Vec<SourcedFinding> = with_identity
+        .into_iter()
+        .map(|(finding, ident)| SourcedFinding {
+            finding,
+            source: ident
+                .map(|i| {
+                    estate.sources[estate.identity_source[i as usize] as usize]
+                        .name
+                        .clone()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();
+    let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+    let summary = store
+        .record_run(RunRecord {
+            started_at: started,
+            as_of: now,
+            command,
+            sources: &estate.sources,
+            rules: &rule_ids,
+            findings: &sourced,
+        })
+        .await?;
+    Ok(PassResult {
+        findings: list,
+        plan: eval.plan,
+        sources: estate.sources.clone(),
+        summary,
+    })
+}
+
+#[derive(Serialize)]
+struct RuleInfo<'a> {
+    id: &'a str,
+    title: &'a str,
+    severity: Severity,
+    subject: &'a str,
+    action: &'a str,
+    condition: &'a str,
+    controls: &'a [String],
+    origin: &'a str,
+}
+
+fn list_rules(set: &RuleSet, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let infos: Vec<RuleInfo> = set
+        .rules
+        .iter()
+        .map(|r| RuleInfo {
+            id: &r.id,
+            title: &r.title,
+            severity: r.severity,
+            subject: r.subject.as_str(),
+            action: r.action.as_str(),
+            condition: &r.condition_source,
+            controls: &r.controls,
+            origin: &r.origin,
+        })
+        .collect();
+    if format == Format::Json {
+        return output::json(&mut out, &infos);
+    }
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["RULE", "SEVERITY", "SUBJECT", "ACTION", "CONTROLS"]);
+    for r in &infos {
+        b.push_record([
+            r.id.to_string(),
+            r.severity.as_str().to_string(),
+            r.subject.to_string(),
+            r.action.to_string(),
+            r.controls.join("\n"),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(tabled::settings::Style::sharp());
+    writeln!(out, "{t}")?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ControlInfo<'a> {
+    control: String,
+    title: &'a str,
+    rules: Vec<&'a str>,
+}
+
+fn list_controls(set: &RuleSet, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let infos: Vec<ControlInfo> = set
+        .catalogs
+        .0
+        .iter()
+        .flat_map(|cat| {
+            cat.controls.iter().map(move |c| {
+                let reference = format!("{}:{}", cat.framework, c.id);
+                let rules = set
+                    .rules
+                    .iter()
+                    .filter(|r| r.controls.contains(&reference))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                ControlInfo {
+                    control: reference,
+                    title: &c.title,
+                    rules,
+                }
+            })
+        })
+        .collect();
+    if format == Format::Json {
+        return output::json(&mut out, &infos);
+    }
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["CONTROL", "TITLE", "RULES"]);
+    for c in &infos {
+        b.push_record([
+            c.control.clone(),
+            c.title.to_string(),
+            if c.rules.is_empty() {
+                "-".to_string()
+            } else {
+                c.rules.join("\n")
+            },
+        ]);
+    }
+    let mut t = b.build();
+    t.with(tabled::settings::Style::sharp()).with(
+        tabled::settings::Modify::new(tabled::settings::object::Columns::one(1))
+            .with(tabled::settings::Width::wrap(60)),
+    );
+    writeln!(out, "{t}")?;
+    Ok(())
+}

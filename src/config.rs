@@ -1,0 +1,348 @@
+//! Configuration: one TOML file, every value overridable from the
+//! environment with the `NHI_ASSURE_` prefix.
+//!
+//! Environment keys map to config paths by lowercasing and splitting on
+//! `__`: `NHI_ASSURE_STORE` sets `store`, `NHI_ASSURE_RULES__PARAMS__STALE_DAYS`
+//! sets `rules.params.stale_days`, `NHI_ASSURE_SOURCES__0__PATH` sets the
+//! first source's `path`. Values are read as TOML (`30`, `true`,
+//! `["a","b"]`) and fall back to a plain string.
+//!
+//! Errors in the file name the file, line and column; errors from an
+//! override name the variable. Both are reported before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use nhi_approvals_as_code::FilesConfig;
+use nhi_contract::Timestamp;
+use nhi_snapshot::SnapshotConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::rules::RulesConfig;
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "NHI_ASSURE_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Store location: a SQLite file path (relative to the config file).
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// Evaluate as of this instant instead of now (audits of old exports,
+    /// reproducible demos).
+    #[serde(default)]
+    pub as_of: Option<Timestamp>,
+    /// Inventory sources.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Approval sources.
+    #[serde(default)]
+    pub approvals: Vec<ApprovalConfig>,
+    /// Rule settings.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Plan settings.
+    #[serde(default)]
+    pub plan: PlanConfig,
+    /// Directory relative paths are resolved against (the config file's).
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+fn default_store() -> String {
+    "nhi-assure.db".to_string()
+}
+
+/// One inventory source; `type` selects the connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// A snapshot JSON file.
+    Snapshot(SnapshotConfig),
+}
+
+impl SourceConfig {
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Snapshot(c) => &c.name,
+        }
+    }
+}
+
+/// One approval source; `type` selects it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApprovalConfig {
+    /// A directory of approvals-as-code YAML files.
+    Files(FilesConfig),
+}
+
+impl ApprovalConfig {
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        match self {
+            ApprovalConfig::Files(c) => &c.name,
+        }
+    }
+}
+
+/// Settings for the plan (and, later, enforce mode).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Identities or credentials never acted on (break-glass accounts, the
+    /// scanner's own identity), as ids with `*` wildcards.
+    #[serde(default)]
+    pub protected: Vec<String>,
+}
+
+/// A configuration error, located.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is malformed or has invalid values.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// `file:line:column` or the variable name.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Read `path`, apply environment overrides from `env`, validate.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let shown = path.display().to_string();
+        let located = |e: toml::de::Error| {
+            let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
+            ConfigError::Invalid {
+                path: format!("{shown}:{line}:{col}"),
+                message: e.message().to_string(),
+            }
+        };
+        // Validate the file on its own first, so its errors carry its lines.
+        let mut cfg: Config = toml::from_str(&text).map_err(located)?;
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        if !overrides.is_empty() {
+            let mut table: toml::Table = toml::from_str(&text).map_err(located)?;
+            for (key, value) in &overrides {
+                apply_override(&mut table, key, value)?;
+            }
+            let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+            cfg = table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: format!("environment ({})", names.join(", ")),
+                    message: e.message().to_string(),
+                })?;
+        }
+        cfg.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        cfg.validate(&shown)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, shown: &str) -> Result<(), ConfigError> {
+        let bad = |m: String| ConfigError::Invalid {
+            path: shown.to_string(),
+            message: m,
+        };
+        let mut names = std::collections::HashSet::new();
+        for n in self
+            .sources
+            .iter()
+            .map(SourceConfig::name)
+            .chain(self.approvals.iter().map(ApprovalConfig::name))
+        {
+            if !names.insert(n) {
+                return Err(bad(format!("source name {n:?} is used twice")));
+            }
+        }
+        if self.sources.is_empty() {
+            return Err(bad("no [[sources]]: nothing to scan".into()));
+        }
+        Ok(())
+    }
+
+    /// Resolve a config-relative path.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// The store file path.
+    pub fn store_path(&self) -> PathBuf {
+        self.resolve(Path::new(&self.store))
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |n| before.len() - n - 1)
+        + 1;
+    (line, col)
+}
+
+fn apply_override(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let bad = |m: String| ConfigError::Invalid {
+        path: key.to_string(),
+        message: m,
+    };
+    let path: Vec<String> = key[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(bad("empty path segment".into()));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    // Work on an owned root; on error the caller discards the table anyway.
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let mut cur = &mut root;
+    let (last, parents) = path.split_last().ok_or_else(|| bad("empty key".into()))?;
+    for seg in parents {
+        cur = match cur {
+            toml::Value::Table(t) => t
+                .entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            toml::Value::Array(a) => {
+                let i: usize = seg
+                    .parse()
+                    .map_err(|_| bad(format!("{seg:?} must be an index into a list")))?;
+                let len = a.len();
+                a.get_mut(i)
+                    .ok_or_else(|| bad(format!("index {i} is out of range (list has {len})")))?
+            }
+            _ => return Err(bad(format!("{seg:?} is not a table"))),
+        };
+    }
+    match cur {
+        toml::Value::Table(t) => {
+            t.insert(last.clone(), value);
+        }
+        toml::Value::Array(a) => {
+            let i: usize = last
+                .parse()
+                .map_err(|_| bad(format!("{last:?} must be an index")))?;
+            let len = a.len();
+            *a.get_mut(i)
+                .ok_or_else(|| bad(format!("index {i} is out of range (list has {len})")))? = value;
+        }
+        _ => return Err(bad(format!("cannot set {last:?} inside a scalar"))),
+    }
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("nhi.toml");
+        std::fs::write(&p, text).expect("write");
+        (dir, p)
+    }
+
+    const OK: &str = r#"
+store = "s.db"
+[[sources]]
+type = "snapshot"
+name = "aws"
+provider = "aws"
+path = "aws.json"
+"#;
+
+    #[test]
+    fn loads_and_resolves_relative_paths() {
+        let (_d, p) = write(OK);
+        let cfg = Config::load(&p, []).expect("valid");
+        assert_eq!(cfg.store_path(), p.parent().expect("dir").join("s.db"));
+    }
+
+    #[test]
+    fn unknown_key_fails_with_line() {
+        let (_d, p) = write(&OK.replace("store = \"s.db\"", "store = \"s.db\"\nstor = 1"));
+        let err = Config::load(&p, []).unwrap_err().to_string();
+        assert!(err.contains("nhi.toml:3:"), "{err}");
+        assert!(err.contains("unknown field `stor`"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_store_and_nested_values() {
+        let (_d, p) = write(OK);
+        let env = vec![
+            ("NHI_ASSURE_STORE".to_string(), "/tmp/x.db".to_string()),
+            (
+                "NHI_ASSURE_RULES__PARAMS__STALE_DAYS".to_string(),
+                "30".to_string(),
+            ),
+            (
+                "NHI_ASSURE_SOURCES__0__PATH".to_string(),
+                "other.json".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let cfg = Config::load(&p, env).expect("valid");
+        assert_eq!(cfg.store, "/tmp/x.db");
+        assert_eq!(
+            cfg.rules.params.get("stale_days"),
+            Some(&crate::rules::Param::Int(30))
+        );
+        let SourceConfig::Snapshot(s) = &cfg.sources[0];
+        assert_eq!(s.path, PathBuf::from("other.json"));
+    }
+
+    #[test]
+    fn bad_env_override_names_the_variable() {
+        let (_d, p) = write(OK);
+        let env = vec![("NHI_ASSURE_SOURCES__3__PATH".to_string(), "x".to_string())];
+        let err = Config::load(&p, env).unwrap_err().to_string();
+        assert!(err.starts_with("NHI_ASSURE_SOURCES__3__PATH"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_source_names_fail() {
+        let twice = format!("{OK}\n{}", &OK[OK.find("[[sources]]").expect("has")..]);
+        let (_d, p) = write(&twice);
+        assert!(Config::load(&p, [])
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
+    }
+}

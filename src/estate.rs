@@ -1,0 +1,121 @@
+//! The estate: every source's inventory and every approval, merged for one pass.
+//!
+//! Sources are kept apart by index so later stages know which source each
+//! subject came from — a subject of a failed or partial source is never
+//! resolved or remediated on the strength of this pass.
+
+use nhi_contract::{
+    Approval, Credential, Entitlement, Grant, Identity, Inventory, Provider, Trust,
+};
+use serde::Serialize;
+
+/// How a source fared in this pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SourceState {
+    /// Read completely.
+    Complete,
+    /// Read, but some things could not be seen.
+    Partial {
+        /// What could not be seen.
+        gaps: Vec<String>,
+    },
+    /// Could not be read: everything it holds is unknown.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl SourceState {
+    /// Whether findings of this source may be resolved and acted on.
+    pub fn is_complete(&self) -> bool {
+        matches!(self, SourceState::Complete)
+    }
+}
+
+/// One configured source and how it fared.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    /// Configured name.
+    pub name: String,
+    /// Provider.
+    pub provider: Provider,
+    /// Outcome.
+    pub state: SourceState,
+}
+
+/// All inventories and approvals of one pass, flattened with source indices.
+#[derive(Debug, Default)]
+pub struct Estate {
+    /// Per-source status, indexed by the `source` fields below.
+    pub sources: Vec<SourceStatus>,
+    /// All identities.
+    pub identities: Vec<Identity>,
+    /// Source index of each identity.
+    pub identity_source: Vec<u32>,
+    /// All credentials.
+    pub credentials: Vec<Credential>,
+    /// All entitlement definitions (ids unique per source).
+    pub entitlements: Vec<Entitlement>,
+    /// Source index of each entitlement.
+    pub entitlement_source: Vec<u32>,
+    /// All grants.
+    pub grants: Vec<Grant>,
+    /// Source index of each grant.
+    pub grant_source: Vec<u32>,
+    /// All trust edges.
+    pub trusts: Vec<Trust>,
+    /// All approvals, from approval sources and from inventories.
+    pub approvals: Vec<Approval>,
+}
+
+impl Estate {
+    /// Record a source that scanned (completely or with gaps).
+    pub fn add_inventory(&mut self, name: &str, provider: Provider, inv: Inventory) {
+        let src = self.sources.len() as u32;
+        let state = if inv.coverage.gaps.is_empty() {
+            SourceState::Complete
+        } else {
+            SourceState::Partial {
+                gaps: inv
+                    .coverage
+                    .gaps
+                    .iter()
+                    .map(|g| format!("{}: {}", g.what, g.reason))
+                    .collect(),
+            }
+        };
+        self.sources.push(SourceStatus {
+            name: name.to_string(),
+            provider,
+            state,
+        });
+        self.identity_source
+            .extend(std::iter::repeat_n(src, inv.identities.len()));
+        self.identities.extend(inv.identities);
+        self.credentials.extend(inv.credentials);
+        self.entitlement_source
+            .extend(std::iter::repeat_n(src, inv.entitlements.len()));
+        self.entitlements.extend(inv.entitlements);
+        self.grant_source
+            .extend(std::iter::repeat_n(src, inv.grants.len()));
+        self.grants.extend(inv.grants);
+        self.trusts.extend(inv.trusts);
+        self.approvals.extend(inv.approvals);
+    }
+
+    /// Record a source that failed: its subjects are unknown this pass.
+    pub fn add_failed(&mut self, name: &str, provider: Provider, error: String) {
+        self.sources.push(SourceStatus {
+            name: name.to_string(),
+            provider,
+            state: SourceState::Failed { error },
+        });
+    }
+
+    /// Whether any source failed or was partial.
+    pub fn has_unknowns(&self) -> bool {
+        self.sources.iter().any(|s| !s.state.is_complete())
+    }
+}

@@ -1,0 +1,475 @@
+//! Facts per subject, computed from the graph: what rules are evaluated on.
+//!
+//! Facts are plain typed structs indexed like the estate's vectors, so the
+//! compiled rule conditions read them directly (no per-subject maps).
+//! Unknown stays unknown: an `Option` that is `None` makes every comparison
+//! on it false, so a rule never fires on what could not be seen.
+
+use chrono::Duration;
+use nhi_contract::{Approval, CredentialKind, PrivilegeLevel, Timestamp, Usage};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::estate::Estate;
+use crate::graph::Graph;
+use crate::pattern;
+
+/// Where the best approval of a subject stands at evaluation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// No approval names it.
+    None,
+    /// Ended: past `expires_at`, or an emergency that was declared over.
+    Expired,
+    /// Revoked before its end.
+    Revoked,
+    /// Approved but not started yet.
+    NotStarted,
+    /// In force now.
+    Valid,
+}
+
+impl ApprovalState {
+    /// The snake_case name used in rules and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::None => "none",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Revoked => "revoked",
+            ApprovalState::NotStarted => "not_started",
+            ApprovalState::Valid => "valid",
+        }
+    }
+}
+
+/// Facts about one approval record.
+#[derive(Debug, Clone)]
+pub struct ApprovalFacts {
+    /// State at evaluation time.
+    pub state: ApprovalState,
+    /// When it effectively ends (expiry, or the emergency's end if earlier).
+    pub end: Timestamp,
+    /// Identity index of its subject, if the estate holds it.
+    pub identity: Option<u32>,
+    /// Approver and requester are the same person.
+    pub self_approved: bool,
+    /// Whole hours from start to expiry.
+    pub duration_hours: i64,
+    /// An emergency approval whose emergency was declared over.
+    pub emergency_ended: bool,
+    /// An emergency approval still unexpired and unrevoked after its emergency ended.
+    pub active_after_emergency: bool,
+    /// Days until `end` (negative once past).
+    pub expires_in_days: i64,
+    /// Lowercased scope actions, for coverage checks.
+    pub actions: Vec<String>,
+}
+
+/// Facts about one identity.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityFacts {
+    /// Days since creation.
+    pub age_days: Option<i64>,
+    /// Days since last use.
+    pub days_since_last_use: Option<i64>,
+    /// Active credentials of any kind.
+    pub active_credentials: i64,
+    /// Active access keys.
+    pub active_access_keys: i64,
+    /// Holds an admin-equivalent entitlement directly.
+    pub admin_direct: bool,
+    /// Admin-equivalent directly or through assume-role chains.
+    pub admin: bool,
+    /// Highest privilege reachable.
+    pub privilege: PrivilegeLevel,
+    /// At least one valid approval names it.
+    pub approved: bool,
+    /// Approvals naming it, in any state.
+    pub approval_count: i64,
+    /// Entitlements held directly that no valid approval's scope covers.
+    pub overscope_direct: Vec<u32>,
+    /// Entitlements reachable only through assume-role chains, beyond scope.
+    pub overscope_transitive: Vec<u32>,
+    /// Identities reachable through assume-role chains.
+    pub assumable: i64,
+    /// Whether it has an owner (an owner node in the graph).
+    pub has_owner: bool,
+}
+
+/// Facts about one credential.
+#[derive(Debug, Clone)]
+pub struct CredentialFacts {
+    /// Identity index, if known.
+    pub identity: Option<u32>,
+    /// Days since creation.
+    pub age_days: Option<i64>,
+    /// Days until expiry (negative once expired); `None` if it never expires.
+    pub expires_in_days: Option<i64>,
+    /// Days between creation and expiry.
+    pub lifetime_days: Option<i64>,
+    /// Days since last use; `None` if never used or unknown.
+    pub days_since_last_use: Option<i64>,
+    /// State of the best covering approval.
+    pub approval_state: ApprovalState,
+    /// The approval considered (best covering one), by index.
+    pub approval: Option<u32>,
+    /// Approvals covering it, in any state.
+    pub approval_count: i64,
+    /// Days until the considered approval ends.
+    pub approval_expires_in_days: Option<i64>,
+    /// Last use falls outside every valid covering approval's services/regions.
+    pub used_outside_scope: bool,
+}
+
+/// All facts of a pass.
+pub struct Facts {
+    /// Evaluation instant.
+    pub now: Timestamp,
+    /// Per identity.
+    pub identities: Vec<IdentityFacts>,
+    /// Per credential.
+    pub credentials: Vec<CredentialFacts>,
+    /// Per approval.
+    pub approvals: Vec<ApprovalFacts>,
+}
+
+fn days(d: Duration) -> i64 {
+    d.num_days()
+}
+
+impl Facts {
+    /// Compute every fact for the estate at `now`.
+    pub fn compute(estate: &Estate, graph: &Graph, now: Timestamp) -> Facts {
+        let approvals: Vec<ApprovalFacts> = estate
+            .approvals
+            .par_iter()
+            .enumerate()
+            .map(|(k, a)| approval_facts(a, now, graph.approval_subject(k as u32)))
+            .collect();
+
+        let ent_actions: Vec<Vec<String>> = estate
+            .entitlements
+            .par_iter()
+            .map(|e| e.actions.iter().map(|a| a.to_ascii_lowercase()).collect())
+            .collect();
+
+        let n = estate.identities.len();
+        let direct_priv: Vec<PrivilegeLevel> = (0..n as u32)
+            .into_par_iter()
+            .map(|i| {
+                graph
+                    .held(i)
+                    .map(|e| estate.entitlements[e as usize].privilege)
+                    .max()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let effective_priv = propagate_privilege(graph, &direct_priv);
+
+        let ctx = Ctx {
+            estate,
+            graph,
+            approvals: &approvals,
+            ent_actions: &ent_actions,
+            now,
+        };
+        let identities: Vec<IdentityFacts> = (0..n as u32)
+            .into_par_iter()
+            .map_init(
+                || Scratch::new(n),
+                |scratch, i| {
+                    ctx.identity_facts(
+                        i,
+                        direct_priv[i as usize],
+                        effective_priv[i as usize],
+                        scratch,
+                    )
+                },
+            )
+            .collect();
+        let credentials: Vec<CredentialFacts> = (0..estate.credentials.len() as u32)
+            .into_par_iter()
+            .map(|c| ctx.credential_facts(c))
+            .collect();
+        Facts {
+            now,
+            identities,
+            credentials,
+            approvals,
+        }
+    }
+}
+
+fn approval_facts(a: &Approval, now: Timestamp, identity: Option<u32>) -> ApprovalFacts {
+    let start = a.starts();
+    let ended_at = a.emergency.as_ref().and_then(|e| e.ended_at);
+    let end = match ended_at {
+        Some(e) if e < a.expires_at => e,
+        _ => a.expires_at,
+    };
+    let revoked = a.revoked_at.is_some_and(|r| r <= now);
+    let state = if revoked {
+        ApprovalState::Revoked
+    } else if now >= end {
+        ApprovalState::Expired
+    } else if now < start {
+        ApprovalState::NotStarted
+    } else {
+        ApprovalState::Valid
+    };
+    let emergency_ended = ended_at.is_some_and(|e| e <= now);
+    ApprovalFacts {
+        state,
+        end,
+        identity,
+        self_approved: a.approver.trim().eq_ignore_ascii_case(a.requester.trim()),
+        duration_hours: (a.expires_at - start).num_hours(),
+        emergency_ended,
+        active_after_emergency: emergency_ended && !revoked && now < a.expires_at,
+        expires_in_days: days(end - now),
+        actions: a
+            .scope
+            .actions
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+    }
+}
+
+/// Highest privilege reachable from each identity through assume-role
+/// chains, by one pass over the trust graph's strongly connected components
+/// (tarjan returns them so that every successor component comes first).
+fn propagate_privilege(graph: &Graph, direct: &[PrivilegeLevel]) -> Vec<PrivilegeLevel> {
+    let mut out = direct.to_vec();
+    if graph.trust.edge_count() == 0 {
+        return out;
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph.trust) {
+        let mut level = PrivilegeLevel::Read;
+        for n in &scc {
+            level = level.max(out[n.index()]);
+            for m in graph.trust.neighbors(*n) {
+                level = level.max(out[m.index()]);
+            }
+        }
+        for n in &scc {
+            out[n.index()] = level;
+        }
+    }
+    out
+}
+
+/// Per-thread BFS scratch: a generation-stamped visited set, so each
+/// identity's traversal costs only what it visits.
+struct Scratch {
+    seen: Vec<u32>,
+    gen: u32,
+    queue: Vec<u32>,
+}
+
+impl Scratch {
+    fn new(n: usize) -> Scratch {
+        Scratch {
+            seen: vec![0; n],
+            gen: 0,
+            queue: Vec::new(),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    estate: &'a Estate,
+    graph: &'a Graph,
+    approvals: &'a [ApprovalFacts],
+    ent_actions: &'a [Vec<String>],
+    now: Timestamp,
+}
+
+impl Ctx<'_> {
+    fn identity_facts(
+        &self,
+        i: u32,
+        direct: PrivilegeLevel,
+        effective: PrivilegeLevel,
+        scratch: &mut Scratch,
+    ) -> IdentityFacts {
+        let ident = &self.estate.identities[i as usize];
+        let mut f = IdentityFacts {
+            age_days: ident.created.map(|c| days(self.now - c)),
+            days_since_last_use: ident.usage.last_used_at().map(|t| days(self.now - t)),
+            admin_direct: direct == PrivilegeLevel::Admin,
+            admin: effective == PrivilegeLevel::Admin,
+            privilege: effective,
+            has_owner: self.graph.owner_of(i).is_some(),
+            ..IdentityFacts::default()
+        };
+        for c in self.graph.credentials_of(i) {
+            let cred = &self.estate.credentials[c as usize];
+            if cred.active {
+                f.active_credentials += 1;
+                if cred.kind == CredentialKind::AccessKey {
+                    f.active_access_keys += 1;
+                }
+            }
+        }
+        let mut valid: Vec<u32> = Vec::new();
+        for a in self.graph.approvals_of(i) {
+            f.approval_count += 1;
+            if self.approvals[a as usize].state == ApprovalState::Valid {
+                valid.push(a);
+            }
+        }
+        f.approved = !valid.is_empty();
+        let has_trust = self.graph.assumable(i).next().is_some();
+        if !f.approved && !has_trust {
+            return f;
+        }
+        // Walk the assume-role chains once: count what is reachable and, for
+        // approved identities, what lies beyond every valid scope.
+        let in_scope = |e: u32| self.entitlement_in_scope(e, &valid);
+        if f.approved {
+            f.overscope_direct = self.graph.held(i).filter(|&e| !in_scope(e)).collect();
+        }
+        scratch.gen += 1;
+        let gen = scratch.gen;
+        scratch.seen[i as usize] = gen;
+        scratch.queue.clear();
+        scratch.queue.push(i);
+        let mut head = 0;
+        while head < scratch.queue.len() {
+            let cur = scratch.queue[head];
+            head += 1;
+            for next in self.graph.assumable(cur) {
+                if scratch.seen[next as usize] == gen {
+                    continue;
+                }
+                scratch.seen[next as usize] = gen;
+                f.assumable += 1;
+                if f.approved && self.assume_approved(next, &valid) {
+                    // An approved role brings its own approval; stop here.
+                    continue;
+                }
+                if f.approved {
+                    for e in self.graph.held(next) {
+                        if !in_scope(e) && !f.overscope_transitive.contains(&e) {
+                            f.overscope_transitive.push(e);
+                        }
+                    }
+                }
+                scratch.queue.push(next);
+            }
+        }
+        // Entitlements also held directly are reported as direct only.
+        f.overscope_transitive
+            .retain(|e| !f.overscope_direct.contains(e) && !self.held_directly(i, *e));
+        f
+    }
+
+    fn held_directly(&self, i: u32, e: u32) -> bool {
+        self.graph.held(i).any(|x| x == e)
+    }
+
+    fn entitlement_in_scope(&self, e: u32, valid: &[u32]) -> bool {
+        let ent = &self.estate.entitlements[e as usize];
+        if valid.iter().any(|&a| {
+            self.estate.approvals[a as usize]
+                .scope
+                .entitlements
+                .iter()
+                .any(|x| x == &ent.id)
+        }) {
+            return true;
+        }
+        self.ent_actions[e as usize].iter().all(|act| {
+            valid.iter().any(|&a| {
+                self.approvals[a as usize]
+                    .actions
+                    .iter()
+                    .any(|p| pattern::covers(p, act))
+            })
+        })
+    }
+
+    fn assume_approved(&self, target: u32, valid: &[u32]) -> bool {
+        let id = &self.estate.identities[target as usize].id;
+        valid.iter().any(|&a| {
+            self.estate.approvals[a as usize]
+                .scope
+                .assume
+                .iter()
+                .any(|p| pattern::matches(p, id))
+        })
+    }
+
+    fn credential_facts(&self, c: u32) -> CredentialFacts {
+        let cred = &self.estate.credentials[c as usize];
+        let identity = self.graph.credential_identity[c as usize];
+        let mut f = CredentialFacts {
+            identity,
+            age_days: cred.created.map(|t| days(self.now - t)),
+            expires_in_days: cred.expires.map(|t| days(t - self.now)),
+            lifetime_days: match (cred.created, cred.expires) {
+                (Some(a), Some(b)) => Some(days(b - a)),
+                _ => None,
+            },
+            days_since_last_use: cred.usage.last_used_at().map(|t| days(self.now - t)),
+            approval_state: ApprovalState::None,
+            approval: None,
+            approval_count: 0,
+            approval_expires_in_days: None,
+            used_outside_scope: false,
+        };
+        let Some(i) = identity else {
+            return f;
+        };
+        let whole_identity = self
+            .graph
+            .approvals_of(i)
+            .filter(|&a| self.estate.approvals[a as usize].credentials.is_empty());
+        let named = self.graph.approvals_naming(c);
+        let mut best: Option<(ApprovalState, Timestamp, u32)> = None;
+        let mut any_valid_allows_use = false;
+        let mut any_valid = false;
+        for a in whole_identity.chain(named) {
+            f.approval_count += 1;
+            let af = &self.approvals[a as usize];
+            let key = (af.state, af.end, a);
+            if best.is_none_or(|b| (key.0, key.1) > (b.0, b.1)) {
+                best = Some(key);
+            }
+            if af.state == ApprovalState::Valid {
+                any_valid = true;
+                if self.use_allowed(&cred.usage, &self.estate.approvals[a as usize]) {
+                    any_valid_allows_use = true;
+                }
+            }
+        }
+        if let Some((state, end, a)) = best {
+            f.approval_state = state;
+            f.approval = Some(a);
+            f.approval_expires_in_days = Some(days(end - self.now));
+        }
+        f.used_outside_scope = any_valid && !any_valid_allows_use;
+        f
+    }
+
+    /// Whether the recorded last use lies within an approval's services and
+    /// regions. Unknown service or region counts as allowed: an anomaly is
+    /// only raised on evidence.
+    fn use_allowed(&self, usage: &Usage, a: &Approval) -> bool {
+        let Usage::Used {
+            service, region, ..
+        } = usage
+        else {
+            return true;
+        };
+        let ok = |allowed: &[String], v: &Option<String>| match v {
+            Some(v) if !allowed.is_empty() => allowed
+                .iter()
+                .any(|p| pattern::matches(&p.to_ascii_lowercase(), &v.to_ascii_lowercase())),
+            _ => true,
+        };
+        ok(&a.scope.services, service) && ok(&a.scope.regions, region)
+    }
+}

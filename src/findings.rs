@@ -1,0 +1,204 @@
+//! Findings: the stable, documented output contract.
+//!
+//! A finding is materialised from a rule hit only when it is output or
+//! stored; the engine itself passes compact hits around. The JSON form has
+//! exactly these fields (see README "Finding JSON contract"):
+//! `rule_id, title, severity, provider, identity_id, credential_id,
+//! controls, evidence, recommended_action`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::estate::Estate;
+use crate::facts::Facts;
+use crate::graph::Graph;
+use crate::rules::{evidence_value, Action, Env, Hit, Kind, Param, RuleSet, Severity};
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// Rule that fired.
+    pub rule_id: String,
+    /// Rule title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Provider of the identity (`null` for an approval naming an unknown identity).
+    pub provider: Option<String>,
+    /// Stable id of the identity concerned.
+    pub identity_id: String,
+    /// Credential concerned, for credential rules.
+    pub credential_id: Option<String>,
+    /// Controls, as `FRAMEWORK:ID`.
+    pub controls: Vec<String>,
+    /// The facts that made it fire, the approval considered, the parameters.
+    pub evidence: Value,
+    /// `flag`, `disable` or `delete`.
+    pub recommended_action: Action,
+}
+
+impl Finding {
+    /// Key that identifies the same finding across runs.
+    pub fn fingerprint(&self) -> String {
+        let subject = match (&self.credential_id, self.evidence.get("approval_record")) {
+            (Some(c), _) => c.clone(),
+            (None, Some(Value::String(a))) => format!("approval:{a}"),
+            _ => String::new(),
+        };
+        format!("{}|{}|{}", self.rule_id, self.identity_id, subject)
+    }
+}
+
+fn param_json(p: &Param) -> Value {
+    match p {
+        Param::Bool(b) => json!(b),
+        Param::Int(i) => json!(i),
+        Param::Str(s) => json!(s),
+        Param::List(l) => json!(l),
+    }
+}
+
+/// Materialise findings from hits, sorted by severity (worst first), rule, subject.
+pub fn materialize(
+    estate: &Estate,
+    facts: &Facts,
+    graph: &Graph,
+    rules: &RuleSet,
+    hits: &[Hit],
+) -> Vec<Finding> {
+    materialize_with_identity(estate, facts, graph, rules, hits)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect()
+}
+
+/// Like [`materialize`], with the identity index each finding concerns
+/// (`None` for an approval naming an identity the estate lacks).
+pub fn materialize_with_identity(
+    estate: &Estate,
+    facts: &Facts,
+    graph: &Graph,
+    rules: &RuleSet,
+    hits: &[Hit],
+) -> Vec<(Finding, Option<u32>)> {
+    let env = Env { estate, facts };
+    let mut out: Vec<(Finding, Option<u32>)> = hits
+        .iter()
+        .map(|h| {
+            let rule = &rules.rules[h.rule as usize];
+            let mut ev = Map::new();
+            for path in &rule.fields {
+                ev.insert(
+                    path.clone(),
+                    evidence_value(&env, rule.subject, path, h.subject),
+                );
+            }
+            let used: Map<String, Value> = rule
+                .params
+                .iter()
+                .filter(|(k, _)| rule.condition_source.contains(&format!("params.{k}")))
+                .map(|(k, v)| (k.clone(), param_json(v)))
+                .collect();
+            if !used.is_empty() {
+                ev.insert("params".into(), Value::Object(used));
+            }
+            let (identity, identity_id, credential_id) = match rule.subject {
+                Kind::Credential => {
+                    let c = &estate.credentials[h.subject as usize];
+                    let f = &facts.credentials[h.subject as usize];
+                    ev.insert(
+                        "approval".into(),
+                        f.approval
+                            .map_or(Value::Null, |a| approval_json(estate, facts, a)),
+                    );
+                    (f.identity, c.identity.clone(), Some(c.id.clone()))
+                }
+                Kind::Identity => {
+                    let f = &facts.identities[h.subject as usize];
+                    let ents = |v: &[u32]| -> Value {
+                        v.iter()
+                            .map(|&e| Value::String(estate.entitlements[e as usize].id.clone()))
+                            .collect()
+                    };
+                    if rule.fields.iter().any(|p| p == "identity.overscope_direct") {
+                        ev.insert(
+                            "entitlements_beyond_scope".into(),
+                            ents(&f.overscope_direct),
+                        );
+                    }
+                    if rule
+                        .fields
+                        .iter()
+                        .any(|p| p == "identity.overscope_transitive")
+                    {
+                        ev.insert(
+                            "entitlements_beyond_scope_via_assume".into(),
+                            ents(&f.overscope_transitive),
+                        );
+                    }
+                    if rule.fields.iter().any(|p| p.starts_with("identity.approv")) || f.approved {
+                        let list: Vec<Value> = graph
+                            .approvals_of(h.subject)
+                            .map(|a| approval_json(estate, facts, a))
+                            .collect();
+                        ev.insert("approvals".into(), Value::Array(list));
+                    }
+                    (
+                        Some(h.subject),
+                        estate.identities[h.subject as usize].id.clone(),
+                        None,
+                    )
+                }
+                Kind::Approval => {
+                    let a = &estate.approvals[h.subject as usize];
+                    ev.insert("approval_record".into(), Value::String(a.id.clone()));
+                    ev.insert("approval".into(), approval_json(estate, facts, h.subject));
+                    (
+                        facts.approvals[h.subject as usize].identity,
+                        a.subject.clone(),
+                        None,
+                    )
+                }
+            };
+            let finding = Finding {
+                rule_id: rule.id.clone(),
+                title: rule.title.clone(),
+                severity: rule.severity,
+                provider: identity.map(|i| estate.identities[i as usize].provider.to_string()),
+                identity_id,
+                credential_id,
+                controls: rule.controls.clone(),
+                evidence: Value::Object(ev),
+                recommended_action: rule.action,
+            };
+            (finding, identity)
+        })
+        .collect();
+    out.sort_by(|(a, _), (b, _)| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.rule_id.cmp(&b.rule_id))
+            .then_with(|| a.identity_id.cmp(&b.identity_id))
+            .then_with(|| a.credential_id.cmp(&b.credential_id))
+    });
+    out
+}
+
+/// An approval as evidence: ids and metadata, its state at evaluation time.
+fn approval_json(estate: &Estate, facts: &Facts, a: u32) -> Value {
+    let rec = &estate.approvals[a as usize];
+    let f = &facts.approvals[a as usize];
+    json!({
+        "id": rec.id,
+        "state": f.state.as_str(),
+        "source": rec.source,
+        "reference": rec.reference,
+        "requester": rec.requester,
+        "approver": rec.approver,
+        "approved_at": rec.approved_at,
+        "expires_at": rec.expires_at,
+        "ends_at": f.end,
+        "emergency": rec.emergency.is_some(),
+    })
+}

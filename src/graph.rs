@@ -1,0 +1,258 @@
+//! The correlation graph (petgraph): identities, credentials, entitlements,
+//! approvals and owners, joined by the edges the facts are computed from.
+//!
+//! Node indices are laid out in blocks (identities first, then credentials,
+//! entitlements, approvals, owners), so an estate index converts to a node
+//! index by adding the block's offset, without a lookup table.
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use rustc_hash::FxHashMap;
+
+use crate::estate::Estate;
+
+/// What a node stands for; the payload indexes the estate's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// `estate.identities[i]`.
+    Identity(u32),
+    /// `estate.credentials[i]`.
+    Credential(u32),
+    /// `estate.entitlements[i]`.
+    Entitlement(u32),
+    /// `estate.approvals[i]`.
+    Approval(u32),
+    /// `Graph::owners[i]`.
+    Owner(u32),
+}
+
+/// How two nodes relate. Edges point from the dependent to what it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// credential → identity it authenticates as.
+    AuthenticatesAs,
+    /// identity → entitlement it holds (payload: grant index).
+    Holds(u32),
+    /// identity → identity it may assume.
+    MayAssume,
+    /// approval → identity it approves.
+    Approves,
+    /// approval → credential it names explicitly.
+    ApprovesCredential,
+    /// identity → owner.
+    OwnedBy,
+}
+
+/// The joined estate.
+pub struct Graph {
+    /// The petgraph graph itself.
+    pub g: DiGraph<Node, Edge, u32>,
+    /// Identity-only trust graph (node i = identity i), for SCC condensation.
+    pub trust: DiGraph<(), (), u32>,
+    /// Identity index of each credential (`None` when it names an identity
+    /// no source returned: such a credential is reported, never acted on).
+    pub credential_identity: Vec<Option<u32>>,
+    /// Distinct owners.
+    pub owners: Vec<String>,
+    n_ident: u32,
+    n_cred: u32,
+    n_ent: u32,
+}
+
+impl Graph {
+    /// Join an estate. Dangling references (a grant of an unknown policy, a
+    /// trust from an external principal) are skipped: they name nothing we
+    /// could evaluate.
+    pub fn build(estate: &Estate) -> Graph {
+        let n_ident = estate.identities.len() as u32;
+        let n_cred = estate.credentials.len() as u32;
+        let n_ent = estate.entitlements.len() as u32;
+        let n_appr = estate.approvals.len() as u32;
+        let mut g = DiGraph::<Node, Edge, u32>::with_capacity(
+            (n_ident + n_cred + n_ent + n_appr) as usize,
+            (n_cred as usize) + estate.grants.len() + estate.trusts.len() * 2 + n_appr as usize,
+        );
+        for i in 0..n_ident {
+            g.add_node(Node::Identity(i));
+        }
+        for i in 0..n_cred {
+            g.add_node(Node::Credential(i));
+        }
+        for i in 0..n_ent {
+            g.add_node(Node::Entitlement(i));
+        }
+        for i in 0..n_appr {
+            g.add_node(Node::Approval(i));
+        }
+
+        let mut ident_ix: FxHashMap<&str, u32> = FxHashMap::default();
+        ident_ix.reserve(n_ident as usize);
+        for (i, id) in estate.identities.iter().enumerate() {
+            ident_ix.insert(id.id.as_str(), i as u32);
+        }
+        let mut ent_ix: FxHashMap<&str, u32> = FxHashMap::default();
+        for (i, e) in estate.entitlements.iter().enumerate() {
+            ent_ix.entry(e.id.as_str()).or_insert(i as u32);
+        }
+
+        let mut credential_identity = Vec::with_capacity(n_cred as usize);
+        // Credentials are found again by (identity, id) for approvals naming them.
+        let mut cred_ix: FxHashMap<(u32, &str), u32> = FxHashMap::default();
+        cred_ix.reserve(n_cred as usize);
+        for (c, cred) in estate.credentials.iter().enumerate() {
+            let ident = ident_ix.get(cred.identity.as_str()).copied();
+            if let Some(i) = ident {
+                g.add_edge(
+                    NodeIndex::new((n_ident + c as u32) as usize),
+                    NodeIndex::new(i as usize),
+                    Edge::AuthenticatesAs,
+                );
+                cred_ix.insert((i, cred.id.as_str()), c as u32);
+            } else {
+                tracing::warn!(credential = %cred.id, identity = %cred.identity, "credential names an unknown identity");
+            }
+            credential_identity.push(ident);
+        }
+        for (k, grant) in estate.grants.iter().enumerate() {
+            if let (Some(&i), Some(&e)) = (
+                ident_ix.get(grant.identity.as_str()),
+                ent_ix.get(grant.entitlement.as_str()),
+            ) {
+                g.add_edge(
+                    NodeIndex::new(i as usize),
+                    NodeIndex::new((n_ident + n_cred + e) as usize),
+                    Edge::Holds(k as u32),
+                );
+            }
+        }
+        let mut trust =
+            DiGraph::<(), (), u32>::with_capacity(n_ident as usize, estate.trusts.len());
+        for _ in 0..n_ident {
+            trust.add_node(());
+        }
+        for t in &estate.trusts {
+            if let (Some(&a), Some(&b)) =
+                (ident_ix.get(t.from.as_str()), ident_ix.get(t.to.as_str()))
+            {
+                if a != b {
+                    g.add_edge(
+                        NodeIndex::new(a as usize),
+                        NodeIndex::new(b as usize),
+                        Edge::MayAssume,
+                    );
+                    trust.add_edge(NodeIndex::new(a as usize), NodeIndex::new(b as usize), ());
+                }
+            }
+        }
+        for (k, a) in estate.approvals.iter().enumerate() {
+            let an = NodeIndex::new((n_ident + n_cred + n_ent + k as u32) as usize);
+            if let Some(&i) = ident_ix.get(a.subject.as_str()) {
+                g.add_edge(an, NodeIndex::new(i as usize), Edge::Approves);
+                for cid in &a.credentials {
+                    if let Some(&c) = cred_ix.get(&(i, cid.as_str())) {
+                        g.add_edge(
+                            an,
+                            NodeIndex::new((n_ident + c) as usize),
+                            Edge::ApprovesCredential,
+                        );
+                    }
+                }
+            }
+        }
+        let mut owners: Vec<String> = Vec::new();
+        let mut owner_ix: FxHashMap<&str, NodeIndex> = FxHashMap::default();
+        for (i, id) in estate.identities.iter().enumerate() {
+            let Some(owner) = id.owner.as_deref().map(str::trim).filter(|o| !o.is_empty()) else {
+                continue;
+            };
+            let on = *owner_ix.entry(owner).or_insert_with(|| {
+                owners.push(owner.to_string());
+                g.add_node(Node::Owner(owners.len() as u32 - 1))
+            });
+            g.add_edge(NodeIndex::new(i), on, Edge::OwnedBy);
+        }
+        Graph {
+            g,
+            trust,
+            credential_identity,
+            owners,
+            n_ident,
+            n_cred,
+            n_ent,
+        }
+    }
+
+    /// Node of identity `i`.
+    pub fn identity_node(&self, i: u32) -> NodeIndex {
+        NodeIndex::new(i as usize)
+    }
+
+    /// Node of credential `c`.
+    pub fn credential_node(&self, c: u32) -> NodeIndex {
+        NodeIndex::new((self.n_ident + c) as usize)
+    }
+
+    /// Entitlement indices identity `i` holds directly.
+    pub fn held(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
+        let base = self.n_ident + self.n_cred;
+        self.g
+            .edges_directed(self.identity_node(i), Direction::Outgoing)
+            .filter(|e| matches!(e.weight(), Edge::Holds(_)))
+            .map(move |e| e.target().index() as u32 - base)
+    }
+
+    /// Identities identity `i` may assume directly.
+    pub fn assumable(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
+        self.trust
+            .neighbors_directed(NodeIndex::new(i as usize), Direction::Outgoing)
+            .map(|n| n.index() as u32)
+    }
+
+    /// Approvals whose subject is identity `i`.
+    pub fn approvals_of(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
+        let base = self.n_ident + self.n_cred + self.n_ent;
+        self.g
+            .edges_directed(self.identity_node(i), Direction::Incoming)
+            .filter(|e| *e.weight() == Edge::Approves)
+            .map(move |e| e.source().index() as u32 - base)
+    }
+
+    /// Approvals naming credential `c` explicitly.
+    pub fn approvals_naming(&self, c: u32) -> impl Iterator<Item = u32> + '_ {
+        let base = self.n_ident + self.n_cred + self.n_ent;
+        self.g
+            .edges_directed(self.credential_node(c), Direction::Incoming)
+            .filter(|e| *e.weight() == Edge::ApprovesCredential)
+            .map(move |e| e.source().index() as u32 - base)
+    }
+
+    /// Identity index of approval `k`'s subject, if the estate holds it.
+    pub fn approval_subject(&self, k: u32) -> Option<u32> {
+        let node = NodeIndex::new((self.n_ident + self.n_cred + self.n_ent + k) as usize);
+        self.g
+            .edges_directed(node, Direction::Outgoing)
+            .find(|e| *e.weight() == Edge::Approves)
+            .map(|e| e.target().index() as u32)
+    }
+
+    /// Credentials of identity `i`.
+    pub fn credentials_of(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
+        let base = self.n_ident;
+        self.g
+            .edges_directed(self.identity_node(i), Direction::Incoming)
+            .filter(|e| *e.weight() == Edge::AuthenticatesAs)
+            .map(move |e| e.source().index() as u32 - base)
+    }
+
+    /// Owner of identity `i`, if it has one.
+    pub fn owner_of(&self, i: u32) -> Option<&str> {
+        self.g
+            .edges_directed(self.identity_node(i), Direction::Outgoing)
+            .find(|e| *e.weight() == Edge::OwnedBy)
+            .and_then(|e| match self.g[e.target()] {
+                Node::Owner(o) => self.owners.get(o as usize).map(String::as_str),
+                _ => None,
+            })
+    }
+}

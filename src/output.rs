@@ -1,0 +1,204 @@
+//! Rendering findings, plans, rules and controls as table, JSON or CSV.
+
+use std::io::Write;
+
+use serde::Serialize;
+use tabled::settings::object::Columns;
+use tabled::settings::{Modify, Style, Width};
+use tabled::{Table, Tabled};
+
+use crate::findings::Finding;
+use crate::plan::{Disposition, Plan};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable table.
+    Table,
+    /// JSON (the documented contract).
+    Json,
+    /// CSV, one row per finding.
+    Csv,
+}
+
+/// Shorten long provider ids for the terminal: the tail carries the name.
+fn short(id: &str, max: usize) -> String {
+    let n = id.chars().count();
+    if n <= max {
+        id.to_string()
+    } else {
+        let tail: String = id.chars().skip(n - (max - 1)).collect();
+        format!("…{tail}")
+    }
+}
+
+#[derive(Tabled)]
+struct FindingRow {
+    #[tabled(rename = "SEVERITY")]
+    severity: String,
+    #[tabled(rename = "RULE")]
+    rule: String,
+    #[tabled(rename = "IDENTITY")]
+    identity: String,
+    #[tabled(rename = "CREDENTIAL")]
+    credential: String,
+    #[tabled(rename = "ACTION")]
+    action: String,
+    #[tabled(rename = "TITLE")]
+    title: String,
+}
+
+/// Write findings in `format`.
+pub fn findings(out: &mut dyn Write, format: Format, list: &[Finding]) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, list)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "rule_id",
+                "title",
+                "severity",
+                "provider",
+                "identity_id",
+                "credential_id",
+                "controls",
+                "recommended_action",
+                "evidence",
+            ])?;
+            for f in list {
+                w.write_record([
+                    f.rule_id.as_str(),
+                    f.title.as_str(),
+                    f.severity.as_str(),
+                    f.provider.as_deref().unwrap_or(""),
+                    f.identity_id.as_str(),
+                    f.credential_id.as_deref().unwrap_or(""),
+                    &f.controls.join(" "),
+                    f.recommended_action.as_str(),
+                    &serde_json::to_string(&f.evidence)?,
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            if list.is_empty() {
+                writeln!(out, "No findings.")?;
+                return Ok(());
+            }
+            let rows = list.iter().map(|f| FindingRow {
+                severity: f.severity.as_str().to_uppercase(),
+                rule: f.rule_id.clone(),
+                identity: short(&f.identity_id, 48),
+                credential: f
+                    .credential_id
+                    .as_deref()
+                    .map(|c| short(c, 24))
+                    .unwrap_or_default(),
+                action: f.recommended_action.as_str().to_string(),
+                title: f.title.clone(),
+            });
+            let mut t = Table::new(rows);
+            t.with(Style::sharp())
+                .with(Modify::new(Columns::last()).with(Width::wrap(44)));
+            writeln!(out, "{t}")?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Tabled)]
+struct PlanRow {
+    #[tabled(rename = "OPERATION")]
+    operation: String,
+    #[tabled(rename = "PROVIDER")]
+    provider: String,
+    #[tabled(rename = "IDENTITY")]
+    identity: String,
+    #[tabled(rename = "CREDENTIAL")]
+    credential: String,
+    #[tabled(rename = "RULES")]
+    rules: String,
+    #[tabled(rename = "STATUS")]
+    status: String,
+}
+
+/// Write the plan in `format`.
+pub fn plan(out: &mut dyn Write, format: Format, plan: &Plan) -> anyhow::Result<()> {
+    let status = |d: &Disposition| match d {
+        Disposition::Act => "act".to_string(),
+        Disposition::Skip(r) => format!("skip: {r}"),
+    };
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &plan.actions)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "operation",
+                "provider",
+                "identity_id",
+                "credential_id",
+                "entitlements",
+                "rules",
+                "status",
+            ])?;
+            for a in &plan.actions {
+                w.write_record([
+                    a.request.operation.as_str(),
+                    a.request.provider.as_str(),
+                    a.request.identity_id.as_str(),
+                    a.request.credential_id.as_deref().unwrap_or(""),
+                    &a.request.entitlements.join(" "),
+                    &a.rules.join(" "),
+                    &status(&a.disposition),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            if plan.actions.is_empty() {
+                writeln!(out, "Nothing to do.")?;
+                return Ok(());
+            }
+            let rows = plan.actions.iter().map(|a| PlanRow {
+                operation: a.request.operation.as_str().to_string(),
+                provider: a.request.provider.to_string(),
+                identity: short(&a.request.identity_id, 48),
+                credential: a
+                    .request
+                    .credential_id
+                    .as_deref()
+                    .map(|c| short(c, 24))
+                    .unwrap_or_default(),
+                rules: a.rules.join("\n"),
+                status: status(&a.disposition),
+            });
+            let mut t = Table::new(rows);
+            t.with(Style::sharp());
+            writeln!(out, "{t}")?;
+            let acting = plan
+                .actions
+                .iter()
+                .filter(|a| a.disposition == Disposition::Act)
+                .count();
+            writeln!(
+                out,
+                "Dry run: {acting} action(s) would run, {} skipped. Nothing was changed.",
+                plan.actions.len() - acting
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Write any serialisable rows as JSON (used for `rules` / `controls`).
+pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! The fact schema rules are written against: which `root.field` names
+//! exist for each subject kind, their types, and how to read them.
+//!
+//! `rules/README.md` documents the same table for rule authors; a test
+//! checks that every field documented there compiles.
+
+use nhi_contract::Usage;
+
+use super::compile::{bf, intf, sf, Typed};
+use crate::estate::Estate;
+use crate::facts::Facts;
+
+/// What a rule is evaluated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One credential (variables `credential`, `identity`, `params`).
+    Credential,
+    /// One identity (variables `identity`, `params`).
+    Identity,
+    /// One approval record (variables `approval`, `params`).
+    Approval,
+}
+
+impl Kind {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Credential => "credential",
+            Kind::Identity => "identity",
+            Kind::Approval => "approval",
+        }
+    }
+}
+
+/// What compiled conditions read: the estate and its facts.
+pub struct Env<'a> {
+    /// The merged inventories.
+    pub estate: &'a Estate,
+    /// The computed facts.
+    pub facts: &'a Facts,
+}
+
+fn usage_str(u: &Usage) -> &'static str {
+    match u {
+        Usage::Unknown => "unknown",
+        Usage::Never => "never",
+        Usage::Used { .. } => "used",
+    }
+}
+
+macro_rules! b {
+    ($f:expr) => {
+        Typed::Bool(bf($f))
+    };
+}
+macro_rules! i {
+    ($f:expr) => {
+        Typed::Int(intf($f))
+    };
+}
+macro_rules! s {
+    ($f:expr) => {
+        Typed::Str(sf($f))
+    };
+}
+
+/// The typed accessor for `root.name` in a rule of `kind`, if it exists.
+pub fn field(kind: Kind, root: &str, name: &str) -> Option<Typed> {
+    match (kind, root) {
+        (Kind::Credential, "credential") => credential_field(name),
+        (Kind::Credential, "identity") => {
+            // Lift an identity accessor through the credential's identity.
+            // A credential whose identity is unknown reads as unknown/false.
+            Some(match identity_field(name)? {
+                Typed::Bool(f) => b!(move |e: &Env<'_>, c: u32| {
+                    e.facts.credentials[c as usize]
+                        .identity
+                        .is_some_and(|i| f(e, i))
+                }),
+                Typed::Int(f) => i!(move |e: &Env<'_>, c: u32| {
+                    e.facts.credentials[c as usize]
+                        .identity
+                        .and_then(|i| f(e, i))
+                }),
+                Typed::Str(f) => s!(move |e: &Env<'_>, c: u32| {
+                    e.facts.credentials[c as usize]
+                        .identity
+                        .and_then(|i| f(e, i))
+                }),
+                other => other,
+            })
+        }
+        (Kind::Identity, "identity") => identity_field(name),
+        (Kind::Approval, "approval") => approval_field(name),
+        _ => None,
+    }
+}
+
+/// Every `root.field` name valid for `kind`, for documentation and tests.
+pub fn names(kind: Kind) -> Vec<String> {
+    let roots: &[(&str, &[&str])] = match kind {
+        Kind::Credential => &[("credential", CREDENTIAL), ("identity", IDENTITY)],
+        Kind::Identity => &[("identity", IDENTITY)],
+        Kind::Approval => &[("approval", APPROVAL)],
+    };
+    roots
+        .iter()
+        .flat_map(|(r, fs)| fs.iter().map(move |f| format!("{r}.{f}")))
+        .collect()
+}
+
+const CREDENTIAL: &[&str] = &[
+    "id",
+    "kind",
+    "name",
+    "provider",
+    "active",
+    "secret_bearing",
+    "has_expiry",
+    "age_days",
+    "expires_in_days",
+    "lifetime_days",
+    "usage",
+    "days_since_last_use",
+    "last_used_service",
+    "last_used_region",
+    "approval_state",
+    "approval_id",
+    "approval_count",
+    "approval_expires_in_days",
+    "approval_emergency",
+    "used_outside_scope",
+];
+
+fn credential_field(name: &str) -> Option<Typed> {
+    fn cred<'e>(e: &'e Env<'e>, c: u32) -> &'e nhi_contract::Credential {
+        &e.estate.credentials[c as usize]
+    }
+    fn facts<'e>(e: &'e Env<'e>, c: u32) -> &'e crate::facts::CredentialFacts {
+        &e.facts.credentials[c as usize]
+    }
+    Some(match name {
+        "id" => s!(|e, c| Some(cred(e, c).id.as_str())),
+        "kind" => s!(|e, c| Some(cred(e, c).kind.as_str())),
+        "name" => s!(|e, c| cred(e, c).name.as_deref()),
+        "provider" => s!(|e, c| facts(e, c)
+            .identity
+            .map(|i| e.estate.identities[i as usize].provider.as_str())),
+        "active" => b!(|e, c| cred(e, c).active),
+        "secret_bearing" => b!(|e, c| cred(e, c).kind.is_secret_bearing()),
+        "has_expiry" => b!(|e, c| cred(e, c).expires.is_some()),
+        "age_days" => i!(|e, c| facts(e, c).age_days),
+        "expires_in_days" => i!(|e, c| facts(e, c).expires_in_days),
+        "lifetime_days" => i!(|e, c| facts(e, c).lifetime_days),
+        "usage" => s!(|e, c| Some(usage_str(&cred(e, c).usage))),
+        "days_since_last_use" => i!(|e, c| facts(e, c).days_since_last_use),
+        "last_used_service" => s!(|e, c| match &cred(e, c).usage {
+            Usage::Used { service, .. } => service.as_deref(),
+            _ => None,
+        }),
+        "last_used_region" => s!(|e, c| match &cred(e, c).usage {
+            Usage::Used { region, .. } => region.as_deref(),
+            _ => None,
+        }),
+        "approval_state" => s!(|e, c| Some(facts(e, c).approval_state.as_str())),
+        "approval_id" => s!(|e, c| facts(e, c)
+            .approval
+            .map(|a| e.estate.approvals[a as usize].id.as_str())),
+        "approval_count" => i!(|e, c| Some(facts(e, c).approval_count)),
+        "approval_expires_in_days" => i!(|e, c| facts(e, c).approval_expires_in_days),
+        "approval_emergency" => b!(|e, c| facts(e, c)
+            .approval
+            .is_some_and(|a| e.estate.approvals[a as usize].emergency.is_some())),
+        "used_outside_scope" => b!(|e, c| facts(e, c).used_outside_scope),
+        _ => return None,
+    })
+}
+
+const IDENTITY: &[&str] = &[
+    "id",
+    "kind",
+    "name",
+    "provider",
+    "account",
+    "owner",
+    "source",
+    "enabled",
+    "human_login",
+    "has_owner",
+    "age_days",
+    "usage",
+    "days_since_last_use",
+    "active_credentials",
+    "active_access_keys",
+    "admin",
+    "admin_direct",
+    "privilege",
+    "approved",
+    "approval_count",
+    "overscope_direct",
+    "overscope_transitive",
+    "assumable",
+];
+
+fn identity_field(name: &str) -> Option<Typed> {
+    fn ident<'e>(e: &'e Env<'e>, i: u32) -> &'e nhi_contract::Identity {
+        &e.estate.identities[i as usize]
+    }
+    fn facts<'e>(e: &'e Env<'e>, i: u32) -> &'e crate::facts::IdentityFacts {
+        &e.facts.identities[i as usize]
+    }
+    Some(match name {
+        "id" => s!(|e, i| Some(ident(e, i).id.as_str())),
+        "kind" => s!(|e, i| Some(ident(e, i).kind.as_str())),
+        "name" => s!(|e, i| Some(ident(e, i).name.as_str())),
+        "provider" => s!(|e, i| Some(ident(e, i).provider.as_str())),
+        "account" => s!(|e, i| Some(ident(e, i).account.as_str())),
+        "owner" => s!(|e, i| ident(e, i).owner.as_deref()),
+        "source" => s!(|e, i| e
+            .estate
+            .sources
+            .get(e.estate.identity_source[i as usize] as usize)
+            .map(|s| s.name.as_str())),
+        "enabled" => b!(|e, i| ident(e, i).enabled),
+        "human_login" => b!(|e, i| ident(e, i).human_login),
+        "has_owner" => b!(|e, i| facts(e, i).has_owner),
+        "age_days" => i!(|e, i| facts(e, i).age_days),
+        "usage" => s!(|e, i| Some(usage_str(&ident(e, i).usage))),
+        "days_since_last_use" => i!(|e, i| facts(e, i).days_since_last_use),
+        "active_credentials" => i!(|e, i| Some(facts(e, i).active_credentials)),
+        "active_access_keys" => i!(|e, i| Some(facts(e, i).active_access_keys)),
+        "admin" => b!(|e, i| facts(e, i).admin),
+        "admin_direct" => b!(|e, i| facts(e, i).admin_direct),
+        "privilege" => s!(|e, i| Some(facts(e, i).privilege.as_str())),
+        "approved" => b!(|e, i| facts(e, i).approved),
+        "approval_count" => i!(|e, i| Some(facts(e, i).approval_count)),
+        "overscope_direct" => i!(|e, i| Some(facts(e, i).overscope_direct.len() as i64)),
+        "overscope_transitive" => i!(|e, i| Some(facts(e, i).overscope_transitive.len() as i64)),
+        "assumable" => i!(|e, i| Some(facts(e, i).assumable)),
+        _ => return None,
+    })
+}
+
+const APPROVAL: &[&str] = &[
+    "id",
+    "subject",
+    "requester",
+    "approver",
+    "reference",
+    "source",
+    "state",
+    "valid",
+    "subject_known",
+    "self_approved",
+    "emergency",
+    "emergency_ended",
+    "active_after_emergency",
+    "duration_hours",
+    "expires_in_days",
+    "credential_count",
+];
+
+fn approval_field(name: &str) -> Option<Typed> {
+    fn appr<'e>(e: &'e Env<'e>, a: u32) -> &'e nhi_contract::Approval {
+        &e.estate.approvals[a as usize]
+    }
+    fn facts<'e>(e: &'e Env<'e>, a: u32) -> &'e crate::facts::ApprovalFacts {
+        &e.facts.approvals[a as usize]
+    }
+    Some(match name {
+        "id" => s!(|e, a| Some(appr(e, a).id.as_str())),
+        "subject" => s!(|e, a| Some(appr(e, a).subject.as_str())),
+        "requester" => s!(|e, a| Some(appr(e, a).requester.as_str())),
+        "approver" => s!(|e, a| Some(appr(e, a).approver.as_str())),
+        "reference" => s!(|e, a| appr(e, a).reference.as_deref()),
+        "source" => s!(|e, a| Some(appr(e, a).source.as_str())),
+        "state" => s!(|e, a| Some(facts(e, a).state.as_str())),
+        "valid" => b!(|e, a| facts(e, a).state == crate::facts::ApprovalState::Valid),
+        "subject_known" => b!(|e, a| facts(e, a).identity.is_some()),
+        "self_approved" => b!(|e, a| facts(e, a).self_approved),
+        "emergency" => b!(|e, a| appr(e, a).emergency.is_some()),
+        "emergency_ended" => b!(|e, a| facts(e, a).emergency_ended),
+        "active_after_emergency" => b!(|e, a| facts(e, a).active_after_emergency),
+        "duration_hours" => i!(|e, a| Some(facts(e, a).duration_hours)),
+        "expires_in_days" => i!(|e, a| Some(facts(e, a).expires_in_days)),
+        "credential_count" => i!(|e, a| Some(appr(e, a).credentials.len() as i64)),
+        _ => return None,
+    })
+}
