@@ -206,15 +206,13 @@ async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
     let rules = load_rules(Some(&cfg))?;
     let protected = Protected::new(&cfg.plan.protected);
     let now = cfg.as_of.unwrap_or(started);
+    // Approvals are local and strict: a bad file stops here, before the
+    // store is touched or any provider is contacted.
+    let approvals = engine::read_approvals(&engine::approval_sources(&cfg)).await?;
     let store = SqliteStore::open(&cfg.store_path())
         .await
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
-
-    let estate = engine::collect(
-        &engine::inventory_sources(&cfg),
-        &engine::approval_sources(&cfg),
-    )
-    .await?;
+    let estate = engine::scan_inventories(&engine::inventory_sources(&cfg), approvals).await;
     let eval = engine::evaluate(&estate, &rules, &protected, now);
     tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
     let with_identity =

@@ -64,14 +64,13 @@ pub fn approval_sources(cfg: &Config) -> Vec<Box<dyn ApprovalSource>> {
         .collect()
 }
 
-/// Read every source into an estate. Approval errors abort; an inventory
-/// source error marks that source failed (unknown) and the pass goes on.
-pub async fn collect(
-    inventories: &[Box<dyn InventorySource>],
-    approvals: &[Box<dyn ApprovalSource>],
-) -> Result<Estate, PassError> {
-    let mut estate = Estate::default();
-    for src in approvals {
+/// Read every approval source. Any error stops the pass before an
+/// inventory source is contacted.
+pub async fn read_approvals(
+    sources: &[Box<dyn ApprovalSource>],
+) -> Result<Vec<nhi_contract::Approval>, PassError> {
+    let mut all = Vec::new();
+    for src in sources {
         let list = src
             .approvals()
             .await
@@ -84,11 +83,24 @@ pub async fn collect(
             approvals = list.len(),
             "approvals read"
         );
-        estate.approvals.extend(list);
+        all.extend(list);
     }
+    Ok(all)
+}
+
+/// Scan every inventory source into an estate holding `approvals`. A
+/// source error marks that source failed (unknown) and the pass goes on.
+pub async fn scan_inventories(
+    sources: &[Box<dyn InventorySource>],
+    approvals: Vec<nhi_contract::Approval>,
+) -> Estate {
+    let mut estate = Estate {
+        approvals,
+        ..Estate::default()
+    };
     // Sources are independent: scan them concurrently.
-    let scans = futures_util::future::join_all(inventories.iter().map(|s| s.scan())).await;
-    for (src, result) in inventories.iter().zip(scans) {
+    let scans = futures_util::future::join_all(sources.iter().map(|s| s.scan())).await;
+    for (src, result) in sources.iter().zip(scans) {
         match result {
             Ok(inv) => {
                 tracing::info!(
@@ -106,7 +118,7 @@ pub async fn collect(
             }
         }
     }
-    Ok(estate)
+    estate
 }
 
 /// Wall time of each stage of [`evaluate`].

@@ -1,0 +1,135 @@
+//! The dry-run plan acts on exactly the intended target, honours protected
+//! subjects, and never acts on what a source could not fully see.
+
+mod support;
+
+use nhi_assure::engine;
+use nhi_assure::plan::{Disposition, Protected};
+use nhi_assure::rules::{Action, RuleOverride, RuleSet, RulesConfig};
+use nhi_contract::{Gap, Operation, Usage};
+use support::*;
+
+const KEY2: &str = "AKIAAAAAAAAAAAAAAAA2";
+
+fn plan_of(w: &World, protected: &[&str], cfg: &RulesConfig) -> nhi_assure::plan::Plan {
+    let rules = RuleSet::load(cfg, std::path::Path::new(".")).expect("rules");
+    let estate = w.estate();
+    let p = Protected::new(&protected.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    engine::evaluate(&estate, &rules, &p, now()).plan
+}
+
+/// Two keys on one user; only the second is stale.
+fn two_keys() -> World {
+    let mut w = clean();
+    let mut k2 = key(KEY2, USER);
+    k2.usage = Usage::Used {
+        at: now() - days(200),
+        service: Some("s3".into()),
+        region: Some("eu-west-1".into()),
+    };
+    w.inv.credentials.push(k2);
+    w
+}
+
+#[test]
+fn two_keys_on_one_user_only_the_stale_one_is_planned() {
+    let plan = plan_of(&two_keys(), &[], &RulesConfig::default());
+    assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
+    let a = &plan.actions[0];
+    assert_eq!(a.request.operation, Operation::DisableCredential);
+    assert_eq!(a.request.identity_id, USER);
+    assert_eq!(a.request.credential_id.as_deref(), Some(KEY2));
+    assert_eq!(a.rules, vec!["credential-stale".to_string()]);
+    assert_eq!(a.disposition, Disposition::Act);
+}
+
+#[test]
+fn several_rules_on_one_credential_make_one_action() {
+    let mut w = two_keys();
+    w.approvals.clear();
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    let on_key2: Vec<_> = plan
+        .actions
+        .iter()
+        .filter(|a| a.request.credential_id.as_deref() == Some(KEY2))
+        .collect();
+    assert_eq!(on_key2.len(), 1);
+    assert_eq!(
+        on_key2[0].rules,
+        vec!["credential-stale", "credential-unapproved"]
+    );
+    // KEY is only unapproved.
+    let on_key1: Vec<_> = plan
+        .actions
+        .iter()
+        .filter(|a| a.request.credential_id.as_deref() == Some(KEY))
+        .collect();
+    assert_eq!(on_key1.len(), 1);
+    assert_eq!(on_key1[0].rules, vec!["credential-unapproved"]);
+}
+
+#[test]
+fn protected_subjects_are_planned_as_skipped() {
+    let plan = plan_of(
+        &two_keys(),
+        &["arn:aws:iam::*:user/c*"],
+        &RulesConfig::default(),
+    );
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(
+        plan.actions[0].disposition,
+        Disposition::Skip("protected subject".into())
+    );
+    let by_key = plan_of(&two_keys(), &[KEY2], &RulesConfig::default());
+    assert_eq!(
+        by_key.actions[0].disposition,
+        Disposition::Skip("protected subject".into())
+    );
+}
+
+#[test]
+fn partial_source_gets_no_actions() {
+    let mut w = two_keys();
+    w.inv.coverage.gaps.push(Gap {
+        what: "ssh_key".into(),
+        reason: "ListSSHPublicKeys returned 500".into(),
+    });
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    assert_eq!(plan.actions.len(), 1);
+    assert!(
+        matches!(&plan.actions[0].disposition, Disposition::Skip(r) if r.contains("not read completely")),
+        "{:?}",
+        plan.actions[0].disposition
+    );
+}
+
+#[test]
+fn failed_source_yields_no_findings_and_no_actions() {
+    let mut w = two_keys();
+    w.failed = true;
+    assert!(w.fired().is_empty());
+    assert!(plan_of(&w, &[], &RulesConfig::default()).actions.is_empty());
+}
+
+#[test]
+fn flag_override_removes_the_action() {
+    let mut cfg = RulesConfig::default();
+    cfg.overrides.insert(
+        "credential-stale".into(),
+        RuleOverride {
+            action: Some(Action::Flag),
+            ..RuleOverride::default()
+        },
+    );
+    assert!(plan_of(&two_keys(), &[], &cfg).actions.is_empty());
+}
+
+#[test]
+fn human_login_plans_removing_the_login_not_the_identity() {
+    let mut w = clean();
+    w.ident(USER).human_login = true;
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(plan.actions[0].request.operation, Operation::RemoveLogin);
+    assert_eq!(plan.actions[0].request.credential_id, None);
+}
