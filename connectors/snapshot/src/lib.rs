@@ -284,6 +284,30 @@ mod tests {
         assert!(err.contains("configured for azure"), "{err}");
     }
 
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```json\n")
+            .expect("README has a ```json block")
+            + 8;
+        let len = readme[start..]
+            .find("```")
+            .expect("the ```json block is closed");
+        let inv = parse(
+            Path::new("README.md"),
+            &readme[start..start + len],
+            Some(Provider::Aws),
+        )
+        .expect("the README example is a valid snapshot");
+        assert_eq!(inv.identities.len(), 2);
+        assert_eq!(inv.credentials.len(), 2);
+        assert_eq!(inv.grants.len(), 2);
+        assert_eq!(inv.trusts.len(), 1);
+        assert_eq!(inv.approvals.len(), 1);
+        assert_eq!(inv.coverage.gaps.len(), 1);
+    }
+
     #[tokio::test]
     async fn missing_file_is_an_error_not_an_empty_inventory() {
         let src = SnapshotSource::new(SnapshotConfig {
