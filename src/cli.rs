@@ -170,7 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// What a pass produced, for the commands to print.
 struct PassResult {
     findings: Vec<Finding>,
-    plan: crate::plan::Plan,
+    plan: Vec<crate::plan::ResolvedAction>,
     sources: Vec<crate::estate::SourceStatus>,
     summary: crate::store::RunSummary,
 }
@@ -244,7 +244,7 @@ async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
         .await?;
     Ok(PassResult {
         findings: list,
-        plan: eval.plan,
+        plan: eval.plan.resolve(&estate, &eval.facts, &rules),
         sources: estate.sources.clone(),
         summary,
     })

@@ -45,6 +45,16 @@ pub struct SourceStatus {
     pub state: SourceState,
 }
 
+/// Move `more` into `into`; the first source's vectors are taken as they
+/// are, so a large single inventory is never copied (peak memory).
+fn append<T>(into: &mut Vec<T>, mut more: Vec<T>) {
+    if into.is_empty() {
+        std::mem::swap(into, &mut more);
+    } else {
+        into.append(&mut more);
+    }
+}
+
 /// All inventories and approvals of one pass, flattened with source indices.
 #[derive(Debug, Default)]
 pub struct Estate {
@@ -93,16 +103,16 @@ impl Estate {
         });
         self.identity_source
             .extend(std::iter::repeat_n(src, inv.identities.len()));
-        self.identities.extend(inv.identities);
-        self.credentials.extend(inv.credentials);
+        append(&mut self.identities, inv.identities);
+        append(&mut self.credentials, inv.credentials);
         self.entitlement_source
             .extend(std::iter::repeat_n(src, inv.entitlements.len()));
-        self.entitlements.extend(inv.entitlements);
+        append(&mut self.entitlements, inv.entitlements);
         self.grant_source
             .extend(std::iter::repeat_n(src, inv.grants.len()));
-        self.grants.extend(inv.grants);
-        self.trusts.extend(inv.trusts);
-        self.approvals.extend(inv.approvals);
+        append(&mut self.grants, inv.grants);
+        append(&mut self.trusts, inv.trusts);
+        append(&mut self.approvals, inv.approvals);
     }
 
     /// Record a source that failed: its subjects are unknown this pass.

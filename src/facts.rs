@@ -62,8 +62,6 @@ pub struct ApprovalFacts {
     pub active_after_emergency: bool,
     /// Days until `end` (negative once past).
     pub expires_in_days: i64,
-    /// Lowercased scope actions, for coverage checks.
-    pub actions: Vec<String>,
 }
 
 /// Facts about one identity.
@@ -103,21 +101,21 @@ pub struct CredentialFacts {
     /// Identity index, if known.
     pub identity: Option<u32>,
     /// Days since creation.
-    pub age_days: Option<i64>,
+    pub age_days: Option<i32>,
     /// Days until expiry (negative once expired); `None` if it never expires.
-    pub expires_in_days: Option<i64>,
+    pub expires_in_days: Option<i32>,
     /// Days between creation and expiry.
-    pub lifetime_days: Option<i64>,
+    pub lifetime_days: Option<i32>,
     /// Days since last use; `None` if never used or unknown.
-    pub days_since_last_use: Option<i64>,
+    pub days_since_last_use: Option<i32>,
     /// State of the best covering approval.
     pub approval_state: ApprovalState,
     /// The approval considered (best covering one), by index.
     pub approval: Option<u32>,
     /// Approvals covering it, in any state.
-    pub approval_count: i64,
+    pub approval_count: u32,
     /// Days until the considered approval ends.
-    pub approval_expires_in_days: Option<i64>,
+    pub approval_expires_in_days: Option<i32>,
     /// Last use falls outside every valid covering approval's services/regions.
     pub used_outside_scope: bool,
 }
@@ -134,8 +132,15 @@ pub struct Facts {
     pub approvals: Vec<ApprovalFacts>,
 }
 
+/// Whole days, rounded down: something that expired an hour ago is at
+/// -1 days, not 0.
 fn days(d: Duration) -> i64 {
-    d.num_days()
+    d.num_seconds().div_euclid(86_400)
+}
+
+/// Days as stored per credential (i32 keeps a million of them small).
+fn days32(d: Duration) -> i32 {
+    days(d).clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
 impl Facts {
@@ -146,12 +151,6 @@ impl Facts {
             .par_iter()
             .enumerate()
             .map(|(k, a)| approval_facts(a, now, graph.approval_subject(k as u32)))
-            .collect();
-
-        let ent_actions: Vec<Vec<String>> = estate
-            .entitlements
-            .par_iter()
-            .map(|e| e.actions.iter().map(|a| a.to_ascii_lowercase()).collect())
             .collect();
 
         let n = estate.identities.len();
@@ -171,7 +170,6 @@ impl Facts {
             estate,
             graph,
             approvals: &approvals,
-            ent_actions: &ent_actions,
             now,
         };
         let identities: Vec<IdentityFacts> = (0..n as u32)
@@ -228,12 +226,6 @@ fn approval_facts(a: &Approval, now: Timestamp, identity: Option<u32>) -> Approv
         emergency_ended,
         active_after_emergency: emergency_ended && !revoked && now < a.expires_at,
         expires_in_days: days(end - now),
-        actions: a
-            .scope
-            .actions
-            .iter()
-            .map(|s| s.to_ascii_lowercase())
-            .collect(),
     }
 }
 
@@ -264,14 +256,16 @@ fn propagate_privilege(graph: &Graph, direct: &[PrivilegeLevel]) -> Vec<Privileg
 /// identity's traversal costs only what it visits.
 struct Scratch {
     seen: Vec<u32>,
+    state: Vec<u8>,
     gen: u32,
-    queue: Vec<u32>,
+    queue: Vec<(u32, bool)>,
 }
 
 impl Scratch {
     fn new(n: usize) -> Scratch {
         Scratch {
             seen: vec![0; n],
+            state: vec![0; n],
             gen: 0,
             queue: Vec::new(),
         }
@@ -282,7 +276,6 @@ struct Ctx<'a> {
     estate: &'a Estate,
     graph: &'a Graph,
     approvals: &'a [ApprovalFacts],
-    ent_actions: &'a [Vec<String>],
     now: Timestamp,
 }
 
@@ -331,33 +324,40 @@ impl Ctx<'_> {
         if f.approved {
             f.overscope_direct = self.graph.held(i).filter(|&e| !in_scope(e)).collect();
         }
+        // Breadth-first over the trust graph. A node reached only through a
+        // role the approval lets it assume is "covered": the approved role
+        // brings its own approval, so nothing behind it counts as overscope.
+        // Reached both ways, uncovered wins (state 2 beats 1).
         scratch.gen += 1;
         let gen = scratch.gen;
         scratch.seen[i as usize] = gen;
+        scratch.state[i as usize] = 2;
         scratch.queue.clear();
-        scratch.queue.push(i);
+        scratch.queue.push((i, false));
         let mut head = 0;
         while head < scratch.queue.len() {
-            let cur = scratch.queue[head];
+            let (cur, covered) = scratch.queue[head];
             head += 1;
             for next in self.graph.assumable(cur) {
-                if scratch.seen[next as usize] == gen {
+                let next_covered = covered || (f.approved && self.assume_approved(next, &valid));
+                let want = if next_covered { 1 } else { 2 };
+                let n = next as usize;
+                if scratch.seen[n] == gen && scratch.state[n] >= want {
                     continue;
                 }
-                scratch.seen[next as usize] = gen;
-                f.assumable += 1;
-                if f.approved && self.assume_approved(next, &valid) {
-                    // An approved role brings its own approval; stop here.
-                    continue;
+                if scratch.seen[n] != gen {
+                    f.assumable += 1;
                 }
-                if f.approved {
+                scratch.seen[n] = gen;
+                scratch.state[n] = want;
+                if f.approved && !next_covered {
                     for e in self.graph.held(next) {
                         if !in_scope(e) && !f.overscope_transitive.contains(&e) {
                             f.overscope_transitive.push(e);
                         }
                     }
                 }
-                scratch.queue.push(next);
+                scratch.queue.push((next, next_covered));
             }
         }
         // Entitlements also held directly are reported as direct only.
@@ -381,14 +381,19 @@ impl Ctx<'_> {
         }) {
             return true;
         }
-        self.ent_actions[e as usize].iter().all(|act| {
-            valid.iter().any(|&a| {
-                self.approvals[a as usize]
-                    .actions
-                    .iter()
-                    .any(|p| pattern::covers(p, act))
+        // An entitlement whose contents the connector could not list is not
+        // "nothing": only an explicit approval by id covers it.
+        let actions = &ent.actions;
+        !actions.is_empty()
+            && actions.iter().all(|act| {
+                valid.iter().any(|&a| {
+                    self.estate.approvals[a as usize]
+                        .scope
+                        .actions
+                        .iter()
+                        .any(|p| pattern::covers_ignore_case(p, act))
+                })
             })
-        })
     }
 
     fn assume_approved(&self, target: u32, valid: &[u32]) -> bool {
@@ -398,7 +403,7 @@ impl Ctx<'_> {
                 .scope
                 .assume
                 .iter()
-                .any(|p| pattern::matches(p, id))
+                .any(|p| pattern::matches_ignore_case(p, id))
         })
     }
 
@@ -407,13 +412,13 @@ impl Ctx<'_> {
         let identity = self.graph.credential_identity[c as usize];
         let mut f = CredentialFacts {
             identity,
-            age_days: cred.created.map(|t| days(self.now - t)),
-            expires_in_days: cred.expires.map(|t| days(t - self.now)),
+            age_days: cred.created.map(|t| days32(self.now - t)),
+            expires_in_days: cred.expires.map(|t| days32(t - self.now)),
             lifetime_days: match (cred.created, cred.expires) {
-                (Some(a), Some(b)) => Some(days(b - a)),
+                (Some(a), Some(b)) => Some(days32(b - a)),
                 _ => None,
             },
-            days_since_last_use: cred.usage.last_used_at().map(|t| days(self.now - t)),
+            days_since_last_use: cred.usage.last_used_at().map(|t| days32(self.now - t)),
             approval_state: ApprovalState::None,
             approval: None,
             approval_count: 0,
@@ -448,7 +453,7 @@ impl Ctx<'_> {
         if let Some((state, end, a)) = best {
             f.approval_state = state;
             f.approval = Some(a);
-            f.approval_expires_in_days = Some(days(end - self.now));
+            f.approval_expires_in_days = Some(days32(end - self.now));
         }
         f.used_outside_scope = any_valid && !any_valid_allows_use;
         f
@@ -465,9 +470,9 @@ impl Ctx<'_> {
             return true;
         };
         let ok = |allowed: &[String], v: &Option<String>| match v {
-            Some(v) if !allowed.is_empty() => allowed
-                .iter()
-                .any(|p| pattern::matches(&p.to_ascii_lowercase(), &v.to_ascii_lowercase())),
+            Some(v) if !allowed.is_empty() => {
+                allowed.iter().any(|p| pattern::matches_ignore_case(p, v))
+            }
             _ => true,
         };
         ok(&a.scope.services, service) && ok(&a.scope.regions, region)

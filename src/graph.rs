@@ -8,6 +8,7 @@
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::estate::Estate;
@@ -95,32 +96,47 @@ impl Graph {
         for (i, e) in estate.entitlements.iter().enumerate() {
             ent_ix.entry(e.id.as_str()).or_insert(i as u32);
         }
+        // Id lookups are the expensive part and independent: resolve them in
+        // parallel, then add the edges in one sequential sweep.
+        let ident = |s: &str| ident_ix.get(s).copied();
+        let credential_identity: Vec<Option<u32>> = estate
+            .credentials
+            .par_iter()
+            .map(|c| ident(c.identity.as_str()))
+            .collect();
+        let grant_ends: Vec<Option<(u32, u32)>> = estate
+            .grants
+            .par_iter()
+            .map(|g| {
+                Some((
+                    ident(g.identity.as_str())?,
+                    *ent_ix.get(g.entitlement.as_str())?,
+                ))
+            })
+            .collect();
+        let approval_subjects: Vec<Option<u32>> = estate
+            .approvals
+            .par_iter()
+            .map(|a| ident(a.subject.as_str()))
+            .collect();
 
-        let mut credential_identity = Vec::with_capacity(n_cred as usize);
-        // Credentials are found again by (identity, id) for approvals naming them.
-        let mut cred_ix: FxHashMap<(u32, &str), u32> = FxHashMap::default();
-        cred_ix.reserve(n_cred as usize);
-        for (c, cred) in estate.credentials.iter().enumerate() {
-            let ident = ident_ix.get(cred.identity.as_str()).copied();
-            if let Some(i) = ident {
+        let dangling = credential_identity.iter().filter(|c| c.is_none()).count();
+        if dangling > 0 {
+            tracing::warn!(credentials = dangling, "credentials name an identity no source returned; they are reported, never acted on");
+        }
+        for (c, i) in credential_identity.iter().enumerate() {
+            if let Some(i) = i {
                 g.add_edge(
                     NodeIndex::new((n_ident + c as u32) as usize),
-                    NodeIndex::new(i as usize),
+                    NodeIndex::new(*i as usize),
                     Edge::AuthenticatesAs,
                 );
-                cred_ix.insert((i, cred.id.as_str()), c as u32);
-            } else {
-                tracing::warn!(credential = %cred.id, identity = %cred.identity, "credential names an unknown identity");
             }
-            credential_identity.push(ident);
         }
-        for (k, grant) in estate.grants.iter().enumerate() {
-            if let (Some(&i), Some(&e)) = (
-                ident_ix.get(grant.identity.as_str()),
-                ent_ix.get(grant.entitlement.as_str()),
-            ) {
+        for (k, ends) in grant_ends.iter().enumerate() {
+            if let Some((i, e)) = ends {
                 g.add_edge(
-                    NodeIndex::new(i as usize),
+                    NodeIndex::new(*i as usize),
                     NodeIndex::new((n_ident + n_cred + e) as usize),
                     Edge::Holds(k as u32),
                 );
@@ -132,9 +148,7 @@ impl Graph {
             trust.add_node(());
         }
         for t in &estate.trusts {
-            if let (Some(&a), Some(&b)) =
-                (ident_ix.get(t.from.as_str()), ident_ix.get(t.to.as_str()))
-            {
+            if let (Some(a), Some(b)) = (ident(t.from.as_str()), ident(t.to.as_str())) {
                 if a != b {
                     g.add_edge(
                         NodeIndex::new(a as usize),
@@ -145,19 +159,28 @@ impl Graph {
                 }
             }
         }
-        for (k, a) in estate.approvals.iter().enumerate() {
+        for (k, (a, subject)) in estate.approvals.iter().zip(&approval_subjects).enumerate() {
+            let Some(i) = *subject else { continue };
             let an = NodeIndex::new((n_ident + n_cred + n_ent + k as u32) as usize);
-            if let Some(&i) = ident_ix.get(a.subject.as_str()) {
-                g.add_edge(an, NodeIndex::new(i as usize), Edge::Approves);
-                for cid in &a.credentials {
-                    if let Some(&c) = cred_ix.get(&(i, cid.as_str())) {
-                        g.add_edge(
-                            an,
-                            NodeIndex::new((n_ident + c) as usize),
-                            Edge::ApprovesCredential,
-                        );
-                    }
-                }
+            g.add_edge(an, NodeIndex::new(i as usize), Edge::Approves);
+            if a.credentials.is_empty() {
+                continue;
+            }
+            // Approvals naming credentials are few: find them among the
+            // subject's own credentials rather than index every credential.
+            let named: Vec<NodeIndex> = g
+                .edges_directed(NodeIndex::new(i as usize), Direction::Incoming)
+                .filter(|e| *e.weight() == Edge::AuthenticatesAs)
+                .map(|e| e.source())
+                .filter(|n| {
+                    let c = n.index() - n_ident as usize;
+                    a.credentials
+                        .iter()
+                        .any(|id| *id == estate.credentials[c].id)
+                })
+                .collect();
+            for n in named {
+                g.add_edge(an, n, Edge::ApprovesCredential);
             }
         }
         let mut owners: Vec<String> = Vec::new();

@@ -8,7 +8,7 @@ use tabled::settings::{Modify, Style, Width};
 use tabled::{Table, Tabled};
 
 use crate::findings::Finding;
-use crate::plan::{Disposition, Plan};
+use crate::plan::ResolvedAction;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -126,14 +126,14 @@ struct PlanRow {
 }
 
 /// Write the plan in `format`.
-pub fn plan(out: &mut dyn Write, format: Format, plan: &Plan) -> anyhow::Result<()> {
-    let status = |d: &Disposition| match d {
-        Disposition::Act => "act".to_string(),
-        Disposition::Skip(r) => format!("skip: {r}"),
+pub fn plan(out: &mut dyn Write, format: Format, actions: &[ResolvedAction]) -> anyhow::Result<()> {
+    let status = |a: &ResolvedAction| match &a.reason {
+        None => a.status.to_string(),
+        Some(r) => format!("{}: {r}", a.status),
     };
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &plan.actions)?;
+            serde_json::to_writer_pretty(&mut *out, actions)?;
             writeln!(out)?;
         }
         Format::Csv => {
@@ -147,7 +147,7 @@ pub fn plan(out: &mut dyn Write, format: Format, plan: &Plan) -> anyhow::Result<
                 "rules",
                 "status",
             ])?;
-            for a in &plan.actions {
+            for a in actions {
                 w.write_record([
                     a.request.operation.as_str(),
                     a.request.provider.as_str(),
@@ -155,17 +155,17 @@ pub fn plan(out: &mut dyn Write, format: Format, plan: &Plan) -> anyhow::Result<
                     a.request.credential_id.as_deref().unwrap_or(""),
                     &a.request.entitlements.join(" "),
                     &a.rules.join(" "),
-                    &status(&a.disposition),
+                    &status(a),
                 ])?;
             }
             w.flush()?;
         }
         Format::Table => {
-            if plan.actions.is_empty() {
+            if actions.is_empty() {
                 writeln!(out, "Nothing to do.")?;
                 return Ok(());
             }
-            let rows = plan.actions.iter().map(|a| PlanRow {
+            let rows = actions.iter().map(|a| PlanRow {
                 operation: a.request.operation.as_str().to_string(),
                 provider: a.request.provider.to_string(),
                 identity: short(&a.request.identity_id, 48),
@@ -176,20 +176,16 @@ pub fn plan(out: &mut dyn Write, format: Format, plan: &Plan) -> anyhow::Result<
                     .map(|c| short(c, 24))
                     .unwrap_or_default(),
                 rules: a.rules.join("\n"),
-                status: status(&a.disposition),
+                status: status(a),
             });
             let mut t = Table::new(rows);
             t.with(Style::sharp());
             writeln!(out, "{t}")?;
-            let acting = plan
-                .actions
-                .iter()
-                .filter(|a| a.disposition == Disposition::Act)
-                .count();
+            let acting = actions.iter().filter(|a| a.status == "act").count();
             writeln!(
                 out,
                 "Dry run: {acting} action(s) would run, {} skipped. Nothing was changed.",
-                plan.actions.len() - acting
+                actions.len() - acting
             )?;
         }
     }

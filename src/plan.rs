@@ -2,12 +2,15 @@
 //! acts; a plan is computed and printed (dry-run is the default).
 //!
 //! One entry per target (a credential, an identity's login, ...), carrying
-//! every rule that asked for it. An entry is `skip`ped, with the reason,
-//! when its subject is protected or its source was not read completely
-//! this pass: unknown is never treated as empty.
+//! every rule that asked for it. An entry is skipped, with the reason, when
+//! its subject is protected or its source was not read completely this
+//! pass: unknown is never treated as empty.
+//!
+//! The plan is built on estate indices (cheap for millions of findings) and
+//! [`Plan::resolve`]d to provider ids only for output or execution.
 
 use nhi_contract::{ActionRequest, Operation};
-use rustc_hash::FxHashMap;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::estate::Estate;
@@ -22,47 +25,76 @@ pub struct Protected(Vec<String>);
 impl Protected {
     /// From config patterns (`*` wildcards), compared case-insensitively.
     pub fn new(patterns: &[String]) -> Protected {
-        Protected(patterns.iter().map(|p| p.to_ascii_lowercase()).collect())
+        Protected(patterns.to_vec())
     }
 
     /// Whether `id` is protected.
     pub fn covers(&self, id: &str) -> bool {
-        if self.0.is_empty() {
-            return false;
-        }
-        let id = id.to_ascii_lowercase();
-        self.0.iter().any(|p| pattern::matches(p, &id))
+        self.0.iter().any(|p| pattern::matches_ignore_case(p, id))
     }
 }
 
+/// Why a planned action will not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The identity or credential is protected by config.
+    Protected,
+    /// The subject's source (by index) failed or was partial this pass.
+    SourceIncomplete(u32),
+}
+
 /// Whether a planned action would run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Enforce mode would carry it out.
     Act,
-    /// It will not run, and why.
-    Skip(String),
+    /// It will not run.
+    Skip(SkipReason),
 }
 
-/// One planned action.
-#[derive(Debug, Clone, Serialize)]
+/// One planned action, on estate indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedAction {
-    /// What to do, to what.
-    #[serde(flatten)]
-    pub request: ActionRequest,
-    /// Rules that asked for it.
-    pub rules: Vec<String>,
+    /// Identity index.
+    pub identity: u32,
+    /// Credential index, for credential operations.
+    pub credential: Option<u32>,
+    /// What to do.
+    pub operation: Operation,
+    /// Indices of the rules that asked for it (`RuleSet::rules`), ascending.
+    pub rules: Vec<u16>,
     /// Whether it would run.
-    #[serde(flatten)]
     pub disposition: Disposition,
 }
 
 /// The plan of a pass.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// Planned actions, in a stable order.
+    /// Planned actions, grouped by identity.
     pub actions: Vec<PlannedAction>,
+}
+
+/// A planned action in provider terms: what the output and the enforcer see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedAction {
+    /// What to do, to what.
+    #[serde(flatten)]
+    pub request: ActionRequest,
+    /// Ids of the rules that asked for it.
+    pub rules: Vec<String>,
+    /// `act` or `skip`.
+    pub status: &'static str,
+    /// Why it is skipped.
+    pub reason: Option<String>,
+}
+
+fn family(op: Operation) -> u8 {
+    match op {
+        Operation::DisableCredential | Operation::DeleteCredential => 0,
+        Operation::DisableIdentity => 1,
+        Operation::RemoveLogin => 2,
+        Operation::DetachEntitlements => 3,
+    }
 }
 
 fn strength(op: Operation) -> u8 {
@@ -81,79 +113,111 @@ impl Plan {
         hits: &[Hit],
         protected: &Protected,
     ) -> Plan {
-        // Target key: (identity index, credential index or MAX, operation family).
-        let mut by_target: FxHashMap<(u32, u32, u8), usize> = FxHashMap::default();
+        // (identity, credential or MAX, operation family, rule, operation)
+        let mut wanted: Vec<(u32, u32, u8, u16, Operation)> = hits
+            .par_iter()
+            .filter_map(|h| {
+                let rule = &rules.rules[h.rule as usize];
+                let op = rule.operation()?;
+                let (ident, cred) = match rule.subject {
+                    Kind::Credential => {
+                        (facts.credentials[h.subject as usize].identity?, h.subject)
+                    }
+                    Kind::Identity => (h.subject, u32::MAX),
+                    Kind::Approval => return None,
+                };
+                Some((ident, cred, family(op), h.rule, op))
+            })
+            .collect();
+        wanted.par_sort_unstable_by_key(|w| (w.0, w.1, w.2, w.3));
+
         let mut actions: Vec<PlannedAction> = Vec::new();
-        for hit in hits {
-            let rule = &rules.rules[hit.rule as usize];
-            let Some(op) = rule.operation() else {
-                continue;
-            };
-            let (ident, cred) = match rule.subject {
-                Kind::Credential => match facts.credentials[hit.subject as usize].identity {
-                    Some(i) => (i, Some(hit.subject)),
-                    None => continue,
-                },
-                Kind::Identity => (hit.subject, None),
-                Kind::Approval => continue,
-            };
-            let family = match op {
-                Operation::DisableCredential | Operation::DeleteCredential => 0,
-                Operation::DisableIdentity => 1,
-                Operation::RemoveLogin => 2,
-                Operation::DetachEntitlements => 3,
-            };
-            let key = (ident, cred.unwrap_or(u32::MAX), family);
-            if let Some(&k) = by_target.get(&key) {
-                let a = &mut actions[k];
-                if strength(op) > strength(a.request.operation) {
-                    a.request.operation = op;
-                }
-                if !a.rules.contains(&rule.id) {
-                    a.rules.push(rule.id.clone());
+        let mut prev: Option<(u32, u32, u8)> = None;
+        for (ident, cred, fam, rule, op) in wanted {
+            if prev == Some((ident, cred, fam)) {
+                if let Some(a) = actions.last_mut() {
+                    if strength(op) > strength(a.operation) {
+                        a.operation = op;
+                    }
+                    if a.rules.last() != Some(&rule) {
+                        a.rules.push(rule);
+                    }
                 }
                 continue;
             }
-            let identity = &estate.identities[ident as usize];
-            let credential_id = cred.map(|c| estate.credentials[c as usize].id.clone());
-            let entitlements = if op == Operation::DetachEntitlements {
-                let f = &facts.identities[ident as usize];
-                f.overscope_direct
-                    .iter()
-                    .map(|&e| estate.entitlements[e as usize].id.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let source = &estate.sources[estate.identity_source[ident as usize] as usize];
-            let disposition = if protected.covers(&identity.id)
-                || credential_id
-                    .as_deref()
-                    .is_some_and(|c| protected.covers(c))
+            prev = Some((ident, cred, fam));
+            let credential = (cred != u32::MAX).then_some(cred);
+            let source = estate.identity_source[ident as usize];
+            let disposition = if protected.covers(&estate.identities[ident as usize].id)
+                || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
-                Disposition::Skip("protected subject".into())
-            } else if !source.state.is_complete() {
-                Disposition::Skip(format!(
-                    "source {} was not read completely this pass",
-                    source.name
-                ))
+                Disposition::Skip(SkipReason::Protected)
+            } else if !estate.sources[source as usize].state.is_complete() {
+                Disposition::Skip(SkipReason::SourceIncomplete(source))
             } else {
                 Disposition::Act
             };
-            by_target.insert(key, actions.len());
             actions.push(PlannedAction {
-                request: ActionRequest {
-                    operation: op,
-                    provider: identity.provider,
-                    identity_id: identity.id.clone(),
-                    credential_id,
-                    entitlements,
-                },
-                rules: vec![rule.id.clone()],
+                identity: ident,
+                credential,
+                operation: op,
+                rules: vec![rule],
                 disposition,
             });
         }
-        actions.sort_by(|a, b| {
+        Plan { actions }
+    }
+
+    /// The plan in provider ids, sorted by identity, credential, operation.
+    pub fn resolve(&self, estate: &Estate, facts: &Facts, rules: &RuleSet) -> Vec<ResolvedAction> {
+        let mut out: Vec<ResolvedAction> = self
+            .actions
+            .iter()
+            .map(|a| {
+                let identity = &estate.identities[a.identity as usize];
+                let entitlements = if a.operation == Operation::DetachEntitlements {
+                    facts.identities[a.identity as usize]
+                        .overscope_direct
+                        .iter()
+                        .map(|&e| estate.entitlements[e as usize].id.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let (status, reason) = match a.disposition {
+                    Disposition::Act => ("act", None),
+                    Disposition::Skip(SkipReason::Protected) => {
+                        ("skip", Some("protected subject".to_string()))
+                    }
+                    Disposition::Skip(SkipReason::SourceIncomplete(s)) => (
+                        "skip",
+                        Some(format!(
+                            "source {} was not read completely this pass",
+                            estate.sources[s as usize].name
+                        )),
+                    ),
+                };
+                ResolvedAction {
+                    request: ActionRequest {
+                        operation: a.operation,
+                        provider: identity.provider,
+                        identity_id: identity.id.clone(),
+                        credential_id: a
+                            .credential
+                            .map(|c| estate.credentials[c as usize].id.clone()),
+                        entitlements,
+                    },
+                    rules: a
+                        .rules
+                        .iter()
+                        .map(|&r| rules.rules[r as usize].id.clone())
+                        .collect(),
+                    status,
+                    reason,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
             (
                 &a.request.identity_id,
                 &a.request.credential_id,
@@ -165,6 +229,6 @@ impl Plan {
                     b.request.operation.as_str(),
                 ))
         });
-        Plan { actions }
+        out
     }
 }

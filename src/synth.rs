@@ -122,7 +122,9 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             format!("arn:aws:iam::{account}:user/synth-svc-{i}")
         };
         let mut tags = BTreeMap::new();
-        tags.insert("team".to_string(), format!("team-{}", i % 97));
+        if i % 10 == 0 {
+            tags.insert("team".to_string(), format!("team-{}", i % 97));
+        }
         identities.push(Identity {
             provider: Provider::Aws,
             id: id.clone(),
@@ -133,7 +135,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             },
             name: format!("synth-{i}"),
             account: account.to_string(),
-            owner: (!r.chance(8)).then(|| format!("team-{}@example.com", i % 97)),
+            owner: (!r.chance(3)).then(|| format!("team-{}@example.com", i % 97)),
             created: Some(days_ago(&mut r, 1500)),
             usage: Usage::Unknown,
             enabled: true,
@@ -188,12 +190,22 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             4 => CredentialKind::Token,
             _ => CredentialKind::AccessKey,
         };
-        let created = days_ago(&mut r, 900);
-        let usage = match r.below(10) {
-            0 => Usage::Never,
-            1 => Usage::Unknown,
+        // Mostly healthy: rotated within 120 days, used within a month.
+        let created = if r.chance(85) {
+            days_ago(&mut r, 120)
+        } else {
+            days_ago(&mut r, 900)
+        };
+        let usage = match r.below(100) {
+            0..=6 => Usage::Never,
+            7..=14 => Usage::Unknown,
+            15..=19 => Usage::Used {
+                at: now - Duration::days(30 + r.below(170) as i64),
+                service: None,
+                region: None,
+            },
             _ => Usage::Used {
-                at: now - Duration::days(r.below(200) as i64),
+                at: now - Duration::days(r.below(30) as i64),
                 service: r
                     .chance(30)
                     .then(|| SERVICES[r.below(SERVICES.len() as u64) as usize].to_string()),
@@ -215,7 +227,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             created: Some(created),
             expires,
             usage,
-            active: !r.chance(10),
+            active: !r.chance(5),
             name: None,
         });
     }
@@ -223,11 +235,11 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
     // Approvals: most identities have one; states vary.
     let mut approvals = Vec::with_capacity(n);
     for (i, ident) in identities.iter().enumerate() {
-        if r.chance(15) {
+        if r.chance(10) {
             continue;
         }
-        let approved_at = days_ago(&mut r, 400);
-        let expires_at = approved_at + Duration::days(30 + r.below(365) as i64);
+        let approved_at = days_ago(&mut r, 380);
+        let expires_at = approved_at + Duration::days(365);
         let actions = (0..(1 + r.below(3)))
             .map(|_| format!("{}:*", SERVICES[r.below(8) as usize]))
             .collect();
@@ -255,7 +267,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             approved_at,
             starts_at: None,
             expires_at,
-            revoked_at: r.chance(3).then(|| approved_at + Duration::days(10)),
+            revoked_at: r.chance(1).then(|| approved_at + Duration::days(10)),
             reference: Some(format!("CHG-{i}")),
             emergency: None,
             source: "synthetic".into(),

@@ -4,18 +4,29 @@
 mod support;
 
 use nhi_assure::engine;
-use nhi_assure::plan::{Disposition, Protected};
+use nhi_assure::plan::{Protected, ResolvedAction};
 use nhi_assure::rules::{Action, RuleOverride, RuleSet, RulesConfig};
 use nhi_contract::{Gap, Operation, Usage};
 use support::*;
 
 const KEY2: &str = "AKIAAAAAAAAAAAAAAAA2";
 
-fn plan_of(w: &World, protected: &[&str], cfg: &RulesConfig) -> nhi_assure::plan::Plan {
+struct Planned {
+    actions: Vec<ResolvedAction>,
+}
+
+fn plan_of(w: &World, protected: &[&str], cfg: &RulesConfig) -> Planned {
     let rules = RuleSet::load(cfg, std::path::Path::new(".")).expect("rules");
     let estate = w.estate();
     let p = Protected::new(&protected.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    engine::evaluate(&estate, &rules, &p, now()).plan
+    let eval = engine::evaluate(&estate, &rules, &p, now());
+    Planned {
+        actions: eval.plan.resolve(&estate, &eval.facts, &rules),
+    }
+}
+
+fn skipped(a: &ResolvedAction) -> Option<&str> {
+    (a.status == "skip").then_some(a.reason.as_deref().unwrap_or(""))
 }
 
 /// Two keys on one user; only the second is stale.
@@ -40,7 +51,7 @@ fn two_keys_on_one_user_only_the_stale_one_is_planned() {
     assert_eq!(a.request.identity_id, USER);
     assert_eq!(a.request.credential_id.as_deref(), Some(KEY2));
     assert_eq!(a.rules, vec!["credential-stale".to_string()]);
-    assert_eq!(a.disposition, Disposition::Act);
+    assert_eq!(a.status, "act");
 }
 
 #[test]
@@ -76,14 +87,13 @@ fn protected_subjects_are_planned_as_skipped() {
         &RulesConfig::default(),
     );
     assert_eq!(plan.actions.len(), 1);
-    assert_eq!(
-        plan.actions[0].disposition,
-        Disposition::Skip("protected subject".into())
-    );
+    assert_eq!(skipped(&plan.actions[0]), Some("protected subject"));
     let by_key = plan_of(&two_keys(), &[KEY2], &RulesConfig::default());
+    assert_eq!(skipped(&by_key.actions[0]), Some("protected subject"));
+    let other = plan_of(&two_keys(), &["AKIA*1"], &RulesConfig::default());
     assert_eq!(
-        by_key.actions[0].disposition,
-        Disposition::Skip("protected subject".into())
+        other.actions[0].status, "act",
+        "protecting KEY must not protect KEY2"
     );
 }
 
@@ -97,9 +107,9 @@ fn partial_source_gets_no_actions() {
     let plan = plan_of(&w, &[], &RulesConfig::default());
     assert_eq!(plan.actions.len(), 1);
     assert!(
-        matches!(&plan.actions[0].disposition, Disposition::Skip(r) if r.contains("not read completely")),
+        skipped(&plan.actions[0]).is_some_and(|r| r.contains("not read completely")),
         "{:?}",
-        plan.actions[0].disposition
+        plan.actions[0]
     );
 }
 

@@ -551,3 +551,33 @@ fn inactive_root_key_does_not_fire() {
     w.inv.credentials.push(k);
     assert!(!w.fires("credential-root-access-key", "AKIAROOT000000000001"));
 }
+
+#[test]
+fn entitlement_with_unlisted_actions_is_beyond_scope_unless_approved_by_id() {
+    let mut w = clean();
+    w.inv.entitlements.push(policy(
+        "arn:aws:iam::111122223333:policy/opaque",
+        &[],
+        PrivilegeLevel::Write,
+    ));
+    w.inv
+        .grants
+        .push(grant(USER, "arn:aws:iam::111122223333:policy/opaque"));
+    assert!(w.fires("identity-overscoped", USER));
+    w.appr("APR-1")
+        .scope
+        .entitlements
+        .push("arn:aws:iam::111122223333:policy/opaque".into());
+    assert!(!w.fires("identity-overscoped", USER));
+}
+
+#[test]
+fn expiry_an_hour_ago_counts_as_past() {
+    let mut w = clean();
+    w.appr("APR-1").expires_at = now() - chrono::Duration::hours(1);
+    let mut cfg = RulesConfig::default();
+    cfg.paths.push("tests/data/rules".into());
+    assert!(w
+        .fired_with(&cfg)
+        .contains(&("test-approval-ended".into(), KEY.into())));
+}

@@ -150,11 +150,11 @@ fn credential_field(name: &str) -> Option<Typed> {
         "active" => b!(|e, c| cred(e, c).active),
         "secret_bearing" => b!(|e, c| cred(e, c).kind.is_secret_bearing()),
         "has_expiry" => b!(|e, c| cred(e, c).expires.is_some()),
-        "age_days" => i!(|e, c| facts(e, c).age_days),
-        "expires_in_days" => i!(|e, c| facts(e, c).expires_in_days),
-        "lifetime_days" => i!(|e, c| facts(e, c).lifetime_days),
+        "age_days" => i!(|e, c| facts(e, c).age_days.map(i64::from)),
+        "expires_in_days" => i!(|e, c| facts(e, c).expires_in_days.map(i64::from)),
+        "lifetime_days" => i!(|e, c| facts(e, c).lifetime_days.map(i64::from)),
         "usage" => s!(|e, c| Some(usage_str(&cred(e, c).usage))),
-        "days_since_last_use" => i!(|e, c| facts(e, c).days_since_last_use),
+        "days_since_last_use" => i!(|e, c| facts(e, c).days_since_last_use.map(i64::from)),
         "last_used_service" => s!(|e, c| match &cred(e, c).usage {
             Usage::Used { service, .. } => service.as_deref(),
             _ => None,
@@ -167,8 +167,10 @@ fn credential_field(name: &str) -> Option<Typed> {
         "approval_id" => s!(|e, c| facts(e, c)
             .approval
             .map(|a| e.estate.approvals[a as usize].id.as_str())),
-        "approval_count" => i!(|e, c| Some(facts(e, c).approval_count)),
-        "approval_expires_in_days" => i!(|e, c| facts(e, c).approval_expires_in_days),
+        "approval_count" => i!(|e, c| Some(i64::from(facts(e, c).approval_count))),
+        "approval_expires_in_days" => {
+            i!(|e, c| facts(e, c).approval_expires_in_days.map(i64::from))
+        }
         "approval_emergency" => b!(|e, c| facts(e, c)
             .approval
             .is_some_and(|a| e.estate.approvals[a as usize].emergency.is_some())),

@@ -408,7 +408,7 @@ impl RuleSet {
             let valid_target = match d.subject {
                 Kind::Credential => target == Target::Credential,
                 Kind::Identity => target != Target::Credential,
-                Kind::Approval => action == Action::Flag,
+                Kind::Approval => action == Action::Flag && d.target.is_none(),
             };
             if !valid_target || (action == Action::Delete && target == Target::Identity) {
                 return Err(at(
