@@ -3,12 +3,12 @@
 use std::io::Write;
 
 use serde::Serialize;
-use tabled::settings::object::Columns;
-use tabled::settings::{Modify, Style, Width};
+use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::findings::Finding;
 use crate::plan::ResolvedAction;
+use crate::rules::Severity;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,8 +44,6 @@ struct FindingRow {
     credential: String,
     #[tabled(rename = "ACTION")]
     action: String,
-    #[tabled(rename = "TITLE")]
-    title: String,
 }
 
 /// Write findings in `format`.
@@ -91,19 +89,31 @@ pub fn findings(out: &mut dyn Write, format: Format, list: &[Finding]) -> anyhow
             let rows = list.iter().map(|f| FindingRow {
                 severity: f.severity.as_str().to_uppercase(),
                 rule: f.rule_id.clone(),
-                identity: short(&f.identity_id, 48),
+                identity: short(&f.identity_id, 46),
                 credential: f
                     .credential_id
                     .as_deref()
                     .map(|c| short(c, 24))
                     .unwrap_or_default(),
                 action: f.recommended_action.as_str().to_string(),
-                title: f.title.clone(),
             });
             let mut t = Table::new(rows);
-            t.with(Style::sharp())
-                .with(Modify::new(Columns::last()).with(Width::wrap(44)));
+            t.with(Style::sharp());
             writeln!(out, "{t}")?;
+            let counts: Vec<String> = [
+                Severity::Critical,
+                Severity::High,
+                Severity::Medium,
+                Severity::Low,
+                Severity::Info,
+            ]
+            .into_iter()
+            .filter_map(|sev| {
+                let n = list.iter().filter(|f| f.severity == sev).count();
+                (n > 0).then(|| format!("{n} {sev}"))
+            })
+            .collect();
+            writeln!(out, "{} finding(s): {}", list.len(), counts.join(", "))?;
         }
     }
     Ok(())

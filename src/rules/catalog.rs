@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RuleError;
+use super::{parse_yaml, RuleError};
 
 /// One control of a framework.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,16 +43,7 @@ impl Catalogs {
     pub fn parse(files: &[(String, String)]) -> Result<Catalogs, RuleError> {
         let mut out: Vec<Catalog> = Vec::new();
         for (file, text) in files {
-            let cat: Catalog = serde_saphyr::from_str(text).map_err(|e| RuleError {
-                file: file.clone(),
-                line: e.location().map(|l| l.line() as u32).unwrap_or(0),
-                message: e
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid YAML")
-                    .to_string(),
-            })?;
+            let cat: Catalog = parse_yaml(file, text)?;
             let dup = |m: String| RuleError {
                 file: file.clone(),
                 line: 0,

@@ -211,6 +211,24 @@ pub struct RuleError {
     pub message: String,
 }
 
+/// Parse one YAML data file, locating any error (the library's message
+/// repeats a snippet after its first line; the first line is enough).
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, RuleError> {
+    serde_saphyr::from_str(text).map_err(|e| RuleError {
+        file: file.to_string(),
+        line: e.location().map(|l| l.line() as u32).unwrap_or(0),
+        message: e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .to_string(),
+    })
+}
+
 /// Per-rule settings from the config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -332,16 +350,7 @@ impl RuleSet {
         }
         let mut docs = Vec::new();
         for (file, text) in &rule_texts {
-            let doc: RuleDoc = serde_saphyr::from_str(text).map_err(|e| RuleError {
-                file: file.clone(),
-                line: e.location().map(|l| l.line() as u32).unwrap_or(0),
-                message: e
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid YAML")
-                    .to_string(),
-            })?;
+            let doc: RuleDoc = parse_yaml(file, text)?;
             docs.push((file.clone(), doc));
         }
 

@@ -54,3 +54,143 @@ fn every_documented_fact_compiles() {
         }
     }
 }
+
+#[test]
+fn every_builtin_rule_maps_to_the_four_core_frameworks() {
+    let set = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("load");
+    assert_eq!(set.rules.len(), 18);
+    for r in &set.rules {
+        for fw in [
+            "OWASP-NHI-2025:",
+            "NIST-CSF-2.0:",
+            "NIST-800-53r5:",
+            "CSA-CCM-4:",
+        ] {
+            assert!(
+                r.controls.iter().any(|c| c.starts_with(fw)),
+                "{} maps to no {fw} control",
+                r.id
+            );
+        }
+    }
+}
+
+fn load_one(rule: &str) -> Result<RuleSet, RuleError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.yaml"), rule).expect("write");
+    let cfg = RulesConfig {
+        builtin: false,
+        paths: vec![dir.path().to_path_buf()],
+        ..RulesConfig::default()
+    };
+    RuleSet::load(&cfg, std::path::Path::new("."))
+}
+
+const RULE: &str = "id: r\ntitle: R\ndescription: d\nseverity: low\nsubject: credential\ncondition: credential.age_days > params.n\nparams:\n  n: 3\naction: flag\nremediation: x\ncontrols:\n  - \"OWASP-NHI-2025:NHI7\"\n";
+
+#[test]
+fn a_user_rule_loads() {
+    assert_eq!(load_one(RULE).expect("valid").rules.len(), 1);
+}
+
+#[test]
+fn a_control_missing_from_the_catalogs_fails_with_line() {
+    let err = load_one(&RULE.replace("NHI7", "NHI11"))
+        .expect_err("unknown control")
+        .to_string();
+    assert!(
+        err.contains("r.yaml:12:") && err.contains("not in the OWASP-NHI-2025 catalog"),
+        "{err}"
+    );
+    let err = load_one(&RULE.replace("OWASP-NHI-2025:NHI7", "ISO-27001:A.5"))
+        .expect_err("fw")
+        .to_string();
+    assert!(err.contains("unknown framework"), "{err}");
+}
+
+#[test]
+fn rule_errors_are_located() {
+    let cases = [
+        (
+            RULE.replace("severity: low", "severity: urgent"),
+            "r.yaml:4:",
+        ),
+        (
+            RULE.replace("remediation: x\n", "remediation: x\nowner: me\n"),
+            "r.yaml:11:",
+        ),
+        (
+            RULE.replace("params.n", "params.m"),
+            "unknown parameter params.m",
+        ),
+        (RULE.replace("> params.n", "> 1.5"), "double literals"),
+        (RULE.replace("> params.n", "&& true"), "must be bool"),
+        (
+            RULE.replace("credential.age_days > params.n", "credential.age_days >"),
+            "CEL syntax",
+        ),
+        (
+            RULE.replace("action: flag", "action: disable\ntarget: login"),
+            "not possible",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = load_one(&text).expect_err(want).to_string();
+        assert!(err.contains(want), "want {want:?} in {err}");
+    }
+}
+
+#[test]
+fn config_naming_unknown_rules_or_parameters_fails() {
+    let mut cfg = RulesConfig::default();
+    cfg.params.insert("stale_dayz".into(), Param::Int(3));
+    assert!(RuleSet::load(&cfg, std::path::Path::new("."))
+        .expect_err("typo")
+        .to_string()
+        .contains("unknown rule parameter"));
+    let mut cfg = RulesConfig::default();
+    cfg.overrides
+        .insert("no-such-rule".into(), RuleOverride::default());
+    assert!(RuleSet::load(&cfg, std::path::Path::new(".")).is_err());
+    let mut cfg = RulesConfig::default();
+    cfg.params
+        .insert("stale_days".into(), Param::Str("ninety".into()));
+    assert!(
+        RuleSet::load(&cfg, std::path::Path::new(".")).is_err(),
+        "type mismatch"
+    );
+}
+
+#[test]
+fn compiled_semantics_match_cel_on_constants() {
+    let ok = |src: &str| {
+        compile::compile(src, Kind::Credential, &BTreeMap::new())
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+    };
+    // Constant expressions fold; evaluate them on an empty estate.
+    let estate = crate::estate::Estate::default();
+    let facts = crate::facts::Facts {
+        now: chrono::Utc::now(),
+        identities: Vec::new(),
+        credentials: Vec::new(),
+        approvals: Vec::new(),
+    };
+    let env = Env {
+        estate: &estate,
+        facts: &facts,
+    };
+    for (src, want) in [
+        ("1 + 2 * 3 == 7", true),
+        ("-3 < 2 && !(2 > 3)", true),
+        ("\"a\" in [\"a\", \"b\"]", true),
+        ("3 in [1, 2]", false),
+        (
+            "\"abc\".startsWith(\"ab\") && \"abc\".endsWith(\"bc\")",
+            true,
+        ),
+        ("true ? 1 > 0 : false", true),
+        ("size([\"a\", \"b\"]) == 2", true),
+    ] {
+        assert_eq!((ok(src).condition)(&env, 0), want, "{src}");
+    }
+}
