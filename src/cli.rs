@@ -185,11 +185,13 @@ impl PassResult {
         for src in &self.sources {
             if !src.state.is_complete() {
                 eprintln!(
-                    "warning: source {} is {}: its subjects are unknown this run, their findings stay open and nothing of it is acted on",
+                    "warning: source {} is {}: what it could not see stays unknown this run (its findings stay open, nothing of it is acted on)",
                     src.name,
                     match &src.state {
                         crate::estate::SourceState::Failed { error } => format!("FAILED ({error})"),
-                        crate::estate::SourceState::Partial { gaps } => format!("PARTIAL ({})", gaps.join("; ")),
+                        crate::estate::SourceState::Partial { gaps, .. } => {
+                            format!("PARTIAL ({})", gaps.join("; "))
+                        }
                         crate::estate::SourceState::Complete => String::new(),
                     }
                 );
@@ -215,19 +217,21 @@ async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
     let estate = engine::scan_inventories(&engine::inventory_sources(&cfg), approvals).await;
     let eval = engine::evaluate(&estate, &rules, &protected, now);
     tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
-    let with_identity =
-        findings::materialize_with_identity(&estate, &eval.facts, &eval.graph, &rules, &eval.hits);
-    let sourced: Vec<SourcedFinding> = with_identity
+    let materialized =
+        findings::materialize_with_subjects(&estate, &eval.facts, &eval.graph, &rules, &eval.hits);
+    let sourced: Vec<SourcedFinding> = materialized
         .into_iter()
-        .map(|(finding, ident)| SourcedFinding {
-            finding,
-            source: ident
+        .map(|m| SourcedFinding {
+            source: m
+                .identity
                 .map(|i| {
                     estate.sources[estate.identity_source[i as usize] as usize]
                         .name
                         .clone()
                 })
                 .unwrap_or_default(),
+            credential_kind: m.credential_kind,
+            finding: m.finding,
         })
         .collect();
     let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use nhi_approvals_as_code::FilesConfig;
+use nhi_aws::AwsConfig;
 use nhi_contract::Timestamp;
 use nhi_snapshot::SnapshotConfig;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,8 @@ fn default_store() -> String {
 pub enum SourceConfig {
     /// A snapshot JSON file.
     Snapshot(SnapshotConfig),
+    /// AWS IAM through the standard credential chain.
+    Aws(AwsConfig),
 }
 
 impl SourceConfig {
@@ -67,6 +70,7 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::Snapshot(c) => &c.name,
+            SourceConfig::Aws(c) => &c.name,
         }
     }
 }
@@ -324,7 +328,9 @@ path = "aws.json"
             cfg.rules.params.get("stale_days"),
             Some(&crate::rules::Param::Int(30))
         );
-        let SourceConfig::Snapshot(s) = &cfg.sources[0];
+        let SourceConfig::Snapshot(s) = &cfg.sources[0] else {
+            panic!("snapshot source expected");
+        };
         assert_eq!(s.path, PathBuf::from("other.json"));
     }
 

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use nhi_approvals_as_code::FilesSource;
+use nhi_aws::AwsSource;
 use nhi_contract::{ApprovalSource, InventorySource, Timestamp};
 use nhi_snapshot::SnapshotSource;
 use serde::Serialize;
@@ -43,6 +44,7 @@ pub fn inventory_sources(cfg: &Config) -> Vec<Box<dyn InventorySource>> {
                     c.path = cfg.resolve(&c.path);
                     Box::new(SnapshotSource::new(c))
                 }
+                SourceConfig::Aws(c) => Box::new(AwsSource::new(c.clone())),
             }
         })
         .collect()

@@ -5,7 +5,7 @@
 //! resolved or remediated on the strength of this pass.
 
 use nhi_contract::{
-    Approval, Credential, Entitlement, Grant, Identity, Inventory, Provider, Trust,
+    Approval, Credential, CredentialKind, Entitlement, Grant, Identity, Inventory, Provider, Trust,
 };
 use serde::Serialize;
 
@@ -17,8 +17,13 @@ pub enum SourceState {
     Complete,
     /// Read, but some things could not be seen.
     Partial {
-        /// What could not be seen.
+        /// What could not be seen, in the source's words.
         gaps: Vec<String>,
+        /// Credential kinds the source could not list.
+        unseen_kinds: Vec<CredentialKind>,
+        /// Something else was not seen (an account, usage, console logins):
+        /// nothing of the source is acted on or resolved.
+        unseen_other: bool,
     },
     /// Could not be read: everything it holds is unknown.
     Failed {
@@ -31,6 +36,22 @@ impl SourceState {
     /// Whether findings of this source may be resolved and acted on.
     pub fn is_complete(&self) -> bool {
         matches!(self, SourceState::Complete)
+    }
+
+    /// Whether this pass saw everything a finding on a credential of
+    /// `kind` (or, with `None`, on an identity) depends on: only then may it
+    /// be acted on or resolved. A gap in one credential kind does not blind
+    /// the source to the others.
+    pub fn sees(&self, kind: Option<CredentialKind>) -> bool {
+        match self {
+            SourceState::Complete => true,
+            SourceState::Failed { .. } => false,
+            SourceState::Partial {
+                unseen_kinds,
+                unseen_other,
+                ..
+            } => !*unseen_other && kind.is_none_or(|k| !unseen_kinds.contains(&k)),
+        }
     }
 }
 
@@ -87,6 +108,20 @@ impl Estate {
         let state = if inv.coverage.gaps.is_empty() {
             SourceState::Complete
         } else {
+            // A gap naming a credential kind blinds only that kind.
+            let kind_of = |what: &str| {
+                serde_json::from_value::<CredentialKind>(serde_json::Value::String(what.into()))
+                    .ok()
+            };
+            let mut unseen_kinds: Vec<CredentialKind> = Vec::new();
+            let mut unseen_other = false;
+            for g in &inv.coverage.gaps {
+                match kind_of(&g.what) {
+                    Some(k) if !unseen_kinds.contains(&k) => unseen_kinds.push(k),
+                    Some(_) => {}
+                    None => unseen_other = true,
+                }
+            }
             SourceState::Partial {
                 gaps: inv
                     .coverage
@@ -94,6 +129,8 @@ impl Estate {
                     .iter()
                     .map(|g| format!("{}: {}", g.what, g.reason))
                     .collect(),
+                unseen_kinds,
+                unseen_other,
             }
         };
         self.sources.push(SourceStatus {

@@ -67,23 +67,33 @@ pub fn materialize(
     rules: &RuleSet,
     hits: &[Hit],
 ) -> Vec<Finding> {
-    materialize_with_identity(estate, facts, graph, rules, hits)
+    materialize_with_subjects(estate, facts, graph, rules, hits)
         .into_iter()
-        .map(|(f, _)| f)
+        .map(|m| m.finding)
         .collect()
 }
 
-/// Like [`materialize`], with the identity index each finding concerns
-/// (`None` for an approval naming an identity the estate lacks).
-pub fn materialize_with_identity(
+/// A finding with what the store needs to know about its subject.
+#[derive(Debug, Clone)]
+pub struct Materialized {
+    /// The finding.
+    pub finding: Finding,
+    /// Identity index (`None` for an approval naming an identity the estate lacks).
+    pub identity: Option<u32>,
+    /// Kind of the credential concerned, for credential findings.
+    pub credential_kind: Option<nhi_contract::CredentialKind>,
+}
+
+/// Like [`materialize`], keeping each finding's subject.
+pub fn materialize_with_subjects(
     estate: &Estate,
     facts: &Facts,
     graph: &Graph,
     rules: &RuleSet,
     hits: &[Hit],
-) -> Vec<(Finding, Option<u32>)> {
+) -> Vec<Materialized> {
     let env = Env { estate, facts };
-    let mut out: Vec<(Finding, Option<u32>)> = hits
+    let mut out: Vec<Materialized> = hits
         .iter()
         .map(|h| {
             let rule = &rules.rules[h.rule as usize];
@@ -172,10 +182,17 @@ pub fn materialize_with_identity(
                 evidence: Value::Object(ev),
                 recommended_action: rule.action,
             };
-            (finding, identity)
+            let credential_kind = (rule.subject == Kind::Credential)
+                .then(|| estate.credentials[h.subject as usize].kind);
+            Materialized {
+                finding,
+                identity,
+                credential_kind,
+            }
         })
         .collect();
-    out.sort_by(|(a, _), (b, _)| {
+    out.sort_by(|a, b| {
+        let (a, b) = (&a.finding, &b.finding);
         b.severity
             .cmp(&a.severity)
             .then_with(|| a.rule_id.cmp(&b.rule_id))

@@ -152,7 +152,10 @@ impl Plan {
                 || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
                 Disposition::Skip(SkipReason::Protected)
-            } else if !estate.sources[source as usize].state.is_complete() {
+            } else if !estate.sources[source as usize]
+                .state
+                .sees(credential.map(|c| estate.credentials[c as usize].kind))
+            {
                 Disposition::Skip(SkipReason::SourceIncomplete(source))
             } else {
                 Disposition::Act
@@ -205,6 +208,7 @@ impl Plan {
                         credential_id: a
                             .credential
                             .map(|c| estate.credentials[c as usize].id.clone()),
+                        credential_kind: a.credential.map(|c| estate.credentials[c as usize].kind),
                         entitlements,
                     },
                     rules: a

@@ -98,19 +98,29 @@ fn protected_subjects_are_planned_as_skipped() {
 }
 
 #[test]
-fn partial_source_gets_no_actions() {
-    let mut w = two_keys();
-    w.inv.coverage.gaps.push(Gap {
-        what: "ssh_key".into(),
-        reason: "ListSSHPublicKeys returned 500".into(),
-    });
-    let plan = plan_of(&w, &[], &RulesConfig::default());
+fn partial_source_gets_no_actions_for_what_it_could_not_see() {
+    let with_gap = |what: &str| {
+        let mut w = two_keys();
+        w.inv.coverage.gaps.push(Gap {
+            what: what.into(),
+            reason: "refused with 500".into(),
+        });
+        plan_of(&w, &[], &RulesConfig::default())
+    };
+    // Blind to SSH keys only: the access key it did see is acted on.
+    let plan = with_gap("ssh_key");
     assert_eq!(plan.actions.len(), 1);
-    assert!(
-        skipped(&plan.actions[0]).is_some_and(|r| r.contains("not read completely")),
-        "{:?}",
-        plan.actions[0]
-    );
+    assert_eq!(plan.actions[0].status, "act");
+    // Blind to access keys, or to something unnamed: nothing acts.
+    for what in ["access_key", "account 444455556666"] {
+        let plan = with_gap(what);
+        assert_eq!(plan.actions.len(), 1);
+        assert!(
+            skipped(&plan.actions[0]).is_some_and(|r| r.contains("not read completely")),
+            "{what}: {:?}",
+            plan.actions[0]
+        );
+    }
 }
 
 #[test]

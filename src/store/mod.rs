@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
-use nhi_contract::Timestamp;
+use nhi_contract::{CredentialKind, Timestamp};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
@@ -41,6 +41,8 @@ pub struct SourcedFinding {
     pub finding: Finding,
     /// Inventory source name; empty for findings on approval records.
     pub source: String,
+    /// Kind of the credential concerned, for credential findings.
+    pub credential_kind: Option<CredentialKind>,
 }
 
 /// What one run did to the findings' lifecycle.
@@ -161,8 +163,8 @@ impl Store for SqliteStore {
             }
             sqlx::query(
                 "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
-                     credential_id, first_seen, last_seen, resolved_at, first_run, last_run, data)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+                     credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
                  ON CONFLICT (fingerprint) DO UPDATE SET
                      first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
                      first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
@@ -177,6 +179,7 @@ impl Store for SqliteStore {
             .bind(&f.source)
             .bind(&f.finding.identity_id)
             .bind(&f.finding.credential_id)
+            .bind(f.credential_kind.map(|k| k.as_str()))
             .bind(&now)
             .bind(&now)
             .bind(run_id)
@@ -186,26 +189,28 @@ impl Store for SqliteStore {
             .await?;
         }
 
-        // Resolve what was not seen, only where this run could have seen it.
-        let complete: Vec<&str> = run
-            .sources
-            .iter()
-            .filter(|s| s.state.is_complete())
-            .map(|s| s.name.as_str())
-            .collect();
-        let all_complete = complete.len() == run.sources.len();
-        let open: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT fingerprint, source, rule_id FROM findings WHERE resolved_at IS NULL AND last_run <> ?",
+        // Resolve what was not seen, only where this run could have seen it:
+        // its source was read, and was not blind to the finding's credential
+        // kind. Findings on approval records need every source complete.
+        let all_complete = run.sources.iter().all(|s| s.state.is_complete());
+        let open: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT fingerprint, source, rule_id, credential_kind FROM findings
+             WHERE resolved_at IS NULL AND last_run <> ?",
         )
         .bind(run_id)
         .fetch_all(&mut *tx)
         .await?;
         let mut resolved = 0i64;
-        for (fp, source, rule) in open {
+        for (fp, source, rule, kind) in open {
+            let kind: Option<CredentialKind> =
+                kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok());
             let seeable = if source.is_empty() {
                 all_complete
             } else {
-                complete.contains(&source.as_str())
+                run.sources
+                    .iter()
+                    .find(|s| s.name == source)
+                    .is_some_and(|s| s.state.sees(kind))
             };
             if seeable && run.rules.contains(&rule) {
                 sqlx::query("UPDATE findings SET resolved_at = ? WHERE fingerprint = ?")

@@ -17,6 +17,7 @@ fn finding(rule: &str, cred: &str) -> SourcedFinding {
             recommended_action: Action::Disable,
         },
         source: "aws".into(),
+        credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
     }
 }
 
@@ -88,10 +89,25 @@ async fn failed_or_partial_source_never_resolves_its_findings() {
     });
     assert_eq!(run(&store, &failed, &[]).await.resolved, 0);
     let partial = status(SourceState::Partial {
-        gaps: vec!["ssh_key".into()],
+        gaps: vec!["account 2: timeout".into()],
+        unseen_kinds: Vec::new(),
+        unseen_other: true,
     });
     assert_eq!(run(&store, &partial, &[]).await.resolved, 0);
+    let blind_to_keys = status(SourceState::Partial {
+        gaps: vec!["access_key: refused".into()],
+        unseen_kinds: vec![nhi_contract::CredentialKind::AccessKey],
+        unseen_other: false,
+    });
+    assert_eq!(run(&store, &blind_to_keys, &[]).await.resolved, 0);
     assert_eq!(store.open_findings().await.expect("open").len(), 1);
+    // Blind only to SSH keys: an access-key finding no longer seen resolves.
+    let blind_to_ssh = status(SourceState::Partial {
+        gaps: vec!["ssh_key: refused".into()],
+        unseen_kinds: vec![nhi_contract::CredentialKind::SshKey],
+        unseen_other: false,
+    });
+    assert_eq!(run(&store, &blind_to_ssh, &[]).await.resolved, 1);
 }
 
 #[tokio::test]

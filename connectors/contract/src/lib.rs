@@ -526,6 +526,10 @@ pub struct ActionRequest {
     pub identity_id: String,
     /// Credential targeted, for credential operations.
     pub credential_id: Option<String>,
+    /// Kind of the credential targeted (an id alone does not say which API
+    /// manages it).
+    #[serde(default)]
+    pub credential_kind: Option<CredentialKind>,
     /// Entitlements targeted, for `DetachEntitlements`.
     #[serde(default)]
     pub entitlements: Vec<String>,

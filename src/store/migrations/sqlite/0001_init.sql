@@ -19,6 +19,7 @@ CREATE TABLE findings (
     source       TEXT NOT NULL,         -- inventory source name; '' for approval records
     identity_id  TEXT NOT NULL,
     credential_id TEXT,
+    credential_kind TEXT,               -- access_key, ssh_key, …: a gap in one kind blinds only it
     first_seen   TEXT NOT NULL,
     last_seen    TEXT NOT NULL,
     resolved_at  TEXT,

@@ -1,0 +1,942 @@
+//! Reading an AWS account's IAM into the contract model.
+//!
+//! Calls, in order: GetAccountAuthorizationDetails (all pages: users,
+//! groups, roles, managed policies with their default documents), the
+//! credential report (console passwords, the root user), then per user —
+//! concurrently, bounded — ListAccessKeys and GetAccessKeyLastUsed per key
+//! (exact per key id), ListSSHPublicKeys, ListSigningCertificates and
+//! ListServiceSpecificCredentials. The optional per-type listings record a
+//! gap when refused; everything else failing makes the source unknown.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_iam::types::{EntityType, StatusType};
+use aws_sdk_iam::Client;
+use futures_util::stream::{self, StreamExt};
+use nhi_contract::{
+    Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity, IdentityKind,
+    Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Usage,
+};
+
+use crate::config::AwsConfig;
+use crate::policy::{self, PolicyDocument};
+use crate::sdk::{self, source_error, ts, CallStats};
+
+/// The AWS [`InventorySource`].
+pub struct AwsSource {
+    config: AwsConfig,
+    sdk: Option<SdkConfig>,
+    calls: CallStats,
+}
+
+impl AwsSource {
+    /// A source that loads credentials from the standard AWS chain.
+    pub fn new(config: AwsConfig) -> AwsSource {
+        AwsSource {
+            config,
+            sdk: None,
+            calls: CallStats::default(),
+        }
+    }
+
+    /// A source over an already built SDK config (tests, embedding).
+    pub fn with_sdk_config(config: AwsConfig, sdk: SdkConfig) -> AwsSource {
+        AwsSource {
+            config,
+            sdk: Some(sdk),
+            calls: CallStats::default(),
+        }
+    }
+
+    /// IAM calls made so far, by operation.
+    pub fn calls(&self) -> &CallStats {
+        &self.calls
+    }
+
+    async fn base(&self) -> SdkConfig {
+        match &self.sdk {
+            Some(s) => {
+                // Keep the caller's credentials, apply our retry policy.
+                s.to_builder()
+                    .retry_config(sdk::retry(&self.config))
+                    .build()
+            }
+            None => sdk::base_config(&self.config).await,
+        }
+    }
+}
+
+#[async_trait]
+impl InventorySource for AwsSource {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn provider(&self) -> Provider {
+        Provider::Aws
+    }
+
+    async fn scan(&self) -> Result<Inventory, SourceError> {
+        let base = self.base().await;
+        let roles: Vec<Option<&str>> = if self.config.assume_roles.is_empty() {
+            vec![None]
+        } else {
+            self.config
+                .assume_roles
+                .iter()
+                .map(|r| Some(r.as_str()))
+                .collect()
+        };
+        let mut out = Inventory::default();
+        let mut failures = Vec::new();
+        for role in &roles {
+            let client = sdk::client_for(&base, &self.config, *role).await;
+            let scan = Scan {
+                client: &client,
+                cfg: &self.config,
+                calls: &self.calls,
+            };
+            match scan.account().await {
+                Ok(inv) => merge(&mut out, inv),
+                Err(e) => {
+                    let what =
+                        role.map_or_else(|| "account".to_string(), |r| format!("account via {r}"));
+                    tracing::error!(source = %self.config.name, %what, error = %e, "account scan failed");
+                    failures.push((what, e));
+                }
+            }
+        }
+        // One account failing leaves the others known: the source is partial.
+        // All failing is a failed source.
+        if failures.len() == roles.len() {
+            if let Some((_, e)) = failures.pop() {
+                return Err(e);
+            }
+        }
+        for (what, e) in failures {
+            out.coverage.gaps.push(Gap {
+                what,
+                reason: e.to_string(),
+            });
+        }
+        tracing::info!(source = %self.config.name, calls = self.calls.total(), "aws scan done");
+        Ok(out)
+    }
+}
+
+fn merge(into: &mut Inventory, inv: Inventory) {
+    into.identities.extend(inv.identities);
+    into.credentials.extend(inv.credentials);
+    for e in inv.entitlements {
+        // AWS managed policies are the same in every account.
+        if !into.entitlements.iter().any(|x| x.id == e.id) {
+            into.entitlements.push(e);
+        }
+    }
+    into.grants.extend(inv.grants);
+    into.trusts.extend(inv.trusts);
+    into.coverage.gaps.extend(inv.coverage.gaps);
+}
+
+struct Scan<'a> {
+    client: &'a Client,
+    cfg: &'a AwsConfig,
+    calls: &'a CallStats,
+}
+
+/// What the authorization details say about one principal.
+struct Principal {
+    arn: String,
+    name: String,
+    kind: IdentityKind,
+    created: Option<Timestamp>,
+    tags: BTreeMap<String, String>,
+    managed: Vec<String>,
+    inline: Vec<(String, String)>,
+    groups: Vec<String>,
+    trust: Option<String>,
+    last_used: Option<(Timestamp, Option<String>)>,
+}
+
+struct Details {
+    principals: Vec<Principal>,
+    /// group name → (group ARN, managed ARNs, inline (name, doc))
+    groups: HashMap<String, GroupPolicies>,
+    /// managed policy ARN → (name, default version document)
+    policies: HashMap<String, (String, String)>,
+}
+
+/// One row of the credential report.
+#[derive(Debug, Default, Clone)]
+struct ReportRow {
+    arn: String,
+    password_enabled: bool,
+    password_last_used: Option<Timestamp>,
+    root_keys: Vec<(String, Option<Timestamp>, Usage)>,
+}
+
+type UserResult = Result<UserCreds, SourceError>;
+
+/// A group's ARN, managed policy ARNs and inline (name, document) policies.
+type GroupPolicies = (String, Vec<String>, Vec<(String, String)>);
+
+/// What the per-user calls returned.
+struct UserCreds {
+    user: String,
+    credentials: Vec<Credential>,
+    gaps: Vec<Gap>,
+}
+
+fn tags(list: &[aws_sdk_iam::types::Tag]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+fn inline(list: &[aws_sdk_iam::types::PolicyDetail]) -> Vec<(String, String)> {
+    list.iter()
+        .filter_map(|p| {
+            Some((
+                p.policy_name()?.to_string(),
+                p.policy_document()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn managed(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<String> {
+    list.iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect()
+}
+
+fn active(s: &StatusType) -> bool {
+    *s == StatusType::Active
+}
+
+impl Scan<'_> {
+    async fn account(&self) -> Result<Inventory, SourceError> {
+        let details = self.details().await?;
+        let account = details
+            .principals
+            .iter()
+            .find_map(|p| sdk::arn_account(&p.arn).map(str::to_string));
+        let mut gaps = Vec::new();
+        let report = match self.credential_report().await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                gaps.push(Gap {
+                    what: "credential_report".into(),
+                    reason: e.to_string(),
+                });
+                None
+            }
+        };
+        let users: Vec<String> = details
+            .principals
+            .iter()
+            .filter(|p| p.kind == IdentityKind::User)
+            .map(|p| p.name.clone())
+            .collect();
+        let per_user: Vec<UserResult> = stream::iter(users)
+            .map(|u| self.user_credentials(u, report.is_none()))
+            .buffer_unordered(self.cfg.max_concurrency.max(1))
+            .collect()
+            .await;
+        let mut creds_by_user: HashMap<String, Vec<Credential>> = HashMap::new();
+        let mut kinds_refused: BTreeMap<String, String> = BTreeMap::new();
+        let mut console_fallback: HashMap<String, bool> = HashMap::new();
+        for r in per_user {
+            let uc = r?;
+            for g in uc.gaps {
+                if g.what == "console_password" {
+                    console_fallback.insert(uc.user.clone(), g.reason == "true");
+                    continue;
+                }
+                kinds_refused.entry(g.what).or_insert(g.reason);
+            }
+            creds_by_user.insert(uc.user, uc.credentials);
+        }
+        for (what, reason) in kinds_refused {
+            gaps.push(Gap { what, reason });
+        }
+        let mut inv = self
+            .assemble(details, report, creds_by_user, &console_fallback)
+            .await?;
+        if let (Some(acct), true) = (account, inv.identities.is_empty()) {
+            tracing::warn!(account = %acct, "no identities");
+        }
+        inv.coverage = Coverage { gaps };
+        Ok(inv)
+    }
+
+    /// GetAccountAuthorizationDetails, every page.
+    async fn details(&self) -> Result<Details, SourceError> {
+        let mut d = Details {
+            principals: Vec::new(),
+            groups: HashMap::new(),
+            policies: HashMap::new(),
+        };
+        let mut pages = self
+            .client
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .filter(EntityType::Role)
+            .filter(EntityType::Group)
+            .filter(EntityType::LocalManagedPolicy)
+            .filter(EntityType::AwsManagedPolicy)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            self.calls.count("GetAccountAuthorizationDetails");
+            let page = page.map_err(|e| source_error("GetAccountAuthorizationDetails", e))?;
+            for u in page.user_detail_list() {
+                let (Some(arn), Some(name)) = (u.arn(), u.user_name()) else {
+                    continue;
+                };
+                d.principals.push(Principal {
+                    arn: arn.to_string(),
+                    name: name.to_string(),
+                    kind: IdentityKind::User,
+                    created: u.create_date().and_then(ts),
+                    tags: tags(u.tags()),
+                    managed: managed(u.attached_managed_policies()),
+                    inline: inline(u.user_policy_list()),
+                    groups: u.group_list().to_vec(),
+                    trust: None,
+                    last_used: None,
+                });
+            }
+            for r in page.role_detail_list() {
+                let (Some(arn), Some(name)) = (r.arn(), r.role_name()) else {
+                    continue;
+                };
+                d.principals.push(Principal {
+                    arn: arn.to_string(),
+                    name: name.to_string(),
+                    kind: IdentityKind::Role,
+                    created: r.create_date().and_then(ts),
+                    tags: tags(r.tags()),
+                    managed: managed(r.attached_managed_policies()),
+                    inline: inline(r.role_policy_list()),
+                    groups: Vec::new(),
+                    trust: r.assume_role_policy_document().map(str::to_string),
+                    last_used: r.role_last_used().and_then(|l| {
+                        Some((ts(l.last_used_date()?)?, l.region().map(str::to_string)))
+                    }),
+                });
+            }
+            for g in page.group_detail_list() {
+                let (Some(arn), Some(name)) = (g.arn(), g.group_name()) else {
+                    continue;
+                };
+                d.groups.insert(
+                    name.to_string(),
+                    (
+                        arn.to_string(),
+                        managed(g.attached_managed_policies()),
+                        inline(g.group_policy_list()),
+                    ),
+                );
+            }
+            for p in page.policies() {
+                let (Some(arn), Some(name)) = (p.arn(), p.policy_name()) else {
+                    continue;
+                };
+                if let Some(doc) = p
+                    .policy_version_list()
+                    .iter()
+                    .find(|v| v.is_default_version())
+                    .and_then(|v| v.document())
+                {
+                    d.policies
+                        .insert(arn.to_string(), (name.to_string(), doc.to_string()));
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// Generate (poll until ready) and read the credential report.
+    async fn credential_report(&self) -> Result<HashMap<String, ReportRow>, SourceError> {
+        for _ in 0..20 {
+            self.calls.count("GenerateCredentialReport");
+            let state = self
+                .client
+                .generate_credential_report()
+                .send()
+                .await
+                .map_err(|e| source_error("GenerateCredentialReport", e))?;
+            if state.state().map(|s| s.as_str()) == Some("COMPLETE") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        self.calls.count("GetCredentialReport");
+        let out = self
+            .client
+            .get_credential_report()
+            .send()
+            .await
+            .map_err(|e| source_error("GetCredentialReport", e))?;
+        let content = out
+            .content()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
+        parse_report(&content)
+    }
+
+    async fn user_credentials(
+        &self,
+        user: String,
+        need_console: bool,
+    ) -> Result<UserCreds, SourceError> {
+        let mut credentials = Vec::new();
+        let mut gaps = Vec::new();
+        // Access keys: exact per key id. A failure here is not a gap: keys
+        // are what gets disabled, so not seeing them makes the source unknown.
+        let mut pages = self
+            .client
+            .list_access_keys()
+            .user_name(&user)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            self.calls.count("ListAccessKeys");
+            let page = page.map_err(|e| source_error("ListAccessKeys", e))?;
+            keys.extend(page.access_key_metadata().iter().cloned());
+        }
+        for k in keys {
+            let Some(id) = k.access_key_id() else {
+                continue;
+            };
+            self.calls.count("GetAccessKeyLastUsed");
+            let used = self
+                .client
+                .get_access_key_last_used()
+                .access_key_id(id)
+                .send()
+                .await
+                .map_err(|e| source_error("GetAccessKeyLastUsed", e))?;
+            let usage = match used.access_key_last_used() {
+                Some(u) => match u.last_used_date().and_then(ts) {
+                    Some(at) => Usage::Used {
+                        at,
+                        service: Some(u.service_name())
+                            .filter(|s| *s != "N/A")
+                            .map(str::to_string),
+                        region: Some(u.region()).filter(|s| *s != "N/A").map(str::to_string),
+                    },
+                    None => Usage::Never,
+                },
+                None => Usage::Unknown,
+            };
+            credentials.push(Credential {
+                id: id.to_string(),
+                identity: String::new(),
+                kind: CredentialKind::AccessKey,
+                created: k.create_date().and_then(ts),
+                expires: None,
+                usage,
+                active: k.status().is_some_and(active),
+                name: None,
+            });
+        }
+
+        self.calls.count("ListSSHPublicKeys");
+        match self
+            .client
+            .list_ssh_public_keys()
+            .user_name(&user)
+            .send()
+            .await
+        {
+            Ok(out) => credentials.extend(out.ssh_public_keys().iter().map(|k| Credential {
+                id: k.ssh_public_key_id().to_string(),
+                identity: String::new(),
+                kind: CredentialKind::SshKey,
+                created: ts(k.upload_date()),
+                expires: None,
+                usage: Usage::Unknown,
+                active: active(k.status()),
+                name: None,
+            })),
+            Err(e) => gaps.push(Gap {
+                what: "ssh_key".into(),
+                reason: source_error("ListSSHPublicKeys", e).to_string(),
+            }),
+        }
+        self.calls.count("ListSigningCertificates");
+        match self
+            .client
+            .list_signing_certificates()
+            .user_name(&user)
+            .send()
+            .await
+        {
+            Ok(out) => credentials.extend(out.certificates().iter().map(|c| Credential {
+                id: c.certificate_id().to_string(),
+                identity: String::new(),
+                kind: CredentialKind::Certificate,
+                created: c.upload_date().and_then(ts),
+                expires: None,
+                usage: Usage::Unknown,
+                active: active(c.status()),
+                name: Some("signing certificate".into()),
+            })),
+            Err(e) => gaps.push(Gap {
+                what: "certificate".into(),
+                reason: source_error("ListSigningCertificates", e).to_string(),
+            }),
+        }
+        self.calls.count("ListServiceSpecificCredentials");
+        match self
+            .client
+            .list_service_specific_credentials()
+            .user_name(&user)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                credentials.extend(
+                    out.service_specific_credentials()
+                        .iter()
+                        .map(|c| Credential {
+                            id: c.service_specific_credential_id().to_string(),
+                            identity: String::new(),
+                            kind: CredentialKind::Token,
+                            created: ts(c.create_date()),
+                            expires: c.expiration_date().and_then(ts),
+                            usage: Usage::Unknown,
+                            active: active(c.status()),
+                            name: Some(format!("{} credential", c.service_name())),
+                        }),
+                )
+            }
+            // Service-specific credentials are the only AWS `token` kind.
+            Err(e) => gaps.push(Gap {
+                what: "token".into(),
+                reason: source_error("ListServiceSpecificCredentials", e).to_string(),
+            }),
+        }
+        if need_console {
+            // Without the credential report, ask per user whether a console
+            // password exists (passed back through a marker gap).
+            self.calls.count("GetLoginProfile");
+            let has = match self
+                .client
+                .get_login_profile()
+                .user_name(&user)
+                .send()
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if sdk::is_not_found(&e) => false,
+                Err(e) => return Err(source_error("GetLoginProfile", e)),
+            };
+            gaps.push(Gap {
+                what: "console_password".into(),
+                reason: has.to_string(),
+            });
+        }
+        Ok(UserCreds {
+            user,
+            credentials,
+            gaps,
+        })
+    }
+
+    /// Fetch a managed policy the details did not include (rare: AWS
+    /// managed policies on some endpoints).
+    async fn fetch_policy(&self, arn: &str) -> Result<(String, String), SourceError> {
+        self.calls.count("GetPolicy");
+        let p = self
+            .client
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| source_error("GetPolicy", e))?;
+        let p = p.policy();
+        let name = p.and_then(|p| p.policy_name()).unwrap_or(arn).to_string();
+        let version = p
+            .and_then(|p| p.default_version_id())
+            .unwrap_or("v1")
+            .to_string();
+        self.calls.count("GetPolicyVersion");
+        let v = self
+            .client
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(version)
+            .send()
+            .await
+            .map_err(|e| source_error("GetPolicyVersion", e))?;
+        let doc = v
+            .policy_version()
+            .and_then(|v| v.document())
+            .unwrap_or_default()
+            .to_string();
+        Ok((name, doc))
+    }
+
+    async fn assemble(
+        &self,
+        mut d: Details,
+        report: Option<HashMap<String, ReportRow>>,
+        mut creds: HashMap<String, Vec<Credential>>,
+        console_fallback: &HashMap<String, bool>,
+    ) -> Result<Inventory, SourceError> {
+        let mut inv = Inventory::default();
+        // Every managed policy anyone holds, with its document.
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for p in &d.principals {
+            wanted.extend(p.managed.iter().cloned());
+        }
+        for (_, m, _) in d.groups.values() {
+            wanted.extend(m.iter().cloned());
+        }
+        for arn in &wanted {
+            if !d.policies.contains_key(arn) {
+                let fetched = self.fetch_policy(arn).await?;
+                d.policies.insert(arn.clone(), fetched);
+            }
+        }
+        let mut docs: HashMap<String, PolicyDocument> = HashMap::new();
+        let mut add_entitlement =
+            |inv: &mut Inventory, id: &str, name: &str, text: &str| -> Result<(), SourceError> {
+                if docs.contains_key(id) {
+                    return Ok(());
+                }
+                let doc = policy::parse(text).map_err(|e| SourceError::Invalid {
+                    location: id.to_string(),
+                    message: e.to_string(),
+                })?;
+                let a = policy::analyse(std::slice::from_ref(&doc));
+                inv.entitlements.push(Entitlement {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    actions: a.actions,
+                    resources: a.resources,
+                    privilege: a.privilege,
+                });
+                docs.insert(id.to_string(), doc);
+                Ok(())
+            };
+        for arn in &wanted {
+            if let Some((name, text)) = d.policies.get(arn) {
+                add_entitlement(&mut inv, arn, name, text)?;
+            }
+        }
+        for (group, (garn, _, inl)) in &d.groups {
+            for (n, text) in inl {
+                add_entitlement(
+                    &mut inv,
+                    &format!("{garn}#inline/{n}"),
+                    &format!("{group}/{n}"),
+                    text,
+                )?;
+            }
+        }
+        for p in &d.principals {
+            for (n, text) in &p.inline {
+                add_entitlement(&mut inv, &format!("{}#inline/{n}", p.arn), n, text)?;
+            }
+        }
+
+        // Grants, and every principal's documents for trust checks.
+        let mut held: HashMap<String, Vec<String>> = HashMap::new();
+        for p in &d.principals {
+            let mut grant = |ent: String, via: Option<String>| {
+                held.entry(p.arn.clone()).or_default().push(ent.clone());
+                inv.grants.push(Grant {
+                    identity: p.arn.clone(),
+                    entitlement: ent,
+                    via,
+                });
+            };
+            for m in &p.managed {
+                grant(m.clone(), None);
+            }
+            for (n, _) in &p.inline {
+                grant(format!("{}#inline/{n}", p.arn), Some("inline".into()));
+            }
+            for g in &p.groups {
+                if let Some((garn, gm, gi)) = d.groups.get(g) {
+                    for m in gm {
+                        grant(m.clone(), Some(garn.clone()));
+                    }
+                    for (n, _) in gi {
+                        grant(format!("{garn}#inline/{n}"), Some(garn.clone()));
+                    }
+                }
+            }
+        }
+        let principal_docs = |arn: &str| -> Vec<PolicyDocument> {
+            held.get(arn)
+                .map(|ids| ids.iter().filter_map(|i| docs.get(i).cloned()).collect())
+                .unwrap_or_default()
+        };
+
+        // Trust: the role's trust policy admits the principal, and for
+        // account-wide trust the principal's own policies allow the call.
+        for role in d.principals.iter().filter(|p| p.kind == IdentityKind::Role) {
+            let Some(text) = &role.trust else { continue };
+            let Ok(trust) = policy::parse(text) else {
+                tracing::warn!(role = %role.arn, "unreadable trust policy");
+                continue;
+            };
+            let account = sdk::arn_account(&role.arn).unwrap_or_default();
+            for p in &d.principals {
+                if p.arn == role.arn || !policy::trust_admits(&trust, &p.arn, account) {
+                    continue;
+                }
+                let named = !policy::trust_is_account_wide(&trust, &p.arn, account);
+                if named || policy::allows(&principal_docs(&p.arn), "sts:AssumeRole", &role.arn) {
+                    inv.trusts.push(Trust {
+                        from: p.arn.clone(),
+                        to: role.arn.clone(),
+                    });
+                }
+            }
+            // Principals of other accounts named explicitly.
+            for st in trust
+                .statements
+                .iter()
+                .filter(|s| s.effect == policy::Effect::Allow)
+            {
+                for aws in st.principals.iter().flat_map(|p| p.aws.iter()) {
+                    if aws.starts_with("arn:") && sdk::arn_account(aws) != Some(account) {
+                        inv.trusts.push(Trust {
+                            from: aws.clone(),
+                            to: role.arn.clone(),
+                        });
+                    }
+                }
+            }
+        }
+
+        // Identities and their credentials.
+        for p in &d.principals {
+            let row = report.as_ref().and_then(|r| r.get(&p.arn));
+            let owner = self
+                .cfg
+                .owner_tags
+                .iter()
+                .find_map(|k| p.tags.get(k))
+                .cloned();
+            let mut creds_of = creds.remove(&p.name).unwrap_or_default();
+            for c in &mut creds_of {
+                c.identity = p.arn.clone();
+            }
+            let (human_login, human_last) = match p.kind {
+                IdentityKind::User => match row {
+                    Some(r) => (r.password_enabled, r.password_last_used),
+                    None => (
+                        console_fallback.get(&p.name).copied().unwrap_or(false),
+                        None,
+                    ),
+                },
+                _ => (false, None),
+            };
+            let usage = match p.kind {
+                IdentityKind::Role => match &p.last_used {
+                    Some((at, region)) => Usage::Used {
+                        at: *at,
+                        service: Some("sts".into()),
+                        region: region.clone(),
+                    },
+                    None => Usage::Unknown,
+                },
+                _ => identity_usage(&creds_of, human_last, report.is_some()),
+            };
+            inv.identities.push(Identity {
+                provider: Provider::Aws,
+                id: p.arn.clone(),
+                kind: p.kind,
+                name: p.name.clone(),
+                account: sdk::arn_account(&p.arn).unwrap_or_default().to_string(),
+                owner,
+                created: p.created,
+                usage,
+                enabled: true,
+                tags: p.tags.clone(),
+                human_login,
+                human_login_last_used: human_last,
+            });
+            inv.credentials.extend(creds_of);
+        }
+
+        // The account root, from the credential report.
+        if let Some(r) = report.as_ref() {
+            for row in r.values().filter(|r| r.arn.ends_with(":root")) {
+                let account = sdk::arn_account(&row.arn).unwrap_or_default().to_string();
+                inv.identities.push(Identity {
+                    provider: Provider::Aws,
+                    id: row.arn.clone(),
+                    kind: IdentityKind::Root,
+                    name: "root".into(),
+                    account: account.clone(),
+                    owner: Some(format!("AWS account {account} owner")),
+                    created: None,
+                    usage: Usage::Unknown,
+                    enabled: true,
+                    tags: BTreeMap::new(),
+                    human_login: false,
+                    human_login_last_used: row.password_last_used,
+                });
+                // Root key ids are only visible to root itself; the report
+                // gives slots, so the id names the slot (flag only).
+                for (slot, created, usage) in &row.root_keys {
+                    inv.credentials.push(Credential {
+                        id: format!("{}:{slot}", row.arn),
+                        identity: row.arn.clone(),
+                        kind: CredentialKind::AccessKey,
+                        created: *created,
+                        expires: None,
+                        usage: usage.clone(),
+                        active: true,
+                        name: Some(format!("root {slot}")),
+                    });
+                }
+            }
+        }
+        Ok(inv)
+    }
+}
+
+/// A user's last use: the latest of its keys' and console's, if any is
+/// recorded; never if everything is known and unused; else unknown.
+fn identity_usage(creds: &[Credential], console: Option<Timestamp>, console_known: bool) -> Usage {
+    let mut best: Option<Usage> = console.map(|at| Usage::Used {
+        at,
+        service: Some("console".into()),
+        region: None,
+    });
+    let mut all_known = console_known;
+    for c in creds.iter().filter(|c| c.kind == CredentialKind::AccessKey) {
+        match &c.usage {
+            Usage::Used { at, .. } => {
+                if best
+                    .as_ref()
+                    .and_then(Usage::last_used_at)
+                    .is_none_or(|b| *at > b)
+                {
+                    best = Some(c.usage.clone());
+                }
+            }
+            Usage::Unknown => all_known = false,
+            Usage::Never => {}
+        }
+    }
+    match best {
+        Some(u) => u,
+        None if all_known => Usage::Never,
+        None => Usage::Unknown,
+    }
+}
+
+/// Parse the credential report CSV (by header name, not position).
+fn parse_report(content: &[u8]) -> Result<HashMap<String, ReportRow>, SourceError> {
+    let bad = |m: String| SourceError::Invalid {
+        location: "credential report".into(),
+        message: m,
+    };
+    let mut r = csv::Reader::from_reader(content);
+    let headers = r.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(arn_c), Some(pw_c)) = (col("arn"), col("password_enabled")) else {
+        return Err(bad("missing arn / password_enabled columns".into()));
+    };
+    let date = |v: Option<&str>| -> Option<Timestamp> {
+        let v = v?;
+        chrono::DateTime::parse_from_rfc3339(v)
+            .ok()
+            .map(|d| d.with_timezone(&chrono::Utc))
+    };
+    let mut out = HashMap::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let get = |name: &str| col(name).and_then(|i| rec.get(i));
+        let Some(arn) = rec.get(arn_c) else { continue };
+        let mut row = ReportRow {
+            arn: arn.to_string(),
+            password_enabled: rec.get(pw_c) == Some("true"),
+            password_last_used: date(get("password_last_used")),
+            root_keys: Vec::new(),
+        };
+        if arn.ends_with(":root") {
+            for slot in ["access_key_1", "access_key_2"] {
+                if get(&format!("{slot}_active")) == Some("true") {
+                    let used = date(get(&format!("{slot}_last_used_date")));
+                    let usage = match used {
+                        Some(at) => Usage::Used {
+                            at,
+                            service: get(&format!("{slot}_last_used_service"))
+                                .filter(|s| *s != "N/A")
+                                .map(str::to_string),
+                            region: get(&format!("{slot}_last_used_region"))
+                                .filter(|s| *s != "N/A")
+                                .map(str::to_string),
+                        },
+                        None => Usage::Never,
+                    };
+                    row.root_keys.push((
+                        slot.to_string(),
+                        date(get(&format!("{slot}_last_rotated"))),
+                        usage,
+                    ));
+                }
+            }
+        }
+        out.insert(arn.to_string(), row);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_rows_parse_by_header() {
+        let csv = "user,arn,user_creation_time,password_enabled,password_last_used,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active\n\
+<root_account>,arn:aws:iam::123456789012:root,2020-01-01T00:00:00+00:00,not_supported,2026-01-01T00:00:00+00:00,true,2021-01-01T00:00:00+00:00,N/A,N/A,N/A,false\n\
+ci,arn:aws:iam::123456789012:user/ci,2020-01-01T00:00:00+00:00,true,no_information,false,N/A,N/A,N/A,N/A,false\n";
+        let r = parse_report(csv.as_bytes()).expect("parses");
+        let root = &r["arn:aws:iam::123456789012:root"];
+        assert_eq!(root.root_keys.len(), 1);
+        assert_eq!(root.root_keys[0].2, Usage::Never);
+        let ci = &r["arn:aws:iam::123456789012:user/ci"];
+        assert!(ci.password_enabled);
+        assert_eq!(ci.password_last_used, None);
+        assert!(ci.root_keys.is_empty());
+    }
+
+    #[test]
+    fn identity_usage_distinguishes_never_from_unknown() {
+        let mut k = Credential {
+            id: "AKIA1".into(),
+            identity: "u".into(),
+            kind: CredentialKind::AccessKey,
+            created: None,
+            expires: None,
+            usage: Usage::Never,
+            active: true,
+            name: None,
+        };
+        assert_eq!(
+            identity_usage(std::slice::from_ref(&k), None, true),
+            Usage::Never
+        );
+        assert_eq!(
+            identity_usage(std::slice::from_ref(&k), None, false),
+            Usage::Unknown
+        );
+        k.usage = Usage::Unknown;
+        assert_eq!(identity_usage(&[k], None, true), Usage::Unknown);
+    }
+}

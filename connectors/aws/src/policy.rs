@@ -1,0 +1,1034 @@
+//! Pure IAM policy-document analysis: parsing (URL-encoded or plain JSON),
+//! effective allowed actions, privilege level, point `allows` checks and role
+//! trust evaluation. No AWS SDK types.
+//!
+//! Judgment calls (all conservative, i.e. towards reporting more access):
+//! - Conditions are assumed satisfiable on Allow statements and assumed *not*
+//!   to apply on Deny statements; so a conditional Allow of `*:*` is still
+//!   Admin-equivalent, and a conditional Deny never subtracts anything.
+//! - An Allow with `NotResource` counts as covering `*` (it grants everything
+//!   but a few resources) and contributes `*` to [`Analysis::resources`].
+//! - A Deny with `NotAction` subtracts only literal (wildcard-free) allowed
+//!   actions that none of its excluded patterns match.
+//! - `NotPrincipal` statements are not evaluated (their principals are not
+//!   kept): they neither admit nor deny in trust evaluation.
+
+use nhi_contract::PrivilegeLevel;
+use serde_json::{Map, Value};
+
+/// A parsed IAM policy document (identity policy or role trust policy).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyDocument {
+    /// The statements, in document order.
+    pub statements: Vec<Statement>,
+}
+
+/// One statement of a policy document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Allow or Deny.
+    pub effect: Effect,
+    /// From `Action` (`Only`) or `NotAction` (`AllBut`).
+    pub actions: Spec,
+    /// From `Resource` or `NotResource`; absent (trust policies) => `Only(["*"])`.
+    pub resources: Spec,
+    /// From `Principal`; `None` when absent or when `NotPrincipal` is used.
+    pub principals: Option<Principals>,
+    /// Whether the statement used `NotPrincipal`.
+    pub not_principal: bool,
+    /// Whether a (non-empty) `Condition` is present.
+    pub has_condition: bool,
+}
+
+/// The effect of a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// `"Effect": "Allow"`.
+    Allow,
+    /// `"Effect": "Deny"`.
+    Deny,
+}
+
+/// `Only(patterns)` for Action/Resource, `AllBut(patterns)` for NotAction/NotResource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    /// Matches values matched by any of the patterns.
+    Only(Vec<String>),
+    /// Matches values matched by none of the patterns.
+    AllBut(Vec<String>),
+}
+
+/// Principals of a statement: "*" is `any = true`; {"AWS": .., "Service": .., "Federated": ..} each string or array.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Principals {
+    /// `"Principal": "*"` (everyone).
+    pub any: bool,
+    /// `AWS` principals: ARNs, account ids or `*`.
+    pub aws: Vec<String>,
+    /// `Service` principals, e.g. `ec2.amazonaws.com`.
+    pub service: Vec<String>,
+    /// `Federated` principals (SAML/OIDC providers).
+    pub federated: Vec<String>,
+}
+
+/// Errors from parsing a policy document.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The document is not a valid IAM policy document.
+    #[error("policy document: {0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid(msg.into())
+}
+
+/// Parse a document as IAM returns it: URL-encoded JSON or plain JSON.
+pub fn parse(doc: &str) -> Result<PolicyDocument, PolicyError> {
+    let trimmed = doc.trim();
+    let looks_encoded = !trimmed.starts_with('{')
+        && (trimmed
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("%7B"))
+            || trimmed.contains("%22"));
+    let value: Value = if looks_encoded {
+        // IAM uses RFC 3986 encoding: '+' is a literal plus, not a space.
+        let decoded = percent_encoding::percent_decode_str(trimmed)
+            .decode_utf8()
+            .map_err(|e| invalid(format!("URL-decoded text is not UTF-8: {e}")))?;
+        serde_json::from_str(&decoded).map_err(|e| invalid(format!("invalid JSON: {e}")))?
+    } else {
+        serde_json::from_str(trimmed).map_err(|e| invalid(format!("invalid JSON: {e}")))?
+    };
+    parse_value(&value)
+}
+
+/// Parse an already-decoded JSON policy document.
+pub fn parse_value(v: &Value) -> Result<PolicyDocument, PolicyError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("document is not a JSON object"))?;
+    let stmts = obj
+        .get("Statement")
+        .ok_or_else(|| invalid("missing Statement"))?;
+    let statements = match stmts {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_statement(s).map_err(|e| with_index(e, i)))
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Object(_) => vec![parse_statement(stmts)?],
+        _ => return Err(invalid("Statement must be an object or an array")),
+    };
+    Ok(PolicyDocument { statements })
+}
+
+fn with_index(e: PolicyError, i: usize) -> PolicyError {
+    match e {
+        PolicyError::Invalid(m) => invalid(format!("Statement[{i}]: {m}")),
+    }
+}
+
+fn parse_statement(v: &Value) -> Result<Statement, PolicyError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("statement is not an object"))?;
+    let effect = match obj.get("Effect") {
+        Some(Value::String(s)) if s == "Allow" => Effect::Allow,
+        Some(Value::String(s)) if s == "Deny" => Effect::Deny,
+        Some(other) => return Err(invalid(format!("invalid Effect {other}"))),
+        None => return Err(invalid("missing Effect")),
+    };
+    let actions = parse_spec(obj, "Action", "NotAction")?
+        .ok_or_else(|| invalid("statement has neither Action nor NotAction"))?;
+    let resources = parse_spec(obj, "Resource", "NotResource")?
+        .unwrap_or_else(|| Spec::Only(vec!["*".to_string()]));
+    let (principals, not_principal) = match (obj.get("Principal"), obj.get("NotPrincipal")) {
+        (Some(_), Some(_)) => return Err(invalid("both Principal and NotPrincipal")),
+        (Some(p), None) => (Some(parse_principals(p)?), false),
+        (None, Some(_)) => (None, true),
+        (None, None) => (None, false),
+    };
+    let has_condition = match obj.get("Condition") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(_) => true,
+    };
+    Ok(Statement {
+        effect,
+        actions,
+        resources,
+        principals,
+        not_principal,
+        has_condition,
+    })
+}
+
+fn parse_spec(
+    obj: &Map<String, Value>,
+    only: &str,
+    all_but: &str,
+) -> Result<Option<Spec>, PolicyError> {
+    match (obj.get(only), obj.get(all_but)) {
+        (Some(_), Some(_)) => Err(invalid(format!("both {only} and {all_but}"))),
+        (Some(v), None) => Ok(Some(Spec::Only(string_list(v, only)?))),
+        (None, Some(v)) => Ok(Some(Spec::AllBut(string_list(v, all_but)?))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn string_list(v: &Value, key: &str) -> Result<Vec<String>, PolicyError> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| invalid(format!("{key} entries must be strings")))
+            })
+            .collect(),
+        _ => Err(invalid(format!(
+            "{key} must be a string or an array of strings"
+        ))),
+    }
+}
+
+fn parse_principals(v: &Value) -> Result<Principals, PolicyError> {
+    match v {
+        Value::String(s) if s == "*" => Ok(Principals {
+            any: true,
+            ..Principals::default()
+        }),
+        Value::Object(m) => {
+            let get = |k: &str| -> Result<Vec<String>, PolicyError> {
+                m.get(k)
+                    .map(|v| string_list(v, &format!("Principal.{k}")))
+                    .transpose()
+                    .map(Option::unwrap_or_default)
+            };
+            Ok(Principals {
+                any: false,
+                aws: get("AWS")?,
+                service: get("Service")?,
+                federated: get("Federated")?,
+            })
+        }
+        _ => Err(invalid("Principal must be \"*\" or an object")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Glob matching and subsumption
+// ---------------------------------------------------------------------------
+
+/// `*`/`?` glob match of `text` against `pattern`.
+fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
+    let norm = |s: &str| -> Vec<char> {
+        if case_insensitive {
+            s.to_lowercase().chars().collect()
+        } else {
+            s.chars().collect()
+        }
+    };
+    let p = norm(pattern);
+    let t = norm(text);
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Case-insensitive action glob match.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    glob_match(pattern, action, true)
+}
+
+/// Whether glob `outer` covers glob `inner` (every string matching `inner`
+/// matches `outer`), case-insensitive. A `*` in `inner` is only covered by a
+/// `*` in `outer`; a `?` in `inner` by `?` or `*`. Sound (never claims cover
+/// wrongly); may miss exotic covers.
+fn covers(outer: &str, inner: &str) -> bool {
+    let o: Vec<char> = outer.to_lowercase().chars().collect();
+    let n: Vec<char> = inner.to_lowercase().chars().collect();
+    // dp[i][j]: o[i..] covers n[j..]
+    let mut dp = vec![vec![false; n.len() + 1]; o.len() + 1];
+    dp[o.len()][n.len()] = true;
+    for i in (0..o.len()).rev() {
+        for j in (0..=n.len()).rev() {
+            dp[i][j] = match o[i] {
+                '*' => dp[i + 1][j] || (j < n.len() && dp[i][j + 1]),
+                '?' => j < n.len() && n[j] != '*' && dp[i + 1][j + 1],
+                c => j < n.len() && n[j] == c && dp[i + 1][j + 1],
+            };
+        }
+    }
+    dp[0][0]
+}
+
+fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
+    match spec {
+        Spec::Only(ps) => ps.iter().any(|p| glob_match(p, value, case_insensitive)),
+        Spec::AllBut(ps) => !ps.iter().any(|p| glob_match(p, value, case_insensitive)),
+    }
+}
+
+/// Whether a statement's resources cover every resource (`*`).
+fn resources_cover_all(spec: &Spec) -> bool {
+    match spec {
+        Spec::Only(ps) => ps.iter().any(|p| covers(p, "*")),
+        // Everything but a few resources: conservatively treated as `*`
+        // unless the exclusion itself is everything.
+        Spec::AllBut(ps) => !ps.iter().any(|p| covers(p, "*")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Analysis
+// ---------------------------------------------------------------------------
+
+/// IAM actions that let a principal escalate to full administrator.
+const ESCALATION_ACTIONS: &[&str] = &[
+    "iam:CreateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:AttachUserPolicy",
+    "iam:AttachGroupPolicy",
+    "iam:AttachRolePolicy",
+    "iam:PutUserPolicy",
+    "iam:PutGroupPolicy",
+    "iam:PutRolePolicy",
+    "iam:CreatePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+    "iam:AddUserToGroup",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:PassRole",
+];
+
+/// Action-name prefixes (after the service colon) that are read-only.
+const READ_PREFIXES: &[&str] = &[
+    "get", "list", "describe", "view", "read", "search", "lookup", "batchget", "select",
+];
+
+/// What a set of identity policies (everything one principal holds) allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// Allowed action patterns after explicit unconditional `*`-resource Deny subtraction (`*` for NotAction allows); sorted, deduplicated.
+    pub actions: Vec<String>,
+    /// Resource patterns of the Allow statements that still allow something (dedup, sorted).
+    pub resources: Vec<String>,
+    /// Read, Write or Admin.
+    pub privilege: PrivilegeLevel,
+    /// Why it is admin-equivalent, e.g. "allows *:* on *"; None unless Admin.
+    pub admin_reason: Option<String>,
+}
+
+/// Unconditional Deny statements on every resource: the ones that subtract.
+fn hard_denies(docs: &[PolicyDocument]) -> Vec<&Statement> {
+    docs.iter()
+        .flat_map(|d| &d.statements)
+        .filter(|s| {
+            s.effect == Effect::Deny && !s.has_condition && resources_cover_all(&s.resources)
+        })
+        .collect()
+}
+
+/// Whether allowed action pattern `p` is fully removed by one of `denies`.
+fn pattern_denied(p: &str, denies: &[&Statement]) -> bool {
+    let literal = !p.contains(['*', '?']);
+    denies.iter().any(|d| match &d.actions {
+        Spec::Only(ds) => ds.iter().any(|dp| covers(dp, p)),
+        // "Deny everything except X": exactly decidable only for literals.
+        Spec::AllBut(xs) => literal && !xs.iter().any(|x| action_matches(x, p)),
+    })
+}
+
+/// Whether a concrete action is denied by one of `denies`.
+fn action_denied(action: &str, denies: &[&Statement]) -> bool {
+    denies
+        .iter()
+        .any(|d| spec_matches(&d.actions, action, true))
+}
+
+fn is_read_only(pattern: &str) -> bool {
+    let Some((_, name)) = pattern.split_once(':') else {
+        return false;
+    };
+    let name = name.to_lowercase();
+    READ_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Admin finding for one statement: (rank, reason); lower rank wins.
+fn admin_finding(
+    stmt: &Statement,
+    surviving: &[String],
+    denies: &[&Statement],
+) -> Option<(u8, String)> {
+    if stmt.effect != Effect::Allow || !resources_cover_all(&stmt.resources) {
+        return None;
+    }
+    // Escalation actions still reachable through this statement.
+    let open: Vec<&str> = ESCALATION_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| !action_denied(a, denies))
+        .collect();
+    let suffix = if stmt.has_condition {
+        " (conditional)"
+    } else {
+        ""
+    };
+    let mut best: Option<(u8, String)> = None;
+    let mut consider = |rank: u8, reason: String| {
+        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+            best = Some((rank, reason));
+        }
+    };
+    match &stmt.actions {
+        Spec::Only(_) => {
+            for p in surviving {
+                if !open.iter().any(|a| action_matches(p, a)) {
+                    continue;
+                }
+                if covers(p, "*:*") {
+                    consider(0, format!("allows *:* on *{suffix}"));
+                } else if covers(p, "iam:*") {
+                    consider(1, format!("allows {p} on *{suffix}"));
+                } else if let Some(a) = open.iter().find(|a| action_matches(p, a)) {
+                    let reason = if p.eq_ignore_ascii_case(a) {
+                        format!("allows {a} on *{suffix}")
+                    } else {
+                        format!("allows {p} on * (includes {a}){suffix}")
+                    };
+                    consider(2, reason);
+                }
+            }
+        }
+        Spec::AllBut(excluded) => {
+            if !surviving.is_empty()
+                && open
+                    .iter()
+                    .any(|a| !excluded.iter().any(|x| action_matches(x, a)))
+            {
+                consider(3, format!("NotAction allow without iam exclusions{suffix}"));
+            }
+        }
+    }
+    best
+}
+
+/// Analyse everything one principal holds: allowed actions, resources, privilege.
+pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
+    let denies = hard_denies(docs);
+    let mut actions = Vec::new();
+    let mut resources = Vec::new();
+    let mut best: Option<(u8, String)> = None;
+    let mut write = false;
+    for stmt in docs.iter().flat_map(|d| &d.statements) {
+        if stmt.effect != Effect::Allow {
+            continue;
+        }
+        let raw: Vec<String> = match &stmt.actions {
+            Spec::Only(ps) => ps.clone(),
+            Spec::AllBut(_) => vec!["*".to_string()],
+        };
+        let surviving: Vec<String> = raw
+            .into_iter()
+            .filter(|p| !pattern_denied(p, &denies))
+            .collect();
+        if surviving.is_empty() {
+            continue;
+        }
+        if let Some(f) = admin_finding(stmt, &surviving, &denies) {
+            if best.as_ref().is_none_or(|(r, _)| f.0 < *r) {
+                best = Some(f);
+            }
+        }
+        write |= surviving.iter().any(|p| !is_read_only(p));
+        actions.extend(surviving);
+        match &stmt.resources {
+            Spec::Only(rs) => resources.extend(rs.iter().cloned()),
+            Spec::AllBut(_) => resources.push("*".to_string()),
+        }
+    }
+    actions.sort();
+    actions.dedup();
+    resources.sort();
+    resources.dedup();
+    let (privilege, admin_reason) = match best {
+        Some((_, reason)) => (PrivilegeLevel::Admin, Some(reason)),
+        None if write => (PrivilegeLevel::Write, None),
+        None => (PrivilegeLevel::Read, None),
+    };
+    Analysis {
+        actions,
+        resources,
+        privilege,
+        admin_reason,
+    }
+}
+
+/// Whether the documents allow `action` on `resource` (an ARN); conditions assumed met on Allow, ignored on Deny.
+pub fn allows(docs: &[PolicyDocument], action: &str, resource: &str) -> bool {
+    let stmts = || docs.iter().flat_map(|d| &d.statements);
+    let hits = |s: &Statement| {
+        spec_matches(&s.actions, action, true) && spec_matches(&s.resources, resource, false)
+    };
+    let allowed = stmts().any(|s| s.effect == Effect::Allow && hits(s));
+    let denied = stmts().any(|s| s.effect == Effect::Deny && !s.has_condition && hits(s));
+    allowed && !denied
+}
+
+// ---------------------------------------------------------------------------
+// Trust policies
+// ---------------------------------------------------------------------------
+
+const ASSUME_ROLE: &str = "sts:AssumeRole";
+
+/// How a statement's principals match a given principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrustMatch {
+    /// Does not match.
+    None,
+    /// Matches via `*`, the account id or the account root ARN.
+    AccountWide,
+    /// Names the principal (exact ARN or an ARN pattern matching it).
+    Named,
+}
+
+/// Whether `entry` is `arn:<partition>:iam::<account>:root`.
+fn is_account_root(entry: &str, account: &str) -> bool {
+    let parts: Vec<&str> = entry.split(':').collect();
+    matches!(parts.as_slice(), ["arn", _, "iam", "", acct, "root"] if *acct == account)
+}
+
+fn principal_match(stmt: &Statement, principal_arn: &str, account: &str) -> TrustMatch {
+    let Some(p) = &stmt.principals else {
+        return TrustMatch::None;
+    };
+    let mut result = if p.any {
+        TrustMatch::AccountWide
+    } else {
+        TrustMatch::None
+    };
+    for entry in &p.aws {
+        if entry.contains(':') && glob_match(entry, principal_arn, false) {
+            return TrustMatch::Named;
+        }
+        if entry == "*" || entry == account || is_account_root(entry, account) {
+            result = TrustMatch::AccountWide;
+        }
+    }
+    result
+}
+
+/// Best match among admitting Allow statements, or None if denied / not admitted.
+fn trust_match(trust: &PolicyDocument, principal_arn: &str, account: &str) -> TrustMatch {
+    let relevant = |s: &&Statement| spec_matches(&s.actions, ASSUME_ROLE, true);
+    let denied = trust
+        .statements
+        .iter()
+        .filter(relevant)
+        .filter(|s| s.effect == Effect::Deny && !s.has_condition)
+        .any(|s| principal_match(s, principal_arn, account) != TrustMatch::None);
+    if denied {
+        return TrustMatch::None;
+    }
+    trust
+        .statements
+        .iter()
+        .filter(relevant)
+        .filter(|s| s.effect == Effect::Allow)
+        .map(|s| principal_match(s, principal_arn, account))
+        .fold(TrustMatch::None, |acc, m| match (acc, m) {
+            (TrustMatch::Named, _) | (_, TrustMatch::Named) => TrustMatch::Named,
+            (TrustMatch::AccountWide, _) | (_, TrustMatch::AccountWide) => TrustMatch::AccountWide,
+            _ => TrustMatch::None,
+        })
+}
+
+/// Whether a role trust policy lets `principal_arn` (in `principal_account`) call sts:AssumeRole.
+pub fn trust_admits(trust: &PolicyDocument, principal_arn: &str, principal_account: &str) -> bool {
+    trust_match(trust, principal_arn, principal_account) != TrustMatch::None
+}
+
+/// Whether the trust admits the principal only account-wide (via `*`, account id or `:root`), not by name.
+pub fn trust_is_account_wide(
+    trust: &PolicyDocument,
+    principal_arn: &str,
+    principal_account: &str,
+) -> bool {
+    trust_match(trust, principal_arn, principal_account) == TrustMatch::AccountWide
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ACCT: &str = "123456789012";
+    const USER: &str = "arn:aws:iam::123456789012:user/ci-bot";
+    const ROLE: &str = "arn:aws:iam::123456789012:role/deployer";
+
+    fn doc(v: Value) -> PolicyDocument {
+        parse_value(&v).expect("valid test policy")
+    }
+
+    fn allow(action: Value, resource: Value) -> PolicyDocument {
+        doc(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": action, "Resource": resource}
+        ]}))
+    }
+
+    fn trust(principal: Value) -> PolicyDocument {
+        doc(json!({"Statement": [
+            {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+        ]}))
+    }
+
+    // --- parsing -----------------------------------------------------------
+
+    #[test]
+    fn url_encoded_administrator_access_is_admin() {
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D";
+        let d = parse(encoded).expect("parses");
+        assert_eq!(d.statements.len(), 1);
+        let a = analyse(&[d]);
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        assert_eq!(a.admin_reason.as_deref(), Some("allows *:* on *"));
+        assert_eq!(a.actions, vec!["*"]);
+        assert_eq!(a.resources, vec!["*"]);
+    }
+
+    #[test]
+    fn url_decoding_keeps_plus() {
+        let encoded = "%7B%22Statement%22%3A%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22arn%3Aaws%3As3%3A%3A%3Aa+b%2Fc%22%7D%7D";
+        let d = parse(encoded).expect("parses");
+        assert_eq!(
+            d.statements[0].resources,
+            Spec::Only(vec!["arn:aws:s3:::a+b/c".into()])
+        );
+    }
+
+    #[test]
+    fn plain_json_parses_and_is_not_decoded() {
+        // A literal "%22" inside plain JSON must survive untouched.
+        let d = parse(
+            r#" {"Statement":{"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::x%22y"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(d.statements[0].effect, Effect::Deny);
+        assert_eq!(
+            d.statements[0].resources,
+            Spec::Only(vec!["arn:aws:s3:::x%22y".into()])
+        );
+    }
+
+    #[test]
+    fn string_and_array_forms_are_equivalent() {
+        let s = allow(json!("s3:GetObject"), json!("arn:aws:s3:::b/*"));
+        let a = allow(json!(["s3:GetObject"]), json!(["arn:aws:s3:::b/*"]));
+        assert_eq!(s, a);
+        assert_eq!(
+            s.statements[0].actions,
+            Spec::Only(vec!["s3:GetObject".into()])
+        );
+    }
+
+    #[test]
+    fn statement_object_and_array_forms_are_equivalent() {
+        let stmt = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
+        let obj = doc(json!({"Statement": stmt.clone()}));
+        let arr = doc(json!({"Statement": [stmt]}));
+        assert_eq!(obj, arr);
+        assert_eq!(obj.statements.len(), 1);
+    }
+
+    #[test]
+    fn not_action_not_resource_and_defaults() {
+        let d = doc(json!({"Statement": [{
+            "Effect": "Allow", "NotAction": "iam:*", "NotResource": ["arn:aws:s3:::secret"],
+            "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+        }, {
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"
+        }, {
+            "Effect": "Deny", "NotPrincipal": {"AWS": ROLE}, "Action": "sts:AssumeRole"
+        }]}));
+        let s = &d.statements;
+        assert_eq!(s[0].actions, Spec::AllBut(vec!["iam:*".into()]));
+        assert_eq!(
+            s[0].resources,
+            Spec::AllBut(vec!["arn:aws:s3:::secret".into()])
+        );
+        assert!(s[0].has_condition);
+        assert_eq!(s[1].resources, Spec::Only(vec!["*".into()]));
+        assert_eq!(
+            s[1].principals.as_ref().map(|p| p.service.clone()),
+            Some(vec!["ec2.amazonaws.com".to_string()])
+        );
+        assert!(!s[1].has_condition);
+        assert!(s[2].not_principal);
+        assert_eq!(s[2].principals, None);
+    }
+
+    #[test]
+    fn missing_or_bad_effect_is_error() {
+        let missing = parse(r#"{"Statement":[{"Action":"s3:*","Resource":"*"}]}"#);
+        assert!(matches!(missing, Err(PolicyError::Invalid(m)) if m.contains("missing Effect")));
+        let bad = parse(r#"{"Statement":[{"Effect":"Maybe","Action":"s3:*"}]}"#);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn statement_without_action_is_error() {
+        assert!(parse(r#"{"Statement":{"Effect":"Allow","Resource":"*"}}"#).is_err());
+        assert!(parse(r#"{"Statement":{"Effect":"Allow","Action":7}}"#).is_err());
+        assert!(parse(r#"{"Statement":{"Effect":"Allow","Action":["s3:*",1]}}"#).is_err());
+        assert!(parse("not json").is_err());
+        assert!(parse("%7B%22oops").is_err());
+        assert!(parse("[]").is_err());
+    }
+
+    // --- glob helpers ------------------------------------------------------
+
+    #[test]
+    fn glob_and_covers() {
+        assert!(action_matches("S3:get*", "s3:GetObject"));
+        assert!(action_matches("s3:Get?bject", "s3:GetObject"));
+        assert!(!action_matches("s3:Get", "s3:GetObject"));
+        assert!(!glob_match("arn:aws:s3:::B/*", "arn:aws:s3:::b/k", false));
+        assert!(covers("s3:*", "s3:Get*"));
+        assert!(covers("*", "s3:*"));
+        assert!(covers("S3:GET*", "s3:GetObject"));
+        assert!(!covers("s3:GetObject", "s3:Get*"));
+        assert!(!covers("s3:Get*", "s3:*"));
+        assert!(covers("s3:Get?bject", "s3:GetObject"));
+        assert!(!covers("s3:Get?bject", "s3:Get*bject"));
+        assert!(covers("iam:*Policy", "iam:Put*Policy"));
+    }
+
+    // --- analyse -----------------------------------------------------------
+
+    #[test]
+    fn deny_covering_allow_removes_it() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "*"}
+        ]}));
+        let a = analyse(&[d]);
+        assert!(a.actions.is_empty());
+        assert!(a.resources.is_empty());
+        assert_eq!(a.privilege, PrivilegeLevel::Read);
+        assert_eq!(a.admin_reason, None);
+    }
+
+    #[test]
+    fn partial_deny_keeps_pattern() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}
+        ]}));
+        let a = analyse(&[d]);
+        assert_eq!(a.actions, vec!["s3:*"]);
+        assert_eq!(a.privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn conditional_or_scoped_deny_does_not_subtract() {
+        let cond = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+        ]}));
+        assert_eq!(analyse(&[cond]).actions, vec!["s3:*"]);
+        let scoped = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "arn:aws:s3:::b"}
+        ]}));
+        assert_eq!(analyse(&[scoped]).actions, vec!["s3:*"]);
+    }
+
+    #[test]
+    fn deny_in_one_document_subtracts_from_another() {
+        let a = analyse(&[
+            allow(json!(["s3:GetObject", "ec2:StartInstances"]), json!("*")),
+            doc(json!({"Statement": {"Effect": "Deny", "Action": "ec2:*", "Resource": "*"}})),
+        ]);
+        assert_eq!(a.actions, vec!["s3:GetObject"]);
+        assert_eq!(a.privilege, PrivilegeLevel::Read);
+    }
+
+    #[test]
+    fn escalation_via_pass_role_on_star_is_admin() {
+        let a = analyse(&[allow(json!("iam:PassRole"), json!("*"))]);
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        assert_eq!(a.admin_reason.as_deref(), Some("allows iam:PassRole on *"));
+    }
+
+    #[test]
+    fn escalation_via_wildcard_pattern_is_admin() {
+        let a = analyse(&[allow(json!("iam:Put*"), json!("*"))]);
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        let reason = a.admin_reason.unwrap_or_default();
+        assert!(reason.starts_with("allows iam:Put* on *"), "{reason}");
+        assert!(reason.contains("iam:PutUserPolicy"), "{reason}");
+    }
+
+    #[test]
+    fn iam_star_is_admin() {
+        let a = analyse(&[allow(json!("iam:*"), json!("*"))]);
+        assert_eq!(a.admin_reason.as_deref(), Some("allows iam:* on *"));
+    }
+
+    #[test]
+    fn pass_role_on_specific_role_is_write_not_admin() {
+        let a = analyse(&[allow(json!("iam:PassRole"), json!(ROLE))]);
+        assert_eq!(a.privilege, PrivilegeLevel::Write);
+        assert_eq!(a.admin_reason, None);
+        assert_eq!(a.resources, vec![ROLE]);
+    }
+
+    #[test]
+    fn denied_escalation_is_not_admin() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}
+        ]}));
+        let a = analyse(&[d]);
+        assert_eq!(a.actions, vec!["*"]);
+        assert_eq!(a.privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn not_action_excluding_iam_is_write() {
+        let d = doc(json!({"Statement": {
+            "Effect": "Allow", "NotAction": ["iam:*", "organizations:*"], "Resource": "*"
+        }}));
+        let a = analyse(&[d]);
+        assert_eq!(a.privilege, PrivilegeLevel::Write);
+        assert_eq!(a.actions, vec!["*"]);
+    }
+
+    #[test]
+    fn not_action_without_iam_exclusion_is_admin() {
+        let d = doc(json!({"Statement": {
+            "Effect": "Allow", "NotAction": ["s3:*"], "Resource": "*"
+        }}));
+        let a = analyse(&[d]);
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("NotAction allow without iam exclusions")
+        );
+        assert_eq!(a.actions, vec!["*"]);
+    }
+
+    #[test]
+    fn read_only_policy_is_read() {
+        let a = analyse(&[allow(
+            json!([
+                "s3:List*",
+                "s3:Get*",
+                "dynamodb:BatchGetItem",
+                "ec2:describeInstances"
+            ]),
+            json!(["arn:aws:s3:::b", "arn:aws:s3:::b/*", "arn:aws:s3:::b"]),
+        )]);
+        assert_eq!(a.privilege, PrivilegeLevel::Read);
+        assert_eq!(
+            a.actions,
+            vec![
+                "dynamodb:BatchGetItem",
+                "ec2:describeInstances",
+                "s3:Get*",
+                "s3:List*"
+            ]
+        );
+        assert_eq!(a.resources, vec!["arn:aws:s3:::b", "arn:aws:s3:::b/*"]);
+    }
+
+    #[test]
+    fn wildcard_service_action_is_write() {
+        assert_eq!(
+            analyse(&[allow(json!("s3:G*"), json!("*"))]).privilege,
+            PrivilegeLevel::Write
+        );
+    }
+
+    #[test]
+    fn empty_input_is_read_with_nothing() {
+        let a = analyse(&[]);
+        assert_eq!(a.privilege, PrivilegeLevel::Read);
+        assert!(a.actions.is_empty() && a.resources.is_empty());
+    }
+
+    /// Choice: a conditional Allow of `*:*` is still Admin-equivalent. The
+    /// condition (MFA, source IP, time) is usually satisfiable by the holder,
+    /// and under-reporting an admin is worse than over-reporting one. The
+    /// reason says it was conditional.
+    #[test]
+    fn conditional_allow_star_is_still_admin() {
+        let d = doc(json!({"Statement": {
+            "Effect": "Allow", "Action": "*:*", "Resource": "*",
+            "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}
+        }}));
+        let a = analyse(&[d]);
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("allows *:* on * (conditional)")
+        );
+    }
+
+    // --- allows ------------------------------------------------------------
+
+    #[test]
+    fn allows_respects_deny_on_specific_role() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::123456789012:role/*"},
+            {"Effect": "Deny", "Action": "iam:PassRole", "Resource": ROLE}
+        ]}));
+        let docs = [d];
+        assert!(!allows(&docs, "iam:PassRole", ROLE));
+        assert!(allows(
+            &docs,
+            "IAM:passrole",
+            "arn:aws:iam::123456789012:role/other"
+        ));
+        assert!(!allows(
+            &docs,
+            "iam:PassRole",
+            "arn:aws:iam::999999999999:role/x"
+        ));
+        assert!(!allows(
+            &docs,
+            "iam:GetRole",
+            "arn:aws:iam::123456789012:role/other"
+        ));
+        // Resources are case-sensitive.
+        assert!(!allows(
+            &docs,
+            "iam:PassRole",
+            "arn:aws:iam::123456789012:ROLE/x"
+        ));
+    }
+
+    #[test]
+    fn allows_ignores_conditional_deny_and_handles_not_specs() {
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "NotAction": "iam:*", "NotResource": "arn:aws:s3:::secret"},
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "*",
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+        ]}));
+        let docs = [d];
+        assert!(allows(&docs, "s3:GetObject", "arn:aws:s3:::public"));
+        assert!(!allows(&docs, "s3:GetObject", "arn:aws:s3:::secret"));
+        assert!(!allows(&docs, "iam:CreateUser", "*"));
+    }
+
+    // --- trust -------------------------------------------------------------
+
+    #[test]
+    fn trust_account_root_admits_account_wide() {
+        let t = trust(json!({"AWS": "arn:aws:iam::123456789012:root"}));
+        assert!(trust_admits(&t, USER, ACCT));
+        assert!(trust_is_account_wide(&t, USER, ACCT));
+    }
+
+    #[test]
+    fn trust_account_id_admits_account_wide() {
+        let t = trust(json!({"AWS": ["123456789012"]}));
+        assert!(trust_admits(&t, ROLE, ACCT));
+        assert!(trust_is_account_wide(&t, ROLE, ACCT));
+    }
+
+    #[test]
+    fn trust_exact_arn_admits_by_name() {
+        let t = trust(json!({"AWS": [ROLE, "arn:aws:iam::123456789012:root"]}));
+        assert!(trust_admits(&t, ROLE, ACCT));
+        assert!(!trust_is_account_wide(&t, ROLE, ACCT));
+        // The root entry still admits other principals of the account.
+        assert!(trust_is_account_wide(&t, USER, ACCT));
+    }
+
+    #[test]
+    fn trust_wildcard_arn_admits_by_name() {
+        let t = trust(json!({"AWS": "arn:aws:iam::123456789012:user/*"}));
+        assert!(trust_admits(&t, USER, ACCT));
+        assert!(!trust_is_account_wide(&t, USER, ACCT));
+        assert!(!trust_admits(&t, ROLE, ACCT));
+    }
+
+    #[test]
+    fn trust_other_account_does_not_admit() {
+        let t = trust(json!({"AWS": ["arn:aws:iam::999999999999:root", "999999999999"]}));
+        assert!(!trust_admits(&t, USER, ACCT));
+        assert!(!trust_is_account_wide(&t, USER, ACCT));
+    }
+
+    #[test]
+    fn trust_star_principal_admits() {
+        for p in [json!("*"), json!({"AWS": "*"})] {
+            let t = trust(p);
+            assert!(trust_admits(&t, USER, ACCT));
+            assert!(trust_is_account_wide(&t, USER, ACCT));
+        }
+    }
+
+    #[test]
+    fn trust_service_only_does_not_admit_user() {
+        let t = trust(json!({"Service": "lambda.amazonaws.com"}));
+        assert!(!trust_admits(&t, USER, ACCT));
+        let fed = trust(json!({"Federated": "arn:aws:iam::123456789012:oidc-provider/x"}));
+        assert!(!trust_admits(&fed, USER, ACCT));
+    }
+
+    #[test]
+    fn trust_requires_assume_role_action() {
+        let t = doc(json!({"Statement": {
+            "Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:AssumeRoleWithWebIdentity"
+        }}));
+        assert!(!trust_admits(&t, USER, ACCT));
+        let wildcard = doc(json!({"Statement": {
+            "Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:*"
+        }}));
+        assert!(trust_admits(&wildcard, USER, ACCT));
+    }
+
+    #[test]
+    fn trust_deny_blocks_unless_conditional() {
+        let t = doc(json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"},
+            {"Effect": "Deny", "Principal": {"AWS": USER}, "Action": "sts:AssumeRole"}
+        ]}));
+        assert!(!trust_admits(&t, USER, ACCT));
+        assert!(!trust_is_account_wide(&t, USER, ACCT));
+        assert!(trust_admits(&t, ROLE, ACCT));
+
+        let cond = doc(json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:AssumeRole"},
+            {"Effect": "Deny", "Principal": {"AWS": USER}, "Action": "sts:AssumeRole",
+             "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "false"}}}
+        ]}));
+        assert!(trust_admits(&cond, USER, ACCT));
+    }
+}
