@@ -41,6 +41,8 @@ pub enum SkipReason {
     Protected,
     /// The subject's source (by index) failed or was partial this pass.
     SourceIncomplete(u32),
+    /// The account root: only root itself can manage its credentials.
+    AccountRoot,
 }
 
 /// Whether a planned action would run.
@@ -148,7 +150,10 @@ impl Plan {
             prev = Some((ident, cred, fam));
             let credential = (cred != u32::MAX).then_some(cred);
             let source = estate.identity_source[ident as usize];
-            let disposition = if protected.covers(&estate.identities[ident as usize].id)
+            let identity = &estate.identities[ident as usize];
+            let disposition = if identity.kind == nhi_contract::IdentityKind::Root {
+                Disposition::Skip(SkipReason::AccountRoot)
+            } else if protected.covers(&identity.id)
                 || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
                 Disposition::Skip(SkipReason::Protected)
@@ -192,6 +197,13 @@ impl Plan {
                     Disposition::Skip(SkipReason::Protected) => {
                         ("skip", Some("protected subject".to_string()))
                     }
+                    Disposition::Skip(SkipReason::AccountRoot) => (
+                        "skip",
+                        Some(
+                            "account root: only root can manage its credentials, by hand"
+                                .to_string(),
+                        ),
+                    ),
                     Disposition::Skip(SkipReason::SourceIncomplete(s)) => (
                         "skip",
                         Some(format!(

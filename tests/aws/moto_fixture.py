@@ -50,6 +50,11 @@ os.environ.update({
     "AWS_DEFAULT_REGION": REGION,
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    # Without it moto resolves the account per request via iam.models.get_account_id_from,
+    # which instantiates the IAM backend of every partition (aws-cn, aws-us-gov, ...);
+    # with AWS managed policies loaded that costs ~1 s on the first request. Pinning is
+    # also what the credentials "testing" resolve to anyway.
+    "MOTO_ACCOUNT_ID": ACCOUNT_ID,
 })
 
 import boto3  # noqa: E402

@@ -1,0 +1,289 @@
+//! End to end against moto: seed an account, write approvals, run
+//! `nhi-assure scan` and `plan` through the CLI, assert the exact findings
+//! and planned actions.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nhi_aws::moto::Moto;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
+const A: &str = "arn:aws:iam::123456789012:";
+
+fn approvals() -> String {
+    let day = |d: i64| {
+        (chrono::Utc::now() + chrono::Duration::days(d))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    format!(
+        r#"approvals:
+  - id: APR-CI
+    subject: "{A}user/machine/ci-deployer"
+    scope: {{actions: ["s3:GetObject", "s3:PutObject", "s3:ListBucket"], services: [s3]}}
+    requester: dev@example.com
+    approver: lead@example.com
+    approved_at: {a1}
+    expires_at: {e1}
+  - id: APR-LEGACY
+    subject: "{A}user/legacy-batch"
+    scope: {{actions: ["s3:GetObject"]}}
+    requester: dev@example.com
+    approver: lead@example.com
+    approved_at: {a2}
+    expires_at: {e2}
+  - id: APR-INLINE
+    subject: "{A}user/inline-admin"
+    scope: {{actions: ["ec2:Describe*"]}}
+    requester: dev@example.com
+    approver: lead@example.com
+    approved_at: {a1}
+    expires_at: {e1}
+  - id: APR-CHAIN
+    subject: "{A}user/chain-user"
+    scope: {{actions: ["sts:AssumeRole"]}}
+    requester: dev@example.com
+    approver: lead@example.com
+    approved_at: {a1}
+    expires_at: {e1}
+"#,
+        a1 = day(-30),
+        e1 = day(200),
+        a2 = day(-300),
+        e2 = day(-5),
+    )
+}
+
+fn setup(moto: &Moto, dir: &Path) -> String {
+    std::fs::create_dir_all(dir.join("approvals")).expect("mkdir");
+    std::fs::write(dir.join("approvals/aws.yaml"), approvals()).expect("approvals");
+    let cfg = dir.join("nhi-assure.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"store = "store.db"
+[[sources]]
+type = "aws"
+name = "aws"
+endpoint_url = "{}"
+max_attempts = 3
+initial_backoff_ms = 10
+
+[[approvals]]
+type = "files"
+name = "approvals"
+path = "approvals"
+"#,
+            moto.ready.proxy
+        ),
+    )
+    .expect("config");
+    cfg.to_str().expect("utf8").to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("run nhi-assure")
+}
+
+fn json(o: &Output) -> Vec<serde_json::Value> {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
+type Key = (String, String, Option<String>);
+
+fn key(rule: &str, ident: &str, cred: Option<&str>) -> Key {
+    (
+        rule.to_string(),
+        format!("{A}{ident}"),
+        cred.map(str::to_string),
+    )
+}
+
+#[test]
+fn scan_and_plan_against_moto_give_exactly_the_expected_findings_and_actions() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+
+    let findings = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    let got: BTreeSet<Key> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["rule_id"].as_str().expect("rule").to_string(),
+                f["identity_id"].as_str().expect("identity").to_string(),
+                f["credential_id"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+
+    let (ci_old, legacy, tf, root) = (
+        moto.key("ci-old"),
+        moto.key("legacy-key"),
+        moto.key("tf-key"),
+        format!("{A}root:access_key_1"),
+    );
+    let ssh: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| {
+            f["identity_id"] == format!("{A}user/no-owner").as_str()
+                && f["credential_id"].is_string()
+        })
+        .collect();
+    let ssh_id = ssh
+        .first()
+        .and_then(|f| f["credential_id"].as_str())
+        .expect("ssh key finding")
+        .to_string();
+    let want: BTreeSet<Key> = [
+        // Two keys on ci-deployer: only the old one is stale and overdue.
+        key(
+            "credential-stale",
+            "user/machine/ci-deployer",
+            Some(&ci_old),
+        ),
+        key(
+            "credential-rotation-overdue",
+            "user/machine/ci-deployer",
+            Some(&ci_old),
+        ),
+        key(
+            "identity-multiple-active-keys",
+            "user/machine/ci-deployer",
+            None,
+        ),
+        // Expired approval, never-used old key, console password.
+        key("approval-expired", "user/legacy-batch", Some(&legacy)),
+        key("credential-never-used", "user/legacy-batch", Some(&legacy)),
+        key(
+            "credential-rotation-overdue",
+            "user/legacy-batch",
+            Some(&legacy),
+        ),
+        key("nhi-human-login", "user/legacy-batch", None),
+        // Admin through a group, unapproved key.
+        key("identity-admin-equivalent", "user/terraform", None),
+        key("credential-unapproved", "user/terraform", Some(&tf)),
+        // Admin through an inline *:*, beyond its approved scope.
+        key("identity-admin-equivalent", "user/inline-admin", None),
+        key("identity-overscoped", "user/inline-admin", None),
+        // `*` also lets it assume hop1 (account-wide trust), hence hop2.
+        key("identity-overscoped-via-assume", "user/inline-admin", None),
+        // Admin by a directly attached policy.
+        key("identity-admin-equivalent", "user/direct-admin", None),
+        // Admin through user → hop1 → hop2, beyond scope via assume-role.
+        key("identity-admin-equivalent", "user/chain-user", None),
+        key("identity-overscoped-via-assume", "user/chain-user", None),
+        key("identity-admin-equivalent", "role/hop1", None),
+        key("identity-admin-equivalent", "role/hop2", None),
+        // No owner tag, unapproved SSH key.
+        key("identity-no-owner", "user/no-owner", None),
+        key("credential-unapproved", "user/no-owner", Some(&ssh_id)),
+        // The root's access key.
+        key("credential-root-access-key", "root", Some(&root)),
+        key("credential-unapproved", "root", Some(&root)),
+        key("credential-never-used", "root", Some(&root)),
+        key("credential-rotation-overdue", "root", Some(&root)),
+    ]
+    .into_iter()
+    .collect();
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}"
+    );
+
+    let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]));
+    let got: BTreeSet<(String, String, Option<String>, String)> = plan
+        .iter()
+        .map(|a| {
+            (
+                a["operation"].as_str().expect("op").to_string(),
+                a["identity_id"].as_str().expect("id").to_string(),
+                a["credential_id"].as_str().map(str::to_string),
+                a["status"].as_str().expect("status").to_string(),
+            )
+        })
+        .collect();
+    let act = |op: &str, id: &str, c: Option<&str>, s: &str| {
+        (
+            op.to_string(),
+            format!("{A}{id}"),
+            c.map(str::to_string),
+            s.to_string(),
+        )
+    };
+    let want: BTreeSet<_> = [
+        act(
+            "disable_credential",
+            "user/machine/ci-deployer",
+            Some(&ci_old),
+            "act",
+        ),
+        act(
+            "disable_credential",
+            "user/legacy-batch",
+            Some(&legacy),
+            "act",
+        ),
+        act("remove_login", "user/legacy-batch", None, "act"),
+        act("disable_credential", "user/terraform", Some(&tf), "act"),
+        act("disable_credential", "user/no-owner", Some(&ssh_id), "act"),
+        act("disable_credential", "root", Some(&root), "skip"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+    // moto refuses service-specific credentials: reported as a gap, the
+    // access keys it did see are still acted on.
+    let o = run(&["plan", "--config", &cfg]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("PARTIAL (token:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn unreachable_account_is_unknown_and_resolves_nothing() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    let first = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    assert!(!first.is_empty());
+
+    // Same account, now behind a proxy that fails every call.
+    let broken = Moto::start("estate", &["--proxy-fail-all", "503"]).expect("fixture");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace(&moto.ready.proxy, &broken.ready.proxy);
+    std::fs::write(&cfg, text).expect("write");
+    let o = run(&["scan", "--config", &cfg, "--format", "json"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("source aws is FAILED"), "{err}");
+    assert!(
+        err.contains(", 0 resolved"),
+        "nothing may be resolved: {err}"
+    );
+    assert!(json(&o).is_empty());
+    let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]));
+    assert!(plan.is_empty(), "no action on an unknown source");
+}
