@@ -10,4 +10,6 @@ if ! "$PYTHON" -c 'import moto.server, boto3, flask_cors' >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' 'boto3>=1.34'
 fi
 
+# The moto fixture checks itself first (protocol, back-dating, fault proxy).
+"$PYTHON" tests/aws/check_fixture.py
 cargo test --workspace --locked

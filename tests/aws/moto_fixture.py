@@ -231,8 +231,8 @@ class Seeder:
         # moto only preloads its ~1,500 AWS managed policies when
         # MOTO_IAM_LOAD_MANAGED_POLICIES=true (read when the backend is first built, which
         # is here). "referenced" loads just the ones the scenario names, the same way moto
-        # does: an unfiltered GetAccountAuthorizationDetails then takes milliseconds
-        # instead of ~2.5 s, and ListPolicies(Scope=AWS) stays small.
+        # does: an unfiltered GetAccountAuthorizationDetails then answers in milliseconds
+        # instead of ~1.3 s and 5 MB, and ListPolicies(Scope=AWS) stays small.
         if mode not in ("all", "referenced"):
             raise ScenarioError("aws_managed_policies: expected 'all' or 'referenced'")
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true" if mode == "all" else "false"
@@ -774,7 +774,7 @@ class Fixture:
         watchdog.daemon = True
         watchdog.start()
         # moto's serve_forever polls every 0.5 s; stopping it alongside the proxy keeps
-        # exit well under a second.
+        # exit under a second.
         stopper = None
         if self.moto._thread is not None:  # stop() assumes start() ran
             stopper = threading.Thread(target=self.moto.stop, daemon=True)

@@ -97,6 +97,7 @@ impl InventorySource for AwsSource {
                 client: &client,
                 cfg: &self.config,
                 calls: &self.calls,
+                refused: Default::default(),
             };
             match scan.account().await {
                 Ok(inv) => merge(&mut out, inv),
@@ -144,6 +145,11 @@ struct Scan<'a> {
     client: &'a Client,
     cfg: &'a AwsConfig,
     calls: &'a CallStats,
+    /// Optional credential listings the endpoint refused (gap name → why).
+    /// Once refused for one user, not asked again for the others: an
+    /// unsupported call answered with 5xx would otherwise be retried for
+    /// every user and slow the whole scan down through the adaptive limiter.
+    refused: std::sync::Mutex<BTreeMap<&'static str, String>>,
 }
 
 /// What the authorization details say about one principal.
@@ -240,11 +246,20 @@ impl Scan<'_> {
             .filter(|p| p.kind == IdentityKind::User)
             .map(|p| p.name.clone())
             .collect();
-        let per_user: Vec<UserResult> = stream::iter(users)
-            .map(|u| self.user_credentials(u, report.is_none()))
-            .buffer_unordered(self.cfg.max_concurrency.max(1))
-            .collect()
-            .await;
+        // The first user alone probes which optional listings the endpoint
+        // supports; the rest fan out.
+        let mut users = users.into_iter();
+        let mut per_user: Vec<UserResult> = Vec::with_capacity(users.len());
+        if let Some(first) = users.next() {
+            per_user.push(self.user_credentials(first, report.is_none()).await);
+        }
+        per_user.extend(
+            stream::iter(users)
+                .map(|u| self.user_credentials(u, report.is_none()))
+                .buffer_unordered(self.cfg.max_concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await,
+        );
         let mut creds_by_user: HashMap<String, Vec<Credential>> = HashMap::new();
         let mut kinds_refused: BTreeMap<String, String> = BTreeMap::new();
         let mut console_fallback: HashMap<String, bool> = HashMap::new();
@@ -258,6 +273,13 @@ impl Scan<'_> {
                 kinds_refused.entry(g.what).or_insert(g.reason);
             }
             creds_by_user.insert(uc.user, uc.credentials);
+        }
+        if let Ok(refused) = self.refused.lock() {
+            for (what, reason) in refused.iter() {
+                kinds_refused
+                    .entry(what.to_string())
+                    .or_insert(reason.clone());
+            }
         }
         for (what, reason) in kinds_refused {
             gaps.push(Gap { what, reason });
@@ -388,6 +410,20 @@ impl Scan<'_> {
         parse_report(&content)
     }
 
+    fn is_refused(&self, what: &str) -> bool {
+        self.refused
+            .lock()
+            .map(|r| r.contains_key(what))
+            .unwrap_or(false)
+    }
+
+    fn refuse(&self, what: &'static str, e: SourceError) {
+        tracing::warn!(%what, error = %e, "credential type not readable: recorded as a gap");
+        if let Ok(mut r) = self.refused.lock() {
+            r.entry(what).or_insert_with(|| e.to_string());
+        }
+    }
+
     async fn user_credentials(
         &self,
         user: String,
@@ -446,15 +482,21 @@ impl Scan<'_> {
             });
         }
 
-        self.calls.count("ListSSHPublicKeys");
-        match self
-            .client
-            .list_ssh_public_keys()
-            .user_name(&user)
-            .send()
-            .await
-        {
-            Ok(out) => credentials.extend(out.ssh_public_keys().iter().map(|k| Credential {
+        let ssh = if self.is_refused("ssh_key") {
+            None
+        } else {
+            self.calls.count("ListSSHPublicKeys");
+            Some(
+                self.client
+                    .list_ssh_public_keys()
+                    .user_name(&user)
+                    .send()
+                    .await,
+            )
+        };
+        match ssh {
+            None => {}
+            Some(Ok(out)) => credentials.extend(out.ssh_public_keys().iter().map(|k| Credential {
                 id: k.ssh_public_key_id().to_string(),
                 identity: String::new(),
                 kind: CredentialKind::SshKey,
@@ -464,20 +506,23 @@ impl Scan<'_> {
                 active: active(k.status()),
                 name: None,
             })),
-            Err(e) => gaps.push(Gap {
-                what: "ssh_key".into(),
-                reason: source_error("ListSSHPublicKeys", e).to_string(),
-            }),
+            Some(Err(e)) => self.refuse("ssh_key", source_error("ListSSHPublicKeys", e)),
         }
-        self.calls.count("ListSigningCertificates");
-        match self
-            .client
-            .list_signing_certificates()
-            .user_name(&user)
-            .send()
-            .await
-        {
-            Ok(out) => credentials.extend(out.certificates().iter().map(|c| Credential {
+        let certs = if self.is_refused("certificate") {
+            None
+        } else {
+            self.calls.count("ListSigningCertificates");
+            Some(
+                self.client
+                    .list_signing_certificates()
+                    .user_name(&user)
+                    .send()
+                    .await,
+            )
+        };
+        match certs {
+            None => {}
+            Some(Ok(out)) => credentials.extend(out.certificates().iter().map(|c| Credential {
                 id: c.certificate_id().to_string(),
                 identity: String::new(),
                 kind: CredentialKind::Certificate,
@@ -487,40 +532,36 @@ impl Scan<'_> {
                 active: active(c.status()),
                 name: Some("signing certificate".into()),
             })),
-            Err(e) => gaps.push(Gap {
-                what: "certificate".into(),
-                reason: source_error("ListSigningCertificates", e).to_string(),
-            }),
+            Some(Err(e)) => self.refuse("certificate", source_error("ListSigningCertificates", e)),
         }
-        self.calls.count("ListServiceSpecificCredentials");
-        match self
-            .client
-            .list_service_specific_credentials()
-            .user_name(&user)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                credentials.extend(
-                    out.service_specific_credentials()
-                        .iter()
-                        .map(|c| Credential {
-                            id: c.service_specific_credential_id().to_string(),
-                            identity: String::new(),
-                            kind: CredentialKind::Token,
-                            created: ts(c.create_date()),
-                            expires: c.expiration_date().and_then(ts),
-                            usage: Usage::Unknown,
-                            active: active(c.status()),
-                            name: Some(format!("{} credential", c.service_name())),
-                        }),
-                )
-            }
+        let tokens = if self.is_refused("token") {
+            None
+        } else {
+            self.calls.count("ListServiceSpecificCredentials");
+            Some(
+                self.client
+                    .list_service_specific_credentials()
+                    .user_name(&user)
+                    .send()
+                    .await,
+            )
+        };
+        match tokens {
+            None => {}
+            Some(Ok(out)) => credentials.extend(out.service_specific_credentials().iter().map(
+                |c| Credential {
+                    id: c.service_specific_credential_id().to_string(),
+                    identity: String::new(),
+                    kind: CredentialKind::Token,
+                    created: ts(c.create_date()),
+                    expires: c.expiration_date().and_then(ts),
+                    usage: Usage::Unknown,
+                    active: active(c.status()),
+                    name: Some(format!("{} credential", c.service_name())),
+                },
+            )),
             // Service-specific credentials are the only AWS `token` kind.
-            Err(e) => gaps.push(Gap {
-                what: "token".into(),
-                reason: source_error("ListServiceSpecificCredentials", e).to_string(),
-            }),
+            Some(Err(e)) => self.refuse("token", source_error("ListServiceSpecificCredentials", e)),
         }
         if need_console {
             // Without the credential report, ask per user whether a console
