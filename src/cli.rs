@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::engine;
+use crate::estate::SourceState;
 use crate::findings::{self, Finding};
 use crate::output::{self, Format};
 use crate::plan::Protected;
@@ -183,18 +184,28 @@ impl PassResult {
             s.run_id, s.findings, s.opened, s.resolved
         );
         for src in &self.sources {
-            if !src.state.is_complete() {
-                eprintln!(
-                    "warning: source {} is {}: what it could not see stays unknown this run (its findings stay open, nothing of it is acted on)",
-                    src.name,
-                    match &src.state {
-                        crate::estate::SourceState::Failed { error } => format!("FAILED ({error})"),
-                        crate::estate::SourceState::Partial { gaps, .. } => {
-                            format!("PARTIAL ({})", gaps.join("; "))
-                        }
-                        crate::estate::SourceState::Complete => String::new(),
-                    }
-                );
+            match &src.state {
+                SourceState::Complete => {}
+                SourceState::Failed { error } => eprintln!(
+                    "warning: source {} is FAILED ({error}): everything it holds is unknown this run; its findings stay open and nothing of it is acted on",
+                    src.name
+                ),
+                SourceState::Partial {
+                    gaps,
+                    unseen_kinds,
+                    unseen_other,
+                } => {
+                    let held = if *unseen_other {
+                        "nothing of it is acted on or resolved this run".to_string()
+                    } else {
+                        let kinds: Vec<&str> = unseen_kinds.iter().map(|k| k.as_str()).collect();
+                        format!(
+                            "findings and actions on {} credentials are held this run",
+                            kinds.join(", ")
+                        )
+                    };
+                    eprintln!("warning: source {} is PARTIAL ({}): {held}", src.name, gaps.join("; "));
+                }
             }
         }
     }

@@ -89,7 +89,30 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = e.code().unwrap_or_default().to_string();
-    let msg = format!("{op}: {}", DisplayErrorContext(&e));
+    // Short and bounded: code, message and HTTP status, never the raw
+    // response body (it can be a whole HTML page, or echo request data).
+    let msg = match &e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{op}: {c}: {m} (HTTP {status})"),
+                (Some(c), None) => format!("{op}: {c} (HTTP {status})"),
+                _ => format!("{op}: HTTP {status} without an AWS error body"),
+            }
+        }
+        SdkError::ResponseError(re) => {
+            format!(
+                "{op}: unreadable response (HTTP {})",
+                re.raw().status().as_u16()
+            )
+        }
+        SdkError::TimeoutError(_) => format!("{op}: timed out"),
+        SdkError::DispatchFailure(d) => match d.as_connector_error() {
+            Some(c) => format!("{op}: request not sent: {}", DisplayErrorContext(c)),
+            None => format!("{op}: request not sent"),
+        },
+        other => format!("{op}: {}", DisplayErrorContext(other)),
+    };
     match code.as_str() {
         "AccessDenied"
         | "InvalidClientTokenId"

@@ -388,3 +388,22 @@ async fn refused_credential_type_is_a_gap_not_a_failure() {
         "the rest is read"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_accounts_are_scanned_through_assumed_roles() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let sdk = Moto::sdk_config(&moto.ready.proxy).await;
+    let mut cfg = config();
+    cfg.assume_roles = vec![moto.role("hop1")];
+    let inv = AwsSource::with_sdk_config(cfg, sdk)
+        .scan()
+        .await
+        .expect("scan via STS");
+    assert!(inv.credentials.iter().any(|c| c.id == moto.key("ci-old")));
+    let (_, per_action) = moto.proxy_stats().expect("stats");
+    assert_eq!(
+        per_action.get("AssumeRole").copied(),
+        Some(1),
+        "{per_action:?}"
+    );
+}
