@@ -60,6 +60,41 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Like plan; with --enforce (or `mode = "enforce"`), carry it out behind the safety rails.
+    Reconcile {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Act. Without it (and without `mode = "enforce"`), a dry run.
+        #[arg(long)]
+        enforce: bool,
+        /// Output format (table or json).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Test hook: wait this long between the provider call and the journal outcome.
+        #[arg(long, hide = true)]
+        pause_after_call_ms: Option<u64>,
+    },
+    /// Undo a journaled action (or every action of a run), where the provider allows it.
+    Undo {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Action id (see `nhi-assure journal`).
+        action: Option<i64>,
+        /// Undo every action of this run instead.
+        #[arg(long, conflicts_with = "action")]
+        run: Option<i64>,
+    },
+    /// Show the action journal: what was done, why, by whom, before and after.
+    Journal {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this run.
+        #[arg(long)]
+        run: Option<i64>,
+    },
     /// List the rules and the controls each maps to.
     Rules {
         /// Config file, to include its rule packs and overrides.
@@ -153,6 +188,74 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pass.report_summary();
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reconcile {
+            config,
+            enforce,
+            format,
+            pause_after_call_ms,
+        } => {
+            let pass = pass(&config, "reconcile").await?;
+            let enforcing = enforce || pass.cfg.mode == crate::config::Mode::Enforce;
+            pass.report_summary();
+            let mut out = std::io::stdout().lock();
+            if !enforcing {
+                output::plan(&mut out, format, &pass.plan)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rems = crate::reconcile::remediators(&pass.cfg).await;
+            let outcomes = crate::reconcile::enforce(
+                &pass,
+                &rems,
+                pause_after_call_ms.map(std::time::Duration::from_millis),
+            )
+            .await?;
+            output::outcomes(&mut out, format, &outcomes)?;
+            let failed = outcomes.iter().any(|o| o.status == "failed");
+            Ok(if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Undo {
+            config,
+            action,
+            run,
+        } => {
+            let cfg = load_config(&config)?;
+            let store = SqliteStore::open(&cfg.store_path()).await?;
+            let entries = match (action, run) {
+                (Some(id), _) => vec![store
+                    .journal_get(id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no action {id} in the journal"))?],
+                (None, Some(r)) => store.journal_list(Some(r)).await?,
+                (None, None) => anyhow::bail!("give an action id or --run RUN_ID"),
+            };
+            let rems = crate::reconcile::remediators(&cfg).await;
+            let run_id = entries.first().map_or(0, |e| e.run_id);
+            let mut outcomes = Vec::new();
+            // Newest first: undo in the reverse order things were done.
+            for e in entries.iter().rev().filter(|e| e.undo_of.is_none()) {
+                outcomes.push(crate::reconcile::undo(&store, &rems, e, run_id).await?);
+            }
+            output::outcomes(&mut std::io::stdout().lock(), Format::Table, &outcomes)?;
+            let failed = outcomes.iter().any(|o| o.status == "failed");
+            Ok(if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Journal { config, run } => {
+            let cfg = load_config(&config)?;
+            let store = SqliteStore::open(&cfg.store_path()).await?;
+            output::json(
+                &mut std::io::stdout().lock(),
+                &store.journal_list(run).await?,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rules { config, format } => {
             let cfg = config.as_deref().map(load_config).transpose()?;
             let set = load_rules(cfg.as_ref())?;
@@ -168,16 +271,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What a pass produced, for the commands to print.
-struct PassResult {
-    findings: Vec<Finding>,
-    plan: Vec<crate::plan::ResolvedAction>,
-    sources: Vec<crate::estate::SourceStatus>,
-    summary: crate::store::RunSummary,
+/// What a pass produced, for the commands to print and enforce to act on.
+pub struct PassResult {
+    /// The configuration.
+    pub cfg: Config,
+    /// The store the run was recorded in.
+    pub store: SqliteStore,
+    /// Findings of the pass.
+    pub findings: Vec<Finding>,
+    /// The plan, in provider ids.
+    pub plan: Vec<crate::plan::ResolvedAction>,
+    /// Source statuses.
+    pub sources: Vec<crate::estate::SourceStatus>,
+    /// Credentials per source index, for the blast-radius share.
+    pub source_credentials: Vec<usize>,
+    /// Last use of each credential that an action targets, by id.
+    pub last_used: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// The run as recorded.
+    pub summary: crate::store::RunSummary,
+    /// Evaluation instant.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl PassResult {
-    fn report_summary(&self) {
+    /// Print the run summary and source warnings to stderr.
+    pub fn report_summary(&self) {
         let s = &self.summary;
         eprintln!(
             "run {}: {} finding(s), {} new, {} resolved",
@@ -213,7 +331,8 @@ impl PassResult {
 
 /// Config → rules → sources → evaluation → findings → store. Every input is
 /// validated before any source is contacted.
-async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
+/// Config → rules → approvals → store → sources → evaluation → findings.
+pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
     let started = chrono::Utc::now();
     let cfg = load_config(config)?;
     let rules = load_rules(Some(&cfg))?;
@@ -257,11 +376,30 @@ async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
             findings: &sourced,
         })
         .await?;
+    let mut source_credentials = vec![0usize; estate.sources.len()];
+    for i in eval.graph.credential_identity.iter().flatten() {
+        source_credentials[estate.identity_source[*i as usize] as usize] += 1;
+    }
+    let plan = eval.plan.resolve(&estate, &eval.facts, &rules);
+    let last_used = estate
+        .credentials
+        .iter()
+        .filter(|c| {
+            plan.iter()
+                .any(|a| a.request.credential_id.as_deref() == Some(c.id.as_str()))
+        })
+        .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
+        .collect();
     Ok(PassResult {
+        cfg,
+        store,
         findings: list,
-        plan: eval.plan.resolve(&estate, &eval.facts, &rules),
+        plan,
         sources: estate.sources.clone(),
+        source_credentials,
+        last_used,
         summary,
+        now,
     })
 }
 

@@ -46,6 +46,12 @@ pub struct Config {
     /// Plan settings.
     #[serde(default)]
     pub plan: PlanConfig,
+    /// `dry-run` (default) or `enforce`. `reconcile --enforce` also enforces.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Safety rails of enforce mode.
+    #[serde(default)]
+    pub enforce: EnforceConfig,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -100,6 +106,81 @@ pub struct PlanConfig {
     /// scanner's own identity), as ids with `*` wildcards.
     #[serde(default)]
     pub protected: Vec<String>,
+}
+
+/// Whether `reconcile` acts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Print the plan; change nothing.
+    #[default]
+    DryRun,
+    /// Carry the plan out, behind the safety rails.
+    Enforce,
+}
+
+/// Safety rails of enforce mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforceConfig {
+    /// Act on none if more than this many identities would be acted on.
+    #[serde(default = "default_max_subjects")]
+    pub max_subjects: usize,
+    /// Act on none if more than this share (percent) of one source's
+    /// credentials would be acted on …
+    #[serde(default = "default_max_percent")]
+    pub max_percent: f64,
+    /// … once at least this many of its credentials would be (so a small
+    /// account can lose its one bad key).
+    #[serde(default = "default_percent_floor")]
+    pub percent_floor: usize,
+    /// Hours a finding must have been open before it is acted on.
+    #[serde(default = "default_grace")]
+    pub default_grace_hours: i64,
+    /// Per-rule grace, by rule id (zero allowed).
+    #[serde(default = "default_rule_grace")]
+    pub grace_hours: std::collections::BTreeMap<String, i64>,
+    /// Days a disabled credential stays disabled, unused and unapproved,
+    /// before a delete action may run.
+    #[serde(default = "default_quarantine")]
+    pub quarantine_days: i64,
+}
+
+fn default_max_subjects() -> usize {
+    25
+}
+fn default_max_percent() -> f64 {
+    10.0
+}
+fn default_percent_floor() -> usize {
+    5
+}
+fn default_grace() -> i64 {
+    24
+}
+fn default_rule_grace() -> std::collections::BTreeMap<String, i64> {
+    // An expired approval or a use outside scope is not a judgment call.
+    [
+        ("approval-expired".to_string(), 0),
+        ("credential-used-outside-scope".to_string(), 0),
+    ]
+    .into()
+}
+fn default_quarantine() -> i64 {
+    30
+}
+
+impl Default for EnforceConfig {
+    fn default() -> Self {
+        EnforceConfig {
+            max_subjects: default_max_subjects(),
+            max_percent: default_max_percent(),
+            percent_floor: default_percent_floor(),
+            default_grace_hours: default_grace(),
+            grace_hours: default_rule_grace(),
+            quarantine_days: default_quarantine(),
+        }
+    }
 }
 
 /// A configuration error, located.

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod output;
 pub mod pattern;
 pub mod plan;
+pub mod reconcile;
 pub mod rules;
 pub mod store;
 pub mod synth;

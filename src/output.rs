@@ -208,3 +208,51 @@ pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Re
     writeln!(out)?;
     Ok(())
 }
+
+#[derive(Tabled)]
+struct OutcomeRow {
+    #[tabled(rename = "ID")]
+    id: String,
+    #[tabled(rename = "OPERATION")]
+    operation: String,
+    #[tabled(rename = "IDENTITY")]
+    identity: String,
+    #[tabled(rename = "CREDENTIAL")]
+    credential: String,
+    #[tabled(rename = "STATUS")]
+    status: String,
+    #[tabled(rename = "DETAIL")]
+    detail: String,
+}
+
+/// Write what enforce (or undo) did.
+pub fn outcomes(
+    out: &mut dyn Write,
+    format: Format,
+    list: &[crate::reconcile::Outcome],
+) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(out, list);
+    }
+    if list.is_empty() {
+        writeln!(out, "Nothing to do.")?;
+        return Ok(());
+    }
+    let rows = list.iter().map(|o| OutcomeRow {
+        id: o.action_id.map(|i| i.to_string()).unwrap_or_default(),
+        operation: o.request.operation.as_str().to_string(),
+        identity: short(&o.request.identity_id, 46),
+        credential: o
+            .request
+            .credential_id
+            .as_deref()
+            .map(|c| short(c, 24))
+            .unwrap_or_default(),
+        status: o.status.clone(),
+        detail: o.detail.clone().unwrap_or_default(),
+    });
+    let mut t = Table::new(rows);
+    t.with(Style::sharp());
+    writeln!(out, "{t}")?;
+    Ok(())
+}

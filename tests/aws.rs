@@ -287,3 +287,268 @@ fn unreachable_account_is_unknown_and_resolves_nothing() {
     let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]));
     assert!(plan.is_empty(), "no action on an unknown source");
 }
+
+// ---- enforce mode ----
+
+fn with_enforce(cfg: &str, rails: &str) {
+    let text = std::fs::read_to_string(cfg).expect("read") + "\n[enforce]\n" + rails;
+    std::fs::write(cfg, text).expect("write");
+}
+
+fn outcomes(o: &Output) -> Vec<serde_json::Value> {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("json outcomes")
+}
+
+fn status_of<'a>(list: &'a [serde_json::Value], cred: &str) -> Vec<&'a str> {
+    list.iter()
+        .filter(|o| o["credential_id"] == cred)
+        .filter_map(|o| o["status"].as_str())
+        .collect()
+}
+
+async fn key_active(moto: &Moto, key: &str) -> bool {
+    use nhi_contract::InventorySource;
+    let sdk = Moto::sdk_config(&moto.ready.endpoint).await;
+    let inv = nhi_aws::AwsSource::with_sdk_config(nhi_aws::AwsConfig::named("check"), sdk)
+        .scan()
+        .await
+        .expect("scan");
+    inv.credentials
+        .iter()
+        .find(|c| c.id == key)
+        .expect("key exists")
+        .active
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_acts_on_exactly_the_plan_and_undo_restores() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    with_enforce(&cfg, "default_grace_hours = 0\nmax_percent = 100.0\n");
+    let (ci_old, ci_new, legacy, tf) = (
+        moto.key("ci-old"),
+        moto.key("ci-new"),
+        moto.key("legacy-key"),
+        moto.key("tf-key"),
+    );
+
+    // Without --enforce: a dry run, nothing changes.
+    let dry = run(&["reconcile", "--config", &cfg, "--format", "json"]);
+    assert_eq!(dry.status.code(), Some(0));
+    assert!(key_active(&moto, &ci_old).await);
+
+    let done = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    for k in [&ci_old, &legacy, &tf] {
+        assert_eq!(status_of(&done, k), vec!["done"], "{k}: {done:#?}");
+        assert!(!key_active(&moto, k).await, "{k} disabled in moto");
+    }
+    assert!(
+        key_active(&moto, &ci_new).await,
+        "the other key of ci-deployer untouched"
+    );
+    assert!(
+        key_active(&moto, &moto.key("inline-key")).await,
+        "flag-only findings untouched"
+    );
+    let root: Vec<_> = done
+        .iter()
+        .filter(|o| o["identity_id"] == format!("{A}root").as_str())
+        .collect();
+    assert!(root.iter().all(|o| o["status"] == "skip"), "{root:?}");
+
+    // The journal holds intent, outcome, rules, approval considered, actor.
+    let journal = json(&run(&["journal", "--config", &cfg]));
+    let entry = journal
+        .iter()
+        .find(|e| e["request"]["credential_id"] == ci_old.as_str())
+        .expect("journaled");
+    assert_eq!(entry["status"], "done");
+    assert_eq!(entry["rules"], serde_json::json!(["credential-stale"]));
+    assert_eq!(entry["before"]["status"], "Active");
+    assert_eq!(entry["after"]["status"], "Inactive");
+    assert!(entry["actor"]
+        .as_str()
+        .is_some_and(|a| a.contains("nhi-assure")));
+
+    // Undo the whole run: keys back; the console password cannot come back.
+    let run_id = entry["run_id"].as_i64().expect("run id").to_string();
+    let undo = run(&["undo", "--config", &cfg, "--run", &run_id]);
+    assert_eq!(
+        undo.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    let text = String::from_utf8_lossy(&undo.stdout).to_string();
+    assert!(text.contains("irreversible"), "{text}");
+    for k in [&ci_old, &legacy, &tf] {
+        assert!(key_active(&moto, k).await, "{k} reactivated");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_period_holds_all_but_expired_approvals() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    with_enforce(&cfg, "max_percent = 100.0\n");
+    let done = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    let legacy = moto.key("legacy-key");
+    assert_eq!(
+        status_of(&done, &legacy),
+        vec!["done"],
+        "approval-expired has no grace"
+    );
+    assert_eq!(status_of(&done, &moto.key("ci-old")), vec!["held"]);
+    assert!(key_active(&moto, &moto.key("ci-old")).await);
+    assert!(!key_active(&moto, &legacy).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blast_radius_limit_acts_on_none_and_records_a_finding() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    with_enforce(&cfg, "default_grace_hours = 0\nmax_subjects = 2\n");
+    let done = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    assert!(done.iter().all(|o| o["status"] != "done"), "{done:#?}");
+    assert!(done.iter().any(|o| o["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("blast-radius"))));
+    for k in ["ci-old", "legacy-key", "tf-key"] {
+        assert!(key_active(&moto, &moto.key(k)).await, "{k} untouched");
+    }
+    let store = nhi_assure::store::SqliteStore::open(&dir.path().join("store.db"))
+        .await
+        .expect("store");
+    use nhi_assure::store::Store;
+    let open = store.open_findings().await.expect("findings");
+    assert!(open
+        .iter()
+        .any(|f| f.finding.rule_id == "enforce-blast-radius"));
+    assert!(
+        json(&run(&["journal", "--config", &cfg])).is_empty(),
+        "nothing journaled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_action_is_finished_once_by_the_next_run() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    with_enforce(&cfg, "default_grace_hours = 0\nmax_percent = 100.0\n");
+    // Keep the first action a key (the console password sorts first otherwise).
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + "\n[rules.overrides.nhi-human-login]\naction = \"flag\"\n";
+    std::fs::write(&cfg, text).expect("write");
+
+    // Hold the first action between the provider call and its outcome, and
+    // kill the process there.
+    let mut child = Command::new(BIN)
+        .args([
+            "reconcile",
+            "--config",
+            &cfg,
+            "--enforce",
+            "--pause-after-call-ms",
+            "60000",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut intent = None;
+    for _ in 0..300 {
+        let j = run(&["journal", "--config", &cfg]);
+        if j.status.success() {
+            let list: Vec<serde_json::Value> =
+                serde_json::from_slice(&j.stdout).unwrap_or_default();
+            if let Some(e) = list.iter().find(|e| e["status"] == "intent") {
+                intent = Some(e.clone());
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let intent = intent.expect("an intent was journaled");
+    let cred = intent["request"]["credential_id"]
+        .as_str()
+        .expect("credential")
+        .to_string();
+    // Wait until the provider call has happened, then kill.
+    for _ in 0..100 {
+        if !key_active(&moto, &cred).await {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert!(
+        !key_active(&moto, &cred).await,
+        "the provider call went through"
+    );
+
+    // The next run finishes the interrupted action first, without acting twice.
+    let done = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(status_of(&done, &cred), vec!["recovered"], "{done:#?}");
+    let journal = json(&run(&["journal", "--config", &cfg]));
+    let on_cred: Vec<_> = journal
+        .iter()
+        .filter(|e| e["request"]["credential_id"] == cred.as_str())
+        .collect();
+    assert_eq!(
+        on_cred.len(),
+        1,
+        "one record, not a second action: {on_cred:#?}"
+    );
+    assert_eq!(on_cred[0]["status"], "recovered");
+    assert!(
+        on_cred[0]["undo"].is_array(),
+        "undo data kept from the intent"
+    );
+    // And it can still be undone.
+    let id = on_cred[0]["id"].as_i64().expect("id").to_string();
+    assert_eq!(run(&["undo", "--config", &cfg, &id]).status.code(), Some(0));
+    assert!(key_active(&moto, &cred).await);
+}

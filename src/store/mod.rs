@@ -17,6 +17,8 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
+pub mod journal;
+
 use crate::estate::SourceStatus;
 use crate::findings::Finding;
 
@@ -96,10 +98,54 @@ pub trait Store: Send + Sync {
     async fn open_findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
 }
 
+/// Insert or refresh one finding; returns whether it was (re)opened.
+async fn upsert_finding(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: i64,
+    now: &str,
+    f: &SourcedFinding,
+) -> Result<bool, StoreError> {
+    let fp = f.finding.fingerprint();
+    let data = serde_json::to_string(&f.finding)?;
+    // A finding that was resolved and is back starts a new lifecycle.
+    let was_open: Option<bool> =
+        sqlx::query_scalar("SELECT resolved_at IS NULL FROM findings WHERE fingerprint = ?")
+            .bind(&fp)
+            .fetch_optional(&mut *conn)
+            .await?;
+    sqlx::query(
+        "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
+             credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+         ON CONFLICT (fingerprint) DO UPDATE SET
+             first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
+             first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
+             severity = excluded.severity, provider = excluded.provider, source = excluded.source,
+             last_seen = excluded.last_seen, last_run = excluded.last_run,
+             resolved_at = NULL, data = excluded.data",
+    )
+    .bind(&fp)
+    .bind(&f.finding.rule_id)
+    .bind(f.finding.severity.as_str())
+    .bind(&f.finding.provider)
+    .bind(&f.source)
+    .bind(&f.finding.identity_id)
+    .bind(&f.finding.credential_id)
+    .bind(f.credential_kind.map(|k| k.as_str()))
+    .bind(now)
+    .bind(now)
+    .bind(run_id)
+    .bind(run_id)
+    .bind(&data)
+    .execute(&mut *conn)
+    .await?;
+    Ok(was_open != Some(true))
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 fn ts(t: Timestamp) -> String {
@@ -107,6 +153,15 @@ fn ts(t: Timestamp) -> String {
 }
 
 impl SqliteStore {
+    /// Record one extra finding for a run already recorded (enforce mode's
+    /// findings about itself).
+    pub async fn add_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let now = ts(chrono::Utc::now());
+        upsert_finding(&mut conn, run_id, &now, f).await?;
+        Ok(())
+    }
+
     /// Open (creating if needed) the store at `path` and migrate it.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -149,44 +204,9 @@ impl Store for SqliteStore {
 
         let mut opened = 0i64;
         for f in run.findings {
-            let fp = f.finding.fingerprint();
-            let data = serde_json::to_string(&f.finding)?;
-            // A finding that was resolved and is back starts a new lifecycle.
-            let was_open: Option<bool> = sqlx::query_scalar(
-                "SELECT resolved_at IS NULL FROM findings WHERE fingerprint = ?",
-            )
-            .bind(&fp)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if was_open != Some(true) {
+            if upsert_finding(&mut tx, run_id, &now, f).await? {
                 opened += 1;
             }
-            sqlx::query(
-                "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
-                     credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
-                 ON CONFLICT (fingerprint) DO UPDATE SET
-                     first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
-                     first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
-                     severity = excluded.severity, provider = excluded.provider, source = excluded.source,
-                     last_seen = excluded.last_seen, last_run = excluded.last_run,
-                     resolved_at = NULL, data = excluded.data",
-            )
-            .bind(&fp)
-            .bind(&f.finding.rule_id)
-            .bind(f.finding.severity.as_str())
-            .bind(&f.finding.provider)
-            .bind(&f.source)
-            .bind(&f.finding.identity_id)
-            .bind(&f.finding.credential_id)
-            .bind(f.credential_kind.map(|k| k.as_str()))
-            .bind(&now)
-            .bind(&now)
-            .bind(run_id)
-            .bind(run_id)
-            .bind(&data)
-            .execute(&mut *tx)
-            .await?;
         }
 
         // Resolve what was not seen, only where this run could have seen it:

@@ -583,6 +583,20 @@ impl Remediator for AwsRemediator {
         }
     }
 
+    fn planned_undo(&self, a: &ActionRequest) -> Option<Value> {
+        if a.operation != Operation::DisableCredential {
+            return None;
+        }
+        let user = user_of(&a.identity_id).ok()?;
+        let key_id = a.credential_id.clone()?;
+        let step = match a.credential_kind {
+            Some(CredentialKind::AccessKey) | None => Undo::ReactivateAccessKey { user, key_id },
+            Some(CredentialKind::SshKey) => Undo::ReactivateSshKey { user, key_id },
+            Some(_) => return None,
+        };
+        Some(json!([step]))
+    }
+
     async fn undo(&self, data: &Value) -> Result<ActionOutcome, SourceError> {
         let steps: Vec<Undo> =
             serde_json::from_value(data.clone()).map_err(|e| invalid(format!("undo data: {e}")))?;

@@ -558,6 +558,12 @@ pub trait Remediator: Send + Sync {
     async fn apply(&self, action: &ActionRequest) -> Result<ActionOutcome, SourceError>;
     /// Reverse an action from the undo data its `apply` returned.
     async fn undo(&self, undo: &serde_json::Value) -> Result<ActionOutcome, SourceError>;
+    /// Undo data for `action` known before it runs (journaled with the
+    /// intent, so an action interrupted after the provider call can still be
+    /// undone). `None` when it depends on state only the call reads.
+    fn planned_undo(&self, _action: &ActionRequest) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 #[cfg(test)]

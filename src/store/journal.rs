@@ -1,0 +1,234 @@
+//! The action journal (SQLite): every enforce action is written as an
+//! *intent* before the provider is called and completed with its outcome
+//! after, in separate transactions, so a crash between the two leaves an
+//! intent the next run reconciles instead of a lost or doubled action.
+
+use chrono::SecondsFormat;
+use nhi_contract::{ActionOutcome, ActionRequest, Timestamp};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{SqliteStore, StoreError};
+
+/// What is known before the provider call.
+#[derive(Debug, Clone)]
+pub struct Intent<'a> {
+    /// Run that decided it.
+    pub run_id: i64,
+    /// The request.
+    pub request: &'a ActionRequest,
+    /// Inventory source of the subject.
+    pub source: &'a str,
+    /// Rules that asked for it.
+    pub rules: &'a [String],
+    /// Fingerprints of the findings behind it.
+    pub findings: &'a [String],
+    /// The approval each finding considered (or `null`), as evidence.
+    pub evidence: serde_json::Value,
+    /// Who or what ran it (`user@host via nhi-assure reconcile`).
+    pub actor: &'a str,
+    /// Undo data the remediator can state before acting.
+    pub planned_undo: Option<serde_json::Value>,
+    /// For an undo: the action it reverses.
+    pub undo_of: Option<i64>,
+}
+
+/// One journal row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Action id.
+    pub id: i64,
+    /// Run id.
+    pub run_id: i64,
+    /// `intent`, `done`, `failed`, `recovered`, `undone`.
+    pub status: String,
+    /// The request.
+    pub request: ActionRequest,
+    /// Source name.
+    pub source: String,
+    /// Rule ids.
+    pub rules: Vec<String>,
+    /// Who ran it.
+    pub actor: String,
+    /// Undo data known before the call.
+    pub planned_undo: Option<serde_json::Value>,
+    /// State before, as read back by the remediator.
+    pub before: Option<serde_json::Value>,
+    /// State after.
+    pub after: Option<serde_json::Value>,
+    /// Undo data.
+    pub undo: Option<serde_json::Value>,
+    /// What cannot be undone.
+    pub irreversible: Option<String>,
+    /// Error, for failed actions.
+    pub error: Option<String>,
+    /// The action this one reverses.
+    pub undo_of: Option<i64>,
+    /// When the intent was written.
+    pub intent_at: String,
+    /// When the outcome was written.
+    pub outcome_at: Option<String>,
+}
+
+fn ts(t: Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn json_opt(v: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    v.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(StoreError::from)
+}
+
+fn entry(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
+    Ok(Entry {
+        id: r.try_get("id")?,
+        run_id: r.try_get("run_id")?,
+        status: r.try_get("status")?,
+        request: serde_json::from_str(&r.try_get::<String, _>("request")?)?,
+        source: r.try_get("source")?,
+        rules: serde_json::from_str(&r.try_get::<String, _>("rules")?)?,
+        actor: r.try_get("actor")?,
+        planned_undo: json_opt(r.try_get("planned_undo")?)?,
+        before: json_opt(r.try_get("before_state")?)?,
+        after: json_opt(r.try_get("after_state")?)?,
+        undo: json_opt(r.try_get("undo")?)?,
+        irreversible: r.try_get("irreversible")?,
+        error: r.try_get("error")?,
+        undo_of: r.try_get("undo_of")?,
+        intent_at: r.try_get("intent_at")?,
+        outcome_at: r.try_get("outcome_at")?,
+    })
+}
+
+impl SqliteStore {
+    /// Write an intent; committed before the provider is called.
+    pub async fn journal_intent(&self, i: &Intent<'_>) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query(
+            "INSERT INTO actions (run_id, status, operation, provider, source, identity_id, credential_id,
+                 request, rules, findings, evidence, actor, planned_undo, undo_of, intent_at)
+             VALUES (?, 'intent', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(i.run_id)
+        .bind(i.request.operation.as_str())
+        .bind(i.request.provider.as_str())
+        .bind(i.source)
+        .bind(&i.request.identity_id)
+        .bind(&i.request.credential_id)
+        .bind(serde_json::to_string(i.request)?)
+        .bind(serde_json::to_string(i.rules)?)
+        .bind(serde_json::to_string(i.findings)?)
+        .bind(serde_json::to_string(&i.evidence)?)
+        .bind(i.actor)
+        .bind(i.planned_undo.as_ref().map(serde_json::to_string).transpose()?)
+        .bind(i.undo_of)
+        .bind(ts(chrono::Utc::now()))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(id)
+    }
+
+    /// Complete an intent with the provider's outcome.
+    pub async fn journal_outcome(
+        &self,
+        id: i64,
+        status: &str,
+        outcome: Result<&ActionOutcome, &str>,
+    ) -> Result<(), StoreError> {
+        let (before, after, undo, irreversible, error) = match outcome {
+            Ok(o) => (
+                Some(serde_json::to_string(&o.before)?),
+                Some(serde_json::to_string(&o.after)?),
+                o.undo.as_ref().map(serde_json::to_string).transpose()?,
+                o.irreversible.clone(),
+                None,
+            ),
+            Err(e) => (None, None, None, None, Some(e.to_string())),
+        };
+        sqlx::query(
+            "UPDATE actions SET status = ?, before_state = ?, after_state = ?, undo = ?,
+                 irreversible = ?, error = ?, outcome_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(before)
+        .bind(after)
+        .bind(undo)
+        .bind(irreversible)
+        .bind(error)
+        .bind(ts(chrono::Utc::now()))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Mark an action undone.
+    pub async fn journal_mark_undone(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE actions SET status = 'undone' WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Intents without an outcome: interrupted actions.
+    pub async fn journal_open(&self) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM actions WHERE status = 'intent' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// One action.
+    pub async fn journal_get(&self, id: i64) -> Result<Option<Entry>, StoreError> {
+        let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(entry).transpose()
+    }
+
+    /// Every action, or those of one run, in order.
+    pub async fn journal_list(&self, run: Option<i64>) -> Result<Vec<Entry>, StoreError> {
+        let rows = match run {
+            Some(r) => {
+                sqlx::query("SELECT * FROM actions WHERE run_id = ? ORDER BY id")
+                    .bind(r)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM actions ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(entry).collect()
+    }
+
+    /// When a credential was last disabled by us and not undone since.
+    pub async fn disabled_since(&self, credential_id: &str) -> Result<Option<String>, StoreError> {
+        let at: Option<String> = sqlx::query_scalar(
+            "SELECT outcome_at FROM actions WHERE credential_id = ? AND operation = 'disable_credential'
+               AND status IN ('done', 'recovered') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        Ok(at)
+    }
+
+    /// First seen of open findings, by fingerprint.
+    pub async fn first_seen(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT fingerprint, first_seen FROM findings WHERE resolved_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
