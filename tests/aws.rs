@@ -552,3 +552,84 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
     assert_eq!(run(&["undo", "--config", &cfg, &id]).status.code(), Some(0));
     assert!(key_active(&moto, &cred).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_only_after_disable_and_quarantine() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    // A user rule that retires unapproved credentials, active or not.
+    std::fs::create_dir_all(dir.path().join("rules")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rules/retire.yaml"),
+        "id: retire-unapproved\ntitle: Retire unapproved credentials\ndescription: d\nseverity: high\nsubject: credential\ncondition: credential.approval_state == \"none\" && credential.kind == \"access_key\"\naction: delete\nremediation: r\ncontrols: [\"OWASP-NHI-2025:NHI1\"]\n",
+    )
+    .expect("rule");
+    let base = std::fs::read_to_string(&cfg).expect("read");
+    let write = |quarantine: i64| {
+        let text = format!(
+            "{base}\n[rules]\nbuiltin = false\npaths = [\"rules\"]\n\n[enforce]\ndefault_grace_hours = 0\nmax_percent = 100.0\nquarantine_days = {quarantine}\n"
+        );
+        std::fs::write(&cfg, text).expect("write");
+    };
+    let tf = moto.key("tf-key");
+    write(30);
+    let first = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    let tf_out: Vec<_> = first
+        .iter()
+        .filter(|o| o["credential_id"] == tf.as_str())
+        .collect();
+    assert_eq!(tf_out.len(), 1);
+    assert_eq!(
+        tf_out[0]["operation"], "disable_credential",
+        "first action is reversible"
+    );
+    assert!(!key_active(&moto, &tf).await);
+
+    let second = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(status_of(&second, &tf), vec!["held"], "in quarantine");
+
+    write(0);
+    let third = outcomes(&run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(status_of(&third, &tf), vec!["done"]);
+    let del = third
+        .iter()
+        .find(|o| o["credential_id"] == tf.as_str())
+        .expect("delete");
+    assert_eq!(del["operation"], "delete_credential");
+    assert!(del["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("cannot be restored")));
+    use nhi_contract::InventorySource;
+    let sdk = Moto::sdk_config(&moto.ready.endpoint).await;
+    let inv = nhi_aws::AwsSource::with_sdk_config(nhi_aws::AwsConfig::named("check"), sdk)
+        .scan()
+        .await
+        .expect("scan");
+    assert!(!inv.credentials.iter().any(|c| c.id == tf), "deleted");
+    assert!(
+        inv.credentials.iter().any(|c| c.id == moto.key("ci-old")),
+        "nothing else deleted"
+    );
+}
