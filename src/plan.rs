@@ -84,6 +84,8 @@ pub struct ResolvedAction {
     pub request: ActionRequest,
     /// Ids of the rules that asked for it.
     pub rules: Vec<String>,
+    /// Inventory source of the subject (which remediator acts on it).
+    pub source: String,
     /// `act` or `skip`.
     pub status: &'static str,
     /// Why it is skipped.
@@ -212,7 +214,11 @@ impl Plan {
                         )),
                     ),
                 };
+                let source = estate.sources[estate.identity_source[a.identity as usize] as usize]
+                    .name
+                    .clone();
                 ResolvedAction {
+                    source,
                     request: ActionRequest {
                         operation: a.operation,
                         provider: identity.provider,

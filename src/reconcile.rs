@@ -164,11 +164,9 @@ pub async fn enforce(
             held("skip", a.reason.clone().unwrap_or_default());
             continue;
         }
-        let source = pass
-            .sources
-            .iter()
-            .find(|s| s.provider == a.request.provider && rems.contains_key(&s.name))
-            .map(|s| s.name.clone());
+        // The subject's own source acts on it (two AWS sources are two
+        // accounts with their own credentials).
+        let source = Some(a.source.clone()).filter(|s| rems.contains_key(s));
         let Some(source) = source else {
             held(
                 "skip",
