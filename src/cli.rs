@@ -86,6 +86,15 @@ pub enum Command {
         #[arg(long, conflicts_with = "action")]
         run: Option<i64>,
     },
+    /// Run continuously: passes on the cron schedule and at approval ends; health and metrics.
+    Daemon {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Health/metrics address (overrides `[daemon] listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Show the action journal: what was done, why, by whom, before and after.
     Journal {
         /// Config file (TOML).
@@ -247,6 +256,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Daemon { config, listen } => {
+            crate::daemon::run(config, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Journal { config, run } => {
             let cfg = load_config(&config)?;
             let store = SqliteStore::open(&cfg.store_path()).await?;
@@ -291,6 +304,9 @@ pub struct PassResult {
     pub summary: crate::store::RunSummary,
     /// Evaluation instant.
     pub now: chrono::DateTime<chrono::Utc>,
+    /// The next instant an approval ends (expiry, or an emergency's end):
+    /// the daemon runs a pass then.
+    pub next_expiry: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl PassResult {
@@ -390,7 +406,18 @@ pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
         })
         .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
         .collect();
+    let next_expiry = estate
+        .approvals
+        .iter()
+        .filter(|a| a.revoked_at.is_none())
+        .map(|a| {
+            let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
+            ended.map_or(a.expires_at, |e| e.min(a.expires_at))
+        })
+        .filter(|t| *t > now)
+        .min();
     Ok(PassResult {
+        next_expiry,
         cfg,
         store,
         findings: list,

@@ -52,6 +52,9 @@ pub struct Config {
     /// Safety rails of enforce mode.
     #[serde(default)]
     pub enforce: EnforceConfig,
+    /// Daemon settings.
+    #[serde(default)]
+    pub daemon: crate::daemon::DaemonConfig,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,

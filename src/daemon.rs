@@ -1,0 +1,305 @@
+//! The daemon: full passes on a cron schedule and at approval expiry
+//! instants, one at a time; `/healthz`, `/readyz`, `/metrics`; graceful
+//! shutdown on SIGTERM / SIGINT.
+//!
+//! One loop runs the passes, so they never overlap. It sleeps until the
+//! earlier of the next cron tick and the next approval end (so a credential
+//! whose approval ends is acted on seconds after, not at the next tick).
+//! A signal lets the pass in flight finish — each action is journaled, so
+//! even a harder stop loses nothing — then stops the server and returns.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mode;
+
+/// `[daemon]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// When to run full passes: the `cron` crate's format, with seconds
+    /// (`sec min hour day-of-month month day-of-week [year]`), e.g.
+    /// `0 */15 * * * *` every 15 minutes, `0 0 6 * * Mon-Fri` at 06:00 on weekdays.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// Address of the health and metrics server.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_schedule() -> String {
+    "0 */15 * * * *".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            schedule: default_schedule(),
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+/// The daemon's metrics.
+struct Metrics {
+    registry: Registry,
+    passes: Counter,
+    failed_passes: Counter,
+    duration: Histogram,
+    findings: Family<SeverityLabel, Gauge>,
+    actions: Family<OutcomeLabel, Counter>,
+    source_failures: Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("nhi_assure");
+        let passes = Counter::default();
+        let failed_passes = Counter::default();
+        let duration = Histogram::new([0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]);
+        let findings = Family::<SeverityLabel, Gauge>::default();
+        let actions = Family::<OutcomeLabel, Counter>::default();
+        let source_failures = Counter::default();
+        registry.register("passes", "Passes completed", passes.clone());
+        registry.register(
+            "failed_passes",
+            "Passes that stopped with an error",
+            failed_passes.clone(),
+        );
+        registry.register(
+            "pass_duration_seconds",
+            "Wall time of a pass",
+            duration.clone(),
+        );
+        registry.register(
+            "findings",
+            "Findings of the last pass by severity",
+            findings.clone(),
+        );
+        registry.register("actions", "Enforce actions by outcome", actions.clone());
+        registry.register(
+            "source_failures",
+            "Sources failed or partial, per pass",
+            source_failures.clone(),
+        );
+        Metrics {
+            registry,
+            passes,
+            failed_passes,
+            duration,
+            findings,
+            actions,
+            source_failures,
+        }
+    }
+}
+
+struct Shared {
+    metrics: Mutex<Metrics>,
+    ready: AtomicBool,
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> (StatusCode, String) {
+    let mut out = String::new();
+    let ok = s
+        .metrics
+        .lock()
+        .ok()
+        .and_then(|m| prometheus_client::encoding::text::encode(&mut out, &m.registry).ok());
+    match ok {
+        Some(()) => (StatusCode::OK, out),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics unavailable\n".into(),
+        ),
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> (StatusCode, &'static str) {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no successful pass yet\n")
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+/// Run the daemon until a signal.
+pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> {
+    // Validate everything before serving: a bad schedule fails with the file.
+    let cfg = crate::config::Config::load(&config, std::env::vars())?;
+    let schedule = cron::Schedule::from_str(&cfg.daemon.schedule).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: [daemon] schedule {:?}: {e} (6 or 7 fields with seconds, e.g. \"0 */15 * * * *\")",
+            config.display(),
+            cfg.daemon.schedule
+        )
+    })?;
+    let addr: SocketAddr = listen
+        .unwrap_or_else(|| cfg.daemon.listen.clone())
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: [daemon] listen: {e}", config.display()))?;
+
+    let shared = Arc::new(Shared {
+        metrics: Mutex::new(Metrics::new()),
+        ready: AtomicBool::new(false),
+    });
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, schedule = %cfg.daemon.schedule, "daemon listening");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.changed().await;
+            })
+            .await
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received: finishing the pass in flight, then stopping");
+        let _ = stop_tx.send(true);
+    });
+
+    // A pass at start, then on schedule or at the next approval end.
+    let mut next_expiry = None;
+    loop {
+        let outcome = pass_once(&config, &shared).await;
+        next_expiry = outcome.or(next_expiry).filter(|t| *t > Utc::now());
+        if *stop_rx.borrow() {
+            break;
+        }
+        let now = Utc::now();
+        let tick = schedule.after(&now).next();
+        // Just past the end instant, so the approval reads as ended.
+        let expiry = next_expiry.map(|t| t + chrono::Duration::milliseconds(50));
+        let wake = match (tick, expiry) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(now + chrono::Duration::hours(24)),
+        };
+        let wait = (wake - now).to_std().unwrap_or_default();
+        tracing::debug!(%wake, "sleeping until the next pass");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop_rx.changed() => break,
+        }
+    }
+    let _ = server.await;
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+/// One pass (enforcing when the config says so); updates the metrics and
+/// returns the next approval end.
+async fn pass_once(config: &Path, shared: &Shared) -> Option<chrono::DateTime<Utc>> {
+    let start = Instant::now();
+    let result = async {
+        let pass = crate::cli::pass(config, "daemon").await?;
+        let outcomes = if pass.cfg.mode == Mode::Enforce {
+            let rems = crate::reconcile::remediators(&pass.cfg).await;
+            crate::reconcile::enforce(&pass, &rems, None).await?
+        } else {
+            Vec::new()
+        };
+        anyhow::Ok((pass, outcomes))
+    }
+    .await;
+    let Ok(m) = shared.metrics.lock() else {
+        return None;
+    };
+    m.duration.observe(start.elapsed().as_secs_f64());
+    match result {
+        Ok((pass, outcomes)) => {
+            m.passes.inc();
+            shared.ready.store(true, Ordering::Relaxed);
+            for sev in ["info", "low", "medium", "high", "critical"] {
+                let n = pass
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity.as_str() == sev)
+                    .count();
+                m.findings
+                    .get_or_create(&SeverityLabel {
+                        severity: sev.into(),
+                    })
+                    .set(n as i64);
+            }
+            for o in &outcomes {
+                m.actions
+                    .get_or_create(&OutcomeLabel {
+                        outcome: o.status.clone(),
+                    })
+                    .inc();
+            }
+            let bad = pass
+                .sources
+                .iter()
+                .filter(|s| !s.state.is_complete())
+                .count();
+            m.source_failures.inc_by(bad as u64);
+            tracing::info!(
+                run = pass.summary.run_id,
+                findings = pass.findings.len(),
+                actions = outcomes.len(),
+                next_expiry = ?pass.next_expiry,
+                "pass done"
+            );
+            pass.next_expiry
+        }
+        Err(e) => {
+            m.failed_passes.inc();
+            tracing::error!(error = %format!("{e:#}"), "pass failed");
+            None
+        }
+    }
+}
