@@ -356,10 +356,17 @@ pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
     let now = cfg.as_of.unwrap_or(started);
     // Approvals are local and strict: a bad file stops here, before the
     // store is touched or any provider is contacted.
-    let approvals = engine::read_approvals(&engine::approval_sources(&cfg)).await?;
+    let mut approvals = engine::read_approvals(&engine::approval_sources(&cfg)).await?;
     let store = SqliteStore::open(&cfg.store_path())
         .await
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
+    // Revocations received by the webhook end approvals early.
+    let revoked = store.revocations().await?;
+    for a in &mut approvals {
+        if let Some(at) = revoked.get(&a.id) {
+            a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
+        }
+    }
     let estate = engine::scan_inventories(&engine::inventory_sources(&cfg), approvals).await;
     let eval = engine::evaluate(&estate, &rules, &protected, now);
     tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");

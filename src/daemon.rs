@@ -8,6 +8,7 @@
 //! A signal lets the pass in flight finish — each action is journaled, so
 //! even a harder stop loses nothing — then stops the server and returns.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -42,6 +43,17 @@ pub struct DaemonConfig {
     /// Address of the health and metrics server.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Name of the environment variable holding the webhook's HMAC secret.
+    /// Unset: no webhook. (The secret itself never goes in the config.)
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// Accepted clock difference for signed webhook events, in seconds.
+    #[serde(default = "default_window")]
+    pub webhook_window_secs: i64,
+}
+
+fn default_window() -> i64 {
+    300
 }
 
 fn default_schedule() -> String {
@@ -56,6 +68,8 @@ impl Default for DaemonConfig {
         DaemonConfig {
             schedule: default_schedule(),
             listen: default_listen(),
+            webhook_secret_env: None,
+            webhook_window_secs: default_window(),
         }
     }
 }
@@ -127,6 +141,129 @@ impl Metrics {
 struct Shared {
     metrics: Mutex<Metrics>,
     ready: AtomicBool,
+    /// Wakes the pass loop for an event-triggered pass.
+    trigger: tokio::sync::Notify,
+    webhook: Option<Webhook>,
+}
+
+/// Webhook verification state.
+struct Webhook {
+    secret: Vec<u8>,
+    window: i64,
+    store: crate::store::SqliteStore,
+    /// Signatures seen inside the window: a replay is refused.
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+/// An approval event.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    /// `approval.created`, `approval.revoked`, `task.completed`, `revocation.requested`.
+    event: String,
+    #[serde(default)]
+    approval_id: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    requested_by: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+type Hmac256 = hmac::Hmac<sha2::Sha256>;
+
+/// Verify `X-NHI-Assure-Timestamp` and `X-NHI-Assure-Signature`
+/// (`sha256=` + hex HMAC-SHA256 of `"{timestamp}.{body}"`), the window and
+/// replays; record revocations; wake the pass loop.
+async fn webhook_handler(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    use hmac::{KeyInit, Mac};
+    let Some(w) = &s.webhook else {
+        return (StatusCode::NOT_FOUND, "webhook not configured\n".into());
+    };
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (Some(stamp), Some(sig)) = (
+        header("x-nhi-assure-timestamp"),
+        header("x-nhi-assure-signature"),
+    ) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing signature headers\n".into(),
+        );
+    };
+    let Ok(t) = stamp.parse::<i64>() else {
+        return (StatusCode::UNAUTHORIZED, "bad timestamp\n".into());
+    };
+    let now = Utc::now().timestamp();
+    if (now - t).abs() > w.window {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "timestamp outside the window\n".into(),
+        );
+    }
+    let Some(given) = sig
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h).ok())
+    else {
+        return (StatusCode::UNAUTHORIZED, "bad signature format\n".into());
+    };
+    let Ok(mut mac) = <Hmac256 as KeyInit>::new_from_slice(&w.secret) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "bad secret\n".into());
+    };
+    mac.update(stamp.as_bytes());
+    mac.update(b".");
+    mac.update(&body);
+    if mac.verify_slice(&given).is_err() {
+        tracing::warn!("webhook signature mismatch");
+        return (StatusCode::UNAUTHORIZED, "signature mismatch\n".into());
+    }
+    {
+        let Ok(mut seen) = w.seen.lock() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "state\n".into());
+        };
+        seen.retain(|_, at| (now - *at).abs() <= w.window);
+        if seen.insert(sig.clone(), t).is_some() {
+            return (StatusCode::CONFLICT, "replayed event\n".into());
+        }
+    }
+    let ev: Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("event: {e}\n")),
+    };
+    match ev.event.as_str() {
+        "approval.revoked" | "revocation.requested" => {
+            let Some(id) = ev.approval_id.as_deref() else {
+                return (StatusCode::BAD_REQUEST, "approval_id required\n".into());
+            };
+            let by = ev.requested_by.as_deref().unwrap_or("webhook");
+            if let Err(e) = w
+                .store
+                .add_revocation(id, Utc::now(), by, ev.reason.as_deref())
+                .await
+            {
+                return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+            }
+        }
+        "approval.created" | "task.completed" => {}
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown event {other:?}\n"),
+            )
+        }
+    }
+    tracing::info!(event = %ev.event, approval = ?ev.approval_id, subject = ?ev.subject, "event accepted: pass triggered");
+    s.trigger.notify_one();
+    (StatusCode::ACCEPTED, "accepted\n".into())
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> (StatusCode, String) {
@@ -185,14 +322,37 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: [daemon] listen: {e}", config.display()))?;
 
+    let webhook = match &cfg.daemon.webhook_secret_env {
+        None => None,
+        Some(var) => {
+            let secret = std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: [daemon] webhook_secret_env names {var}, which is not set",
+                    config.display()
+                )
+            })?;
+            if secret.len() < 16 {
+                anyhow::bail!("the webhook secret in {var} is shorter than 16 bytes");
+            }
+            Some(Webhook {
+                secret: secret.into_bytes(),
+                window: cfg.daemon.webhook_window_secs,
+                store: crate::store::SqliteStore::open(&cfg.store_path()).await?,
+                seen: Mutex::new(HashMap::new()),
+            })
+        }
+    };
     let shared = Arc::new(Shared {
         metrics: Mutex::new(Metrics::new()),
         ready: AtomicBool::new(false),
+        trigger: tokio::sync::Notify::new(),
+        webhook,
     });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/webhook", axum::routing::post(webhook_handler))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, schedule = %cfg.daemon.schedule, "daemon listening");
@@ -231,6 +391,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         tracing::debug!(%wake, "sleeping until the next pass");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = shared.trigger.notified() => {}
             _ = stop_rx.changed() => break,
         }
     }

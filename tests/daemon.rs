@@ -219,3 +219,111 @@ async fn approval_end_triggers_a_pass_that_disables_the_key() {
     println!("approval end -> key disabled (journal outcome): {latency} ms");
     assert!(latency >= 0);
 }
+
+fn post(port: u16, body: &str, stamp: i64, secret: &[u8]) -> u16 {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
+    mac.update(format!("{stamp}.{body}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "POST /webhook HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nX-NHI-Assure-Timestamp: {stamp}\r\nX-NHI-Assure-Signature: sha256={sig}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_revocation_event_disables_the_key_and_forgeries_are_refused() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("approvals")).expect("mkdir");
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = chrono::Utc::now();
+    std::fs::write(
+        dir.path().join("approvals/tf.yaml"),
+        format!(
+            "approvals:\n  - id: APR-TF\n    subject: \"arn:aws:iam::123456789012:user/terraform\"\n    scope: {{actions: [\"*\"]}}\n    requester: a@example.com\n    approver: b@example.com\n    approved_at: {}\n    expires_at: {}\n",
+            fmt(now - chrono::Duration::days(1)),
+            fmt(now + chrono::Duration::days(100))
+        ),
+    )
+    .expect("approval");
+    let cfg = dir.path().join("nhi-assure.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "store = \"store.db\"\nmode = \"enforce\"\n[[sources]]\ntype = \"aws\"\nname = \"aws\"\nendpoint_url = \"{}\"\n[[approvals]]\ntype = \"files\"\nname = \"approvals\"\npath = \"approvals\"\n[enforce]\nmax_percent = 100.0\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nwebhook_secret_env = \"NHIA_TEST_WEBHOOK_SECRET\"\n",
+            moto.ready.endpoint
+        ),
+    )
+    .expect("config");
+    let secret = b"test-secret-of-32-bytes-exactly!";
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "daemon",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env(
+            "NHIA_TEST_WEBHOOK_SECRET",
+            std::str::from_utf8(secret).expect("utf8"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(port, "/readyz").map(|r| r.0) != Some(200) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = r#"{"event":"revocation.requested","approval_id":"APR-TF","requested_by":"soc@example.com"}"#;
+    let t = chrono::Utc::now().timestamp();
+    assert_eq!(
+        post(port, body, t, b"wrong-secret-wrong-secret-wrong!"),
+        401,
+        "forged signature"
+    );
+    assert_eq!(post(port, body, t - 3600, secret), 401, "stale timestamp");
+    let sent = chrono::Utc::now();
+    assert_eq!(post(port, body, t, secret), 202);
+    assert_eq!(post(port, body, t, secret), 409, "replay refused");
+
+    let tf = moto.key("tf-key");
+    let mut done = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.is_none() && Instant::now() < deadline {
+        let o = Command::new(BIN)
+            .args(["journal", "--config", cfg.to_str().expect("utf8")])
+            .output()
+            .expect("journal");
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        done = list
+            .iter()
+            .find(|e| e["request"]["credential_id"] == tf.as_str() && e["status"] == "done")
+            .and_then(|e| e["outcome_at"].as_str().map(str::to_string));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = terminate(child);
+    let at = chrono::DateTime::parse_from_rfc3339(&done.expect("disabled after the revocation"))
+        .expect("timestamp")
+        .with_timezone(&chrono::Utc);
+    println!(
+        "event -> key disabled (journal outcome): {} ms",
+        (at - sent).num_milliseconds()
+    );
+}

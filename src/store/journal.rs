@@ -232,3 +232,45 @@ impl SqliteStore {
         Ok(rows.into_iter().collect())
     }
 }
+
+impl SqliteStore {
+    /// Record that an approval was revoked (by a webhook event). The first
+    /// revocation wins: a replay cannot move it.
+    pub async fn add_revocation(
+        &self,
+        approval_id: &str,
+        at: Timestamp,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revocations (approval_id, revoked_at, requested_by, reason)
+             VALUES (?, ?, ?, ?) ON CONFLICT (approval_id) DO NOTHING",
+        )
+        .bind(approval_id)
+        .bind(ts(at))
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revocations, by approval id.
+    pub async fn revocations(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Timestamp>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT approval_id, revoked_at FROM revocations")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, at)| {
+                chrono::DateTime::parse_from_rfc3339(&at)
+                    .ok()
+                    .map(|t| (id, t.with_timezone(&chrono::Utc)))
+            })
+            .collect())
+    }
+}
