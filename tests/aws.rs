@@ -82,18 +82,22 @@ path = "approvals"
     cfg.to_str().expect("utf8").to_string()
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
+/// The binary with moto's dummy credentials and nothing of the host's AWS setup.
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .expect("run nhi-assure")
+        .env_remove("AWS_SESSION_TOKEN");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    cmd(args).output().expect("run nhi-assure")
 }
 
 fn json(o: &Output) -> Vec<serde_json::Value> {
@@ -305,6 +309,18 @@ fn outcomes(o: &Output) -> Vec<serde_json::Value> {
     serde_json::from_slice(&o.stdout).expect("json outcomes")
 }
 
+/// `reconcile --enforce --format json`, as outcomes.
+fn enforce(cfg: &str) -> Vec<serde_json::Value> {
+    outcomes(&run(&[
+        "reconcile",
+        "--config",
+        cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ]))
+}
+
 fn status_of<'a>(list: &'a [serde_json::Value], cred: &str) -> Vec<&'a str> {
     list.iter()
         .filter(|o| o["credential_id"] == cred)
@@ -344,14 +360,7 @@ async fn enforce_acts_on_exactly_the_plan_and_undo_restores() {
     assert_eq!(dry.status.code(), Some(0));
     assert!(key_active(&moto, &ci_old).await);
 
-    let done = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let done = enforce(&cfg);
     for k in [&ci_old, &legacy, &tf] {
         assert_eq!(status_of(&done, k), vec!["done"], "{k}: {done:#?}");
         assert!(!key_active(&moto, k).await, "{k} disabled in moto");
@@ -406,14 +415,7 @@ async fn grace_period_holds_all_but_expired_approvals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(&moto, dir.path());
     with_enforce(&cfg, "max_percent = 100.0\n");
-    let done = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let done = enforce(&cfg);
     let legacy = moto.key("legacy-key");
     assert_eq!(
         status_of(&done, &legacy),
@@ -431,14 +433,7 @@ async fn blast_radius_limit_acts_on_none_and_records_a_finding() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(&moto, dir.path());
     with_enforce(&cfg, "default_grace_hours = 0\nmax_subjects = 2\n");
-    let done = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let done = enforce(&cfg);
     assert!(done.iter().all(|o| o["status"] != "done"), "{done:#?}");
     assert!(done.iter().any(|o| o["detail"]
         .as_str()
@@ -473,23 +468,18 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
 
     // Hold the first action between the provider call and its outcome, and
     // kill the process there.
-    let mut child = Command::new(BIN)
-        .args([
-            "reconcile",
-            "--config",
-            &cfg,
-            "--enforce",
-            "--pause-after-call-ms",
-            "60000",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = cmd(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--pause-after-call-ms",
+        "60000",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn");
     let mut intent = None;
     for _ in 0..300 {
         let j = run(&["journal", "--config", &cfg]);
@@ -523,14 +513,7 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
     );
 
     // The next run finishes the interrupted action first, without acting twice.
-    let done = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let done = enforce(&cfg);
     assert_eq!(status_of(&done, &cred), vec!["recovered"], "{done:#?}");
     let journal = json(&run(&["journal", "--config", &cfg]));
     let on_cred: Vec<_> = journal
@@ -574,14 +557,7 @@ async fn delete_only_after_disable_and_quarantine() {
     };
     let tf = moto.key("tf-key");
     write(30);
-    let first = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let first = enforce(&cfg);
     let tf_out: Vec<_> = first
         .iter()
         .filter(|o| o["credential_id"] == tf.as_str())
@@ -593,25 +569,11 @@ async fn delete_only_after_disable_and_quarantine() {
     );
     assert!(!key_active(&moto, &tf).await);
 
-    let second = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let second = enforce(&cfg);
     assert_eq!(status_of(&second, &tf), vec!["held"], "in quarantine");
 
     write(0);
-    let third = outcomes(&run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ]));
+    let third = enforce(&cfg);
     assert_eq!(status_of(&third, &tf), vec!["done"]);
     let del = third
         .iter()

@@ -44,6 +44,10 @@ fn passes(port: u16) -> u64 {
 }
 
 fn spawn(cfg: &Path, port: u16) -> Child {
+    spawn_with(cfg, port, &[])
+}
+
+fn spawn_with(cfg: &Path, port: u16, env: &[(&str, &str)]) -> Child {
     Command::new(BIN)
         .args([
             "daemon",
@@ -56,6 +60,7 @@ fn spawn(cfg: &Path, port: u16) -> Child {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -267,26 +272,8 @@ async fn signed_revocation_event_disables_the_key_and_forgeries_are_refused() {
     .expect("config");
     let secret = b"test-secret-of-32-bytes-exactly!";
     let port = free_port();
-    let child = Command::new(BIN)
-        .args([
-            "daemon",
-            "--config",
-            cfg.to_str().expect("utf8"),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env(
-            "NHIA_TEST_WEBHOOK_SECRET",
-            std::str::from_utf8(secret).expect("utf8"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let secret_text = std::str::from_utf8(secret).expect("utf8");
+    let child = spawn_with(&cfg, port, &[("NHIA_TEST_WEBHOOK_SECRET", secret_text)]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(port, "/readyz").map(|r| r.0) != Some(200) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
