@@ -12,4 +12,10 @@ fi
 
 # The moto fixture checks itself first (protocol, back-dating, fault proxy).
 "$PYTHON" tests/aws/check_fixture.py
-cargo test --workspace --locked
+
+# Every crate's unit and integration tests; then one closing line that sums
+# them (cargo's last line is a doc-test section, usually empty).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
