@@ -46,8 +46,14 @@ impl Finding {
             (None, Some(Value::String(a))) => format!("approval:{a}"),
             _ => String::new(),
         };
-        format!("{}|{}|{}", self.rule_id, self.identity_id, subject)
+        fingerprint(&self.rule_id, &self.identity_id, &subject)
     }
+}
+
+/// The fingerprint of rule `rule` on an identity and a credential (or
+/// `approval:ID`, or nothing): how the store and the journal find a finding.
+pub fn fingerprint(rule: &str, identity: &str, subject: &str) -> String {
+    format!("{rule}|{identity}|{subject}")
 }
 
 fn param_json(p: &Param) -> Value {

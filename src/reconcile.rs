@@ -128,10 +128,10 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
 }
 
 fn fingerprint(rule: &str, a: &ActionRequest) -> String {
-    format!(
-        "{rule}|{}|{}",
-        a.identity_id,
-        a.credential_id.as_deref().unwrap_or_default()
+    crate::findings::fingerprint(
+        rule,
+        &a.identity_id,
+        a.credential_id.as_deref().unwrap_or_default(),
     )
 }
 
