@@ -160,9 +160,4 @@ impl Estate {
             state: SourceState::Failed { error },
         });
     }
-
-    /// Whether any source failed or was partial.
-    pub fn has_unknowns(&self) -> bool {
-        self.sources.iter().any(|s| !s.state.is_complete())
-    }
 }

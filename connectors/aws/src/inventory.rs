@@ -225,10 +225,6 @@ fn active(s: &StatusType) -> bool {
 impl Scan<'_> {
     async fn account(&self) -> Result<Inventory, SourceError> {
         let details = self.details().await?;
-        let account = details
-            .principals
-            .iter()
-            .find_map(|p| sdk::arn_account(&p.arn).map(str::to_string));
         let mut gaps = Vec::new();
         let report = match self.credential_report().await {
             Ok(r) => Some(r),
@@ -287,9 +283,6 @@ impl Scan<'_> {
         let mut inv = self
             .assemble(details, report, creds_by_user, &console_fallback)
             .await?;
-        if let (Some(acct), true) = (account, inv.identities.is_empty()) {
-            tracing::warn!(account = %acct, "no identities");
-        }
         inv.coverage = Coverage { gaps };
         Ok(inv)
     }

@@ -33,13 +33,6 @@ impl CallStats {
     pub fn total(&self) -> u64 {
         self.snapshot().values().sum()
     }
-
-    /// Forget the counts.
-    pub fn reset(&self) {
-        if let Ok(mut m) = self.0.lock() {
-            m.clear();
-        }
-    }
 }
 
 /// Load the base SDK config from the standard chain, with our retry policy.
