@@ -16,7 +16,8 @@ use crate::findings::{self, Finding};
 use crate::output::{self, Format};
 use crate::plan::Protected;
 use crate::rules::{RuleSet, RulesConfig, Severity};
-use crate::store::{RunRecord, SourcedFinding, SqliteStore, Store};
+use crate::store::lease::{holder_id, Leadership, LeaseState};
+use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
 
 /// Continuous assurance for non-human identities.
 #[derive(Debug, Parser)]
@@ -203,21 +204,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             pause_after_call_ms,
         } => {
-            let pass = pass(&config, "reconcile").await?;
-            let enforcing = enforce || pass.cfg.mode == crate::config::Mode::Enforce;
-            pass.report_summary();
-            let mut out = std::io::stdout().lock();
+            let cfg = load_config(&config)?;
+            let enforcing = enforce || cfg.mode == crate::config::Mode::Enforce;
             if !enforcing {
-                output::plan(&mut out, format, &pass.plan)?;
+                let pass = pass(&config, "reconcile").await?;
+                pass.report_summary();
+                output::plan(&mut std::io::stdout().lock(), format, &pass.plan)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let rems = crate::reconcile::remediators(&pass.cfg).await;
-            let outcomes = crate::reconcile::enforce(
-                &pass,
-                &rems,
-                pause_after_call_ms.map(std::time::Duration::from_millis),
-            )
-            .await?;
+            // Lead for the whole pass, so what is acted on is what this
+            // process saw while no one else could act.
+            let store = SqlStore::open(&cfg.store_location()).await?;
+            let leader = lead(&store, &cfg).await?;
+            let acted = async {
+                let pass = pass(&config, "reconcile").await?;
+                pass.report_summary();
+                let rems = crate::reconcile::remediators(&pass.cfg).await;
+                crate::reconcile::enforce(
+                    &pass,
+                    &rems,
+                    leader.fence(),
+                    pause_after_call_ms.map(std::time::Duration::from_millis),
+                )
+                .await
+            }
+            .await;
+            leader.release().await;
+            let outcomes = acted?;
+            let mut out = std::io::stdout().lock();
             output::outcomes(&mut out, format, &outcomes)?;
             let failed = outcomes.iter().any(|o| o.status == "failed");
             Ok(if failed {
@@ -232,7 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run,
         } => {
             let cfg = load_config(&config)?;
-            let store = SqliteStore::open(&cfg.store_path()).await?;
+            let store = SqlStore::open(&cfg.store_location()).await?;
             let entries = match (action, run) {
                 (Some(id), _) => vec![store
                     .journal_get(id)
@@ -243,11 +257,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let rems = crate::reconcile::remediators(&cfg).await;
             let run_id = entries.first().map_or(0, |e| e.run_id);
+            let leader = lead(&store, &cfg).await?;
             let mut outcomes = Vec::new();
             // Newest first: undo in the reverse order things were done.
             for e in entries.iter().rev().filter(|e| e.undo_of.is_none()) {
-                outcomes.push(crate::reconcile::undo(&store, &rems, e, run_id).await?);
+                match crate::reconcile::undo(&store, &rems, e, run_id, leader.fence()).await {
+                    Ok(o) => outcomes.push(o),
+                    Err(err) => {
+                        leader.release().await;
+                        return Err(err);
+                    }
+                }
             }
+            leader.release().await;
             output::outcomes(&mut std::io::stdout().lock(), Format::Table, &outcomes)?;
             let failed = outcomes.iter().any(|o| o.status == "failed");
             Ok(if failed {
@@ -262,7 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Journal { config, run } => {
             let cfg = load_config(&config)?;
-            let store = SqliteStore::open(&cfg.store_path()).await?;
+            let store = SqlStore::open(&cfg.store_location()).await?;
             output::json(
                 &mut std::io::stdout().lock(),
                 &store.journal_list(run).await?,
@@ -284,12 +306,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Take the leader lease for a one-shot command that acts, or say plainly
+/// who holds it: a daemon (or another operator) is acting on this store.
+async fn lead(store: &SqlStore, cfg: &Config) -> anyhow::Result<Leadership> {
+    let ttl = std::time::Duration::from_secs(cfg.daemon.lease_secs);
+    match Leadership::acquire(store, &holder_id(), ttl).await? {
+        Ok(l) => Ok(l),
+        Err(LeaseState::Busy {
+            holder,
+            remaining_ms,
+        }) => anyhow::bail!(
+            "not acting: {holder} holds the leader lease on this store for {:.1} s more \
+             (a daemon or another operator is acting; stop it or let its lease expire)",
+            remaining_ms as f64 / 1000.0
+        ),
+        Err(LeaseState::Held(_)) => anyhow::bail!("leader lease in an impossible state"),
+    }
+}
+
 /// What a pass produced, for the commands to print and enforce to act on.
 pub struct PassResult {
     /// The configuration.
     pub cfg: Config,
     /// The store the run was recorded in.
-    pub store: SqliteStore,
+    pub store: SqlStore,
     /// Findings of the pass.
     pub findings: Vec<Finding>,
     /// The plan, in provider ids.
@@ -357,9 +397,14 @@ pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
     // Approvals are local and strict: a bad file stops here, before the
     // store is touched or any provider is contacted.
     let mut approvals = engine::read_approvals(&engine::approval_sources(&cfg)).await?;
-    let store = SqliteStore::open(&cfg.store_path())
+    let store = SqlStore::open(&cfg.store_location())
         .await
-        .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
+        .with_context(|| {
+            format!(
+                "opening store {}",
+                crate::store::redact(&cfg.store_location())
+            )
+        })?;
     // Revocations received by the webhook end approvals early.
     let revoked = store.revocations().await?;
     for a in &mut approvals {

@@ -27,7 +27,9 @@ pub const ENV_PREFIX: &str = "NHI_ASSURE_";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Store location: a SQLite file path (relative to the config file).
+    /// Store location: a SQLite file path (relative to the config file), or a
+    /// `postgres://` URL (set it through `NHI_ASSURE_STORE` from a secret,
+    /// not in the file, when it carries a password).
     #[serde(default = "default_store")]
     pub store: String,
     /// Evaluate as of this instant instead of now (audits of old exports,
@@ -272,6 +274,12 @@ impl Config {
         if self.sources.is_empty() {
             return Err(bad("no [[sources]]: nothing to scan".into()));
         }
+        if !(3..=3600).contains(&self.daemon.lease_secs) {
+            return Err(bad(format!(
+                "[daemon] lease_secs = {}: between 3 and 3600",
+                self.daemon.lease_secs
+            )));
+        }
         Ok(())
     }
 
@@ -284,9 +292,14 @@ impl Config {
         }
     }
 
-    /// The store file path.
-    pub fn store_path(&self) -> PathBuf {
-        self.resolve(Path::new(&self.store))
+    /// Where the store is: a PostgreSQL URL as given, or a SQLite file path
+    /// resolved against the config's directory.
+    pub fn store_location(&self) -> String {
+        if self.store.starts_with("postgres://") || self.store.starts_with("postgresql://") {
+            return self.store.clone();
+        }
+        let file = self.store.strip_prefix("sqlite://").unwrap_or(&self.store);
+        self.resolve(Path::new(file)).display().to_string()
     }
 }
 
@@ -380,7 +393,10 @@ path = "aws.json"
     fn loads_and_resolves_relative_paths() {
         let (_d, p) = write(OK);
         let cfg = Config::load(&p, []).expect("valid");
-        assert_eq!(cfg.store_path(), p.parent().expect("dir").join("s.db"));
+        assert_eq!(
+            cfg.store_location(),
+            p.parent().expect("dir").join("s.db").display().to_string()
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Mode;
+use crate::store::lease::{holder_id, Fence, Leadership, LeaseState};
+use crate::store::SqlStore;
 
 /// `[daemon]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +52,14 @@ pub struct DaemonConfig {
     /// Accepted clock difference for signed webhook events, in seconds.
     #[serde(default = "default_window")]
     pub webhook_window_secs: i64,
+    /// Leader lease length in seconds (renewed every third of it). Among
+    /// processes sharing the store, a dead leader is replaced within this.
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
+}
+
+fn default_lease() -> u64 {
+    30
 }
 
 fn default_window() -> i64 {
@@ -70,6 +80,7 @@ impl Default for DaemonConfig {
             listen: default_listen(),
             webhook_secret_env: None,
             webhook_window_secs: default_window(),
+            lease_secs: default_lease(),
         }
     }
 }
@@ -140,7 +151,10 @@ impl Metrics {
 
 struct Shared {
     metrics: Mutex<Metrics>,
+    /// A pass succeeded since this process became leader.
     ready: AtomicBool,
+    /// This process holds the leader lease.
+    leader: AtomicBool,
     /// Wakes the pass loop for an event-triggered pass.
     trigger: tokio::sync::Notify,
     webhook: Option<Webhook>,
@@ -150,7 +164,7 @@ struct Shared {
 struct Webhook {
     secret: Vec<u8>,
     window: i64,
-    store: crate::store::SqliteStore,
+    store: SqlStore,
     /// Signatures seen inside the window: a replay is refused.
     seen: Mutex<HashMap<String, i64>>,
 }
@@ -282,13 +296,25 @@ async fn metrics(State(s): State<Arc<Shared>>) -> (StatusCode, String) {
     }
 }
 
+/// Ready means leading with a successful pass: a load balancer then sends
+/// webhook events to the replica that acts on them at once. (A standby
+/// stores what it receives too; the leader picks revocations up from the
+/// store within `REVOCATION_POLL`.)
 async fn readyz(State(s): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    if s.ready.load(Ordering::Relaxed) {
+    if !s.leader.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby: another replica leads\n",
+        )
+    } else if s.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no successful pass yet\n")
     }
 }
+
+/// How often the leader looks for revocations stored by other replicas.
+const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -322,6 +348,12 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: [daemon] listen: {e}", config.display()))?;
 
+    let store = SqlStore::open(&cfg.store_location()).await.map_err(|e| {
+        anyhow::anyhow!(
+            "opening store {}: {e}",
+            crate::store::redact(&cfg.store_location())
+        )
+    })?;
     let webhook = match &cfg.daemon.webhook_secret_env {
         None => None,
         Some(var) => {
@@ -337,7 +369,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
             Some(Webhook {
                 secret: secret.into_bytes(),
                 window: cfg.daemon.webhook_window_secs,
-                store: crate::store::SqliteStore::open(&cfg.store_path()).await?,
+                store: store.clone(),
                 seen: Mutex::new(HashMap::new()),
             })
         }
@@ -345,6 +377,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
     let shared = Arc::new(Shared {
         metrics: Mutex::new(Metrics::new()),
         ready: AtomicBool::new(false),
+        leader: AtomicBool::new(false),
         trigger: tokio::sync::Notify::new(),
         webhook,
     });
@@ -371,13 +404,63 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         let _ = stop_tx.send(true);
     });
 
-    // A pass at start, then on schedule or at the next approval end.
+    let holder = holder_id();
+    let ttl = std::time::Duration::from_secs(cfg.daemon.lease_secs);
+    'standby: loop {
+        // Stand by until this process leads: only the leader passes and acts.
+        let leader = loop {
+            match Leadership::acquire(&store, &holder, ttl).await {
+                Ok(Ok(l)) => break l,
+                Ok(Err(LeaseState::Busy {
+                    holder,
+                    remaining_ms,
+                })) => {
+                    tracing::info!(leader = %holder, remaining_ms, "standing by");
+                }
+                Ok(Err(LeaseState::Held(_))) => {}
+                Err(e) => tracing::warn!(error = %e, "leader lease: store unreachable"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ttl / 3) => {}
+                _ = stop_rx.changed() => break 'standby,
+            }
+        };
+        tracing::info!(token = leader.fence().token, "leading");
+        shared.leader.store(true, Ordering::Relaxed);
+        let stop = lead(&config, &shared, &schedule, &store, &leader, &mut stop_rx).await;
+        shared.leader.store(false, Ordering::Relaxed);
+        shared.ready.store(false, Ordering::Relaxed);
+        leader.release().await;
+        if stop {
+            break;
+        }
+    }
+    let _ = server.await;
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+/// Passes while this process leads: at start, on the schedule, at the next
+/// approval end, on webhook events and on revocations other replicas
+/// stored. Returns true when told to stop, false when the lease was lost.
+async fn lead(
+    config: &Path,
+    shared: &Shared,
+    schedule: &cron::Schedule,
+    store: &SqlStore,
+    leader: &Leadership,
+    stop_rx: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
     let mut next_expiry = None;
+    let mut revocations = store.revocation_count().await.unwrap_or(-1);
     loop {
-        let outcome = pass_once(&config, &shared).await;
+        if leader.lost() {
+            return false;
+        }
+        let outcome = pass_once(config, shared, leader.fence()).await;
         next_expiry = outcome.or(next_expiry).filter(|t| *t > Utc::now());
         if *stop_rx.borrow() {
-            break;
+            return true;
         }
         let now = Utc::now();
         let tick = schedule.after(&now).next();
@@ -389,26 +472,39 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         };
         let wait = (wake - now).to_std().unwrap_or_default();
         tracing::debug!(%wake, "sleeping until the next pass");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.trigger.notified() => {}
-            _ = stop_rx.changed() => break,
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        let mut poll = tokio::time::interval(REVOCATION_POLL);
+        poll.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                _ = shared.trigger.notified() => break,
+                _ = stop_rx.changed() => return true,
+                _ = poll.tick() => {
+                    if leader.lost() {
+                        return false;
+                    }
+                    let n = store.revocation_count().await.unwrap_or(revocations);
+                    if n != revocations {
+                        revocations = n;
+                        break;
+                    }
+                }
+            }
         }
     }
-    let _ = server.await;
-    tracing::info!("daemon stopped");
-    Ok(())
 }
 
 /// One pass (enforcing when the config says so); updates the metrics and
 /// returns the next approval end.
-async fn pass_once(config: &Path, shared: &Shared) -> Option<chrono::DateTime<Utc>> {
+async fn pass_once(config: &Path, shared: &Shared, fence: &Fence) -> Option<chrono::DateTime<Utc>> {
     let start = Instant::now();
     let result = async {
         let pass = crate::cli::pass(config, "daemon").await?;
         let outcomes = if pass.cfg.mode == Mode::Enforce {
             let rems = crate::reconcile::remediators(&pass.cfg).await;
-            crate::reconcile::enforce(&pass, &rems, None).await?
+            crate::reconcile::enforce(&pass, &rems, fence, None).await?
         } else {
             Vec::new()
         };

@@ -22,7 +22,8 @@ use crate::findings::Finding;
 use crate::plan::ResolvedAction;
 use crate::rules::{Action, Severity};
 use crate::store::journal::{Entry, Intent};
-use crate::store::{SourcedFinding, SqliteStore};
+use crate::store::lease::Fence;
+use crate::store::{SourcedFinding, SqlStore};
 
 /// Remediators by source name (a snapshot source has none: it is read-only).
 pub async fn remediators(cfg: &Config) -> HashMap<String, Box<dyn Remediator>> {
@@ -65,11 +66,13 @@ pub fn actor() -> String {
 
 /// Re-apply interrupted actions and record their outcome.
 pub async fn recover(
-    store: &SqliteStore,
+    store: &SqlStore,
     rems: &HashMap<String, Box<dyn Remediator>>,
+    fence: &Fence,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut out = Vec::new();
     for e in store.journal_open().await? {
+        store.check_fence(fence).await?;
         let Some(rem) = rems.get(&e.source) else {
             tracing::warn!(action = e.id, source = %e.source, "interrupted action of a source without remediator");
             continue;
@@ -140,11 +143,12 @@ fn fingerprint(rule: &str, a: &ActionRequest) -> String {
 pub async fn enforce(
     pass: &PassResult,
     rems: &HashMap<String, Box<dyn Remediator>>,
+    fence: &Fence,
     pause_after_call: Option<Duration>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let store = &pass.store;
     let rails = &pass.cfg.enforce;
-    let mut out = recover(store, rems).await?;
+    let mut out = recover(store, rems, fence).await?;
     let first_seen = store.first_seen().await?;
     let now = pass.now;
 
@@ -273,6 +277,7 @@ pub async fn enforce(
                 actor: &actor,
                 planned_undo: rem.planned_undo(&a.request),
                 undo_of: None,
+                fence,
             })
             .await?;
         let result = rem.apply(&a.request).await;
@@ -362,10 +367,11 @@ async fn record_self_finding(pass: &PassResult, why: &str) -> anyhow::Result<()>
 
 /// Undo one journaled action, journaling the undo itself.
 pub async fn undo(
-    store: &SqliteStore,
+    store: &SqlStore,
     rems: &HashMap<String, Box<dyn Remediator>>,
     entry: &Entry,
     run_id: i64,
+    fence: &Fence,
 ) -> anyhow::Result<Outcome> {
     let base = Outcome {
         action_id: Some(entry.id),
@@ -407,6 +413,7 @@ pub async fn undo(
             actor: &actor(),
             planned_undo: None,
             undo_of: Some(entry.id),
+            fence,
         })
         .await?;
     match rem.undo(&data).await {

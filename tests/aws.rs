@@ -441,9 +441,10 @@ async fn blast_radius_limit_acts_on_none_and_records_a_finding() {
     for k in ["ci-old", "legacy-key", "tf-key"] {
         assert!(key_active(&moto, &moto.key(k)).await, "{k} untouched");
     }
-    let store = nhi_assure::store::SqliteStore::open(&dir.path().join("store.db"))
-        .await
-        .expect("store");
+    let store =
+        nhi_assure::store::SqlStore::open(&dir.path().join("store.db").display().to_string())
+            .await
+            .expect("store");
     use nhi_assure::store::Store;
     let open = store.open_findings().await.expect("findings");
     assert!(open
@@ -462,8 +463,9 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
     let cfg = setup(&moto, dir.path());
     with_enforce(&cfg, "default_grace_hours = 0\nmax_percent = 100.0\n");
     // Keep the first action a key (the console password sorts first otherwise).
+    // A short leader lease: the killed process holds it until it expires.
     let text = std::fs::read_to_string(&cfg).expect("read")
-        + "\n[rules.overrides.nhi-human-login]\naction = \"flag\"\n";
+        + "\n[rules.overrides.nhi-human-login]\naction = \"flag\"\n\n[daemon]\nlease_secs = 5\n";
     std::fs::write(&cfg, text).expect("write");
 
     // Hold the first action between the provider call and its outcome, and
@@ -511,6 +513,16 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
         !key_active(&moto, &cred).await,
         "the provider call went through"
     );
+
+    // While the dead process's lease runs, nothing else may act.
+    let early = run(&["reconcile", "--config", &cfg, "--enforce"]);
+    assert_eq!(
+        early.status.code(),
+        Some(2),
+        "refused while the lease is held"
+    );
+    assert!(String::from_utf8_lossy(&early.stderr).contains("holds the leader lease"));
+    std::thread::sleep(std::time::Duration::from_millis(5200));
 
     // The next run finishes the interrupted action first, without acting twice.
     let done = enforce(&cfg);

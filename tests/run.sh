@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite (README command 2). Installs what the tests need, then
-# runs them: the AWS tests need moto (real IAM wire protocol) in Python.
+# runs them: the AWS tests need moto (real IAM wire protocol) in Python, the
+# store tests a PostgreSQL server (started by the tests themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,14 @@ PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import moto.server, boto3, flask_cors' >/dev/null 2>&1; then
     echo "installing moto[server] for the AWS tests" >&2
     "$PYTHON" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' 'boto3>=1.34'
+fi
+
+# The store tests start a real PostgreSQL server from the Debian package.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing postgresql for the store tests" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 
 # The moto fixture checks itself first (protocol, back-dating, fault proxy).

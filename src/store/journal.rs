@@ -1,4 +1,4 @@
-//! The action journal (SQLite): every enforce action is written as an
+//! The action journal: every enforce action is written as an
 //! *intent* before the provider is called and completed with its outcome
 //! after, in separate transactions, so a crash between the two leaves an
 //! intent the next run reconciles instead of a lost or doubled action.
@@ -6,9 +6,9 @@
 use chrono::SecondsFormat;
 use nhi_contract::{ActionOutcome, ActionRequest, Timestamp};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{SqliteStore, StoreError};
+use super::{SqlStore, StoreError};
 
 /// What is known before the provider call.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Intent<'a> {
     pub planned_undo: Option<serde_json::Value>,
     /// For an undo: the action it reverses.
     pub undo_of: Option<i64>,
+    /// The leader lease this intent is written under.
+    pub fence: &'a super::lease::Fence,
 }
 
 /// One journal row.
@@ -80,7 +82,7 @@ fn json_opt(v: Option<String>) -> Result<Option<serde_json::Value>, StoreError> 
         .map_err(StoreError::from)
 }
 
-fn entry(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
+fn entry(r: &sqlx::any::AnyRow) -> Result<Entry, StoreError> {
     Ok(Entry {
         id: r.try_get("id")?,
         run_id: r.try_get("run_id")?,
@@ -101,14 +103,20 @@ fn entry(r: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
     })
 }
 
-impl SqliteStore {
-    /// Write an intent; committed before the provider is called.
+impl SqlStore {
+    /// Write an intent; committed before the provider is called. Written
+    /// only while `fence` still holds an unexpired leader lease: otherwise
+    /// [`StoreError::LeaseLost`] and nothing may be done.
     pub async fn journal_intent(&self, i: &Intent<'_>) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query(
+        let now = self.now_ms_sql();
+        let id: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO actions (run_id, status, operation, provider, source, identity_id, credential_id,
                  request, rules, findings, evidence, actor, planned_undo, undo_of, intent_at)
-             VALUES (?, 'intent', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
+             SELECT $1, 'intent', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+             WHERE EXISTS (SELECT 1 FROM leases WHERE name = $15 AND holder = $16 AND token = $17
+                           AND expires_ms > {now})
+             RETURNING id"
+        )))
         .bind(i.run_id)
         .bind(i.request.operation.as_str())
         .bind(i.request.provider.as_str())
@@ -123,10 +131,12 @@ impl SqliteStore {
         .bind(i.planned_undo.as_ref().map(serde_json::to_string).transpose()?)
         .bind(i.undo_of)
         .bind(ts(chrono::Utc::now()))
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        Ok(id)
+        .bind(&i.fence.name)
+        .bind(&i.fence.holder)
+        .bind(i.fence.token)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.ok_or(StoreError::LeaseLost)
     }
 
     /// Complete an intent with the provider's outcome.
@@ -147,8 +157,8 @@ impl SqliteStore {
             Err(e) => (None, None, None, None, Some(e.to_string())),
         };
         sqlx::query(
-            "UPDATE actions SET status = ?, before_state = ?, after_state = ?, undo = ?,
-                 irreversible = ?, error = ?, outcome_at = ? WHERE id = ?",
+            "UPDATE actions SET status = $1, before_state = $2, after_state = $3, undo = $4,
+                 irreversible = $5, error = $6, outcome_at = $7 WHERE id = $8",
         )
         .bind(status)
         .bind(before)
@@ -165,7 +175,7 @@ impl SqliteStore {
 
     /// Mark an action undone.
     pub async fn journal_mark_undone(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE actions SET status = 'undone' WHERE id = ?")
+        sqlx::query("UPDATE actions SET status = 'undone' WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -182,7 +192,7 @@ impl SqliteStore {
 
     /// One action.
     pub async fn journal_get(&self, id: i64) -> Result<Option<Entry>, StoreError> {
-        let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM actions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -193,7 +203,7 @@ impl SqliteStore {
     pub async fn journal_list(&self, run: Option<i64>) -> Result<Vec<Entry>, StoreError> {
         let rows = match run {
             Some(r) => {
-                sqlx::query("SELECT * FROM actions WHERE run_id = ? ORDER BY id")
+                sqlx::query("SELECT * FROM actions WHERE run_id = $1 ORDER BY id")
                     .bind(r)
                     .fetch_all(&self.pool)
                     .await?
@@ -210,7 +220,7 @@ impl SqliteStore {
     /// When a credential was last disabled by us and not undone since.
     pub async fn disabled_since(&self, credential_id: &str) -> Result<Option<String>, StoreError> {
         let at: Option<String> = sqlx::query_scalar(
-            "SELECT outcome_at FROM actions WHERE credential_id = ? AND operation = 'disable_credential'
+            "SELECT outcome_at FROM actions WHERE credential_id = $1 AND operation = 'disable_credential'
                AND status IN ('done', 'recovered') ORDER BY id DESC LIMIT 1",
         )
         .bind(credential_id)
@@ -233,7 +243,7 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Record that an approval was revoked (by a webhook event). The first
     /// revocation wins: a replay cannot move it.
     pub async fn add_revocation(
@@ -245,7 +255,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO revocations (approval_id, revoked_at, requested_by, reason)
-             VALUES (?, ?, ?, ?) ON CONFLICT (approval_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (approval_id) DO NOTHING",
         )
         .bind(approval_id)
         .bind(ts(at))
@@ -254,6 +264,14 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// How many revocations are stored: a change tells the leader that
+    /// another replica received one.
+    pub async fn revocation_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM revocations")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Revocations, by approval id.

@@ -1,6 +1,9 @@
 //! The store: runs and findings with their lifecycle (first seen, last seen,
-//! resolved). SQLite by default, behind the [`Store`] trait that the
-//! PostgreSQL backend will implement too.
+//! resolved), the action journal, webhook revocations and the leader lease.
+//! One implementation over sqlx's `Any` driver serves both backends: a SQLite
+//! file by default, PostgreSQL when several replicas share state. Queries are
+//! written once in the dialect both accept (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`); each backend has its own migrations.
 //!
 //! Lifecycle rule: a finding absent from this run is resolved only if the
 //! source it came from was read completely and its rule was evaluated.
@@ -8,16 +11,16 @@
 //! empty.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use nhi_contract::{CredentialKind, Timestamp};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Row};
 
 pub mod journal;
+pub mod lease;
 
 use crate::estate::SourceStatus;
 use crate::findings::Finding;
@@ -34,6 +37,12 @@ pub enum StoreError {
     /// Stored JSON could not be read back.
     #[error("store data: {0}")]
     Data(#[from] serde_json::Error),
+    /// The leader lease ran out or passed to another process: stop acting.
+    #[error("the leader lease is no longer held by this process; not acting")]
+    LeaseLost,
+    /// The store location is not usable.
+    #[error("store location {0}")]
+    Location(String),
 }
 
 /// A finding with the source it came from, ready to store.
@@ -100,7 +109,7 @@ pub trait Store: Send + Sync {
 
 /// Insert or refresh one finding; returns whether it was (re)opened.
 async fn upsert_finding(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: i64,
     now: &str,
     f: &SourcedFinding,
@@ -108,15 +117,16 @@ async fn upsert_finding(
     let fp = f.finding.fingerprint();
     let data = serde_json::to_string(&f.finding)?;
     // A finding that was resolved and is back starts a new lifecycle.
-    let was_open: Option<bool> =
-        sqlx::query_scalar("SELECT resolved_at IS NULL FROM findings WHERE fingerprint = ?")
+    let existing: Option<Option<String>> =
+        sqlx::query_scalar("SELECT resolved_at FROM findings WHERE fingerprint = $1")
             .bind(&fp)
             .fetch_optional(&mut *conn)
             .await?;
+    let was_open = existing.map(|resolved_at| resolved_at.is_none());
     sqlx::query(
         "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
              credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13)
          ON CONFLICT (fingerprint) DO UPDATE SET
              first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
              first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
@@ -142,17 +152,40 @@ async fn upsert_finding(
     Ok(was_open != Some(true))
 }
 
-/// The SQLite store.
+/// Which database a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A local SQLite file (the default; one machine).
+    Sqlite,
+    /// A PostgreSQL server (several replicas, one leader).
+    Postgres,
+}
+
+/// The store, on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pub(crate) pool: SqlitePool,
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
 }
 
 fn ts(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-impl SqliteStore {
+/// A store location with any password removed, for logs and errors.
+pub fn redact(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut u) if u.password().is_some() => {
+            // Setting a password on a parsed URL with a host cannot fail.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => location.to_string(),
+    }
+}
+
+impl SqlStore {
     /// Record one extra finding for a run already recorded (enforce mode's
     /// findings about itself).
     pub async fn add_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
@@ -162,35 +195,67 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Open (creating if needed) the store at `path` and migrate it.
-    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Open the store at `location` and migrate it: a `postgres://` or
+    /// `postgresql://` URL selects PostgreSQL, anything else is a SQLite file
+    /// path (created if needed).
+    pub async fn open(location: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(std::time::Duration::from_secs(10))
+                .connect(location)
+                .await?;
+            sqlx::migrate!("src/store/migrations/postgres")
+                .run(&pool)
+                .await?;
+            return Ok(SqlStore {
+                pool,
+                backend: Backend::Postgres,
+            });
+        }
+        let path = Path::new(location.strip_prefix("sqlite://").unwrap_or(location));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Location(format!("{}: not UTF-8", path.display())))?;
+        // sqlx's SQLite defaults keep foreign keys on and a 5 s busy timeout.
+        let url = format!("sqlite://{path}?mode=rwc");
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect(&url)
+            .await?;
+        // WAL lets the daemon's HTTP handlers read while a pass writes; the
+        // mode is stored in the file, so setting it once is enough.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .fetch_optional(&pool)
             .await?;
         sqlx::migrate!("src/store/migrations/sqlite")
             .run(&pool)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqlStore {
+            pool,
+            backend: Backend::Sqlite,
+        })
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn record_run(&self, run: RunRecord<'_>) -> Result<RunSummary, StoreError> {
         let now = ts(run.started_at);
         let finished = ts(chrono::Utc::now());
         let mut tx = self.pool.begin().await?;
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved)
-             VALUES (?, ?, ?, ?, ?, ?, 0, 0) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0) RETURNING id",
         )
         .bind(&now)
         .bind(&finished)
@@ -215,7 +280,7 @@ impl Store for SqliteStore {
         let all_complete = run.sources.iter().all(|s| s.state.is_complete());
         let open: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
             "SELECT fingerprint, source, rule_id, credential_kind FROM findings
-             WHERE resolved_at IS NULL AND last_run <> ?",
+             WHERE resolved_at IS NULL AND last_run <> $1",
         )
         .bind(run_id)
         .fetch_all(&mut *tx)
@@ -233,7 +298,7 @@ impl Store for SqliteStore {
                     .is_some_and(|s| s.state.sees(kind))
             };
             if seeable && run.rules.contains(&rule) {
-                sqlx::query("UPDATE findings SET resolved_at = ? WHERE fingerprint = ?")
+                sqlx::query("UPDATE findings SET resolved_at = $1 WHERE fingerprint = $2")
                     .bind(&now)
                     .bind(&fp)
                     .execute(&mut *tx)
@@ -241,7 +306,7 @@ impl Store for SqliteStore {
                 resolved += 1;
             }
         }
-        sqlx::query("UPDATE runs SET opened = ?, resolved = ? WHERE id = ?")
+        sqlx::query("UPDATE runs SET opened = $1, resolved = $2 WHERE id = $3")
             .bind(opened)
             .bind(resolved)
             .bind(run_id)
@@ -275,6 +340,3 @@ impl Store for SqliteStore {
             .collect()
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,313 @@
+//! The store on both backends: the same scenarios on a SQLite file and on a
+//! real PostgreSQL server (started by `support/pg.rs`): findings lifecycle,
+//! the journal's fencing, and the leader lease.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::time::Duration;
+
+use nhi_assure::estate::{SourceState, SourceStatus};
+use nhi_assure::findings::Finding;
+use nhi_assure::rules::{Action, Severity};
+use nhi_assure::store::lease::{Fence, Leadership, LeaseState, LEADER};
+use nhi_assure::store::{RunRecord, RunSummary, SourcedFinding, SqlStore, Store, StoreError};
+use nhi_contract::Provider;
+
+fn finding(rule: &str, cred: &str) -> SourcedFinding {
+    SourcedFinding {
+        finding: Finding {
+            rule_id: rule.into(),
+            title: "t".into(),
+            severity: Severity::High,
+            provider: Some("aws".into()),
+            identity_id: "arn:aws:iam::1:user/ci".into(),
+            credential_id: Some(cred.into()),
+            controls: vec!["OWASP-NHI-2025:NHI7".into()],
+            evidence: serde_json::json!({}),
+            recommended_action: Action::Disable,
+        },
+        source: "aws".into(),
+        credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+    }
+}
+
+fn status(state: SourceState) -> Vec<SourceStatus> {
+    vec![SourceStatus {
+        name: "aws".into(),
+        provider: Provider::Aws,
+        state,
+    }]
+}
+
+async fn run(
+    store: &SqlStore,
+    sources: &[SourceStatus],
+    findings: &[SourcedFinding],
+) -> RunSummary {
+    store
+        .record_run(RunRecord {
+            started_at: chrono::Utc::now(),
+            as_of: chrono::Utc::now(),
+            command: "scan",
+            sources,
+            rules: &["credential-stale".to_string()],
+            findings,
+        })
+        .await
+        .expect("record run")
+}
+
+async fn lifecycle_open_seen_resolved_reopened(store: SqlStore) {
+    let complete = status(SourceState::Complete);
+    let f = finding("credential-stale", "AKIA1");
+
+    let r1 = run(&store, &complete, std::slice::from_ref(&f)).await;
+    assert_eq!((r1.findings, r1.opened, r1.resolved), (1, 1, 0));
+    let first = store.open_findings().await.expect("open")[0]
+        .first_seen
+        .clone();
+
+    let r2 = run(&store, &complete, std::slice::from_ref(&f)).await;
+    assert_eq!((r2.opened, r2.resolved), (0, 0), "still open, not new");
+    let open = store.open_findings().await.expect("open");
+    assert_eq!(open[0].first_seen, first, "first seen is kept");
+
+    let r3 = run(&store, &complete, &[]).await;
+    assert_eq!(r3.resolved, 1);
+    assert!(store.open_findings().await.expect("open").is_empty());
+
+    let r4 = run(&store, &complete, &[f]).await;
+    assert_eq!(r4.opened, 1, "back after resolution is a new occurrence");
+}
+
+async fn failed_or_partial_source_never_resolves_its_findings(store: SqlStore) {
+    let f = finding("credential-stale", "AKIA1");
+    run(&store, &status(SourceState::Complete), &[f]).await;
+
+    let failed = status(SourceState::Failed {
+        error: "throttled".into(),
+    });
+    assert_eq!(run(&store, &failed, &[]).await.resolved, 0);
+    let partial = status(SourceState::Partial {
+        gaps: vec!["account 2: timeout".into()],
+        unseen_kinds: Vec::new(),
+        unseen_other: true,
+    });
+    assert_eq!(run(&store, &partial, &[]).await.resolved, 0);
+    let blind_to_keys = status(SourceState::Partial {
+        gaps: vec!["access_key: refused".into()],
+        unseen_kinds: vec![nhi_contract::CredentialKind::AccessKey],
+        unseen_other: false,
+    });
+    assert_eq!(run(&store, &blind_to_keys, &[]).await.resolved, 0);
+    assert_eq!(store.open_findings().await.expect("open").len(), 1);
+    // Blind only to SSH keys: an access-key finding no longer seen resolves.
+    let blind_to_ssh = status(SourceState::Partial {
+        gaps: vec!["ssh_key: refused".into()],
+        unseen_kinds: vec![nhi_contract::CredentialKind::SshKey],
+        unseen_other: false,
+    });
+    assert_eq!(run(&store, &blind_to_ssh, &[]).await.resolved, 1);
+}
+
+async fn findings_of_rules_not_evaluated_stay_open(store: SqlStore) {
+    run(
+        &store,
+        &status(SourceState::Complete),
+        &[finding("credential-unapproved", "AKIA1")],
+    )
+    .await;
+    // This run evaluates only credential-stale (the other rule was disabled).
+    assert_eq!(
+        run(&store, &status(SourceState::Complete), &[])
+            .await
+            .resolved,
+        0
+    );
+}
+
+async fn two_keys_on_one_user_are_two_findings(store: SqlStore) {
+    let both = [
+        finding("credential-stale", "AKIA1"),
+        finding("credential-stale", "AKIA2"),
+    ];
+    run(&store, &status(SourceState::Complete), &both).await;
+    let r = run(&store, &status(SourceState::Complete), &both[1..]).await;
+    assert_eq!(r.resolved, 1);
+    let open = store.open_findings().await.expect("open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].finding.credential_id.as_deref(), Some("AKIA2"));
+}
+
+async fn lease_is_exclusive_renewable_and_taken_over_after_expiry(store: SqlStore) {
+    let ttl = Duration::from_millis(1500);
+    let LeaseState::Held(a) = store.try_lease(LEADER, "a", ttl).await.expect("a") else {
+        panic!("a free lease is taken");
+    };
+    match store.try_lease(LEADER, "b", ttl).await.expect("b") {
+        LeaseState::Busy {
+            holder,
+            remaining_ms,
+        } => {
+            assert_eq!(holder, "a");
+            assert!(remaining_ms > 0 && remaining_ms <= 1500, "{remaining_ms}");
+        }
+        other => panic!("b must wait, got {other:?}"),
+    }
+    let renewed = store.try_lease(LEADER, "a", ttl).await.expect("renew");
+    assert_eq!(
+        renewed,
+        LeaseState::Held(a.clone()),
+        "renewal keeps the token"
+    );
+    store.check_fence(&a).await.expect("a holds it");
+
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let LeaseState::Held(b) = store.try_lease(LEADER, "b", ttl).await.expect("b") else {
+        panic!("an expired lease is taken over");
+    };
+    assert_eq!(b.token, a.token + 1, "a new holder gets a new token");
+    assert!(matches!(
+        store.check_fence(&a).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store.try_lease(LEADER, "a", ttl).await.expect("a again"),
+        LeaseState::Busy { ref holder, .. } if holder == "b"
+    ));
+
+    store.release_lease(&b).await.expect("release");
+    let LeaseState::Held(a2) = store.try_lease(LEADER, "a", ttl).await.expect("a") else {
+        panic!("a released lease is free at once");
+    };
+    assert_eq!(a2.token, b.token + 1);
+}
+
+fn intent<'a>(
+    run_id: i64,
+    request: &'a nhi_contract::ActionRequest,
+    fence: &'a Fence,
+) -> nhi_assure::store::journal::Intent<'a> {
+    nhi_assure::store::journal::Intent {
+        run_id,
+        request,
+        source: "aws",
+        rules: &[],
+        findings: &[],
+        evidence: serde_json::json!({}),
+        actor: "test",
+        planned_undo: None,
+        undo_of: None,
+        fence,
+    }
+}
+
+async fn journal_intents_are_fenced_by_the_lease(store: SqlStore) {
+    let run_id = run(&store, &status(SourceState::Complete), &[])
+        .await
+        .run_id;
+    let request = nhi_contract::ActionRequest {
+        operation: nhi_contract::Operation::DisableCredential,
+        provider: Provider::Aws,
+        identity_id: "arn:aws:iam::1:user/ci".into(),
+        credential_id: Some("AKIA1".into()),
+        credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+        entitlements: Vec::new(),
+    };
+    let ttl = Duration::from_millis(800);
+    let LeaseState::Held(old) = store.try_lease(LEADER, "old", ttl).await.expect("old") else {
+        panic!("free lease");
+    };
+    store
+        .journal_intent(&intent(run_id, &request, &old))
+        .await
+        .expect("the holder journals");
+
+    // The old leader stalls past its lease; another process takes over.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        matches!(
+            store.journal_intent(&intent(run_id, &request, &old)).await,
+            Err(StoreError::LeaseLost)
+        ),
+        "an expired lease journals nothing"
+    );
+    let LeaseState::Held(new) = store.try_lease(LEADER, "new", ttl).await.expect("new") else {
+        panic!("expired lease taken over");
+    };
+    assert!(
+        matches!(
+            store.journal_intent(&intent(run_id, &request, &old)).await,
+            Err(StoreError::LeaseLost)
+        ),
+        "a stale token journals nothing"
+    );
+    store
+        .journal_intent(&intent(run_id, &request, &new))
+        .await
+        .expect("the new holder journals");
+    assert_eq!(store.journal_list(None).await.expect("list").len(), 2);
+}
+
+async fn leadership_renews_in_the_background_and_releases(store: SqlStore) {
+    let ttl = Duration::from_millis(900);
+    let leader = Leadership::acquire(&store, "a", ttl)
+        .await
+        .expect("store")
+        .expect("free");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        matches!(
+            store.try_lease(LEADER, "b", ttl).await.expect("b"),
+            LeaseState::Busy { .. }
+        ),
+        "renewed past several TTLs"
+    );
+    assert!(!leader.lost());
+    store.check_fence(leader.fence()).await.expect("still held");
+    leader.release().await;
+    assert!(Leadership::acquire(&store, "b", ttl)
+        .await
+        .expect("store")
+        .is_ok());
+}
+
+/// Each scenario on both backends.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = super::SqlStore::open(&dir.path().join("s.db").display().to_string())
+                        .await
+                        .expect("open sqlite");
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = super::SqlStore::open(&super::pg::database())
+                        .await
+                        .expect("open postgres");
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    lifecycle_open_seen_resolved_reopened,
+    failed_or_partial_source_never_resolves_its_findings,
+    findings_of_rules_not_evaluated_stay_open,
+    two_keys_on_one_user_are_two_findings,
+    lease_is_exclusive_renewable_and_taken_over_after_expiry,
+    journal_intents_are_fenced_by_the_lease,
+    leadership_renews_in_the_background_and_releases,
+);
