@@ -104,6 +104,7 @@ struct Metrics {
     findings: Family<SeverityLabel, Gauge>,
     actions: Family<OutcomeLabel, Counter>,
     source_failures: Counter,
+    leader: Gauge,
 }
 
 impl Metrics {
@@ -115,6 +116,12 @@ impl Metrics {
         let findings = Family::<SeverityLabel, Gauge>::default();
         let actions = Family::<OutcomeLabel, Counter>::default();
         let source_failures = Counter::default();
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
         registry.register("passes", "Passes completed", passes.clone());
         registry.register(
             "failed_passes",
@@ -145,6 +152,7 @@ impl Metrics {
             findings,
             actions,
             source_failures,
+            leader,
         }
     }
 }
@@ -158,6 +166,18 @@ struct Shared {
     /// Wakes the pass loop for an event-triggered pass.
     trigger: tokio::sync::Notify,
     webhook: Option<Webhook>,
+}
+
+impl Shared {
+    fn set_leader(&self, leading: bool) {
+        self.leader.store(leading, Ordering::Relaxed);
+        if !leading {
+            self.ready.store(false, Ordering::Relaxed);
+        }
+        if let Ok(m) = self.metrics.lock() {
+            m.leader.set(i64::from(leading));
+        }
+    }
 }
 
 /// Webhook verification state.
@@ -426,10 +446,9 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
             }
         };
         tracing::info!(token = leader.fence().token, "leading");
-        shared.leader.store(true, Ordering::Relaxed);
+        shared.set_leader(true);
         let stop = lead(&config, &shared, &schedule, &store, &leader, &mut stop_rx).await;
-        shared.leader.store(false, Ordering::Relaxed);
-        shared.ready.store(false, Ordering::Relaxed);
+        shared.set_leader(false);
         leader.release().await;
         if stop {
             break;

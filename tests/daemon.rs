@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use nhi_aws::moto::Moto;
 
+#[path = "support/pg.rs"]
+mod pg;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 
 fn free_port() -> u16 {
@@ -313,4 +316,64 @@ async fn signed_revocation_event_disables_the_key_and_forgeries_are_refused() {
         "event -> key disabled (journal outcome): {} ms",
         (at - sent).num_milliseconds()
     );
+}
+
+#[test]
+fn replicas_on_postgres_one_leads_and_a_standby_takes_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_copy(dir.path());
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + "\n[daemon]\nschedule = \"* * * * * *\"\nlease_secs = 3\n";
+    std::fs::write(&cfg, text).expect("write");
+    let db = pg::database();
+    let env = [("NHI_ASSURE_STORE", db.as_str())];
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = spawn_with(&cfg, pa, &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while passes(pa) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(passes(pa) >= 2, "the first replica leads and passes");
+    let b = spawn_with(&cfg, pb, &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(pb, "/healthz").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, body) = get(pb, "/readyz").expect("readyz");
+    assert_eq!((code, body.trim()), (503, "standby: another replica leads"));
+    assert_eq!(passes(pb), 0, "a standby runs no pass");
+    assert_eq!(get(pa, "/readyz").map(|r| r.0), Some(200));
+    let (_, metrics) = get(pa, "/metrics").expect("metrics");
+    assert!(metrics.contains("nhi_assure_leader 1"), "{metrics}");
+
+    // A one-shot enforce run does not act beside a leading daemon.
+    let o = Command::new(BIN)
+        .args([
+            "reconcile",
+            "--enforce",
+            "--config",
+            cfg.to_str().expect("utf8"),
+        ])
+        .env("NHI_ASSURE_STORE", &db)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds the leader lease"));
+
+    // The leader dies without a word: the standby takes over once its
+    // lease runs out (3 s), checking every second.
+    a.kill().expect("kill");
+    let _ = a.wait();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30);
+    while passes(pb) < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = killed.elapsed();
+    assert!(passes(pb) >= 1, "the standby took over");
+    assert!(took < Duration::from_secs(10), "takeover in {took:?}");
+    eprintln!("takeover after the leader was killed: {took:?} (lease 3 s)");
+    assert_eq!(get(pb, "/readyz").map(|r| r.0), Some(200));
+    assert_eq!(terminate(b), Some(0));
 }

@@ -97,11 +97,12 @@ fn start() -> PgServer {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
-    // The watchdog stops the server once this test process is gone.
+    // The watchdog stops the server once this test process is gone (it runs
+    // as `postgres`, so it watches /proc: `kill -0` on root is refused).
     let script = format!(
         "{pg} -D {data} -p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off \
          -c synchronous_commit=off -c max_connections=200 2>{dir}/log & pg=$!; \
-         while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
+         while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
          kill -INT $pg 2>/dev/null; wait $pg; rm -rf {dir}",
         pg = bin.join("postgres").display(),
         data = data.display(),
