@@ -344,9 +344,22 @@ pub struct PassResult {
     pub summary: crate::store::RunSummary,
     /// Evaluation instant.
     pub now: chrono::DateTime<chrono::Utc>,
-    /// The next instant an approval ends (expiry, or an emergency's end):
-    /// the daemon runs a pass then.
-    pub next_expiry: Option<chrono::DateTime<chrono::Utc>>,
+    /// The next instant an approval ends (expiry, or an emergency's end)
+    /// and the subjects of the approvals ending then: the daemon runs a
+    /// targeted pass for them at that instant.
+    pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
+    /// For a targeted pass, the identities it was limited to.
+    pub targeted: Option<Vec<String>>,
+}
+
+/// What a targeted pass is for: identities, and approvals whose subjects
+/// are to be re-read (resolved once the approvals are read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Identity ids.
+    pub identities: Vec<String>,
+    /// Approval ids.
+    pub approvals: Vec<String>,
 }
 
 impl PassResult {
@@ -389,6 +402,19 @@ impl PassResult {
 /// validated before any source is contacted.
 /// Config → rules → approvals → store → sources → evaluation → findings.
 pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
+    pass_scoped(config, command, None, None).await
+}
+
+/// A pass that keeps the inventories read in `cache`; with `targets`, it
+/// re-reads only their identities on top of the cache and plans actions
+/// only for them (everything else is as of the last full read, too old to
+/// act on). Targets naming nothing known fall back to a full pass.
+pub async fn pass_scoped(
+    config: &Path,
+    command: &str,
+    cache: Option<&mut engine::InventoryCache>,
+    targets: Option<&Targets>,
+) -> anyhow::Result<PassResult> {
     let started = chrono::Utc::now();
     let cfg = load_config(config)?;
     let rules = load_rules(Some(&cfg))?;
@@ -412,7 +438,27 @@ pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
             a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
         }
     }
-    let estate = engine::scan_inventories(&engine::inventory_sources(&cfg), approvals).await;
+    let subjects: Option<Vec<String>> = targets
+        .map(|t| {
+            let mut ids = t.identities.clone();
+            ids.extend(
+                approvals
+                    .iter()
+                    .filter(|a| t.approvals.contains(&a.id))
+                    .map(|a| a.subject.clone()),
+            );
+            ids.sort();
+            ids.dedup();
+            ids
+        })
+        .filter(|ids| !ids.is_empty());
+    let estate = engine::read_inventories(
+        &engine::inventory_sources(&cfg),
+        approvals,
+        cache,
+        subjects.as_deref(),
+    )
+    .await;
     let eval = engine::evaluate(&estate, &rules, &protected, now);
     tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
     let materialized =
@@ -448,7 +494,10 @@ pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
     for i in eval.graph.credential_identity.iter().flatten() {
         source_credentials[estate.identity_source[*i as usize] as usize] += 1;
     }
-    let plan = eval.plan.resolve(&estate, &eval.facts, &rules);
+    let mut plan = eval.plan.resolve(&estate, &eval.facts, &rules);
+    if let Some(ids) = &subjects {
+        plan.retain(|a| ids.contains(&a.request.identity_id));
+    }
     let last_used = estate
         .credentials
         .iter()
@@ -458,18 +507,29 @@ pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
         })
         .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
         .collect();
-    let next_expiry = estate
-        .approvals
-        .iter()
-        .filter(|a| a.revoked_at.is_none())
-        .map(|a| {
-            let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
-            ended.map_or(a.expires_at, |e| e.min(a.expires_at))
-        })
-        .filter(|t| *t > now)
-        .min();
+    let end = |a: &nhi_contract::Approval| {
+        let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
+        ended.map_or(a.expires_at, |e| e.min(a.expires_at))
+    };
+    let live = || {
+        estate
+            .approvals
+            .iter()
+            .filter(|a| a.revoked_at.is_none() && end(a) > now)
+    };
+    // Approvals ending within a second of the next end share its pass.
+    let next_expiry = live().map(end).min().map(|first| {
+        let mut ids: Vec<String> = live()
+            .filter(|a| end(a) <= first + chrono::Duration::seconds(1))
+            .map(|a| a.subject.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        (first, ids)
+    });
     Ok(PassResult {
         next_expiry,
+        targeted: subjects,
         cfg,
         store,
         findings: list,

@@ -1,10 +1,14 @@
-//! The daemon: full passes on a cron schedule and at approval expiry
-//! instants, one at a time; `/healthz`, `/readyz`, `/metrics`; graceful
-//! shutdown on SIGTERM / SIGINT.
+//! The daemon: full passes on a cron schedule, targeted passes at approval
+//! expiry instants and on webhook events, one at a time, only while this
+//! process holds the leader lease; `/healthz`, `/readyz`, `/metrics`;
+//! graceful shutdown on SIGTERM / SIGINT.
 //!
 //! One loop runs the passes, so they never overlap. It sleeps until the
-//! earlier of the next cron tick and the next approval end (so a credential
-//! whose approval ends is acted on seconds after, not at the next tick).
+//! earlier of the next cron tick and the next approval end. A full pass
+//! keeps each source's inventory; an approval end or an event then re-reads
+//! only the subjects concerned on top of it and acts only on them, so a
+//! credential whose approval ends is disabled within a fraction of a
+//! second, not at the next tick.
 //! A signal lets the pass in flight finish — each action is journaled, so
 //! even a harder stop loses nothing — then stops the server and returns.
 
@@ -29,6 +33,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
+use crate::cli::Targets;
 use crate::config::Mode;
 use crate::store::lease::{holder_id, Fence, Leadership, LeaseState};
 use crate::store::SqlStore;
@@ -165,6 +170,8 @@ struct Shared {
     leader: AtomicBool,
     /// Wakes the pass loop for an event-triggered pass.
     trigger: tokio::sync::Notify,
+    /// What accepted events asked to re-read, drained by the next pass.
+    pending: Mutex<crate::cli::Targets>,
     webhook: Option<Webhook>,
 }
 
@@ -295,7 +302,11 @@ async fn webhook_handler(
             )
         }
     }
-    tracing::info!(event = %ev.event, approval = ?ev.approval_id, subject = ?ev.subject, "event accepted: pass triggered");
+    tracing::info!(event = %ev.event, approval = ?ev.approval_id, subject = ?ev.subject, "event accepted: targeted pass triggered");
+    if let Ok(mut p) = s.pending.lock() {
+        p.identities.extend(ev.subject.clone());
+        p.approvals.extend(ev.approval_id.clone());
+    }
     s.trigger.notify_one();
     (StatusCode::ACCEPTED, "accepted\n".into())
 }
@@ -399,6 +410,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         ready: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         trigger: tokio::sync::Notify::new(),
+        pending: Mutex::new(crate::cli::Targets::default()),
         webhook,
     });
     let app = Router::new()
@@ -470,35 +482,58 @@ async fn lead(
     leader: &Leadership,
     stop_rx: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    let mut next_expiry = None;
+    let mut cache = crate::engine::InventoryCache::new();
+    let mut next_expiry: Option<(chrono::DateTime<Utc>, Vec<String>)> = None;
     let mut revocations = store.revocation_count().await.unwrap_or(-1);
+    // The first pass is full: it fills the cache targeted passes build on.
+    let mut targets: Option<Targets> = None;
     loop {
         if leader.lost() {
             return false;
         }
-        let outcome = pass_once(config, shared, leader.fence()).await;
-        next_expiry = outcome.or(next_expiry).filter(|t| *t > Utc::now());
+        let outcome = pass_once(config, shared, leader.fence(), &mut cache, targets.take()).await;
+        next_expiry = outcome.or(next_expiry).filter(|(t, _)| *t > Utc::now());
         if *stop_rx.borrow() {
             return true;
         }
         let now = Utc::now();
         let tick = schedule.after(&now).next();
         // Just past the end instant, so the approval reads as ended.
-        let expiry = next_expiry.map(|t| t + chrono::Duration::milliseconds(50));
-        let wake = match (tick, expiry) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(now + chrono::Duration::hours(24)),
+        let expiry = next_expiry
+            .as_ref()
+            .map(|(t, _)| *t + chrono::Duration::milliseconds(50));
+        let (wake, at_expiry) = match (tick, expiry) {
+            (Some(a), Some(b)) if b < a => (b, true),
+            (Some(a), _) => (a, false),
+            (None, Some(b)) => (b, true),
+            (None, None) => (now + chrono::Duration::hours(24), false),
         };
         let wait = (wake - now).to_std().unwrap_or_default();
-        tracing::debug!(%wake, "sleeping until the next pass");
+        tracing::debug!(%wake, at_expiry, "sleeping until the next pass");
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
         let mut poll = tokio::time::interval(REVOCATION_POLL);
         poll.tick().await;
         loop {
             tokio::select! {
-                _ = &mut sleep => break,
-                _ = shared.trigger.notified() => break,
+                _ = &mut sleep => {
+                    if at_expiry {
+                        targets = next_expiry.as_ref().map(|(_, ids)| Targets {
+                            identities: ids.clone(),
+                            approvals: Vec::new(),
+                        });
+                    }
+                    break;
+                }
+                _ = shared.trigger.notified() => {
+                    let asked = shared
+                        .pending
+                        .lock()
+                        .map(|mut p| std::mem::take(&mut *p))
+                        .unwrap_or_default();
+                    targets = Some(asked).filter(|t| *t != Targets::default());
+                    break;
+                }
                 _ = stop_rx.changed() => return true,
                 _ = poll.tick() => {
                     if leader.lost() {
@@ -517,10 +552,21 @@ async fn lead(
 
 /// One pass (enforcing when the config says so); updates the metrics and
 /// returns the next approval end.
-async fn pass_once(config: &Path, shared: &Shared, fence: &Fence) -> Option<chrono::DateTime<Utc>> {
+async fn pass_once(
+    config: &Path,
+    shared: &Shared,
+    fence: &Fence,
+    cache: &mut crate::engine::InventoryCache,
+    targets: Option<Targets>,
+) -> Option<(chrono::DateTime<Utc>, Vec<String>)> {
     let start = Instant::now();
     let result = async {
-        let pass = crate::cli::pass(config, "daemon").await?;
+        let command = if targets.is_some() {
+            "daemon-targeted"
+        } else {
+            "daemon"
+        };
+        let pass = crate::cli::pass_scoped(config, command, Some(cache), targets.as_ref()).await?;
         let outcomes = if pass.cfg.mode == Mode::Enforce {
             let rems = crate::reconcile::remediators(&pass.cfg).await;
             crate::reconcile::enforce(&pass, &rems, fence, None).await?
@@ -567,7 +613,8 @@ async fn pass_once(config: &Path, shared: &Shared, fence: &Fence) -> Option<chro
                 run = pass.summary.run_id,
                 findings = pass.findings.len(),
                 actions = outcomes.len(),
-                next_expiry = ?pass.next_expiry,
+                next_expiry = ?pass.next_expiry.as_ref().map(|(t, _)| t),
+                targeted = ?pass.targeted,
                 "pass done"
             );
             pass.next_expiry

@@ -5,6 +5,7 @@
 //! first and any error there stops the pass before anything else: a partly
 //! read approval set would make approved credentials look unapproved.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nhi_approvals_as_code::FilesSource;
@@ -90,19 +91,42 @@ pub async fn read_approvals(
     Ok(all)
 }
 
+/// Inventories of the last full pass, by source name: the base a targeted
+/// pass re-reads its subjects on top of.
+pub type InventoryCache = HashMap<String, nhi_contract::Inventory>;
+
 /// Scan every inventory source into an estate holding `approvals`. A
 /// source error marks that source failed (unknown) and the pass goes on.
 pub async fn scan_inventories(
     sources: &[Box<dyn InventorySource>],
     approvals: Vec<nhi_contract::Approval>,
 ) -> Estate {
+    read_inventories(sources, approvals, None, None).await
+}
+
+/// Like [`scan_inventories`], keeping what was read in `cache` (the daemon
+/// keeps one; a one-shot command does not pay for the copy). With
+/// `subjects`, a source with a cached inventory re-reads only those
+/// identities on top of it (a source without one is scanned whole).
+pub async fn read_inventories(
+    sources: &[Box<dyn InventorySource>],
+    approvals: Vec<nhi_contract::Approval>,
+    mut cache: Option<&mut InventoryCache>,
+    subjects: Option<&[String]>,
+) -> Estate {
     let mut estate = Estate {
         approvals,
         ..Estate::default()
     };
-    // Sources are independent: scan them concurrently.
-    let scans = futures_util::future::join_all(sources.iter().map(|s| s.scan())).await;
-    for (src, result) in sources.iter().zip(scans) {
+    // Sources are independent: read them concurrently.
+    let reads = futures_util::future::join_all(sources.iter().map(|s| {
+        match (subjects, cache.as_deref().and_then(|c| c.get(s.name()))) {
+            (Some(subjects), Some(base)) => s.refresh(base, subjects),
+            _ => s.scan(),
+        }
+    }))
+    .await;
+    for (src, result) in sources.iter().zip(reads) {
         match result {
             Ok(inv) => {
                 tracing::info!(
@@ -110,12 +134,19 @@ pub async fn scan_inventories(
                     identities = inv.identities.len(),
                     credentials = inv.credentials.len(),
                     gaps = inv.coverage.gaps.len(),
+                    targeted = subjects.is_some(),
                     "inventory read"
                 );
+                if let Some(c) = cache.as_deref_mut() {
+                    c.insert(src.name().to_string(), inv.clone());
+                }
                 estate.add_inventory(src.name(), src.provider(), inv);
             }
             Err(e) => {
                 tracing::error!(source = src.name(), error = %e, "source failed: its subjects are unknown this pass");
+                if let Some(c) = cache.as_deref_mut() {
+                    c.remove(src.name());
+                }
                 estate.add_failed(src.name(), src.provider(), e.to_string());
             }
         }

@@ -377,3 +377,65 @@ fn replicas_on_postgres_one_leads_and_a_standby_takes_over() {
     assert_eq!(get(pb, "/readyz").map(|r| r.0), Some(200));
     assert_eq!(terminate(b), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targeted_pass_plans_only_for_its_subjects() {
+    use nhi_assure::cli::{pass_scoped, Targets};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_copy(dir.path());
+    let mut cache = nhi_assure::engine::InventoryCache::new();
+    let full = pass_scoped(&cfg, "daemon", Some(&mut cache), None)
+        .await
+        .expect("full pass");
+    assert!(!cache.is_empty(), "a full pass fills the cache");
+    let mut identities: Vec<&str> = full
+        .plan
+        .iter()
+        .map(|a| a.request.identity_id.as_str())
+        .collect();
+    identities.sort();
+    identities.dedup();
+    assert!(
+        identities.len() > 2,
+        "the demo plans for several identities"
+    );
+    let subject = identities[1].to_string();
+
+    let only = Targets {
+        identities: vec![subject.clone()],
+        approvals: Vec::new(),
+    };
+    let targeted = pass_scoped(&cfg, "daemon-targeted", Some(&mut cache), Some(&only))
+        .await
+        .expect("targeted pass");
+    assert!(!targeted.plan.is_empty());
+    assert!(
+        targeted
+            .plan
+            .iter()
+            .all(|a| a.request.identity_id == subject),
+        "acts on nothing but its subject"
+    );
+    let expected = full
+        .plan
+        .iter()
+        .filter(|a| a.request.identity_id == subject)
+        .count();
+    assert_eq!(targeted.plan.len(), expected, "and on all of its subject");
+    assert_eq!(
+        targeted.findings.len(),
+        full.findings.len(),
+        "findings still cover the whole estate (nothing resolved by omission)"
+    );
+
+    // Targets naming nothing known fall back to a full pass.
+    let unknown = Targets {
+        identities: Vec::new(),
+        approvals: vec!["APR-NOPE".into()],
+    };
+    let fallback = pass_scoped(&cfg, "daemon-targeted", Some(&mut cache), Some(&unknown))
+        .await
+        .expect("pass");
+    assert_eq!(fallback.plan.len(), full.plan.len());
+    assert!(fallback.targeted.is_none());
+}

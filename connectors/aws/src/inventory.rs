@@ -125,6 +125,86 @@ impl InventorySource for AwsSource {
         tracing::info!(source = %self.config.name, calls = self.calls.total(), "aws scan done");
         Ok(out)
     }
+
+    async fn refresh(
+        &self,
+        base: &Inventory,
+        subjects: &[String],
+    ) -> Result<Inventory, SourceError> {
+        // In IAM only users carry credentials; roles have nothing to re-read.
+        let users: Vec<&nhi_contract::Identity> = base
+            .identities
+            .iter()
+            .filter(|i| i.kind == IdentityKind::User && subjects.contains(&i.id))
+            .collect();
+        let mut out = base.clone();
+        if users.is_empty() {
+            return Ok(out);
+        }
+        let sdk_base = self.base().await;
+        // What the full scan could not read stays unread: no probe per call.
+        let refused: BTreeMap<&'static str, String> = ["ssh_key", "certificate", "token"]
+            .into_iter()
+            .filter_map(|k| {
+                base.coverage
+                    .gaps
+                    .iter()
+                    .find(|g| g.what == k)
+                    .map(|g| (k, g.reason.clone()))
+            })
+            .collect();
+        for user in users {
+            // The account's client: the configured role in that account, if any.
+            let role = self
+                .config
+                .assume_roles
+                .iter()
+                .find(|r| r.split(':').nth(4) == Some(user.account.as_str()))
+                .map(String::as_str);
+            let client = sdk::client_for(&sdk_base, &self.config, role).await;
+            let scan = Scan {
+                client: &client,
+                cfg: &self.config,
+                calls: &self.calls,
+                refused: std::sync::Mutex::new(refused.clone()),
+            };
+            let fresh = scan.user_credentials(user.name.clone(), false).await?;
+            let reread: Vec<CredentialKind> = [
+                CredentialKind::AccessKey,
+                CredentialKind::SshKey,
+                CredentialKind::Certificate,
+                CredentialKind::Token,
+            ]
+            .into_iter()
+            .filter(|k| !scan.is_refused(k.as_str()))
+            .collect();
+            out.credentials
+                .retain(|c| !(c.identity == user.id && reread.contains(&c.kind)));
+            out.credentials
+                .extend(fresh.credentials.into_iter().map(|mut c| {
+                    c.identity = user.id.clone();
+                    c
+                }));
+            // A listing refused now (and not in the full scan) leaves that
+            // kind as of `base`: record the gap, so nothing acts on it.
+            let now_refused: Vec<(String, String)> = scan
+                .refused
+                .lock()
+                .map(|r| {
+                    r.iter()
+                        .map(|(w, why)| (w.to_string(), why.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (what, reason) in now_refused {
+                if !out.coverage.gaps.iter().any(|g| g.what == what) {
+                    out.coverage.gaps.push(Gap { what, reason });
+                }
+            }
+        }
+        tracing::info!(source = %self.config.name, subjects = subjects.len(), calls = self.calls.total(), "aws targeted read done");
+        Ok(out)
+    }
 }
 
 fn merge(into: &mut Inventory, inv: Inventory) {

@@ -474,6 +474,20 @@ pub trait InventorySource: Send + Sync {
     fn provider(&self) -> Provider;
     /// Read the inventory. An `Err` makes the whole source unknown for the run.
     async fn scan(&self) -> Result<Inventory, SourceError>;
+
+    /// A targeted read: `base` (this source's last full scan) with the
+    /// credentials of the identities in `subjects` read again. The daemon
+    /// uses it to act on one subject seconds after its approval ends without
+    /// re-reading the whole estate. What is not re-read is as of `base`, so
+    /// callers act only on `subjects`. The default re-reads everything.
+    async fn refresh(
+        &self,
+        base: &Inventory,
+        subjects: &[String],
+    ) -> Result<Inventory, SourceError> {
+        let _ = (base, subjects);
+        self.scan().await
+    }
 }
 
 /// A source of approval records (files, tickets, webhooks).
