@@ -77,7 +77,7 @@ class ScenarioError(ValueError):
 # would assert against data that was never seeded, so unknown fields are rejected.
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
-                 "aws_managed_policies", "description"},
+                 "aws_managed_policies", "description", "principals"},
     "user": {"name", "path", "tags", "login_profile", "mfa", "groups", "managed_policies",
              "inline_policies", "keys", "ssh_keys", "signing_certificates", "created_days_ago"},
     "key": {"name", "status", "created_days_ago", "last_used"},
@@ -709,6 +709,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="answer every request for Action with this status (default code InternalFailure "
                         "for 5xx); repeatable")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument("--enforce-iam-auth", action="store_true",
+                   help="after seeding, authenticate every request and enforce the caller's IAM policies")
     args = p.parse_args(argv)
     per_action = {}
     for spec in args.proxy_fail_action:
@@ -755,8 +757,22 @@ class Fixture:
             traceback.print_exc(file=sys.stderr)
             return 1
 
+        # Principals the test signs as (authorization tests): a key whose secret goes to
+        # the test on the ready line. Only these; seeded keys' secrets never leave moto.
+        principals = {}
+        for name in scenario.get("principals") or []:
+            key = seeder.backend.create_access_key(name)
+            principals[name] = {"access_key_id": key.access_key_id,
+                                "secret_access_key": key.secret_access_key}
+        if self.args.enforce_iam_auth:
+            # From here on moto authenticates every request and evaluates the caller's
+            # IAM policies (moto.settings is read per request; we share its process).
+            from moto import settings
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
         ready = {"endpoint": endpoint, "proxy": f"http://127.0.0.1:{self.proxy.server_address[1]}",
-                 "account": ACCOUNT_ID, "keys": seeder.keys, "users": seeder.users, "roles": seeder.roles}
+                 "account": ACCOUNT_ID, "keys": seeder.keys, "users": seeder.users, "roles": seeder.roles,
+                 "principals": principals}
         self.ready_out.write(json.dumps(ready, separators=(",", ":")) + "\n")
         self.ready_out.flush()
         log(f"ready in {time.monotonic() - PROCESS_START:.2f}s: moto {endpoint}, proxy {ready['proxy']}, "

@@ -31,6 +31,18 @@ pub struct Ready {
     /// Role name → ARN.
     #[serde(default)]
     pub roles: BTreeMap<String, String>,
+    /// Scenario `principals`: user name → a key the test signs as.
+    #[serde(default)]
+    pub principals: BTreeMap<String, Principal>,
+}
+
+/// A key for a scenario principal (authorization tests only).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Principal {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Its secret, issued by moto for the test to sign with.
+    pub secret_access_key: String,
 }
 
 /// A running fixture.
