@@ -196,3 +196,21 @@ fn enforce_policy_acts_and_undo_policy_restores() {
     );
     assert!(!text.contains("failed"), "{text}");
 }
+
+#[test]
+fn deployment_config_and_approvals_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/kubernetes");
+    let env = [(
+        "NHI_ASSURE_STORE".to_string(),
+        "postgres://nhi@db.internal/nhi".to_string(),
+    )];
+    let cfg = nhi_assure::config::Config::load(&dir.join("nhi-assure.toml"), env)
+        .expect("the Kubernetes config loads");
+    assert_eq!(cfg.store_location(), "postgres://nhi@db.internal/nhi");
+    assert_eq!(cfg.mode, nhi_assure::config::Mode::Enforce);
+    let schedule: Result<cron::Schedule, _> = cfg.daemon.schedule.parse();
+    assert!(schedule.is_ok(), "the schedule parses");
+    let approvals = nhi_approvals_as_code::load_dir(&dir.join("approvals"), 365)
+        .unwrap_or_else(|p| panic!("the example approvals are valid: {p:?}"));
+    assert_eq!(approvals.len(), 1);
+}
