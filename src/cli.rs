@@ -167,6 +167,12 @@ fn sink(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
 
 /// Run a command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Scan { .. } | Command::Plan { .. } | Command::Reconcile { .. }
+    ) {
+        crate::progress::enable();
+    }
     match cli.command {
         Command::Scan {
             config,
@@ -416,6 +422,8 @@ pub async fn pass_scoped(
     targets: Option<&Targets>,
 ) -> anyhow::Result<PassResult> {
     let started = chrono::Utc::now();
+    let progress = crate::progress::spinner();
+    progress.set_message("reading config, rules and approvals");
     let cfg = load_config(config)?;
     let rules = load_rules(Some(&cfg))?;
     let protected = Protected::new(&cfg.plan.protected);
@@ -452,6 +460,7 @@ pub async fn pass_scoped(
             ids
         })
         .filter(|ids| !ids.is_empty());
+    progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
     let estate = engine::read_inventories(
         &engine::inventory_sources(&cfg),
         approvals,
@@ -459,6 +468,11 @@ pub async fn pass_scoped(
         subjects.as_deref(),
     )
     .await;
+    progress.set_message(format!(
+        "evaluating {} identities, {} credentials",
+        estate.identities.len(),
+        estate.credentials.len()
+    ));
     let eval = engine::evaluate(&estate, &rules, &protected, now);
     tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
     let materialized =
@@ -480,6 +494,7 @@ pub async fn pass_scoped(
         .collect();
     let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();
     let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+    progress.set_message("recording the run");
     let summary = store
         .record_run(RunRecord {
             started_at: started,
@@ -527,6 +542,7 @@ pub async fn pass_scoped(
         ids.dedup();
         (first, ids)
     });
+    progress.finish_and_clear();
     Ok(PassResult {
         next_expiry,
         targeted: subjects,

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod output;
 pub mod pattern;
 pub mod plan;
+pub mod progress;
 pub mod reconcile;
 pub mod rules;
 pub mod store;

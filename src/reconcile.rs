@@ -250,7 +250,10 @@ pub async fn enforce(
         .iter()
         .map(|f| (f.fingerprint(), &f.evidence["approval"]))
         .collect();
+    let bar = crate::progress::actions(ready.len());
     for (a, source) in ready {
+        bar.inc(1);
+        bar.set_message(a.request.credential_id.clone().unwrap_or_default());
         let Some(rem) = rems.get(&source) else {
             continue;
         };
