@@ -31,6 +31,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the chain: exit 0 and print the head hash if it holds, exit 1
+    /// naming the first edited, removed or reordered entry if not.
+    Verify {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print entries as JSON.
+    List {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this run.
+        #[arg(long)]
+        run: Option<i64>,
+    },
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -104,6 +125,12 @@ pub enum Command {
         /// Only this run.
         #[arg(long)]
         run: Option<i64>,
+    },
+    /// The hash-chained audit log: verify it, or list its entries.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditCommand,
     },
     /// List the rules and the controls each maps to.
     Rules {
@@ -288,6 +315,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::daemon::run(config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit { action } => match action {
+            AuditCommand::Verify { config } => {
+                let cfg = load_config(&config)?;
+                let store = SqlStore::open(&cfg.store_location()).await?;
+                match store.audit_verify().await? {
+                    crate::store::audit::Verdict::Intact { entries, head } => {
+                        println!("audit log intact: {entries} entries, head {head}");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    crate::store::audit::Verdict::Broken { seq, reason } => {
+                        println!("audit log BROKEN at entry {seq}: {reason}");
+                        Ok(ExitCode::from(1))
+                    }
+                }
+            }
+            AuditCommand::List { config, run } => {
+                let cfg = load_config(&config)?;
+                let store = SqlStore::open(&cfg.store_location()).await?;
+                output::json(
+                    &mut std::io::stdout().lock(),
+                    &store.audit_entries(run).await?,
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Journal { config, run } => {
             let cfg = load_config(&config)?;
             let store = SqlStore::open(&cfg.store_location()).await?;
@@ -439,6 +491,15 @@ pub async fn pass_scoped(
                 crate::store::redact(&cfg.store_location())
             )
         })?;
+    // A changed config is an audit event (its digest; the file may hold
+    // nothing secret, but the log keeps only what identifies it).
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(config)?))
+    };
+    store
+        .audit_config(&config.display().to_string(), &digest)
+        .await?;
     // Revocations received by the webhook end approvals early.
     let revoked = store.revocations().await?;
     for a in &mut approvals {

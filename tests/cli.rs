@@ -524,3 +524,49 @@ fn rules_and_controls_list_the_mappings() {
     let table = stdout(&run(&["rules"]));
     assert!(table.contains("credential-unapproved") && table.contains("CIS-AWS-3.0:1.12"));
 }
+
+#[test]
+fn audit_verify_holds_on_a_clean_log_and_names_the_tampered_entry() {
+    let (dir, cfg) = demo();
+    let c = cfg.to_str().expect("utf8");
+    assert!(run(&["scan", "--config", c]).status.code().is_some());
+    // The config changes between runs: that is an audit entry too.
+    let text = std::fs::read_to_string(&cfg).expect("read") + "\n# edited\n";
+    std::fs::write(&cfg, text).expect("write");
+    assert!(run(&["scan", "--config", c]).status.code().is_some());
+    let ok = run(&["audit", "verify", "--config", c]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).starts_with("audit log intact: "),
+        "{}",
+        stdout(&ok)
+    );
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&run(&["audit", "list", "--config", c]).stdout).expect("json");
+    let configs = list
+        .iter()
+        .filter(|e| e["kind"] == "config.changed")
+        .count();
+    assert_eq!(configs, 2, "each distinct config is recorded once");
+
+    // Edit one entry behind the tool's back, through a separate connection.
+    let db = dir.path().join("demo-store.db");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open");
+        sqlx::query("UPDATE audit SET data = '{}' WHERE seq = 5")
+            .execute(&pool)
+            .await
+            .expect("tamper");
+    });
+    let bad = run(&["audit", "verify", "--config", c]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stdout(&bad).contains("BROKEN at entry 5") && stdout(&bad).contains("edited"),
+        "{}",
+        stdout(&bad)
+    );
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use nhi_assure::estate::{SourceState, SourceStatus};
 use nhi_assure::findings::Finding;
 use nhi_assure::rules::{Action, Severity};
+use nhi_assure::store::audit::Verdict;
 use nhi_assure::store::lease::{Fence, Leadership, LeaseState, LEADER};
 use nhi_assure::store::{RunRecord, RunSummary, SourcedFinding, SqlStore, Store, StoreError};
 use nhi_contract::Provider;
@@ -273,8 +274,164 @@ async fn leadership_renews_in_the_background_and_releases(store: SqlStore) {
         .is_ok());
 }
 
+/// Raw access to the database behind a store, to tamper with it.
+async fn raw(location: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if location.starts_with("postgres") {
+        location.to_string()
+    } else {
+        format!("sqlite://{location}")
+    };
+    sqlx::AnyPool::connect(&url).await.expect("raw connection")
+}
+
+async fn exec(pool: &sqlx::AnyPool, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(pool)
+        .await
+        .expect(sql);
+}
+
+async fn broken_at(store: &SqlStore) -> (i64, String) {
+    match store.audit_verify().await.expect("verify") {
+        Verdict::Broken { seq, reason } => (seq, reason),
+        intact => panic!("tampering went unnoticed: {intact:?}"),
+    }
+}
+
+async fn audit_chain_detects_edits_removals_and_reordering(store: SqlStore, location: String) {
+    let f = finding("credential-stale", "AKIA1");
+    run(
+        &store,
+        &status(SourceState::Complete),
+        std::slice::from_ref(&f),
+    )
+    .await;
+    run(&store, &status(SourceState::Complete), &[]).await;
+    store
+        .audit_config("/etc/nhi-assure.toml", "abc")
+        .await
+        .expect("config");
+    assert!(!store
+        .audit_config("/etc/nhi-assure.toml", "abc")
+        .await
+        .expect("same"));
+    let entries = store.audit_entries(None).await.expect("entries");
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "finding.opened",
+            "run.recorded",
+            "finding.resolved",
+            "run.recorded",
+            "config.changed"
+        ]
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e.run_id.is_some() || e.kind == "config.changed"));
+    let Verdict::Intact { entries: n, head } = store.audit_verify().await.expect("verify") else {
+        panic!("a fresh chain holds");
+    };
+    assert_eq!((n, head.as_str()), (5, entries[4].hash.as_str()));
+
+    let db = raw(&location).await;
+    // Edited: a finding "resolved" turned into something else.
+    exec(
+        &db,
+        "UPDATE audit SET data = '{\"rule_id\":\"other\"}' WHERE seq = 3",
+    )
+    .await;
+    let (seq, why) = broken_at(&store).await;
+    assert_eq!(seq, 3);
+    assert!(why.contains("edited"), "{why}");
+    exec(
+        &db,
+        "UPDATE audit SET data = '{\"rule_id\":\"credential-stale\"}' WHERE seq = 3",
+    )
+    .await;
+    assert!(matches!(
+        store.audit_verify().await.expect("verify"),
+        Verdict::Intact { .. }
+    ));
+
+    // Edited and re-hashed by someone without the rest of the chain.
+    let e2 = &entries[1];
+    let forged = nhi_assure::store::audit::entry_hash(
+        2,
+        &e2.at,
+        "run.recorded",
+        e2.run_id,
+        None,
+        "{}",
+        &e2.prev_hash,
+    );
+    exec(
+        &db,
+        &format!("UPDATE audit SET data = '{{}}', hash = '{forged}' WHERE seq = 2"),
+    )
+    .await;
+    let (seq, why) = broken_at(&store).await;
+    assert_eq!(seq, 3, "the next entry no longer follows");
+    assert!(why.contains("does not follow"), "{why}");
+    let original = serde_json::to_string(&e2.data)
+        .expect("json")
+        .replace('\'', "''");
+    exec(
+        &db,
+        &format!(
+            "UPDATE audit SET data = '{original}', hash = '{}' WHERE seq = 2",
+            e2.hash
+        ),
+    )
+    .await;
+    assert!(matches!(
+        store.audit_verify().await.expect("verify"),
+        Verdict::Intact { .. }
+    ));
+
+    // Removed.
+    exec(&db, "UPDATE audit SET seq = 100 WHERE seq = 4").await;
+    let (seq, why) = broken_at(&store).await;
+    assert_eq!(seq, 4);
+    assert!(why.contains("missing"), "{why}");
+    exec(&db, "UPDATE audit SET seq = 4 WHERE seq = 100").await;
+
+    // Reordered: entries 2 and 3 swapped.
+    exec(&db, "UPDATE audit SET seq = -2 WHERE seq = 2").await;
+    exec(&db, "UPDATE audit SET seq = 2 WHERE seq = 3").await;
+    exec(&db, "UPDATE audit SET seq = 3 WHERE seq = -2").await;
+    let (seq, why) = broken_at(&store).await;
+    assert_eq!(seq, 2);
+    assert!(why.contains("does not follow"), "{why}");
+}
+
 /// Each scenario on both backends.
 macro_rules! both {
+    (raw: $($name:ident),* $(,)?) => {
+        mod sqlite_raw {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let path = dir.path().join("s.db").display().to_string();
+                    let store = super::SqlStore::open(&path).await.expect("open sqlite");
+                    super::$name(store, path).await;
+                }
+            )*
+        }
+        mod postgres_raw {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let url = super::pg::database();
+                    let store = super::SqlStore::open(&url).await.expect("open postgres");
+                    super::$name(store, url).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -311,3 +468,5 @@ both!(
     journal_intents_are_fenced_by_the_lease,
     leadership_renews_in_the_background_and_releases,
 );
+
+both!(raw: audit_chain_detects_edits_removals_and_reordering);

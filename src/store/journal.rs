@@ -3,12 +3,12 @@
 //! after, in separate transactions, so a crash between the two leaves an
 //! intent the next run reconciles instead of a lost or doubled action.
 
-use chrono::SecondsFormat;
 use nhi_contract::{ActionOutcome, ActionRequest, Timestamp};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{SqlStore, StoreError};
+use super::audit::{append, NewEntry};
+use super::{ts, SqlStore, StoreError};
 
 /// What is known before the provider call.
 #[derive(Debug, Clone)]
@@ -72,10 +72,6 @@ pub struct Entry {
     pub outcome_at: Option<String>,
 }
 
-fn ts(t: Timestamp) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 fn json_opt(v: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
     v.map(|s| serde_json::from_str(&s))
         .transpose()
@@ -109,6 +105,7 @@ impl SqlStore {
     /// [`StoreError::LeaseLost`] and nothing may be done.
     pub async fn journal_intent(&self, i: &Intent<'_>) -> Result<i64, StoreError> {
         let now = self.now_ms_sql();
+        let mut tx = self.pool.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO actions (run_id, status, operation, provider, source, identity_id, credential_id,
                  request, rules, findings, evidence, actor, planned_undo, undo_of, intent_at)
@@ -134,9 +131,30 @@ impl SqlStore {
         .bind(&i.fence.name)
         .bind(&i.fence.holder)
         .bind(i.fence.token)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        id.ok_or(StoreError::LeaseLost)
+        let id = id.ok_or(StoreError::LeaseLost)?;
+        let subject = id.to_string();
+        append(
+            &mut tx,
+            &[NewEntry {
+                kind: "action.intent",
+                run_id: Some(i.run_id),
+                subject: Some(&subject),
+                data: serde_json::json!({
+                    "request": i.request,
+                    "rules": i.rules,
+                    "findings": i.findings,
+                    "evidence": i.evidence,
+                    "actor": i.actor,
+                    "undo_of": i.undo_of,
+                    "lease_token": i.fence.token,
+                }),
+            }],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Complete an intent with the provider's outcome.
@@ -156,29 +174,68 @@ impl SqlStore {
             ),
             Err(e) => (None, None, None, None, Some(e.to_string())),
         };
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let run_id: Option<i64> = sqlx::query_scalar(
             "UPDATE actions SET status = $1, before_state = $2, after_state = $3, undo = $4,
-                 irreversible = $5, error = $6, outcome_at = $7 WHERE id = $8",
+                 irreversible = $5, error = $6, outcome_at = $7 WHERE id = $8 RETURNING run_id",
         )
         .bind(status)
-        .bind(before)
-        .bind(after)
-        .bind(undo)
-        .bind(irreversible)
-        .bind(error)
+        .bind(&before)
+        .bind(&after)
+        .bind(&undo)
+        .bind(&irreversible)
+        .bind(&error)
         .bind(ts(chrono::Utc::now()))
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        let parse = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        };
+        let subject = id.to_string();
+        append(
+            &mut tx,
+            &[NewEntry {
+                kind: "action.outcome",
+                run_id,
+                subject: Some(&subject),
+                data: serde_json::json!({
+                    "status": status,
+                    "before": parse(&before),
+                    "after": parse(&after),
+                    "undo": parse(&undo),
+                    "irreversible": irreversible,
+                    "error": error,
+                }),
+            }],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Mark an action undone.
     pub async fn journal_mark_undone(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE actions SET status = 'undone' WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        let run_id: Option<i64> = sqlx::query_scalar(
+            "UPDATE actions SET status = 'undone' WHERE id = $1 RETURNING run_id",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let subject = id.to_string();
+        append(
+            &mut tx,
+            &[NewEntry {
+                kind: "action.undone",
+                run_id,
+                subject: Some(&subject),
+                data: serde_json::json!({}),
+            }],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -253,7 +310,8 @@ impl SqlStore {
         by: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let new = sqlx::query(
             "INSERT INTO revocations (approval_id, revoked_at, requested_by, reason)
              VALUES ($1, $2, $3, $4) ON CONFLICT (approval_id) DO NOTHING",
         )
@@ -261,8 +319,22 @@ impl SqlStore {
         .bind(ts(at))
         .bind(by)
         .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if new > 0 {
+            append(
+                &mut tx,
+                &[NewEntry {
+                    kind: "approval.revoked",
+                    run_id: None,
+                    subject: Some(approval_id),
+                    data: serde_json::json!({ "revoked_at": ts(at), "requested_by": by, "reason": reason }),
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

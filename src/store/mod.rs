@@ -19,6 +19,7 @@ use serde::Serialize;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Row};
 
+pub mod audit;
 pub mod journal;
 pub mod lease;
 
@@ -268,9 +269,20 @@ impl Store for SqlStore {
         .try_get(0)?;
 
         let mut opened = 0i64;
+        let mut trail: Vec<(String, &str, serde_json::Value)> = Vec::new();
         for f in run.findings {
             if upsert_finding(&mut tx, run_id, &now, f).await? {
                 opened += 1;
+                trail.push((
+                    f.finding.fingerprint(),
+                    "finding.opened",
+                    serde_json::json!({
+                        "rule_id": f.finding.rule_id,
+                        "identity_id": f.finding.identity_id,
+                        "credential_id": f.finding.credential_id,
+                        "severity": f.finding.severity.as_str(),
+                    }),
+                ));
             }
         }
 
@@ -304,6 +316,11 @@ impl Store for SqlStore {
                     .execute(&mut *tx)
                     .await?;
                 resolved += 1;
+                trail.push((
+                    fp,
+                    "finding.resolved",
+                    serde_json::json!({ "rule_id": rule }),
+                ));
             }
         }
         sqlx::query("UPDATE runs SET opened = $1, resolved = $2 WHERE id = $3")
@@ -312,6 +329,30 @@ impl Store for SqlStore {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        let mut entries: Vec<audit::NewEntry<'_>> = trail
+            .iter()
+            .map(|(fp, kind, data)| audit::NewEntry {
+                kind,
+                run_id: Some(run_id),
+                subject: Some(fp),
+                data: data.clone(),
+            })
+            .collect();
+        entries.push(audit::NewEntry {
+            kind: "run.recorded",
+            run_id: Some(run_id),
+            subject: None,
+            data: serde_json::json!({
+                "command": run.command,
+                "started_at": now,
+                "as_of": ts(run.as_of),
+                "sources": run.sources,
+                "findings": run.findings.len(),
+                "opened": opened,
+                "resolved": resolved,
+            }),
+        });
+        audit::append(&mut tx, &entries).await?;
         tx.commit().await?;
         Ok(RunSummary {
             run_id,
