@@ -172,6 +172,9 @@ struct Shared {
     trigger: tokio::sync::Notify,
     /// What accepted events asked to re-read, drained by the next pass.
     pending: Mutex<crate::cli::Targets>,
+    /// Revoked approval ids already acted on, so the poll for revocations
+    /// stored by other replicas does not repeat this one's own.
+    revoked: Mutex<std::collections::HashSet<String>>,
     webhook: Option<Webhook>,
 }
 
@@ -293,6 +296,9 @@ async fn webhook_handler(
             {
                 return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
             }
+            if let Ok(mut r) = s.revoked.lock() {
+                r.insert(id.to_string());
+            }
         }
         "approval.created" | "task.completed" => {}
         other => {
@@ -411,6 +417,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         leader: AtomicBool::new(false),
         trigger: tokio::sync::Notify::new(),
         pending: Mutex::new(crate::cli::Targets::default()),
+        revoked: Mutex::new(std::collections::HashSet::new()),
         webhook,
     });
     let app = Router::new()
@@ -484,7 +491,9 @@ async fn lead(
 ) -> bool {
     let mut cache = crate::engine::InventoryCache::new();
     let mut next_expiry: Option<(chrono::DateTime<Utc>, Vec<String>)> = None;
-    let mut revocations = store.revocation_count().await.unwrap_or(-1);
+    if let (Ok(all), Ok(mut known)) = (store.revocations().await, shared.revoked.lock()) {
+        known.extend(all.into_keys());
+    }
     // The first pass is full: it fills the cache targeted passes build on.
     let mut targets: Option<Targets> = None;
     loop {
@@ -539,9 +548,22 @@ async fn lead(
                     if leader.lost() {
                         return false;
                     }
-                    let n = store.revocation_count().await.unwrap_or(revocations);
-                    if n != revocations {
-                        revocations = n;
+                    // Revocations a standby stored: a targeted pass for them.
+                    let Ok(now) = store.revocations().await else {
+                        continue;
+                    };
+                    let new: Vec<String> = match shared.revoked.lock() {
+                        Ok(mut known) => now
+                            .into_keys()
+                            .filter(|id| known.insert(id.clone()))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    if !new.is_empty() {
+                        targets = Some(Targets {
+                            identities: Vec::new(),
+                            approvals: new,
+                        });
                         break;
                     }
                 }

@@ -338,14 +338,6 @@ impl SqlStore {
         Ok(())
     }
 
-    /// How many revocations are stored: a change tells the leader that
-    /// another replica received one.
-    pub async fn revocation_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM revocations")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
     /// Revocations, by approval id.
     pub async fn revocations(
         &self,
