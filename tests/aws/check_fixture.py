@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "moto_fixture.py"
 SMOKE = HERE / "scenarios" / "smoke.json"
 ACCOUNT = "123456789012"
-READY_FIELDS = {"endpoint", "proxy", "account", "keys", "users", "roles"}
+READY_FIELDS = {"endpoint", "proxy", "account", "keys", "users", "roles", "principals"}
 # The fixture measures "N days ago" from its own clock at seeding time; we compare from
 # ours a few seconds later.
 TOLERANCE = dt.timedelta(minutes=2)
