@@ -465,7 +465,7 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
     // Keep the first action a key (the console password sorts first otherwise).
     // A short leader lease: the killed process holds it until it expires.
     let text = std::fs::read_to_string(&cfg).expect("read")
-        + "\n[rules.overrides.nhi-human-login]\naction = \"flag\"\n\n[daemon]\nlease_secs = 5\n";
+        + "\n[rules.overrides.nhi-human-login]\naction = \"flag\"\n\n[daemon]\nlease_secs = 10\n";
     std::fs::write(&cfg, text).expect("write");
 
     // Hold the first action between the provider call and its outcome, and
@@ -509,12 +509,9 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
     }
     child.kill().expect("kill");
     let _ = child.wait();
-    assert!(
-        !key_active(&moto, &cred).await,
-        "the provider call went through"
-    );
 
-    // While the dead process's lease runs, nothing else may act.
+    // While the dead process's lease runs, nothing else may act. (Asked at
+    // once: the lease is 10 s, renewed every 3.3 s, so at least 6.7 s remain.)
     let early = run(&["reconcile", "--config", &cfg, "--enforce"]);
     assert_eq!(
         early.status.code(),
@@ -522,7 +519,11 @@ async fn killed_mid_action_is_finished_once_by_the_next_run() {
         "refused while the lease is held"
     );
     assert!(String::from_utf8_lossy(&early.stderr).contains("holds the leader lease"));
-    std::thread::sleep(std::time::Duration::from_millis(5200));
+    assert!(
+        !key_active(&moto, &cred).await,
+        "the provider call went through"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(10_200));
 
     // The next run finishes the interrupted action first, without acting twice.
     let done = enforce(&cfg);
