@@ -60,9 +60,10 @@ fn shape(method: &str, url: &Url) -> String {
         .path()
         .split('/')
         .map(|s| {
-            let idlike = s.len() >= 20 && s.chars().filter(|c| *c == '-').count() >= 4
-                || s.len() > 24
-                || s.contains('=');
+            // GUIDs, base64 assignment ids: digits in a long segment. API
+            // names (`federatedIdentityCredentials`) are letters only.
+            let idlike =
+                s.contains('=') || (s.len() >= 16 && s.chars().any(|c| c.is_ascii_digit()));
             if idlike {
                 "{id}"
             } else {
@@ -573,6 +574,13 @@ mod tests {
         assert_eq!(
             shape("GET", &u),
             "GET /v1.0/servicePrincipals/{id}/appRoleAssignments"
+        );
+        let u =
+            Url::parse("https://graph.microsoft.com/beta/reports/servicePrincipalSignInActivities")
+                .expect("url");
+        assert_eq!(
+            shape("GET", &u),
+            "GET /beta/reports/servicePrincipalSignInActivities"
         );
     }
 

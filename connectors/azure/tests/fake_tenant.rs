@@ -229,6 +229,18 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
     assert_eq!(tokens, 2, "one token per audience (Graph, ARM)");
     assert!(t.writes().is_empty(), "a scan writes nothing");
     assert_eq!(src.calls().total() as usize, t.requests.len());
+    // Per-object calls: one per application and per kept service principal
+    // (Microsoft's own Graph principal is not asked), one per resource.
+    let calls = src.calls().snapshot();
+    assert_eq!(
+        calls.get("GET /v1.0/applications/{id}/federatedIdentityCredentials"),
+        Some(&3)
+    );
+    assert_eq!(
+        calls.get("GET /v1.0/servicePrincipals/{id}/appRoleAssignments"),
+        Some(&4)
+    );
+    assert_eq!(calls.get("GET /v1.0/servicePrincipals/{id}"), Some(&1));
 }
 
 #[tokio::test]
