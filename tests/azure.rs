@@ -289,3 +289,28 @@ async fn refused_reports_are_unknown_usage_and_a_failed_directory_resolves_nothi
     assert!(plan.is_empty(), "no action on an unknown source");
     let _ = SUBSCRIPTION;
 }
+
+#[test]
+fn the_azure_example_config_and_approvals_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = nhi_assure::config::Config::load(
+        &root.join("examples/azure/nhi-assure.toml"),
+        std::iter::empty(),
+    )
+    .expect("example config");
+    assert!(matches!(
+        cfg.sources.as_slice(),
+        [nhi_assure::config::SourceConfig::Azure(_)]
+    ));
+    let o = Command::new(BIN)
+        .args(["rules", "--config"])
+        .arg(root.join("examples/azure/nhi-assure.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
