@@ -84,12 +84,17 @@ fn setup(fake: &FakeTenant, dir: &Path) -> String {
 
 /// Run the CLI off the async runtime (the fake serves on it meanwhile).
 async fn run(args: &[&str]) -> Output {
+    run_logged(args, "debug").await
+}
+
+async fn run_logged(args: &[&str], level: &str) -> Output {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let level = level.to_string();
     tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(&args)
             .env(SECRET_ENV, CLIENT_SECRET)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .output()
             .expect("run nhi-assure")
     })
@@ -235,7 +240,8 @@ async fn scan_and_plan_against_the_fake_tenant_give_exactly_the_expected_finding
     text += &String::from_utf8_lossy(&scan.stderr);
     let store = std::fs::read(dir.path().join("store.db")).expect("store");
     text += &String::from_utf8_lossy(&store);
-    for bad in [LEAKED_SECRET_TEXT, CLIENT_SECRET] {
+    // The fake's access tokens start with this JWT header.
+    for bad in [LEAKED_SECRET_TEXT, CLIENT_SECRET, "eyJ0eXAiOiJKV1Qi"] {
         assert!(!text.contains(bad), "secret value leaked");
     }
     assert!(
@@ -313,4 +319,102 @@ fn the_azure_example_config_and_approvals_load() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_disables_admin_principals_refuses_secrets_and_undo_restores() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&fake, dir.path());
+    // Pilot policy: disable admin-equivalent principals at once.
+    let extra = "\n[rules.overrides.identity-admin-equivalent]\naction = \"disable\"\n\
+                 [enforce]\ndefault_grace_hours = 0\nmax_percent = 100.0\n";
+    let text = std::fs::read_to_string(&cfg).expect("read") + extra;
+    std::fs::write(&cfg, text).expect("write");
+
+    let o = run_logged(
+        &[
+            "reconcile",
+            "--config",
+            &cfg,
+            "--enforce",
+            "--format",
+            "json",
+        ],
+        "warn",
+    )
+    .await;
+    // Exit 2: an action failed (the secret, below).
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let done: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("outcomes");
+    let status = |id: &str, cred: Option<&str>| -> Vec<String> {
+        done.iter()
+            .filter(|x| x["identity_id"] == id && x["credential_id"].as_str() == cred)
+            .filter_map(|x| x["status"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(status(ids::SP_LEGACY, None), vec!["done"], "{done:#?}");
+    assert_eq!(status(ids::SP_DEPLOYER, None), vec!["done"], "{done:#?}");
+    // Entra ID cannot disable a secret: the action fails, plainly, untouched.
+    assert_eq!(
+        status(ids::APP_LEGACY, Some(ids::SECRET_LEGACY)),
+        vec!["failed"]
+    );
+    let failed = done
+        .iter()
+        .find(|x| x["credential_id"] == ids::SECRET_LEGACY)
+        .and_then(|x| x["detail"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        failed.contains("cannot disable a client secret"),
+        "{failed}"
+    );
+    {
+        let t = fake.tenant();
+        assert_eq!(t.enabled(ids::SP_LEGACY), Some(false));
+        assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(false));
+        assert_eq!(t.enabled(ids::SP_PAYMENTS), Some(true));
+        assert_eq!(
+            t.secrets_of(ids::APP_LEGACY),
+            vec![ids::SECRET_LEGACY.to_string()]
+        );
+        let writes: Vec<String> = t
+            .writes()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        let mut want = vec![
+            format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_LEGACY),
+            format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_DEPLOYER),
+        ];
+        let mut got = writes.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "only the two principals were written");
+    }
+
+    // Undo the run: both principals enabled again.
+    let journal = run(&["journal", "--config", &cfg]).await;
+    let journal: Vec<serde_json::Value> = serde_json::from_slice(&journal.stdout).expect("journal");
+    let run_id = journal
+        .iter()
+        .find_map(|e| e["run_id"].as_i64())
+        .expect("run id")
+        .to_string();
+    let undo = run(&["undo", "--config", &cfg, "--run", &run_id]).await;
+    assert_eq!(
+        undo.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    let t = fake.tenant();
+    assert_eq!(t.enabled(ids::SP_LEGACY), Some(true));
+    assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(true));
 }
