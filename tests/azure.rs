@@ -26,14 +26,14 @@ fn approvals() -> String {
   - id: APR-AZ-PAY
     subject: "{pay}"
     credentials: ["{ci}", "{c1}", "{c2}"]
-    scope: {{actions: ["graph:User.Read.All"]}}
+    scope: {{actions: ["microsoft.graph/user.read.all"]}}
     requester: priya.nair@contoso.com
     approver: tom.becker@contoso.com
     approved_at: {a}
     expires_at: {e}
   - id: APR-AZ-LEGACY
     subject: "{legacy}"
-    scope: {{actions: ["graph:User.Read.All"]}}
+    scope: {{actions: ["microsoft.graph/user.read.all"]}}
     requester: ops@contoso.com
     approver: tom.becker@contoso.com
     approved_at: {old}

@@ -214,7 +214,42 @@ pub(crate) fn rbac_privilege(role: &str, actions: &[String], scope: &str) -> Pri
     }
 }
 
-fn last_segment(id: &str) -> &str {
+/// Entitlement id of an application permission: `{resource appId}/approles/{appRoleId}`.
+pub(crate) fn app_role_entitlement(resource_app_id: &str, app_role_id: &str) -> String {
+    format!("{resource_app_id}/approles/{app_role_id}")
+}
+
+/// Entitlement id of an Azure role at a scope:
+/// `{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}`.
+pub(crate) fn rbac_entitlement(scope: &str, role_definition_id: &str) -> String {
+    format!(
+        "{}/providers/Microsoft.Authorization/roleDefinitions/{}",
+        scope.trim_end_matches('/'),
+        last_segment(role_definition_id)
+    )
+}
+
+/// `microsoft.graph/user.read.all` for Graph; `{appId}/{value}` otherwise
+/// (lowercase, as permission names are case-insensitive).
+fn action_name(resource_app_id: &str, value: &str) -> String {
+    if GRAPH_APP_IDS[0] == resource_app_id {
+        format!("microsoft.graph/{}", value.to_ascii_lowercase())
+    } else if GRAPH_APP_IDS[1] == resource_app_id {
+        format!("aad.graph/{}", value.to_ascii_lowercase())
+    } else {
+        format!("{resource_app_id}/{}", value.to_ascii_lowercase())
+    }
+}
+
+fn resource_uri(resource_app_id: &str, resource_id: &str, graph_url: &str) -> String {
+    if GRAPH_APP_IDS[0] == resource_app_id {
+        graph_url.to_string()
+    } else {
+        resource_id.to_string()
+    }
+}
+
+pub(crate) fn last_segment(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 
@@ -500,39 +535,45 @@ impl Scan<'_> {
             let r = r?;
             res_by_id.insert(r.id.clone(), r);
         }
+        let mut have: BTreeSet<String> = BTreeSet::new();
+        let mut granted: BTreeSet<(String, String)> = BTreeSet::new();
         for a in &assignments_flat {
             if !kept.contains(a.principal_id.as_str()) {
                 continue;
             }
             let res = res_by_id.get(&a.resource_id);
-            let res_app = res.map(|r| r.app_id.as_str()).unwrap_or("");
+            let res_app = res.map(|r| r.app_id.as_str()).unwrap_or(&a.resource_id);
             let res_name = res
                 .and_then(|r| r.display_name.clone())
                 .or_else(|| a.resource_display_name.clone())
                 .unwrap_or_else(|| a.resource_id.clone());
-            // The all-zero role id is the "default access" role: no permission.
             let value = res
                 .and_then(|r| r.app_roles.iter().find(|x| x.id == a.app_role_id))
                 .and_then(|x| x.value.clone())
                 .unwrap_or_else(|| a.app_role_id.clone());
-            let prefix = if GRAPH_APP_IDS.contains(&res_app) {
-                "graph".to_string()
-            } else {
-                res_name.clone()
-            };
-            let id = format!("appRoleAssignment:{}", a.id);
-            inv.entitlements.push(Entitlement {
-                id: id.clone(),
-                name: format!("{res_name}: {value} (application)"),
-                actions: vec![format!("{prefix}:{value}")],
-                resources: vec![a.resource_id.clone()],
-                privilege: app_role_privilege(res_app, &value),
-            });
-            inv.grants.push(Grant {
-                identity: a.principal_id.clone(),
-                entitlement: id,
-                via: None,
-            });
+            // The permission itself, the same in every tenant: what an
+            // approval names (`scope.entitlements`), as in snapshots.
+            let id = app_role_entitlement(res_app, &a.app_role_id);
+            if have.insert(id.clone()) {
+                inv.entitlements.push(Entitlement {
+                    id: id.clone(),
+                    name: format!("{res_name}: {value} (application)"),
+                    actions: vec![action_name(res_app, &value)],
+                    resources: vec![resource_uri(
+                        res_app,
+                        &a.resource_id,
+                        &self.client.graph_url,
+                    )],
+                    privilege: app_role_privilege(res_app, &value),
+                });
+            }
+            if granted.insert((a.principal_id.clone(), id.clone())) {
+                inv.grants.push(Grant {
+                    identity: a.principal_id.clone(),
+                    entitlement: id,
+                    via: None,
+                });
+            }
         }
 
         // Delegated permissions: bounded by the signed-in user's own rights,
@@ -542,15 +583,10 @@ impl Scan<'_> {
             .filter(|g| kept.contains(g.client_id.as_str()))
         {
             let res = res_by_id.get(&g.resource_id);
-            let res_app = res.map(|r| r.app_id.as_str()).unwrap_or("");
+            let res_app = res.map(|r| r.app_id.as_str()).unwrap_or(&g.resource_id);
             let res_name = res
                 .and_then(|r| r.display_name.clone())
                 .unwrap_or_else(|| g.resource_id.clone());
-            let prefix = if GRAPH_APP_IDS.contains(&res_app) {
-                "graph".to_string()
-            } else {
-                res_name.clone()
-            };
             let scopes: Vec<&str> = g
                 .scope
                 .as_deref()
@@ -570,8 +606,12 @@ impl Scan<'_> {
                     scopes.join(" "),
                     g.consent_type.as_deref().unwrap_or("unknown consent")
                 ),
-                actions: scopes.iter().map(|s| format!("{prefix}:{s}")).collect(),
-                resources: vec![g.resource_id.clone()],
+                actions: scopes.iter().map(|s| action_name(res_app, s)).collect(),
+                resources: vec![resource_uri(
+                    res_app,
+                    &g.resource_id,
+                    &self.client.graph_url,
+                )],
                 privilege,
             });
             inv.grants.push(Grant {
@@ -582,6 +622,7 @@ impl Scan<'_> {
         }
 
         // Azure RBAC, per subscription. One failing is a gap, not a failure.
+        // An assignment at management-group scope shows in every subscription.
         let mut seen_ra = BTreeSet::new();
         for sub in &self.cfg.subscriptions {
             match self.subscription(sub).await {
@@ -610,18 +651,26 @@ impl Scan<'_> {
                                     .collect()
                             })
                             .unwrap_or_default();
-                        inv.entitlements.push(Entitlement {
-                            id: ra.id.clone(),
-                            name: format!("{role} at {scope}"),
-                            privilege: rbac_privilege(&role, &actions, &scope),
-                            actions,
-                            resources: vec![scope],
-                        });
-                        inv.grants.push(Grant {
-                            identity: p.principal_id.clone(),
-                            entitlement: ra.id.clone(),
-                            via: None,
-                        });
+                        // The role at its scope, as approvals and snapshots
+                        // name it; the assignment itself is found again by
+                        // principal, scope and role when it is detached.
+                        let id = rbac_entitlement(&scope, &p.role_definition_id);
+                        if have.insert(id.clone()) {
+                            inv.entitlements.push(Entitlement {
+                                id: id.clone(),
+                                name: format!("{role} at {scope}"),
+                                privilege: rbac_privilege(&role, &actions, &scope),
+                                actions,
+                                resources: vec![scope],
+                            });
+                        }
+                        if granted.insert((p.principal_id.clone(), id.clone())) {
+                            inv.grants.push(Grant {
+                                identity: p.principal_id.clone(),
+                                entitlement: id,
+                                via: None,
+                            });
+                        }
                     }
                 }
                 Err(e) => {

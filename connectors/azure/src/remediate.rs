@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::client::{Api, CallStats, Client};
 use crate::config::AzureConfig;
-use crate::inventory::ARM_API_VERSION;
+use crate::inventory::{last_segment, ARM_API_VERSION};
 use crate::model::{AppRoleAssignment, RoleAssignment, RoleAssignmentProps};
 
 /// The Azure [`Remediator`].
@@ -487,24 +487,99 @@ impl AzureRemediator {
         Ok(undo)
     }
 
+    /// The app role assignments of `sp` that hold `{resourceAppId}/approles/{roleId}`.
+    async fn app_role_assignments_for(
+        &self,
+        sp: &str,
+        resource_app: &str,
+        role: &str,
+    ) -> Result<Vec<AppRoleAssignment>, SourceError> {
+        let mut out = Vec::new();
+        for a in self.app_roles_of(sp).await? {
+            if !a.app_role_id.eq_ignore_ascii_case(role) {
+                continue;
+            }
+            let res = self
+                .get_opt(
+                    Api::Graph,
+                    &format!(
+                        "/v1.0/servicePrincipals/{}?$select=id,appId",
+                        check_id(&a.resource_id)?
+                    ),
+                )
+                .await?;
+            let app = res
+                .as_ref()
+                .and_then(|r| r.get("appId"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if app.eq_ignore_ascii_case(resource_app)
+                || a.resource_id.eq_ignore_ascii_case(resource_app)
+            {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The RBAC assignments of `principal` that hold `{scope}/…/roleDefinitions/{guid}`.
+    async fn role_assignments_for(
+        &self,
+        principal: &str,
+        ent: &str,
+    ) -> Result<Vec<RoleAssignment>, SourceError> {
+        let Some((scope, guid)) =
+            ent.split_once("/providers/Microsoft.Authorization/roleDefinitions/")
+        else {
+            return Err(invalid(format!("{ent} is not a role at a scope")));
+        };
+        Ok(self
+            .rbac_of(principal)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                let s = r.properties.scope.as_deref().unwrap_or_default();
+                s.trim_end_matches('/').eq_ignore_ascii_case(scope)
+                    && last_segment(&r.properties.role_definition_id).eq_ignore_ascii_case(guid)
+            })
+            .collect())
+    }
+
     async fn detach(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
         let sp = check_id(&a.identity_id)?;
         let mut undo = Vec::new();
         let mut before = Vec::new();
         let mut after = Vec::new();
         for ent in &a.entitlements {
-            let step = if ent.starts_with('/') {
-                self.delete_role_assignment(ent).await?
-            } else if let Some(id) = ent.strip_prefix("appRoleAssignment:") {
-                self.delete_app_role_assignment(sp, id).await?
+            let mut steps = Vec::new();
+            if ent.contains("/providers/Microsoft.Authorization/roleAssignments/") {
+                steps.extend(self.delete_role_assignment(ent).await?);
+            } else if ent.starts_with('/') {
+                for ra in self.role_assignments_for(sp, ent).await? {
+                    steps.extend(self.delete_role_assignment(&ra.id).await?);
+                }
+                if !self.role_assignments_for(sp, ent).await?.is_empty() {
+                    return Err(invalid(format!("{ent} still assigned to {sp}")));
+                }
+            } else if let Some((res_app, role)) = ent.split_once("/approles/") {
+                for x in self.app_role_assignments_for(sp, res_app, role).await? {
+                    steps.extend(self.delete_app_role_assignment(sp, &x.id).await?);
+                }
+                if !self
+                    .app_role_assignments_for(sp, res_app, role)
+                    .await?
+                    .is_empty()
+                {
+                    return Err(invalid(format!("{ent} still assigned to {sp}")));
+                }
             } else {
                 return Err(invalid(format!(
-                    "{ent}: only app role assignments and RBAC role assignments are detached; revoke delegated grants in the enterprise application's permissions"
+                    "{ent}: only application permissions and Azure role assignments are detached; revoke delegated grants in the enterprise application's permissions"
                 )));
-            };
-            before.push(json!({"entitlement": ent, "present": step.is_some()}));
+            }
+            before.push(json!({"entitlement": ent, "present": !steps.is_empty()}));
             after.push(json!({"entitlement": ent, "present": false}));
-            undo.extend(step);
+            undo.extend(steps);
         }
         Ok(ActionOutcome {
             before: Value::Array(before),

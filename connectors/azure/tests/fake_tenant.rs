@@ -171,6 +171,29 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
             PrivilegeLevel::Admin
         )]
     );
+    // Ids and actions as approvals (and snapshots) name them.
+    let dir_rw = inv
+        .entitlements
+        .iter()
+        .find(|e| {
+            e.id == format!(
+                "00000003-0000-0000-c000-000000000000/approles/{}",
+                ids::ROLE_DIRECTORY_RW
+            )
+        })
+        .expect("permission entitlement");
+    assert_eq!(
+        dir_rw.actions,
+        vec!["microsoft.graph/directory.readwrite.all".to_string()]
+    );
+    let contributor = format!(
+        "/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{}",
+        nhi_azure::fake::ROLE_CONTRIBUTOR
+    );
+    assert!(inv
+        .grants
+        .iter()
+        .any(|g| g.identity == ids::SP_DEPLOYER && g.entitlement == contributor));
     assert_eq!(
         entitlements_of(&inv, ids::SP_DEPLOYER),
         vec![(
@@ -577,8 +600,8 @@ async fn detaching_an_app_role_and_an_rbac_assignment_and_undo() {
             ids::SP_LEGACY,
             None,
             &[&format!(
-                "appRoleAssignment:{}",
-                ids::ASSIGN_LEGACY_DIRECTORY
+                "00000003-0000-0000-c000-000000000000/approles/{}",
+                ids::ROLE_DIRECTORY_RW
             )],
         ))
         .await
@@ -642,6 +665,28 @@ async fn detaching_an_app_role_and_an_rbac_assignment_and_undo() {
         .role_assignments
         .iter()
         .any(|r| r["id"] == ra.as_str()));
+    // The role at its scope, as the inventory and approvals name it, finds
+    // the same assignment through the principal's assignments.
+    let ent = format!(
+        "/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{}",
+        nhi_azure::fake::ROLE_CONTRIBUTOR
+    );
+    let out = rem
+        .apply(&action(
+            Operation::DetachEntitlements,
+            ids::SP_DEPLOYER,
+            None,
+            &[&ent],
+        ))
+        .await
+        .expect("detached by role");
+    assert_eq!(writes(&fake)[4], ("DELETE".to_string(), ra.clone(), None));
+    assert_eq!(
+        out.before,
+        serde_json::json!([{"entitlement": ent, "present": true}])
+    );
+    rem.undo(&out.undo.expect("undo")).await.expect("recreated");
+    assert_eq!(writes(&fake)[5].0, "PUT");
     // A delegated grant is not detached by us: refused, nothing written.
     let e = rem
         .apply(&action(
@@ -653,5 +698,5 @@ async fn detaching_an_app_role_and_an_rbac_assignment_and_undo() {
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("delegated"), "{e}");
-    assert_eq!(writes(&fake).len(), 4);
+    assert_eq!(writes(&fake).len(), 6);
 }
