@@ -125,6 +125,8 @@ pub struct Tenant {
     pub page_size: usize,
     /// The beta reports answer 403 (no licence / permission).
     pub reports_forbidden: bool,
+    /// The beta reports answer 500 (every retry).
+    pub reports_down: bool,
     /// Subscriptions whose ARM calls answer 500.
     pub failing_subscriptions: BTreeSet<String>,
     /// Paths whose first request answers 429 with `Retry-After: 1`.
@@ -372,9 +374,17 @@ impl Tenant {
             })],
             sp_activity: vec![
                 json!({"id": "YzEwMDAwMDA", "appId": "c1000000-0000-4000-8000-000000000001",
+                       "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "4ea8ac36-d43d-431c-bb05-739348e18c66"},
+                       "applicationAuthenticationResourceSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "0f251de7-e611-41fb-bed0-6eb650757e72"},
+                       "delegatedClientSignInActivity": {"lastSignInDateTime": null, "lastSignInRequestId": null},
+                       "delegatedResourceSignInActivity": {"lastSignInDateTime": null, "lastSignInRequestId": null},
                        "lastSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "0f251de7-e611-41fb-bed0-6eb650757e72"}}),
+                // legacy-sync: still called as a resource yesterday, but its
+                // own last sign-in as a client was 200 days ago.
                 json!({"id": "YzIwMDAwMDA", "appId": "c2000000-0000-4000-8000-000000000002",
-                       "lastSignInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "b26f6bf8-af96-4f2a-bef7-07913f634d6d"}}),
+                       "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "b26f6bf8-af96-4f2a-bef7-07913f634d6d"},
+                       "applicationAuthenticationResourceSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "e58c9022-c965-4ec0-960b-9c197e549f27"},
+                       "lastSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "e58c9022-c965-4ec0-960b-9c197e549f27"}}),
                 json!({"id": "YzMwMDAwMDA", "appId": "c3000000-0000-4000-8000-000000000003",
                        "lastSignInActivity": {"lastSignInDateTime": ago(3), "lastSignInRequestId": "e58c9022-c965-4ec0-960b-9c197e549f27"}}),
             ],
@@ -737,6 +747,9 @@ async fn handle(
                     "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                     "Neither tenant is B2C or tenant doesn't have premium license",
                 );
+            }
+            if t.reports_down {
+                return graph_error(StatusCode::INTERNAL_SERVER_ERROR, "UnknownError", "");
             }
             let items = match *report {
                 "servicePrincipalSignInActivities" => t.sp_activity.clone(),

@@ -127,20 +127,23 @@ struct Scan<'a> {
     now: Timestamp,
 }
 
-/// What the sign-in reports say, if they could be read.
+/// What the sign-in reports say, if they could be read: per application id
+/// and per key id, the last use (`None`: listed, but no usable date).
 struct Activity {
-    by_app: HashMap<String, Timestamp>,
-    by_key: HashMap<String, Timestamp>,
+    by_app: HashMap<String, Option<Timestamp>>,
+    by_key: HashMap<String, Option<Timestamp>>,
 }
 
-fn usage_of(activity: &Option<Activity>, found: Option<&Timestamp>) -> Usage {
+fn usage_of(activity: &Option<Activity>, found: Option<&Option<Timestamp>>) -> Usage {
     match (activity, found) {
         (None, _) => Usage::Unknown,
-        (Some(_), Some(at)) => Usage::Used {
+        (Some(_), Some(Some(at))) => Usage::Used {
             at: *at,
             service: None,
             region: None,
         },
+        // Listed without a date the report could give: unknown, not never.
+        (Some(_), Some(None)) => Usage::Unknown,
         // The report was read and holds nothing for it: no recorded use.
         (Some(_), None) => Usage::Never,
     }
@@ -277,13 +280,13 @@ impl Scan<'_> {
         }
     }
 
-    async fn activity(&self, gaps: &mut Vec<Gap>) -> Result<Option<Activity>, ApiError> {
+    async fn activity(&self, gaps: &mut Vec<Gap>) -> Option<Activity> {
         if !self.cfg.sign_in_reports {
             gaps.push(Gap {
                 what: "usage".into(),
                 reason: "sign-in reports disabled in the config: last use unknown".into(),
             });
-            return Ok(None);
+            return None;
         }
         let sps = self
             .client
@@ -302,33 +305,34 @@ impl Scan<'_> {
         };
         let refused = |e: &ApiError| matches!(e.status(), Some(400 | 401 | 403 | 404));
         match (sps, creds) {
-            (Ok(sps), Some(Ok(creds))) => Ok(Some(Activity {
+            (Ok(sps), Some(Ok(creds))) => Some(Activity {
                 by_app: sps
                     .into_iter()
-                    .filter_map(|s| {
-                        let at = ts(s.last_sign_in_activity?.last_sign_in_date_time.as_deref())?;
-                        Some((s.app_id, at))
-                    })
+                    .map(|s| (s.app_id.clone(), s.last_client_use()))
                     .collect(),
                 by_key: creds
                     .into_iter()
-                    .filter_map(|c| {
-                        let at = ts(c.sign_in_activity?.last_sign_in_date_time.as_deref())?;
-                        Some((c.key_id, at))
+                    .map(|c| {
+                        let at = c
+                            .sign_in_activity
+                            .and_then(|a| ts(a.last_sign_in_date_time.as_deref()));
+                        (c.key_id, at)
                     })
                     .collect(),
-            })),
-            (Err(e), _) | (_, Some(Err(e))) if refused(&e) => {
-                // Licence or permission missing: usage is unknown, not never.
-                tracing::warn!(source = %self.cfg.name, error = %e, "sign-in reports refused: usage unknown");
+            }),
+            (Err(e), _) | (_, Some(Err(e))) => {
+                // No licence or permission (403), or a beta endpoint failing:
+                // usage is unknown — never "never used" — and the rest of the
+                // tenant is still read.
+                let why = if refused(&e) { "refused" } else { "failed" };
+                tracing::warn!(source = %self.cfg.name, error = %e, "sign-in reports {why}: usage unknown");
                 gaps.push(Gap {
                     what: "usage".into(),
-                    reason: format!("sign-in activity reports unavailable ({e}): last use unknown"),
+                    reason: format!("sign-in activity reports {why} ({e}): last use unknown"),
                 });
-                Ok(None)
+                None
             }
-            (Err(e), _) | (_, Some(Err(e))) => Err(e),
-            (Ok(_), None) => Ok(None),
+            (Ok(_), None) => None,
         }
     }
 
@@ -356,7 +360,7 @@ impl Scan<'_> {
             })
             .collect();
         let mut inv = Inventory::default();
-        let activity = self.activity(&mut inv.coverage.gaps).await?;
+        let activity = self.activity(&mut inv.coverage.gaps).await;
         let grants: Vec<model::PermissionGrant> =
             c.list(Api::Graph, "/v1.0/oauth2PermissionGrants").await?;
 
@@ -790,6 +794,24 @@ mod tests {
             rbac_privilege("Reader", &read, "/subscriptions/s1"),
             PrivilegeLevel::Read
         );
+    }
+
+    #[test]
+    fn usage_is_never_only_when_a_read_report_does_not_list_it() {
+        let at = chrono::Utc::now();
+        let act = Some(Activity {
+            by_app: [
+                ("listed".to_string(), Some(at)),
+                ("undated".to_string(), None),
+            ]
+            .into(),
+            by_key: HashMap::new(),
+        });
+        let get = |k: &str| usage_of(&act, act.as_ref().and_then(|a| a.by_app.get(k)));
+        assert_eq!(get("listed").last_used_at(), Some(at));
+        assert_eq!(get("undated"), Usage::Unknown);
+        assert_eq!(get("absent"), Usage::Never);
+        assert_eq!(usage_of(&None, None), Usage::Unknown);
     }
 
     #[test]

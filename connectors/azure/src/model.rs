@@ -198,8 +198,39 @@ pub(crate) struct SignInActivity {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SpSignIn {
     pub app_id: String,
+    /// Any sign-in, as client or as resource.
     #[serde(default)]
     pub last_sign_in_activity: Option<SignInActivity>,
+    /// The application signing in with its own credentials (client side).
+    #[serde(default)]
+    pub application_authentication_client_sign_in_activity: Option<SignInActivity>,
+    /// The application signing in on behalf of a user (client side).
+    #[serde(default)]
+    pub delegated_client_sign_in_activity: Option<SignInActivity>,
+}
+
+impl SpSignIn {
+    /// Last use of the principal's own identity: its sign-ins as a client.
+    /// Sign-ins where it was only the resource (others calling its API) are
+    /// not use of its credentials. `None`: no usable date (unknown).
+    pub fn last_client_use(&self) -> Option<Timestamp> {
+        let client = [
+            &self.application_authentication_client_sign_in_activity,
+            &self.delegated_client_sign_in_activity,
+        ];
+        if client.iter().all(|a| a.is_none()) {
+            // An entry without the client-side breakdown: the overall date.
+            return ts(self
+                .last_sign_in_activity
+                .as_ref()?
+                .last_sign_in_date_time
+                .as_deref());
+        }
+        client
+            .iter()
+            .filter_map(|a| ts(a.as_ref()?.last_sign_in_date_time.as_deref()))
+            .max()
+    }
 }
 
 /// `appCredentialSignInActivity` (beta).

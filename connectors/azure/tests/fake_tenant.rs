@@ -160,6 +160,17 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
         .last_used_at()
         .expect("used");
     assert_eq!((chrono::Utc::now() - legacy_used).num_days(), 200);
+    // An identity's use is its own sign-ins as a client: legacy-sync is
+    // still called as a resource daily, but last signed in 200 days ago.
+    let ident_used = |id: &str| {
+        inv.identities
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| i.usage.last_used_at())
+            .map(|t| (chrono::Utc::now() - t).num_days())
+    };
+    assert_eq!(ident_used(ids::SP_LEGACY), Some(200));
+    assert_eq!(ident_used(ids::SP_PAYMENTS), Some(2));
     // A federated credential has no usage report of its own.
     assert_eq!(usage_of(&inv, ids::FIC_DEPLOYER), &Usage::Unknown);
 
@@ -321,6 +332,24 @@ async fn refused_reports_make_usage_unknown_never_never() {
     );
     // Everything else is still read.
     assert_eq!(inv.credentials.len(), 6);
+}
+
+#[tokio::test]
+async fn failing_reports_are_a_usage_gap_not_a_failed_tenant() {
+    let mut t = Tenant::demo();
+    t.reports_down = true;
+    let fake = FakeTenant::start(t).await.expect("fake");
+    let (inv, _) = scan(&fake, "NHI_AZ_T4B").await;
+    let inv = inv.expect("scan");
+    assert!(inv.credentials.iter().all(|c| c.usage == Usage::Unknown));
+    assert_eq!(inv.coverage.gaps.len(), 1);
+    assert_eq!(inv.coverage.gaps[0].what, "usage");
+    assert!(
+        inv.coverage.gaps[0].reason.contains("HTTP 500"),
+        "{}",
+        inv.coverage.gaps[0].reason
+    );
+    assert_eq!(inv.identities.len(), 7);
 }
 
 #[tokio::test]
