@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::client::{Api, CallStats, Client};
-use crate::config::AzureConfig;
+use crate::config::{AzureAuth, AzureConfig};
 use crate::inventory::{last_segment, ARM_API_VERSION};
 use crate::model::{AppRoleAssignment, RoleAssignment, RoleAssignmentProps};
 
@@ -120,6 +120,35 @@ impl AzureRemediator {
     /// Calls made so far.
     pub fn calls(&self) -> &CallStats {
         &self.calls
+    }
+
+    /// The application (client) id the remediator signs in as, if the config names it.
+    fn own_client_id(&self) -> Option<&str> {
+        match &self.config.auth {
+            AzureAuth::ClientSecret { client_id, .. }
+            | AzureAuth::ClientCertificate { client_id, .. } => Some(client_id),
+            AzureAuth::WorkloadIdentity { client_id, .. }
+            | AzureAuth::ManagedIdentity { client_id } => client_id.as_deref(),
+            AzureAuth::AzureCli => None,
+        }
+    }
+
+    /// Refuse to act on the scanner's own application or service principal
+    /// (it would lock itself out mid-run), whatever `[plan] protected` says.
+    async fn guard_self(&self, id: &str) -> Result<(), SourceError> {
+        let Some(own) = self.own_client_id() else {
+            return Ok(());
+        };
+        let (_, v) = self.locate(id, "id,appId").await?;
+        if v.get("appId")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.eq_ignore_ascii_case(own))
+        {
+            return Err(invalid(format!(
+                "{id} is nhi-assure's own identity (application {own}): never acted on"
+            )));
+        }
+        Ok(())
     }
 
     fn c(&self) -> Result<&Client, SourceError> {
@@ -244,6 +273,16 @@ impl AzureRemediator {
         id: &str,
         keys: Vec<Value>,
     ) -> Result<(), SourceError> {
+        // A token-signing certificate (SAML) travels with a private key that
+        // a read never returns: rewriting the collection would lose it.
+        if keys
+            .iter()
+            .any(|k| k.get("usage").and_then(Value::as_str) == Some("Sign"))
+        {
+            return Err(invalid(format!(
+                "{id} holds a token-signing certificate: its keyCredentials are not rewritten (the private key cannot be sent back); remove the certificate in the portal"
+            )));
+        }
         // A kept certificate without its public key would be wiped by the
         // PATCH: refuse rather than touch credentials we were not asked to.
         if keys.iter().any(|k| k.get("key").is_none_or(Value::is_null)) {
@@ -681,6 +720,7 @@ impl Remediator for AzureRemediator {
             return Err(invalid(format!("not an Azure action: {}", a.provider)));
         }
         let id = check_id(&a.identity_id)?;
+        self.guard_self(id).await?;
         let key = || {
             a.credential_id
                 .as_deref()

@@ -729,3 +729,55 @@ async fn detaching_an_app_role_and_an_rbac_assignment_and_undo() {
     assert!(e.to_string().contains("delegated"), "{e}");
     assert_eq!(writes(&fake).len(), 6);
 }
+
+#[tokio::test]
+async fn the_scanner_never_acts_on_its_own_identity() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    // payments-api is, in this variant, the application nhi-assure runs as.
+    {
+        let mut guard = fake.tenant();
+        let t = &mut *guard;
+        for a in t.apps.iter_mut().chain(t.sps.iter_mut()) {
+            if a["appId"] == "c1000000-0000-4000-8000-000000000001" {
+                a["appId"] = serde_json::json!(nhi_azure::fake::CLIENT_ID);
+            }
+        }
+    }
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_R6"));
+    for a in [
+        action(
+            Operation::DeleteCredential,
+            ids::APP_PAYMENTS,
+            Some((ids::SECRET_PAYMENTS_OLD, CredentialKind::ClientSecret)),
+            &[],
+        ),
+        action(Operation::DisableIdentity, ids::SP_PAYMENTS, None, &[]),
+    ] {
+        let e = rem.apply(&a).await.expect_err("refused");
+        assert!(e.to_string().contains("own identity"), "{e}");
+    }
+    assert!(writes(&fake).is_empty());
+    assert_eq!(fake.tenant().secrets_of(ids::APP_PAYMENTS).len(), 2);
+}
+
+#[tokio::test]
+async fn a_token_signing_certificate_blocks_rewriting_key_credentials() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    for a in fake.tenant().apps.iter_mut() {
+        if a["id"] == ids::APP_PAYMENTS {
+            a["keyCredentials"][1]["usage"] = serde_json::json!("Sign");
+        }
+    }
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_R7"));
+    let e = rem
+        .apply(&action(
+            Operation::DeleteCredential,
+            ids::APP_PAYMENTS,
+            Some((ids::CERT_PAYMENTS, CredentialKind::Certificate)),
+            &[],
+        ))
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("token-signing"), "{e}");
+    assert!(writes(&fake).is_empty());
+}
