@@ -135,6 +135,11 @@ pub struct Tenant {
     pub directory_down: bool,
     /// Every request received.
     pub requests: Vec<Recorded>,
+    /// Milliseconds each request is held before it is answered.
+    pub delay_ms: u64,
+    /// Most requests in flight at once so far.
+    pub max_in_flight: usize,
+    in_flight: usize,
     issued: BTreeSet<String>,
     counter: u64,
 }
@@ -436,6 +441,56 @@ impl Tenant {
         }
     }
 
+    /// A generated tenant for scale runs: `n` applications, each with one
+    /// client secret (used `i % 200` days ago), its service principal holding
+    /// `User.Read.All`; Microsoft Graph's principal; pages of 100 as Graph's
+    /// default.
+    pub fn synthetic(n: usize) -> Tenant {
+        let mut t = Tenant::demo();
+        let graph = t.sps.iter().find(|s| s["id"] == ids::SP_GRAPH).cloned();
+        t.apps.clear();
+        t.sps = graph.into_iter().collect();
+        t.fics.clear();
+        t.app_role_assignments.clear();
+        t.grants.clear();
+        t.sp_activity.clear();
+        t.cred_activity.clear();
+        t.role_assignments.clear();
+        for i in 0..n {
+            let app = format!("a9000000-0000-4000-8000-{i:012}");
+            let sp = format!("b9000000-0000-4000-8000-{i:012}");
+            let app_id = format!("c9000000-0000-4000-8000-{i:012}");
+            let key = format!("59000000-0000-4000-8000-{i:012}");
+            t.apps.push(json!({
+                "id": app, "appId": app_id, "displayName": format!("svc-{i}"), "createdDateTime": ago(400),
+                "tags": [], "notes": null,
+                "passwordCredentials": [secret(&key, "generated", 300, 65)],
+                "keyCredentials": [],
+                "owners": [user("e9000000-0000-4000-8000-0000000000aa", "Owner", "owner@contoso.com")],
+            }));
+            t.sps.push(json!({
+                "id": sp, "appId": app_id, "displayName": format!("svc-{i}"),
+                "servicePrincipalType": "Application", "accountEnabled": true,
+                "appOwnerOrganizationId": TENANT, "tags": [], "notes": null, "alternativeNames": [],
+                "passwordCredentials": [], "keyCredentials": [], "owners": [],
+            }));
+            t.app_role_assignments.push(json!({
+                "id": format!("c3ludGhldGljLWFzc2lnbm1lbnQ{i}"), "appRoleId": ids::ROLE_USER_READ,
+                "principalId": sp, "principalType": "ServicePrincipal", "createdDateTime": ago(300),
+                "resourceDisplayName": "Microsoft Graph", "resourceId": ids::SP_GRAPH,
+            }));
+            t.sp_activity.push(json!({"id": format!("c3A{i}"), "appId": app_id,
+                "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": ago((i % 200) as i64)}}));
+            t.cred_activity.push(
+                json!({"id": format!("a2V5{i}"), "keyId": key, "keyType": "clientSecret",
+                "appId": app_id, "credentialOrigin": "application",
+                "signInActivity": {"lastSignInDateTime": ago((i % 200) as i64)}}),
+            );
+        }
+        t.page_size = 100;
+        t
+    }
+
     /// Secret key ids of an app or service principal.
     pub fn secrets_of(&self, id: &str) -> Vec<String> {
         self.key_ids(id, "passwordCredentials")
@@ -660,10 +715,25 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let delay = {
+        let mut t = lock();
+        t.in_flight += 1;
+        t.max_in_flight = t.max_in_flight.max(t.in_flight);
+        t.delay_ms
+    };
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    let resp = respond(&mut lock(), method, uri, headers, body);
+    lock().in_flight -= 1;
+    resp
+}
+
+fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let raw_q = uri.query().unwrap_or("").to_string();
     let q = query_map(&raw_q);
-    let mut t = state.lock().unwrap_or_else(|p| p.into_inner());
     let token_req = path.ends_with("/oauth2/v2.0/token");
     let json_body: Option<Value> = if token_req {
         None
@@ -730,7 +800,7 @@ async fn handle(
         .first()
         .is_some_and(|s| *s == "subscriptions" || *s == "providers");
     if is_arm {
-        return arm(&mut t, &method, &path, &segs, &q, json_body);
+        return arm(t, &method, &path, &segs, &q, json_body);
     }
     let not_found = |id: &str| {
         graph_error(

@@ -781,3 +781,34 @@ async fn a_token_signing_certificate_blocks_rewriting_key_credentials() {
     assert!(e.to_string().contains("token-signing"), "{e}");
     assert!(writes(&fake).is_empty());
 }
+
+#[tokio::test]
+async fn calls_grow_by_two_per_application_with_bounded_concurrency() {
+    let n = 250;
+    let mut t = Tenant::synthetic(n);
+    t.delay_ms = 5;
+    let fake = FakeTenant::start(t).await.expect("fake");
+    let mut cfg = config(&fake, "NHI_AZ_T8");
+    cfg.max_concurrency = 8;
+    let src = AzureSource::new(cfg);
+    let inv = src.scan().await.expect("scan");
+    assert_eq!(inv.identities.len(), 2 * n);
+    assert_eq!(inv.credentials.len(), n);
+    let pages = |items: usize| items.div_ceil(100).max(1) as u64;
+    let expected = 2 // tokens: Graph and ARM audiences
+        + pages(n) // applications
+        + pages(n + 1) // service principals (with Microsoft Graph's)
+        + 2 * pages(n) // the two reports
+        + 1 // delegated grants
+        + 2 * n as u64 // federated credentials and app role assignments, one each
+        + 1 // Microsoft Graph's app roles, once
+        + 2; // role definitions and assignments of the subscription
+    assert_eq!(
+        src.calls().total(),
+        expected,
+        "{:#?}",
+        src.calls().snapshot()
+    );
+    let max = fake.tenant().max_in_flight;
+    assert!((2..=8).contains(&max), "in flight at once: {max}");
+}
