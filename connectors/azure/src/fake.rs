@@ -131,6 +131,8 @@ pub struct Tenant {
     pub failing_subscriptions: BTreeSet<String>,
     /// Paths whose first request answers 429 with `Retry-After: 1`.
     pub throttle_once: BTreeSet<String>,
+    /// Graph next links point to another host.
+    pub foreign_next_link: bool,
     /// The directory listing answers 500.
     pub directory_down: bool,
     /// Every request received.
@@ -796,6 +798,12 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
 
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let size = t.page_size;
+    // A hostile or broken next link: the client must not follow it.
+    let next_base = if t.foreign_next_link {
+        "https://graph.attacker.example"
+    } else {
+        GRAPH
+    };
     let is_arm = segs
         .first()
         .is_some_and(|s| *s == "subscriptions" || *s == "providers");
@@ -826,7 +834,7 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
                 "appCredentialSignInActivities" => t.cred_activity.clone(),
                 _ => return not_found(report),
             };
-            page(GRAPH, &path, &q, items, size, false)
+            page(next_base, &path, &q, items, size, false)
         }
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals")]) => {
             if t.directory_down {
@@ -838,7 +846,7 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
                 &t.sps
             };
             let items = list.iter().map(|o| project(o, &q, false)).collect();
-            page(GRAPH, &path, &q, items, size, false)
+            page(next_base, &path, &q, items, size, false)
         }
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
             let list = if *coll == "applications" {
@@ -909,7 +917,7 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
         }
         ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
             let items = t.fics.get(*id).cloned().unwrap_or_default();
-            page(GRAPH, &path, &q, items, size, false)
+            page(next_base, &path, &q, items, size, false)
         }
         ("GET", ["v1.0", "servicePrincipals", id, "appRoleAssignments"]) => {
             let items = t
@@ -918,7 +926,7 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
                 .filter(|a| a["principalId"] == *id)
                 .cloned()
                 .collect();
-            page(GRAPH, &path, &q, items, size, false)
+            page(next_base, &path, &q, items, size, false)
         }
         ("GET", ["v1.0", "servicePrincipals", sp, "appRoleAssignments", aid]) => {
             match t
@@ -958,7 +966,7 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
         }
         ("GET", ["v1.0", "oauth2PermissionGrants"]) => {
             let items = t.grants.clone();
-            page(GRAPH, &path, &q, items, size, false)
+            page(next_base, &path, &q, items, size, false)
         }
         _ => graph_error(
             StatusCode::BAD_REQUEST,

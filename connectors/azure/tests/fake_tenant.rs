@@ -378,6 +378,23 @@ async fn a_failing_subscription_is_a_gap_and_a_failing_directory_fails_the_sourc
 }
 
 #[tokio::test]
+async fn a_next_link_to_another_host_is_not_followed() {
+    let mut t = Tenant::demo();
+    t.foreign_next_link = true;
+    let fake = FakeTenant::start(t).await.expect("fake");
+    let (r, _) = scan(&fake, "NHI_AZ_T9").await;
+    let e = r.expect_err("refused");
+    assert!(e.to_string().contains("another host"), "{e}");
+    // The bearer token never went to the link (it would arrive here too,
+    // through the loopback redirect).
+    let t = fake.tenant();
+    assert!(t
+        .requests
+        .iter()
+        .all(|r| !r.query.as_deref().unwrap_or("").contains("$skiptoken")));
+}
+
+#[tokio::test]
 async fn a_refused_client_secret_fails_the_source_as_auth() {
     let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
     let mut cfg = config(&fake, "NHI_AZ_T6");
