@@ -915,6 +915,37 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
                 ),
             }
         }
+        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+            match t
+                .fics
+                .get(*id)
+                .and_then(|l| l.iter().find(|f| f["id"] == *fid))
+            {
+                Some(f) => ok_json(f.clone()),
+                None => not_found(fid),
+            }
+        }
+        ("DELETE", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+            let list = t.fics.entry(id.to_string()).or_default();
+            let before = list.len();
+            list.retain(|f| f["id"] != *fid);
+            if list.len() == before {
+                return not_found(fid);
+            }
+            no_content()
+        }
+        ("POST", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
+            let mut f = json_body.unwrap_or_default();
+            t.counter += 1;
+            f["id"] = json!(format!("fc000000-0000-4000-8000-{:012}", t.counter));
+            t.fics.entry(id.to_string()).or_default().push(f.clone());
+            (
+                StatusCode::CREATED,
+                [("content-type", "application/json")],
+                f.to_string(),
+            )
+                .into_response()
+        }
         ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
             let items = t.fics.get(*id).cloned().unwrap_or_default();
             page(next_base, &path, &q, items, size, false)

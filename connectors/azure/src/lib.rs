@@ -8,8 +8,8 @@
 //!   credentials, last use from the sign-in activity reports (unknown when
 //!   the tenant refuses them), application permissions, delegated grants and
 //!   RBAC role assignments.
-//! - [`AzureRemediator`] removes secrets (irreversible) and certificates
-//!   (reversible), disables service principals, and deletes app role and
+//! - [`AzureRemediator`] removes secrets (irreversible), certificates and
+//!   federated credentials (reversible), disables service principals, and deletes app role and
 //!   RBAC role assignments, reading the state back after each call and
 //!   returning what undo needs.
 //!

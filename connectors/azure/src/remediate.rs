@@ -4,7 +4,9 @@
 //!
 //! Reversible (undo data in the outcome): removing a certificate (the
 //! public certificate is kept in the undo data and patched back — it is
-//! not a secret), disabling a service principal (undo re-enables),
+//! not a secret), deleting a federated credential (undo recreates it with
+//! the same name, issuer, subject and audiences), disabling a service
+//! principal (undo re-enables),
 //! deleting an app role assignment or an RBAC role assignment (undo
 //! recreates it from the saved properties; a recreated app role assignment
 //! gets a new id). Irreversible, and said so: removing a client secret
@@ -72,6 +74,11 @@ enum Undo {
         principal_id: String,
         resource_id: String,
         app_role_id: String,
+    },
+    RecreateFederatedCredential {
+        application: String,
+        /// name, issuer, subject, audiences, description as read.
+        credential: Value,
     },
 }
 
@@ -335,6 +342,39 @@ impl AzureRemediator {
         Ok(ActionOutcome {
             before: json!({"object": id, "collection": coll, "certificates": ids(&before)}),
             after: json!({"object": id, "collection": coll, "certificates": ids(&after)}),
+            undo: undo.map(|u| json!([u])),
+            irreversible: None,
+        })
+    }
+
+    /// Remove a federated identity credential (an application's trust in an
+    /// external issuer). Reversible: undo recreates it with the same name,
+    /// issuer, subject and audiences (under a new id).
+    async fn remove_federated(&self, app: &str, fic: &str) -> Result<ActionOutcome, SourceError> {
+        let path = format!("/v1.0/applications/{app}/federatedIdentityCredentials/{fic}");
+        let before = self.get_opt(Api::Graph, &path).await?;
+        let mut undo = None;
+        if let Some(v) = &before {
+            let mut keep = serde_json::Map::new();
+            for k in ["name", "issuer", "subject", "audiences", "description"] {
+                if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
+                    keep.insert(k.to_string(), x.clone());
+                }
+            }
+            self.send(Api::Graph, Method::Delete, &path, None).await?;
+            undo = Some(Undo::RecreateFederatedCredential {
+                application: app.to_string(),
+                credential: Value::Object(keep),
+            });
+        }
+        if self.get_opt(Api::Graph, &path).await?.is_some() {
+            return Err(invalid(format!(
+                "federated credential {fic} still present after delete"
+            )));
+        }
+        Ok(ActionOutcome {
+            before: json!({"application": app, "credential_id": fic, "present": before.is_some()}),
+            after: json!({"application": app, "credential_id": fic, "present": false}),
             undo: undo.map(|u| json!([u])),
             irreversible: None,
         })
@@ -677,6 +717,34 @@ impl AzureRemediator {
                 }
                 Ok(json!({"entitlement": id, "present": true}))
             }
+            Undo::RecreateFederatedCredential {
+                application,
+                credential,
+            } => {
+                let app = check_id(application)?;
+                let name = credential
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let list_path = format!("/v1.0/applications/{app}/federatedIdentityCredentials");
+                let named = |l: &[Value]| {
+                    l.iter()
+                        .any(|f| f.get("name").and_then(Value::as_str) == Some(name.as_str()))
+                };
+                let list: Vec<Value> = self.c()?.list(Api::Graph, &list_path).await?;
+                if !named(&list) {
+                    self.send(Api::Graph, Method::Post, &list_path, Some(credential))
+                        .await?;
+                }
+                let list: Vec<Value> = self.c()?.list(Api::Graph, &list_path).await?;
+                if !named(&list) {
+                    return Err(invalid(format!(
+                        "federated credential {name} of {app} not recreated"
+                    )));
+                }
+                Ok(json!({"application": app, "federated_credential": name, "present": true}))
+            }
             Undo::RecreateAppRoleAssignment {
                 principal_id,
                 resource_id,
@@ -738,6 +806,10 @@ impl Remediator for AzureRemediator {
                 Operation::DisableCredential | Operation::DeleteCredential,
                 Some(CredentialKind::Certificate),
             ) => self.remove_certificate(id, key()?).await,
+            (
+                Operation::DisableCredential | Operation::DeleteCredential,
+                Some(CredentialKind::Federated),
+            ) => self.remove_federated(id, key()?).await,
             (Operation::DisableCredential | Operation::DeleteCredential, k) => Err(invalid(format!(
                 "{} of a {} credential is not supported on Azure",
                 a.operation.as_str(),

@@ -829,3 +829,45 @@ async fn calls_grow_by_two_per_application_with_bounded_concurrency() {
     let max = fake.tenant().max_in_flight;
     assert!((2..=8).contains(&max), "in flight at once: {max}");
 }
+
+#[tokio::test]
+async fn removing_a_federated_credential_and_undo() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_R8"));
+    let out = rem
+        .apply(&action(
+            Operation::DisableCredential,
+            ids::APP_DEPLOYER,
+            Some((ids::FIC_DEPLOYER, CredentialKind::Federated)),
+            &[],
+        ))
+        .await
+        .expect("removed");
+    assert_eq!(
+        writes(&fake),
+        vec![(
+            "DELETE".to_string(),
+            format!(
+                "/v1.0/applications/{}/federatedIdentityCredentials/{}",
+                ids::APP_DEPLOYER,
+                ids::FIC_DEPLOYER
+            ),
+            None
+        )]
+    );
+    assert!(fake.tenant().fics[ids::APP_DEPLOYER].is_empty());
+    rem.undo(&out.undo.expect("undo")).await.expect("recreated");
+    let w = writes(&fake);
+    assert_eq!(w[1].0, "POST");
+    assert_eq!(
+        w[1].2,
+        Some(serde_json::json!({
+            "name": "github-main",
+            "issuer": "https://token.actions.githubusercontent.com",
+            "subject": "repo:contoso/infra:ref:refs/heads/main",
+            "audiences": ["api://AzureADTokenExchange"],
+            "description": "deploy from main",
+        }))
+    );
+    assert_eq!(fake.tenant().fics[ids::APP_DEPLOYER].len(), 1);
+}
