@@ -418,3 +418,38 @@ async fn enforce_disables_admin_principals_refuses_secrets_and_undo_restores() {
     assert_eq!(t.enabled(ids::SP_LEGACY), Some(true));
     assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(true));
 }
+
+#[test]
+fn a_secret_in_the_config_file_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("nhi-assure.toml");
+    std::fs::write(
+        &cfg,
+        r#"[[sources]]
+type = "azure"
+name = "azure"
+tenant_id = "7d3f9a1c-2b4e-4c6d-8e0f-1a2b3c4d5e6f"
+[sources.auth]
+method = "client_secret"
+client_id = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+client_secret = "do-not-put-me-here"
+"#,
+    )
+    .expect("write");
+    let o = Command::new(BIN)
+        .args(["scan", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("nhi-assure.toml:"), "located: {err}");
+    assert!(
+        err.contains("client_secret") || err.contains("secret_env"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("do-not-put-me-here"),
+        "the value is not echoed: {err}"
+    );
+}
