@@ -1,7 +1,7 @@
 //! HTTP plumbing shared by inventory and remediation: tokens from
 //! `azure_identity`, one `azure_core` pipeline per API (Graph, ARM) with
 //! bearer authentication and azure_core's exponential retry policy (429 and
-//! 503 honour `Retry-After`), paging through `@odata.nextLink` / `nextLink`,
+//! 503 honour `Retry-After`, each wait bounded by the retry budget), paging through `@odata.nextLink` / `nextLink`,
 //! call counting and error mapping.
 //!
 //! Why azure_core's pipeline rather than a bare reqwest client: it is the
@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::headers::{HeaderName, HeaderValue};
+use azure_core::http::headers::{
+    HeaderName, HeaderValue, RETRY_AFTER, RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS,
+};
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
-use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::policies::{Policy, PolicyResult, RetryHeaders, RetryPolicy};
 use azure_core::http::{
-    AsyncRawResponse, ClientOptions, Context, ExponentialRetryOptions, HttpClient, Method,
-    Pipeline, PipelineSendOptions, Request, RetryOptions, Transport, Url,
+    AsyncRawResponse, ClientOptions, Context, HttpClient, Method, Pipeline, PipelineSendOptions,
+    Request, RetryOptions, StatusCode, Transport, Url,
 };
 use nhi_contract::SourceError;
 use serde::de::DeserializeOwned;
@@ -88,6 +90,48 @@ impl Policy for Counter {
         self.0
             .count(shape(request.method().as_ref(), request.url()));
         next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+/// azure_core's exponential backoff and `Retry-After` handling (429 and 503;
+/// the `x-ms-retry-after-ms`, `retry-after-ms` and `Retry-After` headers),
+/// with one bound added: a single wait never exceeds the call's retry
+/// budget, so a service asking for an hour cannot stall a scheduled pass
+/// for an hour — the call fails after the budget and the source is unknown.
+#[derive(Debug)]
+struct BoundedRetry {
+    initial: azure_core::time::Duration,
+    max_retries: u32,
+    budget: azure_core::time::Duration,
+    headers: RetryHeaders,
+}
+
+#[async_trait]
+impl RetryPolicy for BoundedRetry {
+    fn is_expired(&self, since_start: azure_core::time::Duration, retries: u32) -> bool {
+        retries >= self.max_retries || since_start >= self.budget
+    }
+
+    fn retry_headers(&self) -> Option<&RetryHeaders> {
+        Some(&self.headers)
+    }
+
+    fn retry_status_codes(&self) -> &[StatusCode] {
+        // Empty: azure_core's defaults (408, 429, 500, 502, 503, 504).
+        &[]
+    }
+
+    fn sleep_duration(&self, retries: u32) -> azure_core::time::Duration {
+        let factor = 2i32.saturating_pow(retries.min(16));
+        (self.initial * factor).min(azure_core::time::Duration::seconds(30))
+    }
+
+    async fn wait(&self, retries: u32, retry_after: Option<azure_core::time::Duration>) {
+        let backoff = self.sleep_duration(retries);
+        let wait = retry_after
+            .map_or(backoff, |r| r.max(backoff))
+            .min(self.budget);
+        azure_core::sleep(wait).await;
     }
 }
 
@@ -211,13 +255,15 @@ pub(crate) struct Client {
 }
 
 fn base_options(cfg: &AzureConfig, calls: &CallStats) -> Result<ClientOptions, SourceError> {
-    let retry = ExponentialRetryOptions {
-        initial_delay: azure_core::time::Duration::milliseconds(
-            cfg.initial_backoff_ms.min(60_000) as i64
+    let retry = BoundedRetry {
+        initial: azure_core::time::Duration::milliseconds(
+            cfg.initial_backoff_ms.clamp(1, 60_000) as i64
         ),
         max_retries: cfg.max_retries,
-        max_total_elapsed: azure_core::time::Duration::seconds(cfg.max_retry_secs as i64),
-        max_delay: azure_core::time::Duration::seconds(30),
+        budget: azure_core::time::Duration::seconds(cfg.max_retry_secs.max(1) as i64),
+        headers: RetryHeaders {
+            retry_headers: vec![X_MS_RETRY_AFTER_MS, RETRY_AFTER_MS, RETRY_AFTER],
+        },
     };
     let transport = match &cfg.test_loopback {
         None => None,
@@ -240,7 +286,7 @@ fn base_options(cfg: &AzureConfig, calls: &CallStats) -> Result<ClientOptions, S
     let mut custom = CustomConfiguration::default();
     custom.authority_host = cfg.authority_host.trim_end_matches('/').to_string();
     Ok(ClientOptions {
-        retry: RetryOptions::exponential(retry),
+        retry: RetryOptions::custom(Arc::new(retry)),
         transport,
         per_try_policies: vec![Arc::new(Counter(calls.clone()))],
         cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),

@@ -41,7 +41,8 @@ pub struct AzureConfig {
     /// `Retry-After` from the service wins).
     #[serde(default = "default_backoff_ms")]
     pub initial_backoff_ms: u64,
-    /// Give up retrying one call after this many seconds.
+    /// Give up retrying one call after this many seconds; also the longest
+    /// single wait, whatever `Retry-After` asks.
     #[serde(default = "default_total_secs")]
     pub max_retry_secs: u64,
     /// Tests only: send every request (token requests included) over plain

@@ -129,8 +129,10 @@ pub struct Tenant {
     pub reports_down: bool,
     /// Subscriptions whose ARM calls answer 500.
     pub failing_subscriptions: BTreeSet<String>,
-    /// Paths whose first request answers 429 with `Retry-After: 1`.
+    /// Paths whose first request answers 429 with `Retry-After`.
     pub throttle_once: BTreeSet<String>,
+    /// Seconds the 429 asks to wait (1 unless set).
+    pub retry_after_secs: Option<u64>,
     /// Graph next links point to another host.
     pub foreign_next_link: bool,
     /// The directory listing answers 500.
@@ -791,8 +793,10 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
             "TooManyRequests",
             "Too many requests",
         );
-        r.headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        let secs = t.retry_after_secs.unwrap_or(1).to_string();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
+            r.headers_mut().insert("retry-after", v);
+        }
         return r;
     }
 

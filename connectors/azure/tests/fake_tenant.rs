@@ -315,6 +315,27 @@ async fn a_429_is_retried_after_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_longer_than_the_budget_does_not_stall_the_scan() {
+    let mut t = Tenant::demo();
+    t.throttle_once.insert("/v1.0/applications".into());
+    t.retry_after_secs = Some(3600);
+    let fake = FakeTenant::start(t).await.expect("fake");
+    let mut cfg = config(&fake, "NHI_AZ_T3B");
+    cfg.max_retry_secs = 2;
+    let started = Instant::now();
+    let inv = AzureSource::new(cfg)
+        .scan()
+        .await
+        .expect("scan after the bounded wait");
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        (2.0..10.0).contains(&took),
+        "waited the budget, not the hour: {took}s"
+    );
+    assert_eq!(inv.identities.len(), 7);
+}
+
+#[tokio::test]
 async fn refused_reports_make_usage_unknown_never_never() {
     let mut t = Tenant::demo();
     t.reports_forbidden = true;
