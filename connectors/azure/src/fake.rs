@@ -117,6 +117,10 @@ pub struct Tenant {
     pub sp_activity: Vec<Value>,
     /// appCredentialSignInActivity objects.
     pub cred_activity: Vec<Value>,
+    /// Entra ID directory role definitions (unifiedRoleDefinition).
+    pub directory_roles: Vec<Value>,
+    /// Entra ID directory role assignments (unifiedRoleAssignment).
+    pub directory_role_assignments: Vec<Value>,
     /// ARM role definitions.
     pub role_definitions: Vec<Value>,
     /// ARM role assignments.
@@ -133,6 +137,8 @@ pub struct Tenant {
     pub throttle_once: BTreeSet<String>,
     /// Seconds the 429 asks to wait (1 unless set).
     pub retry_after_secs: Option<u64>,
+    /// The directory role assignments answer 403.
+    pub directory_roles_forbidden: bool,
     /// Graph next links point to another host.
     pub foreign_next_link: bool,
     /// The directory listing answers 500.
@@ -411,6 +417,22 @@ impl Tenant {
                        "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
                        "expirationDateTime": within(335), "signInActivity": {"lastSignInDateTime": ago(5), "lastSignInRequestId": "guid3"}}),
             ],
+            directory_roles: vec![
+                json!({"id": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "description": "Can create and manage all aspects of app registrations and enterprise apps.",
+                       "displayName": "Application Administrator", "isBuiltIn": true, "isEnabled": true,
+                       "templateId": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "version": "1",
+                       "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/applications/create", "microsoft.directory/applications/credentials/update", "microsoft.directory/servicePrincipals/appRoleAssignedTo/update"], "condition": null}]}),
+                json!({"id": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "description": "Can read basic directory information.",
+                       "displayName": "Directory Readers", "isBuiltIn": true, "isEnabled": true,
+                       "templateId": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "version": "1",
+                       "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/users/standard/read", "microsoft.directory/groups/standard/read"], "condition": null}]}),
+            ],
+            directory_role_assignments: vec![
+                json!({"id": "lAPpYvVpN0KRkAEhdxReEJC2sEqbR_9Hlqk1ihjq0aY-1", "principalId": SP_DEPLOYER,
+                       "roleDefinitionId": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "directoryScopeId": "/"}),
+                json!({"id": "lAPpYvVpN0KRkAEhdxReEJC2sEqbR_9Hlqk1ihjq0aY-2", "principalId": SP_PAYMENTS,
+                       "roleDefinitionId": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "directoryScopeId": "/"}),
+            ],
             role_definitions: vec![
                 role_def(ROLE_CONTRIBUTOR, "Contributor", &["*"], &[]),
                 role_def(
@@ -460,6 +482,7 @@ impl Tenant {
         t.sp_activity.clear();
         t.cred_activity.clear();
         t.role_assignments.clear();
+        t.directory_role_assignments.clear();
         for i in 0..n {
             let app = format!("a9000000-0000-4000-8000-{i:012}");
             let sp = format!("b9000000-0000-4000-8000-{i:012}");
@@ -996,6 +1019,68 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
                 StatusCode::CREATED,
                 [("content-type", "application/json")],
                 a.to_string(),
+            )
+                .into_response()
+        }
+        ("GET", ["v1.0", "roleManagement", "directory", "roleDefinitions"]) => {
+            let items = t
+                .directory_roles
+                .iter()
+                .map(|o| project(o, &q, false))
+                .collect();
+            page(next_base, &path, &q, items, size, false)
+        }
+        ("GET", ["v1.0", "roleManagement", "directory", "roleAssignments"]) => {
+            if t.directory_roles_forbidden {
+                return graph_error(
+                    StatusCode::FORBIDDEN,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                );
+            }
+            let principal = q
+                .get("$filter")
+                .and_then(|f| f.strip_prefix("principalId eq '"))
+                .map(|p| p.trim_end_matches('\'').to_string());
+            let items = t
+                .directory_role_assignments
+                .iter()
+                .filter(|r| {
+                    principal
+                        .as_ref()
+                        .is_none_or(|p| r["principalId"] == p.as_str())
+                })
+                .map(|o| project(o, &q, false))
+                .collect();
+            page(next_base, &path, &q, items, size, false)
+        }
+        ("GET", ["v1.0", "roleManagement", "directory", "roleAssignments", rid]) => {
+            match t
+                .directory_role_assignments
+                .iter()
+                .find(|r| r["id"] == *rid)
+            {
+                Some(r) => ok_json(r.clone()),
+                None => not_found(rid),
+            }
+        }
+        ("DELETE", ["v1.0", "roleManagement", "directory", "roleAssignments", rid]) => {
+            let before = t.directory_role_assignments.len();
+            t.directory_role_assignments.retain(|r| r["id"] != *rid);
+            if t.directory_role_assignments.len() == before {
+                return not_found(rid);
+            }
+            no_content()
+        }
+        ("POST", ["v1.0", "roleManagement", "directory", "roleAssignments"]) => {
+            let mut r = json_body.unwrap_or_default();
+            t.counter += 1;
+            r["id"] = json!(format!("bmV3LWRpcmVjdG9yeS1yb2xl{}", t.counter));
+            t.directory_role_assignments.push(r.clone());
+            (
+                StatusCode::CREATED,
+                [("content-type", "application/json")],
+                r.to_string(),
             )
                 .into_response()
         }

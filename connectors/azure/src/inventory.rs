@@ -54,6 +54,19 @@ pub const ADMIN_GRAPH_PERMISSIONS: &[&str] = &[
     "Policy.ReadWrite.PermissionGrant",
 ];
 
+/// Entra ID directory roles (template ids) that can grant themselves or
+/// anyone any permission: Global Administrator, Privileged Role
+/// Administrator, Privileged Authentication Administrator, Application
+/// Administrator and Cloud Application Administrator (the last two can add
+/// credentials to any application, including privileged ones).
+pub const ADMIN_DIRECTORY_ROLES: &[&str] = &[
+    "62e90394-69f5-4237-9190-012177145e10",
+    "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+    "158c047a-c907-4556-b7ef-446551a6b5f7",
+];
+
 /// Azure roles that are administrator-equivalent at subscription,
 /// management-group or root scope.
 pub const ADMIN_AZURE_ROLES: &[&str] = &["Owner", "Contributor", "User Access Administrator"];
@@ -230,6 +243,18 @@ pub(crate) fn rbac_entitlement(scope: &str, role_definition_id: &str) -> String 
         scope.trim_end_matches('/'),
         last_segment(role_definition_id)
     )
+}
+
+/// Entitlement id of a directory role at a directory scope:
+/// `/roleManagement/directory/roleDefinitions/{templateId}` (`@{scope}` when
+/// not tenant-wide).
+pub(crate) fn directory_role_entitlement(scope: &str, template: &str) -> String {
+    let base = format!("/roleManagement/directory/roleDefinitions/{template}");
+    if scope == "/" {
+        base
+    } else {
+        format!("{base}@{scope}")
+    }
 }
 
 /// `microsoft.graph/user.read.all` for Graph; `{appId}/{value}` otherwise
@@ -580,6 +605,69 @@ impl Scan<'_> {
             }
         }
 
+        // Entra ID directory roles held by kept principals. Refused (the
+        // scanner lacks RoleManagement.Read.Directory) → a gap, not a failure.
+        match self.directory_roles().await {
+            Ok((defs, ras)) => {
+                for ra in ras
+                    .iter()
+                    .filter(|r| kept.contains(r.principal_id.as_str()))
+                {
+                    let def = defs.get(&ra.role_definition_id);
+                    let scope = ra.directory_scope_id.clone().unwrap_or_else(|| "/".into());
+                    let template = def
+                        .and_then(|d| d.template_id.clone())
+                        .unwrap_or_else(|| ra.role_definition_id.clone());
+                    let name = def
+                        .and_then(|d| d.display_name.clone())
+                        .unwrap_or_else(|| ra.role_definition_id.clone());
+                    let actions: Vec<String> = def
+                        .map(|d| {
+                            d.role_permissions
+                                .iter()
+                                .flat_map(|p| p.allowed_resource_actions.iter().cloned())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let privilege =
+                        if scope == "/" && ADMIN_DIRECTORY_ROLES.contains(&template.as_str()) {
+                            PrivilegeLevel::Admin
+                        } else if actions
+                            .iter()
+                            .any(|a| !a.ends_with("/read") && !a.contains("/read/"))
+                        {
+                            PrivilegeLevel::Write
+                        } else {
+                            PrivilegeLevel::Read
+                        };
+                    let id = directory_role_entitlement(&scope, &template);
+                    if have.insert(id.clone()) {
+                        inv.entitlements.push(Entitlement {
+                            id: id.clone(),
+                            name: format!("{name} (directory role at {scope})"),
+                            actions,
+                            resources: vec![scope.clone()],
+                            privilege,
+                        });
+                    }
+                    if granted.insert((ra.principal_id.clone(), id.clone())) {
+                        inv.grants.push(Grant {
+                            identity: ra.principal_id.clone(),
+                            entitlement: id,
+                            via: None,
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.cfg.name, error = %e, "directory roles not read");
+                inv.coverage.gaps.push(Gap {
+                    what: "directory roles".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+
         // Delegated permissions: bounded by the signed-in user's own rights,
         // so never admin-equivalent by themselves.
         for g in grants
@@ -730,6 +818,32 @@ impl Scan<'_> {
                 usage,
             ));
         }
+    }
+
+    async fn directory_roles(
+        &self,
+    ) -> Result<
+        (
+            HashMap<String, model::DirectoryRoleDefinition>,
+            Vec<model::DirectoryRoleAssignment>,
+        ),
+        ApiError,
+    > {
+        let defs: Vec<model::DirectoryRoleDefinition> = self
+            .client
+            .list(
+                Api::Graph,
+                "/v1.0/roleManagement/directory/roleDefinitions?$select=id,displayName,templateId,rolePermissions",
+            )
+            .await?;
+        let ras: Vec<model::DirectoryRoleAssignment> = self
+            .client
+            .list(
+                Api::Graph,
+                "/v1.0/roleManagement/directory/roleAssignments?$select=id,principalId,roleDefinitionId,directoryScopeId",
+            )
+            .await?;
+        Ok((defs.into_iter().map(|d| (d.id.clone(), d)).collect(), ras))
     }
 
     async fn subscription(

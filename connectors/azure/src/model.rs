@@ -185,6 +185,38 @@ pub(crate) struct PermissionGrant {
     pub scope: Option<String>,
 }
 
+/// `unifiedRoleAssignment` (an Entra ID directory role held by a principal).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DirectoryRoleAssignment {
+    pub id: String,
+    pub principal_id: String,
+    pub role_definition_id: String,
+    #[serde(default)]
+    pub directory_scope_id: Option<String>,
+}
+
+/// `unifiedRoleDefinition` (an Entra ID directory role).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DirectoryRoleDefinition {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub template_id: Option<String>,
+    #[serde(default)]
+    pub role_permissions: Vec<DirectoryRolePermission>,
+}
+
+/// Allowed actions of a directory role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DirectoryRolePermission {
+    #[serde(default)]
+    pub allowed_resource_actions: Vec<String>,
+}
+
 /// `signInActivity` inside the beta reports.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -27,7 +27,9 @@ use serde_json::{json, Value};
 use crate::client::{Api, CallStats, Client};
 use crate::config::{AzureAuth, AzureConfig};
 use crate::inventory::{last_segment, ARM_API_VERSION};
-use crate::model::{AppRoleAssignment, RoleAssignment, RoleAssignmentProps};
+use crate::model::{
+    AppRoleAssignment, DirectoryRoleAssignment, RoleAssignment, RoleAssignmentProps,
+};
 
 /// The Azure [`Remediator`].
 pub struct AzureRemediator {
@@ -74,6 +76,11 @@ enum Undo {
         principal_id: String,
         resource_id: String,
         app_role_id: String,
+    },
+    RecreateDirectoryRoleAssignment {
+        principal_id: String,
+        role_definition_id: String,
+        directory_scope_id: String,
     },
     RecreateFederatedCredential {
         application: String,
@@ -476,10 +483,12 @@ impl AzureRemediator {
     async fn strip_managed_identity(&self, id: &str) -> Result<ActionOutcome, SourceError> {
         let ras = self.rbac_of(id).await?;
         let apps = self.app_roles_of(id).await?;
+        let dirs = self.all_directory_roles_of(id).await?;
         let before = json!({
             "managed_identity": id,
             "role_assignments": ras.iter().map(|r| &r.id).collect::<Vec<_>>(),
             "app_role_assignments": apps.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            "directory_role_assignments": dirs.iter().map(|a| &a.id).collect::<Vec<_>>(),
         });
         let mut undo = Vec::new();
         for ra in &ras {
@@ -492,7 +501,14 @@ impl AzureRemediator {
                 undo.push(u);
             }
         }
-        let left = self.rbac_of(id).await?.len() + self.app_roles_of(id).await?.len();
+        for d in &dirs {
+            if let Some(u) = self.delete_directory_role(d).await? {
+                undo.push(u);
+            }
+        }
+        let left = self.rbac_of(id).await?.len()
+            + self.app_roles_of(id).await?.len()
+            + self.all_directory_roles_of(id).await?.len();
         if left > 0 {
             return Err(invalid(format!(
                 "managed identity {id} still holds {left} assignments"
@@ -504,6 +520,7 @@ impl AzureRemediator {
                 "managed_identity": id,
                 "role_assignments": [],
                 "app_role_assignments": [],
+                "directory_role_assignments": [],
                 "note": "a managed identity cannot be disabled: its role assignments were removed instead (undo recreates them)",
             }),
             undo: (!undo.is_empty()).then(|| json!(undo)),
@@ -601,6 +618,71 @@ impl AzureRemediator {
         Ok(out)
     }
 
+    /// The directory role assignments of `principal` for a role (by
+    /// template id, which is also the built-in definition's id) at a scope.
+    async fn directory_roles_of(
+        &self,
+        principal: &str,
+        template: &str,
+        scope: &str,
+    ) -> Result<Vec<DirectoryRoleAssignment>, SourceError> {
+        Ok(self
+            .all_directory_roles_of(principal)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.role_definition_id.eq_ignore_ascii_case(template)
+                    && r.directory_scope_id.as_deref().unwrap_or("/") == scope
+            })
+            .collect())
+    }
+
+    /// Every directory role assignment of `principal`.
+    async fn all_directory_roles_of(
+        &self,
+        principal: &str,
+    ) -> Result<Vec<DirectoryRoleAssignment>, SourceError> {
+        let list: Vec<DirectoryRoleAssignment> = self
+            .c()?
+            .list(
+                Api::Graph,
+                &format!(
+                    "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{}'",
+                    check_id(principal)?
+                ),
+            )
+            .await?;
+        Ok(list
+            .into_iter()
+            .filter(|r| r.principal_id == principal)
+            .collect())
+    }
+
+    async fn delete_directory_role(
+        &self,
+        ra: &DirectoryRoleAssignment,
+    ) -> Result<Option<Undo>, SourceError> {
+        let path = format!(
+            "/v1.0/roleManagement/directory/roleAssignments/{}",
+            check_id(&ra.id)?
+        );
+        if self.get_opt(Api::Graph, &path).await?.is_none() {
+            return Ok(None);
+        }
+        self.send(Api::Graph, Method::Delete, &path, None).await?;
+        if self.get_opt(Api::Graph, &path).await?.is_some() {
+            return Err(invalid(format!(
+                "directory role assignment {} still exists",
+                ra.id
+            )));
+        }
+        Ok(Some(Undo::RecreateDirectoryRoleAssignment {
+            principal_id: ra.principal_id.clone(),
+            role_definition_id: ra.role_definition_id.clone(),
+            directory_scope_id: ra.directory_scope_id.clone().unwrap_or_else(|| "/".into()),
+        }))
+    }
+
     /// The RBAC assignments of `principal` that hold `{scope}/…/roleDefinitions/{guid}`.
     async fn role_assignments_for(
         &self,
@@ -633,11 +715,25 @@ impl AzureRemediator {
             let mut steps = Vec::new();
             if ent.contains("/providers/Microsoft.Authorization/roleAssignments/") {
                 steps.extend(self.delete_role_assignment(ent).await?);
-            } else if ent.starts_with('/') {
+            } else if ent.contains("/providers/Microsoft.Authorization/roleDefinitions/") {
                 for ra in self.role_assignments_for(sp, ent).await? {
                     steps.extend(self.delete_role_assignment(&ra.id).await?);
                 }
                 if !self.role_assignments_for(sp, ent).await?.is_empty() {
+                    return Err(invalid(format!("{ent} still assigned to {sp}")));
+                }
+            } else if let Some(rest) =
+                ent.strip_prefix("/roleManagement/directory/roleDefinitions/")
+            {
+                let (template, scope) = rest.split_once('@').unwrap_or((rest, "/"));
+                for x in self.directory_roles_of(sp, template, scope).await? {
+                    steps.extend(self.delete_directory_role(&x).await?);
+                }
+                if !self
+                    .directory_roles_of(sp, template, scope)
+                    .await?
+                    .is_empty()
+                {
                     return Err(invalid(format!("{ent} still assigned to {sp}")));
                 }
             } else if let Some((res_app, role)) = ent.split_once("/approles/") {
@@ -716,6 +812,42 @@ impl AzureRemediator {
                     return Err(invalid(format!("role assignment {id} not recreated")));
                 }
                 Ok(json!({"entitlement": id, "present": true}))
+            }
+            Undo::RecreateDirectoryRoleAssignment {
+                principal_id,
+                role_definition_id,
+                directory_scope_id,
+            } => {
+                let sp = check_id(principal_id)?;
+                if self
+                    .directory_roles_of(sp, role_definition_id, directory_scope_id)
+                    .await?
+                    .is_empty()
+                {
+                    self.send(
+                        Api::Graph,
+                        Method::Post,
+                        "/v1.0/roleManagement/directory/roleAssignments",
+                        Some(&json!({
+                            "principalId": sp,
+                            "roleDefinitionId": role_definition_id,
+                            "directoryScopeId": directory_scope_id,
+                        })),
+                    )
+                    .await?;
+                }
+                if self
+                    .directory_roles_of(sp, role_definition_id, directory_scope_id)
+                    .await?
+                    .is_empty()
+                {
+                    return Err(invalid(format!(
+                        "directory role {role_definition_id} of {sp} not recreated"
+                    )));
+                }
+                Ok(
+                    json!({"directory_role": role_definition_id, "scope": directory_scope_id, "present": true}),
+                )
             }
             Undo::RecreateFederatedCredential {
                 application,

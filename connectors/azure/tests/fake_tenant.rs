@@ -207,10 +207,16 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
         .any(|g| g.identity == ids::SP_DEPLOYER && g.entitlement == contributor));
     assert_eq!(
         entitlements_of(&inv, ids::SP_DEPLOYER),
-        vec![(
-            format!("Contributor at /subscriptions/{SUBSCRIPTION}"),
-            PrivilegeLevel::Admin
-        )]
+        vec![
+            (
+                "Application Administrator (directory role at /)".to_string(),
+                PrivilegeLevel::Admin
+            ),
+            (
+                format!("Contributor at /subscriptions/{SUBSCRIPTION}"),
+                PrivilegeLevel::Admin
+            ),
+        ]
     );
     assert_eq!(
         entitlements_of(&inv, ids::MI_ORDERS),
@@ -224,6 +230,10 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
     assert_eq!(
         entitlements_of(&inv, ids::SP_PAYMENTS),
         vec![
+            (
+                "Directory Readers (directory role at /)".to_string(),
+                PrivilegeLevel::Read
+            ),
             (
                 "Microsoft Graph: User.Read.All (application)".to_string(),
                 PrivilegeLevel::Read
@@ -386,7 +396,9 @@ async fn a_failing_subscription_is_a_gap_and_a_failing_directory_fails_the_sourc
         format!("subscription {SUBSCRIPTION}")
     );
     assert!(
-        inv.entitlements.iter().all(|e| !e.id.starts_with('/')),
+        inv.entitlements
+            .iter()
+            .all(|e| !e.id.starts_with("/subscriptions")),
         "no RBAC from a failed subscription"
     );
 
@@ -838,6 +850,7 @@ async fn calls_grow_by_two_per_application_with_bounded_concurrency() {
         + pages(n + 1) // service principals (with Microsoft Graph's)
         + 2 * pages(n) // the two reports
         + 1 // delegated grants
+        + 2 // directory role definitions and assignments
         + 2 * n as u64 // federated credentials and app role assignments, one each
         + 1 // Microsoft Graph's app roles, once
         + 2; // role definitions and assignments of the subscription
@@ -891,4 +904,57 @@ async fn removing_a_federated_credential_and_undo() {
         }))
     );
     assert_eq!(fake.tenant().fics[ids::APP_DEPLOYER].len(), 1);
+}
+
+#[tokio::test]
+async fn directory_roles_are_read_detached_and_restored_and_a_refusal_is_a_gap() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_R9"));
+    let ent = "/roleManagement/directory/roleDefinitions/9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3";
+    let out = rem
+        .apply(&action(
+            Operation::DetachEntitlements,
+            ids::SP_DEPLOYER,
+            None,
+            &[ent],
+        ))
+        .await
+        .expect("detached");
+    assert_eq!(
+        writes(&fake),
+        vec![(
+            "DELETE".to_string(),
+            "/v1.0/roleManagement/directory/roleAssignments/lAPpYvVpN0KRkAEhdxReEJC2sEqbR_9Hlqk1ihjq0aY-1".to_string(),
+            None
+        )]
+    );
+    assert_eq!(
+        fake.tenant().directory_role_assignments.len(),
+        1,
+        "the other principal's role stays"
+    );
+    rem.undo(&out.undo.expect("undo")).await.expect("recreated");
+    assert_eq!(
+        writes(&fake)[1],
+        (
+            "POST".to_string(),
+            "/v1.0/roleManagement/directory/roleAssignments".to_string(),
+            Some(serde_json::json!({
+                "principalId": ids::SP_DEPLOYER,
+                "roleDefinitionId": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+                "directoryScopeId": "/",
+            }))
+        )
+    );
+    assert_eq!(fake.tenant().directory_role_assignments.len(), 2);
+
+    fake.tenant().directory_roles_forbidden = true;
+    let (inv, _) = scan(&fake, "NHI_AZ_R9").await;
+    let inv = inv.expect("scan");
+    assert_eq!(inv.coverage.gaps.len(), 1);
+    assert_eq!(inv.coverage.gaps[0].what, "directory roles");
+    assert!(inv
+        .entitlements
+        .iter()
+        .all(|e| !e.id.starts_with("/roleManagement")));
 }
