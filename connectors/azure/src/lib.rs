@@ -16,6 +16,8 @@
 //! Every base URL and the token authority come from [`AzureConfig`], so the
 //! same code talks to national clouds and to the test fake.
 
+#![warn(missing_docs)]
+
 mod client;
 pub mod config;
 #[cfg(feature = "fake-tenant")]
