@@ -768,7 +768,10 @@ impl AzureRemediator {
         match s {
             Undo::EnableServicePrincipal { id } => {
                 let id = check_id(id)?;
-                self.set_enabled(id, true).await?;
+                // Idempotent, and a no-op on a managed identity (never disabled).
+                if self.sp_state(id).await?.map(|s| s.1) != Some(true) {
+                    self.set_enabled(id, true).await?;
+                }
                 Ok(json!({"service_principal": id, "accountEnabled": true}))
             }
             Undo::RestoreKeyCredential {
@@ -953,6 +956,20 @@ impl Remediator for AzureRemediator {
                 "service principals have no interactive login to remove",
             )),
         }
+    }
+
+    /// Only re-enabling is known before the call. Removing a certificate or
+    /// an assignment needs what the call itself reads (the public
+    /// certificate, the assignment's properties): an action interrupted
+    /// between the provider call and its journaled outcome keeps no undo
+    /// data for those.
+    fn planned_undo(&self, a: &ActionRequest) -> Option<Value> {
+        if a.operation != Operation::DisableIdentity || check_id(&a.identity_id).is_err() {
+            return None;
+        }
+        Some(json!([Undo::EnableServicePrincipal {
+            id: a.identity_id.clone()
+        }]))
     }
 
     async fn undo(&self, data: &Value) -> Result<ActionOutcome, SourceError> {

@@ -623,6 +623,11 @@ async fn disabling_a_service_principal_and_undo() {
         writes(&fake)[1].2,
         Some(serde_json::json!({"accountEnabled": true}))
     );
+    // Known before the call, so an interrupted disable can still be undone;
+    // undoing again writes nothing.
+    let planned = rem.planned_undo(&a).expect("planned undo");
+    rem.undo(&planned).await.expect("no-op");
+    assert_eq!(writes(&fake).len(), 2);
 }
 
 #[tokio::test]
