@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nhi_approvals_as_code::FilesConfig;
 use nhi_aws::AwsConfig;
+use nhi_azure::AzureConfig;
 use nhi_contract::Timestamp;
 use nhi_snapshot::SnapshotConfig;
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,8 @@ pub enum SourceConfig {
     Snapshot(SnapshotConfig),
     /// AWS IAM through the standard credential chain.
     Aws(AwsConfig),
+    /// Microsoft Entra ID (Graph) and Azure RBAC (ARM) of one tenant.
+    Azure(AzureConfig),
 }
 
 impl SourceConfig {
@@ -82,6 +85,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Snapshot(c) => &c.name,
             SourceConfig::Aws(c) => &c.name,
+            SourceConfig::Azure(c) => &c.name,
         }
     }
 }

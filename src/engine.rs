@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nhi_approvals_as_code::FilesSource;
 use nhi_aws::AwsSource;
+use nhi_azure::AzureSource;
 use nhi_contract::{ApprovalSource, InventorySource, Timestamp};
 use nhi_snapshot::SnapshotSource;
 use serde::Serialize;
@@ -46,6 +47,7 @@ pub fn inventory_sources(cfg: &Config) -> Vec<Box<dyn InventorySource>> {
                     Box::new(SnapshotSource::new(c))
                 }
                 SourceConfig::Aws(c) => Box::new(AwsSource::new(c.clone())),
+                SourceConfig::Azure(c) => Box::new(AzureSource::new(c.clone())),
             }
         })
         .collect()

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nhi_aws::AwsRemediator;
+use nhi_azure::AzureRemediator;
 use nhi_contract::{ActionRequest, Operation, Remediator};
 use serde::Serialize;
 
@@ -32,6 +33,9 @@ pub async fn remediators(cfg: &Config) -> HashMap<String, Box<dyn Remediator>> {
         match s {
             SourceConfig::Aws(c) => {
                 out.insert(c.name.clone(), Box::new(AwsRemediator::new(c).await));
+            }
+            SourceConfig::Azure(c) => {
+                out.insert(c.name.clone(), Box::new(AzureRemediator::new(c)));
             }
             SourceConfig::Snapshot(_) => {}
         }

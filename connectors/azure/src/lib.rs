@@ -1,0 +1,32 @@
+//! Azure connector for nhi-assure: Microsoft Entra ID through Microsoft
+//! Graph and Azure RBAC through Azure Resource Manager, with tokens from
+//! `azure_identity`.
+//!
+//! - [`AzureSource`] inventories application registrations, service
+//!   principals and managed identities, their client secrets and
+//!   certificates (ids and dates only, never a secret value), federated
+//!   credentials, last use from the sign-in activity reports (unknown when
+//!   the tenant refuses them), application permissions, delegated grants and
+//!   RBAC role assignments.
+//! - [`AzureRemediator`] removes secrets (irreversible), certificates and
+//!   federated credentials (reversible), disables service principals, and deletes app role and
+//!   RBAC role assignments, reading the state back after each call and
+//!   returning what undo needs.
+//!
+//! Every base URL and the token authority come from [`AzureConfig`], so the
+//! same code talks to national clouds and to the test fake.
+
+#![warn(missing_docs)]
+
+mod client;
+pub mod config;
+#[cfg(feature = "fake-tenant")]
+pub mod fake;
+mod inventory;
+mod model;
+mod remediate;
+
+pub use client::{ApiError, CallStats};
+pub use config::{AzureAuth, AzureConfig};
+pub use inventory::{AzureSource, ADMIN_AZURE_ROLES, ADMIN_GRAPH_PERMISSIONS, ARM_API_VERSION};
+pub use remediate::AzureRemediator;
