@@ -18,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
 pub mod journal;
+pub mod runs;
 
 use crate::estate::SourceStatus;
 use crate::findings::Finding;
@@ -159,6 +160,7 @@ impl SqliteStore {
         let mut conn = self.pool.acquire().await?;
         let now = ts(chrono::Utc::now());
         upsert_finding(&mut conn, run_id, &now, f).await?;
+        self.add_run_finding(run_id, f).await?;
         Ok(())
     }
 
