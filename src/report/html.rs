@@ -113,6 +113,14 @@ fn chart(
 
 /// Render the HTML report.
 pub fn render(data: &RunData, cov: &[FrameworkCoverage]) -> Result<String, ReportError> {
+    page(data, cov, false)
+}
+
+fn page(
+    data: &RunData,
+    cov: &[FrameworkCoverage],
+    open_traces: bool,
+) -> Result<String, ReportError> {
     let ctx = Context::new(data);
     let traces = ctx.traces_of_findings();
     let anchor_of: HashMap<&str, usize> = traces
@@ -252,6 +260,7 @@ pub fn render(data: &RunData, cov: &[FrameworkCoverage]) -> Result<String, Repor
         sources => sources,
         incomplete => incomplete,
         subjects => subjects,
+        open_traces => open_traces,
     })
     .map_err(err)
 }
@@ -268,5 +277,5 @@ pub fn render_trace(data: &RunData, subject: &str) -> Result<Option<String>, Rep
         f.finding.identity_id == subject || f.finding.credential_id.as_deref() == Some(subject)
     });
     one.journal.retain(|a| a.request.identity_id == subject);
-    render(&one, &[]).map(Some)
+    page(&one, &[], true).map(Some)
 }

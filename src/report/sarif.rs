@@ -91,10 +91,12 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// A SARIF location for `path:line:column`.
+/// A SARIF location for `path:line[:column]`; `None` for anything else.
 pub fn location(source: &str) -> Option<Value> {
     let (path, line, col) = split_location(source);
-    if path.is_empty() {
+    // Only `file:line[:column]` is a place in a repository; `jira:SEC-9`
+    // (a ticket) is not.
+    if path.is_empty() || line.is_none() {
         return None;
     }
     let mut phys = json!({ "artifactLocation": { "uri": uri(&path) } });
@@ -176,7 +178,12 @@ pub fn from_run(data: &RunData) -> Value {
     for f in &data.findings {
         let d = &f.finding;
         let locs = approval_locations(f);
-        let locations: Vec<Value> = locs.iter().filter_map(|(_, s)| location(s)).collect();
+        let located: Vec<(&str, Value)> = locs
+            .iter()
+            .filter_map(|(id, s)| location(s).map(|l| (id.as_str(), l)))
+            .collect();
+        let located_ids: Vec<&str> = located.iter().map(|(id, _)| *id).collect();
+        let locations: Vec<Value> = located.into_iter().map(|(_, l)| l).collect();
         if locations.is_empty() {
             unlocated += 1;
             continue;
@@ -196,6 +203,7 @@ pub fn from_run(data: &RunData) -> Value {
                 "identity_id": d.identity_id,
                 "credential_id": d.credential_id,
                 "approvals": approvals,
+                "located_approvals": located_ids,
                 "controls": d.controls,
                 "recommended_action": d.recommended_action.as_str(),
                 "first_seen": f.first_seen,
