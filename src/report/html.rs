@@ -21,6 +21,12 @@ use super::{tally, ReportError, RunData};
 use crate::estate::SourceState;
 
 const TEMPLATE: &str = include_str!("../../reports/templates/report.html.j2");
+/// Findings shown in the page's table; beyond this the page says so and
+/// points at `findings.csv` (a browser filtering a million rows is no use).
+pub const MAX_ROWS: usize = 20_000;
+/// Subjects traced in the page (worst findings first); `nhi-assure trace`
+/// gives any other.
+pub const MAX_TRACES: usize = 1_000;
 
 #[derive(Serialize)]
 struct Bar {
@@ -122,7 +128,9 @@ fn page(
     open_traces: bool,
 ) -> Result<String, ReportError> {
     let ctx = Context::new(data);
-    let traces = ctx.traces_of_findings();
+    let mut traces = ctx.traces_of_findings();
+    let traces_total = traces.len();
+    traces.truncate(MAX_TRACES);
     let anchor_of: HashMap<&str, usize> = traces
         .iter()
         .enumerate()
@@ -171,6 +179,7 @@ fn page(
     let rows: Vec<Row> = data
         .findings
         .iter()
+        .take(MAX_ROWS)
         .map(|f| {
             let d = &f.finding;
             let approval = d
@@ -261,6 +270,8 @@ fn page(
         incomplete => incomplete,
         subjects => subjects,
         open_traces => open_traces,
+        findings_total => data.findings.len(),
+        traces_total => traces_total,
     })
     .map_err(err)
 }

@@ -207,3 +207,94 @@ pub async fn record(
         )
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Protected;
+    use crate::rules::RulesConfig;
+    use crate::synth::{generate, synth_now, SynthSpec};
+
+    #[test]
+    fn a_rebuilt_estate_evaluates_as_the_original() {
+        let (inv, approvals) = generate(SynthSpec {
+            identities: 300,
+            credentials: 900,
+            seed: 7,
+        });
+        let (inv2, _) = generate(SynthSpec {
+            identities: 50,
+            credentials: 100,
+            seed: 8,
+        });
+        let mut estate = Estate {
+            approvals,
+            ..Estate::default()
+        };
+        estate.add_inventory("a", Provider::Aws, inv);
+        estate.add_failed("b", Provider::Azure, "timeout".into());
+        // A second source whose ids differ from the first's.
+        let mut inv2 = inv2;
+        let rename = |s: &mut String| *s = format!("second/{s}");
+        inv2.identities.iter_mut().for_each(|i| rename(&mut i.id));
+        inv2.credentials.iter_mut().for_each(|c| {
+            rename(&mut c.id);
+            rename(&mut c.identity);
+        });
+        inv2.entitlements.iter_mut().for_each(|e| rename(&mut e.id));
+        inv2.grants.iter_mut().for_each(|g| {
+            rename(&mut g.identity);
+            rename(&mut g.entitlement);
+        });
+        inv2.trusts.iter_mut().for_each(|t| {
+            rename(&mut t.from);
+            rename(&mut t.to);
+        });
+        inv2.approvals.clear();
+        estate.add_inventory("c", Provider::Aws, inv2);
+
+        let rules =
+            RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("rules");
+        let snap = capture(&estate, &rules);
+        // Through JSON, as stored.
+        let stored = crate::store::runs::StoredSnapshot {
+            inventory: serde_json::to_string(&snap.sources).expect("json"),
+            approvals: serde_json::to_string(&snap.approvals).expect("json"),
+            rules: serde_json::to_string(&snap.rules).expect("json"),
+        };
+        let back = RunSnapshot::from_stored(&stored).expect("parse");
+        assert!(back.sources[1].inventory.is_none(), "failed stays unknown");
+        let rebuilt = back.estate();
+        assert_eq!(rebuilt.identities, estate.identities);
+        assert_eq!(rebuilt.credentials.len(), estate.credentials.len());
+        assert_eq!(rebuilt.approvals, estate.approvals);
+        assert_eq!(
+            serde_json::to_value(&rebuilt.sources).expect("json"),
+            serde_json::to_value(&estate.sources).expect("json")
+        );
+        let hits = |e: &Estate| {
+            let eval = crate::engine::evaluate(e, &rules, &Protected::default(), synth_now());
+            let mut v: Vec<(u16, String)> = eval
+                .hits
+                .iter()
+                .map(|h| {
+                    let r = &rules.rules[h.rule as usize];
+                    let subject = match r.subject {
+                        crate::rules::Kind::Credential => {
+                            e.credentials[h.subject as usize].id.clone()
+                        }
+                        crate::rules::Kind::Identity => e.identities[h.subject as usize].id.clone(),
+                        crate::rules::Kind::Approval => e.approvals[h.subject as usize].id.clone(),
+                    };
+                    (h.rule, subject)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let want = hits(&estate);
+        assert!(!want.is_empty());
+        assert_eq!(hits(&rebuilt), want);
+        assert_eq!(back.rules.len(), rules.rules.len());
+    }
+}

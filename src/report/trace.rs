@@ -6,6 +6,8 @@
 //! recomputed at the run's evaluation instant, so a trace of a past run
 //! shows the approval state that run acted on, not today's.
 
+use std::collections::HashMap;
+
 use nhi_contract::{Approval, Timestamp, Usage};
 use serde::Serialize;
 
@@ -163,6 +165,14 @@ pub struct Context<'a> {
     estate: Estate,
     graph: Graph,
     facts: Facts,
+    // Lookups built once: the HTML report traces every subject with a finding.
+    identity_ix: HashMap<String, usize>,
+    credential_ix: HashMap<String, usize>,
+    credentials_of: HashMap<String, Vec<usize>>,
+    grants_of: HashMap<String, Vec<usize>>,
+    entitlement_ix: HashMap<(u32, String), usize>,
+    approvals_of: HashMap<String, Vec<usize>>,
+    findings_of: HashMap<String, Vec<usize>>,
 }
 
 fn approval_view(a: &Approval, facts: &Facts, k: usize) -> ApprovalView {
@@ -199,11 +209,52 @@ impl<'a> Context<'a> {
         let graph = Graph::build(&estate);
         let now = parse_ts(&data.run.as_of).unwrap_or_else(chrono::Utc::now);
         let facts = Facts::compute(&estate, &graph, now);
+        let mut identity_ix = HashMap::new();
+        for (i, x) in estate.identities.iter().enumerate() {
+            identity_ix.entry(x.id.clone()).or_insert(i);
+        }
+        let mut credential_ix = HashMap::new();
+        let mut credentials_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (c, x) in estate.credentials.iter().enumerate() {
+            credential_ix.entry(x.id.clone()).or_insert(c);
+            credentials_of
+                .entry(x.identity.clone())
+                .or_default()
+                .push(c);
+        }
+        let mut grants_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (g, x) in estate.grants.iter().enumerate() {
+            grants_of.entry(x.identity.clone()).or_default().push(g);
+        }
+        let mut entitlement_ix = HashMap::new();
+        for (k, x) in estate.entitlements.iter().enumerate() {
+            entitlement_ix
+                .entry((estate.entitlement_source[k], x.id.clone()))
+                .or_insert(k);
+        }
+        let mut approvals_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (k, x) in estate.approvals.iter().enumerate() {
+            approvals_of.entry(x.subject.clone()).or_default().push(k);
+        }
+        let mut findings_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (n, f) in data.findings.iter().enumerate() {
+            findings_of
+                .entry(f.finding.identity_id.clone())
+                .or_default()
+                .push(n);
+        }
         Context {
             data,
             estate,
             graph,
             facts,
+            identity_ix,
+            credential_ix,
+            credentials_of,
+            grants_of,
+            entitlement_ix,
+            approvals_of,
+            findings_of,
         }
     }
 
@@ -211,21 +262,22 @@ impl<'a> Context<'a> {
     /// run knows nothing of it (no identity, credential, approval or finding).
     pub fn trace(&self, subject: &str) -> Option<Trace> {
         let e = &self.estate;
-        let cred = e.credentials.iter().position(|c| c.id == subject);
+        let cred = self.credential_ix.get(subject).copied();
         let identity_id = match cred {
             Some(c) => e.credentials[c].identity.clone(),
             None => subject.to_string(),
         };
-        let ident = e.identities.iter().position(|i| i.id == identity_id);
+        let ident = self.identity_ix.get(&identity_id).copied();
         let findings: Vec<FindingView> = self
-            .data
-            .findings
-            .iter()
+            .findings_of
+            .get(&identity_id)
+            .into_iter()
+            .flatten()
+            .map(|&n| &self.data.findings[n])
             .filter(|f| {
-                f.finding.identity_id == identity_id
-                    && (cred.is_none()
-                        || f.finding.credential_id.as_deref() == Some(subject)
-                        || f.finding.credential_id.is_none())
+                cred.is_none()
+                    || f.finding.credential_id.as_deref() == Some(subject)
+                    || f.finding.credential_id.is_none()
             })
             .map(|f| FindingView {
                 fingerprint: f.fingerprint.clone(),
@@ -238,12 +290,12 @@ impl<'a> Context<'a> {
                 controls: f.finding.controls.clone(),
             })
             .collect();
-        let approvals: Vec<ApprovalView> = e
-            .approvals
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.subject == identity_id)
-            .map(|(k, a)| approval_view(a, &self.facts, k))
+        let approvals: Vec<ApprovalView> = self
+            .approvals_of
+            .get(&identity_id)
+            .into_iter()
+            .flatten()
+            .map(|&k| approval_view(&e.approvals[k], &self.facts, k))
             .collect();
         if ident.is_none() && approvals.is_empty() && findings.is_empty() {
             return None;
@@ -271,15 +323,18 @@ impl<'a> Context<'a> {
                     .collect(),
             }
         });
-        let credentials: Vec<CredentialView> = e
-            .credentials
-            .iter()
-            .enumerate()
-            .filter(|(c, x)| match cred {
-                Some(only) => *c == only,
-                None => x.identity == identity_id,
-            })
-            .map(|(c, x)| {
+        let cred_list: Vec<usize> = match cred {
+            Some(only) => vec![only],
+            None => self
+                .credentials_of
+                .get(&identity_id)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let credentials: Vec<CredentialView> = cred_list
+            .into_iter()
+            .map(|c| {
+                let x = &e.credentials[c];
                 let f = &self.facts.credentials[c];
                 CredentialView {
                     id: x.id.clone(),
@@ -298,20 +353,20 @@ impl<'a> Context<'a> {
             Some(i) => {
                 let f = &self.facts.identities[i];
                 let src = e.identity_source[i];
-                e.grants
-                    .iter()
-                    .enumerate()
-                    .filter(|(g, x)| x.identity == identity_id && e.grant_source[*g] == src)
-                    .filter_map(|(_, g)| {
-                        let k = e.entitlements.iter().enumerate().position(|(k, x)| {
-                            x.id == g.entitlement && e.entitlement_source[k] == src
-                        })?;
+                self.grants_of
+                    .get(&identity_id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|&&g| e.grant_source[g] == src)
+                    .filter_map(|&g| {
+                        let grant = &e.grants[g];
+                        let k = *self.entitlement_ix.get(&(src, grant.entitlement.clone()))?;
                         let ent = &e.entitlements[k];
                         Some(EntitlementView {
                             id: ent.id.clone(),
                             name: ent.name.clone(),
                             privilege: ent.privilege.as_str().to_string(),
-                            via: g.via.clone(),
+                            via: grant.via.clone(),
                             beyond_scope: f.overscope_direct.contains(&(k as u32)),
                         })
                     })

@@ -259,3 +259,104 @@ impl SqliteStore {
         .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estate::SourceState;
+    use crate::rules::{Action, Severity};
+    use crate::store::{RunRecord, Store};
+
+    fn finding(cred: &str) -> SourcedFinding {
+        SourcedFinding {
+            finding: Finding {
+                rule_id: "credential-stale".into(),
+                title: "t".into(),
+                severity: Severity::High,
+                provider: Some("aws".into()),
+                identity_id: "arn:aws:iam::1:user/ci".into(),
+                credential_id: Some(cred.into()),
+                controls: vec!["OWASP-NHI-2025:NHI7".into()],
+                evidence: serde_json::json!({"credential.days_since_last_use": 120}),
+                recommended_action: Action::Disable,
+            },
+            source: "aws".into(),
+            credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+        }
+    }
+
+    #[tokio::test]
+    async fn run_detail_round_trips_per_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("s.db"))
+            .await
+            .expect("open");
+        assert_eq!(store.latest_run_id().await.expect("latest"), None);
+        let sources = vec![SourceStatus {
+            name: "aws".into(),
+            provider: nhi_contract::Provider::Aws,
+            state: SourceState::Complete,
+        }];
+        let mut ids = Vec::new();
+        for creds in [&["AKIA1", "AKIA2"][..], &["AKIA2"][..]] {
+            let list: Vec<SourcedFinding> = creds.iter().map(|c| finding(c)).collect();
+            let s = store
+                .record_run(RunRecord {
+                    started_at: chrono::Utc::now(),
+                    as_of: chrono::Utc::now(),
+                    command: "scan",
+                    sources: &sources,
+                    rules: &["credential-stale".to_string()],
+                    findings: &list,
+                })
+                .await
+                .expect("run");
+            store
+                .record_run_detail(
+                    s.run_id,
+                    RunDetail {
+                        inventory: "[]",
+                        approvals: "[]",
+                        rules: r#"[{"id":"credential-stale"}]"#,
+                        findings: &list,
+                    },
+                )
+                .await
+                .expect("detail");
+            ids.push(s.run_id);
+        }
+        assert_eq!(store.latest_run_id().await.expect("latest"), Some(ids[1]));
+        // Each run keeps the findings it saw, as it saw them.
+        let first = store.run_findings(ids[0]).await.expect("findings");
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            first[0].finding.as_ref().expect("data"),
+            &finding("AKIA1").finding
+        );
+        assert_eq!(store.run_findings(ids[1]).await.expect("f").len(), 1);
+        // A finding added twice to a run is kept once.
+        store
+            .add_run_finding(ids[1], &finding("AKIA2"))
+            .await
+            .expect("add");
+        store
+            .add_run_finding(ids[1], &finding("AKIA3"))
+            .await
+            .expect("add");
+        assert_eq!(store.run_findings(ids[1]).await.expect("f").len(), 2);
+        let keys = store.run_finding_keys(ids[1]).await.expect("keys");
+        assert_eq!(keys.len(), 4);
+        assert!(keys.iter().all(|k| k.finding.is_none()));
+        let info = store.run_info(ids[0]).await.expect("info").expect("run");
+        assert_eq!(info.sources[0].state, SourceState::Complete);
+        assert_eq!(store.runs_upto(ids[1]).await.expect("runs").len(), 2);
+        let snap = store
+            .run_snapshot(ids[0])
+            .await
+            .expect("snap")
+            .expect("some");
+        assert_eq!(snap.rules, r#"[{"id":"credential-stale"}]"#);
+        assert_eq!(store.run_rules(ids[1]).await.expect("rules").len(), 2);
+        assert!(store.run_snapshot(999).await.expect("none").is_none());
+    }
+}
