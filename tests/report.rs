@@ -879,3 +879,141 @@ fn html_escapes_names_from_the_cloud() {
             || html.contains("&lt;script&gt;")
     );
 }
+
+/// Scale figures (not run by default):
+/// `cargo test --release --test report -- --ignored --nocapture report_scale`
+/// with `NHI_SCALE=identities,credentials` (default 30000,100000).
+#[test]
+#[ignore]
+fn report_scale() {
+    use std::time::Instant;
+    let (ni, nc) = std::env::var("NHI_SCALE")
+        .ok()
+        .and_then(|s| {
+            let (a, b) = s.split_once(',')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or((30_000usize, 100_000usize));
+    let (inv, approvals) = nhi_assure::synth::generate(nhi_assure::synth::SynthSpec {
+        identities: ni,
+        credentials: nc,
+        seed: 1,
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut snap = serde_json::to_value(&inv).expect("json");
+    snap["format"] = "nhi-assure.snapshot/v1".into();
+    snap["provider"] = "aws".into();
+    snap["exported_at"] = "2026-11-20T11:00:00Z".into();
+    std::fs::write(
+        d.join("estate.json"),
+        serde_json::to_vec(&snap).expect("json"),
+    )
+    .expect("w");
+    std::fs::create_dir_all(d.join("approvals")).expect("mkdir");
+    let list: Vec<Value> = approvals
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).expect("json");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("source");
+                // Approvals as code refuse self-approval; the synthetic set has some.
+                if o.get("approver") == o.get("requester") {
+                    o.insert("approver".into(), "reviewer@example.com".into());
+                }
+                o.retain(|_, x| !x.is_null());
+            }
+            v
+        })
+        .collect();
+    let yaml =
+        serde_json::to_string_pretty(&serde_json::json!({ "approvals": list })).expect("json");
+    std::fs::write(d.join("approvals/all.yaml"), yaml).expect("w");
+    std::fs::write(
+        d.join("nhi-assure.toml"),
+        "store = \"s.db\"\nas_of = \"2026-11-20T12:00:00Z\"\n[[sources]]\ntype = \"snapshot\"\nname = \"aws\"\nprovider = \"aws\"\npath = \"estate.json\"\n[[approvals]]\ntype = \"files\"\nname = \"a\"\npath = \"approvals\"\nmax_validity_days = 100000\n",
+    )
+    .expect("cfg");
+    let t = Instant::now();
+    let o = ok(run_in(
+        d,
+        &[
+            "scan",
+            "--config",
+            "nhi-assure.toml",
+            "--format",
+            "csv",
+            "--output",
+            "scan.csv",
+        ],
+    ));
+    println!(
+        "scan: {:?} ({})",
+        t.elapsed(),
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+    );
+    for f in ["json", "csv", "ocsf", "sarif", "html", "table"] {
+        let t = Instant::now();
+        ok(run_in(
+            d,
+            &[
+                "report",
+                "--config",
+                "nhi-assure.toml",
+                "--format",
+                f,
+                "--out",
+                "out",
+            ],
+        ));
+        println!("report {f}: {:?}", t.elapsed());
+    }
+    let t = Instant::now();
+    ok(run_in(d, &["evidence", "keygen", "--out", "k"]));
+    ok(run_in(
+        d,
+        &[
+            "evidence",
+            "export",
+            "--config",
+            "nhi-assure.toml",
+            "--key",
+            "k.key",
+            "--out",
+            "b.tar.gz",
+        ],
+    ));
+    println!(
+        "evidence export: {:?}, {} bytes",
+        t.elapsed(),
+        std::fs::metadata(d.join("b.tar.gz")).expect("b").len()
+    );
+    let t = Instant::now();
+    ok(run_in(
+        d,
+        &["evidence", "verify", "b.tar.gz", "--public-key", "k.pub"],
+    ));
+    println!("evidence verify: {:?}", t.elapsed());
+    let db: u64 = ["s.db", "s.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(d.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    println!("store after one run: {db} bytes");
+    let mut sizes = Vec::new();
+    files_in(&d.join("out"), &mut sizes);
+    println!("report files: {sizes:?}");
+}
+
+fn files_in(dir: &Path, out: &mut Vec<(String, u64)>) {
+    for e in std::fs::read_dir(dir).expect("read").flatten() {
+        out.push((
+            e.file_name().to_string_lossy().into_owned(),
+            e.metadata().map(|m| m.len()).unwrap_or(0),
+        ));
+    }
+    out.sort();
+}
