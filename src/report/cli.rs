@@ -252,14 +252,30 @@ pub async fn diff_cmd(
                 for m in &d.mttr {
                     writeln!(
                         out,
-                        "  {:<8} {:>4} resolved, {:.1} h",
-                        m.severity, m.resolved, m.mean_hours
+                        "  {:<8} {:>4} resolved, mean {}",
+                        m.severity,
+                        m.resolved,
+                        human_hours(m.mean_hours)
                     )?;
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration in hours, in the unit a reader expects.
+fn human_hours(h: f64) -> String {
+    let s = h * 3600.0;
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{:.1} min", s / 60.0)
+    } else if h < 48.0 {
+        format!("{h:.1} h")
+    } else {
+        format!("{:.1} days", h / 24.0)
+    }
 }
 
 /// `nhi-assure evidence …`.
