@@ -1003,6 +1003,29 @@ fn report_scale() {
         .map(|m| m.len())
         .sum();
     println!("store after one run: {db} bytes");
+    // A second pass over the same estate: per-run detail is kept by change.
+    let t = Instant::now();
+    ok(run_in(
+        d,
+        &[
+            "scan",
+            "--config",
+            "nhi-assure.toml",
+            "--format",
+            "csv",
+            "--output",
+            "scan.csv",
+        ],
+    ));
+    let db2: u64 = ["s.db", "s.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(d.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "second scan: {:?}; store after two runs: {db2} bytes",
+        t.elapsed()
+    );
     let mut sizes = Vec::new();
     files_in(&d.join("out"), &mut sizes);
     println!("report files: {sizes:?}");

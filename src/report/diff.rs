@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::snapshot::RuleInfo;
 use super::{parse_ts, ReportError};
 use crate::estate::SourceStatus;
-use crate::store::runs::RunInfo;
+use crate::store::runs::{RunInfo, Sighting};
 use crate::store::SqliteStore;
 
 /// One lifecycle of a finding.
@@ -82,18 +82,24 @@ pub async fn replay(store: &SqliteStore, upto: i64) -> Result<Lifecycle, ReportE
             Ok((id, list.into_iter().map(|r| r.id).collect()))
         })
         .collect::<Result<_, serde_json::Error>>()?;
-    let mut by_run: BTreeMap<i64, Vec<crate::store::runs::RunFinding>> = BTreeMap::new();
-    for k in store.run_finding_keys(upto).await? {
-        by_run.entry(k.run_id).or_default().push(k);
+    // A sighting covers consecutive recorded runs first_run..=last_run.
+    let sightings = store.sightings_upto(upto).await?;
+    let mut starting: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sightings.iter().enumerate() {
+        starting.entry(s.first_run).or_default().push(i);
     }
+    let mut active: HashMap<&str, usize> = HashMap::new();
     let mut lc = Lifecycle::default();
     for run in runs {
         // Runs without detail (older than per-run records) cannot be replayed.
         let Some(evaluated) = rules.get(&run.id) else {
             continue;
         };
-        let seen = by_run.remove(&run.id).unwrap_or_default();
-        let seen_fps: HashSet<&str> = seen.iter().map(|k| k.fingerprint.as_str()).collect();
+        for &i in starting.get(&run.id).into_iter().flatten() {
+            active.insert(sightings[i].fingerprint.as_str(), i);
+        }
+        let seen: Vec<&Sighting> = active.values().map(|&i| &sightings[i]).collect();
+        let seen_fps: HashSet<&str> = active.keys().copied().collect();
         for k in &seen {
             let life = lc
                 .open
@@ -130,6 +136,7 @@ pub async fn replay(store: &SqliteStore, upto: i64) -> Result<Lifecycle, ReportE
         }
         lc.open_after
             .insert(run.id, lc.open.keys().cloned().collect());
+        active.retain(|_, i| sightings[*i].last_run != run.id);
         lc.runs.push(run);
     }
     Ok(lc)

@@ -2,11 +2,18 @@
 //! (as it saw them) and what it read (inventory snapshot, approvals as read,
 //! rules evaluated), plus read access to runs.
 //!
+//! Stored by change, not by run (see migration `0004_run_detail.sql`): a
+//! finding seen with the same data by consecutive runs is one *sighting*
+//! whose `last_run` moves forward, and snapshot parts are kept once per
+//! content. A daemon passing every few minutes over a stable estate adds
+//! one small row per run, not a copy of the estate and its findings.
+//!
 //! Portable by construction: `$n` placeholders, columns read by name, no
 //! dialect types in signatures, so the PostgreSQL backend can take this
 //! file as it is.
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{SourcedFinding, SqliteStore, StoreError};
@@ -50,13 +57,16 @@ pub struct RunInfo {
     pub resolved: i64,
 }
 
-/// A finding as one run saw it.
+/// A finding seen, with the same data, by the consecutive recorded runs
+/// `first_run..=last_run`.
 #[derive(Debug, Clone)]
-pub struct RunFinding {
-    /// Run id.
-    pub run_id: i64,
+pub struct Sighting {
     /// Fingerprint (stable across runs).
     pub fingerprint: String,
+    /// First run of the stretch.
+    pub first_run: i64,
+    /// Last run of the stretch.
+    pub last_run: i64,
     /// Rule id.
     pub rule_id: String,
     /// Severity, as stored.
@@ -80,6 +90,10 @@ pub struct StoredSnapshot {
     pub rules: String,
 }
 
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
 // Macros rather than functions: a helper would have to name the dialect's
 // row or connection type, which the PostgreSQL port would then have to edit.
 macro_rules! run_info {
@@ -99,28 +113,78 @@ macro_rules! run_info {
     }};
 }
 
-// A finding recorded twice for a run (enforce re-adding its own) keeps the
-// first: the run saw it once.
-macro_rules! insert_run_finding {
-    ($exec:expr, $run_id:expr, $f:expr) => {{
+macro_rules! sighting {
+    ($r:expr, $with_data:expr) => {{
+        let r = $r;
+        let finding: Option<Finding> = if $with_data {
+            Some(serde_json::from_str(&r.try_get::<String, _>("data")?)?)
+        } else {
+            None
+        };
+        Ok::<Sighting, StoreError>(Sighting {
+            fingerprint: r.try_get("fingerprint")?,
+            first_run: r.try_get("first_run")?,
+            last_run: r.try_get("last_run")?,
+            rule_id: r.try_get("rule_id")?,
+            severity: r.try_get("severity")?,
+            source: r.try_get("source")?,
+            credential_kind: r.try_get("credential_kind")?,
+            finding,
+        })
+    }};
+}
+
+// Record that run `$run` saw `$f`: extend the sighting that ended at the
+// previous recorded run `$prev` (or already at `$run`) with the same data,
+// else start one. Seen twice in one run, it is kept once.
+macro_rules! sight {
+    ($exec:expr, $run:expr, $prev:expr, $f:expr) => {{
         let f: &SourcedFinding = $f;
-        sqlx::query(
-            "INSERT INTO run_findings (run_id, fingerprint, rule_id, severity, source, credential_kind, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, fingerprint) DO NOTHING",
+        let fp = f.finding.fingerprint();
+        let data = serde_json::to_string(&f.finding)?;
+        let hash = sha256_hex(&data);
+        let extended = sqlx::query(
+            "UPDATE finding_sightings SET last_run = $1
+             WHERE fingerprint = $2 AND data_sha256 = $3 AND (last_run = $4 OR last_run = $1)",
         )
-        .bind($run_id)
-        .bind(f.finding.fingerprint())
-        .bind(&f.finding.rule_id)
-        .bind(f.finding.severity.as_str())
-        .bind(&f.source)
-        .bind(f.credential_kind.map(|k| k.as_str()))
-        .bind(serde_json::to_string(&f.finding)?)
-        .execute($exec)
+        .bind($run)
+        .bind(&fp)
+        .bind(&hash)
+        .bind($prev)
+        .execute(&mut *$exec)
         .await?
+        .rows_affected();
+        if extended == 0 {
+            sqlx::query(
+                "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
+                     source, credential_kind, data_sha256, data)
+                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (fingerprint, first_run) DO NOTHING",
+            )
+            .bind(&fp)
+            .bind($run)
+            .bind(&f.finding.rule_id)
+            .bind(f.finding.severity.as_str())
+            .bind(&f.source)
+            .bind(f.credential_kind.map(|k| k.as_str()))
+            .bind(&hash)
+            .bind(&data)
+            .execute(&mut *$exec)
+            .await?;
+        }
     }};
 }
 
 impl SqliteStore {
+    /// The recorded run (with detail) before `run_id`; `-1` when none.
+    async fn previous_detailed(&self, run_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("prev")?.unwrap_or(-1))
+    }
+
     /// Record what run `run_id` read and the findings it saw, in one
     /// transaction. Findings added later to the same run (enforce mode's
     /// findings about itself) go through [`SqliteStore::add_run_finding`].
@@ -129,26 +193,43 @@ impl SqliteStore {
         run_id: i64,
         detail: RunDetail<'_>,
     ) -> Result<(), StoreError> {
+        let prev = self.previous_detailed(run_id).await?;
         let mut tx = self.pool.begin().await?;
+        let mut hashes = Vec::with_capacity(3);
+        for body in [detail.inventory, detail.approvals, detail.rules] {
+            let h = sha256_hex(body);
+            sqlx::query(
+                "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(&h)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+            hashes.push(h);
+        }
         sqlx::query(
-            "INSERT INTO run_snapshots (run_id, inventory, approvals, rules) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256)
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(run_id)
-        .bind(detail.inventory)
-        .bind(detail.approvals)
-        .bind(detail.rules)
+        .bind(&hashes[0])
+        .bind(&hashes[1])
+        .bind(&hashes[2])
         .execute(&mut *tx)
         .await?;
         for f in detail.findings {
-            insert_run_finding!(&mut *tx, run_id, f);
+            sight!(tx, run_id, prev, f);
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Record one more finding of run `run_id`.
+    /// Record one more finding of run `run_id` (after its detail).
     pub async fn add_run_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
-        insert_run_finding!(&self.pool, run_id, f);
+        let prev = self.previous_detailed(run_id).await?;
+        let mut tx = self.pool.begin().await?;
+        sight!(tx, run_id, prev, f);
+        tx.commit().await?;
         Ok(())
     }
 
@@ -178,61 +259,38 @@ impl SqliteStore {
         rows.iter().map(|r| run_info!(r)).collect()
     }
 
-    /// The findings run `run_id` saw, with their data.
-    pub async fn run_findings(&self, run_id: i64) -> Result<Vec<RunFinding>, StoreError> {
+    /// The findings run `run_id` saw, with their data as it saw them.
+    pub async fn run_findings(&self, run_id: i64) -> Result<Vec<Sighting>, StoreError> {
         let rows = sqlx::query(
-            "SELECT run_id, fingerprint, rule_id, severity, source, credential_kind, data
-             FROM run_findings WHERE run_id = $1 ORDER BY fingerprint",
+            "SELECT * FROM finding_sightings WHERE last_run >= $1 AND first_run <= $1
+             ORDER BY fingerprint",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let data: String = r.try_get("data")?;
-                Ok(RunFinding {
-                    run_id: r.try_get("run_id")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    rule_id: r.try_get("rule_id")?,
-                    severity: r.try_get("severity")?,
-                    source: r.try_get("source")?,
-                    credential_kind: r.try_get("credential_kind")?,
-                    finding: Some(serde_json::from_str(&data)?),
-                })
-            })
-            .collect()
+        rows.iter().map(|r| sighting!(r, true)).collect()
     }
 
-    /// Keys (no data) of every finding seen by runs up to `upto`, by run:
-    /// enough to replay the lifecycle for diffs and first-seen dates.
-    pub async fn run_finding_keys(&self, upto: i64) -> Result<Vec<RunFinding>, StoreError> {
+    /// Every sighting (no data) that began by run `upto`: enough to replay
+    /// the lifecycle for diffs and first-seen dates.
+    pub async fn sightings_upto(&self, upto: i64) -> Result<Vec<Sighting>, StoreError> {
         let rows = sqlx::query(
-            "SELECT run_id, fingerprint, rule_id, severity, source, credential_kind
-             FROM run_findings WHERE run_id <= $1 ORDER BY run_id, fingerprint",
+            "SELECT fingerprint, first_run, last_run, rule_id, severity, source, credential_kind
+             FROM finding_sightings WHERE first_run <= $1 ORDER BY first_run, fingerprint",
         )
         .bind(upto)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunFinding {
-                    run_id: r.try_get("run_id")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    rule_id: r.try_get("rule_id")?,
-                    severity: r.try_get("severity")?,
-                    source: r.try_get("source")?,
-                    credential_kind: r.try_get("credential_kind")?,
-                    finding: None,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| sighting!(r, false)).collect()
     }
 
     /// The rules each run up to `upto` evaluated (JSON), by run id: which
     /// findings a run could have resolved.
     pub async fn run_rules(&self, upto: i64) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT run_id, rules FROM run_snapshots WHERE run_id <= $1 ORDER BY run_id",
+            "SELECT s.run_id AS run_id, b.body AS rules FROM run_snapshots s
+             JOIN snapshot_blobs b ON b.sha256 = s.rules_sha256
+             WHERE s.run_id <= $1 ORDER BY s.run_id",
         )
         .bind(upto)
         .fetch_all(&self.pool)
@@ -244,11 +302,16 @@ impl SqliteStore {
 
     /// What run `run_id` read, if it was recorded.
     pub async fn run_snapshot(&self, run_id: i64) -> Result<Option<StoredSnapshot>, StoreError> {
-        let row =
-            sqlx::query("SELECT inventory, approvals, rules FROM run_snapshots WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT i.body AS inventory, a.body AS approvals, r.body AS rules FROM run_snapshots s
+             JOIN snapshot_blobs i ON i.sha256 = s.inventory_sha256
+             JOIN snapshot_blobs a ON a.sha256 = s.approvals_sha256
+             JOIN snapshot_blobs r ON r.sha256 = s.rules_sha256
+             WHERE s.run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(StoredSnapshot {
                 inventory: r.try_get("inventory")?,
@@ -285,8 +348,22 @@ mod tests {
         }
     }
 
+    async fn count(store: &SqliteStore, table: &'static str) -> i64 {
+        let sql = match table {
+            "finding_sightings" => "SELECT COUNT(*) AS n FROM finding_sightings",
+            "run_snapshots" => "SELECT COUNT(*) AS n FROM run_snapshots",
+            _ => "SELECT COUNT(*) AS n FROM snapshot_blobs",
+        };
+        sqlx::query(sql)
+            .fetch_one(&store.pool)
+            .await
+            .expect("count")
+            .try_get("n")
+            .expect("n")
+    }
+
     #[tokio::test]
-    async fn run_detail_round_trips_per_run() {
+    async fn run_detail_is_kept_by_change_and_read_back_per_run() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("s.db"))
             .await
@@ -297,9 +374,18 @@ mod tests {
             provider: nhi_contract::Provider::Aws,
             state: SourceState::Complete,
         }];
+        let mut changed = finding("AKIA2");
+        changed.finding.evidence = serde_json::json!({"credential.days_since_last_use": 121});
+        // Run 1: AKIA1, AKIA2. Run 2: the same. Run 3: AKIA2 with new
+        // evidence. Run 4: AKIA1 again (after a gap), AKIA2 unchanged.
+        let runs: Vec<Vec<SourcedFinding>> = vec![
+            vec![finding("AKIA1"), finding("AKIA2")],
+            vec![finding("AKIA1"), finding("AKIA2")],
+            vec![changed.clone()],
+            vec![finding("AKIA1"), changed.clone()],
+        ];
         let mut ids = Vec::new();
-        for creds in [&["AKIA1", "AKIA2"][..], &["AKIA2"][..]] {
-            let list: Vec<SourcedFinding> = creds.iter().map(|c| finding(c)).collect();
+        for list in &runs {
             let s = store
                 .record_run(RunRecord {
                     started_at: chrono::Utc::now(),
@@ -307,7 +393,7 @@ mod tests {
                     command: "scan",
                     sources: &sources,
                     rules: &["credential-stale".to_string()],
-                    findings: &list,
+                    findings: list,
                 })
                 .await
                 .expect("run");
@@ -318,45 +404,73 @@ mod tests {
                         inventory: "[]",
                         approvals: "[]",
                         rules: r#"[{"id":"credential-stale"}]"#,
-                        findings: &list,
+                        findings: list,
                     },
                 )
                 .await
                 .expect("detail");
             ids.push(s.run_id);
         }
-        assert_eq!(store.latest_run_id().await.expect("latest"), Some(ids[1]));
-        // Each run keeps the findings it saw, as it saw them.
-        let first = store.run_findings(ids[0]).await.expect("findings");
-        assert_eq!(first.len(), 2);
-        assert_eq!(
-            first[0].finding.as_ref().expect("data"),
-            &finding("AKIA1").finding
-        );
-        assert_eq!(store.run_findings(ids[1]).await.expect("f").len(), 1);
-        // A finding added twice to a run is kept once.
-        store
-            .add_run_finding(ids[1], &finding("AKIA2"))
+        assert_eq!(store.latest_run_id().await.expect("latest"), Some(ids[3]));
+        // Each run reads back exactly what it saw, with the data it saw.
+        for (i, list) in runs.iter().enumerate() {
+            let got: Vec<Finding> = store
+                .run_findings(ids[i])
+                .await
+                .expect("findings")
+                .into_iter()
+                .map(|s| s.finding.expect("data"))
+                .collect();
+            let want: Vec<Finding> = list.iter().map(|f| f.finding.clone()).collect();
+            assert_eq!(got, want, "run {}", ids[i]);
+        }
+        // Stored by change: AKIA1 [1,2] and [4]; AKIA2 [1,2] and [3,4].
+        assert_eq!(count(&store, "finding_sightings").await, 4);
+        let spans: Vec<(String, i64, i64)> = store
+            .sightings_upto(ids[3])
             .await
-            .expect("add");
-        store
-            .add_run_finding(ids[1], &finding("AKIA3"))
-            .await
-            .expect("add");
-        assert_eq!(store.run_findings(ids[1]).await.expect("f").len(), 2);
-        let keys = store.run_finding_keys(ids[1]).await.expect("keys");
-        assert_eq!(keys.len(), 4);
-        assert!(keys.iter().all(|k| k.finding.is_none()));
-        let info = store.run_info(ids[0]).await.expect("info").expect("run");
-        assert_eq!(info.sources[0].state, SourceState::Complete);
-        assert_eq!(store.runs_upto(ids[1]).await.expect("runs").len(), 2);
+            .expect("sightings")
+            .into_iter()
+            .map(|s| {
+                assert!(s.finding.is_none());
+                (s.fingerprint, s.first_run, s.last_run)
+            })
+            .collect();
+        let fp = |c: &str| finding(c).finding.fingerprint();
+        assert!(spans.contains(&(fp("AKIA1"), ids[0], ids[1])));
+        assert!(spans.contains(&(fp("AKIA1"), ids[3], ids[3])));
+        assert!(spans.contains(&(fp("AKIA2"), ids[0], ids[1])));
+        assert!(spans.contains(&(fp("AKIA2"), ids[2], ids[3])));
+        // Identical snapshot parts are kept once.
+        assert_eq!(count(&store, "run_snapshots").await, 4);
+        assert_eq!(count(&store, "snapshot_blobs").await, 2);
         let snap = store
             .run_snapshot(ids[0])
             .await
             .expect("snap")
             .expect("some");
         assert_eq!(snap.rules, r#"[{"id":"credential-stale"}]"#);
-        assert_eq!(store.run_rules(ids[1]).await.expect("rules").len(), 2);
+        assert_eq!(snap.inventory, "[]");
+        assert_eq!(store.run_rules(ids[3]).await.expect("rules").len(), 4);
         assert!(store.run_snapshot(999).await.expect("none").is_none());
+
+        // A finding added to the last run (enforce's own), twice: once.
+        store
+            .add_run_finding(ids[3], &finding("AKIA3"))
+            .await
+            .expect("add");
+        store
+            .add_run_finding(ids[3], &finding("AKIA3"))
+            .await
+            .expect("add");
+        store
+            .add_run_finding(ids[3], &finding("AKIA1"))
+            .await
+            .expect("add");
+        assert_eq!(store.run_findings(ids[3]).await.expect("f").len(), 3);
+        assert_eq!(count(&store, "finding_sightings").await, 5);
+        let info = store.run_info(ids[0]).await.expect("info").expect("run");
+        assert_eq!(info.sources[0].state, SourceState::Complete);
+        assert_eq!(store.runs_upto(ids[3]).await.expect("runs").len(), 4);
     }
 }
