@@ -830,6 +830,18 @@ fn html_is_self_contained_and_renders_in_headless_chromium() {
         "filter did not apply"
     );
     assert!(critical > 0 && critical < findings.len());
+    // A link to a subject's trace opens it.
+    let dom = headless(
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &format!("{url}#t-1"),
+    );
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom_text.contains("<details id=\"t-1\" open"),
+        "trace not opened"
+    );
+    assert!(!dom_text.contains("<details id=\"t-2\" open"));
 
     // And it paints: a screenshot of real size.
     let shot = d.path().join("report.png");
