@@ -685,6 +685,50 @@ fn diff_between_runs_new_resolved_still_open_and_time_to_remediate() {
         resolved.len()
     );
 
+    // The JSON report of run 2 lists what it resolved, and its OCSF export
+    // closes exactly those (a SIEM's copy does not stay open), validated.
+    let resolved_json: BTreeSet<String> = r2["resolved"]
+        .as_array()
+        .expect("resolved")
+        .iter()
+        .map(|f| f["fingerprint"].as_str().expect("fp").to_string())
+        .collect();
+    assert_eq!(resolved_json, set("resolved"));
+    ok(run_in(
+        d.path(),
+        &[
+            "report",
+            "--config",
+            "nhi-assure.toml",
+            "--format",
+            "ocsf",
+            "--out",
+            "run2",
+        ],
+    ));
+    let path = d.path().join("run2/report.ocsf.json");
+    validate(
+        "ocsf-1.6.0-iam_analysis_finding-cloud.schema.json",
+        &path,
+        true,
+    );
+    let events: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    let by_activity = |a: i64| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e["activity_id"] == a)
+            .map(|e| e["finding_info"]["uid"].as_str().expect("uid").to_string())
+            .collect()
+    };
+    assert_eq!(by_activity(3), set("resolved"));
+    assert_eq!(by_activity(1), set("new"));
+    assert_eq!(by_activity(2), set("still_open"));
+    assert!(events
+        .iter()
+        .filter(|e| e["activity_id"] == 3)
+        .all(|e| e["status_id"] == 4 && e["type_uid"] == 200803));
+
     // A report on the past run shows what that run saw.
     let past: BTreeSet<String> = r1["findings"]
         .as_array()

@@ -125,6 +125,18 @@ pub struct ReportFinding {
     pub finding: Finding,
 }
 
+/// A finding resolved by the reported run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedFinding {
+    /// The finding as last seen.
+    #[serde(flatten)]
+    pub finding: ReportFinding,
+    /// Start of the last run that saw it.
+    pub last_seen: String,
+    /// Start of the run that resolved it (the reported run).
+    pub resolved_at: String,
+}
+
 /// Everything a report needs about one run.
 #[derive(Debug, Clone)]
 pub struct RunData {
@@ -132,6 +144,8 @@ pub struct RunData {
     pub run: RunInfo,
     /// Its findings, worst first.
     pub findings: Vec<ReportFinding>,
+    /// Findings this run resolved, as last seen (for OCSF `Close` events).
+    pub resolved: Vec<ResolvedFinding>,
     /// What it read.
     pub snapshot: RunSnapshot,
     /// Journal entries of the run.
@@ -184,6 +198,42 @@ pub async fn load(
             .then_with(|| x.identity_id.cmp(&y.identity_id))
             .then_with(|| x.credential_id.cmp(&y.credential_id))
     });
+    // Resolved by this run: their data as the last run that saw them had it.
+    let started: HashMap<i64, &str> = life
+        .runs
+        .iter()
+        .map(|r| (r.id, r.started_at.as_str()))
+        .collect();
+    let mut by_last: std::collections::BTreeMap<i64, Vec<&diff::Life>> = Default::default();
+    for l in life.closed.iter().filter(|l| l.resolved_run == Some(id)) {
+        by_last.entry(l.last_run).or_default().push(l);
+    }
+    let mut resolved = Vec::new();
+    for (last, lives) in by_last {
+        let seen = store.run_findings(last).await?;
+        for l in lives {
+            let Some(s) = seen.iter().find(|s| s.fingerprint == l.fingerprint) else {
+                continue;
+            };
+            let Some(finding) = s.finding.clone() else {
+                continue;
+            };
+            resolved.push(ResolvedFinding {
+                finding: ReportFinding {
+                    fingerprint: l.fingerprint.clone(),
+                    source: l.source.clone(),
+                    first_seen: l.first_seen.clone(),
+                    finding,
+                },
+                last_seen: started
+                    .get(&last)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+                resolved_at: run.started_at.clone(),
+            });
+        }
+    }
+    resolved.sort_by(|a, b| a.finding.fingerprint.cmp(&b.finding.fingerprint));
     let journal_upto: Vec<Entry> = store
         .journal_list(None)
         .await?
@@ -198,6 +248,7 @@ pub async fn load(
     Ok(RunData {
         run,
         findings,
+        resolved,
         snapshot,
         journal,
         journal_upto,

@@ -123,12 +123,28 @@ fn credential_json(c: &Credential) -> Value {
     Value::Object(m)
 }
 
-fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding) -> Value {
+/// Where a finding stands in the reported run.
+enum Phase<'a> {
+    /// Seen by the run.
+    Open,
+    /// Resolved by the run; last seen at this instant.
+    Resolved(&'a str),
+}
+
+fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding, phase: Phase<'_>) -> Value {
     let d = &f.finding;
     let time = ms(parse_ts(&data.run.finished_at)).unwrap_or(0);
     let first = ms(parse_ts(&f.first_seen));
     let new = f.first_seen == data.run.started_at;
-    let (activity_id, activity) = if new { (1, "Create") } else { (2, "Update") };
+    let ((activity_id, activity), (status_id, status)) = match phase {
+        Phase::Resolved(_) => ((3, "Close"), (4, "Resolved")),
+        Phase::Open if new => ((1, "Create"), (1, "New")),
+        Phase::Open => ((2, "Update"), (1, "New")),
+    };
+    let last_seen = match phase {
+        Phase::Resolved(at) => ms(parse_ts(at)).unwrap_or(time),
+        Phase::Open => time,
+    };
     let (sev_id, sev) = severity(d.severity);
     let ident = ix.identities.get(d.identity_id.as_str()).copied();
     let rule = data.snapshot.rules.iter().find(|r| r.id == d.rule_id);
@@ -188,7 +204,7 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding) -> Value {
         finding_info.insert("first_seen_time".into(), json!(t));
         finding_info.insert("created_time".into(), json!(t));
     }
-    finding_info.insert("last_seen_time".into(), json!(time));
+    finding_info.insert("last_seen_time".into(), json!(last_seen));
     finding_info.insert(
         "analytic".into(),
         json!({ "uid": d.rule_id, "name": d.title, "type_id": 1, "type": "Rule" }),
@@ -212,8 +228,8 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding) -> Value {
     );
     ev.insert("severity_id".into(), json!(sev_id));
     ev.insert("severity".into(), json!(sev));
-    ev.insert("status_id".into(), json!(1));
-    ev.insert("status".into(), json!("New"));
+    ev.insert("status_id".into(), json!(status_id));
+    ev.insert("status".into(), json!(status));
     ev.insert("time".into(), json!(time));
     ev.insert(
         "message".into(),
@@ -296,8 +312,19 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding) -> Value {
     Value::Object(ev)
 }
 
-/// The run's findings as OCSF IAM Analysis Finding events.
+/// The run's findings as OCSF IAM Analysis Finding events: `Create` for a
+/// finding this run opened, `Update` for one still open, and `Close`
+/// (status `Resolved`) for each finding this run resolved, so a SIEM's copy
+/// does not stay open forever.
 pub fn events(data: &RunData) -> Vec<Value> {
     let ix = Index::new(data);
-    data.findings.iter().map(|f| event(data, &ix, f)).collect()
+    data.findings
+        .iter()
+        .map(|f| event(data, &ix, f, Phase::Open))
+        .chain(
+            data.resolved
+                .iter()
+                .map(|r| event(data, &ix, &r.finding, Phase::Resolved(&r.last_seen))),
+        )
+        .collect()
 }

@@ -55,6 +55,8 @@ pub struct JsonReport<'a> {
     pub frameworks: &'a [FrameworkCoverage],
     /// Findings of the run, with first-seen dates.
     pub findings: &'a [ReportFinding],
+    /// Findings this run resolved, as last seen.
+    pub resolved: &'a [super::ResolvedFinding],
     /// Actions the run journaled.
     pub actions: &'a [Entry],
 }
@@ -259,6 +261,7 @@ pub fn render(
                 run: &data.run,
                 frameworks: cov,
                 findings: &data.findings,
+                resolved: &data.resolved,
                 actions: &data.journal,
             };
             let mut v = serde_json::to_vec_pretty(&doc)?;
