@@ -152,7 +152,30 @@ fn coverage_follows_the_findings_and_the_catalogs() {
         .expect("a credential-only control");
     assert!(credentials_evaluated > 0);
 
+    let cis = report["frameworks"]
+        .as_array()
+        .expect("frameworks")
+        .iter()
+        .find(|f| f["framework"] == "CIS-AWS-3.0")
+        .expect("CIS AWS");
+    assert_eq!(cis["providers"], serde_json::json!(["aws"]));
     for fw in report["frameworks"].as_array().expect("frameworks") {
+        // A framework scoped to providers counts only their findings.
+        let providers: Vec<&str> = fw["providers"]
+            .as_array()
+            .expect("providers")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let findings: Vec<&Value> = findings
+            .iter()
+            .filter(|f| {
+                providers.is_empty()
+                    || f["provider"]
+                        .as_str()
+                        .is_some_and(|p| providers.contains(&p))
+            })
+            .collect();
         for c in fw["controls"].as_array().expect("controls") {
             let reference = c["reference"].as_str().expect("ref");
             let mapped: BTreeSet<&str> = rules
@@ -169,7 +192,7 @@ fn coverage_follows_the_findings_and_the_catalogs() {
             let want: BTreeSet<String> = findings
                 .iter()
                 .filter(|f| mapped.contains(f["rule_id"].as_str().expect("rule")))
-                .map(fingerprint)
+                .map(|f| fingerprint(f))
                 .collect();
             let got: BTreeSet<String> = c["findings"]
                 .as_array()

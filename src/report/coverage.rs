@@ -107,6 +107,8 @@ pub struct FrameworkCoverage {
     pub version: String,
     /// Where it is published.
     pub url: String,
+    /// Providers it was evaluated on (empty: all).
+    pub providers: Vec<String>,
     /// Totals.
     pub totals: Totals,
     /// Every control of the catalog, in catalog order.
@@ -135,21 +137,37 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             });
         }
     }
-    // Subjects evaluated per kind: those of sources that were read.
     let snap = &data.snapshot;
-    let read = || snap.sources.iter().filter_map(|s| s.inventory.as_ref());
-    let credentials: usize = read().map(|i| i.credentials.len()).sum();
-    let identities: usize = read().map(|i| i.identities.len()).sum();
-    let approvals = snap.approvals.len();
-    let incomplete: Vec<String> = snap
-        .sources
-        .iter()
-        .filter(|s| !s.state.is_complete())
-        .map(|s| s.name.clone())
-        .collect();
-
     let mut out = Vec::new();
     for cat in cats.iter().filter(|c| catalog_matches(c, filter)) {
+        // A framework scoped to providers (CIS AWS) counts only their
+        // sources' subjects and findings.
+        let in_scope = |p: &str| cat.providers.is_empty() || cat.providers.iter().any(|x| x == p);
+        let sources: Vec<&super::snapshot::SourceSnapshot> = snap
+            .sources
+            .iter()
+            .filter(|s| in_scope(s.provider.as_str()))
+            .collect();
+        let read = || sources.iter().filter_map(|s| s.inventory.as_ref());
+        // Subjects evaluated per kind: those of sources that were read.
+        let credentials: usize = read().map(|i| i.credentials.len()).sum();
+        let identities: usize = read().map(|i| i.identities.len()).sum();
+        let approvals = if cat.providers.is_empty() {
+            snap.approvals.len()
+        } else {
+            let ids: HashSet<&str> = read()
+                .flat_map(|i| i.identities.iter().map(|x| x.id.as_str()))
+                .collect();
+            snap.approvals
+                .iter()
+                .filter(|a| ids.contains(a.subject.as_str()))
+                .count()
+        };
+        let incomplete: Vec<String> = sources
+            .iter()
+            .filter(|s| !s.state.is_complete())
+            .map(|s| s.name.clone())
+            .collect();
         let mut totals = Totals::default();
         let mut controls = Vec::new();
         for c in &cat.controls {
@@ -173,6 +191,9 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
                 .findings
                 .iter()
                 .filter(|f| rule_ids.contains(f.finding.rule_id.as_str()))
+                .filter(|f| {
+                    cat.providers.is_empty() || f.finding.provider.as_deref().is_some_and(in_scope)
+                })
                 .collect();
             // A subject is what the rule was evaluated on: the credential,
             // the identity, or the approval record.
@@ -240,6 +261,7 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             name: cat.name.clone(),
             version: cat.version.clone(),
             url: cat.url.clone(),
+            providers: cat.providers.clone(),
             totals,
             controls,
         });
