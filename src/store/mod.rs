@@ -177,9 +177,22 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("src/store/migrations/sqlite")
+        // Two processes opening a fresh store at once (a command beside the
+        // daemon) race to apply the same migrations: the loser's migration
+        // rolls back ("table already exists"), and a retry applies only what
+        // the winner has not. A broken migration still fails, after the retries.
+        let mut attempt = 0u64;
+        while let Err(e) = sqlx::migrate!("src/store/migrations/sqlite")
             .run(&pool)
-            .await?;
+            .await
+        {
+            attempt += 1;
+            if attempt > 20 {
+                return Err(e.into());
+            }
+            tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+        }
         Ok(SqliteStore { pool })
     }
 }

@@ -362,6 +362,23 @@ mod tests {
             .expect("n")
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_a_fresh_store_all_migrate() {
+        // Separate pools stand for separate processes (a command beside the daemon).
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("s.db");
+            let opens = (0..4).map(|_| {
+                let p = path.clone();
+                tokio::spawn(async move { SqliteStore::open(&p).await.map(|_| ()) })
+            });
+            for r in futures_util::future::join_all(opens).await {
+                r.expect("join")
+                    .expect("open while another process migrates");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn run_detail_is_kept_by_change_and_read_back_per_run() {
         let dir = tempfile::tempdir().expect("tempdir");
