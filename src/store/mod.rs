@@ -173,27 +173,34 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
         // Two processes opening a fresh store at once (a command beside the
-        // daemon) race to apply the same migrations: the loser's migration
-        // rolls back ("table already exists"), and a retry applies only what
-        // the winner has not. A broken migration still fails, after the retries.
+        // daemon) race: switching the new file to WAL can find it locked, and
+        // the loser of the migrations rolls back ("table already exists"). A
+        // retry connects again and applies only what the winner has not; a
+        // broken migration still fails, after the retries.
         let mut attempt = 0u64;
-        while let Err(e) = sqlx::migrate!("src/store/migrations/sqlite")
-            .run(&pool)
-            .await
-        {
-            attempt += 1;
-            if attempt > 20 {
-                return Err(e.into());
+        loop {
+            let opened = async {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts.clone())
+                    .await?;
+                sqlx::migrate!("src/store/migrations/sqlite")
+                    .run(&pool)
+                    .await?;
+                Ok::<_, StoreError>(pool)
             }
-            tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
-            tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+            .await;
+            match opened {
+                Ok(pool) => return Ok(SqliteStore { pool }),
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "opening the store raced another process; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(SqliteStore { pool })
     }
 }
 
