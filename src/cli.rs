@@ -1,4 +1,4 @@
-//! The command line: `scan`, `plan`, `rules`, `controls`.
+//! The command line: `scan`, `plan`, `reconcile`, `report`, `evidence`, `rules`, `controls`, …
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -131,6 +131,74 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: AuditCommand,
+    },
+    /// Compliance report on a recorded run: control coverage per framework, findings, evidence.
+    Report {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `latest` or a run id.
+        #[arg(long, default_value = "latest")]
+        run: crate::report::RunSel,
+        /// Formats (comma-separated or repeated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "table")]
+        format: Vec<crate::report::render::ReportFormat>,
+        /// Write the files into this directory instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only these frameworks (e.g. OWASP-NHI-2025), comma-separated or repeated.
+        #[arg(long, value_delimiter = ',')]
+        framework: Vec<String>,
+    },
+    /// Trace one identity or credential: entitlements, approval, findings, actions.
+    Trace {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Identity id (ARN, object id) or credential id.
+        subject: String,
+        /// `latest` or a run id.
+        #[arg(long, default_value = "latest")]
+        run: crate::report::RunSel,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: crate::report::cli::TraceFormat,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// What changed between two runs: new, resolved, still open; time to remediate.
+    Diff {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Earlier run (default: the one before --to).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Later run.
+        #[arg(long, default_value = "latest")]
+        to: crate::report::RunSel,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::report::cli::DiffFormat,
+    },
+    /// Signed evidence bundles: keygen, export, verify.
+    Evidence {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::report::cli::EvidenceCommand,
+    },
+    /// Validate the approval files only (no store, no provider); SARIF for pull requests.
+    CheckApprovals {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::report::cli::CheckFormat,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// List the rules and the controls each maps to.
     Rules {
@@ -349,6 +417,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report {
+            config,
+            run,
+            format,
+            out,
+            framework,
+        } => crate::report::cli::report(&config, run, &format, out.as_deref(), &framework).await,
+        Command::Trace {
+            config,
+            subject,
+            run,
+            format,
+            output: out,
+        } => crate::report::cli::trace(&config, &subject, run, format, out.as_deref()).await,
+        Command::Diff {
+            config,
+            from,
+            to,
+            format,
+        } => crate::report::cli::diff_cmd(&config, from, to, format).await,
+        Command::Evidence { command } => crate::report::cli::evidence_cmd(command).await,
+        Command::CheckApprovals {
+            config,
+            format,
+            output: out,
+        } => crate::report::cli::check_approvals(&config, format, out.as_deref()),
         Command::Rules { config, format } => {
             let cfg = config.as_deref().map(load_config).transpose()?;
             let set = load_rules(cfg.as_ref())?;
@@ -566,6 +660,8 @@ pub async fn pass_scoped(
             findings: &sourced,
         })
         .await?;
+    // What this run read, kept with it so any past run can be reported on.
+    crate::report::snapshot::record(&store, summary.run_id, &estate, &rules, &sourced).await?;
     let mut source_credentials = vec![0usize; estate.sources.len()];
     for i in eval.graph.credential_identity.iter().flatten() {
         source_credentials[estate.identity_source[*i as usize] as usize] += 1;

@@ -7,10 +7,10 @@
 use nhi_contract::{
     Approval, Credential, CredentialKind, Entitlement, Grant, Identity, Inventory, Provider, Trust,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a source fared in this pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SourceState {
     /// Read completely.
@@ -56,7 +56,7 @@ impl SourceState {
 }
 
 /// One configured source and how it fared.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceStatus {
     /// Configured name.
     pub name: String,

@@ -2,7 +2,8 @@
 //!
 //! The pipeline, one way through (see `ARCHITECTURE.md`):
 //! connectors → [`estate`] → [`graph`] → [`facts`] → [`rules`] → [`plan`],
-//! with [`findings`] materialised for [`output`] and the [`store`].
+//! with [`findings`] materialised for [`output`] and the [`store`];
+//! [`report`] and [`evidence`] render recorded runs for auditors.
 //! [`engine`] strings a pass together; [`cli`] is the command line.
 
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod estate;
+pub mod evidence;
 pub mod facts;
 pub mod findings;
 pub mod graph;
@@ -18,6 +20,7 @@ pub mod pattern;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
+pub mod report;
 pub mod rules;
 pub mod store;
 pub mod synth;

@@ -30,6 +30,11 @@ pub struct Catalog {
     pub version: String,
     /// Where it is published.
     pub url: String,
+    /// Providers it applies to (`[aws]` for a CIS AWS benchmark); empty:
+    /// every provider. Coverage reports count only these providers'
+    /// subjects and findings against its controls.
+    #[serde(default)]
+    pub providers: Vec<String>,
     /// Its controls.
     pub controls: Vec<Control>,
 }

@@ -41,6 +41,7 @@ pub struct AuditEntry {
 
 /// What `verify` found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum Verdict {
     /// The chain holds: entries and head hash.
     Intact {

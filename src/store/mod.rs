@@ -22,6 +22,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 pub mod audit;
 pub mod journal;
 pub mod lease;
+pub mod runs;
 
 use crate::estate::SourceStatus;
 use crate::findings::Finding;
@@ -193,6 +194,7 @@ impl SqlStore {
         let mut conn = self.pool.acquire().await?;
         let now = ts(chrono::Utc::now());
         upsert_finding(&mut conn, run_id, &now, f).await?;
+        self.add_run_finding(run_id, f).await?;
         Ok(())
     }
 
@@ -229,22 +231,44 @@ impl SqlStore {
             .ok_or_else(|| StoreError::Location(format!("{}: not UTF-8", path.display())))?;
         // sqlx's SQLite defaults keep foreign keys on and a 5 s busy timeout.
         let url = format!("sqlite://{path}?mode=rwc");
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await?;
-        // WAL lets the daemon's HTTP handlers read while a pass writes; the
-        // mode is stored in the file, so setting it once is enough.
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .fetch_optional(&pool)
-            .await?;
-        sqlx::migrate!("src/store/migrations/sqlite")
-            .run(&pool)
-            .await?;
-        Ok(SqlStore {
-            pool,
-            backend: Backend::Sqlite,
-        })
+        // Two processes opening a fresh store at once (a command beside the
+        // daemon) race: switching the new file to WAL can find it locked, and
+        // the loser of the migrations rolls back ("table already exists"). A
+        // retry connects again and applies only what the winner has not; a
+        // broken migration still fails, after the retries.
+        let mut attempt = 0u64;
+        loop {
+            let opened = async {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .connect(&url)
+                    .await?;
+                // WAL lets the daemon's HTTP handlers read while a pass
+                // writes; the mode is stored in the file.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .fetch_optional(&pool)
+                    .await?;
+                sqlx::migrate!("src/store/migrations/sqlite")
+                    .run(&pool)
+                    .await?;
+                Ok::<_, StoreError>(pool)
+            }
+            .await;
+            match opened {
+                Ok(pool) => {
+                    return Ok(SqlStore {
+                        pool,
+                        backend: Backend::Sqlite,
+                    })
+                }
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "opening the store raced another process; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

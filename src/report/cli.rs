@@ -1,0 +1,416 @@
+//! The report, trace, diff, evidence and check-approvals commands (the
+//! command line edge: `anyhow` here, typed errors below).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use tabled::settings::Style;
+
+use super::render::{render, ReportFormat};
+use super::{coverage, diff, html, load, trace, RunSel};
+use crate::config::{ApprovalConfig, Config};
+use crate::evidence;
+use crate::rules::RuleSet;
+use crate::store::SqlStore;
+
+/// Trace output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormat {
+    /// JSON.
+    Json,
+    /// A self-contained HTML page.
+    Html,
+}
+
+/// Diff output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// Tables.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// `check-approvals` output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// One line per problem (`file:line:column: message`).
+    Table,
+    /// JSON.
+    Json,
+    /// SARIF 2.1.0 (pull-request annotations).
+    Sarif,
+}
+
+/// `nhi-assure evidence …`.
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Write a new Ed25519 key pair: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a signed evidence bundle (tar.gz) of a run.
+    Export {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `latest` or a run id.
+        #[arg(long, default_value = "latest")]
+        run: RunSel,
+        /// Private key (PEM) to sign with.
+        #[arg(long)]
+        key: PathBuf,
+        /// Bundle to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle's signature and every file's hash; say exactly what failed.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Public key (PEM) of the signer.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<SqlStore> {
+    let location = cfg.store_location();
+    let is_url = location.starts_with("postgres://") || location.starts_with("postgresql://");
+    if !is_url && !Path::new(&location).exists() {
+        anyhow::bail!("no store at {location}: run `nhi-assure scan` first");
+    }
+    SqlStore::open(&location)
+        .await
+        .with_context(|| format!("opening store {}", crate::store::redact(&location)))
+}
+
+async fn setup(config: &Path) -> anyhow::Result<(Config, SqlStore, RuleSet)> {
+    let cfg = Config::load(config, std::env::vars())?;
+    let rules = RuleSet::load(&cfg.rules, &cfg.base)?;
+    let store = open_store(&cfg).await?;
+    Ok((cfg, store, rules))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `nhi-assure report`.
+pub async fn report(
+    config: &Path,
+    run: RunSel,
+    formats: &[ReportFormat],
+    out: Option<&Path>,
+    frameworks: &[String],
+) -> anyhow::Result<ExitCode> {
+    let (_cfg, store, rules) = setup(config).await?;
+    let started = Instant::now();
+    let data = load(&store, run, rules.catalogs).await?;
+    let cov = coverage::compute(&data, frameworks)?;
+    let mut files = Vec::new();
+    for f in formats {
+        files.extend(render(&data, &cov, *f)?);
+    }
+    tracing::info!(
+        run = data.run.id,
+        ms = started.elapsed().as_millis() as u64,
+        "report rendered"
+    );
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, bytes) in &files {
+                write_file(&dir.join(name), bytes)?;
+                eprintln!("wrote {}", dir.join(name).display());
+            }
+        }
+        None => {
+            if formats.len() > 1 {
+                anyhow::bail!("several formats write several files: give --out DIR");
+            }
+            let mut stdout = std::io::stdout().lock();
+            // CSV makes two files; without --out, the per-control one.
+            if let Some((name, bytes)) = files.first() {
+                stdout.write_all(bytes)?;
+                if files.len() > 1 {
+                    eprintln!("printed {name}; give --out DIR for findings.csv too");
+                }
+            }
+            stdout.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `nhi-assure trace`.
+pub async fn trace(
+    config: &Path,
+    subject: &str,
+    run: RunSel,
+    format: TraceFormat,
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (_cfg, store, rules) = setup(config).await?;
+    let data = load(&store, run, rules.catalogs).await?;
+    let bytes = match format {
+        TraceFormat::Json => {
+            let t = trace::Context::new(&data).trace(subject).ok_or_else(|| {
+                anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id)
+            })?;
+            let mut v = serde_json::to_vec_pretty(&t)?;
+            v.push(b'\n');
+            v
+        }
+        TraceFormat::Html => html::render_trace(&data, subject)?
+            .ok_or_else(|| anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id))?
+            .into_bytes(),
+    };
+    match output {
+        Some(p) => write_file(p, &bytes)?,
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `nhi-assure diff`.
+pub async fn diff_cmd(
+    config: &Path,
+    from: Option<i64>,
+    to: RunSel,
+    format: DiffFormat,
+) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config, std::env::vars())?;
+    let store = open_store(&cfg).await?;
+    let to = store.resolve_run(to).await?;
+    let from = match from {
+        Some(f) => store.resolve_run(RunSel::Id(f)).await?,
+        None => diff::previous_run(&store, to)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("run {to} has no earlier run to compare with"))?,
+    };
+    if from >= to {
+        anyhow::bail!("--from ({from}) must be an earlier run than --to ({to})");
+    }
+    let d = diff::diff(&store, from, to).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        DiffFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &d)?;
+            writeln!(out)?;
+        }
+        DiffFormat::Table => {
+            writeln!(
+                out,
+                "Run {} → run {}: {} new, {} resolved, {} still open",
+                d.from_run,
+                d.to_run,
+                d.new.len(),
+                d.resolved.len(),
+                d.still_open.len()
+            )?;
+            for (title, list) in [
+                ("NEW", &d.new),
+                ("RESOLVED", &d.resolved),
+                ("STILL OPEN", &d.still_open),
+            ] {
+                if list.is_empty() {
+                    continue;
+                }
+                let mut b = tabled::builder::Builder::default();
+                b.push_record(["SEVERITY", "FINDING", "FIRST SEEN", "RESOLVED"]);
+                for e in list.iter() {
+                    b.push_record([
+                        e.severity.clone(),
+                        e.fingerprint.clone(),
+                        e.first_seen.clone(),
+                        match (&e.resolved_at, e.unverified) {
+                            (Some(r), _) => r.clone(),
+                            (None, true) => "not seen (source not read)".into(),
+                            _ => String::new(),
+                        },
+                    ]);
+                }
+                let mut t = b.build();
+                t.with(Style::sharp());
+                writeln!(out, "\n{title}\n{t}")?;
+            }
+            if !d.mttr.is_empty() {
+                writeln!(out, "\nMean time to remediate (resolved in this window):")?;
+                for m in &d.mttr {
+                    writeln!(
+                        out,
+                        "  {:<8} {:>4} resolved, mean {}",
+                        m.severity,
+                        m.resolved,
+                        human_hours(m.mean_hours)
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration in hours, in the unit a reader expects.
+fn human_hours(h: f64) -> String {
+    let s = h * 3600.0;
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{:.1} min", s / 60.0)
+    } else if h < 48.0 {
+        format!("{h:.1} h")
+    } else {
+        format!("{:.1} days", h / 24.0)
+    }
+}
+
+/// `nhi-assure evidence …`.
+pub async fn evidence_cmd(cmd: EvidenceCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EvidenceCommand::Keygen { out } => {
+            let (k, p) = evidence::keygen(&out)?;
+            eprintln!(
+                "wrote {} (private, keep it secret) and {}",
+                k.display(),
+                p.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EvidenceCommand::Export {
+            config,
+            run,
+            key,
+            out,
+        } => {
+            // Read the key before any work: a wrong path fails fast.
+            let key = evidence::read_private(&key)?;
+            let (_cfg, store, rules) = setup(&config).await?;
+            let started = Instant::now();
+            let data = load(&store, run, rules.catalogs).await?;
+            let cov = coverage::compute(&data, &[])?;
+            let s = evidence::export(&store, &data, &cov, &key, &out).await?;
+            eprintln!(
+                "wrote {}: run {}, {} files, {} bytes, signed by key sha256 {} ({} ms)",
+                out.display(),
+                s.run_id,
+                s.files,
+                s.bytes,
+                evidence::key_id(&key.verifying_key()),
+                started.elapsed().as_millis()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EvidenceCommand::Verify {
+            bundle,
+            public_key,
+            json,
+        } => {
+            let key = evidence::read_public(&public_key)?;
+            let v = evidence::verify(&bundle, &key)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &v)?;
+                writeln!(out)?;
+            } else if v.ok() {
+                let m = v.manifest.as_ref();
+                writeln!(
+                    out,
+                    "OK: {} verified — signature valid, {} file(s) intact (run {}, made {})",
+                    bundle.display(),
+                    v.verified.len(),
+                    m.map_or(0, |m| m.run_id),
+                    m.map_or("?", |m| m.created_at.as_str())
+                )?;
+            } else {
+                writeln!(out, "FAILED: {}", bundle.display())?;
+                for f in &v.failures {
+                    writeln!(out, "  {}: {}", f.part, f.problem)?;
+                }
+            }
+            Ok(if v.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// `nhi-assure check-approvals`: validate the approval files only (no
+/// store, no provider), e.g. on a pull request to the approvals repository.
+pub fn check_approvals(
+    config: &Path,
+    format: CheckFormat,
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config, std::env::vars())?;
+    let mut problems = Vec::new();
+    let mut approvals = 0usize;
+    for a in &cfg.approvals {
+        match a {
+            ApprovalConfig::Files(c) => {
+                match nhi_approvals_as_code::load_dir(&cfg.resolve(&c.path), c.max_validity_days) {
+                    Ok(list) => approvals += list.len(),
+                    Err(p) => problems.extend(p.0),
+                }
+            }
+        }
+    }
+    let bytes = match format {
+        CheckFormat::Sarif => {
+            let mut v = serde_json::to_vec_pretty(&super::sarif::from_problems(
+                &problems,
+                env!("CARGO_PKG_VERSION"),
+            ))?;
+            v.push(b'\n');
+            v
+        }
+        CheckFormat::Json => {
+            let list: Vec<serde_json::Value> = problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "file": p.file.display().to_string(),
+                        "line": p.line,
+                        "column": p.column,
+                        "message": p.message,
+                    })
+                })
+                .collect();
+            let mut v = serde_json::to_vec_pretty(&list)?;
+            v.push(b'\n');
+            v
+        }
+        CheckFormat::Table => {
+            let mut s = String::new();
+            for p in &problems {
+                s.push_str(&format!("{p}\n"));
+            }
+            if problems.is_empty() {
+                s.push_str(&format!("{approvals} approval(s), no problem\n"));
+            }
+            s.into_bytes()
+        }
+    };
+    match output {
+        Some(p) => write_file(p, &bytes)?,
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,292 @@
+//! The self-contained HTML report: one file, no external assets (inline
+//! CSS, JS and SVG; a Content-Security-Policy forbids loading anything),
+//! summary charts by severity, control and source, the coverage tables,
+//! the full finding table with client-side filtering, and the per-subject
+//! trace.
+//!
+//! Rendered with minijinja from `reports/templates/report.html.j2` with
+//! auto-escaping on: identity names and tags come from cloud accounts, so
+//! anyone able to name an IAM user must not be able to script the auditor's
+//! browser.
+
+use std::collections::HashMap;
+
+use minijinja::{AutoEscape, Environment};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::coverage::FrameworkCoverage;
+use super::trace::{Context, Trace};
+use super::{tally, ReportError, RunData};
+use crate::estate::SourceState;
+
+const TEMPLATE: &str = include_str!("../../reports/templates/report.html.j2");
+/// Findings shown in the page's table; beyond this the page says so and
+/// points at `findings.csv` (a browser filtering a million rows is no use).
+pub const MAX_ROWS: usize = 20_000;
+/// Subjects traced in the page (worst findings first); `nhi-assure trace`
+/// gives any other.
+pub const MAX_TRACES: usize = 1_000;
+
+#[derive(Serialize)]
+struct Bar {
+    label: String,
+    value: usize,
+    width: usize,
+    y: usize,
+    color: &'static str,
+}
+
+#[derive(Serialize)]
+struct Chart {
+    id: &'static str,
+    title: String,
+    height: usize,
+    bars: Vec<Bar>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    severity: &'static str,
+    rule_id: String,
+    title: String,
+    identity_id: String,
+    credential_id: Option<String>,
+    source: String,
+    approval: Option<String>,
+    first_seen: String,
+    action: &'static str,
+    controls: Vec<String>,
+    search: String,
+    trace_anchor: usize,
+}
+
+#[derive(Serialize)]
+struct TraceItem<'a> {
+    anchor: usize,
+    #[serde(flatten)]
+    trace: &'a Trace,
+}
+
+#[derive(Serialize)]
+struct Incomplete {
+    name: String,
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+struct Subjects {
+    identities: usize,
+    credentials: usize,
+    approvals: usize,
+}
+
+fn sev_color(s: &str) -> &'static str {
+    match s {
+        "critical" => "#7f1d1d",
+        "high" => "#dc2626",
+        "medium" => "#d97706",
+        "low" => "#2563eb",
+        _ => "#64748b",
+    }
+}
+
+fn chart(
+    id: &'static str,
+    title: String,
+    data: Vec<(String, usize)>,
+    color: fn(&str) -> &'static str,
+) -> Chart {
+    let max = data.iter().map(|d| d.1).max().unwrap_or(1).max(1);
+    let bars: Vec<Bar> = data
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, value))| Bar {
+            width: (value * 240).div_ceil(max),
+            y: i * 20,
+            color: color(&label),
+            label,
+            value,
+        })
+        .collect();
+    Chart {
+        id,
+        title,
+        height: (bars.len() * 20).max(20),
+        bars,
+    }
+}
+
+/// Render the HTML report.
+pub fn render(data: &RunData, cov: &[FrameworkCoverage]) -> Result<String, ReportError> {
+    page(data, cov, false)
+}
+
+fn page(
+    data: &RunData,
+    cov: &[FrameworkCoverage],
+    open_traces: bool,
+) -> Result<String, ReportError> {
+    let ctx = Context::new(data);
+    let mut traces = ctx.traces_of_findings();
+    let traces_total = traces.len();
+    traces.truncate(MAX_TRACES);
+    let anchor_of: HashMap<&str, usize> = traces
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.subject.as_str(), i))
+        .collect();
+
+    let order = ["critical", "high", "medium", "low", "info"];
+    let by_sev: Vec<(String, usize)> = order
+        .iter()
+        .map(|s| {
+            (
+                s.to_string(),
+                data.findings
+                    .iter()
+                    .filter(|f| f.finding.severity.as_str() == *s)
+                    .count(),
+            )
+        })
+        .collect();
+    let mut by_control = tally(
+        data.findings
+            .iter()
+            .flat_map(|f| f.finding.controls.iter().map(String::as_str)),
+    );
+    by_control.truncate(15);
+    let by_source = tally(data.findings.iter().map(|f| {
+        if f.source.is_empty() {
+            "approval records"
+        } else {
+            f.source.as_str()
+        }
+    }));
+    let charts = vec![
+        chart("severity", "Findings by severity".into(), by_sev, sev_color),
+        chart(
+            "control",
+            "Findings by control (top 15)".into(),
+            by_control,
+            |_| "#334155",
+        ),
+        chart("source", "Findings by source".into(), by_source, |_| {
+            "#0e7490"
+        }),
+    ];
+
+    let rows: Vec<Row> = data
+        .findings
+        .iter()
+        .take(MAX_ROWS)
+        .map(|f| {
+            let d = &f.finding;
+            let approval = d
+                .evidence
+                .get("approval")
+                .and_then(|a| a.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let search = format!(
+                "{} {} {} {} {} {}",
+                d.rule_id,
+                d.identity_id,
+                d.credential_id.as_deref().unwrap_or(""),
+                d.controls.join(" "),
+                approval.as_deref().unwrap_or(""),
+                d.title
+            )
+            .to_lowercase();
+            Row {
+                severity: d.severity.as_str(),
+                rule_id: d.rule_id.clone(),
+                title: d.title.clone(),
+                identity_id: d.identity_id.clone(),
+                credential_id: d.credential_id.clone(),
+                source: f.source.clone(),
+                approval,
+                first_seen: f.first_seen.clone(),
+                action: d.recommended_action.as_str(),
+                controls: d.controls.clone(),
+                search,
+                trace_anchor: anchor_of.get(d.identity_id.as_str()).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    let mut sources: Vec<&str> = data.findings.iter().map(|f| f.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let incomplete: Vec<Incomplete> = data
+        .snapshot
+        .sources
+        .iter()
+        .filter_map(|s| match s.state {
+            SourceState::Complete => None,
+            SourceState::Partial { .. } => Some(Incomplete {
+                name: s.name.clone(),
+                state: "partial",
+            }),
+            SourceState::Failed { .. } => Some(Incomplete {
+                name: s.name.clone(),
+                state: "failed",
+            }),
+        })
+        .collect();
+    let read = || {
+        data.snapshot
+            .sources
+            .iter()
+            .filter_map(|s| s.inventory.as_ref())
+    };
+    let subjects = Subjects {
+        identities: read().map(|i| i.identities.len()).sum(),
+        credentials: read().map(|i| i.credentials.len()).sum(),
+        approvals: data.snapshot.approvals.len(),
+    };
+    let trace_items: Vec<TraceItem> = traces
+        .iter()
+        .enumerate()
+        .map(|(anchor, trace)| TraceItem { anchor, trace })
+        .collect();
+
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    let err = |e: minijinja::Error| ReportError::Render {
+        what: "html",
+        message: format!("{e:#}"),
+    };
+    env.add_template("report.html", TEMPLATE).map_err(err)?;
+    let tmpl = env.get_template("report.html").map_err(err)?;
+    tmpl.render(minijinja::context! {
+        version => data.version,
+        run => &data.run,
+        findings => rows,
+        frameworks => cov,
+        charts => charts,
+        traces => trace_items,
+        severities => order,
+        sources => sources,
+        incomplete => incomplete,
+        subjects => subjects,
+        open_traces => open_traces,
+        findings_total => data.findings.len(),
+        traces_total => traces_total,
+    })
+    .map_err(err)
+}
+
+/// Render one subject's trace as a standalone HTML page (the report's
+/// template, with only that trace and its findings).
+pub fn render_trace(data: &RunData, subject: &str) -> Result<Option<String>, ReportError> {
+    let ctx = Context::new(data);
+    if ctx.trace(subject).is_none() {
+        return Ok(None);
+    }
+    let mut one = data.clone();
+    one.findings.retain(|f| {
+        f.finding.identity_id == subject || f.finding.credential_id.as_deref() == Some(subject)
+    });
+    one.journal.retain(|a| a.request.identity_id == subject);
+    page(&one, &[], true).map(Some)
+}

@@ -1,0 +1,293 @@
+//! Report formats and the files each writes: table (`report.txt`), JSON
+//! (`report.json`), CSV (`coverage.csv`, one row per control, and
+//! `findings.csv`, one row per finding), OCSF (`report.ocsf.json`), SARIF
+//! (`report.sarif`), HTML (`report.html`).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use tabled::settings::{object::Columns, Modify, Style, Width};
+
+use super::coverage::FrameworkCoverage;
+use super::{ReportError, ReportFinding, RunData};
+use crate::store::journal::Entry;
+use crate::store::runs::RunInfo;
+
+/// A report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Terminal tables (coverage per framework, then a summary).
+    Table,
+    /// The coverage report as JSON.
+    Json,
+    /// CSV: coverage (one row per control) and findings (one row per finding).
+    Csv,
+    /// OCSF 1.6 IAM Analysis Finding events (class 2008), a JSON array.
+    Ocsf,
+    /// SARIF 2.1.0: approval-related findings located at the approval file and line.
+    Sarif,
+    /// One self-contained HTML page.
+    Html,
+}
+
+impl ReportFormat {
+    /// Every format, in the order the evidence bundle writes them.
+    pub const ALL: [ReportFormat; 6] = [
+        ReportFormat::Table,
+        ReportFormat::Json,
+        ReportFormat::Csv,
+        ReportFormat::Ocsf,
+        ReportFormat::Sarif,
+        ReportFormat::Html,
+    ];
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    /// What this document is.
+    pub report: &'static str,
+    /// Tool version that wrote it.
+    pub tool_version: &'static str,
+    /// The run reported on.
+    pub run: &'a RunInfo,
+    /// Coverage per framework.
+    pub frameworks: &'a [FrameworkCoverage],
+    /// Findings of the run, with first-seen dates.
+    pub findings: &'a [ReportFinding],
+    /// Findings this run resolved, as last seen.
+    pub resolved: &'a [super::ResolvedFinding],
+    /// Actions the run journaled.
+    pub actions: &'a [Entry],
+}
+
+/// One row of `coverage.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageRow {
+    /// Framework id.
+    pub framework: String,
+    /// Control id.
+    pub control: String,
+    /// Title.
+    pub title: String,
+    /// `pass`, `fail`, `unknown`, `not_evaluated`.
+    pub status: String,
+    /// Mapped rules evaluated, space-separated.
+    pub rules: String,
+    /// Subjects evaluated.
+    pub subjects_evaluated: usize,
+    /// Subjects passing.
+    pub subjects_passing: usize,
+    /// Subjects failing.
+    pub subjects_failing: usize,
+    /// Failing findings.
+    pub findings: usize,
+    /// Highest severity among them.
+    pub worst_severity: String,
+    /// Their fingerprints, space-separated.
+    pub finding_fingerprints: String,
+}
+
+/// One row of `findings.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRow {
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Rule.
+    pub rule_id: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: String,
+    /// Provider.
+    pub provider: String,
+    /// Source.
+    pub source: String,
+    /// Identity.
+    pub identity_id: String,
+    /// Credential.
+    pub credential_id: String,
+    /// Controls, space-separated.
+    pub controls: String,
+    /// Recommended action.
+    pub recommended_action: String,
+    /// First seen.
+    pub first_seen: String,
+    /// Evidence (JSON).
+    pub evidence: String,
+}
+
+/// Coverage rows, as written to `coverage.csv`.
+pub fn coverage_rows(cov: &[FrameworkCoverage]) -> Vec<CoverageRow> {
+    cov.iter()
+        .flat_map(|fw| {
+            fw.controls.iter().map(move |c| CoverageRow {
+                framework: fw.framework.clone(),
+                control: c.id.clone(),
+                title: c.title.clone(),
+                status: c.status.as_str().to_string(),
+                rules: c.rules.join(" "),
+                subjects_evaluated: c.subjects.evaluated,
+                subjects_passing: c.subjects.passing,
+                subjects_failing: c.subjects.failing,
+                findings: c.findings.len(),
+                worst_severity: c.worst_severity.clone().unwrap_or_default(),
+                finding_fingerprints: c.findings.join(" "),
+            })
+        })
+        .collect()
+}
+
+/// Finding rows, as written to `findings.csv`.
+pub fn finding_rows(list: &[ReportFinding]) -> Result<Vec<FindingRow>, ReportError> {
+    list.iter()
+        .map(|f| {
+            let d = &f.finding;
+            Ok(FindingRow {
+                fingerprint: f.fingerprint.clone(),
+                rule_id: d.rule_id.clone(),
+                title: d.title.clone(),
+                severity: d.severity.as_str().to_string(),
+                provider: d.provider.clone().unwrap_or_default(),
+                source: f.source.clone(),
+                identity_id: d.identity_id.clone(),
+                credential_id: d.credential_id.clone().unwrap_or_default(),
+                controls: d.controls.join(" "),
+                recommended_action: d.recommended_action.as_str().to_string(),
+                first_seen: f.first_seen.clone(),
+                evidence: serde_json::to_string(&d.evidence)?,
+            })
+        })
+        .collect()
+}
+
+fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>, ReportError> {
+    let err = |e: csv::Error| ReportError::Render {
+        what: "csv",
+        message: e.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(err)?;
+    }
+    w.into_inner().map_err(|e| ReportError::Render {
+        what: "csv",
+        message: e.to_string(),
+    })
+}
+
+/// The coverage tables.
+pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
+    let mut out = String::new();
+    let r = &data.run;
+    let _ = writeln!(
+        out,
+        "Control coverage — run {} ({}), as of {}, {} finding(s)\n",
+        r.id,
+        r.command,
+        r.as_of,
+        data.findings.len()
+    );
+    for fw in cov {
+        let t = &fw.totals;
+        let _ = writeln!(
+            out,
+            "{} ({} {}): {} controls — {} pass, {} fail, {} unknown, {} not evaluated",
+            fw.framework,
+            fw.name,
+            fw.version,
+            t.controls,
+            t.pass,
+            t.fail,
+            t.unknown,
+            t.not_evaluated
+        );
+        let mut b = tabled::builder::Builder::default();
+        b.push_record([
+            "CONTROL",
+            "TITLE",
+            "STATUS",
+            "SUBJECTS PASS/FAIL",
+            "FINDINGS",
+            "RULES",
+        ]);
+        for c in &fw.controls {
+            b.push_record([
+                c.id.clone(),
+                c.title.clone(),
+                c.status.as_str().replace('_', " ").to_uppercase(),
+                if c.rules.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{}/{}", c.subjects.passing, c.subjects.failing)
+                },
+                c.findings.len().to_string(),
+                if c.rules.is_empty() {
+                    "-".into()
+                } else {
+                    c.rules.join("\n")
+                },
+            ]);
+        }
+        let mut t = b.build();
+        t.with(Style::sharp())
+            .with(Modify::new(Columns::one(1)).with(Width::wrap(40)));
+        let _ = writeln!(out, "{t}\n");
+    }
+    for s in &data.snapshot.sources {
+        if !s.state.is_complete() {
+            let _ = writeln!(
+                out,
+                "warning: source {} was not read completely in this run: controls without failures are UNKNOWN, not passing",
+                s.name
+            );
+        }
+    }
+    out
+}
+
+/// Render `format` into (file name, bytes) pairs.
+pub fn render(
+    data: &RunData,
+    cov: &[FrameworkCoverage],
+    format: ReportFormat,
+) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
+    Ok(match format {
+        ReportFormat::Table => vec![("report.txt".into(), table(data, cov).into_bytes())],
+        ReportFormat::Json => {
+            let doc = JsonReport {
+                report: "nhi-assure control coverage",
+                tool_version: data.version,
+                run: &data.run,
+                frameworks: cov,
+                findings: &data.findings,
+                resolved: &data.resolved,
+                actions: &data.journal,
+            };
+            let mut v = serde_json::to_vec_pretty(&doc)?;
+            v.push(b'\n');
+            vec![("report.json".into(), v)]
+        }
+        ReportFormat::Csv => vec![
+            ("coverage.csv".into(), csv_bytes(&coverage_rows(cov))?),
+            (
+                "findings.csv".into(),
+                csv_bytes(&finding_rows(&data.findings)?)?,
+            ),
+        ],
+        ReportFormat::Ocsf => {
+            let mut v = serde_json::to_vec_pretty(&super::ocsf::events(data))?;
+            v.push(b'\n');
+            vec![("report.ocsf.json".into(), v)]
+        }
+        ReportFormat::Sarif => {
+            let mut v = serde_json::to_vec_pretty(&super::sarif::from_run(data))?;
+            v.push(b'\n');
+            vec![("report.sarif".into(), v)]
+        }
+        ReportFormat::Html => vec![(
+            "report.html".into(),
+            super::html::render(data, cov)?.into_bytes(),
+        )],
+    })
+}

@@ -1,0 +1,420 @@
+//! The per-subject trace — "why is this key still alive?": identity →
+//! credentials → entitlements → covering approval (source, ticket,
+//! approver, expiry) → findings → actions taken, as the run saw them.
+//!
+//! The run's snapshot is rebuilt into an estate and the facts are
+//! recomputed at the run's evaluation instant, so a trace of a past run
+//! shows the approval state that run acted on, not today's.
+
+use std::collections::HashMap;
+
+use nhi_contract::{Approval, Timestamp, Usage};
+use serde::Serialize;
+
+use super::{parse_ts, RunData};
+use crate::estate::{Estate, SourceState};
+use crate::facts::Facts;
+use crate::graph::Graph;
+use crate::store::journal::Entry;
+
+/// An approval as the trace shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalView {
+    /// Approval id.
+    pub id: String,
+    /// `valid`, `expired`, `revoked`, `not_started`.
+    pub state: String,
+    /// Where it is recorded (`file:line:column`).
+    pub source: String,
+    /// Ticket or document.
+    pub reference: Option<String>,
+    /// Who asked.
+    pub requester: String,
+    /// Who approved.
+    pub approver: String,
+    /// When approved.
+    pub approved_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// When it ends in effect (expiry, revocation, emergency end).
+    pub ends_at: Timestamp,
+    /// Revoked at.
+    pub revoked_at: Option<Timestamp>,
+    /// Credentials it names (empty: all of the subject's).
+    pub credentials: Vec<String>,
+    /// Approved actions.
+    pub actions: Vec<String>,
+    /// Break-glass.
+    pub emergency: bool,
+}
+
+/// A credential in a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialView {
+    /// Credential id (never a secret).
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Created.
+    pub created: Option<Timestamp>,
+    /// Expires.
+    pub expires: Option<Timestamp>,
+    /// Active.
+    pub active: bool,
+    /// Last use.
+    pub usage: Usage,
+    /// State of the covering approval (`none` when nothing covers it).
+    pub approval_state: String,
+    /// The covering approval, if any.
+    pub approval: Option<String>,
+}
+
+/// An entitlement in a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntitlementView {
+    /// Entitlement id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Privilege level.
+    pub privilege: String,
+    /// Granted through (a group), if not directly.
+    pub via: Option<String>,
+    /// Beyond the approved scope.
+    pub beyond_scope: bool,
+}
+
+/// The identity in a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityView {
+    /// Stable id.
+    pub id: String,
+    /// Provider.
+    pub provider: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Account / tenant / org.
+    pub account: String,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Enabled.
+    pub enabled: bool,
+    /// Last use.
+    pub usage: Usage,
+    /// Interactive login enabled.
+    pub human_login: bool,
+    /// Inventory source.
+    pub source: String,
+    /// How that source was read (`complete`, `partial`, `failed`).
+    pub source_state: String,
+    /// Effective privilege (through assume-role).
+    pub privilege: String,
+    /// May assume these identities directly.
+    pub may_assume: Vec<String>,
+}
+
+/// A finding in a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingView {
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Rule.
+    pub rule_id: String,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: String,
+    /// Credential concerned.
+    pub credential_id: Option<String>,
+    /// First seen.
+    pub first_seen: String,
+    /// Recommended action.
+    pub recommended_action: String,
+    /// Controls.
+    pub controls: Vec<String>,
+}
+
+/// One subject's trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    /// Run traced.
+    pub run_id: i64,
+    /// Its evaluation instant.
+    pub as_of: String,
+    /// What was asked for (an identity or credential id).
+    pub subject: String,
+    /// The identity (absent when an approval names one no source holds).
+    pub identity: Option<IdentityView>,
+    /// Its credentials (only the one asked for, if a credential was asked).
+    pub credentials: Vec<CredentialView>,
+    /// Its entitlements.
+    pub entitlements: Vec<EntitlementView>,
+    /// Approvals naming it.
+    pub approvals: Vec<ApprovalView>,
+    /// Findings of the run on it.
+    pub findings: Vec<FindingView>,
+    /// Journaled actions on it, up to and including this run.
+    pub actions: Vec<Entry>,
+}
+
+/// The rebuilt estate and facts of a run.
+pub struct Context<'a> {
+    data: &'a RunData,
+    estate: Estate,
+    graph: Graph,
+    facts: Facts,
+    // Lookups built once: the HTML report traces every subject with a finding.
+    identity_ix: HashMap<String, usize>,
+    credential_ix: HashMap<String, usize>,
+    credentials_of: HashMap<String, Vec<usize>>,
+    grants_of: HashMap<String, Vec<usize>>,
+    entitlement_ix: HashMap<(u32, String), usize>,
+    approvals_of: HashMap<String, Vec<usize>>,
+    findings_of: HashMap<String, Vec<usize>>,
+}
+
+fn approval_view(a: &Approval, facts: &Facts, k: usize) -> ApprovalView {
+    let f = &facts.approvals[k];
+    ApprovalView {
+        id: a.id.clone(),
+        state: f.state.as_str().to_string(),
+        source: a.source.clone(),
+        reference: a.reference.clone(),
+        requester: a.requester.clone(),
+        approver: a.approver.clone(),
+        approved_at: a.approved_at,
+        expires_at: a.expires_at,
+        ends_at: f.end,
+        revoked_at: a.revoked_at,
+        credentials: a.credentials.clone(),
+        actions: a.scope.actions.clone(),
+        emergency: a.emergency.is_some(),
+    }
+}
+
+fn state_name(s: &SourceState) -> &'static str {
+    match s {
+        SourceState::Complete => "complete",
+        SourceState::Partial { .. } => "partial",
+        SourceState::Failed { .. } => "failed",
+    }
+}
+
+impl<'a> Context<'a> {
+    /// Rebuild run `data`'s estate and facts.
+    pub fn new(data: &'a RunData) -> Self {
+        let estate = data.snapshot.estate();
+        let graph = Graph::build(&estate);
+        let now = parse_ts(&data.run.as_of).unwrap_or_else(chrono::Utc::now);
+        let facts = Facts::compute(&estate, &graph, now);
+        let mut identity_ix = HashMap::new();
+        for (i, x) in estate.identities.iter().enumerate() {
+            identity_ix.entry(x.id.clone()).or_insert(i);
+        }
+        let mut credential_ix = HashMap::new();
+        let mut credentials_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (c, x) in estate.credentials.iter().enumerate() {
+            credential_ix.entry(x.id.clone()).or_insert(c);
+            credentials_of
+                .entry(x.identity.clone())
+                .or_default()
+                .push(c);
+        }
+        let mut grants_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (g, x) in estate.grants.iter().enumerate() {
+            grants_of.entry(x.identity.clone()).or_default().push(g);
+        }
+        let mut entitlement_ix = HashMap::new();
+        for (k, x) in estate.entitlements.iter().enumerate() {
+            entitlement_ix
+                .entry((estate.entitlement_source[k], x.id.clone()))
+                .or_insert(k);
+        }
+        let mut approvals_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (k, x) in estate.approvals.iter().enumerate() {
+            approvals_of.entry(x.subject.clone()).or_default().push(k);
+        }
+        let mut findings_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (n, f) in data.findings.iter().enumerate() {
+            findings_of
+                .entry(f.finding.identity_id.clone())
+                .or_default()
+                .push(n);
+        }
+        Context {
+            data,
+            estate,
+            graph,
+            facts,
+            identity_ix,
+            credential_ix,
+            credentials_of,
+            grants_of,
+            entitlement_ix,
+            approvals_of,
+            findings_of,
+        }
+    }
+
+    /// Trace `subject`: an identity id or a credential id. `None` when the
+    /// run knows nothing of it (no identity, credential, approval or finding).
+    pub fn trace(&self, subject: &str) -> Option<Trace> {
+        let e = &self.estate;
+        let cred = self.credential_ix.get(subject).copied();
+        let identity_id = match cred {
+            Some(c) => e.credentials[c].identity.clone(),
+            None => subject.to_string(),
+        };
+        let ident = self.identity_ix.get(&identity_id).copied();
+        let findings: Vec<FindingView> = self
+            .findings_of
+            .get(&identity_id)
+            .into_iter()
+            .flatten()
+            .map(|&n| &self.data.findings[n])
+            .filter(|f| {
+                cred.is_none()
+                    || f.finding.credential_id.as_deref() == Some(subject)
+                    || f.finding.credential_id.is_none()
+            })
+            .map(|f| FindingView {
+                fingerprint: f.fingerprint.clone(),
+                rule_id: f.finding.rule_id.clone(),
+                title: f.finding.title.clone(),
+                severity: f.finding.severity.as_str().to_string(),
+                credential_id: f.finding.credential_id.clone(),
+                first_seen: f.first_seen.clone(),
+                recommended_action: f.finding.recommended_action.as_str().to_string(),
+                controls: f.finding.controls.clone(),
+            })
+            .collect();
+        let approvals: Vec<ApprovalView> = self
+            .approvals_of
+            .get(&identity_id)
+            .into_iter()
+            .flatten()
+            .map(|&k| approval_view(&e.approvals[k], &self.facts, k))
+            .collect();
+        if ident.is_none() && approvals.is_empty() && findings.is_empty() {
+            return None;
+        }
+        let identity = ident.map(|i| {
+            let id = &e.identities[i];
+            let src = &e.sources[e.identity_source[i] as usize];
+            IdentityView {
+                id: id.id.clone(),
+                provider: id.provider.to_string(),
+                kind: id.kind.as_str().to_string(),
+                name: id.name.clone(),
+                account: id.account.clone(),
+                owner: id.owner.clone(),
+                enabled: id.enabled,
+                usage: id.usage.clone(),
+                human_login: id.human_login,
+                source: src.name.clone(),
+                source_state: state_name(&src.state).to_string(),
+                privilege: self.facts.identities[i].privilege.as_str().to_string(),
+                may_assume: self
+                    .graph
+                    .assumable(i as u32)
+                    .map(|j| e.identities[j as usize].id.clone())
+                    .collect(),
+            }
+        });
+        let cred_list: Vec<usize> = match cred {
+            Some(only) => vec![only],
+            None => self
+                .credentials_of
+                .get(&identity_id)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let credentials: Vec<CredentialView> = cred_list
+            .into_iter()
+            .map(|c| {
+                let x = &e.credentials[c];
+                let f = &self.facts.credentials[c];
+                CredentialView {
+                    id: x.id.clone(),
+                    kind: x.kind.as_str().to_string(),
+                    created: x.created,
+                    expires: x.expires,
+                    active: x.active,
+                    usage: x.usage.clone(),
+                    approval_state: f.approval_state.as_str().to_string(),
+                    approval: f.approval.map(|a| e.approvals[a as usize].id.clone()),
+                }
+            })
+            .collect();
+        let entitlements: Vec<EntitlementView> = match ident {
+            None => Vec::new(),
+            Some(i) => {
+                let f = &self.facts.identities[i];
+                let src = e.identity_source[i];
+                self.grants_of
+                    .get(&identity_id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|&&g| e.grant_source[g] == src)
+                    .filter_map(|&g| {
+                        let grant = &e.grants[g];
+                        let k = *self.entitlement_ix.get(&(src, grant.entitlement.clone()))?;
+                        let ent = &e.entitlements[k];
+                        Some(EntitlementView {
+                            id: ent.id.clone(),
+                            name: ent.name.clone(),
+                            privilege: ent.privilege.as_str().to_string(),
+                            via: grant.via.clone(),
+                            beyond_scope: f.overscope_direct.contains(&(k as u32)),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        let actions: Vec<Entry> = self
+            .data
+            .journal_upto
+            .iter()
+            .filter(|a| {
+                a.request.identity_id == identity_id
+                    && (cred.is_none()
+                        || a.request.credential_id.is_none()
+                        || a.request.credential_id.as_deref() == Some(subject))
+            })
+            .cloned()
+            .collect();
+        Some(Trace {
+            run_id: self.data.run.id,
+            as_of: self.data.run.as_of.clone(),
+            subject: subject.to_string(),
+            identity,
+            credentials,
+            entitlements,
+            approvals,
+            findings,
+            actions,
+        })
+    }
+
+    /// Traces of every identity with a finding or an action in the run, in
+    /// the findings' order (worst first).
+    pub fn traces_of_findings(&self) -> Vec<Trace> {
+        let mut seen = std::collections::HashSet::new();
+        let ids = self
+            .data
+            .findings
+            .iter()
+            .map(|f| f.finding.identity_id.as_str())
+            .chain(
+                self.data
+                    .journal
+                    .iter()
+                    .map(|a| a.request.identity_id.as_str()),
+            );
+        ids.filter(|id| seen.insert(*id))
+            .filter_map(|id| self.trace(id))
+            .collect()
+    }
+}

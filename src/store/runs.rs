@@ -1,0 +1,495 @@
+//! Per-run detail for reports on any past run: the findings each run saw
+//! (as it saw them) and what it read (inventory snapshot, approvals as read,
+//! rules evaluated), plus read access to runs.
+//!
+//! Stored by change, not by run (see migration `0004_run_detail.sql`): a
+//! finding seen with the same data by consecutive runs is one *sighting*
+//! whose `last_run` moves forward, and snapshot parts are kept once per
+//! content. A daemon passing every few minutes over a stable estate adds
+//! one small row per run, not a copy of the estate and its findings.
+//!
+//! Portable by construction: `$n` placeholders, columns read by name, no
+//! dialect types in signatures, so the PostgreSQL backend can take this
+//! file as it is.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{SourcedFinding, SqlStore, StoreError};
+use crate::estate::SourceStatus;
+use crate::findings::Finding;
+
+/// What a run read, already serialised by the caller (the store does not
+/// know the report's snapshot types).
+#[derive(Debug, Clone, Copy)]
+pub struct RunDetail<'a> {
+    /// JSON: per source, its state and inventory.
+    pub inventory: &'a str,
+    /// JSON: the approvals as read.
+    pub approvals: &'a str,
+    /// JSON: the rules evaluated.
+    pub rules: &'a str,
+    /// The findings of the run.
+    pub findings: &'a [SourcedFinding],
+}
+
+/// One recorded run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// Run id.
+    pub id: i64,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it was recorded.
+    pub finished_at: String,
+    /// Evaluation instant.
+    pub as_of: String,
+    /// Command that ran it (`scan`, `plan`, `reconcile`, `daemon`).
+    pub command: String,
+    /// Per-source status.
+    pub sources: Vec<SourceStatus>,
+    /// Findings seen.
+    pub findings: i64,
+    /// Findings (re)opened.
+    pub opened: i64,
+    /// Findings resolved.
+    pub resolved: i64,
+}
+
+/// A finding seen, with the same data, by the consecutive recorded runs
+/// `first_run..=last_run`.
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    /// Fingerprint (stable across runs).
+    pub fingerprint: String,
+    /// First run of the stretch.
+    pub first_run: i64,
+    /// Last run of the stretch.
+    pub last_run: i64,
+    /// Rule id.
+    pub rule_id: String,
+    /// Severity, as stored.
+    pub severity: String,
+    /// Inventory source; empty for findings on approval records.
+    pub source: String,
+    /// Credential kind, for credential findings.
+    pub credential_kind: Option<String>,
+    /// The finding itself (`None` when only keys were asked for).
+    pub finding: Option<Finding>,
+}
+
+/// The stored snapshot of what a run read, as JSON text.
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    /// Inventory per source.
+    pub inventory: String,
+    /// Approvals as read.
+    pub approvals: String,
+    /// Rules evaluated.
+    pub rules: String,
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+// Macros rather than functions: a helper would have to name the dialect's
+// row or connection type, which the PostgreSQL port would then have to edit.
+macro_rules! run_info {
+    ($r:expr) => {{
+        let r = $r;
+        Ok::<RunInfo, StoreError>(RunInfo {
+            id: r.try_get("id")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+            as_of: r.try_get("as_of")?,
+            command: r.try_get("command")?,
+            sources: serde_json::from_str(&r.try_get::<String, _>("sources")?)?,
+            findings: r.try_get("findings")?,
+            opened: r.try_get("opened")?,
+            resolved: r.try_get("resolved")?,
+        })
+    }};
+}
+
+macro_rules! sighting {
+    ($r:expr, $with_data:expr) => {{
+        let r = $r;
+        let finding: Option<Finding> = if $with_data {
+            Some(serde_json::from_str(&r.try_get::<String, _>("data")?)?)
+        } else {
+            None
+        };
+        Ok::<Sighting, StoreError>(Sighting {
+            fingerprint: r.try_get("fingerprint")?,
+            first_run: r.try_get("first_run")?,
+            last_run: r.try_get("last_run")?,
+            rule_id: r.try_get("rule_id")?,
+            severity: r.try_get("severity")?,
+            source: r.try_get("source")?,
+            credential_kind: r.try_get("credential_kind")?,
+            finding,
+        })
+    }};
+}
+
+// Record that run `$run` saw `$f`: extend the sighting that ended at the
+// previous recorded run `$prev` (or already at `$run`) with the same data,
+// else start one. Seen twice in one run, it is kept once.
+macro_rules! sight {
+    ($exec:expr, $run:expr, $prev:expr, $f:expr) => {{
+        let f: &SourcedFinding = $f;
+        let fp = f.finding.fingerprint();
+        let data = serde_json::to_string(&f.finding)?;
+        let hash = sha256_hex(&data);
+        let extended = sqlx::query(
+            "UPDATE finding_sightings SET last_run = $1
+             WHERE fingerprint = $2 AND data_sha256 = $3 AND (last_run = $4 OR last_run = $1)",
+        )
+        .bind($run)
+        .bind(&fp)
+        .bind(&hash)
+        .bind($prev)
+        .execute(&mut *$exec)
+        .await?
+        .rows_affected();
+        if extended == 0 {
+            sqlx::query(
+                "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
+                     source, credential_kind, data_sha256, data)
+                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (fingerprint, first_run) DO NOTHING",
+            )
+            .bind(&fp)
+            .bind($run)
+            .bind(&f.finding.rule_id)
+            .bind(f.finding.severity.as_str())
+            .bind(&f.source)
+            .bind(f.credential_kind.map(|k| k.as_str()))
+            .bind(&hash)
+            .bind(&data)
+            .execute(&mut *$exec)
+            .await?;
+        }
+    }};
+}
+
+impl SqlStore {
+    /// The recorded run (with detail) before `run_id`; `-1` when none.
+    async fn previous_detailed(&self, run_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("prev")?.unwrap_or(-1))
+    }
+
+    /// Record what run `run_id` read and the findings it saw, in one
+    /// transaction. Findings added later to the same run (enforce mode's
+    /// findings about itself) go through [`SqlStore::add_run_finding`].
+    pub async fn record_run_detail(
+        &self,
+        run_id: i64,
+        detail: RunDetail<'_>,
+    ) -> Result<(), StoreError> {
+        let prev = self.previous_detailed(run_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut hashes = Vec::with_capacity(3);
+        for body in [detail.inventory, detail.approvals, detail.rules] {
+            let h = sha256_hex(body);
+            sqlx::query(
+                "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(&h)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+            hashes.push(h);
+        }
+        sqlx::query(
+            "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(run_id)
+        .bind(&hashes[0])
+        .bind(&hashes[1])
+        .bind(&hashes[2])
+        .execute(&mut *tx)
+        .await?;
+        for f in detail.findings {
+            sight!(tx, run_id, prev, f);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record one more finding of run `run_id` (after its detail).
+    pub async fn add_run_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
+        let prev = self.previous_detailed(run_id).await?;
+        let mut tx = self.pool.begin().await?;
+        sight!(tx, run_id, prev, f);
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest run, if any.
+    pub async fn latest_run_id(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(id) AS id FROM runs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("id")?)
+    }
+
+    /// One run.
+    pub async fn run_info(&self, id: i64) -> Result<Option<RunInfo>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| run_info!(r)).transpose()
+    }
+
+    /// Every run up to and including `upto`, oldest first.
+    pub async fn runs_upto(&self, upto: i64) -> Result<Vec<RunInfo>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE id <= $1 ORDER BY id")
+            .bind(upto)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| run_info!(r)).collect()
+    }
+
+    /// The findings run `run_id` saw, with their data as it saw them.
+    pub async fn run_findings(&self, run_id: i64) -> Result<Vec<Sighting>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM finding_sightings WHERE last_run >= $1 AND first_run <= $1
+             ORDER BY fingerprint",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| sighting!(r, true)).collect()
+    }
+
+    /// Every sighting (no data) that began by run `upto`: enough to replay
+    /// the lifecycle for diffs and first-seen dates.
+    pub async fn sightings_upto(&self, upto: i64) -> Result<Vec<Sighting>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, first_run, last_run, rule_id, severity, source, credential_kind
+             FROM finding_sightings WHERE first_run <= $1 ORDER BY first_run, fingerprint",
+        )
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| sighting!(r, false)).collect()
+    }
+
+    /// The rules each run up to `upto` evaluated (JSON), by run id: which
+    /// findings a run could have resolved.
+    pub async fn run_rules(&self, upto: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.run_id AS run_id, b.body AS rules FROM run_snapshots s
+             JOIN snapshot_blobs b ON b.sha256 = s.rules_sha256
+             WHERE s.run_id <= $1 ORDER BY s.run_id",
+        )
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("run_id")?, r.try_get("rules")?)))
+            .collect()
+    }
+
+    /// What run `run_id` read, if it was recorded.
+    pub async fn run_snapshot(&self, run_id: i64) -> Result<Option<StoredSnapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT i.body AS inventory, a.body AS approvals, r.body AS rules FROM run_snapshots s
+             JOIN snapshot_blobs i ON i.sha256 = s.inventory_sha256
+             JOIN snapshot_blobs a ON a.sha256 = s.approvals_sha256
+             JOIN snapshot_blobs r ON r.sha256 = s.rules_sha256
+             WHERE s.run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredSnapshot {
+                inventory: r.try_get("inventory")?,
+                approvals: r.try_get("approvals")?,
+                rules: r.try_get("rules")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estate::SourceState;
+    use crate::rules::{Action, Severity};
+    use crate::store::{RunRecord, Store};
+
+    fn finding(cred: &str) -> SourcedFinding {
+        SourcedFinding {
+            finding: Finding {
+                rule_id: "credential-stale".into(),
+                title: "t".into(),
+                severity: Severity::High,
+                provider: Some("aws".into()),
+                identity_id: "arn:aws:iam::1:user/ci".into(),
+                credential_id: Some(cred.into()),
+                controls: vec!["OWASP-NHI-2025:NHI7".into()],
+                evidence: serde_json::json!({"credential.days_since_last_use": 120}),
+                recommended_action: Action::Disable,
+            },
+            source: "aws".into(),
+            credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+        }
+    }
+
+    async fn count(store: &SqlStore, table: &'static str) -> i64 {
+        let sql = match table {
+            "finding_sightings" => "SELECT COUNT(*) AS n FROM finding_sightings",
+            "run_snapshots" => "SELECT COUNT(*) AS n FROM run_snapshots",
+            _ => "SELECT COUNT(*) AS n FROM snapshot_blobs",
+        };
+        sqlx::query(sql)
+            .fetch_one(&store.pool)
+            .await
+            .expect("count")
+            .try_get("n")
+            .expect("n")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_a_fresh_store_all_migrate() {
+        // Separate pools stand for separate processes (a command beside the daemon).
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("s.db");
+            let opens = (0..4).map(|_| {
+                let p = path.clone();
+                tokio::spawn(
+                    async move { SqlStore::open(&p.display().to_string()).await.map(|_| ()) },
+                )
+            });
+            for r in futures_util::future::join_all(opens).await {
+                r.expect("join")
+                    .expect("open while another process migrates");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn run_detail_is_kept_by_change_and_read_back_per_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .expect("open");
+        assert_eq!(store.latest_run_id().await.expect("latest"), None);
+        let sources = vec![SourceStatus {
+            name: "aws".into(),
+            provider: nhi_contract::Provider::Aws,
+            state: SourceState::Complete,
+        }];
+        let mut changed = finding("AKIA2");
+        changed.finding.evidence = serde_json::json!({"credential.days_since_last_use": 121});
+        // Run 1: AKIA1, AKIA2. Run 2: the same. Run 3: AKIA2 with new
+        // evidence. Run 4: AKIA1 again (after a gap), AKIA2 unchanged.
+        let runs: Vec<Vec<SourcedFinding>> = vec![
+            vec![finding("AKIA1"), finding("AKIA2")],
+            vec![finding("AKIA1"), finding("AKIA2")],
+            vec![changed.clone()],
+            vec![finding("AKIA1"), changed.clone()],
+        ];
+        let mut ids = Vec::new();
+        for list in &runs {
+            let s = store
+                .record_run(RunRecord {
+                    started_at: chrono::Utc::now(),
+                    as_of: chrono::Utc::now(),
+                    command: "scan",
+                    sources: &sources,
+                    rules: &["credential-stale".to_string()],
+                    findings: list,
+                })
+                .await
+                .expect("run");
+            store
+                .record_run_detail(
+                    s.run_id,
+                    RunDetail {
+                        inventory: "[]",
+                        approvals: "[]",
+                        rules: r#"[{"id":"credential-stale"}]"#,
+                        findings: list,
+                    },
+                )
+                .await
+                .expect("detail");
+            ids.push(s.run_id);
+        }
+        assert_eq!(store.latest_run_id().await.expect("latest"), Some(ids[3]));
+        // Each run reads back exactly what it saw, with the data it saw.
+        for (i, list) in runs.iter().enumerate() {
+            let got: Vec<Finding> = store
+                .run_findings(ids[i])
+                .await
+                .expect("findings")
+                .into_iter()
+                .map(|s| s.finding.expect("data"))
+                .collect();
+            let want: Vec<Finding> = list.iter().map(|f| f.finding.clone()).collect();
+            assert_eq!(got, want, "run {}", ids[i]);
+        }
+        // Stored by change: AKIA1 [1,2] and [4]; AKIA2 [1,2] and [3,4].
+        assert_eq!(count(&store, "finding_sightings").await, 4);
+        let spans: Vec<(String, i64, i64)> = store
+            .sightings_upto(ids[3])
+            .await
+            .expect("sightings")
+            .into_iter()
+            .map(|s| {
+                assert!(s.finding.is_none());
+                (s.fingerprint, s.first_run, s.last_run)
+            })
+            .collect();
+        let fp = |c: &str| finding(c).finding.fingerprint();
+        assert!(spans.contains(&(fp("AKIA1"), ids[0], ids[1])));
+        assert!(spans.contains(&(fp("AKIA1"), ids[3], ids[3])));
+        assert!(spans.contains(&(fp("AKIA2"), ids[0], ids[1])));
+        assert!(spans.contains(&(fp("AKIA2"), ids[2], ids[3])));
+        // Identical snapshot parts are kept once.
+        assert_eq!(count(&store, "run_snapshots").await, 4);
+        assert_eq!(count(&store, "snapshot_blobs").await, 2);
+        let snap = store
+            .run_snapshot(ids[0])
+            .await
+            .expect("snap")
+            .expect("some");
+        assert_eq!(snap.rules, r#"[{"id":"credential-stale"}]"#);
+        assert_eq!(snap.inventory, "[]");
+        assert_eq!(store.run_rules(ids[3]).await.expect("rules").len(), 4);
+        assert!(store.run_snapshot(999).await.expect("none").is_none());
+
+        // A finding added to the last run (enforce's own), twice: once.
+        store
+            .add_run_finding(ids[3], &finding("AKIA3"))
+            .await
+            .expect("add");
+        store
+            .add_run_finding(ids[3], &finding("AKIA3"))
+            .await
+            .expect("add");
+        store
+            .add_run_finding(ids[3], &finding("AKIA1"))
+            .await
+            .expect("add");
+        assert_eq!(store.run_findings(ids[3]).await.expect("f").len(), 3);
+        assert_eq!(count(&store, "finding_sightings").await, 5);
+        let info = store.run_info(ids[0]).await.expect("info").expect("run");
+        assert_eq!(info.sources[0].state, SourceState::Complete);
+        assert_eq!(store.runs_upto(ids[3]).await.expect("runs").len(), 4);
+    }
+}
