@@ -153,6 +153,11 @@ pub struct EnforceConfig {
     /// before a delete action may run.
     #[serde(default = "default_quarantine")]
     pub quarantine_days: i64,
+    /// Credential kinds that may be removed outright when their provider
+    /// cannot disable them (`client_secret` on Entra ID). Removal cannot be
+    /// undone, so this is empty by default and such actions are held.
+    #[serde(default)]
+    pub remove_when_cannot_disable: Vec<nhi_contract::CredentialKind>,
 }
 
 fn default_max_subjects() -> usize {
@@ -188,6 +193,7 @@ impl Default for EnforceConfig {
             default_grace_hours: default_grace(),
             grace_hours: default_rule_grace(),
             quarantine_days: default_quarantine(),
+            remove_when_cannot_disable: Vec::new(),
         }
     }
 }

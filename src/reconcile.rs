@@ -199,7 +199,31 @@ pub async fn enforce(
             continue;
         }
         let mut a = a.clone();
-        if a.request.operation == Operation::DeleteCredential {
+        let credential_op = matches!(
+            a.request.operation,
+            Operation::DisableCredential | Operation::DeleteCredential
+        );
+        let cannot_disable = a
+            .request
+            .credential_kind
+            .filter(|k| credential_op && rems.get(&source).is_some_and(|r| !r.can_disable(*k)));
+        if let Some(kind) = cannot_disable {
+            // No reversible first step exists: removal or nothing.
+            if rails.remove_when_cannot_disable.contains(&kind) {
+                a.request.operation = Operation::DeleteCredential;
+            } else {
+                held(
+                    "held",
+                    format!(
+                        "a {kind} cannot be disabled on {provider}, only removed, which cannot be \
+                         undone: allow it with [enforce] remove_when_cannot_disable = [\"{kind}\"]",
+                        kind = kind.as_str(),
+                        provider = a.request.provider
+                    ),
+                );
+                continue;
+            }
+        } else if a.request.operation == Operation::DeleteCredential {
             // Disable before delete; delete only after the quarantine, still
             // unused since it was disabled (still unapproved: it is planned).
             let cred = a.request.credential_id.clone().unwrap_or_default();

@@ -322,7 +322,7 @@ fn the_azure_example_config_and_approvals_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enforce_disables_admin_principals_refuses_secrets_and_undo_restores() {
+async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo_restores() {
     let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(&fake, dir.path());
@@ -344,10 +344,10 @@ async fn enforce_disables_admin_principals_refuses_secrets_and_undo_restores() {
         "warn",
     )
     .await;
-    // Exit 2: an action failed (the secret, below).
+    // Exit 0: nothing failed; the secret is held (below), not attempted.
     assert_eq!(
         o.status.code(),
-        Some(2),
+        Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -360,20 +360,21 @@ async fn enforce_disables_admin_principals_refuses_secrets_and_undo_restores() {
     };
     assert_eq!(status(ids::SP_LEGACY, None), vec!["done"], "{done:#?}");
     assert_eq!(status(ids::SP_DEPLOYER, None), vec!["done"], "{done:#?}");
-    // Entra ID cannot disable a secret: the action fails, plainly, untouched.
+    // Entra ID cannot disable a secret and removing it cannot be undone:
+    // held, with the reason and the setting that allows it; untouched.
     assert_eq!(
         status(ids::APP_LEGACY, Some(ids::SECRET_LEGACY)),
-        vec!["failed"]
+        vec!["held"]
     );
-    let failed = done
+    let held = done
         .iter()
         .find(|x| x["credential_id"] == ids::SECRET_LEGACY)
         .and_then(|x| x["detail"].as_str())
         .unwrap_or_default()
         .to_string();
     assert!(
-        failed.contains("cannot disable a client secret"),
-        "{failed}"
+        held.contains("cannot be disabled") && held.contains("remove_when_cannot_disable"),
+        "{held}"
     );
     {
         let t = fake.tenant();
@@ -414,9 +415,46 @@ async fn enforce_disables_admin_principals_refuses_secrets_and_undo_restores() {
         "{}",
         String::from_utf8_lossy(&undo.stderr)
     );
+    {
+        let t = fake.tenant();
+        assert_eq!(t.enabled(ids::SP_LEGACY), Some(true));
+        assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(true));
+    }
+
+    // The operator allows removing secrets: the secret goes, irreversibly,
+    // and only it among the application's credentials.
+    let others_before: Vec<String> = fake
+        .tenant()
+        .secrets_of(ids::APP_LEGACY)
+        .into_iter()
+        .filter(|s| s != ids::SECRET_LEGACY)
+        .collect();
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + "remove_when_cannot_disable = [\"client_secret\"]\n";
+    std::fs::write(&cfg, text).expect("write");
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let done: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("outcomes");
+    let secret: Vec<&serde_json::Value> = done
+        .iter()
+        .filter(|x| x["credential_id"] == ids::SECRET_LEGACY)
+        .collect();
+    assert_eq!(secret.len(), 1, "{done:#?}");
+    assert_eq!(secret[0]["status"], "done", "{done:#?}");
+    assert_eq!(secret[0]["operation"], "delete_credential");
     let t = fake.tenant();
-    assert_eq!(t.enabled(ids::SP_LEGACY), Some(true));
-    assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(true));
+    assert!(!t
+        .secrets_of(ids::APP_LEGACY)
+        .contains(&ids::SECRET_LEGACY.to_string()));
+    let others_after: Vec<String> = t.secrets_of(ids::APP_LEGACY);
+    assert_eq!(others_after, others_before, "no other secret touched");
 }
 
 #[test]

@@ -918,6 +918,11 @@ impl Remediator for AzureRemediator {
         Provider::Azure
     }
 
+    fn can_disable(&self, kind: CredentialKind) -> bool {
+        // Entra ID has no disabled state for a password credential.
+        kind != CredentialKind::ClientSecret
+    }
+
     async fn apply(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
         if a.provider != Provider::Azure {
             return Err(invalid(format!("not an Azure action: {}", a.provider)));

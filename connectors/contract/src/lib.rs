@@ -578,6 +578,13 @@ pub trait Remediator: Send + Sync {
     fn planned_undo(&self, _action: &ActionRequest) -> Option<serde_json::Value> {
         None
     }
+    /// Whether a credential of this kind can be disabled reversibly. When it
+    /// cannot (an Entra ID client secret can only be removed), the engine
+    /// does not ask for a disable: it holds the action, or removes the
+    /// credential where the operator allowed that irreversible step.
+    fn can_disable(&self, _kind: CredentialKind) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
