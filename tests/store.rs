@@ -470,3 +470,69 @@ both!(
 );
 
 both!(raw: audit_chain_detects_edits_removals_and_reordering);
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read demo") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().expect("name").to_owned();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name));
+        } else if !name.to_string_lossy().starts_with("demo-store.db") {
+            std::fs::copy(&p, to.join(&name)).expect("copy");
+        }
+    }
+}
+
+/// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
+/// audit log), a report of the latest run, a diff, the audit chain.
+#[test]
+fn demo_scans_reports_and_audit_on_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"),
+        dir.path(),
+    );
+    let cfg = dir.path().join("nhi-assure.toml");
+    let cfg = cfg.to_str().expect("utf8");
+    let db = pg::database();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nhi-assure"))
+            .args(args)
+            .env("NHI_ASSURE_STORE", &db)
+            .output()
+            .expect("run")
+    };
+    for _ in 0..2 {
+        let o = run(&["scan", "--config", cfg, "--format", "json"]);
+        let findings: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        assert_eq!(findings.len(), 46);
+    }
+    assert!(
+        !dir.path().join("demo-store.db").exists(),
+        "nothing went to SQLite"
+    );
+    let report = run(&["report", "--config", cfg, "--format", "json"]);
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&report.stdout).expect("report json");
+    assert!(
+        r.to_string().contains("OWASP-NHI-2025"),
+        "coverage per framework"
+    );
+    let diff = run(&["diff", "--config", cfg, "--format", "json"]);
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let verify = run(&["audit", "verify", "--config", cfg]);
+    assert_eq!(verify.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&verify.stdout).starts_with("audit log intact: "));
+}
