@@ -305,7 +305,7 @@ impl Config {
     /// Where the store is: a PostgreSQL URL as given, or a SQLite file path
     /// resolved against the config's directory.
     pub fn store_location(&self) -> String {
-        if self.store.starts_with("postgres://") || self.store.starts_with("postgresql://") {
+        if crate::store::is_postgres(&self.store) {
             return self.store.clone();
         }
         let file = self.store.strip_prefix("sqlite://").unwrap_or(&self.store);

@@ -62,10 +62,15 @@ pub struct Outcome {
 /// Who runs this, for the journal.
 pub fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
+    let host = hostname();
     format!("{user}@{host} via nhi-assure {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// This machine's name, for the journal's actor and the lease holder.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
 }
 
 /// Re-apply interrupted actions and record their outcome.

@@ -85,8 +85,7 @@ pub enum EvidenceCommand {
 
 async fn open_store(cfg: &Config) -> anyhow::Result<SqlStore> {
     let location = cfg.store_location();
-    let is_url = location.starts_with("postgres://") || location.starts_with("postgresql://");
-    if !is_url && !Path::new(&location).exists() {
+    if !crate::store::is_postgres(&location) && !Path::new(&location).exists() {
         anyhow::bail!("no store at {location}: run `nhi-assure scan` first");
     }
     SqlStore::open(&location)

@@ -48,9 +48,7 @@ pub enum LeaseState {
 
 /// A holder id unique to this process: host, pid and start instant.
 pub fn holder_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
+    let host = crate::reconcile::hostname();
     let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     format!("{host}/{}/{started:x}", std::process::id())
 }

@@ -175,6 +175,11 @@ fn ts(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// Whether a store location names a PostgreSQL server (else a SQLite file).
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
 /// A store location with any password removed, for logs and errors.
 pub fn redact(location: &str) -> String {
     match url::Url::parse(location) {
@@ -208,7 +213,7 @@ impl SqlStore {
     /// path (created if needed).
     pub async fn open(location: &str) -> Result<SqlStore, StoreError> {
         sqlx::any::install_default_drivers();
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        if is_postgres(location) {
             let pool = AnyPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(std::time::Duration::from_secs(10))
