@@ -1,35 +1,14 @@
 //! The CLI end to end on the bundled demo estate: exact findings, the JSON
 //! contract, exit codes, error reporting, unknown-source handling, secrets.
 
+#[path = "support/demo.rs"]
+mod demo_copy;
+use demo_copy::demo;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
-
-/// A private copy of the demo (so the store lands in a temp dir).
-fn demo() -> (tempfile::TempDir, PathBuf) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&src, dir.path());
-    let _ = std::fs::remove_file(dir.path().join("demo-store.db"));
-    let cfg = dir.path().join("nhi-assure.toml");
-    (dir, cfg)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read demo") {
-        let e = e.expect("entry");
-        let p = e.path();
-        let name = e.file_name();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(&name));
-        } else if !name.to_string_lossy().starts_with("demo-store.db") {
-            std::fs::copy(&p, to.join(&name)).expect("copy");
-        }
-    }
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)

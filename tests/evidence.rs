@@ -4,6 +4,9 @@
 //! duplicated), and no secret value in any export — with a secret access
 //! key issued by moto and enforce-mode actions in the audit slice.
 
+#[path = "support/demo.rs"]
+mod demo_copy;
+use demo_copy::demo;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,20 +15,6 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read demo") {
-        let e = e.expect("entry");
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else if !e.file_name().to_string_lossy().starts_with("demo-store.db") {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
-}
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -54,8 +43,7 @@ fn ok(o: Output) -> Output {
 
 /// The demo scanned once, a key pair, and a bundle of the run.
 fn exported() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&Path::new(ROOT).join("examples/demo"), dir.path());
+    let (dir, _) = demo();
     let d = dir.path();
     ok(run_in(d, &["scan", "--config", "nhi-assure.toml"]));
     ok(run_in(d, &["evidence", "keygen", "--out", "signer"]));

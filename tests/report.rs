@@ -4,6 +4,9 @@
 //! against their official schemas, HTML rendered in headless Chromium);
 //! the per-subject trace; diffs between runs; reports on a past run.
 
+#[path = "support/demo.rs"]
+mod demo_copy;
+use demo_copy::demo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,27 +15,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// A private copy of the demo (so the store lands in a temp dir).
-fn demo() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&Path::new(ROOT).join("examples/demo"), dir.path());
-    let cfg = dir.path().join("nhi-assure.toml");
-    (dir, cfg)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read demo") {
-        let e = e.expect("entry");
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else if !e.file_name().to_string_lossy().starts_with("demo-store.db") {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
-}
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -2,6 +2,8 @@
 //! real PostgreSQL server (started by `support/pg.rs`): findings lifecycle,
 //! the journal's fencing, and the leader lease.
 
+#[path = "support/demo.rs"]
+mod demo_copy;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -471,29 +473,11 @@ both!(
 
 both!(raw: audit_chain_detects_edits_removals_and_reordering);
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read demo") {
-        let p = e.expect("entry").path();
-        let name = p.file_name().expect("name").to_owned();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(&name));
-        } else if !name.to_string_lossy().starts_with("demo-store.db") {
-            std::fs::copy(&p, to.join(&name)).expect("copy");
-        }
-    }
-}
-
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
 /// audit log), a report of the latest run, a diff, the audit chain.
 #[test]
 fn demo_scans_reports_and_audit_on_postgres() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"),
-        dir.path(),
-    );
-    let cfg = dir.path().join("nhi-assure.toml");
+    let (dir, cfg) = demo_copy::demo();
     let cfg = cfg.to_str().expect("utf8");
     let db = pg::database();
     let run = |args: &[&str]| {
