@@ -17,6 +17,8 @@ fn list(dir: &str) -> Vec<String> {
 }
 
 fn main() {
+    // sqlx::migrate! embeds the migrations: a new file must rebuild.
+    println!("cargo:rerun-if-changed=src/store/migrations");
     let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let mut out = String::new();
     for (konst, dir) in [("RULES", "rules/builtin"), ("CATALOGS", "rules/controls")] {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::engine;
-use crate::estate::SourceState;
+use crate::estate::{SourceState, SourceStatus};
 use crate::findings::{self, Finding};
 use crate::output::{self, Format};
 use crate::plan::Protected;
@@ -52,6 +52,91 @@ pub enum AuditCommand {
     },
 }
 
+/// `revocations` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RevocationCommand {
+    /// Every revocation: in force, unmatched (names no known approval) or withdrawn.
+    List {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format (table or json).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Withdraw a revocation: its approval counts again from the next pass.
+    Withdraw {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The approval id the revocation names.
+        approval_id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Exit code of a `scan`, `plan` or `reconcile` that could not see: a
+/// source failed or was partial (without `--allow-partial`), every source
+/// failed, or `--fail-on` was asked of a run with a failed source.
+pub const EXIT_UNSEEN: u8 = 3;
+
+/// Why this run must exit [`EXIT_UNSEEN`], if it must.
+fn unseen(sources: &[SourceStatus], allow_partial: bool, fail_on: bool) -> Option<String> {
+    let failed: Vec<&str> = sources
+        .iter()
+        .filter(|s| matches!(s.state, SourceState::Failed { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
+    let partial: Vec<&str> = sources
+        .iter()
+        .filter(|s| matches!(s.state, SourceState::Partial { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
+    if failed.len() == sources.len() {
+        return Some("no source could be read: the run saw nothing".into());
+    }
+    if failed.is_empty() && partial.is_empty() {
+        return None;
+    }
+    let what = || {
+        let mut parts = Vec::new();
+        if !failed.is_empty() {
+            parts.push(format!("failed: {}", failed.join(", ")));
+        }
+        if !partial.is_empty() {
+            parts.push(format!("partial: {}", partial.join(", ")));
+        }
+        parts.join("; ")
+    };
+    if !allow_partial {
+        return Some(format!(
+            "the run could not see everything ({}); --allow-partial accepts that",
+            what()
+        ));
+    }
+    if fail_on && !failed.is_empty() {
+        return Some(format!(
+            "--fail-on cannot pass on a run that could not see ({})",
+            what()
+        ));
+    }
+    None
+}
+
+/// Exit code `code`, or [`EXIT_UNSEEN`] (said on stderr) when the run could
+/// not see and the caller did not accept it.
+fn exit_seen(code: u8, why_unseen: Option<String>) -> ExitCode {
+    match why_unseen {
+        Some(why) if code != 2 => {
+            eprintln!("exit {EXIT_UNSEEN}: {why}");
+            ExitCode::from(EXIT_UNSEEN)
+        }
+        _ => ExitCode::from(code),
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -69,6 +154,10 @@ pub enum Command {
         /// Exit 1 when a finding at or above this severity exists.
         #[arg(long, value_enum)]
         fail_on: Option<Severity>,
+        /// Do not exit 3 when a source failed or was partial (a source that
+        /// failed still fails `--fail-on`).
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Like scan, then print what enforce mode would do (dry run: nothing is changed).
     Plan {
@@ -81,6 +170,9 @@ pub enum Command {
         /// Write the output here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Do not exit 3 when a source failed or was partial.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Like plan; with --enforce (or `mode = "enforce"`), carry it out behind the safety rails.
     Reconcile {
@@ -96,6 +188,15 @@ pub enum Command {
         /// Test hook: wait this long between the provider call and the journal outcome.
         #[arg(long, hide = true)]
         pause_after_call_ms: Option<u64>,
+        /// Do not exit 3 when a source failed or was partial.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Webhook revocations: list them, or withdraw one (journaled in the audit log).
+    Revocations {
+        /// What to do.
+        #[command(subcommand)]
+        action: RevocationCommand,
     },
     /// Undo a journaled action (or every action of a run), where the provider allows it.
     Undo {
@@ -274,44 +375,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             output: out,
             fail_on,
+            allow_partial,
         } => {
             let pass = pass(&config, "scan").await?;
             let mut w = sink(out.as_deref())?;
-            output::findings(&mut *w, format, &pass.findings)?;
+            output::findings(&mut *w, format, &pass.view(), &pass.findings)?;
             w.flush()?;
             pass.report_summary();
             let failing = fail_on.is_some_and(|s| pass.findings.iter().any(|f| f.severity >= s));
-            Ok(if failing {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(exit_seen(
+                u8::from(failing),
+                unseen(&pass.sources, allow_partial, fail_on.is_some()),
+            ))
         }
         Command::Plan {
             config,
             format,
             output: out,
+            allow_partial,
         } => {
             let pass = pass(&config, "plan").await?;
             let mut w = sink(out.as_deref())?;
-            output::plan(&mut *w, format, &pass.plan)?;
+            output::plan(&mut *w, format, &pass.view(), &pass.plan)?;
             w.flush()?;
             pass.report_summary();
-            Ok(ExitCode::SUCCESS)
+            Ok(exit_seen(0, unseen(&pass.sources, allow_partial, false)))
         }
         Command::Reconcile {
             config,
             enforce,
             format,
             pause_after_call_ms,
+            allow_partial,
         } => {
             let cfg = load_config(&config)?;
             let enforcing = enforce || cfg.mode == crate::config::Mode::Enforce;
             if !enforcing {
                 let pass = pass(&config, "reconcile").await?;
                 pass.report_summary();
-                output::plan(&mut std::io::stdout().lock(), format, &pass.plan)?;
-                return Ok(ExitCode::SUCCESS);
+                output::plan(
+                    &mut std::io::stdout().lock(),
+                    format,
+                    &pass.view(),
+                    &pass.plan,
+                )?;
+                return Ok(exit_seen(0, unseen(&pass.sources, allow_partial, false)));
             }
             // Lead for the whole pass, so what is acted on is what this
             // process saw while no one else could act.
@@ -321,26 +429,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let pass = pass(&config, "reconcile").await?;
                 pass.report_summary();
                 let rems = crate::reconcile::remediators(&pass.cfg).await;
-                crate::reconcile::enforce(
+                let outcomes = crate::reconcile::enforce(
                     &pass,
                     &rems,
                     leader.fence(),
                     pause_after_call_ms.map(std::time::Duration::from_millis),
                 )
-                .await
+                .await?;
+                anyhow::Ok((pass, outcomes))
             }
             .await;
             leader.release().await;
-            let outcomes = acted?;
+            let (pass, outcomes) = acted?;
             let mut out = std::io::stdout().lock();
-            output::outcomes(&mut out, format, &outcomes)?;
+            output::outcomes(&mut out, format, Some(&pass.view()), &outcomes)?;
             let failed = outcomes.iter().any(|o| o.status == "failed");
-            Ok(if failed {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(exit_seen(
+                if failed { 2 } else { 0 },
+                unseen(&pass.sources, allow_partial, false),
+            ))
         }
+        Command::Revocations { action } => match action {
+            RevocationCommand::List { config, format } => {
+                let cfg = load_config(&config)?;
+                let store = SqlStore::open(&cfg.store_location()).await?;
+                output::revocations(
+                    &mut std::io::stdout().lock(),
+                    format,
+                    &store.revocation_list().await?,
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            RevocationCommand::Withdraw {
+                config,
+                approval_id,
+                reason,
+            } => {
+                let cfg = load_config(&config)?;
+                let store = SqlStore::open(&cfg.store_location()).await?;
+                let actor = crate::reconcile::actor();
+                if store
+                    .withdraw_revocation(&approval_id, &actor, &reason)
+                    .await?
+                {
+                    println!(
+                        "revocation of {approval_id} withdrawn by {actor}: the approval counts again from the next pass"
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("no revocation in force names approval {approval_id}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        },
         Command::Undo {
             config,
             action,
@@ -371,7 +512,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             leader.release().await;
-            output::outcomes(&mut std::io::stdout().lock(), Format::Table, &outcomes)?;
+            output::outcomes(
+                &mut std::io::stdout().lock(),
+                Format::Table,
+                None,
+                &outcomes,
+            )?;
             let failed = outcomes.iter().any(|o| o.status == "failed");
             Ok(if failed {
                 ExitCode::from(2)
@@ -502,6 +648,11 @@ pub struct PassResult {
     pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
     /// For a targeted pass, the identities it was limited to.
     pub targeted: Option<Vec<String>>,
+    /// Webhook revocations in force that name no approval read this pass.
+    pub unmatched_revocations: Vec<crate::store::journal::Revocation>,
+    /// What this pass read of the targets of interrupted actions, by
+    /// journal id (recovery re-checks them before finishing).
+    pub target_states: std::collections::HashMap<i64, crate::reconcile::TargetState>,
 }
 
 /// What a targeted pass is for: identities, and approvals whose subjects
@@ -515,6 +666,14 @@ pub struct Targets {
 }
 
 impl PassResult {
+    /// The run and what it could see, for JSON documents.
+    pub fn view(&self) -> output::RunView<'_> {
+        output::RunView {
+            run_id: self.summary.run_id,
+            sources: &self.sources,
+        }
+    }
+
     /// Print the run summary and source warnings to stderr.
     pub fn report_summary(&self) {
         let s = &self.summary;
@@ -522,6 +681,13 @@ impl PassResult {
             "run {}: {} finding(s), {} new, {} resolved",
             s.run_id, s.findings, s.opened, s.resolved
         );
+        for r in &self.unmatched_revocations {
+            eprintln!(
+                "warning: the webhook revocation of {} names no approval any source returned (since {}); it is withdrawn after [enforce] unmatched_revocation_days (see `nhi-assure revocations list`)",
+                r.approval_id,
+                r.unmatched_since.as_deref().unwrap_or("now")
+            );
+        }
         for src in &self.sources {
             match &src.state {
                 SourceState::Complete => {}
@@ -594,7 +760,17 @@ pub async fn pass_scoped(
     store
         .audit_config(&config.display().to_string(), &digest)
         .await?;
-    // Revocations received by the webhook end approvals early.
+    // Revocations received by the webhook end approvals early; one naming
+    // no approval is shown, then dropped, never kept silently.
+    let known: std::collections::HashSet<&str> = approvals.iter().map(|a| a.id.as_str()).collect();
+    let unmatched_revocations = store
+        .match_revocations(
+            &known,
+            chrono::Duration::try_days(cfg.enforce.unmatched_revocation_days)
+                .unwrap_or(chrono::Duration::MAX),
+        )
+        .await?;
+    drop(known);
     let revoked = store.revocations().await?;
     for a in &mut approvals {
         if let Some(at) = revoked.get(&a.id) {
@@ -666,6 +842,7 @@ pub async fn pass_scoped(
     for i in eval.graph.credential_identity.iter().flatten() {
         source_credentials[estate.identity_source[*i as usize] as usize] += 1;
     }
+    let target_states = crate::reconcile::target_states(&estate, &store.journal_open().await?);
     let mut plan = eval.plan.resolve(&estate, &eval.facts, &rules);
     if let Some(ids) = &subjects {
         plan.retain(|a| ids.contains(&a.request.identity_id));
@@ -701,6 +878,8 @@ pub async fn pass_scoped(
     });
     progress.finish_and_clear();
     Ok(PassResult {
+        unmatched_revocations,
+        target_states,
         next_expiry,
         targeted: subjects,
         cfg,

@@ -153,11 +153,123 @@ pub struct EnforceConfig {
     /// before a delete action may run.
     #[serde(default = "default_quarantine")]
     pub quarantine_days: i64,
-    /// Credential kinds that may be removed outright when their provider
-    /// cannot disable them (`client_secret` on Entra ID). Removal cannot be
-    /// undone, so this is empty by default and such actions are held.
+    /// What may be removed irreversibly as the *first* action on a subject:
+    /// credential kinds with no reversible form on their provider
+    /// (`client_secret` on Entra ID) and `console_password`. Empty by
+    /// default: such actions are held with their reason. (Deleting a
+    /// credential after its quarantine is a second action and needs no
+    /// entry.) `remove_when_cannot_disable` is the older name.
+    #[serde(default, alias = "remove_when_cannot_disable")]
+    pub allow_irreversible: Vec<Removable>,
+    /// Days a webhook revocation naming no approval any source returns is
+    /// kept (listed, warned about on every pass) before it is withdrawn.
+    #[serde(default = "default_unmatched_revocation_days")]
+    pub unmatched_revocation_days: i64,
+    /// The action budget: rolling windows shared by every pass (cron,
+    /// targeted, one-shot) and every replica, counted from the journal.
     #[serde(default)]
-    pub remove_when_cannot_disable: Vec<nhi_contract::CredentialKind>,
+    pub budget: Budget,
+}
+
+/// Something that can only be removed, never disabled, as a first action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum Removable {
+    /// A credential of this kind, where its provider cannot disable it.
+    Credential(nhi_contract::CredentialKind),
+    /// An interactive login (an IAM user's console password).
+    Login(LoginKind),
+}
+
+/// Interactive logins a remediator can remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginKind {
+    /// An IAM user's console password (login profile).
+    ConsolePassword,
+}
+
+impl Removable {
+    /// The name used in config and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removable::Credential(k) => k.as_str(),
+            Removable::Login(LoginKind::ConsolePassword) => "console_password",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Removable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == "console_password" {
+            return Ok(Removable::Login(LoginKind::ConsolePassword));
+        }
+        serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map(Removable::Credential)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "unknown kind {name:?}: one of access_key, client_secret, certificate, \
+                     token, ssh_key, federated, console_password"
+                ))
+            })
+    }
+}
+
+/// Rolling limits on the number of actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Limits on all sources together.
+    #[serde(default = "default_budget_overall")]
+    pub overall: Vec<Limit>,
+    /// Limits on each source on its own.
+    #[serde(default = "default_budget_per_source")]
+    pub per_source: Vec<Limit>,
+}
+
+/// At most `actions` actions in any rolling window of `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Window length in seconds (1 s to 31 days).
+    pub window_secs: u64,
+    /// Actions allowed in the window.
+    pub actions: u64,
+}
+
+fn default_budget_overall() -> Vec<Limit> {
+    vec![
+        Limit {
+            window_secs: 3600,
+            actions: 50,
+        },
+        Limit {
+            window_secs: 86_400,
+            actions: 200,
+        },
+    ]
+}
+fn default_budget_per_source() -> Vec<Limit> {
+    vec![
+        Limit {
+            window_secs: 3600,
+            actions: 25,
+        },
+        Limit {
+            window_secs: 86_400,
+            actions: 100,
+        },
+    ]
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            overall: default_budget_overall(),
+            per_source: default_budget_per_source(),
+        }
+    }
 }
 
 fn default_max_subjects() -> usize {
@@ -180,6 +292,9 @@ fn default_rule_grace() -> std::collections::BTreeMap<String, i64> {
     ]
     .into()
 }
+fn default_unmatched_revocation_days() -> i64 {
+    7
+}
 fn default_quarantine() -> i64 {
     30
 }
@@ -193,7 +308,9 @@ impl Default for EnforceConfig {
             default_grace_hours: default_grace(),
             grace_hours: default_rule_grace(),
             quarantine_days: default_quarantine(),
-            remove_when_cannot_disable: Vec::new(),
+            allow_irreversible: Vec::new(),
+            unmatched_revocation_days: default_unmatched_revocation_days(),
+            budget: Budget::default(),
         }
     }
 }
@@ -283,6 +400,27 @@ impl Config {
         }
         if self.sources.is_empty() {
             return Err(bad("no [[sources]]: nothing to scan".into()));
+        }
+        if !(1..=3650).contains(&self.enforce.unmatched_revocation_days) {
+            return Err(bad(format!(
+                "[enforce] unmatched_revocation_days = {}: between 1 and 3650",
+                self.enforce.unmatched_revocation_days
+            )));
+        }
+        const MAX_WINDOW: u64 = 31 * 86_400;
+        for l in self
+            .enforce
+            .budget
+            .overall
+            .iter()
+            .chain(&self.enforce.budget.per_source)
+        {
+            if !(1..=MAX_WINDOW).contains(&l.window_secs) {
+                return Err(bad(format!(
+                    "[enforce.budget] window_secs = {}: between 1 and {MAX_WINDOW}",
+                    l.window_secs
+                )));
+            }
         }
         if !(3..=3600).contains(&self.daemon.lease_secs) {
             return Err(bad(format!(

@@ -6,9 +6,61 @@ use serde::Serialize;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
+use crate::estate::SourceStatus;
 use crate::findings::Finding;
 use crate::plan::ResolvedAction;
 use crate::rules::Severity;
+
+/// Version of the JSON documents `scan`, `plan` and `reconcile` print.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// What a JSON document of a pass says about its run: which sources it
+/// could see. A consumer can tell a clean run from a blind one without the
+/// exit code.
+#[derive(Debug, Clone, Copy)]
+pub struct RunView<'a> {
+    /// The run's id in the store.
+    pub run_id: i64,
+    /// How each source fared.
+    pub sources: &'a [SourceStatus],
+}
+
+impl RunView<'_> {
+    /// Whether every source was read completely.
+    pub fn complete(&self) -> bool {
+        self.sources.iter().all(|s| s.state.is_complete())
+    }
+
+    /// `{format_version, run_id, complete, sources, <key>: body}`.
+    fn envelope<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        body: &T,
+    ) -> anyhow::Result<serde_json::Value> {
+        let sources: Vec<serde_json::Value> = self
+            .sources
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(&s.state)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("name".into(), s.name.clone().into());
+                    o.insert("provider".into(), s.provider.as_str().into());
+                }
+                Ok(v)
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        let mut doc = serde_json::json!({
+            "format_version": JSON_FORMAT_VERSION,
+            "run_id": self.run_id,
+            "complete": self.complete(),
+            "sources": sources,
+        });
+        if let Some(o) = doc.as_object_mut() {
+            o.insert(key.into(), serde_json::to_value(body)?);
+        }
+        Ok(doc)
+    }
+}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,12 +99,14 @@ struct FindingRow {
 }
 
 /// Write findings in `format`.
-pub fn findings(out: &mut dyn Write, format: Format, list: &[Finding]) -> anyhow::Result<()> {
+pub fn findings(
+    out: &mut dyn Write,
+    format: Format,
+    run: &RunView<'_>,
+    list: &[Finding],
+) -> anyhow::Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, list)?;
-            writeln!(out)?;
-        }
+        Format::Json => json(out, &run.envelope("findings", list)?)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
@@ -136,16 +190,18 @@ struct PlanRow {
 }
 
 /// Write the plan in `format`.
-pub fn plan(out: &mut dyn Write, format: Format, actions: &[ResolvedAction]) -> anyhow::Result<()> {
+pub fn plan(
+    out: &mut dyn Write,
+    format: Format,
+    run: &RunView<'_>,
+    actions: &[ResolvedAction],
+) -> anyhow::Result<()> {
     let status = |a: &ResolvedAction| match &a.reason {
         None => a.status.to_string(),
         Some(r) => format!("{}: {r}", a.status),
     };
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, actions)?;
-            writeln!(out)?;
-        }
+        Format::Json => json(out, &run.envelope("actions", actions)?)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
@@ -225,14 +281,19 @@ struct OutcomeRow {
     detail: String,
 }
 
-/// Write what enforce (or undo) did.
+/// Write what enforce (or undo) did; with a run, JSON says which sources
+/// the run could see.
 pub fn outcomes(
     out: &mut dyn Write,
     format: Format,
+    run: Option<&RunView<'_>>,
     list: &[crate::reconcile::Outcome],
 ) -> anyhow::Result<()> {
     if format == Format::Json {
-        return json(out, list);
+        return match run {
+            Some(r) => json(out, &r.envelope("outcomes", list)?),
+            None => json(out, list),
+        };
     }
     if list.is_empty() {
         writeln!(out, "Nothing to do.")?;
@@ -250,6 +311,51 @@ pub fn outcomes(
             .unwrap_or_default(),
         status: o.status.clone(),
         detail: o.detail.clone().unwrap_or_default(),
+    });
+    let mut t = Table::new(rows);
+    t.with(Style::sharp());
+    writeln!(out, "{t}")?;
+    Ok(())
+}
+
+#[derive(Tabled)]
+struct RevocationRow {
+    #[tabled(rename = "APPROVAL")]
+    approval: String,
+    #[tabled(rename = "REVOKED AT")]
+    revoked_at: String,
+    #[tabled(rename = "BY")]
+    by: String,
+    #[tabled(rename = "STATE")]
+    state: String,
+}
+
+/// Write webhook revocations.
+pub fn revocations(
+    out: &mut dyn Write,
+    format: Format,
+    list: &[crate::store::journal::Revocation],
+) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(out, list);
+    }
+    if list.is_empty() {
+        writeln!(out, "No revocations.")?;
+        return Ok(());
+    }
+    let rows = list.iter().map(|r| RevocationRow {
+        approval: r.approval_id.clone(),
+        revoked_at: r.revoked_at.clone(),
+        by: r.requested_by.clone(),
+        state: match (&r.withdrawn_at, &r.unmatched_since) {
+            (Some(at), _) => format!(
+                "withdrawn {at} by {}: {}",
+                r.withdrawn_by.as_deref().unwrap_or("?"),
+                r.withdraw_reason.as_deref().unwrap_or("")
+            ),
+            (None, Some(since)) => format!("in force, names no known approval since {since}"),
+            (None, None) => "in force".into(),
+        },
     });
     let mut t = Table::new(rows);
     t.with(Style::sharp());

@@ -1,12 +1,14 @@
 //! Enforce mode: carry out the plan behind the safety rails, journaling
 //! every action before and after the provider call, and undo.
 //!
-//! Order of a reconcile: finish interrupted actions first (intents without
-//! an outcome are re-applied — every remediation is idempotent — and keep
-//! the undo data journaled with the intent), then filter the plan through
-//! the rails (protected and unknown were already applied by the plan; here:
-//! grace period, disable before delete with quarantine, blast radius), then
-//! act one action at a time.
+//! Order of a reconcile: finish interrupted actions first (an intent without
+//! an outcome is re-applied — every remediation is idempotent — only if this
+//! pass still plans it and its subject is not protected; otherwise it is
+//! marked `abandoned`), then filter the plan through the rails (protected
+//! and unknown were already applied by the plan; here, each a function:
+//! [`grace`], [`first_step`] (reversible first, quarantine before delete),
+//! [`blast_radius`] per pass, and the [`Budget`] over time), then act one
+//! action at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -18,9 +20,12 @@ use nhi_contract::{ActionRequest, Operation, Remediator};
 use serde::Serialize;
 
 use crate::cli::PassResult;
-use crate::config::{Config, SourceConfig};
+use crate::config::{
+    Budget as BudgetConfig, Config, EnforceConfig, Limit, LoginKind, Removable, SourceConfig,
+};
+use crate::estate::Estate;
 use crate::findings::Finding;
-use crate::plan::ResolvedAction;
+use crate::plan::{Protected, ResolvedAction};
 use crate::rules::{Action, Severity};
 use crate::store::journal::{Entry, Intent};
 use crate::store::lease::Fence;
@@ -73,12 +78,107 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown-host".into())
 }
 
-/// Re-apply interrupted actions and record their outcome.
+/// What a pass read of an interrupted action's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    /// Its source was not read completely this pass: nothing can be said.
+    Unseen,
+    /// Already as the action leaves it (disabled, removed, detached): the
+    /// call went through, or someone did it.
+    Settled,
+    /// Still as it was before the action.
+    Unsettled,
+}
+
+/// The target state of each interrupted intent in `open`, by journal id,
+/// as `estate` read it.
+pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetState> {
+    let source = |name: &str| estate.sources.iter().find(|s| s.name == name);
+    open.iter()
+        .filter(|e| e.undo_of.is_none())
+        .map(|e| {
+            let r = &e.request;
+            let seen = source(&e.source).is_some_and(|s| s.state.sees(r.credential_kind));
+            if !seen {
+                return (e.id, TargetState::Unseen);
+            }
+            let identity = estate.identities.iter().find(|i| i.id == r.identity_id);
+            let credential = || {
+                estate.credentials.iter().find(|c| {
+                    Some(c.id.as_str()) == r.credential_id.as_deref() && c.identity == r.identity_id
+                })
+            };
+            let settled = match r.operation {
+                Operation::DisableCredential => credential().is_none_or(|c| !c.active),
+                Operation::DeleteCredential => credential().is_none(),
+                Operation::RemoveLogin => identity.is_none_or(|i| !i.human_login),
+                Operation::DisableIdentity => identity.is_none_or(|i| !i.enabled),
+                Operation::DetachEntitlements => !estate.grants.iter().any(|g| {
+                    g.identity == r.identity_id && r.entitlements.contains(&g.entitlement)
+                }),
+            };
+            let state = if settled {
+                TargetState::Settled
+            } else {
+                TargetState::Unsettled
+            };
+            (e.id, state)
+        })
+        .collect()
+}
+
+/// Whether an interrupted intent may be finished now: its subject is not
+/// protected, and either this pass still plans it, or its target is already
+/// in the state it leaves (re-applying records the outcome, changes
+/// nothing). `Err(None)`: cannot tell this pass (leave it open);
+/// `Err(Some(why))`: no longer wanted.
+fn recheck(e: &Entry, pass: &PassResult) -> Result<(), Option<String>> {
+    let r = &e.request;
+    let protected = Protected::new(&pass.cfg.plan.protected);
+    if protected.covers(&r.identity_id)
+        || r.credential_id
+            .as_deref()
+            .is_some_and(|c| protected.covers(c))
+    {
+        return Err(Some(format!("{} is protected now", r.identity_id)));
+    }
+    if let Some(t) = &pass.targeted {
+        if !t.contains(&r.identity_id) {
+            return Err(None);
+        }
+    }
+    let planned = pass.plan.iter().find(|a| {
+        a.request.identity_id == r.identity_id
+            && a.request.credential_id == r.credential_id
+            && (a.request.operation == r.operation
+                || (r.operation == Operation::DisableCredential
+                    && a.request.operation == Operation::DeleteCredential))
+    });
+    match (planned, pass.target_states.get(&e.id)) {
+        (Some(a), _) if a.status == "act" => Ok(()),
+        (_, Some(TargetState::Settled)) => Ok(()),
+        (_, None | Some(TargetState::Unseen)) => Err(None),
+        (Some(a), Some(TargetState::Unsettled)) => Err(Some(format!(
+            "no longer acted on: {}",
+            a.reason.clone().unwrap_or_else(|| "skipped".into())
+        ))),
+        (None, Some(TargetState::Unsettled)) => {
+            Err(Some("no longer planned (approved or changed since)".into()))
+        }
+    }
+}
+
+/// Finish interrupted actions and record their outcome. An interrupted
+/// action is re-applied (idempotently) only if its subject is not protected
+/// and this pass still plans it or reads its target as already acted on;
+/// one no longer wanted is journaled `abandoned` with the reason; one whose
+/// subject this pass did not read stays open for the next pass.
 pub async fn recover(
-    store: &SqlStore,
+    pass: &PassResult,
     rems: &HashMap<String, Box<dyn Remediator>>,
     fence: &Fence,
 ) -> anyhow::Result<Vec<Outcome>> {
+    let store = &pass.store;
     let mut out = Vec::new();
     for e in store.journal_open().await? {
         store.check_fence(fence).await?;
@@ -86,6 +186,37 @@ pub async fn recover(
             tracing::warn!(action = e.id, source = %e.source, "interrupted action of a source without remediator");
             continue;
         };
+        let outcome = |status: &str, detail: Option<String>| Outcome {
+            action_id: Some(e.id),
+            request: e.request.clone(),
+            rules: e.rules.clone(),
+            status: status.into(),
+            detail,
+        };
+        if e.undo_of.is_none() {
+            match recheck(&e, pass) {
+                Ok(()) => {}
+                Err(None) => {
+                    out.push(outcome(
+                        "skip",
+                        Some("interrupted action whose subject this pass did not read: left for the next pass that does".into()),
+                    ));
+                    continue;
+                }
+                Err(Some(why)) => {
+                    let detail = format!(
+                        "interrupted action not re-applied: {why}. Its subject was still as before \
+                         the action when this pass read it; nothing was changed"
+                    );
+                    tracing::warn!(action = e.id, %detail, "abandoning an interrupted action");
+                    store
+                        .journal_outcome(e.id, "abandoned", Err(&detail))
+                        .await?;
+                    out.push(outcome("abandoned", Some(detail)));
+                    continue;
+                }
+            }
+        }
         tracing::warn!(action = e.id, "finishing an interrupted action");
         let result = if let Some(orig) = e.undo_of {
             match store
@@ -102,7 +233,7 @@ pub async fn recover(
         } else {
             rem.apply(&e.request).await
         };
-        let (status, detail) = match result {
+        match result {
             Ok(mut o) => {
                 // Re-applied on a subject already in the target state: the
                 // undo data is the one journaled with the intent.
@@ -113,22 +244,18 @@ pub async fn recover(
                 if let Some(orig) = e.undo_of {
                     store.journal_mark_undone(orig).await?;
                 }
-                ("recovered", None)
+                out.push(outcome(
+                    "recovered",
+                    Some("interrupted action re-checked against this pass and finished".into()),
+                ));
             }
             Err(err) => {
                 store
                     .journal_outcome(e.id, "failed", Err(&err.to_string()))
                     .await?;
-                ("failed", Some(err.to_string()))
+                out.push(outcome("failed", Some(err.to_string())));
             }
-        };
-        out.push(Outcome {
-            action_id: Some(e.id),
-            request: e.request.clone(),
-            rules: e.rules.clone(),
-            status: status.into(),
-            detail,
-        });
+        }
     }
     Ok(out)
 }
@@ -147,6 +274,199 @@ fn fingerprint(rule: &str, a: &ActionRequest) -> String {
     )
 }
 
+/// Why a planned action is not carried out this run.
+#[derive(Debug)]
+struct Hold {
+    status: &'static str,
+    why: String,
+}
+
+fn hold(why: impl Into<String>) -> Hold {
+    Hold {
+        status: "held",
+        why: why.into(),
+    }
+}
+
+/// Rail: some finding behind the action has been open for its grace period.
+fn grace(
+    a: &ResolvedAction,
+    rails: &EnforceConfig,
+    first_seen: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(), Hold> {
+    let open_long_enough = a.rules.iter().any(|r| {
+        let hours = rails
+            .grace_hours
+            .get(r)
+            .copied()
+            .unwrap_or(rails.default_grace_hours);
+        let Some(grace) = chrono::Duration::try_hours(hours) else {
+            return false;
+        };
+        first_seen
+            .get(&fingerprint(r, &a.request))
+            .and_then(|t| parse_ts(t))
+            .and_then(|t| now.signed_duration_since(t).checked_sub(&grace))
+            .is_some_and(|left| left >= chrono::Duration::zero())
+    });
+    if open_long_enough {
+        Ok(())
+    } else {
+        Err(hold("in its grace period"))
+    }
+}
+
+/// Rail: the first action on a subject is reversible. An action with no
+/// reversible form (a console password, a credential its provider cannot
+/// disable) is held unless the operator allowed that kind in
+/// `[enforce] allow_irreversible`; a delete of a credential that can be
+/// disabled becomes a disable, and runs as a delete only after the
+/// quarantine, unused since (a second action).
+async fn first_step(
+    mut a: ResolvedAction,
+    rem: &dyn Remediator,
+    pass: &PassResult,
+) -> anyhow::Result<Result<ResolvedAction, Hold>> {
+    let rails = &pass.cfg.enforce;
+    let allowed = |r: Removable| rails.allow_irreversible.contains(&r);
+    let refuse = |r: Removable, what: String| {
+        hold(format!(
+            "{what}, which cannot be undone: held; allow it with [enforce] allow_irreversible = \
+             [\"{kind}\"] (formerly remove_when_cannot_disable)",
+            kind = r.as_str()
+        ))
+    };
+    let now = pass.now;
+    match a.request.operation {
+        Operation::RemoveLogin => {
+            let r = Removable::Login(LoginKind::ConsolePassword);
+            if !allowed(r) {
+                return Ok(Err(refuse(
+                    r,
+                    format!(
+                        "removing the console password of {} is the only way to end its login",
+                        a.request.identity_id
+                    ),
+                )));
+            }
+        }
+        Operation::DisableCredential | Operation::DeleteCredential => {
+            let cannot_disable = a.request.credential_kind.filter(|k| !rem.can_disable(*k));
+            if let Some(kind) = cannot_disable {
+                // No reversible first step exists: removal or nothing.
+                let r = Removable::Credential(kind);
+                if !allowed(r) {
+                    return Ok(Err(refuse(
+                        r,
+                        format!(
+                            "a {kind} cannot be disabled on {provider}, only removed",
+                            kind = kind.as_str(),
+                            provider = a.request.provider
+                        ),
+                    )));
+                }
+                a.request.operation = Operation::DeleteCredential;
+            } else if a.request.operation == Operation::DeleteCredential {
+                let cred = a.request.credential_id.clone().unwrap_or_default();
+                match pass
+                    .store
+                    .disabled_since(&cred)
+                    .await?
+                    .and_then(|t| parse_ts(&t))
+                {
+                    None => a.request.operation = Operation::DisableCredential,
+                    Some(t) => {
+                        let quarantine = chrono::Duration::try_days(rails.quarantine_days)
+                            .unwrap_or(chrono::Duration::MAX);
+                        let served = now
+                            .signed_duration_since(t)
+                            .checked_sub(&quarantine)
+                            .is_some_and(|left| left >= chrono::Duration::zero());
+                        if !served {
+                            return Ok(Err(hold(format!(
+                                "disabled {t}; in quarantine for {} days",
+                                rails.quarantine_days
+                            ))));
+                        }
+                        if pass.last_used.get(&cred).is_some_and(|u| *u > t) {
+                            return Ok(Err(hold(format!(
+                                "used since it was disabled at {t}: not deleted"
+                            ))));
+                        }
+                    }
+                }
+            }
+        }
+        Operation::DisableIdentity | Operation::DetachEntitlements => {}
+    }
+    Ok(Ok(a))
+}
+
+/// The action budget: what the journal shows spent in each rolling window,
+/// overall and per source, plus what this run spends. Every pass and
+/// replica reads the same journal, so targeted passes, cron passes and
+/// one-shot runs draw from one budget.
+pub struct Budget {
+    windows: Vec<Window>,
+}
+
+struct Window {
+    limit: Limit,
+    /// `None`: all sources together.
+    per_source: bool,
+    spent: HashMap<String, u64>,
+}
+
+impl Budget {
+    /// Read what the journal has spent in every configured window, on the
+    /// process clock (the clock intents are stamped with).
+    pub async fn load(store: &SqlStore, cfg: &BudgetConfig) -> anyhow::Result<Budget> {
+        let now = Utc::now();
+        let mut windows = Vec::new();
+        for (limits, per_source) in [(&cfg.overall, false), (&cfg.per_source, true)] {
+            for l in limits {
+                let secs = i64::try_from(l.window_secs).unwrap_or(i64::MAX);
+                let since = chrono::Duration::try_seconds(secs)
+                    .and_then(|d| now.checked_sub_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                windows.push(Window {
+                    limit: *l,
+                    per_source,
+                    spent: store.actions_since(since).await?,
+                });
+            }
+        }
+        Ok(Budget { windows })
+    }
+
+    /// Spend one action of `source`, or say which limit it would exceed.
+    pub fn spend(&mut self, source: &str) -> Result<(), String> {
+        for w in &self.windows {
+            let used = if w.per_source {
+                w.spent.get(source).copied().unwrap_or(0)
+            } else {
+                w.spent.values().sum()
+            };
+            if used >= w.limit.actions {
+                let scope = if w.per_source {
+                    format!("source {source}")
+                } else {
+                    "all sources".to_string()
+                };
+                return Err(format!(
+                    "action budget: {used} action(s) on {scope} in the last {} s, the limit is {}",
+                    w.limit.window_secs, w.limit.actions
+                ));
+            }
+        }
+        for w in &mut self.windows {
+            *w.spent.entry(source.to_string()).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Reconcile: recover, apply the rails, act. `pause_after_call` is a test
 /// hook that widens the window between the provider call and the outcome.
 pub async fn enforce(
@@ -157,126 +477,67 @@ pub async fn enforce(
 ) -> anyhow::Result<Vec<Outcome>> {
     let store = &pass.store;
     let rails = &pass.cfg.enforce;
-    let mut out = recover(store, rems, fence).await?;
+    let mut out = recover(pass, rems, fence).await?;
     let first_seen = store.first_seen().await?;
-    let now = pass.now;
+    let held = |a: &ResolvedAction, h: Hold| Outcome {
+        action_id: None,
+        request: a.request.clone(),
+        rules: a.rules.clone(),
+        status: h.status.into(),
+        detail: Some(h.why),
+    };
 
     // Rails that hold individual actions.
     let mut ready: Vec<(ResolvedAction, String)> = Vec::new();
     for a in &pass.plan {
-        let mut held = |status: &str, why: String| {
-            out.push(Outcome {
-                action_id: None,
-                request: a.request.clone(),
-                rules: a.rules.clone(),
-                status: status.into(),
-                detail: Some(why),
-            })
-        };
         if a.status != "act" {
-            held("skip", a.reason.clone().unwrap_or_default());
+            out.push(held(
+                a,
+                Hold {
+                    status: "skip",
+                    why: a.reason.clone().unwrap_or_default(),
+                },
+            ));
             continue;
         }
-        // The subject's own source acts on it (two AWS sources are two
-        // accounts with their own credentials).
-        let source = Some(a.source.clone()).filter(|s| rems.contains_key(s));
-        let Some(source) = source else {
-            held(
-                "skip",
-                "its source has no remediator (read-only source)".into(),
-            );
+        // The subject's own source acts on it, through the account or
+        // tenant that read it.
+        let Some(rem) = rems.get(&a.source) else {
+            out.push(held(
+                a,
+                Hold {
+                    status: "skip",
+                    why: "its source has no remediator (read-only source)".into(),
+                },
+            ));
             continue;
         };
-        // Grace: some finding behind it must be open long enough.
-        let open_long_enough = a.rules.iter().any(|r| {
-            let grace = rails
-                .grace_hours
-                .get(r)
-                .copied()
-                .unwrap_or(rails.default_grace_hours);
-            first_seen
-                .get(&fingerprint(r, &a.request))
-                .and_then(|t| parse_ts(t))
-                .is_some_and(|t| now - t >= chrono::Duration::hours(grace))
-        });
-        if !open_long_enough {
-            held("held", "in its grace period".into());
+        if let Err(h) = grace(a, rails, &first_seen, pass.now) {
+            out.push(held(a, h));
             continue;
         }
-        let mut a = a.clone();
-        let credential_op = matches!(
-            a.request.operation,
-            Operation::DisableCredential | Operation::DeleteCredential
-        );
-        let cannot_disable = a
-            .request
-            .credential_kind
-            .filter(|k| credential_op && rems.get(&source).is_some_and(|r| !r.can_disable(*k)));
-        if let Some(kind) = cannot_disable {
-            // No reversible first step exists: removal or nothing.
-            if rails.remove_when_cannot_disable.contains(&kind) {
-                a.request.operation = Operation::DeleteCredential;
-            } else {
-                held(
-                    "held",
-                    format!(
-                        "a {kind} cannot be disabled on {provider}, only removed, which cannot be \
-                         undone: allow it with [enforce] remove_when_cannot_disable = [\"{kind}\"]",
-                        kind = kind.as_str(),
-                        provider = a.request.provider
-                    ),
-                );
-                continue;
+        match first_step(a.clone(), rem.as_ref(), pass).await? {
+            Ok(a) => {
+                let source = a.source.clone();
+                ready.push((a, source));
             }
-        } else if a.request.operation == Operation::DeleteCredential {
-            // Disable before delete; delete only after the quarantine, still
-            // unused since it was disabled (still unapproved: it is planned).
-            let cred = a.request.credential_id.clone().unwrap_or_default();
-            match store
-                .disabled_since(&cred)
-                .await?
-                .and_then(|t| parse_ts(&t))
-            {
-                None => a.request.operation = Operation::DisableCredential,
-                Some(t) if now - t < chrono::Duration::days(rails.quarantine_days) => {
-                    held(
-                        "held",
-                        format!(
-                            "disabled {t}; in quarantine for {} days",
-                            rails.quarantine_days
-                        ),
-                    );
-                    continue;
-                }
-                Some(t) if pass.last_used.get(&cred).is_some_and(|u| *u > t) => {
-                    held(
-                        "held",
-                        format!("used since it was disabled at {t}: not deleted"),
-                    );
-                    continue;
-                }
-                Some(_) => {}
-            }
+            Err(h) => out.push(held(a, h)),
         }
-        ready.push((a, source));
     }
 
-    // Blast radius: on a breach, act on none and say why.
+    // Blast radius of this pass: on a breach, act on none and say why.
     if let Some(why) = blast_radius(pass, &ready) {
         tracing::error!(%why, "blast-radius limit: no action taken");
-        record_self_finding(pass, &why).await?;
+        record_self_finding(pass, SelfFinding::BlastRadius, &why).await?;
         for (a, _) in ready {
-            out.push(Outcome {
-                action_id: None,
-                request: a.request,
-                rules: a.rules,
-                status: "held".into(),
-                detail: Some(format!("blast-radius limit: {why}")),
-            });
+            out.push(held(&a, hold(format!("blast-radius limit: {why}"))));
         }
         return Ok(out);
     }
+    resolve_self_finding(pass, SelfFinding::BlastRadius).await?;
 
+    let mut budget = Budget::load(store, &rails.budget).await?;
+    let mut over_budget: Option<String> = None;
     let actor = actor();
     let evidence: BTreeMap<String, &serde_json::Value> = pass
         .findings
@@ -290,6 +551,11 @@ pub async fn enforce(
         let Some(rem) = rems.get(&source) else {
             continue;
         };
+        if let Err(why) = budget.spend(&source) {
+            out.push(held(&a, hold(why.clone())));
+            over_budget.get_or_insert(why);
+            continue;
+        }
         let fps: Vec<String> = a.rules.iter().map(|r| fingerprint(r, &a.request)).collect();
         let approvals: BTreeMap<&String, serde_json::Value> = fps
             .iter()
@@ -340,9 +606,17 @@ pub async fn enforce(
             detail,
         });
     }
+    match over_budget {
+        Some(why) => {
+            tracing::error!(%why, "action budget spent: the rest is held");
+            record_self_finding(pass, SelfFinding::Budget, &why).await?;
+        }
+        None => resolve_self_finding(pass, SelfFinding::Budget).await?,
+    }
     Ok(out)
 }
 
+/// Rail: act on none when this pass would act on too much at once.
 fn blast_radius(pass: &PassResult, ready: &[(ResolvedAction, String)]) -> Option<String> {
     let rails = &pass.cfg.enforce;
     let mut subjects: Vec<&str> = ready
@@ -375,19 +649,48 @@ fn blast_radius(pass: &PassResult, ready: &[(ResolvedAction, String)]) -> Option
     None
 }
 
-/// The blast-radius breach is itself a finding, stored with the run.
-async fn record_self_finding(pass: &PassResult, why: &str) -> anyhow::Result<()> {
-    let f = Finding {
-        rule_id: "enforce-blast-radius".into(),
-        title: "Enforce mode stopped by the blast-radius limit".into(),
-        severity: Severity::High,
-        provider: None,
-        identity_id: "nhi-assure".into(),
-        credential_id: None,
-        controls: vec!["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()],
-        evidence: serde_json::json!({ "reason": why, "run_id": pass.summary.run_id }),
-        recommended_action: Action::Flag,
-    };
+/// Enforce mode's findings about itself: opened when a rail stops it,
+/// resolved by the next enforce run the rail lets through.
+#[derive(Debug, Clone, Copy)]
+enum SelfFinding {
+    BlastRadius,
+    Budget,
+}
+
+impl SelfFinding {
+    fn rule_id(self) -> &'static str {
+        match self {
+            SelfFinding::BlastRadius => "enforce-blast-radius",
+            SelfFinding::Budget => "enforce-action-budget",
+        }
+    }
+
+    fn finding(self, evidence: serde_json::Value) -> Finding {
+        let title = match self {
+            SelfFinding::BlastRadius => "Enforce mode stopped by the blast-radius limit",
+            SelfFinding::Budget => "Enforce mode held actions over its action budget",
+        };
+        Finding {
+            rule_id: self.rule_id().into(),
+            title: title.into(),
+            severity: Severity::High,
+            provider: None,
+            identity_id: "nhi-assure".into(),
+            credential_id: None,
+            controls: vec!["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()],
+            evidence,
+            recommended_action: Action::Flag,
+        }
+    }
+}
+
+/// A rail's breach is itself a finding, stored with the run.
+async fn record_self_finding(
+    pass: &PassResult,
+    which: SelfFinding,
+    why: &str,
+) -> anyhow::Result<()> {
+    let f = which.finding(serde_json::json!({ "reason": why, "run_id": pass.summary.run_id }));
     pass.store
         .add_finding(
             pass.summary.run_id,
@@ -398,6 +701,13 @@ async fn record_self_finding(pass: &PassResult, why: &str) -> anyhow::Result<()>
             },
         )
         .await?;
+    Ok(())
+}
+
+/// The rail let this run through: its finding, if open, is resolved.
+async fn resolve_self_finding(pass: &PassResult, which: SelfFinding) -> anyhow::Result<()> {
+    let fp = which.finding(serde_json::Value::Null).fingerprint();
+    pass.store.resolve_finding(pass.summary.run_id, &fp).await?;
     Ok(())
 }
 

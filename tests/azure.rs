@@ -108,7 +108,22 @@ fn json(o: &Output) -> Vec<serde_json::Value> {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    serde_json::from_slice(&o.stdout).expect("json")
+    listed(&o.stdout)
+}
+
+/// The list a pass's JSON document carries (`findings`, `actions` or
+/// `outcomes`); other commands print a bare array.
+fn listed(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("json");
+    match v {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(mut o) => ["findings", "actions", "outcomes"]
+            .iter()
+            .find_map(|k| o.remove(*k))
+            .and_then(|l| serde_json::from_value(l).ok())
+            .expect("a pass document with findings, actions or outcomes"),
+        other => panic!("not a JSON list or pass document: {other}"),
+    }
 }
 
 type Key = (String, String, Option<String>);
@@ -351,7 +366,7 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let done: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("outcomes");
+    let done = listed(&o.stdout);
     let status = |id: &str, cred: Option<&str>| -> Vec<String> {
         done.iter()
             .filter(|x| x["identity_id"] == id && x["credential_id"].as_str() == cred)
@@ -441,7 +456,7 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
         "json",
     ])
     .await;
-    let done: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("outcomes");
+    let done = listed(&o.stdout);
     let secret: Vec<&serde_json::Value> = done
         .iter()
         .filter(|x| x["credential_id"] == ids::SECRET_LEGACY)

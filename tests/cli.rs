@@ -35,7 +35,22 @@ fn json_findings(cfg: &Path) -> Vec<serde_json::Value> {
         "json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).expect("json array")
+    listed(&o.stdout)
+}
+
+/// The list a pass's JSON document carries (`findings`, `actions` or
+/// `outcomes`); other commands print a bare array.
+fn listed(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("json");
+    match v {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(mut o) => ["findings", "actions", "outcomes"]
+            .iter()
+            .find_map(|k| o.remove(*k))
+            .and_then(|l| serde_json::from_value(l).ok())
+            .expect("a pass document with findings, actions or outcomes"),
+        other => panic!("not a JSON list or pass document: {other}"),
+    }
 }
 
 const P: &str = "arn:aws:iam::111122223333:";
@@ -393,14 +408,54 @@ fn failed_source_is_unknown_not_empty() {
     // Break the Azure export: the source fails this run.
     std::fs::write(dir.path().join("estate/azure.json"), "{ not json").expect("write");
     let o = run(&["scan", "--config", c, "--format", "json"]);
-    assert_eq!(o.status.code(), Some(0));
+    // Exit 3: the run could not see everything; the JSON says which source.
+    assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
     assert!(err.contains("azure-tenant is FAILED"), "{err}");
+    assert!(
+        err.contains("exit 3") && err.contains("failed: azure-tenant"),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(doc["complete"], false);
+    let states: Vec<(String, String)> = doc["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("azure-tenant".into(), "failed".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.iter().filter(|(_, st)| st == "complete").count() >= 2,
+        "{states:?}"
+    );
+    // Accepting a partial run: exit 0, unless --fail-on asks of it.
+    let ok = run(&["scan", "--config", c, "--allow-partial"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let gate = run(&[
+        "scan",
+        "--config",
+        c,
+        "--allow-partial",
+        "--fail-on",
+        "critical",
+    ]);
+    assert_eq!(gate.status.code(), Some(3), "{}", stderr(&gate));
+    let plan = run(&["plan", "--config", c]);
+    assert_eq!(plan.status.code(), Some(3));
     assert!(
         err.contains("0 resolved"),
         "no finding may be resolved: {err}"
     );
-    let second: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let second = listed(&o.stdout);
     assert_eq!(
         second.iter().filter(|f| f["provider"] == "azure").count(),
         0
@@ -419,7 +474,7 @@ fn plan_is_a_dry_run_of_exactly_the_disable_findings() {
         "json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let plan: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let plan = listed(&o.stdout);
     let creds: BTreeSet<&str> = plan
         .iter()
         .filter(|a| a["operation"] == "disable_credential")

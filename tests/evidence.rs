@@ -428,7 +428,11 @@ fn no_secret_value_in_any_export_and_actions_reach_trace_and_audit() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let outcomes: Vec<Value> = serde_json::from_slice(&o.stdout).expect("outcomes");
+    let outcomes: Vec<Value> = serde_json::from_slice::<Value>(&o.stdout).expect("outcomes")
+        ["outcomes"]
+        .as_array()
+        .cloned()
+        .expect("a reconcile document lists its outcomes");
     assert!(
         outcomes
             .iter()

@@ -93,9 +93,15 @@ fn run_as(moto: &Moto, who: &str, args: &[&str]) -> Output {
         .expect("run nhi-assure")
 }
 
-fn findings(o: &Output) -> Vec<serde_json::Value> {
-    let mut list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)
+/// The `key` list of a pass's JSON document.
+fn pass_list(o: &Output, key: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    doc[key].as_array().cloned().unwrap_or_default()
+}
+
+fn findings(o: &Output) -> Vec<serde_json::Value> {
+    let mut list = pass_list(o, "findings");
     list.sort_by_key(|f| f.to_string());
     list
 }
@@ -141,7 +147,7 @@ fn enforce_policy_acts_and_undo_policy_restores() {
 
     // Scan-only cannot act: every provider call is refused and journaled as failed.
     let denied = run_as(&moto, "nhi-scanner", &enforce);
-    let out: Vec<serde_json::Value> = serde_json::from_slice(&denied.stdout).unwrap_or_default();
+    let out = pass_list(&denied, "outcomes");
     assert!(
         out.iter().any(|o| o["status"] == "failed"),
         "{}",
@@ -160,8 +166,7 @@ fn enforce_policy_acts_and_undo_policy_restores() {
         "json",
     ];
     let done = run_as(&moto, "nhi-enforcer", &enforce);
-    let out: Vec<serde_json::Value> = serde_json::from_slice(&done.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&done.stderr)));
+    let out = pass_list(&done, "outcomes");
     let acted: Vec<_> = out.iter().filter(|o| o["status"] == "done").collect();
     assert!(acted.len() >= 2, "{out:#?}");
     assert!(

@@ -35,6 +35,27 @@ pub struct Intent<'a> {
     pub fence: &'a super::lease::Fence,
 }
 
+/// One webhook revocation, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revocation {
+    /// The approval it ends.
+    pub approval_id: String,
+    /// When it ends it.
+    pub revoked_at: String,
+    /// Who asked (the webhook event's actor).
+    pub requested_by: String,
+    /// Why, as the event said.
+    pub reason: Option<String>,
+    /// When it was withdrawn, if it was.
+    pub withdrawn_at: Option<String>,
+    /// Who withdrew it.
+    pub withdrawn_by: Option<String>,
+    /// Why it was withdrawn.
+    pub withdraw_reason: Option<String>,
+    /// Since when it names no approval any source returns, if so.
+    pub unmatched_since: Option<String>,
+}
+
 /// One journal row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
@@ -42,7 +63,8 @@ pub struct Entry {
     pub id: i64,
     /// Run id.
     pub run_id: i64,
-    /// `intent`, `done`, `failed`, `recovered`, `undone`.
+    /// `intent`, `done`, `failed`, `recovered`, `abandoned` (interrupted,
+    /// then no longer planned: not re-applied), `undone`.
     pub status: String,
     /// The request.
     pub request: ActionRequest,
@@ -62,6 +84,8 @@ pub struct Entry {
     pub undo: Option<serde_json::Value>,
     /// What cannot be undone.
     pub irreversible: Option<String>,
+    /// Where and as whom it acted (account or tenant, role or credentials).
+    pub via: Option<String>,
     /// Error, for failed actions.
     pub error: Option<String>,
     /// The action this one reverses.
@@ -92,6 +116,7 @@ fn entry(r: &sqlx::any::AnyRow) -> Result<Entry, StoreError> {
         after: json_opt(r.try_get("after_state")?)?,
         undo: json_opt(r.try_get("undo")?)?,
         irreversible: r.try_get("irreversible")?,
+        via: r.try_get("via")?,
         error: r.try_get("error")?,
         undo_of: r.try_get("undo_of")?,
         intent_at: r.try_get("intent_at")?,
@@ -164,20 +189,21 @@ impl SqlStore {
         status: &str,
         outcome: Result<&ActionOutcome, &str>,
     ) -> Result<(), StoreError> {
-        let (before, after, undo, irreversible, error) = match outcome {
+        let (before, after, undo, irreversible, via, error) = match outcome {
             Ok(o) => (
                 Some(serde_json::to_string(&o.before)?),
                 Some(serde_json::to_string(&o.after)?),
                 o.undo.as_ref().map(serde_json::to_string).transpose()?,
                 o.irreversible.clone(),
+                o.via.clone(),
                 None,
             ),
-            Err(e) => (None, None, None, None, Some(e.to_string())),
+            Err(e) => (None, None, None, None, None, Some(e.to_string())),
         };
         let mut tx = self.pool.begin().await?;
         let run_id: Option<i64> = sqlx::query_scalar(
             "UPDATE actions SET status = $1, before_state = $2, after_state = $3, undo = $4,
-                 irreversible = $5, error = $6, outcome_at = $7 WHERE id = $8 RETURNING run_id",
+                 irreversible = $5, error = $6, outcome_at = $7, via = $9 WHERE id = $8 RETURNING run_id",
         )
         .bind(status)
         .bind(&before)
@@ -187,6 +213,7 @@ impl SqlStore {
         .bind(&error)
         .bind(ts(chrono::Utc::now()))
         .bind(id)
+        .bind(&via)
         .fetch_optional(&mut *tx)
         .await?;
         let parse = |v: &Option<String>| {
@@ -206,6 +233,7 @@ impl SqlStore {
                     "after": parse(&after),
                     "undo": parse(&undo),
                     "irreversible": irreversible,
+                    "via": via,
                     "error": error,
                 }),
             }],
@@ -274,6 +302,25 @@ impl SqlStore {
         rows.iter().map(entry).collect()
     }
 
+    /// Actions started at or after `since`, per source: what the action
+    /// budget has spent. Undos restore access and do not count.
+    pub async fn actions_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT source, COUNT(*) FROM actions WHERE undo_of IS NULL AND intent_at >= $1
+             GROUP BY source",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// When a credential was last disabled by us and not undone since.
     pub async fn disabled_since(&self, credential_id: &str) -> Result<Option<String>, StoreError> {
         let at: Option<String> = sqlx::query_scalar(
@@ -302,7 +349,8 @@ impl SqlStore {
 
 impl SqlStore {
     /// Record that an approval was revoked (by a webhook event). The first
-    /// revocation wins: a replay cannot move it.
+    /// revocation wins: a replay cannot move it. A revocation withdrawn
+    /// earlier is revoked again.
     pub async fn add_revocation(
         &self,
         approval_id: &str,
@@ -313,7 +361,12 @@ impl SqlStore {
         let mut tx = self.pool.begin().await?;
         let new = sqlx::query(
             "INSERT INTO revocations (approval_id, revoked_at, requested_by, reason)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (approval_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (approval_id) DO UPDATE SET revoked_at = excluded.revoked_at,
+                 requested_by = excluded.requested_by, reason = excluded.reason,
+                 withdrawn_at = NULL, withdrawn_by = NULL, withdraw_reason = NULL,
+                 unmatched_since = NULL
+             WHERE revocations.withdrawn_at IS NOT NULL",
         )
         .bind(approval_id)
         .bind(ts(at))
@@ -338,14 +391,137 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Withdraw a revocation: the approval counts again from the next pass.
+    /// Kept in the table (marked) and in the audit log. `false` when no
+    /// revocation in force names `approval_id`.
+    pub async fn withdraw_revocation(
+        &self,
+        approval_id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = ts(chrono::Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE revocations SET withdrawn_at = $1, withdrawn_by = $2, withdraw_reason = $3
+             WHERE approval_id = $4 AND withdrawn_at IS NULL",
+        )
+        .bind(&now)
+        .bind(by)
+        .bind(reason)
+        .bind(approval_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            append(
+                &mut tx,
+                &[NewEntry {
+                    kind: "approval.revocation_withdrawn",
+                    run_id: None,
+                    subject: Some(approval_id),
+                    data: serde_json::json!({ "withdrawn_at": now, "withdrawn_by": by, "reason": reason }),
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Every revocation, withdrawn ones included, by approval id.
+    pub async fn revocation_list(&self) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT approval_id, revoked_at, requested_by, reason, withdrawn_at, withdrawn_by,
+                    withdraw_reason, unmatched_since FROM revocations ORDER BY approval_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    approval_id: r.try_get("approval_id")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                    requested_by: r.try_get("requested_by")?,
+                    reason: r.try_get("reason")?,
+                    withdrawn_at: r.try_get("withdrawn_at")?,
+                    withdrawn_by: r.try_get("withdrawn_by")?,
+                    withdraw_reason: r.try_get("withdraw_reason")?,
+                    unmatched_since: r.try_get("unmatched_since")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Mark the revocations in force that name no approval in `known` (the
+    /// approvals every approval source returned this pass), unmark those
+    /// that do, and withdraw those unmatched for longer than `expire`: a
+    /// revocation of nothing is shown, then dropped, never kept silently.
+    /// Returns the revocations unmatched now.
+    pub async fn match_revocations(
+        &self,
+        known: &std::collections::HashSet<&str>,
+        expire: chrono::Duration,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let now = chrono::Utc::now();
+        let mut unmatched = Vec::new();
+        for r in self.revocation_list().await? {
+            if r.withdrawn_at.is_some() {
+                continue;
+            }
+            let id = r.approval_id.as_str();
+            if known.contains(id) {
+                if r.unmatched_since.is_some() {
+                    sqlx::query(
+                        "UPDATE revocations SET unmatched_since = NULL WHERE approval_id = $1",
+                    )
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                continue;
+            }
+            let since = r
+                .unmatched_since
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            match since {
+                None => {
+                    sqlx::query(
+                        "UPDATE revocations SET unmatched_since = $1 WHERE approval_id = $2",
+                    )
+                    .bind(ts(now))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                    unmatched.push(Revocation {
+                        unmatched_since: Some(ts(now)),
+                        ..r
+                    });
+                }
+                Some(t) if now.signed_duration_since(t) > expire => {
+                    let why = format!(
+                        "names no approval any source returned for {} day(s)",
+                        expire.num_days()
+                    );
+                    self.withdraw_revocation(id, "nhi-assure", &why).await?;
+                }
+                Some(_) => unmatched.push(r),
+            }
+        }
+        Ok(unmatched)
+    }
+
     /// Revocations, by approval id.
     pub async fn revocations(
         &self,
     ) -> Result<std::collections::HashMap<String, Timestamp>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT approval_id, revoked_at FROM revocations")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT approval_id, revoked_at FROM revocations WHERE withdrawn_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, at)| {

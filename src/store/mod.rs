@@ -203,6 +203,44 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Resolve one open finding by fingerprint (enforce mode's findings
+    /// about itself, when their condition has cleared). `false` if it was
+    /// not open.
+    pub async fn resolve_finding(
+        &self,
+        run_id: i64,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE findings SET resolved_at = $1 WHERE fingerprint = $2 AND resolved_at IS NULL",
+        )
+        .bind(ts(chrono::Utc::now()))
+        .bind(fingerprint)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            sqlx::query("UPDATE runs SET resolved = resolved + 1 WHERE id = $1")
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+            let rule = fingerprint.split('|').next().unwrap_or_default();
+            audit::append(
+                &mut tx,
+                &[audit::NewEntry {
+                    kind: "finding.resolved",
+                    run_id: Some(run_id),
+                    subject: Some(fingerprint),
+                    data: serde_json::json!({ "rule_id": rule }),
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -50,12 +50,15 @@ os.environ.update({
     "AWS_DEFAULT_REGION": REGION,
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    # Without it moto resolves the account per request via iam.models.get_account_id_from,
-    # which instantiates the IAM backend of every partition (aws-cn, aws-us-gov, ...);
-    # with AWS managed policies loaded that costs ~1 s on the first request. Pinning is
-    # also what the credentials "testing" resolve to anyway.
-    "MOTO_ACCOUNT_ID": ACCOUNT_ID,
 })
+# Without MOTO_ACCOUNT_ID moto resolves the account per request via
+# iam.models.get_account_id_from, which instantiates the IAM backend of every partition
+# (aws-cn, aws-us-gov, ...); with AWS managed policies loaded that costs ~1 s on the
+# first request. Pinning is also what the credentials "testing" resolve to anyway.
+# --multi-account leaves it unpinned, so credentials from AssumeRole into another
+# account's role act in that account (an organisation's member accounts).
+if "--multi-account" not in sys.argv:
+    os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
 
 import boto3  # noqa: E402
 import botocore.config  # noqa: E402
@@ -709,6 +712,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="answer every request for Action with this status (default code InternalFailure "
                         "for 5xx); repeatable")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument("--multi-account", action="store_true",
+                   help="do not pin moto to the scenario's account: AssumeRole credentials act in "
+                        "the role's account (read at import time, see MOTO_ACCOUNT_ID above)")
     p.add_argument("--enforce-iam-auth", action="store_true",
                    help="after seeding, authenticate every request and enforce the caller's IAM policies")
     args = p.parse_args(argv)

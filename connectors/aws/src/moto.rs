@@ -132,6 +132,17 @@ impl Moto {
             .await
     }
 
+    /// An IAM client for another account of the same moto server, through
+    /// the role every organisation member has
+    /// (`OrganizationAccountAccessRole`): moto answers AssumeRole for any
+    /// account, and the credentials it returns act in that account. For
+    /// seeding and reading back member accounts.
+    pub async fn account_client(&self, account: &str) -> aws_sdk_iam::Client {
+        let base = Moto::sdk_config(&self.ready.endpoint).await;
+        let role = member_role(account);
+        crate::sdk::client_for(&base, &crate::AwsConfig::named("member"), Some(&role)).await
+    }
+
     /// Call counts seen by the proxy: `(total, per action)`.
     pub fn proxy_stats(&self) -> Result<(u64, BTreeMap<String, u64>), String> {
         #[derive(Deserialize)]
@@ -144,6 +155,15 @@ impl Moto {
         Ok((s.total, s.actions))
     }
 }
+
+/// The ARN of the role an organisation's management account assumes in a
+/// member account.
+pub fn member_role(account: &str) -> String {
+    format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole")
+}
+
+/// The IAM SDK the fixture's clients are built with (for tests).
+pub use aws_sdk_iam;
 
 /// A bare HTTP/1.0 GET on loopback (no client dependency for tests).
 fn http_get(url: &str) -> Result<String, String> {

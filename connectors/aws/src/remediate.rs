@@ -6,6 +6,10 @@
 //! detaching a managed policy (undo re-attaches), deleting an inline policy
 //! (the document is kept in the undo data and put back). Irreversible, and
 //! said so: deleting an access key, deleting a console password.
+//!
+//! Every action and undo is bound to the account of its target's ARN and
+//! runs through the credentials the source reads that account with (see
+//! [`AwsRemediator`]); the journal records which (`ActionOutcome::via`).
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -16,13 +20,22 @@ use nhi_contract::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 use crate::config::AwsConfig;
 use crate::sdk::{self, is_not_found, source_error, CallStats};
 
-/// The AWS [`Remediator`].
+/// The AWS [`Remediator`]. Every action is bound to the account its target
+/// ARN names and runs through the credentials the source reads that account
+/// with: the role of `assume_roles` in that account, or the source's own
+/// credentials when it assumes none. Before acting, the target is read back
+/// by name through those credentials and its ARN must be the target's: an
+/// action never lands on a same-named principal of another account.
 pub struct AwsRemediator {
-    client: Client,
+    config: AwsConfig,
+    base: SdkConfig,
+    /// One client per role (`None`: the source's own credentials).
+    clients: tokio::sync::Mutex<HashMap<Option<String>, Client>>,
     calls: CallStats,
 }
 
@@ -47,6 +60,16 @@ enum Undo {
         policy_name: String,
         document: String,
     },
+}
+
+/// Undo data: the steps and the ARN of the principal they apply to, so undo
+/// binds to the same account as the action. Undo data journaled before the
+/// account was recorded is a bare array of steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum UndoData {
+    Bound { target: String, steps: Vec<Undo> },
+    Legacy(Vec<Undo>),
 }
 
 /// An IAM user or role by name.
@@ -85,17 +108,20 @@ impl AwsRemediator {
     /// A remediator using the standard AWS credential chain.
     pub async fn new(cfg: &AwsConfig) -> AwsRemediator {
         let base = sdk::base_config(cfg).await;
-        AwsRemediator {
-            client: Client::new(&base),
-            calls: CallStats::default(),
-        }
+        AwsRemediator::over(cfg, base)
     }
 
     /// A remediator over an already built SDK config.
     pub fn with_sdk_config(cfg: &AwsConfig, base: &SdkConfig) -> AwsRemediator {
         let base = base.to_builder().retry_config(sdk::retry(cfg)).build();
+        AwsRemediator::over(cfg, base)
+    }
+
+    fn over(cfg: &AwsConfig, base: SdkConfig) -> AwsRemediator {
         AwsRemediator {
-            client: Client::new(&base),
+            config: cfg.clone(),
+            base,
+            clients: tokio::sync::Mutex::new(HashMap::new()),
             calls: CallStats::default(),
         }
     }
@@ -103,6 +129,101 @@ impl AwsRemediator {
     /// Calls made so far.
     pub fn calls(&self) -> &CallStats {
         &self.calls
+    }
+
+    /// Bind `arn` to the credentials that read its account, and check that
+    /// the principal of that name there is `arn` itself. A target that
+    /// cannot be found where the plan says it is is an error, never a no-op.
+    async fn bind(&self, arn: &str) -> Result<Bound<'_>, SourceError> {
+        let account = sdk::arn_account(arn)
+            .ok_or_else(|| invalid(format!("{arn} names no account")))?
+            .to_string();
+        let principal = principal_of(arn)?;
+        // Mirror the scan: with roles configured, each account is read (and
+        // so acted on) through its own role, and nothing else is read.
+        let role = if self.config.assume_roles.is_empty() {
+            None
+        } else {
+            let role = self
+                .config
+                .assume_roles
+                .iter()
+                .find(|r| sdk::arn_account(r) == Some(account.as_str()))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "source {} reaches account {account} through none of its assume_roles: \
+                         not acting on {arn} with other credentials",
+                        self.config.name
+                    ))
+                })?;
+            Some(role.clone())
+        };
+        let client = {
+            let mut clients = self.clients.lock().await;
+            match clients.get(&role) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = sdk::client_for(&self.base, &self.config, role.as_deref()).await;
+                    clients.insert(role.clone(), c.clone());
+                    c
+                }
+            }
+        };
+        let via = match &role {
+            Some(r) => format!("account {account} via {r}"),
+            None => format!(
+                "account {account} with the credentials of source {}",
+                self.config.name
+            ),
+        };
+        let b = Bound {
+            client,
+            calls: &self.calls,
+            principal,
+            via,
+        };
+        let found = b.principal_arn().await?;
+        match found {
+            Some(found) if found == arn => Ok(b),
+            Some(found) => Err(invalid(format!(
+                "the principal of that name in {} is {found}, not {arn}: not acting",
+                b.via
+            ))),
+            None => Err(invalid(format!("{arn} does not exist in {}", b.via))),
+        }
+    }
+}
+
+/// One target principal and the client of the account it lives in.
+struct Bound<'a> {
+    client: Client,
+    calls: &'a CallStats,
+    principal: Principal,
+    /// Account and credentials used, for the journal.
+    via: String,
+}
+
+impl Bound<'_> {
+    /// The ARN of the principal of this name in the bound account, if any.
+    async fn principal_arn(&self) -> Result<Option<String>, SourceError> {
+        match &self.principal {
+            Principal::User(u) => {
+                self.calls.count("GetUser");
+                match self.client.get_user().user_name(u).send().await {
+                    Ok(o) => Ok(o.user().map(|u| u.arn().to_string())),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(source_error("GetUser", e)),
+                }
+            }
+            Principal::Role(r) => {
+                self.calls.count("GetRole");
+                match self.client.get_role().role_name(r).send().await {
+                    Ok(o) => Ok(o.role().map(|r| r.arn().to_string())),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(source_error("GetRole", e)),
+                }
+            }
+        }
     }
 
     /// Status of one access key, `None` if it does not exist.
@@ -187,6 +308,8 @@ impl AwsRemediator {
         Ok(())
     }
 
+    /// Whether the user has a console password. Only called on a bound
+    /// user, so "no such entity" means no password, not no user.
     async fn has_login(&self, user: &str) -> Result<bool, SourceError> {
         self.calls.count("GetLoginProfile");
         match self.client.get_login_profile().user_name(user).send().await {
@@ -442,8 +565,9 @@ impl AwsRemediator {
         Ok(ActionOutcome {
             before: status(before),
             after: status(after),
-            undo: undo.map(|u| json!([u])),
+            undo: undo.map(|u| undo_data(&a.identity_id, vec![u])),
             irreversible: None,
+            via: Some(self.via.clone()),
         })
     }
 
@@ -477,6 +601,7 @@ impl AwsRemediator {
             before: json!({"user": user, "credential_id": key, "status": before}),
             after: json!({"user": user, "credential_id": key, "status": null}),
             undo: None,
+            via: Some(self.via.clone()),
             irreversible: Some(format!(
                 "access key {key} was deleted: a deleted key cannot be restored; create a new key for {user} if access is still needed"
             )),
@@ -503,6 +628,7 @@ impl AwsRemediator {
             before: json!({"user": user, "console_password": before}),
             after: json!({"user": user, "console_password": after}),
             undo: None,
+            via: Some(self.via.clone()),
             irreversible: before.then(|| {
                 format!("the console password of {user} was deleted and cannot be restored; an administrator can create a new one")
             }),
@@ -510,7 +636,7 @@ impl AwsRemediator {
     }
 
     async fn detach_entitlements(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
-        let p = principal_of(&a.identity_id)?;
+        let p = self.principal.clone();
         let mut undo = Vec::new();
         let mut before = Vec::new();
         let mut after = Vec::new();
@@ -556,52 +682,18 @@ impl AwsRemediator {
         Ok(ActionOutcome {
             before: Value::Array(before),
             after: Value::Array(after),
-            undo: (!undo.is_empty()).then(|| json!(undo)),
+            undo: (!undo.is_empty()).then(|| undo_data(&a.identity_id, undo)),
             irreversible: None,
+            via: Some(self.via.clone()),
         })
     }
 }
 
-#[async_trait]
-impl Remediator for AwsRemediator {
-    fn provider(&self) -> Provider {
-        Provider::Aws
-    }
-
-    async fn apply(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
-        if a.provider != Provider::Aws {
-            return Err(invalid(format!("not an AWS action: {}", a.provider)));
-        }
-        match a.operation {
-            Operation::DisableCredential => self.disable_credential(a).await,
-            Operation::DeleteCredential => self.delete_key(a).await,
-            Operation::RemoveLogin => self.remove_login(a).await,
-            Operation::DetachEntitlements => self.detach_entitlements(a).await,
-            Operation::DisableIdentity => Err(invalid(
-                "IAM users and roles cannot be disabled as such: disable their credentials, remove the login, or detach policies",
-            )),
-        }
-    }
-
-    fn planned_undo(&self, a: &ActionRequest) -> Option<Value> {
-        if a.operation != Operation::DisableCredential {
-            return None;
-        }
-        let user = user_of(&a.identity_id).ok()?;
-        let key_id = a.credential_id.clone()?;
-        let step = match a.credential_kind {
-            Some(CredentialKind::AccessKey) | None => Undo::ReactivateAccessKey { user, key_id },
-            Some(CredentialKind::SshKey) => Undo::ReactivateSshKey { user, key_id },
-            Some(_) => return None,
-        };
-        Some(json!([step]))
-    }
-
-    async fn undo(&self, data: &Value) -> Result<ActionOutcome, SourceError> {
-        let steps: Vec<Undo> =
-            serde_json::from_value(data.clone()).map_err(|e| invalid(format!("undo data: {e}")))?;
+impl Bound<'_> {
+    /// Carry out undo steps on the bound principal.
+    async fn undo_steps(&self, steps: &[Undo]) -> Result<Vec<Value>, SourceError> {
         let mut after = Vec::new();
-        for s in &steps {
+        for s in steps {
             match s {
                 Undo::ReactivateAccessKey { user, key_id } => {
                     self.set_key_status(user, key_id, StatusType::Active)
@@ -652,11 +744,101 @@ impl Remediator for AwsRemediator {
                 }
             }
         }
+        Ok(after)
+    }
+}
+
+/// Undo data for `steps` on the principal `target`.
+fn undo_data(target: &str, steps: Vec<Undo>) -> Value {
+    json!(UndoData::Bound {
+        target: target.to_string(),
+        steps,
+    })
+}
+
+#[async_trait]
+impl Remediator for AwsRemediator {
+    fn provider(&self) -> Provider {
+        Provider::Aws
+    }
+
+    async fn apply(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
+        if a.provider != Provider::Aws {
+            return Err(invalid(format!("not an AWS action: {}", a.provider)));
+        }
+        let b = self.bind(&a.identity_id).await?;
+        match a.operation {
+            Operation::DisableCredential => b.disable_credential(a).await,
+            Operation::DeleteCredential => b.delete_key(a).await,
+            Operation::RemoveLogin => b.remove_login(a).await,
+            Operation::DetachEntitlements => b.detach_entitlements(a).await,
+            Operation::DisableIdentity => Err(invalid(
+                "IAM users and roles cannot be disabled as such: disable their credentials, remove the login, or detach policies",
+            )),
+        }
+    }
+
+    fn planned_undo(&self, a: &ActionRequest) -> Option<Value> {
+        if a.operation != Operation::DisableCredential {
+            return None;
+        }
+        let user = user_of(&a.identity_id).ok()?;
+        let key_id = a.credential_id.clone()?;
+        let step = match a.credential_kind {
+            Some(CredentialKind::AccessKey) | None => Undo::ReactivateAccessKey { user, key_id },
+            Some(CredentialKind::SshKey) => Undo::ReactivateSshKey { user, key_id },
+            Some(_) => return None,
+        };
+        Some(undo_data(&a.identity_id, vec![step]))
+    }
+
+    fn can_disable(&self, kind: CredentialKind) -> bool {
+        // Signing certificates and service-specific credentials can be made
+        // inactive in IAM, but this remediator does not do it yet: held.
+        matches!(kind, CredentialKind::AccessKey | CredentialKind::SshKey)
+    }
+
+    async fn undo(&self, data: &Value) -> Result<ActionOutcome, SourceError> {
+        let parsed: UndoData =
+            serde_json::from_value(data.clone()).map_err(|e| invalid(format!("undo data: {e}")))?;
+        let (b, steps) = match parsed {
+            UndoData::Bound { target, steps } => (self.bind(&target).await?, steps),
+            UndoData::Legacy(steps) => {
+                // Undo data from before actions were bound to an account:
+                // only a single-account source can say where it applies.
+                if !self.config.assume_roles.is_empty() {
+                    return Err(invalid(
+                        "undo data without an account, on a source with assume_roles: \
+                         cannot tell which account it applies to",
+                    ));
+                }
+                let principal = match steps.first() {
+                    Some(Undo::ReactivateAccessKey { user, .. })
+                    | Some(Undo::ReactivateSshKey { user, .. }) => Principal::User(user.clone()),
+                    Some(Undo::ReattachManagedPolicy { principal, .. })
+                    | Some(Undo::RestoreInlinePolicy { principal, .. }) => principal.clone(),
+                    None => return Err(invalid("undo data without steps")),
+                };
+                let client = sdk::client_for(&self.base, &self.config, None).await;
+                let b = Bound {
+                    client,
+                    calls: &self.calls,
+                    principal,
+                    via: format!("the credentials of source {}", self.config.name),
+                };
+                if b.principal_arn().await?.is_none() {
+                    return Err(invalid("the principal of the undo data does not exist"));
+                }
+                (b, steps)
+            }
+        };
+        let after = b.undo_steps(&steps).await?;
         Ok(ActionOutcome {
             before: data.clone(),
             after: Value::Array(after),
             undo: None,
             irreversible: None,
+            via: Some(b.via.clone()),
         })
     }
 }

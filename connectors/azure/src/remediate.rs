@@ -119,6 +119,12 @@ fn check_arm_id(id: &str) -> Result<&str, SourceError> {
 }
 
 impl AzureRemediator {
+    /// An outcome stamped with where it acted: this source's tenant.
+    fn tenant_bound(&self, mut o: ActionOutcome) -> ActionOutcome {
+        o.via = Some(format!("tenant {}", self.config.tenant_id));
+        o
+    }
+
     /// A remediator for the tenant of `config`. A credential that cannot be
     /// built makes every action fail with the reason (not the constructor:
     /// other sources' remediators must still be usable).
@@ -262,6 +268,7 @@ impl AzureRemediator {
         }
         let state = |present: bool| json!({"object": id, "collection": coll, "credential_id": key, "present": present});
         Ok(ActionOutcome {
+            via: None,
             before: state(had),
             after: state(false),
             undo: None,
@@ -347,6 +354,7 @@ impl AzureRemediator {
         }
         let ids = |l: &[Value]| l.iter().filter_map(key_of).collect::<Vec<_>>();
         Ok(ActionOutcome {
+            via: None,
             before: json!({"object": id, "collection": coll, "certificates": ids(&before)}),
             after: json!({"object": id, "collection": coll, "certificates": ids(&after)}),
             undo: undo.map(|u| json!([u])),
@@ -380,6 +388,7 @@ impl AzureRemediator {
             )));
         }
         Ok(ActionOutcome {
+            via: None,
             before: json!({"application": app, "credential_id": fic, "present": before.is_some()}),
             after: json!({"application": app, "credential_id": fic, "present": false}),
             undo: undo.map(|u| json!([u])),
@@ -440,6 +449,7 @@ impl AzureRemediator {
             return Err(invalid(format!("service principal {id} is not disabled")));
         }
         Ok(ActionOutcome {
+            via: None,
             before: json!({"service_principal": id, "accountEnabled": enabled}),
             after: json!({"service_principal": id, "accountEnabled": false}),
             undo: enabled.then(|| json!([Undo::EnableServicePrincipal { id: id.to_string() }])),
@@ -515,6 +525,7 @@ impl AzureRemediator {
             )));
         }
         Ok(ActionOutcome {
+            via: None,
             before,
             after: json!({
                 "managed_identity": id,
@@ -757,6 +768,7 @@ impl AzureRemediator {
             undo.extend(steps);
         }
         Ok(ActionOutcome {
+            via: None,
             before: Value::Array(before),
             after: Value::Array(after),
             undo: (!undo.is_empty()).then(|| json!(undo)),
@@ -935,7 +947,7 @@ impl Remediator for AzureRemediator {
                 .ok_or_else(|| invalid("no credential id"))
                 .and_then(check_id)
         };
-        match (a.operation, a.credential_kind) {
+        let done = match (a.operation, a.credential_kind) {
             (Operation::DeleteCredential, Some(CredentialKind::ClientSecret)) => {
                 self.remove_secret(id, key()?).await
             }
@@ -960,7 +972,8 @@ impl Remediator for AzureRemediator {
             (Operation::RemoveLogin, _) => Err(invalid(
                 "service principals have no interactive login to remove",
             )),
-        }
+        };
+        done.map(|o| self.tenant_bound(o))
     }
 
     /// Only re-enabling is known before the call. Removing a certificate or
@@ -984,11 +997,12 @@ impl Remediator for AzureRemediator {
         for s in &steps {
             after.push(self.undo_step(s).await?);
         }
-        Ok(ActionOutcome {
+        Ok(self.tenant_bound(ActionOutcome {
+            via: None,
             before: data.clone(),
             after: Value::Array(after),
             undo: None,
             irreversible: None,
-        })
+        }))
     }
 }

@@ -560,6 +560,10 @@ pub struct ActionOutcome {
     pub undo: Option<serde_json::Value>,
     /// Plain statement of what cannot be restored, if anything.
     pub irreversible: Option<String>,
+    /// Where and as whom it acted (account or tenant, and the role or
+    /// credentials used), for the journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// Carries out remediations for one provider. Every call must read back the
