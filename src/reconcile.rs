@@ -204,10 +204,14 @@ pub async fn recover(
                     continue;
                 }
                 Err(Some(why)) => {
-                    let detail = format!(
-                        "interrupted action not re-applied: {why}. Its subject was still as before \
-                         the action when this pass read it; nothing was changed"
-                    );
+                    let read = match pass.target_states.get(&e.id) {
+                        Some(TargetState::Settled) => {
+                            "this pass read its target as already acted on: the call went \
+                             through before the interruption; reverse it by hand if it must be"
+                        }
+                        _ => "this pass read its target as before the action: nothing was changed",
+                    };
+                    let detail = format!("interrupted action not re-applied: {why}; {read}");
                     tracing::warn!(action = e.id, %detail, "abandoning an interrupted action");
                     store
                         .journal_outcome(e.id, "abandoned", Err(&detail))

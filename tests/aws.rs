@@ -511,6 +511,22 @@ async fn blast_radius_limit_acts_on_none_and_records_a_finding() {
         json(&run(&["journal", "--config", &cfg])).is_empty(),
         "nothing journaled"
     );
+
+    // The condition clears (the limit is raised): the finding is resolved.
+    let text = std::fs::read_to_string(&cfg).expect("read").replace(
+        "max_subjects = 2",
+        "max_subjects = 100\nmax_percent = 100.0",
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let next = enforce(&cfg);
+    assert!(next.iter().any(|o| o["status"] == "done"), "{next:#?}");
+    let open = store.open_findings().await.expect("findings");
+    assert!(
+        !open
+            .iter()
+            .any(|f| f.finding.rule_id == "enforce-blast-radius"),
+        "resolved once the rail lets a run through"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,4 +681,68 @@ async fn delete_only_after_disable_and_quarantine() {
         inv.credentials.iter().any(|c| c.id == moto.key("ci-old")),
         "nothing else deleted"
     );
+}
+
+/// A process that died after journaling an intent and before the provider
+/// call leaves an open intent. If the subject became protected meanwhile,
+/// the next run must not finish it: it says so and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_action_on_a_now_protected_subject_is_not_reapplied() {
+    use nhi_assure::store::journal::Intent;
+    use nhi_assure::store::lease::Leadership;
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    with_enforce(&cfg, "default_grace_hours = 0\nmax_percent = 100.0\n");
+    let ci_old = moto.key("ci-old");
+    let plan = run(&["plan", "--config", &cfg, "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    let action = listed(&plan.stdout)
+        .into_iter()
+        .find(|a| a["credential_id"] == ci_old.as_str())
+        .expect("ci-old planned");
+    let request: nhi_contract::ActionRequest =
+        serde_json::from_value(action.clone()).expect("request");
+
+    // The intent of a process that died before calling AWS.
+    let store =
+        nhi_assure::store::SqlStore::open(&dir.path().join("store.db").display().to_string())
+            .await
+            .expect("store");
+    let leader = Leadership::acquire(&store, "dead-process", std::time::Duration::from_secs(5))
+        .await
+        .expect("lease")
+        .expect("free");
+    let id = store
+        .journal_intent(&Intent {
+            run_id: doc["run_id"].as_i64().expect("run id"),
+            request: &request,
+            source: "aws",
+            rules: &["credential-stale".to_string()],
+            findings: &[],
+            evidence: serde_json::Value::Null,
+            actor: "test",
+            planned_undo: None,
+            undo_of: None,
+            fence: leader.fence(),
+        })
+        .await
+        .expect("intent");
+    leader.release().await;
+
+    // Meanwhile ci-deployer became protected.
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + &format!("\n[plan]\nprotected = [\"{A}user/machine/ci-deployer\"]\n");
+    std::fs::write(&cfg, text).expect("write");
+    let done = enforce(&cfg);
+    let mine: Vec<_> = done.iter().filter(|o| o["action_id"] == id).collect();
+    assert_eq!(mine.len(), 1, "{done:#?}");
+    assert_eq!(mine[0]["status"], "abandoned");
+    assert!(mine[0]["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("protected")));
+    assert!(key_active(&moto, &ci_old).await, "never re-applied");
+    let journal = json(&run(&["journal", "--config", &cfg]));
+    let entry = journal.iter().find(|e| e["id"] == id).expect("journaled");
+    assert_eq!(entry["status"], "abandoned");
 }

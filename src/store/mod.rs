@@ -196,9 +196,27 @@ impl SqlStore {
     /// Record one extra finding for a run already recorded (enforce mode's
     /// findings about itself).
     pub async fn add_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin().await?;
         let now = ts(chrono::Utc::now());
-        upsert_finding(&mut conn, run_id, &now, f).await?;
+        if upsert_finding(&mut tx, run_id, &now, f).await? {
+            let fp = f.finding.fingerprint();
+            audit::append(
+                &mut tx,
+                &[audit::NewEntry {
+                    kind: "finding.opened",
+                    run_id: Some(run_id),
+                    subject: Some(&fp),
+                    data: serde_json::json!({
+                        "rule_id": f.finding.rule_id,
+                        "identity_id": f.finding.identity_id,
+                        "credential_id": f.finding.credential_id,
+                        "severity": f.finding.severity.as_str(),
+                    }),
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         self.add_run_finding(run_id, f).await?;
         Ok(())
     }
