@@ -276,7 +276,12 @@ async fn refused_reports_are_unknown_usage_and_a_failed_directory_resolves_nothi
     let o = run(&["scan", "--config", &cfg, "--format", "json"]).await;
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("PARTIAL (usage:"), "{err}");
-    let got = keys(&json(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a partial run is not clean: {err}"
+    );
+    let got = keys(&listed(&o.stdout));
     // Without reports nothing is "never used" or "stale"...
     assert!(
         got.iter()
@@ -290,7 +295,9 @@ async fn refused_reports_are_unknown_usage_and_a_failed_directory_resolves_nothi
         Some(ids::SECRET_LEGACY)
     )));
     // Nothing of a partly seen source is acted on.
-    let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]).await);
+    let plan = run(&["plan", "--config", &cfg, "--format", "json"]).await;
+    assert_eq!(plan.status.code(), Some(3));
+    let plan = listed(&plan.stdout);
     assert!(
         !plan.is_empty() && plan.iter().all(|a| a["status"] == "skip"),
         "{plan:#?}"
@@ -305,9 +312,14 @@ async fn refused_reports_are_unknown_usage_and_a_failed_directory_resolves_nothi
         err.contains(", 0 resolved"),
         "nothing may be resolved: {err}"
     );
-    assert!(json(&o).is_empty());
-    let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]).await);
-    assert!(plan.is_empty(), "no action on an unknown source");
+    assert_eq!(o.status.code(), Some(3), "a blind run is not clean");
+    assert!(listed(&o.stdout).is_empty());
+    let plan = run(&["plan", "--config", &cfg, "--format", "json"]).await;
+    assert_eq!(plan.status.code(), Some(3));
+    assert!(
+        listed(&plan.stdout).is_empty(),
+        "no action on an unknown source"
+    );
     let _ = SUBSCRIPTION;
 }
 
