@@ -88,9 +88,7 @@ async fn open_store(cfg: &Config) -> anyhow::Result<SqlStore> {
     if !crate::store::is_postgres(&location) && !Path::new(&location).exists() {
         anyhow::bail!("no store at {location}: run `nhi-assure scan` first");
     }
-    SqlStore::open(&location)
-        .await
-        .with_context(|| format!("opening store {}", crate::store::redact(&location)))
+    Ok(SqlStore::open(&location).await?)
 }
 
 async fn setup(config: &Path) -> anyhow::Result<(Config, SqlStore, RuleSet)> {
