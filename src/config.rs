@@ -658,6 +658,23 @@ impl Config {
     }
 }
 
+/// The fuzzing entry point (`fuzz/fuzz_targets/config_toml.rs`): `data`
+/// as a config file, with the lines after a `%%` line as `KEY=VALUE`
+/// overrides under [`ENV_PREFIX`]. Loads or is refused; never panics.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (doc, env) = text.split_once("\n%%\n").unwrap_or((&text, ""));
+    let env: Vec<(String, String)> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (format!("{ENV_PREFIX}{k}"), v.to_string()))
+        .collect();
+    if let Ok(cfg) = Config::from_text("fuzz.toml", doc.to_string(), PathBuf::from("."), env) {
+        assert!(cfg.problems().is_empty(), "a loaded config is in range");
+    }
+}
+
 /// A deserialization error inside a `[[sources]]` or `[[approvals]]` entry
 /// comes located at the entry's header: serde buffers internally tagged
 /// enums and loses the positions. Deserializing the entry again as the
@@ -768,8 +785,11 @@ fn override_key(var: &str) -> Result<KeyPath, ConfigError> {
 /// would set, and never its value (it may be a secret).
 fn override_error(var: &str, key: &[String], value: &str, e: &toml::de::Error) -> ConfigError {
     let mut why = e.message().to_string();
-    if !value.is_empty() {
-        why = why.replace(value, "<value>");
+    // The value as given and as TOML read it (a quoted string unquoted).
+    for shown in [value, value.trim().trim_matches(|c| c == '"' || c == '\'')] {
+        if !shown.is_empty() {
+            why = why.replace(shown, "<value>");
+        }
     }
     let message = if why.starts_with("unknown field")
         || why.starts_with("unknown variant") && key.len() == 1
@@ -923,5 +943,161 @@ path = "aws.json"
             .unwrap_err()
             .to_string()
             .contains("used twice"));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const TABLES: &[&str] = &[
+            "[enforce]",
+            "[daemon]",
+            "[plan]",
+            "[rules]",
+            "[rules.params]",
+            "[rules.overrides.credential-stale]",
+            "[rules.overrides.credential-stale.params]",
+            "[enforce.grace_hours]",
+            "[[sources]]",
+            "[[approvals]]",
+            "[sources.auth]",
+        ];
+        const KEYS: &[&str] = &[
+            "type",
+            "name",
+            "path",
+            "provider",
+            "store",
+            "mode",
+            "as_of",
+            "max_subjects",
+            "max_percent",
+            "percent_floor",
+            "default_grace_hours",
+            "quarantine_days",
+            "approval-expired",
+            "credential-stale",
+            "stale_days",
+            "never_used_days",
+            "max_validity_days",
+            "webhook_window_secs",
+            "lease_secs",
+            "schedule",
+            "listen",
+            "webhook_secret_env",
+            "header_timeout_secs",
+            "max_connections",
+            "max_body_bytes",
+            "max_concurrency",
+            "max_attempts",
+            "protected",
+            "builtin",
+            "tenant_id",
+            "method",
+            "remove_when_cannot_disable",
+            "x",
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|v| v.to_string()),
+                prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1), Just(0)]
+                    .prop_map(|v| v.to_string()),
+                any::<f64>().prop_map(|v| format!("{v:?}")),
+                prop_oneof![
+                    Just("nan"),
+                    Just("inf"),
+                    Just("-inf"),
+                    Just("-0.0"),
+                    Just("1e308")
+                ]
+                .prop_map(str::to_string),
+                "[a-zA-Z0-9_:/. -]{0,12}".prop_map(|v| format!("{v:?}")),
+                prop_oneof![
+                    Just("snapshot"),
+                    Just("aws"),
+                    Just("azure"),
+                    Just("files"),
+                    Just("enforce")
+                ]
+                .prop_map(|v| format!("{v:?}")),
+                any::<bool>().prop_map(|v| v.to_string()),
+                Just("[1, \"a\", -3]".to_string()),
+                Just("{ a = 1 }".to_string()),
+                Just("1979-05-27T07:32:00Z".to_string()),
+                "\\PC{0,8}",
+            ]
+        }
+
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                1 => proptest::sample::select(TABLES).prop_map(str::to_string),
+                4 => (proptest::sample::select(KEYS), value()).prop_map(|(k, v)| format!("{k} = {v}")),
+                1 => "\\PC{0,20}",
+            ]
+        }
+
+        /// A config that starts valid (one snapshot source) and then gets
+        /// random tables and keys with extreme values.
+        fn document() -> impl Strategy<Value = String> {
+            proptest::collection::vec(line(), 0..12).prop_map(|lines| {
+                format!(
+                    "[[sources]]\ntype = \"snapshot\"\nname = \"s\"\nprovider = \"aws\"\npath = \"a.json\"\n{}\n",
+                    lines.join("\n")
+                )
+            })
+        }
+
+        fn load(text: String, env: Vec<(String, String)>) -> Result<Config, ConfigError> {
+            Config::from_text("c.toml", text, PathBuf::from("."), env)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Structured nonsense: never a panic; what loads is in range, what
+            /// does not is located.
+            #[test]
+            fn any_document_loads_or_is_refused_located(text in document()) {
+                match load(text, Vec::new()) {
+                    Ok(cfg) => prop_assert!(cfg.problems().is_empty()),
+                    Err(e) => prop_assert!(e.to_string().starts_with("c.toml")),
+                }
+            }
+
+            /// Arbitrary text and overrides: never a panic (the fuzz target's body).
+            #[test]
+            fn any_text_is_handled(text in "\\PC{0,200}", data in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let _ = load(text, Vec::new());
+                fuzz_one(&data);
+            }
+
+            /// Overrides: any variable under the prefix with any value loads or
+            /// is refused naming the variable, and never echoes the value.
+            #[test]
+            fn any_override_is_handled(
+                parts in proptest::collection::vec(
+                    prop_oneof![
+                        proptest::sample::select(KEYS).prop_map(str::to_string),
+                        proptest::sample::select(&["0", "1", "99999999999999999999", "", "SOURCES", "ENFORCE", "DAEMON", "RULES", "PARAMS"][..]).prop_map(str::to_string),
+                    ],
+                    1..4,
+                ),
+                value in prop_oneof![value(), "[a-zA-Z0-9]{12,20}"],
+            ) {
+                let var = format!("{ENV_PREFIX}{}", parts.join("__").to_ascii_uppercase());
+                let doc = "[[sources]]\ntype = \"snapshot\"\nname = \"s\"\nprovider = \"aws\"\npath = \"a.json\"\n".to_string();
+                match load(doc, vec![(var.clone(), value.clone())]) {
+                    Ok(cfg) => prop_assert!(cfg.problems().is_empty()),
+                    Err(e) => {
+                        let shown = e.to_string();
+                        prop_assert!(shown.starts_with(&var) || shown.starts_with("c.toml"), "{}", shown);
+                        if value.len() >= 12 && value.chars().all(|c| c.is_ascii_alphanumeric()) {
+                            prop_assert!(!shown.contains(&value), "{}", shown);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

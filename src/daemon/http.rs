@@ -153,18 +153,23 @@ impl IdleIo {
         }
     }
 
-    /// After an operation: progress disarms the timer, waiting arms it (if
-    /// not already running) and fails once it has run out.
+    /// After an operation: bytes moved disarm the timer; waiting arms it
+    /// (if not already running) and fails once it has run out. A flush
+    /// that completes moves nothing, so it leaves the timer as it is.
     fn watch<T>(
         &mut self,
         cx: &mut Context<'_>,
         polled: Poll<io::Result<T>>,
+        moved: impl FnOnce(&T) -> bool,
     ) -> Poll<io::Result<T>> {
         match polled {
-            Poll::Ready(r) => {
-                self.deadline = None;
-                Poll::Ready(r)
+            Poll::Ready(Ok(v)) => {
+                if moved(&v) {
+                    self.deadline = None;
+                }
+                Poll::Ready(Ok(v))
             }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let idle = self.idle;
                 let deadline = self
@@ -190,7 +195,8 @@ impl AsyncRead for IdleIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.watch(cx, polled)
+        // Ready with nothing is the end of the stream: hyper closes then.
+        this.watch(cx, polled, |_| true)
     }
 }
 
@@ -202,13 +208,13 @@ impl AsyncWrite for IdleIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.watch(cx, polled)
+        this.watch(cx, polled, |n| *n > 0)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.watch(cx, polled)
+        this.watch(cx, polled, |_| false)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -633,3 +633,206 @@ async fn pass_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use axum::http::{HeaderValue, Request};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"property-secret-0123456789abcdef";
+
+    fn rt() -> &'static tokio::runtime::Runtime {
+        static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RT.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+        })
+    }
+
+    /// One daemon's routes over a SQLite store, shared by every case.
+    fn app() -> &'static (tempfile::TempDir, Router) {
+        static APP: OnceLock<(tempfile::TempDir, Router)> = OnceLock::new();
+        APP.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("s.db").display().to_string();
+            let store = rt().block_on(SqlStore::open(&path)).expect("store");
+            let limits = http::Limits::from_config(&DaemonConfig::default());
+            let shared = Arc::new(Shared {
+                metrics: Mutex::new(Metrics::new()),
+                ready: AtomicBool::new(false),
+                leader: AtomicBool::new(false),
+                trigger: tokio::sync::Notify::new(),
+                pending: Mutex::new(Targets::default()),
+                revoked: Mutex::new(std::collections::HashSet::new()),
+                webhook: Some(webhook::Webhook {
+                    secret: SECRET.to_vec(),
+                    window: 300,
+                    store,
+                    // Failures are what the cases are made of: let them through.
+                    limiter: webhook::FailureLimiter::new(1_000_000, 60),
+                    body_timeout: limits.body_timeout,
+                    max_body: limits.max_body,
+                }),
+            });
+            let app = router(shared, &limits);
+            (dir, app)
+        })
+    }
+
+    fn sign(stamp: &str, body: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET).expect("key");
+        mac.update(stamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn stamp() -> impl Strategy<Value = String> {
+        let now = Utc::now().timestamp();
+        prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            Just(i64::MIN.to_string()),
+            Just(i64::MAX.to_string()),
+            (-400i64..400).prop_map(move |d| (now + d).to_string()),
+            "[-+0-9 ]{0,24}",
+            "\\PC{0,16}",
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (
+                proptest::sample::select(
+                    &[
+                        "approval.revoked",
+                        "approval.created",
+                        "task.completed",
+                        "revocation.requested",
+                        "other",
+                        ""
+                    ][..]
+                ),
+                proptest::option::of("[a-zA-Z0-9-]{0,12}"),
+                proptest::option::of("\\PC{0,12}"),
+            )
+                .prop_map(|(e, id, subject)| {
+                    serde_json::json!({"event": e, "approval_id": id, "subject": subject})
+                        .to_string()
+                        .into_bytes()
+                }),
+            Just(b"{\"event\":\"approval.created\",\"unknown\":1}".to_vec()),
+        ]
+    }
+
+    /// Random and half-right requests through the real routes: never a
+    /// panic, never a 5xx, and a 202 only for a correctly signed event.
+    fn answer(headers: Vec<(&'static str, Vec<u8>)>, body: Vec<u8>) -> StatusCode {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/webhook")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        for (name, value) in headers {
+            if let Ok(v) = HeaderValue::from_bytes(&value) {
+                req.headers_mut().append(name, v);
+            }
+        }
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                [127, 0, 0, 1],
+                1,
+            ))));
+        let mut app = app().1.clone();
+        rt().block_on(async move {
+            <Router as tower::Service<_>>::call(&mut app, req)
+                .await
+                .map(|r| r.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_request_is_answered_without_a_panic(
+            t in stamp(),
+            sig in prop_oneof![
+                "\\PC{0,80}",
+                "sha256=[0-9a-fA-F]{0,70}",
+                Just(String::new()),
+            ],
+            extra in proptest::collection::vec(
+                (proptest::sample::select(&["x-nhi-assure-timestamp", "x-nhi-assure-signature", "content-type", "x-other"][..]),
+                 proptest::collection::vec(any::<u8>(), 0..40)),
+                0..3,
+            ),
+            body in body(),
+            signed in any::<bool>(),
+            upper in any::<bool>(),
+        ) {
+            let sig = if signed {
+                let s = sign(&t, &body);
+                format!("sha256={}", if upper { s.to_uppercase() } else { s })
+            } else {
+                sig
+            };
+            let mut headers = vec![
+                (webhook::TIMESTAMP_HEADER, t.clone().into_bytes()),
+                (webhook::SIGNATURE_HEADER, sig.into_bytes()),
+            ];
+            headers.extend(extra.clone());
+            let code = answer(headers, body.clone());
+            prop_assert!(!code.is_server_error(), "{}", code);
+            if code == StatusCode::ACCEPTED {
+                prop_assert!(signed, "accepted a request not signed correctly");
+            }
+        }
+
+        #[test]
+        fn the_fuzz_entry_point_holds_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            webhook::fuzz_one(&data);
+        }
+    }
+
+    #[test]
+    fn an_event_is_accepted_once_whatever_the_spelling_of_its_signature() {
+        let t = Utc::now().timestamp().to_string();
+        let body = br#"{"event":"approval.created","approval_id":"APR-ONCE"}"#.to_vec();
+        let s = sign(&t, &body);
+        let send = |sig: String| {
+            answer(
+                vec![
+                    (webhook::TIMESTAMP_HEADER, t.clone().into_bytes()),
+                    (webhook::SIGNATURE_HEADER, sig.into_bytes()),
+                ],
+                body.clone(),
+            )
+        };
+        assert_eq!(send(format!("sha256={s}")), StatusCode::ACCEPTED);
+        assert_eq!(
+            send(format!("sha256={}", s.to_uppercase())),
+            StatusCode::CONFLICT
+        );
+        let mixed: String = s
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        assert_eq!(send(format!("sha256={mixed}")), StatusCode::CONFLICT);
+    }
+}
