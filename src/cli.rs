@@ -255,21 +255,10 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 fn load_rules(cfg: Option<&Config>) -> anyhow::Result<RuleSet> {
-    let (rules_cfg, base) = match cfg {
-        Some(c) => (c.rules.clone(), c.base.clone()),
-        None => (RulesConfig::default(), PathBuf::from(".")),
-    };
-    let set = RuleSet::load(&rules_cfg, &base)?;
-    if let Some(c) = cfg {
-        // Per-rule settings elsewhere in the config must name real rules.
-        c.check_rule_ids(
-            set.rules
-                .iter()
-                .map(|r| r.id.as_str())
-                .chain(c.rules.overrides.keys().map(String::as_str)),
-        )?;
-    }
-    Ok(set)
+    Ok(match cfg {
+        Some(c) => c.rule_set()?,
+        None => RuleSet::load(&RulesConfig::default(), Path::new("."))?,
+    })
 }
 
 fn sink(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {

@@ -632,6 +632,32 @@ impl Config {
         self.resolve(Path::new(file)).display().to_string()
     }
 
+    /// The rule set this config selects. Errors in the config's own rule
+    /// settings are located at their key; per-rule settings elsewhere in
+    /// the config (`[enforce.grace_hours]`) must name rules that exist.
+    pub fn rule_set(&self) -> Result<crate::rules::RuleSet, ConfigError> {
+        let set = crate::rules::RuleSet::load(&self.rules, &self.base).map_err(|e| {
+            if e.key.is_empty() {
+                ConfigError::Invalid {
+                    path: format!("{}:{}", e.file, e.line),
+                    message: e.message,
+                }
+            } else {
+                ConfigError::Invalid {
+                    path: self.origin.locate(&e.key),
+                    message: format!("{}: {}", show_key(&e.key), e.message),
+                }
+            }
+        })?;
+        self.check_rule_ids(
+            set.rules
+                .iter()
+                .map(|r| r.id.as_str())
+                .chain(self.rules.overrides.keys().map(String::as_str)),
+        )?;
+        Ok(set)
+    }
+
     /// Refuse per-rule settings for rules that do not exist (a misspelled
     /// id would silently keep the default), located at the key.
     pub fn check_rule_ids<'a>(

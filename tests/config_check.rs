@@ -105,6 +105,16 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "c.toml:6:1",
         "max_connections",
     ),
+    (
+        "[rules.params]\nstale_days = \"ninety\"\n",
+        "c.toml:6:1",
+        "stale_days",
+    ),
+    (
+        "[rules.overrides.credential-stale.params]\nstale_dayz = 3\n",
+        "c.toml:6:1",
+        "stale_dayz",
+    ),
     // A wrong type inside a tagged entry, at the key, not the `[[sources]]` header.
     (
         "max_concurrency = \"eight\"\n",

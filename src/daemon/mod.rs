@@ -353,14 +353,7 @@ pub fn check(
                 anyhow::anyhow!("{}: [daemon] listen: {e}", at(&["daemon", "listen"]))
             })?,
         };
-    let rules = crate::rules::RuleSet::load(&cfg.rules, &cfg.base)?;
-    cfg.check_rule_ids(
-        rules
-            .rules
-            .iter()
-            .map(|r| r.id.as_str())
-            .chain(cfg.rules.overrides.keys().map(String::as_str)),
-    )?;
+    cfg.rule_set()?;
     let secret = match &cfg.daemon.webhook_secret_env {
         None => None,
         Some(var) => {

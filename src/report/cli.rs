@@ -93,7 +93,7 @@ async fn open_store(cfg: &Config) -> anyhow::Result<SqlStore> {
 
 async fn setup(config: &Path) -> anyhow::Result<(Config, SqlStore, RuleSet)> {
     let cfg = Config::load(config, std::env::vars())?;
-    let rules = RuleSet::load(&cfg.rules, &cfg.base)?;
+    let rules = cfg.rule_set()?;
     let store = open_store(&cfg).await?;
     Ok((cfg, store, rules))
 }
