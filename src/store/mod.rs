@@ -571,3 +571,47 @@ impl Store for SqlStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, redact_in};
+
+    /// Every form a store location can carry a secret in, and what must
+    /// remain visible to be useful.
+    #[test]
+    fn redaction_removes_every_form_of_secret() {
+        let cases = [
+            ("postgres://nhi:Pw1@db:5432/nhi", "Pw1", "db:5432/nhi"),
+            ("postgres://nhi:P%40w2@db/nhi", "P%40w2", "db/nhi"),
+            (
+                "postgres://nhi@db/nhi?password=Pw3&sslmode=require",
+                "Pw3",
+                "sslmode=require",
+            ),
+            ("postgresql://nhi@db/nhi?sslpassword=Pw4", "Pw4", "db/nhi"),
+            ("postgres://nhi@db/nhi?PASSWORD=Pw5", "Pw5", "db/nhi"),
+            ("postgres://nhi:Pw6@[bad/nhi", "Pw6", "[bad/nhi"),
+            ("postgres://nhi:Pw7@db:99999999/nhi", "Pw7", "nhi"),
+            ("postgres://nhi@db/nhi?password=Pw8&x=%zz", "Pw8", "db/nhi"),
+            ("host=db password=Pw9 dbname=nhi", "Pw9", "host=db"),
+            ("postgres://nhi:Pw10@db/nhi#frag-Pw10", "Pw10", "db/nhi"),
+        ];
+        for (location, secret, kept) in cases {
+            let shown = redact(location);
+            assert!(!shown.contains(secret), "{location} -> {shown}");
+            assert!(shown.contains(kept), "{location} -> {shown}");
+            assert!(shown.contains("***"), "{location} -> {shown}");
+            let message = format!("cannot connect to {location}: password {secret} rejected");
+            let clean = redact_in(&message, location);
+            assert!(!clean.contains(secret), "{clean}");
+        }
+        // The decoded form of an encoded password is hidden too.
+        let clean = redact_in("auth failed for P@w2", "postgres://nhi:P%40w2@db/nhi");
+        assert!(!clean.contains("P@w2"), "{clean}");
+        // A plain SQLite path is shown as it is.
+        assert_eq!(
+            redact("/var/lib/nhi-assure/nhi.db"),
+            "/var/lib/nhi-assure/nhi.db"
+        );
+    }
+}
