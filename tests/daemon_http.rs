@@ -28,12 +28,11 @@ fn free_port() -> u16 {
 
 /// The demo with `[daemon]` settings `extra` (a schedule that never fires
 /// again and the webhook on).
-fn config(dir: &Path, cfg: &Path, extra: &str) {
+fn config(cfg: &Path, extra: &str) {
     let text = std::fs::read_to_string(cfg).expect("read")
         + "\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nwebhook_secret_env = \"NHI_SECRET_WEBHOOK\"\n"
         + extra;
     std::fs::write(cfg, text).expect("write");
-    let _ = dir;
 }
 
 struct Daemon {
@@ -157,8 +156,8 @@ fn closed_after(port: u16, first: &str, drip: Option<&str>, limit: Duration) -> 
 
 #[test]
 fn an_extreme_timestamp_is_refused_without_a_panic() {
-    let (dir, cfg) = demo::demo();
-    config(dir.path(), &cfg, "");
+    let (_dir, cfg) = demo::demo();
+    config(&cfg, "");
     let d = Daemon::start(&cfg, &[]);
     for stamp in [
         "-9223372036854775808",
@@ -175,8 +174,8 @@ fn an_extreme_timestamp_is_refused_without_a_panic() {
 
 #[test]
 fn a_replay_is_refused_in_any_spelling_and_after_a_restart() {
-    let (dir, cfg) = demo::demo();
-    config(dir.path(), &cfg, "");
+    let (_dir, cfg) = demo::demo();
+    config(&cfg, "");
     let d = Daemon::start(&cfg, &[]);
     let stamp = chrono::Utc::now().timestamp().to_string();
     let sig = sign(&stamp, EVENT);
@@ -199,8 +198,8 @@ fn a_replay_is_refused_in_any_spelling_and_after_a_restart() {
 
 #[test]
 fn a_replay_sent_to_another_replica_is_refused() {
-    let (dir, cfg) = demo::demo();
-    config(dir.path(), &cfg, "lease_secs = 3\n");
+    let (_dir, cfg) = demo::demo();
+    config(&cfg, "lease_secs = 3\n");
     let db = pg::database();
     let env = [("NHI_ASSURE_STORE", db.as_str())];
     let a = Daemon::start(&cfg, &env);
@@ -224,9 +223,8 @@ fn a_replay_sent_to_another_replica_is_refused() {
 
 #[test]
 fn failed_authentication_is_rate_limited_per_peer() {
-    let (dir, cfg) = demo::demo();
+    let (_dir, cfg) = demo::demo();
     config(
-        dir.path(),
         &cfg,
         "auth_failure_burst = 3\nauth_failures_per_minute = 1\n",
     );
@@ -246,10 +244,8 @@ fn failed_authentication_is_rate_limited_per_peer() {
 
 #[test]
 fn dripped_headers_and_bodies_are_cut_off_and_bodies_bounded() {
-    let (dir, cfg) = demo::demo();
-    config(
-        dir.path(),
-        &cfg,
+    let (_dir, cfg) = demo::demo();
+    config(&cfg,
         "header_timeout_secs = 1\nbody_timeout_secs = 1\nidle_timeout_secs = 30\nmax_body_bytes = 2048\n",
     );
     let d = Daemon::start(&cfg, &[]);
@@ -276,12 +272,8 @@ fn dripped_headers_and_bodies_are_cut_off_and_bodies_bounded() {
 
 #[test]
 fn idle_connections_are_closed() {
-    let (dir, cfg) = demo::demo();
-    config(
-        dir.path(),
-        &cfg,
-        "header_timeout_secs = 30\nidle_timeout_secs = 1\n",
-    );
+    let (_dir, cfg) = demo::demo();
+    config(&cfg, "header_timeout_secs = 30\nidle_timeout_secs = 1\n");
     let d = Daemon::start(&cfg, &[]);
     let limit = Duration::from_secs(8);
     // A connection that sends nothing.
@@ -295,9 +287,8 @@ fn idle_connections_are_closed() {
 
 #[test]
 fn connections_over_the_cap_wait_for_a_free_slot() {
-    let (dir, cfg) = demo::demo();
+    let (_dir, cfg) = demo::demo();
     config(
-        dir.path(),
         &cfg,
         "max_connections = 2\nheader_timeout_secs = 30\nidle_timeout_secs = 30\n",
     );
