@@ -403,7 +403,8 @@ impl Config {
         let located = |e: toml::de::Error| {
             let (line, col) = e
                 .span()
-                .map(|s| line_col(&origin.text, s.start))
+                .map(|s| pinpoint(&origin.text, s.start, e.message()).unwrap_or(s.start))
+                .map(|at| line_col(&origin.text, at))
                 .unwrap_or((0, 0));
             ConfigError::Invalid {
                 path: format!("{file}:{line}:{col}"),
@@ -701,6 +702,61 @@ pub fn fuzz_one(data: &[u8]) {
     }
 }
 
+/// Where inside a table an error located at the table itself belongs:
+/// serde reports errors of internally tagged enums (an Azure `[sources.auth]`
+/// table) at the table. The message names the culprit — ``unknown field
+/// `x` `` or ``invalid type: integer `5` `` — so the key holding it is found
+/// in that table.
+fn pinpoint(text: &str, at: usize, message: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    /// The innermost table starting at `at` (by its key or its value).
+    fn table_at<'a, 'i>(
+        v: &'a DeValue<'i>,
+        starts: [usize; 2],
+        at: usize,
+    ) -> Option<&'a DeTable<'i>> {
+        let inner = match v {
+            DeValue::Table(t) => t
+                .iter()
+                .find_map(|(k, v)| table_at(v.get_ref(), [k.span().start, v.span().start], at)),
+            DeValue::Array(a) => a
+                .iter()
+                .find_map(|v| table_at(v.get_ref(), [v.span().start, v.span().start], at)),
+            _ => None,
+        };
+        inner.or(match v {
+            DeValue::Table(t) if starts.contains(&at) => Some(t),
+            _ => None,
+        })
+    }
+    let root = DeValue::Table(DeTable::parse(text).ok()?.into_inner());
+    let table = table_at(&root, [usize::MAX; 2], at)?;
+    let quoted = |open: char, close: char| {
+        let start = message.find(open)? + 1;
+        let end = start + message.get(start..)?.find(close)?;
+        message.get(start..end)
+    };
+    if message.starts_with("unknown field") {
+        let name = quoted('`', '`')?;
+        return table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == name)
+            .map(|(k, _)| k.span().start);
+    }
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        // The literal as serde shows it: `5`, `true`, or "text".
+        let literal = quoted('`', '`').or_else(|| quoted('"', '"'))?;
+        return table
+            .iter()
+            .find(|(_, v)| {
+                let raw = text.get(v.span()).unwrap_or_default();
+                raw == literal || raw.trim_matches(|c| c == '"' || c == '\'') == literal
+            })
+            .map(|(k, _)| k.span().start);
+    }
+    None
+}
+
 /// A deserialization error inside a `[[sources]]` or `[[approvals]]` entry
 /// comes located at the entry's header: serde buffers internally tagged
 /// enums and loses the positions. Deserializing the entry again as the
@@ -717,11 +773,13 @@ fn refine(text: &str, err: toml::de::Error) -> toml::de::Error {
         let Some(DeValue::Array(items)) = doc.get_ref().get(list).map(|v| v.get_ref()) else {
             continue;
         };
-        for item in items.iter() {
+        // The entry holding the error first; serde may also place it at the
+        // list as a whole, so then every entry is tried.
+        let holds = |span: &std::ops::Range<usize>| span.start <= at.start && at.start < span.end;
+        let mut order: Vec<_> = items.iter().filter(|i| holds(&i.span())).collect();
+        order.extend(items.iter().filter(|i| !holds(&i.span())));
+        for item in order {
             let span = item.span();
-            if !(span.start <= at.start && at.start < span.end.max(span.start + 1)) {
-                continue;
-            }
             let DeValue::Table(t) = item.get_ref() else {
                 continue;
             };

@@ -122,6 +122,12 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "invalid type",
     ),
     ("max_concurrency = 0\n", "c.toml:5:1", "max_concurrency"),
+    // Inside a nested tagged table (Azure `[sources.auth]`), at the key too.
+    (
+        "[[sources]]\ntype = \"azure\"\nname = \"az\"\ntenant_id = \"t\"\n[sources.auth]\nmethod = \"client_secret\"\nclient_id = 5\nsecret_env = \"NHI_SECRET_AZ\"\n",
+        "c.toml:11:1",
+        "invalid type",
+    ),
 ];
 
 #[test]
