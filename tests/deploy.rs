@@ -327,4 +327,20 @@ fn an_override_that_is_no_config_key_names_the_variable_and_what_it_would_set() 
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("c.toml:5:1"), "{err}");
     assert!(err.contains("override prefix"), "{err}");
+    // A store URL that does not parse is caught by the check, redacted.
+    std::fs::write(&p, "[[sources]]\ntype = \"aws\"\nname = \"aws\"\n").expect("write");
+    let o = Command::new(BIN)
+        .args(["daemon", "--check", "--config"])
+        .arg(&p)
+        .env_clear()
+        .env("NHI_ASSURE_STORE", "postgres://nhi:Hidden-Pw@[db/nhi")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("NHI_ASSURE_STORE") && err.contains("not a valid URL"),
+        "{err}"
+    );
+    assert!(!err.contains("Hidden-Pw"), "{err}");
 }

@@ -354,6 +354,16 @@ pub fn check(
             })?,
         };
     cfg.rule_set()?;
+    let store = cfg.store_location();
+    if crate::store::is_postgres(&store) {
+        if let Err(e) = url::Url::parse(&store) {
+            anyhow::bail!(
+                "{}: store {}: not a valid URL ({e})",
+                at(&["store"]),
+                crate::store::redact(&store)
+            );
+        }
+    }
     let secret = match &cfg.daemon.webhook_secret_env {
         None => None,
         Some(var) => {
