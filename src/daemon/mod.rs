@@ -11,6 +11,12 @@
 //! second, not at the next tick.
 //! A signal lets the pass in flight finish — each action is journaled, so
 //! even a harder stop loses nothing — then stops the server and returns.
+//!
+//! The HTTP side is held to limits from `[daemon]` (`http`: connection
+//! cap, header / idle timeouts; `webhook`: body deadline and size, signed
+//! events, replays refused through the store, failed authentication
+//! rate-limited per peer). [`check`] validates everything the daemon starts
+//! from without opening anything (`daemon --check`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
