@@ -217,6 +217,11 @@ pub enum Command {
         /// Health/metrics address (overrides `[daemon] listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// Check the config as the daemon would start from it (overrides,
+        /// ranges, schedule, listen address, rules, webhook secret) and
+        /// exit: 0 when it would start. Opens no store, contacts nothing.
+        #[arg(long)]
+        check: bool,
     },
     /// Show the action journal: what was done, why, by whom, before and after.
     Journal {
@@ -330,6 +335,12 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // sqlx warns about connect parameters it ignores with their values
+    // (`sslpassword=…`): never at any level the user picks.
+    let filter = match "sqlx_postgres::options::parse=error".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -345,11 +356,10 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 fn load_rules(cfg: Option<&Config>) -> anyhow::Result<RuleSet> {
-    let (rules_cfg, base) = match cfg {
-        Some(c) => (c.rules.clone(), c.base.clone()),
-        None => (RulesConfig::default(), PathBuf::from(".")),
-    };
-    Ok(RuleSet::load(&rules_cfg, &base)?)
+    Ok(match cfg {
+        Some(c) => c.rule_set()?,
+        None => RuleSet::load(&RulesConfig::default(), Path::new("."))?,
+    })
 }
 
 fn sink(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
@@ -525,7 +535,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Daemon { config, listen } => {
+        Command::Daemon {
+            config,
+            listen,
+            check: true,
+        } => {
+            let env = std::env::vars().collect();
+            let checked = crate::daemon::check(&config, listen, &env)?;
+            println!(
+                "{}: the daemon would start (listen {}, schedule {:?}, webhook {})",
+                config.display(),
+                checked.addr,
+                checked.cfg.daemon.schedule,
+                if checked.cfg.daemon.webhook_secret_env.is_some() {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon {
+            config,
+            listen,
+            check: false,
+        } => {
             crate::daemon::run(config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -743,14 +777,7 @@ pub async fn pass_scoped(
     // Approvals are local and strict: a bad file stops here, before the
     // store is touched or any provider is contacted.
     let mut approvals = engine::read_approvals(&engine::approval_sources(&cfg)).await?;
-    let store = SqlStore::open(&cfg.store_location())
-        .await
-        .with_context(|| {
-            format!(
-                "opening store {}",
-                crate::store::redact(&cfg.store_location())
-            )
-        })?;
+    let store = SqlStore::open(&cfg.store_location()).await?;
     // A changed config is an audit event (its digest; the file may hold
     // nothing secret, but the log keeps only what identifies it).
     let digest = {

@@ -88,14 +88,12 @@ async fn open_store(cfg: &Config) -> anyhow::Result<SqlStore> {
     if !crate::store::is_postgres(&location) && !Path::new(&location).exists() {
         anyhow::bail!("no store at {location}: run `nhi-assure scan` first");
     }
-    SqlStore::open(&location)
-        .await
-        .with_context(|| format!("opening store {}", crate::store::redact(&location)))
+    Ok(SqlStore::open(&location).await?)
 }
 
 async fn setup(config: &Path) -> anyhow::Result<(Config, SqlStore, RuleSet)> {
     let cfg = Config::load(config, std::env::vars())?;
-    let rules = RuleSet::load(&cfg.rules, &cfg.base)?;
+    let rules = cfg.rule_set()?;
     let store = open_store(&cfg).await?;
     Ok((cfg, store, rules))
 }

@@ -53,6 +53,7 @@ impl Catalogs {
                 file: file.clone(),
                 line: 0,
                 message: m,
+                key: Vec::new(),
             };
             if out.iter().any(|c| c.framework == cat.framework) {
                 return Err(dup(format!("framework {} defined twice", cat.framework)));

@@ -209,6 +209,10 @@ pub struct RuleError {
     pub line: u32,
     /// What is wrong.
     pub message: String,
+    /// For an error in the config's `[rules]` settings: the key path of
+    /// the setting (`["rules", "params", "stale_days"]`), so the config can
+    /// locate it; empty otherwise.
+    pub key: Vec<String>,
 }
 
 /// Parse one YAML data file, locating any error (the library's message
@@ -226,6 +230,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
             .next()
             .unwrap_or("invalid YAML")
             .to_string(),
+        key: Vec::new(),
     })
 }
 
@@ -303,6 +308,7 @@ fn text_sources(dir: &Path, ext: &[&str]) -> Result<Vec<(String, String)>, RuleE
         file: dir.display().to_string(),
         line: 0,
         message: m,
+        key: Vec::new(),
     };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(format!("cannot read directory: {e}")))?
@@ -359,21 +365,26 @@ impl RuleSet {
             .iter()
             .flat_map(|(_, d)| d.params.keys().map(String::as_str))
             .collect();
-        let cfg_err = |m: String| RuleError {
+        let cfg_err = |key: &[&str], m: String| RuleError {
             file: "config [rules]".into(),
             line: 0,
             message: m,
+            key: key.iter().map(|s| s.to_string()).collect(),
         };
         for p in cfg.params.keys() {
             if !declared.contains(p.as_str()) {
-                return Err(cfg_err(format!(
-                    "unknown rule parameter {p:?}; declared: {declared:?}"
-                )));
+                return Err(cfg_err(
+                    &["rules", "params", p],
+                    format!("unknown rule parameter {p:?}; declared: {declared:?}"),
+                ));
             }
         }
         for id in cfg.overrides.keys() {
             if !docs.iter().any(|(_, d)| &d.id == id) {
-                return Err(cfg_err(format!("override for unknown rule {id:?}")));
+                return Err(cfg_err(
+                    &["rules", "overrides", id],
+                    format!("override for unknown rule {id:?}"),
+                ));
             }
         }
 
@@ -383,6 +394,7 @@ impl RuleSet {
                 file: file.clone(),
                 line,
                 message,
+                key: Vec::new(),
             };
             if rules.iter().any(|r| r.id == d.id) {
                 return Err(at(1, format!("duplicate rule id {:?}", d.id)));
@@ -390,18 +402,26 @@ impl RuleSet {
             let ov = cfg.overrides.get(&d.id).cloned().unwrap_or_default();
             let mut params = d.params.clone();
             for (k, v) in cfg.params.iter().chain(ov.params.iter()) {
+                let key: &[&str] = if ov.params.contains_key(k) {
+                    &["rules", "overrides", &d.id, "params", k]
+                } else {
+                    &["rules", "params", k]
+                };
                 match params.get(k) {
                     Some(old) if std::mem::discriminant(old) == std::mem::discriminant(v) => {
                         params.insert(k.clone(), v.clone());
                     }
                     Some(old) => {
-                        return Err(cfg_err(format!(
-                            "parameter {k} of rule {} must be like {old:?}, got {v:?}",
-                            d.id
-                        )))
+                        return Err(cfg_err(
+                            key,
+                            format!(
+                                "parameter {k} of rule {} must be like {old:?}, got {v:?}",
+                                d.id
+                            ),
+                        ))
                     }
                     None if ov.params.contains_key(k) => {
-                        return Err(cfg_err(format!("rule {} has no parameter {k}", d.id)))
+                        return Err(cfg_err(key, format!("rule {} has no parameter {k}", d.id)))
                     }
                     None => {}
                 }

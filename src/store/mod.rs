@@ -22,6 +22,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 pub mod audit;
 pub mod journal;
 pub mod lease;
+mod replay;
 pub mod runs;
 
 use crate::estate::SourceStatus;
@@ -45,6 +46,14 @@ pub enum StoreError {
     /// The store location is not usable.
     #[error("store location {0}")]
     Location(String),
+    /// The store could not be opened (location and message redacted).
+    #[error("opening store {location}: {message}")]
+    Open {
+        /// The location, redacted.
+        location: String,
+        /// Why, with any secret of the location removed.
+        message: String,
+    },
 }
 
 /// A finding with the source it came from, ready to store.
@@ -180,16 +189,159 @@ pub fn is_postgres(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
-/// A store location with any password removed, for logs and errors.
+/// Query parameters whose values are secrets (libpq's `password`,
+/// `sslpassword`, and anything named like one).
+fn secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+        && !matches!(
+            n.as_str(),
+            "sslkey" | "passfile" | "sslrootcert" | "sslcert"
+        )
+}
+
+const HIDDEN: &str = "***";
+
+/// A store location with every secret in it replaced by `***`, for logs and
+/// errors: the password of the user info, secret query parameters
+/// (`password`, `sslpassword`, …), and — when the location does not parse
+/// as a URL — everything between `://` and the last `@` and every value
+/// after a secret-looking `name=`. The one function every message showing
+/// a store location goes through.
 pub fn redact(location: &str) -> String {
     match url::Url::parse(location) {
-        Ok(mut u) if u.password().is_some() => {
-            // Setting a password on a parsed URL with a host cannot fail.
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) if location.contains("://") => {
+            if u.password().is_some() {
+                // Setting a password on a parsed URL with a host cannot fail.
+                if u.set_password(Some(HIDDEN)).is_err() {
+                    return conservative(location);
+                }
+            }
+            if u.query_pairs().any(|(k, _)| secret_param(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret_param(&k) {
+                            HIDDEN.to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            if u.fragment().is_some() {
+                u.set_fragment(None);
+            }
             u.to_string()
         }
-        _ => location.to_string(),
+        _ => conservative(location),
     }
+}
+
+/// Redaction for text that is not a URL (or not a valid one): the user
+/// info goes whole, and so does each value after a secret-looking key.
+fn conservative(text: &str) -> String {
+    let mut out = match text.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => format!("{scheme}://{HIDDEN}@{}", &rest[at + 1..]),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
+    };
+    // `name=value` pairs (query strings, libpq key/value strings).
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(eq) = rest.find('=') {
+        let (before, after) = rest.split_at(eq);
+        let name_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |i| i + 1);
+        result.push_str(before);
+        result.push('=');
+        let after = &after[1..];
+        let end = after
+            .find(|c: char| c == '&' || c == ';' || c.is_whitespace())
+            .unwrap_or(after.len());
+        if secret_param(&before[name_start..]) {
+            result.push_str(HIDDEN);
+        } else {
+            result.push_str(&after[..end]);
+        }
+        rest = &after[end..];
+    }
+    result.push_str(rest);
+    out = result;
+    out
+}
+
+/// `message` with every secret of `location` in it (as written and
+/// percent-decoded) replaced by `***`, and the location itself redacted:
+/// for errors from drivers that may echo what they were given.
+pub fn redact_in(message: &str, location: &str) -> String {
+    let mut out = message.replace(location, &redact(location));
+    let mut secrets: Vec<String> = Vec::new();
+    if let Ok(u) = url::Url::parse(location) {
+        if let Some(p) = u.password() {
+            secrets.push(p.to_string());
+            if let Ok(d) = percent_decode(p) {
+                secrets.push(d);
+            }
+        }
+        secrets.extend(
+            u.query_pairs()
+                .filter(|(k, _)| secret_param(k))
+                .map(|(_, v)| v.into_owned()),
+        );
+    }
+    // Whatever the conservative form hides counts as secret too.
+    if let Some((_, rest)) = location.split_once("://") {
+        if let Some(at) = rest.rfind('@') {
+            let userinfo = &rest[..at];
+            secrets.push(userinfo.to_string());
+            if let Some((_, pw)) = userinfo.split_once(':') {
+                secrets.push(pw.to_string());
+            }
+        }
+    }
+    for part in location.split(|c: char| c == '&' || c == '?' || c == ';' || c.is_whitespace()) {
+        if let Some((k, v)) = part.split_once('=') {
+            if secret_param(
+                k.rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or(k),
+            ) {
+                secrets.push(v.to_string());
+                if let Ok(d) = percent_decode(v) {
+                    secrets.push(d);
+                }
+            }
+        }
+    }
+    secrets.retain(|s| s.len() >= 2 && s != HIDDEN);
+    // Longest first, so a secret containing another is hidden whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in secrets {
+        out = out.replace(&s, HIDDEN);
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
 }
 
 impl SqlStore {
@@ -268,6 +420,15 @@ impl SqlStore {
     /// `postgresql://` URL selects PostgreSQL, anything else is a SQLite file
     /// path (created if needed).
     pub async fn open(location: &str) -> Result<SqlStore, StoreError> {
+        SqlStore::open_unredacted(location)
+            .await
+            .map_err(|e| StoreError::Open {
+                location: redact(location),
+                message: redact_in(&e.to_string(), location),
+            })
+    }
+
+    async fn open_unredacted(location: &str) -> Result<SqlStore, StoreError> {
         sqlx::any::install_default_drivers();
         if is_postgres(location) {
             let pool = AnyPoolOptions::new()
@@ -464,5 +625,49 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, redact_in};
+
+    /// Every form a store location can carry a secret in, and what must
+    /// remain visible to be useful.
+    #[test]
+    fn redaction_removes_every_form_of_secret() {
+        let cases = [
+            ("postgres://nhi:Pw1@db:5432/nhi", "Pw1", "db:5432/nhi"),
+            ("postgres://nhi:P%40w2@db/nhi", "P%40w2", "db/nhi"),
+            (
+                "postgres://nhi@db/nhi?password=Pw3&sslmode=require",
+                "Pw3",
+                "sslmode=require",
+            ),
+            ("postgresql://nhi@db/nhi?sslpassword=Pw4", "Pw4", "db/nhi"),
+            ("postgres://nhi@db/nhi?PASSWORD=Pw5", "Pw5", "db/nhi"),
+            ("postgres://nhi:Pw6@[bad/nhi", "Pw6", "[bad/nhi"),
+            ("postgres://nhi:Pw7@db:99999999/nhi", "Pw7", "nhi"),
+            ("postgres://nhi@db/nhi?password=Pw8&x=%zz", "Pw8", "db/nhi"),
+            ("host=db password=Pw9 dbname=nhi", "Pw9", "host=db"),
+            ("postgres://nhi:Pw10@db/nhi#frag-Pw10", "Pw10", "db/nhi"),
+        ];
+        for (location, secret, kept) in cases {
+            let shown = redact(location);
+            assert!(!shown.contains(secret), "{location} -> {shown}");
+            assert!(shown.contains(kept), "{location} -> {shown}");
+            assert!(shown.contains("***"), "{location} -> {shown}");
+            let message = format!("cannot connect to {location}: password {secret} rejected");
+            let clean = redact_in(&message, location);
+            assert!(!clean.contains(secret), "{clean}");
+        }
+        // The decoded form of an encoded password is hidden too.
+        let clean = redact_in("auth failed for P@w2", "postgres://nhi:P%40w2@db/nhi");
+        assert!(!clean.contains("P@w2"), "{clean}");
+        // A plain SQLite path is shown as it is.
+        assert_eq!(
+            redact("/var/lib/nhi-assure/nhi.db"),
+            "/var/lib/nhi-assure/nhi.db"
+        );
     }
 }
