@@ -119,3 +119,103 @@ fn every_problem_in_every_file_is_reported() {
 fn missing_directory_is_an_error() {
     assert!(load_dir(Path::new("/nonexistent/approvals"), 365).is_err());
 }
+
+#[test]
+fn dates_out_of_range_are_located_problems_not_panics() {
+    for (field, value) in [
+        ("approved_at", "+262142-01-01T00:00:00Z"),
+        ("approved_at", "1969-12-31T00:00:00Z"),
+        ("expires_at", "+262142-01-01T00:00:00Z"),
+        ("expires_at", "+10000-01-01T00:00:00Z"),
+    ] {
+        let line = GOOD
+            .lines()
+            .find(|l| l.trim_start().starts_with(field))
+            .expect("field");
+        let text = GOOD.replace(line, &format!("    {field}: {value}"));
+        let msg = only_problem(&text);
+        let want_line = if field == "approved_at" { 10 } else { 11 };
+        assert!(msg.starts_with(&format!("a.yaml:{want_line}:")), "{msg}");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+    for optional in ["starts_at", "revoked_at"] {
+        let text = GOOD.replace(
+            "    reference: CHG-1\n",
+            &format!("    reference: CHG-1\n    {optional}: +262142-01-01T00:00:00Z\n"),
+        );
+        let msg = only_problem(&text);
+        assert!(msg.starts_with("a.yaml:13:"), "{msg}");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+    let text = GOOD.replace(
+        "    reference: CHG-1\n",
+        "    reference: CHG-1\n    emergency: {incident: INC-1, ended_at: +262142-01-01T00:00:00Z}\n",
+    );
+    assert!(only_problem(&text).contains("out of range"));
+}
+
+#[test]
+fn validity_limits_near_the_integer_range_do_not_overflow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.yaml", GOOD);
+    assert_eq!(load_dir(dir.path(), i64::MAX).expect("no limit").len(), 1);
+    let p = load_dir(dir.path(), i64::MIN).expect_err("nothing is valid");
+    assert!(p.to_string().contains("maximum validity"), "{p}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_yaml_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.yaml", GOOD);
+    let fifo = dir.path().join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dir.path().to_path_buf();
+    std::thread::spawn(move || tx.send(load_dir(&d, 365)));
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("load_dir blocked on a FIFO");
+    let p = got.expect_err("a FIFO is refused");
+    assert_eq!(p.0.len(), 1, "{p}");
+    assert_eq!(p.0[0].file, fifo);
+    assert!(p.0[0].message.contains("not a regular file"), "{p}");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_out_of_the_directory_are_refused_and_a_configmap_mount_reads_once() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().expect("tempdir");
+    write(outside.path(), "secret.yaml", GOOD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    symlink(
+        outside.path().join("secret.yaml"),
+        dir.path().join("a.yaml"),
+    )
+    .expect("link");
+    symlink(outside.path(), dir.path().join("sub")).expect("link");
+    let p = load_dir(dir.path(), 365).expect_err("link out");
+    assert_eq!(p.0.len(), 1, "{p}");
+    assert_eq!(p.0[0].file, dir.path().join("a.yaml"));
+    assert!(
+        p.0[0].message.contains("outside the approvals directory"),
+        "{p}"
+    );
+
+    // A Kubernetes ConfigMap volume: file links into `..data`, itself a
+    // link to a timestamped directory. Each approval is read once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stamped = dir.path().join("..2026_12_01_00_00_00.1");
+    std::fs::create_dir(&stamped).expect("mkdir");
+    write(&stamped, "a.yaml", GOOD);
+    symlink("..2026_12_01_00_00_00.1", dir.path().join("..data")).expect("link");
+    symlink("..data/a.yaml", dir.path().join("a.yaml")).expect("link");
+    let list = load_dir(dir.path(), 365).expect("configmap mount");
+    assert_eq!(list.len(), 1);
+    assert!(list[0].source.contains("a.yaml:2:5"), "{}", list[0].source);
+}
