@@ -947,3 +947,197 @@ pub fn verify_reader<R: BufRead>(input: R, key: &VerifyingKey) -> Verification {
         failures,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The verifier on hostile input: no byte string may panic it, and
+    //! whatever it calls intact extracts to exactly the signed files.
+    //! 256 cases per property.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn files() -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("run.json".into(), b"{\"id\": 1}\n".to_vec()),
+            (
+                "reports/coverage.csv".into(),
+                b"framework,control,status\nCIS,1.14,fail\n".to_vec(),
+            ),
+            ("empty.txt".into(), Vec::new()),
+            (
+                "reports/block.bin".into(),
+                (0..1500u32).map(|i| (i % 251) as u8).collect(),
+            ),
+        ]
+    }
+
+    /// The uncompressed tar of a signed bundle of [`files`].
+    fn signed_tar() -> Vec<u8> {
+        let key = key();
+        let files = files();
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            tool_version: "test".into(),
+            created_at: "2026-12-01T00:00:00Z".into(),
+            run_id: 1,
+            run_started_at: "2026-12-01T00:00:00Z".into(),
+            as_of: "2026-12-01T00:00:00Z".into(),
+            public_key_sha256: key_id(&key.verifying_key()),
+            files: files
+                .iter()
+                .map(|(path, b)| ManifestFile {
+                    path: path.clone(),
+                    sha256: sha256_hex(b),
+                    size: b.len() as u64,
+                })
+                .collect(),
+        };
+        let m = json_bytes(&manifest).expect("manifest");
+        let sig = key.sign(&m).to_bytes();
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, MANIFEST, &m, 0).expect("manifest");
+        append(&mut tar, SIGNATURE, &sig, 0).expect("sig");
+        for (p, b) in &files {
+            append(&mut tar, p, b, 0).expect("file");
+        }
+        tar.into_inner().expect("tar")
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b).expect("gzip");
+        gz.finish().expect("gzip")
+    }
+
+    /// What an extractor gets: (name, content) of every entry, or `None`
+    /// when the stream cannot be read.
+    fn extracted(bundle: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(bundle)
+            .read_to_end(&mut tar)
+            .ok()?;
+        let mut ar = tar::Archive::new(tar.as_slice());
+        let mut out = Vec::new();
+        for e in ar.entries().ok()? {
+            let mut e = e.ok()?;
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).ok()?;
+            out.push((name, b));
+        }
+        Some(out)
+    }
+
+    fn signed_files() -> &'static [(String, Vec<u8>)] {
+        static FILES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+        FILES.get_or_init(|| extracted(&gzip(&signed_tar())).expect("valid"))
+    }
+
+    /// Verify; when the verdict is "intact", the bundle must extract to
+    /// exactly what was signed.
+    fn check(bundle: &[u8]) -> bool {
+        let v = verify_reader(bundle, &key().verifying_key());
+        if v.ok() {
+            assert_eq!(
+                extracted(bundle).as_deref(),
+                Some(signed_files()),
+                "verified, but extracts to something else"
+            );
+        }
+        v.ok()
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_signed_bundle_verifies() {
+        let v = verify_reader(gzip(&signed_tar()).as_slice(), &key().verifying_key());
+        assert_eq!(v.failures, vec![]);
+        assert_eq!(v.verified.len(), files().len());
+    }
+
+    /// Recompute the checksum of the header block holding `at`, so a
+    /// mutation reaches the parser's later checks.
+    fn fix_checksum(tar: &mut [u8], at: usize) {
+        let start = at / BLOCK * BLOCK;
+        let Some(b) = tar.get_mut(start..start + BLOCK) else {
+            return;
+        };
+        if b.iter().all(|&c| c == 0) {
+            return;
+        }
+        b[148..156].fill(b' ');
+        let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+        let field = format!("{sum:06o}\0 ");
+        b[148..156].copy_from_slice(field.as_bytes());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_never_verify(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            gzip_magic in any::<bool>(),
+        ) {
+            let mut b = bytes;
+            if gzip_magic {
+                b.splice(0..0, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+            }
+            prop_assert!(!check(&b));
+        }
+
+        #[test]
+        fn mutated_compressed_bundles_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            tail in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut b = gzip(&signed_tar());
+            for (at, byte) in edits {
+                let i = at.index(b.len());
+                b[i] = byte;
+            }
+            if let Some(c) = cut {
+                b.truncate(c.index(b.len()));
+            }
+            b.extend(tail);
+            check(&b);
+        }
+
+        #[test]
+        fn mutated_tar_streams_never_panic(
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), any::<u8>(), any::<bool>()),
+                1..4,
+            ),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            extra in proptest::collection::vec(any::<u8>(), 0..1100),
+        ) {
+            let mut t = signed_tar();
+            for (at, byte, fix) in edits {
+                let i = at.index(t.len());
+                t[i] = byte;
+                if fix {
+                    fix_checksum(&mut t, i);
+                }
+            }
+            if let Some(c) = cut {
+                t.truncate(c.index(t.len()));
+            }
+            t.extend(extra);
+            check(&gzip(&t));
+        }
+    }
+}

@@ -288,6 +288,23 @@ fn read_regular(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// Parse and validate one approval file's text as if read from `file`
+/// (what [`load_dir`] does per file, without the cross-file duplicate check).
+pub fn parse_text(
+    file: &Path,
+    text: &str,
+    max_validity_days: i64,
+) -> Result<Vec<Approval>, Problems> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    parse_file(file, text, max_validity_days, &mut out, &mut problems);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
 fn split_source(src: &str) -> (PathBuf, u32, u32) {
     let mut parts = src.rsplitn(3, ':');
     let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);

@@ -219,3 +219,139 @@ fn symlinks_out_of_the_directory_are_refused_and_a_configmap_mount_reads_once() 
     assert_eq!(list.len(), 1);
     assert!(list[0].source.contains("a.yaml:2:5"), "{}", list[0].source);
 }
+
+/// No input may panic the parser, and whatever it accepts has dates in
+/// range: arbitrary bytes, the valid file with hostile values spliced in,
+/// and dates from the whole range chrono parses, each with any validity
+/// limit. 256 cases per property.
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOSTILE: &[&str] = &[
+        "+262142-01-01T00:00:00Z",
+        "-262143-01-01T00:00:00Z",
+        "+10000-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "9999-12-31T23:59:59Z",
+        "1970-01-01T00:00:00Z",
+        "2026-13-45T99:99:99Z",
+        "2026-01-01T00:00:00+23:59",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "~",
+        "null",
+        "[]",
+        "{}",
+        "\"\"",
+        "!!binary aGVsbG8=",
+        "&a x",
+        "*a",
+        ".nan",
+        "-.inf",
+        "'",
+        "\"",
+        ":",
+        "- ",
+        "\t",
+        "\u{0}",
+        "\u{feff}",
+        "😀",
+        "{a: [b, {c: d}]}",
+        "|\n  x",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        "approvals: []",
+        "<<: *a",
+    ];
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn accepted_dates_in_range(text: &str, max: i64) {
+        if let Ok(list) = parse_text(Path::new("p.yaml"), text, max) {
+            for a in list {
+                for t in [
+                    Some(a.approved_at),
+                    a.starts_at,
+                    Some(a.expires_at),
+                    a.revoked_at,
+                ] {
+                    assert!(t.is_none_or(|t| time::check(t).is_ok()), "{t:?}");
+                }
+            }
+        }
+    }
+
+    fn timestamp() -> impl Strategy<Value = String> {
+        (
+            -300_000i32..300_000,
+            0u32..14,
+            0u32..33,
+            0u32..25,
+            any::<bool>(),
+        )
+            .prop_map(|(y, m, d, h, plus)| {
+                let sign = if plus || y < 0 { "" } else { "+" };
+                format!("{sign}{y:04}-{m:02}-{d:02}T{h:02}:00:00Z")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            max in any::<i64>(),
+        ) {
+            accepted_dates_in_range(&String::from_utf8_lossy(&bytes), max);
+        }
+
+        #[test]
+        fn hostile_values_spliced_into_a_valid_file_never_panic(
+            edits in proptest::collection::vec(
+                (0usize..12, 0usize..HOSTILE.len(), 0u8..3),
+                1..4,
+            ),
+            max in any::<i64>(),
+        ) {
+            let mut lines: Vec<String> = GOOD.lines().map(str::to_string).collect();
+            for (at, token, how) in edits {
+                let at = at.min(lines.len().saturating_sub(1));
+                let token = HOSTILE[token];
+                match how {
+                    0 => {
+                        let line = &lines[at];
+                        if let Some(colon) = line.find(": ") {
+                            lines[at] = format!("{}: {token}", &line[..colon]);
+                        }
+                    }
+                    1 => lines.insert(at, token.to_string()),
+                    _ => lines[at] = token.to_string(),
+                }
+            }
+            accepted_dates_in_range(&lines.join("\n"), max);
+        }
+
+        #[test]
+        fn any_parsable_date_is_bounded_or_refused(
+            approved in timestamp(),
+            expires in timestamp(),
+            starts in proptest::option::of(timestamp()),
+            max in any::<i64>(),
+        ) {
+            let mut text = GOOD
+                .replace("2026-01-01T00:00:00Z", &approved)
+                .replace("2026-06-01T00:00:00Z", &expires);
+            if let Some(s) = starts {
+                text.push_str(&format!("    starts_at: {s}\n"));
+            }
+            accepted_dates_in_range(&text, max);
+        }
+    }
+}
