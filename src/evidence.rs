@@ -1053,8 +1053,13 @@ mod tests {
     }
 
     fn config() -> ProptestConfig {
+        // 256 cases in the normal run; PROPTEST_CASES for longer ones.
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256);
         ProptestConfig {
-            cases: 256,
+            cases,
             failure_persistence: None,
             ..ProptestConfig::default()
         }

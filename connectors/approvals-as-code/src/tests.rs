@@ -265,8 +265,13 @@ mod props {
     ];
 
     fn config() -> ProptestConfig {
+        // 256 cases in the normal run; PROPTEST_CASES for longer ones.
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256);
         ProptestConfig {
-            cases: 256,
+            cases,
             failure_persistence: None,
             ..ProptestConfig::default()
         }
@@ -353,5 +358,16 @@ mod props {
             }
             accepted_dates_in_range(&text, max);
         }
+    }
+}
+
+/// Nesting deep enough to exhaust a recursive parser's stack is refused,
+/// not a crash (a stack overflow aborts the process: worse than a panic).
+#[test]
+fn deep_nesting_is_refused_without_exhausting_the_stack() {
+    for open in ["[", "{a: ", "- "] {
+        let text = format!("approvals: {}", open.repeat(100_000));
+        let p = parse_text(Path::new("p.yaml"), &text, 365).expect_err("refused");
+        assert!(!p.0.is_empty());
     }
 }

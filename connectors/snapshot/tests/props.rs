@@ -17,8 +17,13 @@ fn demo(name: &str) -> String {
 }
 
 fn config() -> ProptestConfig {
+    // 256 cases in the normal run; PROPTEST_CASES for longer ones.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(256);
     ProptestConfig {
-        cases: 256,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     }
