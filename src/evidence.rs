@@ -864,7 +864,20 @@ const DUPLICATE: &str =
 /// reported, each naming its part. A file that cannot be opened is an
 /// error; anything wrong with its content is a failure.
 pub fn verify(path: &Path, key: &VerifyingKey) -> Result<Verification, EvidenceError> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    // A FIFO would block the open itself: refuse it instead.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(io(path))?;
+    if !file.metadata().map_err(io(path))?.is_file() {
+        return Err(io(path)(std::io::Error::other(
+            "not a regular file: refused",
+        )));
+    }
     Ok(verify_reader(
         std::io::BufReader::with_capacity(CHUNK, file),
         key,

@@ -196,3 +196,38 @@ async fn the_sqlite_store_and_its_wal_are_private() {
         assert_eq!(mode(&p), 0o600, "{}", p.display());
     }
 }
+
+/// `evidence verify` on a FIFO is refused at once (exit 2), not a hang.
+#[cfg(unix)]
+#[test]
+fn verify_refuses_a_fifo_without_blocking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let o = run_in(d, &["evidence", "keygen", "--out", "k"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let made = Command::new("mkfifo")
+        .arg(d.join("b.tar.gz"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mut child = Command::new(BIN)
+        .args(["evidence", "verify", "b.tar.gz", "--public-key", "k.pub"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "blocked on a FIFO");
+}
