@@ -1,6 +1,5 @@
 //! The command line: `scan`, `plan`, `reconcile`, `report`, `evidence`, `rules`, `controls`, …
 
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -362,13 +361,27 @@ fn load_rules(cfg: Option<&Config>) -> anyhow::Result<RuleSet> {
     })
 }
 
-fn sink(path: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match path {
+/// Write what `render` produces to `path` — created like every file the
+/// tool writes (`safe_file`: never through a planted link, `0644`) — or to
+/// stdout.
+fn emit(
+    path: Option<&Path>,
+    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match path {
         Some(p) => {
-            Box::new(File::create(p).with_context(|| format!("cannot write {}", p.display()))?)
+            let mut buf = Vec::new();
+            render(&mut buf)?;
+            crate::safe_file::write(p, crate::safe_file::Access::Shared, &buf)
+                .with_context(|| format!("cannot write {}", p.display()))?;
         }
-        None => Box::new(std::io::stdout().lock()),
-    })
+        None => {
+            let mut out = std::io::stdout().lock();
+            render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// Run a command; returns the process exit code.
@@ -388,9 +401,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allow_partial,
         } => {
             let pass = pass(&config, "scan").await?;
-            let mut w = sink(out.as_deref())?;
-            output::findings(&mut *w, format, &pass.view(), &pass.findings)?;
-            w.flush()?;
+            emit(out.as_deref(), |w| {
+                output::findings(w, format, &pass.view(), &pass.findings)
+            })?;
             pass.report_summary();
             let failing = fail_on.is_some_and(|s| pass.findings.iter().any(|f| f.severity >= s));
             Ok(exit_seen(
@@ -405,9 +418,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allow_partial,
         } => {
             let pass = pass(&config, "plan").await?;
-            let mut w = sink(out.as_deref())?;
-            output::plan(&mut *w, format, &pass.view(), &pass.plan)?;
-            w.flush()?;
+            emit(out.as_deref(), |w| {
+                output::plan(w, format, &pass.view(), &pass.plan)
+            })?;
             pass.report_summary();
             Ok(exit_seen(0, unseen(&pass.sources, allow_partial, false)))
         }
@@ -793,8 +806,7 @@ pub async fn pass_scoped(
     let unmatched_revocations = store
         .match_revocations(
             &known,
-            chrono::Duration::try_days(cfg.enforce.unmatched_revocation_days)
-                .unwrap_or(chrono::Duration::MAX),
+            nhi_contract::time::days(cfg.enforce.unmatched_revocation_days),
         )
         .await?;
     drop(known);

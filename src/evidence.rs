@@ -11,9 +11,9 @@
 //! [`verify`] reports every problem, each naming the part that failed:
 //! the signature, a file altered, missing, added or duplicated.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::report::coverage::FrameworkCoverage;
 use crate::report::render::{render, ReportFormat};
 use crate::report::{ReportError, RunData};
+use crate::safe_file::{self, Access, AtomicFile};
 use crate::store::SqlStore;
 
 /// Bundle format written in the manifest.
@@ -64,14 +65,6 @@ pub enum EvidenceError {
     /// Building the report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
-    /// The archive could not be read at all.
-    #[error("{path}: not a readable evidence archive ({message})")]
-    Archive {
-        /// Path.
-        path: String,
-        /// Cause.
-        message: String,
-    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvidenceError + '_ {
@@ -122,13 +115,22 @@ pub fn key_id(key: &VerifyingKey) -> String {
     sha256_hex(key.as_bytes())
 }
 
+/// `PREFIX.EXT`: the extension is added, never substituted, so a prefix
+/// such as `release.v2` keeps its last part.
+fn suffixed(prefix: &Path, ext: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
 /// Write a new key pair: `PREFIX.key` (PKCS#8 PEM, mode 0600) and
-/// `PREFIX.pub` (SPKI PEM). Existing files are never overwritten.
-pub fn keygen(prefix: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf), EvidenceError> {
-    let key_path = prefix.with_extension("key");
-    let pub_path = prefix.with_extension("pub");
+/// `PREFIX.pub` (SPKI PEM, 0644). Existing files are never overwritten.
+pub fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf), EvidenceError> {
+    let key_path = suffixed(prefix, "key");
+    let pub_path = suffixed(prefix, "pub");
     for p in [&key_path, &pub_path] {
-        if p.exists() {
+        if std::fs::symlink_metadata(p).is_ok() {
             return Err(EvidenceError::Exists(p.display().to_string()));
         }
     }
@@ -153,16 +155,17 @@ pub fn keygen(prefix: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf),
             what: "public",
             message: e.to_string(),
         })?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&key_path).map_err(io(&key_path))?;
-    f.write_all(pem.as_bytes()).map_err(io(&key_path))?;
-    std::fs::write(&pub_path, public).map_err(io(&pub_path))?;
+    let new = |path: &Path, access, bytes: &[u8]| {
+        safe_file::write_new(path, access, bytes).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                EvidenceError::Exists(path.display().to_string())
+            } else {
+                io(path)(e)
+            }
+        })
+    };
+    new(&key_path, Access::Private, pem.as_bytes())?;
+    new(&pub_path, Access::Shared, public.as_bytes())?;
     Ok((key_path, pub_path))
 }
 
@@ -248,8 +251,8 @@ pub async fn contents(
     Ok(files)
 }
 
-/// Write a signed bundle of `files` for `data`'s run to `out` (atomically:
-/// a temporary file renamed into place).
+/// Write a signed bundle of `files` for `data`'s run to `out` (atomically,
+/// through [`safe_file`]: never through a planted link).
 pub fn write_bundle(
     data: &RunData,
     files: &[(String, Vec<u8>)],
@@ -277,8 +280,7 @@ pub fn write_bundle(
     let manifest_bytes = json_bytes(&manifest)?;
     let sig_bytes = key.sign(&manifest_bytes).to_bytes();
 
-    let tmp = out.with_extension("partial");
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let file = AtomicFile::create(out, Access::Shared).map_err(io(out))?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mtime = now.timestamp().max(0) as u64;
@@ -286,13 +288,12 @@ pub fn write_bundle(
         vec![(MANIFEST, &manifest_bytes), (SIGNATURE, &sig_bytes)];
     entries.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
     for (path, bytes) in entries {
-        append(&mut tar, path, bytes, mtime).map_err(io(&tmp))?;
+        append(&mut tar, path, bytes, mtime).map_err(io(out))?;
     }
     tar.into_inner()
         .and_then(|gz| gz.finish())
-        .and_then(|f| f.sync_all())
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, out).map_err(io(out))?;
+        .and_then(AtomicFile::commit)
+        .map_err(io(out))?;
     let bytes = std::fs::metadata(out).map_err(io(out))?.len();
     tracing::info!(
         run = data.run.id,
@@ -362,152 +363,799 @@ impl Verification {
     }
 }
 
-/// Read every regular entry of a bundle, in order, refusing anything that
-/// is not a plain relative file path.
-/// An archive's entries (name, content) and the entries refused.
-type Entries = (Vec<(String, Vec<u8>)>, Vec<Failure>);
+/// Largest `manifest.json` read (it is held in memory to be parsed).
+const MAX_MANIFEST: u64 = 16 << 20;
+/// Entry problems listed one by one; past this many, one line counts the rest.
+const MAX_FAILURES: usize = 1000;
+/// Tar block size.
+const BLOCK: usize = 512;
+/// Read size when hashing or skipping entry data.
+const CHUNK: usize = 64 << 10;
 
-fn read_entries(path: &Path) -> Result<Entries, EvidenceError> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let gz = flate2::read::GzDecoder::new(file).take(MAX_TOTAL);
-    let mut ar = tar::Archive::new(gz);
-    let archive_err = |e: std::io::Error| EvidenceError::Archive {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    let mut out = Vec::new();
-    let mut odd = Vec::new();
-    for entry in ar.entries().map_err(archive_err)? {
-        let mut entry = entry.map_err(archive_err)?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let safe = !name.starts_with('/')
-            && !name.split('/').any(|c| c == ".." || c.is_empty())
-            && entry.header().entry_type() == tar::EntryType::Regular;
-        if !safe {
-            odd.push(Failure {
-                part: name,
-                problem: "not a plain relative file: an evidence bundle holds only files".into(),
-            });
-            continue;
-        }
-        let mut buf = Vec::new();
-        entry.read_to_end(&mut buf).map_err(archive_err)?;
-        out.push((name, buf));
-    }
-    Ok((out, odd))
+/// Why reading the archive had to stop (reported as part `archive`).
+struct Stop(String);
+
+/// The decompressed tar stream of the bundle's one gzip member.
+struct Stream<R: BufRead> {
+    gz: flate2::bufread::GzDecoder<R>,
+    /// Decompressed bytes read so far.
+    read: u64,
 }
 
-/// Verify a bundle against a public key: the signature over the manifest,
-/// then every listed file's size and hash, then files that should not be
-/// there. Every problem is reported, each naming its part.
-pub fn verify(path: &Path, key: &VerifyingKey) -> Result<Verification, EvidenceError> {
-    let (entries, mut failures) = read_entries(path)?;
-    let mut by_name: BTreeMap<&str, &[u8]> = BTreeMap::new();
-    for (name, bytes) in &entries {
-        if by_name.insert(name.as_str(), bytes.as_slice()).is_some() {
-            failures.push(Failure {
-                part: name.clone(),
-                problem: "appears more than once in the archive (a second copy would shadow the signed one when extracted)".into(),
-            });
+impl<R: BufRead> Stream<R> {
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Stop> {
+        if self.read >= MAX_TOTAL {
+            return Err(Stop(format!(
+                "expands to more than {} GiB: refused (gzip bomb?)",
+                MAX_TOTAL >> 30
+            )));
+        }
+        match self.gz.read(buf) {
+            Ok(n) => {
+                self.read = self.read.saturating_add(n as u64);
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
+            Err(e) if self.read == 0 => Err(Stop(format!("not a gzip'd tar ({e})"))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Stop(format!(
+                "truncated: the gzip stream ends early, after {} bytes of tar ({e})",
+                self.read
+            ))),
+            Err(e) => Err(Stop(format!(
+                "corrupt gzip data after {} bytes of tar ({e})",
+                self.read
+            ))),
         }
     }
-    let mut v = Verification {
-        manifest: None,
-        verified: Vec::new(),
-        failures,
+
+    /// Fill `buf` completely; `Ok(false)` at a clean end before any byte.
+    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<bool, Stop> {
+        let mut at = 0;
+        while at < buf.len() {
+            let n = self.read_some(&mut buf[at..])?;
+            if n == 0 {
+                if at == 0 {
+                    return Ok(false);
+                }
+                return Err(Stop(format!("truncated: the archive ends inside {what}")));
+            }
+            at += n;
+        }
+        Ok(true)
+    }
+
+    /// Pass over `size` bytes of entry data and their padding, handing each
+    /// chunk to `sink`: nothing is kept, whatever the size.
+    fn data(
+        &mut self,
+        size: u64,
+        what: &str,
+        buf: &mut [u8],
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), Stop> {
+        let padded = size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or_else(|| Stop(format!("{what}: impossible size {size}")))?;
+        let mut left = padded;
+        while left > 0 {
+            let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+            let chunk = &mut buf[..want];
+            if !self.fill(chunk, what)? {
+                return Err(Stop(format!("truncated: the archive ends inside {what}")));
+            }
+            let done = padded - left;
+            // The part of this chunk that is data, not padding.
+            let data = usize::try_from(size.saturating_sub(done)).map_or(want, |d| d.min(want));
+            sink(&chunk[..data]);
+            left -= want as u64;
+        }
+        Ok(())
+    }
+}
+
+/// One tar header, as an extractor reads it.
+struct Head {
+    /// The path, `None` if it is not UTF-8.
+    name: Option<String>,
+    /// The path as bytes (for messages).
+    raw: Vec<u8>,
+    size: u64,
+    /// A plain file (type `0` or NUL): links, directories, devices and the
+    /// pax / GNU extension headers (which rename the next entry for an
+    /// extractor) are not.
+    regular: bool,
+}
+
+fn until_nul(b: &[u8]) -> &[u8] {
+    b.iter().position(|&c| c == 0).map_or(b, |i| &b[..i])
+}
+
+/// An octal header field: optional leading spaces, digits, then only NULs
+/// or spaces. Base-256 (GNU) and anything else are refused.
+fn octal(field: &[u8], what: &str) -> Result<u64, String> {
+    let start = field.iter().take_while(|&&c| c == b' ').count();
+    let digits = field[start..]
+        .iter()
+        .take_while(|c| (b'0'..=b'7').contains(*c))
+        .count();
+    let rest = &field[start + digits..];
+    if digits == 0 || rest.iter().any(|&c| c != 0 && c != b' ') {
+        return Err(format!("{what} field is not octal"));
+    }
+    field[start..start + digits].iter().try_fold(0u64, |n, &c| {
+        n.checked_mul(8)
+            .and_then(|n| n.checked_add(u64::from(c - b'0')))
+            .ok_or_else(|| format!("{what} field overflows"))
+    })
+}
+
+fn parse_head(b: &[u8; BLOCK]) -> Result<Head, String> {
+    let want = octal(&b[148..156], "checksum")?;
+    let sum: u64 = b
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            if (148..156).contains(&i) {
+                u64::from(b' ')
+            } else {
+                u64::from(c)
+            }
+        })
+        .sum();
+    if sum != want {
+        return Err(format!(
+            "header checksum {want} does not match its content ({sum})"
+        ));
+    }
+    let size = octal(&b[124..136], "size")?;
+    let name = until_nul(&b[..100]);
+    let prefix = if &b[257..263] == b"ustar\0" {
+        until_nul(&b[345..500])
+    } else {
+        &[]
     };
-    let Some(manifest_bytes) = by_name.get(MANIFEST).copied() else {
-        v.failures.push(Failure {
-            part: MANIFEST.into(),
-            problem: "missing: nothing can be verified".into(),
+    let raw = if prefix.is_empty() {
+        name.to_vec()
+    } else {
+        [prefix, b"/", name].concat()
+    };
+    Ok(Head {
+        name: String::from_utf8(raw.clone()).ok(),
+        raw,
+        size,
+        regular: matches!(b[156], b'0' | 0),
+    })
+}
+
+/// A relative path of plain components, which every extractor puts at the
+/// same place.
+fn plain_path(name: &str) -> bool {
+    !name.starts_with('/') && !name.split('/').any(|c| matches!(c, "" | "." | ".."))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Missing,
+    Intact,
+    Bad,
+}
+
+/// The manifest as far as it could be had from the first entry.
+enum First {
+    /// Not read yet.
+    Pending,
+    /// The first entry was something else (or the manifest was refused):
+    /// nothing can be checked against it.
+    Unusable,
+    /// Read and parsed; `index` maps each listed path to its position.
+    Read {
+        manifest: Box<Manifest>,
+        index: HashMap<String, usize>,
+    },
+}
+
+struct Check<'k> {
+    key: &'k VerifyingKey,
+    manifest_bytes: Option<Vec<u8>>,
+    manifest_error: Option<String>,
+    manifest_later: bool,
+    first: First,
+    seen: Vec<Seen>,
+    signature: Option<Result<Vec<u8>, u64>>,
+    head: Vec<Failure>,
+    entries: Vec<Failure>,
+    dropped: usize,
+    archive: Vec<Failure>,
+}
+
+impl Check<'_> {
+    fn entry_failure(&mut self, part: &str, problem: String) {
+        if self.entries.len() < MAX_FAILURES {
+            self.entries.push(Failure {
+                part: part.into(),
+                problem,
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn archive_failure(&mut self, problem: String) {
+        self.archive.push(Failure {
+            part: "archive".into(),
+            problem,
         });
-        return Ok(v);
-    };
-    match by_name.get(SIGNATURE).copied() {
-        None => v.failures.push(Failure {
-            part: SIGNATURE.into(),
-            problem: "missing: the manifest is unsigned".into(),
-        }),
-        Some(sig) => match Signature::from_slice(sig) {
-            Err(_) => v.failures.push(Failure {
-                part: SIGNATURE.into(),
-                problem: format!(
-                    "not an Ed25519 signature ({} bytes, expected 64)",
-                    sig.len()
+    }
+
+    /// Read every entry up to the end-of-archive marker, checking each
+    /// against the manifest as it streams past.
+    fn entries<R: BufRead>(&mut self, s: &mut Stream<R>) -> Result<(), Stop> {
+        let mut block = [0u8; BLOCK];
+        let mut buf = vec![0u8; CHUNK];
+        let mut n = 0usize;
+        loop {
+            let offset = s.read;
+            if !s.fill(&mut block, "a tar header")? {
+                self.archive_failure(
+                    "no end-of-archive marker (two zero blocks): the tar stream was cut short, \
+                     or left open so that more data appended to it would be extracted too"
+                        .into(),
+                );
+                return Ok(());
+            }
+            if block.iter().all(|&c| c == 0) {
+                return self.end(s, &mut buf);
+            }
+            let head = parse_head(&block)
+                .map_err(|m| Stop(format!("entry {} at byte {offset}: {m}", n + 1)))?;
+            let first = n == 0;
+            n += 1;
+            self.entry(s, head, first, &mut buf)?;
+        }
+    }
+
+    fn entry<R: BufRead>(
+        &mut self,
+        s: &mut Stream<R>,
+        head: Head,
+        first: bool,
+        buf: &mut [u8],
+    ) -> Result<(), Stop> {
+        let shown = String::from_utf8_lossy(&head.raw).into_owned();
+        let size = head.size;
+        let skip = |s: &mut Stream<R>, buf: &mut [u8]| s.data(size, &shown, buf, |_| ());
+        let name = match head.name.as_deref() {
+            Some(n) if head.regular && plain_path(n) => n,
+            _ => {
+                if first {
+                    self.first = First::Unusable;
+                }
+                self.entry_failure(
+                    &shown,
+                    "not a plain relative file: an evidence bundle holds only files".into(),
+                );
+                return skip(s, buf);
+            }
+        };
+        if name == MANIFEST {
+            if first {
+                return self.read_manifest(s, size, buf);
+            }
+            if self.manifest_bytes.is_some() {
+                self.entry_failure(name, DUPLICATE.into());
+            } else {
+                self.manifest_later = true;
+            }
+            return skip(s, buf);
+        }
+        if first {
+            self.first = First::Unusable;
+        }
+        if name == SIGNATURE {
+            if self.signature.is_some() {
+                self.entry_failure(name, DUPLICATE.into());
+                return skip(s, buf);
+            }
+            if size != 64 {
+                self.signature = Some(Err(size));
+                return skip(s, buf);
+            }
+            let mut sig = Vec::with_capacity(64);
+            s.data(size, name, buf, |c| sig.extend_from_slice(c))?;
+            self.signature = Some(Ok(sig));
+            return Ok(());
+        }
+        let First::Read { manifest, index } = &self.first else {
+            // No manifest to check against: its failure says it all.
+            return skip(s, buf);
+        };
+        let Some(&i) = index.get(name) else {
+            self.entry_failure(
+                name,
+                "in the archive but not in the manifest (added after signing); not read".into(),
+            );
+            return skip(s, buf);
+        };
+        let listed = &manifest.files[i];
+        if self.seen[i] != Seen::Missing {
+            self.entry_failure(name, DUPLICATE.into());
+            return skip(s, buf);
+        }
+        if size != listed.size {
+            let problem = format!(
+                "content altered: the archive holds {size} bytes, the manifest says {} bytes; not read",
+                listed.size
+            );
+            self.seen[i] = Seen::Bad;
+            self.entry_failure(name, problem);
+            return skip(s, buf);
+        }
+        let want = listed.sha256.clone();
+        let mut h = Sha256::new();
+        s.data(size, name, buf, |c| h.update(c))?;
+        let got = hex::encode(h.finalize());
+        if got == want {
+            self.seen[i] = Seen::Intact;
+        } else {
+            self.seen[i] = Seen::Bad;
+            self.entry_failure(
+                name,
+                format!(
+                    "content altered: SHA-256 {got} ({size} bytes), manifest says {want} ({size} bytes)"
                 ),
+            );
+        }
+        Ok(())
+    }
+
+    fn read_manifest<R: BufRead>(
+        &mut self,
+        s: &mut Stream<R>,
+        size: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Stop> {
+        if size > MAX_MANIFEST {
+            self.first = First::Unusable;
+            self.manifest_error = Some(format!(
+                "{size} bytes, more than any manifest (at most {MAX_MANIFEST}); not read"
+            ));
+            self.manifest_bytes = Some(Vec::new());
+            return s.data(size, MANIFEST, buf, |_| ());
+        }
+        let mut bytes = Vec::new();
+        s.data(size, MANIFEST, buf, |c| bytes.extend_from_slice(c))?;
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) => {
+                let mut index = HashMap::with_capacity(m.files.len());
+                for (i, f) in m.files.iter().enumerate() {
+                    if index.insert(f.path.clone(), i).is_some() {
+                        self.head.push(Failure {
+                            part: MANIFEST.into(),
+                            problem: format!("lists {:?} more than once", f.path),
+                        });
+                    }
+                }
+                self.seen = vec![Seen::Missing; m.files.len()];
+                self.first = First::Read {
+                    manifest: Box::new(m),
+                    index,
+                };
+            }
+            Err(e) => {
+                self.first = First::Unusable;
+                self.manifest_error = Some(format!("not a valid manifest: {e}"));
+            }
+        }
+        self.manifest_bytes = Some(bytes);
+        Ok(())
+    }
+
+    /// After the first zero block: the second, then nothing but zero
+    /// padding to the end of the gzip member.
+    fn end<R: BufRead>(&mut self, s: &mut Stream<R>, buf: &mut [u8]) -> Result<(), Stop> {
+        let mut block = [0u8; BLOCK];
+        let second = s.fill(&mut block, "the end-of-archive marker")?;
+        if !second || block.iter().any(|&c| c != 0) {
+            self.archive_failure(
+                "a lone zero block where the end-of-archive marker (two zero blocks) belongs"
+                    .into(),
+            );
+        }
+        let mut junk = 0u64;
+        loop {
+            let n = s.read_some(buf)?;
+            if n == 0 {
+                break;
+            }
+            junk += buf[..n].iter().filter(|&&c| c != 0).count() as u64;
+        }
+        if junk > 0 {
+            self.archive_failure(format!(
+                "{junk} non-zero byte(s) after the end-of-archive marker: not part of what was signed"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The signature over the manifest, then the manifest's own problems.
+    fn signature_and_manifest(&mut self) {
+        let Some(bytes) = self.manifest_bytes.as_deref() else {
+            let problem = if self.manifest_later {
+                "not the first entry of the archive: a bundle starts with its manifest, so that \
+                 every entry is checked against it as it is read"
+            } else {
+                "missing: nothing can be verified"
+            };
+            self.head.insert(
+                0,
+                Failure {
+                    part: MANIFEST.into(),
+                    problem: problem.into(),
+                },
+            );
+            return;
+        };
+        let mut out = Vec::new();
+        match &self.signature {
+            None => out.push(Failure {
+                part: SIGNATURE.into(),
+                problem: "missing: the manifest is unsigned".into(),
             }),
-            Ok(sig) => {
-                if key.verify_strict(manifest_bytes, &sig).is_err() {
+            Some(Err(len)) => out.push(Failure {
+                part: SIGNATURE.into(),
+                problem: format!("not an Ed25519 signature ({len} bytes, expected 64)"),
+            }),
+            Some(Ok(sig)) => match Signature::from_slice(sig) {
+                Err(_) => out.push(Failure {
+                    part: SIGNATURE.into(),
+                    problem: format!(
+                        "not an Ed25519 signature ({} bytes, expected 64)",
+                        sig.len()
+                    ),
+                }),
+                Ok(sig) if self.key.verify_strict(bytes, &sig).is_err() => {
                     // Say which of the two it likely is: a manifest naming
                     // another key was signed by that key.
-                    let named = serde_json::from_slice::<Manifest>(manifest_bytes)
-                        .ok()
-                        .map(|m| m.public_key_sha256);
+                    let named = match &self.first {
+                        First::Read { manifest, .. } => Some(manifest.public_key_sha256.as_str()),
+                        _ => None,
+                    };
+                    let ours = key_id(self.key);
                     let problem = match named {
-                        Some(k) if k != key_id(key) => format!(
-                            "signature does not verify with the given public key (sha256 {}); the manifest names signer key sha256 {k}",
-                            key_id(key)
+                        Some(k) if k != ours => format!(
+                            "signature does not verify with the given public key (sha256 {ours}); the manifest names signer key sha256 {k}"
                         ),
                         _ => "signature does not verify: manifest.json was altered after signing, or manifest.sig was replaced".into(),
                     };
-                    v.failures.push(Failure {
+                    out.push(Failure {
                         part: SIGNATURE.into(),
                         problem,
                     });
                 }
-            }
-        },
-    }
-    let manifest: Manifest = match serde_json::from_slice(manifest_bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            v.failures.push(Failure {
-                part: MANIFEST.into(),
-                problem: format!("not a valid manifest: {e}"),
-            });
-            return Ok(v);
+                Ok(_) => {}
+            },
         }
-    };
-    if manifest.format != FORMAT {
-        v.failures.push(Failure {
-            part: MANIFEST.into(),
-            problem: format!("format {:?}, expected {FORMAT:?}", manifest.format),
-        });
+        if let Some(e) = self.manifest_error.take() {
+            out.push(Failure {
+                part: MANIFEST.into(),
+                problem: e,
+            });
+        }
+        if let First::Read { manifest, .. } = &self.first {
+            if manifest.format != FORMAT {
+                out.push(Failure {
+                    part: MANIFEST.into(),
+                    problem: format!("format {:?}, expected {FORMAT:?}", manifest.format),
+                });
+            }
+        }
+        out.append(&mut self.head);
+        self.head = out;
     }
-    let mut listed = HashSet::new();
-    for f in &manifest.files {
-        listed.insert(f.path.as_str());
-        match by_name.get(f.path.as_str()) {
-            None => v.failures.push(Failure {
-                part: f.path.clone(),
-                problem: "listed in the manifest but missing from the archive".into(),
-            }),
-            Some(bytes) => {
-                let got = sha256_hex(bytes);
-                if got != f.sha256 || bytes.len() as u64 != f.size {
-                    v.failures.push(Failure {
-                        part: f.path.clone(),
-                        problem: format!(
-                            "content altered: SHA-256 {got} ({} bytes), manifest says {} ({} bytes)",
-                            bytes.len(),
-                            f.sha256,
-                            f.size
-                        ),
-                    });
+}
+
+const DUPLICATE: &str =
+    "appears more than once in the archive (a second copy would shadow the signed one when extracted)";
+
+/// Verify a bundle against a public key: the signature over the manifest,
+/// every entry against the manifest as it streams past (so memory stays
+/// flat whatever the bundle), the archive's structure (one gzip member,
+/// the tar end-of-archive marker, nothing after either). Every problem is
+/// reported, each naming its part. A file that cannot be opened is an
+/// error; anything wrong with its content is a failure.
+pub fn verify(path: &Path, key: &VerifyingKey) -> Result<Verification, EvidenceError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    // A FIFO would block the open itself: refuse it instead.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(io(path))?;
+    if !file.metadata().map_err(io(path))?.is_file() {
+        return Err(io(path)(std::io::Error::other(
+            "not a regular file: refused",
+        )));
+    }
+    Ok(verify_reader(
+        std::io::BufReader::with_capacity(CHUNK, file),
+        key,
+    ))
+}
+
+/// [`verify`] on a bundle's bytes from any reader.
+pub fn verify_reader<R: BufRead>(input: R, key: &VerifyingKey) -> Verification {
+    let mut c = Check {
+        key,
+        manifest_bytes: None,
+        manifest_error: None,
+        manifest_later: false,
+        first: First::Pending,
+        seen: Vec::new(),
+        signature: None,
+        head: Vec::new(),
+        entries: Vec::new(),
+        dropped: 0,
+        archive: Vec::new(),
+    };
+    let mut s = Stream {
+        gz: flate2::bufread::GzDecoder::new(input),
+        read: 0,
+    };
+    match c.entries(&mut s) {
+        Err(Stop(m)) => c.archive_failure(m),
+        // The gzip member ended where its trailer says; anything after it is
+        // another member (`tar xzf` extracts it too) or garbage.
+        Ok(()) => {
+            let mut rest = s.gz.into_inner();
+            let mut magic = Vec::with_capacity(2);
+            let _ = rest.by_ref().take(2).read_to_end(&mut magic);
+            if !magic.is_empty() {
+                let n = (magic.len() as u64)
+                    .saturating_add(std::io::copy(&mut rest, &mut std::io::sink()).unwrap_or(0));
+                c.archive_failure(if magic == [0x1f, 0x8b] {
+                    format!(
+                        "a second gzip member ({n} bytes) follows the first: `tar xzf` would \
+                         extract what it holds as if it were part of the bundle"
+                    )
                 } else {
-                    v.verified.push(f.path.clone());
+                    format!("{n} byte(s) of trailing data after the gzip stream")
+                });
+            }
+        }
+    }
+    c.signature_and_manifest();
+    let mut verified = Vec::new();
+    let mut missing = Vec::new();
+    let manifest = match std::mem::replace(&mut c.first, First::Unusable) {
+        First::Read { manifest, .. } => {
+            for (f, seen) in manifest.files.iter().zip(&c.seen) {
+                match seen {
+                    Seen::Intact => verified.push(f.path.clone()),
+                    Seen::Missing => missing.push(Failure {
+                        part: f.path.clone(),
+                        problem: "listed in the manifest but missing from the archive".into(),
+                    }),
+                    Seen::Bad => {}
                 }
             }
+            Some(*manifest)
+        }
+        _ => None,
+    };
+    let mut failures = c.head;
+    failures.append(&mut c.entries);
+    if c.dropped > 0 {
+        failures.push(Failure {
+            part: "archive".into(),
+            problem: format!("{} more problem(s) with entries, not listed", c.dropped),
+        });
+    }
+    failures.append(&mut missing);
+    failures.append(&mut c.archive);
+    Verification {
+        manifest,
+        verified,
+        failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The verifier on hostile input: no byte string may panic it, and
+    //! whatever it calls intact extracts to exactly the signed files.
+    //! 256 cases per property.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn files() -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("run.json".into(), b"{\"id\": 1}\n".to_vec()),
+            (
+                "reports/coverage.csv".into(),
+                b"framework,control,status\nCIS,1.14,fail\n".to_vec(),
+            ),
+            ("empty.txt".into(), Vec::new()),
+            (
+                "reports/block.bin".into(),
+                (0..1500u32).map(|i| (i % 251) as u8).collect(),
+            ),
+        ]
+    }
+
+    /// The uncompressed tar of a signed bundle of [`files`].
+    fn signed_tar() -> Vec<u8> {
+        let key = key();
+        let files = files();
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            tool_version: "test".into(),
+            created_at: "2026-12-01T00:00:00Z".into(),
+            run_id: 1,
+            run_started_at: "2026-12-01T00:00:00Z".into(),
+            as_of: "2026-12-01T00:00:00Z".into(),
+            public_key_sha256: key_id(&key.verifying_key()),
+            files: files
+                .iter()
+                .map(|(path, b)| ManifestFile {
+                    path: path.clone(),
+                    sha256: sha256_hex(b),
+                    size: b.len() as u64,
+                })
+                .collect(),
+        };
+        let m = json_bytes(&manifest).expect("manifest");
+        let sig = key.sign(&m).to_bytes();
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, MANIFEST, &m, 0).expect("manifest");
+        append(&mut tar, SIGNATURE, &sig, 0).expect("sig");
+        for (p, b) in &files {
+            append(&mut tar, p, b, 0).expect("file");
+        }
+        tar.into_inner().expect("tar")
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b).expect("gzip");
+        gz.finish().expect("gzip")
+    }
+
+    /// What an extractor gets: (name, content) of every entry, or `None`
+    /// when the stream cannot be read.
+    fn extracted(bundle: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(bundle)
+            .read_to_end(&mut tar)
+            .ok()?;
+        let mut ar = tar::Archive::new(tar.as_slice());
+        let mut out = Vec::new();
+        for e in ar.entries().ok()? {
+            let mut e = e.ok()?;
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).ok()?;
+            out.push((name, b));
+        }
+        Some(out)
+    }
+
+    fn signed_files() -> &'static [(String, Vec<u8>)] {
+        static FILES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+        FILES.get_or_init(|| extracted(&gzip(&signed_tar())).expect("valid"))
+    }
+
+    /// Verify; when the verdict is "intact", the bundle must extract to
+    /// exactly what was signed.
+    fn check(bundle: &[u8]) -> bool {
+        let v = verify_reader(bundle, &key().verifying_key());
+        if v.ok() {
+            assert_eq!(
+                extracted(bundle).as_deref(),
+                Some(signed_files()),
+                "verified, but extracts to something else"
+            );
+        }
+        v.ok()
+    }
+
+    fn config() -> ProptestConfig {
+        // 256 cases in the normal run; PROPTEST_CASES for longer ones.
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256);
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
         }
     }
-    for name in by_name.keys() {
-        if *name != MANIFEST && *name != SIGNATURE && !listed.contains(name) {
-            v.failures.push(Failure {
-                part: name.to_string(),
-                problem: "in the archive but not in the manifest (added after signing)".into(),
-            });
+
+    #[test]
+    fn the_signed_bundle_verifies() {
+        let v = verify_reader(gzip(&signed_tar()).as_slice(), &key().verifying_key());
+        assert_eq!(v.failures, vec![]);
+        assert_eq!(v.verified.len(), files().len());
+    }
+
+    /// Recompute the checksum of the header block holding `at`, so a
+    /// mutation reaches the parser's later checks.
+    fn fix_checksum(tar: &mut [u8], at: usize) {
+        let start = at / BLOCK * BLOCK;
+        let Some(b) = tar.get_mut(start..start + BLOCK) else {
+            return;
+        };
+        if b.iter().all(|&c| c == 0) {
+            return;
+        }
+        b[148..156].fill(b' ');
+        let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+        let field = format!("{sum:06o}\0 ");
+        b[148..156].copy_from_slice(field.as_bytes());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_never_verify(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            gzip_magic in any::<bool>(),
+        ) {
+            let mut b = bytes;
+            if gzip_magic {
+                b.splice(0..0, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+            }
+            prop_assert!(!check(&b));
+        }
+
+        #[test]
+        fn mutated_compressed_bundles_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            tail in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut b = gzip(&signed_tar());
+            for (at, byte) in edits {
+                let i = at.index(b.len());
+                b[i] = byte;
+            }
+            if let Some(c) = cut {
+                b.truncate(c.index(b.len()));
+            }
+            b.extend(tail);
+            check(&b);
+        }
+
+        #[test]
+        fn mutated_tar_streams_never_panic(
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), any::<u8>(), any::<bool>()),
+                1..4,
+            ),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            extra in proptest::collection::vec(any::<u8>(), 0..1100),
+        ) {
+            let mut t = signed_tar();
+            for (at, byte, fix) in edits {
+                let i = at.index(t.len());
+                t[i] = byte;
+                if fix {
+                    fix_checksum(&mut t, i);
+                }
+            }
+            if let Some(c) = cut {
+                t.truncate(c.index(t.len()));
+            }
+            t.extend(extra);
+            check(&gzip(&t));
         }
     }
-    v.manifest = Some(manifest);
-    Ok(v)
 }

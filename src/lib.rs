@@ -22,5 +22,6 @@ pub mod progress;
 pub mod reconcile;
 pub mod report;
 pub mod rules;
+pub mod safe_file;
 pub mod store;
 pub mod synth;

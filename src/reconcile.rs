@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nhi_aws::AwsRemediator;
 use nhi_azure::AzureRemediator;
-use nhi_contract::{ActionRequest, Operation, Remediator};
+use nhi_contract::{time, ActionRequest, Operation, Remediator};
 use serde::Serialize;
 
 use crate::cli::PassResult;
@@ -300,19 +300,17 @@ fn grace(
     now: DateTime<Utc>,
 ) -> Result<(), Hold> {
     let open_long_enough = a.rules.iter().any(|r| {
-        let hours = rails
-            .grace_hours
-            .get(r)
-            .copied()
-            .unwrap_or(rails.default_grace_hours);
-        let Some(grace) = chrono::Duration::try_hours(hours) else {
-            return false;
-        };
+        let grace = time::hours(
+            rails
+                .grace_hours
+                .get(r)
+                .copied()
+                .unwrap_or(rails.default_grace_hours),
+        );
         first_seen
             .get(&fingerprint(r, &a.request))
             .and_then(|t| parse_ts(t))
-            .and_then(|t| now.signed_duration_since(t).checked_sub(&grace))
-            .is_some_and(|left| left >= chrono::Duration::zero())
+            .is_some_and(|t| time::elapsed(t, now, grace))
     });
     if open_long_enough {
         Ok(())
@@ -381,13 +379,7 @@ async fn first_step(
                 {
                     None => a.request.operation = Operation::DisableCredential,
                     Some(t) => {
-                        let quarantine = chrono::Duration::try_days(rails.quarantine_days)
-                            .unwrap_or(chrono::Duration::MAX);
-                        let served = now
-                            .signed_duration_since(t)
-                            .checked_sub(&quarantine)
-                            .is_some_and(|left| left >= chrono::Duration::zero());
-                        if !served {
+                        if !time::elapsed(t, now, time::days(rails.quarantine_days)) {
                             return Ok(Err(hold(format!(
                                 "disabled {t}; in quarantine for {} days",
                                 rails.quarantine_days
@@ -431,9 +423,8 @@ impl Budget {
         for (limits, per_source) in [(&cfg.overall, false), (&cfg.per_source, true)] {
             for l in limits {
                 let secs = i64::try_from(l.window_secs).unwrap_or(i64::MAX);
-                let since = chrono::Duration::try_seconds(secs)
-                    .and_then(|d| now.checked_sub_signed(d))
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                let window = chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX);
+                let since = time::add(now, -window);
                 windows.push(Window {
                     limit: *l,
                     per_source,

@@ -340,26 +340,288 @@ fn every_tampered_part_is_named() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, "manifest.json");
 
-    // Not an archive: an error, exit 2.
+    // Not an archive: a bundle that fails, exit 1.
     std::fs::write(&tampered, b"not a bundle").expect("write");
+    let (code, failures) = verify(d, &tampered, "signer.pub");
+    assert_eq!(code, 1);
+    assert!(
+        failures
+            .iter()
+            .any(|(p, m)| p == "archive" && m.starts_with("not a gzip'd tar")),
+        "{failures:?}"
+    );
+    // A file that cannot be read at all is an error, exit 2.
     let o = run_in(
         d,
         &[
             "evidence",
             "verify",
-            "tampered.tar.gz",
+            "absent.tar.gz",
             "--public-key",
             "signer.pub",
         ],
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a readable evidence archive"));
 
     // The original still verifies.
     assert_eq!(verify(d, &bundle, "signer.pub"), (0, vec![]));
 }
 
 use sha2::Digest;
+
+/// A tar stream of `list` as an extractor sees it, with or without the
+/// end-of-archive marker.
+fn raw_tar(list: &[(String, Vec<u8>)], end_marker: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, b) in list {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).expect("path");
+        h.set_size(b.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(b);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+    if end_marker {
+        out.resize(out.len() + 1024, 0);
+    }
+    out
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+fn archive_failure(failures: &[(String, String)], needle: &str) -> bool {
+    failures
+        .iter()
+        .any(|(p, m)| p == "archive" && m.contains(needle))
+}
+
+/// The forgery of issue 12: the signed tar without its end marker, then a
+/// second gzip member with a forged report. `tar xzf` extracts the forgery;
+/// the verifier must not call the bundle intact.
+#[test]
+fn a_second_gzip_member_or_anything_after_the_archive_is_refused() {
+    let (dir, bundle) = exported();
+    let d = dir.path();
+    let original = entries(&bundle);
+    let forged_csv = b"framework,control,title,status\nCIS-AWS-3.0,1.14,forged,pass\n".to_vec();
+    let mut forged = gzip(&raw_tar(&original, false));
+    forged.extend(gzip(&raw_tar(
+        &[("reports/coverage.csv".into(), forged_csv.clone())],
+        true,
+    )));
+    let path = d.join("forged.tar.gz");
+    std::fs::write(&path, &forged).expect("write");
+    // What an extractor makes of it.
+    let out = d.join("extracted");
+    std::fs::create_dir(&out).expect("mkdir");
+    let tar = Command::new("tar")
+        .arg("xzf")
+        .arg(&path)
+        .arg("-C")
+        .arg(&out)
+        .output()
+        .expect("tar");
+    if tar.status.success() {
+        assert_eq!(
+            std::fs::read(out.join("reports/coverage.csv")).expect("csv"),
+            forged_csv,
+            "tar extracts the forged member"
+        );
+    }
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!(code, 1, "{failures:?}");
+    assert!(
+        archive_failure(&failures, "no end-of-archive marker"),
+        "{failures:?}"
+    );
+    assert!(
+        archive_failure(&failures, "a second gzip member"),
+        "{failures:?}"
+    );
+    assert_eq!(
+        failures.iter().filter(|(p, _)| p != "archive").count(),
+        0,
+        "every signed file is intact; the structure is what fails: {failures:?}"
+    );
+
+    // The end marker alone missing.
+    std::fs::write(&path, gzip(&raw_tar(&original, false))).expect("write");
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!(code, 1);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        archive_failure(&failures, "no end-of-archive marker"),
+        "{failures:?}"
+    );
+
+    // A second member after a complete archive.
+    let mut two = std::fs::read(&bundle).expect("bundle");
+    two.extend(gzip(b"more"));
+    std::fs::write(&path, &two).expect("write");
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!((code, failures.len()), (1, 1), "{failures:?}");
+    assert!(
+        archive_failure(&failures, "a second gzip member"),
+        "{failures:?}"
+    );
+
+    // Trailing garbage after the gzip stream.
+    let mut trailing = std::fs::read(&bundle).expect("bundle");
+    trailing.extend_from_slice(b"garbage");
+    std::fs::write(&path, &trailing).expect("write");
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!((code, failures.len()), (1, 1), "{failures:?}");
+    assert!(
+        archive_failure(
+            &failures,
+            "7 byte(s) of trailing data after the gzip stream"
+        ),
+        "{failures:?}"
+    );
+
+    // Non-zero data after the end marker, inside the gzip member.
+    let mut tail = raw_tar(&original, true);
+    tail.extend_from_slice(&[b'x'; 512]);
+    std::fs::write(&path, gzip(&tail)).expect("write");
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!((code, failures.len()), (1, 1), "{failures:?}");
+    assert!(
+        archive_failure(&failures, "after the end-of-archive marker"),
+        "{failures:?}"
+    );
+}
+
+/// A truncated bundle is a bundle that fails (exit 1, as the README says),
+/// wherever it is cut.
+#[test]
+fn a_truncated_bundle_fails_with_exit_1() {
+    let (dir, bundle) = exported();
+    let d = dir.path();
+    let whole = std::fs::read(&bundle).expect("bundle");
+    let path = d.join("cut.tar.gz");
+    for cut in [whole.len() - 4, whole.len() / 2, 30, 5] {
+        std::fs::write(&path, &whole[..cut]).expect("write");
+        let (code, failures) = verify(d, &path, "signer.pub");
+        assert_eq!(code, 1, "cut at {cut}: {failures:?}");
+        assert!(
+            failures.iter().any(|(p, _)| p == "archive"),
+            "cut at {cut}: {failures:?}"
+        );
+    }
+}
+
+/// An entry larger than the manifest says, or not in it, is refused from
+/// its header, without reading it whole.
+#[test]
+fn entries_are_bounded_by_the_manifest_before_reading() {
+    let (dir, bundle) = exported();
+    let d = dir.path();
+    let mut list = entries(&bundle);
+    let csv = list
+        .iter()
+        .position(|(n, _)| n == "reports/coverage.csv")
+        .expect("csv");
+    let size = list[csv].1.len();
+    list[csv].1.resize(size + 4096, b' ');
+    list.push(("reports/extra.bin".into(), vec![0u8; 1 << 20]));
+    let path = d.join("big.tar.gz");
+    write_bundle(&path, &list);
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!(code, 1);
+    assert_eq!(
+        failures,
+        vec![
+            (
+                "reports/coverage.csv".to_string(),
+                format!(
+                    "content altered: the archive holds {} bytes, the manifest says {size} bytes; not read",
+                    size + 4096
+                )
+            ),
+            (
+                "reports/extra.bin".to_string(),
+                "in the archive but not in the manifest (added after signing); not read"
+                    .to_string()
+            ),
+        ]
+    );
+
+    // The manifest must come first, so that every entry is bounded by it.
+    let mut list = entries(&bundle);
+    list.swap(0, 2);
+    write_bundle(&path, &list);
+    let (code, failures) = verify(d, &path, "signer.pub");
+    assert_eq!((code, failures.len()), (1, 1), "{failures:?}");
+    assert_eq!(failures[0].0, "manifest.json");
+    assert!(
+        failures[0].1.contains("not the first entry"),
+        "{failures:?}"
+    );
+}
+
+/// Peak RSS (KiB) of `evidence verify` on `bundle`, from the kernel's
+/// accounting of that one child.
+#[cfg(target_os = "linux")]
+// The child is reaped by wait4 below, which std does not know of.
+#[allow(clippy::zombie_processes)]
+fn verify_peak_kib(dir: &Path, bundle: &Path) -> (i32, i64) {
+    let child = Command::new(BIN)
+        .args(["evidence", "verify"])
+        .arg(bundle)
+        .args(["--public-key", "signer.pub"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zeroed is valid; wait4 fills it for
+    // the child we spawned (std never waits for it: `child` is dropped).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// Memory stays flat whatever the bundle: 256 MiB of zeros (a few hundred
+/// KB compressed) in one entry does not become 256 MiB of memory.
+#[cfg(target_os = "linux")]
+#[test]
+fn verify_memory_is_flat_on_a_bundle_that_expands() {
+    let (dir, bundle) = exported();
+    let d = dir.path();
+    let original = entries(&bundle);
+    let path = d.join("bomb.tar.gz");
+    let f = std::fs::File::create(&path).expect("create");
+    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    gz.write_all(&raw_tar(&original, false)).expect("tar");
+    let big: u64 = 256 << 20;
+    let mut h = tar::Header::new_ustar();
+    h.set_path("reports/zeros.bin").expect("path");
+    h.set_size(big);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    gz.write_all(h.as_bytes()).expect("header");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..(big >> 20) {
+        gz.write_all(&zeros).expect("zeros");
+    }
+    gz.write_all(&[0u8; 1024]).expect("end");
+    gz.finish().expect("gz");
+    let (code, peak_kib) = verify_peak_kib(d, &path);
+    assert_eq!(code, 1);
+    assert!(
+        peak_kib < 64 << 10,
+        "evidence verify peaked at {peak_kib} KiB on a 256 MiB entry"
+    );
+}
 
 /// A user and access key created on moto; returns the key id and the secret.
 fn moto_key(endpoint: &str) -> (String, String) {

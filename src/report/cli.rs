@@ -99,7 +99,8 @@ async fn setup(config: &Path) -> anyhow::Result<(Config, SqlStore, RuleSet)> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    crate::safe_file::write(path, crate::safe_file::Access::Shared, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `nhi-assure report`.

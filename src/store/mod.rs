@@ -448,6 +448,10 @@ impl SqlStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
+        // SQLite would create the file 0644 and its -wal/-shm like it; made
+        // here 0600 first, they all stay private whatever the umask.
+        crate::safe_file::ensure_exists(path, crate::safe_file::Access::Private)
+            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         let path = path
             .to_str()
             .ok_or_else(|| StoreError::Location(format!("{}: not UTF-8", path.display())))?;

@@ -18,8 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use chrono::Duration;
-use nhi_contract::{Approval, ApprovalSource, Emergency, Scope, SourceError, Timestamp};
+use nhi_contract::{time, Approval, ApprovalSource, Emergency, Scope, SourceError, Timestamp};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -96,11 +95,12 @@ struct ApprovalDoc {
     scope: Scope,
     requester: String,
     approver: Spanned<String>,
+    #[serde(deserialize_with = "time::deserialize")]
     approved_at: Timestamp,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     starts_at: Option<Timestamp>,
-    expires_at: Spanned<Timestamp>,
-    #[serde(default)]
+    expires_at: Spanned<time::Bounded>,
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     revoked_at: Option<Timestamp>,
     #[serde(default)]
     reference: Option<String>,
@@ -138,21 +138,28 @@ impl ApprovalSource for FilesSource {
 }
 
 /// Read and validate every approval file under `dir`.
+///
+/// Only regular files are read. Hidden directories (`.git`, the `..data`
+/// and timestamped directories of a Kubernetes ConfigMap mount) and
+/// symbolic links to directories are not entered; a symbolic link to a file
+/// is followed only when it stays inside `dir` (a ConfigMap mount is made of
+/// such links). A link leading out of `dir`, a broken link, or a `*.yaml`
+/// that is not a regular file (a FIFO would block the read forever) is a
+/// located problem.
 pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Problems> {
     let mut files = Vec::new();
-    if let Err(e) = collect_files(dir, &mut files) {
-        return Err(Problems(vec![Problem {
-            file: dir.to_path_buf(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read approvals directory: {e}"),
-        }]));
+    let mut problems = Vec::new();
+    let root = match std::fs::canonicalize(dir) {
+        Ok(r) => r,
+        Err(e) => return Err(unreadable_dir(dir, &e)),
+    };
+    if let Err(e) = collect_files(&root, dir, &mut files, &mut problems) {
+        return Err(unreadable_dir(dir, &e));
     }
     files.sort();
-    let mut problems = Vec::new();
     let mut out = Vec::new();
-    for f in &files {
-        match std::fs::read_to_string(f) {
+    for (f, real) in &files {
+        match read_regular(real) {
             Ok(text) => parse_file(f, &text, max_validity_days, &mut out, &mut problems),
             Err(e) => problems.push(Problem {
                 file: f.clone(),
@@ -187,19 +194,115 @@ pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Pro
     }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn unreadable_dir(dir: &Path, e: &std::io::Error) -> Problems {
+    Problems(vec![Problem {
+        file: dir.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read approvals directory: {e}"),
+    }])
+}
+
+fn is_approval_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Approval files under `dir` as (path shown in problems, path to open),
+/// and a problem for each entry refused. `root` is the canonical top.
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(PathBuf, PathBuf)>,
+    problems: &mut Vec<Problem>,
+) -> std::io::Result<()> {
+    let refuse = |path: PathBuf, message: String| Problem {
+        file: path,
+        line: 0,
+        column: 0,
+        message,
+    };
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(path);
+        let entry = entry?;
+        let path = entry.path();
+        // The entry itself, not what a link points to.
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                collect_files(root, &path, out, problems)?;
+            }
+        } else if !is_approval_file(&path) {
+            continue;
+        } else if kind.is_symlink() {
+            match std::fs::canonicalize(&path) {
+                Err(e) => problems.push(refuse(
+                    path,
+                    format!("symbolic link that cannot be followed: {e}"),
+                )),
+                Ok(real) if !real.starts_with(root) => problems.push(refuse(
+                    path,
+                    format!(
+                        "symbolic link to {}, outside the approvals directory: refused",
+                        real.display()
+                    ),
+                )),
+                // A link to a directory is not entered (loops, and a
+                // ConfigMap's files are reached through their own links).
+                Ok(real) if real.is_dir() => {}
+                Ok(real) => out.push((path, real)),
+            }
+        } else if kind.is_file() {
+            out.push((path.clone(), path));
+        } else {
+            problems.push(refuse(
+                path,
+                "not a regular file (a FIFO, socket or device): refused".into(),
+            ));
         }
     }
     Ok(())
+}
+
+/// Read a file that must be regular, without blocking on what is not: a
+/// FIFO swapped in after the directory was listed would otherwise hang the
+/// read, so it is opened non-blocking and checked before reading.
+fn read_regular(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut f = opts.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, socket or device): refused",
+        ));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Parse and validate one approval file's text as if read from `file`
+/// (what [`load_dir`] does per file, without the cross-file duplicate check).
+pub fn parse_text(
+    file: &Path,
+    text: &str,
+    max_validity_days: i64,
+) -> Result<Vec<Approval>, Problems> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    parse_file(file, text, max_validity_days, &mut out, &mut problems);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Problems(problems))
+    }
 }
 
 fn split_source(src: &str) -> (PathBuf, u32, u32) {
@@ -274,7 +377,7 @@ fn parse_file(
                 ),
             );
         }
-        let expires = d.expires_at.value;
+        let expires = d.expires_at.value.0;
         let start = d.starts_at.unwrap_or(d.approved_at);
         let el = d.expires_at.referenced;
         if expires <= start {
@@ -284,7 +387,7 @@ fn parse_file(
                 format!("approval {id}: expires_at {expires} is not after its start {start}"),
             );
         }
-        let limit = d.approved_at + Duration::days(max_validity_days);
+        let limit = time::add(d.approved_at, time::days(max_validity_days));
         if expires > limit {
             fail(
                 el.line() as u32,

@@ -119,3 +119,255 @@ fn every_problem_in_every_file_is_reported() {
 fn missing_directory_is_an_error() {
     assert!(load_dir(Path::new("/nonexistent/approvals"), 365).is_err());
 }
+
+#[test]
+fn dates_out_of_range_are_located_problems_not_panics() {
+    for (field, value) in [
+        ("approved_at", "+262142-01-01T00:00:00Z"),
+        ("approved_at", "1969-12-31T00:00:00Z"),
+        ("expires_at", "+262142-01-01T00:00:00Z"),
+        ("expires_at", "+10000-01-01T00:00:00Z"),
+    ] {
+        let line = GOOD
+            .lines()
+            .find(|l| l.trim_start().starts_with(field))
+            .expect("field");
+        let text = GOOD.replace(line, &format!("    {field}: {value}"));
+        let msg = only_problem(&text);
+        let want_line = if field == "approved_at" { 10 } else { 11 };
+        assert!(msg.starts_with(&format!("a.yaml:{want_line}:")), "{msg}");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+    for optional in ["starts_at", "revoked_at"] {
+        let text = GOOD.replace(
+            "    reference: CHG-1\n",
+            &format!("    reference: CHG-1\n    {optional}: +262142-01-01T00:00:00Z\n"),
+        );
+        let msg = only_problem(&text);
+        assert!(msg.starts_with("a.yaml:13:"), "{msg}");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+    let text = GOOD.replace(
+        "    reference: CHG-1\n",
+        "    reference: CHG-1\n    emergency: {incident: INC-1, ended_at: +262142-01-01T00:00:00Z}\n",
+    );
+    assert!(only_problem(&text).contains("out of range"));
+}
+
+#[test]
+fn validity_limits_near_the_integer_range_do_not_overflow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.yaml", GOOD);
+    assert_eq!(load_dir(dir.path(), i64::MAX).expect("no limit").len(), 1);
+    let p = load_dir(dir.path(), i64::MIN).expect_err("nothing is valid");
+    assert!(p.to_string().contains("maximum validity"), "{p}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_yaml_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.yaml", GOOD);
+    let fifo = dir.path().join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dir.path().to_path_buf();
+    std::thread::spawn(move || tx.send(load_dir(&d, 365)));
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("load_dir blocked on a FIFO");
+    let p = got.expect_err("a FIFO is refused");
+    assert_eq!(p.0.len(), 1, "{p}");
+    assert_eq!(p.0[0].file, fifo);
+    assert!(p.0[0].message.contains("not a regular file"), "{p}");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_out_of_the_directory_are_refused_and_a_configmap_mount_reads_once() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().expect("tempdir");
+    write(outside.path(), "secret.yaml", GOOD);
+    let dir = tempfile::tempdir().expect("tempdir");
+    symlink(
+        outside.path().join("secret.yaml"),
+        dir.path().join("a.yaml"),
+    )
+    .expect("link");
+    symlink(outside.path(), dir.path().join("sub")).expect("link");
+    let p = load_dir(dir.path(), 365).expect_err("link out");
+    assert_eq!(p.0.len(), 1, "{p}");
+    assert_eq!(p.0[0].file, dir.path().join("a.yaml"));
+    assert!(
+        p.0[0].message.contains("outside the approvals directory"),
+        "{p}"
+    );
+
+    // A Kubernetes ConfigMap volume: file links into `..data`, itself a
+    // link to a timestamped directory. Each approval is read once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stamped = dir.path().join("..2026_12_01_00_00_00.1");
+    std::fs::create_dir(&stamped).expect("mkdir");
+    write(&stamped, "a.yaml", GOOD);
+    symlink("..2026_12_01_00_00_00.1", dir.path().join("..data")).expect("link");
+    symlink("..data/a.yaml", dir.path().join("a.yaml")).expect("link");
+    let list = load_dir(dir.path(), 365).expect("configmap mount");
+    assert_eq!(list.len(), 1);
+    assert!(list[0].source.contains("a.yaml:2:5"), "{}", list[0].source);
+}
+
+/// No input may panic the parser, and whatever it accepts has dates in
+/// range: arbitrary bytes, the valid file with hostile values spliced in,
+/// and dates from the whole range chrono parses, each with any validity
+/// limit. 256 cases per property.
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOSTILE: &[&str] = &[
+        "+262142-01-01T00:00:00Z",
+        "-262143-01-01T00:00:00Z",
+        "+10000-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "9999-12-31T23:59:59Z",
+        "1970-01-01T00:00:00Z",
+        "2026-13-45T99:99:99Z",
+        "2026-01-01T00:00:00+23:59",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "~",
+        "null",
+        "[]",
+        "{}",
+        "\"\"",
+        "!!binary aGVsbG8=",
+        "&a x",
+        "*a",
+        ".nan",
+        "-.inf",
+        "'",
+        "\"",
+        ":",
+        "- ",
+        "\t",
+        "\u{0}",
+        "\u{feff}",
+        "😀",
+        "{a: [b, {c: d}]}",
+        "|\n  x",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        "approvals: []",
+        "<<: *a",
+    ];
+
+    fn config() -> ProptestConfig {
+        // 256 cases in the normal run; PROPTEST_CASES for longer ones.
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256);
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn accepted_dates_in_range(text: &str, max: i64) {
+        if let Ok(list) = parse_text(Path::new("p.yaml"), text, max) {
+            for a in list {
+                for t in [
+                    Some(a.approved_at),
+                    a.starts_at,
+                    Some(a.expires_at),
+                    a.revoked_at,
+                ] {
+                    assert!(t.is_none_or(|t| time::check(t).is_ok()), "{t:?}");
+                }
+            }
+        }
+    }
+
+    fn timestamp() -> impl Strategy<Value = String> {
+        (
+            -300_000i32..300_000,
+            0u32..14,
+            0u32..33,
+            0u32..25,
+            any::<bool>(),
+        )
+            .prop_map(|(y, m, d, h, plus)| {
+                let sign = if plus || y < 0 { "" } else { "+" };
+                format!("{sign}{y:04}-{m:02}-{d:02}T{h:02}:00:00Z")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            max in any::<i64>(),
+        ) {
+            accepted_dates_in_range(&String::from_utf8_lossy(&bytes), max);
+        }
+
+        #[test]
+        fn hostile_values_spliced_into_a_valid_file_never_panic(
+            edits in proptest::collection::vec(
+                (0usize..12, 0usize..HOSTILE.len(), 0u8..3),
+                1..4,
+            ),
+            max in any::<i64>(),
+        ) {
+            let mut lines: Vec<String> = GOOD.lines().map(str::to_string).collect();
+            for (at, token, how) in edits {
+                let at = at.min(lines.len().saturating_sub(1));
+                let token = HOSTILE[token];
+                match how {
+                    0 => {
+                        let line = &lines[at];
+                        if let Some(colon) = line.find(": ") {
+                            lines[at] = format!("{}: {token}", &line[..colon]);
+                        }
+                    }
+                    1 => lines.insert(at, token.to_string()),
+                    _ => lines[at] = token.to_string(),
+                }
+            }
+            accepted_dates_in_range(&lines.join("\n"), max);
+        }
+
+        #[test]
+        fn any_parsable_date_is_bounded_or_refused(
+            approved in timestamp(),
+            expires in timestamp(),
+            starts in proptest::option::of(timestamp()),
+            max in any::<i64>(),
+        ) {
+            let mut text = GOOD
+                .replace("2026-01-01T00:00:00Z", &approved)
+                .replace("2026-06-01T00:00:00Z", &expires);
+            if let Some(s) = starts {
+                text.push_str(&format!("    starts_at: {s}\n"));
+            }
+            accepted_dates_in_range(&text, max);
+        }
+    }
+}
+
+/// Nesting deep enough to exhaust a recursive parser's stack is refused,
+/// not a crash (a stack overflow aborts the process: worse than a panic).
+#[test]
+fn deep_nesting_is_refused_without_exhausting_the_stack() {
+    for open in ["[", "{a: ", "- "] {
+        let text = format!("approvals: {}", open.repeat(100_000));
+        let p = parse_text(Path::new("p.yaml"), &text, 365).expect_err("refused");
+        assert!(!p.0.is_empty());
+    }
+}

@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod time;
+
 /// Timestamps are always UTC.
 pub type Timestamp = DateTime<Utc>;
 
@@ -117,7 +119,7 @@ pub struct Identity {
     #[serde(default)]
     pub owner: Option<String>,
     /// When it was created, if known.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub created: Option<Timestamp>,
     /// Last use of the identity itself (sign-in, role assumption).
     #[serde(default)]
@@ -133,7 +135,7 @@ pub struct Identity {
     #[serde(default)]
     pub human_login: bool,
     /// Last interactive (human-style) login, if the provider records it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub human_login_last_used: Option<Timestamp>,
 }
 
@@ -156,6 +158,7 @@ pub enum Usage {
     /// Last recorded use.
     Used {
         /// When.
+        #[serde(deserialize_with = "time::deserialize")]
         at: Timestamp,
         /// Which service it was used against (`s3`, `graph.microsoft.com`), if recorded.
         #[serde(default)]
@@ -225,10 +228,10 @@ pub struct Credential {
     /// What sort of credential it is.
     pub kind: CredentialKind,
     /// When it was created, if known.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub created: Option<Timestamp>,
     /// When it stops working, if it has an expiry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub expires: Option<Timestamp>,
     /// Last use, as precisely as the provider records it.
     #[serde(default)]
@@ -339,7 +342,7 @@ pub struct Emergency {
     /// Incident reference that justified it.
     pub incident: String,
     /// When the emergency was declared over, if it is.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub ended_at: Option<Timestamp>,
 }
 
@@ -362,14 +365,16 @@ pub struct Approval {
     /// Who approved.
     pub approver: String,
     /// When it was approved.
+    #[serde(deserialize_with = "time::deserialize")]
     pub approved_at: Timestamp,
     /// When it starts to apply; `approved_at` if absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub starts_at: Option<Timestamp>,
     /// When it ends. Every approval ends.
+    #[serde(deserialize_with = "time::deserialize")]
     pub expires_at: Timestamp,
     /// When it was revoked, if it was.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub revoked_at: Option<Timestamp>,
     /// Ticket or document reference (`CHG-1234`, a PR URL).
     #[serde(default)]

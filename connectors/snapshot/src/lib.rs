@@ -31,7 +31,7 @@ pub struct SnapshotFile {
     /// Provider every identity in the file belongs to.
     pub provider: Provider,
     /// When the export was taken.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nhi_contract::time::deserialize_opt")]
     pub exported_at: Option<Timestamp>,
     /// Identities.
     #[serde(default)]
