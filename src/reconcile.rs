@@ -2,9 +2,9 @@
 //! every action before and after the provider call, and undo.
 //!
 //! Order of a reconcile: finish interrupted actions first (an intent without
-//! an outcome is re-applied — every remediation is idempotent — only if this
-//! pass still plans it and its subject is not protected; otherwise it is
-//! marked `abandoned`), then filter the plan through the rails (protected
+//! an outcome is re-applied — every remediation is idempotent — only if its
+//! subject is not protected and this pass still plans it or reads it as
+//! already acted on; otherwise it is marked `abandoned`), then filter the plan through the rails (protected
 //! and unknown were already applied by the plan; here, each a function:
 //! [`grace`], [`first_step`] (reversible first, quarantine before delete),
 //! [`blast_radius`] per pass, and the [`Budget`] over time), then act one
@@ -58,7 +58,7 @@ pub struct Outcome {
     pub request: ActionRequest,
     /// Rules behind it.
     pub rules: Vec<String>,
-    /// `done`, `failed`, `recovered`, `skip`, `held`.
+    /// `done`, `failed`, `recovered`, `abandoned`, `skip`, `held`.
     pub status: String,
     /// Why skipped / held, or the error, or what cannot be undone.
     pub detail: Option<String>,
