@@ -219,20 +219,13 @@ fn parse_principals(v: &Value) -> Result<Principals, PolicyError> {
 }
 
 // ---------------------------------------------------------------------------
-// Glob matching and subsumption
+// Glob matching, subsumption and overlap
 // ---------------------------------------------------------------------------
 
 /// `*`/`?` glob match of `text` against `pattern`.
 fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
-    let norm = |s: &str| -> Vec<char> {
-        if case_insensitive {
-            s.to_lowercase().chars().collect()
-        } else {
-            s.chars().collect()
-        }
-    };
-    let p = norm(pattern);
-    let t = norm(text);
+    let p = chars(pattern, case_insensitive);
+    let t = chars(text, case_insensitive);
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
@@ -258,18 +251,27 @@ fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+fn chars(s: &str, case_insensitive: bool) -> Vec<char> {
+    if case_insensitive {
+        s.to_lowercase().chars().collect()
+    } else {
+        s.chars().collect()
+    }
+}
+
 /// Case-insensitive action glob match.
+#[cfg(test)]
 fn action_matches(pattern: &str, action: &str) -> bool {
     glob_match(pattern, action, true)
 }
 
 /// Whether glob `outer` covers glob `inner` (every string matching `inner`
-/// matches `outer`), case-insensitive. A `*` in `inner` is only covered by a
-/// `*` in `outer`; a `?` in `inner` by `?` or `*`. Sound (never claims cover
-/// wrongly); may miss exotic covers.
-fn covers(outer: &str, inner: &str) -> bool {
-    let o: Vec<char> = outer.to_lowercase().chars().collect();
-    let n: Vec<char> = inner.to_lowercase().chars().collect();
+/// matches `outer`). A `*` in `inner` is only covered by a `*` in `outer`; a
+/// `?` in `inner` by `?` or `*`. Sound (never claims cover wrongly); may miss
+/// exotic covers.
+fn covers_with(outer: &str, inner: &str, case_insensitive: bool) -> bool {
+    let o = chars(outer, case_insensitive);
+    let n = chars(inner, case_insensitive);
     // dp[i][j]: o[i..] covers n[j..]
     let mut dp = vec![vec![false; n.len() + 1]; o.len() + 1];
     dp[o.len()][n.len()] = true;
@@ -285,6 +287,31 @@ fn covers(outer: &str, inner: &str) -> bool {
     dp[0][0]
 }
 
+/// Case-insensitive [`covers_with`], for actions.
+fn covers(outer: &str, inner: &str) -> bool {
+    covers_with(outer, inner, true)
+}
+
+/// Whether some string matches both globs.
+fn overlaps(a: &str, b: &str, case_insensitive: bool) -> bool {
+    let a = chars(a, case_insensitive);
+    let b = chars(b, case_insensitive);
+    // dp[i][j]: a[i..] and b[j..] match a common string
+    let mut dp = vec![vec![false; b.len() + 1]; a.len() + 1];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            dp[i][j] = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                (Some('*'), _) => dp[i + 1][j] || (j < b.len() && dp[i][j + 1]),
+                (_, Some('*')) => dp[i][j + 1] || (i < a.len() && dp[i + 1][j]),
+                (Some(x), Some(y)) => (*x == '?' || *y == '?' || x == y) && dp[i + 1][j + 1],
+                _ => false,
+            };
+        }
+    }
+    dp[0][0]
+}
+
 fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
     match spec {
         Spec::Only(ps) => ps.iter().any(|p| glob_match(p, value, case_insensitive)),
@@ -292,37 +319,542 @@ fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
     }
 }
 
-/// Whether a statement's resources cover every resource (`*`).
-fn resources_cover_all(spec: &Spec) -> bool {
+/// Action side of an Allow: it allows every action the pattern names.
+fn actions_cover(spec: &Spec, action: &str) -> bool {
     match spec {
-        Spec::Only(ps) => ps.iter().any(|p| covers(p, "*")),
-        // Everything but a few resources: conservatively treated as `*`
-        // unless the exclusion itself is everything.
-        Spec::AllBut(ps) => !ps.iter().any(|p| covers(p, "*")),
+        Spec::Only(ps) => ps.iter().any(|p| covers(p, action)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, action, true)),
     }
+}
+
+/// Action side of a Deny: it denies at least one action the pattern names.
+fn actions_touch(spec: &Spec, action: &str) -> bool {
+    match spec {
+        Spec::Only(ps) => ps.iter().any(|p| overlaps(p, action, true)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| covers(x, action)),
+    }
+}
+
+/// Resource side of an Allow. `all`: it must reach every resource the target
+/// names; otherwise one is enough (creating *some* Lambda function). With
+/// `NotResource`, an exclusion that does not swallow the whole target leaves
+/// the rest of it reachable.
+fn resources_reach(spec: &Spec, target: &str, all: bool) -> bool {
+    match spec {
+        Spec::Only(ps) if all => ps.iter().any(|p| covers_with(p, target, false)),
+        Spec::Only(ps) => ps.iter().any(|p| overlaps(p, target, false)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| covers_with(x, target, false)),
+    }
+}
+
+/// Resource side of a Deny: it denies every resource the target names.
+fn resources_cover(spec: &Spec, target: &str) -> bool {
+    match spec {
+        Spec::Only(ps) => ps.iter().any(|p| covers_with(p, target, false)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, target, false)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Effective permissions: identity policies, boundary, explicit denies
+// ---------------------------------------------------------------------------
+
+/// Whom documents are evaluated for: fills the targets of escalation
+/// methods (`{self}`, its groups, the policies it holds) and the
+/// `${aws:username}` policy variable. [`Subject::default`] is a policy on its
+/// own: partition `aws`, any account, no self.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    /// `aws`, `aws-cn`, …; empty means `aws`.
+    pub partition: &'a str,
+    /// The account the escalation targets live in; empty means any (`*`).
+    pub account: &'a str,
+    /// The identity's own ARN.
+    pub arn: Option<&'a str>,
+    /// The user name, for `${aws:username}` (users only).
+    pub user_name: Option<&'a str>,
+    /// ARNs of the groups it is a member of.
+    pub groups: &'a [String],
+    /// ARNs of the managed policies it holds (directly or through groups).
+    pub policies: &'a [String],
+}
+
+impl Subject<'_> {
+    fn partition(&self) -> &str {
+        if self.partition.is_empty() {
+            "aws"
+        } else {
+            self.partition
+        }
+    }
+
+    fn account(&self) -> &str {
+        if self.account.is_empty() {
+            "*"
+        } else {
+            self.account
+        }
+    }
+
+    /// `arn:<partition>:*:*:*:*`: every resource of the partition.
+    fn every_resource(&self) -> String {
+        format!("arn:{}:*:*:*:*", self.partition())
+    }
+
+    /// Concrete resource patterns for a method target template.
+    fn targets(&self, on: &str) -> Vec<String> {
+        match on {
+            "{self}" => self.arn.map(str::to_string).into_iter().collect(),
+            "{group}" => self.groups.to_vec(),
+            "{held}" => self.policies.to_vec(),
+            "{all}" => vec![self.every_resource()],
+            t => vec![t
+                .replace("{p}", self.partition())
+                .replace("{a}", self.account())],
+        }
+    }
+
+    /// A statement pattern with the policy variables we can resolve.
+    fn resolve<'p>(&self, pattern: &'p str) -> std::borrow::Cow<'p, str> {
+        match self.user_name {
+            Some(u) if pattern.contains("${aws:username}") => {
+                std::borrow::Cow::Owned(pattern.replace("${aws:username}", u))
+            }
+            _ => std::borrow::Cow::Borrowed(pattern),
+        }
+    }
+}
+
+/// Everything one identity holds, and its permissions boundary: what
+/// effective-permission questions are asked of. The effective allow is
+/// (identity policies) ∩ (boundary), minus every unconditional explicit Deny
+/// of either.
+#[derive(Debug, Clone, Copy)]
+pub struct Permissions<'a> {
+    /// Every identity policy: inline, managed, and those of its groups.
+    pub policies: &'a [PolicyDocument],
+    /// The permissions boundary's document, if one is set.
+    pub boundary: Option<&'a PolicyDocument>,
+    /// Who holds them.
+    pub subject: Subject<'a>,
+}
+
+impl<'a> Permissions<'a> {
+    /// Documents on their own, no boundary, no subject.
+    pub fn of(policies: &'a [PolicyDocument]) -> Permissions<'a> {
+        Permissions {
+            policies,
+            boundary: None,
+            subject: Subject::default(),
+        }
+    }
+
+    fn statements(&self) -> impl Iterator<Item = &'a Statement> + 'a {
+        self.policies
+            .iter()
+            .chain(self.boundary)
+            .flat_map(|d| &d.statements)
+    }
+
+    /// Whether an Allow in `docs` grants `action` (a pattern) on `target`:
+    /// `Some(conditional)`, preferring an unconditional statement.
+    fn allowed_in<'d>(
+        &self,
+        docs: impl Iterator<Item = &'d PolicyDocument>,
+        action: &str,
+        target: &str,
+        all: bool,
+    ) -> Option<bool> {
+        let mut best = None;
+        for s in docs.flat_map(|d| &d.statements) {
+            if s.effect != Effect::Allow || !actions_cover(&s.actions, action) {
+                continue;
+            }
+            let reach = match &s.resources {
+                Spec::Only(ps) => ps.iter().any(|p| {
+                    let p = self.subject.resolve(p);
+                    if all {
+                        covers_with(&p, target, false)
+                    } else {
+                        overlaps(&p, target, false)
+                    }
+                }),
+                other => resources_reach(other, target, all),
+            };
+            if reach {
+                if !s.has_condition {
+                    return Some(false);
+                }
+                best = Some(true);
+            }
+        }
+        best
+    }
+
+    /// Whether `action` (a pattern) is effectively allowed on `target` (a
+    /// resource pattern): on all of it when `all`, else on some of it.
+    /// `Some(true)` when only conditional Allow statements grant it.
+    pub fn grant(&self, action: &str, target: &str, all: bool) -> Option<bool> {
+        let mut conditional = self.allowed_in(self.policies.iter(), action, target, all)?;
+        if let Some(b) = self.boundary {
+            conditional |= self.allowed_in(std::iter::once(b), action, target, all)?;
+        }
+        let denied = self.statements().any(|s| {
+            s.effect == Effect::Deny
+                && !s.has_condition
+                && actions_touch(&s.actions, action)
+                && match &s.resources {
+                    Spec::Only(ps) => ps
+                        .iter()
+                        .any(|p| covers_with(&self.subject.resolve(p), target, false)),
+                    other => resources_cover(other, target),
+                }
+        });
+        (!denied).then_some(conditional)
+    }
+
+    /// Whether `action` is effectively allowed on every resource `target` names.
+    pub fn allows(&self, action: &str, target: &str) -> bool {
+        self.grant(action, target, true).is_some()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Privilege-escalation methods
+// ---------------------------------------------------------------------------
+
+/// One (action, resource) alternative of a [`Method`] step.
+#[derive(Debug)]
+pub struct Alt {
+    /// The IAM action (or `*:*`).
+    pub action: &'static str,
+    /// Target template: `{self}`, `{group}` (any of its groups), `{held}`
+    /// (any managed policy it holds), `{all}` (every resource), or a
+    /// resource pattern where `{p}` is the partition and `{a}` the account.
+    pub on: &'static str,
+    /// Whether the whole target must be allowed (IAM objects the holder does
+    /// not choose) or some of it is enough (a compute resource it creates).
+    pub all: bool,
+}
+
+/// A published way to become administrator: every step must be
+/// effectively allowed; a step is when any of its alternatives is.
+#[derive(Debug)]
+pub struct Method {
+    /// What findings say made the identity admin-equivalent.
+    pub name: &'static str,
+    /// The steps.
+    pub steps: &'static [&'static [Alt]],
+}
+
+const fn on(action: &'static str, on: &'static str) -> Alt {
+    Alt {
+        action,
+        on,
+        all: true,
+    }
+}
+
+const fn some(action: &'static str, on: &'static str) -> Alt {
+    Alt {
+        action,
+        on,
+        all: false,
+    }
+}
+
+const USERS: &str = "arn:{p}:iam::{a}:user/*";
+const GROUPS: &str = "arn:{p}:iam::{a}:group/*";
+const ROLES: &str = "arn:{p}:iam::{a}:role/*";
+const POLICIES: &str = "arn:{p}:iam::{a}:policy/*";
+/// Passing any role of the account to a service that runs code under it.
+const PASS_ROLE: &[Alt] = &[on("iam:PassRole", ROLES)];
+
+/// Admin-equivalence, as data: full access first, then the IAM
+/// privilege-escalation methods (Rhino Security Labs' list and its
+/// successors). Targets are chosen so that a method applies when its
+/// resource scope reaches what the escalation needs:
+/// - policy and boundary changes count on the identity itself (`{self}`,
+///   its groups, the policies it holds) or on every object of the kind;
+/// - acting as *another* principal (access keys, login profiles, trust
+///   changes, group membership) counts only on every object of the kind:
+///   one named user or role is that principal's privilege, not admin;
+/// - `iam:PassRole` must cover every role of the account; the compute step
+///   only needs to reach some resource of the service (the holder creates
+///   it). `iam:PassRole` alone, or a compute action alone, is never admin.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "*:* on every resource",
+        steps: &[&[on("*:*", "{all}")]],
+    },
+    Method {
+        name: "iam:CreatePolicyVersion",
+        steps: &[&[
+            on("iam:CreatePolicyVersion", "{held}"),
+            on("iam:CreatePolicyVersion", POLICIES),
+        ]],
+    },
+    Method {
+        name: "iam:SetDefaultPolicyVersion",
+        steps: &[&[
+            on("iam:SetDefaultPolicyVersion", "{held}"),
+            on("iam:SetDefaultPolicyVersion", POLICIES),
+        ]],
+    },
+    Method {
+        name: "iam:PutUserPolicy",
+        steps: &[&[
+            on("iam:PutUserPolicy", "{self}"),
+            on("iam:PutUserPolicy", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:PutGroupPolicy",
+        steps: &[&[
+            on("iam:PutGroupPolicy", "{group}"),
+            on("iam:PutGroupPolicy", GROUPS),
+        ]],
+    },
+    Method {
+        name: "iam:PutRolePolicy",
+        steps: &[&[
+            on("iam:PutRolePolicy", "{self}"),
+            on("iam:PutRolePolicy", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:AttachUserPolicy",
+        steps: &[&[
+            on("iam:AttachUserPolicy", "{self}"),
+            on("iam:AttachUserPolicy", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:AttachGroupPolicy",
+        steps: &[&[
+            on("iam:AttachGroupPolicy", "{group}"),
+            on("iam:AttachGroupPolicy", GROUPS),
+        ]],
+    },
+    Method {
+        name: "iam:AttachRolePolicy",
+        steps: &[&[
+            on("iam:AttachRolePolicy", "{self}"),
+            on("iam:AttachRolePolicy", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:AddUserToGroup",
+        steps: &[&[on("iam:AddUserToGroup", GROUPS)]],
+    },
+    Method {
+        name: "iam:CreateLoginProfile",
+        steps: &[&[on("iam:CreateLoginProfile", USERS)]],
+    },
+    Method {
+        name: "iam:UpdateLoginProfile",
+        steps: &[&[on("iam:UpdateLoginProfile", USERS)]],
+    },
+    Method {
+        name: "iam:CreateAccessKey",
+        steps: &[&[on("iam:CreateAccessKey", USERS)]],
+    },
+    Method {
+        name: "iam:UpdateAssumeRolePolicy",
+        steps: &[&[on("iam:UpdateAssumeRolePolicy", ROLES)]],
+    },
+    Method {
+        name: "iam:PutUserPermissionsBoundary",
+        steps: &[&[
+            on("iam:PutUserPermissionsBoundary", "{self}"),
+            on("iam:PutUserPermissionsBoundary", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:DeleteUserPermissionsBoundary",
+        steps: &[&[
+            on("iam:DeleteUserPermissionsBoundary", "{self}"),
+            on("iam:DeleteUserPermissionsBoundary", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:PutRolePermissionsBoundary",
+        steps: &[&[
+            on("iam:PutRolePermissionsBoundary", "{self}"),
+            on("iam:PutRolePermissionsBoundary", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:DeleteRolePermissionsBoundary",
+        steps: &[&[
+            on("iam:DeleteRolePermissionsBoundary", "{self}"),
+            on("iam:DeleteRolePermissionsBoundary", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:PassRole + lambda:CreateFunction + lambda:InvokeFunction or lambda:CreateEventSourceMapping",
+        steps: &[
+            PASS_ROLE,
+            &[some("lambda:CreateFunction", "arn:{p}:lambda:*:{a}:function:*")],
+            &[
+                some("lambda:InvokeFunction", "arn:{p}:lambda:*:{a}:function:*"),
+                some(
+                    "lambda:CreateEventSourceMapping",
+                    "arn:{p}:lambda:*:{a}:event-source-mapping:*",
+                ),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + ec2:RunInstances",
+        steps: &[
+            PASS_ROLE,
+            &[some("ec2:RunInstances", "arn:{p}:ec2:*:{a}:instance/*")],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + glue:CreateDevEndpoint",
+        steps: &[
+            PASS_ROLE,
+            &[some("glue:CreateDevEndpoint", "arn:{p}:glue:*:{a}:devEndpoint/*")],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + glue:CreateJob + glue:StartJobRun or glue:CreateTrigger",
+        steps: &[
+            PASS_ROLE,
+            &[some("glue:CreateJob", "arn:{p}:glue:*:{a}:job/*")],
+            &[
+                some("glue:StartJobRun", "arn:{p}:glue:*:{a}:job/*"),
+                some("glue:CreateTrigger", "arn:{p}:glue:*:{a}:trigger/*"),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + cloudformation:CreateStack",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "cloudformation:CreateStack",
+                "arn:{p}:cloudformation:*:{a}:stack/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + codebuild:CreateProject + codebuild:StartBuild",
+        steps: &[
+            PASS_ROLE,
+            &[some("codebuild:CreateProject", "arn:{p}:codebuild:*:{a}:project/*")],
+            &[
+                some("codebuild:StartBuild", "arn:{p}:codebuild:*:{a}:project/*"),
+                some("codebuild:StartBuildBatch", "arn:{p}:codebuild:*:{a}:project/*"),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + sagemaker:CreateNotebookInstance",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "sagemaker:CreateNotebookInstance",
+                "arn:{p}:sagemaker:*:{a}:notebook-instance/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + sagemaker:CreateTrainingJob",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "sagemaker:CreateTrainingJob",
+                "arn:{p}:sagemaker:*:{a}:training-job/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + sagemaker:CreateProcessingJob",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "sagemaker:CreateProcessingJob",
+                "arn:{p}:sagemaker:*:{a}:processing-job/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + ecs:RunTask or ecs:StartTask",
+        steps: &[
+            PASS_ROLE,
+            &[
+                some("ecs:RunTask", "arn:{p}:ecs:*:{a}:task-definition/*"),
+                some("ecs:StartTask", "arn:{p}:ecs:*:{a}:task-definition/*"),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + ecs:RegisterTaskDefinition + ecs:CreateService",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "ecs:RegisterTaskDefinition",
+                "arn:{p}:ecs:*:{a}:task-definition/*",
+            )],
+            &[some("ecs:CreateService", "arn:{p}:ecs:*:{a}:service/*")],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + datapipeline:CreatePipeline + datapipeline:PutPipelineDefinition",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "datapipeline:CreatePipeline",
+                "arn:{p}:datapipeline:*:{a}:pipeline/*",
+            )],
+            &[some(
+                "datapipeline:PutPipelineDefinition",
+                "arn:{p}:datapipeline:*:{a}:pipeline/*",
+            )],
+        ],
+    },
+];
+
+/// Whether `method` is effectively allowed: `Some(conditional)`.
+fn method_grant(perms: &Permissions, method: &Method) -> Option<bool> {
+    let mut conditional = false;
+    for step in method.steps {
+        let mut best: Option<bool> = None;
+        'alts: for alt in *step {
+            for target in perms.subject.targets(alt.on) {
+                if let Some(c) = perms.grant(alt.action, &target, alt.all) {
+                    best = Some(best.map_or(c, |b| b && c));
+                    if !c {
+                        break 'alts;
+                    }
+                }
+            }
+        }
+        conditional |= best?;
+    }
+    Some(conditional)
+}
+
+/// The first method of [`METHODS`] the permissions allow (unconditionally
+/// if any is), and whether only conditional statements allow it.
+pub fn escalation(perms: &Permissions) -> Option<(&'static Method, bool)> {
+    let mut conditional = None;
+    for m in METHODS {
+        match method_grant(perms, m) {
+            Some(false) => return Some((m, false)),
+            Some(true) if conditional.is_none() => conditional = Some((m, true)),
+            _ => {}
+        }
+    }
+    conditional
 }
 
 // ---------------------------------------------------------------------------
 // Analysis
 // ---------------------------------------------------------------------------
-
-/// IAM actions that let a principal escalate to full administrator.
-const ESCALATION_ACTIONS: &[&str] = &[
-    "iam:CreateAccessKey",
-    "iam:CreateLoginProfile",
-    "iam:UpdateLoginProfile",
-    "iam:AttachUserPolicy",
-    "iam:AttachGroupPolicy",
-    "iam:AttachRolePolicy",
-    "iam:PutUserPolicy",
-    "iam:PutGroupPolicy",
-    "iam:PutRolePolicy",
-    "iam:CreatePolicyVersion",
-    "iam:SetDefaultPolicyVersion",
-    "iam:AddUserToGroup",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:PassRole",
-];
 
 /// Action-name prefixes (after the service colon) that are read-only.
 const READ_PREFIXES: &[&str] = &[
@@ -332,41 +864,33 @@ const READ_PREFIXES: &[&str] = &[
 /// What a set of identity policies (everything one principal holds) allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Analysis {
-    /// Allowed action patterns after explicit unconditional `*`-resource Deny subtraction (`*` for NotAction allows); sorted, deduplicated.
+    /// Allowed action patterns after explicit unconditional every-resource Deny subtraction (`*` for NotAction allows); sorted, deduplicated.
     pub actions: Vec<String>,
     /// Resource patterns of the Allow statements that still allow something (dedup, sorted).
     pub resources: Vec<String>,
     /// Read, Write or Admin.
     pub privilege: PrivilegeLevel,
-    /// Why it is admin-equivalent, e.g. "allows *:* on *"; None unless Admin.
+    /// Why it is admin-equivalent, naming the [`Method`]; None unless Admin.
     pub admin_reason: Option<String>,
 }
 
-/// Unconditional Deny statements on every resource: the ones that subtract.
-fn hard_denies(docs: &[PolicyDocument]) -> Vec<&Statement> {
-    docs.iter()
-        .flat_map(|d| &d.statements)
+/// Unconditional Deny statements on every resource: the ones that subtract
+/// from the listed actions.
+fn hard_denies<'a>(stmts: impl Iterator<Item = &'a Statement>, every: &str) -> Vec<&'a Statement> {
+    stmts
         .filter(|s| {
-            s.effect == Effect::Deny && !s.has_condition && resources_cover_all(&s.resources)
+            s.effect == Effect::Deny && !s.has_condition && resources_cover(&s.resources, every)
         })
         .collect()
 }
 
 /// Whether allowed action pattern `p` is fully removed by one of `denies`.
 fn pattern_denied(p: &str, denies: &[&Statement]) -> bool {
-    let literal = !p.contains(['*', '?']);
     denies.iter().any(|d| match &d.actions {
         Spec::Only(ds) => ds.iter().any(|dp| covers(dp, p)),
-        // "Deny everything except X": exactly decidable only for literals.
-        Spec::AllBut(xs) => literal && !xs.iter().any(|x| action_matches(x, p)),
+        // "Deny everything except X" removes `p` when no X can name what it does.
+        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, p, true)),
     })
-}
-
-/// Whether a concrete action is denied by one of `denies`.
-fn action_denied(action: &str, denies: &[&Statement]) -> bool {
-    denies
-        .iter()
-        .any(|d| spec_matches(&d.actions, action, true))
 }
 
 fn is_read_only(pattern: &str) -> bool {
@@ -377,73 +901,28 @@ fn is_read_only(pattern: &str) -> bool {
     READ_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Admin finding for one statement: (rank, reason); lower rank wins.
-fn admin_finding(
-    stmt: &Statement,
-    surviving: &[String],
-    denies: &[&Statement],
-) -> Option<(u8, String)> {
-    if stmt.effect != Effect::Allow || !resources_cover_all(&stmt.resources) {
-        return None;
-    }
-    // Escalation actions still reachable through this statement.
-    let open: Vec<&str> = ESCALATION_ACTIONS
-        .iter()
-        .copied()
-        .filter(|a| !action_denied(a, denies))
-        .collect();
-    let suffix = if stmt.has_condition {
-        " (conditional)"
-    } else {
-        ""
-    };
-    let mut best: Option<(u8, String)> = None;
-    let mut consider = |rank: u8, reason: String| {
-        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-            best = Some((rank, reason));
-        }
-    };
-    match &stmt.actions {
-        Spec::Only(_) => {
-            for p in surviving {
-                if !open.iter().any(|a| action_matches(p, a)) {
-                    continue;
-                }
-                if covers(p, "*:*") {
-                    consider(0, format!("allows *:* on *{suffix}"));
-                } else if covers(p, "iam:*") {
-                    consider(1, format!("allows {p} on *{suffix}"));
-                } else if let Some(a) = open.iter().find(|a| action_matches(p, a)) {
-                    let reason = if p.eq_ignore_ascii_case(a) {
-                        format!("allows {a} on *{suffix}")
-                    } else {
-                        format!("allows {p} on * (includes {a}){suffix}")
-                    };
-                    consider(2, reason);
-                }
-            }
-        }
-        Spec::AllBut(excluded) => {
-            if !surviving.is_empty()
-                && open
-                    .iter()
-                    .any(|a| !excluded.iter().any(|x| action_matches(x, a)))
-            {
-                consider(3, format!("NotAction allow without iam exclusions{suffix}"));
-            }
-        }
-    }
-    best
+fn admin_reason(method: &Method, conditional: bool) -> String {
+    let suffix = if conditional { " (conditional)" } else { "" };
+    format!("admin-equivalent via {}{suffix}", method.name)
 }
 
-/// Analyse everything one principal holds: allowed actions, resources, privilege.
+/// Analyse a policy (or several) on their own, for a holder in no
+/// particular account: see [`analyse_for`].
 pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
-    let denies = hard_denies(docs);
+    analyse_for(&Permissions::of(docs))
+}
+
+/// Analyse what `perms` allow: the allowed actions and resources (of the
+/// identity policies, boundary not applied), and the privilege level with
+/// the boundary and every explicit Deny applied: Admin when an escalation
+/// [`Method`] is effectively allowed; Write when some non-read action is.
+pub fn analyse_for(perms: &Permissions) -> Analysis {
+    let every = perms.subject.every_resource();
+    let denies = hard_denies(perms.statements(), &every);
     let mut actions = Vec::new();
     let mut resources = Vec::new();
-    let mut best: Option<(u8, String)> = None;
     let mut write = false;
-    for stmt in docs.iter().flat_map(|d| &d.statements) {
+    for stmt in perms.policies.iter().flat_map(|d| &d.statements) {
         if stmt.effect != Effect::Allow {
             continue;
         }
@@ -458,12 +937,9 @@ pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
         if surviving.is_empty() {
             continue;
         }
-        if let Some(f) = admin_finding(stmt, &surviving, &denies) {
-            if best.as_ref().is_none_or(|(r, _)| f.0 < *r) {
-                best = Some(f);
-            }
-        }
-        write |= surviving.iter().any(|p| !is_read_only(p));
+        write |= surviving
+            .iter()
+            .any(|p| within_boundary(perms.boundary, p).any(|q| !is_read_only(&q)));
         actions.extend(surviving);
         match &stmt.resources {
             Spec::Only(rs) => resources.extend(rs.iter().cloned()),
@@ -474,8 +950,8 @@ pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
     actions.dedup();
     resources.sort();
     resources.dedup();
-    let (privilege, admin_reason) = match best {
-        Some((_, reason)) => (PrivilegeLevel::Admin, Some(reason)),
+    let (privilege, admin_reason) = match escalation(perms) {
+        Some((m, conditional)) => (PrivilegeLevel::Admin, Some(admin_reason(m, conditional))),
         None if write => (PrivilegeLevel::Write, None),
         None => (PrivilegeLevel::Read, None),
     };
@@ -487,15 +963,41 @@ pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
     }
 }
 
+/// What is left of allowed action pattern `p` inside the boundary's Allow
+/// statements: the narrower of two nested patterns, `p` itself when they
+/// merely overlap (an over-approximation), nothing when disjoint.
+fn within_boundary<'a>(
+    boundary: Option<&'a PolicyDocument>,
+    p: &'a str,
+) -> Box<dyn Iterator<Item = String> + 'a> {
+    let Some(b) = boundary else {
+        return Box::new(std::iter::once(p.to_string()));
+    };
+    Box::new(
+        b.statements
+            .iter()
+            .filter(|s| s.effect == Effect::Allow)
+            .flat_map(move |s| match &s.actions {
+                Spec::Only(bs) => bs
+                    .iter()
+                    .filter(|q| overlaps(q, p, true))
+                    .map(|q| {
+                        if covers(p, q) {
+                            q.clone()
+                        } else {
+                            p.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+                Spec::AllBut(xs) if !xs.iter().any(|x| covers(x, p)) => vec![p.to_string()],
+                Spec::AllBut(_) => Vec::new(),
+            }),
+    )
+}
+
 /// Whether the documents allow `action` on `resource` (an ARN); conditions assumed met on Allow, ignored on Deny.
 pub fn allows(docs: &[PolicyDocument], action: &str, resource: &str) -> bool {
-    let stmts = || docs.iter().flat_map(|d| &d.statements);
-    let hits = |s: &Statement| {
-        spec_matches(&s.actions, action, true) && spec_matches(&s.resources, resource, false)
-    };
-    let allowed = stmts().any(|s| s.effect == Effect::Allow && hits(s));
-    let denied = stmts().any(|s| s.effect == Effect::Deny && !s.has_condition && hits(s));
-    allowed && !denied
+    Permissions::of(docs).allows(action, resource)
 }
 
 // ---------------------------------------------------------------------------
@@ -614,7 +1116,10 @@ mod tests {
         assert_eq!(d.statements.len(), 1);
         let a = analyse(&[d]);
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
-        assert_eq!(a.admin_reason.as_deref(), Some("allows *:* on *"));
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via *:* on every resource")
+        );
         assert_eq!(a.actions, vec!["*"]);
         assert_eq!(a.resources, vec!["*"]);
     }
@@ -778,25 +1283,29 @@ mod tests {
     }
 
     #[test]
-    fn escalation_via_pass_role_on_star_is_admin() {
+    fn pass_role_alone_is_not_admin() {
         let a = analyse(&[allow(json!("iam:PassRole"), json!("*"))]);
-        assert_eq!(a.privilege, PrivilegeLevel::Admin);
-        assert_eq!(a.admin_reason.as_deref(), Some("allows iam:PassRole on *"));
+        assert_eq!(a.privilege, PrivilegeLevel::Write);
+        assert_eq!(a.admin_reason, None);
     }
 
     #[test]
     fn escalation_via_wildcard_pattern_is_admin() {
         let a = analyse(&[allow(json!("iam:Put*"), json!("*"))]);
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
-        let reason = a.admin_reason.unwrap_or_default();
-        assert!(reason.starts_with("allows iam:Put* on *"), "{reason}");
-        assert!(reason.contains("iam:PutUserPolicy"), "{reason}");
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via iam:PutUserPolicy")
+        );
     }
 
     #[test]
     fn iam_star_is_admin() {
         let a = analyse(&[allow(json!("iam:*"), json!("*"))]);
-        assert_eq!(a.admin_reason.as_deref(), Some("allows iam:* on *"));
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via iam:CreatePolicyVersion")
+        );
     }
 
     #[test]
@@ -837,7 +1346,7 @@ mod tests {
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
         assert_eq!(
             a.admin_reason.as_deref(),
-            Some("NotAction allow without iam exclusions")
+            Some("admin-equivalent via iam:CreatePolicyVersion")
         );
         assert_eq!(a.actions, vec!["*"]);
     }
@@ -895,7 +1404,7 @@ mod tests {
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
         assert_eq!(
             a.admin_reason.as_deref(),
-            Some("allows *:* on * (conditional)")
+            Some("admin-equivalent via *:* on every resource (conditional)")
         );
     }
 
