@@ -336,23 +336,31 @@ fn actions_touch(spec: &Spec, action: &str) -> bool {
 }
 
 /// Resource side of an Allow. `all`: it must reach every resource the target
-/// names; otherwise one is enough (creating *some* Lambda function). With
-/// `NotResource`, an exclusion that does not swallow the whole target leaves
-/// the rest of it reachable.
+/// names; otherwise one is enough (creating *some* Lambda function).
 fn resources_reach(spec: &Spec, target: &str, all: bool) -> bool {
     match spec {
         Spec::Only(ps) if all => ps.iter().any(|p| covers_with(p, target, false)),
         Spec::Only(ps) => ps.iter().any(|p| overlaps(p, target, false)),
+        Spec::AllBut(xs) if all => !xs.iter().any(|x| overlaps(x, target, false)),
         Spec::AllBut(xs) => !xs.iter().any(|x| covers_with(x, target, false)),
+    }
+}
+
+/// Resource side of a Deny: whether it breaks a grant on `target`. When the
+/// whole target is needed (`all`), denying any of it does; otherwise only
+/// denying all of it does.
+fn resources_deny(spec: &Spec, target: &str, all: bool) -> bool {
+    match spec {
+        Spec::Only(ps) if all => ps.iter().any(|p| overlaps(p, target, false)),
+        Spec::Only(ps) => ps.iter().any(|p| covers_with(p, target, false)),
+        Spec::AllBut(xs) if all => !xs.iter().any(|x| covers_with(x, target, false)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, target, false)),
     }
 }
 
 /// Resource side of a Deny: it denies every resource the target names.
 fn resources_cover(spec: &Spec, target: &str) -> bool {
-    match spec {
-        Spec::Only(ps) => ps.iter().any(|p| covers_with(p, target, false)),
-        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, target, false)),
-    }
+    resources_deny(spec, target, false)
 }
 
 // ---------------------------------------------------------------------------
@@ -414,13 +422,22 @@ impl Subject<'_> {
         }
     }
 
-    /// A statement pattern with the policy variables we can resolve.
-    fn resolve<'p>(&self, pattern: &'p str) -> std::borrow::Cow<'p, str> {
-        match self.user_name {
-            Some(u) if pattern.contains("${aws:username}") => {
-                std::borrow::Cow::Owned(pattern.replace("${aws:username}", u))
-            }
-            _ => std::borrow::Cow::Borrowed(pattern),
+    /// Resource patterns with the policy variables we can resolve
+    /// (`${aws:username}`); others stay literal and match nothing.
+    fn resolve_spec<'s>(&self, spec: &'s Spec) -> std::borrow::Cow<'s, Spec> {
+        let resolve = |ps: &[String]| -> Vec<String> {
+            ps.iter()
+                .map(|p| match self.user_name {
+                    Some(u) => p.replace("${aws:username}", u),
+                    None => p.clone(),
+                })
+                .collect()
+        };
+        let has_var = |ps: &[String]| ps.iter().any(|p| p.contains("${"));
+        match spec {
+            Spec::Only(ps) if has_var(ps) => std::borrow::Cow::Owned(Spec::Only(resolve(ps))),
+            Spec::AllBut(ps) if has_var(ps) => std::borrow::Cow::Owned(Spec::AllBut(resolve(ps))),
+            _ => std::borrow::Cow::Borrowed(spec),
         }
     }
 }
@@ -470,17 +487,7 @@ impl<'a> Permissions<'a> {
             if s.effect != Effect::Allow || !actions_cover(&s.actions, action) {
                 continue;
             }
-            let reach = match &s.resources {
-                Spec::Only(ps) => ps.iter().any(|p| {
-                    let p = self.subject.resolve(p);
-                    if all {
-                        covers_with(&p, target, false)
-                    } else {
-                        overlaps(&p, target, false)
-                    }
-                }),
-                other => resources_reach(other, target, all),
-            };
+            let reach = resources_reach(&self.subject.resolve_spec(&s.resources), target, all);
             if reach {
                 if !s.has_condition {
                     return Some(false);
@@ -503,12 +510,7 @@ impl<'a> Permissions<'a> {
             s.effect == Effect::Deny
                 && !s.has_condition
                 && actions_touch(&s.actions, action)
-                && match &s.resources {
-                    Spec::Only(ps) => ps
-                        .iter()
-                        .any(|p| covers_with(&self.subject.resolve(p), target, false)),
-                    other => resources_cover(other, target),
-                }
+                && resources_deny(&self.subject.resolve_spec(&s.resources), target, all)
         });
         (!denied).then_some(conditional)
     }
