@@ -323,8 +323,31 @@ fn arn_partition(arn: &str) -> &str {
 /// that account this way). A principal of an account not read is recorded
 /// as the trust policy names it (`arn:…:root` for an account id): it is not
 /// an identity of the estate, so the edge is a record, not a proven path.
+/// Taking over a principal of one's own account (a key or password of a
+/// user, a role's trust policy, a role passed to code) is acting as it too:
+/// an edge as well ([`policy::acts_as`]).
 fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
     let mut out: Vec<Trust> = Vec::new();
+    for p in principals {
+        let perms = p.permissions();
+        let (users, roles) = policy::could_act_as(&perms);
+        if !users && !roles {
+            continue;
+        }
+        for x in principals {
+            let is_user = x.kind == IdentityKind::User;
+            if x.arn == p.arn || x.account != p.account || !(if is_user { users } else { roles }) {
+                continue;
+            }
+            if let Some(how) = policy::acts_as(&perms, &x.arn, is_user) {
+                tracing::debug!(from = %p.arn, to = %x.arn, %how, "takeover edge");
+                out.push(Trust {
+                    from: p.arn.clone(),
+                    to: x.arn.clone(),
+                });
+            }
+        }
+    }
     for role in principals.iter().filter(|p| p.kind == IdentityKind::Role) {
         let Some(trust) = &role.trust else { continue };
         for p in principals {
@@ -333,7 +356,8 @@ fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
             }
             let named_here = p.account == role.account
                 && !policy::trust_is_account_wide(trust, &p.arn, &p.account);
-            if named_here || p.permissions().allows("sts:AssumeRole", &role.arn) {
+            let exists = out.iter().any(|t| t.from == p.arn && t.to == role.arn);
+            if !exists && (named_here || p.permissions().allows("sts:AssumeRole", &role.arn)) {
                 out.push(Trust {
                     from: p.arn.clone(),
                     to: role.arn.clone(),

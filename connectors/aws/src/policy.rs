@@ -1,17 +1,30 @@
 //! Pure IAM policy-document analysis: parsing (URL-encoded or plain JSON),
-//! effective allowed actions, privilege level, point `allows` checks and role
-//! trust evaluation. No AWS SDK types.
+//! effective permissions of a principal (identity policies ∩ permissions
+//! boundary, minus explicit denies of either, across all its documents),
+//! admin-equivalence through the escalation methods of [`METHODS`], taking
+//! over one named principal ([`acts_as`]) and role trust evaluation. No AWS
+//! SDK types.
 //!
-//! Judgment calls (all conservative, i.e. towards reporting more access):
+//! Resources are patterns matched against patterns: `arn:aws:*:*:*:*` is
+//! every resource, `arn:aws:iam::ACCT:user/*` every user of the account. A
+//! method applies when the allowed (action, resource) pairs cover what it
+//! needs, never by looking for a literal `*`.
+//!
+//! Judgment calls (all towards reporting more access, never less):
 //! - Conditions are assumed satisfiable on Allow statements and assumed *not*
 //!   to apply on Deny statements; so a conditional Allow of `*:*` is still
-//!   Admin-equivalent, and a conditional Deny never subtracts anything.
-//! - An Allow with `NotResource` counts as covering `*` (it grants everything
-//!   but a few resources) and contributes `*` to [`Analysis::resources`].
-//! - A Deny with `NotAction` subtracts only literal (wildcard-free) allowed
-//!   actions that none of its excluded patterns match.
+//!   admin-equivalent (the reason says "conditional"), and a conditional Deny
+//!   never subtracts anything.
+//! - Where a method needs a whole target (every user), a Deny on any part of
+//!   it breaks that method; where it needs only some (a Lambda function the
+//!   holder creates), only a Deny of all of it does. An Allow with
+//!   `NotResource` covers a target its exclusions do not touch.
+//! - `${aws:username}` is resolved for users; other policy variables stay
+//!   literal and match nothing (a self-service policy is not read as
+//!   covering everyone).
 //! - `NotPrincipal` statements are not evaluated (their principals are not
 //!   kept): they neither admit nor deny in trust evaluation.
+//! - Service control policies and resource policies are not read.
 
 use nhi_contract::PrivilegeLevel;
 use serde_json::{Map, Value};
@@ -840,6 +853,62 @@ fn method_grant(perms: &Permissions, method: &Method) -> Option<bool> {
     Some(conditional)
 }
 
+/// Actions that hand their holder a credential of one named user.
+const ACT_AS_USER: &[&str] = &[
+    "iam:CreateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+];
+
+/// Whether the permissions could take over *some* principal of the
+/// account: (a user, a role). A cheap filter before [`acts_as`] per target.
+pub fn could_act_as(perms: &Permissions) -> (bool, bool) {
+    let some = |action: &str, on: &str| {
+        perms
+            .subject
+            .targets(on)
+            .iter()
+            .any(|t| perms.grant(action, t, false).is_some())
+    };
+    let users = ACT_AS_USER.iter().any(|a| some(a, USERS));
+    let roles = some("iam:UpdateAssumeRolePolicy", ROLES) || some("iam:PassRole", ROLES);
+    (users, roles)
+}
+
+/// How the permissions let their holder act as one named principal of its
+/// account (`target`, a user when `is_user`): a credential of the user
+/// ([`ACT_AS_USER`]); for a role, rewriting its trust policy, or passing it
+/// to a service that runs code (`iam:PassRole` on it plus the compute steps
+/// of a PassRole method of [`METHODS`]). The action or method name, if any.
+/// This is acting as that principal, with its privilege: a trust edge, not
+/// admin-equivalence in itself.
+pub fn acts_as(perms: &Permissions, target: &str, is_user: bool) -> Option<&'static str> {
+    if is_user {
+        return ACT_AS_USER
+            .iter()
+            .copied()
+            .find(|a| perms.grant(a, target, true).is_some());
+    }
+    if perms
+        .grant("iam:UpdateAssumeRolePolicy", target, true)
+        .is_some()
+    {
+        return Some("iam:UpdateAssumeRolePolicy");
+    }
+    perms.grant("iam:PassRole", target, true)?;
+    METHODS
+        .iter()
+        .filter(|m| m.name.starts_with("iam:PassRole + "))
+        .find(|m| {
+            let compute = Method {
+                name: m.name,
+                steps: m.steps.get(1..).unwrap_or_default(),
+            };
+            method_grant(perms, &compute).is_some()
+        })
+        .map(|m| m.name)
+}
+
 /// The first method of [`METHODS`] the permissions allow (unconditionally
 /// if any is), and whether only conditional statements allow it.
 pub fn escalation(perms: &Permissions) -> Option<(&'static Method, bool)> {
@@ -1407,6 +1476,213 @@ mod tests {
         assert_eq!(
             a.admin_reason.as_deref(),
             Some("admin-equivalent via *:* on every resource (conditional)")
+        );
+    }
+
+    // --- patterns, denies, boundaries, methods ----------------------------
+
+    fn user_subject(name: &'static str) -> (String, Subject<'static>) {
+        let arn = format!("arn:aws:iam::{ACCT}:user/{name}");
+        let subject = Subject {
+            account: ACCT,
+            user_name: Some(name),
+            ..Subject::default()
+        };
+        (arn, subject)
+    }
+
+    fn level_of(docs: &[PolicyDocument], boundary: Option<&PolicyDocument>) -> Analysis {
+        let (arn, mut subject) = user_subject("ci-bot");
+        subject.arn = Some(&arn);
+        analyse_for(&Permissions {
+            policies: docs,
+            boundary,
+            subject,
+        })
+    }
+
+    #[test]
+    fn overlaps_is_glob_intersection() {
+        assert!(overlaps(
+            "arn:aws:iam::1:user/*",
+            "arn:aws:iam::*:user/a",
+            false
+        ));
+        assert!(overlaps("*:Get*", "s3:*", true));
+        assert!(!overlaps("s3:*", "iam:*", true));
+        assert!(!overlaps(
+            "arn:aws:iam::1:user/*",
+            "arn:aws:iam::1:role/*",
+            false
+        ));
+        assert!(overlaps("a?c", "*c", false));
+        assert!(!overlaps("ab", "a", false));
+    }
+
+    #[test]
+    fn every_resource_is_a_pattern_not_a_literal_star() {
+        for r in ["*", "arn:aws:*", "arn:aws:*:*:*:*", "arn:*:*:*:*:*"] {
+            let a = analyse(&[allow(json!("*"), json!(r))]);
+            assert_eq!(a.privilege, PrivilegeLevel::Admin, "{r}");
+        }
+        let s3 = analyse(&[allow(json!("*"), json!("arn:aws:s3:::*"))]);
+        assert_eq!(s3.privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn iam_methods_on_every_user_of_the_account_are_admin() {
+        let docs = [allow(
+            json!("iam:AttachUserPolicy"),
+            json!("arn:aws:iam::123456789012:user/*"),
+        )];
+        assert_eq!(level_of(&docs, None).privilege, PrivilegeLevel::Admin);
+        // Another account's users are no escalation here.
+        let other = [allow(
+            json!("iam:AttachUserPolicy"),
+            json!("arn:aws:iam::999999999999:user/*"),
+        )];
+        assert_eq!(level_of(&other, None).privilege, PrivilegeLevel::Write);
+        // Acting on oneself through ${aws:username}: policies yes, keys no.
+        let own_policy = [allow(
+            json!("iam:PutUserPolicy"),
+            json!("arn:aws:iam::123456789012:user/${aws:username}"),
+        )];
+        assert_eq!(level_of(&own_policy, None).privilege, PrivilegeLevel::Admin);
+        let own_keys = [allow(
+            json!("iam:CreateAccessKey"),
+            json!("arn:aws:iam::123456789012:user/${aws:username}"),
+        )];
+        assert_eq!(level_of(&own_keys, None).privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn pass_role_needs_a_compute_service_and_every_step() {
+        let pass = json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::123456789012:role/*"});
+        let lambda = |actions: Value| {
+            doc(
+                json!({"Statement": [pass.clone(), {"Effect": "Allow", "Action": actions, "Resource": "*"}]}),
+            )
+        };
+        let full = level_of(
+            &[lambda(json!([
+                "lambda:CreateFunction",
+                "lambda:InvokeFunction"
+            ]))],
+            None,
+        );
+        assert_eq!(full.privilege, PrivilegeLevel::Admin);
+        assert!(full
+            .admin_reason
+            .is_some_and(|r| r.contains("lambda:CreateFunction")));
+        let half = level_of(&[lambda(json!(["lambda:CreateFunction"]))], None);
+        assert_eq!(half.privilege, PrivilegeLevel::Write);
+        let no_pass = level_of(
+            &[allow(
+                json!(["lambda:CreateFunction", "lambda:InvokeFunction"]),
+                json!("*"),
+            )],
+            None,
+        );
+        assert_eq!(no_pass.privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn deny_with_resource_pattern_subtracts_across_documents() {
+        let admin = allow(json!("*"), json!("*"));
+        let deny_iam = doc(json!({"Statement": {"Effect": "Deny", "Action": "*",
+            "Resource": ["arn:aws:iam::*:user/*", "arn:aws:iam::*:group/*",
+                         "arn:aws:iam::*:role/*", "arn:aws:iam::*:policy/*"]}}));
+        assert_eq!(
+            level_of(&[admin.clone(), deny_iam], None).privilege,
+            PrivilegeLevel::Write
+        );
+        // "Deny everything but S3" leaves S3 only.
+        let deny_not_s3 = doc(
+            json!({"Statement": {"Effect": "Deny", "Action": "*", "NotResource": "arn:aws:s3:::*"}}),
+        );
+        assert_eq!(
+            level_of(&[admin.clone(), deny_not_s3], None).privilege,
+            PrivilegeLevel::Write
+        );
+        // A deny on one bucket leaves IAM open.
+        let deny_bucket = doc(
+            json!({"Statement": {"Effect": "Deny", "Action": "*", "Resource": "arn:aws:s3:::prod"}}),
+        );
+        assert_eq!(
+            level_of(&[admin, deny_bucket], None).privilege,
+            PrivilegeLevel::Admin
+        );
+    }
+
+    #[test]
+    fn boundary_intersects_and_its_denies_subtract() {
+        let admin = [allow(json!("*"), json!("*"))];
+        let s3 = allow(json!("s3:*"), json!("*"));
+        assert_eq!(level_of(&admin, Some(&s3)).privilege, PrivilegeLevel::Write);
+        let read = allow(json!(["s3:Get*", "s3:List*"]), json!("*"));
+        assert_eq!(
+            level_of(&admin, Some(&read)).privilege,
+            PrivilegeLevel::Read
+        );
+        let open = allow(json!("*"), json!("*"));
+        assert_eq!(
+            level_of(&admin, Some(&open)).privilege,
+            PrivilegeLevel::Admin
+        );
+        // The boundary only limits: what the identity lacks it does not add.
+        let reader = [allow(json!("s3:GetObject"), json!("*"))];
+        assert_eq!(
+            level_of(&reader, Some(&open)).privilege,
+            PrivilegeLevel::Read
+        );
+        // A boundary that lets the holder remove itself is no limit.
+        let escape = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iam:DeleteUserPermissionsBoundary",
+             "Resource": "arn:aws:iam::123456789012:user/${aws:username}"}
+        ]}));
+        let a = level_of(&admin, Some(&escape));
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via iam:DeleteUserPermissionsBoundary")
+        );
+        let deny = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}
+        ]}));
+        assert_ne!(
+            level_of(&admin, Some(&deny)).privilege,
+            PrivilegeLevel::Admin
+        );
+    }
+
+    #[test]
+    fn not_resource_allow_reaches_what_it_does_not_exclude() {
+        let d = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "iam:CreateAccessKey",
+            "NotResource": "arn:aws:iam::123456789012:user/break-glass"}}),
+        );
+        // Every user but one: not every user, so not admin by this method…
+        assert_eq!(
+            level_of(std::slice::from_ref(&d), None).privilege,
+            PrivilegeLevel::Write
+        );
+        // …but each of the others can be taken over.
+        let (arn, mut subject) = user_subject("ci-bot");
+        subject.arn = Some(&arn);
+        let perms = Permissions {
+            policies: std::slice::from_ref(&d),
+            boundary: None,
+            subject,
+        };
+        assert_eq!(
+            acts_as(&perms, "arn:aws:iam::123456789012:user/ops", true),
+            Some("iam:CreateAccessKey")
+        );
+        assert_eq!(
+            acts_as(&perms, "arn:aws:iam::123456789012:user/break-glass", true),
+            None
         );
     }
 

@@ -237,3 +237,33 @@ async fn cross_account_trust_needs_both_sides_and_follows_account_roots() {
         .iter()
         .any(|i| i.id.contains("999999999999") || i.id.contains("888888888888")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_one_named_principal_is_a_trust_edge_to_it() {
+    let moto = Moto::start("privilege", &[]).expect("fixture");
+    let inv = scan_with(&moto, config()).await;
+    let has = |from: &str, to: &str| {
+        inv.trusts
+            .iter()
+            .any(|t| t.from == moto.user(from) && t.to == to)
+    };
+    let admin_user = moto.user("admin-user");
+    let admin_role = moto.role("unbounded-admin");
+    assert_eq!(level(&inv, &admin_user), PrivilegeLevel::Admin);
+    assert!(has("t-key-of-admin", &admin_user), "{:#?}", inv.trusts);
+    assert!(has("t-pass-admin-ec2", &admin_role));
+    assert!(has("t-trust-of-admin", &admin_role));
+    assert!(
+        !has("t-pass-admin-only", &admin_role),
+        "iam:PassRole without a service to run code"
+    );
+    // Not admin by themselves: through the edge, to what they reach.
+    for u in ["t-key-of-admin", "t-pass-admin-ec2", "t-trust-of-admin"] {
+        assert_eq!(level(&inv, &moto.user(u)), PrivilegeLevel::Write, "{u}");
+    }
+    // Self-service keys are no takeover of anyone.
+    assert!(!inv
+        .trusts
+        .iter()
+        .any(|t| t.from == moto.user("n-create-access-key")));
+}

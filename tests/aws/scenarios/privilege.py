@@ -111,6 +111,12 @@ role("bounded-open", managed_policies=["arn:aws:iam::aws:policy/AdministratorAcc
 policies.append({"name": "pass-roles", "document": doc(pass_all)})
 policies.append({"name": "run-lambda", "document": doc(stmt(["lambda:CreateFunction", "lambda:InvokeFunction"], "*"))})
 user("split-passrole-lambda", managed_policies=["custom:pass-roles", "custom:run-lambda"])
+# acting as one named principal: a trust edge to it, not admin by itself
+user("admin-user", groups=["admins"])
+user("t-key-of-admin", stmt("iam:CreateAccessKey", U("admin-user")))
+user("t-pass-admin-ec2", stmt("iam:PassRole", R("unbounded-admin")), stmt("ec2:RunInstances", "*"))
+user("t-pass-admin-only", stmt("iam:PassRole", R("unbounded-admin")))
+user("t-trust-of-admin", stmt("iam:UpdateAssumeRolePolicy", R("unbounded-admin")))
 scenario = {
     "description": "privilege: one principal per escalation method (p-*) and a near miss for each (n-*); "
                    "denies across policies; permissions boundaries; two policies that escalate only together",
