@@ -3,6 +3,7 @@
 
     python3 tests/aws/moto_fixture.py SCENARIO.json [--proxy-fail-all CODE]
         [--proxy-throttle-first N] [--proxy-fail-action Action=CODE[:ErrorCode] ...]
+        [--proxy-gaad-roles-first]
         [--verbose]
 
 Starts moto in-process plus a counting / fault-injecting HTTP proxy in front of

@@ -1051,7 +1051,7 @@ impl Scan<'_> {
                 },
                 _ => identity_usage(&creds_of, human_last, report.is_some()),
             };
-            let whole = policy::analyse_for(&ev.permissions());
+            let (privilege, privilege_reason) = policy::assess(&ev.permissions());
             inv.identities.push(Identity {
                 provider: Provider::Aws,
                 id: p.arn.clone(),
@@ -1065,8 +1065,8 @@ impl Scan<'_> {
                 tags: p.tags.clone(),
                 human_login,
                 human_login_last_used: human_last,
-                privilege: Some(whole.privilege),
-                privilege_reason: whole.admin_reason,
+                privilege: Some(privilege),
+                privilege_reason,
             });
             inv.credentials.extend(creds_of);
         }

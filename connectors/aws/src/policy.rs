@@ -51,6 +51,80 @@ pub struct Statement {
     pub not_principal: bool,
     /// Whether a (non-empty) `Condition` is present.
     pub has_condition: bool,
+    /// Positions of the `Action` patterns by lower-case service, and those
+    /// whose service part has a wildcard: a policy like ReadOnlyAccess holds
+    /// thousands of patterns, and each escalation question names one service.
+    by_service: ServiceIndex,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct ServiceIndex {
+    services: std::collections::BTreeMap<String, Vec<usize>>,
+    wild: Vec<usize>,
+}
+
+impl ServiceIndex {
+    fn of(spec: &Spec) -> ServiceIndex {
+        let mut ix = ServiceIndex::default();
+        if let Spec::Only(ps) = spec {
+            for (i, p) in ps.iter().enumerate() {
+                match p.split_once(':') {
+                    Some((svc, _)) if !svc.contains(['*', '?']) => ix
+                        .services
+                        .entry(svc.to_ascii_lowercase())
+                        .or_default()
+                        .push(i),
+                    _ => ix.wild.push(i),
+                }
+            }
+        }
+        ix
+    }
+}
+
+impl Statement {
+    /// The `Action` patterns that can concern `action` (a pattern): those of
+    /// its service and those with a wildcard service; all of them when the
+    /// action's service is itself a pattern.
+    fn action_patterns<'s>(&'s self, ps: &'s [String], action: &str) -> Vec<&'s str> {
+        match action.split_once(':') {
+            Some((svc, _)) if !svc.contains(['*', '?']) => {
+                let own = self
+                    .by_service
+                    .services
+                    .get(&svc.to_ascii_lowercase())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                own.iter()
+                    .chain(&self.by_service.wild)
+                    .filter_map(|&i| ps.get(i).map(String::as_str))
+                    .collect()
+            }
+            _ => ps.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Allow side: it allows every action the pattern names.
+    fn actions_cover(&self, action: &str) -> bool {
+        match &self.actions {
+            Spec::Only(ps) => self
+                .action_patterns(ps, action)
+                .iter()
+                .any(|p| covers(p, action)),
+            Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, action, true)),
+        }
+    }
+
+    /// Deny side: it denies at least one action the pattern names.
+    fn actions_touch(&self, action: &str) -> bool {
+        match &self.actions {
+            Spec::Only(ps) => self
+                .action_patterns(ps, action)
+                .iter()
+                .any(|p| overlaps(p, action, true)),
+            Spec::AllBut(xs) => !xs.iter().any(|x| covers(x, action)),
+        }
+    }
 }
 
 /// The effect of a statement.
@@ -169,6 +243,7 @@ fn parse_statement(v: &Value) -> Result<Statement, PolicyError> {
     };
     Ok(Statement {
         effect,
+        by_service: ServiceIndex::of(&actions),
         actions,
         resources,
         principals,
@@ -283,6 +358,21 @@ fn action_matches(pattern: &str, action: &str) -> bool {
 /// `?` in `inner` by `?` or `*`. Sound (never claims cover wrongly); may miss
 /// exotic covers.
 fn covers_with(outer: &str, inner: &str, case_insensitive: bool) -> bool {
+    if outer == "*" {
+        return true;
+    }
+    // Cover implies a common string: most pairs (other services, other
+    // resource types) fail here without allocating.
+    if !prefixes_agree(outer, inner, case_insensitive) {
+        return false;
+    }
+    // Before its first `*`, `outer` matches literally: it cannot cover a
+    // `*` of `inner` that comes earlier.
+    if let Some(i) = inner.chars().position(|c| c == '*') {
+        if outer.chars().position(|c| c == '*').is_none_or(|o| o > i) {
+            return false;
+        }
+    }
     let o = chars(outer, case_insensitive);
     let n = chars(inner, case_insensitive);
     // dp[i][j]: o[i..] covers n[j..]
@@ -300,6 +390,35 @@ fn covers_with(outer: &str, inner: &str, case_insensitive: bool) -> bool {
     dp[0][0]
 }
 
+/// Whether the literal beginnings of two globs (up to the first `*` of
+/// either) can match the same text: a necessary condition for overlap.
+fn prefixes_agree(a: &str, b: &str, case_insensitive: bool) -> bool {
+    // Non-ASCII text is left to the full comparison (a `?` is one char,
+    // not one byte).
+    if !a.is_ascii() || !b.is_ascii() {
+        return true;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for i in 0.. {
+        match (a.get(i), b.get(i)) {
+            (Some(b'*'), _) | (_, Some(b'*')) | (None, None) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(b'?'), Some(_)) | (Some(_), Some(b'?')) => {}
+            (Some(x), Some(y)) => {
+                let same = if case_insensitive {
+                    x.eq_ignore_ascii_case(y)
+                } else {
+                    x == y
+                };
+                if !same {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Case-insensitive [`covers_with`], for actions.
 fn covers(outer: &str, inner: &str) -> bool {
     covers_with(outer, inner, true)
@@ -307,6 +426,12 @@ fn covers(outer: &str, inner: &str) -> bool {
 
 /// Whether some string matches both globs.
 fn overlaps(a: &str, b: &str, case_insensitive: bool) -> bool {
+    if a == "*" || b == "*" {
+        return true;
+    }
+    if !prefixes_agree(a, b, case_insensitive) {
+        return false;
+    }
     let a = chars(a, case_insensitive);
     let b = chars(b, case_insensitive);
     // dp[i][j]: a[i..] and b[j..] match a common string
@@ -329,22 +454,6 @@ fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
     match spec {
         Spec::Only(ps) => ps.iter().any(|p| glob_match(p, value, case_insensitive)),
         Spec::AllBut(ps) => !ps.iter().any(|p| glob_match(p, value, case_insensitive)),
-    }
-}
-
-/// Action side of an Allow: it allows every action the pattern names.
-fn actions_cover(spec: &Spec, action: &str) -> bool {
-    match spec {
-        Spec::Only(ps) => ps.iter().any(|p| covers(p, action)),
-        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, action, true)),
-    }
-}
-
-/// Action side of a Deny: it denies at least one action the pattern names.
-fn actions_touch(spec: &Spec, action: &str) -> bool {
-    match spec {
-        Spec::Only(ps) => ps.iter().any(|p| overlaps(p, action, true)),
-        Spec::AllBut(xs) => !xs.iter().any(|x| covers(x, action)),
     }
 }
 
@@ -497,7 +606,7 @@ impl<'a> Permissions<'a> {
     ) -> Option<bool> {
         let mut best = None;
         for s in docs.flat_map(|d| &d.statements) {
-            if s.effect != Effect::Allow || !actions_cover(&s.actions, action) {
+            if s.effect != Effect::Allow || !s.actions_cover(action) {
                 continue;
             }
             let reach = resources_reach(&self.subject.resolve_spec(&s.resources), target, all);
@@ -522,7 +631,7 @@ impl<'a> Permissions<'a> {
         let denied = self.statements().any(|s| {
             s.effect == Effect::Deny
                 && !s.has_condition
-                && actions_touch(&s.actions, action)
+                && s.actions_touch(action)
                 && resources_deny(&self.subject.resolve_spec(&s.resources), target, all)
         });
         (!denied).then_some(conditional)
@@ -1032,6 +1141,36 @@ pub fn analyse_for(perms: &Permissions) -> Analysis {
         privilege,
         admin_reason,
     }
+}
+
+/// The privilege level of `perms` and why it is admin, without listing
+/// actions: what a principal as a whole is assessed by (see [`analyse_for`]).
+pub fn assess(perms: &Permissions) -> (PrivilegeLevel, Option<String>) {
+    if let Some((m, conditional)) = escalation(perms) {
+        return (PrivilegeLevel::Admin, Some(admin_reason(m, conditional)));
+    }
+    let every = perms.subject.every_resource();
+    let denies = hard_denies(perms.statements(), &every);
+    let write = perms
+        .policies
+        .iter()
+        .flat_map(|d| &d.statements)
+        .filter(|s| s.effect == Effect::Allow)
+        .flat_map(|s| match &s.actions {
+            Spec::Only(ps) => ps.iter().map(String::as_str).collect::<Vec<_>>(),
+            Spec::AllBut(_) => vec!["*"],
+        })
+        .any(|p| {
+            !is_read_only(p)
+                && !pattern_denied(p, &denies)
+                && within_boundary(perms.boundary, p).any(|q| !is_read_only(&q))
+        });
+    let level = if write {
+        PrivilegeLevel::Write
+    } else {
+        PrivilegeLevel::Read
+    };
+    (level, None)
 }
 
 /// What is left of allowed action pattern `p` inside the boundary's Allow
