@@ -17,7 +17,7 @@ use aws_sdk_iam::Client;
 use futures_util::stream::{self, StreamExt};
 use nhi_contract::{
     Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity, IdentityKind,
-    Inventory, InventorySource, PrivilegeLevel, Provider, SourceError, Timestamp, Trust, Usage,
+    Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Usage,
 };
 
 use crate::config::AwsConfig;
@@ -1088,9 +1088,10 @@ impl Scan<'_> {
                     tags: BTreeMap::new(),
                     human_login: false,
                     human_login_last_used: row.password_last_used,
-                    // The root user can do anything in its account.
-                    privilege: Some(PrivilegeLevel::Admin),
-                    privilege_reason: Some("account root user".into()),
+                    // Root is its own kind (rules about root keys and
+                    // logins); its privilege is not assessed from policies.
+                    privilege: None,
+                    privilege_reason: None,
                 });
                 // Root key ids are only visible to root itself; the report
                 // gives slots, so the id names the slot (flag only).
