@@ -278,6 +278,8 @@ struct Evaluated {
     groups: Vec<String>,
     /// Managed policy ARNs held, directly or through groups.
     policies: Vec<String>,
+    /// Admin-equivalent groups of its account.
+    admin_groups: Vec<String>,
     /// Role trust policy.
     trust: Option<PolicyDocument>,
 }
@@ -294,6 +296,7 @@ impl Evaluated {
                 user_name: self.user_name.as_deref(),
                 groups: &self.groups,
                 policies: &self.policies,
+                admin_groups: &self.admin_groups,
             },
         }
     }
@@ -956,6 +959,30 @@ impl Scan<'_> {
             }
         }
 
+        // Groups whose policies make any member admin-equivalent: joining
+        // one is an escalation.
+        let mut admin_groups: Vec<String> = Vec::new();
+        for (garn, managed, inl) in d.groups.values() {
+            let group_docs: Vec<PolicyDocument> = managed
+                .iter()
+                .cloned()
+                .chain(inl.iter().map(|(n, _)| format!("{garn}#inline/{n}")))
+                .filter_map(|id| docs.get(&id).cloned())
+                .collect();
+            let perms = policy::Permissions {
+                policies: &group_docs,
+                boundary: None,
+                subject: policy::Subject {
+                    groups: std::slice::from_ref(garn),
+                    ..in_account(garn)
+                },
+            };
+            if policy::escalation(&perms).is_some() {
+                admin_groups.push(garn.clone());
+            }
+        }
+        admin_groups.sort();
+
         // Grants, and every principal's documents, boundary and trust for
         // the evaluation of the principal as a whole.
         let mut principals: Vec<Evaluated> = Vec::with_capacity(d.principals.len());
@@ -1014,6 +1041,7 @@ impl Scan<'_> {
                 boundary,
                 groups,
                 policies,
+                admin_groups: admin_groups.clone(),
                 trust,
             });
         }

@@ -507,6 +507,9 @@ pub struct Subject<'a> {
     pub groups: &'a [String],
     /// ARNs of the managed policies it holds (directly or through groups).
     pub policies: &'a [String],
+    /// ARNs of the groups of its account whose policies are
+    /// admin-equivalent for any member (`{admin_group}`).
+    pub admin_groups: &'a [String],
 }
 
 impl Subject<'_> {
@@ -537,6 +540,7 @@ impl Subject<'_> {
             "{self}" => self.arn.map(str::to_string).into_iter().collect(),
             "{group}" => self.groups.to_vec(),
             "{held}" => self.policies.to_vec(),
+            "{admin_group}" => self.admin_groups.to_vec(),
             "{all}" => vec![self.every_resource()],
             t => vec![t
                 .replace("{p}", self.partition())
@@ -653,7 +657,8 @@ pub struct Alt {
     /// The IAM action (or `*:*`).
     pub action: &'static str,
     /// Target template: `{self}`, `{group}` (any of its groups), `{held}`
-    /// (any managed policy it holds), `{all}` (every resource), or a
+    /// (any managed policy it holds), `{admin_group}` (any admin-equivalent
+    /// group of its account), `{all}` (every resource), or a
     /// resource pattern where `{p}` is the partition and `{a}` the account.
     pub on: &'static str,
     /// Whether the whole target must be allowed (IAM objects the holder does
@@ -701,8 +706,10 @@ const PASS_ROLE: &[Alt] = &[on("iam:PassRole", ROLES)];
 /// - policy and boundary changes count on the identity itself (`{self}`,
 ///   its groups, the policies it holds) or on every object of the kind;
 /// - acting as *another* principal (access keys, login profiles, trust
-///   changes, group membership) counts only on every object of the kind:
-///   one named user or role is that principal's privilege, not admin;
+///   changes) counts only on every object of the kind: one named user or
+///   role is that principal's privilege, not admin (see [`acts_as`]);
+/// - joining a group counts on every group, or on one whose policies are
+///   admin-equivalent;
 /// - `iam:PassRole` must cover every role of the account; the compute step
 ///   only needs to reach some resource of the service (the holder creates
 ///   it). `iam:PassRole` alone, or a compute action alone, is never admin.
@@ -769,7 +776,10 @@ pub const METHODS: &[Method] = &[
     },
     Method {
         name: "iam:AddUserToGroup",
-        steps: &[&[on("iam:AddUserToGroup", GROUPS)]],
+        steps: &[&[
+            on("iam:AddUserToGroup", "{admin_group}"),
+            on("iam:AddUserToGroup", GROUPS),
+        ]],
     },
     Method {
         name: "iam:CreateLoginProfile",

@@ -88,6 +88,7 @@ async fn every_escalation_method_is_admin_and_every_near_miss_is_not() {
     // issue reproduced, by name.
     for (name, method) in [
         ("p-full-access", "*:* on every resource"),
+        ("p-add-user-to-admin-group", "iam:AddUserToGroup"),
         ("p-attach-user-policy", "iam:AttachUserPolicy"),
         ("p-create-access-key", "iam:CreateAccessKey"),
         ("p-put-user-policy", "iam:PutUserPolicy"),

@@ -111,6 +111,8 @@ role("bounded-open", managed_policies=["arn:aws:iam::aws:policy/AdministratorAcc
 policies.append({"name": "pass-roles", "document": doc(pass_all)})
 policies.append({"name": "run-lambda", "document": doc(stmt(["lambda:CreateFunction", "lambda:InvokeFunction"], "*"))})
 user("split-passrole-lambda", managed_policies=["custom:pass-roles", "custom:run-lambda"])
+# joining one named group: admin when that group is
+user("p-add-user-to-admin-group", stmt("iam:AddUserToGroup", G("admins")))
 # acting as one named principal: a trust edge to it, not admin by itself
 user("admin-user", groups=["admins"])
 user("t-key-of-admin", stmt("iam:CreateAccessKey", U("admin-user")))
