@@ -328,13 +328,16 @@ fn arn_partition(arn: &str) -> &str {
 /// an identity of the estate, so the edge is a record, not a proven path.
 /// Taking over a principal of one's own account (a key or password of a
 /// user, a role's trust policy, a role passed to code) is acting as it too:
-/// an edge as well ([`policy::acts_as`]).
+/// an edge as well ([`policy::acts_as`]), from principals not already
+/// admin-equivalent.
 fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
     let mut out: Vec<Trust> = Vec::new();
     for p in principals {
         let perms = p.permissions();
         let (users, roles) = policy::could_act_as(&perms);
-        if !users && !roles {
+        // An admin-equivalent principal can take over anyone: edges to every
+        // principal would say nothing more and swamp the trust graph.
+        if (!users && !roles) || policy::escalation(&perms).is_some() {
             continue;
         }
         for x in principals {

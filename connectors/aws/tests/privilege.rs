@@ -262,6 +262,11 @@ async fn taking_over_one_named_principal_is_a_trust_edge_to_it() {
     for u in ["t-key-of-admin", "t-pass-admin-ec2", "t-trust-of-admin"] {
         assert_eq!(level(&inv, &moto.user(u)), PrivilegeLevel::Write, "{u}");
     }
+    // An admin could take over anyone: no edge to everyone from it.
+    assert!(!inv
+        .trusts
+        .iter()
+        .any(|t| t.from == moto.user("p-full-access") || t.from == admin_user));
     // Self-service keys are no takeover of anyone.
     assert!(!inv
         .trusts
