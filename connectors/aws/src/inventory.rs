@@ -9,6 +9,7 @@
 //! gap when refused; everything else failing makes the source unknown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -271,8 +272,8 @@ struct Evaluated {
     kind: IdentityKind,
     /// User name, for `${aws:username}`; None for roles.
     user_name: Option<String>,
-    /// Every identity policy: inline, managed, and its groups'.
-    docs: Vec<PolicyDocument>,
+    /// Every identity policy: inline, managed, and its groups' (shared).
+    docs: Vec<Arc<PolicyDocument>>,
     boundary: Option<PolicyDocument>,
     /// Group ARNs.
     groups: Vec<String>,
@@ -285,9 +286,14 @@ struct Evaluated {
 }
 
 impl Evaluated {
-    fn permissions(&self) -> policy::Permissions<'_> {
+    /// Its documents, borrowed, for [`Evaluated::permissions`].
+    fn doc_refs(&self) -> Vec<&PolicyDocument> {
+        self.docs.iter().map(Arc::as_ref).collect()
+    }
+
+    fn permissions<'a>(&'a self, docs: &'a [&'a PolicyDocument]) -> policy::Permissions<'a> {
         policy::Permissions {
-            policies: &self.docs,
+            policies: docs,
             boundary: self.boundary.as_ref(),
             subject: policy::Subject {
                 partition: arn_partition(&self.arn),
@@ -332,12 +338,17 @@ fn arn_partition(arn: &str) -> &str {
 /// admin-equivalent.
 fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
     let mut out: Vec<Trust> = Vec::new();
-    for p in principals {
-        let perms = p.permissions();
-        let (users, roles) = policy::could_act_as(&perms);
+    let refs: Vec<Vec<&PolicyDocument>> = principals.iter().map(Evaluated::doc_refs).collect();
+    let perms: Vec<policy::Permissions> = principals
+        .iter()
+        .zip(&refs)
+        .map(|(p, r)| p.permissions(r))
+        .collect();
+    for (p, perms) in principals.iter().zip(&perms) {
+        let (users, roles) = policy::could_act_as(perms);
         // An admin-equivalent principal can take over anyone: edges to every
         // principal would say nothing more and swamp the trust graph.
-        if (!users && !roles) || policy::escalation(&perms).is_some() {
+        if (!users && !roles) || policy::escalation(perms).is_some() {
             continue;
         }
         for x in principals {
@@ -345,7 +356,7 @@ fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
             if x.arn == p.arn || x.account != p.account || !(if is_user { users } else { roles }) {
                 continue;
             }
-            if let Some(how) = policy::acts_as(&perms, &x.arn, is_user) {
+            if let Some(how) = policy::acts_as(perms, &x.arn, is_user) {
                 tracing::debug!(from = %p.arn, to = %x.arn, %how, "takeover edge");
                 out.push(Trust {
                     from: p.arn.clone(),
@@ -356,14 +367,14 @@ fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
     }
     for role in principals.iter().filter(|p| p.kind == IdentityKind::Role) {
         let Some(trust) = &role.trust else { continue };
-        for p in principals {
+        for (p, perms) in principals.iter().zip(&perms) {
             if p.arn == role.arn || !policy::trust_admits(trust, &p.arn, &p.account) {
                 continue;
             }
             let named_here = p.account == role.account
                 && !policy::trust_is_account_wide(trust, &p.arn, &p.account);
             let exists = out.iter().any(|t| t.from == p.arn && t.to == role.arn);
-            if !exists && (named_here || p.permissions().allows("sts:AssumeRole", &role.arn)) {
+            if !exists && (named_here || perms.allows("sts:AssumeRole", &role.arn)) {
                 out.push(Trust {
                     from: p.arn.clone(),
                     to: role.arn.clone(),
@@ -902,7 +913,7 @@ impl Scan<'_> {
                 message: e.to_string(),
             })
         };
-        let mut docs: HashMap<String, PolicyDocument> = HashMap::new();
+        let mut docs: HashMap<String, Arc<PolicyDocument>> = HashMap::new();
         // Each entitlement on its own, in the account it belongs to (AWS
         // managed policies: any account); inline policies know their holder.
         let mut add_entitlement = |inv: &mut Inventory,
@@ -916,7 +927,7 @@ impl Scan<'_> {
             }
             let doc = parse(id, text)?;
             let a = policy::analyse_for(&policy::Permissions {
-                policies: std::slice::from_ref(&doc),
+                policies: &[&doc],
                 boundary: None,
                 subject,
             });
@@ -927,7 +938,7 @@ impl Scan<'_> {
                 resources: a.resources,
                 privilege: a.privilege,
             });
-            docs.insert(id.to_string(), doc);
+            docs.insert(id.to_string(), Arc::new(doc));
             Ok(())
         };
         for arn in &wanted {
@@ -966,11 +977,11 @@ impl Scan<'_> {
         // one is an escalation.
         let mut admin_groups: Vec<String> = Vec::new();
         for (garn, managed, inl) in d.groups.values() {
-            let group_docs: Vec<PolicyDocument> = managed
+            let group_docs: Vec<&PolicyDocument> = managed
                 .iter()
                 .cloned()
                 .chain(inl.iter().map(|(n, _)| format!("{garn}#inline/{n}")))
-                .filter_map(|id| docs.get(&id).cloned())
+                .filter_map(|id| docs.get(&id).map(Arc::as_ref))
                 .collect();
             let perms = policy::Permissions {
                 policies: &group_docs,
@@ -1082,7 +1093,7 @@ impl Scan<'_> {
                 },
                 _ => identity_usage(&creds_of, human_last, report.is_some()),
             };
-            let (privilege, privilege_reason) = policy::assess(&ev.permissions());
+            let (privilege, privilege_reason) = policy::assess(&ev.permissions(&ev.doc_refs()));
             inv.identities.push(Identity {
                 provider: Provider::Aws,
                 id: p.arn.clone(),

@@ -574,8 +574,9 @@ impl Subject<'_> {
 /// of either.
 #[derive(Debug, Clone, Copy)]
 pub struct Permissions<'a> {
-    /// Every identity policy: inline, managed, and those of its groups.
-    pub policies: &'a [PolicyDocument],
+    /// Every identity policy: inline, managed, and those of its groups
+    /// (borrowed: principals share documents).
+    pub policies: &'a [&'a PolicyDocument],
     /// The permissions boundary's document, if one is set.
     pub boundary: Option<&'a PolicyDocument>,
     /// Who holds them.
@@ -584,7 +585,7 @@ pub struct Permissions<'a> {
 
 impl<'a> Permissions<'a> {
     /// Documents on their own, no boundary, no subject.
-    pub fn of(policies: &'a [PolicyDocument]) -> Permissions<'a> {
+    pub fn of(policies: &'a [&'a PolicyDocument]) -> Permissions<'a> {
         Permissions {
             policies,
             boundary: None,
@@ -595,6 +596,7 @@ impl<'a> Permissions<'a> {
     fn statements(&self) -> impl Iterator<Item = &'a Statement> + 'a {
         self.policies
             .iter()
+            .copied()
             .chain(self.boundary)
             .flat_map(|d| &d.statements)
     }
@@ -628,7 +630,8 @@ impl<'a> Permissions<'a> {
     /// resource pattern): on all of it when `all`, else on some of it.
     /// `Some(true)` when only conditional Allow statements grant it.
     pub fn grant(&self, action: &str, target: &str, all: bool) -> Option<bool> {
-        let mut conditional = self.allowed_in(self.policies.iter(), action, target, all)?;
+        let mut conditional =
+            self.allowed_in(self.policies.iter().copied(), action, target, all)?;
         if let Some(b) = self.boundary {
             conditional |= self.allowed_in(std::iter::once(b), action, target, all)?;
         }
@@ -1099,7 +1102,8 @@ fn admin_reason(method: &Method, conditional: bool) -> String {
 /// Analyse a policy (or several) on their own, for a holder in no
 /// particular account: see [`analyse_for`].
 pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
-    analyse_for(&Permissions::of(docs))
+    let refs: Vec<&PolicyDocument> = docs.iter().collect();
+    analyse_for(&Permissions::of(&refs))
 }
 
 /// Analyse what `perms` allow: the allowed actions and resources (of the
@@ -1217,7 +1221,8 @@ fn within_boundary<'a>(
 
 /// Whether the documents allow `action` on `resource` (an ARN); conditions assumed met on Allow, ignored on Deny.
 pub fn allows(docs: &[PolicyDocument], action: &str, resource: &str) -> bool {
-    Permissions::of(docs).allows(action, resource)
+    let refs: Vec<&PolicyDocument> = docs.iter().collect();
+    Permissions::of(&refs).allows(action, resource)
 }
 
 // ---------------------------------------------------------------------------
@@ -1643,8 +1648,9 @@ mod tests {
     fn level_of(docs: &[PolicyDocument], boundary: Option<&PolicyDocument>) -> Analysis {
         let (arn, mut subject) = user_subject("ci-bot");
         subject.arn = Some(&arn);
+        let refs: Vec<&PolicyDocument> = docs.iter().collect();
         analyse_for(&Permissions {
-            policies: docs,
+            policies: &refs,
             boundary,
             subject,
         })
@@ -1821,7 +1827,7 @@ mod tests {
         let (arn, mut subject) = user_subject("ci-bot");
         subject.arn = Some(&arn);
         let perms = Permissions {
-            policies: std::slice::from_ref(&d),
+            policies: &[&d],
             boundary: None,
             subject,
         };
