@@ -75,7 +75,7 @@ pub struct IdentityFacts {
     pub active_credentials: i64,
     /// Active access keys.
     pub active_access_keys: i64,
-    /// Holds an admin-equivalent entitlement directly.
+    /// Admin-equivalent by what it holds itself (not through assume-role).
     pub admin_direct: bool,
     /// Admin-equivalent directly or through assume-role chains.
     pub admin: bool,
@@ -157,11 +157,16 @@ impl Facts {
         let direct_priv: Vec<PrivilegeLevel> = (0..n as u32)
             .into_par_iter()
             .map(|i| {
-                graph
-                    .held(i)
-                    .map(|e| estate.entitlements[e as usize].privilege)
-                    .max()
-                    .unwrap_or_default()
+                // The connector's assessment of the identity as a whole
+                // (policies combined, boundary applied) wins over the
+                // highest of its entitlements taken one by one.
+                estate.identities[i as usize].privilege.unwrap_or_else(|| {
+                    graph
+                        .held(i)
+                        .map(|e| estate.entitlements[e as usize].privilege)
+                        .max()
+                        .unwrap_or_default()
+                })
             })
             .collect();
         let effective_priv = propagate_privilege(graph, &direct_priv);

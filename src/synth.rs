@@ -142,6 +142,8 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             tags,
             human_login: !role && r.chance(2),
             human_login_last_used: None,
+            privilege: None,
+            privilege_reason: None,
         });
         for _ in 0..(1 + r.below(3)) {
             // Admin policies are rare: skip them in random picks.

@@ -16,58 +16,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const SCANNER: &str = "123456789012";
 const MEMBER: &str = "222233334444";
 
-/// The member account's half of the organisation, seeded through the role
-/// the scan assumes: `ci-bot` (same name as in the scanner account) with
-/// one access key, a console password and a wide policy.
+/// The member account's `ci-bot` (same name as in the scanner account),
+/// seeded by the scenario: one access key, a console password, a wide
+/// policy.
 struct Member {
     key: String,
 }
 
-async fn seed_member(moto: &Moto) -> Member {
-    let iam = moto.account_client(MEMBER).await;
-    iam.create_user()
-        .user_name("ci-bot")
-        .send()
-        .await
-        .expect("create member user");
-    let key = iam
-        .create_access_key()
-        .user_name("ci-bot")
-        .send()
-        .await
-        .expect("create member key");
-    // The response carries the secret: keep the id only.
-    let key_id = key
-        .access_key()
-        .map(|k| k.access_key_id().to_string())
-        .expect("key id");
-    iam.create_login_profile()
-        .user_name("ci-bot")
-        .password("Member-Console-Passw0rd!")
-        .send()
-        .await
-        .expect("login profile");
-    let policy = iam
-        .create_policy()
-        .policy_name("iam-wide")
-        .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#,
-        )
-        .send()
-        .await
-        .expect("policy");
-    let arn = policy
-        .policy()
-        .and_then(|p| p.arn())
-        .expect("policy arn")
-        .to_string();
-    iam.attach_user_policy()
-        .user_name("ci-bot")
-        .policy_arn(arn)
-        .send()
-        .await
-        .expect("attach");
-    Member { key: key_id }
+fn member(moto: &Moto) -> Member {
+    Member {
+        key: moto.key("member-ci-bot-key"),
+    }
 }
 
 fn user(account: &str) -> String {
@@ -287,8 +246,8 @@ fn of<'a>(outcomes: &'a [Value], op: &str) -> Vec<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_and_undo_land_in_the_subjects_account_only() {
-    let moto = Moto::start("accounts", &["--multi-account"]).expect("fixture");
-    let member = seed_member(&moto).await;
+    let moto = Moto::start("org-same-names", &[]).expect("fixture");
+    let member = member(&moto);
     let scanner_before = state(&moto, SCANNER).await;
     assert!(scanner_before.console && scanner_before.keys.iter().all(|k| k.1));
     assert_eq!(scanner_before.policies, vec!["deploy-s3", "iam-wide"]);
@@ -364,8 +323,8 @@ async fn actions_and_undo_land_in_the_subjects_account_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_after_quarantine_and_allowed_console_removal_stay_in_their_account() {
-    let moto = Moto::start("accounts", &["--multi-account"]).expect("fixture");
-    let member = seed_member(&moto).await;
+    let moto = Moto::start("org-same-names", &[]).expect("fixture");
+    let member = member(&moto);
     let scanner_before = state(&moto, SCANNER).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(
@@ -401,8 +360,8 @@ async fn delete_after_quarantine_and_allowed_console_removal_stay_in_their_accou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_not_found_in_its_account_is_an_error() {
     use nhi_contract::{ActionRequest, CredentialKind, Operation, Provider, Remediator};
-    let moto = Moto::start("accounts", &["--multi-account"]).expect("fixture");
-    let member = seed_member(&moto).await;
+    let moto = Moto::start("org-same-names", &[]).expect("fixture");
+    let member = member(&moto);
     let scanner_before = state(&moto, SCANNER).await;
     let sdk = Moto::sdk_config(&moto.ready.endpoint).await;
     let req = |op: Operation, identity: String, cred: Option<&str>| ActionRequest {

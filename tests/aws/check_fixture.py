@@ -442,12 +442,51 @@ def check_seeding_error(scenario: dict, expect_in_stderr: str) -> None:
         os.unlink(f.name)
 
 
+OTHER = "210987654321"
+ACCOUNTS = {
+    "aws_managed_policies": "referenced",
+    "policies": [{"name": "boundary", "document": {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}}],
+    "users": [{"name": "same", "keys": [{"name": "here-key"}]}],
+    "roles": [{"name": "same", "permissions_boundary": "custom:boundary"}],
+    "accounts": {OTHER: {"users": [{"name": "same", "keys": [{"name": "there-key"}]}],
+                         "roles": [{"name": "scanner"}]}},
+}
+
+
+def check_accounts_boundaries_and_gaad_paging(fx: Fixture, ready: dict) -> None:
+    iam = client("iam", ready["proxy"])
+    pages = list(iam.get_paginator("get_account_authorization_details").paginate(Filter=["User", "Role"]))
+    equal([(len(p["UserDetailList"]), len(p["RoleDetailList"])) for p in pages], [(0, 1), (1, 0)],
+          "--proxy-gaad-roles-first: roles on page 1, users on page 2")
+    role = pages[0]["RoleDetailList"][0] if pages and pages[0]["RoleDetailList"] else {}
+    equal(role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn"),
+          f"arn:aws:iam::{ACCOUNT}:policy/boundary", "role permissions boundary in GAAD")
+    # The other account, reached the way the connector does: STS into a role there.
+    creds = client("sts", ready["endpoint"]).assume_role(
+        RoleArn=f"arn:aws:iam::{OTHER}:role/scanner", RoleSessionName="check")["Credentials"]
+    other = boto3.client("iam", endpoint_url=ready["endpoint"], region_name="us-east-1",
+                         aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                         aws_session_token=creds["SessionToken"])
+    there = other.get_user(UserName="same")["User"]["Arn"]
+    equal(there, f"arn:aws:iam::{OTHER}:user/same", "assumed-role credentials act in the other account")
+    equal([k["AccessKeyId"] for k in other.list_access_keys(UserName="same")["AccessKeyMetadata"]],
+          [ready["keys"]["there-key"]], "the other account's key is its own")
+    equal([k["AccessKeyId"] for k in iam.list_access_keys(UserName="same")["AccessKeyMetadata"]],
+          [ready["keys"]["here-key"]], "the default account's key is its own")
+
+
 def main() -> int:
     t0 = time.monotonic()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(SMALL, f)
     small = Path(f.name)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(ACCOUNTS, f)
+    accounts = Path(f.name)
     try:
+        run("accounts, boundaries, GAAD paged", accounts, ["--proxy-gaad-roles-first"],
+            check_accounts_boundaries_and_gaad_paging)
         run("smoke.json", SMOKE, [], check_smoke)
         run("throttle + per-action faults", small,
             ["--proxy-throttle-first", "2", "--proxy-fail-action", "ListSSHPublicKeys=500",
@@ -457,6 +496,7 @@ def main() -> int:
         check_seeding_error({"users": [{"name": "x", "create_days_ago": 3}]}, "unknown field")
     finally:
         os.unlink(small)
+        os.unlink(accounts)
     elapsed = time.monotonic() - t0
     check(elapsed < 60, f"self-check took {elapsed:.1f}s (budget 60s)")
     if failures:

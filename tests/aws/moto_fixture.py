@@ -3,6 +3,7 @@
 
     python3 tests/aws/moto_fixture.py SCENARIO.json [--proxy-fail-all CODE]
         [--proxy-throttle-first N] [--proxy-fail-action Action=CODE[:ErrorCode] ...]
+        [--proxy-gaad-roles-first]
         [--verbose]
 
 Starts moto in-process plus a counting / fault-injecting HTTP proxy in front of
@@ -55,10 +56,8 @@ os.environ.update({
 # iam.models.get_account_id_from, which instantiates the IAM backend of every partition
 # (aws-cn, aws-us-gov, ...); with AWS managed policies loaded that costs ~1 s on the
 # first request. Pinning is also what the credentials "testing" resolve to anyway.
-# --multi-account leaves it unpinned, so credentials from AssumeRole into another
-# account's role act in that account (an organisation's member accounts).
-if "--multi-account" not in sys.argv:
-    os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
+# A scenario with "accounts" unpins it again (see run()).
+os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
 
 import boto3  # noqa: E402
 import botocore.config  # noqa: E402
@@ -80,7 +79,9 @@ class ScenarioError(ValueError):
 # would assert against data that was never seeded, so unknown fields are rejected.
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
-                 "aws_managed_policies", "description", "principals"},
+                 "aws_managed_policies", "description", "principals", "accounts"},
+    # Another account's IAM: the same sections as the scenario's own.
+    "account": {"users", "groups", "roles", "policies", "aws_managed_policies"},
     "user": {"name", "path", "tags", "login_profile", "mfa", "groups", "managed_policies",
              "inline_policies", "keys", "ssh_keys", "signing_certificates", "created_days_ago"},
     "key": {"name", "status", "created_days_ago", "last_used"},
@@ -91,7 +92,7 @@ ALLOWED_FIELDS = {
     "certificate": {"status", "uploaded_days_ago"},
     "group": {"name", "path", "managed_policies", "inline_policies"},
     "role": {"name", "path", "description", "trust", "managed_policies", "inline_policies",
-             "tags", "created_days_ago", "last_used"},
+             "tags", "created_days_ago", "last_used", "permissions_boundary"},
     "policy": {"name", "path", "description", "document"},
     "bulk_users": {"count", "prefix", "keys_per_user", "path", "tags"},
     "root_access_key": {"created_days_ago", "last_used"},
@@ -168,12 +169,19 @@ class Seeder:
     adjusts what the API cannot set (timestamps, last-used data, root) on the shared
     in-process backend objects."""
 
-    def __init__(self, scenario: dict, endpoint: str):
-        self.scenario = check_fields("scenario", scenario, "scenario")
+    def __init__(self, scenario: dict, endpoint: str, account: str = ACCOUNT_ID):
+        self.account = account
+        self.scenario = check_fields("scenario" if account == ACCOUNT_ID else "account", scenario,
+                                     "scenario" if account == ACCOUNT_ID else f"accounts.{account}")
         self.iam = boto3.client(
             "iam", endpoint_url=endpoint, region_name=REGION,
             aws_access_key_id="testing", aws_secret_access_key="testing",
             config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+        if account != ACCOUNT_ID:
+            # moto's per-request account override (honoured once MOTO_ACCOUNT_ID is unset).
+            def to_account(request: Any, **_: Any) -> None:
+                request.headers["x-moto-account-id"] = account
+            self.iam.meta.events.register("before-sign.iam.*", to_account)
         # Timestamps are whole seconds, as AWS returns them, and naive UTC, as moto stores
         # them (moto.core.utils.utcnow()). "N days ago" is measured from this instant.
         self.now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
@@ -191,7 +199,7 @@ class Seeder:
         from moto.iam.models import iam_backends
 
         # IAM is global: moto keys its backends by partition, not by region.
-        return iam_backends[ACCOUNT_ID][PARTITION]
+        return iam_backends[self.account][PARTITION]
 
     def days_ago(self, days: float | None) -> dt.datetime | None:
         return None if days is None else self.now - dt.timedelta(days=days)
@@ -227,6 +235,18 @@ class Seeder:
         if "root_access_key" in s:
             self.seed_root(s["root_access_key"])
         self.verify()
+        # Other accounts, each through its own backend; logical key names stay unique
+        # across all of them.
+        for account, sub in (s.get("accounts") or {}).items():
+            if not (isinstance(account, str) and len(account) == 12 and account.isdigit()) \
+                    or account == ACCOUNT_ID:
+                raise ScenarioError(f"accounts: {account!r} is not another 12-digit account id")
+            sub = dict(check_fields("account", sub, f"accounts.{account}"))
+            sub.setdefault("aws_managed_policies", s.get("aws_managed_policies", "all"))
+            other = Seeder(sub, self.iam.meta.endpoint_url, account)
+            other.seed()
+            for logical, key_id in other.keys.items():
+                self.add_key_name(logical, key_id)
 
     # -- AWS managed policies -----------------------------------------------
 
@@ -250,7 +270,7 @@ class Seeder:
         for name, data in json.loads(aws_managed_policies_data).items():
             arn = f"arn:aws:iam::aws:policy{data.get('Path') or '/'}{name}"  # AWSManagedPolicy.arn
             if arn in wanted:
-                policy = AWSManagedPolicy.from_data(name, ACCOUNT_ID, REGION, data)
+                policy = AWSManagedPolicy.from_data(name, self.account, REGION, data)
                 backend.aws_managed_policies.append(policy)
                 backend.managed_policies[policy.arn] = policy
                 wanted.discard(arn)
@@ -379,6 +399,8 @@ class Seeder:
             args["Path"] = r["path"]
         if r.get("description"):
             args["Description"] = r["description"]
+        if r.get("permissions_boundary"):
+            args["PermissionsBoundary"] = self.resolve_policy(r["permissions_boundary"])
         role = self.iam.create_role(**args)["Role"]
         self.roles[name] = role["Arn"]
         for ref in r.get("managed_policies") or []:
@@ -447,7 +469,7 @@ class Seeder:
                 key1 = ["true", rotated.strftime(fmt), "N/A", "N/A", "N/A"]
         else:
             key1 = ["false", "N/A", "N/A", "N/A", "N/A"]
-        row = ",".join(["<root_account>", f"arn:aws:iam::{ACCOUNT_ID}:root", created.strftime(fmt),
+        row = ",".join(["<root_account>", f"arn:aws:iam::{self.account}:root", created.strftime(fmt),
                         "not_supported", "no_information", "not_supported", "not_supported", "false",
                         *key1, "false", "N/A", "N/A", "N/A", "N/A", "false", "N/A", "false", "N/A"])
 
@@ -540,10 +562,11 @@ def parse_fault(spec: str, default_5xx: str) -> tuple[int, str]:
 
 class Faults:
     def __init__(self, fail_all: tuple[int, str] | None, throttle_first: int,
-                 per_action: dict[str, tuple[int, str]]):
+                 per_action: dict[str, tuple[int, str]], gaad_roles_first: bool = False):
         self.fail_all = fail_all
         self.throttle_left = throttle_first
         self.per_action = per_action
+        self.gaad_roles_first = gaad_roles_first
         self.lock = threading.Lock()
 
     def decide(self, action: str) -> tuple[int, str, str] | None:
@@ -570,11 +593,35 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "content-length", "server", "date"}
 
 
-def request_action(query: str, body: bytes, content_type: str) -> str:
+def request_params(query: str, body: bytes, content_type: str) -> dict[str, list[str]]:
     params = urllib.parse.parse_qs(query)
     if "Action" not in params and body and (not content_type or "x-www-form-urlencoded" in content_type):
         params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-    return params.get("Action", ["Unknown"])[0]
+    return params
+
+
+def request_action(query: str, body: bytes, content_type: str) -> str:
+    return request_params(query, body, content_type).get("Action", ["Unknown"])[0]
+
+
+GAAD_SECOND_PAGE = "users-page"
+
+
+def gaad_page(data: bytes, marker: str | None) -> bytes:
+    """--proxy-gaad-roles-first: moto answers GetAccountAuthorizationDetails in one
+    page; AWS pages it and guarantees no order across pages. Page 1 carries everything
+    but the users (roles first), page 2 (Marker users-page) only the users."""
+    import re
+
+    text = data.decode("utf-8")
+    if marker == GAAD_SECOND_PAGE:
+        for tag in ("RoleDetailList", "GroupDetailList", "Policies"):
+            text = re.sub(rf"<{tag}>.*?</{tag}>", f"<{tag}></{tag}>", text, flags=re.S)
+        return text.encode()
+    text = re.sub(r"<UserDetailList>.*?</UserDetailList>", "<UserDetailList></UserDetailList>", text, flags=re.S)
+    text = re.sub(r"<IsTruncated>\s*false\s*</IsTruncated>",
+                  f"<IsTruncated>true</IsTruncated><Marker>{GAAD_SECOND_PAGE}</Marker>", text)
+    return text.encode()
 
 
 def signing_service(authorization: str) -> str | None:
@@ -664,8 +711,12 @@ class ProxyHandler(BaseHTTPRequestHandler):
                               [("Content-Type", "application/json")])
 
         fault = None
+        self.gaad_marker: str | None = None
         if not path.startswith("/moto-api"):  # moto's own control API: neither counted nor faulted
-            action = request_action(query, body, self.headers.get("Content-Type", ""))
+            params = request_params(query, body, self.headers.get("Content-Type", ""))
+            action = params.get("Action", ["Unknown"])[0]
+            if action == "GetAccountAuthorizationDetails" and self.server.faults.gaad_roles_first:
+                self.gaad_marker = params.get("Marker", [""])[0]
             # Faults target IAM only: an STS call sharing the endpoint (e.g.
             # GetCallerIdentity) is counted but always forwarded.
             if signing_service(self.headers.get("Authorization", "")) in (None, "iam"):
@@ -694,6 +745,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
                               [("Content-Type", "text/plain")])
         finally:
             conn.close()
+        if self.gaad_marker is not None and resp.status == 200:
+            data = gaad_page(data, self.gaad_marker)
         self.reply(resp.status, data, out)
 
 
@@ -711,10 +764,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--proxy-fail-action", metavar="Action=CODE[:ErrorCode]", action="append", default=[],
                    help="answer every request for Action with this status (default code InternalFailure "
                         "for 5xx); repeatable")
+    p.add_argument("--proxy-gaad-roles-first", action="store_true",
+                   help="answer GetAccountAuthorizationDetails in two pages: roles, groups and "
+                        "policies first, users second")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    p.add_argument("--multi-account", action="store_true",
-                   help="do not pin moto to the scenario's account: AssumeRole credentials act in "
-                        "the role's account (read at import time, see MOTO_ACCOUNT_ID above)")
     p.add_argument("--enforce-iam-auth", action="store_true",
                    help="after seeding, authenticate every request and enforce the caller's IAM policies")
     args = p.parse_args(argv)
@@ -749,7 +802,8 @@ class Fixture:
         self.moto.start()
         moto_host, moto_port = self.moto.get_host_and_port()
         endpoint = f"http://{moto_host}:{moto_port}"
-        faults = Faults(self.args.proxy_fail_all, self.args.proxy_throttle_first, self.args.per_action)
+        faults = Faults(self.args.proxy_fail_all, self.args.proxy_throttle_first, self.args.per_action,
+                        self.args.proxy_gaad_roles_first)
         self.proxy = ProxyServer((moto_host, moto_port), faults, self.args.verbose)
         threading.Thread(target=self.proxy.serve_forever, kwargs={"poll_interval": 0.05},
                          name="proxy", daemon=True).start()
@@ -757,6 +811,11 @@ class Fixture:
         try:
             with open(self.args.scenario, encoding="utf-8") as f:
                 scenario = json.load(f)
+            if scenario.get("accounts"):
+                # Several accounts: moto must pick the account per request (from the
+                # access key, e.g. one STS issued for a role in another account) instead
+                # of the pinned default.
+                os.environ.pop("MOTO_ACCOUNT_ID", None)
             seeder = Seeder(scenario, endpoint)
             seeder.seed()
         except Exception:  # any seeding failure: traceback, no ready line, exit 1

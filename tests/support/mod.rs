@@ -50,6 +50,8 @@ pub fn identity(id: &str, kind: IdentityKind) -> Identity {
         tags: BTreeMap::new(),
         human_login: false,
         human_login_last_used: None,
+        privilege: None,
+        privilege_reason: None,
     }
 }
 

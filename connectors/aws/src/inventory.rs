@@ -9,6 +9,7 @@
 //! gap when refused; everything else failing makes the source unknown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -91,6 +92,8 @@ impl InventorySource for AwsSource {
         };
         let mut out = Inventory::default();
         let mut failures = Vec::new();
+        let mut principals: Vec<Evaluated> = Vec::new();
+        let mut scanned: BTreeSet<String> = BTreeSet::new();
         for role in &roles {
             let client = sdk::client_for(&base, &self.config, *role).await;
             let scan = Scan {
@@ -100,7 +103,11 @@ impl InventorySource for AwsSource {
                 refused: Default::default(),
             };
             match scan.account().await {
-                Ok(inv) => merge(&mut out, inv),
+                Ok((inv, read)) => {
+                    scanned.extend(read.accounts);
+                    principals.extend(read.principals);
+                    merge(&mut out, inv);
+                }
                 Err(e) => {
                     let what =
                         role.map_or_else(|| "account".to_string(), |r| format!("account via {r}"));
@@ -122,6 +129,9 @@ impl InventorySource for AwsSource {
                 reason: e.to_string(),
             });
         }
+        // Trust is decided over every account read, once all are: a
+        // cross-account edge needs both sides.
+        out.trusts.extend(trusts(&principals, &scanned));
         tracing::info!(source = %self.config.name, calls = self.calls.total(), "aws scan done");
         Ok(out)
     }
@@ -168,7 +178,9 @@ impl InventorySource for AwsSource {
                 calls: &self.calls,
                 refused: std::sync::Mutex::new(refused.clone()),
             };
-            let fresh = scan.user_credentials(user.name.clone(), false).await?;
+            let fresh = scan
+                .user_credentials(user.id.clone(), user.name.clone(), false)
+                .await?;
             let reread: Vec<CredentialKind> = [
                 CredentialKind::AccessKey,
                 CredentialKind::SshKey,
@@ -180,11 +192,7 @@ impl InventorySource for AwsSource {
             .collect();
             out.credentials
                 .retain(|c| !(c.identity == user.id && reread.contains(&c.kind)));
-            out.credentials
-                .extend(fresh.credentials.into_iter().map(|mut c| {
-                    c.identity = user.id.clone();
-                    c
-                }));
+            out.credentials.extend(fresh.credentials);
             // A listing refused now (and not in the full scan) leaves that
             // kind as of `base`: record the gap, so nothing acts on it.
             let now_refused: Vec<(String, String)> = scan
@@ -243,7 +251,166 @@ struct Principal {
     inline: Vec<(String, String)>,
     groups: Vec<String>,
     trust: Option<String>,
+    /// ARN of the permissions boundary policy, if one is set.
+    boundary: Option<String>,
     last_used: Option<(Timestamp, Option<String>)>,
+}
+
+/// What one account's read hands to the evaluation that runs once every
+/// account is read (cross-account trust needs both sides).
+struct AccountRead {
+    /// Accounts read (the one scanned).
+    accounts: BTreeSet<String>,
+    /// Its users and roles with their documents.
+    principals: Vec<Evaluated>,
+}
+
+/// A principal with everything its effective permissions depend on.
+struct Evaluated {
+    arn: String,
+    account: String,
+    kind: IdentityKind,
+    /// User name, for `${aws:username}`; None for roles.
+    user_name: Option<String>,
+    /// Every identity policy: inline, managed, and its groups' (shared).
+    docs: Vec<Arc<PolicyDocument>>,
+    boundary: Option<PolicyDocument>,
+    /// Group ARNs.
+    groups: Vec<String>,
+    /// Managed policy ARNs held, directly or through groups.
+    policies: Vec<String>,
+    /// Admin-equivalent groups of its account.
+    admin_groups: Vec<String>,
+    /// Role trust policy.
+    trust: Option<PolicyDocument>,
+}
+
+impl Evaluated {
+    /// Its documents, borrowed, for [`Evaluated::permissions`].
+    fn doc_refs(&self) -> Vec<&PolicyDocument> {
+        self.docs.iter().map(Arc::as_ref).collect()
+    }
+
+    fn permissions<'a>(&'a self, docs: &'a [&'a PolicyDocument]) -> policy::Permissions<'a> {
+        policy::Permissions {
+            policies: docs,
+            boundary: self.boundary.as_ref(),
+            subject: policy::Subject {
+                partition: arn_partition(&self.arn),
+                account: &self.account,
+                arn: Some(&self.arn),
+                user_name: self.user_name.as_deref(),
+                groups: &self.groups,
+                policies: &self.policies,
+                admin_groups: &self.admin_groups,
+            },
+        }
+    }
+}
+
+/// A subject in the account of `arn` (any account for AWS managed policies).
+fn in_account(arn: &str) -> policy::Subject<'_> {
+    policy::Subject {
+        partition: arn_partition(arn),
+        account: sdk::arn_account(arn)
+            .filter(|a| *a != "aws")
+            .unwrap_or_default(),
+        ..policy::Subject::default()
+    }
+}
+
+/// `aws` in `arn:aws:iam::…`.
+fn arn_partition(arn: &str) -> &str {
+    arn.split(':').nth(1).unwrap_or("aws")
+}
+
+/// Who may assume which role, decided over every principal of every account
+/// read. A principal of a read account gets an edge when the role's trust
+/// policy admits it and, unless the trust names it in the role's own
+/// account, its own effective permissions allow `sts:AssumeRole` on the role
+/// (a trust to an account, or to its root, is followed to each principal of
+/// that account this way). A principal of an account not read is recorded
+/// as the trust policy names it (`arn:…:root` for an account id): it is not
+/// an identity of the estate, so the edge is a record, not a proven path.
+/// Taking over a principal of one's own account (a key or password of a
+/// user, a role's trust policy, a role passed to code) is acting as it too:
+/// an edge as well ([`policy::acts_as`]), from principals not already
+/// admin-equivalent.
+fn trusts(principals: &[Evaluated], scanned: &BTreeSet<String>) -> Vec<Trust> {
+    let mut out: Vec<Trust> = Vec::new();
+    let refs: Vec<Vec<&PolicyDocument>> = principals.iter().map(Evaluated::doc_refs).collect();
+    let perms: Vec<policy::Permissions> = principals
+        .iter()
+        .zip(&refs)
+        .map(|(p, r)| p.permissions(r))
+        .collect();
+    for (p, perms) in principals.iter().zip(&perms) {
+        let (users, roles) = policy::could_act_as(perms);
+        // An admin-equivalent principal can take over anyone: edges to every
+        // principal would say nothing more and swamp the trust graph.
+        if (!users && !roles) || policy::escalation(perms).is_some() {
+            continue;
+        }
+        for x in principals {
+            let is_user = x.kind == IdentityKind::User;
+            if x.arn == p.arn || x.account != p.account || !(if is_user { users } else { roles }) {
+                continue;
+            }
+            if let Some(how) = policy::acts_as(perms, &x.arn, is_user) {
+                tracing::debug!(from = %p.arn, to = %x.arn, %how, "takeover edge");
+                out.push(Trust {
+                    from: p.arn.clone(),
+                    to: x.arn.clone(),
+                });
+            }
+        }
+    }
+    for role in principals.iter().filter(|p| p.kind == IdentityKind::Role) {
+        let Some(trust) = &role.trust else { continue };
+        for (p, perms) in principals.iter().zip(&perms) {
+            if p.arn == role.arn || !policy::trust_admits(trust, &p.arn, &p.account) {
+                continue;
+            }
+            let named_here = p.account == role.account
+                && !policy::trust_is_account_wide(trust, &p.arn, &p.account);
+            let exists = out.iter().any(|t| t.from == p.arn && t.to == role.arn);
+            if !exists && (named_here || perms.allows("sts:AssumeRole", &role.arn)) {
+                out.push(Trust {
+                    from: p.arn.clone(),
+                    to: role.arn.clone(),
+                });
+            }
+        }
+        for st in trust
+            .statements
+            .iter()
+            .filter(|s| s.effect == policy::Effect::Allow)
+        {
+            for aws in st.principals.iter().flat_map(|p| p.aws.iter()) {
+                let is_id = aws.len() == 12 && aws.bytes().all(|b| b.is_ascii_digit());
+                let account = if is_id {
+                    Some(aws.as_str())
+                } else {
+                    sdk::arn_account(aws)
+                };
+                let Some(account) = account.filter(|a| !scanned.contains(*a)) else {
+                    continue;
+                };
+                let from = if is_id {
+                    format!("arn:{}:iam::{account}:root", arn_partition(&role.arn))
+                } else {
+                    aws.clone()
+                };
+                if !out.iter().any(|t| t.from == from && t.to == role.arn) {
+                    out.push(Trust {
+                        from,
+                        to: role.arn.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 struct Details {
@@ -270,6 +437,8 @@ type GroupPolicies = (String, Vec<String>, Vec<(String, String)>);
 
 /// What the per-user calls returned.
 struct UserCreds {
+    /// The user's ARN: credentials are attributed by it, never by name (a
+    /// role may share the name).
     user: String,
     credentials: Vec<Credential>,
     gaps: Vec<Gap>,
@@ -303,7 +472,7 @@ fn active(s: &StatusType) -> bool {
 }
 
 impl Scan<'_> {
-    async fn account(&self) -> Result<Inventory, SourceError> {
+    async fn account(&self) -> Result<(Inventory, AccountRead), SourceError> {
         let details = self.details().await?;
         let mut gaps = Vec::new();
         let report = match self.credential_report().await {
@@ -316,22 +485,22 @@ impl Scan<'_> {
                 None
             }
         };
-        let users: Vec<String> = details
+        let users: Vec<(String, String)> = details
             .principals
             .iter()
             .filter(|p| p.kind == IdentityKind::User)
-            .map(|p| p.name.clone())
+            .map(|p| (p.arn.clone(), p.name.clone()))
             .collect();
         // The first user alone probes which optional listings the endpoint
         // supports; the rest fan out.
         let mut users = users.into_iter();
         let mut per_user: Vec<UserResult> = Vec::with_capacity(users.len());
-        if let Some(first) = users.next() {
-            per_user.push(self.user_credentials(first, report.is_none()).await);
+        if let Some((arn, name)) = users.next() {
+            per_user.push(self.user_credentials(arn, name, report.is_none()).await);
         }
         per_user.extend(
             stream::iter(users)
-                .map(|u| self.user_credentials(u, report.is_none()))
+                .map(|(arn, name)| self.user_credentials(arn, name, report.is_none()))
                 .buffer_unordered(self.cfg.max_concurrency.max(1))
                 .collect::<Vec<_>>()
                 .await,
@@ -360,11 +529,11 @@ impl Scan<'_> {
         for (what, reason) in kinds_refused {
             gaps.push(Gap { what, reason });
         }
-        let mut inv = self
+        let (mut inv, read) = self
             .assemble(details, report, creds_by_user, &console_fallback)
             .await?;
         inv.coverage = Coverage { gaps };
-        Ok(inv)
+        Ok((inv, read))
     }
 
     /// GetAccountAuthorizationDetails, every page.
@@ -401,6 +570,10 @@ impl Scan<'_> {
                     inline: inline(u.user_policy_list()),
                     groups: u.group_list().to_vec(),
                     trust: None,
+                    boundary: u
+                        .permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn())
+                        .map(str::to_string),
                     last_used: None,
                 });
             }
@@ -418,6 +591,10 @@ impl Scan<'_> {
                     inline: inline(r.role_policy_list()),
                     groups: Vec::new(),
                     trust: r.assume_role_policy_document().map(str::to_string),
+                    boundary: r
+                        .permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn())
+                        .map(str::to_string),
                     last_used: r.role_last_used().and_then(|l| {
                         Some((ts(l.last_used_date()?)?, l.region().map(str::to_string)))
                     }),
@@ -499,6 +676,7 @@ impl Scan<'_> {
 
     async fn user_credentials(
         &self,
+        arn: String,
         user: String,
         need_console: bool,
     ) -> Result<UserCreds, SourceError> {
@@ -656,8 +834,11 @@ impl Scan<'_> {
                 reason: has.to_string(),
             });
         }
+        for c in &mut credentials {
+            c.identity = arn.clone();
+        }
         Ok(UserCreds {
-            user,
+            user: arn,
             credentials,
             gaps,
         })
@@ -703,7 +884,7 @@ impl Scan<'_> {
         report: Option<HashMap<String, ReportRow>>,
         mut creds: HashMap<String, Vec<Credential>>,
         console_fallback: &HashMap<String, bool>,
-    ) -> Result<Inventory, SourceError> {
+    ) -> Result<(Inventory, AccountRead), SourceError> {
         let mut inv = Inventory::default();
         // Every managed policy anyone holds, with its document.
         let mut wanted: BTreeSet<String> = BTreeSet::new();
@@ -713,59 +894,116 @@ impl Scan<'_> {
         for (_, m, _) in d.groups.values() {
             wanted.extend(m.iter().cloned());
         }
-        for arn in &wanted {
+        // Boundaries are managed policies too, but grant nothing: read, not
+        // entitlements.
+        let boundaries: BTreeSet<String> = d
+            .principals
+            .iter()
+            .filter_map(|p| p.boundary.clone())
+            .collect();
+        for arn in wanted.iter().chain(&boundaries) {
             if !d.policies.contains_key(arn) {
                 let fetched = self.fetch_policy(arn).await?;
                 d.policies.insert(arn.clone(), fetched);
             }
         }
-        let mut docs: HashMap<String, PolicyDocument> = HashMap::new();
-        let mut add_entitlement =
-            |inv: &mut Inventory, id: &str, name: &str, text: &str| -> Result<(), SourceError> {
-                if docs.contains_key(id) {
-                    return Ok(());
-                }
-                let doc = policy::parse(text).map_err(|e| SourceError::Invalid {
-                    location: id.to_string(),
-                    message: e.to_string(),
-                })?;
-                let a = policy::analyse(std::slice::from_ref(&doc));
-                inv.entitlements.push(Entitlement {
-                    id: id.to_string(),
-                    name: name.to_string(),
-                    actions: a.actions,
-                    resources: a.resources,
-                    privilege: a.privilege,
-                });
-                docs.insert(id.to_string(), doc);
-                Ok(())
-            };
+        let parse = |id: &str, text: &str| -> Result<PolicyDocument, SourceError> {
+            policy::parse(text).map_err(|e| SourceError::Invalid {
+                location: id.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let mut docs: HashMap<String, Arc<PolicyDocument>> = HashMap::new();
+        // Each entitlement on its own, in the account it belongs to (AWS
+        // managed policies: any account); inline policies know their holder.
+        let mut add_entitlement = |inv: &mut Inventory,
+                                   id: &str,
+                                   name: &str,
+                                   text: &str,
+                                   subject: policy::Subject|
+         -> Result<(), SourceError> {
+            if docs.contains_key(id) {
+                return Ok(());
+            }
+            let doc = parse(id, text)?;
+            let a = policy::analyse_for(&policy::Permissions {
+                policies: &[&doc],
+                boundary: None,
+                subject,
+            });
+            inv.entitlements.push(Entitlement {
+                id: id.to_string(),
+                name: name.to_string(),
+                actions: a.actions,
+                resources: a.resources,
+                privilege: a.privilege,
+            });
+            docs.insert(id.to_string(), Arc::new(doc));
+            Ok(())
+        };
         for arn in &wanted {
             if let Some((name, text)) = d.policies.get(arn) {
-                add_entitlement(&mut inv, arn, name, text)?;
+                add_entitlement(&mut inv, arn, name, text, in_account(arn))?;
             }
         }
         for (group, (garn, _, inl)) in &d.groups {
+            let groups = std::slice::from_ref(garn);
             for (n, text) in inl {
+                let subject = policy::Subject {
+                    groups,
+                    ..in_account(garn)
+                };
                 add_entitlement(
                     &mut inv,
                     &format!("{garn}#inline/{n}"),
                     &format!("{group}/{n}"),
                     text,
+                    subject,
                 )?;
             }
         }
         for p in &d.principals {
             for (n, text) in &p.inline {
-                add_entitlement(&mut inv, &format!("{}#inline/{n}", p.arn), n, text)?;
+                let subject = policy::Subject {
+                    arn: Some(&p.arn),
+                    user_name: (p.kind == IdentityKind::User).then_some(p.name.as_str()),
+                    ..in_account(&p.arn)
+                };
+                add_entitlement(&mut inv, &format!("{}#inline/{n}", p.arn), n, text, subject)?;
             }
         }
 
-        // Grants, and every principal's documents for trust checks.
-        let mut held: HashMap<String, Vec<String>> = HashMap::new();
+        // Groups whose policies make any member admin-equivalent: joining
+        // one is an escalation.
+        let mut admin_groups: Vec<String> = Vec::new();
+        for (garn, managed, inl) in d.groups.values() {
+            let group_docs: Vec<&PolicyDocument> = managed
+                .iter()
+                .cloned()
+                .chain(inl.iter().map(|(n, _)| format!("{garn}#inline/{n}")))
+                .filter_map(|id| docs.get(&id).map(Arc::as_ref))
+                .collect();
+            let perms = policy::Permissions {
+                policies: &group_docs,
+                boundary: None,
+                subject: policy::Subject {
+                    groups: std::slice::from_ref(garn),
+                    ..in_account(garn)
+                },
+            };
+            if policy::escalation(&perms).is_some() {
+                admin_groups.push(garn.clone());
+            }
+        }
+        admin_groups.sort();
+
+        // Grants, and every principal's documents, boundary and trust for
+        // the evaluation of the principal as a whole.
+        let mut principals: Vec<Evaluated> = Vec::with_capacity(d.principals.len());
         for p in &d.principals {
+            let mut held: Vec<String> = Vec::new();
             let mut grant = |ent: String, via: Option<String>| {
-                held.entry(p.arn.clone()).or_default().push(ent.clone());
+                held.push(ent.clone());
                 inv.grants.push(Grant {
                     identity: p.arn.clone(),
                     entitlement: ent,
@@ -778,8 +1016,10 @@ impl Scan<'_> {
             for (n, _) in &p.inline {
                 grant(format!("{}#inline/{n}", p.arn), Some("inline".into()));
             }
+            let mut groups = Vec::new();
             for g in &p.groups {
                 if let Some((garn, gm, gi)) = d.groups.get(g) {
+                    groups.push(garn.clone());
                     for m in gm {
                         grant(m.clone(), Some(garn.clone()));
                     }
@@ -788,53 +1028,40 @@ impl Scan<'_> {
                     }
                 }
             }
-        }
-        let principal_docs = |arn: &str| -> Vec<PolicyDocument> {
-            held.get(arn)
-                .map(|ids| ids.iter().filter_map(|i| docs.get(i).cloned()).collect())
-                .unwrap_or_default()
-        };
-
-        // Trust: the role's trust policy admits the principal, and for
-        // account-wide trust the principal's own policies allow the call.
-        for role in d.principals.iter().filter(|p| p.kind == IdentityKind::Role) {
-            let Some(text) = &role.trust else { continue };
-            let Ok(trust) = policy::parse(text) else {
-                tracing::warn!(role = %role.arn, "unreadable trust policy");
-                continue;
+            let boundary = match &p.boundary {
+                Some(arn) => match d.policies.get(arn) {
+                    Some((_, text)) => Some(parse(arn, text)?),
+                    None => None,
+                },
+                None => None,
             };
-            let account = sdk::arn_account(&role.arn).unwrap_or_default();
-            for p in &d.principals {
-                if p.arn == role.arn || !policy::trust_admits(&trust, &p.arn, account) {
-                    continue;
-                }
-                let named = !policy::trust_is_account_wide(&trust, &p.arn, account);
-                if named || policy::allows(&principal_docs(&p.arn), "sts:AssumeRole", &role.arn) {
-                    inv.trusts.push(Trust {
-                        from: p.arn.clone(),
-                        to: role.arn.clone(),
-                    });
-                }
-            }
-            // Principals of other accounts named explicitly.
-            for st in trust
-                .statements
-                .iter()
-                .filter(|s| s.effect == policy::Effect::Allow)
-            {
-                for aws in st.principals.iter().flat_map(|p| p.aws.iter()) {
-                    if aws.starts_with("arn:") && sdk::arn_account(aws) != Some(account) {
-                        inv.trusts.push(Trust {
-                            from: aws.clone(),
-                            to: role.arn.clone(),
-                        });
+            let trust = match &p.trust {
+                Some(text) => match policy::parse(text) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(role = %p.arn, error = %e, "unreadable trust policy");
+                        None
                     }
-                }
-            }
+                },
+                None => None,
+            };
+            let policies: Vec<String> = held.iter().filter(|e| !e.contains('#')).cloned().collect();
+            principals.push(Evaluated {
+                arn: p.arn.clone(),
+                account: sdk::arn_account(&p.arn).unwrap_or_default().to_string(),
+                kind: p.kind,
+                user_name: (p.kind == IdentityKind::User).then(|| p.name.clone()),
+                docs: held.iter().filter_map(|i| docs.get(i).cloned()).collect(),
+                boundary,
+                groups,
+                policies,
+                admin_groups: admin_groups.clone(),
+                trust,
+            });
         }
 
         // Identities and their credentials.
-        for p in &d.principals {
+        for (p, ev) in d.principals.iter().zip(&principals) {
             let row = report.as_ref().and_then(|r| r.get(&p.arn));
             let owner = self
                 .cfg
@@ -842,17 +1069,16 @@ impl Scan<'_> {
                 .iter()
                 .find_map(|k| p.tags.get(k))
                 .cloned();
-            let mut creds_of = creds.remove(&p.name).unwrap_or_default();
-            for c in &mut creds_of {
-                c.identity = p.arn.clone();
-            }
+            // Only users hold credentials, and by ARN: a role named like a
+            // user must never take the user's keys.
+            let creds_of = match p.kind {
+                IdentityKind::User => creds.remove(&p.arn).unwrap_or_default(),
+                _ => Vec::new(),
+            };
             let (human_login, human_last) = match p.kind {
                 IdentityKind::User => match row {
                     Some(r) => (r.password_enabled, r.password_last_used),
-                    None => (
-                        console_fallback.get(&p.name).copied().unwrap_or(false),
-                        None,
-                    ),
+                    None => (console_fallback.get(&p.arn).copied().unwrap_or(false), None),
                 },
                 _ => (false, None),
             };
@@ -867,6 +1093,7 @@ impl Scan<'_> {
                 },
                 _ => identity_usage(&creds_of, human_last, report.is_some()),
             };
+            let (privilege, privilege_reason) = policy::assess(&ev.permissions(&ev.doc_refs()));
             inv.identities.push(Identity {
                 provider: Provider::Aws,
                 id: p.arn.clone(),
@@ -880,6 +1107,8 @@ impl Scan<'_> {
                 tags: p.tags.clone(),
                 human_login,
                 human_login_last_used: human_last,
+                privilege: Some(privilege),
+                privilege_reason,
             });
             inv.credentials.extend(creds_of);
         }
@@ -901,6 +1130,10 @@ impl Scan<'_> {
                     tags: BTreeMap::new(),
                     human_login: false,
                     human_login_last_used: row.password_last_used,
+                    // Root is its own kind (rules about root keys and
+                    // logins); its privilege is not assessed from policies.
+                    privilege: None,
+                    privilege_reason: None,
                 });
                 // Root key ids are only visible to root itself; the report
                 // gives slots, so the id names the slot (flag only).
@@ -918,7 +1151,21 @@ impl Scan<'_> {
                 }
             }
         }
-        Ok(inv)
+        let accounts = d
+            .principals
+            .iter()
+            .map(|p| p.arn.as_str())
+            .chain(report.iter().flat_map(|r| r.keys().map(String::as_str)))
+            .filter_map(sdk::arn_account)
+            .map(str::to_string)
+            .collect();
+        Ok((
+            inv,
+            AccountRead {
+                accounts,
+                principals,
+            },
+        ))
     }
 }
 

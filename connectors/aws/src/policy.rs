@@ -1,17 +1,30 @@
 //! Pure IAM policy-document analysis: parsing (URL-encoded or plain JSON),
-//! effective allowed actions, privilege level, point `allows` checks and role
-//! trust evaluation. No AWS SDK types.
+//! effective permissions of a principal (identity policies ∩ permissions
+//! boundary, minus explicit denies of either, across all its documents),
+//! admin-equivalence through the escalation methods of [`METHODS`], taking
+//! over one named principal ([`acts_as`]) and role trust evaluation. No AWS
+//! SDK types.
 //!
-//! Judgment calls (all conservative, i.e. towards reporting more access):
+//! Resources are patterns matched against patterns: `arn:aws:*:*:*:*` is
+//! every resource, `arn:aws:iam::ACCT:user/*` every user of the account. A
+//! method applies when the allowed (action, resource) pairs cover what it
+//! needs, never by looking for a literal `*`.
+//!
+//! Judgment calls (all towards reporting more access, never less):
 //! - Conditions are assumed satisfiable on Allow statements and assumed *not*
 //!   to apply on Deny statements; so a conditional Allow of `*:*` is still
-//!   Admin-equivalent, and a conditional Deny never subtracts anything.
-//! - An Allow with `NotResource` counts as covering `*` (it grants everything
-//!   but a few resources) and contributes `*` to [`Analysis::resources`].
-//! - A Deny with `NotAction` subtracts only literal (wildcard-free) allowed
-//!   actions that none of its excluded patterns match.
+//!   admin-equivalent (the reason says "conditional"), and a conditional Deny
+//!   never subtracts anything.
+//! - Where a method needs a whole target (every user), a Deny on any part of
+//!   it breaks that method; where it needs only some (a Lambda function the
+//!   holder creates), only a Deny of all of it does. An Allow with
+//!   `NotResource` covers a target its exclusions do not touch.
+//! - `${aws:username}` is resolved for users; other policy variables stay
+//!   literal and match nothing (a self-service policy is not read as
+//!   covering everyone).
 //! - `NotPrincipal` statements are not evaluated (their principals are not
 //!   kept): they neither admit nor deny in trust evaluation.
+//! - Service control policies and resource policies are not read.
 
 use nhi_contract::PrivilegeLevel;
 use serde_json::{Map, Value};
@@ -38,6 +51,80 @@ pub struct Statement {
     pub not_principal: bool,
     /// Whether a (non-empty) `Condition` is present.
     pub has_condition: bool,
+    /// Positions of the `Action` patterns by lower-case service, and those
+    /// whose service part has a wildcard: a policy like ReadOnlyAccess holds
+    /// thousands of patterns, and each escalation question names one service.
+    by_service: ServiceIndex,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct ServiceIndex {
+    services: std::collections::BTreeMap<String, Vec<usize>>,
+    wild: Vec<usize>,
+}
+
+impl ServiceIndex {
+    fn of(spec: &Spec) -> ServiceIndex {
+        let mut ix = ServiceIndex::default();
+        if let Spec::Only(ps) = spec {
+            for (i, p) in ps.iter().enumerate() {
+                match p.split_once(':') {
+                    Some((svc, _)) if !svc.contains(['*', '?']) => ix
+                        .services
+                        .entry(svc.to_ascii_lowercase())
+                        .or_default()
+                        .push(i),
+                    _ => ix.wild.push(i),
+                }
+            }
+        }
+        ix
+    }
+}
+
+impl Statement {
+    /// The `Action` patterns that can concern `action` (a pattern): those of
+    /// its service and those with a wildcard service; all of them when the
+    /// action's service is itself a pattern.
+    fn action_patterns<'s>(&'s self, ps: &'s [String], action: &str) -> Vec<&'s str> {
+        match action.split_once(':') {
+            Some((svc, _)) if !svc.contains(['*', '?']) => {
+                let own = self
+                    .by_service
+                    .services
+                    .get(&svc.to_ascii_lowercase())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                own.iter()
+                    .chain(&self.by_service.wild)
+                    .filter_map(|&i| ps.get(i).map(String::as_str))
+                    .collect()
+            }
+            _ => ps.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Allow side: it allows every action the pattern names.
+    fn actions_cover(&self, action: &str) -> bool {
+        match &self.actions {
+            Spec::Only(ps) => self
+                .action_patterns(ps, action)
+                .iter()
+                .any(|p| covers(p, action)),
+            Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, action, true)),
+        }
+    }
+
+    /// Deny side: it denies at least one action the pattern names.
+    fn actions_touch(&self, action: &str) -> bool {
+        match &self.actions {
+            Spec::Only(ps) => self
+                .action_patterns(ps, action)
+                .iter()
+                .any(|p| overlaps(p, action, true)),
+            Spec::AllBut(xs) => !xs.iter().any(|x| covers(x, action)),
+        }
+    }
 }
 
 /// The effect of a statement.
@@ -156,6 +243,7 @@ fn parse_statement(v: &Value) -> Result<Statement, PolicyError> {
     };
     Ok(Statement {
         effect,
+        by_service: ServiceIndex::of(&actions),
         actions,
         resources,
         principals,
@@ -219,20 +307,13 @@ fn parse_principals(v: &Value) -> Result<Principals, PolicyError> {
 }
 
 // ---------------------------------------------------------------------------
-// Glob matching and subsumption
+// Glob matching, subsumption and overlap
 // ---------------------------------------------------------------------------
 
 /// `*`/`?` glob match of `text` against `pattern`.
 fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
-    let norm = |s: &str| -> Vec<char> {
-        if case_insensitive {
-            s.to_lowercase().chars().collect()
-        } else {
-            s.chars().collect()
-        }
-    };
-    let p = norm(pattern);
-    let t = norm(text);
+    let p = chars(pattern, case_insensitive);
+    let t = chars(text, case_insensitive);
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
@@ -258,18 +339,42 @@ fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+fn chars(s: &str, case_insensitive: bool) -> Vec<char> {
+    if case_insensitive {
+        s.to_lowercase().chars().collect()
+    } else {
+        s.chars().collect()
+    }
+}
+
 /// Case-insensitive action glob match.
+#[cfg(test)]
 fn action_matches(pattern: &str, action: &str) -> bool {
     glob_match(pattern, action, true)
 }
 
 /// Whether glob `outer` covers glob `inner` (every string matching `inner`
-/// matches `outer`), case-insensitive. A `*` in `inner` is only covered by a
-/// `*` in `outer`; a `?` in `inner` by `?` or `*`. Sound (never claims cover
-/// wrongly); may miss exotic covers.
-fn covers(outer: &str, inner: &str) -> bool {
-    let o: Vec<char> = outer.to_lowercase().chars().collect();
-    let n: Vec<char> = inner.to_lowercase().chars().collect();
+/// matches `outer`). A `*` in `inner` is only covered by a `*` in `outer`; a
+/// `?` in `inner` by `?` or `*`. Sound (never claims cover wrongly); may miss
+/// exotic covers.
+fn covers_with(outer: &str, inner: &str, case_insensitive: bool) -> bool {
+    if outer == "*" {
+        return true;
+    }
+    // Cover implies a common string: most pairs (other services, other
+    // resource types) fail here without allocating.
+    if !prefixes_agree(outer, inner, case_insensitive) {
+        return false;
+    }
+    // Before its first `*`, `outer` matches literally: it cannot cover a
+    // `*` of `inner` that comes earlier.
+    if let Some(i) = inner.chars().position(|c| c == '*') {
+        if outer.chars().position(|c| c == '*').is_none_or(|o| o > i) {
+            return false;
+        }
+    }
+    let o = chars(outer, case_insensitive);
+    let n = chars(inner, case_insensitive);
     // dp[i][j]: o[i..] covers n[j..]
     let mut dp = vec![vec![false; n.len() + 1]; o.len() + 1];
     dp[o.len()][n.len()] = true;
@@ -285,6 +390,66 @@ fn covers(outer: &str, inner: &str) -> bool {
     dp[0][0]
 }
 
+/// Whether the literal beginnings of two globs (up to the first `*` of
+/// either) can match the same text: a necessary condition for overlap.
+fn prefixes_agree(a: &str, b: &str, case_insensitive: bool) -> bool {
+    // Non-ASCII text is left to the full comparison (a `?` is one char,
+    // not one byte).
+    if !a.is_ascii() || !b.is_ascii() {
+        return true;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for i in 0.. {
+        match (a.get(i), b.get(i)) {
+            (Some(b'*'), _) | (_, Some(b'*')) | (None, None) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(b'?'), Some(_)) | (Some(_), Some(b'?')) => {}
+            (Some(x), Some(y)) => {
+                let same = if case_insensitive {
+                    x.eq_ignore_ascii_case(y)
+                } else {
+                    x == y
+                };
+                if !same {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Case-insensitive [`covers_with`], for actions.
+fn covers(outer: &str, inner: &str) -> bool {
+    covers_with(outer, inner, true)
+}
+
+/// Whether some string matches both globs.
+fn overlaps(a: &str, b: &str, case_insensitive: bool) -> bool {
+    if a == "*" || b == "*" {
+        return true;
+    }
+    if !prefixes_agree(a, b, case_insensitive) {
+        return false;
+    }
+    let a = chars(a, case_insensitive);
+    let b = chars(b, case_insensitive);
+    // dp[i][j]: a[i..] and b[j..] match a common string
+    let mut dp = vec![vec![false; b.len() + 1]; a.len() + 1];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            dp[i][j] = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                (Some('*'), _) => dp[i + 1][j] || (j < b.len() && dp[i][j + 1]),
+                (_, Some('*')) => dp[i][j + 1] || (i < a.len() && dp[i + 1][j]),
+                (Some(x), Some(y)) => (*x == '?' || *y == '?' || x == y) && dp[i + 1][j + 1],
+                _ => false,
+            };
+        }
+    }
+    dp[0][0]
+}
+
 fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
     match spec {
         Spec::Only(ps) => ps.iter().any(|p| glob_match(p, value, case_insensitive)),
@@ -292,37 +457,597 @@ fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
     }
 }
 
-/// Whether a statement's resources cover every resource (`*`).
-fn resources_cover_all(spec: &Spec) -> bool {
+/// Resource side of an Allow. `all`: it must reach every resource the target
+/// names; otherwise one is enough (creating *some* Lambda function).
+fn resources_reach(spec: &Spec, target: &str, all: bool) -> bool {
     match spec {
-        Spec::Only(ps) => ps.iter().any(|p| covers(p, "*")),
-        // Everything but a few resources: conservatively treated as `*`
-        // unless the exclusion itself is everything.
-        Spec::AllBut(ps) => !ps.iter().any(|p| covers(p, "*")),
+        Spec::Only(ps) if all => ps.iter().any(|p| covers_with(p, target, false)),
+        Spec::Only(ps) => ps.iter().any(|p| overlaps(p, target, false)),
+        Spec::AllBut(xs) if all => !xs.iter().any(|x| overlaps(x, target, false)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| covers_with(x, target, false)),
     }
+}
+
+/// Resource side of a Deny: whether it breaks a grant on `target`. When the
+/// whole target is needed (`all`), denying any of it does; otherwise only
+/// denying all of it does.
+fn resources_deny(spec: &Spec, target: &str, all: bool) -> bool {
+    match spec {
+        Spec::Only(ps) if all => ps.iter().any(|p| overlaps(p, target, false)),
+        Spec::Only(ps) => ps.iter().any(|p| covers_with(p, target, false)),
+        Spec::AllBut(xs) if all => !xs.iter().any(|x| covers_with(x, target, false)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, target, false)),
+    }
+}
+
+/// Resource side of a Deny: it denies every resource the target names.
+fn resources_cover(spec: &Spec, target: &str) -> bool {
+    resources_deny(spec, target, false)
+}
+
+// ---------------------------------------------------------------------------
+// Effective permissions: identity policies, boundary, explicit denies
+// ---------------------------------------------------------------------------
+
+/// Whom documents are evaluated for: fills the targets of escalation
+/// methods (`{self}`, its groups, the policies it holds) and the
+/// `${aws:username}` policy variable. [`Subject::default`] is a policy on its
+/// own: partition `aws`, any account, no self.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    /// `aws`, `aws-cn`, …; empty means `aws`.
+    pub partition: &'a str,
+    /// The account the escalation targets live in; empty means any (`*`).
+    pub account: &'a str,
+    /// The identity's own ARN.
+    pub arn: Option<&'a str>,
+    /// The user name, for `${aws:username}` (users only).
+    pub user_name: Option<&'a str>,
+    /// ARNs of the groups it is a member of.
+    pub groups: &'a [String],
+    /// ARNs of the managed policies it holds (directly or through groups).
+    pub policies: &'a [String],
+    /// ARNs of the groups of its account whose policies are
+    /// admin-equivalent for any member (`{admin_group}`).
+    pub admin_groups: &'a [String],
+}
+
+impl Subject<'_> {
+    fn partition(&self) -> &str {
+        if self.partition.is_empty() {
+            "aws"
+        } else {
+            self.partition
+        }
+    }
+
+    fn account(&self) -> &str {
+        if self.account.is_empty() {
+            "*"
+        } else {
+            self.account
+        }
+    }
+
+    /// `arn:<partition>:*:*:*:*`: every resource of the partition.
+    fn every_resource(&self) -> String {
+        format!("arn:{}:*:*:*:*", self.partition())
+    }
+
+    /// Concrete resource patterns for a method target template.
+    fn targets(&self, on: &str) -> Vec<String> {
+        match on {
+            "{self}" => self.arn.map(str::to_string).into_iter().collect(),
+            "{group}" => self.groups.to_vec(),
+            "{held}" => self.policies.to_vec(),
+            "{admin_group}" => self.admin_groups.to_vec(),
+            "{all}" => vec![self.every_resource()],
+            t => vec![t
+                .replace("{p}", self.partition())
+                .replace("{a}", self.account())],
+        }
+    }
+
+    /// Resource patterns with the policy variables we can resolve
+    /// (`${aws:username}`); others stay literal and match nothing.
+    fn resolve_spec<'s>(&self, spec: &'s Spec) -> std::borrow::Cow<'s, Spec> {
+        let resolve = |ps: &[String]| -> Vec<String> {
+            ps.iter()
+                .map(|p| match self.user_name {
+                    Some(u) => p.replace("${aws:username}", u),
+                    None => p.clone(),
+                })
+                .collect()
+        };
+        let has_var = |ps: &[String]| ps.iter().any(|p| p.contains("${"));
+        match spec {
+            Spec::Only(ps) if has_var(ps) => std::borrow::Cow::Owned(Spec::Only(resolve(ps))),
+            Spec::AllBut(ps) if has_var(ps) => std::borrow::Cow::Owned(Spec::AllBut(resolve(ps))),
+            _ => std::borrow::Cow::Borrowed(spec),
+        }
+    }
+}
+
+/// Everything one identity holds, and its permissions boundary: what
+/// effective-permission questions are asked of. The effective allow is
+/// (identity policies) ∩ (boundary), minus every unconditional explicit Deny
+/// of either.
+#[derive(Debug, Clone, Copy)]
+pub struct Permissions<'a> {
+    /// Every identity policy: inline, managed, and those of its groups
+    /// (borrowed: principals share documents).
+    pub policies: &'a [&'a PolicyDocument],
+    /// The permissions boundary's document, if one is set.
+    pub boundary: Option<&'a PolicyDocument>,
+    /// Who holds them.
+    pub subject: Subject<'a>,
+}
+
+impl<'a> Permissions<'a> {
+    /// Documents on their own, no boundary, no subject.
+    pub fn of(policies: &'a [&'a PolicyDocument]) -> Permissions<'a> {
+        Permissions {
+            policies,
+            boundary: None,
+            subject: Subject::default(),
+        }
+    }
+
+    fn statements(&self) -> impl Iterator<Item = &'a Statement> + 'a {
+        self.policies
+            .iter()
+            .copied()
+            .chain(self.boundary)
+            .flat_map(|d| &d.statements)
+    }
+
+    /// Whether an Allow in `docs` grants `action` (a pattern) on `target`:
+    /// `Some(conditional)`, preferring an unconditional statement.
+    fn allowed_in<'d>(
+        &self,
+        docs: impl Iterator<Item = &'d PolicyDocument>,
+        action: &str,
+        target: &str,
+        all: bool,
+    ) -> Option<bool> {
+        let mut best = None;
+        for s in docs.flat_map(|d| &d.statements) {
+            if s.effect != Effect::Allow || !s.actions_cover(action) {
+                continue;
+            }
+            let reach = resources_reach(&self.subject.resolve_spec(&s.resources), target, all);
+            if reach {
+                if !s.has_condition {
+                    return Some(false);
+                }
+                best = Some(true);
+            }
+        }
+        best
+    }
+
+    /// Whether `action` (a pattern) is effectively allowed on `target` (a
+    /// resource pattern): on all of it when `all`, else on some of it.
+    /// `Some(true)` when only conditional Allow statements grant it.
+    pub fn grant(&self, action: &str, target: &str, all: bool) -> Option<bool> {
+        let mut conditional =
+            self.allowed_in(self.policies.iter().copied(), action, target, all)?;
+        if let Some(b) = self.boundary {
+            conditional |= self.allowed_in(std::iter::once(b), action, target, all)?;
+        }
+        let denied = self.statements().any(|s| {
+            s.effect == Effect::Deny
+                && !s.has_condition
+                && s.actions_touch(action)
+                && resources_deny(&self.subject.resolve_spec(&s.resources), target, all)
+        });
+        (!denied).then_some(conditional)
+    }
+
+    /// Whether `action` is effectively allowed on every resource `target` names.
+    pub fn allows(&self, action: &str, target: &str) -> bool {
+        self.grant(action, target, true).is_some()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Privilege-escalation methods
+// ---------------------------------------------------------------------------
+
+/// One (action, resource) alternative of a [`Method`] step.
+#[derive(Debug)]
+pub struct Alt {
+    /// The IAM action (or `*:*`).
+    pub action: &'static str,
+    /// Target template: `{self}`, `{group}` (any of its groups), `{held}`
+    /// (any managed policy it holds), `{admin_group}` (any admin-equivalent
+    /// group of its account), `{all}` (every resource), or a
+    /// resource pattern where `{p}` is the partition and `{a}` the account.
+    pub on: &'static str,
+    /// Whether the whole target must be allowed (IAM objects the holder does
+    /// not choose) or some of it is enough (a compute resource it creates).
+    pub all: bool,
+}
+
+/// A published way to become administrator: every step must be
+/// effectively allowed; a step is when any of its alternatives is.
+#[derive(Debug)]
+pub struct Method {
+    /// What findings say made the identity admin-equivalent.
+    pub name: &'static str,
+    /// The steps.
+    pub steps: &'static [&'static [Alt]],
+}
+
+const fn on(action: &'static str, on: &'static str) -> Alt {
+    Alt {
+        action,
+        on,
+        all: true,
+    }
+}
+
+const fn some(action: &'static str, on: &'static str) -> Alt {
+    Alt {
+        action,
+        on,
+        all: false,
+    }
+}
+
+const USERS: &str = "arn:{p}:iam::{a}:user/*";
+const GROUPS: &str = "arn:{p}:iam::{a}:group/*";
+const ROLES: &str = "arn:{p}:iam::{a}:role/*";
+const POLICIES: &str = "arn:{p}:iam::{a}:policy/*";
+/// Passing any role of the account to a service that runs code under it.
+const PASS_ROLE: &[Alt] = &[on("iam:PassRole", ROLES)];
+
+/// Admin-equivalence, as data: full access first, then the IAM
+/// privilege-escalation methods (Rhino Security Labs' list and its
+/// successors). Targets are chosen so that a method applies when its
+/// resource scope reaches what the escalation needs:
+/// - policy and boundary changes count on the identity itself (`{self}`,
+///   its groups, the policies it holds) or on every object of the kind;
+/// - acting as *another* principal (access keys, login profiles, trust
+///   changes) counts only on every object of the kind: one named user or
+///   role is that principal's privilege, not admin (see [`acts_as`]);
+/// - joining a group counts on every group, or on one whose policies are
+///   admin-equivalent;
+/// - `iam:PassRole` must cover every role of the account; the compute step
+///   only needs to reach some resource of the service (the holder creates
+///   it). `iam:PassRole` alone, or a compute action alone, is never admin.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "*:* on every resource",
+        steps: &[&[on("*:*", "{all}")]],
+    },
+    Method {
+        name: "iam:CreatePolicyVersion",
+        steps: &[&[
+            on("iam:CreatePolicyVersion", "{held}"),
+            on("iam:CreatePolicyVersion", POLICIES),
+        ]],
+    },
+    Method {
+        name: "iam:SetDefaultPolicyVersion",
+        steps: &[&[
+            on("iam:SetDefaultPolicyVersion", "{held}"),
+            on("iam:SetDefaultPolicyVersion", POLICIES),
+        ]],
+    },
+    Method {
+        name: "iam:PutUserPolicy",
+        steps: &[&[
+            on("iam:PutUserPolicy", "{self}"),
+            on("iam:PutUserPolicy", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:PutGroupPolicy",
+        steps: &[&[
+            on("iam:PutGroupPolicy", "{group}"),
+            on("iam:PutGroupPolicy", GROUPS),
+        ]],
+    },
+    Method {
+        name: "iam:PutRolePolicy",
+        steps: &[&[
+            on("iam:PutRolePolicy", "{self}"),
+            on("iam:PutRolePolicy", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:AttachUserPolicy",
+        steps: &[&[
+            on("iam:AttachUserPolicy", "{self}"),
+            on("iam:AttachUserPolicy", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:AttachGroupPolicy",
+        steps: &[&[
+            on("iam:AttachGroupPolicy", "{group}"),
+            on("iam:AttachGroupPolicy", GROUPS),
+        ]],
+    },
+    Method {
+        name: "iam:AttachRolePolicy",
+        steps: &[&[
+            on("iam:AttachRolePolicy", "{self}"),
+            on("iam:AttachRolePolicy", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:AddUserToGroup",
+        steps: &[&[
+            on("iam:AddUserToGroup", "{admin_group}"),
+            on("iam:AddUserToGroup", GROUPS),
+        ]],
+    },
+    Method {
+        name: "iam:CreateLoginProfile",
+        steps: &[&[on("iam:CreateLoginProfile", USERS)]],
+    },
+    Method {
+        name: "iam:UpdateLoginProfile",
+        steps: &[&[on("iam:UpdateLoginProfile", USERS)]],
+    },
+    Method {
+        name: "iam:CreateAccessKey",
+        steps: &[&[on("iam:CreateAccessKey", USERS)]],
+    },
+    Method {
+        name: "iam:UpdateAssumeRolePolicy",
+        steps: &[&[on("iam:UpdateAssumeRolePolicy", ROLES)]],
+    },
+    Method {
+        name: "iam:PutUserPermissionsBoundary",
+        steps: &[&[
+            on("iam:PutUserPermissionsBoundary", "{self}"),
+            on("iam:PutUserPermissionsBoundary", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:DeleteUserPermissionsBoundary",
+        steps: &[&[
+            on("iam:DeleteUserPermissionsBoundary", "{self}"),
+            on("iam:DeleteUserPermissionsBoundary", USERS),
+        ]],
+    },
+    Method {
+        name: "iam:PutRolePermissionsBoundary",
+        steps: &[&[
+            on("iam:PutRolePermissionsBoundary", "{self}"),
+            on("iam:PutRolePermissionsBoundary", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:DeleteRolePermissionsBoundary",
+        steps: &[&[
+            on("iam:DeleteRolePermissionsBoundary", "{self}"),
+            on("iam:DeleteRolePermissionsBoundary", ROLES),
+        ]],
+    },
+    Method {
+        name: "iam:PassRole + lambda:CreateFunction + lambda:InvokeFunction or lambda:CreateEventSourceMapping",
+        steps: &[
+            PASS_ROLE,
+            &[some("lambda:CreateFunction", "arn:{p}:lambda:*:{a}:function:*")],
+            &[
+                some("lambda:InvokeFunction", "arn:{p}:lambda:*:{a}:function:*"),
+                some(
+                    "lambda:CreateEventSourceMapping",
+                    "arn:{p}:lambda:*:{a}:event-source-mapping:*",
+                ),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + ec2:RunInstances",
+        steps: &[
+            PASS_ROLE,
+            &[some("ec2:RunInstances", "arn:{p}:ec2:*:{a}:instance/*")],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + glue:CreateDevEndpoint",
+        steps: &[
+            PASS_ROLE,
+            &[some("glue:CreateDevEndpoint", "arn:{p}:glue:*:{a}:devEndpoint/*")],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + glue:CreateJob + glue:StartJobRun or glue:CreateTrigger",
+        steps: &[
+            PASS_ROLE,
+            &[some("glue:CreateJob", "arn:{p}:glue:*:{a}:job/*")],
+            &[
+                some("glue:StartJobRun", "arn:{p}:glue:*:{a}:job/*"),
+                some("glue:CreateTrigger", "arn:{p}:glue:*:{a}:trigger/*"),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + cloudformation:CreateStack",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "cloudformation:CreateStack",
+                "arn:{p}:cloudformation:*:{a}:stack/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + codebuild:CreateProject + codebuild:StartBuild",
+        steps: &[
+            PASS_ROLE,
+            &[some("codebuild:CreateProject", "arn:{p}:codebuild:*:{a}:project/*")],
+            &[
+                some("codebuild:StartBuild", "arn:{p}:codebuild:*:{a}:project/*"),
+                some("codebuild:StartBuildBatch", "arn:{p}:codebuild:*:{a}:project/*"),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + sagemaker:CreateNotebookInstance",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "sagemaker:CreateNotebookInstance",
+                "arn:{p}:sagemaker:*:{a}:notebook-instance/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + sagemaker:CreateTrainingJob",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "sagemaker:CreateTrainingJob",
+                "arn:{p}:sagemaker:*:{a}:training-job/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + sagemaker:CreateProcessingJob",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "sagemaker:CreateProcessingJob",
+                "arn:{p}:sagemaker:*:{a}:processing-job/*",
+            )],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + ecs:RunTask or ecs:StartTask",
+        steps: &[
+            PASS_ROLE,
+            &[
+                some("ecs:RunTask", "arn:{p}:ecs:*:{a}:task-definition/*"),
+                some("ecs:StartTask", "arn:{p}:ecs:*:{a}:task-definition/*"),
+            ],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + ecs:RegisterTaskDefinition + ecs:CreateService",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "ecs:RegisterTaskDefinition",
+                "arn:{p}:ecs:*:{a}:task-definition/*",
+            )],
+            &[some("ecs:CreateService", "arn:{p}:ecs:*:{a}:service/*")],
+        ],
+    },
+    Method {
+        name: "iam:PassRole + datapipeline:CreatePipeline + datapipeline:PutPipelineDefinition",
+        steps: &[
+            PASS_ROLE,
+            &[some(
+                "datapipeline:CreatePipeline",
+                "arn:{p}:datapipeline:*:{a}:pipeline/*",
+            )],
+            &[some(
+                "datapipeline:PutPipelineDefinition",
+                "arn:{p}:datapipeline:*:{a}:pipeline/*",
+            )],
+        ],
+    },
+];
+
+/// Whether `method` is effectively allowed: `Some(conditional)`.
+fn method_grant(perms: &Permissions, method: &Method) -> Option<bool> {
+    let mut conditional = false;
+    for step in method.steps {
+        let mut best: Option<bool> = None;
+        'alts: for alt in *step {
+            for target in perms.subject.targets(alt.on) {
+                if let Some(c) = perms.grant(alt.action, &target, alt.all) {
+                    best = Some(best.map_or(c, |b| b && c));
+                    if !c {
+                        break 'alts;
+                    }
+                }
+            }
+        }
+        conditional |= best?;
+    }
+    Some(conditional)
+}
+
+/// Actions that hand their holder a credential of one named user.
+const ACT_AS_USER: &[&str] = &[
+    "iam:CreateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+];
+
+/// Whether the permissions could take over *some* principal of the
+/// account: (a user, a role). A cheap filter before [`acts_as`] per target.
+pub fn could_act_as(perms: &Permissions) -> (bool, bool) {
+    let some = |action: &str, on: &str| {
+        perms
+            .subject
+            .targets(on)
+            .iter()
+            .any(|t| perms.grant(action, t, false).is_some())
+    };
+    let users = ACT_AS_USER.iter().any(|a| some(a, USERS));
+    let roles = some("iam:UpdateAssumeRolePolicy", ROLES) || some("iam:PassRole", ROLES);
+    (users, roles)
+}
+
+/// How the permissions let their holder act as one named principal of its
+/// account (`target`, a user when `is_user`): a credential of the user
+/// ([`ACT_AS_USER`]); for a role, rewriting its trust policy, or passing it
+/// to a service that runs code (`iam:PassRole` on it plus the compute steps
+/// of a PassRole method of [`METHODS`]). The action or method name, if any.
+/// This is acting as that principal, with its privilege: a trust edge, not
+/// admin-equivalence in itself.
+pub fn acts_as(perms: &Permissions, target: &str, is_user: bool) -> Option<&'static str> {
+    if is_user {
+        return ACT_AS_USER
+            .iter()
+            .copied()
+            .find(|a| perms.grant(a, target, true).is_some());
+    }
+    if perms
+        .grant("iam:UpdateAssumeRolePolicy", target, true)
+        .is_some()
+    {
+        return Some("iam:UpdateAssumeRolePolicy");
+    }
+    perms.grant("iam:PassRole", target, true)?;
+    METHODS
+        .iter()
+        .filter(|m| m.name.starts_with("iam:PassRole + "))
+        .find(|m| {
+            let compute = Method {
+                name: m.name,
+                steps: m.steps.get(1..).unwrap_or_default(),
+            };
+            method_grant(perms, &compute).is_some()
+        })
+        .map(|m| m.name)
+}
+
+/// The first method of [`METHODS`] the permissions allow (unconditionally
+/// if any is), and whether only conditional statements allow it.
+pub fn escalation(perms: &Permissions) -> Option<(&'static Method, bool)> {
+    let mut conditional = None;
+    for m in METHODS {
+        match method_grant(perms, m) {
+            Some(false) => return Some((m, false)),
+            Some(true) if conditional.is_none() => conditional = Some((m, true)),
+            _ => {}
+        }
+    }
+    conditional
 }
 
 // ---------------------------------------------------------------------------
 // Analysis
 // ---------------------------------------------------------------------------
-
-/// IAM actions that let a principal escalate to full administrator.
-const ESCALATION_ACTIONS: &[&str] = &[
-    "iam:CreateAccessKey",
-    "iam:CreateLoginProfile",
-    "iam:UpdateLoginProfile",
-    "iam:AttachUserPolicy",
-    "iam:AttachGroupPolicy",
-    "iam:AttachRolePolicy",
-    "iam:PutUserPolicy",
-    "iam:PutGroupPolicy",
-    "iam:PutRolePolicy",
-    "iam:CreatePolicyVersion",
-    "iam:SetDefaultPolicyVersion",
-    "iam:AddUserToGroup",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:PassRole",
-];
 
 /// Action-name prefixes (after the service colon) that are read-only.
 const READ_PREFIXES: &[&str] = &[
@@ -332,41 +1057,33 @@ const READ_PREFIXES: &[&str] = &[
 /// What a set of identity policies (everything one principal holds) allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Analysis {
-    /// Allowed action patterns after explicit unconditional `*`-resource Deny subtraction (`*` for NotAction allows); sorted, deduplicated.
+    /// Allowed action patterns after explicit unconditional every-resource Deny subtraction (`*` for NotAction allows); sorted, deduplicated.
     pub actions: Vec<String>,
     /// Resource patterns of the Allow statements that still allow something (dedup, sorted).
     pub resources: Vec<String>,
     /// Read, Write or Admin.
     pub privilege: PrivilegeLevel,
-    /// Why it is admin-equivalent, e.g. "allows *:* on *"; None unless Admin.
+    /// Why it is admin-equivalent, naming the [`Method`]; None unless Admin.
     pub admin_reason: Option<String>,
 }
 
-/// Unconditional Deny statements on every resource: the ones that subtract.
-fn hard_denies(docs: &[PolicyDocument]) -> Vec<&Statement> {
-    docs.iter()
-        .flat_map(|d| &d.statements)
+/// Unconditional Deny statements on every resource: the ones that subtract
+/// from the listed actions.
+fn hard_denies<'a>(stmts: impl Iterator<Item = &'a Statement>, every: &str) -> Vec<&'a Statement> {
+    stmts
         .filter(|s| {
-            s.effect == Effect::Deny && !s.has_condition && resources_cover_all(&s.resources)
+            s.effect == Effect::Deny && !s.has_condition && resources_cover(&s.resources, every)
         })
         .collect()
 }
 
 /// Whether allowed action pattern `p` is fully removed by one of `denies`.
 fn pattern_denied(p: &str, denies: &[&Statement]) -> bool {
-    let literal = !p.contains(['*', '?']);
     denies.iter().any(|d| match &d.actions {
         Spec::Only(ds) => ds.iter().any(|dp| covers(dp, p)),
-        // "Deny everything except X": exactly decidable only for literals.
-        Spec::AllBut(xs) => literal && !xs.iter().any(|x| action_matches(x, p)),
+        // "Deny everything except X" removes `p` when no X can name what it does.
+        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, p, true)),
     })
-}
-
-/// Whether a concrete action is denied by one of `denies`.
-fn action_denied(action: &str, denies: &[&Statement]) -> bool {
-    denies
-        .iter()
-        .any(|d| spec_matches(&d.actions, action, true))
 }
 
 fn is_read_only(pattern: &str) -> bool {
@@ -377,73 +1094,29 @@ fn is_read_only(pattern: &str) -> bool {
     READ_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Admin finding for one statement: (rank, reason); lower rank wins.
-fn admin_finding(
-    stmt: &Statement,
-    surviving: &[String],
-    denies: &[&Statement],
-) -> Option<(u8, String)> {
-    if stmt.effect != Effect::Allow || !resources_cover_all(&stmt.resources) {
-        return None;
-    }
-    // Escalation actions still reachable through this statement.
-    let open: Vec<&str> = ESCALATION_ACTIONS
-        .iter()
-        .copied()
-        .filter(|a| !action_denied(a, denies))
-        .collect();
-    let suffix = if stmt.has_condition {
-        " (conditional)"
-    } else {
-        ""
-    };
-    let mut best: Option<(u8, String)> = None;
-    let mut consider = |rank: u8, reason: String| {
-        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-            best = Some((rank, reason));
-        }
-    };
-    match &stmt.actions {
-        Spec::Only(_) => {
-            for p in surviving {
-                if !open.iter().any(|a| action_matches(p, a)) {
-                    continue;
-                }
-                if covers(p, "*:*") {
-                    consider(0, format!("allows *:* on *{suffix}"));
-                } else if covers(p, "iam:*") {
-                    consider(1, format!("allows {p} on *{suffix}"));
-                } else if let Some(a) = open.iter().find(|a| action_matches(p, a)) {
-                    let reason = if p.eq_ignore_ascii_case(a) {
-                        format!("allows {a} on *{suffix}")
-                    } else {
-                        format!("allows {p} on * (includes {a}){suffix}")
-                    };
-                    consider(2, reason);
-                }
-            }
-        }
-        Spec::AllBut(excluded) => {
-            if !surviving.is_empty()
-                && open
-                    .iter()
-                    .any(|a| !excluded.iter().any(|x| action_matches(x, a)))
-            {
-                consider(3, format!("NotAction allow without iam exclusions{suffix}"));
-            }
-        }
-    }
-    best
+fn admin_reason(method: &Method, conditional: bool) -> String {
+    let suffix = if conditional { " (conditional)" } else { "" };
+    format!("admin-equivalent via {}{suffix}", method.name)
 }
 
-/// Analyse everything one principal holds: allowed actions, resources, privilege.
+/// Analyse a policy (or several) on their own, for a holder in no
+/// particular account: see [`analyse_for`].
 pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
-    let denies = hard_denies(docs);
+    let refs: Vec<&PolicyDocument> = docs.iter().collect();
+    analyse_for(&Permissions::of(&refs))
+}
+
+/// Analyse what `perms` allow: the allowed actions and resources (of the
+/// identity policies, boundary not applied), and the privilege level with
+/// the boundary and every explicit Deny applied: Admin when an escalation
+/// [`Method`] is effectively allowed; Write when some non-read action is.
+pub fn analyse_for(perms: &Permissions) -> Analysis {
+    let every = perms.subject.every_resource();
+    let denies = hard_denies(perms.statements(), &every);
     let mut actions = Vec::new();
     let mut resources = Vec::new();
-    let mut best: Option<(u8, String)> = None;
     let mut write = false;
-    for stmt in docs.iter().flat_map(|d| &d.statements) {
+    for stmt in perms.policies.iter().flat_map(|d| &d.statements) {
         if stmt.effect != Effect::Allow {
             continue;
         }
@@ -458,12 +1131,9 @@ pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
         if surviving.is_empty() {
             continue;
         }
-        if let Some(f) = admin_finding(stmt, &surviving, &denies) {
-            if best.as_ref().is_none_or(|(r, _)| f.0 < *r) {
-                best = Some(f);
-            }
-        }
-        write |= surviving.iter().any(|p| !is_read_only(p));
+        write |= surviving
+            .iter()
+            .any(|p| within_boundary(perms.boundary, p).any(|q| !is_read_only(&q)));
         actions.extend(surviving);
         match &stmt.resources {
             Spec::Only(rs) => resources.extend(rs.iter().cloned()),
@@ -474,8 +1144,8 @@ pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
     actions.dedup();
     resources.sort();
     resources.dedup();
-    let (privilege, admin_reason) = match best {
-        Some((_, reason)) => (PrivilegeLevel::Admin, Some(reason)),
+    let (privilege, admin_reason) = match escalation(perms) {
+        Some((m, conditional)) => (PrivilegeLevel::Admin, Some(admin_reason(m, conditional))),
         None if write => (PrivilegeLevel::Write, None),
         None => (PrivilegeLevel::Read, None),
     };
@@ -487,15 +1157,72 @@ pub fn analyse(docs: &[PolicyDocument]) -> Analysis {
     }
 }
 
+/// The privilege level of `perms` and why it is admin, without listing
+/// actions: what a principal as a whole is assessed by (see [`analyse_for`]).
+pub fn assess(perms: &Permissions) -> (PrivilegeLevel, Option<String>) {
+    if let Some((m, conditional)) = escalation(perms) {
+        return (PrivilegeLevel::Admin, Some(admin_reason(m, conditional)));
+    }
+    let every = perms.subject.every_resource();
+    let denies = hard_denies(perms.statements(), &every);
+    let write = perms
+        .policies
+        .iter()
+        .flat_map(|d| &d.statements)
+        .filter(|s| s.effect == Effect::Allow)
+        .flat_map(|s| match &s.actions {
+            Spec::Only(ps) => ps.iter().map(String::as_str).collect::<Vec<_>>(),
+            Spec::AllBut(_) => vec!["*"],
+        })
+        .any(|p| {
+            !is_read_only(p)
+                && !pattern_denied(p, &denies)
+                && within_boundary(perms.boundary, p).any(|q| !is_read_only(&q))
+        });
+    let level = if write {
+        PrivilegeLevel::Write
+    } else {
+        PrivilegeLevel::Read
+    };
+    (level, None)
+}
+
+/// What is left of allowed action pattern `p` inside the boundary's Allow
+/// statements: the narrower of two nested patterns, `p` itself when they
+/// merely overlap (an over-approximation), nothing when disjoint.
+fn within_boundary<'a>(
+    boundary: Option<&'a PolicyDocument>,
+    p: &'a str,
+) -> Box<dyn Iterator<Item = String> + 'a> {
+    let Some(b) = boundary else {
+        return Box::new(std::iter::once(p.to_string()));
+    };
+    Box::new(
+        b.statements
+            .iter()
+            .filter(|s| s.effect == Effect::Allow)
+            .flat_map(move |s| match &s.actions {
+                Spec::Only(bs) => bs
+                    .iter()
+                    .filter(|q| overlaps(q, p, true))
+                    .map(|q| {
+                        if covers(p, q) {
+                            q.clone()
+                        } else {
+                            p.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+                Spec::AllBut(xs) if !xs.iter().any(|x| covers(x, p)) => vec![p.to_string()],
+                Spec::AllBut(_) => Vec::new(),
+            }),
+    )
+}
+
 /// Whether the documents allow `action` on `resource` (an ARN); conditions assumed met on Allow, ignored on Deny.
 pub fn allows(docs: &[PolicyDocument], action: &str, resource: &str) -> bool {
-    let stmts = || docs.iter().flat_map(|d| &d.statements);
-    let hits = |s: &Statement| {
-        spec_matches(&s.actions, action, true) && spec_matches(&s.resources, resource, false)
-    };
-    let allowed = stmts().any(|s| s.effect == Effect::Allow && hits(s));
-    let denied = stmts().any(|s| s.effect == Effect::Deny && !s.has_condition && hits(s));
-    allowed && !denied
+    let refs: Vec<&PolicyDocument> = docs.iter().collect();
+    Permissions::of(&refs).allows(action, resource)
 }
 
 // ---------------------------------------------------------------------------
@@ -614,7 +1341,10 @@ mod tests {
         assert_eq!(d.statements.len(), 1);
         let a = analyse(&[d]);
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
-        assert_eq!(a.admin_reason.as_deref(), Some("allows *:* on *"));
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via *:* on every resource")
+        );
         assert_eq!(a.actions, vec!["*"]);
         assert_eq!(a.resources, vec!["*"]);
     }
@@ -778,25 +1508,29 @@ mod tests {
     }
 
     #[test]
-    fn escalation_via_pass_role_on_star_is_admin() {
+    fn pass_role_alone_is_not_admin() {
         let a = analyse(&[allow(json!("iam:PassRole"), json!("*"))]);
-        assert_eq!(a.privilege, PrivilegeLevel::Admin);
-        assert_eq!(a.admin_reason.as_deref(), Some("allows iam:PassRole on *"));
+        assert_eq!(a.privilege, PrivilegeLevel::Write);
+        assert_eq!(a.admin_reason, None);
     }
 
     #[test]
     fn escalation_via_wildcard_pattern_is_admin() {
         let a = analyse(&[allow(json!("iam:Put*"), json!("*"))]);
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
-        let reason = a.admin_reason.unwrap_or_default();
-        assert!(reason.starts_with("allows iam:Put* on *"), "{reason}");
-        assert!(reason.contains("iam:PutUserPolicy"), "{reason}");
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via iam:PutUserPolicy")
+        );
     }
 
     #[test]
     fn iam_star_is_admin() {
         let a = analyse(&[allow(json!("iam:*"), json!("*"))]);
-        assert_eq!(a.admin_reason.as_deref(), Some("allows iam:* on *"));
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via iam:CreatePolicyVersion")
+        );
     }
 
     #[test]
@@ -837,7 +1571,7 @@ mod tests {
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
         assert_eq!(
             a.admin_reason.as_deref(),
-            Some("NotAction allow without iam exclusions")
+            Some("admin-equivalent via iam:CreatePolicyVersion")
         );
         assert_eq!(a.actions, vec!["*"]);
     }
@@ -895,7 +1629,215 @@ mod tests {
         assert_eq!(a.privilege, PrivilegeLevel::Admin);
         assert_eq!(
             a.admin_reason.as_deref(),
-            Some("allows *:* on * (conditional)")
+            Some("admin-equivalent via *:* on every resource (conditional)")
+        );
+    }
+
+    // --- patterns, denies, boundaries, methods ----------------------------
+
+    fn user_subject(name: &'static str) -> (String, Subject<'static>) {
+        let arn = format!("arn:aws:iam::{ACCT}:user/{name}");
+        let subject = Subject {
+            account: ACCT,
+            user_name: Some(name),
+            ..Subject::default()
+        };
+        (arn, subject)
+    }
+
+    fn level_of(docs: &[PolicyDocument], boundary: Option<&PolicyDocument>) -> Analysis {
+        let (arn, mut subject) = user_subject("ci-bot");
+        subject.arn = Some(&arn);
+        let refs: Vec<&PolicyDocument> = docs.iter().collect();
+        analyse_for(&Permissions {
+            policies: &refs,
+            boundary,
+            subject,
+        })
+    }
+
+    #[test]
+    fn overlaps_is_glob_intersection() {
+        assert!(overlaps(
+            "arn:aws:iam::1:user/*",
+            "arn:aws:iam::*:user/a",
+            false
+        ));
+        assert!(overlaps("*:Get*", "s3:*", true));
+        assert!(!overlaps("s3:*", "iam:*", true));
+        assert!(!overlaps(
+            "arn:aws:iam::1:user/*",
+            "arn:aws:iam::1:role/*",
+            false
+        ));
+        assert!(overlaps("a?c", "*c", false));
+        assert!(!overlaps("ab", "a", false));
+    }
+
+    #[test]
+    fn every_resource_is_a_pattern_not_a_literal_star() {
+        for r in ["*", "arn:aws:*", "arn:aws:*:*:*:*", "arn:*:*:*:*:*"] {
+            let a = analyse(&[allow(json!("*"), json!(r))]);
+            assert_eq!(a.privilege, PrivilegeLevel::Admin, "{r}");
+        }
+        let s3 = analyse(&[allow(json!("*"), json!("arn:aws:s3:::*"))]);
+        assert_eq!(s3.privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn iam_methods_on_every_user_of_the_account_are_admin() {
+        let docs = [allow(
+            json!("iam:AttachUserPolicy"),
+            json!("arn:aws:iam::123456789012:user/*"),
+        )];
+        assert_eq!(level_of(&docs, None).privilege, PrivilegeLevel::Admin);
+        // Another account's users are no escalation here.
+        let other = [allow(
+            json!("iam:AttachUserPolicy"),
+            json!("arn:aws:iam::999999999999:user/*"),
+        )];
+        assert_eq!(level_of(&other, None).privilege, PrivilegeLevel::Write);
+        // Acting on oneself through ${aws:username}: policies yes, keys no.
+        let own_policy = [allow(
+            json!("iam:PutUserPolicy"),
+            json!("arn:aws:iam::123456789012:user/${aws:username}"),
+        )];
+        assert_eq!(level_of(&own_policy, None).privilege, PrivilegeLevel::Admin);
+        let own_keys = [allow(
+            json!("iam:CreateAccessKey"),
+            json!("arn:aws:iam::123456789012:user/${aws:username}"),
+        )];
+        assert_eq!(level_of(&own_keys, None).privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn pass_role_needs_a_compute_service_and_every_step() {
+        let pass = json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::123456789012:role/*"});
+        let lambda = |actions: Value| {
+            doc(
+                json!({"Statement": [pass.clone(), {"Effect": "Allow", "Action": actions, "Resource": "*"}]}),
+            )
+        };
+        let full = level_of(
+            &[lambda(json!([
+                "lambda:CreateFunction",
+                "lambda:InvokeFunction"
+            ]))],
+            None,
+        );
+        assert_eq!(full.privilege, PrivilegeLevel::Admin);
+        assert!(full
+            .admin_reason
+            .is_some_and(|r| r.contains("lambda:CreateFunction")));
+        let half = level_of(&[lambda(json!(["lambda:CreateFunction"]))], None);
+        assert_eq!(half.privilege, PrivilegeLevel::Write);
+        let no_pass = level_of(
+            &[allow(
+                json!(["lambda:CreateFunction", "lambda:InvokeFunction"]),
+                json!("*"),
+            )],
+            None,
+        );
+        assert_eq!(no_pass.privilege, PrivilegeLevel::Write);
+    }
+
+    #[test]
+    fn deny_with_resource_pattern_subtracts_across_documents() {
+        let admin = allow(json!("*"), json!("*"));
+        let deny_iam = doc(json!({"Statement": {"Effect": "Deny", "Action": "*",
+            "Resource": ["arn:aws:iam::*:user/*", "arn:aws:iam::*:group/*",
+                         "arn:aws:iam::*:role/*", "arn:aws:iam::*:policy/*"]}}));
+        assert_eq!(
+            level_of(&[admin.clone(), deny_iam], None).privilege,
+            PrivilegeLevel::Write
+        );
+        // "Deny everything but S3" leaves S3 only.
+        let deny_not_s3 = doc(
+            json!({"Statement": {"Effect": "Deny", "Action": "*", "NotResource": "arn:aws:s3:::*"}}),
+        );
+        assert_eq!(
+            level_of(&[admin.clone(), deny_not_s3], None).privilege,
+            PrivilegeLevel::Write
+        );
+        // A deny on one bucket leaves IAM open.
+        let deny_bucket = doc(
+            json!({"Statement": {"Effect": "Deny", "Action": "*", "Resource": "arn:aws:s3:::prod"}}),
+        );
+        assert_eq!(
+            level_of(&[admin, deny_bucket], None).privilege,
+            PrivilegeLevel::Admin
+        );
+    }
+
+    #[test]
+    fn boundary_intersects_and_its_denies_subtract() {
+        let admin = [allow(json!("*"), json!("*"))];
+        let s3 = allow(json!("s3:*"), json!("*"));
+        assert_eq!(level_of(&admin, Some(&s3)).privilege, PrivilegeLevel::Write);
+        let read = allow(json!(["s3:Get*", "s3:List*"]), json!("*"));
+        assert_eq!(
+            level_of(&admin, Some(&read)).privilege,
+            PrivilegeLevel::Read
+        );
+        let open = allow(json!("*"), json!("*"));
+        assert_eq!(
+            level_of(&admin, Some(&open)).privilege,
+            PrivilegeLevel::Admin
+        );
+        // The boundary only limits: what the identity lacks it does not add.
+        let reader = [allow(json!("s3:GetObject"), json!("*"))];
+        assert_eq!(
+            level_of(&reader, Some(&open)).privilege,
+            PrivilegeLevel::Read
+        );
+        // A boundary that lets the holder remove itself is no limit.
+        let escape = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iam:DeleteUserPermissionsBoundary",
+             "Resource": "arn:aws:iam::123456789012:user/${aws:username}"}
+        ]}));
+        let a = level_of(&admin, Some(&escape));
+        assert_eq!(a.privilege, PrivilegeLevel::Admin);
+        assert_eq!(
+            a.admin_reason.as_deref(),
+            Some("admin-equivalent via iam:DeleteUserPermissionsBoundary")
+        );
+        let deny = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}
+        ]}));
+        assert_ne!(
+            level_of(&admin, Some(&deny)).privilege,
+            PrivilegeLevel::Admin
+        );
+    }
+
+    #[test]
+    fn not_resource_allow_reaches_what_it_does_not_exclude() {
+        let d = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "iam:CreateAccessKey",
+            "NotResource": "arn:aws:iam::123456789012:user/break-glass"}}),
+        );
+        // Every user but one: not every user, so not admin by this method…
+        assert_eq!(
+            level_of(std::slice::from_ref(&d), None).privilege,
+            PrivilegeLevel::Write
+        );
+        // …but each of the others can be taken over.
+        let (arn, mut subject) = user_subject("ci-bot");
+        subject.arn = Some(&arn);
+        let perms = Permissions {
+            policies: &[&d],
+            boundary: None,
+            subject,
+        };
+        assert_eq!(
+            acts_as(&perms, "arn:aws:iam::123456789012:user/ops", true),
+            Some("iam:CreateAccessKey")
+        );
+        assert_eq!(
+            acts_as(&perms, "arn:aws:iam::123456789012:user/break-glass", true),
+            None
         );
     }
 

@@ -443,6 +443,8 @@ impl Scan<'_> {
                 tags: tags_of(&a.tags, &a.notes),
                 human_login: false,
                 human_login_last_used: None,
+                privilege: None,
+                privilege_reason: None,
             });
             self.push_creds(
                 &mut inv,
@@ -507,6 +509,8 @@ impl Scan<'_> {
                 tags,
                 human_login: false,
                 human_login_last_used: None,
+                privilege: None,
+                privilege_reason: None,
             });
             self.push_creds(
                 &mut inv,

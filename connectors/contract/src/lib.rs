@@ -137,6 +137,18 @@ pub struct Identity {
     /// Last interactive (human-style) login, if the provider records it.
     #[serde(default, deserialize_with = "time::deserialize_opt")]
     pub human_login_last_used: Option<Timestamp>,
+    /// Privilege of the identity as a whole, when the connector assesses it
+    /// over everything the identity holds together (policies combined,
+    /// explicit denies across them, a permissions boundary). It replaces the
+    /// highest privilege of the entitlements held, which can over-report (a
+    /// boundary limits them) or under-report (two policies that are
+    /// harmless apart escalate together). None: not assessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privilege: Option<PrivilegeLevel>,
+    /// Why `privilege` is what it is, e.g. the escalation method that makes
+    /// the identity admin-equivalent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privilege_reason: Option<String>,
 }
 
 fn yes() -> bool {
