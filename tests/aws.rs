@@ -2,13 +2,16 @@
 //! `nhi-assure scan` and `plan` through the CLI, assert the exact findings
 //! and planned actions.
 
+#[path = "support/cli.rs"]
+mod cli_support;
+use cli_support::listed;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use nhi_aws::moto::Moto;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const A: &str = "arn:aws:iam::123456789012:";
 
 fn approvals() -> String {
@@ -84,16 +87,7 @@ path = "approvals"
 
 /// The binary with moto's dummy credentials and nothing of the host's AWS setup.
 fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN");
-    c
+    cli_support::moto_cmd(args)
 }
 
 /// Run a command. moto answers ListServiceSpecificCredentials with a 500,
@@ -115,21 +109,6 @@ fn json(o: &Output) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&o.stderr)
     );
     listed(&o.stdout)
-}
-
-/// The list a pass's JSON document carries (`findings`, `actions` or
-/// `outcomes`); other commands print a bare array.
-fn listed(stdout: &[u8]) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(stdout).expect("json");
-    match v {
-        serde_json::Value::Array(a) => a,
-        serde_json::Value::Object(mut o) => ["findings", "actions", "outcomes"]
-            .iter()
-            .find_map(|k| o.remove(*k))
-            .and_then(|l| serde_json::from_value(l).ok())
-            .expect("a pass document with findings, actions or outcomes"),
-        other => panic!("not a JSON list or pass document: {other}"),
-    }
 }
 
 type Key = (String, String, Option<String>);

@@ -5,14 +5,16 @@
 //! role, and nothing of the scanner account may change — read back from
 //! both accounts after each step.
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use nhi_aws::moto::aws_sdk_iam::types::StatusType;
 use nhi_aws::moto::{member_role, Moto};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const SCANNER: &str = "123456789012";
 const MEMBER: &str = "222233334444";
 
@@ -153,15 +155,7 @@ max_percent = 100.0
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
+    cli_support::moto_cmd(args)
         .output()
         .expect("run nhi-assure")
 }

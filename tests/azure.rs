@@ -5,6 +5,10 @@
 //! pass for "never used" or "empty", and that no secret value reaches any
 //! output, log or the store.
 
+#[path = "support/cli.rs"]
+mod cli_support;
+use cli_support::listed;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -109,21 +113,6 @@ fn json(o: &Output) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&o.stderr)
     );
     listed(&o.stdout)
-}
-
-/// The list a pass's JSON document carries (`findings`, `actions` or
-/// `outcomes`); other commands print a bare array.
-fn listed(stdout: &[u8]) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(stdout).expect("json");
-    match v {
-        serde_json::Value::Array(a) => a,
-        serde_json::Value::Object(mut o) => ["findings", "actions", "outcomes"]
-            .iter()
-            .find_map(|k| o.remove(*k))
-            .and_then(|l| serde_json::from_value(l).ok())
-            .expect("a pass document with findings, actions or outcomes"),
-        other => panic!("not a JSON list or pass document: {other}"),
-    }
 }
 
 type Key = (String, String, Option<String>);

@@ -1,6 +1,10 @@
 //! The CLI end to end on the bundled demo estate: exact findings, the JSON
 //! contract, exit codes, error reporting, unknown-source handling, secrets.
 
+#[path = "support/cli.rs"]
+mod cli_support;
+use cli_support::listed;
+
 #[path = "support/demo.rs"]
 mod demo_copy;
 use demo_copy::demo;
@@ -36,21 +40,6 @@ fn json_findings(cfg: &Path) -> Vec<serde_json::Value> {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     listed(&o.stdout)
-}
-
-/// The list a pass's JSON document carries (`findings`, `actions` or
-/// `outcomes`); other commands print a bare array.
-fn listed(stdout: &[u8]) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(stdout).expect("json");
-    match v {
-        serde_json::Value::Array(a) => a,
-        serde_json::Value::Object(mut o) => ["findings", "actions", "outcomes"]
-            .iter()
-            .find_map(|k| o.remove(*k))
-            .and_then(|l| serde_json::from_value(l).ok())
-            .expect("a pass document with findings, actions or outcomes"),
-        other => panic!("not a JSON list or pass document: {other}"),
-    }
 }
 
 const P: &str = "arn:aws:iam::111122223333:";

@@ -4,6 +4,9 @@
 //! Also: revocations can be listed and withdrawn (audited), and one naming
 //! no known approval is marked, never kept silently.
 
+#[path = "support/cli.rs"]
+mod cli_support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -74,15 +77,7 @@ fn terminate(mut child: Child) {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
+    cli_support::moto_cmd(args)
         .output()
         .expect("run nhi-assure")
 }
