@@ -12,14 +12,11 @@ use nhi_aws::moto::Moto;
 #[path = "support/pg.rs"]
 mod pg;
 
-const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
+#[path = "support/daemon.rs"]
+mod daemon_support;
+use daemon_support::{free_port, post, terminate};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -68,21 +65,6 @@ fn spawn_with(cfg: &Path, port: u16, env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn daemon")
-}
-
-fn terminate(mut child: Child) -> Option<i32> {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(st)) = child.try_wait() {
-            return st.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
 }
 
 fn demo_copy(dir: &Path) -> std::path::PathBuf {
@@ -226,26 +208,6 @@ async fn approval_end_triggers_a_pass_that_disables_the_key() {
     let latency = (at - end).num_milliseconds();
     println!("approval end -> key disabled (journal outcome): {latency} ms");
     assert!(latency >= 0);
-}
-
-fn post(port: u16, body: &str, stamp: i64, secret: &[u8]) -> u16 {
-    use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
-    mac.update(format!("{stamp}.{body}").as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "POST /webhook HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nX-NHI-Assure-Timestamp: {stamp}\r\nX-NHI-Assure-Signature: sha256={sig}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

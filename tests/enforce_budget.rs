@@ -6,11 +6,14 @@
 
 #[path = "support/cli.rs"]
 mod cli_support;
+#[path = "support/daemon.rs"]
+mod daemon_support;
+use daemon_support::{free_port, terminate};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nhi_aws::moto::Moto;
@@ -20,13 +23,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const SECRET: &str = "budget-test-webhook-secret-0123456789";
 const USERS: usize = 30;
 const WINDOW_SECS: u64 = 45;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn ready(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -39,41 +35,14 @@ fn ready(port: u16) -> bool {
     s.read_to_string(&mut out).is_ok() && out.split_whitespace().nth(1) == Some("200")
 }
 
-/// POST a signed webhook event; the HTTP status.
+/// POST a webhook event signed now with the test's secret; the status.
 fn post(port: u16, body: &str) -> u16 {
-    use hmac::{KeyInit, Mac};
-    let stamp = chrono::Utc::now().timestamp();
-    let mut mac =
-        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).expect("key");
-    mac.update(format!("{stamp}.{body}").as_bytes());
-    let sig = hex::encode(mac.finalize().into_bytes());
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "POST /webhook HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nX-NHI-Assure-Timestamp: {stamp}\r\nX-NHI-Assure-Signature: sha256={sig}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    daemon_support::post(
+        port,
+        body,
+        chrono::Utc::now().timestamp(),
+        SECRET.as_bytes(),
     )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
 }
 
 fn run(args: &[&str]) -> Output {
@@ -219,7 +188,7 @@ async fn a_burst_of_revocations_draws_from_one_budget_over_time() {
     );
     // Let the last passes finish, then stop the daemon (it releases its lease).
     std::thread::sleep(Duration::from_secs(3));
-    terminate(daemon);
+    let _ = terminate(daemon);
 
     let after_burst = journal(&cfg);
     let done: Vec<_> = after_burst.iter().filter(|e| e.1 == "done").collect();
