@@ -85,6 +85,20 @@ pub struct ManifestFile {
     pub size: u64,
 }
 
+impl ManifestFile {
+    /// The manifest's entries for `files` (archive path, content).
+    fn listing(files: &[(String, Vec<u8>)]) -> Vec<ManifestFile> {
+        files
+            .iter()
+            .map(|(path, b)| ManifestFile {
+                path: path.clone(),
+                sha256: sha256_hex(b),
+                size: b.len() as u64,
+            })
+            .collect()
+    }
+}
+
 /// The signed manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -268,14 +282,7 @@ pub fn write_bundle(
         run_started_at: data.run.started_at.clone(),
         as_of: data.run.as_of.clone(),
         public_key_sha256: key_id(&key.verifying_key()),
-        files: files
-            .iter()
-            .map(|(path, b)| ManifestFile {
-                path: path.clone(),
-                sha256: sha256_hex(b),
-                size: b.len() as u64,
-            })
-            .collect(),
+        files: ManifestFile::listing(files),
     };
     let manifest_bytes = json_bytes(&manifest)?;
     let sig_bytes = key.sign(&manifest_bytes).to_bytes();
@@ -1001,14 +1008,7 @@ mod tests {
             run_started_at: "2026-12-01T00:00:00Z".into(),
             as_of: "2026-12-01T00:00:00Z".into(),
             public_key_sha256: key_id(&key.verifying_key()),
-            files: files
-                .iter()
-                .map(|(path, b)| ManifestFile {
-                    path: path.clone(),
-                    sha256: sha256_hex(b),
-                    size: b.len() as u64,
-                })
-                .collect(),
+            files: ManifestFile::listing(&files),
         };
         let m = json_bytes(&manifest).expect("manifest");
         let sig = key.sign(&m).to_bytes();
