@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use nhi_assure::act::Budget;
 use nhi_assure::config::Budget as BudgetConfig;
-use nhi_assure::reconcile::Budget;
 use nhi_assure::store::journal::Intent;
 use nhi_assure::store::lease::Leadership;
 use nhi_assure::store::{RunRecord, SqlStore, Store};

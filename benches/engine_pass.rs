@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use nhi_assure::engine;
-use nhi_assure::estate::Estate;
-use nhi_assure::plan::Protected;
-use nhi_assure::rules::{RuleSet, RulesConfig};
+use nhi_assure::engine::estate::Estate;
+use nhi_assure::engine::plan::Protected;
+use nhi_assure::engine::rules::{RuleSet, RulesConfig};
 use nhi_assure::synth::{generate, synth_now, SynthSpec};
 use nhi_contract::Provider;
 

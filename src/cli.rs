@@ -1,22 +1,15 @@
 //! The command line: `scan`, `plan`, `reconcile`, `report`, `evidence`, `rules`, `controls`, …
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine;
-use crate::estate::{SourceState, SourceStatus};
-use crate::findings::{self, Finding};
-use crate::output::{self, Format};
-use crate::plan::Protected;
-use crate::rules::{RuleSet, RulesConfig, Severity};
-use crate::store::lease::{holder_id, Leadership, LeaseState};
-use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
+use crate::engine::rules::{RuleSet, RulesConfig, Severity};
+use crate::pass::Context;
+use crate::report::output::{self, Format};
+use crate::store::SqlStore;
 
 /// Continuous assurance for non-human identities.
 #[derive(Debug, Parser)]
@@ -80,49 +73,6 @@ pub enum RevocationCommand {
 /// source failed or was partial (without `--allow-partial`), every source
 /// failed, or `--fail-on` was asked of a run with a failed source.
 pub const EXIT_UNSEEN: u8 = 3;
-
-/// Why this run must exit [`EXIT_UNSEEN`], if it must.
-fn unseen(sources: &[SourceStatus], allow_partial: bool, fail_on: bool) -> Option<String> {
-    let failed: Vec<&str> = sources
-        .iter()
-        .filter(|s| matches!(s.state, SourceState::Failed { .. }))
-        .map(|s| s.name.as_str())
-        .collect();
-    let partial: Vec<&str> = sources
-        .iter()
-        .filter(|s| matches!(s.state, SourceState::Partial { .. }))
-        .map(|s| s.name.as_str())
-        .collect();
-    if failed.len() == sources.len() {
-        return Some("no source could be read: the run saw nothing".into());
-    }
-    if failed.is_empty() && partial.is_empty() {
-        return None;
-    }
-    let what = || {
-        let mut parts = Vec::new();
-        if !failed.is_empty() {
-            parts.push(format!("failed: {}", failed.join(", ")));
-        }
-        if !partial.is_empty() {
-            parts.push(format!("partial: {}", partial.join(", ")));
-        }
-        parts.join("; ")
-    };
-    if !allow_partial {
-        return Some(format!(
-            "the run could not see everything ({}); --allow-partial accepts that",
-            what()
-        ));
-    }
-    if fail_on && !failed.is_empty() {
-        return Some(format!(
-            "--fail-on cannot pass on a run that could not see ({})",
-            what()
-        ));
-    }
-    None
-}
 
 /// Exit code `code`, or [`EXIT_UNSEEN`] (said on stderr) when the run could
 /// not see and the caller did not accept it.
@@ -267,7 +217,7 @@ pub enum Command {
         run: crate::report::RunSel,
         /// Output format.
         #[arg(long, value_enum, default_value = "json")]
-        format: crate::report::cli::TraceFormat,
+        format: crate::report::commands::TraceFormat,
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -285,13 +235,13 @@ pub enum Command {
         to: crate::report::RunSel,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
-        format: crate::report::cli::DiffFormat,
+        format: crate::report::commands::DiffFormat,
     },
     /// Signed evidence bundles: keygen, export, verify.
     Evidence {
         /// What to do.
         #[command(subcommand)]
-        command: crate::report::cli::EvidenceCommand,
+        command: crate::report::commands::EvidenceCommand,
     },
     /// Validate the approval files only (no store, no provider); SARIF for pull requests.
     CheckApprovals {
@@ -300,7 +250,7 @@ pub enum Command {
         config: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
-        format: crate::report::cli::CheckFormat,
+        format: crate::report::commands::CheckFormat,
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -325,63 +275,21 @@ pub enum Command {
     },
 }
 
-/// Logs go to stderr: human-readable on a terminal, JSON lines otherwise.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // sqlx warns about connect parameters it ignores with their values
-    // (`sslpassword=…`): never at any level the user picks.
-    let filter = match "sqlx_postgres::options::parse=error".parse() {
-        Ok(d) => filter.add_directive(d),
-        Err(_) => filter,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::io::stderr().is_terminal() {
-        builder.try_init()
-    } else {
-        builder.json().try_init()
-    };
-}
-
 fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
 }
 
-fn load_rules(cfg: Option<&Config>) -> anyhow::Result<RuleSet> {
-    Ok(match cfg {
-        Some(c) => c.rule_set()?,
-        None => RuleSet::load(&RulesConfig::default(), Path::new("."))?,
-    })
+/// The store a config names (for commands that only read or amend it).
+async fn open_store(config: &Path) -> anyhow::Result<SqlStore> {
+    Ok(SqlStore::open(&load_config(config)?.store_location()).await?)
 }
 
-/// Write what `render` produces to `path` — created like every file the
-/// tool writes (`safe_file`: never through a planted link, `0644`) — or to
-/// stdout.
-fn emit(
-    path: Option<&Path>,
-    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    match path {
-        Some(p) => {
-            let mut buf = Vec::new();
-            render(&mut buf)?;
-            crate::safe_file::write(p, crate::safe_file::Access::Shared, &buf)
-                .with_context(|| format!("cannot write {}", p.display()))?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            render(&mut out)?;
-            out.flush()?;
-        }
-    }
-    Ok(())
+/// The rule set of `config`, or the built-in one without a config.
+fn load_rules(config: Option<&Path>) -> anyhow::Result<RuleSet> {
+    Ok(match config {
+        Some(c) => load_config(c)?.rule_set()?,
+        None => RuleSet::load(&RulesConfig::default(), Path::new("."))?,
+    })
 }
 
 /// Run a command; returns the process exit code.
@@ -400,15 +308,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fail_on,
             allow_partial,
         } => {
-            let pass = pass(&config, "scan").await?;
-            emit(out.as_deref(), |w| {
-                output::findings(w, format, &pass.view(), &pass.findings)
+            let pass = Context::load(&config)?.pass("scan").await?;
+            output::emit(out.as_deref(), |w| {
+                output::findings(w, format, &(&pass).into(), &pass.findings)
             })?;
             pass.report_summary();
             let failing = fail_on.is_some_and(|s| pass.findings.iter().any(|f| f.severity >= s));
             Ok(exit_seen(
                 u8::from(failing),
-                unseen(&pass.sources, allow_partial, fail_on.is_some()),
+                pass.unseen(allow_partial, fail_on.is_some()),
             ))
         }
         Command::Plan {
@@ -417,12 +325,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output: out,
             allow_partial,
         } => {
-            let pass = pass(&config, "plan").await?;
-            emit(out.as_deref(), |w| {
-                output::plan(w, format, &pass.view(), &pass.plan)
+            let pass = Context::load(&config)?.pass("plan").await?;
+            output::emit(out.as_deref(), |w| {
+                output::plan(w, format, &(&pass).into(), &pass.plan)
             })?;
             pass.report_summary();
-            Ok(exit_seen(0, unseen(&pass.sources, allow_partial, false)))
+            Ok(exit_seen(0, pass.unseen(allow_partial, false)))
         }
         Command::Reconcile {
             config,
@@ -431,51 +339,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pause_after_call_ms,
             allow_partial,
         } => {
-            let cfg = load_config(&config)?;
-            let enforcing = enforce || cfg.mode == crate::config::Mode::Enforce;
-            if !enforcing {
-                let pass = pass(&config, "reconcile").await?;
+            let ctx = Context::load(&config)?;
+            if !(enforce || ctx.cfg.mode == crate::config::Mode::Enforce) {
+                let pass = ctx.pass("reconcile").await?;
                 pass.report_summary();
                 output::plan(
                     &mut std::io::stdout().lock(),
                     format,
-                    &pass.view(),
+                    &(&pass).into(),
                     &pass.plan,
                 )?;
-                return Ok(exit_seen(0, unseen(&pass.sources, allow_partial, false)));
+                return Ok(exit_seen(0, pass.unseen(allow_partial, false)));
             }
-            // Lead for the whole pass, so what is acted on is what this
-            // process saw while no one else could act.
-            let store = SqlStore::open(&cfg.store_location()).await?;
-            let leader = lead(&store, &cfg).await?;
-            let acted = async {
-                let pass = pass(&config, "reconcile").await?;
-                pass.report_summary();
-                let rems = crate::reconcile::remediators(&pass.cfg).await;
-                let outcomes = crate::reconcile::enforce(
-                    &pass,
-                    &rems,
-                    leader.fence(),
-                    pause_after_call_ms.map(std::time::Duration::from_millis),
-                )
-                .await?;
-                anyhow::Ok((pass, outcomes))
-            }
-            .await;
-            leader.release().await;
-            let (pass, outcomes) = acted?;
+            let pause = pause_after_call_ms.map(std::time::Duration::from_millis);
+            let (pass, outcomes) = crate::act::reconcile(&ctx, "reconcile", pause).await?;
             let mut out = std::io::stdout().lock();
-            output::outcomes(&mut out, format, Some(&pass.view()), &outcomes)?;
+            output::outcomes(&mut out, format, Some(&(&pass).into()), &outcomes)?;
             let failed = outcomes.iter().any(|o| o.status == "failed");
             Ok(exit_seen(
                 if failed { 2 } else { 0 },
-                unseen(&pass.sources, allow_partial, false),
+                pass.unseen(allow_partial, false),
             ))
         }
         Command::Revocations { action } => match action {
             RevocationCommand::List { config, format } => {
-                let cfg = load_config(&config)?;
-                let store = SqlStore::open(&cfg.store_location()).await?;
+                let store = open_store(&config).await?;
                 output::revocations(
                     &mut std::io::stdout().lock(),
                     format,
@@ -488,9 +376,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 approval_id,
                 reason,
             } => {
-                let cfg = load_config(&config)?;
-                let store = SqlStore::open(&cfg.store_location()).await?;
-                let actor = crate::reconcile::actor();
+                let store = open_store(&config).await?;
+                let actor = crate::act::actor();
                 if store
                     .withdraw_revocation(&approval_id, &actor, &reason)
                     .await?
@@ -510,31 +397,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action,
             run,
         } => {
-            let cfg = load_config(&config)?;
-            let store = SqlStore::open(&cfg.store_location()).await?;
-            let entries = match (action, run) {
-                (Some(id), _) => vec![store
-                    .journal_get(id)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("no action {id} in the journal"))?],
-                (None, Some(r)) => store.journal_list(Some(r)).await?,
+            let ctx = Context::load(&config)?;
+            let which = match (action, run) {
+                (Some(id), _) => crate::act::UndoScope::Action(id),
+                (None, Some(r)) => crate::act::UndoScope::Run(r),
                 (None, None) => anyhow::bail!("give an action id or --run RUN_ID"),
             };
-            let rems = crate::reconcile::remediators(&cfg).await;
-            let run_id = entries.first().map_or(0, |e| e.run_id);
-            let leader = lead(&store, &cfg).await?;
-            let mut outcomes = Vec::new();
-            // Newest first: undo in the reverse order things were done.
-            for e in entries.iter().rev().filter(|e| e.undo_of.is_none()) {
-                match crate::reconcile::undo(&store, &rems, e, run_id, leader.fence()).await {
-                    Ok(o) => outcomes.push(o),
-                    Err(err) => {
-                        leader.release().await;
-                        return Err(err);
-                    }
-                }
-            }
-            leader.release().await;
+            let outcomes = crate::act::undo_journaled(&ctx, which).await?;
             output::outcomes(
                 &mut std::io::stdout().lock(),
                 Format::Table,
@@ -578,8 +447,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { action } => match action {
             AuditCommand::Verify { config } => {
-                let cfg = load_config(&config)?;
-                let store = SqlStore::open(&cfg.store_location()).await?;
+                let store = open_store(&config).await?;
                 match store.audit_verify().await? {
                     crate::store::audit::Verdict::Intact { entries, head } => {
                         println!("audit log intact: {entries} entries, head {head}");
@@ -592,8 +460,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             AuditCommand::List { config, run } => {
-                let cfg = load_config(&config)?;
-                let store = SqlStore::open(&cfg.store_location()).await?;
+                let store = open_store(&config).await?;
                 output::json(
                     &mut std::io::stdout().lock(),
                     &store.audit_entries(run).await?,
@@ -602,8 +469,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Journal { config, run } => {
-            let cfg = load_config(&config)?;
-            let store = SqlStore::open(&cfg.store_location()).await?;
+            let store = open_store(&config).await?;
             output::json(
                 &mut std::io::stdout().lock(),
                 &store.journal_list(run).await?,
@@ -616,422 +482,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             out,
             framework,
-        } => crate::report::cli::report(&config, run, &format, out.as_deref(), &framework).await,
+        } => {
+            crate::report::commands::report(&config, run, &format, out.as_deref(), &framework).await
+        }
         Command::Trace {
             config,
             subject,
             run,
             format,
             output: out,
-        } => crate::report::cli::trace(&config, &subject, run, format, out.as_deref()).await,
+        } => crate::report::commands::trace(&config, &subject, run, format, out.as_deref()).await,
         Command::Diff {
             config,
             from,
             to,
             format,
-        } => crate::report::cli::diff_cmd(&config, from, to, format).await,
-        Command::Evidence { command } => crate::report::cli::evidence_cmd(command).await,
+        } => crate::report::commands::diff_cmd(&config, from, to, format).await,
+        Command::Evidence { command } => crate::report::commands::evidence_cmd(command).await,
         Command::CheckApprovals {
             config,
             format,
             output: out,
-        } => crate::report::cli::check_approvals(&config, format, out.as_deref()),
+        } => crate::report::commands::check_approvals(&config, format, out.as_deref()),
         Command::Rules { config, format } => {
-            let cfg = config.as_deref().map(load_config).transpose()?;
-            let set = load_rules(cfg.as_ref())?;
-            list_rules(&set, format)?;
+            crate::report::listing::rules(&load_rules(config.as_deref())?, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Controls { config, format } => {
-            let cfg = config.as_deref().map(load_config).transpose()?;
-            let set = load_rules(cfg.as_ref())?;
-            list_controls(&set, format)?;
+            crate::report::listing::controls(&load_rules(config.as_deref())?, format)?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Take the leader lease for a one-shot command that acts, or say plainly
-/// who holds it: a daemon (or another operator) is acting on this store.
-async fn lead(store: &SqlStore, cfg: &Config) -> anyhow::Result<Leadership> {
-    let ttl = std::time::Duration::from_secs(cfg.daemon.lease_secs);
-    match Leadership::acquire(store, &holder_id(), ttl).await? {
-        Ok(l) => Ok(l),
-        Err(LeaseState::Busy {
-            holder,
-            remaining_ms,
-        }) => anyhow::bail!(
-            "not acting: {holder} holds the leader lease on this store for {:.1} s more \
-             (a daemon or another operator is acting; stop it or let its lease expire)",
-            remaining_ms as f64 / 1000.0
-        ),
-        Err(LeaseState::Held(_)) => anyhow::bail!("leader lease in an impossible state"),
-    }
-}
-
-/// What a pass produced, for the commands to print and enforce to act on.
-pub struct PassResult {
-    /// The configuration.
-    pub cfg: Config,
-    /// The store the run was recorded in.
-    pub store: SqlStore,
-    /// Findings of the pass.
-    pub findings: Vec<Finding>,
-    /// The plan, in provider ids.
-    pub plan: Vec<crate::plan::ResolvedAction>,
-    /// Source statuses.
-    pub sources: Vec<crate::estate::SourceStatus>,
-    /// Credentials per source index, for the blast-radius share.
-    pub source_credentials: Vec<usize>,
-    /// Last use of each credential that an action targets, by id.
-    pub last_used: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
-    /// The run as recorded.
-    pub summary: crate::store::RunSummary,
-    /// Evaluation instant.
-    pub now: chrono::DateTime<chrono::Utc>,
-    /// The next instant an approval ends (expiry, or an emergency's end)
-    /// and the subjects of the approvals ending then: the daemon runs a
-    /// targeted pass for them at that instant.
-    pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
-    /// For a targeted pass, the identities it was limited to.
-    pub targeted: Option<Vec<String>>,
-    /// Webhook revocations in force that name no approval read this pass.
-    pub unmatched_revocations: Vec<crate::store::journal::Revocation>,
-    /// What this pass read of the targets of interrupted actions, by
-    /// journal id (recovery re-checks them before finishing).
-    pub target_states: std::collections::HashMap<i64, crate::reconcile::TargetState>,
-}
-
-/// What a targeted pass is for: identities, and approvals whose subjects
-/// are to be re-read (resolved once the approvals are read).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Targets {
-    /// Identity ids.
-    pub identities: Vec<String>,
-    /// Approval ids.
-    pub approvals: Vec<String>,
-}
-
-impl PassResult {
-    /// The run and what it could see, for JSON documents.
-    pub fn view(&self) -> output::RunView<'_> {
-        output::RunView {
-            run_id: self.summary.run_id,
-            sources: &self.sources,
-        }
-    }
-
-    /// Print the run summary and source warnings to stderr.
-    pub fn report_summary(&self) {
-        let s = &self.summary;
-        eprintln!(
-            "run {}: {} finding(s), {} new, {} resolved",
-            s.run_id, s.findings, s.opened, s.resolved
-        );
-        for r in &self.unmatched_revocations {
-            eprintln!(
-                "warning: the webhook revocation of {} names no approval any source returned (since {}); it is withdrawn after [enforce] unmatched_revocation_days (see `nhi-assure revocations list`)",
-                r.approval_id,
-                r.unmatched_since.as_deref().unwrap_or("now")
-            );
-        }
-        for src in &self.sources {
-            match &src.state {
-                SourceState::Complete => {}
-                SourceState::Failed { error } => eprintln!(
-                    "warning: source {} is FAILED ({error}): everything it holds is unknown this run; its findings stay open and nothing of it is acted on",
-                    src.name
-                ),
-                SourceState::Partial {
-                    gaps,
-                    unseen_kinds,
-                    unseen_other,
-                } => {
-                    let held = if *unseen_other {
-                        "nothing of it is acted on or resolved this run".to_string()
-                    } else {
-                        let kinds: Vec<&str> = unseen_kinds.iter().map(|k| k.as_str()).collect();
-                        format!(
-                            "findings and actions on {} credentials are held this run",
-                            kinds.join(", ")
-                        )
-                    };
-                    eprintln!("warning: source {} is PARTIAL ({}): {held}", src.name, gaps.join("; "));
-                }
-            }
-        }
-    }
-}
-
-/// Config → rules → sources → evaluation → findings → store. Every input is
-/// validated before any source is contacted.
-/// Config → rules → approvals → store → sources → evaluation → findings.
-pub async fn pass(config: &Path, command: &str) -> anyhow::Result<PassResult> {
-    pass_scoped(config, command, None, None).await
-}
-
-/// A pass that keeps the inventories read in `cache`; with `targets`, it
-/// re-reads only their identities on top of the cache and plans actions
-/// only for them (everything else is as of the last full read, too old to
-/// act on). Targets naming nothing known fall back to a full pass.
-pub async fn pass_scoped(
-    config: &Path,
-    command: &str,
-    cache: Option<&mut engine::InventoryCache>,
-    targets: Option<&Targets>,
-) -> anyhow::Result<PassResult> {
-    let started = chrono::Utc::now();
-    let progress = crate::progress::spinner();
-    progress.set_message("reading config, rules and approvals");
-    let cfg = load_config(config)?;
-    let rules = load_rules(Some(&cfg))?;
-    let protected = Protected::new(&cfg.plan.protected);
-    let now = cfg.as_of.unwrap_or(started);
-    // Approvals are local and strict: a bad file stops here, before the
-    // store is touched or any provider is contacted.
-    let mut approvals = engine::read_approvals(&engine::approval_sources(&cfg)).await?;
-    let store = SqlStore::open(&cfg.store_location()).await?;
-    // A changed config is an audit event (its digest; the file may hold
-    // nothing secret, but the log keeps only what identifies it).
-    let digest = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(std::fs::read(config)?))
-    };
-    store
-        .audit_config(&config.display().to_string(), &digest)
-        .await?;
-    // Revocations received by the webhook end approvals early; one naming
-    // no approval is shown, then dropped, never kept silently.
-    let known: std::collections::HashSet<&str> = approvals.iter().map(|a| a.id.as_str()).collect();
-    let unmatched_revocations = store
-        .match_revocations(
-            &known,
-            nhi_contract::time::days(cfg.enforce.unmatched_revocation_days),
-        )
-        .await?;
-    drop(known);
-    let revoked = store.revocations().await?;
-    for a in &mut approvals {
-        if let Some(at) = revoked.get(&a.id) {
-            a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
-        }
-    }
-    let subjects: Option<Vec<String>> = targets
-        .map(|t| {
-            let mut ids = t.identities.clone();
-            ids.extend(
-                approvals
-                    .iter()
-                    .filter(|a| t.approvals.contains(&a.id))
-                    .map(|a| a.subject.clone()),
-            );
-            ids.sort();
-            ids.dedup();
-            ids
-        })
-        .filter(|ids| !ids.is_empty());
-    progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
-    let estate = engine::read_inventories(
-        &engine::inventory_sources(&cfg),
-        approvals,
-        cache,
-        subjects.as_deref(),
-    )
-    .await;
-    progress.set_message(format!(
-        "evaluating {} identities, {} credentials",
-        estate.identities.len(),
-        estate.credentials.len()
-    ));
-    let eval = engine::evaluate(&estate, &rules, &protected, now);
-    tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
-    let materialized =
-        findings::materialize_with_subjects(&estate, &eval.facts, &eval.graph, &rules, &eval.hits);
-    let sourced: Vec<SourcedFinding> = materialized
-        .into_iter()
-        .map(|m| SourcedFinding {
-            source: m
-                .identity
-                .map(|i| {
-                    estate.sources[estate.identity_source[i as usize] as usize]
-                        .name
-                        .clone()
-                })
-                .unwrap_or_default(),
-            credential_kind: m.credential_kind,
-            finding: m.finding,
-        })
-        .collect();
-    let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();
-    let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
-    progress.set_message("recording the run");
-    let summary = store
-        .record_run(RunRecord {
-            started_at: started,
-            as_of: now,
-            command,
-            sources: &estate.sources,
-            rules: &rule_ids,
-            findings: &sourced,
-        })
-        .await?;
-    // What this run read, kept with it so any past run can be reported on.
-    crate::report::snapshot::record(&store, summary.run_id, &estate, &rules, &sourced).await?;
-    let mut source_credentials = vec![0usize; estate.sources.len()];
-    for i in eval.graph.credential_identity.iter().flatten() {
-        source_credentials[estate.identity_source[*i as usize] as usize] += 1;
-    }
-    let target_states = crate::reconcile::target_states(&estate, &store.journal_open().await?);
-    let mut plan = eval.plan.resolve(&estate, &eval.facts, &rules);
-    if let Some(ids) = &subjects {
-        plan.retain(|a| ids.contains(&a.request.identity_id));
-    }
-    let last_used = estate
-        .credentials
-        .iter()
-        .filter(|c| {
-            plan.iter()
-                .any(|a| a.request.credential_id.as_deref() == Some(c.id.as_str()))
-        })
-        .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
-        .collect();
-    let end = |a: &nhi_contract::Approval| {
-        let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
-        ended.map_or(a.expires_at, |e| e.min(a.expires_at))
-    };
-    let live = || {
-        estate
-            .approvals
-            .iter()
-            .filter(|a| a.revoked_at.is_none() && end(a) > now)
-    };
-    // Approvals ending within a second of the next end share its pass.
-    let next_expiry = live().map(end).min().map(|first| {
-        let mut ids: Vec<String> = live()
-            .filter(|a| end(a) <= first + chrono::Duration::seconds(1))
-            .map(|a| a.subject.clone())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        (first, ids)
-    });
-    progress.finish_and_clear();
-    Ok(PassResult {
-        unmatched_revocations,
-        target_states,
-        next_expiry,
-        targeted: subjects,
-        cfg,
-        store,
-        findings: list,
-        plan,
-        sources: estate.sources.clone(),
-        source_credentials,
-        last_used,
-        summary,
-        now,
-    })
-}
-
-#[derive(Serialize)]
-struct RuleInfo<'a> {
-    id: &'a str,
-    title: &'a str,
-    severity: Severity,
-    subject: &'a str,
-    action: &'a str,
-    condition: &'a str,
-    controls: &'a [String],
-    origin: &'a str,
-}
-
-fn list_rules(set: &RuleSet, format: Format) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let infos: Vec<RuleInfo> = set
-        .rules
-        .iter()
-        .map(|r| RuleInfo {
-            id: &r.id,
-            title: &r.title,
-            severity: r.severity,
-            subject: r.subject.as_str(),
-            action: r.action.as_str(),
-            condition: &r.condition_source,
-            controls: &r.controls,
-            origin: &r.origin,
-        })
-        .collect();
-    if format == Format::Json {
-        return output::json(&mut out, &infos);
-    }
-    let mut b = tabled::builder::Builder::default();
-    b.push_record(["RULE", "SEVERITY", "SUBJECT", "ACTION", "CONTROLS"]);
-    for r in &infos {
-        b.push_record([
-            r.id.to_string(),
-            r.severity.as_str().to_string(),
-            r.subject.to_string(),
-            r.action.to_string(),
-            r.controls.join("\n"),
-        ]);
-    }
-    let mut t = b.build();
-    t.with(tabled::settings::Style::sharp());
-    writeln!(out, "{t}")?;
-    Ok(())
-}
-
-#[derive(Serialize)]
-struct ControlInfo<'a> {
-    control: String,
-    title: &'a str,
-    rules: Vec<&'a str>,
-}
-
-fn list_controls(set: &RuleSet, format: Format) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let infos: Vec<ControlInfo> = set
-        .catalogs
-        .0
-        .iter()
-        .flat_map(|cat| {
-            cat.controls.iter().map(move |c| {
-                let reference = format!("{}:{}", cat.framework, c.id);
-                let rules = set
-                    .rules
-                    .iter()
-                    .filter(|r| r.controls.contains(&reference))
-                    .map(|r| r.id.as_str())
-                    .collect();
-                ControlInfo {
-                    control: reference,
-                    title: &c.title,
-                    rules,
-                }
-            })
-        })
-        .collect();
-    if format == Format::Json {
-        return output::json(&mut out, &infos);
-    }
-    let mut b = tabled::builder::Builder::default();
-    b.push_record(["CONTROL", "TITLE", "RULES"]);
-    for c in &infos {
-        b.push_record([
-            c.control.clone(),
-            c.title.to_string(),
-            if c.rules.is_empty() {
-                "-".to_string()
-            } else {
-                c.rules.join("\n")
-            },
-        ]);
-    }
-    let mut t = b.build();
-    t.with(tabled::settings::Style::sharp()).with(
-        tabled::settings::Modify::new(tabled::settings::object::Columns::one(1))
-            .with(tabled::settings::Width::wrap(60)),
-    );
-    writeln!(out, "{t}")?;
-    Ok(())
 }

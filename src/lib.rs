@@ -1,27 +1,25 @@
 //! nhi-assure: continuous assurance for non-human identities.
 //!
-//! The pipeline, one way through (see `ARCHITECTURE.md`):
-//! connectors → [`estate`] → [`graph`] → [`facts`] → [`rules`] → [`plan`],
-//! with [`findings`] materialised for [`output`] and the [`store`];
-//! [`report`] and [`evidence`] render recorded runs for auditors.
-//! [`engine`] strings a pass together; [`cli`] is the command line.
+//! One pass flows one way (see `ARCHITECTURE.md`):
+//! [`sources`] (the connector registry) → [`pass`] (read approvals and
+//! inventories) → [`engine`] (estate → graph → facts → rules → findings and
+//! plan, pure) → [`store`] (record) → [`act`] (enforce behind the rails).
+//! [`report`] renders passes and recorded runs; [`daemon`] runs passes on a
+//! schedule and on events; [`cli`] parses arguments and dispatches.
+//! A module only uses modules listed before it in this order:
+//! leaves ([`safe_file`], [`progress`], [`synth`]) · [`engine`] · [`sources`] ·
+//! [`config`] · [`store`] · [`pass`] · [`act`] · [`report`] · [`daemon`] · [`cli`]
+//! (checked by `tests/layering.rs`).
 
+pub mod act;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
-pub mod estate;
-pub mod evidence;
-pub mod facts;
-pub mod findings;
-pub mod graph;
-pub mod output;
-pub mod pattern;
-pub mod plan;
+pub mod pass;
 pub mod progress;
-pub mod reconcile;
 pub mod report;
-pub mod rules;
 pub mod safe_file;
+pub mod sources;
 pub mod store;
 pub mod synth;

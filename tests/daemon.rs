@@ -358,11 +358,13 @@ fn replicas_on_postgres_one_leads_and_a_standby_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_targeted_pass_plans_only_for_its_subjects() {
-    use nhi_assure::cli::{pass_scoped, Targets};
+    use nhi_assure::pass::{Context, InventoryCache, Targets};
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = demo_copy(dir.path());
-    let mut cache = nhi_assure::engine::InventoryCache::new();
-    let full = pass_scoped(&cfg, "daemon", Some(&mut cache), None)
+    let ctx = Context::load(&cfg).expect("config");
+    let mut cache = InventoryCache::new();
+    let full = ctx
+        .pass_scoped("daemon", Some(&mut cache), None)
         .await
         .expect("full pass");
     assert!(!cache.is_empty(), "a full pass fills the cache");
@@ -383,7 +385,8 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
         identities: vec![subject.clone()],
         approvals: Vec::new(),
     };
-    let targeted = pass_scoped(&cfg, "daemon-targeted", Some(&mut cache), Some(&only))
+    let targeted = ctx
+        .pass_scoped("daemon-targeted", Some(&mut cache), Some(&only))
         .await
         .expect("targeted pass");
     assert!(!targeted.plan.is_empty());
@@ -411,7 +414,8 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
         identities: Vec::new(),
         approvals: vec!["APR-NOPE".into()],
     };
-    let fallback = pass_scoped(&cfg, "daemon-targeted", Some(&mut cache), Some(&unknown))
+    let fallback = ctx
+        .pass_scoped("daemon-targeted", Some(&mut cache), Some(&unknown))
         .await
         .expect("pass");
     assert_eq!(fallback.plan.len(), full.plan.len());

@@ -4,8 +4,8 @@
 mod support;
 
 use nhi_assure::engine;
-use nhi_assure::plan::{Protected, ResolvedAction};
-use nhi_assure::rules::{Action, RuleOverride, RuleSet, RulesConfig};
+use nhi_assure::engine::plan::{Protected, ResolvedAction};
+use nhi_assure::engine::rules::{Action, RuleOverride, RuleSet, RulesConfig};
 use nhi_contract::{Gap, Operation, Usage};
 use support::*;
 

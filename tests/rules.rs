@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use nhi_assure::rules::{Param, RuleOverride, RulesConfig};
+use nhi_assure::engine::rules::{Param, RuleOverride, RulesConfig};
 use nhi_contract::{CredentialKind, Emergency, IdentityKind, PrivilegeLevel, Usage};
 use support::*;
 
@@ -22,9 +22,11 @@ fn clean_world_fires_nothing() {
 
 #[test]
 fn every_builtin_rule_has_a_test_here() {
-    let rules =
-        nhi_assure::rules::RuleSet::load(&RulesConfig::default(), std::path::Path::new("."))
-            .expect("load");
+    let rules = nhi_assure::engine::rules::RuleSet::load(
+        &RulesConfig::default(),
+        std::path::Path::new("."),
+    )
+    .expect("load");
     let me = include_str!("rules.rs");
     for r in &rules.rules {
         let quoted = format!("\"{}\"", r.id);

@@ -9,9 +9,9 @@ mod pg;
 
 use std::time::Duration;
 
-use nhi_assure::estate::{SourceState, SourceStatus};
-use nhi_assure::findings::Finding;
-use nhi_assure::rules::{Action, Severity};
+use nhi_assure::engine::estate::{SourceState, SourceStatus};
+use nhi_assure::engine::findings::Finding;
+use nhi_assure::engine::rules::{Action, Severity};
 use nhi_assure::store::audit::Verdict;
 use nhi_assure::store::lease::{Fence, Leadership, LeaseState, LEADER};
 use nhi_assure::store::{RunRecord, RunSummary, SourcedFinding, SqlStore, Store, StoreError};

@@ -7,5 +7,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let key = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
-    let _ = nhi_assure::evidence::verify_reader(data, &key);
+    let _ = nhi_assure::report::evidence::verify_reader(data, &key);
 });

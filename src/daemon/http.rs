@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-use super::DaemonConfig;
+use crate::config::DaemonConfig;
 
 /// The listener's limits, from `[daemon]`.
 #[derive(Debug, Clone, Copy)]

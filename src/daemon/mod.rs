@@ -37,121 +37,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
 
-use crate::cli::Targets;
 use crate::config::Mode;
+use crate::pass::{Context, InventoryCache, Targets};
+use crate::sources::Remediators;
 use crate::store::lease::{holder_id, Fence, Leadership, LeaseState};
-use crate::store::SqlStore;
 
 pub mod http;
 pub mod webhook;
-
-/// `[daemon]` settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DaemonConfig {
-    /// When to run full passes: the `cron` crate's format, with seconds
-    /// (`sec min hour day-of-month month day-of-week [year]`), e.g.
-    /// `0 */15 * * * *` every 15 minutes, `0 0 6 * * Mon-Fri` at 06:00 on weekdays.
-    #[serde(default = "default_schedule")]
-    pub schedule: String,
-    /// Address of the health and metrics server.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// Name of the environment variable holding the webhook's HMAC secret.
-    /// Unset: no webhook. (The secret itself never goes in the config.)
-    #[serde(default)]
-    pub webhook_secret_env: Option<String>,
-    /// Accepted clock difference for signed webhook events, in seconds.
-    #[serde(default = "default_window")]
-    pub webhook_window_secs: i64,
-    /// Leader lease length in seconds (renewed every third of it). Among
-    /// processes sharing the store, a dead leader is replaced within this.
-    #[serde(default = "default_lease")]
-    pub lease_secs: u64,
-    /// Seconds a client has to send a request's head (line and headers);
-    /// also how long a kept-alive connection may wait for its next request.
-    #[serde(default = "default_header_timeout")]
-    pub header_timeout_secs: u64,
-    /// Seconds a client has to send a request's body.
-    #[serde(default = "default_body_timeout")]
-    pub body_timeout_secs: u64,
-    /// A connection on which no byte moves (nothing received while the
-    /// server waits for one, nothing sent while the client reads nothing)
-    /// for this many seconds is closed.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_secs: u64,
-    /// Connections served at once; more wait in the listen backlog.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: u64,
-    /// Largest request body accepted (bytes).
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: u64,
-    /// Failed webhook authentications one peer address may make in a burst
-    /// before it is answered 429 without checking …
-    #[serde(default = "default_auth_failure_burst")]
-    pub auth_failure_burst: u64,
-    /// … and how many more it earns per minute (token bucket).
-    #[serde(default = "default_auth_failures_per_minute")]
-    pub auth_failures_per_minute: u64,
-}
-
-fn default_header_timeout() -> u64 {
-    10
-}
-fn default_body_timeout() -> u64 {
-    10
-}
-fn default_idle_timeout() -> u64 {
-    60
-}
-fn default_max_connections() -> u64 {
-    256
-}
-fn default_max_body_bytes() -> u64 {
-    64 * 1024
-}
-fn default_auth_failure_burst() -> u64 {
-    10
-}
-fn default_auth_failures_per_minute() -> u64 {
-    6
-}
-
-fn default_lease() -> u64 {
-    30
-}
-
-fn default_window() -> i64 {
-    300
-}
-
-fn default_schedule() -> String {
-    "0 */15 * * * *".into()
-}
-fn default_listen() -> String {
-    "127.0.0.1:9464".into()
-}
-
-impl Default for DaemonConfig {
-    fn default() -> Self {
-        DaemonConfig {
-            schedule: default_schedule(),
-            listen: default_listen(),
-            webhook_secret_env: None,
-            webhook_window_secs: default_window(),
-            lease_secs: default_lease(),
-            header_timeout_secs: default_header_timeout(),
-            body_timeout_secs: default_body_timeout(),
-            idle_timeout_secs: default_idle_timeout(),
-            max_connections: default_max_connections(),
-            max_body_bytes: default_max_body_bytes(),
-            auth_failure_burst: default_auth_failure_burst(),
-            auth_failures_per_minute: default_auth_failures_per_minute(),
-        }
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SeverityLabel {
@@ -234,7 +127,7 @@ struct Shared {
     /// Wakes the pass loop for an event-triggered pass.
     trigger: tokio::sync::Notify,
     /// What accepted events asked to re-read, drained by the next pass.
-    pending: Mutex<crate::cli::Targets>,
+    pending: Mutex<Targets>,
     /// Revoked approval ids already acted on, so the poll for revocations
     /// stored by other replicas does not repeat this one's own.
     revoked: Mutex<std::collections::HashSet<String>>,
@@ -405,9 +298,10 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         addr,
         secret,
     } = check(&config, listen, &env)?;
-    let location = cfg.store_location();
-    let store = SqlStore::open(&location).await?;
-    let d = &cfg.daemon;
+    // Loaded once: every pass runs with this config, its rules and store.
+    let ctx = Context::new(cfg, &config)?;
+    let store = ctx.store().await?.clone();
+    let d = &ctx.cfg.daemon;
     let limits = http::Limits::from_config(d);
     let webhook = secret.map(|secret| webhook::Webhook {
         secret,
@@ -422,13 +316,13 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         ready: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         trigger: tokio::sync::Notify::new(),
-        pending: Mutex::new(crate::cli::Targets::default()),
+        pending: Mutex::new(Targets::default()),
         revoked: Mutex::new(std::collections::HashSet::new()),
         webhook,
     });
     let app = router(shared.clone(), &limits);
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, schedule = %cfg.daemon.schedule, "daemon listening");
+    tracing::info!(%addr, schedule = %ctx.cfg.daemon.schedule, "daemon listening");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app, limits, stop_rx.clone()));
     tokio::spawn(async move {
@@ -438,7 +332,13 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
     });
 
     let holder = holder_id();
-    let ttl = std::time::Duration::from_secs(cfg.daemon.lease_secs);
+    let ttl = std::time::Duration::from_secs(ctx.cfg.daemon.lease_secs);
+    // Built once, when enforcing: clients and credentials are reused.
+    let rems = if ctx.cfg.mode == Mode::Enforce {
+        crate::sources::remediators(&ctx.cfg.sources).await
+    } else {
+        Remediators::new()
+    };
     'standby: loop {
         // Stand by until this process leads: only the leader passes and acts.
         let leader = loop {
@@ -460,7 +360,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         };
         tracing::info!(token = leader.fence().token, "leading");
         shared.set_leader(true);
-        let stop = lead(&config, &shared, &schedule, &store, &leader, &mut stop_rx).await;
+        let stop = lead(&ctx, &rems, &shared, &schedule, &leader, &mut stop_rx).await;
         shared.set_leader(false);
         leader.release().await;
         if stop {
@@ -476,14 +376,17 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
 /// approval end, on webhook events and on revocations other replicas
 /// stored. Returns true when told to stop, false when the lease was lost.
 async fn lead(
-    config: &Path,
+    ctx: &Context,
+    rems: &Remediators,
     shared: &Shared,
     schedule: &cron::Schedule,
-    store: &SqlStore,
     leader: &Leadership,
     stop_rx: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    let mut cache = crate::engine::InventoryCache::new();
+    let Ok(store) = ctx.store().await else {
+        return false;
+    };
+    let mut cache = InventoryCache::new();
     let mut next_expiry: Option<(chrono::DateTime<Utc>, Vec<String>)> = None;
     if let (Ok(all), Ok(mut known)) = (store.revocations().await, shared.revoked.lock()) {
         known.extend(all.into_keys());
@@ -494,7 +397,15 @@ async fn lead(
         if leader.lost() {
             return false;
         }
-        let outcome = pass_once(config, shared, leader.fence(), &mut cache, targets.take()).await;
+        let outcome = pass_once(
+            ctx,
+            rems,
+            shared,
+            leader.fence(),
+            &mut cache,
+            targets.take(),
+        )
+        .await;
         next_expiry = outcome.or(next_expiry).filter(|(t, _)| *t > Utc::now());
         if *stop_rx.borrow() {
             return true;
@@ -569,10 +480,11 @@ async fn lead(
 /// One pass (enforcing when the config says so); updates the metrics and
 /// returns the next approval end.
 async fn pass_once(
-    config: &Path,
+    ctx: &Context,
+    rems: &Remediators,
     shared: &Shared,
     fence: &Fence,
-    cache: &mut crate::engine::InventoryCache,
+    cache: &mut InventoryCache,
     targets: Option<Targets>,
 ) -> Option<(chrono::DateTime<Utc>, Vec<String>)> {
     let start = Instant::now();
@@ -582,10 +494,11 @@ async fn pass_once(
         } else {
             "daemon"
         };
-        let pass = crate::cli::pass_scoped(config, command, Some(cache), targets.as_ref()).await?;
-        let outcomes = if pass.cfg.mode == Mode::Enforce {
-            let rems = crate::reconcile::remediators(&pass.cfg).await;
-            crate::reconcile::enforce(&pass, &rems, fence, None).await?
+        let pass = ctx
+            .pass_scoped(command, Some(cache), targets.as_ref())
+            .await?;
+        let outcomes = if ctx.cfg.mode == Mode::Enforce {
+            crate::act::enforce(&pass, rems, fence, None).await?
         } else {
             Vec::new()
         };
@@ -651,6 +564,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::config::DaemonConfig;
+    use crate::store::SqlStore;
 
     const SECRET: &[u8] = b"property-secret-0123456789abcdef";
 

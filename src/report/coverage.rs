@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use serde::Serialize;
 
 use super::{ReportError, RunData};
-use crate::rules::catalog::Catalog;
+use crate::engine::rules::catalog::Catalog;
 
 /// A control's status in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,13 +137,13 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             });
         }
     }
-    let snap = &data.snapshot;
+    let snap = &data.reading;
     let mut out = Vec::new();
     for cat in cats.iter().filter(|c| catalog_matches(c, filter)) {
         // A framework scoped to providers (CIS AWS) counts only their
         // sources' subjects and findings.
         let in_scope = |p: &str| cat.providers.is_empty() || cat.providers.iter().any(|x| x == p);
-        let sources: Vec<&super::snapshot::SourceSnapshot> = snap
+        let sources: Vec<&crate::store::reading::SourceReading> = snap
             .sources
             .iter()
             .filter(|s| in_scope(s.provider.as_str()))
@@ -172,7 +172,7 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
         let mut controls = Vec::new();
         for c in &cat.controls {
             let reference = format!("{}:{}", cat.framework, c.id);
-            let rules: Vec<&super::snapshot::RuleInfo> = snap
+            let rules: Vec<&crate::store::reading::RuleInfo> = snap
                 .rules
                 .iter()
                 .filter(|r| r.controls.contains(&reference))

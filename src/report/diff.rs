@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::snapshot::RuleInfo;
 use super::{parse_ts, ReportError};
-use crate::estate::SourceStatus;
+use crate::engine::estate::SourceStatus;
+use crate::store::reading::RuleInfo;
 use crate::store::runs::{RunInfo, Sighting};
 use crate::store::SqlStore;
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::coverage::FrameworkCoverage;
 use super::trace::{Context, Trace};
 use super::{tally, ReportError, RunData};
-use crate::estate::SourceState;
+use crate::engine::estate::SourceState;
 
 const TEMPLATE: &str = include_str!("../../reports/templates/report.html.j2");
 /// Findings shown in the page's table; beyond this the page says so and
@@ -218,7 +218,7 @@ fn page(
     sources.sort_unstable();
     sources.dedup();
     let incomplete: Vec<Incomplete> = data
-        .snapshot
+        .reading
         .sources
         .iter()
         .filter_map(|s| match s.state {
@@ -234,7 +234,7 @@ fn page(
         })
         .collect();
     let read = || {
-        data.snapshot
+        data.reading
             .sources
             .iter()
             .filter_map(|s| s.inventory.as_ref())
@@ -242,7 +242,7 @@ fn page(
     let subjects = Subjects {
         identities: read().map(|i| i.identities.len()).sum(),
         credentials: read().map(|i| i.credentials.len()).sum(),
-        approvals: data.snapshot.approvals.len(),
+        approvals: data.reading.approvals.len(),
     };
     let trace_items: Vec<TraceItem> = traces
         .iter()

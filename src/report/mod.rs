@@ -13,23 +13,25 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::findings::Finding;
-use crate::rules::catalog::Catalogs;
+use crate::engine::findings::Finding;
+use crate::engine::rules::catalog::Catalogs;
 use crate::store::journal::Entry;
 use crate::store::runs::RunInfo;
 use crate::store::{SqlStore, StoreError};
 
-pub mod cli;
+pub mod commands;
 pub mod coverage;
 pub mod diff;
+pub mod evidence;
 pub mod html;
+pub mod listing;
 pub mod ocsf;
+pub mod output;
 pub mod render;
 pub mod sarif;
-pub mod snapshot;
 pub mod trace;
 
-use snapshot::RunSnapshot;
+use crate::store::reading::RunReading;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +149,7 @@ pub struct RunData {
     /// Findings this run resolved, as last seen (for OCSF `Close` events).
     pub resolved: Vec<ResolvedFinding>,
     /// What it read.
-    pub snapshot: RunSnapshot,
+    pub reading: RunReading,
     /// Journal entries of the run.
     pub journal: Vec<Entry>,
     /// Every journal entry up to this run (for traces).
@@ -167,10 +169,10 @@ pub async fn load(
     let id = store.resolve_run(sel).await?;
     let run = store.run_info(id).await?.ok_or(ReportError::NoRun(id))?;
     let stored = store
-        .run_snapshot(id)
+        .run_reading(id)
         .await?
         .ok_or(ReportError::NoDetail(id))?;
-    let snapshot = RunSnapshot::from_stored(&stored)?;
+    let reading = RunReading::from_stored(&stored)?;
     let life = diff::replay(store, id).await?;
     let mut findings: Vec<ReportFinding> = store
         .run_findings(id)
@@ -249,7 +251,7 @@ pub async fn load(
         run,
         findings,
         resolved,
-        snapshot,
+        reading,
         journal,
         journal_upto,
         catalogs,

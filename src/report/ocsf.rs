@@ -17,7 +17,7 @@ use nhi_contract::{Credential, Entitlement, Identity, IdentityKind, Usage};
 use serde_json::{json, Map, Value};
 
 use super::{parse_ts, ReportFinding, RunData};
-use crate::rules::Severity;
+use crate::engine::rules::Severity;
 
 /// OCSF schema version the events follow.
 pub const OCSF_VERSION: &str = "1.6.0";
@@ -79,7 +79,7 @@ impl<'a> Index<'a> {
             entitlements: HashMap::new(),
         };
         for inv in data
-            .snapshot
+            .reading
             .sources
             .iter()
             .filter_map(|s| s.inventory.as_ref())
@@ -147,7 +147,7 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding, phase: Phase<'_>) ->
     };
     let (sev_id, sev) = severity(d.severity);
     let ident = ix.identities.get(d.identity_id.as_str()).copied();
-    let rule = data.snapshot.rules.iter().find(|r| r.id == d.rule_id);
+    let rule = data.reading.rules.iter().find(|r| r.id == d.rule_id);
 
     let mut cloud = Map::new();
     cloud.insert(

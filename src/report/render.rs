@@ -234,7 +234,7 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
             .with(Modify::new(Columns::one(1)).with(Width::wrap(40)));
         let _ = writeln!(out, "{t}\n");
     }
-    for s in &data.snapshot.sources {
+    for s in &data.reading.sources {
         if !s.state.is_complete() {
             let _ = writeln!(
                 out,

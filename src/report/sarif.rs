@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::{ReportFinding, RunData};
-use crate::rules::Severity;
+use crate::engine::rules::Severity;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const INFO_URI: &str = "https://github.com/nhi-assure/nhi-assure";
@@ -154,7 +154,7 @@ fn log(rules: Vec<Value>, results: Vec<Value>, properties: Value, version: &str)
 /// The approval-related findings of a run.
 pub fn from_run(data: &RunData) -> Value {
     let rules: Vec<Value> = data
-        .snapshot
+        .reading
         .rules
         .iter()
         .map(|r| {
@@ -209,7 +209,7 @@ pub fn from_run(data: &RunData) -> Value {
                 "first_seen": f.first_seen,
             },
         });
-        if let Some(i) = data.snapshot.rules.iter().position(|x| x.id == d.rule_id) {
+        if let Some(i) = data.reading.rules.iter().position(|x| x.id == d.rule_id) {
             r["ruleIndex"] = json!(i);
         }
         results.push(r);

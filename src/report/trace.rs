@@ -12,9 +12,9 @@ use nhi_contract::{Approval, Timestamp, Usage};
 use serde::Serialize;
 
 use super::{parse_ts, RunData};
-use crate::estate::{Estate, SourceState};
-use crate::facts::Facts;
-use crate::graph::Graph;
+use crate::engine::estate::{Estate, SourceState};
+use crate::engine::facts::Facts;
+use crate::engine::graph::Graph;
 use crate::store::journal::Entry;
 
 /// An approval as the trace shows it.
@@ -205,7 +205,7 @@ fn state_name(s: &SourceState) -> &'static str {
 impl<'a> Context<'a> {
     /// Rebuild run `data`'s estate and facts.
     pub fn new(data: &'a RunData) -> Self {
-        let estate = data.snapshot.estate();
+        let estate = data.reading.estate();
         let graph = Graph::build(&estate);
         let now = parse_ts(&data.run.as_of).unwrap_or_else(chrono::Utc::now);
         let facts = Facts::compute(&estate, &graph, now);

@@ -48,7 +48,7 @@ pub enum LeaseState {
 
 /// A holder id unique to this process: host, pid and start instant.
 pub fn holder_id() -> String {
-    let host = crate::reconcile::hostname();
+    let host = hostname();
     let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     format!("{host}/{}/{started:x}", std::process::id())
 }
@@ -202,4 +202,11 @@ impl Leadership {
             tracing::warn!(error = %e, "could not release the leader lease; it expires on its own");
         }
     }
+}
+
+/// This machine's name, for the journal's actor and the lease holder.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
 }

@@ -22,11 +22,12 @@ use sqlx::{AnyConnection, AnyPool, Row};
 pub mod audit;
 pub mod journal;
 pub mod lease;
+pub mod reading;
 mod replay;
 pub mod runs;
 
-use crate::estate::SourceStatus;
-use crate::findings::Finding;
+use crate::engine::estate::SourceStatus;
+use crate::engine::findings::Finding;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{SourcedFinding, SqlStore, StoreError};
-use crate::estate::SourceStatus;
-use crate::findings::Finding;
+use crate::engine::estate::SourceStatus;
+use crate::engine::findings::Finding;
 
 /// What a run read, already serialised by the caller (the store does not
 /// know the report's snapshot types).
@@ -81,7 +81,7 @@ pub struct Sighting {
 
 /// The stored snapshot of what a run read, as JSON text.
 #[derive(Debug, Clone)]
-pub struct StoredSnapshot {
+pub struct StoredReading {
     /// Inventory per source.
     pub inventory: String,
     /// Approvals as read.
@@ -301,7 +301,7 @@ impl SqlStore {
     }
 
     /// What run `run_id` read, if it was recorded.
-    pub async fn run_snapshot(&self, run_id: i64) -> Result<Option<StoredSnapshot>, StoreError> {
+    pub async fn run_reading(&self, run_id: i64) -> Result<Option<StoredReading>, StoreError> {
         let row = sqlx::query(
             "SELECT i.body AS inventory, a.body AS approvals, r.body AS rules FROM run_snapshots s
              JOIN snapshot_blobs i ON i.sha256 = s.inventory_sha256
@@ -313,7 +313,7 @@ impl SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(StoredSnapshot {
+            Ok(StoredReading {
                 inventory: r.try_get("inventory")?,
                 approvals: r.try_get("approvals")?,
                 rules: r.try_get("rules")?,
@@ -326,8 +326,8 @@ impl SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estate::SourceState;
-    use crate::rules::{Action, Severity};
+    use crate::engine::estate::SourceState;
+    use crate::engine::rules::{Action, Severity};
     use crate::store::{RunRecord, Store};
 
     fn finding(cred: &str) -> SourcedFinding {
@@ -464,14 +464,14 @@ mod tests {
         assert_eq!(count(&store, "run_snapshots").await, 4);
         assert_eq!(count(&store, "snapshot_blobs").await, 2);
         let snap = store
-            .run_snapshot(ids[0])
+            .run_reading(ids[0])
             .await
             .expect("snap")
             .expect("some");
         assert_eq!(snap.rules, r#"[{"id":"credential-stale"}]"#);
         assert_eq!(snap.inventory, "[]");
         assert_eq!(store.run_rules(ids[3]).await.expect("rules").len(), 4);
-        assert!(store.run_snapshot(999).await.expect("none").is_none());
+        assert!(store.run_reading(999).await.expect("none").is_none());
 
         // A finding added to the last run (enforce's own), twice: once.
         store

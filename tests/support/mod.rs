@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, TimeZone, Utc};
 use nhi_assure::engine;
-use nhi_assure::estate::Estate;
-use nhi_assure::plan::Protected;
-use nhi_assure::rules::{Kind, RuleSet, RulesConfig};
+use nhi_assure::engine::estate::Estate;
+use nhi_assure::engine::plan::Protected;
+use nhi_assure::engine::rules::{Kind, RuleSet, RulesConfig};
 use nhi_contract::{
     Approval, Credential, CredentialKind, Entitlement, Grant, Identity, IdentityKind, Inventory,
     PrivilegeLevel, Provider, Scope, Timestamp, Trust, Usage,

@@ -108,6 +108,32 @@ struct ApprovalDoc {
     emergency: Option<Emergency>,
 }
 
+impl nhi_contract::ApprovalConnector for FilesConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn approvals(&self, base: &std::path::Path) -> Box<dyn ApprovalSource> {
+        // `join` keeps an absolute path as it is.
+        Box::new(FilesSource::new(FilesConfig {
+            path: base.join(&self.path),
+            ..self.clone()
+        }))
+    }
+
+    fn problems(&self) -> Vec<nhi_contract::SettingProblem> {
+        let mut out = Vec::new();
+        nhi_contract::check_range(
+            &mut out,
+            "max_validity_days",
+            self.max_validity_days,
+            1,
+            3650,
+        );
+        out
+    }
+}
+
 /// The approvals-as-code [`ApprovalSource`].
 #[derive(Debug, Clone)]
 pub struct FilesSource {

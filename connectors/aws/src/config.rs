@@ -74,3 +74,27 @@ impl AwsConfig {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl nhi_contract::SourceConnector for AwsConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inventory(&self, _base: &std::path::Path) -> Box<dyn nhi_contract::InventorySource> {
+        Box::new(crate::AwsSource::new(self.clone()))
+    }
+
+    async fn remediator(&self) -> Option<Box<dyn nhi_contract::Remediator>> {
+        Some(Box::new(crate::AwsRemediator::new(self).await))
+    }
+
+    fn problems(&self) -> Vec<nhi_contract::SettingProblem> {
+        let mut out = Vec::new();
+        let o = &mut out;
+        nhi_contract::check_range(o, "max_concurrency", self.max_concurrency, 1, 256);
+        nhi_contract::check_range(o, "max_attempts", self.max_attempts, 1, 20);
+        nhi_contract::check_range(o, "initial_backoff_ms", self.initial_backoff_ms, 1, 60_000);
+        out
+    }
+}

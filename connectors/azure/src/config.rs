@@ -142,3 +142,43 @@ impl AzureConfig {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl nhi_contract::SourceConnector for AzureConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inventory(&self, _base: &std::path::Path) -> Box<dyn nhi_contract::InventorySource> {
+        Box::new(crate::AzureSource::new(self.clone()))
+    }
+
+    async fn remediator(&self) -> Option<Box<dyn nhi_contract::Remediator>> {
+        Some(Box::new(crate::AzureRemediator::new(self)))
+    }
+
+    fn problems(&self) -> Vec<nhi_contract::SettingProblem> {
+        let mut out = Vec::new();
+        let o = &mut out;
+        nhi_contract::check_range(o, "max_concurrency", self.max_concurrency, 1, 256);
+        nhi_contract::check_range(o, "max_retries", self.max_retries, 0, 20);
+        nhi_contract::check_range(o, "initial_backoff_ms", self.initial_backoff_ms, 1, 60_000);
+        nhi_contract::check_range(o, "max_retry_secs", self.max_retry_secs, 1, 3600);
+        out
+    }
+
+    fn secret_variables(&self) -> Vec<nhi_contract::SecretVariable> {
+        let var = |k: &str, v: &String| nhi_contract::SecretVariable {
+            key: vec!["auth".into(), k.into()],
+            variable: v.clone(),
+        };
+        match &self.auth {
+            AzureAuth::ClientSecret { secret_env, .. } => vec![var("secret_env", secret_env)],
+            AzureAuth::ClientCertificate {
+                password_env: Some(v),
+                ..
+            } => vec![var("password_env", v)],
+            _ => Vec::new(),
+        }
+    }
+}

@@ -23,7 +23,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod connector;
 pub mod time;
+
+pub use connector::{
+    check_range, ApprovalConnector, SecretVariable, SettingProblem, SourceConnector,
+};
 
 /// Timestamps are always UTC.
 pub type Timestamp = DateTime<Utc>;

@@ -98,6 +98,20 @@ pub struct SnapshotConfig {
     pub path: PathBuf,
 }
 
+impl nhi_contract::SourceConnector for SnapshotConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inventory(&self, base: &std::path::Path) -> Box<dyn InventorySource> {
+        // `join` keeps an absolute path as it is.
+        Box::new(SnapshotSource::new(SnapshotConfig {
+            path: base.join(&self.path),
+            ..self.clone()
+        }))
+    }
+}
+
 /// An [`InventorySource`] over one snapshot file.
 #[derive(Debug, Clone)]
 pub struct SnapshotSource {

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use nhi_contract::{Approval, Inventory, Provider};
 use serde::{Deserialize, Serialize};
 
-use crate::estate::{Estate, SourceState};
-use crate::rules::{Action, RuleSet, Severity};
+use crate::engine::estate::{Estate, SourceState};
+use crate::engine::rules::{Action, RuleSet, Severity};
 use crate::store::runs::RunDetail;
 use crate::store::{SourcedFinding, SqlStore, StoreError};
 
 /// One source as a run read it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourceSnapshot {
+pub struct SourceReading {
     /// Configured name.
     pub name: String,
     /// Provider.
@@ -51,9 +51,9 @@ pub struct RuleInfo {
 
 /// Everything a run read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RunSnapshot {
+pub struct RunReading {
     /// Sources, in configuration order.
-    pub sources: Vec<SourceSnapshot>,
+    pub sources: Vec<SourceReading>,
     /// Approvals as read.
     pub approvals: Vec<Approval>,
     /// Rules evaluated.
@@ -81,7 +81,7 @@ pub fn rule_infos(rules: &RuleSet) -> Vec<RuleInfo> {
 /// Regroup the flattened estate per source. Approvals carried by
 /// inventories are already in `estate.approvals`: they are kept there only,
 /// so rebuilding does not count them twice.
-pub fn capture(estate: &Estate, rules: &RuleSet) -> RunSnapshot {
+pub fn capture(estate: &Estate, rules: &RuleSet) -> RunReading {
     let mut invs: Vec<Option<Inventory>> = estate
         .sources
         .iter()
@@ -137,12 +137,12 @@ pub fn capture(estate: &Estate, rules: &RuleSet) -> RunSnapshot {
                 .collect();
         }
     }
-    RunSnapshot {
+    RunReading {
         sources: estate
             .sources
             .iter()
             .zip(invs)
-            .map(|(s, inventory)| SourceSnapshot {
+            .map(|(s, inventory)| SourceReading {
                 name: s.name.clone(),
                 provider: s.provider,
                 state: s.state.clone(),
@@ -154,7 +154,7 @@ pub fn capture(estate: &Estate, rules: &RuleSet) -> RunSnapshot {
     }
 }
 
-impl RunSnapshot {
+impl RunReading {
     /// Rebuild the estate the run evaluated.
     pub fn estate(&self) -> Estate {
         let mut e = Estate {
@@ -174,8 +174,8 @@ impl RunSnapshot {
     }
 
     /// Parse a stored snapshot.
-    pub fn from_stored(s: &crate::store::runs::StoredSnapshot) -> Result<Self, serde_json::Error> {
-        Ok(RunSnapshot {
+    pub fn from_stored(s: &crate::store::runs::StoredReading) -> Result<Self, serde_json::Error> {
+        Ok(RunReading {
             sources: serde_json::from_str(&s.inventory)?,
             approvals: serde_json::from_str(&s.approvals)?,
             rules: serde_json::from_str(&s.rules)?,
@@ -211,8 +211,8 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Protected;
-    use crate::rules::RulesConfig;
+    use crate::engine::plan::Protected;
+    use crate::engine::rules::RulesConfig;
     use crate::synth::{generate, synth_now, SynthSpec};
 
     #[test]
@@ -257,12 +257,12 @@ mod tests {
             RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("rules");
         let snap = capture(&estate, &rules);
         // Through JSON, as stored.
-        let stored = crate::store::runs::StoredSnapshot {
+        let stored = crate::store::runs::StoredReading {
             inventory: serde_json::to_string(&snap.sources).expect("json"),
             approvals: serde_json::to_string(&snap.approvals).expect("json"),
             rules: serde_json::to_string(&snap.rules).expect("json"),
         };
-        let back = RunSnapshot::from_stored(&stored).expect("parse");
+        let back = RunReading::from_stored(&stored).expect("parse");
         assert!(back.sources[1].inventory.is_none(), "failed stays unknown");
         let rebuilt = back.estate();
         assert_eq!(rebuilt.identities, estate.identities);
@@ -280,11 +280,15 @@ mod tests {
                 .map(|h| {
                     let r = &rules.rules[h.rule as usize];
                     let subject = match r.subject {
-                        crate::rules::Kind::Credential => {
+                        crate::engine::rules::Kind::Credential => {
                             e.credentials[h.subject as usize].id.clone()
                         }
-                        crate::rules::Kind::Identity => e.identities[h.subject as usize].id.clone(),
-                        crate::rules::Kind::Approval => e.approvals[h.subject as usize].id.clone(),
+                        crate::engine::rules::Kind::Identity => {
+                            e.identities[h.subject as usize].id.clone()
+                        }
+                        crate::engine::rules::Kind::Approval => {
+                            e.approvals[h.subject as usize].id.clone()
+                        }
                     };
                     (h.rule, subject)
                 })

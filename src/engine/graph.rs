@@ -11,7 +11,7 @@ use petgraph::Direction;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::estate::Estate;
+use crate::engine::estate::Estate;
 
 /// What a node stands for; the payload indexes the estate's vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

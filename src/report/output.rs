@@ -1,15 +1,18 @@
 //! Rendering findings, plans, rules and controls as table, JSON or CSV.
 
 use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
 
 use serde::Serialize;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use crate::estate::SourceStatus;
-use crate::findings::Finding;
-use crate::plan::ResolvedAction;
-use crate::rules::Severity;
+use crate::engine::estate::SourceStatus;
+use crate::engine::findings::Finding;
+use crate::engine::plan::ResolvedAction;
+use crate::engine::rules::Severity;
 
 /// Version of the JSON documents `scan`, `plan` and `reconcile` print.
 pub const JSON_FORMAT_VERSION: u32 = 1;
@@ -23,6 +26,15 @@ pub struct RunView<'a> {
     pub run_id: i64,
     /// How each source fared.
     pub sources: &'a [SourceStatus],
+}
+
+impl<'a> From<&'a crate::pass::PassResult> for RunView<'a> {
+    fn from(p: &'a crate::pass::PassResult) -> RunView<'a> {
+        RunView {
+            run_id: p.summary.run_id,
+            sources: &p.sources,
+        }
+    }
 }
 
 impl RunView<'_> {
@@ -287,7 +299,7 @@ pub fn outcomes(
     out: &mut dyn Write,
     format: Format,
     run: Option<&RunView<'_>>,
-    list: &[crate::reconcile::Outcome],
+    list: &[crate::act::Outcome],
 ) -> anyhow::Result<()> {
     if format == Format::Json {
         return match run {
@@ -360,5 +372,28 @@ pub fn revocations(
     let mut t = Table::new(rows);
     t.with(Style::sharp());
     writeln!(out, "{t}")?;
+    Ok(())
+}
+
+/// Write what `render` produces to `path` — created like every file the
+/// tool writes (`safe_file`: never through a planted link, `0644`) — or to
+/// stdout.
+pub fn emit(
+    path: Option<&Path>,
+    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match path {
+        Some(p) => {
+            let mut buf = Vec::new();
+            render(&mut buf)?;
+            crate::safe_file::write(p, crate::safe_file::Access::Shared, &buf)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            render(&mut out)?;
+            out.flush()?;
+        }
+    }
     Ok(())
 }

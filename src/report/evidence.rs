@@ -254,12 +254,12 @@ pub async fn contents(
             files.push((format!("reports/{name}"), bytes));
         }
     }
-    files.push(("inventory.json".into(), json_bytes(&data.snapshot.sources)?));
+    files.push(("inventory.json".into(), json_bytes(&data.reading.sources)?));
     files.push((
         "approvals.json".into(),
-        json_bytes(&data.snapshot.approvals)?,
+        json_bytes(&data.reading.approvals)?,
     ));
-    files.push(("rules.json".into(), json_bytes(&data.snapshot.rules)?));
+    files.push(("rules.json".into(), json_bytes(&data.reading.rules)?));
     files.push(("audit.jsonl".into(), audit_slice(store, data.run.id).await?));
     files.push(("audit-chain.json".into(), audit_chain(store).await?));
     Ok(files)

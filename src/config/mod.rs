@@ -20,14 +20,17 @@
 
 use std::path::{Path, PathBuf};
 
-use nhi_approvals_as_code::FilesConfig;
-use nhi_aws::AwsConfig;
-use nhi_azure::AzureConfig;
 use nhi_contract::Timestamp;
-use nhi_snapshot::SnapshotConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::rules::RulesConfig;
+use crate::engine::rules::RulesConfig;
+pub use crate::sources::{ApprovalConfig, SourceConfig};
+
+mod daemon;
+mod enforce;
+pub use daemon::DaemonConfig;
+pub(crate) use enforce::default_rule_grace;
+pub use enforce::{Budget, EnforceConfig, Limit, LoginKind, Mode, PlanConfig, Removable};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "NHI_ASSURE_";
@@ -69,7 +72,7 @@ pub struct Config {
     pub enforce: EnforceConfig,
     /// Daemon settings.
     #[serde(default)]
-    pub daemon: crate::daemon::DaemonConfig,
+    pub daemon: DaemonConfig,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -80,264 +83,6 @@ pub struct Config {
 
 fn default_store() -> String {
     "nhi-assure.db".to_string()
-}
-
-/// One inventory source; `type` selects the connector.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceConfig {
-    /// A snapshot JSON file.
-    Snapshot(SnapshotConfig),
-    /// AWS IAM through the standard credential chain.
-    Aws(AwsConfig),
-    /// Microsoft Entra ID (Graph) and Azure RBAC (ARM) of one tenant.
-    Azure(AzureConfig),
-}
-
-impl SourceConfig {
-    /// The configured name.
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::Snapshot(c) => &c.name,
-            SourceConfig::Aws(c) => &c.name,
-            SourceConfig::Azure(c) => &c.name,
-        }
-    }
-}
-
-/// One approval source; `type` selects it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ApprovalConfig {
-    /// A directory of approvals-as-code YAML files.
-    Files(FilesConfig),
-}
-
-impl ApprovalConfig {
-    /// The configured name.
-    pub fn name(&self) -> &str {
-        match self {
-            ApprovalConfig::Files(c) => &c.name,
-        }
-    }
-}
-
-/// Settings for the plan (and, later, enforce mode).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanConfig {
-    /// Identities or credentials never acted on (break-glass accounts, the
-    /// scanner's own identity), as ids with `*` wildcards.
-    #[serde(default)]
-    pub protected: Vec<String>,
-}
-
-/// Whether `reconcile` acts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Print the plan; change nothing.
-    #[default]
-    DryRun,
-    /// Carry the plan out, behind the safety rails.
-    Enforce,
-}
-
-/// Safety rails of enforce mode.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnforceConfig {
-    /// Act on none if more than this many identities would be acted on.
-    #[serde(default = "default_max_subjects")]
-    pub max_subjects: usize,
-    /// Act on none if more than this share (percent) of one source's
-    /// credentials would be acted on …
-    #[serde(default = "default_max_percent")]
-    pub max_percent: f64,
-    /// … once at least this many of its credentials would be (so a small
-    /// account can lose its one bad key).
-    #[serde(default = "default_percent_floor")]
-    pub percent_floor: usize,
-    /// Hours a finding must have been open before it is acted on.
-    #[serde(default = "default_grace")]
-    pub default_grace_hours: i64,
-    /// Per-rule grace, by rule id (zero allowed). Merged over the built-in
-    /// defaults (zero for `approval-expired` and
-    /// `credential-used-outside-scope`), so naming one rule keeps the others.
-    #[serde(default = "default_rule_grace", deserialize_with = "merge_rule_grace")]
-    pub grace_hours: std::collections::BTreeMap<String, i64>,
-    /// Days a disabled credential stays disabled, unused and unapproved,
-    /// before a delete action may run.
-    #[serde(default = "default_quarantine")]
-    pub quarantine_days: i64,
-    /// What may be removed irreversibly as the *first* action on a subject:
-    /// credential kinds with no reversible form on their provider
-    /// (`client_secret` on Entra ID) and `console_password`. Empty by
-    /// default: such actions are held with their reason. (Deleting a
-    /// credential after its quarantine is a second action and needs no
-    /// entry.) `remove_when_cannot_disable` is the older name.
-    #[serde(default, alias = "remove_when_cannot_disable")]
-    pub allow_irreversible: Vec<Removable>,
-    /// Days a webhook revocation naming no approval any source returns is
-    /// kept (listed, warned about on every pass) before it is withdrawn.
-    #[serde(default = "default_unmatched_revocation_days")]
-    pub unmatched_revocation_days: i64,
-    /// The action budget: rolling windows shared by every pass (cron,
-    /// targeted, one-shot) and every replica, counted from the journal.
-    #[serde(default)]
-    pub budget: Budget,
-}
-
-/// Something that can only be removed, never disabled, as a first action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(untagged)]
-pub enum Removable {
-    /// A credential of this kind, where its provider cannot disable it.
-    Credential(nhi_contract::CredentialKind),
-    /// An interactive login (an IAM user's console password).
-    Login(LoginKind),
-}
-
-/// Interactive logins a remediator can remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoginKind {
-    /// An IAM user's console password (login profile).
-    ConsolePassword,
-}
-
-impl Removable {
-    /// The name used in config and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Removable::Credential(k) => k.as_str(),
-            Removable::Login(LoginKind::ConsolePassword) => "console_password",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Removable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        if name == "console_password" {
-            return Ok(Removable::Login(LoginKind::ConsolePassword));
-        }
-        serde_json::from_value(serde_json::Value::String(name.clone()))
-            .map(Removable::Credential)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "unknown kind {name:?}: one of access_key, client_secret, certificate, \
-                     token, ssh_key, federated, console_password"
-                ))
-            })
-    }
-}
-
-/// Rolling limits on the number of actions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Budget {
-    /// Limits on all sources together.
-    #[serde(default = "default_budget_overall")]
-    pub overall: Vec<Limit>,
-    /// Limits on each source on its own.
-    #[serde(default = "default_budget_per_source")]
-    pub per_source: Vec<Limit>,
-}
-
-/// At most `actions` actions in any rolling window of `window_secs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limit {
-    /// Window length in seconds (1 s to 31 days).
-    pub window_secs: u64,
-    /// Actions allowed in the window.
-    pub actions: u64,
-}
-
-fn default_budget_overall() -> Vec<Limit> {
-    vec![
-        Limit {
-            window_secs: 3600,
-            actions: 50,
-        },
-        Limit {
-            window_secs: 86_400,
-            actions: 200,
-        },
-    ]
-}
-fn default_budget_per_source() -> Vec<Limit> {
-    vec![
-        Limit {
-            window_secs: 3600,
-            actions: 25,
-        },
-        Limit {
-            window_secs: 86_400,
-            actions: 100,
-        },
-    ]
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget {
-            overall: default_budget_overall(),
-            per_source: default_budget_per_source(),
-        }
-    }
-}
-
-fn default_max_subjects() -> usize {
-    25
-}
-fn default_max_percent() -> f64 {
-    10.0
-}
-fn default_percent_floor() -> usize {
-    5
-}
-fn default_grace() -> i64 {
-    24
-}
-fn default_rule_grace() -> std::collections::BTreeMap<String, i64> {
-    // An expired approval or a use outside scope is not a judgment call.
-    [
-        ("approval-expired".to_string(), 0),
-        ("credential-used-outside-scope".to_string(), 0),
-    ]
-    .into()
-}
-fn default_unmatched_revocation_days() -> i64 {
-    7
-}
-fn merge_rule_grace<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<std::collections::BTreeMap<String, i64>, D::Error> {
-    let given = std::collections::BTreeMap::<String, i64>::deserialize(d)?;
-    let mut all = default_rule_grace();
-    all.extend(given);
-    Ok(all)
-}
-fn default_quarantine() -> i64 {
-    30
-}
-
-impl Default for EnforceConfig {
-    fn default() -> Self {
-        EnforceConfig {
-            max_subjects: default_max_subjects(),
-            max_percent: default_max_percent(),
-            percent_floor: default_percent_floor(),
-            default_grace_hours: default_grace(),
-            grace_hours: default_rule_grace(),
-            quarantine_days: default_quarantine(),
-            allow_irreversible: Vec::new(),
-            unmatched_revocation_days: default_unmatched_revocation_days(),
-            budget: Budget::default(),
-        }
-    }
 }
 
 /// A configuration error, located.
@@ -555,6 +300,13 @@ impl Config {
         Ok(cfg)
     }
 
+    /// SHA-256 of the file as read (hex): what the audit log records of a
+    /// config, which may hold nothing secret but is identified all the same.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.origin.text.as_bytes()))
+    }
+
     /// Where this config came from (locates problems found later).
     pub fn origin(&self) -> &Origin {
         &self.origin
@@ -600,37 +352,29 @@ impl Config {
                 param_range(o, &["rules", "overrides", id, "params", name], name, v);
             }
         }
-        for (i, a) in self.approvals.iter().enumerate() {
-            let i = i.to_string();
-            match a {
-                ApprovalConfig::Files(f) => range(
-                    o,
-                    &["approvals", &i, "max_validity_days"],
-                    f.max_validity_days,
-                    1,
-                    MAX_DAYS,
-                ),
+        // Each connector checks its own settings; they are located under
+        // its entry.
+        let connectors = self
+            .approvals
+            .iter()
+            .map(|a| ("approvals", a.connector().problems()))
+            .chain(
+                self.sources
+                    .iter()
+                    .map(|s| ("sources", s.connector().problems())),
+            );
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        for (list, problems) in connectors {
+            let i = index.entry(list).or_default();
+            for p in problems {
+                let mut key = vec![list.to_string(), i.to_string()];
+                key.extend(p.key);
+                o.push(Problem {
+                    key,
+                    message: p.message,
+                });
             }
-        }
-        for (i, s) in self.sources.iter().enumerate() {
-            let i = i.to_string();
-            let checks: Vec<(&str, i64, i64, i64)> = match s {
-                SourceConfig::Snapshot(_) => Vec::new(),
-                SourceConfig::Aws(c) => vec![
-                    ("max_concurrency", wide(c.max_concurrency), 1, 256),
-                    ("max_attempts", wide(c.max_attempts), 1, 20),
-                    ("initial_backoff_ms", wide(c.initial_backoff_ms), 1, 60_000),
-                ],
-                SourceConfig::Azure(c) => vec![
-                    ("max_concurrency", wide(c.max_concurrency), 1, 256),
-                    ("max_retries", wide(c.max_retries), 0, 20),
-                    ("initial_backoff_ms", wide(c.initial_backoff_ms), 1, 60_000),
-                    ("max_retry_secs", wide(c.max_retry_secs), 1, 3600),
-                ],
-            };
-            for (key, v, lo, hi) in checks {
-                range(o, &["sources", &i, key], v, lo, hi);
-            }
+            *i += 1;
         }
         let e = &self.enforce;
         range(
@@ -743,19 +487,22 @@ impl Config {
                 v.clone(),
             ));
         }
-        for (i, s) in self.sources.iter().enumerate() {
-            if let SourceConfig::Azure(c) = s {
-                let key = |k: &str| vec!["sources".into(), i.to_string(), "auth".into(), k.into()];
-                match &c.auth {
-                    nhi_azure::AzureAuth::ClientSecret { secret_env, .. } => {
-                        out.push((key("secret_env"), secret_env.clone()))
-                    }
-                    nhi_azure::AzureAuth::ClientCertificate {
-                        password_env: Some(v),
-                        ..
-                    } => out.push((key("password_env"), v.clone())),
-                    _ => {}
-                }
+        let connectors = self
+            .sources
+            .iter()
+            .map(|s| ("sources", s.connector().secret_variables()))
+            .enumerate()
+            .chain(
+                self.approvals
+                    .iter()
+                    .map(|a| ("approvals", a.connector().secret_variables()))
+                    .enumerate(),
+            );
+        for (i, (list, vars)) in connectors {
+            for v in vars {
+                let mut key = vec![list.to_string(), i.to_string()];
+                key.extend(v.key);
+                out.push((key, v.variable));
             }
         }
         out
@@ -783,8 +530,8 @@ impl Config {
     /// The rule set this config selects. Errors in the config's own rule
     /// settings are located at their key; per-rule settings elsewhere in
     /// the config (`[enforce.grace_hours]`) must name rules that exist.
-    pub fn rule_set(&self) -> Result<crate::rules::RuleSet, ConfigError> {
-        let set = crate::rules::RuleSet::load(&self.rules, &self.base).map_err(|e| {
+    pub fn rule_set(&self) -> Result<crate::engine::rules::RuleSet, ConfigError> {
+        let set = crate::engine::rules::RuleSet::load(&self.rules, &self.base).map_err(|e| {
             if e.key.is_empty() {
                 ConfigError::Invalid {
                     path: format!("{}:{}", e.file, e.line),
@@ -937,13 +684,11 @@ fn refine(text: &str, err: toml::de::Error) -> toml::de::Error {
             let mut t = t.clone();
             t.remove("type");
             let de = Deserializer::from(toml::Spanned::new(span, t));
-            let again = match (list, kind.as_str()) {
-                ("sources", "snapshot") => SnapshotConfig::deserialize(de).err(),
-                ("sources", "aws") => AwsConfig::deserialize(de).err(),
-                ("sources", "azure") => AzureConfig::deserialize(de).err(),
-                ("approvals", "files") => FilesConfig::deserialize(de).err(),
-                _ => None,
-            };
+            let again = match list {
+                "sources" => SourceConfig::deserialize_as(&kind, de),
+                _ => ApprovalConfig::deserialize_as(&kind, de),
+            }
+            .and_then(Result::err);
             if let Some(e) = again.filter(|e| e.span().is_some()) {
                 return e;
             }
@@ -969,8 +714,8 @@ fn range(out: &mut Vec<Problem>, key: &[&str], v: i64, lo: i64, hi: i64) {
 
 /// Rule parameters are thresholds: never negative, and bounded by their
 /// unit (by name: `_days`, `_hours`, anything else a count).
-fn param_range(out: &mut Vec<Problem>, key: &[&str], name: &str, v: &crate::rules::Param) {
-    if let crate::rules::Param::Int(n) = v {
+fn param_range(out: &mut Vec<Problem>, key: &[&str], name: &str, v: &crate::engine::rules::Param) {
+    if let crate::engine::rules::Param::Int(n) = v {
         let hi = if name.ends_with("_days") {
             MAX_DAYS
         } else if name.ends_with("_hours") {
@@ -1150,7 +895,7 @@ path = "aws.json"
         assert_eq!(cfg.store, "/tmp/x.db");
         assert_eq!(
             cfg.rules.params.get("stale_days"),
-            Some(&crate::rules::Param::Int(30))
+            Some(&crate::engine::rules::Param::Int(30))
         );
         let SourceConfig::Snapshot(s) = &cfg.sources[0] else {
             panic!("snapshot source expected");

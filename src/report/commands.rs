@@ -13,8 +13,8 @@ use tabled::settings::Style;
 use super::render::{render, ReportFormat};
 use super::{coverage, diff, html, load, trace, RunSel};
 use crate::config::{ApprovalConfig, Config};
-use crate::evidence;
-use crate::rules::RuleSet;
+use crate::engine::rules::RuleSet;
+use crate::report::evidence;
 use crate::store::SqlStore;
 
 /// Trace output format.

@@ -9,10 +9,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::estate::Estate;
-use crate::facts::Facts;
-use crate::graph::Graph;
-use crate::rules::{evidence_value, Action, Env, Hit, Kind, Param, RuleSet, Severity};
+use crate::engine::estate::Estate;
+use crate::engine::facts::Facts;
+use crate::engine::graph::Graph;
+use crate::engine::rules::{evidence_value, Action, Env, Hit, Kind, Param, RuleSet, Severity};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

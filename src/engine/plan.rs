@@ -13,10 +13,10 @@ use nhi_contract::{ActionRequest, Operation};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::estate::Estate;
-use crate::facts::Facts;
-use crate::pattern;
-use crate::rules::{Hit, Kind, RuleSet};
+use crate::engine::estate::Estate;
+use crate::engine::facts::Facts;
+use crate::engine::pattern;
+use crate::engine::rules::{Hit, Kind, RuleSet};
 
 /// Subjects never acted on, by id pattern.
 #[derive(Debug, Clone, Default)]

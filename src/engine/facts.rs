@@ -10,9 +10,9 @@ use nhi_contract::{Approval, CredentialKind, PrivilegeLevel, Timestamp, Usage};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::estate::Estate;
-use crate::graph::Graph;
-use crate::pattern;
+use crate::engine::estate::Estate;
+use crate::engine::graph::Graph;
+use crate::engine::pattern;
 
 /// Where the best approval of a subject stands at evaluation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

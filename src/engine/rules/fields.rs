@@ -7,8 +7,8 @@
 use nhi_contract::Usage;
 
 use super::compile::{bf, intf, sf, Typed};
-use crate::estate::Estate;
-use crate::facts::Facts;
+use crate::engine::estate::Estate;
+use crate::engine::facts::Facts;
 
 /// What a rule is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -137,7 +137,7 @@ fn credential_field(name: &str) -> Option<Typed> {
     fn cred<'e>(e: &'e Env<'e>, c: u32) -> &'e nhi_contract::Credential {
         &e.estate.credentials[c as usize]
     }
-    fn facts<'e>(e: &'e Env<'e>, c: u32) -> &'e crate::facts::CredentialFacts {
+    fn facts<'e>(e: &'e Env<'e>, c: u32) -> &'e crate::engine::facts::CredentialFacts {
         &e.facts.credentials[c as usize]
     }
     Some(match name {
@@ -209,7 +209,7 @@ fn identity_field(name: &str) -> Option<Typed> {
     fn ident<'e>(e: &'e Env<'e>, i: u32) -> &'e nhi_contract::Identity {
         &e.estate.identities[i as usize]
     }
-    fn facts<'e>(e: &'e Env<'e>, i: u32) -> &'e crate::facts::IdentityFacts {
+    fn facts<'e>(e: &'e Env<'e>, i: u32) -> &'e crate::engine::facts::IdentityFacts {
         &e.facts.identities[i as usize]
     }
     Some(match name {
@@ -267,7 +267,7 @@ fn approval_field(name: &str) -> Option<Typed> {
     fn appr<'e>(e: &'e Env<'e>, a: u32) -> &'e nhi_contract::Approval {
         &e.estate.approvals[a as usize]
     }
-    fn facts<'e>(e: &'e Env<'e>, a: u32) -> &'e crate::facts::ApprovalFacts {
+    fn facts<'e>(e: &'e Env<'e>, a: u32) -> &'e crate::engine::facts::ApprovalFacts {
         &e.facts.approvals[a as usize]
     }
     Some(match name {
@@ -278,7 +278,7 @@ fn approval_field(name: &str) -> Option<Typed> {
         "reference" => s!(|e, a| appr(e, a).reference.as_deref()),
         "source" => s!(|e, a| Some(appr(e, a).source.as_str())),
         "state" => s!(|e, a| Some(facts(e, a).state.as_str())),
-        "valid" => b!(|e, a| facts(e, a).state == crate::facts::ApprovalState::Valid),
+        "valid" => b!(|e, a| facts(e, a).state == crate::engine::facts::ApprovalState::Valid),
         "subject_known" => b!(|e, a| facts(e, a).identity.is_some()),
         "self_approved" => b!(|e, a| facts(e, a).self_approved),
         "emergency" => b!(|e, a| appr(e, a).emergency.is_some()),

@@ -168,8 +168,8 @@ fn compiled_semantics_match_cel_on_constants() {
             .unwrap_or_else(|e| panic!("{src}: {e}"))
     };
     // Constant expressions fold; evaluate them on an empty estate.
-    let estate = crate::estate::Estate::default();
-    let facts = crate::facts::Facts {
+    let estate = crate::engine::estate::Estate::default();
+    let facts = crate::engine::facts::Facts {
         now: chrono::Utc::now(),
         identities: Vec::new(),
         credentials: Vec::new(),

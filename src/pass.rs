@@ -1,0 +1,511 @@
+//! One pass, as a library: load → read approvals and sources → evaluate →
+//! record. The CLI and the daemon call it; acting on its result is
+//! [`crate::act`]'s, a layer above.
+//!
+//! Every input is validated before any source is contacted: the config and
+//! rules when a [`Context`] is loaded, the approvals at the start of each
+//! pass (a partly read approval set would make approved credentials look
+//! unapproved). A source that fails to read is unknown, never empty.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nhi_contract::{ApprovalSource, InventorySource, Operation};
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::engine::estate::{Estate, SourceState, SourceStatus};
+use crate::engine::findings::{self, Finding};
+use crate::engine::plan::Protected;
+use crate::engine::rules::RuleSet;
+use crate::store::journal::Entry;
+use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
+
+/// What every pass runs with, loaded and checked once: the daemon keeps one
+/// across passes, a one-shot command loads one. The store is opened by the
+/// first pass, after its approvals are read, so invalid input never
+/// creates or touches it.
+pub struct Context {
+    /// The configuration.
+    pub cfg: Config,
+    /// The rules it selects.
+    pub rules: RuleSet,
+    /// Subjects never acted on.
+    pub protected: Protected,
+    /// Where the config was read from (named in the audit log).
+    pub path: PathBuf,
+    inventory: Vec<Box<dyn InventorySource>>,
+    approvals: Vec<Box<dyn ApprovalSource>>,
+    store: OnceCell<SqlStore>,
+}
+
+impl Context {
+    /// Load and check the config at `path` (environment overrides applied)
+    /// and its rules; build the sources from the registry.
+    pub fn load(path: &Path) -> anyhow::Result<Context> {
+        let cfg = Config::load(path, std::env::vars())?;
+        Context::new(cfg, path)
+    }
+
+    /// A context for an already loaded `cfg` (read from `path`).
+    pub fn new(cfg: Config, path: &Path) -> anyhow::Result<Context> {
+        let rules = cfg.rule_set()?;
+        Ok(Context {
+            protected: Protected::new(&cfg.plan.protected),
+            inventory: crate::sources::inventory_sources(&cfg.sources, &cfg.base),
+            approvals: crate::sources::approval_sources(&cfg.approvals, &cfg.base),
+            rules,
+            cfg,
+            path: path.to_path_buf(),
+            store: OnceCell::new(),
+        })
+    }
+
+    /// The store, opened on first use.
+    pub async fn store(&self) -> anyhow::Result<&SqlStore> {
+        let location = self.cfg.store_location();
+        Ok(self
+            .store
+            .get_or_try_init(|| async move { SqlStore::open(&location).await })
+            .await?)
+    }
+
+    /// A full pass (`command` is recorded with the run).
+    pub async fn pass(&self, command: &str) -> anyhow::Result<PassResult> {
+        self.pass_scoped(command, None, None).await
+    }
+    /// A pass that keeps the inventories read in `cache`; with `targets`, it
+    /// re-reads only their identities on top of the cache and plans actions
+    /// only for them (everything else is as of the last full read, too old to
+    /// act on). Targets naming nothing known fall back to a full pass.
+    pub async fn pass_scoped(
+        &self,
+        command: &str,
+        cache: Option<&mut InventoryCache>,
+        targets: Option<&Targets>,
+    ) -> anyhow::Result<PassResult> {
+        let started = chrono::Utc::now();
+        let progress = crate::progress::spinner();
+        progress.set_message("reading config, rules and approvals");
+        let (cfg, rules, protected) = (&self.cfg, &self.rules, &self.protected);
+        let now = cfg.as_of.unwrap_or(started);
+        // Approvals are local and strict: a bad file stops here, before the
+        // store is touched or any provider is contacted.
+        let mut approvals = read_approvals(&self.approvals).await?;
+        let store = self.store().await?;
+        // A changed config is an audit event (its digest; the file may hold
+        // nothing secret, but the log keeps only what identifies it).
+        store
+            .audit_config(&self.path.display().to_string(), &cfg.digest())
+            .await?;
+        // Revocations received by the webhook end approvals early; one naming
+        // no approval is shown, then dropped, never kept silently.
+        let known: std::collections::HashSet<&str> =
+            approvals.iter().map(|a| a.id.as_str()).collect();
+        let unmatched_revocations = store
+            .match_revocations(
+                &known,
+                nhi_contract::time::days(cfg.enforce.unmatched_revocation_days),
+            )
+            .await?;
+        drop(known);
+        let revoked = store.revocations().await?;
+        for a in &mut approvals {
+            if let Some(at) = revoked.get(&a.id) {
+                a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
+            }
+        }
+        let subjects: Option<Vec<String>> = targets
+            .map(|t| {
+                let mut ids = t.identities.clone();
+                ids.extend(
+                    approvals
+                        .iter()
+                        .filter(|a| t.approvals.contains(&a.id))
+                        .map(|a| a.subject.clone()),
+                );
+                ids.sort();
+                ids.dedup();
+                ids
+            })
+            .filter(|ids| !ids.is_empty());
+        progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
+        let estate = read_inventories(&self.inventory, approvals, cache, subjects.as_deref()).await;
+        progress.set_message(format!(
+            "evaluating {} identities, {} credentials",
+            estate.identities.len(),
+            estate.credentials.len()
+        ));
+        let eval = crate::engine::evaluate(&estate, rules, protected, now);
+        tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
+        let materialized = findings::materialize_with_subjects(
+            &estate,
+            &eval.facts,
+            &eval.graph,
+            rules,
+            &eval.hits,
+        );
+        let sourced: Vec<SourcedFinding> = materialized
+            .into_iter()
+            .map(|m| SourcedFinding {
+                source: m
+                    .identity
+                    .map(|i| {
+                        estate.sources[estate.identity_source[i as usize] as usize]
+                            .name
+                            .clone()
+                    })
+                    .unwrap_or_default(),
+                credential_kind: m.credential_kind,
+                finding: m.finding,
+            })
+            .collect();
+        let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();
+        let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+        progress.set_message("recording the run");
+        let summary = store
+            .record_run(RunRecord {
+                started_at: started,
+                as_of: now,
+                command,
+                sources: &estate.sources,
+                rules: &rule_ids,
+                findings: &sourced,
+            })
+            .await?;
+        // What this run read, kept with it so any past run can be reported on.
+        crate::store::reading::record(store, summary.run_id, &estate, rules, &sourced).await?;
+        let mut source_credentials = vec![0usize; estate.sources.len()];
+        for i in eval.graph.credential_identity.iter().flatten() {
+            source_credentials[estate.identity_source[*i as usize] as usize] += 1;
+        }
+        let target_states = target_states(&estate, &store.journal_open().await?);
+        let mut plan = eval.plan.resolve(&estate, &eval.facts, rules);
+        if let Some(ids) = &subjects {
+            plan.retain(|a| ids.contains(&a.request.identity_id));
+        }
+        let last_used = estate
+            .credentials
+            .iter()
+            .filter(|c| {
+                plan.iter()
+                    .any(|a| a.request.credential_id.as_deref() == Some(c.id.as_str()))
+            })
+            .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
+            .collect();
+        let end = |a: &nhi_contract::Approval| {
+            let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
+            ended.map_or(a.expires_at, |e| e.min(a.expires_at))
+        };
+        let live = || {
+            estate
+                .approvals
+                .iter()
+                .filter(|a| a.revoked_at.is_none() && end(a) > now)
+        };
+        // Approvals ending within a second of the next end share its pass.
+        let next_expiry = live().map(end).min().map(|first| {
+            let mut ids: Vec<String> = live()
+                .filter(|a| end(a) <= first + chrono::Duration::seconds(1))
+                .map(|a| a.subject.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            (first, ids)
+        });
+        progress.finish_and_clear();
+        Ok(PassResult {
+            unmatched_revocations,
+            target_states,
+            next_expiry,
+            targeted: subjects,
+            cfg: cfg.clone(),
+            store: store.clone(),
+            findings: list,
+            plan,
+            sources: estate.sources.clone(),
+            source_credentials,
+            last_used,
+            summary,
+            now,
+        })
+    }
+}
+
+/// Why a pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// An approval source failed: nothing is evaluated without approvals.
+    #[error("approval source {name}: {error}")]
+    Approvals {
+        /// Source name.
+        name: String,
+        /// What went wrong (with file and line for files).
+        error: nhi_contract::SourceError,
+    },
+}
+
+/// Read every approval source. Any error stops the pass before an
+/// inventory source is contacted.
+pub async fn read_approvals(
+    sources: &[Box<dyn ApprovalSource>],
+) -> Result<Vec<nhi_contract::Approval>, PassError> {
+    let mut all = Vec::new();
+    for src in sources {
+        let list = src
+            .approvals()
+            .await
+            .map_err(|error| PassError::Approvals {
+                name: src.name().to_string(),
+                error,
+            })?;
+        tracing::info!(
+            source = src.name(),
+            approvals = list.len(),
+            "approvals read"
+        );
+        all.extend(list);
+    }
+    Ok(all)
+}
+
+/// Inventories of the last full pass, by source name: the base a targeted
+/// pass re-reads its subjects on top of.
+pub type InventoryCache = HashMap<String, nhi_contract::Inventory>;
+
+/// Read every inventory source into an estate holding `approvals`,
+/// concurrently. A source error marks that source failed (unknown) and the
+/// pass goes on. What was read is kept in `cache` (the daemon
+/// keeps one; a one-shot command does not pay for the copy). With
+/// `subjects`, a source with a cached inventory re-reads only those
+/// identities on top of it (a source without one is scanned whole).
+pub async fn read_inventories(
+    sources: &[Box<dyn InventorySource>],
+    approvals: Vec<nhi_contract::Approval>,
+    mut cache: Option<&mut InventoryCache>,
+    subjects: Option<&[String]>,
+) -> Estate {
+    let mut estate = Estate {
+        approvals,
+        ..Estate::default()
+    };
+    // Sources are independent: read them concurrently.
+    let reads = futures_util::future::join_all(sources.iter().map(|s| {
+        match (subjects, cache.as_deref().and_then(|c| c.get(s.name()))) {
+            (Some(subjects), Some(base)) => s.refresh(base, subjects),
+            _ => s.scan(),
+        }
+    }))
+    .await;
+    for (src, result) in sources.iter().zip(reads) {
+        match result {
+            Ok(inv) => {
+                tracing::info!(
+                    source = src.name(),
+                    identities = inv.identities.len(),
+                    credentials = inv.credentials.len(),
+                    gaps = inv.coverage.gaps.len(),
+                    targeted = subjects.is_some(),
+                    "inventory read"
+                );
+                if let Some(c) = cache.as_deref_mut() {
+                    c.insert(src.name().to_string(), inv.clone());
+                }
+                estate.add_inventory(src.name(), src.provider(), inv);
+            }
+            Err(e) => {
+                tracing::error!(source = src.name(), error = %e, "source failed: its subjects are unknown this pass");
+                if let Some(c) = cache.as_deref_mut() {
+                    c.remove(src.name());
+                }
+                estate.add_failed(src.name(), src.provider(), e.to_string());
+            }
+        }
+    }
+    estate
+}
+
+/// What a pass produced, for the commands to print and enforce to act on.
+pub struct PassResult {
+    /// The configuration.
+    pub cfg: Config,
+    /// The store the run was recorded in.
+    pub store: SqlStore,
+    /// Findings of the pass.
+    pub findings: Vec<Finding>,
+    /// The plan, in provider ids.
+    pub plan: Vec<crate::engine::plan::ResolvedAction>,
+    /// Source statuses.
+    pub sources: Vec<crate::engine::estate::SourceStatus>,
+    /// Credentials per source index, for the blast-radius share.
+    pub source_credentials: Vec<usize>,
+    /// Last use of each credential that an action targets, by id.
+    pub last_used: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// The run as recorded.
+    pub summary: crate::store::RunSummary,
+    /// Evaluation instant.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// The next instant an approval ends (expiry, or an emergency's end)
+    /// and the subjects of the approvals ending then: the daemon runs a
+    /// targeted pass for them at that instant.
+    pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
+    /// For a targeted pass, the identities it was limited to.
+    pub targeted: Option<Vec<String>>,
+    /// Webhook revocations in force that name no approval read this pass.
+    pub unmatched_revocations: Vec<crate::store::journal::Revocation>,
+    /// What this pass read of the targets of interrupted actions, by
+    /// journal id (recovery re-checks them before finishing).
+    pub target_states: HashMap<i64, TargetState>,
+}
+
+/// What a targeted pass is for: identities, and approvals whose subjects
+/// are to be re-read (resolved once the approvals are read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Identity ids.
+    pub identities: Vec<String>,
+    /// Approval ids.
+    pub approvals: Vec<String>,
+}
+
+impl PassResult {
+    /// Why a command on this pass must not exit clean, if it must: a
+    /// source failed or was partial (without `allow_partial`), every source
+    /// failed, or `fail_on` was asked of a run with a failed source.
+    pub fn unseen(&self, allow_partial: bool, fail_on: bool) -> Option<String> {
+        unseen(&self.sources, allow_partial, fail_on)
+    }
+
+    /// Print the run summary and source warnings to stderr.
+    pub fn report_summary(&self) {
+        let s = &self.summary;
+        eprintln!(
+            "run {}: {} finding(s), {} new, {} resolved",
+            s.run_id, s.findings, s.opened, s.resolved
+        );
+        for r in &self.unmatched_revocations {
+            eprintln!(
+                "warning: the webhook revocation of {} names no approval any source returned (since {}); it is withdrawn after [enforce] unmatched_revocation_days (see `nhi-assure revocations list`)",
+                r.approval_id,
+                r.unmatched_since.as_deref().unwrap_or("now")
+            );
+        }
+        for src in &self.sources {
+            match &src.state {
+                SourceState::Complete => {}
+                SourceState::Failed { error } => eprintln!(
+                    "warning: source {} is FAILED ({error}): everything it holds is unknown this run; its findings stay open and nothing of it is acted on",
+                    src.name
+                ),
+                SourceState::Partial {
+                    gaps,
+                    unseen_kinds,
+                    unseen_other,
+                } => {
+                    let held = if *unseen_other {
+                        "nothing of it is acted on or resolved this run".to_string()
+                    } else {
+                        let kinds: Vec<&str> = unseen_kinds.iter().map(|k| k.as_str()).collect();
+                        format!(
+                            "findings and actions on {} credentials are held this run",
+                            kinds.join(", ")
+                        )
+                    };
+                    eprintln!("warning: source {} is PARTIAL ({}): {held}", src.name, gaps.join("; "));
+                }
+            }
+        }
+    }
+}
+
+/// Why a run that read `sources` must not exit clean, if it must.
+fn unseen(sources: &[SourceStatus], allow_partial: bool, fail_on: bool) -> Option<String> {
+    let failed: Vec<&str> = sources
+        .iter()
+        .filter(|s| matches!(s.state, SourceState::Failed { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
+    let partial: Vec<&str> = sources
+        .iter()
+        .filter(|s| matches!(s.state, SourceState::Partial { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
+    if failed.len() == sources.len() {
+        return Some("no source could be read: the run saw nothing".into());
+    }
+    if failed.is_empty() && partial.is_empty() {
+        return None;
+    }
+    let what = || {
+        let mut parts = Vec::new();
+        if !failed.is_empty() {
+            parts.push(format!("failed: {}", failed.join(", ")));
+        }
+        if !partial.is_empty() {
+            parts.push(format!("partial: {}", partial.join(", ")));
+        }
+        parts.join("; ")
+    };
+    if !allow_partial {
+        return Some(format!(
+            "the run could not see everything ({}); --allow-partial accepts that",
+            what()
+        ));
+    }
+    if fail_on && !failed.is_empty() {
+        return Some(format!(
+            "--fail-on cannot pass on a run that could not see ({})",
+            what()
+        ));
+    }
+    None
+}
+
+/// What a pass read of an interrupted action's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    /// Its source was not read completely this pass: nothing can be said.
+    Unseen,
+    /// Already as the action leaves it (disabled, removed, detached): the
+    /// call went through, or someone did it.
+    Settled,
+    /// Still as it was before the action.
+    Unsettled,
+}
+
+/// The target state of each interrupted intent in `open`, by journal id,
+/// as `estate` read it.
+pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetState> {
+    let source = |name: &str| estate.sources.iter().find(|s| s.name == name);
+    open.iter()
+        .filter(|e| e.undo_of.is_none())
+        .map(|e| {
+            let r = &e.request;
+            let seen = source(&e.source).is_some_and(|s| s.state.sees(r.credential_kind));
+            if !seen {
+                return (e.id, TargetState::Unseen);
+            }
+            let identity = estate.identities.iter().find(|i| i.id == r.identity_id);
+            let credential = || {
+                estate.credentials.iter().find(|c| {
+                    Some(c.id.as_str()) == r.credential_id.as_deref() && c.identity == r.identity_id
+                })
+            };
+            let settled = match r.operation {
+                Operation::DisableCredential => credential().is_none_or(|c| !c.active),
+                Operation::DeleteCredential => credential().is_none(),
+                Operation::RemoveLogin => identity.is_none_or(|i| !i.human_login),
+                Operation::DisableIdentity => identity.is_none_or(|i| !i.enabled),
+                Operation::DetachEntitlements => !estate.grants.iter().any(|g| {
+                    g.identity == r.identity_id && r.entitlements.contains(&g.entitlement)
+                }),
+            };
+            let state = if settled {
+                TargetState::Settled
+            } else {
+                TargetState::Unsettled
+            };
+            (e.id, state)
+        })
+        .collect()
+}
