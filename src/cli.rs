@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::act::OutcomeStatus;
 use crate::config::Config;
 use crate::engine::rules::{RuleSet, RulesConfig, Severity};
 use crate::pass::Context;
-use crate::report::output::{self, Format};
+use crate::report::format::{self, Format};
+use crate::report::output;
 use crate::store::SqlStore;
 
 /// Continuous assurance for non-human identities.
@@ -53,7 +55,7 @@ pub enum RevocationCommand {
         #[arg(long, short)]
         config: PathBuf,
         /// Output format (table or json).
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(long, value_parser = Format::parser(format::TABLE_OR_JSON), default_value = "table")]
         format: Format,
     },
     /// Withdraw a revocation: its approval counts again from the next pass.
@@ -95,7 +97,7 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(long, value_parser = Format::parser(format::PASS), default_value = "table")]
         format: Format,
         /// Write the output here instead of stdout.
         #[arg(long, short)]
@@ -114,7 +116,7 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(long, value_parser = Format::parser(format::PASS), default_value = "table")]
         format: Format,
         /// Write the output here instead of stdout.
         #[arg(long, short)]
@@ -132,7 +134,7 @@ pub enum Command {
         #[arg(long)]
         enforce: bool,
         /// Output format (table or json).
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(long, value_parser = Format::parser(format::PASS), default_value = "table")]
         format: Format,
         /// Test hook: wait this long between the provider call and the journal outcome.
         #[arg(long, hide = true)]
@@ -196,8 +198,8 @@ pub enum Command {
         #[arg(long, default_value = "latest")]
         run: crate::report::RunSel,
         /// Formats (comma-separated or repeated).
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "table")]
-        format: Vec<crate::report::render::ReportFormat>,
+        #[arg(long, value_parser = Format::parser(format::REPORT), value_delimiter = ',', default_value = "table")]
+        format: Vec<Format>,
         /// Write the files into this directory instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -216,8 +218,8 @@ pub enum Command {
         #[arg(long, default_value = "latest")]
         run: crate::report::RunSel,
         /// Output format.
-        #[arg(long, value_enum, default_value = "json")]
-        format: crate::report::commands::TraceFormat,
+        #[arg(long, value_parser = Format::parser(format::TRACE), default_value = "json")]
+        format: Format,
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -234,8 +236,8 @@ pub enum Command {
         #[arg(long, default_value = "latest")]
         to: crate::report::RunSel,
         /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: crate::report::commands::DiffFormat,
+        #[arg(long, value_parser = Format::parser(format::TABLE_OR_JSON), default_value = "table")]
+        format: Format,
     },
     /// Signed evidence bundles: keygen, export, verify.
     Evidence {
@@ -249,8 +251,8 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: crate::report::commands::CheckFormat,
+        #[arg(long, value_parser = Format::parser(format::CHECK), default_value = "table")]
+        format: Format,
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -261,7 +263,7 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Output format (table or json).
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(long, value_parser = Format::parser(format::TABLE_OR_JSON), default_value = "table")]
         format: Format,
     },
     /// List the control catalogs and which rules cover each control.
@@ -270,7 +272,7 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Output format (table or json).
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(long, value_parser = Format::parser(format::TABLE_OR_JSON), default_value = "table")]
         format: Format,
     },
 }
@@ -355,7 +357,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (pass, outcomes) = crate::act::reconcile(&ctx, "reconcile", pause).await?;
             let mut out = std::io::stdout().lock();
             output::outcomes(&mut out, format, Some(&(&pass).into()), &outcomes)?;
-            let failed = outcomes.iter().any(|o| o.status == "failed");
+            let failed = outcomes.iter().any(|o| o.status == OutcomeStatus::Failed);
             Ok(exit_seen(
                 if failed { 2 } else { 0 },
                 pass.unseen(allow_partial, false),
@@ -410,7 +412,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None,
                 &outcomes,
             )?;
-            let failed = outcomes.iter().any(|o| o.status == "failed");
+            let failed = outcomes.iter().any(|o| o.status == OutcomeStatus::Failed);
             Ok(if failed {
                 ExitCode::from(2)
             } else {

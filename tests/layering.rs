@@ -212,7 +212,8 @@ fn the_engine_does_no_io_and_knows_nothing_above_it() {
 
 #[test]
 fn the_scan_reads_grouped_imports() {
-    let paths = crate_paths("use crate::{a::b, c::{d, e::f}};\nlet x = nhi_crate::z; crate::g::h();");
+    let paths =
+        crate_paths("use crate::{a::b, c::{d, e::f}};\nlet x = nhi_crate::z; crate::g::h();");
     let firsts: Vec<&str> = paths.iter().map(|p| p[0].as_str()).collect();
     assert_eq!(firsts, ["a", "c", "c", "g"]);
     assert_eq!(paths[2], ["c", "e", "f"]);

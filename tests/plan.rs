@@ -4,7 +4,7 @@
 mod support;
 
 use nhi_assure::engine;
-use nhi_assure::engine::plan::{Protected, ResolvedAction};
+use nhi_assure::engine::plan::{Protected, ResolvedAction, Verdict};
 use nhi_assure::engine::rules::{Action, RuleOverride, RuleSet, RulesConfig};
 use nhi_contract::{Gap, Operation, Usage};
 use support::*;
@@ -26,7 +26,7 @@ fn plan_of(w: &World, protected: &[&str], cfg: &RulesConfig) -> Planned {
 }
 
 fn skipped(a: &ResolvedAction) -> Option<&str> {
-    (a.status == "skip").then_some(a.reason.as_deref().unwrap_or(""))
+    (a.status == Verdict::Skip).then_some(a.reason.as_deref().unwrap_or(""))
 }
 
 /// Two keys on one user; only the second is stale.
@@ -51,7 +51,7 @@ fn two_keys_on_one_user_only_the_stale_one_is_planned() {
     assert_eq!(a.request.identity_id, USER);
     assert_eq!(a.request.credential_id.as_deref(), Some(KEY2));
     assert_eq!(a.rules, vec!["credential-stale".to_string()]);
-    assert_eq!(a.status, "act");
+    assert_eq!(a.status, Verdict::Act);
 }
 
 #[test]
@@ -92,7 +92,8 @@ fn protected_subjects_are_planned_as_skipped() {
     assert_eq!(skipped(&by_key.actions[0]), Some("protected subject"));
     let other = plan_of(&two_keys(), &["AKIA*1"], &RulesConfig::default());
     assert_eq!(
-        other.actions[0].status, "act",
+        other.actions[0].status,
+        Verdict::Act,
         "protecting KEY must not protect KEY2"
     );
 }
@@ -110,7 +111,7 @@ fn partial_source_gets_no_actions_for_what_it_could_not_see() {
     // Blind to SSH keys only: the access key it did see is acted on.
     let plan = with_gap("ssh_key");
     assert_eq!(plan.actions.len(), 1);
-    assert_eq!(plan.actions[0].status, "act");
+    assert_eq!(plan.actions[0].status, Verdict::Act);
     // Blind to access keys, or to something unnamed: nothing acts.
     for what in ["access_key", "account 444455556666"] {
         let plan = with_gap(what);

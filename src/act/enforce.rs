@@ -5,16 +5,16 @@ use std::time::Duration;
 
 use nhi_contract::Remediator;
 
-use crate::engine::plan::ResolvedAction;
+use crate::engine::plan::{ResolvedAction, Verdict};
 use crate::pass::PassResult;
-use crate::store::journal::Intent;
+use crate::store::journal::{Intent, Status};
 use crate::store::lease::Fence;
 
 use super::rails::{
     blast_radius, first_step, grace, hold, record_self_finding, resolve_self_finding, Budget, Hold,
     SelfFinding,
 };
-use super::{actor, fingerprint, recover, Outcome};
+use super::{actor, fingerprint, recover, Outcome, OutcomeStatus};
 
 /// Reconcile: recover, apply the rails, act. `pause_after_call` is a test
 /// hook that widens the window between the provider call and the outcome.
@@ -32,18 +32,18 @@ pub async fn enforce(
         action_id: None,
         request: a.request.clone(),
         rules: a.rules.clone(),
-        status: h.status.into(),
+        status: h.status,
         detail: Some(h.why),
     };
 
     // Rails that hold individual actions.
     let mut ready: Vec<(ResolvedAction, String)> = Vec::new();
     for a in &pass.plan {
-        if a.status != "act" {
+        if a.status != Verdict::Act {
             out.push(held(
                 a,
                 Hold {
-                    status: "skip",
+                    status: OutcomeStatus::Skip,
                     why: a.reason.clone().unwrap_or_default(),
                 },
             ));
@@ -55,7 +55,7 @@ pub async fn enforce(
             out.push(held(
                 a,
                 Hold {
-                    status: "skip",
+                    status: OutcomeStatus::Skip,
                     why: "its source has no remediator (read-only source)".into(),
                 },
             ));
@@ -137,21 +137,21 @@ pub async fn enforce(
         }
         let (status, detail) = match &result {
             Ok(o) => {
-                store.journal_outcome(id, "done", Ok(o)).await?;
-                ("done", o.irreversible.clone())
+                store.journal_outcome(id, Status::Done, Ok(o)).await?;
+                (OutcomeStatus::Done, o.irreversible.clone())
             }
             Err(e) => {
                 store
-                    .journal_outcome(id, "failed", Err(&e.to_string()))
+                    .journal_outcome(id, Status::Failed, Err(&e.to_string()))
                     .await?;
-                ("failed", Some(e.to_string()))
+                (OutcomeStatus::Failed, Some(e.to_string()))
             }
         };
         out.push(Outcome {
             action_id: Some(id),
             request: a.request,
             rules: a.rules,
-            status: status.into(),
+            status,
             detail,
         });
     }

@@ -40,10 +40,55 @@ pub struct Outcome {
     pub request: ActionRequest,
     /// Rules behind it.
     pub rules: Vec<String>,
-    /// `done`, `failed`, `recovered`, `abandoned`, `skip`, `held`.
-    pub status: String,
+    /// What happened.
+    pub status: OutcomeStatus,
     /// Why skipped / held, or the error, or what cannot be undone.
     pub detail: Option<String>,
+}
+
+/// What happened to a planned action (or an undo) in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// The provider call succeeded.
+    Done,
+    /// The provider call failed.
+    Failed,
+    /// An interrupted action, re-checked and finished.
+    Recovered,
+    /// An interrupted action no longer wanted: not re-applied.
+    Abandoned,
+    /// Not acted on by design (skipped in the plan, read-only source,
+    /// nothing to undo).
+    Skip,
+    /// Held by a rail this run (grace, first step, blast radius, budget).
+    Held,
+    /// Reversed by `undo`.
+    Undone,
+    /// Asked to be undone, but it cannot be (the detail says why).
+    Irreversible,
+}
+
+impl OutcomeStatus {
+    /// As printed and counted in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Done => "done",
+            OutcomeStatus::Failed => "failed",
+            OutcomeStatus::Recovered => "recovered",
+            OutcomeStatus::Abandoned => "abandoned",
+            OutcomeStatus::Skip => "skip",
+            OutcomeStatus::Held => "held",
+            OutcomeStatus::Undone => "undone",
+            OutcomeStatus::Irreversible => "irreversible",
+        }
+    }
+}
+
+impl std::fmt::Display for OutcomeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Who runs this, for the journal.

@@ -13,18 +13,18 @@ use crate::engine::rules::{Action, Severity};
 use crate::pass::PassResult;
 use crate::store::{SourcedFinding, SqlStore};
 
-use super::{fingerprint, parse_ts};
+use super::{fingerprint, parse_ts, OutcomeStatus};
 
 /// Why a planned action is not carried out this run.
 #[derive(Debug)]
 pub(super) struct Hold {
-    pub(super) status: &'static str,
+    pub(super) status: OutcomeStatus,
     pub(super) why: String,
 }
 
 pub(super) fn hold(why: impl Into<String>) -> Hold {
     Hold {
-        status: "held",
+        status: OutcomeStatus::Held,
         why: why.into(),
     }
 }

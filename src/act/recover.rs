@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use nhi_contract::{Operation, Remediator};
 
-use crate::engine::plan::Protected;
+use crate::engine::plan::{Protected, Verdict};
 use crate::pass::{PassResult, TargetState};
-use crate::store::journal::Entry;
+use crate::store::journal::{Entry, Status};
 use crate::store::lease::Fence;
 
-use super::Outcome;
+use super::{Outcome, OutcomeStatus};
 
 /// Whether an interrupted intent may be finished now: its subject is not
 /// protected, and either this pass still plans it, or its target is already
@@ -39,7 +39,7 @@ fn recheck(e: &Entry, pass: &PassResult) -> Result<(), Option<String>> {
                     && a.request.operation == Operation::DeleteCredential))
     });
     match (planned, pass.target_states.get(&e.id)) {
-        (Some(a), _) if a.status == "act" => Ok(()),
+        (Some(a), _) if a.status == Verdict::Act => Ok(()),
         (_, Some(TargetState::Settled)) => Ok(()),
         (_, None | Some(TargetState::Unseen)) => Err(None),
         (Some(a), Some(TargetState::Unsettled)) => Err(Some(format!(
@@ -70,11 +70,11 @@ pub async fn recover(
             tracing::warn!(action = e.id, source = %e.source, "interrupted action of a source without remediator");
             continue;
         };
-        let outcome = |status: &str, detail: Option<String>| Outcome {
+        let outcome = |status: OutcomeStatus, detail: Option<String>| Outcome {
             action_id: Some(e.id),
             request: e.request.clone(),
             rules: e.rules.clone(),
-            status: status.into(),
+            status,
             detail,
         };
         if e.undo_of.is_none() {
@@ -82,7 +82,7 @@ pub async fn recover(
                 Ok(()) => {}
                 Err(None) => {
                     out.push(outcome(
-                        "skip",
+                        OutcomeStatus::Skip,
                         Some("interrupted action whose subject this pass did not read: left for the next pass that does".into()),
                     ));
                     continue;
@@ -98,9 +98,9 @@ pub async fn recover(
                     let detail = format!("interrupted action not re-applied: {why}; {read}");
                     tracing::warn!(action = e.id, %detail, "abandoning an interrupted action");
                     store
-                        .journal_outcome(e.id, "abandoned", Err(&detail))
+                        .journal_outcome(e.id, Status::Abandoned, Err(&detail))
                         .await?;
-                    out.push(outcome("abandoned", Some(detail)));
+                    out.push(outcome(OutcomeStatus::Abandoned, Some(detail)));
                     continue;
                 }
             }
@@ -128,20 +128,22 @@ pub async fn recover(
                 if o.undo.is_none() && e.undo_of.is_none() {
                     o.undo = e.planned_undo.clone();
                 }
-                store.journal_outcome(e.id, "recovered", Ok(&o)).await?;
+                store
+                    .journal_outcome(e.id, Status::Recovered, Ok(&o))
+                    .await?;
                 if let Some(orig) = e.undo_of {
                     store.journal_mark_undone(orig).await?;
                 }
                 out.push(outcome(
-                    "recovered",
+                    OutcomeStatus::Recovered,
                     Some("interrupted action re-checked against this pass and finished".into()),
                 ));
             }
             Err(err) => {
                 store
-                    .journal_outcome(e.id, "failed", Err(&err.to_string()))
+                    .journal_outcome(e.id, Status::Failed, Err(&err.to_string()))
                     .await?;
-                out.push(outcome("failed", Some(err.to_string())));
+                out.push(outcome(OutcomeStatus::Failed, Some(err.to_string())));
             }
         }
     }

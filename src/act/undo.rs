@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use nhi_contract::Remediator;
 
-use crate::store::journal::{Entry, Intent};
+use crate::store::journal::{Entry, Intent, Status};
 use crate::store::lease::Fence;
 use crate::store::SqlStore;
 
-use super::{actor, Outcome};
+use super::{actor, Outcome, OutcomeStatus};
 
 /// Undo one journaled action, journaling the undo itself.
 pub async fn undo(
@@ -22,12 +22,12 @@ pub async fn undo(
         action_id: Some(entry.id),
         request: entry.request.clone(),
         rules: entry.rules.clone(),
-        status: String::new(),
+        status: OutcomeStatus::Undone,
         detail: None,
     };
-    if !matches!(entry.status.as_str(), "done" | "recovered") {
+    if !entry.status.took_effect() {
         return Ok(Outcome {
-            status: "skip".into(),
+            status: OutcomeStatus::Skip,
             detail: Some(format!(
                 "action {} is {}: nothing to undo",
                 entry.id, entry.status
@@ -37,7 +37,7 @@ pub async fn undo(
     }
     let Some(data) = entry.undo.clone() else {
         return Ok(Outcome {
-            status: "irreversible".into(),
+            status: OutcomeStatus::Irreversible,
             detail: Some(entry.irreversible.clone().unwrap_or_else(|| {
                 "nothing was changed by this action (already in the target state)".into()
             })),
@@ -63,21 +63,21 @@ pub async fn undo(
         .await?;
     match rem.undo(&data).await {
         Ok(o) => {
-            store.journal_outcome(id, "done", Ok(&o)).await?;
+            store.journal_outcome(id, Status::Done, Ok(&o)).await?;
             store.journal_mark_undone(entry.id).await?;
             Ok(Outcome {
                 action_id: Some(id),
-                status: "undone".into(),
+                status: OutcomeStatus::Undone,
                 ..base
             })
         }
         Err(e) => {
             store
-                .journal_outcome(id, "failed", Err(&e.to_string()))
+                .journal_outcome(id, Status::Failed, Err(&e.to_string()))
                 .await?;
             Ok(Outcome {
                 action_id: Some(id),
-                status: "failed".into(),
+                status: OutcomeStatus::Failed,
                 detail: Some(e.to_string()),
                 ..base
             })

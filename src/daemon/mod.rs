@@ -528,7 +528,7 @@ async fn pass_once(
             for o in &outcomes {
                 m.actions
                     .get_or_create(&OutcomeLabel {
-                        outcome: o.status.clone(),
+                        outcome: o.status.as_str().into(),
                     })
                     .inc();
             }

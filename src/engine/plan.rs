@@ -86,10 +86,36 @@ pub struct ResolvedAction {
     pub rules: Vec<String>,
     /// Inventory source of the subject (which remediator acts on it).
     pub source: String,
-    /// `act` or `skip`.
-    pub status: &'static str,
+    /// Whether it is carried out.
+    pub status: Verdict,
     /// Why it is skipped.
     pub reason: Option<String>,
+}
+
+/// A resolved action's verdict, as output and acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Carried out in enforce mode (behind the rails).
+    Act,
+    /// Not carried out; the action's `reason` says why.
+    Skip,
+}
+
+impl Verdict {
+    /// As printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Act => "act",
+            Verdict::Skip => "skip",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn family(op: Operation) -> u8 {
@@ -195,19 +221,19 @@ impl Plan {
                     Vec::new()
                 };
                 let (status, reason) = match a.disposition {
-                    Disposition::Act => ("act", None),
+                    Disposition::Act => (Verdict::Act, None),
                     Disposition::Skip(SkipReason::Protected) => {
-                        ("skip", Some("protected subject".to_string()))
+                        (Verdict::Skip, Some("protected subject".to_string()))
                     }
                     Disposition::Skip(SkipReason::AccountRoot) => (
-                        "skip",
+                        Verdict::Skip,
                         Some(
                             "account root: only root can manage its credentials, by hand"
                                 .to_string(),
                         ),
                     ),
                     Disposition::Skip(SkipReason::SourceIncomplete(s)) => (
-                        "skip",
+                        Verdict::Skip,
                         Some(format!(
                             "source {} was not read completely this pass",
                             estate.sources[s as usize].name

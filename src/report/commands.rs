@@ -10,41 +10,12 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use tabled::settings::Style;
 
-use super::render::{render, ReportFormat};
+use super::render::{render, Format};
 use super::{coverage, diff, html, load, trace, RunSel};
 use crate::config::{ApprovalConfig, Config};
 use crate::engine::rules::RuleSet;
 use crate::report::evidence;
 use crate::store::SqlStore;
-
-/// Trace output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TraceFormat {
-    /// JSON.
-    Json,
-    /// A self-contained HTML page.
-    Html,
-}
-
-/// Diff output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DiffFormat {
-    /// Tables.
-    Table,
-    /// JSON.
-    Json,
-}
-
-/// `check-approvals` output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CheckFormat {
-    /// One line per problem (`file:line:column: message`).
-    Table,
-    /// JSON.
-    Json,
-    /// SARIF 2.1.0 (pull-request annotations).
-    Sarif,
-}
 
 /// `nhi-assure evidence …`.
 #[derive(Debug, Subcommand)]
@@ -107,7 +78,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub async fn report(
     config: &Path,
     run: RunSel,
-    formats: &[ReportFormat],
+    formats: &[Format],
     out: Option<&Path>,
     frameworks: &[String],
 ) -> anyhow::Result<ExitCode> {
@@ -156,13 +127,16 @@ pub async fn trace(
     config: &Path,
     subject: &str,
     run: RunSel,
-    format: TraceFormat,
+    format: Format,
     output: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (_cfg, store, rules) = setup(config).await?;
     let data = load(&store, run, rules.catalogs).await?;
     let bytes = match format {
-        TraceFormat::Json => {
+        f @ (Format::Table | Format::Csv | Format::Ocsf | Format::Sarif) => {
+            return Err(f.unsupported("a trace"))
+        }
+        Format::Json => {
             let t = trace::Context::new(&data).trace(subject).ok_or_else(|| {
                 anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id)
             })?;
@@ -170,7 +144,7 @@ pub async fn trace(
             v.push(b'\n');
             v
         }
-        TraceFormat::Html => html::render_trace(&data, subject)?
+        Format::Html => html::render_trace(&data, subject)?
             .ok_or_else(|| anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id))?
             .into_bytes(),
     };
@@ -186,7 +160,7 @@ pub async fn diff_cmd(
     config: &Path,
     from: Option<i64>,
     to: RunSel,
-    format: DiffFormat,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config, std::env::vars())?;
     let store = open_store(&cfg).await?;
@@ -203,11 +177,14 @@ pub async fn diff_cmd(
     let d = diff::diff(&store, from, to).await?;
     let mut out = std::io::stdout().lock();
     match format {
-        DiffFormat::Json => {
+        f @ (Format::Csv | Format::Ocsf | Format::Sarif | Format::Html) => {
+            return Err(f.unsupported("a diff"))
+        }
+        Format::Json => {
             serde_json::to_writer_pretty(&mut out, &d)?;
             writeln!(out)?;
         }
-        DiffFormat::Table => {
+        Format::Table => {
             writeln!(
                 out,
                 "Run {} → run {}: {} new, {} resolved, {} still open",
@@ -350,7 +327,7 @@ pub async fn evidence_cmd(cmd: EvidenceCommand) -> anyhow::Result<ExitCode> {
 /// store, no provider), e.g. on a pull request to the approvals repository.
 pub fn check_approvals(
     config: &Path,
-    format: CheckFormat,
+    format: Format,
     output: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config, std::env::vars())?;
@@ -367,7 +344,10 @@ pub fn check_approvals(
         }
     }
     let bytes = match format {
-        CheckFormat::Sarif => {
+        f @ (Format::Csv | Format::Ocsf | Format::Html) => {
+            return Err(f.unsupported("check-approvals"))
+        }
+        Format::Sarif => {
             let mut v = serde_json::to_vec_pretty(&super::sarif::from_problems(
                 &problems,
                 env!("CARGO_PKG_VERSION"),
@@ -375,7 +355,7 @@ pub fn check_approvals(
             v.push(b'\n');
             v
         }
-        CheckFormat::Json => {
+        Format::Json => {
             let list: Vec<serde_json::Value> = problems
                 .iter()
                 .map(|p| {
@@ -391,7 +371,7 @@ pub fn check_approvals(
             v.push(b'\n');
             v
         }
-        CheckFormat::Table => {
+        Format::Table => {
             let mut s = String::new();
             for p in &problems {
                 s.push_str(&format!("{p}\n"));

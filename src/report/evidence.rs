@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::report::coverage::FrameworkCoverage;
-use crate::report::render::{render, ReportFormat};
+use crate::report::render::{render, Format};
 use crate::report::{ReportError, RunData};
 use crate::safe_file::{self, Access, AtomicFile};
 use crate::store::SqlStore;
@@ -249,7 +249,7 @@ pub async fn contents(
     cov: &[FrameworkCoverage],
 ) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
     let mut files = vec![("run.json".to_string(), json_bytes(&data.run)?)];
-    for f in ReportFormat::ALL {
+    for f in Format::ALL {
         for (name, bytes) in render(data, cov, f)? {
             files.push((format!("reports/{name}"), bytes));
         }

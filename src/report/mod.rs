@@ -23,6 +23,7 @@ pub mod commands;
 pub mod coverage;
 pub mod diff;
 pub mod evidence;
+pub mod format;
 pub mod html;
 pub mod listing;
 pub mod ocsf;

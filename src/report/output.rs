@@ -11,7 +11,7 @@ use tabled::{Table, Tabled};
 
 use crate::engine::estate::SourceStatus;
 use crate::engine::findings::Finding;
-use crate::engine::plan::ResolvedAction;
+use crate::engine::plan::{ResolvedAction, Verdict};
 use crate::engine::rules::Severity;
 
 /// Version of the JSON documents `scan`, `plan` and `reconcile` print.
@@ -74,16 +74,7 @@ impl RunView<'_> {
     }
 }
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Human-readable table.
-    Table,
-    /// JSON (the documented contract).
-    Json,
-    /// CSV, one row per finding.
-    Csv,
-}
+pub use super::format::Format;
 
 /// Shorten long provider ids for the terminal: the tail carries the name.
 fn short(id: &str, max: usize) -> String {
@@ -118,6 +109,9 @@ pub fn findings(
     list: &[Finding],
 ) -> anyhow::Result<()> {
     match format {
+        f @ (Format::Ocsf | Format::Sarif | Format::Html) => {
+            return Err(f.unsupported("a pass's findings"))
+        }
         Format::Json => json(out, &run.envelope("findings", list)?)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
@@ -213,6 +207,7 @@ pub fn plan(
         Some(r) => format!("{}: {r}", a.status),
     };
     match format {
+        f @ (Format::Ocsf | Format::Sarif | Format::Html) => return Err(f.unsupported("a plan")),
         Format::Json => json(out, &run.envelope("actions", actions)?)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
@@ -259,7 +254,7 @@ pub fn plan(
             let mut t = Table::new(rows);
             t.with(Style::sharp());
             writeln!(out, "{t}")?;
-            let acting = actions.iter().filter(|a| a.status == "act").count();
+            let acting = actions.iter().filter(|a| a.status == Verdict::Act).count();
             writeln!(
                 out,
                 "Dry run: {acting} action(s) would run, {} skipped. Nothing was changed.",
@@ -321,7 +316,7 @@ pub fn outcomes(
             .as_deref()
             .map(|c| short(c, 24))
             .unwrap_or_default(),
-        status: o.status.clone(),
+        status: o.status.to_string(),
         detail: o.detail.clone().unwrap_or_default(),
     });
     let mut t = Table::new(rows);

@@ -9,38 +9,10 @@ use serde::{Deserialize, Serialize};
 use tabled::settings::{object::Columns, Modify, Style, Width};
 
 use super::coverage::FrameworkCoverage;
+pub use super::format::Format;
 use super::{ReportError, ReportFinding, RunData};
 use crate::store::journal::Entry;
 use crate::store::runs::RunInfo;
-
-/// A report format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
-    /// Terminal tables (coverage per framework, then a summary).
-    Table,
-    /// The coverage report as JSON.
-    Json,
-    /// CSV: coverage (one row per control) and findings (one row per finding).
-    Csv,
-    /// OCSF 1.6 IAM Analysis Finding events (class 2008), a JSON array.
-    Ocsf,
-    /// SARIF 2.1.0: approval-related findings located at the approval file and line.
-    Sarif,
-    /// One self-contained HTML page.
-    Html,
-}
-
-impl ReportFormat {
-    /// Every format, in the order the evidence bundle writes them.
-    pub const ALL: [ReportFormat; 6] = [
-        ReportFormat::Table,
-        ReportFormat::Json,
-        ReportFormat::Csv,
-        ReportFormat::Ocsf,
-        ReportFormat::Sarif,
-        ReportFormat::Html,
-    ];
-}
 
 /// The JSON report.
 #[derive(Debug, Serialize)]
@@ -250,11 +222,11 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
 pub fn render(
     data: &RunData,
     cov: &[FrameworkCoverage],
-    format: ReportFormat,
+    format: Format,
 ) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
     Ok(match format {
-        ReportFormat::Table => vec![("report.txt".into(), table(data, cov).into_bytes())],
-        ReportFormat::Json => {
+        Format::Table => vec![("report.txt".into(), table(data, cov).into_bytes())],
+        Format::Json => {
             let doc = JsonReport {
                 report: "nhi-assure control coverage",
                 tool_version: data.version,
@@ -268,24 +240,24 @@ pub fn render(
             v.push(b'\n');
             vec![("report.json".into(), v)]
         }
-        ReportFormat::Csv => vec![
+        Format::Csv => vec![
             ("coverage.csv".into(), csv_bytes(&coverage_rows(cov))?),
             (
                 "findings.csv".into(),
                 csv_bytes(&finding_rows(&data.findings)?)?,
             ),
         ],
-        ReportFormat::Ocsf => {
+        Format::Ocsf => {
             let mut v = serde_json::to_vec_pretty(&super::ocsf::events(data))?;
             v.push(b'\n');
             vec![("report.ocsf.json".into(), v)]
         }
-        ReportFormat::Sarif => {
+        Format::Sarif => {
             let mut v = serde_json::to_vec_pretty(&super::sarif::from_run(data))?;
             v.push(b'\n');
             vec![("report.sarif".into(), v)]
         }
-        ReportFormat::Html => vec![(
+        Format::Html => vec![(
             "report.html".into(),
             super::html::render(data, cov)?.into_bytes(),
         )],

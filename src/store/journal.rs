@@ -56,6 +56,65 @@ pub struct Revocation {
     pub unmatched_since: Option<String>,
 }
 
+/// Where a journaled action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Journaled before the provider call; no outcome yet (interrupted if
+    /// it stays so).
+    Intent,
+    /// The call succeeded.
+    Done,
+    /// The call failed.
+    Failed,
+    /// Interrupted, re-checked against a later pass and finished.
+    Recovered,
+    /// Interrupted, then no longer wanted: not re-applied.
+    Abandoned,
+    /// Done, then reversed by `undo`.
+    Undone,
+}
+
+impl Status {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Intent => "intent",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Recovered => "recovered",
+            Status::Abandoned => "abandoned",
+            Status::Undone => "undone",
+        }
+    }
+
+    /// Read the stored form; anything else is corrupt data, not a guess.
+    pub fn parse(s: &str) -> Result<Status, StoreError> {
+        [
+            Status::Intent,
+            Status::Done,
+            Status::Failed,
+            Status::Recovered,
+            Status::Abandoned,
+            Status::Undone,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown action status {s:?}")))
+    }
+
+    /// Whether the action changed the provider (what `undo` can reverse).
+    pub fn took_effect(self) -> bool {
+        matches!(self, Status::Done | Status::Recovered)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One journal row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
@@ -63,9 +122,8 @@ pub struct Entry {
     pub id: i64,
     /// Run id.
     pub run_id: i64,
-    /// `intent`, `done`, `failed`, `recovered`, `abandoned` (interrupted,
-    /// then no longer planned: not re-applied), `undone`.
-    pub status: String,
+    /// Where it stands.
+    pub status: Status,
     /// The request.
     pub request: ActionRequest,
     /// Source name.
@@ -106,7 +164,7 @@ fn entry(r: &sqlx::any::AnyRow) -> Result<Entry, StoreError> {
     Ok(Entry {
         id: r.try_get("id")?,
         run_id: r.try_get("run_id")?,
-        status: r.try_get("status")?,
+        status: Status::parse(&r.try_get::<String, _>("status")?)?,
         request: serde_json::from_str(&r.try_get::<String, _>("request")?)?,
         source: r.try_get("source")?,
         rules: serde_json::from_str(&r.try_get::<String, _>("rules")?)?,
@@ -186,7 +244,7 @@ impl SqlStore {
     pub async fn journal_outcome(
         &self,
         id: i64,
-        status: &str,
+        status: Status,
         outcome: Result<&ActionOutcome, &str>,
     ) -> Result<(), StoreError> {
         let (before, after, undo, irreversible, via, error) = match outcome {
@@ -205,7 +263,7 @@ impl SqlStore {
             "UPDATE actions SET status = $1, before_state = $2, after_state = $3, undo = $4,
                  irreversible = $5, error = $6, outcome_at = $7, via = $9 WHERE id = $8 RETURNING run_id",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(&before)
         .bind(&after)
         .bind(&undo)
@@ -228,7 +286,7 @@ impl SqlStore {
                 run_id,
                 subject: Some(&subject),
                 data: serde_json::json!({
-                    "status": status,
+                    "status": status.as_str(),
                     "before": parse(&before),
                     "after": parse(&after),
                     "undo": parse(&undo),

@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The leader lease ran out or passed to another process: stop acting.
     #[error("the leader lease is no longer held by this process; not acting")]
     LeaseLost,
+    /// A stored value is not one this version writes.
+    #[error("store data: {0}")]
+    Corrupt(String),
     /// The store location is not usable.
     #[error("store location {0}")]
     Location(String),
