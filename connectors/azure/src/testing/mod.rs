@@ -16,10 +16,13 @@
 //! Every request is recorded (method, path, query, JSON body — never the
 //! token request's form body, which holds the client secret).
 //!
-//! [`tenant`] holds the documented data ([`Tenant::demo`], the generated
-//! [`Tenant::synthetic`]) and the fault switches; [`server`] serves it
-//! ([`FakeTenant`]).
+//! `tenant.rs` holds the documented data ([`Tenant::demo`], the generated
+//! [`Tenant::synthetic`]) and the fault switches; `server.rs` serves it
+//! ([`FakeTenant`]: token endpoint, bearer check, paging, projection) through
+//! the routes of `graph.rs` and `arm.rs`.
 
+mod arm;
+mod graph;
 mod server;
 mod tenant;
 

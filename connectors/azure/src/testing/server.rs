@@ -1,5 +1,7 @@
-//! The fake tenant served over HTTP on loopback: token endpoint, Graph and
-//! ARM routes, paging, projection, faults, and the request record.
+//! The fake tenant served over HTTP on loopback: the token endpoint, the
+//! bearer check and the throttling fault, the request record, and the
+//! shapes every route shares (paging, `$select` projection, error
+//! envelopes). The routes are in [`super::graph`] and [`super::arm`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,8 +15,8 @@ use axum::Router;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
-use super::tenant::{ago, Recorded, Tenant};
-use super::{ARM, AUTHORITY, CLIENT_ID, CLIENT_SECRET, GRAPH, SUBSCRIPTION, TENANT};
+use super::tenant::{Recorded, Tenant};
+use super::{arm, graph, ARM, AUTHORITY, CLIENT_ID, CLIENT_SECRET, GRAPH, SUBSCRIPTION, TENANT};
 
 /// A running fake tenant.
 pub struct FakeTenant {
@@ -74,7 +76,7 @@ secret_env = "{secret_env}"
     }
 }
 
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": code, "message": message, "innerError": {
         "date": Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
         "request-id": "94fb3b52-452a-4535-a601-69e0a90e3aa2",
@@ -87,7 +89,7 @@ fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn ok_json(v: Value) -> Response {
+pub(super) fn ok_json(v: Value) -> Response {
     (
         StatusCode::OK,
         [("content-type", "application/json")],
@@ -96,8 +98,18 @@ fn ok_json(v: Value) -> Response {
         .into_response()
 }
 
-fn no_content() -> Response {
+pub(super) fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `201 Created` with the new object.
+pub(super) fn created(v: &Value) -> Response {
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn query_map(q: &str) -> BTreeMap<String, String> {
@@ -126,7 +138,7 @@ fn decode(s: &str) -> String {
 }
 
 /// `$select` projection (owners only with `$expand=owners`).
-fn project(obj: &Value, q: &BTreeMap<String, String>, single: bool) -> Value {
+pub(super) fn project(obj: &Value, q: &BTreeMap<String, String>, single: bool) -> Value {
     let mut out = Map::new();
     let Some(map) = obj.as_object() else {
         return obj.clone();
@@ -161,7 +173,7 @@ fn project(obj: &Value, q: &BTreeMap<String, String>, single: bool) -> Value {
 }
 
 /// One page of `items`; the next link repeats the query with `$skiptoken`.
-fn page(
+pub(super) fn page(
     base: &str,
     path: &str,
     q: &BTreeMap<String, String>,
@@ -224,10 +236,25 @@ async fn handle(
     resp
 }
 
+/// One authorized request, parsed, as the routes see it.
+pub(super) struct Req<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// The path's segments, without the leading `/`.
+    pub segs: Vec<&'a str>,
+    /// The query, percent-decoded.
+    pub q: BTreeMap<String, String>,
+    /// The JSON body, if any.
+    pub body: Option<Value>,
+    /// Where Graph next links point (another host under the fault).
+    pub next_base: &'static str,
+    /// Items per page.
+    pub size: usize,
+}
+
 fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let raw_q = uri.query().unwrap_or("").to_string();
-    let q = query_map(&raw_q);
     let token_req = path.ends_with("/oauth2/v2.0/token");
     let json_body: Option<Value> = if token_req {
         None
@@ -240,44 +267,78 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
         query: (!raw_q.is_empty()).then(|| decode(&raw_q)),
         body: json_body.clone(),
     });
-
     if token_req {
-        let form = query_map(&String::from_utf8_lossy(&body));
-        let tenant_ok = path == format!("/{TENANT}/oauth2/v2.0/token");
-        if !tenant_ok
-            || form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
-            || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
-            || form.get("grant_type").map(String::as_str) != Some("client_credentials")
-        {
-            let e = json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.", "error_codes": [7000215]});
-            return (
-                StatusCode::UNAUTHORIZED,
-                [("content-type", "application/json")],
-                e.to_string(),
-            )
-                .into_response();
-        }
-        t.counter += 1;
-        let tok = format!("eyJ0eXAiOiJKV1Qi.fake.{}", t.counter);
-        t.issued.insert(tok.clone());
-        return ok_json(
-            json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok}),
-        );
+        return token(t, &path, &body);
     }
+    if let Some(refused) = refuse(t, &headers, &path) {
+        return refused;
+    }
+    let req = Req {
+        method: &method,
+        path: &path,
+        segs: path.trim_start_matches('/').split('/').collect(),
+        q: query_map(&raw_q),
+        body: json_body,
+        // A hostile or broken next link: the client must not follow it.
+        next_base: if t.foreign_next_link {
+            "https://graph.attacker.example"
+        } else {
+            GRAPH
+        },
+        size: t.page_size,
+    };
+    let is_arm = req
+        .segs
+        .first()
+        .is_some_and(|s| *s == "subscriptions" || *s == "providers");
+    if is_arm {
+        arm::route(t, &req)
+    } else {
+        graph::route(t, &req)
+    }
+}
 
+/// The token endpoint: the client-credentials grant of the one client.
+fn token(t: &mut Tenant, path: &str, body: &Bytes) -> Response {
+    let form = query_map(&String::from_utf8_lossy(body));
+    let tenant_ok = path == format!("/{TENANT}/oauth2/v2.0/token");
+    if !tenant_ok
+        || form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
+        || form.get("grant_type").map(String::as_str) != Some("client_credentials")
+    {
+        let e = json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.", "error_codes": [7000215]});
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            e.to_string(),
+        )
+            .into_response();
+    }
+    t.counter += 1;
+    let tok = format!("eyJ0eXAiOiJKV1Qi.fake.{}", t.counter);
+    t.issued.insert(tok.clone());
+    ok_json(
+        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok}),
+    )
+}
+
+/// A request without a token the fake issued, or the one throttled request
+/// of a path: its answer.
+fn refuse(t: &mut Tenant, headers: &HeaderMap, path: &str) -> Option<Response> {
     let authorized = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .is_some_and(|tok| t.issued.contains(tok));
     if !authorized {
-        return graph_error(
+        return Some(graph_error(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
             "Access token is empty.",
-        );
+        ));
     }
-    if t.throttle_once.remove(&path) {
+    if t.throttle_once.remove(path) {
         let mut r = graph_error(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
@@ -287,385 +348,7 @@ fn respond(t: &mut Tenant, method: Method, uri: Uri, headers: HeaderMap, body: B
         if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
             r.headers_mut().insert("retry-after", v);
         }
-        return r;
+        return Some(r);
     }
-
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let size = t.page_size;
-    // A hostile or broken next link: the client must not follow it.
-    let next_base = if t.foreign_next_link {
-        "https://graph.attacker.example"
-    } else {
-        GRAPH
-    };
-    let is_arm = segs
-        .first()
-        .is_some_and(|s| *s == "subscriptions" || *s == "providers");
-    if is_arm {
-        return arm(t, &method, &path, &segs, &q, json_body);
-    }
-    let not_found = |id: &str| {
-        graph_error(
-            StatusCode::NOT_FOUND,
-            "Request_ResourceNotFound",
-            &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
-        )
-    };
-    match (method.as_str(), segs.as_slice()) {
-        ("GET", ["beta", "reports", report]) => {
-            if t.reports_forbidden {
-                return graph_error(
-                    StatusCode::FORBIDDEN,
-                    "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-                    "Neither tenant is B2C or tenant doesn't have premium license",
-                );
-            }
-            if t.reports_down {
-                return graph_error(StatusCode::INTERNAL_SERVER_ERROR, "UnknownError", "");
-            }
-            let items = match *report {
-                "servicePrincipalSignInActivities" => t.sp_activity.clone(),
-                "appCredentialSignInActivities" => t.cred_activity.clone(),
-                _ => return not_found(report),
-            };
-            page(next_base, &path, &q, items, size, false)
-        }
-        ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals")]) => {
-            if t.directory_down {
-                return graph_error(StatusCode::INTERNAL_SERVER_ERROR, "UnknownError", "");
-            }
-            let list = if *coll == "applications" {
-                &t.apps
-            } else {
-                &t.sps
-            };
-            let items = list.iter().map(|o| project(o, &q, false)).collect();
-            page(next_base, &path, &q, items, size, false)
-        }
-        ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
-            let list = if *coll == "applications" {
-                &t.apps
-            } else {
-                &t.sps
-            };
-            match list.iter().find(|o| o["id"] == *id) {
-                Some(o) => ok_json(project(o, &q, true)),
-                None => not_found(id),
-            }
-        }
-        ("PATCH", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
-            let list = if *coll == "applications" {
-                &mut t.apps
-            } else {
-                &mut t.sps
-            };
-            let Some(o) = list.iter_mut().find(|o| o["id"] == *id) else {
-                return not_found(id);
-            };
-            let Some(Value::Object(patch)) = json_body else {
-                return graph_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "Empty Payload. JSON content expected.",
-                );
-            };
-            for (k, v) in patch {
-                if k == "keyCredentials" {
-                    // Graph rejects a kept certificate sent back without its key.
-                    if v.as_array()
-                        .is_some_and(|l| l.iter().any(|c| c["key"].is_null()))
-                    {
-                        return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "Invalid value specified for property 'key' of resource 'KeyCredential'.");
-                    }
-                }
-                o[k.as_str()] = v;
-            }
-            no_content()
-        }
-        ("POST", ["v1.0", coll @ ("applications" | "servicePrincipals"), id, "removePassword"]) => {
-            let list = if *coll == "applications" {
-                &mut t.apps
-            } else {
-                &mut t.sps
-            };
-            let Some(o) = list.iter_mut().find(|o| o["id"] == *id) else {
-                return not_found(id);
-            };
-            let key = json_body
-                .as_ref()
-                .and_then(|b| b["keyId"].as_str())
-                .unwrap_or("")
-                .to_string();
-            let creds = o["passwordCredentials"].as_array_mut();
-            match creds {
-                Some(l) if l.iter().any(|c| c["keyId"] == key.as_str()) => {
-                    l.retain(|c| c["keyId"] != key.as_str());
-                    no_content()
-                }
-                _ => graph_error(
-                    StatusCode::BAD_REQUEST,
-                    "Request_BadRequest",
-                    "No password credential found with keyId.",
-                ),
-            }
-        }
-        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
-            match t
-                .fics
-                .get(*id)
-                .and_then(|l| l.iter().find(|f| f["id"] == *fid))
-            {
-                Some(f) => ok_json(f.clone()),
-                None => not_found(fid),
-            }
-        }
-        ("DELETE", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
-            let list = t.fics.entry(id.to_string()).or_default();
-            let before = list.len();
-            list.retain(|f| f["id"] != *fid);
-            if list.len() == before {
-                return not_found(fid);
-            }
-            no_content()
-        }
-        ("POST", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
-            let mut f = json_body.unwrap_or_default();
-            t.counter += 1;
-            f["id"] = json!(format!("fc000000-0000-4000-8000-{:012}", t.counter));
-            t.fics.entry(id.to_string()).or_default().push(f.clone());
-            (
-                StatusCode::CREATED,
-                [("content-type", "application/json")],
-                f.to_string(),
-            )
-                .into_response()
-        }
-        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
-            let items = t.fics.get(*id).cloned().unwrap_or_default();
-            page(next_base, &path, &q, items, size, false)
-        }
-        ("GET", ["v1.0", "servicePrincipals", id, "appRoleAssignments"]) => {
-            let items = t
-                .app_role_assignments
-                .iter()
-                .filter(|a| a["principalId"] == *id)
-                .cloned()
-                .collect();
-            page(next_base, &path, &q, items, size, false)
-        }
-        ("GET", ["v1.0", "servicePrincipals", sp, "appRoleAssignments", aid]) => {
-            match t
-                .app_role_assignments
-                .iter()
-                .find(|a| a["principalId"] == *sp && a["id"] == *aid)
-            {
-                Some(a) => ok_json(a.clone()),
-                None => not_found(aid),
-            }
-        }
-        ("DELETE", ["v1.0", "servicePrincipals", sp, "appRoleAssignments", aid]) => {
-            let before = t.app_role_assignments.len();
-            t.app_role_assignments
-                .retain(|a| !(a["principalId"] == *sp && a["id"] == *aid));
-            if t.app_role_assignments.len() == before {
-                return not_found(aid);
-            }
-            no_content()
-        }
-        ("POST", ["v1.0", "servicePrincipals", sp, "appRoleAssignments"]) => {
-            let b = json_body.unwrap_or_default();
-            t.counter += 1;
-            let a = json!({
-                "id": format!("bmV3LWFzc2lnbm1lbnQ{}", t.counter), "deletedDateTime": null,
-                "appRoleId": b["appRoleId"], "createdDateTime": ago(0), "principalDisplayName": null,
-                "principalId": sp, "principalType": "ServicePrincipal",
-                "resourceDisplayName": "Microsoft Graph", "resourceId": b["resourceId"],
-            });
-            t.app_role_assignments.push(a.clone());
-            (
-                StatusCode::CREATED,
-                [("content-type", "application/json")],
-                a.to_string(),
-            )
-                .into_response()
-        }
-        ("GET", ["v1.0", "roleManagement", "directory", "roleDefinitions"]) => {
-            let items = t
-                .directory_roles
-                .iter()
-                .map(|o| project(o, &q, false))
-                .collect();
-            page(next_base, &path, &q, items, size, false)
-        }
-        ("GET", ["v1.0", "roleManagement", "directory", "roleAssignments"]) => {
-            if t.directory_roles_forbidden {
-                return graph_error(
-                    StatusCode::FORBIDDEN,
-                    "Authorization_RequestDenied",
-                    "Insufficient privileges to complete the operation.",
-                );
-            }
-            let principal = q
-                .get("$filter")
-                .and_then(|f| f.strip_prefix("principalId eq '"))
-                .map(|p| p.trim_end_matches('\'').to_string());
-            let items = t
-                .directory_role_assignments
-                .iter()
-                .filter(|r| {
-                    principal
-                        .as_ref()
-                        .is_none_or(|p| r["principalId"] == p.as_str())
-                })
-                .map(|o| project(o, &q, false))
-                .collect();
-            page(next_base, &path, &q, items, size, false)
-        }
-        ("GET", ["v1.0", "roleManagement", "directory", "roleAssignments", rid]) => {
-            match t
-                .directory_role_assignments
-                .iter()
-                .find(|r| r["id"] == *rid)
-            {
-                Some(r) => ok_json(r.clone()),
-                None => not_found(rid),
-            }
-        }
-        ("DELETE", ["v1.0", "roleManagement", "directory", "roleAssignments", rid]) => {
-            let before = t.directory_role_assignments.len();
-            t.directory_role_assignments.retain(|r| r["id"] != *rid);
-            if t.directory_role_assignments.len() == before {
-                return not_found(rid);
-            }
-            no_content()
-        }
-        ("POST", ["v1.0", "roleManagement", "directory", "roleAssignments"]) => {
-            let mut r = json_body.unwrap_or_default();
-            t.counter += 1;
-            r["id"] = json!(format!("bmV3LWRpcmVjdG9yeS1yb2xl{}", t.counter));
-            t.directory_role_assignments.push(r.clone());
-            (
-                StatusCode::CREATED,
-                [("content-type", "application/json")],
-                r.to_string(),
-            )
-                .into_response()
-        }
-        ("GET", ["v1.0", "oauth2PermissionGrants"]) => {
-            let items = t.grants.clone();
-            page(next_base, &path, &q, items, size, false)
-        }
-        _ => graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &format!("Unsupported request: {method} {path}"),
-        ),
-    }
-}
-
-fn arm(
-    t: &mut Tenant,
-    method: &Method,
-    path: &str,
-    segs: &[&str],
-    q: &BTreeMap<String, String>,
-    body: Option<Value>,
-) -> Response {
-    let arm_err = |status: StatusCode, code: &str, message: &str| {
-        let b = json!({"error": {"code": code, "message": message}});
-        (
-            status,
-            [("content-type", "application/json")],
-            b.to_string(),
-        )
-            .into_response()
-    };
-    if q.get("api-version").map(String::as_str) != Some("2022-04-01") {
-        return arm_err(
-            StatusCode::BAD_REQUEST,
-            "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        );
-    }
-    if let ["subscriptions", sub, ..] = segs {
-        if t.failing_subscriptions.contains(*sub) {
-            return arm_err(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                "Encountered internal server error.",
-            );
-        }
-    }
-    let size = t.page_size;
-    match (method.as_str(), segs) {
-        (
-            "GET",
-            ["subscriptions", _, "providers", "Microsoft.Authorization", "roleDefinitions"],
-        ) => page(ARM, path, q, t.role_definitions.clone(), size, true),
-        (
-            "GET",
-            ["subscriptions", sub, "providers", "Microsoft.Authorization", "roleAssignments"],
-        ) => {
-            let principal = q
-                .get("$filter")
-                .and_then(|f| f.strip_prefix("principalId eq '"))
-                .map(|p| p.trim_end_matches('\'').to_string());
-            let items = t
-                .role_assignments
-                .iter()
-                .filter(|r| {
-                    let scope = r["properties"]["scope"].as_str().unwrap_or("");
-                    scope.starts_with(&format!("/subscriptions/{sub}"))
-                        || scope.starts_with("/providers/Microsoft.Management")
-                })
-                .filter(|r| {
-                    principal
-                        .as_ref()
-                        .is_none_or(|p| r["properties"]["principalId"] == p.as_str())
-                })
-                .cloned()
-                .collect();
-            page(ARM, path, q, items, size, true)
-        }
-        (m, [.., "providers", "Microsoft.Authorization", "roleAssignments", name]) => {
-            let pos = t.role_assignments.iter().position(|r| r["id"] == path);
-            match (m, pos) {
-                ("GET", Some(i)) => ok_json(t.role_assignments[i].clone()),
-                ("DELETE", Some(i)) => ok_json(t.role_assignments.remove(i)),
-                ("DELETE", None) => StatusCode::NO_CONTENT.into_response(),
-                ("PUT", None) => {
-                    let props = body.map(|b| b["properties"].clone()).unwrap_or_default();
-                    let scope = path
-                        .split("/providers/Microsoft.Authorization/")
-                        .next()
-                        .unwrap_or("");
-                    let mut p = props.clone();
-                    p["scope"] = json!(scope);
-                    let ra = json!({"id": path, "name": name, "type": "Microsoft.Authorization/roleAssignments", "properties": p});
-                    t.role_assignments.push(ra.clone());
-                    (
-                        StatusCode::CREATED,
-                        [("content-type", "application/json")],
-                        ra.to_string(),
-                    )
-                        .into_response()
-                }
-                ("PUT", Some(_)) => arm_err(
-                    StatusCode::CONFLICT,
-                    "RoleAssignmentExists",
-                    "The role assignment already exists.",
-                ),
-                _ => arm_err(
-                    StatusCode::NOT_FOUND,
-                    "RoleAssignmentNotFound",
-                    &format!("The role assignment '{name}' is not found."),
-                ),
-            }
-        }
-        _ => arm_err(
-            StatusCode::BAD_REQUEST,
-            "InvalidResourceType",
-            &format!("Unsupported request: {method} {path}"),
-        ),
-    }
+    None
 }
