@@ -46,7 +46,7 @@ pub const GRAPH_APP_IDS: [&str; 2] = [MICROSOFT_GRAPH_APP_ID, AAD_GRAPH_APP_ID];
 pub const ADMIN_GRAPH_PERMISSIONS: &[Row] = &[
     row(
         "Directory.ReadWrite.All",
-        "writes any directory object, applications' and service principals' credentials and owners included",
+        "writes users, groups, applications and service principals across the directory (Microsoft rates it privileged)",
     ),
     row(
         "RoleManagement.ReadWrite.Directory",
@@ -125,7 +125,7 @@ pub const ADMIN_AZURE_ROLES: &[Row] = &[
     row("Owner", "every action, role assignment included"),
     row(
         "Contributor",
-        "every action but role assignment: runs code as, and reads the secrets of, whatever is in scope",
+        "every action but role assignment: runs code on, and reads the keys of, what is in scope, acting as its managed identities",
     ),
     row(
         "User Access Administrator",
