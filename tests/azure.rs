@@ -1,5 +1,5 @@
 //! End to end against the fake Azure tenant (documented Graph / ARM shapes
-//! served on loopback, see `connectors/azure/src/fake.rs`): run
+//! served on loopback, see `connectors/azure/src/testing/`): run
 //! `nhi-assure scan` and `plan` through the CLI, assert the exact findings
 //! and planned actions, that refused reports or a failing directory never
 //! pass for "never used" or "empty", and that no secret value reaches any
@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use nhi_azure::fake::{ids, FakeTenant, Tenant, CLIENT_SECRET, LEAKED_SECRET_TEXT, SUBSCRIPTION};
+use nhi_azure::testing::{
+    ids, FakeTenant, Tenant, CLIENT_SECRET, LEAKED_SECRET_TEXT, SUBSCRIPTION,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const SECRET_ENV: &str = "NHI_TEST_AZURE_CLIENT_SECRET";

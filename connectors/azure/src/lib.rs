@@ -12,6 +12,8 @@
 //!   federated credentials (reversible), disables service principals, and deletes app role and
 //!   RBAC role assignments, reading the state back after each call and
 //!   returning what undo needs.
+//! - [`privilege`] holds every table privilege is judged by (admin-equivalent
+//!   Graph permissions, directory roles and Azure roles).
 //!
 //! Every base URL and the token authority come from [`AzureConfig`], so the
 //! same code talks to national clouds and to the test fake.
@@ -20,13 +22,16 @@
 
 mod client;
 pub mod config;
-#[cfg(feature = "fake-tenant")]
-pub mod fake;
 mod inventory;
 mod model;
+pub mod privilege;
 mod remediate;
+#[cfg(feature = "fake-tenant")]
+pub mod testing;
 
 pub use client::{ApiError, CallStats};
 pub use config::{AzureAuth, AzureConfig};
-pub use inventory::{AzureSource, ADMIN_AZURE_ROLES, ADMIN_GRAPH_PERMISSIONS, ARM_API_VERSION};
+pub use inventory::AzureSource;
+pub use model::ARM_API_VERSION;
+pub use privilege::{ADMIN_AZURE_ROLES, ADMIN_DIRECTORY_ROLES, ADMIN_GRAPH_PERMISSIONS};
 pub use remediate::AzureRemediator;

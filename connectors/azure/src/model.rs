@@ -9,6 +9,15 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use nhi_contract::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// ARM Authorization API version used for role assignments and definitions
+/// (the shapes below are that version's).
+pub const ARM_API_VERSION: &str = "2022-04-01";
+
+/// The last `/`-separated segment of an ARM id (a role definition's guid).
+pub(crate) fn last_segment(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
 /// Parse a Graph timestamp. Graph sends RFC 3339, but its own reference
 /// examples also show offsets like `-8:00`; those are repaired rather than
 /// failing the scan. Unparseable → `None` (unknown, never "now").

@@ -1,10 +1,10 @@
 //! The connector against a local server serving the documented Graph / ARM
-//! shapes (see `src/fake.rs`): inventory, paging, throttling, refused
+//! shapes (see `src/testing/`): inventory, paging, throttling, refused
 //! reports, failures, and every remediation with its undo.
 
 use std::time::Instant;
 
-use nhi_azure::fake::{
+use nhi_azure::testing::{
     ids, FakeTenant, Tenant, ARM, AUTHORITY, CLIENT_SECRET, GRAPH, LEAKED_SECRET_TEXT,
     SUBSCRIPTION, TENANT,
 };
@@ -21,7 +21,7 @@ fn config(fake: &FakeTenant, env: &str) -> AzureConfig {
         "azure",
         TENANT,
         AzureAuth::ClientSecret {
-            client_id: nhi_azure::fake::CLIENT_ID.into(),
+            client_id: nhi_azure::testing::CLIENT_ID.into(),
             secret_env: env.into(),
         },
     );
@@ -199,7 +199,7 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
     );
     let contributor = format!(
         "/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{}",
-        nhi_azure::fake::ROLE_CONTRIBUTOR
+        nhi_azure::testing::ROLE_CONTRIBUTOR
     );
     assert!(inv
         .grants
@@ -433,7 +433,7 @@ async fn a_refused_client_secret_fails_the_source_as_auth() {
     let mut cfg = config(&fake, "NHI_AZ_T6");
     std::env::set_var("NHI_AZ_T6_BAD", "not-the-secret");
     cfg.auth = AzureAuth::ClientSecret {
-        client_id: nhi_azure::fake::CLIENT_ID.into(),
+        client_id: nhi_azure::testing::CLIENT_ID.into(),
         secret_env: "NHI_AZ_T6_BAD".into(),
     };
     let r = AzureSource::new(cfg).scan().await;
@@ -668,7 +668,7 @@ async fn disabling_a_managed_identity_removes_its_role_assignments_and_undo_recr
         body["properties"]["roleDefinitionId"],
         format!(
             "/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{}",
-            nhi_azure::fake::ROLE_BLOB_READER
+            nhi_azure::testing::ROLE_BLOB_READER
         )
     );
     assert_eq!(fake.tenant().role_assignments.len(), before.len());
@@ -753,7 +753,7 @@ async fn detaching_an_app_role_and_an_rbac_assignment_and_undo() {
     // the same assignment through the principal's assignments.
     let ent = format!(
         "/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{}",
-        nhi_azure::fake::ROLE_CONTRIBUTOR
+        nhi_azure::testing::ROLE_CONTRIBUTOR
     );
     let out = rem
         .apply(&action(
@@ -794,7 +794,7 @@ async fn the_scanner_never_acts_on_its_own_identity() {
         let t = &mut *guard;
         for a in t.apps.iter_mut().chain(t.sps.iter_mut()) {
             if a["appId"] == "c1000000-0000-4000-8000-000000000001" {
-                a["appId"] = serde_json::json!(nhi_azure::fake::CLIENT_ID);
+                a["appId"] = serde_json::json!(nhi_azure::testing::CLIENT_ID);
             }
         }
     }

@@ -1,0 +1,122 @@
+//! The ARM Authorization routes of the fake tenant (api-version
+//! 2022-04-01): role definitions and role assignments per subscription,
+//! one role assignment by id (GET, DELETE, PUT), a failing subscription.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::server::{created, ok_json, page, Req};
+use super::tenant::Tenant;
+use super::ARM;
+
+fn arm_err(status: StatusCode, code: &str, message: &str) -> Response {
+    let b = json!({"error": {"code": code, "message": message}});
+    (
+        status,
+        [("content-type", "application/json")],
+        b.to_string(),
+    )
+        .into_response()
+}
+
+/// Answer one authorized ARM request.
+pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
+    if r.q.get("api-version").map(String::as_str) != Some("2022-04-01") {
+        return arm_err(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
+    }
+    if let ["subscriptions", sub, ..] = r.segs.as_slice() {
+        if t.failing_subscriptions.contains(*sub) {
+            return arm_err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "Encountered internal server error.",
+            );
+        }
+    }
+    match (r.method.as_str(), r.segs.as_slice()) {
+        (
+            "GET",
+            ["subscriptions", _, "providers", "Microsoft.Authorization", "roleDefinitions"],
+        ) => page(ARM, r.path, &r.q, t.role_definitions.clone(), r.size, true),
+        (
+            "GET",
+            ["subscriptions", sub, "providers", "Microsoft.Authorization", "roleAssignments"],
+        ) => role_assignments(t, r, sub),
+        (m, [.., "providers", "Microsoft.Authorization", "roleAssignments", name]) => {
+            role_assignment(t, r, m, name)
+        }
+        _ => arm_err(
+            StatusCode::BAD_REQUEST,
+            "InvalidResourceType",
+            &format!("Unsupported request: {} {}", r.method, r.path),
+        ),
+    }
+}
+
+/// The role assignments visible in a subscription (its own and those at
+/// management-group scope), filtered by `principalId eq '…'`.
+fn role_assignments(t: &Tenant, r: &Req, sub: &str) -> Response {
+    let principal =
+        r.q.get("$filter")
+            .and_then(|f| f.strip_prefix("principalId eq '"))
+            .map(|p| p.trim_end_matches('\'').to_string());
+    let items = t
+        .role_assignments
+        .iter()
+        .filter(|a| {
+            let scope = a["properties"]["scope"].as_str().unwrap_or("");
+            scope.starts_with(&format!("/subscriptions/{sub}"))
+                || scope.starts_with("/providers/Microsoft.Management")
+        })
+        .filter(|a| {
+            principal
+                .as_ref()
+                .is_none_or(|p| a["properties"]["principalId"] == p.as_str())
+        })
+        .cloned()
+        .collect();
+    page(ARM, r.path, &r.q, items, r.size, true)
+}
+
+/// One role assignment by id: read, delete (204 when absent, as ARM
+/// answers), create (409 when it exists).
+fn role_assignment(t: &mut Tenant, r: &Req, m: &str, name: &str) -> Response {
+    let path = r.path;
+    let pos = t.role_assignments.iter().position(|a| a["id"] == path);
+    match (m, pos) {
+        ("GET", Some(i)) => ok_json(t.role_assignments[i].clone()),
+        ("DELETE", Some(i)) => ok_json(t.role_assignments.remove(i)),
+        ("DELETE", None) => StatusCode::NO_CONTENT.into_response(),
+        ("PUT", None) => {
+            let props = r
+                .body
+                .as_ref()
+                .map(|b| b["properties"].clone())
+                .unwrap_or_default();
+            let scope = path
+                .split("/providers/Microsoft.Authorization/")
+                .next()
+                .unwrap_or("");
+            let mut p = props.clone();
+            p["scope"] = json!(scope);
+            let ra = json!({"id": path, "name": name, "type": "Microsoft.Authorization/roleAssignments", "properties": p});
+            t.role_assignments.push(ra.clone());
+            created(&ra)
+        }
+        ("PUT", Some(_)) => arm_err(
+            StatusCode::CONFLICT,
+            "RoleAssignmentExists",
+            "The role assignment already exists.",
+        ),
+        _ => arm_err(
+            StatusCode::NOT_FOUND,
+            "RoleAssignmentNotFound",
+            &format!("The role assignment '{name}' is not found."),
+        ),
+    }
+}

@@ -1,0 +1,305 @@
+//! The Microsoft Graph routes of the fake tenant, by object family: the
+//! beta sign-in reports, applications and service principals (with their
+//! secrets and certificates), federated credentials, app role assignments,
+//! directory roles and delegated grants.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::server::{created, graph_error, no_content, ok_json, page, project, Req};
+use super::tenant::{ago, Tenant};
+
+/// Answer one authorized Graph request.
+pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
+    match (r.method.as_str(), r.segs.as_slice()) {
+        ("GET", ["beta", "reports", report]) => reports(t, r, report),
+        ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals")]) => {
+            list_objects(t, r, coll)
+        }
+        ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
+            let list = if *coll == "applications" {
+                &t.apps
+            } else {
+                &t.sps
+            };
+            match list.iter().find(|o| o["id"] == *id) {
+                Some(o) => ok_json(project(o, &r.q, true)),
+                None => not_found(id),
+            }
+        }
+        ("PATCH", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
+            patch_object(t, r, coll, id)
+        }
+        ("POST", ["v1.0", coll @ ("applications" | "servicePrincipals"), id, "removePassword"]) => {
+            remove_password(t, r, coll, id)
+        }
+        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+            match t
+                .fics
+                .get(*id)
+                .and_then(|l| l.iter().find(|f| f["id"] == *fid))
+            {
+                Some(f) => ok_json(f.clone()),
+                None => not_found(fid),
+            }
+        }
+        ("DELETE", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+            let list = t.fics.entry(id.to_string()).or_default();
+            let before = list.len();
+            list.retain(|f| f["id"] != *fid);
+            if list.len() == before {
+                return not_found(fid);
+            }
+            no_content()
+        }
+        ("POST", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
+            let mut f = r.body.clone().unwrap_or_default();
+            t.counter += 1;
+            f["id"] = json!(format!("fc000000-0000-4000-8000-{:012}", t.counter));
+            t.fics.entry(id.to_string()).or_default().push(f.clone());
+            created(&f)
+        }
+        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
+            let items = t.fics.get(*id).cloned().unwrap_or_default();
+            page(r.next_base, r.path, &r.q, items, r.size, false)
+        }
+        (_, ["v1.0", "servicePrincipals", sp, "appRoleAssignments", rest @ ..]) => {
+            app_role_assignments(t, r, sp, rest)
+        }
+        (_, ["v1.0", "roleManagement", "directory", coll, rest @ ..]) => {
+            directory_roles(t, r, coll, rest)
+        }
+        ("GET", ["v1.0", "oauth2PermissionGrants"]) => {
+            let items = t.grants.clone();
+            page(r.next_base, r.path, &r.q, items, r.size, false)
+        }
+        _ => unsupported(r),
+    }
+}
+
+fn not_found(id: &str) -> Response {
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+    )
+}
+
+fn unsupported(r: &Req) -> Response {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        &format!("Unsupported request: {} {}", r.method, r.path),
+    )
+}
+
+/// The two beta sign-in activity reports (403 or 500 under their faults).
+fn reports(t: &Tenant, r: &Req, report: &str) -> Response {
+    if t.reports_forbidden {
+        return graph_error(
+            StatusCode::FORBIDDEN,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license",
+        );
+    }
+    if t.reports_down {
+        return graph_error(StatusCode::INTERNAL_SERVER_ERROR, "UnknownError", "");
+    }
+    let items = match report {
+        "servicePrincipalSignInActivities" => t.sp_activity.clone(),
+        "appCredentialSignInActivities" => t.cred_activity.clone(),
+        _ => return not_found(report),
+    };
+    page(r.next_base, r.path, &r.q, items, r.size, false)
+}
+
+/// Applications or service principals, projected (500 under the fault).
+fn list_objects(t: &Tenant, r: &Req, coll: &str) -> Response {
+    if t.directory_down {
+        return graph_error(StatusCode::INTERNAL_SERVER_ERROR, "UnknownError", "");
+    }
+    let list = if coll == "applications" {
+        &t.apps
+    } else {
+        &t.sps
+    };
+    let items = list.iter().map(|o| project(o, &r.q, false)).collect();
+    page(r.next_base, r.path, &r.q, items, r.size, false)
+}
+
+fn objects_mut<'t>(t: &'t mut Tenant, coll: &str) -> &'t mut Vec<Value> {
+    if coll == "applications" {
+        &mut t.apps
+    } else {
+        &mut t.sps
+    }
+}
+
+/// PATCH of an application or service principal: `keyCredentials` sent
+/// back without a kept certificate's `key` is refused, as Graph does.
+fn patch_object(t: &mut Tenant, r: &Req, coll: &str, id: &str) -> Response {
+    let Some(o) = objects_mut(t, coll).iter_mut().find(|o| o["id"] == id) else {
+        return not_found(id);
+    };
+    let Some(Value::Object(patch)) = r.body.clone() else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Empty Payload. JSON content expected.",
+        );
+    };
+    for (k, v) in patch {
+        if k == "keyCredentials" {
+            // Graph rejects a kept certificate sent back without its key.
+            if v.as_array()
+                .is_some_and(|l| l.iter().any(|c| c["key"].is_null()))
+            {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Invalid value specified for property 'key' of resource 'KeyCredential'.",
+                );
+            }
+        }
+        o[k.as_str()] = v;
+    }
+    no_content()
+}
+
+/// `removePassword` of one client secret by key id.
+fn remove_password(t: &mut Tenant, r: &Req, coll: &str, id: &str) -> Response {
+    let Some(o) = objects_mut(t, coll).iter_mut().find(|o| o["id"] == id) else {
+        return not_found(id);
+    };
+    let key = r
+        .body
+        .as_ref()
+        .and_then(|b| b["keyId"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let creds = o["passwordCredentials"].as_array_mut();
+    match creds {
+        Some(l) if l.iter().any(|c| c["keyId"] == key.as_str()) => {
+            l.retain(|c| c["keyId"] != key.as_str());
+            no_content()
+        }
+        _ => graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "No password credential found with keyId.",
+        ),
+    }
+}
+
+/// `/servicePrincipals/{sp}/appRoleAssignments[/{id}]`.
+fn app_role_assignments(t: &mut Tenant, r: &Req, sp: &str, rest: &[&str]) -> Response {
+    match (r.method.as_str(), rest) {
+        ("GET", []) => {
+            let items = t
+                .app_role_assignments
+                .iter()
+                .filter(|a| a["principalId"] == sp)
+                .cloned()
+                .collect();
+            page(r.next_base, r.path, &r.q, items, r.size, false)
+        }
+        ("GET", [aid]) => {
+            match t
+                .app_role_assignments
+                .iter()
+                .find(|a| a["principalId"] == sp && a["id"] == *aid)
+            {
+                Some(a) => ok_json(a.clone()),
+                None => not_found(aid),
+            }
+        }
+        ("DELETE", [aid]) => {
+            let before = t.app_role_assignments.len();
+            t.app_role_assignments
+                .retain(|a| !(a["principalId"] == sp && a["id"] == *aid));
+            if t.app_role_assignments.len() == before {
+                return not_found(aid);
+            }
+            no_content()
+        }
+        ("POST", []) => {
+            let b = r.body.clone().unwrap_or_default();
+            t.counter += 1;
+            let a = json!({
+                "id": format!("bmV3LWFzc2lnbm1lbnQ{}", t.counter), "deletedDateTime": null,
+                "appRoleId": b["appRoleId"], "createdDateTime": ago(0), "principalDisplayName": null,
+                "principalId": sp, "principalType": "ServicePrincipal",
+                "resourceDisplayName": "Microsoft Graph", "resourceId": b["resourceId"],
+            });
+            t.app_role_assignments.push(a.clone());
+            created(&a)
+        }
+        _ => unsupported(r),
+    }
+}
+
+/// `/roleManagement/directory/{roleDefinitions|roleAssignments}[/{id}]`
+/// (role assignments 403 under their fault).
+fn directory_roles(t: &mut Tenant, r: &Req, coll: &str, rest: &[&str]) -> Response {
+    match (r.method.as_str(), coll, rest) {
+        ("GET", "roleDefinitions", []) => {
+            let items = t
+                .directory_roles
+                .iter()
+                .map(|o| project(o, &r.q, false))
+                .collect();
+            page(r.next_base, r.path, &r.q, items, r.size, false)
+        }
+        ("GET", "roleAssignments", []) => {
+            if t.directory_roles_forbidden {
+                return graph_error(
+                    StatusCode::FORBIDDEN,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                );
+            }
+            let principal =
+                r.q.get("$filter")
+                    .and_then(|f| f.strip_prefix("principalId eq '"))
+                    .map(|p| p.trim_end_matches('\'').to_string());
+            let items = t
+                .directory_role_assignments
+                .iter()
+                .filter(|a| {
+                    principal
+                        .as_ref()
+                        .is_none_or(|p| a["principalId"] == p.as_str())
+                })
+                .map(|o| project(o, &r.q, false))
+                .collect();
+            page(r.next_base, r.path, &r.q, items, r.size, false)
+        }
+        ("GET", "roleAssignments", [rid]) => {
+            match t
+                .directory_role_assignments
+                .iter()
+                .find(|a| a["id"] == *rid)
+            {
+                Some(a) => ok_json(a.clone()),
+                None => not_found(rid),
+            }
+        }
+        ("DELETE", "roleAssignments", [rid]) => {
+            let before = t.directory_role_assignments.len();
+            t.directory_role_assignments.retain(|a| a["id"] != *rid);
+            if t.directory_role_assignments.len() == before {
+                return not_found(rid);
+            }
+            no_content()
+        }
+        ("POST", "roleAssignments", []) => {
+            let mut a = r.body.clone().unwrap_or_default();
+            t.counter += 1;
+            a["id"] = json!(format!("bmV3LWRpcmVjdG9yeS1yb2xl{}", t.counter));
+            t.directory_role_assignments.push(a.clone());
+            created(&a)
+        }
+        _ => unsupported(r),
+    }
+}

@@ -1,0 +1,524 @@
+//! The fake tenant's data: the documented-shape demo tenant, a generated
+//! one for scale runs, the fault switches, and what was requested.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use super::{ids, LEAKED_SECRET_TEXT, ROLE_BLOB_READER, ROLE_CONTRIBUTOR, SUBSCRIPTION, TENANT};
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string, if any (percent-decoded).
+    pub query: Option<String>,
+    /// JSON body, if any (never the token form).
+    pub body: Option<Value>,
+}
+
+/// The fake tenant's state and fault switches.
+#[derive(Debug, Default)]
+pub struct Tenant {
+    /// Application objects as Graph returns them (owners under `owners`).
+    pub apps: Vec<Value>,
+    /// Service principal objects (owners under `owners`, resource SPs with `appRoles`).
+    pub sps: Vec<Value>,
+    /// Federated identity credentials by application object id.
+    pub fics: BTreeMap<String, Vec<Value>>,
+    /// appRoleAssignment objects.
+    pub app_role_assignments: Vec<Value>,
+    /// oauth2PermissionGrant objects.
+    pub grants: Vec<Value>,
+    /// servicePrincipalSignInActivity objects.
+    pub sp_activity: Vec<Value>,
+    /// appCredentialSignInActivity objects.
+    pub cred_activity: Vec<Value>,
+    /// Entra ID directory role definitions (unifiedRoleDefinition).
+    pub directory_roles: Vec<Value>,
+    /// Entra ID directory role assignments (unifiedRoleAssignment).
+    pub directory_role_assignments: Vec<Value>,
+    /// ARM role definitions.
+    pub role_definitions: Vec<Value>,
+    /// ARM role assignments.
+    pub role_assignments: Vec<Value>,
+    /// Items per page of every collection.
+    pub page_size: usize,
+    /// The beta reports answer 403 (no licence / permission).
+    pub reports_forbidden: bool,
+    /// The beta reports answer 500 (every retry).
+    pub reports_down: bool,
+    /// Subscriptions whose ARM calls answer 500.
+    pub failing_subscriptions: BTreeSet<String>,
+    /// Paths whose first request answers 429 with `Retry-After`.
+    pub throttle_once: BTreeSet<String>,
+    /// Seconds the 429 asks to wait (1 unless set).
+    pub retry_after_secs: Option<u64>,
+    /// The directory role assignments answer 403.
+    pub directory_roles_forbidden: bool,
+    /// Graph next links point to another host.
+    pub foreign_next_link: bool,
+    /// The directory listing answers 500.
+    pub directory_down: bool,
+    /// Every request received.
+    pub requests: Vec<Recorded>,
+    /// Milliseconds each request is held before it is answered.
+    pub delay_ms: u64,
+    /// Most requests in flight at once so far.
+    pub max_in_flight: usize,
+    pub(super) in_flight: usize,
+    pub(super) issued: BTreeSet<String>,
+    pub(super) counter: u64,
+}
+
+pub(super) fn ago(days: i64) -> String {
+    (Utc::now() - Duration::days(days))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn within(days: i64) -> String {
+    (Utc::now() + Duration::days(days))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn secret(key: &str, name: &str, start: i64, end: i64) -> Value {
+    json!({
+        "customKeyIdentifier": null,
+        "displayName": name,
+        "endDateTime": within(end),
+        "hint": &LEAKED_SECRET_TEXT[..3],
+        "keyId": key,
+        "secretText": LEAKED_SECRET_TEXT,
+        "startDateTime": ago(start),
+    })
+}
+
+fn cert(key: &str, name: &str, start: i64, end: i64) -> Value {
+    json!({
+        "customKeyIdentifier": "52ED9B5038A47B9E2E2190715CC238359D4F8F73",
+        "displayName": name,
+        "endDateTime": within(end),
+        "key": "MIIDDDCCAfSgAwIBAgIQM6JQ7N8Lp5pP7d1T3k8r2DANBgkqhkiG9w0BAQsFADAzMTEwLwYDVQQDEyhwYXltZW50cy1hcGk",
+        "keyId": key,
+        "startDateTime": ago(start),
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+    })
+}
+
+fn user(id: &str, name: &str, upn: &str) -> Value {
+    json!({"@odata.type": "#microsoft.graph.user", "id": id, "displayName": name, "userPrincipalName": upn})
+}
+
+fn role_def(guid: &str, name: &str, actions: &[&str], data: &[&str]) -> Value {
+    json!({
+        "id": format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+        "name": guid,
+        "type": "Microsoft.Authorization/roleDefinitions",
+        "properties": {
+            "roleName": name,
+            "type": "BuiltInRole",
+            "description": format!("{name} built-in role"),
+            "assignableScopes": ["/"],
+            "permissions": [{"actions": actions, "notActions": [], "dataActions": data, "notDataActions": []}],
+            "createdOn": "2015-02-02T21:55:09.8806423Z",
+            "updatedOn": "2024-06-01T00:00:00.0000000Z",
+        }
+    })
+}
+
+fn role_assignment(name: &str, scope: &str, role_guid: &str, principal: &str) -> Value {
+    json!({
+        "id": format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+        "name": name,
+        "type": "Microsoft.Authorization/roleAssignments",
+        "properties": {
+            "roleDefinitionId": format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"),
+            "principalId": principal,
+            "principalType": "ServicePrincipal",
+            "scope": scope,
+            "condition": null,
+            "conditionVersion": null,
+            "createdOn": ago(120),
+            "updatedOn": ago(120),
+            "createdBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
+            "updatedBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
+            "delegatedManagedIdentityResourceId": null,
+            "description": null
+        }
+    })
+}
+
+impl Tenant {
+    /// The documented-shape tenant the tests scan (see [`ids`]).
+    pub fn demo() -> Tenant {
+        let (sp_activity, cred_activity) = demo_sign_ins();
+        let (directory_roles, directory_role_assignments) = demo_directory_roles();
+        let (role_definitions, role_assignments) = demo_rbac();
+        Tenant {
+            apps: demo_apps(),
+            sps: demo_service_principals(),
+            fics: demo_federated(),
+            app_role_assignments: demo_app_role_assignments(),
+            grants: demo_grants(),
+            sp_activity,
+            cred_activity,
+            directory_roles,
+            directory_role_assignments,
+            role_definitions,
+            role_assignments,
+            page_size: 2,
+            ..Tenant::default()
+        }
+    }
+
+    /// A generated tenant for scale runs: `n` applications, each with one
+    /// client secret (used `i % 200` days ago), its service principal holding
+    /// `User.Read.All`; Microsoft Graph's principal; pages of 100 as Graph's
+    /// default.
+    pub fn synthetic(n: usize) -> Tenant {
+        let mut t = Tenant::demo();
+        let graph = t.sps.iter().find(|s| s["id"] == ids::SP_GRAPH).cloned();
+        t.apps.clear();
+        t.sps = graph.into_iter().collect();
+        t.fics.clear();
+        t.app_role_assignments.clear();
+        t.grants.clear();
+        t.sp_activity.clear();
+        t.cred_activity.clear();
+        t.role_assignments.clear();
+        t.directory_role_assignments.clear();
+        for i in 0..n {
+            let app = format!("a9000000-0000-4000-8000-{i:012}");
+            let sp = format!("b9000000-0000-4000-8000-{i:012}");
+            let app_id = format!("c9000000-0000-4000-8000-{i:012}");
+            let key = format!("59000000-0000-4000-8000-{i:012}");
+            t.apps.push(json!({
+                "id": app, "appId": app_id, "displayName": format!("svc-{i}"), "createdDateTime": ago(400),
+                "tags": [], "notes": null,
+                "passwordCredentials": [secret(&key, "generated", 300, 65)],
+                "keyCredentials": [],
+                "owners": [user("e9000000-0000-4000-8000-0000000000aa", "Owner", "owner@contoso.com")],
+            }));
+            t.sps.push(json!({
+                "id": sp, "appId": app_id, "displayName": format!("svc-{i}"),
+                "servicePrincipalType": "Application", "accountEnabled": true,
+                "appOwnerOrganizationId": TENANT, "tags": [], "notes": null, "alternativeNames": [],
+                "passwordCredentials": [], "keyCredentials": [], "owners": [],
+            }));
+            t.app_role_assignments.push(json!({
+                "id": format!("c3ludGhldGljLWFzc2lnbm1lbnQ{i}"), "appRoleId": ids::ROLE_USER_READ,
+                "principalId": sp, "principalType": "ServicePrincipal", "createdDateTime": ago(300),
+                "resourceDisplayName": "Microsoft Graph", "resourceId": ids::SP_GRAPH,
+            }));
+            t.sp_activity.push(json!({"id": format!("c3A{i}"), "appId": app_id,
+                "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": ago((i % 200) as i64)}}));
+            t.cred_activity.push(
+                json!({"id": format!("a2V5{i}"), "keyId": key, "keyType": "clientSecret",
+                "appId": app_id, "credentialOrigin": "application",
+                "signInActivity": {"lastSignInDateTime": ago((i % 200) as i64)}}),
+            );
+        }
+        t.page_size = 100;
+        t
+    }
+
+    /// Secret key ids of an app or service principal.
+    pub fn secrets_of(&self, id: &str) -> Vec<String> {
+        self.key_ids(id, "passwordCredentials")
+    }
+
+    /// Certificate key ids of an app or service principal.
+    pub fn certificates_of(&self, id: &str) -> Vec<String> {
+        self.key_ids(id, "keyCredentials")
+    }
+
+    fn key_ids(&self, id: &str, field: &str) -> Vec<String> {
+        self.apps
+            .iter()
+            .chain(self.sps.iter())
+            .filter(|o| o["id"] == id)
+            .flat_map(|o| o[field].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["keyId"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// `accountEnabled` of a service principal.
+    pub fn enabled(&self, sp: &str) -> Option<bool> {
+        self.sps
+            .iter()
+            .find(|o| o["id"] == sp)
+            .and_then(|o| o["accountEnabled"].as_bool())
+    }
+
+    /// Requests other than token requests, as `METHOD path`.
+    pub fn calls(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .filter(|r| !r.path.ends_with("/oauth2/v2.0/token"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    /// Requests that change something.
+    pub fn writes(&self) -> Vec<&Recorded> {
+        self.requests
+            .iter()
+            .filter(|r| r.method != "GET" && !r.path.ends_with("/oauth2/v2.0/token"))
+            .collect()
+    }
+}
+
+/// The demo tenant's application registrations.
+fn demo_apps() -> Vec<Value> {
+    use ids::*;
+    vec![
+        json!({
+            "id": APP_PAYMENTS, "appId": "c1000000-0000-4000-8000-000000000001",
+            "displayName": "payments-api", "createdDateTime": ago(900),
+            "signInAudience": "AzureADMyOrg", "tags": ["team:payments"], "notes": null,
+            "publisherDomain": "contoso.onmicrosoft.com",
+            "passwordCredentials": [
+                secret(SECRET_PAYMENTS_CI, "ci-deploy", 200, 100),
+                secret(SECRET_PAYMENTS_OLD, "old-rotation", 800, 300),
+            ],
+            "keyCredentials": [
+                cert(CERT_PAYMENTS, "CN=payments-api", 30, 335),
+                cert(CERT_PAYMENTS_NEXT, "CN=payments-api-next", 2, 363),
+            ],
+            "owners": [user("e1000000-0000-4000-8000-0000000000aa", "Priya Nair", "priya.nair@contoso.com")],
+        }),
+        json!({
+            "id": APP_LEGACY, "appId": "c2000000-0000-4000-8000-000000000002",
+            "displayName": "legacy-sync", "createdDateTime": ago(2000),
+            "signInAudience": "AzureADMyOrg", "tags": [], "notes": "sync to the old CRM",
+            "passwordCredentials": [secret(SECRET_LEGACY, "forever", 1000, 2650)],
+            "keyCredentials": [],
+            "owners": [],
+        }),
+        json!({
+            "id": APP_DEPLOYER, "appId": "c3000000-0000-4000-8000-000000000003",
+            "displayName": "gh-actions-deployer", "createdDateTime": ago(100),
+            "signInAudience": "AzureADMyOrg", "tags": [], "notes": null,
+            "passwordCredentials": [], "keyCredentials": [],
+            "owners": [user("e2000000-0000-4000-8000-0000000000bb", "Tom Becker", "tom.becker@contoso.com")],
+        }),
+    ]
+}
+
+/// Their service principals, a managed identity and Microsoft Graph's
+/// principal (with its app roles).
+fn demo_service_principals() -> Vec<Value> {
+    use ids::*;
+    let graph_app = "00000003-0000-0000-c000-000000000000";
+    let sp = |id: &str, app_id: &str, name: &str, kind: &str, owners: Vec<Value>| {
+        json!({
+            "id": id, "appId": app_id, "displayName": name,
+            "servicePrincipalType": kind, "accountEnabled": true,
+            "appOwnerOrganizationId": TENANT, "tags": ["WindowsAzureActiveDirectoryIntegratedApp"],
+            "notes": null, "alternativeNames": [], "servicePrincipalNames": [app_id],
+            "passwordCredentials": [], "keyCredentials": [], "owners": owners,
+        })
+    };
+    let mut mi = sp(
+        MI_ORDERS,
+        "c4000000-0000-4000-8000-000000000004",
+        "mi-orders",
+        "ManagedIdentity",
+        vec![],
+    );
+    mi["tags"] = json!([]);
+    mi["appOwnerOrganizationId"] = Value::Null;
+    mi["alternativeNames"] = json!([
+        "isExplicit=True",
+        format!("/subscriptions/{SUBSCRIPTION}/resourcegroups/orders/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mi-orders")
+    ]);
+    vec![
+        sp(
+            SP_PAYMENTS,
+            "c1000000-0000-4000-8000-000000000001",
+            "payments-api",
+            "Application",
+            vec![],
+        ),
+        sp(
+            SP_LEGACY,
+            "c2000000-0000-4000-8000-000000000002",
+            "legacy-sync",
+            "Application",
+            vec![],
+        ),
+        sp(
+            SP_DEPLOYER,
+            "c3000000-0000-4000-8000-000000000003",
+            "gh-actions-deployer",
+            "Application",
+            vec![],
+        ),
+        mi,
+        json!({
+            "id": SP_GRAPH, "appId": graph_app, "displayName": "Microsoft Graph",
+            "servicePrincipalType": "Application", "accountEnabled": true,
+            "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+            "tags": [], "notes": null, "alternativeNames": [],
+            "passwordCredentials": [], "keyCredentials": [], "owners": [],
+            "appRoles": [
+                {"allowedMemberTypes": ["Application"], "description": "Allows the app to read and write data in your organization's directory.", "displayName": "Read and write directory data", "id": ROLE_DIRECTORY_RW, "isEnabled": true, "origin": "Application", "value": "Directory.ReadWrite.All"},
+                {"allowedMemberTypes": ["Application"], "description": "Allows the app to read user profiles without a signed in user.", "displayName": "Read all users' full profiles", "id": ROLE_USER_READ, "isEnabled": true, "origin": "Application", "value": "User.Read.All"}
+            ],
+        }),
+    ]
+}
+
+/// The deployer's federated credential.
+fn demo_federated() -> BTreeMap<String, Vec<Value>> {
+    use ids::*;
+    [(
+        APP_DEPLOYER.to_string(),
+        vec![json!({
+            "id": FIC_DEPLOYER, "name": "github-main",
+            "issuer": "https://token.actions.githubusercontent.com",
+            "subject": "repo:contoso/infra:ref:refs/heads/main",
+            "description": "deploy from main", "audiences": ["api://AzureADTokenExchange"],
+        })],
+    )]
+    .into()
+}
+
+/// Graph application permissions held.
+fn demo_app_role_assignments() -> Vec<Value> {
+    use ids::*;
+    let assign = |id: &str, principal: &str, name: &str, role: &str| {
+        json!({
+            "id": id, "deletedDateTime": null, "appRoleId": role, "createdDateTime": ago(300),
+            "principalDisplayName": name, "principalId": principal, "principalType": "ServicePrincipal",
+            "resourceDisplayName": "Microsoft Graph", "resourceId": SP_GRAPH,
+        })
+    };
+    vec![
+        assign(
+            "cGF5bWVudHMtdXNlci1yZWFkLWFsbA",
+            SP_PAYMENTS,
+            "payments-api",
+            ROLE_USER_READ,
+        ),
+        assign(
+            ASSIGN_LEGACY_DIRECTORY,
+            SP_LEGACY,
+            "legacy-sync",
+            ROLE_DIRECTORY_RW,
+        ),
+    ]
+}
+
+/// A delegated grant.
+fn demo_grants() -> Vec<Value> {
+    use ids::*;
+    vec![json!({
+        "clientId": SP_PAYMENTS, "consentType": "AllPrincipals",
+        "id": "cGF5bWVudHMtZGVsZWdhdGVkLWdyYW50", "principalId": null,
+        "resourceId": SP_GRAPH, "scope": "openid profile User.Read",
+    })]
+}
+
+/// Sign-in activity per application and per credential.
+fn demo_sign_ins() -> (Vec<Value>, Vec<Value>) {
+    use ids::*;
+    (
+        vec![
+            json!({"id": "YzEwMDAwMDA", "appId": "c1000000-0000-4000-8000-000000000001",
+                   "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "4ea8ac36-d43d-431c-bb05-739348e18c66"},
+                   "applicationAuthenticationResourceSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "0f251de7-e611-41fb-bed0-6eb650757e72"},
+                   "delegatedClientSignInActivity": {"lastSignInDateTime": null, "lastSignInRequestId": null},
+                   "delegatedResourceSignInActivity": {"lastSignInDateTime": null, "lastSignInRequestId": null},
+                   "lastSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "0f251de7-e611-41fb-bed0-6eb650757e72"}}),
+            // legacy-sync: still called as a resource yesterday, but its
+            // own last sign-in as a client was 200 days ago.
+            json!({"id": "YzIwMDAwMDA", "appId": "c2000000-0000-4000-8000-000000000002",
+                   "applicationAuthenticationClientSignInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "b26f6bf8-af96-4f2a-bef7-07913f634d6d"},
+                   "applicationAuthenticationResourceSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "e58c9022-c965-4ec0-960b-9c197e549f27"},
+                   "lastSignInActivity": {"lastSignInDateTime": ago(1), "lastSignInRequestId": "e58c9022-c965-4ec0-960b-9c197e549f27"}}),
+            json!({"id": "YzMwMDAwMDA", "appId": "c3000000-0000-4000-8000-000000000003",
+                   "lastSignInActivity": {"lastSignInDateTime": ago(3), "lastSignInRequestId": "e58c9022-c965-4ec0-960b-9c197e549f27"}}),
+        ],
+        vec![
+            json!({"id": "a2V5MQ", "keyId": SECRET_PAYMENTS_CI, "keyType": "clientSecret", "keyUsage": "verify",
+                   "appId": "c1000000-0000-4000-8000-000000000001", "appObjectId": APP_PAYMENTS,
+                   "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
+                   "expirationDateTime": within(100), "signInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "guid1"}}),
+            json!({"id": "a2V5Mg", "keyId": SECRET_LEGACY, "keyType": "clientSecret", "keyUsage": "verify",
+                   "appId": "c2000000-0000-4000-8000-000000000002", "appObjectId": APP_LEGACY,
+                   "servicePrincipalObjectId": SP_LEGACY, "resourceId": SP_GRAPH, "credentialOrigin": "application",
+                   "expirationDateTime": within(2650), "signInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "guid2"}}),
+            json!({"id": "a2V5Mw", "keyId": CERT_PAYMENTS, "keyType": "certificate", "keyUsage": "verify",
+                   "appId": "c1000000-0000-4000-8000-000000000001", "appObjectId": APP_PAYMENTS,
+                   "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
+                   "expirationDateTime": within(335), "signInActivity": {"lastSignInDateTime": ago(5), "lastSignInRequestId": "guid3"}}),
+        ],
+    )
+}
+
+/// Directory role definitions and assignments.
+fn demo_directory_roles() -> (Vec<Value>, Vec<Value>) {
+    use ids::*;
+    (
+        vec![
+            json!({"id": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "description": "Can create and manage all aspects of app registrations and enterprise apps.",
+                   "displayName": "Application Administrator", "isBuiltIn": true, "isEnabled": true,
+                   "templateId": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "version": "1",
+                   "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/applications/create", "microsoft.directory/applications/credentials/update", "microsoft.directory/servicePrincipals/appRoleAssignedTo/update"], "condition": null}]}),
+            json!({"id": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "description": "Can read basic directory information.",
+                   "displayName": "Directory Readers", "isBuiltIn": true, "isEnabled": true,
+                   "templateId": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "version": "1",
+                   "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/users/standard/read", "microsoft.directory/groups/standard/read"], "condition": null}]}),
+        ],
+        vec![
+            json!({"id": "lAPpYvVpN0KRkAEhdxReEJC2sEqbR_9Hlqk1ihjq0aY-1", "principalId": SP_DEPLOYER,
+                   "roleDefinitionId": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "directoryScopeId": "/"}),
+            json!({"id": "lAPpYvVpN0KRkAEhdxReEJC2sEqbR_9Hlqk1ihjq0aY-2", "principalId": SP_PAYMENTS,
+                   "roleDefinitionId": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", "directoryScopeId": "/"}),
+        ],
+    )
+}
+
+/// RBAC role definitions and assignments of the subscription.
+fn demo_rbac() -> (Vec<Value>, Vec<Value>) {
+    use ids::*;
+    (
+        vec![
+            role_def(ROLE_CONTRIBUTOR, "Contributor", &["*"], &[]),
+            role_def(
+                "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                "Reader",
+                &["*/read"],
+                &[],
+            ),
+            role_def(
+                ROLE_BLOB_READER,
+                "Storage Blob Data Reader",
+                &["Microsoft.Storage/storageAccounts/blobServices/containers/read"],
+                &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+            ),
+        ],
+        vec![
+            role_assignment(
+                RA_DEPLOYER,
+                &format!("/subscriptions/{SUBSCRIPTION}"),
+                ROLE_CONTRIBUTOR,
+                SP_DEPLOYER,
+            ),
+            role_assignment(
+                RA_ORDERS,
+                &format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/orders"),
+                ROLE_BLOB_READER,
+                MI_ORDERS,
+            ),
+        ],
+    )
+}
