@@ -24,99 +24,23 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use chrono::Utc;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
 use crate::config::Mode;
-use crate::pass::{Context, InventoryCache, Targets};
+use crate::pass::{Context, Targets};
 use crate::sources::Remediators;
-use crate::store::lease::{holder_id, Fence, Leadership, LeaseState};
+use crate::store::lease::{holder_id, Leadership, LeaseState};
 
 pub mod http;
+mod metrics;
+mod schedule;
 pub mod webhook;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SeverityLabel {
-    severity: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: String,
-}
-
-/// The daemon's metrics.
-struct Metrics {
-    registry: Registry,
-    passes: Counter,
-    failed_passes: Counter,
-    duration: Histogram,
-    findings: Family<SeverityLabel, Gauge>,
-    actions: Family<OutcomeLabel, Counter>,
-    source_failures: Counter,
-    leader: Gauge,
-}
-
-impl Metrics {
-    fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("nhi_assure");
-        let passes = Counter::default();
-        let failed_passes = Counter::default();
-        let duration = Histogram::new([0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]);
-        let findings = Family::<SeverityLabel, Gauge>::default();
-        let actions = Family::<OutcomeLabel, Counter>::default();
-        let source_failures = Counter::default();
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease",
-            leader.clone(),
-        );
-        registry.register("passes", "Passes completed", passes.clone());
-        registry.register(
-            "failed_passes",
-            "Passes that stopped with an error",
-            failed_passes.clone(),
-        );
-        registry.register(
-            "pass_duration_seconds",
-            "Wall time of a pass",
-            duration.clone(),
-        );
-        registry.register(
-            "findings",
-            "Findings of the last pass by severity",
-            findings.clone(),
-        );
-        registry.register("actions", "Enforce actions by outcome", actions.clone());
-        registry.register(
-            "source_failures",
-            "Sources failed or partial, per pass",
-            source_failures.clone(),
-        );
-        Metrics {
-            registry,
-            passes,
-            failed_passes,
-            duration,
-            findings,
-            actions,
-            source_failures,
-            leader,
-        }
-    }
-}
+use metrics::Metrics;
 
 struct Shared {
     metrics: Mutex<Metrics>,
@@ -146,22 +70,6 @@ impl Shared {
     }
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> (StatusCode, String) {
-    let mut out = String::new();
-    let ok = s
-        .metrics
-        .lock()
-        .ok()
-        .and_then(|m| prometheus_client::encoding::text::encode(&mut out, &m.registry).ok());
-    match ok {
-        Some(()) => (StatusCode::OK, out),
-        None => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics unavailable\n".into(),
-        ),
-    }
-}
-
 /// Ready means leading with a successful pass: a load balancer then sends
 /// webhook events to the replica that acts on them at once. (A standby
 /// stores what it receives too; the leader picks revocations up from the
@@ -184,14 +92,11 @@ fn router(shared: Arc<Shared>, limits: &http::Limits) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/webhook", axum::routing::post(webhook::handler))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
         .with_state(shared)
 }
-
-/// How often the leader looks for revocations stored by other replicas.
-const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -360,7 +265,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         };
         tracing::info!(token = leader.fence().token, "leading");
         shared.set_leader(true);
-        let stop = lead(&ctx, &rems, &shared, &schedule, &leader, &mut stop_rx).await;
+        let stop = schedule::lead(&ctx, &rems, &shared, &schedule, &leader, &mut stop_rx).await;
         shared.set_leader(false);
         leader.release().await;
         if stop {
@@ -370,190 +275,6 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
     let _ = server.await;
     tracing::info!("daemon stopped");
     Ok(())
-}
-
-/// Passes while this process leads: at start, on the schedule, at the next
-/// approval end, on webhook events and on revocations other replicas
-/// stored. Returns true when told to stop, false when the lease was lost.
-async fn lead(
-    ctx: &Context,
-    rems: &Remediators,
-    shared: &Shared,
-    schedule: &cron::Schedule,
-    leader: &Leadership,
-    stop_rx: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
-    let Ok(store) = ctx.store().await else {
-        return false;
-    };
-    let mut cache = InventoryCache::new();
-    let mut next_expiry: Option<(chrono::DateTime<Utc>, Vec<String>)> = None;
-    if let (Ok(all), Ok(mut known)) = (store.revocations().await, shared.revoked.lock()) {
-        known.extend(all.into_keys());
-    }
-    // The first pass is full: it fills the cache targeted passes build on.
-    let mut targets: Option<Targets> = None;
-    loop {
-        if leader.lost() {
-            return false;
-        }
-        let outcome = pass_once(
-            ctx,
-            rems,
-            shared,
-            leader.fence(),
-            &mut cache,
-            targets.take(),
-        )
-        .await;
-        next_expiry = outcome.or(next_expiry).filter(|(t, _)| *t > Utc::now());
-        if *stop_rx.borrow() {
-            return true;
-        }
-        let now = Utc::now();
-        let tick = schedule.after(&now).next();
-        // Just past the end instant, so the approval reads as ended.
-        let expiry = next_expiry
-            .as_ref()
-            .map(|(t, _)| *t + chrono::Duration::milliseconds(50));
-        let (wake, at_expiry) = match (tick, expiry) {
-            (Some(a), Some(b)) if b < a => (b, true),
-            (Some(a), _) => (a, false),
-            (None, Some(b)) => (b, true),
-            (None, None) => (now + chrono::Duration::hours(24), false),
-        };
-        let wait = (wake - now).to_std().unwrap_or_default();
-        tracing::debug!(%wake, at_expiry, "sleeping until the next pass");
-        let sleep = tokio::time::sleep(wait);
-        tokio::pin!(sleep);
-        let mut poll = tokio::time::interval(REVOCATION_POLL);
-        poll.tick().await;
-        loop {
-            tokio::select! {
-                _ = &mut sleep => {
-                    if at_expiry {
-                        targets = next_expiry.as_ref().map(|(_, ids)| Targets {
-                            identities: ids.clone(),
-                            approvals: Vec::new(),
-                        });
-                    }
-                    break;
-                }
-                _ = shared.trigger.notified() => {
-                    let asked = shared
-                        .pending
-                        .lock()
-                        .map(|mut p| std::mem::take(&mut *p))
-                        .unwrap_or_default();
-                    targets = Some(asked).filter(|t| *t != Targets::default());
-                    break;
-                }
-                _ = stop_rx.changed() => return true,
-                _ = poll.tick() => {
-                    if leader.lost() {
-                        return false;
-                    }
-                    // Revocations a standby stored: a targeted pass for them.
-                    let Ok(now) = store.revocations().await else {
-                        continue;
-                    };
-                    let new: Vec<String> = match shared.revoked.lock() {
-                        Ok(mut known) => now
-                            .into_keys()
-                            .filter(|id| known.insert(id.clone()))
-                            .collect(),
-                        Err(_) => Vec::new(),
-                    };
-                    if !new.is_empty() {
-                        targets = Some(Targets {
-                            identities: Vec::new(),
-                            approvals: new,
-                        });
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One pass (enforcing when the config says so); updates the metrics and
-/// returns the next approval end.
-async fn pass_once(
-    ctx: &Context,
-    rems: &Remediators,
-    shared: &Shared,
-    fence: &Fence,
-    cache: &mut InventoryCache,
-    targets: Option<Targets>,
-) -> Option<(chrono::DateTime<Utc>, Vec<String>)> {
-    let start = Instant::now();
-    let result = async {
-        let command = if targets.is_some() {
-            "daemon-targeted"
-        } else {
-            "daemon"
-        };
-        let pass = ctx
-            .pass_scoped(command, Some(cache), targets.as_ref())
-            .await?;
-        let outcomes = if ctx.cfg.mode == Mode::Enforce {
-            crate::act::enforce(&pass, rems, fence, None).await?
-        } else {
-            Vec::new()
-        };
-        anyhow::Ok((pass, outcomes))
-    }
-    .await;
-    let Ok(m) = shared.metrics.lock() else {
-        return None;
-    };
-    m.duration.observe(start.elapsed().as_secs_f64());
-    match result {
-        Ok((pass, outcomes)) => {
-            m.passes.inc();
-            shared.ready.store(true, Ordering::Relaxed);
-            for sev in ["info", "low", "medium", "high", "critical"] {
-                let n = pass
-                    .findings
-                    .iter()
-                    .filter(|f| f.severity.as_str() == sev)
-                    .count();
-                m.findings
-                    .get_or_create(&SeverityLabel {
-                        severity: sev.into(),
-                    })
-                    .set(n as i64);
-            }
-            for o in &outcomes {
-                m.actions
-                    .get_or_create(&OutcomeLabel {
-                        outcome: o.status.as_str().into(),
-                    })
-                    .inc();
-            }
-            let bad = pass
-                .sources
-                .iter()
-                .filter(|s| !s.state.is_complete())
-                .count();
-            m.source_failures.inc_by(bad as u64);
-            tracing::info!(
-                run = pass.summary.run_id,
-                findings = pass.findings.len(),
-                actions = outcomes.len(),
-                next_expiry = ?pass.next_expiry.as_ref().map(|(t, _)| t),
-                targeted = ?pass.targeted,
-                "pass done"
-            );
-            pass.next_expiry
-        }
-        Err(e) => {
-            m.failed_passes.inc();
-            tracing::error!(error = %format!("{e:#}"), "pass failed");
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -566,6 +287,7 @@ mod tests {
     use super::*;
     use crate::config::DaemonConfig;
     use crate::store::SqlStore;
+    use chrono::Utc;
 
     const SECRET: &[u8] = b"property-secret-0123456789abcdef";
 
