@@ -313,6 +313,10 @@ pub enum Command {
         /// Output format (table or json).
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Run the rule packs' cases instead (the built-in pack's and each
+        /// `<id>/cases.yaml` in the config's rule paths); exit 1 if one fails.
+        #[arg(long)]
+        test: bool,
     },
     /// List the control catalogs and which rules cover each control.
     Controls {
@@ -636,8 +640,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             output: out,
         } => crate::report::cli::check_approvals(&config, format, out.as_deref()),
-        Command::Rules { config, format } => {
+        Command::Rules {
+            config,
+            format,
+            test,
+        } => {
             let cfg = config.as_deref().map(load_config).transpose()?;
+            if test {
+                return test_rules(cfg.as_ref(), format);
+            }
             let set = load_rules(cfg.as_ref())?;
             list_rules(&set, format)?;
             Ok(ExitCode::SUCCESS)
@@ -943,6 +954,25 @@ struct RuleInfo<'a> {
     condition: &'a str,
     controls: &'a [String],
     origin: &'a str,
+}
+
+/// `rules --test`: run the configured packs' cases, list the failures.
+fn test_rules(cfg: Option<&Config>, format: Format) -> anyhow::Result<ExitCode> {
+    let checked = match cfg {
+        Some(c) => crate::rules::cases::check(&c.rules, &c.base)?,
+        None => crate::rules::cases::check(&RulesConfig::default(), Path::new("."))?,
+    };
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        output::json(&mut out, &checked)?;
+    } else {
+        writeln!(out, "{checked}")?;
+    }
+    Ok(if checked.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn list_rules(set: &RuleSet, format: Format) -> anyhow::Result<()> {

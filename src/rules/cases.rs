@@ -19,7 +19,7 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, Utc};
 use nhi_contract::{time, Inventory, Provider, Timestamp};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
@@ -573,18 +573,60 @@ pub fn pack(dir: &Path) -> Result<Vec<CaseFile>, RuleError> {
     Ok(out)
 }
 
-/// Every case of the configured packs: the built-in pack's (unless turned
-/// off) and those in each `rules.paths` directory (relative to `base`).
-pub fn configured(cfg: &RulesConfig, base: &Path) -> Result<Vec<CaseFile>, RuleError> {
-    let mut out = if cfg.builtin { builtin()? } else { Vec::new() };
+/// What running cases found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checked {
+    /// Cases run.
+    pub cases: usize,
+    /// The failures, in file and case order.
+    pub failures: Vec<CaseFailure>,
+}
+
+impl fmt::Display for Checked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for x in &self.failures {
+            writeln!(f, "{x}")?;
+        }
+        write!(f, "{} cases, {} failed", self.cases, self.failures.len())
+    }
+}
+
+fn count(files: &[CaseFile]) -> usize {
+    files.iter().map(|f| f.cases.len()).sum()
+}
+
+/// Run the cases of the configured packs from the clean world: the
+/// built-in pack's (unless turned off) against the pack as shipped, and
+/// every `<id>/cases.yaml` of each `rules.paths` directory (relative to
+/// `base`) against the rules the config loads. The config's parameters
+/// and overrides are left out: a case states its own, so it holds however
+/// a deployment tunes the rules.
+pub fn check(cfg: &RulesConfig, base: &Path) -> Result<Checked, RuleError> {
+    let world = World::clean()?;
+    let mut out = Checked::default();
+    if cfg.builtin {
+        let files = builtin()?;
+        out.cases = count(&files);
+        out.failures = run(&RulesConfig::default(), base, &world, &files)?;
+    }
+    let mut packs = Vec::new();
     for dir in &cfg.paths {
-        out.extend(pack(&base.join(dir))?);
+        packs.extend(pack(&base.join(dir))?);
+    }
+    if !packs.is_empty() {
+        let plain = RulesConfig {
+            params: BTreeMap::new(),
+            overrides: BTreeMap::new(),
+            ..cfg.clone()
+        };
+        out.cases = out.cases.saturating_add(count(&packs));
+        out.failures.extend(run(&plain, base, &world, &packs)?);
     }
     Ok(out)
 }
 
 /// A case whose expectation did not hold, or that could not be run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CaseFailure {
     /// The file of the case (or of the world entity at fault).
     pub file: String,
