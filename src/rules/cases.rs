@@ -1001,4 +1001,40 @@ mod tests {
             assert!(e.starts_with(want), "{text}: {e}");
         }
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any value in any field of a change, and any instant: never a
+            /// panic; a case that cannot run fails at a line.
+            #[test]
+            fn any_change_runs_or_fails_located(
+                field in "(created|expires|usage|active|kind|name|identity|like|remove|at)",
+                value in r"(now([+-][0-9]{1,22}[dhx])*|-?[0-9]{1,22}|true|null|\[\]|\{\}|\{state: used, at: now\+[0-9]{1,22}d\}|[a-z_]{0,8})",
+                now in r"(now([+-][0-9]{1,22}[dh])?|2026-11-20T12:00:00Z|[0-9]{4}-01-01T00:00:00Z|x)",
+            ) {
+                let text = format!(
+                    "cases:\n  - name: n\n    now: \"{now}\"\n    given:\n      credentials:\n        - {{id: AKIAAAAAAAAAAAAAAAA1, {field}: {value}}}\n    does_not_fire:\n      - [credential-stale, AKIAAAAAAAAAAAAAAAA1]\n"
+                );
+                match CaseFile::parse("c.yaml", &text, None) {
+                    Err(e) => prop_assert!(e.to_string().starts_with("c.yaml:"), "{}", e),
+                    Ok(file) => {
+                        let world = World::clean().expect("clean world");
+                        let failures = run(&RulesConfig::default(), Path::new("."), &world, &[file])
+                            .expect("rules load");
+                        for f in failures {
+                            // An instant that puts the world's own dates out of
+                            // range is reported at the world's line.
+                            let file_ok = f.file == "c.yaml" || f.file == CLEAN_WORLD_FILE;
+                            prop_assert!(file_ok && f.line > 0, "{}", f);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
