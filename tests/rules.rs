@@ -86,3 +86,62 @@ fn user_pack_cases_hold() {
     cfg.paths.push(dir.into());
     assert_cases_hold(&cfg, &files);
 }
+
+/// Copy of the built-in pack as a user pack, with `id`'s condition replaced.
+fn pack_with_condition(to: &Path, id: &str, condition: &str) {
+    let src = Path::new("rules/builtin");
+    for e in std::fs::read_dir(src).expect("rules/builtin") {
+        let name = e.expect("entry").file_name();
+        let (from, into) = (src.join(&name), to.join(&name));
+        std::fs::create_dir_all(&into).expect("mkdir");
+        for f in ["rule.yaml", "cases.yaml"] {
+            let text = std::fs::read_to_string(from.join(f)).expect("read");
+            let text = if f == "rule.yaml" && *name == *id {
+                // The condition is one line or a folded block of indented lines.
+                let mut out = Vec::new();
+                let mut in_condition = false;
+                for line in text.lines() {
+                    if in_condition && line.starts_with(' ') {
+                        continue;
+                    }
+                    in_condition = line.starts_with("condition:");
+                    out.push(if in_condition {
+                        format!("condition: {condition:?}")
+                    } else {
+                        line.to_string()
+                    });
+                }
+                out.join("\n")
+            } else {
+                text
+            };
+            std::fs::write(into.join(f), text).expect("write");
+        }
+    }
+}
+
+/// The cases bite: with any one rule's condition made always false, or
+/// always true, some case fails.
+#[test]
+fn every_builtin_rule_cases_catch_a_constant_condition() {
+    let rules = RuleSet::load(&RulesConfig::default(), Path::new(".")).expect("load");
+    for r in &rules.rules {
+        for condition in ["false", "true"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            pack_with_condition(dir.path(), &r.id, condition);
+            let cfg = RulesConfig {
+                builtin: false,
+                paths: vec![dir.path().to_path_buf()],
+                ..RulesConfig::default()
+            };
+            let files = cases::pack(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let failures = cases::run(&cfg, Path::new("."), &world(), &files)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                !failures.is_empty(),
+                "no case of {} fails when its condition is always {condition}",
+                r.id
+            );
+        }
+    }
+}
