@@ -264,11 +264,13 @@ fn apply(items: &mut Vec<Item>, kind: &str, change: Item) -> Result<(), Located>
         (Some(i), None, true) if fields.len() == 1 => {
             items.remove(i);
         }
-        (_, _, true) => {
-            return Err(Located::at(
-                &change,
-                format!("{kind}: remove takes only the id of an entity in the world; {id:?} is not one, or other keys are given"),
-            ))
+        (at, _, true) => {
+            let why = if at.is_none() {
+                "is not in the world"
+            } else {
+                "is removed: give only its id and `remove: true`"
+            };
+            return Err(Located::at(&change, format!("{kind}: {id:?} {why}")));
         }
         (Some(_), Some(_), false) => {
             return Err(Located::at(
@@ -277,7 +279,10 @@ fn apply(items: &mut Vec<Item>, kind: &str, change: Item) -> Result<(), Located>
             ))
         }
         (None, Some(like), false) => {
-            let Some(src) = items.iter().find(|i| id_of(&i.value) == Some(like.as_str())) else {
+            let Some(src) = items
+                .iter()
+                .find(|i| id_of(&i.value) == Some(like.as_str()))
+            else {
                 return Err(Located::at(
                     &change,
                     format!("{kind}: like: {like:?} is not in the world"),
@@ -290,13 +295,14 @@ fn apply(items: &mut Vec<Item>, kind: &str, change: Item) -> Result<(), Located>
             items.push(Item { value, ..change });
         }
         (Some(i), None, false) => {
-            let item = &mut items[i];
-            if let Value::Object(m) = &mut item.value {
-                overlay(m);
+            if let Some(item) = items.get_mut(i) {
+                if let Value::Object(m) = &mut item.value {
+                    overlay(m);
+                }
+                // A bad field is most likely in the change: point there.
+                item.file = change.file;
+                item.line = change.line;
             }
-            // A bad field is most likely in the change: point there.
-            item.file = change.file;
-            item.line = change.line;
         }
         (None, None, false) => items.push(change),
     }
@@ -944,6 +950,21 @@ mod tests {
             lines(&f),
             [(5, "approvals: like: \"APR-8\" is not in the world")]
         );
+        for (entry, why) in [
+            (
+                "{id: APR-1, remove: true, approver: x}",
+                "approvals: \"APR-1\" is removed: give only its id and `remove: true`",
+            ),
+            (
+                "{id: APR-2, remove: true}",
+                "approvals: \"APR-2\" is not in the world",
+            ),
+        ] {
+            let f = run_text(&format!(
+                "cases:\n  - name: n\n    given:\n      approvals:\n        - {entry}\n    fires: []\n"
+            ));
+            assert_eq!(lines(&f), [(5, why)]);
+        }
         let f = run_text("cases:\n  - name: n\n    params: {stale_dayz: 3}\n    fires: []\n");
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(

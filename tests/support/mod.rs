@@ -1,4 +1,4 @@
-//! A small estate builder for rule and plan tests: one clean world that
+//! A small estate builder for plan and pipeline tests: one clean world that
 //! fires nothing, which each test bends until exactly one rule should fire.
 
 #![allow(dead_code)]
