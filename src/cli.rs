@@ -265,6 +265,10 @@ pub enum Command {
         /// Output format (table or json).
         #[arg(long, value_parser = Format::parser(format::TABLE_OR_JSON), default_value = "table")]
         format: Format,
+        /// Run the rule packs' cases instead (the built-in pack's and each
+        /// `<id>/cases.yaml` in the config's rule paths); exit 1 if one fails.
+        #[arg(long)]
+        test: bool,
     },
     /// List the control catalogs and which rules cover each control.
     Controls {
@@ -506,7 +510,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             output: out,
         } => crate::report::commands::check_approvals(&config, format, out.as_deref()),
-        Command::Rules { config, format } => {
+        Command::Rules {
+            config,
+            format,
+            test,
+        } => {
+            if test {
+                let cfg = config.as_deref().map(load_config).transpose()?;
+                let passed = crate::report::listing::rule_cases(cfg.as_ref(), format)?;
+                return Ok(ExitCode::from(u8::from(!passed)));
+            }
             crate::report::listing::rules(&load_rules(config.as_deref())?, format)?;
             Ok(ExitCode::SUCCESS)
         }

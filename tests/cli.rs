@@ -593,3 +593,46 @@ fn audit_verify_holds_on_a_clean_log_and_names_the_tampered_entry() {
         stdout(&bad)
     );
 }
+
+/// `rules --test` runs the built-in cases and a pack's `<id>/cases.yaml`,
+/// and fails, naming file and line, when a case does not hold.
+#[test]
+fn rules_test_runs_the_cases_and_names_a_failing_one() {
+    let cases_of = |o: &Output| -> usize {
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        doc["cases"].as_u64().expect("cases") as usize
+    };
+    let o = run(&["rules", "--test", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let builtin = cases_of(&o);
+    assert!(builtin >= 50, "{builtin}");
+
+    let (dir, cfg) = demo();
+    let c = cfg.to_str().expect("utf8");
+    let pack = dir.path().join("my-rules/test-approval-ended");
+    std::fs::create_dir_all(&pack).expect("mkdir");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rules/test-approval-ended");
+    for f in ["rule.yaml", "cases.yaml"] {
+        std::fs::copy(data.join(f), pack.join(f)).expect("copy");
+    }
+    let text = std::fs::read_to_string(&cfg).expect("read");
+    let with_pack = text.replace(
+        "[rules.params]",
+        "[rules]\npaths = [\"my-rules\"]\n\n[rules.params]",
+    );
+    std::fs::write(&cfg, with_pack).expect("write");
+    let o = run(&["rules", "--test", "--config", c, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(cases_of(&o), builtin + 1);
+
+    let case = std::fs::read_to_string(pack.join("cases.yaml")).expect("read");
+    std::fs::write(pack.join("cases.yaml"), case.replace("now-1h", "now+1h")).expect("write");
+    let o = run(&["rules", "--test", "--config", c]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("test-approval-ended/cases.yaml:9: case \"an expiry an hour ago counts as past\": fires_including: test-approval-ended did not fire on AKIAAAAAAAAAAAAAAAA1")
+            && out.trim_end().ends_with(&format!("{} cases, 1 failed", builtin + 1)),
+        "{out}"
+    );
+}

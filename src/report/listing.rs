@@ -4,7 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::engine::rules::{RuleSet, Severity};
+use crate::config::Config;
+use crate::engine::rules::{RuleSet, RulesConfig, Severity};
 use crate::report::output::{self, Format};
 
 #[derive(Serialize)]
@@ -110,4 +111,22 @@ pub fn controls(set: &RuleSet, format: Format) -> anyhow::Result<()> {
     );
     writeln!(out, "{t}")?;
     Ok(())
+}
+
+/// `rules --test`: run the built-in pack's cases and those of the config's
+/// rule packs, print the result; whether every case held.
+pub fn rule_cases(cfg: Option<&Config>, format: Format) -> anyhow::Result<bool> {
+    let checked = match cfg {
+        Some(c) => crate::engine::rules::cases::check(&c.rules, &c.base)?,
+        None => {
+            crate::engine::rules::cases::check(&RulesConfig::default(), std::path::Path::new("."))?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        output::json(&mut out, &checked)?;
+    } else {
+        writeln!(out, "{checked}")?;
+    }
+    Ok(checked.failures.is_empty())
 }

@@ -1,5 +1,6 @@
-//! A small estate builder for rule and plan tests: one clean world that
+//! A small estate builder for plan and pipeline tests: one clean world that
 //! fires nothing, which each test bends until exactly one rule should fire.
+//! The rules' own cases use the same world as data: `rules/clean-world.yaml`.
 
 #![allow(dead_code)]
 

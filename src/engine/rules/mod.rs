@@ -3,10 +3,14 @@
 //!
 //! A rule is one YAML file (see `rules/README.md`): id, title, description,
 //! severity, subject kind, CEL condition, parameters with defaults, action,
-//! remediation text and control mappings. The built-in pack and catalogs
-//! are embedded in the binary at build time, so an installed binary needs
-//! no data directory; users add packs with `rules.paths` in the config.
+//! remediation text and control mappings. A built-in rule is a folder,
+//! `rules/builtin/<id>/`, holding its `rule.yaml` and the `cases.yaml` that
+//! shows when it fires and when it does not ([`cases`]). The built-in pack
+//! and catalogs are embedded in the binary at build time, so an installed
+//! binary needs no data directory; users add packs with `rules.paths` in
+//! the config.
 
+pub mod cases;
 pub mod catalog;
 pub mod compile;
 pub mod fields;
@@ -172,7 +176,7 @@ pub struct Rule {
     pub remediation: String,
     /// Controls, as `FRAMEWORK:ID`.
     pub controls: Vec<String>,
-    /// Where it was loaded from (`rules/builtin/x.yaml`).
+    /// Where it was loaded from (`rules/builtin/x/rule.yaml`).
     pub origin: String,
     /// Compiled condition.
     condition: compile::BoolFn,
@@ -312,31 +316,80 @@ pub struct RuleSet {
     pub catalogs: Catalogs,
 }
 
-fn text_sources(dir: &Path, ext: &[&str]) -> Result<Vec<(String, String)>, RuleError> {
-    let err = |m: String| RuleError {
+/// The file name of a rule in a per-rule folder (`<id>/rule.yaml`).
+pub const RULE_FILE: &str = "rule.yaml";
+
+fn dir_error(dir: &Path, message: String) -> RuleError {
+    RuleError {
         file: dir.display().to_string(),
         line: 0,
-        message: m,
+        message,
         key: Vec::new(),
-    };
+    }
+}
+
+/// The entries of `dir`, sorted.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, RuleError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| err(format!("cannot read directory: {e}")))?
+        .map_err(|e| dir_error(dir, format!("cannot read directory: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ext.contains(&e))
-        })
         .collect();
     paths.sort();
-    paths
+    Ok(paths)
+}
+
+fn read_text(dir: &Path, p: &Path) -> Result<(String, String), RuleError> {
+    std::fs::read_to_string(p)
+        .map(|t| (p.display().to_string(), t))
+        .map_err(|e| dir_error(dir, format!("{}: {e}", p.display())))
+}
+
+fn text_sources(dir: &Path, ext: &[&str]) -> Result<Vec<(String, String)>, RuleError> {
+    entries(dir)?
         .into_iter()
-        .map(|p| {
-            std::fs::read_to_string(&p)
-                .map(|t| (p.display().to_string(), t))
-                .map_err(|e| err(format!("{}: {e}", p.display())))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| ext.contains(&e))
         })
+        .map(|p| read_text(dir, &p))
         .collect()
+}
+
+/// A rule text and where it came from.
+struct RuleText {
+    file: String,
+    text: String,
+    /// For a rule in its own folder (`<id>/rule.yaml`): the folder name,
+    /// which must be the rule's id.
+    folder: Option<String>,
+}
+
+/// A user pack: every `*.yaml` / `*.yml` file directly in `dir` is a rule,
+/// and so is every `<id>/rule.yaml` (the built-in pack's layout, with the
+/// rule's cases beside it).
+fn pack_sources(dir: &Path) -> Result<Vec<RuleText>, RuleError> {
+    let mut out: Vec<RuleText> = text_sources(dir, &["yaml", "yml"])?
+        .into_iter()
+        .map(|(file, text)| RuleText {
+            file,
+            text,
+            folder: None,
+        })
+        .collect();
+    for sub in entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let rule = sub.join(RULE_FILE);
+        if rule.is_file() {
+            let (file, text) = read_text(dir, &rule)?;
+            out.push(RuleText {
+                file,
+                text,
+                folder: sub.file_name().map(|n| n.to_string_lossy().into_owned()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl RuleSet {
@@ -352,21 +405,30 @@ impl RuleSet {
         }
         let catalogs = Catalogs::parse(&catalog_texts)?;
 
-        let mut rule_texts: Vec<(String, String)> = Vec::new();
+        let mut rule_texts: Vec<RuleText> = Vec::new();
         if cfg.builtin {
-            rule_texts.extend(
-                embedded::RULES
-                    .iter()
-                    .map(|(n, t)| (format!("rules/builtin/{n}"), t.to_string())),
-            );
+            rule_texts.extend(embedded::RULES.iter().map(|(n, t)| RuleText {
+                file: format!("rules/builtin/{n}"),
+                text: t.to_string(),
+                folder: n.split_once('/').map(|(id, _)| id.to_string()),
+            }));
         }
         for dir in &cfg.paths {
-            rule_texts.extend(text_sources(&base.join(dir), &["yaml", "yml"])?);
+            rule_texts.extend(pack_sources(&base.join(dir))?);
         }
         let mut docs = Vec::new();
-        for (file, text) in &rule_texts {
-            let doc: RuleDoc = parse_yaml(file, text)?;
-            docs.push((file.clone(), doc));
+        for t in &rule_texts {
+            let doc: RuleDoc = parse_yaml(&t.file, &t.text)?;
+            // The folder names the rule, so its cases and docs are found by id.
+            if let Some(folder) = t.folder.as_ref().filter(|f| **f != doc.id) {
+                return Err(RuleError {
+                    file: t.file.clone(),
+                    line: 1,
+                    message: format!("rule id {:?} differs from its folder {folder:?}", doc.id),
+                    key: Vec::new(),
+                });
+            }
+            docs.push((t.file.clone(), doc));
         }
 
         // Config must only name rules and parameters that exist.

@@ -36,7 +36,7 @@ fn documented_facts_match_the_schema() {
     let extra: Vec<&String> = documented.difference(&schema).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "rules/README.md fact tables differ from src/rules/fields.rs: \
+        "rules/README.md fact tables differ from src/engine/rules/fields.rs: \
          undocumented {missing:?}, documented but not in the schema {extra:?}"
     );
 }
@@ -192,5 +192,49 @@ fn compiled_semantics_match_cel_on_constants() {
         ("size([\"a\", \"b\"]) == 2", true),
     ] {
         assert_eq!((ok(src).condition)(&env, 0), want, "{src}");
+    }
+}
+
+#[test]
+fn a_user_pack_loads_flat_files_and_rule_folders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.yaml"), RULE).expect("write");
+    std::fs::create_dir(dir.path().join("s")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("s").join(RULE_FILE),
+        RULE.replace("id: r\n", "id: s\n"),
+    )
+    .expect("write");
+    // A folder without a rule.yaml is not a rule (cases, notes).
+    std::fs::create_dir(dir.path().join("notes")).expect("mkdir");
+    std::fs::write(dir.path().join("notes").join("x.yaml"), "not: a rule").expect("write");
+    let cfg = RulesConfig {
+        builtin: false,
+        paths: vec![dir.path().to_path_buf()],
+        ..RulesConfig::default()
+    };
+    let set = RuleSet::load(&cfg, std::path::Path::new(".")).expect("valid");
+    let origins: Vec<(&str, bool)> = set
+        .rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.origin.ends_with("s/rule.yaml")))
+        .collect();
+    assert_eq!(origins, [("r", false), ("s", true)]);
+
+    std::fs::write(dir.path().join("s").join(RULE_FILE), RULE).expect("write");
+    let err = RuleSet::load(&cfg, std::path::Path::new("."))
+        .expect_err("id differs from folder")
+        .to_string();
+    assert!(
+        err.contains("s/rule.yaml:1:") && err.contains("differs from its folder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn builtin_rules_come_from_their_folders() {
+    let set = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("load");
+    for r in &set.rules {
+        assert_eq!(r.origin, format!("rules/builtin/{}/rule.yaml", r.id));
     }
 }
