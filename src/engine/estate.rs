@@ -4,8 +4,11 @@
 //! subject came from — a subject of a failed or partial source is never
 //! resolved or remediated on the strength of this pass.
 
+use std::ops::Range;
+
 use nhi_contract::{
-    Approval, Credential, CredentialKind, Entitlement, Grant, Identity, Inventory, Provider, Trust,
+    Approval, Coverage, Credential, CredentialKind, Entitlement, Grant, Identity, Inventory,
+    Provider, Trust,
 };
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +69,10 @@ pub struct SourceStatus {
     pub state: SourceState,
 }
 
+fn slice<T: Clone>(v: &[T], r: &Range<usize>) -> Option<Vec<T>> {
+    v.get(r.clone()).map(<[T]>::to_vec)
+}
+
 /// Move `more` into `into`; the first source's vectors are taken as they
 /// are, so a large single inventory is never copied (peak memory).
 fn append<T>(into: &mut Vec<T>, mut more: Vec<T>) {
@@ -76,11 +83,33 @@ fn append<T>(into: &mut Vec<T>, mut more: Vec<T>) {
     }
 }
 
+/// Where one source's inventory sits in the estate's flat lists: each
+/// source's items are appended together, so the inventory it returned is
+/// exactly these ranges (kept as read: reports and the run's reading never
+/// regroup by id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Its identities.
+    pub identities: Range<usize>,
+    /// Its credentials.
+    pub credentials: Range<usize>,
+    /// Its entitlement definitions.
+    pub entitlements: Range<usize>,
+    /// Its grants.
+    pub grants: Range<usize>,
+    /// Its trust edges.
+    pub trusts: Range<usize>,
+    /// What it could not see, as it said.
+    pub coverage: Coverage,
+}
+
 /// All inventories and approvals of one pass, flattened with source indices.
 #[derive(Debug, Default)]
 pub struct Estate {
     /// Per-source status, indexed by the `source` fields below.
     pub sources: Vec<SourceStatus>,
+    /// Per source, where its inventory sits (`None`: failed, unknown).
+    pub spans: Vec<Option<Span>>,
     /// All identities.
     pub identities: Vec<Identity>,
     /// Source index of each identity.
@@ -138,6 +167,15 @@ impl Estate {
             provider,
             state,
         });
+        let after = |start: usize, n: usize| start..start.saturating_add(n);
+        self.spans.push(Some(Span {
+            identities: after(self.identities.len(), inv.identities.len()),
+            credentials: after(self.credentials.len(), inv.credentials.len()),
+            entitlements: after(self.entitlements.len(), inv.entitlements.len()),
+            grants: after(self.grants.len(), inv.grants.len()),
+            trusts: after(self.trusts.len(), inv.trusts.len()),
+            coverage: inv.coverage,
+        }));
         self.identity_source
             .extend(std::iter::repeat_n(src, inv.identities.len()));
         append(&mut self.identities, inv.identities);
@@ -159,5 +197,22 @@ impl Estate {
             provider,
             state: SourceState::Failed { error },
         });
+        self.spans.push(None);
+    }
+
+    /// Source `i`'s inventory as it returned it (`None` if it failed or
+    /// there is no such source). Approvals are not in it: they are the
+    /// estate's, from every source.
+    pub fn inventory_of(&self, i: usize) -> Option<Inventory> {
+        let span = self.spans.get(i)?.as_ref()?;
+        Some(Inventory {
+            identities: slice(&self.identities, &span.identities)?,
+            credentials: slice(&self.credentials, &span.credentials)?,
+            entitlements: slice(&self.entitlements, &span.entitlements)?,
+            grants: slice(&self.grants, &span.grants)?,
+            trusts: slice(&self.trusts, &span.trusts)?,
+            approvals: Vec::new(),
+            coverage: span.coverage.clone(),
+        })
     }
 }

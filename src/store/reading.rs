@@ -5,8 +5,6 @@
 //!
 //! Ids and metadata only: the inventory model has no field for a secret.
 
-use std::collections::HashMap;
-
 use nhi_contract::{Approval, Inventory, Provider};
 use serde::{Deserialize, Serialize};
 
@@ -82,71 +80,16 @@ pub fn rule_infos(rules: &RuleSet) -> Vec<RuleInfo> {
 /// inventories are already in `estate.approvals`: they are kept there only,
 /// so rebuilding does not count them twice.
 pub fn capture(estate: &Estate, rules: &RuleSet) -> RunReading {
-    let mut invs: Vec<Option<Inventory>> = estate
-        .sources
-        .iter()
-        .map(|s| match s.state {
-            SourceState::Failed { .. } => None,
-            _ => Some(Inventory::default()),
-        })
-        .collect();
-    let mut identity_source: HashMap<&str, usize> = HashMap::new();
-    for (i, ident) in estate.identities.iter().enumerate() {
-        let src = estate.identity_source[i] as usize;
-        identity_source.entry(ident.id.as_str()).or_insert(src);
-        if let Some(Some(inv)) = invs.get_mut(src) {
-            inv.identities.push(ident.clone());
-        }
-    }
-    // Credentials and trusts carry no source index: they go with their
-    // identity's source (the snapshot connector rejects dangling ids).
-    let first_read = invs.iter().position(Option::is_some).unwrap_or(0);
-    let src_of = |id: &str| identity_source.get(id).copied().unwrap_or(first_read);
-    for c in &estate.credentials {
-        if let Some(Some(inv)) = invs.get_mut(src_of(&c.identity)) {
-            inv.credentials.push(c.clone());
-        }
-    }
-    for t in &estate.trusts {
-        if let Some(Some(inv)) = invs.get_mut(src_of(&t.from)) {
-            inv.trusts.push(t.clone());
-        }
-    }
-    for (i, e) in estate.entitlements.iter().enumerate() {
-        if let Some(Some(inv)) = invs.get_mut(estate.entitlement_source[i] as usize) {
-            inv.entitlements.push(e.clone());
-        }
-    }
-    for (i, g) in estate.grants.iter().enumerate() {
-        if let Some(Some(inv)) = invs.get_mut(estate.grant_source[i] as usize) {
-            inv.grants.push(g.clone());
-        }
-    }
-    for (s, inv) in estate.sources.iter().zip(invs.iter_mut()) {
-        if let (SourceState::Partial { gaps, .. }, Some(inv)) = (&s.state, inv) {
-            // Gaps are kept as `what: reason`; split them back.
-            inv.coverage.gaps = gaps
-                .iter()
-                .map(|g| {
-                    let (what, reason) = g.split_once(": ").unwrap_or((g.as_str(), ""));
-                    nhi_contract::Gap {
-                        what: what.to_string(),
-                        reason: reason.to_string(),
-                    }
-                })
-                .collect();
-        }
-    }
     RunReading {
         sources: estate
             .sources
             .iter()
-            .zip(invs)
-            .map(|(s, inventory)| SourceReading {
+            .enumerate()
+            .map(|(i, s)| SourceReading {
                 name: s.name.clone(),
                 provider: s.provider,
                 state: s.state.clone(),
-                inventory,
+                inventory: estate.inventory_of(i),
             })
             .collect(),
         approvals: estate.approvals.clone(),
@@ -214,6 +157,44 @@ mod tests {
     use crate::engine::plan::Protected;
     use crate::engine::rules::RulesConfig;
     use crate::synth::{generate, synth_now, SynthSpec};
+
+    #[test]
+    fn each_source_keeps_what_it_returned_even_when_it_names_another_sources_ids() {
+        let spec = |seed| SynthSpec {
+            identities: 20,
+            credentials: 30,
+            seed,
+        };
+        let (a, _) = generate(spec(1));
+        let (mut b, _) = generate(spec(2));
+        b.identities
+            .iter_mut()
+            .for_each(|i| i.id = format!("b/{}", i.id));
+        b.credentials.clear();
+        b.entitlements.clear();
+        b.grants.clear();
+        // Cross-account trust read by source b, naming a principal of a.
+        b.trusts = vec![nhi_contract::Trust {
+            from: a.identities[0].id.clone(),
+            to: b.identities[0].id.clone(),
+        }];
+        let mut estate = Estate::default();
+        estate.add_inventory("a", Provider::Aws, a.clone());
+        estate.add_failed("dead", Provider::Azure, "timeout".into());
+        estate.add_inventory("b", Provider::Aws, b.clone());
+        let rules =
+            RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("rules");
+        let read = capture(&estate, &rules);
+        let inv = |i: usize| read.sources[i].inventory.clone();
+        assert_eq!(inv(2).map(|i| i.trusts), Some(b.trusts.clone()));
+        assert_eq!(
+            inv(0).map(|i| i.trusts.len()),
+            Some(a.trusts.len()),
+            "a's trusts only"
+        );
+        assert_eq!(inv(0).map(|i| i.credentials), Some(a.credentials));
+        assert!(inv(1).is_none(), "a failed source stays unknown");
+    }
 
     #[test]
     fn a_rebuilt_estate_evaluates_as_the_original() {
