@@ -116,8 +116,16 @@ impl RunReading {
         e
     }
 
-    /// Parse a stored snapshot.
-    pub fn from_stored(s: &crate::store::runs::StoredReading) -> Result<Self, serde_json::Error> {
+    /// Parse a stored reading; one written in a format newer than this
+    /// version reads is refused, never half-read.
+    pub fn from_stored(s: &crate::store::runs::StoredReading) -> Result<Self, StoreError> {
+        if !(1..=crate::store::runs::READING_FORMAT).contains(&s.format_version) {
+            return Err(StoreError::Corrupt(format!(
+                "run reading in format {} (this version reads 1 to {}): written by a newer nhi-assure?",
+                s.format_version,
+                crate::store::runs::READING_FORMAT
+            )));
+        }
         Ok(RunReading {
             sources: serde_json::from_str(&s.inventory)?,
             approvals: serde_json::from_str(&s.approvals)?,
@@ -239,11 +247,20 @@ mod tests {
         let snap = capture(&estate, &rules);
         // Through JSON, as stored.
         let stored = crate::store::runs::StoredReading {
+            format_version: crate::store::runs::READING_FORMAT,
             inventory: serde_json::to_string(&snap.sources).expect("json"),
             approvals: serde_json::to_string(&snap.approvals).expect("json"),
             rules: serde_json::to_string(&snap.rules).expect("json"),
         };
         let back = RunReading::from_stored(&stored).expect("parse");
+        let newer = crate::store::runs::StoredReading {
+            format_version: crate::store::runs::READING_FORMAT + 1,
+            ..stored.clone()
+        };
+        assert!(
+            RunReading::from_stored(&newer).is_err(),
+            "a newer format is refused"
+        );
         assert!(back.sources[1].inventory.is_none(), "failed stays unknown");
         let rebuilt = back.estate();
         assert_eq!(rebuilt.identities, estate.identities);

@@ -79,9 +79,15 @@ pub struct Sighting {
     pub finding: Option<Finding>,
 }
 
+/// The format of a run's reading this version writes; it reads this one
+/// and every earlier one (format 1: before the column existed).
+pub const READING_FORMAT: i64 = 1;
+
 /// The stored snapshot of what a run read, as JSON text.
 #[derive(Debug, Clone)]
 pub struct StoredReading {
+    /// The format it was written in ([`READING_FORMAT`] now).
+    pub format_version: i64,
     /// Inventory per source.
     pub inventory: String,
     /// Approvals as read.
@@ -208,13 +214,14 @@ impl SqlStore {
             hashes.push(h);
         }
         sqlx::query(
-            "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256)
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256, format_version)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(run_id)
         .bind(&hashes[0])
         .bind(&hashes[1])
         .bind(&hashes[2])
+        .bind(READING_FORMAT)
         .execute(&mut *tx)
         .await?;
         for f in detail.findings {
@@ -303,7 +310,7 @@ impl SqlStore {
     /// What run `run_id` read, if it was recorded.
     pub async fn run_reading(&self, run_id: i64) -> Result<Option<StoredReading>, StoreError> {
         let row = sqlx::query(
-            "SELECT i.body AS inventory, a.body AS approvals, r.body AS rules FROM run_snapshots s
+            "SELECT s.format_version, i.body AS inventory, a.body AS approvals, r.body AS rules FROM run_snapshots s
              JOIN snapshot_blobs i ON i.sha256 = s.inventory_sha256
              JOIN snapshot_blobs a ON a.sha256 = s.approvals_sha256
              JOIN snapshot_blobs r ON r.sha256 = s.rules_sha256
@@ -314,6 +321,7 @@ impl SqlStore {
         .await?;
         row.map(|r| {
             Ok(StoredReading {
+                format_version: r.try_get("format_version")?,
                 inventory: r.try_get("inventory")?,
                 approvals: r.try_get("approvals")?,
                 rules: r.try_get("rules")?,
