@@ -16,28 +16,78 @@ use super::rails::{
 };
 use super::{actor, fingerprint, recover, Outcome, OutcomeStatus};
 
-/// Reconcile: recover, apply the rails, act. `pause_after_call` is a test
-/// hook that widens the window between the provider call and the outcome.
+/// Reconcile: recover, screen the plan through the per-action rails, check
+/// the blast radius, then act one action at a time within the budget.
+/// `pause_after_call` is a test hook that widens the window between the
+/// provider call and the outcome.
 pub async fn enforce(
     pass: &PassResult,
     rems: &HashMap<String, Box<dyn Remediator>>,
     fence: &Fence,
     pause_after_call: Option<Duration>,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let store = &pass.store;
-    let rails = &pass.cfg.enforce;
     let mut out = recover(pass, rems, fence).await?;
-    let first_seen = store.first_seen().await?;
-    let held = |a: &ResolvedAction, h: Hold| Outcome {
+    let ready = screen(pass, rems, &mut out).await?;
+
+    // Blast radius of this pass: on a breach, act on none and say why.
+    if let Some(why) = blast_radius(pass, &ready) {
+        tracing::error!(%why, "blast-radius limit: no action taken");
+        record_self_finding(pass, SelfFinding::BlastRadius, &why).await?;
+        for (a, _) in ready {
+            out.push(held(&a, hold(format!("blast-radius limit: {why}"))));
+        }
+        return Ok(out);
+    }
+    resolve_self_finding(pass, SelfFinding::BlastRadius).await?;
+
+    let mut budget = Budget::load(&pass.store, &pass.cfg.enforce.budget).await?;
+    let mut over_budget: Option<String> = None;
+    let journaled = Journaled::new(pass, fence, pause_after_call);
+    let bar = crate::progress::actions(ready.len());
+    for (a, source) in ready {
+        bar.inc(1);
+        bar.set_message(a.request.credential_id.clone().unwrap_or_default());
+        let Some(rem) = rems.get(&source) else {
+            continue;
+        };
+        if let Err(why) = budget.spend(&source) {
+            out.push(held(&a, hold(why.clone())));
+            over_budget.get_or_insert(why);
+            continue;
+        }
+        out.push(journaled.act(a, &source, rem.as_ref()).await?);
+    }
+    match over_budget {
+        Some(why) => {
+            tracing::error!(%why, "action budget spent: the rest is held");
+            record_self_finding(pass, SelfFinding::Budget, &why).await?;
+        }
+        None => resolve_self_finding(pass, SelfFinding::Budget).await?,
+    }
+    Ok(out)
+}
+
+/// The outcome of an action a rail holds (or the plan skips).
+fn held(a: &ResolvedAction, h: Hold) -> Outcome {
+    Outcome {
         action_id: None,
         request: a.request.clone(),
         rules: a.rules.clone(),
         status: h.status,
         detail: Some(h.why),
-    };
+    }
+}
 
-    // Rails that hold individual actions.
-    let mut ready: Vec<(ResolvedAction, String)> = Vec::new();
+/// The per-action rails: what the plan skips, what no remediator can act
+/// on, [`grace`], [`first_step`]. Returns what may go ahead (with its
+/// source); the rest is pushed to `out` with why.
+async fn screen(
+    pass: &PassResult,
+    rems: &HashMap<String, Box<dyn Remediator>>,
+    out: &mut Vec<Outcome>,
+) -> anyhow::Result<Vec<(ResolvedAction, String)>> {
+    let first_seen = pass.store.first_seen().await?;
+    let mut ready = Vec::new();
     for a in &pass.plan {
         if a.status != Verdict::Act {
             out.push(held(
@@ -61,7 +111,7 @@ pub async fn enforce(
             ));
             continue;
         };
-        if let Err(h) = grace(a, rails, &first_seen, pass.now) {
+        if let Err(h) = grace(a, &pass.cfg.enforce, &first_seen, pass.now) {
             out.push(held(a, h));
             continue;
         }
@@ -73,45 +123,51 @@ pub async fn enforce(
             Err(h) => out.push(held(a, h)),
         }
     }
+    Ok(ready)
+}
 
-    // Blast radius of this pass: on a breach, act on none and say why.
-    if let Some(why) = blast_radius(pass, &ready) {
-        tracing::error!(%why, "blast-radius limit: no action taken");
-        record_self_finding(pass, SelfFinding::BlastRadius, &why).await?;
-        for (a, _) in ready {
-            out.push(held(&a, hold(format!("blast-radius limit: {why}"))));
+/// Acting with the journal: an intent committed (under the lease's fence)
+/// before the provider call, the outcome after it.
+struct Journaled<'a> {
+    pass: &'a PassResult,
+    fence: &'a Fence,
+    actor: String,
+    /// The approval each finding considered, by fingerprint (the intent's
+    /// evidence).
+    evidence: BTreeMap<String, &'a serde_json::Value>,
+    pause_after_call: Option<Duration>,
+}
+
+impl<'a> Journaled<'a> {
+    fn new(pass: &'a PassResult, fence: &'a Fence, pause_after_call: Option<Duration>) -> Self {
+        Journaled {
+            pass,
+            fence,
+            actor: actor(),
+            evidence: pass
+                .findings
+                .iter()
+                .map(|f| (f.fingerprint(), &f.evidence["approval"]))
+                .collect(),
+            pause_after_call,
         }
-        return Ok(out);
     }
-    resolve_self_finding(pass, SelfFinding::BlastRadius).await?;
 
-    let mut budget = Budget::load(store, &rails.budget).await?;
-    let mut over_budget: Option<String> = None;
-    let actor = actor();
-    let evidence: BTreeMap<String, &serde_json::Value> = pass
-        .findings
-        .iter()
-        .map(|f| (f.fingerprint(), &f.evidence["approval"]))
-        .collect();
-    let bar = crate::progress::actions(ready.len());
-    for (a, source) in ready {
-        bar.inc(1);
-        bar.set_message(a.request.credential_id.clone().unwrap_or_default());
-        let Some(rem) = rems.get(&source) else {
-            continue;
-        };
-        if let Err(why) = budget.spend(&source) {
-            out.push(held(&a, hold(why.clone())));
-            over_budget.get_or_insert(why);
-            continue;
-        }
+    /// Journal the intent, call the provider, journal the outcome.
+    async fn act(
+        &self,
+        a: ResolvedAction,
+        source: &str,
+        rem: &dyn Remediator,
+    ) -> anyhow::Result<Outcome> {
+        let store = &self.pass.store;
         let fps: Vec<String> = a.rules.iter().map(|r| fingerprint(r, &a.request)).collect();
         let approvals: BTreeMap<&String, serde_json::Value> = fps
             .iter()
             .map(|f| {
                 (
                     f,
-                    evidence
+                    self.evidence
                         .get(f)
                         .map_or(serde_json::Value::Null, |v| (*v).clone()),
                 )
@@ -119,20 +175,20 @@ pub async fn enforce(
             .collect();
         let id = store
             .journal_intent(&Intent {
-                run_id: pass.summary.run_id,
+                run_id: self.pass.summary.run_id,
                 request: &a.request,
-                source: &source,
+                source,
                 rules: &a.rules,
                 findings: &fps,
                 evidence: serde_json::json!({ "approval_considered": approvals }),
-                actor: &actor,
+                actor: &self.actor,
                 planned_undo: rem.planned_undo(&a.request),
                 undo_of: None,
-                fence,
+                fence: self.fence,
             })
             .await?;
         let result = rem.apply(&a.request).await;
-        if let Some(p) = pause_after_call {
+        if let Some(p) = self.pause_after_call {
             tokio::time::sleep(p).await;
         }
         let (status, detail) = match &result {
@@ -147,20 +203,12 @@ pub async fn enforce(
                 (OutcomeStatus::Failed, Some(e.to_string()))
             }
         };
-        out.push(Outcome {
+        Ok(Outcome {
             action_id: Some(id),
             request: a.request,
             rules: a.rules,
             status,
             detail,
-        });
+        })
     }
-    match over_budget {
-        Some(why) => {
-            tracing::error!(%why, "action budget spent: the rest is held");
-            record_self_finding(pass, SelfFinding::Budget, &why).await?;
-        }
-        None => resolve_self_finding(pass, SelfFinding::Budget).await?,
-    }
-    Ok(out)
 }
