@@ -1,5 +1,5 @@
 //! Signed evidence bundles: a gzip'd tar holding a run's reports, the
-//! inventory snapshot, the approvals as read, the rules evaluated and the
+//! inventory per source as read, the approvals as read, the rules evaluated and the
 //! audit slice, with `manifest.json` (SHA-256 and size of every other file)
 //! and `manifest.sig` (raw 64-byte Ed25519 signature of `manifest.json`).
 //!

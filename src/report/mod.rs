@@ -4,7 +4,7 @@
 //! ([`html`]), the per-subject trace ([`trace`]) and run diffs ([`diff`]).
 //!
 //! Everything is read from the store (the run, the findings it saw, the
-//! snapshot of what it read, the action journal), never from live sources:
+//! reading (what it read), the action journal), never from live sources:
 //! a report on run 12 is the same today and next year.
 
 use std::collections::HashMap;

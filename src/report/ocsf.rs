@@ -62,7 +62,7 @@ fn user_type(k: IdentityKind) -> (i64, &'static str) {
     }
 }
 
-/// Lookups into the run's snapshot.
+/// Lookups into the run's reading.
 struct Index<'a> {
     identities: HashMap<&'a str, &'a Identity>,
     credentials: HashMap<&'a str, &'a Credential>,

@@ -2,7 +2,7 @@
 //! credentials → entitlements → covering approval (source, ticket,
 //! approver, expiry) → findings → actions taken, as the run saw them.
 //!
-//! The run's snapshot is rebuilt into an estate and the facts are
+//! The run's reading is rebuilt into an estate and the facts are
 //! recomputed at the run's evaluation instant, so a trace of a past run
 //! shows the approval state that run acted on, not today's.
 

@@ -1,10 +1,10 @@
 //! Per-run detail for reports on any past run: the findings each run saw
-//! (as it saw them) and what it read (inventory snapshot, approvals as read,
+//! (as it saw them) and what it read (inventory per source, approvals as read,
 //! rules evaluated), plus read access to runs.
 //!
 //! Stored by change, not by run (see migration `0004_run_detail.sql`): a
 //! finding seen with the same data by consecutive runs is one *sighting*
-//! whose `last_run` moves forward, and snapshot parts are kept once per
+//! whose `last_run` moves forward, and reading parts are kept once per
 //! content. A daemon passing every few minutes over a stable estate adds
 //! one small row per run, not a copy of the estate and its findings.
 //!
@@ -21,7 +21,7 @@ use crate::engine::estate::SourceStatus;
 use crate::engine::findings::Finding;
 
 /// What a run read, already serialised by the caller (the store does not
-/// know the report's snapshot types).
+/// know the report's reading types).
 #[derive(Debug, Clone, Copy)]
 pub struct RunDetail<'a> {
     /// JSON: per source, its state and inventory.
@@ -83,7 +83,7 @@ pub struct Sighting {
 /// and every earlier one (format 1: before the column existed).
 pub const READING_FORMAT: i64 = 1;
 
-/// The stored snapshot of what a run read, as JSON text.
+/// What a run read, as stored, as JSON text.
 #[derive(Debug, Clone)]
 pub struct StoredReading {
     /// The format it was written in ([`READING_FORMAT`] now).
@@ -468,7 +468,7 @@ mod tests {
         assert!(spans.contains(&(fp("AKIA1"), ids[3], ids[3])));
         assert!(spans.contains(&(fp("AKIA2"), ids[0], ids[1])));
         assert!(spans.contains(&(fp("AKIA2"), ids[2], ids[3])));
-        // Identical snapshot parts are kept once.
+        // Identical reading parts are kept once.
         assert_eq!(count(&store, "run_snapshots").await, 4);
         assert_eq!(count(&store, "snapshot_blobs").await, 2);
         let snap = store
