@@ -16,7 +16,6 @@ pub mod facts;
 pub mod findings;
 pub mod graph;
 pub mod output;
-pub mod pattern;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
