@@ -5,7 +5,8 @@
 //! resolved or remediated on the strength of this pass.
 
 use nhi_contract::{
-    Approval, Credential, CredentialKind, Entitlement, Grant, Identity, Inventory, Provider, Trust,
+    Approval, Blinds, Credential, CredentialKind, Entitlement, Gap, Grant, Identity, Inventory,
+    Provider, Trust,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,9 @@ fn append<T>(into: &mut Vec<T>, mut more: Vec<T>) {
 pub struct Estate {
     /// Per-source status, indexed by the `source` fields below.
     pub sources: Vec<SourceStatus>,
+    /// What each source could not see, as it said it (indexed like
+    /// `sources`; empty for a complete or failed source).
+    pub source_gaps: Vec<Vec<Gap>>,
     /// All identities.
     pub identities: Vec<Identity>,
     /// Source index of each identity.
@@ -108,27 +112,17 @@ impl Estate {
         let state = if inv.coverage.gaps.is_empty() {
             SourceState::Complete
         } else {
-            // A gap naming a credential kind blinds only that kind.
-            let kind_of = |what: &str| {
-                serde_json::from_value::<CredentialKind>(serde_json::Value::String(what.into()))
-                    .ok()
-            };
             let mut unseen_kinds: Vec<CredentialKind> = Vec::new();
             let mut unseen_other = false;
             for g in &inv.coverage.gaps {
-                match kind_of(&g.what) {
-                    Some(k) if !unseen_kinds.contains(&k) => unseen_kinds.push(k),
-                    Some(_) => {}
-                    None => unseen_other = true,
+                match g.blinds() {
+                    Blinds::CredentialKind(k) if !unseen_kinds.contains(&k) => unseen_kinds.push(k),
+                    Blinds::CredentialKind(_) => {}
+                    Blinds::WholeSource => unseen_other = true,
                 }
             }
             SourceState::Partial {
-                gaps: inv
-                    .coverage
-                    .gaps
-                    .iter()
-                    .map(|g| format!("{}: {}", g.what, g.reason))
-                    .collect(),
+                gaps: inv.coverage.gaps.iter().map(Gap::to_string).collect(),
                 unseen_kinds,
                 unseen_other,
             }
@@ -138,6 +132,7 @@ impl Estate {
             provider,
             state,
         });
+        self.source_gaps.push(inv.coverage.gaps);
         self.identity_source
             .extend(std::iter::repeat_n(src, inv.identities.len()));
         append(&mut self.identities, inv.identities);
@@ -159,5 +154,6 @@ impl Estate {
             provider,
             state: SourceState::Failed { error },
         });
+        self.source_gaps.push(Vec::new());
     }
 }

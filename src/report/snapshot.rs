@@ -122,19 +122,9 @@ pub fn capture(estate: &Estate, rules: &RuleSet) -> RunSnapshot {
             inv.grants.push(g.clone());
         }
     }
-    for (s, inv) in estate.sources.iter().zip(invs.iter_mut()) {
-        if let (SourceState::Partial { gaps, .. }, Some(inv)) = (&s.state, inv) {
-            // Gaps are kept as `what: reason`; split them back.
-            inv.coverage.gaps = gaps
-                .iter()
-                .map(|g| {
-                    let (what, reason) = g.split_once(": ").unwrap_or((g.as_str(), ""));
-                    nhi_contract::Gap {
-                        what: what.to_string(),
-                        reason: reason.to_string(),
-                    }
-                })
-                .collect();
+    for (gaps, inv) in estate.source_gaps.iter().zip(invs.iter_mut()) {
+        if let Some(inv) = inv {
+            inv.coverage.gaps = gaps.clone();
         }
     }
     RunSnapshot {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
 use nhi_contract::{
     Credential, CredentialKind, Entitlement, Gap, Grant, Identity, IdentityKind, Inventory,
-    InventorySource, PrivilegeLevel, Provider, SourceError, Timestamp, Usage,
+    InventorySource, PrivilegeLevel, Provider, SourceError, Timestamp, Unseen, Usage,
 };
 
 use crate::client::{Api, ApiError, CallStats, Client};
@@ -308,7 +308,7 @@ impl Scan<'_> {
     async fn activity(&self, gaps: &mut Vec<Gap>) -> Option<Activity> {
         if !self.cfg.sign_in_reports {
             gaps.push(Gap {
-                what: "usage".into(),
+                unseen: Unseen::Usage,
                 reason: "sign-in reports disabled in the config: last use unknown".into(),
             });
             return None;
@@ -352,7 +352,7 @@ impl Scan<'_> {
                 let why = if refused(&e) { "refused" } else { "failed" };
                 tracing::warn!(source = %self.cfg.name, error = %e, "sign-in reports {why}: usage unknown");
                 gaps.push(Gap {
-                    what: "usage".into(),
+                    unseen: Unseen::Usage,
                     reason: format!("sign-in activity reports {why} ({e}): last use unknown"),
                 });
                 None
@@ -419,7 +419,9 @@ impl Scan<'_> {
                 Err(e) => {
                     tracing::warn!(source = %self.cfg.name, %app, error = %e, "federated credentials not read");
                     inv.coverage.gaps.push(Gap {
-                        what: CredentialKind::Federated.as_str().into(),
+                        unseen: Unseen::Credentials {
+                            kind: CredentialKind::Federated,
+                        },
                         reason: format!("federated credentials of application {app}: {e}"),
                     });
                 }
@@ -666,7 +668,7 @@ impl Scan<'_> {
             Err(e) => {
                 tracing::warn!(source = %self.cfg.name, error = %e, "directory roles not read");
                 inv.coverage.gaps.push(Gap {
-                    what: "directory roles".into(),
+                    unseen: Unseen::DirectoryRoles,
                     reason: e.to_string(),
                 });
             }
@@ -772,7 +774,7 @@ impl Scan<'_> {
                 Err(e) => {
                     tracing::error!(source = %self.cfg.name, subscription = %sub, error = %e, "subscription not read: its role assignments are unknown");
                     inv.coverage.gaps.push(Gap {
-                        what: format!("subscription {sub}"),
+                        unseen: Unseen::Subscription { id: sub.clone() },
                         reason: e.to_string(),
                     });
                 }
