@@ -73,6 +73,7 @@ impl Syntax {
 
     /// Whether `pattern` matches the literal `name` (a `*` or `?` in `name`
     /// is an ordinary character).
+    #[inline]
     pub fn matches(self, pattern: &str, name: &str) -> bool {
         let (p, s, fold) = self.prepare(pattern, name);
         self.scan(p.as_bytes(), s.as_bytes(), fold, false)
@@ -84,6 +85,7 @@ impl Syntax {
     /// `inner` (when `?` is a wildcard) by a `?` or a `*`; a literal
     /// character of `outer` never covers a wildcard. Sound: it never claims
     /// a cover that does not hold.
+    #[inline]
     pub fn covers(self, outer: &str, inner: &str) -> bool {
         if outer == "*" {
             return true;
@@ -129,6 +131,7 @@ impl Syntax {
 
     /// The two texts to compare and whether to fold ASCII case while
     /// comparing them.
+    #[inline]
     fn prepare<'a>(self, a: &'a str, b: &'a str) -> (Cow<'a, str>, Cow<'a, str>, bool) {
         match self.case {
             Case::Exact => (a.into(), b.into(), false),
@@ -139,48 +142,20 @@ impl Syntax {
         }
     }
 
-    /// Greedy match of pattern `p` over `s` with single-star backtracking.
-    /// With `s_is_pattern`, the wildcards of `s` are symbols that only a
-    /// wildcard of `p` absorbs (the cover question). Positions move by
-    /// whole UTF-8 characters where a wildcard consumes, so `?` is one
-    /// character, not one byte.
+    /// Greedy match of pattern `p` over `s`, specialised for the syntax so
+    /// the engine's hot loop tests nothing it does not need.
+    #[inline]
     fn scan(self, p: &[u8], s: &[u8], fold: bool, s_is_pattern: bool) -> bool {
-        let s_wild_star = |c: u8| s_is_pattern && c == b'*';
-        let s_wild = |c: u8| s_wild_star(c) || (s_is_pattern && self.any_char && c == b'?');
-        let (mut pi, mut si) = (0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        while let Some(&c) = s.get(si) {
-            let step = match p.get(pi) {
-                Some(b'*') => {
-                    star = Some((pi, si));
-                    pi += 1;
-                    continue;
-                }
-                Some(b'?') if self.any_char => (!s_wild_star(c)).then(|| char_len(c)),
-                Some(&l) => {
-                    (!s_wild(c) && (l == c || (fold && l.eq_ignore_ascii_case(&c)))).then_some(1)
-                }
-                None => None,
-            };
-            match (step, star) {
-                (Some(n), _) => {
-                    pi += 1;
-                    si = si.saturating_add(n).min(s.len());
-                }
-                // Let the last `*` of `p` absorb one more character of `s`
-                // (a wildcard of `s` included: a `*` covers any run).
-                (None, Some((sp, ss))) => {
-                    let next = s
-                        .get(ss)
-                        .map_or(s.len(), |&b| ss.saturating_add(char_len(b)).min(s.len()));
-                    pi = sp + 1;
-                    si = next;
-                    star = Some((sp, next));
-                }
-                (None, None) => return false,
-            }
+        match (self.any_char, fold, s_is_pattern) {
+            (false, false, false) => glob::<false, false, false>(p, s),
+            (false, false, true) => glob::<false, false, true>(p, s),
+            (false, true, false) => glob::<false, true, false>(p, s),
+            (false, true, true) => glob::<false, true, true>(p, s),
+            (true, false, false) => glob::<true, false, false>(p, s),
+            (true, false, true) => glob::<true, false, true>(p, s),
+            (true, true, false) => glob::<true, true, false>(p, s),
+            (true, true, true) => glob::<true, true, true>(p, s),
         }
-        p.get(pi..).unwrap_or_default().iter().all(|&c| c == b'*')
     }
 
     /// Whether the literal beginnings of two patterns (up to the first `*`
@@ -211,8 +186,58 @@ impl Syntax {
     }
 }
 
+/// Greedy match of pattern `p` over `s` with single-star backtracking.
+/// `ANY`: `?` is any one character. `FOLD`: ASCII case is ignored. `COVER`:
+/// `s` is itself a pattern, whose wildcards are symbols only a wildcard of
+/// `p` absorbs (a `*` of `s` only a `*`). Where a `?` consumes or a `*`
+/// absorbs, positions move by whole UTF-8 characters, so `?` is one
+/// character, not one byte; without `?` a byte step is the same (a literal
+/// never matches inside a character).
+fn glob<const ANY: bool, const FOLD: bool, const COVER: bool>(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = s.get(si) {
+        if let Some(&l) = p.get(pi) {
+            if l == b'*' {
+                star = Some((pi, si));
+                pi += 1;
+                continue;
+            }
+            if ANY && l == b'?' {
+                if !(COVER && c == b'*') {
+                    pi += 1;
+                    si += char_len(c);
+                    continue;
+                }
+            } else if (l == c || (FOLD && l.eq_ignore_ascii_case(&c)))
+                && !(COVER && (c == b'*' || (ANY && c == b'?')))
+            {
+                pi += 1;
+                si += 1;
+                continue;
+            }
+        }
+        // Let the last `*` of `p` absorb one more character of `s` (a
+        // wildcard of `s` included: a `*` covers any run).
+        let Some((sp, ss)) = star else {
+            return false;
+        };
+        let next = ss
+            + if ANY {
+                s.get(ss).map_or(1, |&b| char_len(b))
+            } else {
+                1
+            };
+        pi = sp + 1;
+        si = next;
+        star = Some((sp, next));
+    }
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == b'*')
+}
+
 /// Length of the UTF-8 character that starts with byte `b` (1 for a byte
 /// that cannot start one, which valid `str` text never puts here).
+#[inline]
 fn char_len(b: u8) -> usize {
     match b {
         0xF0..=0xFF => 4,
