@@ -6,7 +6,7 @@ mod support;
 use nhi_assure::engine;
 use nhi_assure::engine::plan::{Protected, ResolvedAction, Verdict};
 use nhi_assure::engine::rules::{Action, RuleOverride, RuleSet, RulesConfig};
-use nhi_contract::{Gap, Operation, Usage};
+use nhi_contract::{CredentialKind, Gap, Operation, Unseen, Usage};
 use support::*;
 
 const KEY2: &str = "AKIAAAAAAAAAAAAAAAA2";
@@ -100,21 +100,29 @@ fn protected_subjects_are_planned_as_skipped() {
 
 #[test]
 fn partial_source_gets_no_actions_for_what_it_could_not_see() {
-    let with_gap = |what: &str| {
+    let with_gap = |unseen: Unseen| {
         let mut w = two_keys();
         w.inv.coverage.gaps.push(Gap {
-            what: what.into(),
+            unseen,
             reason: "refused with 500".into(),
         });
         plan_of(&w, &[], &RulesConfig::default())
     };
     // Blind to SSH keys only: the access key it did see is acted on.
-    let plan = with_gap("ssh_key");
+    let plan = with_gap(Unseen::Credentials {
+        kind: CredentialKind::SshKey,
+    });
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(plan.actions[0].status, Verdict::Act);
     // Blind to access keys, or to something unnamed: nothing acts.
-    for what in ["access_key", "account 444455556666"] {
-        let plan = with_gap(what);
+    let access_keys = Unseen::Credentials {
+        kind: CredentialKind::AccessKey,
+    };
+    let account = Unseen::Account {
+        via_role: Some("arn:aws:iam::444455556666:role/audit".into()),
+    };
+    for what in [access_keys, account] {
+        let plan = with_gap(what.clone());
         assert_eq!(plan.actions.len(), 1);
         assert!(
             skipped(&plan.actions[0]).is_some_and(|r| r.contains("not read completely")),

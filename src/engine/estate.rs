@@ -7,8 +7,8 @@
 use std::ops::Range;
 
 use nhi_contract::{
-    Approval, Coverage, Credential, CredentialKind, Entitlement, Grant, Identity, Inventory,
-    Provider, Trust,
+    Approval, Blinds, Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity,
+    Inventory, Provider, Trust,
 };
 use serde::{Deserialize, Serialize};
 
@@ -137,27 +137,17 @@ impl Estate {
         let state = if inv.coverage.gaps.is_empty() {
             SourceState::Complete
         } else {
-            // A gap naming a credential kind blinds only that kind.
-            let kind_of = |what: &str| {
-                serde_json::from_value::<CredentialKind>(serde_json::Value::String(what.into()))
-                    .ok()
-            };
             let mut unseen_kinds: Vec<CredentialKind> = Vec::new();
             let mut unseen_other = false;
             for g in &inv.coverage.gaps {
-                match kind_of(&g.what) {
-                    Some(k) if !unseen_kinds.contains(&k) => unseen_kinds.push(k),
-                    Some(_) => {}
-                    None => unseen_other = true,
+                match g.blinds() {
+                    Blinds::CredentialKind(k) if !unseen_kinds.contains(&k) => unseen_kinds.push(k),
+                    Blinds::CredentialKind(_) => {}
+                    Blinds::WholeSource => unseen_other = true,
                 }
             }
             SourceState::Partial {
-                gaps: inv
-                    .coverage
-                    .gaps
-                    .iter()
-                    .map(|g| format!("{}: {}", g.what, g.reason))
-                    .collect(),
+                gaps: inv.coverage.gaps.iter().map(Gap::to_string).collect(),
                 unseen_kinds,
                 unseen_other,
             }

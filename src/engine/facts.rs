@@ -6,13 +6,16 @@
 //! on it false, so a rule never fires on what could not be seen.
 
 use chrono::Duration;
+use nhi_contract::pattern::Syntax;
 use nhi_contract::{Approval, CredentialKind, PrivilegeLevel, Timestamp, Usage};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::engine::estate::Estate;
 use crate::engine::graph::Graph;
-use crate::engine::pattern;
+
+/// Approval scopes and protected ids: `*` only, ASCII case ignored.
+const SCOPE: Syntax = Syntax::STAR_ASCII_CASELESS;
 
 /// Where the best approval of a subject stands at evaluation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -396,7 +399,7 @@ impl Ctx<'_> {
                         .scope
                         .actions
                         .iter()
-                        .any(|p| pattern::covers_ignore_case(p, act))
+                        .any(|p| SCOPE.covers(p, act))
                 })
             })
     }
@@ -408,7 +411,7 @@ impl Ctx<'_> {
                 .scope
                 .assume
                 .iter()
-                .any(|p| pattern::matches_ignore_case(p, id))
+                .any(|p| SCOPE.matches(p, id))
         })
     }
 
@@ -475,9 +478,7 @@ impl Ctx<'_> {
             return true;
         };
         let ok = |allowed: &[String], v: &Option<String>| match v {
-            Some(v) if !allowed.is_empty() => {
-                allowed.iter().any(|p| pattern::matches_ignore_case(p, v))
-            }
+            Some(v) if !allowed.is_empty() => allowed.iter().any(|p| SCOPE.matches(p, v)),
             _ => true,
         };
         ok(&a.scope.services, service) && ok(&a.scope.regions, region)

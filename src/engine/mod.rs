@@ -8,7 +8,6 @@ pub mod estate;
 pub mod facts;
 pub mod findings;
 pub mod graph;
-pub mod pattern;
 pub mod plan;
 pub mod rules;
 

@@ -9,14 +9,17 @@
 //! The plan is built on estate indices (cheap for millions of findings) and
 //! [`Plan::resolve`]d to provider ids only for output or execution.
 
+use nhi_contract::pattern::Syntax;
 use nhi_contract::{ActionRequest, Operation};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::engine::estate::Estate;
 use crate::engine::facts::Facts;
-use crate::engine::pattern;
 use crate::engine::rules::{Hit, Kind, RuleSet};
+
+/// Approval scopes and protected ids: `*` only, ASCII case ignored.
+const SCOPE: Syntax = Syntax::STAR_ASCII_CASELESS;
 
 /// Subjects never acted on, by id pattern.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +33,7 @@ impl Protected {
 
     /// Whether `id` is protected.
     pub fn covers(&self, id: &str) -> bool {
-        self.0.iter().any(|p| pattern::matches_ignore_case(p, id))
+        self.0.iter().any(|p| SCOPE.matches(p, id))
     }
 }
 

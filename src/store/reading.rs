@@ -76,7 +76,8 @@ pub fn rule_infos(rules: &RuleSet) -> Vec<RuleInfo> {
         .collect()
 }
 
-/// Regroup the flattened estate per source. Approvals carried by
+/// What the run read: each source's inventory as it returned it (its span
+/// in the estate), the approvals, the rules. Approvals carried by
 /// inventories are already in `estate.approvals`: they are kept there only,
 /// so rebuilding does not count them twice.
 pub fn capture(estate: &Estate, rules: &RuleSet) -> RunReading {

@@ -91,7 +91,7 @@ async fn main() {
         inv.coverage
             .gaps
             .iter()
-            .map(|g| g.what.as_str())
+            .map(|g| g.unseen.to_string())
             .collect::<Vec<_>>()
     );
 }

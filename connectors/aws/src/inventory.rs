@@ -18,7 +18,7 @@ use aws_sdk_iam::Client;
 use futures_util::stream::{self, StreamExt};
 use nhi_contract::{
     Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity, IdentityKind,
-    Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Usage,
+    Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Unseen, Usage,
 };
 
 use crate::config::AwsConfig;
@@ -109,8 +109,9 @@ impl InventorySource for AwsSource {
                     merge(&mut out, inv);
                 }
                 Err(e) => {
-                    let what =
-                        role.map_or_else(|| "account".to_string(), |r| format!("account via {r}"));
+                    let what = Unseen::Account {
+                        via_role: role.map(str::to_string),
+                    };
                     tracing::error!(source = %self.config.name, %what, error = %e, "account scan failed");
                     failures.push((what, e));
                 }
@@ -123,9 +124,9 @@ impl InventorySource for AwsSource {
                 return Err(e);
             }
         }
-        for (what, e) in failures {
+        for (unseen, e) in failures {
             out.coverage.gaps.push(Gap {
-                what,
+                unseen,
                 reason: e.to_string(),
             });
         }
@@ -153,16 +154,19 @@ impl InventorySource for AwsSource {
         }
         let sdk_base = self.base().await;
         // What the full scan could not read stays unread: no probe per call.
-        let refused: BTreeMap<&'static str, String> = ["ssh_key", "certificate", "token"]
-            .into_iter()
-            .filter_map(|k| {
-                base.coverage
-                    .gaps
-                    .iter()
-                    .find(|g| g.what == k)
-                    .map(|g| (k, g.reason.clone()))
-            })
-            .collect();
+        let mut refused: Vec<(CredentialKind, String)> = Vec::new();
+        for g in &base.coverage.gaps {
+            if let Unseen::Credentials { kind } = g.unseen {
+                let optional = [
+                    CredentialKind::SshKey,
+                    CredentialKind::Certificate,
+                    CredentialKind::Token,
+                ];
+                if optional.contains(&kind) && !refused.iter().any(|(k, _)| *k == kind) {
+                    refused.push((kind, g.reason.clone()));
+                }
+            }
+        }
         for user in users {
             // The account's client: the configured role in that account, if any.
             let role = self
@@ -188,25 +192,16 @@ impl InventorySource for AwsSource {
                 CredentialKind::Token,
             ]
             .into_iter()
-            .filter(|k| !scan.is_refused(k.as_str()))
+            .filter(|k| !scan.is_refused(*k))
             .collect();
             out.credentials
                 .retain(|c| !(c.identity == user.id && reread.contains(&c.kind)));
             out.credentials.extend(fresh.credentials);
             // A listing refused now (and not in the full scan) leaves that
             // kind as of `base`: record the gap, so nothing acts on it.
-            let now_refused: Vec<(String, String)> = scan
-                .refused
-                .lock()
-                .map(|r| {
-                    r.iter()
-                        .map(|(w, why)| (w.to_string(), why.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for (what, reason) in now_refused {
-                if !out.coverage.gaps.iter().any(|g| g.what == what) {
-                    out.coverage.gaps.push(Gap { what, reason });
+            for gap in scan.refused_gaps() {
+                if !out.coverage.gaps.iter().any(|g| g.unseen == gap.unseen) {
+                    out.coverage.gaps.push(gap);
                 }
             }
         }
@@ -233,11 +228,11 @@ struct Scan<'a> {
     client: &'a Client,
     cfg: &'a AwsConfig,
     calls: &'a CallStats,
-    /// Optional credential listings the endpoint refused (gap name → why).
+    /// Optional credential listings the endpoint refused (kind, why).
     /// Once refused for one user, not asked again for the others: an
     /// unsupported call answered with 5xx would otherwise be retried for
     /// every user and slow the whole scan down through the adaptive limiter.
-    refused: std::sync::Mutex<BTreeMap<&'static str, String>>,
+    refused: std::sync::Mutex<Vec<(CredentialKind, String)>>,
 }
 
 /// What the authorization details say about one principal.
@@ -441,7 +436,9 @@ struct UserCreds {
     /// role may share the name).
     user: String,
     credentials: Vec<Credential>,
-    gaps: Vec<Gap>,
+    /// Whether the user has a console password, asked per user when the
+    /// credential report could not be read.
+    console_password: Option<bool>,
 }
 
 fn tags(list: &[aws_sdk_iam::types::Tag]) -> BTreeMap<String, String> {
@@ -479,7 +476,7 @@ impl Scan<'_> {
             Ok(r) => Some(r),
             Err(e) => {
                 gaps.push(Gap {
-                    what: "credential_report".into(),
+                    unseen: Unseen::CredentialReport,
                     reason: e.to_string(),
                 });
                 None
@@ -506,29 +503,15 @@ impl Scan<'_> {
                 .await,
         );
         let mut creds_by_user: HashMap<String, Vec<Credential>> = HashMap::new();
-        let mut kinds_refused: BTreeMap<String, String> = BTreeMap::new();
         let mut console_fallback: HashMap<String, bool> = HashMap::new();
         for r in per_user {
             let uc = r?;
-            for g in uc.gaps {
-                if g.what == "console_password" {
-                    console_fallback.insert(uc.user.clone(), g.reason == "true");
-                    continue;
-                }
-                kinds_refused.entry(g.what).or_insert(g.reason);
+            if let Some(has) = uc.console_password {
+                console_fallback.insert(uc.user.clone(), has);
             }
             creds_by_user.insert(uc.user, uc.credentials);
         }
-        if let Ok(refused) = self.refused.lock() {
-            for (what, reason) in refused.iter() {
-                kinds_refused
-                    .entry(what.to_string())
-                    .or_insert(reason.clone());
-            }
-        }
-        for (what, reason) in kinds_refused {
-            gaps.push(Gap { what, reason });
-        }
+        gaps.extend(self.refused_gaps());
         let (mut inv, read) = self
             .assemble(details, report, creds_by_user, &console_fallback)
             .await?;
@@ -660,18 +643,39 @@ impl Scan<'_> {
         parse_report(&content)
     }
 
-    fn is_refused(&self, what: &str) -> bool {
+    fn is_refused(&self, kind: CredentialKind) -> bool {
         self.refused
             .lock()
-            .map(|r| r.contains_key(what))
+            .map(|r| r.iter().any(|(k, _)| *k == kind))
             .unwrap_or(false)
     }
 
-    fn refuse(&self, what: &'static str, e: SourceError) {
-        tracing::warn!(%what, error = %e, "credential type not readable: recorded as a gap");
+    fn refuse(&self, kind: CredentialKind, e: SourceError) {
+        tracing::warn!(what = kind.as_str(), error = %e, "credential type not readable: recorded as a gap");
         if let Ok(mut r) = self.refused.lock() {
-            r.entry(what).or_insert_with(|| e.to_string());
+            if !r.iter().any(|(k, _)| *k == kind) {
+                r.push((kind, e.to_string()));
+            }
         }
+    }
+
+    /// A gap per refused listing, ordered by kind name as they were always
+    /// reported.
+    fn refused_gaps(&self) -> Vec<Gap> {
+        let mut gaps: Vec<Gap> = self
+            .refused
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|(kind, reason)| Gap {
+                        unseen: Unseen::Credentials { kind: *kind },
+                        reason: reason.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        gaps.sort_by_key(|g| g.unseen.to_string());
+        gaps
     }
 
     async fn user_credentials(
@@ -681,7 +685,7 @@ impl Scan<'_> {
         need_console: bool,
     ) -> Result<UserCreds, SourceError> {
         let mut credentials = Vec::new();
-        let mut gaps = Vec::new();
+        let mut console_password = None;
         // Access keys: exact per key id. A failure here is not a gap: keys
         // are what gets disabled, so not seeing them makes the source unknown.
         let mut pages = self
@@ -733,7 +737,7 @@ impl Scan<'_> {
             });
         }
 
-        let ssh = if self.is_refused("ssh_key") {
+        let ssh = if self.is_refused(CredentialKind::SshKey) {
             None
         } else {
             self.calls.count("ListSSHPublicKeys");
@@ -757,9 +761,11 @@ impl Scan<'_> {
                 active: active(k.status()),
                 name: None,
             })),
-            Some(Err(e)) => self.refuse("ssh_key", source_error("ListSSHPublicKeys", e)),
+            Some(Err(e)) => {
+                self.refuse(CredentialKind::SshKey, source_error("ListSSHPublicKeys", e))
+            }
         }
-        let certs = if self.is_refused("certificate") {
+        let certs = if self.is_refused(CredentialKind::Certificate) {
             None
         } else {
             self.calls.count("ListSigningCertificates");
@@ -783,9 +789,12 @@ impl Scan<'_> {
                 active: active(c.status()),
                 name: Some("signing certificate".into()),
             })),
-            Some(Err(e)) => self.refuse("certificate", source_error("ListSigningCertificates", e)),
+            Some(Err(e)) => self.refuse(
+                CredentialKind::Certificate,
+                source_error("ListSigningCertificates", e),
+            ),
         }
-        let tokens = if self.is_refused("token") {
+        let tokens = if self.is_refused(CredentialKind::Token) {
             None
         } else {
             self.calls.count("ListServiceSpecificCredentials");
@@ -812,7 +821,10 @@ impl Scan<'_> {
                 },
             )),
             // Service-specific credentials are the only AWS `token` kind.
-            Some(Err(e)) => self.refuse("token", source_error("ListServiceSpecificCredentials", e)),
+            Some(Err(e)) => self.refuse(
+                CredentialKind::Token,
+                source_error("ListServiceSpecificCredentials", e),
+            ),
         }
         if need_console {
             // Without the credential report, ask per user whether a console
@@ -829,10 +841,7 @@ impl Scan<'_> {
                 Err(e) if sdk::is_not_found(&e) => false,
                 Err(e) => return Err(source_error("GetLoginProfile", e)),
             };
-            gaps.push(Gap {
-                what: "console_password".into(),
-                reason: has.to_string(),
-            });
+            console_password = Some(has);
         }
         for c in &mut credentials {
             c.identity = arn.clone();
@@ -840,7 +849,7 @@ impl Scan<'_> {
         Ok(UserCreds {
             user: arn,
             credentials,
-            gaps,
+            console_password,
         })
     }
 

@@ -26,6 +26,7 @@
 //!   kept): they neither admit nor deny in trust evaluation.
 //! - Service control policies and resource policies are not read.
 
+use nhi_contract::pattern::Syntax;
 use nhi_contract::PrivilegeLevel;
 use serde_json::{Map, Value};
 
@@ -110,8 +111,8 @@ impl Statement {
             Spec::Only(ps) => self
                 .action_patterns(ps, action)
                 .iter()
-                .any(|p| covers(p, action)),
-            Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, action, true)),
+                .any(|p| ACTION.covers(p, action)),
+            Spec::AllBut(xs) => !xs.iter().any(|x| ACTION.overlaps(x, action)),
         }
     }
 
@@ -121,8 +122,8 @@ impl Statement {
             Spec::Only(ps) => self
                 .action_patterns(ps, action)
                 .iter()
-                .any(|p| overlaps(p, action, true)),
-            Spec::AllBut(xs) => !xs.iter().any(|x| covers(x, action)),
+                .any(|p| ACTION.overlaps(p, action)),
+            Spec::AllBut(xs) => !xs.iter().any(|x| ACTION.covers(x, action)),
         }
     }
 }
@@ -307,153 +308,18 @@ fn parse_principals(v: &Value) -> Result<Principals, PolicyError> {
 }
 
 // ---------------------------------------------------------------------------
-// Glob matching, subsumption and overlap
+// Patterns: one implementation for the engine and this analysis
 // ---------------------------------------------------------------------------
 
-/// `*`/`?` glob match of `text` against `pattern`.
-fn glob_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
-    let p = chars(pattern, case_insensitive);
-    let t = chars(text, case_insensitive);
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
+/// Action names: `*` and `?`, case-insensitive.
+const ACTION: Syntax = Syntax::IAM_ACTION;
+/// Resources and principal ARNs: `*` and `?`, case-sensitive.
+const RESOURCE: Syntax = Syntax::IAM_RESOURCE;
 
-fn chars(s: &str, case_insensitive: bool) -> Vec<char> {
-    if case_insensitive {
-        s.to_lowercase().chars().collect()
-    } else {
-        s.chars().collect()
-    }
-}
-
-/// Case-insensitive action glob match.
-#[cfg(test)]
-fn action_matches(pattern: &str, action: &str) -> bool {
-    glob_match(pattern, action, true)
-}
-
-/// Whether glob `outer` covers glob `inner` (every string matching `inner`
-/// matches `outer`). A `*` in `inner` is only covered by a `*` in `outer`; a
-/// `?` in `inner` by `?` or `*`. Sound (never claims cover wrongly); may miss
-/// exotic covers.
-fn covers_with(outer: &str, inner: &str, case_insensitive: bool) -> bool {
-    if outer == "*" {
-        return true;
-    }
-    // Cover implies a common string: most pairs (other services, other
-    // resource types) fail here without allocating.
-    if !prefixes_agree(outer, inner, case_insensitive) {
-        return false;
-    }
-    // Before its first `*`, `outer` matches literally: it cannot cover a
-    // `*` of `inner` that comes earlier.
-    if let Some(i) = inner.chars().position(|c| c == '*') {
-        if outer.chars().position(|c| c == '*').is_none_or(|o| o > i) {
-            return false;
-        }
-    }
-    let o = chars(outer, case_insensitive);
-    let n = chars(inner, case_insensitive);
-    // dp[i][j]: o[i..] covers n[j..]
-    let mut dp = vec![vec![false; n.len() + 1]; o.len() + 1];
-    dp[o.len()][n.len()] = true;
-    for i in (0..o.len()).rev() {
-        for j in (0..=n.len()).rev() {
-            dp[i][j] = match o[i] {
-                '*' => dp[i + 1][j] || (j < n.len() && dp[i][j + 1]),
-                '?' => j < n.len() && n[j] != '*' && dp[i + 1][j + 1],
-                c => j < n.len() && n[j] == c && dp[i + 1][j + 1],
-            };
-        }
-    }
-    dp[0][0]
-}
-
-/// Whether the literal beginnings of two globs (up to the first `*` of
-/// either) can match the same text: a necessary condition for overlap.
-fn prefixes_agree(a: &str, b: &str, case_insensitive: bool) -> bool {
-    // Non-ASCII text is left to the full comparison (a `?` is one char,
-    // not one byte).
-    if !a.is_ascii() || !b.is_ascii() {
-        return true;
-    }
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    for i in 0.. {
-        match (a.get(i), b.get(i)) {
-            (Some(b'*'), _) | (_, Some(b'*')) | (None, None) => return true,
-            (None, Some(_)) | (Some(_), None) => return false,
-            (Some(b'?'), Some(_)) | (Some(_), Some(b'?')) => {}
-            (Some(x), Some(y)) => {
-                let same = if case_insensitive {
-                    x.eq_ignore_ascii_case(y)
-                } else {
-                    x == y
-                };
-                if !same {
-                    return false;
-                }
-            }
-        }
-    }
-    true
-}
-
-/// Case-insensitive [`covers_with`], for actions.
-fn covers(outer: &str, inner: &str) -> bool {
-    covers_with(outer, inner, true)
-}
-
-/// Whether some string matches both globs.
-fn overlaps(a: &str, b: &str, case_insensitive: bool) -> bool {
-    if a == "*" || b == "*" {
-        return true;
-    }
-    if !prefixes_agree(a, b, case_insensitive) {
-        return false;
-    }
-    let a = chars(a, case_insensitive);
-    let b = chars(b, case_insensitive);
-    // dp[i][j]: a[i..] and b[j..] match a common string
-    let mut dp = vec![vec![false; b.len() + 1]; a.len() + 1];
-    for i in (0..=a.len()).rev() {
-        for j in (0..=b.len()).rev() {
-            dp[i][j] = match (a.get(i), b.get(j)) {
-                (None, None) => true,
-                (Some('*'), _) => dp[i + 1][j] || (j < b.len() && dp[i][j + 1]),
-                (_, Some('*')) => dp[i][j + 1] || (i < a.len() && dp[i + 1][j]),
-                (Some(x), Some(y)) => (*x == '?' || *y == '?' || x == y) && dp[i + 1][j + 1],
-                _ => false,
-            };
-        }
-    }
-    dp[0][0]
-}
-
-fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
+fn spec_matches(spec: &Spec, value: &str, syntax: Syntax) -> bool {
     match spec {
-        Spec::Only(ps) => ps.iter().any(|p| glob_match(p, value, case_insensitive)),
-        Spec::AllBut(ps) => !ps.iter().any(|p| glob_match(p, value, case_insensitive)),
+        Spec::Only(ps) => ps.iter().any(|p| syntax.matches(p, value)),
+        Spec::AllBut(ps) => !ps.iter().any(|p| syntax.matches(p, value)),
     }
 }
 
@@ -461,10 +327,10 @@ fn spec_matches(spec: &Spec, value: &str, case_insensitive: bool) -> bool {
 /// names; otherwise one is enough (creating *some* Lambda function).
 fn resources_reach(spec: &Spec, target: &str, all: bool) -> bool {
     match spec {
-        Spec::Only(ps) if all => ps.iter().any(|p| covers_with(p, target, false)),
-        Spec::Only(ps) => ps.iter().any(|p| overlaps(p, target, false)),
-        Spec::AllBut(xs) if all => !xs.iter().any(|x| overlaps(x, target, false)),
-        Spec::AllBut(xs) => !xs.iter().any(|x| covers_with(x, target, false)),
+        Spec::Only(ps) if all => ps.iter().any(|p| RESOURCE.covers(p, target)),
+        Spec::Only(ps) => ps.iter().any(|p| RESOURCE.overlaps(p, target)),
+        Spec::AllBut(xs) if all => !xs.iter().any(|x| RESOURCE.overlaps(x, target)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| RESOURCE.covers(x, target)),
     }
 }
 
@@ -473,10 +339,10 @@ fn resources_reach(spec: &Spec, target: &str, all: bool) -> bool {
 /// denying all of it does.
 fn resources_deny(spec: &Spec, target: &str, all: bool) -> bool {
     match spec {
-        Spec::Only(ps) if all => ps.iter().any(|p| overlaps(p, target, false)),
-        Spec::Only(ps) => ps.iter().any(|p| covers_with(p, target, false)),
-        Spec::AllBut(xs) if all => !xs.iter().any(|x| covers_with(x, target, false)),
-        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, target, false)),
+        Spec::Only(ps) if all => ps.iter().any(|p| RESOURCE.overlaps(p, target)),
+        Spec::Only(ps) => ps.iter().any(|p| RESOURCE.covers(p, target)),
+        Spec::AllBut(xs) if all => !xs.iter().any(|x| RESOURCE.covers(x, target)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| RESOURCE.overlaps(x, target)),
     }
 }
 
@@ -1080,9 +946,9 @@ fn hard_denies<'a>(stmts: impl Iterator<Item = &'a Statement>, every: &str) -> V
 /// Whether allowed action pattern `p` is fully removed by one of `denies`.
 fn pattern_denied(p: &str, denies: &[&Statement]) -> bool {
     denies.iter().any(|d| match &d.actions {
-        Spec::Only(ds) => ds.iter().any(|dp| covers(dp, p)),
+        Spec::Only(ds) => ds.iter().any(|dp| ACTION.covers(dp, p)),
         // "Deny everything except X" removes `p` when no X can name what it does.
-        Spec::AllBut(xs) => !xs.iter().any(|x| overlaps(x, p, true)),
+        Spec::AllBut(xs) => !xs.iter().any(|x| ACTION.overlaps(x, p)),
     })
 }
 
@@ -1204,16 +1070,16 @@ fn within_boundary<'a>(
             .flat_map(move |s| match &s.actions {
                 Spec::Only(bs) => bs
                     .iter()
-                    .filter(|q| overlaps(q, p, true))
+                    .filter(|q| ACTION.overlaps(q, p))
                     .map(|q| {
-                        if covers(p, q) {
+                        if ACTION.covers(p, q) {
                             q.clone()
                         } else {
                             p.to_string()
                         }
                     })
                     .collect::<Vec<_>>(),
-                Spec::AllBut(xs) if !xs.iter().any(|x| covers(x, p)) => vec![p.to_string()],
+                Spec::AllBut(xs) if !xs.iter().any(|x| ACTION.covers(x, p)) => vec![p.to_string()],
                 Spec::AllBut(_) => Vec::new(),
             }),
     )
@@ -1258,7 +1124,7 @@ fn principal_match(stmt: &Statement, principal_arn: &str, account: &str) -> Trus
         TrustMatch::None
     };
     for entry in &p.aws {
-        if entry.contains(':') && glob_match(entry, principal_arn, false) {
+        if entry.contains(':') && RESOURCE.matches(entry, principal_arn) {
             return TrustMatch::Named;
         }
         if entry == "*" || entry == account || is_account_root(entry, account) {
@@ -1270,7 +1136,7 @@ fn principal_match(stmt: &Statement, principal_arn: &str, account: &str) -> Trus
 
 /// Best match among admitting Allow statements, or None if denied / not admitted.
 fn trust_match(trust: &PolicyDocument, principal_arn: &str, account: &str) -> TrustMatch {
-    let relevant = |s: &&Statement| spec_matches(&s.actions, ASSUME_ROLE, true);
+    let relevant = |s: &&Statement| spec_matches(&s.actions, ASSUME_ROLE, ACTION);
     let denied = trust
         .statements
         .iter()
@@ -1442,18 +1308,18 @@ mod tests {
 
     #[test]
     fn glob_and_covers() {
-        assert!(action_matches("S3:get*", "s3:GetObject"));
-        assert!(action_matches("s3:Get?bject", "s3:GetObject"));
-        assert!(!action_matches("s3:Get", "s3:GetObject"));
-        assert!(!glob_match("arn:aws:s3:::B/*", "arn:aws:s3:::b/k", false));
-        assert!(covers("s3:*", "s3:Get*"));
-        assert!(covers("*", "s3:*"));
-        assert!(covers("S3:GET*", "s3:GetObject"));
-        assert!(!covers("s3:GetObject", "s3:Get*"));
-        assert!(!covers("s3:Get*", "s3:*"));
-        assert!(covers("s3:Get?bject", "s3:GetObject"));
-        assert!(!covers("s3:Get?bject", "s3:Get*bject"));
-        assert!(covers("iam:*Policy", "iam:Put*Policy"));
+        assert!(ACTION.matches("S3:get*", "s3:GetObject"));
+        assert!(ACTION.matches("s3:Get?bject", "s3:GetObject"));
+        assert!(!ACTION.matches("s3:Get", "s3:GetObject"));
+        assert!(!RESOURCE.matches("arn:aws:s3:::B/*", "arn:aws:s3:::b/k"));
+        assert!(ACTION.covers("s3:*", "s3:Get*"));
+        assert!(ACTION.covers("*", "s3:*"));
+        assert!(ACTION.covers("S3:GET*", "s3:GetObject"));
+        assert!(!ACTION.covers("s3:GetObject", "s3:Get*"));
+        assert!(!ACTION.covers("s3:Get*", "s3:*"));
+        assert!(ACTION.covers("s3:Get?bject", "s3:GetObject"));
+        assert!(!ACTION.covers("s3:Get?bject", "s3:Get*bject"));
+        assert!(ACTION.covers("iam:*Policy", "iam:Put*Policy"));
     }
 
     // --- analyse -----------------------------------------------------------
@@ -1658,20 +1524,12 @@ mod tests {
 
     #[test]
     fn overlaps_is_glob_intersection() {
-        assert!(overlaps(
-            "arn:aws:iam::1:user/*",
-            "arn:aws:iam::*:user/a",
-            false
-        ));
-        assert!(overlaps("*:Get*", "s3:*", true));
-        assert!(!overlaps("s3:*", "iam:*", true));
-        assert!(!overlaps(
-            "arn:aws:iam::1:user/*",
-            "arn:aws:iam::1:role/*",
-            false
-        ));
-        assert!(overlaps("a?c", "*c", false));
-        assert!(!overlaps("ab", "a", false));
+        assert!(RESOURCE.overlaps("arn:aws:iam::1:user/*", "arn:aws:iam::*:user/a"));
+        assert!(ACTION.overlaps("*:Get*", "s3:*"));
+        assert!(!ACTION.overlaps("s3:*", "iam:*"));
+        assert!(!RESOURCE.overlaps("arn:aws:iam::1:user/*", "arn:aws:iam::1:role/*"));
+        assert!(RESOURCE.overlaps("a?c", "*c"));
+        assert!(!RESOURCE.overlaps("ab", "a"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use nhi_aws::moto::Moto;
 use nhi_aws::{AwsConfig, AwsRemediator, AwsSource};
 use nhi_contract::{
     ActionRequest, CredentialKind, IdentityKind, Inventory, InventorySource, Operation,
-    PrivilegeLevel, Provider, Remediator, SourceError, Usage,
+    PrivilegeLevel, Provider, Remediator, SourceError, Unseen, Usage,
 };
 
 fn config() -> AwsConfig {
@@ -175,7 +175,10 @@ async fn calls_are_counted_and_frugal() {
         );
     }
     assert!(
-        inv.coverage.gaps.iter().any(|g| g.what == "token"),
+        inv.coverage.gaps.iter().any(|g| g.unseen
+            == Unseen::Credentials {
+                kind: CredentialKind::Token
+            }),
         "{:?}",
         inv.coverage
     );
@@ -375,7 +378,10 @@ async fn refused_credential_type_is_a_gap_not_a_failure() {
         Moto::start("estate", &["--proxy-fail-action", "ListSSHPublicKeys=500"]).expect("fixture");
     let inv = scan(&moto).await.expect("partial, not failed");
     assert!(
-        inv.coverage.gaps.iter().any(|g| g.what == "ssh_key"),
+        inv.coverage.gaps.iter().any(|g| g.unseen
+            == Unseen::Credentials {
+                kind: CredentialKind::SshKey
+            }),
         "{:?}",
         inv.coverage
     );

@@ -11,7 +11,7 @@ use nhi_azure::testing::{
 use nhi_azure::{AzureAuth, AzureConfig, AzureRemediator, AzureSource};
 use nhi_contract::{
     ActionRequest, CredentialKind, IdentityKind, Inventory, InventorySource, Operation,
-    PrivilegeLevel, Provider, Remediator, SourceError, Usage,
+    PrivilegeLevel, Provider, Remediator, SourceError, Unseen, Usage,
 };
 
 fn config(fake: &FakeTenant, env: &str) -> AzureConfig {
@@ -355,7 +355,7 @@ async fn refused_reports_make_usage_unknown_never_never() {
     assert!(inv.credentials.iter().all(|c| c.usage == Usage::Unknown));
     assert!(inv.identities.iter().all(|i| i.usage == Usage::Unknown));
     assert_eq!(inv.coverage.gaps.len(), 1);
-    assert_eq!(inv.coverage.gaps[0].what, "usage");
+    assert_eq!(inv.coverage.gaps[0].unseen, Unseen::Usage);
     assert!(
         inv.coverage.gaps[0].reason.contains("403"),
         "{}",
@@ -374,7 +374,7 @@ async fn failing_reports_are_a_usage_gap_not_a_failed_tenant() {
     let inv = inv.expect("scan");
     assert!(inv.credentials.iter().all(|c| c.usage == Usage::Unknown));
     assert_eq!(inv.coverage.gaps.len(), 1);
-    assert_eq!(inv.coverage.gaps[0].what, "usage");
+    assert_eq!(inv.coverage.gaps[0].unseen, Unseen::Usage);
     assert!(
         inv.coverage.gaps[0].reason.contains("HTTP 500"),
         "{}",
@@ -392,8 +392,10 @@ async fn a_failing_subscription_is_a_gap_and_a_failing_directory_fails_the_sourc
     let inv = inv.expect("partial scan");
     assert_eq!(inv.coverage.gaps.len(), 1);
     assert_eq!(
-        inv.coverage.gaps[0].what,
-        format!("subscription {SUBSCRIPTION}")
+        inv.coverage.gaps[0].unseen,
+        Unseen::Subscription {
+            id: SUBSCRIPTION.into()
+        }
     );
     assert!(
         inv.entitlements
@@ -957,7 +959,7 @@ async fn directory_roles_are_read_detached_and_restored_and_a_refusal_is_a_gap()
     let (inv, _) = scan(&fake, "NHI_AZ_R9").await;
     let inv = inv.expect("scan");
     assert_eq!(inv.coverage.gaps.len(), 1);
-    assert_eq!(inv.coverage.gaps[0].what, "directory roles");
+    assert_eq!(inv.coverage.gaps[0].unseen, Unseen::DirectoryRoles);
     assert!(inv
         .entitlements
         .iter()

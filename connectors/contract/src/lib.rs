@@ -16,6 +16,8 @@
 //! The model is serde-serialisable; its JSON form is the snapshot format
 //! documented in `connectors/snapshot/README.md`.
 
+#![deny(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -24,6 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod connector;
+pub mod pattern;
 pub mod time;
 
 pub use connector::{
@@ -422,14 +425,109 @@ pub struct Coverage {
     pub gaps: Vec<Gap>,
 }
 
-/// One thing a source could not see.
+/// One thing a source could not see, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gap {
-    /// What was not read: a credential kind (`ssh_key`), `usage`, an account id.
-    pub what: String,
+    /// What was not read.
+    pub unseen: Unseen,
     /// Why, in the provider's words.
     pub reason: String,
+}
+
+impl Gap {
+    /// What the engine cannot judge because of this gap.
+    pub fn blinds(&self) -> Blinds {
+        self.unseen.blinds()
+    }
+}
+
+/// `what: reason`, as warnings and the run's source states print it.
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.unseen, self.reason)
+    }
+}
+
+/// What a source could not read. Each variant says by [`Unseen::blinds`]
+/// what the engine may no longer judge, so the engine never reads meaning
+/// out of names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Unseen {
+    /// Credentials of one kind: their listing was refused or failed (for
+    /// every identity, or for some, such as one application's federated
+    /// credentials).
+    Credentials {
+        /// The kind not listed.
+        kind: CredentialKind,
+    },
+    /// Last use (sign-in or activity reports): usage is unknown, never
+    /// "never".
+    Usage,
+    /// The AWS credential report (console passwords, last use of keys and
+    /// passwords).
+    CredentialReport,
+    /// A whole account of a multi-account source.
+    Account {
+        /// The role assumed to reach it; none for the account of the
+        /// source's own credentials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via_role: Option<String>,
+    },
+    /// The directory roles the tenant's identities hold (Entra ID).
+    DirectoryRoles,
+    /// One Azure subscription's role assignments.
+    Subscription {
+        /// The subscription id.
+        id: String,
+    },
+}
+
+impl Unseen {
+    /// What the engine cannot judge while this is unseen.
+    ///
+    /// Today only a credential kind is narrower than the whole source;
+    /// finer answers (a sub-read that blinds only privilege facts) belong
+    /// here, as new [`Blinds`] variants, not in the engine.
+    pub fn blinds(&self) -> Blinds {
+        match self {
+            Unseen::Credentials { kind } => Blinds::CredentialKind(*kind),
+            Unseen::Usage
+            | Unseen::CredentialReport
+            | Unseen::Account { .. }
+            | Unseen::DirectoryRoles
+            | Unseen::Subscription { .. } => Blinds::WholeSource,
+        }
+    }
+}
+
+/// The short name warnings print (`ssh_key`, `usage`, `subscription <id>`).
+impl fmt::Display for Unseen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unseen::Credentials { kind } => f.write_str(kind.as_str()),
+            Unseen::Usage => f.write_str("usage"),
+            Unseen::CredentialReport => f.write_str("credential_report"),
+            Unseen::Account { via_role: None } => f.write_str("account"),
+            Unseen::Account {
+                via_role: Some(role),
+            } => write!(f, "account via {role}"),
+            Unseen::DirectoryRoles => f.write_str("directory roles"),
+            Unseen::Subscription { id } => write!(f, "subscription {id}"),
+        }
+    }
+}
+
+/// What a gap leaves the engine unable to judge: findings and actions that
+/// depend on it are held (never acted on, never resolved) for the pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blinds {
+    /// Credentials of this kind only: the source's identities and its other
+    /// credentials are seen.
+    CredentialKind(CredentialKind),
+    /// Anything the source holds may depend on it.
+    WholeSource,
 }
 
 /// Everything one inventory source saw in one scan.
@@ -630,6 +728,36 @@ mod tests {
         let text = r#"{"id":"AKIA1","identity":"u","kind":"access_key","secret":"x"}"#;
         let err = serde_json::from_str::<Credential>(text).unwrap_err();
         assert!(err.to_string().contains("unknown field `secret`"), "{err}");
+    }
+
+    #[test]
+    fn a_gap_is_typed_and_says_what_it_blinds() {
+        let text = r#"{"unseen":{"type":"credentials","kind":"ssh_key"},"reason":"AccessDenied"}"#;
+        let gap: Gap = serde_json_from(text);
+        assert_eq!(
+            gap.unseen,
+            Unseen::Credentials {
+                kind: CredentialKind::SshKey
+            }
+        );
+        assert_eq!(gap.blinds(), Blinds::CredentialKind(CredentialKind::SshKey));
+        assert_eq!(gap.to_string(), "ssh_key: AccessDenied");
+        assert_eq!(serde_json::to_string(&gap).expect("json"), text);
+        let sub: Gap =
+            serde_json_from(r#"{"unseen":{"type":"subscription","id":"s1"},"reason":"500"}"#);
+        assert_eq!(sub.blinds(), Blinds::WholeSource);
+        assert_eq!(sub.to_string(), "subscription s1: 500");
+        let account = Unseen::Account { via_role: None };
+        assert_eq!(account.to_string(), "account");
+        assert_eq!(
+            serde_json::to_string(&account).expect("json"),
+            r#"{"type":"account"}"#
+        );
+        // The untyped form is refused, not read as something else.
+        let old = r#"{"what":"ssh_key","reason":"AccessDenied"}"#;
+        assert!(serde_json::from_str::<Gap>(old).is_err());
+        let unknown = r#"{"unseen":{"type":"subscription","id":"s1","extra":1},"reason":"x"}"#;
+        assert!(serde_json::from_str::<Gap>(unknown).is_err());
     }
 
     fn serde_json_from<T: for<'a> Deserialize<'a>>(s: &str) -> T {

@@ -13,76 +13,174 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use nhi_contract::{
-    Approval, Coverage, Credential, Entitlement, Grant, Identity, Inventory, InventorySource,
-    Provider, SourceError, Timestamp, Trust,
+use nhi_contract::{Inventory, InventorySource, Provider, SourceError, Timestamp};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, Error as _, IntoDeserializer, MapAccess, Visitor,
 };
 use serde::{Deserialize, Serialize};
 
 /// The format tag every snapshot file starts with.
 pub const FORMAT: &str = "nhi-assure.snapshot/v1";
 
-/// A snapshot file: a header plus the inventory model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A snapshot file: a header, then the contract's [`Inventory`] fields at
+/// the same level (`identities`, `credentials`, …, `coverage`). The
+/// inventory is read by its own strict deserializer, streaming, so an error
+/// anywhere keeps its `line:column`.
+#[derive(Debug, Clone, Serialize)]
 pub struct SnapshotFile {
     /// Must be [`FORMAT`].
     pub format: String,
     /// Provider every identity in the file belongs to.
     pub provider: Provider,
     /// When the export was taken.
-    #[serde(default, deserialize_with = "nhi_contract::time::deserialize_opt")]
     pub exported_at: Option<Timestamp>,
-    /// Identities.
-    #[serde(default)]
-    pub identities: Vec<Identity>,
-    /// Credentials.
-    #[serde(default)]
-    pub credentials: Vec<Credential>,
-    /// Entitlement definitions.
-    #[serde(default)]
-    pub entitlements: Vec<Entitlement>,
-    /// Who holds which entitlement.
-    #[serde(default)]
-    pub grants: Vec<Grant>,
-    /// Who may assume whom.
-    #[serde(default)]
-    pub trusts: Vec<Trust>,
-    /// Approvals carried by the provider itself.
-    #[serde(default)]
-    pub approvals: Vec<Approval>,
-    /// What the export could not see.
-    #[serde(default)]
-    pub coverage: Coverage,
+    /// What the export saw.
+    #[serde(flatten)]
+    pub inventory: Inventory,
 }
 
 impl SnapshotFile {
     /// Wrap an inventory for export.
-    pub fn new(provider: Provider, exported_at: Option<Timestamp>, inv: Inventory) -> Self {
+    pub fn new(provider: Provider, exported_at: Option<Timestamp>, inventory: Inventory) -> Self {
         SnapshotFile {
             format: FORMAT.to_string(),
             provider,
             exported_at,
-            identities: inv.identities,
-            credentials: inv.credentials,
-            entitlements: inv.entitlements,
-            grants: inv.grants,
-            trusts: inv.trusts,
-            approvals: inv.approvals,
-            coverage: inv.coverage,
+            inventory,
         }
     }
+}
 
-    fn into_inventory(self) -> Inventory {
-        Inventory {
-            identities: self.identities,
-            credentials: self.credentials,
-            entitlements: self.entitlements,
-            grants: self.grants,
-            trusts: self.trusts,
-            approvals: self.approvals,
-            coverage: self.coverage,
+/// The header fields, collected while the inventory is read.
+#[derive(Default)]
+struct Header {
+    format: Option<String>,
+    provider: Option<Provider>,
+    exported_at: Option<Option<Timestamp>>,
+}
+
+/// `exported_at` read with the contract's date bounds.
+#[derive(Deserialize)]
+struct ExportedAt(
+    #[serde(deserialize_with = "nhi_contract::time::deserialize_opt")] Option<Timestamp>,
+);
+
+impl<'de> Deserialize<'de> for SnapshotFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut header = Header::default();
+        let inventory = Inventory::deserialize(HeaderThenInventory {
+            de: d,
+            header: &mut header,
+        })?;
+        // Presence was checked inside the object (located); this cannot fail.
+        let (Some(format), Some(provider)) = (header.format, header.provider) else {
+            return Err(D::Error::missing_field("format"));
+        };
+        Ok(SnapshotFile {
+            format,
+            provider,
+            exported_at: header.exported_at.flatten(),
+            inventory,
+        })
+    }
+}
+
+/// Hands the file's object to [`Inventory`]'s deserializer with the header
+/// keys taken out (the header is not a copy of the inventory's fields, and
+/// serde's `flatten` would buffer the file and lose error locations).
+struct HeaderThenInventory<'h, D> {
+    de: D,
+    header: &'h mut Header,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for HeaderThenInventory<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.de.deserialize_map(HeaderVisitor {
+            inner: visitor,
+            header: self.header,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct HeaderVisitor<'h, V> {
+    inner: V,
+    header: &'h mut Header,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for HeaderVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("struct SnapshotFile")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        let value = self.inner.visit_map(WithoutHeader {
+            map,
+            header: &mut *self.header,
+        })?;
+        // Inside the object still, so the error is located at its end.
+        if self.header.format.is_none() {
+            return Err(A::Error::missing_field("format"));
         }
+        if self.header.provider.is_none() {
+            return Err(A::Error::missing_field("provider"));
+        }
+        Ok(value)
+    }
+}
+
+/// The file's entries without the header's, which it records.
+struct WithoutHeader<'h, A> {
+    map: A,
+    header: &'h mut Header,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutHeader<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        // Like a derived struct: a repeated key is refused where it stands.
+        fn first<T, E: de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        while let Some(key) = self.map.next_key::<String>()? {
+            match key.as_str() {
+                "format" => {
+                    first(&self.header.format, "format")?;
+                    self.header.format = Some(self.map.next_value()?);
+                }
+                "provider" => {
+                    first(&self.header.provider, "provider")?;
+                    self.header.provider = Some(self.map.next_value()?);
+                }
+                "exported_at" => {
+                    first(&self.header.exported_at, "exported_at")?;
+                    let ExportedAt(at) = self.map.next_value()?;
+                    self.header.exported_at = Some(at);
+                }
+                _ => return seed.deserialize(key.into_deserializer()).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.map.next_value_seed(seed)
     }
 }
 
@@ -182,8 +280,8 @@ pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Invent
             ));
         }
     }
-    let mut ids = HashSet::with_capacity(file.identities.len());
-    for i in &file.identities {
+    let mut ids = HashSet::with_capacity(file.inventory.identities.len());
+    for i in &file.inventory.identities {
         if i.provider != file.provider {
             return Err(invalid(
                 here(),
@@ -197,8 +295,8 @@ pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Invent
             return Err(invalid(here(), format!("duplicate identity id {}", i.id)));
         }
     }
-    let mut creds = HashSet::with_capacity(file.credentials.len());
-    for c in &file.credentials {
+    let mut creds = HashSet::with_capacity(file.inventory.credentials.len());
+    for c in &file.inventory.credentials {
         if !ids.contains(c.identity.as_str()) {
             return Err(invalid(
                 here(),
@@ -212,8 +310,13 @@ pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Invent
             return Err(invalid(here(), format!("duplicate credential id {}", c.id)));
         }
     }
-    let ents: HashSet<&str> = file.entitlements.iter().map(|e| e.id.as_str()).collect();
-    for g in &file.grants {
+    let ents: HashSet<&str> = file
+        .inventory
+        .entitlements
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    for g in &file.inventory.grants {
         if !ids.contains(g.identity.as_str()) || !ents.contains(g.entitlement.as_str()) {
             return Err(invalid(
                 here(),
@@ -226,7 +329,7 @@ pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Invent
     }
     // A trust may name a principal outside the file (another account, a
     // federated issuer): only the assumed side must be known.
-    for t in &file.trusts {
+    for t in &file.inventory.trusts {
         if !ids.contains(t.to.as_str()) {
             return Err(invalid(
                 here(),
@@ -238,7 +341,7 @@ pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Invent
         }
     }
     drop((ids, creds, ents));
-    Ok(file.into_inventory())
+    Ok(file.inventory)
 }
 
 #[cfg(test)]
@@ -278,6 +381,61 @@ mod tests {
         let err = parse(&p(), &bad, None).unwrap_err().to_string();
         assert!(err.starts_with("estate.json:8:"), "{err}");
         assert!(err.contains("unknown field `secret`"), "{err}");
+    }
+
+    #[test]
+    fn header_and_top_level_errors_are_located() {
+        let unknown = OK.replacen(
+            "\"provider\": \"aws\",",
+            "\"provider\": \"aws\", \"secret\": 1,",
+            1,
+        );
+        let err = parse(&p(), &unknown, None).unwrap_err().to_string();
+        assert!(err.starts_with("estate.json:3:"), "{err}");
+        assert!(err.contains("unknown field `secret`"), "{err}");
+        let twice = OK.replacen(
+            "\"provider\": \"aws\",",
+            "\"provider\": \"aws\", \"format\": \"x\",",
+            1,
+        );
+        let err = parse(&p(), &twice, None).unwrap_err().to_string();
+        assert!(err.starts_with("estate.json:3:"), "{err}");
+        assert!(err.contains("duplicate field `format`"), "{err}");
+        let headless = OK.replacen("\"provider\": \"aws\",", "", 1);
+        let err = parse(&p(), &headless, None).unwrap_err().to_string();
+        assert!(err.starts_with("estate.json:11:"), "{err}");
+        assert!(err.contains("missing field `provider`"), "{err}");
+        let bad_date = OK.replacen(
+            "\"provider\": \"aws\",",
+            "\"provider\": \"aws\", \"exported_at\": \"+262142-01-01T00:00:00Z\",",
+            1,
+        );
+        let err = parse(&p(), &bad_date, None).unwrap_err().to_string();
+        assert!(err.starts_with("estate.json:3:"), "{err}");
+        assert!(err.contains("out of range"), "{err}");
+        let not_an_object = parse(&p(), "[]", None).unwrap_err().to_string();
+        assert!(
+            not_an_object.contains("expected struct SnapshotFile"),
+            "{not_an_object}"
+        );
+    }
+
+    #[test]
+    fn an_exported_inventory_reads_back_as_it_was() {
+        let inv = parse(&p(), OK, Some(Provider::Aws)).expect("valid");
+        let mut with_gap = inv.clone();
+        with_gap.coverage.gaps.push(nhi_contract::Gap {
+            unseen: nhi_contract::Unseen::Usage,
+            reason: "reports refused".into(),
+        });
+        let file = SnapshotFile::new(Provider::Aws, None, with_gap.clone());
+        let text = serde_json::to_string_pretty(&file).expect("json");
+        assert!(
+            text.contains("\"identities\""),
+            "fields at the top level: {text}"
+        );
+        let back = parse(&p(), &text, Some(Provider::Aws)).expect("reads back");
+        assert_eq!(back, with_gap);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use futures_util::stream::{self, StreamExt};
-use nhi_contract::{Entitlement, Gap, Grant, Inventory};
+use nhi_contract::{Entitlement, Gap, Grant, Inventory, Unseen};
 
 use super::{Held, Scan};
 use crate::client::{Api, ApiError};
@@ -208,7 +208,7 @@ impl Scan<'_> {
             Err(e) => {
                 tracing::warn!(source = %self.cfg.name, error = %e, "directory roles not read");
                 inv.coverage.gaps.push(Gap {
-                    what: "directory roles".into(),
+                    unseen: Unseen::DirectoryRoles,
                     reason: e.to_string(),
                 });
                 return;

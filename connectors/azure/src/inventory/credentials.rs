@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
-use nhi_contract::{Credential, CredentialKind, Gap, Inventory, Usage};
+use nhi_contract::{Credential, CredentialKind, Gap, Inventory, Unseen, Usage};
 
 use super::usage::{usage_of, Activity};
 use super::Scan;
@@ -118,7 +118,9 @@ impl Scan<'_> {
                 Err(e) => {
                     tracing::warn!(source = %self.cfg.name, %app, error = %e, "federated credentials not read");
                     gaps.push(Gap {
-                        what: CredentialKind::Federated.as_str().into(),
+                        unseen: Unseen::Credentials {
+                            kind: CredentialKind::Federated,
+                        },
                         reason: format!("federated credentials of application {app}: {e}"),
                     });
                 }

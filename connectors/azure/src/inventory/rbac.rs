@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use nhi_contract::{Entitlement, Gap, Inventory};
+use nhi_contract::{Entitlement, Gap, Inventory, Unseen};
 
 use super::{Held, Scan};
 use crate::client::{Api, ApiError};
@@ -77,7 +77,7 @@ impl Scan<'_> {
                 Err(e) => {
                     tracing::error!(source = %self.cfg.name, subscription = %sub, error = %e, "subscription not read: its role assignments are unknown");
                     inv.coverage.gaps.push(Gap {
-                        what: format!("subscription {sub}"),
+                        unseen: Unseen::Subscription { id: sub.clone() },
                         reason: e.to_string(),
                     });
                 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use nhi_contract::{Gap, Timestamp, Usage};
+use nhi_contract::{Gap, Timestamp, Unseen, Usage};
 
 use super::Scan;
 use crate::client::{Api, ApiError};
@@ -38,7 +38,7 @@ impl Scan<'_> {
     pub(super) async fn activity(&self, gaps: &mut Vec<Gap>) -> Option<Activity> {
         if !self.cfg.sign_in_reports {
             gaps.push(Gap {
-                what: "usage".into(),
+                unseen: Unseen::Usage,
                 reason: "sign-in reports disabled in the config: last use unknown".into(),
             });
             return None;
@@ -82,7 +82,7 @@ impl Scan<'_> {
                 let why = if refused(&e) { "refused" } else { "failed" };
                 tracing::warn!(source = %self.cfg.name, error = %e, "sign-in reports {why}: usage unknown");
                 gaps.push(Gap {
-                    what: "usage".into(),
+                    unseen: Unseen::Usage,
                     reason: format!("sign-in activity reports {why} ({e}): last use unknown"),
                 });
                 None
