@@ -127,12 +127,65 @@ impl RunReading {
                 crate::store::runs::READING_FORMAT
             )));
         }
+        let sources = if s.format_version == 1 {
+            let mut v: serde_json::Value = serde_json::from_str(&s.inventory)?;
+            upgrade_v1_gaps(&mut v)?;
+            serde_json::from_value(v)?
+        } else {
+            serde_json::from_str(&s.inventory)?
+        };
         Ok(RunReading {
-            sources: serde_json::from_str(&s.inventory)?,
+            sources,
             approvals: serde_json::from_str(&s.approvals)?,
             rules: serde_json::from_str(&s.rules)?,
         })
     }
+}
+
+/// Format 1 kept a gap as `{"what": name, "reason": …}`, the name being
+/// what is now the typed gap's display form: read each as the typed gap it
+/// stood for. A name no typed gap prints is refused, not guessed at.
+fn upgrade_v1_gaps(sources: &mut serde_json::Value) -> Result<(), StoreError> {
+    use nhi_contract::{CredentialKind, Unseen};
+    let unseen = |what: &str| -> Option<Unseen> {
+        let kind = serde_json::from_value::<CredentialKind>(what.into()).ok();
+        Some(match (what, kind) {
+            (_, Some(kind)) => Unseen::Credentials { kind },
+            ("usage", _) => Unseen::Usage,
+            ("credential_report", _) => Unseen::CredentialReport,
+            ("account", _) => Unseen::Account { via_role: None },
+            ("directory roles", _) => Unseen::DirectoryRoles,
+            _ => match (
+                what.strip_prefix("account via "),
+                what.strip_prefix("subscription "),
+            ) {
+                (Some(role), _) => Unseen::Account {
+                    via_role: Some(role.to_string()),
+                },
+                (_, Some(id)) => Unseen::Subscription { id: id.to_string() },
+                _ => return None,
+            },
+        })
+    };
+    let sources = sources.as_array_mut().into_iter().flatten();
+    let gaps = sources
+        .filter_map(|s| s.pointer_mut("/inventory/coverage/gaps"))
+        .filter_map(serde_json::Value::as_array_mut)
+        .flatten();
+    for gap in gaps {
+        let Some(obj) = gap.as_object_mut() else {
+            continue;
+        };
+        let Some(what) = obj.remove("what") else {
+            continue;
+        };
+        let name = what.as_str().unwrap_or_default();
+        let typed = unseen(name).ok_or_else(|| {
+            StoreError::Corrupt(format!("format-1 reading names an unknown gap {name:?}"))
+        })?;
+        obj.insert("unseen".into(), serde_json::to_value(typed)?);
+    }
+    Ok(())
 }
 
 /// Keep what run `run_id` read and the findings it saw.
@@ -166,6 +219,60 @@ mod tests {
     use crate::engine::plan::Protected;
     use crate::engine::rules::RulesConfig;
     use crate::synth::{generate, synth_now, SynthSpec};
+
+    #[test]
+    fn a_format_1_reading_reads_its_untyped_gaps_as_the_typed_ones_they_named() {
+        use nhi_contract::{CredentialKind, Unseen};
+        let names = [
+            (
+                "ssh_key",
+                Unseen::Credentials {
+                    kind: CredentialKind::SshKey,
+                },
+            ),
+            ("usage", Unseen::Usage),
+            ("credential_report", Unseen::CredentialReport),
+            ("account", Unseen::Account { via_role: None }),
+            (
+                "account via arn:aws:iam::1:role/r",
+                Unseen::Account {
+                    via_role: Some("arn:aws:iam::1:role/r".into()),
+                },
+            ),
+            ("directory roles", Unseen::DirectoryRoles),
+            (
+                "subscription s-1",
+                Unseen::Subscription { id: "s-1".into() },
+            ),
+        ];
+        let gaps: Vec<serde_json::Value> = names
+            .iter()
+            .map(|(n, _)| serde_json::json!({"what": n, "reason": "refused"}))
+            .collect();
+        let stored = |gaps: &[serde_json::Value]| crate::store::runs::StoredReading {
+            format_version: 1,
+            inventory: serde_json::json!([{
+                "name": "a", "provider": "aws", "state": {"state": "complete"},
+                "inventory": {"coverage": {"gaps": gaps}},
+            }])
+            .to_string(),
+            approvals: "[]".into(),
+            rules: "[]".into(),
+        };
+        let read = RunReading::from_stored(&stored(&gaps)).expect("format 1 reads");
+        let got: Vec<Unseen> = read.sources[0]
+            .inventory
+            .as_ref()
+            .map(|i| i.coverage.gaps.iter().map(|g| g.unseen.clone()).collect())
+            .unwrap_or_default();
+        let want: Vec<Unseen> = names.into_iter().map(|(_, u)| u).collect();
+        assert_eq!(got, want);
+        let odd = [serde_json::json!({"what": "something else", "reason": "x"})];
+        assert!(
+            RunReading::from_stored(&stored(&odd)).is_err(),
+            "not guessed at"
+        );
+    }
 
     #[test]
     fn each_source_keeps_what_it_returned_even_when_it_names_another_sources_ids() {

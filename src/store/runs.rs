@@ -80,8 +80,9 @@ pub struct Sighting {
 }
 
 /// The format of a run's reading this version writes; it reads this one
-/// and every earlier one (format 1: before the column existed).
-pub const READING_FORMAT: i64 = 1;
+/// and every earlier one. 1: before the column existed, gaps as
+/// `{"what": name}`; 2: typed gaps (`{"unseen": {"type": …}}`).
+pub const READING_FORMAT: i64 = 2;
 
 /// What a run read, as stored, as JSON text.
 #[derive(Debug, Clone)]
