@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nhi_contract::{ApprovalSource, InventorySource, Operation};
 use tokio::sync::OnceCell;
@@ -26,8 +27,8 @@ use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
 /// first pass, after its approvals are read, so invalid input never
 /// creates or touches it.
 pub struct Context {
-    /// The configuration.
-    pub cfg: Config,
+    /// The configuration (shared with every pass's result).
+    pub cfg: Arc<Config>,
     /// The rules it selects.
     pub rules: RuleSet,
     /// Subjects never acted on.
@@ -55,7 +56,7 @@ impl Context {
             inventory: crate::sources::inventory_sources(&cfg.sources, &cfg.base),
             approvals: crate::sources::approval_sources(&cfg.approvals, &cfg.base),
             rules,
-            cfg,
+            cfg: Arc::new(cfg),
             path: path.to_path_buf(),
             store: OnceCell::new(),
         })
@@ -219,7 +220,7 @@ impl Context {
             target_states,
             next_expiry,
             targeted: subjects,
-            cfg: cfg.clone(),
+            cfg: Arc::clone(cfg),
             store: store.clone(),
             findings: list,
             plan,
@@ -328,7 +329,7 @@ pub async fn read_inventories(
 /// What a pass produced, for the commands to print and enforce to act on.
 pub struct PassResult {
     /// The configuration.
-    pub cfg: Config,
+    pub cfg: Arc<Config>,
     /// The store the run was recorded in.
     pub store: SqlStore,
     /// Findings of the pass.

@@ -16,9 +16,8 @@ use super::{Outcome, OutcomeStatus};
 /// in the state it leaves (re-applying records the outcome, changes
 /// nothing). `Err(None)`: cannot tell this pass (leave it open);
 /// `Err(Some(why))`: no longer wanted.
-fn recheck(e: &Entry, pass: &PassResult) -> Result<(), Option<String>> {
+fn recheck(e: &Entry, pass: &PassResult, protected: &Protected) -> Result<(), Option<String>> {
     let r = &e.request;
-    let protected = Protected::new(&pass.cfg.plan.protected);
     if protected.covers(&r.identity_id)
         || r.credential_id
             .as_deref()
@@ -63,6 +62,8 @@ pub async fn recover(
     fence: &Fence,
 ) -> anyhow::Result<Vec<Outcome>> {
     let store = &pass.store;
+    // Compiled once: the protected patterns as this pass's config says.
+    let protected = Protected::new(&pass.cfg.plan.protected);
     let mut out = Vec::new();
     for e in store.journal_open().await? {
         store.check_fence(fence).await?;
@@ -78,7 +79,7 @@ pub async fn recover(
             detail,
         };
         if e.undo_of.is_none() {
-            match recheck(&e, pass) {
+            match recheck(&e, pass, &protected) {
                 Ok(()) => {}
                 Err(None) => {
                     out.push(outcome(
