@@ -155,6 +155,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
                 identity: id.clone(),
                 entitlement: entitlements[p].id.clone(),
                 via: None,
+                eligible: false,
             });
         }
         if role && i.is_multiple_of(1000) {
@@ -162,6 +163,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
                 identity: id.clone(),
                 entitlement: entitlements[0].id.clone(),
                 via: None,
+                eligible: false,
             });
         }
         // Users may assume roles; roles chain to other roles.
@@ -231,6 +233,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             usage,
             active: !r.chance(5),
             name: None,
+            federation: None,
         });
     }
 

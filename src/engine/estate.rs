@@ -140,10 +140,14 @@ impl Estate {
             let mut unseen_kinds: Vec<CredentialKind> = Vec::new();
             let mut unseen_other = false;
             for g in &inv.coverage.gaps {
-                match g.blinds() {
-                    Blinds::CredentialKind(k) if !unseen_kinds.contains(&k) => unseen_kinds.push(k),
-                    Blinds::CredentialKind(_) => {}
-                    Blinds::WholeSource => unseen_other = true,
+                for b in g.blinds() {
+                    match b {
+                        Blinds::CredentialKind(k) if !unseen_kinds.contains(&k) => {
+                            unseen_kinds.push(k)
+                        }
+                        Blinds::CredentialKind(_) => {}
+                        _ => unseen_other = true,
+                    }
                 }
             }
             SourceState::Partial {

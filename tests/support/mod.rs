@@ -70,6 +70,7 @@ pub fn key(id: &str, identity: &str) -> Credential {
         },
         active: true,
         name: None,
+        federation: None,
     }
 }
 
@@ -88,6 +89,7 @@ pub fn grant(identity: &str, entitlement: &str) -> Grant {
         identity: identity.to_string(),
         entitlement: entitlement.to_string(),
         via: None,
+        eligible: false,
     }
 }
 

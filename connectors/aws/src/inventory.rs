@@ -734,6 +734,7 @@ impl Scan<'_> {
                 usage,
                 active: k.status().is_some_and(active),
                 name: None,
+                federation: None,
             });
         }
 
@@ -760,6 +761,7 @@ impl Scan<'_> {
                 usage: Usage::Unknown,
                 active: active(k.status()),
                 name: None,
+                federation: None,
             })),
             Some(Err(e)) => {
                 self.refuse(CredentialKind::SshKey, source_error("ListSSHPublicKeys", e))
@@ -788,6 +790,7 @@ impl Scan<'_> {
                 usage: Usage::Unknown,
                 active: active(c.status()),
                 name: Some("signing certificate".into()),
+                federation: None,
             })),
             Some(Err(e)) => self.refuse(
                 CredentialKind::Certificate,
@@ -818,6 +821,7 @@ impl Scan<'_> {
                     usage: Usage::Unknown,
                     active: active(c.status()),
                     name: Some(format!("{} credential", c.service_name())),
+                    federation: None,
                 },
             )),
             // Service-specific credentials are the only AWS `token` kind.
@@ -1017,6 +1021,7 @@ impl Scan<'_> {
                     identity: p.arn.clone(),
                     entitlement: ent,
                     via,
+                    eligible: false,
                 });
             };
             for m in &p.managed {
@@ -1156,6 +1161,7 @@ impl Scan<'_> {
                         usage: usage.clone(),
                         active: true,
                         name: Some(format!("root {slot}")),
+                        federation: None,
                     });
                 }
             }

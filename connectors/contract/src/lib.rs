@@ -72,7 +72,7 @@ impl fmt::Display for Provider {
 }
 
 /// What sort of non-human identity this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityKind {
     /// A user object used by a machine (AWS IAM user, GitHub machine user).
@@ -91,6 +91,9 @@ pub enum IdentityKind {
     App,
     /// The account root (AWS root user).
     Root,
+    /// An AI agent's own identity (Entra Agent ID `agentIdentity`): acts
+    /// autonomously, often before a reviewer catches up.
+    Agent,
 }
 
 impl IdentityKind {
@@ -105,6 +108,7 @@ impl IdentityKind {
             IdentityKind::ServiceAccount => "service_account",
             IdentityKind::App => "app",
             IdentityKind::Root => "root",
+            IdentityKind::Agent => "agent",
         }
     }
 }
@@ -200,7 +204,7 @@ impl Usage {
 }
 
 /// What sort of credential this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialKind {
     /// A long-term access key (AWS access key id).
@@ -262,6 +266,32 @@ pub struct Credential {
     /// Display name or description (never the secret).
     #[serde(default)]
     pub name: Option<String>,
+    /// For a federated credential: which external tokens it accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<Federation>,
+}
+
+/// The external tokens a federated credential (an Entra ID federated
+/// identity credential, an AWS role trusting an OIDC provider) accepts.
+/// No secret exists: whoever the issuer signs a matching token for *is*
+/// the identity, so the breadth of `subjects` is the breadth of the trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Federation {
+    /// Token issuer (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// Subjects admitted, exact or with `*` wildcards
+    /// (`repo:contoso/infra:ref:refs/heads/main`). Empty: the trust does not
+    /// constrain the subject at all — any token the issuer signs is admitted.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Audiences admitted (empty: not constrained).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// A claims-matching expression, verbatim, when the provider admits
+    /// subjects by expression (Entra ID flexible federated credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
 }
 
 /// How much an entitlement lets its holder do.
@@ -321,6 +351,15 @@ pub struct Grant {
     /// How it is held when not directly (a group, an inline attachment).
     #[serde(default)]
     pub via: Option<String>,
+    /// Held as *eligible* (Entra ID PIM): not active until the holder
+    /// activates it, which it may do at any time within the schedule — so it
+    /// counts for privilege, but removing it is a different call.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub eligible: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Identity `from` may assume (act as) identity `to`.
@@ -437,7 +476,7 @@ pub struct Gap {
 
 impl Gap {
     /// What the engine cannot judge because of this gap.
-    pub fn blinds(&self) -> Blinds {
+    pub fn blinds(&self) -> Vec<Blinds> {
         self.unseen.blinds()
     }
 }
@@ -482,22 +521,35 @@ pub enum Unseen {
         /// The subscription id.
         id: String,
     },
+    /// Group memberships: roles and permissions held through groups.
+    GroupMemberships,
+    /// Eligible (PIM) role assignments, directory or RBAC.
+    EligibleAssignments,
+    /// Identities of one kind (a listing refused or failed, such as Entra
+    /// agent identities on a tenant without the beta endpoint).
+    Identities {
+        /// The kind not listed.
+        kind: IdentityKind,
+    },
 }
 
 impl Unseen {
-    /// What the engine cannot judge while this is unseen.
-    ///
-    /// Today only a credential kind is narrower than the whole source;
-    /// finer answers (a sub-read that blinds only privilege facts) belong
-    /// here, as new [`Blinds`] variants, not in the engine.
-    pub fn blinds(&self) -> Blinds {
+    /// What the engine cannot judge while this is unseen: findings and
+    /// actions that depend on none of it still proceed.
+    pub fn blinds(&self) -> Vec<Blinds> {
         match self {
-            Unseen::Credentials { kind } => Blinds::CredentialKind(*kind),
-            Unseen::Usage
-            | Unseen::CredentialReport
-            | Unseen::Account { .. }
-            | Unseen::DirectoryRoles
-            | Unseen::Subscription { .. } => Blinds::WholeSource,
+            Unseen::Credentials { kind } => vec![Blinds::CredentialKind(*kind)],
+            Unseen::Identities { kind } => vec![Blinds::IdentityKind(*kind)],
+            Unseen::Usage => vec![Blinds::Usage],
+            // Console passwords and the last use of keys and passwords.
+            Unseen::CredentialReport => vec![Blinds::Usage, Blinds::HumanLogin],
+            // Roles and permissions: who holds what is incomplete.
+            Unseen::DirectoryRoles
+            | Unseen::Subscription { .. }
+            | Unseen::GroupMemberships
+            | Unseen::EligibleAssignments => vec![Blinds::Privilege],
+            // Identities themselves are missing.
+            Unseen::Account { .. } => vec![Blinds::WholeSource],
         }
     }
 }
@@ -515,17 +567,31 @@ impl fmt::Display for Unseen {
             } => write!(f, "account via {role}"),
             Unseen::DirectoryRoles => f.write_str("directory roles"),
             Unseen::Subscription { id } => write!(f, "subscription {id}"),
+            Unseen::GroupMemberships => f.write_str("group memberships"),
+            Unseen::EligibleAssignments => f.write_str("eligible assignments"),
+            Unseen::Identities { kind } => write!(f, "{} identities", kind.as_str()),
         }
     }
 }
 
 /// What a gap leaves the engine unable to judge: findings and actions that
 /// depend on it are held (never acted on, never resolved) for the pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", content = "kind", rename_all = "snake_case")]
 pub enum Blinds {
     /// Credentials of this kind only: the source's identities and its other
     /// credentials are seen.
     CredentialKind(CredentialKind),
+    /// Identities of this kind (and their credentials) only.
+    IdentityKind(IdentityKind),
+    /// Last use: facts derived from usage (stale, never used, used outside
+    /// scope) are unknown; existence, expiry and approvals are seen.
+    Usage,
+    /// Who holds which entitlement: privilege and scope facts are
+    /// incomplete; credentials and approvals are seen.
+    Privilege,
+    /// Interactive (human) logins.
+    HumanLogin,
     /// Anything the source holds may depend on it.
     WholeSource,
 }
@@ -740,12 +806,15 @@ mod tests {
                 kind: CredentialKind::SshKey
             }
         );
-        assert_eq!(gap.blinds(), Blinds::CredentialKind(CredentialKind::SshKey));
+        assert_eq!(
+            gap.blinds(),
+            vec![Blinds::CredentialKind(CredentialKind::SshKey)]
+        );
         assert_eq!(gap.to_string(), "ssh_key: AccessDenied");
         assert_eq!(serde_json::to_string(&gap).expect("json"), text);
         let sub: Gap =
             serde_json_from(r#"{"unseen":{"type":"subscription","id":"s1"},"reason":"500"}"#);
-        assert_eq!(sub.blinds(), Blinds::WholeSource);
+        assert_eq!(sub.blinds(), vec![Blinds::Privilege]);
         assert_eq!(sub.to_string(), "subscription s1: 500");
         let account = Unseen::Account { via_role: None };
         assert_eq!(account.to_string(), "account");

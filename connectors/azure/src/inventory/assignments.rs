@@ -289,6 +289,7 @@ impl Scan<'_> {
                 identity: g.client_id.clone(),
                 entitlement: id,
                 via: Some("delegated".into()),
+                eligible: false,
             });
         }
     }

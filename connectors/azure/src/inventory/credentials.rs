@@ -38,6 +38,7 @@ impl Scan<'_> {
             // An expired secret or certificate no longer authenticates.
             active: expires.is_none_or(|e| e > self.now),
             name,
+            federation: None,
         }
     }
 
@@ -146,6 +147,7 @@ impl Scan<'_> {
                 usage: Usage::Unknown,
                 active: true,
                 name: Some(detail),
+                federation: None,
             });
         }
     }

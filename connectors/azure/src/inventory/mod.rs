@@ -148,6 +148,7 @@ impl Held {
                 identity: identity.to_string(),
                 entitlement: id,
                 via: None,
+                eligible: false,
             });
         }
     }
