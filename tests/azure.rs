@@ -509,3 +509,75 @@ client_secret = "do-not-put-me-here"
         "the value is not echoed: {err}"
     );
 }
+
+/// The example approvals name what the connector emits: every action and
+/// entitlement in their scopes is one the connector reports for the
+/// documented tenant (a scope naming `graph:User.Read.All` matches nothing,
+/// so the example would make every real credential look overscoped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_example_approvals_name_ids_the_connector_emits() {
+    use nhi_contract::pattern::Syntax;
+    use nhi_contract::InventorySource;
+
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let env = "NHI_TEST_AZURE_SECRET_EXAMPLES";
+    std::env::set_var(env, CLIENT_SECRET);
+    let mut cfg = nhi_azure::AzureConfig::new(
+        "azure",
+        nhi_azure::testing::TENANT,
+        nhi_azure::AzureAuth::ClientSecret {
+            client_id: nhi_azure::testing::CLIENT_ID.into(),
+            secret_env: env.into(),
+        },
+    );
+    cfg.subscriptions = vec![SUBSCRIPTION.into()];
+    cfg.authority_host = nhi_azure::testing::AUTHORITY.into();
+    cfg.graph_url = nhi_azure::testing::GRAPH.into();
+    cfg.arm_url = nhi_azure::testing::ARM.into();
+    cfg.test_loopback = Some(fake.addr.to_string());
+    let inv = nhi_azure::AzureSource::new(cfg)
+        .scan()
+        .await
+        .expect("scan of the fake tenant");
+    let actions: BTreeSet<&str> = inv
+        .entitlements
+        .iter()
+        .flat_map(|e| e.actions.iter().map(String::as_str))
+        .collect();
+    let entitlements: BTreeSet<&str> = inv.entitlements.iter().map(|e| e.id.as_str()).collect();
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/azure/approvals");
+    let approvals = nhi_approvals_as_code::load_dir(&dir, 3650).expect("example approvals");
+    assert!(!approvals.is_empty());
+    let scope = Syntax::STAR_ASCII_CASELESS;
+    for a in &approvals {
+        assert!(
+            uuid_like(&a.subject),
+            "{}: subject {} is not an Entra object id",
+            a.id,
+            a.subject
+        );
+        for p in &a.scope.actions {
+            assert!(
+                actions.iter().any(|x| scope.matches(p, x)),
+                "{}: action {p} matches nothing the connector emits: {actions:?}",
+                a.id
+            );
+        }
+        for e in &a.scope.entitlements {
+            assert!(
+                entitlements.contains(e.as_str()),
+                "{}: entitlement {e} is not one the connector emits: {entitlements:?}",
+                a.id
+            );
+        }
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
