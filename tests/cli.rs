@@ -175,10 +175,21 @@ fn expected() -> BTreeSet<(String, String, Option<String>)> {
         i("identity-no-owner", p("role/lambda-thumbnailer")),
         i("identity-no-owner", d("user/s3-migration-tmp")),
         i("identity-no-owner", VENDOR.into()),
+        // A user-assigned managed identity with Owner on the subscription.
+        i("identity-admin-equivalent", MI_DEPLOY.into()),
+        i("identity-overscoped", MI_DEPLOY.into()),
+        // Privileged Authentication Administrator held through a group.
+        i("identity-admin-equivalent", HELPDESK.into()),
+        i("identity-overscoped", HELPDESK.into()),
     ]
     .into_iter()
     .collect()
 }
+
+/// Azure `mi-deploy-automation` (managed identity).
+const MI_DEPLOY: &str = "3b9d27c4-5a61-4f0e-b8d2-7c41e6a09f35";
+/// Azure `helpdesk-automation`.
+const HELPDESK: &str = "a7c2e914-3d58-4b6f-9e21-0f8b5c3d7a62";
 
 fn key_of(f: &serde_json::Value) -> (String, String, Option<String>) {
     (
