@@ -132,22 +132,21 @@ async fn eligible_directory_and_rbac_roles_are_granted_eligible() {
     let (inv, _src, _fake) = scan_of(Tenant::demo(), "NHI_AZ_E2").await;
     let eligible = |who: &str| -> Vec<_> { held(&inv, who).into_iter().filter(|h| h.3).collect() };
     assert_eq!(
-        eligible(ids::SP_PAYMENTS),
-        vec![(
-            "Global Administrator (directory role at /)".to_string(),
-            PrivilegeLevel::Admin,
-            None,
-            true
-        )]
-    );
-    assert_eq!(
-        eligible(ids::MI_ORDERS),
-        vec![(
-            format!("Owner at {}", sub()),
-            PrivilegeLevel::Admin,
-            None,
-            true
-        )]
+        eligible(ids::SP_DEPLOYER),
+        vec![
+            (
+                "Global Administrator (directory role at /)".to_string(),
+                PrivilegeLevel::Admin,
+                None,
+                true
+            ),
+            (
+                format!("Owner at {}", sub()),
+                PrivilegeLevel::Admin,
+                None,
+                true
+            ),
+        ]
     );
     // An eligibility that has ended is not held.
     assert!(eligible(ids::SP_LEGACY).is_empty());
@@ -155,7 +154,11 @@ async fn eligible_directory_and_rbac_roles_are_granted_eligible() {
     let owner = inv
         .grants
         .iter()
-        .find(|g| g.identity == ids::MI_ORDERS && g.eligible)
+        .find(|g| {
+            g.identity == ids::SP_DEPLOYER
+                && g.eligible
+                && g.entitlement.contains(ent_ids::ROLE_OWNER)
+        })
         .expect("eligible owner");
     assert_eq!(
         owner.entitlement,
@@ -235,7 +238,7 @@ async fn a_failing_membership_read_is_a_group_gap_and_the_rest_is_read() {
     ));
     assert!(has(
         &inv,
-        ids::MI_ORDERS,
+        ids::SP_DEPLOYER,
         &format!("Owner at {}", sub()),
         None,
         true
@@ -271,7 +274,7 @@ async fn a_refused_directory_eligibility_is_an_eligibility_gap_and_the_rest_is_r
     everything_else_is_seen(&inv);
     assert!(has(
         &inv,
-        ids::MI_ORDERS,
+        ids::SP_DEPLOYER,
         &format!("Owner at {}", sub()),
         None,
         true
@@ -295,7 +298,7 @@ async fn a_failing_rbac_eligibility_is_an_eligibility_gap_and_the_rest_is_read()
     everything_else_is_seen(&inv);
     assert!(has(
         &inv,
-        ids::SP_PAYMENTS,
+        ids::SP_DEPLOYER,
         "Global Administrator (directory role at /)",
         None,
         true
@@ -325,7 +328,7 @@ async fn refused_directory_roles_are_a_directory_gap_and_the_rest_is_read() {
     ));
     assert!(has(
         &inv,
-        ids::MI_ORDERS,
+        ids::SP_DEPLOYER,
         &format!("Owner at {}", sub()),
         None,
         true
@@ -356,7 +359,7 @@ async fn a_failing_subscription_is_its_gap_and_the_directory_is_read() {
     ));
     assert!(has(
         &inv,
-        ids::SP_PAYMENTS,
+        ids::SP_DEPLOYER,
         "Global Administrator (directory role at /)",
         None,
         true
@@ -379,7 +382,7 @@ async fn refused_sign_in_reports_are_a_usage_gap_and_every_entitlement_is_read()
     ));
     assert!(has(
         &inv,
-        ids::MI_ORDERS,
+        ids::SP_DEPLOYER,
         &format!("Owner at {}", sub()),
         None,
         true
@@ -476,8 +479,8 @@ async fn detaching_a_role_held_only_through_a_group_or_as_eligible_is_refused() 
         (ids::SP_DEPLOYER, operator.as_str(), "group:"),
         (ids::SP_DEPLOYER, tier0.as_str(), "group:"),
         (ids::SP_DEPLOYER, default_access.as_str(), "group:"),
-        (ids::SP_PAYMENTS, global_admin.as_str(), "eligible"),
-        (ids::MI_ORDERS, owner.as_str(), "eligible"),
+        (ids::SP_DEPLOYER, global_admin.as_str(), "eligible"),
+        (ids::SP_DEPLOYER, owner.as_str(), "eligible"),
     ];
     for (who, ent, how) in cases {
         let err = rem.apply(&detach(who, &[ent])).await.expect_err("refused");

@@ -6,8 +6,10 @@
 //! `roleEligibilityScheduleInstances` 2020-10-01) and custom RBAC roles
 //! with `notActions`.
 //!
-//! Everything here is held through a group or as eligible, so the demo's
-//! direct, active grants are what they were.
+//! Everything here is held through a group or as eligible, and by
+//! gh-actions-deployer (already admin-equivalent and over its approved
+//! scope), so the demo's direct, active grants and its findings are what
+//! they were.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -141,8 +143,8 @@ pub(super) fn extend_demo(t: &mut Tenant) {
         .push(json!({"id": DIR_ASSIGN_TIER0, "principalId": GROUP_TIER0,
         "roleDefinitionId": DIR_PRIVILEGED_ROLE_ADMIN, "directoryScopeId": "/"}));
     t.directory_eligibility = vec![
-        // payments-api may activate Global Administrator for a year.
-        json!({"id": "8MYkhImhnkm70CbBdTyW1BbHHAdHgZdDpbqyEFlRzAs-1-e", "principalId": ids::SP_PAYMENTS,
+        // gh-actions-deployer may activate Global Administrator for a year.
+        json!({"id": "8MYkhImhnkm70CbBdTyW1BbHHAdHgZdDpbqyEFlRzAs-1-e", "principalId": ids::SP_DEPLOYER,
                "roleDefinitionId": DIR_GLOBAL_ADMIN, "directoryScopeId": "/", "appScopeId": null,
                "startDateTime": ago(30), "endDateTime": within(335), "memberType": "Direct",
                "roleEligibilityScheduleId": "77f71919-62f3-4d0c-9f88-0a0391b665cd"}),
@@ -193,19 +195,19 @@ pub(super) fn extend_demo(t: &mut Tenant) {
         ROLE_ACCESS_HELPER,
         GROUP_TIER0,
     ));
-    // mi-orders may activate Owner on the subscription.
+    // gh-actions-deployer may activate Owner on the subscription.
     t.rbac_eligibility = vec![json!({
         "properties": {
             "scope": sub,
             "roleDefinitionId": format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{ROLE_OWNER}"),
-            "principalId": ids::MI_ORDERS, "principalType": "ServicePrincipal", "status": "Provisioned",
+            "principalId": ids::SP_DEPLOYER, "principalType": "ServicePrincipal", "status": "Provisioned",
             "roleEligibilityScheduleId": format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/RoleEligibilitySchedules/b1477448-2cc6-4ceb-93b4-54a202a89413"),
             "startDateTime": ago(10), "endDateTime": within(355), "memberType": "Direct", "createdOn": ago(10),
             "condition": null, "conditionVersion": null,
             "expandedProperties": {
                 "scope": {"id": sub, "displayName": "Contoso Production", "type": "subscription"},
                 "roleDefinition": {"id": format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{ROLE_OWNER}"), "displayName": "Owner", "type": "BuiltInRole"},
-                "principal": {"id": ids::MI_ORDERS, "displayName": "mi-orders", "email": null, "type": "ServicePrincipal"}
+                "principal": {"id": ids::SP_DEPLOYER, "displayName": "gh-actions-deployer", "email": null, "type": "ServicePrincipal"}
             }
         },
         "name": "21e4b59a-0499-4fe0-a3c3-43a3055b773a",
