@@ -9,6 +9,13 @@
 //!   `manage`, `.send`), whatever the resource;
 //! - an RBAC role is admin only at a broad scope (subscription, management
 //!   group, root); the same role on a resource group is write;
+//! - an RBAC role is judged by what it allows after its `notActions`
+//!   (a subtraction within the role, not a deny), whatever its name: a
+//!   custom role that can still assign roles or rewrite role definitions,
+//!   or that allows `*` as Contributor does, is admin like the built-ins
+//!   named in [`ADMIN_AZURE_ROLES`]; built-ins keep their rows by name;
+//! - a role held through a group or as eligible (PIM) counts as held: the
+//!   holder's privilege is the same, only how it is removed differs;
 //! - a directory role is admin only tenant-wide (`/`); scoped to an
 //!   administrative unit or an object it is write;
 //! - delegated permissions are bounded by the signed-in user's own rights,
