@@ -382,10 +382,6 @@ pub(crate) struct RbacEligibilityProps {
     pub scope: Option<String>,
     #[serde(default)]
     pub end_date_time: Option<String>,
-    /// `Direct`, `Group` or `Inherited`: only a direct instance names its
-    /// own principal; the others repeat a group's or a parent scope's.
-    #[serde(default)]
-    pub member_type: Option<String>,
 }
 
 #[cfg(test)]

@@ -110,12 +110,13 @@ impl Scan<'_> {
                 Ok(list) => {
                     for el in list {
                         let p = &el.properties;
-                        // A `Group` or `Inherited` instance repeats one seen
-                        // as its group's or its parent scope's own.
-                        let direct = p.member_type.as_deref().is_none_or(|m| m == "Direct");
+                        // Every member type counts (`Direct`, `Group`,
+                        // `Inherited` from a parent scope): each names a
+                        // principal that may activate the role at `scope`;
+                        // an instance repeated is read once by its id.
                         let ended = ts(p.end_date_time.as_deref()).is_some_and(|t| t <= self.now);
                         let holders = groups.holders(&p.principal_id, kept, true);
-                        if !direct || ended || holders.is_empty() || !seen.insert(el.id.clone()) {
+                        if ended || holders.is_empty() || !seen.insert(el.id.clone()) {
                             continue;
                         }
                         let e =

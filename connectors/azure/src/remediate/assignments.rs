@@ -7,7 +7,7 @@ use azure_core::http::Method;
 use nhi_contract::{ActionOutcome, ActionRequest, SourceError};
 use serde_json::{json, Value};
 
-use super::indirect::{refused, Held};
+use super::indirect::{refused, RoleRef};
 use super::readback::{check_arm_id, check_id, invalid, Undo};
 use super::AzureRemediator;
 use crate::client::Api;
@@ -245,14 +245,14 @@ impl AzureRemediator {
     /// (`still_held_via`).
     pub(super) async fn detach(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
         let sp = check_id(&a.identity_id)?;
-        let groups = if a.entitlements.iter().any(|e| Held::of(e).is_some()) {
+        let groups = if a.entitlements.iter().any(|e| RoleRef::of(e).is_some()) {
             self.groups_of(sp).await?
         } else {
             Vec::new()
         };
         let mut otherwise = Vec::new();
         for ent in &a.entitlements {
-            let how = match Held::of(ent) {
+            let how = match RoleRef::of(ent) {
                 Some(held) => {
                     let how = self.held_otherwise(sp, &groups, &held).await?;
                     if !how.is_empty() && !self.held_directly(sp, ent, &held).await? {

@@ -19,7 +19,7 @@ use crate::model::{
 };
 
 /// An entitlement id as the inventory names it, by the API that assigns it.
-pub(super) enum Held<'a> {
+pub(super) enum RoleRef<'a> {
     /// `{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}`.
     Rbac { scope: &'a str, guid: &'a str },
     /// `/roleManagement/directory/roleDefinitions/{template}[@scope]`.
@@ -31,21 +31,21 @@ pub(super) enum Held<'a> {
     },
 }
 
-impl<'a> Held<'a> {
+impl<'a> RoleRef<'a> {
     /// The kind of a role entitlement; `None` for what is not a role
     /// (a role assignment id, a delegated grant).
-    pub(super) fn of(ent: &'a str) -> Option<Held<'a>> {
+    pub(super) fn of(ent: &'a str) -> Option<RoleRef<'a>> {
         if let Some((scope, guid)) =
             ent.split_once("/providers/Microsoft.Authorization/roleDefinitions/")
         {
-            return Some(Held::Rbac { scope, guid });
+            return Some(RoleRef::Rbac { scope, guid });
         }
         if let Some(rest) = ent.strip_prefix("/roleManagement/directory/roleDefinitions/") {
             let (template, scope) = rest.split_once('@').unwrap_or((rest, "/"));
-            return Some(Held::Directory { template, scope });
+            return Some(RoleRef::Directory { template, scope });
         }
         ent.split_once("/approles/")
-            .map(|(resource_app, role)| Held::AppRole { resource_app, role })
+            .map(|(resource_app, role)| RoleRef::AppRole { resource_app, role })
     }
 }
 
@@ -77,7 +77,7 @@ impl AzureRemediator {
         &self,
         sp: &str,
         groups: &[String],
-        held: &Held<'_>,
+        held: &RoleRef<'_>,
     ) -> Result<Vec<String>, SourceError> {
         let c = self.c()?;
         let is_group = |p: &str| groups.iter().any(|g| g.eq_ignore_ascii_case(p));
@@ -92,7 +92,7 @@ impl AzureRemediator {
         };
         let mut out: Vec<String> = Vec::new();
         match held {
-            Held::Rbac { scope, guid } => {
+            RoleRef::Rbac { scope, guid } => {
                 for sub in &self.config.subscriptions {
                     let base = format!(
                         "/subscriptions/{}/providers/Microsoft.Authorization",
@@ -130,7 +130,7 @@ impl AzureRemediator {
                     }
                 }
             }
-            Held::Directory { template, scope } => {
+            RoleRef::Directory { template, scope } => {
                 let matches = |role: &str, at: Option<&str>| {
                     role.eq_ignore_ascii_case(template) && at.unwrap_or("/") == *scope
                 };
@@ -162,7 +162,7 @@ impl AzureRemediator {
                     }
                 }
             }
-            Held::AppRole { resource_app, role } => {
+            RoleRef::AppRole { resource_app, role } => {
                 for g in groups {
                     let list: Vec<AppRoleAssignment> = c
                         .list(
@@ -192,15 +192,15 @@ impl AzureRemediator {
         &self,
         sp: &str,
         ent: &str,
-        held: &Held<'_>,
+        held: &RoleRef<'_>,
     ) -> Result<bool, SourceError> {
         Ok(match held {
-            Held::Rbac { .. } => !self.role_assignments_for(sp, ent).await?.is_empty(),
-            Held::Directory { template, scope } => !self
+            RoleRef::Rbac { .. } => !self.role_assignments_for(sp, ent).await?.is_empty(),
+            RoleRef::Directory { template, scope } => !self
                 .directory_roles_of(sp, template, scope)
                 .await?
                 .is_empty(),
-            Held::AppRole { resource_app, role } => !self
+            RoleRef::AppRole { resource_app, role } => !self
                 .app_role_assignments_for(sp, resource_app, role)
                 .await?
                 .is_empty(),
