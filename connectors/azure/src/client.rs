@@ -55,25 +55,91 @@ impl CallStats {
     }
 }
 
-/// `GET /v1.0/servicePrincipals/{id}/appRoleAssignments`: ids (GUIDs, long
-/// or digit-bearing segments) become `{id}`, the query is dropped.
+/// `GET /v1.0/servicePrincipals/{id}/appRoleAssignments`: ids become
+/// `{id}`, the query is dropped. An id is a segment that is not a word of
+/// the APIs' vocabulary (a GUID, a base64url assignment id, anything with
+/// `-`, `_` or `=`), or the name after an ARM collection that names
+/// resources (`subscriptions/{id}`, `resourceGroups/{id}`, a provider's
+/// resource type followed by its name). Collection and action names
+/// (`oauth2PermissionGrants`, `transitiveMemberOf`, `microsoft.graph.group`,
+/// `Microsoft.Authorization`) are kept, whatever their length or digits.
 fn shape(method: &str, url: &Url) -> String {
-    let segs: Vec<&str> = url
-        .path()
-        .split('/')
-        .map(|s| {
-            // GUIDs, base64 assignment ids: digits in a long segment. API
-            // names (`federatedIdentityCredentials`) are letters only.
-            let idlike =
-                s.contains('=') || (s.len() >= 16 && s.chars().any(|c| c.is_ascii_digit()));
-            if idlike {
-                "{id}"
-            } else {
-                s
-            }
-        })
-        .collect();
-    format!("{method} {}", segs.join("/"))
+    let mut out: Vec<&str> = Vec::new();
+    // ARM: after `providers/{Namespace}`, segments alternate type, name.
+    let mut arm_name_next = false;
+    let mut after_namespace: Option<bool> = None;
+    let mut prev = "";
+    for s in url.path().split('/') {
+        let arm_name = matches!(
+            prev,
+            "subscriptions" | "resourceGroups" | "resourcegroups" | "managementGroups"
+        ) || arm_name_next;
+        let masked = if prev == "providers" {
+            after_namespace = Some(true);
+            arm_name_next = false;
+            s
+        } else if arm_name || !api_word(s) {
+            arm_name_next = false;
+            "{id}"
+        } else {
+            // A provider's resource type: the next segment names one.
+            arm_name_next = after_namespace.is_some();
+            s
+        };
+        out.push(masked);
+        prev = s;
+    }
+    format!("{method} {}", out.join("/"))
+}
+
+/// Whether a path segment is a word of the Graph or ARM vocabulary:
+/// empty, an API version (`v1.0`, `beta`), an OData segment (`$count`), or
+/// dot-separated camelCase words (`appRoleAssignments`,
+/// `oauth2PermissionGrants`, `Microsoft.ManagedIdentity`). Random ids
+/// almost never are: base64url has runs of capitals and digits after
+/// capitals, GUIDs and ARM names have `-`.
+fn api_word(s: &str) -> bool {
+    if s.is_empty() || s.starts_with('$') {
+        return true;
+    }
+    if s.len() > 1
+        && s.starts_with('v')
+        && s[1..]
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return true;
+    }
+    s.split('.').all(camel_word)
+}
+
+/// `oauth2PermissionGrants`, `Microsoft`, `transitiveMemberOf`: letters
+/// where each capital starts a lowercase run, digits only right after a
+/// lowercase letter and before a capital or the end.
+fn camel_word(w: &str) -> bool {
+    let b = w.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_alphabetic() {
+        return false;
+    }
+    for i in 0..b.len() {
+        let c = b[i];
+        let prev = if i > 0 { Some(b[i - 1]) } else { None };
+        let ok = if c.is_ascii_uppercase() {
+            // A capital is followed by a lowercase letter.
+            b.get(i + 1).is_some_and(u8::is_ascii_lowercase)
+        } else if c.is_ascii_lowercase() {
+            true
+        } else if c.is_ascii_digit() {
+            prev.is_some_and(|p| p.is_ascii_lowercase())
+                && b.get(i + 1).is_none_or(|n| n.is_ascii_uppercase())
+        } else {
+            false
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 #[derive(Debug)]
@@ -627,6 +693,53 @@ mod tests {
         assert_eq!(
             shape("GET", &u),
             "GET /beta/reports/servicePrincipalSignInActivities"
+        );
+    }
+
+    #[test]
+    fn collection_names_are_never_taken_for_ids() {
+        let shape_of = |u: &str| shape("GET", &Url::parse(u).expect("url"));
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/oauth2PermissionGrants"),
+            "GET /v1.0/oauth2PermissionGrants"
+        );
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/roleManagement/directory/roleEligibilitySchedules?$select=id"),
+            "GET /v1.0/roleManagement/directory/roleEligibilitySchedules"
+        );
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"),
+            "GET /v1.0/roleManagement/directory/roleEligibilityScheduleInstances"
+        );
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/servicePrincipals/b1000000-0000-4000-8000-000000000001/transitiveMemberOf/microsoft.graph.group?$select=id"),
+            "GET /v1.0/servicePrincipals/{id}/transitiveMemberOf/microsoft.graph.group"
+        );
+        // Base64url assignment ids, letters only or not.
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/servicePrincipals/b1000000-0000-4000-8000-000000000001/appRoleAssignments/cGF5bWVudHMtdXNlci1yZWFkLWFsbA"),
+            "GET /v1.0/servicePrincipals/{id}/appRoleAssignments/{id}"
+        );
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/roleManagement/directory/roleAssignments/lAPpYvVpN0KRkAEhdxReEJC2sEqbR_9Hlqk1ihjq0aY-1"),
+            "GET /v1.0/roleManagement/directory/roleAssignments/{id}"
+        );
+        assert_eq!(
+            shape_of("https://graph.microsoft.com/v1.0/groups/02bd9fd6-8f93-4758-87c3-1fb73740a315/appRoleAssignments"),
+            "GET /v1.0/groups/{id}/appRoleAssignments"
+        );
+        // ARM resource ids: every name masked, every type kept.
+        assert_eq!(
+            shape_of("https://management.azure.com/subscriptions/3f2b8c1d-5e6a-4b7c-9d8e-0f1a2b3c4d5e/resourceGroups/orders/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ordersapi/federatedIdentityCredentials/github?api-version=2023-01-31"),
+            "GET /subscriptions/{id}/resourceGroups/{id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{id}/federatedIdentityCredentials/{id}"
+        );
+        assert_eq!(
+            shape_of("https://management.azure.com/providers/Microsoft.Management/managementGroups/contoso/providers/Microsoft.Authorization/roleAssignments/4e000000-0000-4000-8000-0000000000f1"),
+            "GET /providers/Microsoft.Management/managementGroups/{id}/providers/Microsoft.Authorization/roleAssignments/{id}"
+        );
+        assert_eq!(
+            shape_of("https://management.azure.com/subscriptions/s1/providers/Microsoft.Authorization/roleEligibilityScheduleInstances?api-version=2020-10-01"),
+            "GET /subscriptions/{id}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances"
         );
     }
 

@@ -6,8 +6,9 @@
 //!   principals and managed identities, their client secrets and
 //!   certificates (ids and dates only, never a secret value), federated
 //!   credentials, last use from the sign-in activity reports (unknown when
-//!   the tenant refuses them), application permissions, delegated grants and
-//!   RBAC role assignments.
+//!   the tenant refuses them), application permissions, delegated grants,
+//!   directory roles and RBAC role assignments — held directly, through a
+//!   group (`via` `group:{id}`) or as PIM-eligible (`eligible`).
 //! - [`AzureRemediator`] removes secrets (irreversible), certificates and
 //!   federated credentials (reversible), disables service principals, and deletes app role and
 //!   RBAC role assignments, reading the state back after each call and

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// (the shapes below are that version's).
 pub const ARM_API_VERSION: &str = "2022-04-01";
 
+/// ARM Authorization API version of the PIM (eligibility) collections:
+/// `roleEligibilityScheduleInstances` is documented in 2020-10-01.
+pub const ARM_PIM_API_VERSION: &str = "2020-10-01";
+
 /// The last `/`-separated segment of an ARM id (a role definition's guid).
 pub(crate) fn last_segment(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
@@ -324,14 +328,60 @@ pub(crate) struct RoleDefinitionProps {
     pub permissions: Vec<Permission>,
 }
 
-/// One permission block of a role definition.
-#[derive(Debug, Clone, Deserialize)]
+/// One permission block of a role definition: what it allows, and what
+/// its `notActions` / `notDataActions` take out of that (a subtraction
+/// from this role only, not a deny: another role can still grant it).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Permission {
     #[serde(default)]
     pub actions: Vec<String>,
     #[serde(default)]
+    pub not_actions: Vec<String>,
+    #[serde(default)]
     pub data_actions: Vec<String>,
+    #[serde(default)]
+    pub not_data_actions: Vec<String>,
+}
+
+/// A group a service principal is a (transitive) member of, as
+/// `transitiveMemberOf/microsoft.graph.group?$select=id` returns it (the
+/// grant names the group by id; its name is not needed).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Group {
+    pub id: String,
+}
+
+/// `unifiedRoleEligibilityScheduleInstance`: a directory role a principal
+/// is eligible for now (PIM), until `endDateTime` (none: permanently).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DirectoryEligibility {
+    pub principal_id: String,
+    pub role_definition_id: String,
+    #[serde(default)]
+    pub directory_scope_id: Option<String>,
+    #[serde(default)]
+    pub end_date_time: Option<String>,
+}
+
+/// ARM `roleEligibilityScheduleInstance` (api-version 2020-10-01).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RbacEligibility {
+    pub id: String,
+    pub properties: RbacEligibilityProps,
+}
+
+/// Properties of an ARM role eligibility schedule instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RbacEligibilityProps {
+    pub role_definition_id: String,
+    pub principal_id: String,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub end_date_time: Option<String>,
 }
 
 #[cfg(test)]

@@ -9,11 +9,19 @@
 //!   `manage`, `.send`), whatever the resource;
 //! - an RBAC role is admin only at a broad scope (subscription, management
 //!   group, root); the same role on a resource group is write;
+//! - an RBAC role is judged by what it allows after its `notActions`
+//!   (a subtraction within the role, not a deny), whatever its name: a
+//!   custom role that can still assign roles or rewrite role definitions,
+//!   or that allows `*` as Contributor does, is admin like the built-ins
+//!   named in [`ADMIN_AZURE_ROLES`]; built-ins keep their rows by name;
+//! - a role held through a group or as eligible (PIM) counts as held: the
+//!   holder's privilege is the same, only how it is removed differs;
 //! - a directory role is admin only tenant-wide (`/`); scoped to an
 //!   administrative unit or an object it is write;
 //! - delegated permissions are bounded by the signed-in user's own rights,
 //!   so never admin-equivalent by themselves.
 
+use nhi_contract::pattern::Syntax;
 use nhi_contract::PrivilegeLevel;
 
 /// One row of a privilege table: the name or id the provider uses, and why
@@ -133,18 +141,35 @@ pub const ADMIN_AZURE_ROLES: &[Row] = &[
     ),
 ];
 
-/// RBAC actions that let a role, whatever its name, assign roles.
+/// RBAC actions that make a role, whatever its name, administrator-
+/// equivalent at a broad scope when it allows them after its `notActions`:
+/// each is a concrete action matched against the role's patterns (Azure
+/// action names are case-insensitive; `*` is the only wildcard).
 pub const ROLE_GRANTING_ACTIONS: &[Row] = &[
-    row("*", "every action"),
-    row(
-        "Microsoft.Authorization/*",
-        "every authorization action, role assignment included",
-    ),
     row(
         "Microsoft.Authorization/roleAssignments/write",
-        "creates role assignments",
+        "creates role assignments: assigns itself Owner",
+    ),
+    row(
+        "Microsoft.Authorization/roleDefinitions/write",
+        "rewrites a custom role it holds to allow every action",
+    ),
+    row(
+        "Microsoft.Authorization/roleAssignmentScheduleRequests/write",
+        "creates active (PIM) role assignments: assigns itself Owner",
+    ),
+    row(
+        "Microsoft.Authorization/roleEligibilityScheduleRequests/write",
+        "makes itself eligible for Owner, then activates it",
     ),
 ];
+
+/// An action pattern that, allowed and not taken out by `notActions`,
+/// makes a role Contributor-like: every action on every resource in scope.
+pub const EVERY_ACTION: Row = row(
+    "*",
+    "every action on every resource in scope: runs code on it and reads its keys, acting as its managed identities (Contributor and its clones)",
+);
 
 /// Words in a permission or scope name (case-insensitive) that make it write.
 pub const WRITE_WORDS: &[Row] = &[
@@ -218,12 +243,100 @@ pub(crate) fn directory_role_privilege(
     }
 }
 
-/// Privilege of an Azure role at a scope.
-pub(crate) fn rbac_privilege(role: &str, actions: &[String], scope: &str) -> PrivilegeLevel {
-    let grants_roles = actions.iter().any(|a| listed(ROLE_GRANTING_ACTIONS, a));
-    if broad_scope(scope) && (listed(ADMIN_AZURE_ROLES, role) || grants_roles) {
+/// How Azure action patterns compare: `*` only, case-insensitive.
+const AZURE_ACTION: Syntax = Syntax::STAR_ASCII_CASELESS;
+
+/// What one Azure role definition allows after its `notActions` and
+/// `notDataActions`: a subtraction within the role (Azure documents them
+/// as such, not as denies), so an action is allowed when some `actions`
+/// pattern of a block matches it and no `notActions` pattern of the same
+/// block does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RoleActions {
+    /// Control-plane patterns allowed, each with the exclusions that only
+    /// partly take it out (a pattern wholly covered by an exclusion is
+    /// dropped).
+    pub actions: Vec<(String, Vec<String>)>,
+    /// Data-plane patterns allowed, likewise.
+    pub data_actions: Vec<(String, Vec<String>)>,
+}
+
+fn subtract(allowed: &[String], excluded: &[String]) -> Vec<(String, Vec<String>)> {
+    allowed
+        .iter()
+        .filter(|a| !excluded.iter().any(|n| AZURE_ACTION.covers(n, a)))
+        .map(|a| {
+            let partly: Vec<String> = excluded
+                .iter()
+                .filter(|n| AZURE_ACTION.overlaps(a, n))
+                .cloned()
+                .collect();
+            (a.clone(), partly)
+        })
+        .collect()
+}
+
+impl RoleActions {
+    /// The role's permission blocks, each subtracted within itself.
+    pub(crate) fn of(blocks: &[crate::model::Permission]) -> RoleActions {
+        let mut out = RoleActions::default();
+        for b in blocks {
+            out.actions.extend(subtract(&b.actions, &b.not_actions));
+            out.data_actions
+                .extend(subtract(&b.data_actions, &b.not_data_actions));
+        }
+        out
+    }
+
+    /// Whether the concrete control-plane `action` is allowed.
+    pub(crate) fn allows(&self, action: &str) -> bool {
+        self.actions.iter().any(|(a, not)| {
+            AZURE_ACTION.matches(a, action) && !not.iter().any(|n| AZURE_ACTION.matches(n, action))
+        })
+    }
+
+    /// Whether some allowed pattern is `*` with no exclusion covering a
+    /// whole verb (`*/write`, `*/action`, `*/delete`): every action on
+    /// every resource type but a few named ones, as Contributor.
+    pub(crate) fn every_action(&self) -> bool {
+        self.actions.iter().any(|(a, not)| {
+            a == EVERY_ACTION.id
+                && !["*/write", "*/action", "*/delete"]
+                    .iter()
+                    .any(|verb| not.iter().any(|n| AZURE_ACTION.covers(n, verb)))
+        })
+    }
+
+    /// The allowed patterns as the entitlement lists them: control plane
+    /// then data plane, a pattern wholly excluded left out. A pattern only
+    /// partly excluded (Contributor's `*` less `Microsoft.Authorization/*/Write`)
+    /// stays whole: globs cannot express the difference, and listing more
+    /// than is allowed errs towards reporting access, never hiding it.
+    pub(crate) fn listed(&self) -> Vec<String> {
+        self.actions
+            .iter()
+            .chain(self.data_actions.iter())
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+}
+
+/// Privilege of an Azure role at a scope, from what it allows after its
+/// exclusions: built-in roles by name ([`ADMIN_AZURE_ROLES`]), any role
+/// (custom ones included) by its actions ([`ROLE_GRANTING_ACTIONS`],
+/// [`EVERY_ACTION`]).
+pub(crate) fn rbac_privilege(role: &str, allowed: &RoleActions, scope: &str) -> PrivilegeLevel {
+    let grants_roles = ROLE_GRANTING_ACTIONS.iter().any(|r| allowed.allows(r.id));
+    if broad_scope(scope)
+        && (listed(ADMIN_AZURE_ROLES, role) || grants_roles || allowed.every_action())
+    {
         PrivilegeLevel::Admin
-    } else if actions.iter().any(|a| !a.ends_with("/read")) {
+    } else if allowed
+        .actions
+        .iter()
+        .chain(allowed.data_actions.iter())
+        .any(|(a, _)| !a.to_ascii_lowercase().ends_with("/read"))
+    {
         PrivilegeLevel::Write
     } else {
         PrivilegeLevel::Read
@@ -236,7 +349,7 @@ mod tests {
 
     #[test]
     fn privilege_of_rbac_depends_on_role_and_scope() {
-        let star = vec!["*".to_string()];
+        let star = allows(&["*"], &[]);
         assert_eq!(
             rbac_privilege("Owner", &star, "/subscriptions/s1"),
             PrivilegeLevel::Admin
@@ -253,11 +366,68 @@ mod tests {
             rbac_privilege("Owner", &star, "/subscriptions/s1/resourceGroups/rg"),
             PrivilegeLevel::Write
         );
-        let read = vec!["Microsoft.Storage/storageAccounts/read".to_string()];
+        let read = allows(&["Microsoft.Storage/storageAccounts/read"], &[]);
         assert_eq!(
             rbac_privilege("Reader", &read, "/subscriptions/s1"),
             PrivilegeLevel::Read
         );
+    }
+
+    fn allows(actions: &[&str], not: &[&str]) -> RoleActions {
+        RoleActions::of(&[crate::model::Permission {
+            actions: actions.iter().map(|s| s.to_string()).collect(),
+            not_actions: not.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }])
+    }
+
+    #[test]
+    fn custom_roles_are_judged_by_what_they_allow_after_not_actions() {
+        let sub = "/subscriptions/s1";
+        // A Contributor clone under another name.
+        let clone = allows(
+            &["*"],
+            &[
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+            ],
+        );
+        assert_eq!(
+            rbac_privilege("Deploy Operator", &clone, sub),
+            PrivilegeLevel::Admin
+        );
+        assert_eq!(clone.listed(), vec!["*".to_string()]);
+        // Authorization everything, role-granting writes taken out.
+        let auth = allows(
+            &["Microsoft.Authorization/*"],
+            &[
+                "microsoft.authorization/roleassignments/write",
+                "Microsoft.Authorization/roleDefinitions/write",
+                "Microsoft.Authorization/roleAssignmentScheduleRequests/*",
+                "Microsoft.Authorization/roleEligibilityScheduleRequests/*",
+            ],
+        );
+        assert_eq!(
+            rbac_privilege("Auth Helper", &auth, sub),
+            PrivilegeLevel::Write
+        );
+        // The same without the exclusions assigns roles.
+        let auth_all = allows(&["Microsoft.Authorization/*"], &[]);
+        assert_eq!(
+            rbac_privilege("Auth Helper", &auth_all, sub),
+            PrivilegeLevel::Admin
+        );
+        // A role excluded wholly is dropped from what is listed.
+        let gone = allows(
+            &["Microsoft.Web/sites/write", "*/read"],
+            &["Microsoft.Web/*"],
+        );
+        assert_eq!(gone.listed(), vec!["*/read".to_string()]);
+        assert_eq!(rbac_privilege("Viewer", &gone, sub), PrivilegeLevel::Read);
+        // `*` without any write is not Contributor-like.
+        let no_writes = allows(&["*"], &["*/write", "*/delete", "*/action"]);
+        assert!(!no_writes.every_action());
     }
 
     #[test]

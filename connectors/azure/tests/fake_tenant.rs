@@ -49,11 +49,15 @@ fn usage_of<'a>(inv: &'a Inventory, cred: &str) -> &'a Usage {
         .usage
 }
 
+/// What `who` holds by direct, active assignment (held through a group or
+/// as eligible: see tests/entitlements.rs).
 fn entitlements_of(inv: &Inventory, who: &str) -> Vec<(String, PrivilegeLevel)> {
     let mut v: Vec<(String, PrivilegeLevel)> = inv
         .grants
         .iter()
-        .filter(|g| g.identity == who)
+        .filter(|g| {
+            g.identity == who && g.via.as_deref().is_none_or(|v| v == "delegated") && !g.eligible
+        })
         .filter_map(|g| inv.entitlements.iter().find(|e| e.id == g.entitlement))
         .map(|e| (e.name.clone(), e.privilege))
         .collect();
@@ -274,7 +278,8 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
     assert!(t.writes().is_empty(), "a scan writes nothing");
     assert_eq!(src.calls().total() as usize, t.requests.len());
     // Per-object calls: one per application and per kept service principal
-    // (Microsoft's own Graph principal is not asked), one per resource.
+    // (Microsoft's own Graph principal is not asked), one per resource
+    // (Microsoft Graph, and payments-api which a group is assigned to).
     let calls = src.calls().snapshot();
     assert_eq!(
         calls.get("GET /v1.0/applications/{id}/federatedIdentityCredentials"),
@@ -284,7 +289,11 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
         calls.get("GET /v1.0/servicePrincipals/{id}/appRoleAssignments"),
         Some(&4)
     );
-    assert_eq!(calls.get("GET /v1.0/servicePrincipals/{id}"), Some(&1));
+    assert_eq!(calls.get("GET /v1.0/servicePrincipals/{id}"), Some(&2));
+    assert_eq!(
+        calls.get("GET /v1.0/servicePrincipals/{id}/transitiveMemberOf/microsoft.graph.group"),
+        Some(&4)
+    );
 }
 
 #[tokio::test]
@@ -390,12 +399,16 @@ async fn a_failing_subscription_is_a_gap_and_a_failing_directory_fails_the_sourc
     let fake = FakeTenant::start(t).await.expect("fake");
     let (inv, _) = scan(&fake, "NHI_AZ_T5").await;
     let inv = inv.expect("partial scan");
-    assert_eq!(inv.coverage.gaps.len(), 1);
+    // Its role assignments and its eligibility: each read, each a gap.
+    let unseen: Vec<&Unseen> = inv.coverage.gaps.iter().map(|g| &g.unseen).collect();
     assert_eq!(
-        inv.coverage.gaps[0].unseen,
-        Unseen::Subscription {
-            id: SUBSCRIPTION.into()
-        }
+        unseen,
+        vec![
+            &Unseen::Subscription {
+                id: SUBSCRIPTION.into()
+            },
+            &Unseen::EligibleAssignments
+        ]
     );
     assert!(
         inv.entitlements
@@ -840,7 +853,7 @@ async fn a_token_signing_certificate_blocks_rewriting_key_credentials() {
 }
 
 #[tokio::test]
-async fn calls_grow_by_two_per_application_with_bounded_concurrency() {
+async fn calls_grow_by_three_per_application_with_bounded_concurrency() {
     let n = 250;
     let mut t = Tenant::synthetic(n);
     t.delay_ms = 5;
@@ -857,10 +870,10 @@ async fn calls_grow_by_two_per_application_with_bounded_concurrency() {
         + pages(n + 1) // service principals (with Microsoft Graph's)
         + 2 * pages(n) // the two reports
         + 1 // delegated grants
-        + 2 // directory role definitions and assignments
-        + 2 * n as u64 // federated credentials and app role assignments, one each
+        + 3 // directory role definitions, assignments and eligibility
+        + 3 * n as u64 // federated credentials, app role assignments and groups, one each
         + 1 // Microsoft Graph's app roles, once
-        + 2; // role definitions and assignments of the subscription
+        + 3; // role definitions, assignments and eligibility of the subscription
     assert_eq!(
         src.calls().total(),
         expected,
@@ -937,8 +950,8 @@ async fn directory_roles_are_read_detached_and_restored_and_a_refusal_is_a_gap()
     );
     assert_eq!(
         fake.tenant().directory_role_assignments.len(),
-        1,
-        "the other principal's role stays"
+        2,
+        "the other principals' roles stay"
     );
     rem.undo(&out.undo.expect("undo")).await.expect("recreated");
     assert_eq!(
@@ -953,15 +966,16 @@ async fn directory_roles_are_read_detached_and_restored_and_a_refusal_is_a_gap()
             }))
         )
     );
-    assert_eq!(fake.tenant().directory_role_assignments.len(), 2);
+    assert_eq!(fake.tenant().directory_role_assignments.len(), 3);
 
     fake.tenant().directory_roles_forbidden = true;
     let (inv, _) = scan(&fake, "NHI_AZ_R9").await;
     let inv = inv.expect("scan");
     assert_eq!(inv.coverage.gaps.len(), 1);
     assert_eq!(inv.coverage.gaps[0].unseen, Unseen::DirectoryRoles);
+    // Only eligibility, read on its own, still names directory roles.
     assert!(inv
-        .entitlements
+        .grants
         .iter()
-        .all(|e| !e.id.starts_with("/roleManagement")));
+        .all(|g| !g.entitlement.starts_with("/roleManagement") || g.eligible));
 }

@@ -8,9 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 use futures_util::stream::{self, StreamExt};
 use nhi_contract::{Entitlement, Gap, Grant, Inventory, Unseen};
 
+use super::groups::Memberships;
 use super::{Held, Scan};
 use crate::client::{Api, ApiError};
-use crate::model;
+use crate::model::{self, ts};
 use crate::privilege::{
     app_role_privilege, delegated_privilege, directory_role_privilege, AAD_GRAPH_APP_ID,
     MICROSOFT_GRAPH_APP_ID,
@@ -129,17 +130,19 @@ impl Scan<'_> {
         Ok(by_id)
     }
 
-    /// Application permissions held by kept service principals.
+    /// Application permissions held by kept service principals, directly
+    /// or through a group they are a member of.
     pub(super) fn push_app_roles(
         &self,
         inv: &mut Inventory,
         held: &mut Held,
         assigned: &[model::AppRoleAssignment],
         resources: &Resources,
-        kept: &BTreeSet<&str>,
+        (kept, groups): (&BTreeSet<&str>, &Memberships),
     ) {
         for a in assigned {
-            if !kept.contains(a.principal_id.as_str()) {
+            let holders = groups.holders(&a.principal_id, kept, false);
+            if holders.is_empty() {
                 continue;
             }
             let res = resources.get(&a.resource_id);
@@ -165,7 +168,9 @@ impl Scan<'_> {
                 )],
                 privilege: app_role_privilege(res_app, &value),
             };
-            held.add(inv, &a.principal_id, entitlement);
+            for (who, how) in holders {
+                held.add(inv, &who, entitlement.clone(), how);
+            }
         }
     }
 
@@ -195,53 +200,71 @@ impl Scan<'_> {
         Ok((defs.into_iter().map(|d| (d.id.clone(), d)).collect(), ras))
     }
 
-    /// Entra ID directory roles held by kept principals. Refused (the
-    /// scanner lacks RoleManagement.Read.Directory) → a gap, not a failure.
+    /// The directory roles kept principals are eligible for now (PIM
+    /// schedule instances: current eligibility, not future schedules).
+    async fn directory_eligibility(&self) -> Result<Vec<model::DirectoryEligibility>, ApiError> {
+        self.client
+            .list(
+                Api::Graph,
+                "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances?$select=id,principalId,roleDefinitionId,directoryScopeId,endDateTime",
+            )
+            .await
+    }
+
+    /// Entra ID directory roles held by kept principals, directly or
+    /// through a group, active or eligible. The role assignments refused
+    /// (the scanner lacks RoleManagement.Read.Directory) → a `directory
+    /// roles` gap; the eligibility refused or failing → an `eligible
+    /// assignments` gap (Microsoft documents no answer meaning "this
+    /// tenant has no PIM", so a tenant without the licence shows the gap
+    /// too, with the service's reason). Neither fails the scan.
     pub(super) async fn push_directory_roles(
         &self,
         inv: &mut Inventory,
         held: &mut Held,
-        kept: &BTreeSet<&str>,
+        (kept, groups): (&BTreeSet<&str>, &Memberships),
     ) {
-        let (defs, ras) = match self.directory_roles().await {
-            Ok(read) => read,
+        let defs = match self.directory_roles().await {
+            Ok((defs, ras)) => {
+                for ra in &ras {
+                    let scope = ra.directory_scope_id.as_deref().unwrap_or("/");
+                    for (who, how) in groups.holders(&ra.principal_id, kept, false) {
+                        let e = directory_role(&defs, &ra.role_definition_id, scope);
+                        held.add(inv, &who, e, how);
+                    }
+                }
+                defs
+            }
             Err(e) => {
                 tracing::warn!(source = %self.cfg.name, error = %e, "directory roles not read");
                 inv.coverage.gaps.push(Gap {
                     unseen: Unseen::DirectoryRoles,
                     reason: e.to_string(),
                 });
-                return;
+                HashMap::new()
             }
         };
-        for ra in ras
-            .iter()
-            .filter(|r| kept.contains(r.principal_id.as_str()))
-        {
-            let def = defs.get(&ra.role_definition_id);
-            let scope = ra.directory_scope_id.clone().unwrap_or_else(|| "/".into());
-            let template = def
-                .and_then(|d| d.template_id.clone())
-                .unwrap_or_else(|| ra.role_definition_id.clone());
-            let name = def
-                .and_then(|d| d.display_name.clone())
-                .unwrap_or_else(|| ra.role_definition_id.clone());
-            let actions: Vec<String> = def
-                .map(|d| {
-                    d.role_permissions
-                        .iter()
-                        .flat_map(|p| p.allowed_resource_actions.iter().cloned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let entitlement = Entitlement {
-                id: directory_role_entitlement(&scope, &template),
-                name: format!("{name} (directory role at {scope})"),
-                privilege: directory_role_privilege(&template, &scope, &actions),
-                actions,
-                resources: vec![scope],
-            };
-            held.add(inv, &ra.principal_id, entitlement);
+        match self.directory_eligibility().await {
+            Ok(list) => {
+                for el in list {
+                    let ended = ts(el.end_date_time.as_deref()).is_some_and(|end| end <= self.now);
+                    if ended {
+                        continue;
+                    }
+                    let scope = el.directory_scope_id.as_deref().unwrap_or("/");
+                    for (who, how) in groups.holders(&el.principal_id, kept, true) {
+                        let e = directory_role(&defs, &el.role_definition_id, scope);
+                        held.add(inv, &who, e, how);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.cfg.name, error = %e, "directory role eligibility not read");
+                inv.coverage.gaps.push(Gap {
+                    unseen: Unseen::EligibleAssignments,
+                    reason: format!("directory role eligibility: {e}"),
+                });
+            }
         }
     }
 
@@ -292,5 +315,36 @@ impl Scan<'_> {
                 eligible: false,
             });
         }
+    }
+}
+
+/// A directory role at a directory scope as an entitlement, named from its
+/// definition when it was read.
+fn directory_role(
+    defs: &HashMap<String, model::DirectoryRoleDefinition>,
+    role_definition_id: &str,
+    scope: &str,
+) -> Entitlement {
+    let def = defs.get(role_definition_id);
+    let template = def
+        .and_then(|d| d.template_id.clone())
+        .unwrap_or_else(|| role_definition_id.to_string());
+    let name = def
+        .and_then(|d| d.display_name.clone())
+        .unwrap_or_else(|| role_definition_id.to_string());
+    let actions: Vec<String> = def
+        .map(|d| {
+            d.role_permissions
+                .iter()
+                .flat_map(|p| p.allowed_resource_actions.iter().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Entitlement {
+        id: directory_role_entitlement(scope, &template),
+        name: format!("{name} (directory role at {scope})"),
+        privilege: directory_role_privilege(&template, scope, &actions),
+        actions,
+        resources: vec![scope.to_string()],
     }
 }

@@ -8,19 +8,30 @@
 //! - [`credentials`]: client secrets and certificates (ids and dates only)
 //!   and, with bounded concurrency, each application's federated
 //!   credentials;
+//! - [`groups`]: each kept service principal's groups (transitive) and the
+//!   app role assignments those groups hold;
 //! - [`assignments`]: each kept service principal's app role assignments
-//!   (each assigned resource's app roles read once), directory roles and
-//!   the tenant's delegated grants;
-//! - [`rbac`]: per subscription, the role definitions and role assignments.
+//!   (each assigned resource's app roles read once), directory roles
+//!   (active and PIM-eligible) and the tenant's delegated grants;
+//! - [`rbac`]: per subscription, the role definitions, role assignments and
+//!   PIM eligibility.
 //!
-//! Listing the directory, grants or app role assignments failing makes the
-//! source unknown; a subscription, the directory roles or the federated
-//! credentials of an application failing is recorded as a gap (the rest is
-//! still read). Privilege is judged by the tables of [`crate::privilege`].
+//! A role assigned to a group is granted to each kept member `via`
+//! `group:{groupObjectId}`; an eligible one is granted `eligible`.
+//!
+//! Listing the directory, grants or the principals' own app role
+//! assignments failing makes the source unknown. Each other sub-read
+//! failing is its own typed gap and the rest is still read: the directory
+//! roles (`directory roles`), a subscription (`subscription {id}`), group
+//! memberships or a group's assignments (`group memberships`), eligibility
+//! in the directory or a subscription (`eligible assignments`), the sign-in
+//! reports (`usage`), an application's federated credentials. Privilege is
+//! judged by the tables of [`crate::privilege`].
 
 mod assignments;
 mod credentials;
 mod directory;
+mod groups;
 mod rbac;
 mod usage;
 
@@ -111,13 +122,18 @@ impl Scan<'_> {
         self.push_service_principals(&mut inv, &dir, &activity);
 
         let kept = dir.kept();
-        let assigned = self.app_role_assignments(&dir.sps).await?;
+        let mut assigned = self.app_role_assignments(&dir.sps).await?;
+        let mut groups = self.memberships(&dir.sps).await;
+        assigned.extend(self.group_app_role_assignments(&mut groups).await);
+        groups.gap(&mut inv.coverage.gaps);
         let resources = self.resources(&assigned, &grants, &kept).await?;
         let mut held = Held::default();
-        self.push_app_roles(&mut inv, &mut held, &assigned, &resources, &kept);
-        self.push_directory_roles(&mut inv, &mut held, &kept).await;
+        let holders = (&kept, &groups);
+        self.push_app_roles(&mut inv, &mut held, &assigned, &resources, holders);
+        self.push_directory_roles(&mut inv, &mut held, holders)
+            .await;
         self.push_delegated(&mut inv, &grants, &resources, &kept);
-        self.push_rbac(&mut inv, &mut held, &kept).await;
+        self.push_rbac(&mut inv, &mut held, holders).await;
         Ok(inv)
     }
 
@@ -134,22 +150,48 @@ impl Scan<'_> {
 #[derive(Default)]
 struct Held {
     have: BTreeSet<String>,
-    granted: BTreeSet<(String, String)>,
+    granted: BTreeSet<(String, String, Option<String>, bool)>,
 }
 
 impl Held {
-    fn add(&mut self, inv: &mut Inventory, identity: &str, entitlement: Entitlement) {
+    /// `identity` holds `entitlement` as `how` says (directly, through a
+    /// group, as eligible): each way it is held is its own grant.
+    fn add(&mut self, inv: &mut Inventory, identity: &str, entitlement: Entitlement, how: How) {
         let id = entitlement.id.clone();
         if self.have.insert(id.clone()) {
             inv.entitlements.push(entitlement);
         }
-        if self.granted.insert((identity.to_string(), id.clone())) {
+        let key = (
+            identity.to_string(),
+            id.clone(),
+            how.via.clone(),
+            how.eligible,
+        );
+        if self.granted.insert(key) {
             inv.grants.push(Grant {
                 identity: identity.to_string(),
                 entitlement: id,
-                via: None,
-                eligible: false,
+                via: how.via,
+                eligible: how.eligible,
             });
+        }
+    }
+}
+
+/// How a grant is held when not by a direct, active assignment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct How {
+    /// `group:{groupObjectId}` when held through a group.
+    via: Option<String>,
+    /// PIM-eligible rather than active.
+    eligible: bool,
+}
+
+impl How {
+    fn group(id: &str, eligible: bool) -> How {
+        How {
+            via: Some(format!("group:{id}")),
+            eligible,
         }
     }
 }

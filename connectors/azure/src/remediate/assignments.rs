@@ -7,6 +7,7 @@ use azure_core::http::Method;
 use nhi_contract::{ActionOutcome, ActionRequest, SourceError};
 use serde_json::{json, Value};
 
+use super::indirect::{refused, RoleRef};
 use super::readback::{check_arm_id, check_id, invalid, Undo};
 use super::AzureRemediator;
 use crate::client::Api;
@@ -236,14 +237,51 @@ impl AzureRemediator {
             .collect())
     }
 
+    /// Detach each entitlement's direct, active assignments. Before any
+    /// write, every role is checked for how else `sp` holds it (see
+    /// [`super::indirect`]): held only through a group or as eligible →
+    /// the whole action is refused; held also that way → only the direct
+    /// assignment goes, and `after` lists what still holds it
+    /// (`still_held_via`).
     pub(super) async fn detach(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
         let sp = check_id(&a.identity_id)?;
+        let groups = if a.entitlements.iter().any(|e| RoleRef::of(e).is_some()) {
+            self.groups_of(sp).await?
+        } else {
+            Vec::new()
+        };
+        let mut otherwise = Vec::new();
+        for ent in &a.entitlements {
+            let how = match RoleRef::of(ent) {
+                Some(held) => {
+                    let how = self.held_otherwise(sp, &groups, &held).await?;
+                    if !how.is_empty() && !self.held_directly(sp, ent, &held).await? {
+                        return Err(refused(ent, sp, &how));
+                    }
+                    how
+                }
+                None => Vec::new(),
+            };
+            otherwise.push(how);
+        }
         let mut undo = Vec::new();
         let mut before = Vec::new();
         let mut after = Vec::new();
-        for ent in &a.entitlements {
+        for (ent, still) in a.entitlements.iter().zip(otherwise) {
             let mut steps = Vec::new();
             if ent.contains("/providers/Microsoft.Authorization/roleAssignments/") {
+                // An assignment by id: only one that is the principal's own.
+                let path = format!("{}?api-version={ARM_API_VERSION}", check_arm_id(ent)?);
+                if let Some(v) = self.get_opt(Api::Arm, &path).await? {
+                    let ra: RoleAssignment = serde_json::from_value(v)
+                        .map_err(|e| invalid(format!("role assignment {ent}: {e}")))?;
+                    if !ra.properties.principal_id.eq_ignore_ascii_case(sp) {
+                        return Err(invalid(format!(
+                            "{ent} is assigned to {}, not to {sp}: not detached (a group's assignment would be taken from every member)",
+                            ra.properties.principal_id
+                        )));
+                    }
+                }
                 steps.extend(self.delete_role_assignment(ent).await?);
             } else if ent.contains("/providers/Microsoft.Authorization/roleDefinitions/") {
                 for ra in self.role_assignments_for(sp, ent).await? {
@@ -283,7 +321,11 @@ impl AzureRemediator {
                 )));
             }
             before.push(json!({"entitlement": ent, "present": !steps.is_empty()}));
-            after.push(json!({"entitlement": ent, "present": false}));
+            if still.is_empty() {
+                after.push(json!({"entitlement": ent, "present": false}));
+            } else {
+                after.push(json!({"entitlement": ent, "present": false, "still_held_via": still}));
+            }
             undo.extend(steps);
         }
         Ok(ActionOutcome {

@@ -19,12 +19,15 @@
 //! By object family: [`credentials`] (secrets, certificates, federated
 //! credentials), [`service_principals`] (disable / re-enable, managed
 //! identities stripped), [`assignments`] (app role, directory role and RBAC
-//! assignments, detach). [`readback`] holds what every action shares: ids
+//! assignments, detach), [`indirect`] (how else a principal holds a role:
+//! through a group or as eligible — never detached through the direct
+//! path). [`readback`] holds what every action shares: ids
 //! checked before they enter a URL, reads that map 404 to absence, the
 //! call, and the [`readback::Undo`] record with its replay.
 
 mod assignments;
 mod credentials;
+mod indirect;
 mod readback;
 mod service_principals;
 

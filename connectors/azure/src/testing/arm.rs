@@ -22,6 +22,9 @@ fn arm_err(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Answer one authorized ARM request.
 pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
+    if let Some(resp) = super::entitlements::route_arm(t, r) {
+        return resp;
+    }
     if r.q.get("api-version").map(String::as_str) != Some("2022-04-01") {
         return arm_err(
             StatusCode::BAD_REQUEST,

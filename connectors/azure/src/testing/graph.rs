@@ -12,6 +12,9 @@ use super::tenant::{ago, Tenant};
 
 /// Answer one authorized Graph request.
 pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
+    if let Some(resp) = super::entitlements::route_graph(t, r) {
+        return resp;
+    }
     match (r.method.as_str(), r.segs.as_slice()) {
         ("GET", ["beta", "reports", report]) => reports(t, r, report),
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals")]) => {

@@ -22,10 +22,12 @@
 //! the routes of `graph.rs` and `arm.rs`.
 
 mod arm;
+mod entitlements;
 mod graph;
 mod server;
 mod tenant;
 
+pub use entitlements::ent_ids;
 pub use server::FakeTenant;
 pub use tenant::{Recorded, Tenant};
 

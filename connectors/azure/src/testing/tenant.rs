@@ -73,6 +73,24 @@ pub struct Tenant {
     pub(super) in_flight: usize,
     pub(super) issued: BTreeSet<String>,
     pub(super) counter: u64,
+    /// Groups (`group` objects as documented).
+    pub groups: Vec<Value>,
+    /// Direct members (service principal or group ids) of each group.
+    pub group_members: BTreeMap<String, Vec<String>>,
+    /// appRoleAssignment objects held by groups.
+    pub group_app_role_assignments: Vec<Value>,
+    /// Directory role eligibility schedule instances (PIM).
+    pub directory_eligibility: Vec<Value>,
+    /// ARM role eligibility schedule instances (PIM).
+    pub rbac_eligibility: Vec<Value>,
+    /// Service principals whose `transitiveMemberOf` answers 500.
+    pub failing_memberships: BTreeSet<String>,
+    /// Groups whose `appRoleAssignments` answer 500.
+    pub failing_group_assignments: BTreeSet<String>,
+    /// The directory role eligibility answers 403.
+    pub directory_eligibility_forbidden: bool,
+    /// The ARM role eligibility answers 500.
+    pub rbac_eligibility_down: bool,
 }
 
 pub(super) fn ago(days: i64) -> String {
@@ -161,7 +179,7 @@ impl Tenant {
         let (sp_activity, cred_activity) = demo_sign_ins();
         let (directory_roles, directory_role_assignments) = demo_directory_roles();
         let (role_definitions, role_assignments) = demo_rbac();
-        Tenant {
+        let mut t = Tenant {
             apps: demo_apps(),
             sps: demo_service_principals(),
             fics: demo_federated(),
@@ -175,7 +193,9 @@ impl Tenant {
             role_assignments,
             page_size: 2,
             ..Tenant::default()
-        }
+        };
+        super::entitlements::extend_demo(&mut t);
+        t
     }
 
     /// A generated tenant for scale runs: `n` applications, each with one
