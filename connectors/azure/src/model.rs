@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// (the shapes below are that version's).
 pub const ARM_API_VERSION: &str = "2022-04-01";
 
+/// ARM Microsoft.ManagedIdentity API version (the latest GA) used for a
+/// user-assigned identity's federated identity credentials.
+pub const MSI_API_VERSION: &str = "2024-11-30";
+
 /// The last `/`-separated segment of an ARM id (a role definition's guid).
 pub(crate) fn last_segment(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
@@ -108,12 +112,19 @@ pub(crate) struct Application {
     pub owners: Vec<DirObject>,
 }
 
-/// `servicePrincipal`.
+/// `servicePrincipal`, and its derived `agentIdentity` (beta) as the agent
+/// listing returns it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ServicePrincipal {
     pub id: String,
+    /// Absent on an agent identity as its listing documents it.
+    #[serde(default)]
     pub app_id: String,
+    /// `#microsoft.graph.agentIdentity` on an agent identity served in a
+    /// collection of service principals.
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]
@@ -134,9 +145,25 @@ pub(crate) struct ServicePrincipal {
     pub key_credentials: Vec<KeyCredential>,
     #[serde(default)]
     pub owners: Vec<DirObject>,
+    /// Agent identity: the `appId` of its blueprint.
+    #[serde(default)]
+    pub agent_identity_blueprint_id: Option<String>,
+    /// Agent identity: who answers for it (`$expand=sponsors`).
+    #[serde(default)]
+    pub sponsors: Vec<DirObject>,
 }
 
-/// `federatedIdentityCredential`: a trust, no secret.
+/// `federatedIdentityExpression` (beta): a flexible federated credential's
+/// claims-matching expression.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FederatedExpression {
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// `federatedIdentityCredential`: a trust, no secret. `subject` is null
+/// when a (beta) `claimsMatchingExpression` admits subjects instead.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct FederatedCredential {
@@ -146,6 +173,34 @@ pub(crate) struct FederatedCredential {
     pub issuer: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub claims_matching_expression: Option<FederatedExpression>,
+}
+
+/// ARM `Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MiFederatedCredential {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub properties: MiFederatedProps,
+}
+
+/// Properties of a managed identity's federated credential (the
+/// expression only in the preview API versions that document it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MiFederatedProps {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub claims_matching_expression: Option<FederatedExpression>,
 }
 
 /// `appRoleAssignment` (an application permission held by a principal).

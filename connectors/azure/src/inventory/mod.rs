@@ -1,22 +1,27 @@
 //! Reading one Entra ID tenant (and its subscriptions' RBAC) into the
 //! contract model, by object family:
 //!
-//! - [`directory`]: applications, service principals and managed
-//!   identities (`$select`, owners by `$expand`, every page);
+//! - [`directory`]: applications, service principals, managed identities
+//!   and (beta) agent identities with their sponsors (`$select`, owners by
+//!   `$expand`, every page); each principal classified by its
+//!   `servicePrincipalType` — first-party Microsoft *applications* left
+//!   out, managed identities and unknown types kept;
 //! - [`usage`]: the two beta sign-in reports (refused → usage unknown plus
 //!   a `usage` gap, never "never used");
-//! - [`credentials`]: client secrets and certificates (ids and dates only)
-//!   and, with bounded concurrency, each application's federated
-//!   credentials;
+//! - [`credentials`]: client secrets and certificates (ids and dates only,
+//!   expired ones kept as inactive) and, with bounded concurrency, the
+//!   federated credentials of each application (beta, for flexible
+//!   expressions) and each user-assigned managed identity (ARM), with the
+//!   tokens they admit;
 //! - [`assignments`]: each kept service principal's app role assignments
 //!   (each assigned resource's app roles read once), directory roles and
 //!   the tenant's delegated grants;
 //! - [`rbac`]: per subscription, the role definitions and role assignments.
 //!
 //! Listing the directory, grants or app role assignments failing makes the
-//! source unknown; a subscription, the directory roles or the federated
-//! credentials of an application failing is recorded as a gap (the rest is
-//! still read). Privilege is judged by the tables of [`crate::privilege`].
+//! source unknown; a subscription, the directory roles, the agent identity
+//! listing or the federated credentials of an application or managed
+//! identity failing is recorded as a gap (the rest is still read). Privilege is judged by the tables of [`crate::privilege`].
 
 mod assignments;
 mod credentials;
@@ -100,15 +105,16 @@ struct Scan<'a> {
 impl Scan<'_> {
     /// The tenant, step by step; the order of the calls is the order here.
     async fn tenant(&self) -> Result<Inventory, SourceError> {
-        let dir = self.directory().await?;
+        let mut dir = self.directory().await?;
         let mut inv = Inventory::default();
+        inv.coverage.gaps.append(&mut dir.gaps);
         let activity = self.activity(&mut inv.coverage.gaps).await;
         let grants = self.delegated_grants().await?;
         let federated = self
-            .federated_credentials(&dir.apps, &mut inv.coverage.gaps)
+            .federated_credentials(&dir, &mut inv.coverage.gaps)
             .await;
         self.push_applications(&mut inv, &dir.apps, &federated, &activity);
-        self.push_service_principals(&mut inv, &dir, &activity);
+        self.push_service_principals(&mut inv, &dir, &federated, &activity);
 
         let kept = dir.kept();
         let assigned = self.app_role_assignments(&dir.sps).await?;

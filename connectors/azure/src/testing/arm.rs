@@ -1,6 +1,8 @@
-//! The ARM Authorization routes of the fake tenant (api-version
-//! 2022-04-01): role definitions and role assignments per subscription,
-//! one role assignment by id (GET, DELETE, PUT), a failing subscription.
+//! The ARM routes of the fake tenant: Authorization (api-version
+//! 2022-04-01) — role definitions and role assignments per subscription,
+//! one role assignment by id (GET, DELETE, PUT), a failing subscription —
+//! and Microsoft.ManagedIdentity (2024-11-30) — a user-assigned identity's
+//! federated credentials, 403 under their fault.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +11,7 @@ use serde_json::json;
 use super::server::{created, ok_json, page, Req};
 use super::tenant::Tenant;
 use super::ARM;
+use crate::model::{ARM_API_VERSION, MSI_API_VERSION};
 
 fn arm_err(status: StatusCode, code: &str, message: &str) -> Response {
     let b = json!({"error": {"code": code, "message": message}});
@@ -22,7 +25,16 @@ fn arm_err(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Answer one authorized ARM request.
 pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
-    if r.q.get("api-version").map(String::as_str) != Some("2022-04-01") {
+    let msi = r
+        .segs
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case("Microsoft.ManagedIdentity"));
+    let version = if msi {
+        MSI_API_VERSION
+    } else {
+        ARM_API_VERSION
+    };
+    if r.q.get("api-version").map(String::as_str) != Some(version) {
         return arm_err(
             StatusCode::BAD_REQUEST,
             "MissingApiVersionParameter",
@@ -37,6 +49,9 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
                 "Encountered internal server error.",
             );
         }
+    }
+    if msi {
+        return identity_federated(t, r);
     }
     match (r.method.as_str(), r.segs.as_slice()) {
         (
@@ -54,6 +69,41 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
             StatusCode::BAD_REQUEST,
             "InvalidResourceType",
             &format!("Unsupported request: {} {}", r.method, r.path),
+        ),
+    }
+}
+
+/// `GET {userAssignedIdentity}/federatedIdentityCredentials` (resource ids
+/// compared without case, as ARM does).
+fn identity_federated(t: &Tenant, r: &Req) -> Response {
+    let Some(identity) = r.path.strip_suffix("/federatedIdentityCredentials") else {
+        return arm_err(
+            StatusCode::BAD_REQUEST,
+            "InvalidResourceType",
+            &format!("Unsupported request: {} {}", r.method, r.path),
+        );
+    };
+    if r.method.as_str() != "GET" {
+        return arm_err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "Only GET is served.",
+        );
+    }
+    let same = |k: &String| k.eq_ignore_ascii_case(identity);
+    if t.failing_mi_fics.iter().any(same) {
+        return arm_err(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read'.",
+        );
+    }
+    match t.mi_fics.iter().find(|(k, _)| same(k)) {
+        Some((_, items)) => page(ARM, r.path, &r.q, items.clone(), r.size, true),
+        None => arm_err(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("The Resource '{identity}' was not found."),
         ),
     }
 }
