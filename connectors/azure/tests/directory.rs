@@ -443,3 +443,64 @@ async fn figures_of_the_demo_scan() {
     assert_eq!(kinds.get("agent"), Some(&1));
     assert_eq!(kinds.get("managed_identity"), Some(&2));
 }
+
+#[tokio::test]
+async fn a_managed_identity_federated_credential_is_removed_through_arm_and_undo_restores_it() {
+    use nhi_azure::AzureRemediator;
+    use nhi_contract::{ActionRequest, Operation, Provider, Remediator};
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_D12"));
+    let action = |identity: &str| ActionRequest {
+        operation: Operation::DisableCredential,
+        provider: Provider::Azure,
+        identity_id: identity.into(),
+        credential_id: Some(ids::MI_FIC_ORDERS.into()),
+        credential_kind: Some(CredentialKind::Federated),
+        entitlements: vec![],
+    };
+    // Not a credential of that identity: refused, nothing written.
+    let e = rem
+        .apply(&action(ids::MI_BUILD))
+        .await
+        .expect_err("another identity's credential");
+    assert!(
+        e.to_string().contains("not a federated credential of"),
+        "{e}"
+    );
+    assert!(fake.tenant().writes().is_empty());
+
+    let before = fake.tenant().mi_fics[ids::MI_ORDERS_RESOURCE][0].clone();
+    let out = rem.apply(&action(ids::MI_ORDERS)).await.expect("removed");
+    let writes: Vec<(String, String, Option<String>)> = fake
+        .tenant()
+        .writes()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone(), r.query.clone()))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![(
+            "DELETE".to_string(),
+            ids::MI_FIC_ORDERS.to_string(),
+            Some("api-version=2024-11-30".to_string())
+        )]
+    );
+    assert!(fake.tenant().mi_fics[ids::MI_ORDERS_RESOURCE].is_empty());
+
+    rem.undo(&out.undo.expect("reversible"))
+        .await
+        .expect("recreated");
+    let t = fake.tenant();
+    let put = t
+        .writes()
+        .last()
+        .map(|r| (r.method.clone(), r.body.clone()));
+    assert_eq!(
+        put,
+        Some((
+            "PUT".to_string(),
+            Some(serde_json::json!({"properties": before["properties"]}))
+        ))
+    );
+    assert_eq!(t.mi_fics[ids::MI_ORDERS_RESOURCE], vec![before]);
+}

@@ -73,23 +73,20 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
     }
 }
 
-/// `GET {userAssignedIdentity}/federatedIdentityCredentials` (resource ids
-/// compared without case, as ARM does).
-fn identity_federated(t: &Tenant, r: &Req) -> Response {
-    let Some(identity) = r.path.strip_suffix("/federatedIdentityCredentials") else {
+/// A user-assigned identity's federated credentials: the list (403 under
+/// their fault), and one by id — GET, DELETE (204 when absent, as ARM
+/// answers), PUT. Resource ids compare without case, as ARM does.
+fn identity_federated(t: &mut Tenant, r: &Req) -> Response {
+    const FIC: &str = "/federatedIdentityCredentials";
+    let Some(at) = r.path.find(FIC) else {
         return arm_err(
             StatusCode::BAD_REQUEST,
             "InvalidResourceType",
             &format!("Unsupported request: {} {}", r.method, r.path),
         );
     };
-    if r.method.as_str() != "GET" {
-        return arm_err(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "Only GET is served.",
-        );
-    }
+    let identity = &r.path[..at];
+    let name = r.path[at + FIC.len()..].trim_start_matches('/');
     let same = |k: &String| k.eq_ignore_ascii_case(identity);
     if t.failing_mi_fics.iter().any(same) {
         return arm_err(
@@ -98,12 +95,42 @@ fn identity_federated(t: &Tenant, r: &Req) -> Response {
             "The client does not have authorization to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read'.",
         );
     }
-    match t.mi_fics.iter().find(|(k, _)| same(k)) {
-        Some((_, items)) => page(ARM, r.path, &r.q, items.clone(), r.size, true),
-        None => arm_err(
+    let Some(items) = t.mi_fics.iter_mut().find(|(k, _)| same(k)).map(|(_, v)| v) else {
+        return arm_err(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
             &format!("The Resource '{identity}' was not found."),
+        );
+    };
+    let pos = items.iter().position(|f| {
+        f["id"]
+            .as_str()
+            .is_some_and(|i| i.eq_ignore_ascii_case(r.path))
+    });
+    match (r.method.as_str(), name.is_empty(), pos) {
+        ("GET", true, _) => page(ARM, r.path, &r.q, items.clone(), r.size, true),
+        ("GET", false, Some(i)) => ok_json(items[i].clone()),
+        ("DELETE", false, Some(i)) => {
+            items.remove(i);
+            StatusCode::OK.into_response()
+        }
+        ("DELETE", false, None) => StatusCode::NO_CONTENT.into_response(),
+        ("PUT", false, _) => {
+            let f = json!({
+                "id": r.path, "name": name,
+                "properties": r.body.as_ref().map(|b| b["properties"].clone()).unwrap_or_default(),
+                "type": "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
+            });
+            match pos {
+                Some(i) => items[i] = f.clone(),
+                None => items.push(f.clone()),
+            }
+            created(&f)
+        }
+        _ => arm_err(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("The Resource '{}' was not found.", r.path),
         ),
     }
 }
