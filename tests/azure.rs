@@ -435,7 +435,7 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
             ),
             format!("DELETE {}", ids::MI_FIC_ORDERS),
             format!(
-                "DELETE /v1.0/applications/{}/federatedIdentityCredentials/{}",
+                "DELETE /beta/applications/{}/federatedIdentityCredentials/{}",
                 ids::APP_BLUEPRINT,
                 ids::FIC_BLUEPRINT
             ),

@@ -504,3 +504,34 @@ async fn a_managed_identity_federated_credential_is_removed_through_arm_and_undo
     );
     assert_eq!(t.mi_fics[ids::MI_ORDERS_RESOURCE], vec![before]);
 }
+
+#[tokio::test]
+async fn a_flexible_federated_credential_removed_and_undone_keeps_its_expression() {
+    use nhi_azure::AzureRemediator;
+    use nhi_contract::{ActionRequest, Operation, Provider, Remediator};
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_D13"));
+    let out = rem
+        .apply(&ActionRequest {
+            operation: Operation::DisableCredential,
+            provider: Provider::Azure,
+            identity_id: ids::APP_BLUEPRINT.into(),
+            credential_id: Some(ids::FIC_BLUEPRINT.into()),
+            credential_kind: Some(CredentialKind::Federated),
+            entitlements: vec![],
+        })
+        .await
+        .expect("removed");
+    assert!(fake.tenant().fics[ids::APP_BLUEPRINT].is_empty());
+    rem.undo(&out.undo.expect("reversible"))
+        .await
+        .expect("recreated");
+    let t = fake.tenant();
+    let recreated = &t.fics[ids::APP_BLUEPRINT];
+    assert_eq!(recreated.len(), 1);
+    assert_eq!(
+        recreated[0]["claimsMatchingExpression"]["value"],
+        ids::FIC_BLUEPRINT_EXPRESSION
+    );
+    assert_eq!(recreated[0]["name"], "github-any-repo");
+}

@@ -927,7 +927,7 @@ async fn removing_a_federated_credential_and_undo() {
         vec![(
             "DELETE".to_string(),
             format!(
-                "/v1.0/applications/{}/federatedIdentityCredentials/{}",
+                "/beta/applications/{}/federatedIdentityCredentials/{}",
                 ids::APP_DEPLOYER,
                 ids::FIC_DEPLOYER
             ),

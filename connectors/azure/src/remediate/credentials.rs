@@ -157,18 +157,28 @@ impl AzureRemediator {
 
     /// Remove a federated identity credential (an application's trust in an
     /// external issuer). Reversible: undo recreates it with the same name,
-    /// issuer, subject and audiences (under a new id).
+    /// issuer, subject — or claims-matching expression — and audiences
+    /// (under a new id). Through Graph beta: only beta returns and accepts a
+    /// flexible credential's `claimsMatchingExpression`, which v1.0 would
+    /// silently drop from the undo data.
     pub(super) async fn remove_federated(
         &self,
         app: &str,
         fic: &str,
     ) -> Result<ActionOutcome, SourceError> {
-        let path = format!("/v1.0/applications/{app}/federatedIdentityCredentials/{fic}");
+        let path = format!("/beta/applications/{app}/federatedIdentityCredentials/{fic}");
         let before = self.get_opt(Api::Graph, &path).await?;
         let mut undo = None;
         if let Some(v) = &before {
             let mut keep = serde_json::Map::new();
-            for k in ["name", "issuer", "subject", "audiences", "description"] {
+            for k in [
+                "name",
+                "issuer",
+                "subject",
+                "audiences",
+                "description",
+                "claimsMatchingExpression",
+            ] {
                 if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
                     keep.insert(k.to_string(), x.clone());
                 }
@@ -233,7 +243,7 @@ impl AzureRemediator {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let list_path = format!("/v1.0/applications/{app}/federatedIdentityCredentials");
+        let list_path = format!("/beta/applications/{app}/federatedIdentityCredentials");
         let named = |l: &[Value]| {
             l.iter()
                 .any(|f| f.get("name").and_then(Value::as_str) == Some(name.as_str()))

@@ -35,17 +35,29 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
         ("POST", ["v1.0", coll @ ("applications" | "servicePrincipals"), id, "removePassword"]) => {
             remove_password(t, r, coll, id)
         }
-        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+        (
+            "GET",
+            [version @ ("v1.0" | "beta"), "applications", id, "federatedIdentityCredentials", fid],
+        ) => {
             match t
                 .fics
                 .get(*id)
                 .and_then(|l| l.iter().find(|f| f["id"] == *fid))
             {
-                Some(f) => ok_json(f.clone()),
+                Some(f) => {
+                    let mut f = f.clone();
+                    // A flexible credential's expression is beta only.
+                    if *version == "v1.0" {
+                        if let Some(o) = f.as_object_mut() {
+                            o.remove("claimsMatchingExpression");
+                        }
+                    }
+                    ok_json(f)
+                }
                 None => not_found(fid),
             }
         }
-        ("DELETE", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+        ("DELETE", ["v1.0" | "beta", "applications", id, "federatedIdentityCredentials", fid]) => {
             let list = t.fics.entry(id.to_string()).or_default();
             let before = list.len();
             list.retain(|f| f["id"] != *fid);
@@ -54,7 +66,7 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
             }
             no_content()
         }
-        ("POST", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
+        ("POST", ["v1.0" | "beta", "applications", id, "federatedIdentityCredentials"]) => {
             let mut f = r.body.clone().unwrap_or_default();
             t.counter += 1;
             f["id"] = json!(format!("fc000000-0000-4000-8000-{:012}", t.counter));
