@@ -535,3 +535,27 @@ async fn a_flexible_federated_credential_removed_and_undone_keeps_its_expression
     );
     assert_eq!(recreated[0]["name"], "github-any-repo");
 }
+
+#[tokio::test]
+async fn an_agent_identity_is_disabled_like_a_service_principal_and_undo_restores_it() {
+    use nhi_azure::AzureRemediator;
+    use nhi_contract::{ActionRequest, Operation, Provider, Remediator};
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let rem = AzureRemediator::new(&config(&fake, "NHI_AZ_D14"));
+    let out = rem
+        .apply(&ActionRequest {
+            operation: Operation::DisableIdentity,
+            provider: Provider::Azure,
+            identity_id: ids::AGENT_SUPPORT.into(),
+            credential_id: None,
+            credential_kind: None,
+            entitlements: vec![],
+        })
+        .await
+        .expect("disabled");
+    assert_eq!(fake.tenant().enabled(ids::AGENT_SUPPORT), Some(false));
+    rem.undo(&out.undo.expect("reversible"))
+        .await
+        .expect("enabled again");
+    assert_eq!(fake.tenant().enabled(ids::AGENT_SUPPORT), Some(true));
+}

@@ -89,6 +89,29 @@ pub fn served(t: &Tenant) -> Vec<(&'static str, &Value)> {
             .iter()
             .map(|o| ("appRoleAssignment", o)),
     );
+    out.extend(t.grants.iter().map(|o| ("oAuth2PermissionGrant", o)));
+    out.extend(
+        t.sp_activity
+            .iter()
+            .map(|o| ("servicePrincipalSignInActivity", o)),
+    );
+    out.extend(
+        t.cred_activity
+            .iter()
+            .map(|o| ("appCredentialSignInActivity", o)),
+    );
+    out.extend(
+        t.directory_roles
+            .iter()
+            .map(|o| ("unifiedRoleDefinition", o)),
+    );
+    out.extend(
+        t.directory_role_assignments
+            .iter()
+            .map(|o| ("unifiedRoleAssignment", o)),
+    );
+    out.extend(t.role_definitions.iter().map(|o| ("roleDefinition", o)));
+    out.extend(t.role_assignments.iter().map(|o| ("roleAssignment", o)));
     out
 }
 

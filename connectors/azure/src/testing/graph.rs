@@ -194,7 +194,14 @@ fn objects_mut<'t>(t: &'t mut Tenant, coll: &str) -> &'t mut Vec<Value> {
 /// PATCH of an application or service principal: `keyCredentials` sent
 /// back without a kept certificate's `key` is refused, as Graph does.
 fn patch_object(t: &mut Tenant, r: &Req, coll: &str, id: &str) -> Response {
-    let Some(o) = objects_mut(t, coll).iter_mut().find(|o| o["id"] == id) else {
+    // An agent identity is a service principal too.
+    let in_agents = coll == "servicePrincipals" && t.agents.iter().any(|o| o["id"] == id);
+    let list = if in_agents {
+        &mut t.agents
+    } else {
+        objects_mut(t, coll)
+    };
+    let Some(o) = list.iter_mut().find(|o| o["id"] == id) else {
         return not_found(id);
     };
     let Some(Value::Object(patch)) = r.body.clone() else {

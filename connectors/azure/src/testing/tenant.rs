@@ -151,8 +151,6 @@ fn role_def(guid: &str, name: &str, actions: &[&str], data: &[&str]) -> Value {
             "description": format!("{name} built-in role"),
             "assignableScopes": ["/"],
             "permissions": [{"actions": actions, "notActions": [], "dataActions": data, "notDataActions": []}],
-            "createdOn": "2015-02-02T21:55:09.8806423Z",
-            "updatedOn": "2024-06-01T00:00:00.0000000Z",
         }
     })
 }
@@ -167,14 +165,6 @@ fn role_assignment(name: &str, scope: &str, role_guid: &str, principal: &str) ->
             "principalId": principal,
             "principalType": "ServicePrincipal",
             "scope": scope,
-            "condition": null,
-            "conditionVersion": null,
-            "createdOn": ago(120),
-            "updatedOn": ago(120),
-            "createdBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
-            "updatedBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
-            "delegatedManagedIdentityResourceId": null,
-            "description": null
         }
     })
 }
@@ -596,15 +586,15 @@ fn demo_sign_ins() -> (Vec<Value>, Vec<Value>) {
             json!({"id": "a2V5MQ", "keyId": SECRET_PAYMENTS_CI, "keyType": "clientSecret", "keyUsage": "verify",
                    "appId": "c1000000-0000-4000-8000-000000000001", "appObjectId": APP_PAYMENTS,
                    "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
-                   "expirationDateTime": within(100), "signInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "guid1"}}),
+                   "expirationDate": within(100), "signInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "guid1"}}),
             json!({"id": "a2V5Mg", "keyId": SECRET_LEGACY, "keyType": "clientSecret", "keyUsage": "verify",
                    "appId": "c2000000-0000-4000-8000-000000000002", "appObjectId": APP_LEGACY,
                    "servicePrincipalObjectId": SP_LEGACY, "resourceId": SP_GRAPH, "credentialOrigin": "application",
-                   "expirationDateTime": within(2650), "signInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "guid2"}}),
+                   "expirationDate": within(2650), "signInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "guid2"}}),
             json!({"id": "a2V5Mw", "keyId": CERT_PAYMENTS, "keyType": "certificate", "keyUsage": "verify",
                    "appId": "c1000000-0000-4000-8000-000000000001", "appObjectId": APP_PAYMENTS,
                    "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
-                   "expirationDateTime": within(335), "signInActivity": {"lastSignInDateTime": ago(5), "lastSignInRequestId": "guid3"}}),
+                   "expirationDate": within(335), "signInActivity": {"lastSignInDateTime": ago(5), "lastSignInRequestId": "guid3"}}),
         ],
     )
 }
