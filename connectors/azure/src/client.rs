@@ -56,23 +56,36 @@ impl CallStats {
 }
 
 /// `GET /v1.0/servicePrincipals/{id}/appRoleAssignments`: ids (GUIDs, long
-/// or digit-bearing segments) become `{id}`, the query is dropped.
+/// or digit-bearing segments) become `{id}`, the query is dropped. In an
+/// ARM path, resource group and resource names become `{name}` too
+/// (`/resourceGroups/{name}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}/…`),
+/// so one shape counts the same call on every resource.
 fn shape(method: &str, url: &Url) -> String {
-    let segs: Vec<&str> = url
-        .path()
-        .split('/')
-        .map(|s| {
-            // GUIDs, base64 assignment ids: digits in a long segment. API
-            // names (`federatedIdentityCredentials`) are letters only.
-            let idlike =
-                s.contains('=') || (s.len() >= 16 && s.chars().any(|c| c.is_ascii_digit()));
-            if idlike {
-                "{id}"
-            } else {
-                s
-            }
-        })
-        .collect();
+    let path: Vec<&str> = url.path().split('/').collect();
+    let mut segs = Vec::with_capacity(path.len());
+    // Position within `providers/{namespace}/{type}/{name}/{type}/{name}…`:
+    // None outside it; Some(n) for the n-th segment after the namespace.
+    let mut in_provider: Option<usize> = None;
+    for (i, s) in path.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|p| path.get(p)).copied();
+        // GUIDs, base64 assignment ids: digits in a long segment. API
+        // names (`federatedIdentityCredentials`) are letters only.
+        let idlike = s.contains('=') || (s.len() >= 16 && s.chars().any(|c| c.is_ascii_digit()));
+        let arm_name = prev.is_some_and(|p| p.eq_ignore_ascii_case("resourceGroups"))
+            || in_provider.is_some_and(|n| n % 2 == 1);
+        segs.push(if idlike {
+            "{id}"
+        } else if arm_name {
+            "{name}"
+        } else {
+            s
+        });
+        in_provider = match (prev, in_provider) {
+            (Some(p), _) if p.eq_ignore_ascii_case("providers") => Some(0),
+            (_, Some(n)) => n.checked_add(1),
+            _ => None,
+        };
+    }
     format!("{method} {}", segs.join("/"))
 }
 
@@ -627,6 +640,16 @@ mod tests {
         assert_eq!(
             shape("GET", &u),
             "GET /beta/reports/servicePrincipalSignInActivities"
+        );
+        let u = Url::parse("https://management.azure.com/subscriptions/3f2b8c1d-5e6a-4b7c-9d8e-0f1a2b3c4d5e/resourcegroups/orders/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mi-orders/federatedIdentityCredentials?api-version=2024-11-30").expect("url");
+        assert_eq!(
+            shape("GET", &u),
+            "GET /subscriptions/{id}/resourcegroups/{name}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}/federatedIdentityCredentials"
+        );
+        let u = Url::parse("https://management.azure.com/subscriptions/3f2b8c1d-5e6a-4b7c-9d8e-0f1a2b3c4d5e/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01").expect("url");
+        assert_eq!(
+            shape("GET", &u),
+            "GET /subscriptions/{id}/providers/Microsoft.Authorization/roleAssignments"
         );
     }
 
