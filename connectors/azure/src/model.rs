@@ -1,6 +1,6 @@
 //! The Graph and ARM response shapes the connector reads, as documented in
-//! the Microsoft Graph v1.0 / beta and ARM Authorization 2022-04-01
-//! references. Only the fields used are modelled; everything else in a
+//! the Microsoft Graph v1.0 / beta, ARM Authorization 2022-04-01 and ARM
+//! Microsoft.ManagedIdentity 2024-11-30 references. Only the fields used are modelled; everything else in a
 //! response is ignored by serde — in particular a password credential's
 //! `secretText` and `hint` have no field here, so they are dropped at
 //! parse time and never reach the inventory, a log or the store.

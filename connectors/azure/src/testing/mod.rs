@@ -1,7 +1,9 @@
 //! Test support (feature `fake-tenant`), not used by the connector itself:
 //! a fake Entra ID tenant — a local HTTP server that serves the
-//! documented Microsoft Graph (v1.0 and beta reports), ARM Authorization
-//! (2022-04-01) and Entra ID token endpoint shapes for one fake tenant, on a
+//! documented Microsoft Graph (v1.0, and beta for the reports, agent
+//! identities and flexible federated credentials), ARM Authorization
+//! (2022-04-01), ARM Microsoft.ManagedIdentity (2024-11-30) and Entra ID
+//! token endpoint shapes for one fake tenant, on a
 //! free loopback port. No emulator for Graph or ARM exists; the response
 //! bodies follow Microsoft's reference examples (field names, collection
 //! envelopes with `@odata.nextLink` / `nextLink`, error envelopes).
