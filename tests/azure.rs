@@ -193,8 +193,16 @@ async fn scan_and_plan_against_the_fake_tenant_give_exactly_the_expected_finding
         // approved deployments scope.
         key("identity-admin-equivalent", SP_DEPLOYER, None),
         key("identity-overscoped", SP_DEPLOYER, None),
-        // The managed identity records no owner.
+        // The managed identities record no owner; the system-assigned one
+        // (reported, like every managed identity, as owned by Microsoft's
+        // services tenant) is Owner of the subscription.
         key("identity-no-owner", MI_ORDERS, None),
+        key("identity-no-owner", MI_BUILD, None),
+        key("identity-admin-equivalent", MI_BUILD, None),
+        // Federated credentials no approval covers: the user-assigned
+        // managed identity's (read from ARM) and the agent blueprint's.
+        key("credential-unapproved", MI_ORDERS, Some(MI_FIC_ORDERS)),
+        key("credential-unapproved", APP_BLUEPRINT, Some(FIC_BLUEPRINT)),
     ]
     .into_iter()
     .collect();
@@ -233,6 +241,9 @@ async fn scan_and_plan_against_the_fake_tenant_give_exactly_the_expected_finding
             Some(SECRET_PAYMENTS_OLD),
         ),
         act("disable_credential", APP_LEGACY, Some(SECRET_LEGACY)),
+        // Unapproved federated credentials: removable, and undo puts them back.
+        act("disable_credential", APP_BLUEPRINT, Some(FIC_BLUEPRINT)),
+        act("disable_credential", MI_ORDERS, Some(MI_FIC_ORDERS)),
     ]
     .into_iter()
     .collect();
@@ -399,23 +410,40 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
         assert_eq!(t.enabled(ids::SP_LEGACY), Some(false));
         assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(false));
         assert_eq!(t.enabled(ids::SP_PAYMENTS), Some(true));
+        // Both secrets untouched (the expired one included).
         assert_eq!(
             t.secrets_of(ids::APP_LEGACY),
-            vec![ids::SECRET_LEGACY.to_string()]
+            vec![
+                ids::SECRET_LEGACY.to_string(),
+                ids::SECRET_LEGACY_EXPIRED.to_string()
+            ]
         );
         let writes: Vec<String> = t
             .writes()
             .iter()
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
+        // The two principals disabled; the admin-equivalent managed identity
+        // (which cannot be disabled) stripped of its Owner assignment; the
+        // two unapproved federated credentials removed. Nothing else.
         let mut want = vec![
             format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_LEGACY),
             format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_DEPLOYER),
+            format!(
+                "DELETE /subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleAssignments/{}",
+                ids::RA_BUILD
+            ),
+            format!("DELETE {}", ids::MI_FIC_ORDERS),
+            format!(
+                "DELETE /beta/applications/{}/federatedIdentityCredentials/{}",
+                ids::APP_BLUEPRINT,
+                ids::FIC_BLUEPRINT
+            ),
         ];
         let mut got = writes.clone();
         got.sort();
         want.sort();
-        assert_eq!(got, want, "only the two principals were written");
+        assert_eq!(got, want, "only the intended objects were written");
     }
 
     // Undo the run: both principals enabled again.
@@ -437,6 +465,12 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
         let t = fake.tenant();
         assert_eq!(t.enabled(ids::SP_LEGACY), Some(true));
         assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(true));
+        assert!(t
+            .role_assignments
+            .iter()
+            .any(|r| r["id"].as_str().is_some_and(|i| i.ends_with(ids::RA_BUILD))));
+        assert_eq!(t.mi_fics[ids::MI_ORDERS_RESOURCE].len(), 1);
+        assert_eq!(t.fics[ids::APP_BLUEPRINT].len(), 1);
     }
 
     // The operator allows removing secrets: the secret goes, irreversibly,

@@ -694,6 +694,16 @@ mod tests {
             shape("GET", &u),
             "GET /beta/reports/servicePrincipalSignInActivities"
         );
+        let u = Url::parse("https://management.azure.com/subscriptions/3f2b8c1d-5e6a-4b7c-9d8e-0f1a2b3c4d5e/resourcegroups/orders/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mi-orders/federatedIdentityCredentials?api-version=2024-11-30").expect("url");
+        assert_eq!(
+            shape("GET", &u),
+            "GET /subscriptions/{id}/resourcegroups/{id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{id}/federatedIdentityCredentials"
+        );
+        let u = Url::parse("https://management.azure.com/subscriptions/3f2b8c1d-5e6a-4b7c-9d8e-0f1a2b3c4d5e/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01").expect("url");
+        assert_eq!(
+            shape("GET", &u),
+            "GET /subscriptions/{id}/providers/Microsoft.Authorization/roleAssignments"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The Graph and ARM response shapes the connector reads, as documented in
-//! the Microsoft Graph v1.0 / beta and ARM Authorization 2022-04-01
-//! references. Only the fields used are modelled; everything else in a
+//! the Microsoft Graph v1.0 / beta, ARM Authorization 2022-04-01 and ARM
+//! Microsoft.ManagedIdentity 2024-11-30 references. Only the fields used are modelled; everything else in a
 //! response is ignored by serde — in particular a password credential's
 //! `secretText` and `hint` have no field here, so they are dropped at
 //! parse time and never reach the inventory, a log or the store.
@@ -16,6 +16,9 @@ pub const ARM_API_VERSION: &str = "2022-04-01";
 /// ARM Authorization API version of the PIM (eligibility) collections:
 /// `roleEligibilityScheduleInstances` is documented in 2020-10-01.
 pub const ARM_PIM_API_VERSION: &str = "2020-10-01";
+/// ARM Microsoft.ManagedIdentity API version (the latest GA) used for a
+/// user-assigned identity's federated identity credentials.
+pub const MSI_API_VERSION: &str = "2024-11-30";
 
 /// The last `/`-separated segment of an ARM id (a role definition's guid).
 pub(crate) fn last_segment(id: &str) -> &str {
@@ -112,12 +115,19 @@ pub(crate) struct Application {
     pub owners: Vec<DirObject>,
 }
 
-/// `servicePrincipal`.
+/// `servicePrincipal`, and its derived `agentIdentity` (beta) as the agent
+/// listing returns it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ServicePrincipal {
     pub id: String,
+    /// Absent on an agent identity as its listing documents it.
+    #[serde(default)]
     pub app_id: String,
+    /// `#microsoft.graph.agentIdentity` on an agent identity served in a
+    /// collection of service principals.
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]
@@ -138,9 +148,25 @@ pub(crate) struct ServicePrincipal {
     pub key_credentials: Vec<KeyCredential>,
     #[serde(default)]
     pub owners: Vec<DirObject>,
+    /// Agent identity: the `appId` of its blueprint.
+    #[serde(default)]
+    pub agent_identity_blueprint_id: Option<String>,
+    /// Agent identity: who answers for it (`$expand=sponsors`).
+    #[serde(default)]
+    pub sponsors: Vec<DirObject>,
 }
 
-/// `federatedIdentityCredential`: a trust, no secret.
+/// `federatedIdentityExpression` (beta): a flexible federated credential's
+/// claims-matching expression.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FederatedExpression {
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// `federatedIdentityCredential`: a trust, no secret. `subject` is null
+/// when a (beta) `claimsMatchingExpression` admits subjects instead.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct FederatedCredential {
@@ -150,6 +176,34 @@ pub(crate) struct FederatedCredential {
     pub issuer: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub claims_matching_expression: Option<FederatedExpression>,
+}
+
+/// ARM `Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MiFederatedCredential {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub properties: MiFederatedProps,
+}
+
+/// Properties of a managed identity's federated credential (the
+/// expression only in the preview API versions that document it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MiFederatedProps {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub claims_matching_expression: Option<FederatedExpression>,
 }
 
 /// `appRoleAssignment` (an application permission held by a principal).

@@ -119,7 +119,7 @@ async fn roles_held_through_groups_are_granted_via_the_group() {
     let calls = src.calls().snapshot();
     assert_eq!(
         calls.get("GET /v1.0/servicePrincipals/{id}/transitiveMemberOf/microsoft.graph.group"),
-        Some(&4)
+        Some(&6)
     );
     assert_eq!(
         calls.get("GET /v1.0/groups/{id}/appRoleAssignments"),
@@ -201,8 +201,8 @@ async fn custom_roles_are_judged_by_what_they_allow_after_not_actions() {
 /// What every fault below must leave in the inventory, apart from what it
 /// blinds: every identity and credential, and the direct grants.
 fn everything_else_is_seen(inv: &Inventory) {
-    assert_eq!(inv.identities.len(), 7, "identities");
-    assert_eq!(inv.credentials.len(), 6, "credentials");
+    assert_eq!(inv.identities.len(), 10, "identities");
+    assert_eq!(inv.credentials.len(), 10, "credentials");
     assert!(held(inv, ids::SP_LEGACY).contains(&(
         "Microsoft Graph: Directory.ReadWrite.All (application)".to_string(),
         PrivilegeLevel::Admin,
@@ -340,16 +340,30 @@ async fn a_failing_subscription_is_its_gap_and_the_directory_is_read() {
     let mut t = Tenant::demo();
     t.failing_subscriptions.insert(SUBSCRIPTION.into());
     let (inv, _src, _fake) = scan_of(t, "NHI_AZ_E9").await;
+    // The managed identity living in it: its federated credentials too.
     assert_eq!(
         unseen(&inv),
         vec![
+            Unseen::Credentials {
+                kind: nhi_contract::CredentialKind::Federated
+            },
             Unseen::Subscription {
                 id: SUBSCRIPTION.into()
             },
             Unseen::EligibleAssignments
         ]
     );
-    everything_else_is_seen(&inv);
+    // Every identity; every credential but the managed identity's federated
+    // one, which lives in the failing subscription; the direct Graph grants.
+    assert_eq!(inv.identities.len(), 10, "identities");
+    assert_eq!(inv.credentials.len(), 9, "credentials");
+    assert!(inv.credentials.iter().all(|c| c.identity != ids::MI_ORDERS));
+    assert!(held(&inv, ids::SP_LEGACY).contains(&(
+        "Microsoft Graph: Directory.ReadWrite.All (application)".to_string(),
+        PrivilegeLevel::Admin,
+        None,
+        false
+    )));
     assert!(has(
         &inv,
         ids::SP_DEPLOYER,

@@ -72,7 +72,9 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
     let inv = inv.expect("scan");
     assert!(inv.coverage.gaps.is_empty(), "{:?}", inv.coverage.gaps);
 
-    // Microsoft's own Graph service principal is not the tenant's identity.
+    // Microsoft's own Graph service principal is not the tenant's identity;
+    // managed identities (reported as owned by Microsoft's services tenant)
+    // and the agent identity are.
     let mut idents: Vec<(&str, IdentityKind, bool, Option<&str>)> = inv
         .identities
         .iter()
@@ -87,6 +89,7 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
             (ids::APP_PAYMENTS, IdentityKind::Application, true, priya),
             (ids::APP_LEGACY, IdentityKind::Application, true, None),
             (ids::APP_DEPLOYER, IdentityKind::Application, true, tom),
+            (ids::APP_BLUEPRINT, IdentityKind::Application, true, tom),
             (
                 ids::SP_PAYMENTS,
                 IdentityKind::ServicePrincipal,
@@ -96,6 +99,8 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
             (ids::SP_LEGACY, IdentityKind::ServicePrincipal, true, None),
             (ids::SP_DEPLOYER, IdentityKind::ServicePrincipal, true, tom),
             (ids::MI_ORDERS, IdentityKind::ManagedIdentity, true, None),
+            (ids::AGENT_SUPPORT, IdentityKind::Agent, true, priya),
+            (ids::MI_BUILD, IdentityKind::ManagedIdentity, true, None),
         ]
     );
     assert!(inv
@@ -138,6 +143,26 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
         (
             ids::FIC_DEPLOYER,
             ids::APP_DEPLOYER,
+            CredentialKind::Federated,
+        ),
+        (
+            ids::SECRET_LEGACY_EXPIRED,
+            ids::APP_LEGACY,
+            CredentialKind::ClientSecret,
+        ),
+        (
+            ids::CERT_SP_PAYMENTS_EXPIRED,
+            ids::SP_PAYMENTS,
+            CredentialKind::Certificate,
+        ),
+        (
+            ids::FIC_BLUEPRINT,
+            ids::APP_BLUEPRINT,
+            CredentialKind::Federated,
+        ),
+        (
+            ids::MI_FIC_ORDERS,
+            ids::MI_ORDERS,
             CredentialKind::Federated,
         ),
     ];
@@ -277,22 +302,44 @@ async fn scan_reads_identities_credentials_usage_and_entitlements() {
     assert_eq!(tokens, 2, "one token per audience (Graph, ARM)");
     assert!(t.writes().is_empty(), "a scan writes nothing");
     assert_eq!(src.calls().total() as usize, t.requests.len());
-    // Per-object calls: one per application and per kept service principal
+    // Per-object calls: one per application and per kept principal
     // (Microsoft's own Graph principal is not asked), one per resource
-    // (Microsoft Graph, and payments-api which a group is assigned to).
+    // (Microsoft Graph, and payments-api which a group is assigned to), one
+    // per user-assigned managed identity.
     let calls = src.calls().snapshot();
     assert_eq!(
-        calls.get("GET /v1.0/applications/{id}/federatedIdentityCredentials"),
-        Some(&3)
+        calls.get("GET /beta/applications/{id}/federatedIdentityCredentials"),
+        Some(&4)
     );
     assert_eq!(
         calls.get("GET /v1.0/servicePrincipals/{id}/appRoleAssignments"),
-        Some(&4)
+        Some(&6)
+    );
+    assert_eq!(
+        calls.get("GET /beta/servicePrincipals/microsoft.graph.agentIdentity"),
+        Some(&1)
     );
     assert_eq!(calls.get("GET /v1.0/servicePrincipals/{id}"), Some(&2));
     assert_eq!(
         calls.get("GET /v1.0/servicePrincipals/{id}/transitiveMemberOf/microsoft.graph.group"),
-        Some(&4)
+        Some(&6)
+    );
+    // The whole scan, every call by shape (tokens included).
+    assert_eq!(src.calls().total(), 47, "{calls:#?}");
+    // Every kind of workload identity the tenant holds is seen.
+    let mut kinds = std::collections::BTreeMap::new();
+    for i in &inv.identities {
+        *kinds.entry(i.kind.as_str()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        kinds,
+        [
+            ("agent", 1),
+            ("application", 4),
+            ("managed_identity", 2),
+            ("service_principal", 3)
+        ]
+        .into()
     );
 }
 
@@ -320,7 +367,7 @@ async fn a_429_is_retried_after_retry_after() {
         "waited Retry-After: {:?}",
         started.elapsed()
     );
-    assert_eq!(inv.identities.len(), 7);
+    assert_eq!(inv.identities.len(), 10);
     let t = fake.tenant();
     let first_pages = t
         .requests
@@ -351,7 +398,7 @@ async fn a_retry_after_longer_than_the_budget_does_not_stall_the_scan() {
         (2.0..10.0).contains(&took),
         "waited the budget, not the hour: {took}s"
     );
-    assert_eq!(inv.identities.len(), 7);
+    assert_eq!(inv.identities.len(), 10);
 }
 
 #[tokio::test]
@@ -371,7 +418,7 @@ async fn refused_reports_make_usage_unknown_never_never() {
         inv.coverage.gaps[0].reason
     );
     // Everything else is still read.
-    assert_eq!(inv.credentials.len(), 6);
+    assert_eq!(inv.credentials.len(), 10);
 }
 
 #[tokio::test]
@@ -389,7 +436,7 @@ async fn failing_reports_are_a_usage_gap_not_a_failed_tenant() {
         "{}",
         inv.coverage.gaps[0].reason
     );
-    assert_eq!(inv.identities.len(), 7);
+    assert_eq!(inv.identities.len(), 10);
 }
 
 #[tokio::test]
@@ -399,11 +446,16 @@ async fn a_failing_subscription_is_a_gap_and_a_failing_directory_fails_the_sourc
     let fake = FakeTenant::start(t).await.expect("fake");
     let (inv, _) = scan(&fake, "NHI_AZ_T5").await;
     let inv = inv.expect("partial scan");
-    // Its role assignments and its eligibility: each read, each a gap.
+    // The subscription's role assignments and eligibility, and the
+    // federated credentials of the managed identity that lives in it: each
+    // read, each a gap.
     let unseen: Vec<&Unseen> = inv.coverage.gaps.iter().map(|g| &g.unseen).collect();
     assert_eq!(
         unseen,
         vec![
+            &Unseen::Credentials {
+                kind: CredentialKind::Federated
+            },
             &Unseen::Subscription {
                 id: SUBSCRIPTION.into()
             },
@@ -719,8 +771,8 @@ async fn detaching_an_app_role_and_an_rbac_assignment_and_undo() {
     );
     assert_eq!(
         fake.tenant().app_role_assignments.len(),
-        1,
-        "the other SP's assignment stays"
+        2,
+        "the other principals' assignments stay"
     );
     rem.undo(&out.undo.expect("undo")).await.expect("recreated");
     let w = writes(&fake);
@@ -869,6 +921,7 @@ async fn calls_grow_by_three_per_application_with_bounded_concurrency() {
         + pages(n) // applications
         + pages(n + 1) // service principals (with Microsoft Graph's)
         + 2 * pages(n) // the two reports
+        + 1 // agent identities (none)
         + 1 // delegated grants
         + 3 // directory role definitions, assignments and eligibility
         + 3 * n as u64 // federated credentials, app role assignments and groups, one each
@@ -902,7 +955,7 @@ async fn removing_a_federated_credential_and_undo() {
         vec![(
             "DELETE".to_string(),
             format!(
-                "/v1.0/applications/{}/federatedIdentityCredentials/{}",
+                "/beta/applications/{}/federatedIdentityCredentials/{}",
                 ids::APP_DEPLOYER,
                 ids::FIC_DEPLOYER
             ),

@@ -1,21 +1,110 @@
 //! Credentials: client secrets and certificates as listed on their
 //! application or service principal (ids and dates only — a secret value
-//! has no field in [`crate::model`]), and each application's federated
-//! identity credentials.
+//! has no field in [`crate::model`]), and the federated identity
+//! credentials of each application (Graph beta, which alone returns a
+//! flexible credential's `claimsMatchingExpression`) and of each
+//! user-assigned managed identity (ARM `Microsoft.ManagedIdentity`), each
+//! with the external tokens it admits ([`Federation`]).
 
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
-use nhi_contract::{Credential, CredentialKind, Gap, Inventory, Unseen, Usage};
+use nhi_contract::{Credential, CredentialKind, Federation, Gap, Inventory, Unseen, Usage};
 
+use super::directory::{user_assigned, Directory};
 use super::usage::{usage_of, Activity};
 use super::Scan;
 use crate::client::{Api, ApiError};
-use crate::model::{self, ts};
+use crate::model::{self, ts, MSI_API_VERSION};
 
-/// Federated credentials by application object id (an application whose
-/// list could not be read is absent, with a gap).
-pub(super) type Federated = HashMap<String, Vec<model::FederatedCredential>>;
+/// One federated credential, from Graph or ARM.
+#[derive(Debug, Clone)]
+pub(super) struct Fic {
+    /// Graph object id, or the ARM resource id.
+    id: String,
+    name: String,
+    issuer: Option<String>,
+    subject: Option<String>,
+    audiences: Vec<String>,
+    expression: Option<String>,
+}
+
+impl From<model::FederatedCredential> for Fic {
+    fn from(f: model::FederatedCredential) -> Fic {
+        Fic {
+            id: f.id,
+            name: f.name,
+            issuer: f.issuer,
+            subject: f.subject,
+            audiences: f.audiences,
+            expression: f.claims_matching_expression.and_then(|e| e.value),
+        }
+    }
+}
+
+impl From<model::MiFederatedCredential> for Fic {
+    fn from(f: model::MiFederatedCredential) -> Fic {
+        let p = f.properties;
+        Fic {
+            id: f.id,
+            name: f.name,
+            issuer: p.issuer,
+            subject: p.subject,
+            audiences: p.audiences,
+            expression: p.claims_matching_expression.and_then(|e| e.value),
+        }
+    }
+}
+
+/// What holds a list of federated credentials.
+#[derive(Debug, Clone, Copy)]
+enum Holder {
+    Application,
+    ManagedIdentity,
+}
+
+impl Holder {
+    fn name(self) -> &'static str {
+        match self {
+            Holder::Application => "application",
+            Holder::ManagedIdentity => "managed identity",
+        }
+    }
+}
+
+/// Federated credentials by identity object id (an application or managed
+/// identity whose list could not be read is absent, with a gap).
+pub(super) type Federated = HashMap<String, Vec<Fic>>;
+
+/// The subject pattern of a claims-matching expression in its documented
+/// form `claims['sub'] matches '<pattern>'` (or `eq '<subject>'`), anywhere
+/// among `and`-ed terms. `None`: the expression does not constrain `sub`
+/// in a form we read (the expression itself is still reported).
+pub(super) fn subject_of_expression(expr: &str) -> Option<String> {
+    let at = expr.find("claims['sub']")?;
+    let rest = expr[at + "claims['sub']".len()..].trim_start();
+    let rest = rest
+        .strip_prefix("matches")
+        .or_else(|| rest.strip_prefix("eq"))?
+        .trim_start()
+        .strip_prefix('\'')?;
+    let end = rest.find('\'')?;
+    Some(rest[..end].to_string())
+}
+
+fn federation_of(f: &Fic) -> Federation {
+    let subjects = match (&f.subject, &f.expression) {
+        (Some(s), _) if !s.is_empty() => vec![s.clone()],
+        (_, Some(e)) => subject_of_expression(e).into_iter().collect(),
+        _ => Vec::new(),
+    };
+    Federation {
+        issuer: f.issuer.clone().unwrap_or_default(),
+        subjects,
+        audiences: f.audiences.clone(),
+        expression: f.expression.clone(),
+    }
+}
 
 impl Scan<'_> {
     fn cred(
@@ -86,69 +175,124 @@ impl Scan<'_> {
         }
     }
 
-    /// Each application's federated credentials, with bounded concurrency;
-    /// one failing is a `federated` gap, not a failure.
+    /// Each application's federated credentials and each user-assigned
+    /// managed identity's, with bounded concurrency; one failing is a
+    /// `federated` gap naming it, not a failure.
     pub(super) async fn federated_credentials(
         &self,
-        apps: &[model::Application],
+        dir: &Directory,
         gaps: &mut Vec<Gap>,
     ) -> Federated {
         let c = self.client;
-        let fics: Vec<(String, Result<Vec<model::FederatedCredential>, ApiError>)> =
-            stream::iter(apps.iter().map(|a| a.id.clone()).collect::<Vec<_>>())
-                .map(|app| async move {
-                    let r = c
-                        .list(
-                            Api::Graph,
-                            &format!(
-                                "/v1.0/applications/{app}/federatedIdentityCredentials?$select=id,name,issuer,subject"
-                            ),
-                        )
-                        .await;
-                    (app, r)
-                })
-                .buffer_unordered(self.concurrency())
-                .collect()
-                .await;
-        let mut fic_by_app = Federated::new();
-        for (app, r) in fics {
+        let mut reads: Vec<(String, Holder, Api, String)> = dir
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    Holder::Application,
+                    Api::Graph,
+                    format!(
+                        "/beta/applications/{}/federatedIdentityCredentials?$select=id,name,issuer,subject,audiences,claimsMatchingExpression",
+                        a.id
+                    ),
+                )
+            })
+            .collect();
+        reads.extend(dir.sps.iter().filter_map(|s| {
+            let r = user_assigned(s)?;
+            Some((
+                s.id.clone(),
+                Holder::ManagedIdentity,
+                Api::Arm,
+                format!("{r}/federatedIdentityCredentials?api-version={MSI_API_VERSION}"),
+            ))
+        }));
+        let fics: Vec<(String, Holder, Result<Vec<Fic>, ApiError>)> = stream::iter(reads)
+            .map(|(owner, what, api, path)| async move {
+                let r = match api {
+                    Api::Graph => c
+                        .list::<model::FederatedCredential>(api, &path)
+                        .await
+                        .map(|l| l.into_iter().map(Fic::from).collect()),
+                    Api::Arm => c
+                        .list::<model::MiFederatedCredential>(api, &path)
+                        .await
+                        .map(|l| l.into_iter().map(Fic::from).collect()),
+                };
+                (owner, what, r)
+            })
+            .buffer_unordered(self.concurrency())
+            .collect()
+            .await;
+        let mut by_owner = Federated::new();
+        for (owner, what, r) in fics {
             match r {
                 Ok(list) => {
-                    fic_by_app.insert(app, list);
+                    by_owner.insert(owner, list);
                 }
                 Err(e) => {
-                    tracing::warn!(source = %self.cfg.name, %app, error = %e, "federated credentials not read");
+                    tracing::warn!(source = %self.cfg.name, %owner, error = %e, what = what.name(), "federated credentials not read");
                     gaps.push(Gap {
                         unseen: Unseen::Credentials {
                             kind: CredentialKind::Federated,
                         },
-                        reason: format!("federated credentials of application {app}: {e}"),
+                        reason: format!("federated credentials of {} {owner}: {e}", what.name()),
                     });
                 }
             }
         }
-        fic_by_app
+        by_owner
     }
 
-    /// The federated credentials of application `app`: they never expire and
+    /// The federated credentials of identity `owner`: they never expire and
     /// the sign-in reports do not attribute use to them.
-    pub(super) fn push_federated(&self, inv: &mut Inventory, app: &str, federated: &Federated) {
-        for f in federated.get(app).into_iter().flatten() {
-            let detail = match (&f.issuer, &f.subject) {
+    pub(super) fn push_federated(&self, inv: &mut Inventory, owner: &str, federated: &Federated) {
+        for f in federated.get(owner).into_iter().flatten() {
+            let federation = federation_of(f);
+            let admitted = match (&f.subject, &f.expression) {
+                (Some(s), _) => Some(s.as_str()),
+                (None, Some(e)) => Some(e.as_str()),
+                (None, None) => None,
+            };
+            let detail = match (&f.issuer, admitted) {
                 (Some(i), Some(s)) => format!("{} ({i} → {s})", f.name),
                 _ => f.name.clone(),
             };
             inv.credentials.push(Credential {
                 id: f.id.clone(),
-                identity: app.to_string(),
+                identity: owner.to_string(),
                 kind: CredentialKind::Federated,
                 created: None,
                 expires: None,
                 usage: Usage::Unknown,
                 active: true,
                 name: Some(detail),
-                federation: None,
+                federation: Some(federation),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_pattern_of_a_documented_expression_is_read() {
+        let e = "claims['sub'] matches 'repo:contoso/contoso-repo:ref:refs/heads/*' and claims['repository_id'] eq '456789'";
+        assert_eq!(
+            subject_of_expression(e).as_deref(),
+            Some("repo:contoso/contoso-repo:ref:refs/heads/*")
+        );
+        assert_eq!(
+            subject_of_expression("claims['sub'] eq 'repo:a/b:environment:prod'").as_deref(),
+            Some("repo:a/b:environment:prod")
+        );
+        assert_eq!(
+            subject_of_expression("claims['job_workflow_ref'] eq 'x'"),
+            None
+        );
+        assert_eq!(subject_of_expression("claims['sub'] matches 'open"), None);
     }
 }

@@ -1,13 +1,18 @@
 //! Reading one Entra ID tenant (and its subscriptions' RBAC) into the
 //! contract model, by object family:
 //!
-//! - [`directory`]: applications, service principals and managed
-//!   identities (`$select`, owners by `$expand`, every page);
+//! - [`directory`]: applications, service principals, managed identities
+//!   and (beta) agent identities with their sponsors (`$select`, owners by
+//!   `$expand`, every page); each principal classified by its
+//!   `servicePrincipalType` — first-party Microsoft *applications* left
+//!   out, managed identities and unknown types kept;
 //! - [`usage`]: the two beta sign-in reports (refused → usage unknown plus
 //!   a `usage` gap, never "never used");
-//! - [`credentials`]: client secrets and certificates (ids and dates only)
-//!   and, with bounded concurrency, each application's federated
-//!   credentials;
+//! - [`credentials`]: client secrets and certificates (ids and dates only,
+//!   expired ones kept as inactive) and, with bounded concurrency, the
+//!   federated credentials of each application (beta, for flexible
+//!   expressions) and each user-assigned managed identity (ARM), with the
+//!   tokens they admit;
 //! - [`groups`]: each kept service principal's groups (transitive) and the
 //!   app role assignments those groups hold;
 //! - [`assignments`]: each kept service principal's app role assignments
@@ -25,8 +30,9 @@
 //! roles (`directory roles`), a subscription (`subscription {id}`), group
 //! memberships or a group's assignments (`group memberships`), eligibility
 //! in the directory or a subscription (`eligible assignments`), the sign-in
-//! reports (`usage`), an application's federated credentials. Privilege is
-//! judged by the tables of [`crate::privilege`].
+//! reports (`usage`), the agent identity listing (`agent identities`), the
+//! federated credentials of an application or a managed identity
+//! (`federated`). Privilege is judged by the tables of [`crate::privilege`].
 
 mod assignments;
 mod credentials;
@@ -111,15 +117,16 @@ struct Scan<'a> {
 impl Scan<'_> {
     /// The tenant, step by step; the order of the calls is the order here.
     async fn tenant(&self) -> Result<Inventory, SourceError> {
-        let dir = self.directory().await?;
+        let mut dir = self.directory().await?;
         let mut inv = Inventory::default();
+        inv.coverage.gaps.append(&mut dir.gaps);
         let activity = self.activity(&mut inv.coverage.gaps).await;
         let grants = self.delegated_grants().await?;
         let federated = self
-            .federated_credentials(&dir.apps, &mut inv.coverage.gaps)
+            .federated_credentials(&dir, &mut inv.coverage.gaps)
             .await;
         self.push_applications(&mut inv, &dir.apps, &federated, &activity);
-        self.push_service_principals(&mut inv, &dir, &activity);
+        self.push_service_principals(&mut inv, &dir, &federated, &activity);
 
         let kept = dir.kept();
         let mut assigned = self.app_role_assignments(&dir.sps).await?;

@@ -1,14 +1,16 @@
 //! Credentials: removing a client secret (irreversible), a certificate
 //! (PATCH of the remaining keyCredentials; the public certificate kept for
-//! undo) and a federated identity credential (recreated by undo).
+//! undo) and a federated identity credential of an application (Graph) or
+//! of a user-assigned managed identity (ARM), each recreated by undo.
 
 use azure_core::http::Method;
 use nhi_contract::{ActionOutcome, SourceError};
 use serde_json::{json, Value};
 
-use super::readback::{check_id, invalid, Collection, Undo};
+use super::readback::{check_id, check_mi_fic_id, invalid, Collection, Undo};
 use super::AzureRemediator;
 use crate::client::Api;
+use crate::model::MSI_API_VERSION;
 
 impl AzureRemediator {
     pub(super) fn key_ids(v: &Value, field: &str) -> Vec<String> {
@@ -155,18 +157,28 @@ impl AzureRemediator {
 
     /// Remove a federated identity credential (an application's trust in an
     /// external issuer). Reversible: undo recreates it with the same name,
-    /// issuer, subject and audiences (under a new id).
+    /// issuer, subject — or claims-matching expression — and audiences
+    /// (under a new id). Through Graph beta: only beta returns and accepts a
+    /// flexible credential's `claimsMatchingExpression`, which v1.0 would
+    /// silently drop from the undo data.
     pub(super) async fn remove_federated(
         &self,
         app: &str,
         fic: &str,
     ) -> Result<ActionOutcome, SourceError> {
-        let path = format!("/v1.0/applications/{app}/federatedIdentityCredentials/{fic}");
+        let path = format!("/beta/applications/{app}/federatedIdentityCredentials/{fic}");
         let before = self.get_opt(Api::Graph, &path).await?;
         let mut undo = None;
         if let Some(v) = &before {
             let mut keep = serde_json::Map::new();
-            for k in ["name", "issuer", "subject", "audiences", "description"] {
+            for k in [
+                "name",
+                "issuer",
+                "subject",
+                "audiences",
+                "description",
+                "claimsMatchingExpression",
+            ] {
                 if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
                     keep.insert(k.to_string(), x.clone());
                 }
@@ -231,7 +243,7 @@ impl AzureRemediator {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let list_path = format!("/v1.0/applications/{app}/federatedIdentityCredentials");
+        let list_path = format!("/beta/applications/{app}/federatedIdentityCredentials");
         let named = |l: &[Value]| {
             l.iter()
                 .any(|f| f.get("name").and_then(Value::as_str) == Some(name.as_str()))
@@ -248,5 +260,88 @@ impl AzureRemediator {
             )));
         }
         Ok(json!({"application": app, "federated_credential": name, "present": true}))
+    }
+
+    /// Remove a user-assigned managed identity's federated credential
+    /// (ARM), after checking it belongs to `principal` (the identity's
+    /// `alternativeNames` name its resource). Reversible: undo puts it back
+    /// under the same name with the same issuer, subject and audiences.
+    pub(super) async fn remove_mi_federated(
+        &self,
+        principal: &str,
+        fic: &str,
+    ) -> Result<ActionOutcome, SourceError> {
+        let (identity, fic) = check_mi_fic_id(fic)?;
+        let sp = self
+            .get_opt(
+                Api::Graph,
+                &format!("/v1.0/servicePrincipals/{principal}?$select=id,alternativeNames"),
+            )
+            .await?
+            .ok_or_else(|| invalid(format!("managed identity {principal} not found")))?;
+        let owns = sp
+            .get("alternativeNames")
+            .and_then(Value::as_array)
+            .is_some_and(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .any(|n| n.eq_ignore_ascii_case(identity))
+            });
+        if !owns {
+            return Err(invalid(format!(
+                "{fic} is not a federated credential of managed identity {principal}"
+            )));
+        }
+        let path = format!("{fic}?api-version={MSI_API_VERSION}");
+        let before = self.get_opt(Api::Arm, &path).await?;
+        let mut undo = None;
+        if let Some(v) = &before {
+            let mut keep = serde_json::Map::new();
+            for k in ["issuer", "subject", "audiences", "claimsMatchingExpression"] {
+                if let Some(x) = v
+                    .get("properties")
+                    .and_then(|p| p.get(k))
+                    .filter(|x| !x.is_null())
+                {
+                    keep.insert(k.to_string(), x.clone());
+                }
+            }
+            self.send(Api::Arm, Method::Delete, &path, None).await?;
+            undo = Some(Undo::RecreateManagedIdentityFederatedCredential {
+                id: fic.to_string(),
+                properties: Value::Object(keep),
+            });
+        }
+        if self.get_opt(Api::Arm, &path).await?.is_some() {
+            return Err(invalid(format!(
+                "federated credential {fic} still present after delete"
+            )));
+        }
+        Ok(ActionOutcome {
+            via: None,
+            before: json!({"managed_identity": principal, "credential_id": fic, "present": before.is_some()}),
+            after: json!({"managed_identity": principal, "credential_id": fic, "present": false}),
+            undo: undo.map(|u| json!([u])),
+            irreversible: None,
+        })
+    }
+
+    /// Undo of a managed identity's federated credential removal: PUT it
+    /// back by id.
+    pub(super) async fn recreate_mi_federated(
+        &self,
+        id: &str,
+        properties: &Value,
+    ) -> Result<Value, SourceError> {
+        let (_, fic) = check_mi_fic_id(id)?;
+        let path = format!("{fic}?api-version={MSI_API_VERSION}");
+        if self.get_opt(Api::Arm, &path).await?.is_none() {
+            let body = json!({ "properties": properties });
+            self.send(Api::Arm, Method::Put, &path, Some(&body)).await?;
+        }
+        if self.get_opt(Api::Arm, &path).await?.is_none() {
+            return Err(invalid(format!("federated credential {fic} not recreated")));
+        }
+        Ok(json!({"credential_id": fic, "present": true}))
     }
 }

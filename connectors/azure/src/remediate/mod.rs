@@ -136,6 +136,14 @@ impl Remediator for AzureRemediator {
                 Operation::DisableCredential | Operation::DeleteCredential,
                 Some(CredentialKind::Certificate),
             ) => self.remove_certificate(id, key()?).await,
+            // A managed identity's federated credential is named by its ARM id.
+            (
+                Operation::DisableCredential | Operation::DeleteCredential,
+                Some(CredentialKind::Federated),
+            ) if a.credential_id.as_deref().is_some_and(|c| c.starts_with('/')) => {
+                self.remove_mi_federated(id, a.credential_id.as_deref().unwrap_or_default())
+                    .await
+            }
             (
                 Operation::DisableCredential | Operation::DeleteCredential,
                 Some(CredentialKind::Federated),

@@ -61,6 +61,13 @@ pub(super) enum Undo {
         /// name, issuer, subject, audiences, description as read.
         credential: Value,
     },
+    /// A user-assigned managed identity's federated credential (ARM).
+    RecreateManagedIdentityFederatedCredential {
+        /// Its ARM id (the name is its last segment).
+        id: String,
+        /// issuer, subject, audiences (or claimsMatchingExpression) as read.
+        properties: Value,
+    },
 }
 
 pub(super) fn invalid(m: impl Into<String>) -> SourceError {
@@ -90,6 +97,31 @@ pub(super) fn check_arm_id(id: &str) -> Result<&str, SourceError> {
             .all(|c| c.is_ascii_alphanumeric() || "-_./()".contains(c));
     ok.then_some(id)
         .ok_or_else(|| invalid(format!("{id:?} is not an ARM role assignment id")))
+}
+
+/// A user-assigned managed identity's federated credential by ARM id,
+/// `{identity}/federatedIdentityCredentials/{name}`: `(identity, id)`.
+pub(super) fn check_mi_fic_id(id: &str) -> Result<(&str, &str), SourceError> {
+    const FIC: &str = "/federatedidentitycredentials/";
+    let lower = id.to_ascii_lowercase();
+    let shaped = id.starts_with("/subscriptions/")
+        && lower.contains("/providers/microsoft.managedidentity/userassignedidentities/")
+        && !id.contains("..")
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./()".contains(c));
+    match lower.rfind(FIC) {
+        Some(at)
+            if shaped
+                && !id[at + FIC.len()..].is_empty()
+                && !id[at + FIC.len()..].contains('/') =>
+        {
+            Ok((&id[..at], id))
+        }
+        _ => Err(invalid(format!(
+            "{id:?} is not a managed identity's federated credential id"
+        ))),
+    }
 }
 
 impl AzureRemediator {
@@ -190,6 +222,9 @@ impl AzureRemediator {
                 application,
                 credential,
             } => self.recreate_federated(application, credential).await,
+            Undo::RecreateManagedIdentityFederatedCredential { id, properties } => {
+                self.recreate_mi_federated(id, properties).await
+            }
             Undo::RecreateAppRoleAssignment {
                 principal_id,
                 resource_id,

@@ -1,6 +1,8 @@
-//! The ARM Authorization routes of the fake tenant (api-version
-//! 2022-04-01): role definitions and role assignments per subscription,
-//! one role assignment by id (GET, DELETE, PUT), a failing subscription.
+//! The ARM routes of the fake tenant: Authorization (api-version
+//! 2022-04-01) — role definitions and role assignments per subscription,
+//! one role assignment by id (GET, DELETE, PUT), a failing subscription —
+//! and Microsoft.ManagedIdentity (2024-11-30) — a user-assigned identity's
+//! federated credentials, 403 under their fault.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +11,7 @@ use serde_json::json;
 use super::server::{created, ok_json, page, Req};
 use super::tenant::Tenant;
 use super::ARM;
+use crate::model::{ARM_API_VERSION, MSI_API_VERSION};
 
 fn arm_err(status: StatusCode, code: &str, message: &str) -> Response {
     let b = json!({"error": {"code": code, "message": message}});
@@ -25,7 +28,16 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
     if let Some(resp) = super::entitlements::route_arm(t, r) {
         return resp;
     }
-    if r.q.get("api-version").map(String::as_str) != Some("2022-04-01") {
+    let msi = r
+        .segs
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case("Microsoft.ManagedIdentity"));
+    let version = if msi {
+        MSI_API_VERSION
+    } else {
+        ARM_API_VERSION
+    };
+    if r.q.get("api-version").map(String::as_str) != Some(version) {
         return arm_err(
             StatusCode::BAD_REQUEST,
             "MissingApiVersionParameter",
@@ -40,6 +52,9 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
                 "Encountered internal server error.",
             );
         }
+    }
+    if msi {
+        return identity_federated(t, r);
     }
     match (r.method.as_str(), r.segs.as_slice()) {
         (
@@ -57,6 +72,68 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
             StatusCode::BAD_REQUEST,
             "InvalidResourceType",
             &format!("Unsupported request: {} {}", r.method, r.path),
+        ),
+    }
+}
+
+/// A user-assigned identity's federated credentials: the list (403 under
+/// their fault), and one by id — GET, DELETE (204 when absent, as ARM
+/// answers), PUT. Resource ids compare without case, as ARM does.
+fn identity_federated(t: &mut Tenant, r: &Req) -> Response {
+    const FIC: &str = "/federatedIdentityCredentials";
+    let Some(at) = r.path.find(FIC) else {
+        return arm_err(
+            StatusCode::BAD_REQUEST,
+            "InvalidResourceType",
+            &format!("Unsupported request: {} {}", r.method, r.path),
+        );
+    };
+    let identity = &r.path[..at];
+    let name = r.path[at + FIC.len()..].trim_start_matches('/');
+    let same = |k: &String| k.eq_ignore_ascii_case(identity);
+    if t.failing_mi_fics.iter().any(same) {
+        return arm_err(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read'.",
+        );
+    }
+    let Some(items) = t.mi_fics.iter_mut().find(|(k, _)| same(k)).map(|(_, v)| v) else {
+        return arm_err(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("The Resource '{identity}' was not found."),
+        );
+    };
+    let pos = items.iter().position(|f| {
+        f["id"]
+            .as_str()
+            .is_some_and(|i| i.eq_ignore_ascii_case(r.path))
+    });
+    match (r.method.as_str(), name.is_empty(), pos) {
+        ("GET", true, _) => page(ARM, r.path, &r.q, items.clone(), r.size, true),
+        ("GET", false, Some(i)) => ok_json(items[i].clone()),
+        ("DELETE", false, Some(i)) => {
+            items.remove(i);
+            StatusCode::OK.into_response()
+        }
+        ("DELETE", false, None) => StatusCode::NO_CONTENT.into_response(),
+        ("PUT", false, _) => {
+            let f = json!({
+                "id": r.path, "name": name,
+                "properties": r.body.as_ref().map(|b| b["properties"].clone()).unwrap_or_default(),
+                "type": "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
+            });
+            match pos {
+                Some(i) => items[i] = f.clone(),
+                None => items.push(f.clone()),
+            }
+            created(&f)
+        }
+        _ => arm_err(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("The Resource '{}' was not found.", r.path),
         ),
     }
 }

@@ -89,14 +89,6 @@ fn group_assignment(name: &str, scope: &str, role_guid: &str, group: &str) -> Va
             "principalId": group,
             "principalType": "Group",
             "scope": scope,
-            "condition": null,
-            "conditionVersion": null,
-            "createdOn": ago(90),
-            "updatedOn": ago(90),
-            "createdBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
-            "updatedBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
-            "delegatedManagedIdentityResourceId": null,
-            "description": null
         }
     })
 }
@@ -154,13 +146,7 @@ pub(super) fn extend_demo(t: &mut Tenant) {
                "startDateTime": "2022-04-12T14:44:50.287Z", "endDateTime": "2024-04-10T00:00:00Z", "memberType": "Direct",
                "roleEligibilityScheduleId": "88f71919-62f3-4d0c-9f88-0a0391b665cd"}),
     ];
-    t.role_definitions.push(json!({
-        "id": format!("/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{ROLE_OWNER}"),
-        "name": ROLE_OWNER, "type": "Microsoft.Authorization/roleDefinitions",
-        "properties": {"roleName": "Owner", "type": "BuiltInRole", "description": "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
-            "assignableScopes": ["/"], "permissions": [{"actions": ["*"], "notActions": [], "dataActions": [], "notDataActions": []}],
-            "createdOn": "2015-02-02T21:55:09.8806423Z", "updatedOn": "2024-06-01T00:00:00.0000000Z"}
-    }));
+    // Owner is the demo tenant's own (tenant.rs).
     t.role_definitions.push(custom_role(
         ROLE_DEPLOY_OPERATOR,
         "Deployment Operator",

@@ -17,16 +17,17 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
     }
     match (r.method.as_str(), r.segs.as_slice()) {
         ("GET", ["beta", "reports", report]) => reports(t, r, report),
+        ("GET", ["beta", "servicePrincipals", "microsoft.graph.agentIdentity"]) => agents(t, r),
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals")]) => {
             list_objects(t, r, coll)
         }
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
-            let list = if *coll == "applications" {
-                &t.apps
+            let list: Vec<&Value> = if *coll == "applications" {
+                t.apps.iter().collect()
             } else {
-                &t.sps
+                t.sps.iter().chain(t.agents.iter()).collect()
             };
-            match list.iter().find(|o| o["id"] == *id) {
+            match list.into_iter().find(|o| o["id"] == *id) {
                 Some(o) => ok_json(project(o, &r.q, true)),
                 None => not_found(id),
             }
@@ -37,17 +38,29 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
         ("POST", ["v1.0", coll @ ("applications" | "servicePrincipals"), id, "removePassword"]) => {
             remove_password(t, r, coll, id)
         }
-        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+        (
+            "GET",
+            [version @ ("v1.0" | "beta"), "applications", id, "federatedIdentityCredentials", fid],
+        ) => {
             match t
                 .fics
                 .get(*id)
                 .and_then(|l| l.iter().find(|f| f["id"] == *fid))
             {
-                Some(f) => ok_json(f.clone()),
+                Some(f) => {
+                    let mut f = f.clone();
+                    // A flexible credential's expression is beta only.
+                    if *version == "v1.0" {
+                        if let Some(o) = f.as_object_mut() {
+                            o.remove("claimsMatchingExpression");
+                        }
+                    }
+                    ok_json(f)
+                }
                 None => not_found(fid),
             }
         }
-        ("DELETE", ["v1.0", "applications", id, "federatedIdentityCredentials", fid]) => {
+        ("DELETE", ["v1.0" | "beta", "applications", id, "federatedIdentityCredentials", fid]) => {
             let list = t.fics.entry(id.to_string()).or_default();
             let before = list.len();
             list.retain(|f| f["id"] != *fid);
@@ -56,15 +69,33 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
             }
             no_content()
         }
-        ("POST", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
+        ("POST", ["v1.0" | "beta", "applications", id, "federatedIdentityCredentials"]) => {
             let mut f = r.body.clone().unwrap_or_default();
             t.counter += 1;
             f["id"] = json!(format!("fc000000-0000-4000-8000-{:012}", t.counter));
             t.fics.entry(id.to_string()).or_default().push(f.clone());
             created(&f)
         }
-        ("GET", ["v1.0", "applications", id, "federatedIdentityCredentials"]) => {
-            let items = t.fics.get(*id).cloned().unwrap_or_default();
+        (
+            "GET",
+            [version @ ("v1.0" | "beta"), "applications", id, "federatedIdentityCredentials"],
+        ) => {
+            let items = t
+                .fics
+                .get(*id)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut f| {
+                    // A flexible credential's expression is beta only.
+                    if *version == "v1.0" {
+                        if let Some(o) = f.as_object_mut() {
+                            o.remove("claimsMatchingExpression");
+                        }
+                    }
+                    project(&f, &r.q, false)
+                })
+                .collect();
             page(r.next_base, r.path, &r.q, items, r.size, false)
         }
         (_, ["v1.0", "servicePrincipals", sp, "appRoleAssignments", rest @ ..]) => {
@@ -117,18 +148,42 @@ fn reports(t: &Tenant, r: &Req, report: &str) -> Response {
     page(r.next_base, r.path, &r.q, items, r.size, false)
 }
 
-/// Applications or service principals, projected (500 under the fault).
+/// Applications or service principals (agent identities among them, as
+/// the service principals they are), projected (500 under the fault).
 fn list_objects(t: &Tenant, r: &Req, coll: &str) -> Response {
     if t.directory_down {
         return graph_error(StatusCode::INTERNAL_SERVER_ERROR, "UnknownError", "");
     }
-    let list = if coll == "applications" {
-        &t.apps
+    let list: Vec<&Value> = if coll == "applications" {
+        t.apps.iter().collect()
+    } else if t.agents_only_in_beta {
+        t.sps.iter().collect()
     } else {
-        &t.sps
+        t.sps.iter().chain(t.agents.iter()).collect()
     };
-    let items = list.iter().map(|o| project(o, &r.q, false)).collect();
+    let items = list.into_iter().map(|o| project(o, &r.q, false)).collect();
     page(r.next_base, r.path, &r.q, items, r.size, false)
+}
+
+/// The beta agent identity listing, projected (its status under the fault:
+/// 403 refused, 400 or 404 where the tenant or cloud has none).
+fn agents(t: &Tenant, r: &Req) -> Response {
+    match t.agents_refused {
+        Some(403) => graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ),
+        Some(s) => graph_error(
+            StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+            "BadRequest",
+            "Resource not found for the segment 'microsoft.graph.agentIdentity'.",
+        ),
+        None => {
+            let items = t.agents.iter().map(|o| project(o, &r.q, false)).collect();
+            page(r.next_base, r.path, &r.q, items, r.size, false)
+        }
+    }
 }
 
 fn objects_mut<'t>(t: &'t mut Tenant, coll: &str) -> &'t mut Vec<Value> {
@@ -142,7 +197,14 @@ fn objects_mut<'t>(t: &'t mut Tenant, coll: &str) -> &'t mut Vec<Value> {
 /// PATCH of an application or service principal: `keyCredentials` sent
 /// back without a kept certificate's `key` is refused, as Graph does.
 fn patch_object(t: &mut Tenant, r: &Req, coll: &str, id: &str) -> Response {
-    let Some(o) = objects_mut(t, coll).iter_mut().find(|o| o["id"] == id) else {
+    // An agent identity is a service principal too.
+    let in_agents = coll == "servicePrincipals" && t.agents.iter().any(|o| o["id"] == id);
+    let list = if in_agents {
+        &mut t.agents
+    } else {
+        objects_mut(t, coll)
+    };
+    let Some(o) = list.iter_mut().find(|o| o["id"] == id) else {
         return not_found(id);
     };
     let Some(Value::Object(patch)) = r.body.clone() else {
@@ -230,7 +292,7 @@ fn app_role_assignments(t: &mut Tenant, r: &Req, sp: &str, rest: &[&str]) -> Res
             let b = r.body.clone().unwrap_or_default();
             t.counter += 1;
             let a = json!({
-                "id": format!("bmV3LWFzc2lnbm1lbnQ{}", t.counter), "deletedDateTime": null,
+                "id": format!("bmV3LWFzc2lnbm1lbnQ{}", t.counter),
                 "appRoleId": b["appRoleId"], "createdDateTime": ago(0), "principalDisplayName": null,
                 "principalId": sp, "principalType": "ServicePrincipal",
                 "resourceDisplayName": "Microsoft Graph", "resourceId": b["resourceId"],

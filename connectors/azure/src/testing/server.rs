@@ -137,18 +137,20 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `$select` projection (owners only with `$expand=owners`).
+/// `$select` projection (annotations such as `@odata.type` always kept;
+/// owners and sponsors only with `$expand=owners…` / `$expand=sponsors…`).
 pub(super) fn project(obj: &Value, q: &BTreeMap<String, String>, single: bool) -> Value {
+    const RELATIONS: [&str; 2] = ["owners", "sponsors"];
     let mut out = Map::new();
     let Some(map) = obj.as_object() else {
         return obj.clone();
     };
     let select: Option<Vec<&str>> = q.get("$select").map(|s| s.split(',').collect());
     for (k, v) in map {
-        if k == "owners" {
+        if RELATIONS.contains(&k.as_str()) {
             continue;
         }
-        if select.as_ref().is_some_and(|s| !s.contains(&k.as_str())) {
+        if !k.starts_with("@odata.") && select.as_ref().is_some_and(|s| !s.contains(&k.as_str())) {
             continue;
         }
         let mut v = v.clone();
@@ -163,11 +165,10 @@ pub(super) fn project(obj: &Value, q: &BTreeMap<String, String>, single: bool) -
         }
         out.insert(k.clone(), v);
     }
-    if q.get("$expand").is_some_and(|e| e.starts_with("owners")) {
-        out.insert(
-            "owners".into(),
-            map.get("owners").cloned().unwrap_or(json!([])),
-        );
+    for rel in RELATIONS {
+        if q.get("$expand").is_some_and(|e| e.starts_with(rel)) {
+            out.insert(rel.into(), map.get(rel).cloned().unwrap_or(json!([])));
+        }
     }
     Value::Object(out)
 }

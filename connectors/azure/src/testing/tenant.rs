@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use super::{ids, LEAKED_SECRET_TEXT, ROLE_BLOB_READER, ROLE_CONTRIBUTOR, SUBSCRIPTION, TENANT};
+use super::{
+    ids, LEAKED_SECRET_TEXT, MICROSOFT_SERVICES_TENANT, ROLE_BLOB_READER, ROLE_CONTRIBUTOR,
+    ROLE_OWNER, SUBSCRIPTION, TENANT,
+};
 
 /// One recorded request.
 #[derive(Debug, Clone)]
@@ -30,6 +33,14 @@ pub struct Tenant {
     pub sps: Vec<Value>,
     /// Federated identity credentials by application object id.
     pub fics: BTreeMap<String, Vec<Value>>,
+    /// Agent identities (`#microsoft.graph.agentIdentity`, owners under
+    /// `owners`, sponsors under `sponsors`): served by the beta agent
+    /// listing and, as the service principals they are, in
+    /// `/v1.0/servicePrincipals` too.
+    pub agents: Vec<Value>,
+    /// ARM federated identity credentials by user-assigned managed
+    /// identity resource id.
+    pub mi_fics: BTreeMap<String, Vec<Value>>,
     /// appRoleAssignment objects.
     pub app_role_assignments: Vec<Value>,
     /// oauth2PermissionGrant objects.
@@ -64,6 +75,15 @@ pub struct Tenant {
     pub foreign_next_link: bool,
     /// The directory listing answers 500.
     pub directory_down: bool,
+    /// The beta agent identity listing answers this status (403 refused,
+    /// 400/404 on a tenant or cloud without it).
+    pub agents_refused: Option<u16>,
+    /// Agent identities are served by the beta agent listing only, not
+    /// among `/v1.0/servicePrincipals`.
+    pub agents_only_in_beta: bool,
+    /// Managed identity resource ids whose federated credentials answer
+    /// 403 (the scanner lacks read on them).
+    pub failing_mi_fics: BTreeSet<String>,
     /// Every request received.
     pub requests: Vec<Recorded>,
     /// Milliseconds each request is held before it is answered.
@@ -105,6 +125,8 @@ fn within(days: i64) -> String {
         .to_string()
 }
 
+/// A client secret as the passwordCredential resource documents it;
+/// `end` days from now (negative: expired).
 fn secret(key: &str, name: &str, start: i64, end: i64) -> Value {
     json!({
         "customKeyIdentifier": null,
@@ -117,6 +139,8 @@ fn secret(key: &str, name: &str, start: i64, end: i64) -> Value {
     })
 }
 
+/// A certificate as the keyCredential resource documents it; `end` days
+/// from now (negative: expired).
 fn cert(key: &str, name: &str, start: i64, end: i64) -> Value {
     json!({
         "customKeyIdentifier": "52ED9B5038A47B9E2E2190715CC238359D4F8F73",
@@ -145,8 +169,6 @@ fn role_def(guid: &str, name: &str, actions: &[&str], data: &[&str]) -> Value {
             "description": format!("{name} built-in role"),
             "assignableScopes": ["/"],
             "permissions": [{"actions": actions, "notActions": [], "dataActions": data, "notDataActions": []}],
-            "createdOn": "2015-02-02T21:55:09.8806423Z",
-            "updatedOn": "2024-06-01T00:00:00.0000000Z",
         }
     })
 }
@@ -161,14 +183,6 @@ fn role_assignment(name: &str, scope: &str, role_guid: &str, principal: &str) ->
             "principalId": principal,
             "principalType": "ServicePrincipal",
             "scope": scope,
-            "condition": null,
-            "conditionVersion": null,
-            "createdOn": ago(120),
-            "updatedOn": ago(120),
-            "createdBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
-            "updatedBy": "0e5c4b3a-1f2d-4e6a-9b8c-7d6e5f4a3b2c",
-            "delegatedManagedIdentityResourceId": null,
-            "description": null
         }
     })
 }
@@ -183,6 +197,8 @@ impl Tenant {
             apps: demo_apps(),
             sps: demo_service_principals(),
             fics: demo_federated(),
+            agents: demo_agents(),
+            mi_fics: demo_mi_federated(),
             app_role_assignments: demo_app_role_assignments(),
             grants: demo_grants(),
             sp_activity,
@@ -208,6 +224,8 @@ impl Tenant {
         t.apps.clear();
         t.sps = graph.into_iter().collect();
         t.fics.clear();
+        t.agents.clear();
+        t.mi_fics.clear();
         t.app_role_assignments.clear();
         t.grants.clear();
         t.sp_activity.clear();
@@ -273,6 +291,7 @@ impl Tenant {
     pub fn enabled(&self, sp: &str) -> Option<bool> {
         self.sps
             .iter()
+            .chain(self.agents.iter())
             .find(|o| o["id"] == sp)
             .and_then(|o| o["accountEnabled"].as_bool())
     }
@@ -295,98 +314,159 @@ impl Tenant {
     }
 }
 
-/// The demo tenant's application registrations.
+/// The demo tenant's application registrations, in the field set of the
+/// documented `application` examples (`testdata/docs/graph-v1.0-application-*`).
 fn demo_apps() -> Vec<Value> {
     use ids::*;
-    vec![
+    let app = |id: &str, app_id: &str, name: &str, created: i64, owners: Vec<Value>| {
         json!({
-            "id": APP_PAYMENTS, "appId": "c1000000-0000-4000-8000-000000000001",
-            "displayName": "payments-api", "createdDateTime": ago(900),
-            "signInAudience": "AzureADMyOrg", "tags": ["team:payments"], "notes": null,
-            "publisherDomain": "contoso.onmicrosoft.com",
-            "passwordCredentials": [
-                secret(SECRET_PAYMENTS_CI, "ci-deploy", 200, 100),
-                secret(SECRET_PAYMENTS_OLD, "old-rotation", 800, 300),
-            ],
-            "keyCredentials": [
-                cert(CERT_PAYMENTS, "CN=payments-api", 30, 335),
-                cert(CERT_PAYMENTS_NEXT, "CN=payments-api-next", 2, 363),
-            ],
-            "owners": [user("e1000000-0000-4000-8000-0000000000aa", "Priya Nair", "priya.nair@contoso.com")],
-        }),
-        json!({
-            "id": APP_LEGACY, "appId": "c2000000-0000-4000-8000-000000000002",
-            "displayName": "legacy-sync", "createdDateTime": ago(2000),
-            "signInAudience": "AzureADMyOrg", "tags": [], "notes": "sync to the old CRM",
-            "passwordCredentials": [secret(SECRET_LEGACY, "forever", 1000, 2650)],
-            "keyCredentials": [],
-            "owners": [],
-        }),
-        json!({
-            "id": APP_DEPLOYER, "appId": "c3000000-0000-4000-8000-000000000003",
-            "displayName": "gh-actions-deployer", "createdDateTime": ago(100),
-            "signInAudience": "AzureADMyOrg", "tags": [], "notes": null,
-            "passwordCredentials": [], "keyCredentials": [],
-            "owners": [user("e2000000-0000-4000-8000-0000000000bb", "Tom Becker", "tom.becker@contoso.com")],
-        }),
-    ]
+            "id": id, "appId": app_id, "displayName": name, "createdDateTime": ago(created),
+            "signInAudience": "AzureADMyOrg", "publisherDomain": "contoso.onmicrosoft.com",
+            "identifierUris": [], "tags": [], "notes": null,
+            "passwordCredentials": [], "keyCredentials": [], "owners": owners,
+        })
+    };
+    let priya = user(
+        "e1000000-0000-4000-8000-0000000000aa",
+        "Priya Nair",
+        "priya.nair@contoso.com",
+    );
+    let tom = user(
+        "e2000000-0000-4000-8000-0000000000bb",
+        "Tom Becker",
+        "tom.becker@contoso.com",
+    );
+    let mut payments = app(
+        APP_PAYMENTS,
+        APPID_PAYMENTS,
+        "payments-api",
+        900,
+        vec![priya],
+    );
+    payments["tags"] = json!(["team:payments"]);
+    payments["passwordCredentials"] = json!([
+        secret(SECRET_PAYMENTS_CI, "ci-deploy", 200, 100),
+        secret(SECRET_PAYMENTS_OLD, "old-rotation", 800, 300),
+    ]);
+    payments["keyCredentials"] = json!([
+        cert(CERT_PAYMENTS, "CN=payments-api", 30, 335),
+        cert(CERT_PAYMENTS_NEXT, "CN=payments-api-next", 2, 363),
+    ]);
+    let mut legacy = app(
+        APP_LEGACY,
+        "c2000000-0000-4000-8000-000000000002",
+        "legacy-sync",
+        2000,
+        vec![],
+    );
+    legacy["notes"] = json!("sync to the old CRM");
+    // A 10-year secret in use, and the one it replaced: expired a year
+    // ago and never removed.
+    legacy["passwordCredentials"] = json!([
+        secret(SECRET_LEGACY, "forever", 1000, 2650),
+        secret(SECRET_LEGACY_EXPIRED, "2023-rotation", 1100, -400),
+    ]);
+    let deployer = app(
+        APP_DEPLOYER,
+        "c3000000-0000-4000-8000-000000000003",
+        "gh-actions-deployer",
+        100,
+        vec![tom.clone()],
+    );
+    // An agent identity blueprint is an application (derived type): its
+    // credentials are what its agent identities obtain tokens with.
+    let mut blueprint = app(
+        APP_BLUEPRINT,
+        APPID_BLUEPRINT,
+        "support-agent-blueprint",
+        60,
+        vec![tom],
+    );
+    blueprint["@odata.type"] = json!("#microsoft.graph.agentIdentityBlueprint");
+    vec![payments, legacy, deployer, blueprint]
 }
 
-/// Their service principals, a managed identity and Microsoft Graph's
-/// principal (with its app roles).
+/// The apps' service principals, two managed identities exactly as Graph
+/// returns them (Microsoft's services tenant as `appOwnerOrganizationId`,
+/// `alternativeNames` with `isExplicit` and the resource id, the
+/// platform-held certificate), and Microsoft Graph's own principal: a
+/// first-party application, with its app roles.
 fn demo_service_principals() -> Vec<Value> {
     use ids::*;
     let graph_app = "00000003-0000-0000-c000-000000000000";
-    let sp = |id: &str, app_id: &str, name: &str, kind: &str, owners: Vec<Value>| {
+    let sp = |id: &str, app_id: &str, name: &str, owners: Vec<Value>| {
         json!({
-            "id": id, "appId": app_id, "displayName": name,
-            "servicePrincipalType": kind, "accountEnabled": true,
-            "appOwnerOrganizationId": TENANT, "tags": ["WindowsAzureActiveDirectoryIntegratedApp"],
+            "id": id, "appId": app_id, "displayName": name, "appDisplayName": name,
+            "servicePrincipalType": "Application", "accountEnabled": true,
+            "appOwnerOrganizationId": TENANT, "appRoleAssignmentRequired": false,
+            "tags": ["WindowsAzureActiveDirectoryIntegratedApp"],
             "notes": null, "alternativeNames": [], "servicePrincipalNames": [app_id],
             "passwordCredentials": [], "keyCredentials": [], "owners": owners,
         })
     };
-    let mut mi = sp(
-        MI_ORDERS,
-        "c4000000-0000-4000-8000-000000000004",
-        "mi-orders",
-        "ManagedIdentity",
-        vec![],
-    );
-    mi["tags"] = json!([]);
-    mi["appOwnerOrganizationId"] = Value::Null;
-    mi["alternativeNames"] = json!([
-        "isExplicit=True",
-        format!("/subscriptions/{SUBSCRIPTION}/resourcegroups/orders/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mi-orders")
-    ]);
+    let mi = |id: &str, app_id: &str, name: &str, explicit: bool, resource: String| {
+        json!({
+            "id": id, "appId": app_id, "displayName": name, "appDisplayName": null,
+            "servicePrincipalType": "ManagedIdentity", "accountEnabled": true,
+            "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT, "appRoleAssignmentRequired": false,
+            "tags": [], "notes": null,
+            "alternativeNames": [format!("isExplicit={}", if explicit { "True" } else { "False" }), resource],
+            "servicePrincipalNames": [app_id, format!("https://identity.azure.net/{}", &app_id[..8])],
+            "passwordCredentials": [],
+            // The certificate the platform holds and rotates for the identity.
+            "keyCredentials": [{
+                "customKeyIdentifier": "2A7E9B1C4D5F60718293A4B5C6D7E8F901234567",
+                "displayName": format!("CN={app_id}"),
+                "endDateTime": within(80), "key": null,
+                "keyId": format!("{}-0000-4000-8000-00000000c0de", &id[..8]),
+                "startDateTime": ago(10), "type": "AsymmetricX509Cert", "usage": "Verify",
+            }],
+            "owners": [],
+        })
+    };
+    let mut payments = sp(SP_PAYMENTS, APPID_PAYMENTS, "payments-api", vec![]);
+    // A SAML signing certificate that expired ten days ago, still present.
+    payments["keyCredentials"] = json!([cert(
+        CERT_SP_PAYMENTS_EXPIRED,
+        "CN=payments-api-saml",
+        375,
+        -10
+    )]);
     vec![
-        sp(
-            SP_PAYMENTS,
-            "c1000000-0000-4000-8000-000000000001",
-            "payments-api",
-            "Application",
-            vec![],
-        ),
+        payments,
         sp(
             SP_LEGACY,
             "c2000000-0000-4000-8000-000000000002",
             "legacy-sync",
-            "Application",
             vec![],
         ),
         sp(
             SP_DEPLOYER,
             "c3000000-0000-4000-8000-000000000003",
             "gh-actions-deployer",
-            "Application",
             vec![],
         ),
-        mi,
+        mi(
+            MI_ORDERS,
+            "c4000000-0000-4000-8000-000000000004",
+            "mi-orders",
+            true,
+            MI_ORDERS_RESOURCE.to_string(),
+        ),
+        mi(
+            MI_BUILD,
+            "c6000000-0000-4000-8000-000000000006",
+            "vm-build",
+            false,
+            format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/build/providers/Microsoft.Compute/virtualMachines/vm-build"),
+        ),
         json!({
             "id": SP_GRAPH, "appId": graph_app, "displayName": "Microsoft Graph",
+            "appDisplayName": "Microsoft Graph",
             "servicePrincipalType": "Application", "accountEnabled": true,
-            "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+            "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT, "appRoleAssignmentRequired": false,
             "tags": [], "notes": null, "alternativeNames": [],
+            "servicePrincipalNames": [graph_app, "https://graph.microsoft.com"],
             "passwordCredentials": [], "keyCredentials": [], "owners": [],
             "appRoles": [
                 {"allowedMemberTypes": ["Application"], "description": "Allows the app to read and write data in your organization's directory.", "displayName": "Read and write directory data", "id": ROLE_DIRECTORY_RW, "isEnabled": true, "origin": "Application", "value": "Directory.ReadWrite.All"},
@@ -396,16 +476,65 @@ fn demo_service_principals() -> Vec<Value> {
     ]
 }
 
-/// The deployer's federated credential.
+/// Federated credentials of the deployer (exact subject) and of the agent
+/// blueprint (flexible: a claims-matching expression admitting every
+/// repository of the organisation).
 fn demo_federated() -> BTreeMap<String, Vec<Value>> {
     use ids::*;
+    [
+        (
+            APP_DEPLOYER.to_string(),
+            vec![json!({
+                "id": FIC_DEPLOYER, "name": "github-main",
+                "issuer": "https://token.actions.githubusercontent.com",
+                "subject": "repo:contoso/infra:ref:refs/heads/main",
+                "description": "deploy from main", "audiences": ["api://AzureADTokenExchange"],
+            })],
+        ),
+        (
+            APP_BLUEPRINT.to_string(),
+            vec![json!({
+                "id": FIC_BLUEPRINT, "name": "github-any-repo",
+                "issuer": "https://token.actions.githubusercontent.com",
+                "subject": null,
+                "description": "agents built in any contoso repository",
+                "audiences": ["api://AzureADTokenExchange"],
+                "claimsMatchingExpression": {"value": FIC_BLUEPRINT_EXPRESSION, "languageVersion": 1},
+            })],
+        ),
+    ]
+    .into()
+}
+
+/// The agent identity of the blueprint, sponsored by Priya, as the beta
+/// agent listing documents it.
+fn demo_agents() -> Vec<Value> {
+    use ids::*;
+    vec![json!({
+        "@odata.type": "#microsoft.graph.agentIdentity",
+        "id": AGENT_SUPPORT, "displayName": "support-agent",
+        "createdDateTime": ago(30), "createdByAppId": APPID_BLUEPRINT,
+        "agentIdentityBlueprintId": APPID_BLUEPRINT, "accountEnabled": true,
+        "disabledByMicrosoftStatus": null, "servicePrincipalType": "ServiceIdentity", "tags": [],
+        "owners": [],
+        "sponsors": [user("e1000000-0000-4000-8000-0000000000aa", "Priya Nair", "priya.nair@contoso.com")],
+    })]
+}
+
+/// The user-assigned managed identity's federated credential (an AKS
+/// workload), as the ARM reference example shows it.
+fn demo_mi_federated() -> BTreeMap<String, Vec<Value>> {
+    use ids::*;
     [(
-        APP_DEPLOYER.to_string(),
+        MI_ORDERS_RESOURCE.to_string(),
         vec![json!({
-            "id": FIC_DEPLOYER, "name": "github-main",
-            "issuer": "https://token.actions.githubusercontent.com",
-            "subject": "repo:contoso/infra:ref:refs/heads/main",
-            "description": "deploy from main", "audiences": ["api://AzureADTokenExchange"],
+            "id": MI_FIC_ORDERS, "name": "aks-orders",
+            "properties": {
+                "issuer": "https://oidc.prod-aks.azure.com/7d3f9a1c-2b4e-4c6d-8e0f-1a2b3c4d5e6f/0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/",
+                "subject": "system:serviceaccount:orders:orders-api",
+                "audiences": ["api://AzureADTokenExchange"],
+            },
+            "type": "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
         })],
     )]
     .into()
@@ -416,7 +545,7 @@ fn demo_app_role_assignments() -> Vec<Value> {
     use ids::*;
     let assign = |id: &str, principal: &str, name: &str, role: &str| {
         json!({
-            "id": id, "deletedDateTime": null, "appRoleId": role, "createdDateTime": ago(300),
+            "id": id, "appRoleId": role, "createdDateTime": ago(300),
             "principalDisplayName": name, "principalId": principal, "principalType": "ServicePrincipal",
             "resourceDisplayName": "Microsoft Graph", "resourceId": SP_GRAPH,
         })
@@ -433,6 +562,12 @@ fn demo_app_role_assignments() -> Vec<Value> {
             SP_LEGACY,
             "legacy-sync",
             ROLE_DIRECTORY_RW,
+        ),
+        assign(
+            "c3VwcG9ydC1hZ2VudC11c2VyLXJlYWQ",
+            AGENT_SUPPORT,
+            "support-agent",
+            ROLE_USER_READ,
         ),
     ]
 }
@@ -471,15 +606,15 @@ fn demo_sign_ins() -> (Vec<Value>, Vec<Value>) {
             json!({"id": "a2V5MQ", "keyId": SECRET_PAYMENTS_CI, "keyType": "clientSecret", "keyUsage": "verify",
                    "appId": "c1000000-0000-4000-8000-000000000001", "appObjectId": APP_PAYMENTS,
                    "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
-                   "expirationDateTime": within(100), "signInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "guid1"}}),
+                   "expirationDate": within(100), "signInActivity": {"lastSignInDateTime": ago(2), "lastSignInRequestId": "guid1"}}),
             json!({"id": "a2V5Mg", "keyId": SECRET_LEGACY, "keyType": "clientSecret", "keyUsage": "verify",
                    "appId": "c2000000-0000-4000-8000-000000000002", "appObjectId": APP_LEGACY,
                    "servicePrincipalObjectId": SP_LEGACY, "resourceId": SP_GRAPH, "credentialOrigin": "application",
-                   "expirationDateTime": within(2650), "signInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "guid2"}}),
+                   "expirationDate": within(2650), "signInActivity": {"lastSignInDateTime": ago(200), "lastSignInRequestId": "guid2"}}),
             json!({"id": "a2V5Mw", "keyId": CERT_PAYMENTS, "keyType": "certificate", "keyUsage": "verify",
                    "appId": "c1000000-0000-4000-8000-000000000001", "appObjectId": APP_PAYMENTS,
                    "servicePrincipalObjectId": SP_PAYMENTS, "resourceId": SP_GRAPH, "credentialOrigin": "application",
-                   "expirationDateTime": within(335), "signInActivity": {"lastSignInDateTime": ago(5), "lastSignInRequestId": "guid3"}}),
+                   "expirationDate": within(335), "signInActivity": {"lastSignInDateTime": ago(5), "lastSignInRequestId": "guid3"}}),
         ],
     )
 }
@@ -512,6 +647,7 @@ fn demo_rbac() -> (Vec<Value>, Vec<Value>) {
     use ids::*;
     (
         vec![
+            role_def(ROLE_OWNER, "Owner", &["*"], &[]),
             role_def(ROLE_CONTRIBUTOR, "Contributor", &["*"], &[]),
             role_def(
                 "acdd72a7-3385-48ef-bd42-f606fba81ae7",
@@ -532,6 +668,12 @@ fn demo_rbac() -> (Vec<Value>, Vec<Value>) {
                 &format!("/subscriptions/{SUBSCRIPTION}"),
                 ROLE_CONTRIBUTOR,
                 SP_DEPLOYER,
+            ),
+            role_assignment(
+                RA_BUILD,
+                &format!("/subscriptions/{SUBSCRIPTION}"),
+                ROLE_OWNER,
+                MI_BUILD,
             ),
             role_assignment(
                 RA_ORDERS,
