@@ -615,3 +615,62 @@ fn uuid_like(s: &str) -> bool {
             .iter()
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
+
+/// `trace` on a managed identity shows the identity and its subscription
+/// Owner as admin (the first-party filter once hid managed identities: the
+/// trace said `identity: null`); on a principal holding roles through a
+/// group and as PIM-eligible, each entitlement says how it is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_shows_a_managed_identity_and_how_each_role_is_held() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = setup(&fake, dir.path());
+    std::env::set_var(SECRET_ENV, CLIENT_SECRET);
+    let scan = run(&["scan", "--config", &cfg, "--format", "json"]).await;
+    assert!(
+        matches!(scan.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let trace = |subject: &'static str| {
+        let cfg = cfg.clone();
+        async move {
+            let o = run(&["trace", "--config", &cfg, subject]).await;
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("trace json")
+        }
+    };
+
+    let mi = trace(ids::MI_BUILD).await;
+    assert_eq!(mi["identity"]["kind"], "managed_identity", "{mi:#}");
+    let owner = mi["entitlements"]
+        .as_array()
+        .expect("entitlements")
+        .iter()
+        .find(|e| e["name"] == format!("Owner at /subscriptions/{SUBSCRIPTION}"))
+        .unwrap_or_else(|| panic!("Owner at the subscription: {mi:#}"));
+    assert_eq!(owner["privilege"], "admin");
+    assert!(mi["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .any(|f| f["rule_id"] == "identity-admin-equivalent"));
+
+    let deployer = trace(ids::SP_DEPLOYER).await;
+    let held = deployer["entitlements"].as_array().expect("entitlements");
+    let tier0 = format!("group:{}", nhi_azure::testing::ent_ids::GROUP_TIER0);
+    assert!(
+        held.iter().any(|e| e["via"] == tier0.as_str()),
+        "a role through the group: {held:#?}"
+    );
+    assert!(
+        held.iter()
+            .any(|e| e["eligible"] == true && e["privilege"] == "admin"),
+        "an eligible admin role: {held:#?}"
+    );
+}
