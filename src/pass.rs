@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::engine::estate::{Estate, SourceState, SourceStatus};
+use crate::engine::facets::Facets;
 use crate::engine::findings::{self, Finding};
 use crate::engine::plan::Protected;
 use crate::engine::rules::RuleSet;
@@ -158,6 +159,7 @@ impl Context {
                     })
                     .unwrap_or_default(),
                 credential_kind: m.credential_kind,
+                depends: m.depends,
                 finding: m.finding,
             })
             .collect();
@@ -398,18 +400,12 @@ impl PassResult {
                     "warning: source {} is FAILED ({error}): everything it holds is unknown this run; its findings stay open and nothing of it is acted on",
                     src.name
                 ),
-                SourceState::Partial {
-                    gaps,
-                    unseen_kinds,
-                    unseen_other,
-                } => {
-                    let held = if *unseen_other {
+                SourceState::Partial { gaps, blinds } => {
+                    let held = if blinds.contains(Facets::WHOLE_SOURCE) {
                         "nothing of it is acted on or resolved this run".to_string()
                     } else {
-                        let kinds: Vec<&str> = unseen_kinds.iter().map(|k| k.as_str()).collect();
                         format!(
-                            "findings and actions on {} credentials are held this run",
-                            kinds.join(", ")
+                            "findings and actions that depend on {blinds} are held this run; the rest is judged"
                         )
                     };
                     eprintln!("warning: source {} is PARTIAL ({}): {held}", src.name, gaps.join("; "));
@@ -465,7 +461,9 @@ fn unseen(sources: &[SourceStatus], allow_partial: bool, fail_on: bool) -> Optio
 /// What a pass read of an interrupted action's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetState {
-    /// Its source was not read completely this pass: nothing can be said.
+    /// Its source could not see what the action's outcome shows in (the
+    /// credential's or identity's kind, the logins, who holds what) this
+    /// pass: nothing can be said.
     Unseen,
     /// Already as the action leaves it (disabled, removed, detached): the
     /// call went through, or someone did it.
@@ -482,11 +480,22 @@ pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetStat
         .filter(|e| e.undo_of.is_none())
         .map(|e| {
             let r = &e.request;
-            let seen = source(&e.source).is_some_and(|s| s.state.sees(r.credential_kind));
+            let identity = estate.identities.iter().find(|i| i.id == r.identity_id);
+            // What the outcome shows in: the operation's own facet, the
+            // credential's kind, the identity's kind (any kind, if the
+            // identity is not there: a listing gap may be why).
+            let needs = Facets::of_operation(r.operation)
+                .with(
+                    r.credential_kind
+                        .map_or(Facets::NONE, Facets::credential_kind),
+                )
+                .with(identity.map_or(Facets::ALL_IDENTITY_KINDS, |i| {
+                    Facets::identity_kind(i.kind)
+                }));
+            let seen = source(&e.source).is_some_and(|s| s.state.sees(needs));
             if !seen {
                 return (e.id, TargetState::Unseen);
             }
-            let identity = estate.identities.iter().find(|i| i.id == r.identity_id);
             let credential = || {
                 estate.credentials.iter().find(|c| {
                     Some(c.id.as_str()) == r.credential_id.as_deref() && c.identity == r.identity_id

@@ -114,7 +114,7 @@ fn partial_source_gets_no_actions_for_what_it_could_not_see() {
     });
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(plan.actions[0].status, Verdict::Act);
-    // Blind to access keys, or to something unnamed: nothing acts.
+    // Blind to access keys, or to the whole account: nothing acts.
     let access_keys = Unseen::Credentials {
         kind: CredentialKind::AccessKey,
     };
@@ -125,7 +125,7 @@ fn partial_source_gets_no_actions_for_what_it_could_not_see() {
         let plan = with_gap(what.clone());
         assert_eq!(plan.actions.len(), 1);
         assert!(
-            skipped(&plan.actions[0]).is_some_and(|r| r.contains("not read completely")),
+            skipped(&plan.actions[0]).is_some_and(|r| r.contains("source aws could not read")),
             "{what}: {:?}",
             plan.actions[0]
         );

@@ -10,6 +10,7 @@ mod pg;
 use std::time::Duration;
 
 use nhi_assure::engine::estate::{SourceState, SourceStatus};
+use nhi_assure::engine::facets::Facets;
 use nhi_assure::engine::findings::Finding;
 use nhi_assure::engine::rules::{Action, Severity};
 use nhi_assure::store::audit::Verdict;
@@ -32,6 +33,11 @@ fn finding(rule: &str, cred: &str) -> SourcedFinding {
         },
         source: "aws".into(),
         credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+        depends: Facets::USAGE
+            .with(Facets::credential_kind(
+                nhi_contract::CredentialKind::AccessKey,
+            ))
+            .with(Facets::identity_kind(nhi_contract::IdentityKind::User)),
     }
 }
 
@@ -94,22 +100,19 @@ async fn failed_or_partial_source_never_resolves_its_findings(store: SqlStore) {
     assert_eq!(run(&store, &failed, &[]).await.resolved, 0);
     let partial = status(SourceState::Partial {
         gaps: vec!["account 2: timeout".into()],
-        unseen_kinds: Vec::new(),
-        unseen_other: true,
+        blinds: Facets::WHOLE_SOURCE,
     });
     assert_eq!(run(&store, &partial, &[]).await.resolved, 0);
     let blind_to_keys = status(SourceState::Partial {
         gaps: vec!["access_key: refused".into()],
-        unseen_kinds: vec![nhi_contract::CredentialKind::AccessKey],
-        unseen_other: false,
+        blinds: Facets::credential_kind(nhi_contract::CredentialKind::AccessKey),
     });
     assert_eq!(run(&store, &blind_to_keys, &[]).await.resolved, 0);
     assert_eq!(store.open_findings().await.expect("open").len(), 1);
     // Blind only to SSH keys: an access-key finding no longer seen resolves.
     let blind_to_ssh = status(SourceState::Partial {
         gaps: vec!["ssh_key: refused".into()],
-        unseen_kinds: vec![nhi_contract::CredentialKind::SshKey],
-        unseen_other: false,
+        blinds: Facets::credential_kind(nhi_contract::CredentialKind::SshKey),
     });
     assert_eq!(run(&store, &blind_to_ssh, &[]).await.resolved, 1);
 }
