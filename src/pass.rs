@@ -519,3 +519,93 @@ pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetStat
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::Status;
+    use nhi_contract::{
+        ActionRequest, Coverage, Credential, CredentialKind, Gap, Identity, IdentityKind,
+        Inventory, Provider, Unseen, Usage,
+    };
+
+    fn entry(id: i64, operation: Operation, credential: Option<&str>) -> Entry {
+        Entry {
+            id,
+            run_id: 1,
+            status: Status::Intent,
+            request: ActionRequest {
+                operation,
+                provider: Provider::Azure,
+                identity_id: "app-1".into(),
+                credential_id: credential.map(str::to_string),
+                credential_kind: credential.map(|_| CredentialKind::ClientSecret),
+                entitlements: vec!["role-1".into()],
+            },
+            source: "azure".into(),
+            rules: Vec::new(),
+            actor: "test".into(),
+            planned_undo: None,
+            before: None,
+            after: None,
+            undo: None,
+            irreversible: None,
+            via: None,
+            error: None,
+            undo_of: None,
+            intent_at: String::new(),
+            outcome_at: None,
+        }
+    }
+
+    /// Directory roles unread: an interrupted disabling of a secret is
+    /// still seen settled; an interrupted detaching is unknown.
+    #[test]
+    fn interrupted_actions_are_judged_by_what_their_outcome_shows_in() {
+        let inv = Inventory {
+            identities: vec![Identity {
+                provider: Provider::Azure,
+                id: "app-1".into(),
+                kind: IdentityKind::Application,
+                name: "app".into(),
+                account: "tenant".into(),
+                owner: None,
+                created: None,
+                usage: Usage::Unknown,
+                enabled: true,
+                tags: Default::default(),
+                human_login: false,
+                human_login_last_used: None,
+                privilege: None,
+                privilege_reason: None,
+            }],
+            credentials: vec![Credential {
+                id: "secret-1".into(),
+                identity: "app-1".into(),
+                kind: CredentialKind::ClientSecret,
+                created: None,
+                expires: None,
+                usage: Usage::Unknown,
+                active: false,
+                name: None,
+                federation: None,
+            }],
+            coverage: Coverage {
+                gaps: vec![Gap {
+                    unseen: Unseen::DirectoryRoles,
+                    reason: "403".into(),
+                }],
+            },
+            ..Inventory::default()
+        };
+        let mut estate = Estate::default();
+        estate.add_inventory("azure", Provider::Azure, inv);
+        let open = [
+            entry(1, Operation::DisableCredential, Some("secret-1")),
+            entry(2, Operation::DetachEntitlements, None),
+        ];
+        let states = target_states(&estate, &open);
+        assert_eq!(states.get(&1), Some(&TargetState::Settled));
+        assert_eq!(states.get(&2), Some(&TargetState::Unseen));
+    }
+}

@@ -212,6 +212,29 @@ async fn check(case: &Case) {
         (ALL.len() - expected.len()) as i64,
         "{what}: resolved"
     );
+    // Replaying the recorded runs (reports, diffs) judges alike.
+    let store = ctx.store().await.expect("store");
+    let lives = nhi_assure::report::diff::replay(store, second.summary.run_id)
+        .await
+        .expect("replay");
+    let replayed: BTreeSet<String> = lives
+        .open
+        .values()
+        .map(|l| {
+            let (rule, rest) = l
+                .fingerprint
+                .split_once('|')
+                .expect("rule|identity|subject");
+            let (identity, subject) = rest.split_once('|').expect("identity|subject");
+            let subject = if subject.is_empty() {
+                identity
+            } else {
+                subject
+            };
+            format!("{rule}|{subject}")
+        })
+        .collect();
+    assert_eq!(replayed, expected, "{what}: replayed open after the fix");
 }
 
 /// With each gap, exactly what depends on what it blinds is held: the
