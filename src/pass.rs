@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::engine::estate::{Estate, SourceState, SourceStatus};
+use crate::engine::facets::Facets;
 use crate::engine::findings::{self, Finding};
 use crate::engine::plan::Protected;
 use crate::engine::rules::RuleSet;
@@ -158,6 +159,7 @@ impl Context {
                     })
                     .unwrap_or_default(),
                 credential_kind: m.credential_kind,
+                depends: m.depends,
                 finding: m.finding,
             })
             .collect();
@@ -398,18 +400,12 @@ impl PassResult {
                     "warning: source {} is FAILED ({error}): everything it holds is unknown this run; its findings stay open and nothing of it is acted on",
                     src.name
                 ),
-                SourceState::Partial {
-                    gaps,
-                    unseen_kinds,
-                    unseen_other,
-                } => {
-                    let held = if *unseen_other {
+                SourceState::Partial { gaps, blinds } => {
+                    let held = if blinds.contains(Facets::WHOLE_SOURCE) {
                         "nothing of it is acted on or resolved this run".to_string()
                     } else {
-                        let kinds: Vec<&str> = unseen_kinds.iter().map(|k| k.as_str()).collect();
                         format!(
-                            "findings and actions on {} credentials are held this run",
-                            kinds.join(", ")
+                            "findings and actions that depend on {blinds} are held this run; the rest is judged"
                         )
                     };
                     eprintln!("warning: source {} is PARTIAL ({}): {held}", src.name, gaps.join("; "));
@@ -465,7 +461,9 @@ fn unseen(sources: &[SourceStatus], allow_partial: bool, fail_on: bool) -> Optio
 /// What a pass read of an interrupted action's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetState {
-    /// Its source was not read completely this pass: nothing can be said.
+    /// Its source could not see what the action's outcome shows in (the
+    /// credential's or identity's kind, the logins, who holds what) this
+    /// pass: nothing can be said.
     Unseen,
     /// Already as the action leaves it (disabled, removed, detached): the
     /// call went through, or someone did it.
@@ -482,11 +480,22 @@ pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetStat
         .filter(|e| e.undo_of.is_none())
         .map(|e| {
             let r = &e.request;
-            let seen = source(&e.source).is_some_and(|s| s.state.sees(r.credential_kind));
+            let identity = estate.identities.iter().find(|i| i.id == r.identity_id);
+            // What the outcome shows in: the operation's own facet, the
+            // credential's kind, the identity's kind (any kind, if the
+            // identity is not there: a listing gap may be why).
+            let needs = Facets::of_operation(r.operation)
+                .with(
+                    r.credential_kind
+                        .map_or(Facets::NONE, Facets::credential_kind),
+                )
+                .with(identity.map_or(Facets::ALL_IDENTITY_KINDS, |i| {
+                    Facets::identity_kind(i.kind)
+                }));
+            let seen = source(&e.source).is_some_and(|s| s.state.sees(needs));
             if !seen {
                 return (e.id, TargetState::Unseen);
             }
-            let identity = estate.identities.iter().find(|i| i.id == r.identity_id);
             let credential = || {
                 estate.credentials.iter().find(|c| {
                     Some(c.id.as_str()) == r.credential_id.as_deref() && c.identity == r.identity_id
@@ -509,4 +518,94 @@ pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetStat
             (e.id, state)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::Status;
+    use nhi_contract::{
+        ActionRequest, Coverage, Credential, CredentialKind, Gap, Identity, IdentityKind,
+        Inventory, Provider, Unseen, Usage,
+    };
+
+    fn entry(id: i64, operation: Operation, credential: Option<&str>) -> Entry {
+        Entry {
+            id,
+            run_id: 1,
+            status: Status::Intent,
+            request: ActionRequest {
+                operation,
+                provider: Provider::Azure,
+                identity_id: "app-1".into(),
+                credential_id: credential.map(str::to_string),
+                credential_kind: credential.map(|_| CredentialKind::ClientSecret),
+                entitlements: vec!["role-1".into()],
+            },
+            source: "azure".into(),
+            rules: Vec::new(),
+            actor: "test".into(),
+            planned_undo: None,
+            before: None,
+            after: None,
+            undo: None,
+            irreversible: None,
+            via: None,
+            error: None,
+            undo_of: None,
+            intent_at: String::new(),
+            outcome_at: None,
+        }
+    }
+
+    /// Directory roles unread: an interrupted disabling of a secret is
+    /// still seen settled; an interrupted detaching is unknown.
+    #[test]
+    fn interrupted_actions_are_judged_by_what_their_outcome_shows_in() {
+        let inv = Inventory {
+            identities: vec![Identity {
+                provider: Provider::Azure,
+                id: "app-1".into(),
+                kind: IdentityKind::Application,
+                name: "app".into(),
+                account: "tenant".into(),
+                owner: None,
+                created: None,
+                usage: Usage::Unknown,
+                enabled: true,
+                tags: Default::default(),
+                human_login: false,
+                human_login_last_used: None,
+                privilege: None,
+                privilege_reason: None,
+            }],
+            credentials: vec![Credential {
+                id: "secret-1".into(),
+                identity: "app-1".into(),
+                kind: CredentialKind::ClientSecret,
+                created: None,
+                expires: None,
+                usage: Usage::Unknown,
+                active: false,
+                name: None,
+                federation: None,
+            }],
+            coverage: Coverage {
+                gaps: vec![Gap {
+                    unseen: Unseen::DirectoryRoles,
+                    reason: "403".into(),
+                }],
+            },
+            ..Inventory::default()
+        };
+        let mut estate = Estate::default();
+        estate.add_inventory("azure", Provider::Azure, inv);
+        let open = [
+            entry(1, Operation::DisableCredential, Some("secret-1")),
+            entry(2, Operation::DetachEntitlements, None),
+        ];
+        let states = target_states(&estate, &open);
+        assert_eq!(states.get(&1), Some(&TargetState::Settled));
+        assert_eq!(states.get(&2), Some(&TargetState::Unseen));
+    }
 }

@@ -296,14 +296,18 @@ async fn refused_reports_are_unknown_usage_and_a_failed_directory_resolves_nothi
         ids::APP_LEGACY,
         Some(ids::SECRET_LEGACY)
     )));
-    // Nothing of a partly seen source is acted on.
+    // The usage gap holds only what reads last use: the expired
+    // approval's secret and the unapproved one are still disabled.
     let plan = run(&["plan", "--config", &cfg, "--format", "json"]).await;
     assert_eq!(plan.status.code(), Some(3));
     let plan = listed(&plan.stdout);
-    assert!(
-        !plan.is_empty() && plan.iter().all(|a| a["status"] == "skip"),
-        "{plan:#?}"
-    );
+    let legacy = plan
+        .iter()
+        .find(|a| a["credential_id"] == ids::SECRET_LEGACY)
+        .unwrap_or_else(|| panic!("an action on the legacy secret: {plan:#?}"));
+    assert_eq!(legacy["status"], "act", "{legacy:#?}");
+    assert_eq!(legacy["rules"], serde_json::json!(["approval-expired"]));
+    assert!(plan.iter().all(|a| a["status"] == "act"), "{plan:#?}");
 
     // The directory failing: the source is unknown, nothing resolved.
     fake.tenant().directory_down = true;
@@ -323,6 +327,52 @@ async fn refused_reports_are_unknown_usage_and_a_failed_directory_resolves_nothi
         "no action on an unknown source"
     );
     let _ = SUBSCRIPTION;
+}
+
+/// Directory roles refused: the gap is reported and holds only what reads
+/// privilege — the expired approval's secret is still planned for
+/// disabling, the admin and overscope findings are still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_directory_roles_hold_privilege_not_credential_actions() {
+    let mut t = Tenant::demo();
+    t.directory_roles_forbidden = true;
+    let fake = FakeTenant::start(t).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&fake, dir.path());
+
+    let o = run(&["plan", "--config", &cfg, "--format", "json"]).await;
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("PARTIAL (directory roles:"), "{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a partial run is not clean: {err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(doc["sources"][0]["state"], "partial", "{doc:#}");
+    assert_eq!(
+        doc["sources"][0]["blinds"],
+        serde_json::json!([{"type": "privilege"}]),
+        "{doc:#}"
+    );
+    let plan = listed(&o.stdout);
+    let legacy = plan
+        .iter()
+        .find(|a| a["credential_id"] == ids::SECRET_LEGACY)
+        .unwrap_or_else(|| panic!("an action on the legacy secret: {plan:#?}"));
+    assert_eq!(legacy["operation"], "disable_credential");
+    assert_eq!(legacy["status"], "act", "{legacy:#?}");
+
+    let scan = run(&["scan", "--config", &cfg, "--format", "json"]).await;
+    let got = keys(&listed(&scan.stdout));
+    assert!(
+        got.contains(&key(
+            "approval-expired",
+            ids::APP_LEGACY,
+            Some(ids::SECRET_LEGACY)
+        )),
+        "{got:#?}"
+    );
 }
 
 #[test]

@@ -114,7 +114,7 @@ fn partial_source_gets_no_actions_for_what_it_could_not_see() {
     });
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(plan.actions[0].status, Verdict::Act);
-    // Blind to access keys, or to something unnamed: nothing acts.
+    // Blind to access keys, or to the whole account: nothing acts.
     let access_keys = Unseen::Credentials {
         kind: CredentialKind::AccessKey,
     };
@@ -125,11 +125,66 @@ fn partial_source_gets_no_actions_for_what_it_could_not_see() {
         let plan = with_gap(what.clone());
         assert_eq!(plan.actions.len(), 1);
         assert!(
-            skipped(&plan.actions[0]).is_some_and(|r| r.contains("not read completely")),
+            skipped(&plan.actions[0]).is_some_and(|r| r.contains("source aws could not read")),
             "{what}: {:?}",
             plan.actions[0]
         );
     }
+}
+
+/// One target asked for by a rule the source saw and by one it could not
+/// judge: the seen ask alone carries the action — it acts, with its own
+/// operation and naming only itself; the held rule neither blocks nor
+/// upgrades it (here: a usage gap holds the stale rule's delete, the
+/// unapproved rule's disable acts). Only when every ask is held is it
+/// skipped.
+#[test]
+fn an_action_acts_on_the_asks_its_source_saw() {
+    let mut cfg = RulesConfig::default();
+    cfg.overrides.insert(
+        "credential-stale".into(),
+        RuleOverride {
+            action: Some(Action::Delete),
+            ..RuleOverride::default()
+        },
+    );
+    let mut w = two_keys();
+    w.approvals.clear();
+    let on_key2 = |w: &World| {
+        let plan = plan_of(w, &[], &cfg);
+        plan.actions
+            .into_iter()
+            .find(|a| a.request.credential_id.as_deref() == Some(KEY2))
+            .expect("an action on KEY2")
+    };
+    // Everything seen: the strongest ask wins, both rules named.
+    let a = on_key2(&w);
+    assert_eq!(
+        (a.request.operation, a.status),
+        (Operation::DeleteCredential, Verdict::Act)
+    );
+    assert_eq!(a.rules, vec!["credential-stale", "credential-unapproved"]);
+    // Last use unread: the unapproved rule's disable acts alone.
+    w.inv.coverage.gaps.push(Gap {
+        unseen: Unseen::Usage,
+        reason: "403".into(),
+    });
+    let a = on_key2(&w);
+    assert_eq!(
+        (a.request.operation, a.status),
+        (Operation::DisableCredential, Verdict::Act),
+        "{a:?}"
+    );
+    assert_eq!(a.rules, vec!["credential-unapproved"]);
+    // Approved again: only the held stale ask is left, and it is skipped.
+    w.approvals = two_keys().approvals;
+    let a = on_key2(&w);
+    assert_eq!(a.status, Verdict::Skip, "{a:?}");
+    assert_eq!(a.request.operation, Operation::DeleteCredential);
+    assert_eq!(
+        a.reason.as_deref(),
+        Some("source aws could not read: usage (usage)")
+    );
 }
 
 #[test]

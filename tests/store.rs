@@ -10,12 +10,13 @@ mod pg;
 use std::time::Duration;
 
 use nhi_assure::engine::estate::{SourceState, SourceStatus};
+use nhi_assure::engine::facets::Facets;
 use nhi_assure::engine::findings::Finding;
 use nhi_assure::engine::rules::{Action, Severity};
 use nhi_assure::store::audit::Verdict;
 use nhi_assure::store::lease::{Fence, Leadership, LeaseState, LEADER};
 use nhi_assure::store::{RunRecord, RunSummary, SourcedFinding, SqlStore, Store, StoreError};
-use nhi_contract::Provider;
+use nhi_contract::{CredentialKind, Provider};
 
 fn finding(rule: &str, cred: &str) -> SourcedFinding {
     SourcedFinding {
@@ -32,6 +33,11 @@ fn finding(rule: &str, cred: &str) -> SourcedFinding {
         },
         source: "aws".into(),
         credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+        depends: Facets::USAGE
+            .with(Facets::credential_kind(
+                nhi_contract::CredentialKind::AccessKey,
+            ))
+            .with(Facets::identity_kind(nhi_contract::IdentityKind::User)),
     }
 }
 
@@ -94,22 +100,19 @@ async fn failed_or_partial_source_never_resolves_its_findings(store: SqlStore) {
     assert_eq!(run(&store, &failed, &[]).await.resolved, 0);
     let partial = status(SourceState::Partial {
         gaps: vec!["account 2: timeout".into()],
-        unseen_kinds: Vec::new(),
-        unseen_other: true,
+        blinds: Facets::WHOLE_SOURCE,
     });
     assert_eq!(run(&store, &partial, &[]).await.resolved, 0);
     let blind_to_keys = status(SourceState::Partial {
         gaps: vec!["access_key: refused".into()],
-        unseen_kinds: vec![nhi_contract::CredentialKind::AccessKey],
-        unseen_other: false,
+        blinds: Facets::credential_kind(nhi_contract::CredentialKind::AccessKey),
     });
     assert_eq!(run(&store, &blind_to_keys, &[]).await.resolved, 0);
     assert_eq!(store.open_findings().await.expect("open").len(), 1);
     // Blind only to SSH keys: an access-key finding no longer seen resolves.
     let blind_to_ssh = status(SourceState::Partial {
         gaps: vec!["ssh_key: refused".into()],
-        unseen_kinds: vec![nhi_contract::CredentialKind::SshKey],
-        unseen_other: false,
+        blinds: Facets::credential_kind(nhi_contract::CredentialKind::SshKey),
     });
     assert_eq!(run(&store, &blind_to_ssh, &[]).await.resolved, 1);
 }
@@ -185,6 +188,183 @@ async fn lease_is_exclusive_renewable_and_taken_over_after_expiry(store: SqlStor
         panic!("a released lease is free at once");
     };
     assert_eq!(a2.token, b.token + 1);
+}
+
+/// A finding depending on `depends` (besides a user's kind).
+fn depending(
+    rule: &str,
+    subject: Option<&str>,
+    kind: Option<CredentialKind>,
+    depends: Facets,
+) -> SourcedFinding {
+    let mut f = finding(rule, subject.unwrap_or_default());
+    f.finding.credential_id = subject.map(str::to_string);
+    f.credential_kind = kind;
+    f.depends = depends
+        .with(kind.map_or(Facets::NONE, Facets::credential_kind))
+        .with(Facets::identity_kind(nhi_contract::IdentityKind::User));
+    f
+}
+
+async fn record(
+    store: &SqlStore,
+    sources: &[SourceStatus],
+    findings: &[SourcedFinding],
+) -> RunSummary {
+    let rules: Vec<String> = [
+        "approval-expired",
+        "credential-stale",
+        "credential-unapproved",
+        "identity-admin-equivalent",
+        "nhi-human-login",
+    ]
+    .map(String::from)
+    .to_vec();
+    store
+        .record_run(RunRecord {
+            started_at: chrono::Utc::now(),
+            as_of: chrono::Utc::now(),
+            command: "scan",
+            sources,
+            rules: &rules,
+            findings,
+        })
+        .await
+        .expect("record run")
+}
+
+async fn open_rules(store: &SqlStore) -> Vec<String> {
+    let mut v: Vec<String> = store
+        .open_findings()
+        .await
+        .expect("open")
+        .into_iter()
+        .map(|f| f.finding.rule_id)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A finding no longer seen is resolved by a partial source unless it
+/// depends on what the source's gaps blind.
+async fn each_gap_resolves_only_what_does_not_depend_on_it(store: SqlStore) {
+    let access = Some(CredentialKind::AccessKey);
+    let all = [
+        depending("approval-expired", Some("AKIA1"), access, Facets::NONE),
+        depending("credential-stale", Some("AKIA2"), access, Facets::USAGE),
+        depending(
+            "credential-unapproved",
+            Some("fed-1"),
+            Some(CredentialKind::Federated),
+            Facets::NONE,
+        ),
+        depending("identity-admin-equivalent", None, None, Facets::PRIVILEGE),
+        depending("nhi-human-login", None, None, Facets::HUMAN_LOGIN),
+    ];
+    let partial = |gap: &str, blinds: Facets| {
+        status(SourceState::Partial {
+            gaps: vec![format!("{gap}: 403")],
+            blinds,
+        })
+    };
+    let cases = [
+        (
+            partial("directory roles", Facets::PRIVILEGE),
+            vec!["identity-admin-equivalent"],
+        ),
+        (partial("usage", Facets::USAGE), vec!["credential-stale"]),
+        (
+            partial("credential_report", Facets::USAGE.with(Facets::HUMAN_LOGIN)),
+            vec!["credential-stale", "nhi-human-login"],
+        ),
+        (
+            partial(
+                "federated",
+                Facets::credential_kind(CredentialKind::Federated),
+            ),
+            vec!["credential-unapproved"],
+        ),
+        (
+            partial(
+                "user identities",
+                Facets::identity_kind(nhi_contract::IdentityKind::User),
+            ),
+            vec![
+                "approval-expired",
+                "credential-stale",
+                "credential-unapproved",
+                "identity-admin-equivalent",
+                "nhi-human-login",
+            ],
+        ),
+        (
+            partial("account", Facets::WHOLE_SOURCE),
+            vec![
+                "approval-expired",
+                "credential-stale",
+                "credential-unapproved",
+                "identity-admin-equivalent",
+                "nhi-human-login",
+            ],
+        ),
+    ];
+    for (sources, held) in cases {
+        record(&store, &status(SourceState::Complete), &all).await;
+        let r = record(&store, &sources, &[]).await;
+        assert_eq!(open_rules(&store).await, held, "{sources:?}");
+        assert_eq!(r.resolved as usize, all.len() - held.len(), "{sources:?}");
+    }
+}
+
+/// Rows and runs stored before findings kept their facets: a run's old
+/// partial state reads back as the facets it stood for, and an old finding
+/// is held by any gap but one in another credential kind, as it was.
+async fn findings_and_runs_stored_before_facets_are_judged_as_before(
+    store: SqlStore,
+    location: String,
+) {
+    let db = raw(&location).await;
+    let f = finding("credential-stale", "AKIA1");
+    let first = run(
+        &store,
+        &status(SourceState::Complete),
+        std::slice::from_ref(&f),
+    )
+    .await;
+    exec(&db, "UPDATE findings SET depends = NULL").await;
+    exec(
+        &db,
+        &format!(
+            r#"UPDATE runs SET sources = '[{{"name":"aws","provider":"aws","state":{{"state":"partial","gaps":["usage: 403"],"unseen_kinds":["token"],"unseen_other":true}}}}]' WHERE id = {}"#,
+            first.run_id
+        ),
+    )
+    .await;
+    let info = store
+        .run_info(first.run_id)
+        .await
+        .expect("read run")
+        .expect("the run");
+    assert_eq!(
+        info.sources[0].state,
+        SourceState::Partial {
+            gaps: vec!["usage: 403".into()],
+            blinds: Facets::WHOLE_SOURCE.with(Facets::credential_kind(CredentialKind::Token)),
+        }
+    );
+    // A privilege gap did not hold a stale key before facets; an old row
+    // cannot tell, so it is held as it was then.
+    let privilege = status(SourceState::Partial {
+        gaps: vec!["directory roles: 403".into()],
+        blinds: Facets::PRIVILEGE,
+    });
+    assert_eq!(run(&store, &privilege, &[]).await.resolved, 0);
+    // A gap in another credential kind never held it.
+    let ssh = status(SourceState::Partial {
+        gaps: vec!["ssh_key: 403".into()],
+        blinds: Facets::credential_kind(CredentialKind::SshKey),
+    });
+    assert_eq!(run(&store, &ssh, &[]).await.resolved, 1);
 }
 
 fn intent<'a>(
@@ -469,9 +649,10 @@ both!(
     lease_is_exclusive_renewable_and_taken_over_after_expiry,
     journal_intents_are_fenced_by_the_lease,
     leadership_renews_in_the_background_and_releases,
+    each_gap_resolves_only_what_does_not_depend_on_it,
 );
 
-both!(raw: audit_chain_detects_edits_removals_and_reordering);
+both!(raw: audit_chain_detects_edits_removals_and_reordering, findings_and_runs_stored_before_facets_are_judged_as_before);
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
 /// audit log), a report of the latest run, a diff, the audit chain.

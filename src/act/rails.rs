@@ -284,6 +284,8 @@ pub(super) async fn record_self_finding(
                 finding: f,
                 source: String::new(),
                 credential_kind: None,
+                // Resolved by its rail, never by a run's absence.
+                depends: crate::engine::facets::Facets::EVERYTHING,
             },
         )
         .await?;

@@ -7,14 +7,16 @@
 use std::ops::Range;
 
 use nhi_contract::{
-    Approval, Blinds, Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity,
-    Inventory, Provider, Trust,
+    Approval, Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity, Inventory,
+    Provider, Trust,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::engine::facets::{self, Facets};
+
 /// How a source fared in this pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case", from = "StoredSourceState")]
 pub enum SourceState {
     /// Read completely.
     Complete,
@@ -22,11 +24,9 @@ pub enum SourceState {
     Partial {
         /// What could not be seen, in the source's words.
         gaps: Vec<String>,
-        /// Credential kinds the source could not list.
-        unseen_kinds: Vec<CredentialKind>,
-        /// Something else was not seen (an account, usage, console logins):
-        /// nothing of the source is acted on or resolved.
-        unseen_other: bool,
+        /// What the gaps blind: findings and actions depending on any of it
+        /// are held; the rest of the source is judged.
+        blinds: Facets,
     },
     /// Could not be read: everything it holds is unknown.
     Failed {
@@ -35,26 +35,77 @@ pub enum SourceState {
     },
 }
 
+/// A source state as stored by any version: before facets, a partial
+/// source kept `unseen_kinds` (credential kinds it could not list) and
+/// `unseen_other` (anything else, which held the whole source).
+#[derive(Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum StoredSourceState {
+    Complete,
+    Partial {
+        gaps: Vec<String>,
+        #[serde(default)]
+        blinds: Option<Facets>,
+        #[serde(default)]
+        unseen_kinds: Vec<CredentialKind>,
+        #[serde(default)]
+        unseen_other: bool,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl From<StoredSourceState> for SourceState {
+    fn from(s: StoredSourceState) -> SourceState {
+        match s {
+            StoredSourceState::Complete => SourceState::Complete,
+            StoredSourceState::Failed { error } => SourceState::Failed { error },
+            StoredSourceState::Partial {
+                gaps,
+                blinds,
+                unseen_kinds,
+                unseen_other,
+            } => {
+                let blinds = blinds.unwrap_or_else(|| {
+                    let kinds = unseen_kinds
+                        .into_iter()
+                        .fold(Facets::NONE, |f, k| f.with(Facets::credential_kind(k)));
+                    if unseen_other {
+                        kinds.with(Facets::WHOLE_SOURCE)
+                    } else {
+                        kinds
+                    }
+                });
+                SourceState::Partial { gaps, blinds }
+            }
+        }
+    }
+}
+
 impl SourceState {
-    /// Whether findings of this source may be resolved and acted on.
+    /// Whether the source was read completely.
     pub fn is_complete(&self) -> bool {
         matches!(self, SourceState::Complete)
     }
 
-    /// Whether this pass saw everything a finding on a credential of
-    /// `kind` (or, with `None`, on an identity) depends on: only then may it
-    /// be acted on or resolved. A gap in one credential kind does not blind
-    /// the source to the others.
-    pub fn sees(&self, kind: Option<CredentialKind>) -> bool {
+    /// What of `needs` this pass could not see: nothing (empty) when a
+    /// finding or action depending on `needs` may be resolved or acted on.
+    /// A failed source, or one blind to the whole source, hides everything.
+    pub fn hides(&self, needs: Facets) -> Facets {
         match self {
-            SourceState::Complete => true,
-            SourceState::Failed { .. } => false,
-            SourceState::Partial {
-                unseen_kinds,
-                unseen_other,
-                ..
-            } => !*unseen_other && kind.is_none_or(|k| !unseen_kinds.contains(&k)),
+            SourceState::Complete => Facets::NONE,
+            SourceState::Failed { .. } => Facets::WHOLE_SOURCE,
+            SourceState::Partial { blinds, .. } if blinds.contains(Facets::WHOLE_SOURCE) => {
+                Facets::WHOLE_SOURCE
+            }
+            SourceState::Partial { blinds, .. } => blinds.and(needs),
         }
+    }
+
+    /// Whether this pass saw everything `needs` names (see [`Facets`]).
+    pub fn sees(&self, needs: Facets) -> bool {
+        self.hides(needs).is_empty()
     }
 }
 
@@ -137,23 +188,9 @@ impl Estate {
         let state = if inv.coverage.gaps.is_empty() {
             SourceState::Complete
         } else {
-            let mut unseen_kinds: Vec<CredentialKind> = Vec::new();
-            let mut unseen_other = false;
-            for g in &inv.coverage.gaps {
-                for b in g.blinds() {
-                    match b {
-                        Blinds::CredentialKind(k) if !unseen_kinds.contains(&k) => {
-                            unseen_kinds.push(k)
-                        }
-                        Blinds::CredentialKind(_) => {}
-                        _ => unseen_other = true,
-                    }
-                }
-            }
             SourceState::Partial {
                 gaps: inv.coverage.gaps.iter().map(Gap::to_string).collect(),
-                unseen_kinds,
-                unseen_other,
+                blinds: inv.coverage.gaps.iter().flat_map(Gap::blinds).collect(),
             }
         };
         self.sources.push(SourceStatus {
@@ -192,6 +229,46 @@ impl Estate {
             state: SourceState::Failed { error },
         });
         self.spans.push(None);
+    }
+
+    /// The gaps of source `source` that blind any of `held`, as the source
+    /// named them (`directory roles`, `subscription s1`), for reasons.
+    pub fn gaps_blinding(&self, source: u32, held: Facets) -> Vec<String> {
+        let Some(Some(span)) = self.spans.get(source as usize) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = span
+            .coverage
+            .gaps
+            .iter()
+            .filter(|g| {
+                let blinds: Facets = g.blinds().into_iter().collect();
+                !blinds.and(held).is_empty() || blinds.contains(Facets::WHOLE_SOURCE)
+            })
+            .map(|g| g.unseen.to_string())
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Why a finding or action held by `held` (what source `source` hid of
+    /// what it needs) is not judged: `source X could not read: privilege
+    /// (directory roles)`.
+    pub fn held_reason(&self, source: u32, held: Facets) -> String {
+        let Some(status) = self.sources.get(source as usize) else {
+            return format!("source #{source} is unknown");
+        };
+        if let SourceState::Failed { .. } = status.state {
+            return format!("source {} was not read this pass", status.name);
+        }
+        let what: Vec<String> = held.blinds().into_iter().map(facets::name).collect();
+        let gaps = self.gaps_blinding(source, held);
+        format!(
+            "source {} could not read: {} ({})",
+            status.name,
+            what.join(", "),
+            gaps.join(", ")
+        )
     }
 
     /// Source `i`'s inventory as it returned it (`None` if it failed or

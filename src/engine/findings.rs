@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::engine::estate::Estate;
+use crate::engine::facets::Facets;
 use crate::engine::facts::Facts;
 use crate::engine::graph::Graph;
-use crate::engine::rules::{evidence_value, Action, Env, Hit, Kind, Param, RuleSet, Severity};
+use crate::engine::rules::{
+    evidence_value, Action, Env, Hit, Kind, Param, Rule, RuleSet, Severity,
+};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +91,26 @@ pub struct Materialized {
     pub identity: Option<u32>,
     /// Kind of the credential concerned, for credential findings.
     pub credential_kind: Option<nhi_contract::CredentialKind>,
+    /// What judging it depends on ([`depends`]).
+    pub depends: Facets,
+}
+
+/// What a finding of `rule` on `identity` (an estate index; `None` for an
+/// approval naming an identity no source listed) and a credential of
+/// `credential_kind` depends on: the rule's facets, the credential's kind
+/// and the identity's kind — every identity kind when the identity is
+/// unknown, since any listing gap may be why.
+pub fn depends(
+    estate: &Estate,
+    rule: &Rule,
+    identity: Option<u32>,
+    credential_kind: Option<nhi_contract::CredentialKind>,
+) -> Facets {
+    let kind = credential_kind.map_or(Facets::NONE, Facets::credential_kind);
+    let who = identity.map_or(Facets::ALL_IDENTITY_KINDS, |i| {
+        Facets::identity_kind(estate.identities[i as usize].kind)
+    });
+    rule.depends.with(kind).with(who)
 }
 
 /// Like [`materialize`], keeping each finding's subject.
@@ -191,6 +214,7 @@ pub fn materialize_with_subjects(
             let credential_kind = (rule.subject == Kind::Credential)
                 .then(|| estate.credentials[h.subject as usize].kind);
             Materialized {
+                depends: depends(estate, rule, identity, credential_kind),
                 finding,
                 identity,
                 credential_kind,

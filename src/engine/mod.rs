@@ -2,9 +2,12 @@
 //! [`estate`] (every source's inventory and the approvals) → [`graph`] →
 //! [`facts`] → [`rules`] → [`findings`] and [`plan`]. No I/O: reading is
 //! [`crate::pass`]'s, acting [`crate::act`]'s. [`evaluate`] strings the
-//! stages together and is what the benchmark measures.
+//! stages together and is what the benchmark measures. [`facets`] is how
+//! a source's gaps, a rule's facts and a finding's dependencies meet: a
+//! gap holds only what depends on what it blinds.
 
 pub mod estate;
+pub mod facets;
 pub mod facts;
 pub mod findings;
 pub mod graph;

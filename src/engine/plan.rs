@@ -3,8 +3,20 @@
 //!
 //! One entry per target (a credential, an identity's login, ...), carrying
 //! every rule that asked for it. An entry is skipped, with the reason, when
-//! its subject is protected or its source was not read completely this
-//! pass: unknown is never treated as empty.
+//! its subject is protected or its source could not see what it depends on
+//! this pass: unknown is never treated as empty.
+//!
+//! What an action depends on, per rule that asks for it: the rule's facets
+//! (what its condition reads), the credential's and the identity's kinds,
+//! and the operation's own (detaching entitlements reads who holds what,
+//! removing a login reads the logins). A gap holds only the asks that
+//! depend on what it blinds. When several rules ask for one target, the
+//! action is carried by the asks the source saw: it acts, with the
+//! strongest operation a seen rule asks for and naming those rules, if any
+//! seen ask alone would produce an action there (a blinded rule's stronger
+//! ask — delete where a seen rule asks to disable — neither blocks nor
+//! upgrades it). Only when every ask is held is it skipped, naming what
+//! the source could not read.
 //!
 //! The plan is built on estate indices (cheap for millions of findings) and
 //! [`Plan::resolve`]d to provider ids only for output or execution.
@@ -15,7 +27,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::engine::estate::Estate;
+use crate::engine::facets::Facets;
 use crate::engine::facts::Facts;
+use crate::engine::findings;
 use crate::engine::rules::{Hit, Kind, RuleSet};
 
 /// Approval scopes and protected ids: `*` only, ASCII case ignored.
@@ -42,8 +56,9 @@ impl Protected {
 pub enum SkipReason {
     /// The identity or credential is protected by config.
     Protected,
-    /// The subject's source (by index) failed or was partial this pass.
-    SourceIncomplete(u32),
+    /// The subject's source (by index) failed, or could not see these
+    /// facets every ask for the action depends on.
+    SourceBlind(u32, Facets),
     /// The account root: only root itself can manage its credentials.
     AccountRoot,
 }
@@ -146,8 +161,9 @@ impl Plan {
         hits: &[Hit],
         protected: &Protected,
     ) -> Plan {
-        // (identity, credential or MAX, operation family, rule, operation)
-        let mut wanted: Vec<(u32, u32, u8, u16, Operation)> = hits
+        // (identity, credential or MAX, operation family, rule, operation,
+        // what the source hid of what this ask depends on)
+        let mut wanted: Vec<(u32, u32, u8, u16, Operation, Facets)> = hits
             .par_iter()
             .filter_map(|h| {
                 let rule = &rules.rules[h.rule as usize];
@@ -159,48 +175,56 @@ impl Plan {
                     Kind::Identity => (h.subject, u32::MAX),
                     Kind::Approval => return None,
                 };
-                Some((ident, cred, family(op), h.rule, op))
+                let kind = (cred != u32::MAX).then(|| estate.credentials[cred as usize].kind);
+                let needs = findings::depends(estate, rule, Some(ident), kind)
+                    .with(Facets::of_operation(op));
+                let source = estate.identity_source[ident as usize];
+                let hidden = estate.sources[source as usize].state.hides(needs);
+                Some((ident, cred, family(op), h.rule, op, hidden))
             })
             .collect();
         wanted.par_sort_unstable_by_key(|w| (w.0, w.1, w.2, w.3));
 
         let mut actions: Vec<PlannedAction> = Vec::new();
-        let mut prev: Option<(u32, u32, u8)> = None;
-        for (ident, cred, fam, rule, op) in wanted {
-            if prev == Some((ident, cred, fam)) {
-                if let Some(a) = actions.last_mut() {
-                    if strength(op) > strength(a.operation) {
-                        a.operation = op;
-                    }
-                    if a.rules.last() != Some(&rule) {
-                        a.rules.push(rule);
-                    }
-                }
+        for group in wanted.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+            let Some(&(ident, cred, _, _, first_op, _)) = group.first() else {
                 continue;
-            }
-            prev = Some((ident, cred, fam));
+            };
             let credential = (cred != u32::MAX).then_some(cred);
             let source = estate.identity_source[ident as usize];
             let identity = &estate.identities[ident as usize];
+            let any_seen = group.iter().any(|w| w.5.is_empty());
             let disposition = if identity.kind == nhi_contract::IdentityKind::Root {
                 Disposition::Skip(SkipReason::AccountRoot)
             } else if protected.covers(&identity.id)
                 || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
                 Disposition::Skip(SkipReason::Protected)
-            } else if !estate.sources[source as usize]
-                .state
-                .sees(credential.map(|c| estate.credentials[c as usize].kind))
-            {
-                Disposition::Skip(SkipReason::SourceIncomplete(source))
+            } else if !any_seen {
+                let hidden = group.iter().fold(Facets::NONE, |acc, w| acc.with(w.5));
+                Disposition::Skip(SkipReason::SourceBlind(source, hidden))
             } else {
                 Disposition::Act
             };
+            // An action that acts is carried by the asks its source saw.
+            let carried = group
+                .iter()
+                .filter(|w| disposition != Disposition::Act || w.5.is_empty());
+            let mut operation = first_op;
+            let mut asked: Vec<u16> = Vec::with_capacity(group.len());
+            for (i, w) in carried.enumerate() {
+                if i == 0 || strength(w.4) > strength(operation) {
+                    operation = w.4;
+                }
+                if asked.last() != Some(&w.3) {
+                    asked.push(w.3);
+                }
+            }
             actions.push(PlannedAction {
                 identity: ident,
                 credential,
-                operation: op,
-                rules: vec![rule],
+                operation,
+                rules: asked,
                 disposition,
             });
         }
@@ -235,13 +259,9 @@ impl Plan {
                                 .to_string(),
                         ),
                     ),
-                    Disposition::Skip(SkipReason::SourceIncomplete(s)) => (
-                        Verdict::Skip,
-                        Some(format!(
-                            "source {} was not read completely this pass",
-                            estate.sources[s as usize].name
-                        )),
-                    ),
+                    Disposition::Skip(SkipReason::SourceBlind(s, held)) => {
+                        (Verdict::Skip, Some(estate.held_reason(s, held)))
+                    }
                 };
                 let source = estate.sources[estate.identity_source[a.identity as usize] as usize]
                     .name

@@ -4,8 +4,9 @@
 //!
 //! The replay applies the store's rule, run by run: a finding opens when a
 //! run sees it; it is resolved only by a run that does not see it although
-//! that run read its source completely (for its credential kind) and
-//! evaluated its rule. Absent because its source failed is not resolved.
+//! that run's source saw everything the finding depends on (its facets)
+//! and the run evaluated its rule. Absent because its source failed, or
+//! could not read what the finding reads, is not resolved.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 use super::{parse_ts, ReportError};
 use crate::engine::estate::SourceStatus;
+use crate::engine::facets::Facets;
 use crate::store::reading::RuleInfo;
 use crate::store::runs::{RunInfo, Sighting};
 use crate::store::SqlStore;
@@ -30,6 +32,9 @@ pub struct Life {
     pub source: String,
     /// Credential kind.
     pub credential_kind: Option<String>,
+    /// What judging it depends on (as last seen).
+    #[serde(skip)]
+    pub depends: Facets,
     /// Run that opened it.
     pub first_run: i64,
     /// When that run started.
@@ -56,18 +61,15 @@ pub struct Lifecycle {
 }
 
 fn sees(sources: &[SourceStatus], life: &Life) -> bool {
-    if life.source.is_empty() {
-        // Findings on approval records need every source read completely.
-        return sources.iter().all(|s| s.state.is_complete());
-    }
-    let kind = life
-        .credential_kind
-        .as_ref()
-        .and_then(|k| serde_json::from_value(serde_json::Value::String(k.clone())).ok());
-    sources
-        .iter()
-        .find(|s| s.name == life.source)
-        .is_some_and(|s| s.state.sees(kind))
+    crate::store::seeable(sources, &life.source, life.depends)
+}
+
+fn depends(k: &Sighting) -> Facets {
+    crate::store::stored_depends(
+        k.depends.as_deref(),
+        &k.source,
+        k.credential_kind.as_deref(),
+    )
 }
 
 /// Replay every recorded run up to `upto`.
@@ -110,6 +112,7 @@ pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportErro
                     severity: k.severity.clone(),
                     source: k.source.clone(),
                     credential_kind: k.credential_kind.clone(),
+                    depends: depends(k),
                     first_run: run.id,
                     first_seen: run.started_at.clone(),
                     last_run: run.id,
@@ -119,6 +122,7 @@ pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportErro
             life.last_run = run.id;
             life.severity = k.severity.clone();
             life.source = k.source.clone();
+            life.depends = depends(k);
         }
         let closing: Vec<String> = lc
             .open

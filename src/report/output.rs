@@ -15,7 +15,9 @@ use crate::engine::plan::{ResolvedAction, Verdict};
 use crate::engine::rules::Severity;
 
 /// Version of the JSON documents `scan`, `plan` and `reconcile` print.
-pub const JSON_FORMAT_VERSION: u32 = 1;
+/// 2: a partial source names the facets its gaps blind (`blinds`), where 1
+/// had `unseen_kinds` and `unseen_other`.
+pub const JSON_FORMAT_VERSION: u32 = 2;
 
 /// What a JSON document of a pass says about its run: which sources it
 /// could see. A consumer can tell a clean run from a blind one without the

@@ -5,10 +5,13 @@
 //! written once in the dialect both accept (`$n` placeholders, `ON CONFLICT`,
 //! `RETURNING`); each backend has its own migrations.
 //!
-//! Lifecycle rule: a finding absent from this run is resolved only if the
-//! source it came from was read completely and its rule was evaluated.
-//! A failed or partial source leaves its findings open — unknown is not
-//! empty.
+//! Lifecycle rule: a finding absent from this run is resolved only if its
+//! rule was evaluated and the source it came from saw everything the
+//! finding depends on (its `depends` facets: what its rule reads, its
+//! credential's and identity's kinds). A failed source, or one blind to
+//! what the finding reads, leaves it open — unknown is not empty. A gap
+//! holds only what it blinds: a source that could not read directory roles
+//! still resolves an expired approval's finding.
 
 use std::path::Path;
 
@@ -27,6 +30,7 @@ mod replay;
 pub mod runs;
 
 use crate::engine::estate::SourceStatus;
+use crate::engine::facets::Facets;
 use crate::engine::findings::Finding;
 
 /// A store failure.
@@ -69,6 +73,43 @@ pub struct SourcedFinding {
     pub source: String,
     /// Kind of the credential concerned, for credential findings.
     pub credential_kind: Option<CredentialKind>,
+    /// What judging the finding depends on
+    /// ([`crate::engine::findings::depends`]); kept with it, so a later run
+    /// resolves it only if it saw all of that.
+    pub depends: Facets,
+}
+
+/// What a stored finding of `source` depends on: its `depends` column, or
+/// for a row written before the column existed (or by a version naming
+/// facets this one does not know) the conservative set that reproduces the
+/// rule those rows were written under: a gap in another credential kind
+/// does not hold it, any other gap does; a finding without a source needs
+/// every source complete.
+pub(crate) fn stored_depends(depends: Option<&str>, source: &str, kind: Option<&str>) -> Facets {
+    let kind: Option<CredentialKind> =
+        kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k.into())).ok());
+    depends
+        .and_then(|d| serde_json::from_str::<Facets>(d).ok())
+        .unwrap_or_else(|| {
+            if source.is_empty() {
+                Facets::EVERYTHING
+            } else {
+                Facets::conservative(kind)
+            }
+        })
+}
+
+/// Whether a run that read `sources` could have seen a finding of `source`
+/// (empty: an approval naming an identity no source listed, which every
+/// source must have seen) depending on `depends`.
+pub(crate) fn seeable(sources: &[SourceStatus], source: &str, depends: Facets) -> bool {
+    if source.is_empty() {
+        return sources.iter().all(|s| s.state.sees(depends));
+    }
+    sources
+        .iter()
+        .find(|s| s.name == source)
+        .is_some_and(|s| s.state.sees(depends))
 }
 
 /// What one run did to the findings' lifecycle.
@@ -140,14 +181,14 @@ async fn upsert_finding(
     let was_open = existing.map(|resolved_at| resolved_at.is_none());
     sqlx::query(
         "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
-             credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13)
+             credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data, depends)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14)
          ON CONFLICT (fingerprint) DO UPDATE SET
              first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
              first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
              severity = excluded.severity, provider = excluded.provider, source = excluded.source,
              last_seen = excluded.last_seen, last_run = excluded.last_run,
-             resolved_at = NULL, data = excluded.data",
+             resolved_at = NULL, data = excluded.data, depends = excluded.depends",
     )
     .bind(&fp)
     .bind(&f.finding.rule_id)
@@ -162,6 +203,7 @@ async fn upsert_finding(
     .bind(run_id)
     .bind(run_id)
     .bind(&data)
+    .bind(serde_json::to_string(&f.depends)?)
     .execute(&mut *conn)
     .await?;
     Ok(was_open != Some(true))
@@ -541,28 +583,18 @@ impl Store for SqlStore {
         }
 
         // Resolve what was not seen, only where this run could have seen it:
-        // its source was read, and was not blind to the finding's credential
-        // kind. Findings on approval records need every source complete.
-        let all_complete = run.sources.iter().all(|s| s.state.is_complete());
-        let open: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT fingerprint, source, rule_id, credential_kind FROM findings
+        // its source saw everything the finding depends on.
+        let open: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT fingerprint, source, rule_id, credential_kind, depends FROM findings
              WHERE resolved_at IS NULL AND last_run <> $1",
         )
         .bind(run_id)
         .fetch_all(&mut *tx)
         .await?;
         let mut resolved = 0i64;
-        for (fp, source, rule, kind) in open {
-            let kind: Option<CredentialKind> =
-                kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok());
-            let seeable = if source.is_empty() {
-                all_complete
-            } else {
-                run.sources
-                    .iter()
-                    .find(|s| s.name == source)
-                    .is_some_and(|s| s.state.sees(kind))
-            };
+        for (fp, source, rule, kind, depends) in open {
+            let depends = stored_depends(depends.as_deref(), &source, kind.as_deref());
+            let seeable = seeable(run.sources, &source, depends);
             if seeable && run.rules.contains(&rule) {
                 sqlx::query("UPDATE findings SET resolved_at = $1 WHERE fingerprint = $2")
                     .bind(&now)

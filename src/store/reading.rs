@@ -275,6 +275,57 @@ mod tests {
     }
 
     #[test]
+    fn a_format_2_source_state_reads_as_the_facets_it_stood_for() {
+        use crate::engine::facets::Facets;
+        use nhi_contract::CredentialKind;
+        let stored = |state: serde_json::Value| crate::store::runs::StoredReading {
+            format_version: 2,
+            inventory: serde_json::json!([{
+                "name": "a", "provider": "aws", "state": state, "inventory": null,
+            }])
+            .to_string(),
+            approvals: "[]".into(),
+            rules: "[]".into(),
+        };
+        let state = |v| {
+            RunReading::from_stored(&stored(v))
+                .expect("format 2 reads")
+                .sources
+                .remove(0)
+                .state
+        };
+        assert_eq!(
+            state(
+                serde_json::json!({"state": "partial", "gaps": ["token: 403"],
+                "unseen_kinds": ["token"], "unseen_other": false})
+            ),
+            SourceState::Partial {
+                gaps: vec!["token: 403".into()],
+                blinds: Facets::credential_kind(CredentialKind::Token),
+            }
+        );
+        assert_eq!(
+            state(
+                serde_json::json!({"state": "partial", "gaps": ["usage: 403"],
+                "unseen_kinds": [], "unseen_other": true})
+            ),
+            SourceState::Partial {
+                gaps: vec!["usage: 403".into()],
+                blinds: Facets::WHOLE_SOURCE,
+            }
+        );
+        // What this version writes reads back as it was.
+        let now = SourceState::Partial {
+            gaps: vec!["directory roles: 403".into()],
+            blinds: Facets::PRIVILEGE,
+        };
+        let text = serde_json::to_value(&now).expect("json");
+        assert_eq!(text["blinds"], serde_json::json!([{"type": "privilege"}]));
+        assert_eq!(state(text), now);
+        assert_eq!(crate::store::runs::READING_FORMAT, 3);
+    }
+
+    #[test]
     fn each_source_keeps_what_it_returned_even_when_it_names_another_sources_ids() {
         let spec = |seed| SynthSpec {
             identities: 20,

@@ -75,14 +75,20 @@ pub struct Sighting {
     pub source: String,
     /// Credential kind, for credential findings.
     pub credential_kind: Option<String>,
+    /// What the finding depends on, as stored (JSON facets; `None` for
+    /// sightings recorded before facets were kept).
+    pub depends: Option<String>,
     /// The finding itself (`None` when only keys were asked for).
     pub finding: Option<Finding>,
 }
 
 /// The format of a run's reading this version writes; it reads this one
 /// and every earlier one. 1: before the column existed, gaps as
-/// `{"what": name}`; 2: typed gaps (`{"unseen": {"type": …}}`).
-pub const READING_FORMAT: i64 = 2;
+/// `{"what": name}`; 2: typed gaps (`{"unseen": {"type": …}}`); 3: a
+/// partial source's state names the facets its gaps blind (`blinds`)
+/// instead of `unseen_kinds` / `unseen_other` (read as the facets they
+/// stood for).
+pub const READING_FORMAT: i64 = 3;
 
 /// What a run read, as stored, as JSON text.
 #[derive(Debug, Clone)]
@@ -136,6 +142,7 @@ macro_rules! sighting {
             severity: r.try_get("severity")?,
             source: r.try_get("source")?,
             credential_kind: r.try_get("credential_kind")?,
+            depends: r.try_get("depends")?,
             finding,
         })
     }};
@@ -150,22 +157,25 @@ macro_rules! sight {
         let fp = f.finding.fingerprint();
         let data = serde_json::to_string(&f.finding)?;
         let hash = sha256_hex(&data);
+        let depends = serde_json::to_string(&f.depends)?;
+        // What it depends on is as of the latest run of the sighting.
         let extended = sqlx::query(
-            "UPDATE finding_sightings SET last_run = $1
+            "UPDATE finding_sightings SET last_run = $1, depends = $5
              WHERE fingerprint = $2 AND data_sha256 = $3 AND (last_run = $4 OR last_run = $1)",
         )
         .bind($run)
         .bind(&fp)
         .bind(&hash)
         .bind($prev)
+        .bind(&depends)
         .execute(&mut *$exec)
         .await?
         .rows_affected();
         if extended == 0 {
             sqlx::query(
                 "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
-                     source, credential_kind, data_sha256, data)
-                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)
+                     source, credential_kind, data_sha256, data, depends)
+                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (fingerprint, first_run) DO NOTHING",
             )
             .bind(&fp)
@@ -176,6 +186,7 @@ macro_rules! sight {
             .bind(f.credential_kind.map(|k| k.as_str()))
             .bind(&hash)
             .bind(&data)
+            .bind(&depends)
             .execute(&mut *$exec)
             .await?;
         }
@@ -283,7 +294,7 @@ impl SqlStore {
     /// the lifecycle for diffs and first-seen dates.
     pub async fn sightings_upto(&self, upto: i64) -> Result<Vec<Sighting>, StoreError> {
         let rows = sqlx::query(
-            "SELECT fingerprint, first_run, last_run, rule_id, severity, source, credential_kind
+            "SELECT fingerprint, first_run, last_run, rule_id, severity, source, credential_kind, depends
              FROM finding_sightings WHERE first_run <= $1 ORDER BY first_run, fingerprint",
         )
         .bind(upto)
@@ -354,6 +365,7 @@ mod tests {
             },
             source: "aws".into(),
             credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
+            depends: crate::engine::facets::Facets::USAGE,
         }
     }
 

@@ -14,8 +14,9 @@
 
 use cel::common::ast::{operators as op, Expr, IdedExpr, LiteralValue};
 
-use super::fields::{field, Env, Kind};
+use super::fields::{facets, field, Env, Kind};
 use super::Param;
+use crate::engine::facets::Facets;
 use std::collections::BTreeMap;
 
 /// A boolean condition.
@@ -113,6 +114,9 @@ pub struct Compiled {
     pub condition: BoolFn,
     /// Fact paths the condition reads (`credential.age_days`), for evidence.
     pub fields: Vec<String>,
+    /// What those facts read beyond the subject: the gaps that hold the
+    /// rule's findings.
+    pub depends: Facets,
 }
 
 /// Parse and compile `source` for subject `kind` with parameter values `params`.
@@ -128,11 +132,13 @@ pub fn compile(
         kind,
         params,
         fields: Vec::new(),
+        depends: Facets::NONE,
     };
     let condition = c.expr(&ast)?.into_bool("a rule condition")?;
     Ok(Compiled {
         condition,
         fields: c.fields,
+        depends: c.depends,
     })
 }
 
@@ -140,6 +146,7 @@ struct Compiler<'p> {
     kind: Kind,
     params: &'p BTreeMap<String, Param>,
     fields: Vec<String>,
+    depends: Facets,
 }
 
 /// `a.b.c` as segments, if the expression is a plain dotted name.
@@ -218,6 +225,11 @@ impl Compiler<'_> {
                 self.kind.as_str()
             )
         })?;
+        // Every field the condition names counts, even one a constant
+        // folds away: what a rule depends on is never under-stated.
+        if let Some(f) = facets(self.kind, path[0], path[1]) {
+            self.depends = self.depends.with(f);
+        }
         if !self.fields.contains(&full) {
             self.fields.push(full);
         }

@@ -1,14 +1,33 @@
 //! The fact schema rules are written against: which `root.field` names
-//! exist for each subject kind, their types, and how to read them.
+//! exist for each subject kind, their types, how to read them, and what
+//! each reads beyond its subject.
+//!
+//! A field exists only if its table ([`CREDENTIAL`], [`IDENTITY`],
+//! [`APPROVAL`]) declares it with its [`Facets`]: what a source's gap
+//! could hide from it (last use → [`Facets::USAGE`], who holds what →
+//! [`Facets::PRIVILEGE`], ...; [`Facets::NONE`] for what the subject itself
+//! carries: ids, kinds, expiry, approvals, owner). A rule depends on the
+//! facets of every field its condition reads, collected when it is
+//! compiled, so a gap holds exactly the findings and actions that read what
+//! it blinds. A new field is declared in its table with its facets; a name
+//! the accessor knows but the table does not is not a field.
 //!
 //! `rules/README.md` documents the same table for rule authors; a test
 //! checks that every field documented there compiles.
 
-use nhi_contract::Usage;
+use nhi_contract::{CredentialKind, Usage};
 
 use super::compile::{bf, intf, sf, Typed};
 use crate::engine::estate::Estate;
+use crate::engine::facets::Facets;
 use crate::engine::facts::Facts;
+
+/// Facts reached through assume-role chains: who holds what, and who the
+/// identities reached are (an identity kind a source could not list may be
+/// on the path).
+const VIA_ASSUME: Facets = Facets::PRIVILEGE.with(Facets::ALL_IDENTITY_KINDS);
+/// Counts of an identity's access keys.
+const ACCESS_KEYS: Facets = Facets::credential_kind(CredentialKind::AccessKey);
 
 /// What a rule is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -65,8 +84,29 @@ macro_rules! s {
     };
 }
 
-/// The typed accessor for `root.name` in a rule of `kind`, if it exists.
+/// The declared fields of `root` in a rule of `kind`.
+fn table(kind: Kind, root: &str) -> Option<&'static [(&'static str, Facets)]> {
+    match (kind, root) {
+        (Kind::Credential, "credential") => Some(CREDENTIAL),
+        (Kind::Credential | Kind::Identity, "identity") => Some(IDENTITY),
+        (Kind::Approval, "approval") => Some(APPROVAL),
+        _ => None,
+    }
+}
+
+/// What `root.name` in a rule of `kind` reads beyond its subject, if the
+/// field exists.
+pub fn facets(kind: Kind, root: &str, name: &str) -> Option<Facets> {
+    table(kind, root)?
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
+}
+
+/// The typed accessor for `root.name` in a rule of `kind`, if it exists
+/// (is declared in its table).
 pub fn field(kind: Kind, root: &str, name: &str) -> Option<Typed> {
+    facets(kind, root, name)?;
     match (kind, root) {
         (Kind::Credential, "credential") => credential_field(name),
         (Kind::Credential, "identity") => {
@@ -99,38 +139,40 @@ pub fn field(kind: Kind, root: &str, name: &str) -> Option<Typed> {
 
 /// Every `root.field` name valid for `kind`, for documentation and tests.
 pub fn names(kind: Kind) -> Vec<String> {
-    let roots: &[(&str, &[&str])] = match kind {
+    let roots: &[(&str, &[(&str, Facets)])] = match kind {
         Kind::Credential => &[("credential", CREDENTIAL), ("identity", IDENTITY)],
         Kind::Identity => &[("identity", IDENTITY)],
         Kind::Approval => &[("approval", APPROVAL)],
     };
     roots
         .iter()
-        .flat_map(|(r, fs)| fs.iter().map(move |f| format!("{r}.{f}")))
+        .flat_map(|(r, fs)| fs.iter().map(move |(f, _)| format!("{r}.{f}")))
         .collect()
 }
 
-const CREDENTIAL: &[&str] = &[
-    "id",
-    "kind",
-    "name",
-    "provider",
-    "active",
-    "secret_bearing",
-    "has_expiry",
-    "age_days",
-    "expires_in_days",
-    "lifetime_days",
-    "usage",
-    "days_since_last_use",
-    "last_used_service",
-    "last_used_region",
-    "approval_state",
-    "approval_id",
-    "approval_count",
-    "approval_expires_in_days",
-    "approval_emergency",
-    "used_outside_scope",
+/// Credential facts (`credential.*`), each with what it reads beyond the
+/// credential (see the module doc).
+const CREDENTIAL: &[(&str, Facets)] = &[
+    ("id", Facets::NONE),
+    ("kind", Facets::NONE),
+    ("name", Facets::NONE),
+    ("provider", Facets::NONE),
+    ("active", Facets::NONE),
+    ("secret_bearing", Facets::NONE),
+    ("has_expiry", Facets::NONE),
+    ("age_days", Facets::NONE),
+    ("expires_in_days", Facets::NONE),
+    ("lifetime_days", Facets::NONE),
+    ("usage", Facets::USAGE),
+    ("days_since_last_use", Facets::USAGE),
+    ("last_used_service", Facets::USAGE),
+    ("last_used_region", Facets::USAGE),
+    ("approval_state", Facets::NONE),
+    ("approval_id", Facets::NONE),
+    ("approval_count", Facets::NONE),
+    ("approval_expires_in_days", Facets::NONE),
+    ("approval_emergency", Facets::NONE),
+    ("used_outside_scope", Facets::USAGE),
 ];
 
 fn credential_field(name: &str) -> Option<Typed> {
@@ -179,30 +221,32 @@ fn credential_field(name: &str) -> Option<Typed> {
     })
 }
 
-const IDENTITY: &[&str] = &[
-    "id",
-    "kind",
-    "name",
-    "provider",
-    "account",
-    "owner",
-    "source",
-    "enabled",
-    "human_login",
-    "has_owner",
-    "age_days",
-    "usage",
-    "days_since_last_use",
-    "active_credentials",
-    "active_access_keys",
-    "admin",
-    "admin_direct",
-    "privilege",
-    "approved",
-    "approval_count",
-    "overscope_direct",
-    "overscope_transitive",
-    "assumable",
+/// Identity facts (`identity.*`), each with what it reads beyond the
+/// identity.
+const IDENTITY: &[(&str, Facets)] = &[
+    ("id", Facets::NONE),
+    ("kind", Facets::NONE),
+    ("name", Facets::NONE),
+    ("provider", Facets::NONE),
+    ("account", Facets::NONE),
+    ("owner", Facets::NONE),
+    ("source", Facets::NONE),
+    ("enabled", Facets::NONE),
+    ("human_login", Facets::HUMAN_LOGIN),
+    ("has_owner", Facets::NONE),
+    ("age_days", Facets::NONE),
+    ("usage", Facets::USAGE),
+    ("days_since_last_use", Facets::USAGE),
+    ("active_credentials", Facets::ALL_CREDENTIAL_KINDS),
+    ("active_access_keys", ACCESS_KEYS),
+    ("admin", VIA_ASSUME),
+    ("admin_direct", Facets::PRIVILEGE),
+    ("privilege", VIA_ASSUME),
+    ("approved", Facets::NONE),
+    ("approval_count", Facets::NONE),
+    ("overscope_direct", Facets::PRIVILEGE),
+    ("overscope_transitive", VIA_ASSUME),
+    ("assumable", VIA_ASSUME),
 ];
 
 fn identity_field(name: &str) -> Option<Typed> {
@@ -244,23 +288,25 @@ fn identity_field(name: &str) -> Option<Typed> {
     })
 }
 
-const APPROVAL: &[&str] = &[
-    "id",
-    "subject",
-    "requester",
-    "approver",
-    "reference",
-    "source",
-    "state",
-    "valid",
-    "subject_known",
-    "self_approved",
-    "emergency",
-    "emergency_ended",
-    "active_after_emergency",
-    "duration_hours",
-    "expires_in_days",
-    "credential_count",
+/// Approval facts (`approval.*`), each with what it reads beyond the
+/// approval record.
+const APPROVAL: &[(&str, Facets)] = &[
+    ("id", Facets::NONE),
+    ("subject", Facets::NONE),
+    ("requester", Facets::NONE),
+    ("approver", Facets::NONE),
+    ("reference", Facets::NONE),
+    ("source", Facets::NONE),
+    ("state", Facets::NONE),
+    ("valid", Facets::NONE),
+    ("subject_known", Facets::ALL_IDENTITY_KINDS),
+    ("self_approved", Facets::NONE),
+    ("emergency", Facets::NONE),
+    ("emergency_ended", Facets::NONE),
+    ("active_after_emergency", Facets::NONE),
+    ("duration_hours", Facets::NONE),
+    ("expires_in_days", Facets::NONE),
+    ("credential_count", Facets::NONE),
 ];
 
 fn approval_field(name: &str) -> Option<Typed> {

@@ -24,6 +24,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
+use crate::engine::facets::Facets;
+
 pub use catalog::{Catalog, Catalogs};
 pub use fields::{Env, Kind};
 
@@ -182,6 +184,10 @@ pub struct Rule {
     condition: compile::BoolFn,
     /// Fact paths the condition reads, for evidence.
     pub fields: Vec<String>,
+    /// What those facts read beyond the subject (derived from the fields,
+    /// never written by hand): a source blind to any of it cannot resolve
+    /// or act on the rule's findings.
+    pub depends: Facets,
 }
 
 impl fmt::Debug for Rule {
@@ -549,6 +555,7 @@ impl RuleSet {
                 origin: file,
                 condition: compiled.condition,
                 fields: compiled.fields,
+                depends: compiled.depends,
             });
         }
         rules.sort_by(|a, b| a.id.cmp(&b.id));

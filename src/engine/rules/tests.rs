@@ -238,3 +238,67 @@ fn builtin_rules_come_from_their_folders() {
         assert_eq!(r.origin, format!("rules/builtin/{}/rule.yaml", r.id));
     }
 }
+
+/// A rule depends on what the facts its condition reads depend on, derived
+/// when it is compiled: no rule lists it by hand.
+#[test]
+fn each_builtin_rule_depends_on_what_its_condition_reads() {
+    use crate::engine::facets::Facets;
+    let set = RuleSet::load(&RulesConfig::default(), Path::new(".")).expect("builtin");
+    let depends = |id: &str| {
+        set.rules
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.depends)
+            .unwrap_or_else(|| panic!("rule {id}"))
+    };
+    for id in [
+        "approval-expired",
+        "credential-unapproved",
+        "secret-long-lived",
+        "credential-rotation-overdue",
+        "identity-no-owner",
+    ] {
+        assert_eq!(depends(id), Facets::NONE, "{id}");
+    }
+    for id in [
+        "credential-stale",
+        "credential-never-used",
+        "credential-used-outside-scope",
+    ] {
+        assert_eq!(depends(id), Facets::USAGE, "{id}");
+    }
+    assert_eq!(depends("nhi-human-login"), Facets::HUMAN_LOGIN);
+    assert_eq!(depends("identity-overscoped"), Facets::PRIVILEGE);
+    for id in [
+        "identity-admin-equivalent",
+        "identity-overscoped-via-assume",
+    ] {
+        assert!(depends(id).contains(Facets::PRIVILEGE), "{id}");
+        assert!(depends(id).contains(Facets::ALL_IDENTITY_KINDS), "{id}");
+    }
+    assert_eq!(
+        depends("identity-multiple-active-keys"),
+        Facets::credential_kind(nhi_contract::CredentialKind::AccessKey)
+    );
+    // A fact named only under has() counts as read.
+    let one = load_one(
+        "id: r\ntitle: t\ndescription: d\nseverity: low\nsubject: credential\ncondition: has(credential.days_since_last_use)\naction: flag\nremediation: r\ncontrols: [\"OWASP-NHI-2025:NHI1\"]\n",
+    )
+    .expect("rule loads");
+    assert_eq!(one.rules[0].depends, Facets::USAGE);
+}
+
+/// Every declared field has an accessor, and a field is not usable unless
+/// declared with its facets.
+#[test]
+fn every_declared_field_reads_and_only_declared_fields_exist() {
+    for kind in KINDS {
+        for path in fields::names(kind) {
+            let (root, name) = path.split_once('.').expect("root.name");
+            assert!(fields::field(kind, root, name).is_some(), "{path}");
+            assert!(fields::facets(kind, root, name).is_some(), "{path}");
+        }
+        assert!(fields::field(kind, "credential", "no_such_fact").is_none());
+    }
+}
