@@ -194,6 +194,18 @@ impl Context {
             })
             .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
             .collect();
+        let expires = estate
+            .credentials
+            .iter()
+            .filter_map(|c| c.expires.map(|t| (c, t)))
+            .filter(|(c, _)| {
+                plan.iter().any(|a| {
+                    a.request.credential_id.as_deref() == Some(c.id.as_str())
+                        && a.request.identity_id == c.identity
+                })
+            })
+            .map(|(c, t)| ((c.identity.clone(), c.id.clone()), t))
+            .collect();
         let end = |a: &nhi_contract::Approval| {
             let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
             ended.map_or(a.expires_at, |e| e.min(a.expires_at))
@@ -227,6 +239,7 @@ impl Context {
             sources: estate.sources.clone(),
             source_credentials,
             last_used,
+            expires,
             summary,
             now,
         })
@@ -342,6 +355,10 @@ pub struct PassResult {
     pub source_credentials: Vec<usize>,
     /// Last use of each credential that an action targets, by id.
     pub last_used: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Expiry of each credential an action targets, by (identity id,
+    /// credential id), as this pass read it: the rails let the removal of
+    /// an expired one skip the disable-first steps.
+    pub expires: HashMap<(String, String), chrono::DateTime<chrono::Utc>>,
     /// The run as recorded.
     pub summary: crate::store::RunSummary,
     /// Evaluation instant.

@@ -475,6 +475,91 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
     assert_eq!(others_after, others_before, "no other secret touched");
 }
 
+/// An expired secret left on an application beside its live one (the
+/// classic two-credentials trap): enforce removes exactly the expired one,
+/// at once — no irreversible-action hold, no disable-first quarantine,
+/// since it can no longer authenticate — and the live secrets stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_removes_exactly_the_expired_secret_and_never_the_live_one() {
+    const EXPIRED: &str = "5e000000-0000-4000-8000-0000000000e9";
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    {
+        let mut t = fake.tenant();
+        let app = t
+            .apps
+            .iter_mut()
+            .find(|a| a["id"] == ids::APP_PAYMENTS)
+            .expect("payments app");
+        let secrets = app["passwordCredentials"].as_array_mut().expect("secrets");
+        secrets.push(serde_json::json!({
+            "customKeyIdentifier": null,
+            "displayName": "ci-2025",
+            "endDateTime": day(-20),
+            "hint": "Qx9",
+            "keyId": EXPIRED,
+            "secretText": null,
+            "startDateTime": day(-385),
+        }));
+    }
+    let live_before: Vec<String> = fake
+        .tenant()
+        .secrets_of(ids::APP_PAYMENTS)
+        .into_iter()
+        .filter(|s| s != EXPIRED)
+        .collect();
+    assert!(live_before.contains(&ids::SECRET_PAYMENTS_CI.to_string()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&fake, dir.path());
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + "\n[enforce]\ndefault_grace_hours = 0\nmax_percent = 100.0\n";
+    std::fs::write(&cfg, text).expect("write");
+
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let done = listed(&o.stdout);
+    let of = |cred: &str| -> Vec<&serde_json::Value> {
+        done.iter()
+            .filter(|x| x["credential_id"].as_str() == Some(cred))
+            .collect()
+    };
+    let expired = of(EXPIRED);
+    assert_eq!(expired.len(), 1, "{done:#?}");
+    assert_eq!(expired[0]["status"], "done", "{done:#?}");
+    assert_eq!(expired[0]["operation"], "delete_credential");
+    assert_eq!(
+        expired[0]["rules"],
+        serde_json::json!(["credential-expired-still-present"])
+    );
+    // A live secret that cannot be disabled is still held as before.
+    let legacy = of(ids::SECRET_LEGACY);
+    assert_eq!(legacy.len(), 1, "{done:#?}");
+    assert_eq!(legacy[0]["status"], "held", "{done:#?}");
+    let t = fake.tenant();
+    assert_eq!(
+        t.secrets_of(ids::APP_PAYMENTS),
+        live_before,
+        "only the expired secret was removed"
+    );
+    assert!(t
+        .secrets_of(ids::APP_LEGACY)
+        .contains(&ids::SECRET_LEGACY.to_string()));
+    let removals: Vec<String> = t
+        .writes()
+        .iter()
+        .filter(|r| r.path.ends_with("/removePassword"))
+        .map(|r| format!("{} {:?}", r.path, r.body))
+        .collect();
+    assert_eq!(removals.len(), 1, "{removals:?}");
+    assert!(removals[0].contains(EXPIRED), "{removals:?}");
+}
+
 #[test]
 fn a_secret_in_the_config_file_is_refused_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -6,6 +6,7 @@
 
 pub mod estate;
 pub mod facts;
+pub mod federation;
 pub mod findings;
 pub mod graph;
 pub mod plan;

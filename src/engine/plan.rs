@@ -46,6 +46,9 @@ pub enum SkipReason {
     SourceIncomplete(u32),
     /// The account root: only root itself can manage its credentials.
     AccountRoot,
+    /// Entitlements to detach, but every one beyond scope is held through a
+    /// group or as eligible: detaching from the identity cannot remove it.
+    HeldIndirectly,
 }
 
 /// Whether a planned action would run.
@@ -184,6 +187,10 @@ impl Plan {
             let identity = &estate.identities[ident as usize];
             let disposition = if identity.kind == nhi_contract::IdentityKind::Root {
                 Disposition::Skip(SkipReason::AccountRoot)
+            } else if op == Operation::DetachEntitlements
+                && facts.identities[ident as usize].detachable.is_empty()
+            {
+                Disposition::Skip(SkipReason::HeldIndirectly)
             } else if protected.covers(&identity.id)
                 || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
@@ -216,7 +223,7 @@ impl Plan {
                 let identity = &estate.identities[a.identity as usize];
                 let entitlements = if a.operation == Operation::DetachEntitlements {
                     facts.identities[a.identity as usize]
-                        .overscope_direct
+                        .detachable
                         .iter()
                         .map(|&e| estate.entitlements[e as usize].id.clone())
                         .collect()
@@ -232,6 +239,14 @@ impl Plan {
                         Verdict::Skip,
                         Some(
                             "account root: only root can manage its credentials, by hand"
+                                .to_string(),
+                        ),
+                    ),
+                    Disposition::Skip(SkipReason::HeldIndirectly) => (
+                        Verdict::Skip,
+                        Some(
+                            "every entitlement beyond scope is held through a group or as \
+                             eligible: remove the membership or the eligibility"
                                 .to_string(),
                         ),
                     ),

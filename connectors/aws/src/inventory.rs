@@ -1303,6 +1303,7 @@ ci,arn:aws:iam::123456789012:user/ci,2020-01-01T00:00:00+00:00,true,no_informati
             usage: Usage::Never,
             active: true,
             name: None,
+            federation: None,
         };
         assert_eq!(
             identity_usage(std::slice::from_ref(&k), None, true),

@@ -131,6 +131,13 @@ const CREDENTIAL: &[&str] = &[
     "approval_expires_in_days",
     "approval_emergency",
     "used_outside_scope",
+    "expired",
+    "days_since_expiry",
+    "federated_issuer",
+    "federated_issuer_host",
+    "federated_subjects",
+    "federation_broad",
+    "federation_broad_reason",
 ];
 
 fn credential_field(name: &str) -> Option<Typed> {
@@ -147,7 +154,9 @@ fn credential_field(name: &str) -> Option<Typed> {
         "provider" => s!(|e, c| facts(e, c)
             .identity
             .map(|i| e.estate.identities[i as usize].provider.as_str())),
-        "active" => b!(|e, c| cred(e, c).active),
+        // An expired credential does not authenticate, whatever the
+        // provider's flag says: rules about live credentials never see it.
+        "active" => b!(|e, c| cred(e, c).active && !facts(e, c).expired),
         "secret_bearing" => b!(|e, c| cred(e, c).kind.is_secret_bearing()),
         "has_expiry" => b!(|e, c| cred(e, c).expires.is_some()),
         "age_days" => i!(|e, c| facts(e, c).age_days.map(i64::from)),
@@ -175,6 +184,13 @@ fn credential_field(name: &str) -> Option<Typed> {
             .approval
             .is_some_and(|a| e.estate.approvals[a as usize].emergency.is_some())),
         "used_outside_scope" => b!(|e, c| facts(e, c).used_outside_scope),
+        "expired" => b!(|e, c| facts(e, c).expired),
+        "days_since_expiry" => i!(|e, c| facts(e, c).days_since_expiry.map(i64::from)),
+        "federated_issuer" => s!(|e, c| cred(e, c).federation.as_ref().map(|f| f.issuer.as_str())),
+        "federated_issuer_host" => s!(|e, c| facts(e, c).federated_issuer_host.as_deref()),
+        "federated_subjects" => s!(|e, c| facts(e, c).federated_subjects.as_deref()),
+        "federation_broad" => b!(|e, c| facts(e, c).federation_broad.is_some()),
+        "federation_broad_reason" => s!(|e, c| facts(e, c).federation_broad.as_deref()),
         _ => return None,
     })
 }
