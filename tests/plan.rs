@@ -238,7 +238,9 @@ fn nothing_held_directly_beyond_scope_skips_the_detach_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = detach_rules(dir.path());
     let mut w = held_four_ways();
-    w.inv.grants.retain(|g| !(g.entitlement == DIRECT && g.via.is_none()));
+    w.inv
+        .grants
+        .retain(|g| !(g.entitlement == DIRECT && g.via.is_none()));
     let plan = plan_of(&w, &[], &cfg);
     assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
     let a = &plan.actions[0];
@@ -253,9 +255,11 @@ fn nothing_held_directly_beyond_scope_skips_the_detach_with_the_reason() {
 #[test]
 fn eligible_and_group_held_roles_count_for_admin_and_show_in_the_evidence() {
     let mut w = clean();
-    w.inv
-        .entitlements
-        .push(policy(ELIGIBLE, &["*"], nhi_contract::PrivilegeLevel::Admin));
+    w.inv.entitlements.push(policy(
+        ELIGIBLE,
+        &["*"],
+        nhi_contract::PrivilegeLevel::Admin,
+    ));
     let mut g = grant(USER, ELIGIBLE);
     g.eligible = true;
     w.inv.grants.push(g);

@@ -123,6 +123,24 @@ pub fn materialize_with_subjects(
                 Kind::Credential => {
                     let c = &estate.credentials[h.subject as usize];
                     let f = &facts.credentials[h.subject as usize];
+                    if rule
+                        .fields
+                        .iter()
+                        .any(|p| p.starts_with("credential.federat"))
+                    {
+                        if let Some(fed) = &c.federation {
+                            ev.insert(
+                                "federation".into(),
+                                json!({
+                                    "issuer": fed.issuer,
+                                    "subjects": fed.subjects,
+                                    "audiences": fed.audiences,
+                                    "expression": fed.expression,
+                                    "broad": f.federation_broad,
+                                }),
+                            );
+                        }
+                    }
                     ev.insert(
                         "approval".into(),
                         f.approval

@@ -766,6 +766,18 @@ impl Remediator for AwsRemediator {
         if a.provider != Provider::Aws {
             return Err(invalid(format!("not an AWS action: {}", a.provider)));
         }
+        // A role's federated credential is a statement of its trust policy,
+        // not a key: it has no status to set and nothing to delete through
+        // the access-key API. Refused before any call.
+        if a.credential_kind == Some(CredentialKind::Federated) {
+            return Err(invalid(format!(
+                "{} is an OIDC trust of {}: change the role's trust policy by hand",
+                a.credential_id
+                    .as_deref()
+                    .unwrap_or("the federated credential"),
+                a.identity_id
+            )));
+        }
         let b = self.bind(&a.identity_id).await?;
         match a.operation {
             Operation::DisableCredential => b.disable_credential(a).await,
