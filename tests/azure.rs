@@ -510,6 +510,29 @@ async fn enforce_removes_exactly_the_expired_secret_and_never_the_live_one() {
     assert!(live_before.contains(&ids::SECRET_PAYMENTS_CI.to_string()));
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(&fake, dir.path());
+    // The grace period still applies: first seen now, held.
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let first = listed(&o.stdout);
+    let held: Vec<&serde_json::Value> = first
+        .iter()
+        .filter(|x| x["credential_id"] == EXPIRED)
+        .collect();
+    assert_eq!(held.len(), 1, "{first:#?}");
+    assert_eq!(held[0]["status"], "held");
+    assert_eq!(held[0]["detail"], "in its grace period");
+    assert!(fake
+        .tenant()
+        .secrets_of(ids::APP_PAYMENTS)
+        .contains(&EXPIRED.to_string()));
+
     let text = std::fs::read_to_string(&cfg).expect("read")
         + "\n[enforce]\ndefault_grace_hours = 0\nmax_percent = 100.0\n";
     std::fs::write(&cfg, text).expect("write");
