@@ -728,9 +728,9 @@ async fn an_interrupted_action_on_a_now_protected_subject_is_not_reapplied() {
 
 /// The federated-trust rule serves AWS: a role trusting GitHub Actions for
 /// any repository of the organisation, or for any token, is flagged; the
-/// role pinned to one branch is not. Flag only: nothing is planned for them.
+/// role pinned to one branch is not. Enforce never acts on a role's trust.
 #[test]
-fn broad_oidc_trusts_of_roles_are_flagged_and_never_planned() {
+fn broad_oidc_trusts_of_roles_are_flagged_and_never_acted_on() {
     let moto = Moto::start("oidc", &[]).expect("fixture");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(&moto, dir.path());
@@ -773,4 +773,32 @@ fn broad_oidc_trusts_of_roles_are_flagged_and_never_planned() {
                 .is_some_and(|r| r.iter().any(|r| r == "federated-trust-broad"))),
         "{plan:#?}"
     );
+
+    // The roles are unapproved, so credential-unapproved asks to disable
+    // their trusts. Even with every rail open and `federated` allowed as
+    // irreversible, enforce holds them: IAM has nothing to disable or delete,
+    // the trust policy is changed by hand. Nothing fails, nothing changes.
+    with_enforce(
+        &cfg,
+        "default_grace_hours = 0\nmax_percent = 100.0\nallow_irreversible = [\"federated\"]\n",
+    );
+    let done = enforce(&cfg);
+    for role in ["deploy-main", "deploy-any-repo", "deploy-any-token"] {
+        let cred = format!("{A}role/{role}{gh}");
+        let of: Vec<&serde_json::Value> = done
+            .iter()
+            .filter(|o| o["credential_id"] == cred.as_str())
+            .collect();
+        assert_eq!(of.len(), 1, "{done:#?}");
+        assert_eq!(of[0]["status"], "held", "{done:#?}");
+        assert!(
+            of[0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("neither disabled nor removed")),
+            "{done:#?}"
+        );
+    }
+    let again = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    assert!(again.iter().any(|f| f["rule_id"] == "federated-trust-broad"
+        && f["credential_id"] == format!("{A}role/deploy-any-repo{gh}").as_str()));
 }

@@ -63,7 +63,9 @@ pub(super) fn grace(
 /// disabled becomes a disable, and runs as a delete only after the
 /// quarantine, unused since (a second action).
 ///
-/// Except: deleting a credential whose expiry, as this pass read it, has
+/// A credential its remediator can neither disable nor remove is held.
+///
+/// Deleting a credential whose expiry, as this pass read it, has
 /// passed runs at once. It cannot authenticate, so nothing is lost that a
 /// disable would have kept. Judged on the credential read, never on which
 /// rule asked.
@@ -82,6 +84,22 @@ pub(super) async fn first_step(
         ))
     };
     let now = pass.now;
+    let credential_op = matches!(
+        a.request.operation,
+        Operation::DisableCredential | Operation::DeleteCredential
+    );
+    if let Some(kind) = a
+        .request
+        .credential_kind
+        .filter(|k| credential_op && !rem.can_disable(*k) && !rem.can_remove(*k))
+    {
+        return Ok(Err(hold(format!(
+            "a {kind} on {provider} can be neither disabled nor removed by nhi-assure: \
+             change it by hand",
+            kind = kind.as_str(),
+            provider = a.request.provider
+        ))));
+    }
     match a.request.operation {
         Operation::RemoveLogin => {
             let r = Removable::Login(LoginKind::ConsolePassword);

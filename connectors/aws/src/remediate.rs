@@ -810,6 +810,12 @@ impl Remediator for AwsRemediator {
         matches!(kind, CredentialKind::AccessKey | CredentialKind::SshKey)
     }
 
+    fn can_remove(&self, kind: CredentialKind) -> bool {
+        // Only access keys are deleted; a role's federated credential is its
+        // trust policy, changed by hand.
+        kind == CredentialKind::AccessKey
+    }
+
     async fn undo(&self, data: &Value) -> Result<ActionOutcome, SourceError> {
         let parsed: UndoData =
             serde_json::from_value(data.clone()).map_err(|e| invalid(format!("undo data: {e}")))?;
