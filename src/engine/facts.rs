@@ -133,15 +133,9 @@ pub struct CredentialFacts {
     pub expired: bool,
     /// Whole days since the expiry, once expired (0 during the first day).
     pub days_since_expiry: Option<i32>,
-    /// For a federated credential: why its trust is broad
-    /// ([`crate::engine::federation::broad`]); `None` when it is not (or
-    /// it is no federated credential).
-    pub federation_broad: Option<String>,
-    /// For a federated credential: its issuer's host, lowercase, when the
-    /// issuer is an `https://` URL with a plain host.
-    pub federated_issuer_host: Option<String>,
-    /// For a federated credential: its subjects, joined by `, ` (evidence).
-    pub federated_subjects: Option<String>,
+    /// For a federated credential whose trust the source reported: what
+    /// the rules read of it (boxed: most credentials hold a secret).
+    pub federation: Option<Box<FederationFacts>>,
 }
 
 /// Whether a grant is held by the identity itself and in force: not
@@ -160,6 +154,19 @@ pub fn via_group(via: &str) -> bool {
 /// active and no recorded expiry has passed.
 pub fn authenticates(cred: &nhi_contract::Credential, now: Timestamp) -> bool {
     cred.active && cred.expires.is_none_or(|e| e > now)
+}
+
+/// What the rules read of a federated credential's trust.
+#[derive(Debug, Clone)]
+pub struct FederationFacts {
+    /// Why its trust is broad ([`crate::engine::federation::broad`]);
+    /// `None` when it is not.
+    pub broad: Option<String>,
+    /// Its issuer's host, lowercase, when the issuer is an `https://` URL
+    /// with a plain host.
+    pub issuer_host: Option<String>,
+    /// Its subjects, joined by `, ` (evidence).
+    pub subjects: String,
 }
 
 /// All facts of a pass.
@@ -493,12 +500,13 @@ impl Ctx<'_> {
                 .expires
                 .filter(|e| *e <= self.now)
                 .map(|e| days32(self.now - e)),
-            federation_broad: cred.federation.as_ref().and_then(federation::broad),
-            federated_issuer_host: cred
-                .federation
-                .as_ref()
-                .and_then(|f| federation::issuer_host(&f.issuer)),
-            federated_subjects: cred.federation.as_ref().map(|f| f.subjects.join(", ")),
+            federation: cred.federation.as_ref().map(|f| {
+                Box::new(FederationFacts {
+                    broad: federation::broad(f),
+                    issuer_host: federation::issuer_host(&f.issuer),
+                    subjects: f.subjects.join(", "),
+                })
+            }),
         };
         let Some(i) = identity else {
             return f;

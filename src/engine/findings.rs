@@ -136,7 +136,7 @@ pub fn materialize_with_subjects(
                                     "subjects": fed.subjects,
                                     "audiences": fed.audiences,
                                     "expression": fed.expression,
-                                    "broad": f.federation_broad,
+                                    "broad": f.federation.as_ref().and_then(|x| x.broad.as_deref()),
                                 }),
                             );
                         }

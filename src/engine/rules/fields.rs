@@ -147,6 +147,9 @@ fn credential_field(name: &str) -> Option<Typed> {
     fn facts<'e>(e: &'e Env<'e>, c: u32) -> &'e crate::engine::facts::CredentialFacts {
         &e.facts.credentials[c as usize]
     }
+    fn fed<'e>(e: &'e Env<'e>, c: u32) -> Option<&'e crate::engine::facts::FederationFacts> {
+        facts(e, c).federation.as_deref()
+    }
     Some(match name {
         "id" => s!(|e, c| Some(cred(e, c).id.as_str())),
         "kind" => s!(|e, c| Some(cred(e, c).kind.as_str())),
@@ -187,10 +190,10 @@ fn credential_field(name: &str) -> Option<Typed> {
         "expired" => b!(|e, c| facts(e, c).expired),
         "days_since_expiry" => i!(|e, c| facts(e, c).days_since_expiry.map(i64::from)),
         "federated_issuer" => s!(|e, c| cred(e, c).federation.as_ref().map(|f| f.issuer.as_str())),
-        "federated_issuer_host" => s!(|e, c| facts(e, c).federated_issuer_host.as_deref()),
-        "federated_subjects" => s!(|e, c| facts(e, c).federated_subjects.as_deref()),
-        "federation_broad" => b!(|e, c| facts(e, c).federation_broad.is_some()),
-        "federation_broad_reason" => s!(|e, c| facts(e, c).federation_broad.as_deref()),
+        "federated_issuer_host" => s!(|e, c| fed(e, c).and_then(|f| f.issuer_host.as_deref())),
+        "federated_subjects" => s!(|e, c| fed(e, c).map(|f| f.subjects.as_str())),
+        "federation_broad" => b!(|e, c| fed(e, c).is_some_and(|f| f.broad.is_some())),
+        "federation_broad_reason" => s!(|e, c| fed(e, c).and_then(|f| f.broad.as_deref())),
         _ => return None,
     })
 }
