@@ -80,6 +80,9 @@ pub struct EntitlementView {
     pub privilege: String,
     /// Granted through (a group), if not directly.
     pub via: Option<String>,
+    /// Held as eligible (PIM): in force once the holder activates it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub eligible: bool,
     /// Beyond the approved scope.
     pub beyond_scope: bool,
 }
@@ -367,6 +370,7 @@ impl<'a> Context<'a> {
                             name: ent.name.clone(),
                             privilege: ent.privilege.as_str().to_string(),
                             via: grant.via.clone(),
+                            eligible: grant.eligible,
                             beyond_scope: f.overscope_direct.contains(&(k as u32)),
                         })
                     })
