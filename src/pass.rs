@@ -185,26 +185,30 @@ impl Context {
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));
         }
+        // The credentials actions target, looked up once per credential.
+        let targeted: std::collections::HashSet<(&str, &str)> = plan
+            .iter()
+            .filter_map(|a| {
+                a.request
+                    .credential_id
+                    .as_deref()
+                    .map(|c| (a.request.identity_id.as_str(), c))
+            })
+            .collect();
+        let targets = |c: &&nhi_contract::Credential| {
+            targeted.contains(&(c.identity.as_str(), c.id.as_str()))
+        };
         let last_used = estate
             .credentials
             .iter()
-            .filter(|c| {
-                plan.iter()
-                    .any(|a| a.request.credential_id.as_deref() == Some(c.id.as_str()))
-            })
+            .filter(targets)
             .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
             .collect();
         let expires = estate
             .credentials
             .iter()
-            .filter_map(|c| c.expires.map(|t| (c, t)))
-            .filter(|(c, _)| {
-                plan.iter().any(|a| {
-                    a.request.credential_id.as_deref() == Some(c.id.as_str())
-                        && a.request.identity_id == c.identity
-                })
-            })
-            .map(|(c, t)| ((c.identity.clone(), c.id.clone()), t))
+            .filter(targets)
+            .filter_map(|c| c.expires.map(|t| ((c.identity.clone(), c.id.clone()), t)))
             .collect();
         let end = |a: &nhi_contract::Approval| {
             let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
