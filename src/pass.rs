@@ -187,14 +187,30 @@ impl Context {
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));
         }
+        // The credentials actions target, looked up once per credential.
+        let targeted: std::collections::HashSet<(&str, &str)> = plan
+            .iter()
+            .filter_map(|a| {
+                a.request
+                    .credential_id
+                    .as_deref()
+                    .map(|c| (a.request.identity_id.as_str(), c))
+            })
+            .collect();
+        let targets = |c: &&nhi_contract::Credential| {
+            targeted.contains(&(c.identity.as_str(), c.id.as_str()))
+        };
         let last_used = estate
             .credentials
             .iter()
-            .filter(|c| {
-                plan.iter()
-                    .any(|a| a.request.credential_id.as_deref() == Some(c.id.as_str()))
-            })
+            .filter(targets)
             .filter_map(|c| c.usage.last_used_at().map(|t| (c.id.clone(), t)))
+            .collect();
+        let expires = estate
+            .credentials
+            .iter()
+            .filter(targets)
+            .filter_map(|c| c.expires.map(|t| ((c.identity.clone(), c.id.clone()), t)))
             .collect();
         let end = |a: &nhi_contract::Approval| {
             let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
@@ -229,6 +245,7 @@ impl Context {
             sources: estate.sources.clone(),
             source_credentials,
             last_used,
+            expires,
             summary,
             now,
         })
@@ -344,6 +361,10 @@ pub struct PassResult {
     pub source_credentials: Vec<usize>,
     /// Last use of each credential that an action targets, by id.
     pub last_used: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Expiry of each credential an action targets, by (identity id,
+    /// credential id), as this pass read it: the rails let the removal of
+    /// an expired one skip the disable-first steps.
+    pub expires: HashMap<(String, String), chrono::DateTime<chrono::Utc>>,
     /// The run as recorded.
     pub summary: crate::store::RunSummary,
     /// Evaluation instant.

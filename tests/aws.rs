@@ -725,3 +725,80 @@ async fn an_interrupted_action_on_a_now_protected_subject_is_not_reapplied() {
     let entry = journal.iter().find(|e| e["id"] == id).expect("journaled");
     assert_eq!(entry["status"], "abandoned");
 }
+
+/// The federated-trust rule serves AWS: a role trusting GitHub Actions for
+/// any repository of the organisation, or for any token, is flagged; the
+/// role pinned to one branch is not. Enforce never acts on a role's trust.
+#[test]
+fn broad_oidc_trusts_of_roles_are_flagged_and_never_acted_on() {
+    let moto = Moto::start("oidc", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    let findings = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    let gh = "#oidc/token.actions.githubusercontent.com";
+    let flagged: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f["rule_id"] == "federated-trust-broad")
+        .filter_map(|f| f["credential_id"].as_str().map(str::to_string))
+        .collect();
+    let want: BTreeSet<String> = ["role/deploy-any-repo", "role/deploy-any-token"]
+        .iter()
+        .map(|r| format!("{A}{r}{gh}"))
+        .collect();
+    assert_eq!(flagged, want, "{findings:#?}");
+    let any_repo = findings
+        .iter()
+        .find(|f| {
+            f["rule_id"] == "federated-trust-broad"
+                && f["credential_id"] == format!("{A}role/deploy-any-repo{gh}").as_str()
+        })
+        .expect("finding");
+    assert_eq!(
+        any_repo["evidence"]["federation"],
+        serde_json::json!({
+            "issuer": "https://token.actions.githubusercontent.com",
+            "subjects": ["repo:example-org/*"],
+            "audiences": ["sts.amazonaws.com"],
+            "expression": null,
+            "broad": "wildcard subject repo:example-org/*",
+        })
+    );
+    let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]));
+    assert!(
+        !plan.iter().any(|a| a["credential_id"]
+            .as_str()
+            .is_some_and(|c| c.contains("#oidc/"))
+            && a["rules"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == "federated-trust-broad"))),
+        "{plan:#?}"
+    );
+
+    // The roles are unapproved, so credential-unapproved asks to disable
+    // their trusts. Even with every rail open and `federated` allowed as
+    // irreversible, enforce holds them: IAM has nothing to disable or delete,
+    // the trust policy is changed by hand. Nothing fails, nothing changes.
+    with_enforce(
+        &cfg,
+        "default_grace_hours = 0\nmax_percent = 100.0\nallow_irreversible = [\"federated\"]\n",
+    );
+    let done = enforce(&cfg);
+    for role in ["deploy-main", "deploy-any-repo", "deploy-any-token"] {
+        let cred = format!("{A}role/{role}{gh}");
+        let of: Vec<&serde_json::Value> = done
+            .iter()
+            .filter(|o| o["credential_id"] == cred.as_str())
+            .collect();
+        assert_eq!(of.len(), 1, "{done:#?}");
+        assert_eq!(of[0]["status"], "held", "{done:#?}");
+        assert!(
+            of[0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("neither disabled nor removed")),
+            "{done:#?}"
+        );
+    }
+    let again = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    assert!(again.iter().any(|f| f["rule_id"] == "federated-trust-broad"
+        && f["credential_id"] == format!("{A}role/deploy-any-repo{gh}").as_str()));
+}

@@ -203,6 +203,22 @@ async fn scan_and_plan_against_the_fake_tenant_give_exactly_the_expected_finding
         // managed identity's (read from ARM) and the agent blueprint's.
         key("credential-unapproved", MI_ORDERS, Some(MI_FIC_ORDERS)),
         key("credential-unapproved", APP_BLUEPRINT, Some(FIC_BLUEPRINT)),
+        // Expired but still present: legacy-sync's previous secret, the
+        // payments principal's previous certificate.
+        key(
+            "credential-expired-still-present",
+            APP_LEGACY,
+            Some(SECRET_LEGACY_EXPIRED),
+        ),
+        key(
+            "credential-expired-still-present",
+            SP_PAYMENTS,
+            Some(CERT_SP_PAYMENTS_EXPIRED),
+        ),
+        // The blueprint's flexible credential admits every repository of
+        // the organisation (`repo:contoso/*`); the managed identity's, pinned
+        // to one service account of an AKS issuer, is not broad.
+        key("federated-trust-broad", APP_BLUEPRINT, Some(FIC_BLUEPRINT)),
     ]
     .into_iter()
     .collect();
@@ -244,6 +260,14 @@ async fn scan_and_plan_against_the_fake_tenant_give_exactly_the_expected_finding
         // Unapproved federated credentials: removable, and undo puts them back.
         act("disable_credential", APP_BLUEPRINT, Some(FIC_BLUEPRINT)),
         act("disable_credential", MI_ORDERS, Some(MI_FIC_ORDERS)),
+        // Expired credentials still present: removed (they cannot
+        // authenticate, so no disable comes first).
+        act("delete_credential", APP_LEGACY, Some(SECRET_LEGACY_EXPIRED)),
+        act(
+            "delete_credential",
+            SP_PAYMENTS,
+            Some(CERT_SP_PAYMENTS_EXPIRED),
+        ),
     ]
     .into_iter()
     .collect();
@@ -460,13 +484,11 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
         assert_eq!(t.enabled(ids::SP_LEGACY), Some(false));
         assert_eq!(t.enabled(ids::SP_DEPLOYER), Some(false));
         assert_eq!(t.enabled(ids::SP_PAYMENTS), Some(true));
-        // Both secrets untouched (the expired one included).
+        // The live secret untouched; the expired one removed at once (it
+        // cannot authenticate: no irreversible hold, no quarantine).
         assert_eq!(
             t.secrets_of(ids::APP_LEGACY),
-            vec![
-                ids::SECRET_LEGACY.to_string(),
-                ids::SECRET_LEGACY_EXPIRED.to_string()
-            ]
+            vec![ids::SECRET_LEGACY.to_string()]
         );
         let writes: Vec<String> = t
             .writes()
@@ -475,8 +497,15 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
             .collect();
         // The two principals disabled; the admin-equivalent managed identity
         // (which cannot be disabled) stripped of its Owner assignment; the
-        // two unapproved federated credentials removed. Nothing else.
+        // two unapproved federated credentials removed; the two expired
+        // credentials removed (a secret by removePassword, a certificate by
+        // writing the principal's keyCredentials without it). Nothing else.
         let mut want = vec![
+            format!(
+                "POST /v1.0/applications/{}/removePassword",
+                ids::APP_LEGACY
+            ),
+            format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_PAYMENTS),
             format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_LEGACY),
             format!("PATCH /v1.0/servicePrincipals/{}", ids::SP_DEPLOYER),
             format!(
@@ -557,6 +586,126 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
         .contains(&ids::SECRET_LEGACY.to_string()));
     let others_after: Vec<String> = t.secrets_of(ids::APP_LEGACY);
     assert_eq!(others_after, others_before, "no other secret touched");
+}
+
+/// An expired secret left on an application beside its live one (the
+/// classic two-credentials trap): enforce removes exactly the expired one,
+/// at once — no irreversible-action hold, no disable-first quarantine,
+/// since it can no longer authenticate — and the live secrets stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_removes_exactly_the_expired_secret_and_never_the_live_one() {
+    const EXPIRED: &str = "5e000000-0000-4000-8000-0000000000e9";
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    {
+        let mut t = fake.tenant();
+        let app = t
+            .apps
+            .iter_mut()
+            .find(|a| a["id"] == ids::APP_PAYMENTS)
+            .expect("payments app");
+        let secrets = app["passwordCredentials"].as_array_mut().expect("secrets");
+        secrets.push(serde_json::json!({
+            "customKeyIdentifier": null,
+            "displayName": "ci-2025",
+            "endDateTime": day(-20),
+            "hint": "Qx9",
+            "keyId": EXPIRED,
+            "secretText": null,
+            "startDateTime": day(-385),
+        }));
+    }
+    let live_before: Vec<String> = fake
+        .tenant()
+        .secrets_of(ids::APP_PAYMENTS)
+        .into_iter()
+        .filter(|s| s != EXPIRED)
+        .collect();
+    assert!(live_before.contains(&ids::SECRET_PAYMENTS_CI.to_string()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&fake, dir.path());
+    // The grace period still applies: first seen now, held.
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let first = listed(&o.stdout);
+    let held: Vec<&serde_json::Value> = first
+        .iter()
+        .filter(|x| x["credential_id"] == EXPIRED)
+        .collect();
+    assert_eq!(held.len(), 1, "{first:#?}");
+    assert_eq!(held[0]["status"], "held");
+    assert_eq!(held[0]["detail"], "in its grace period");
+    assert!(fake
+        .tenant()
+        .secrets_of(ids::APP_PAYMENTS)
+        .contains(&EXPIRED.to_string()));
+
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + "\n[enforce]\ndefault_grace_hours = 0\nmax_percent = 100.0\n";
+    std::fs::write(&cfg, text).expect("write");
+
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let done = listed(&o.stdout);
+    let of = |cred: &str| -> Vec<&serde_json::Value> {
+        done.iter()
+            .filter(|x| x["credential_id"].as_str() == Some(cred))
+            .collect()
+    };
+    let expired = of(EXPIRED);
+    assert_eq!(expired.len(), 1, "{done:#?}");
+    assert_eq!(expired[0]["status"], "done", "{done:#?}");
+    assert_eq!(expired[0]["operation"], "delete_credential");
+    assert_eq!(
+        expired[0]["rules"],
+        serde_json::json!(["credential-expired-still-present"])
+    );
+    // A live secret that cannot be disabled is still held as before.
+    let legacy = of(ids::SECRET_LEGACY);
+    assert_eq!(legacy.len(), 1, "{done:#?}");
+    assert_eq!(legacy[0]["status"], "held", "{done:#?}");
+    let t = fake.tenant();
+    assert_eq!(
+        t.secrets_of(ids::APP_PAYMENTS),
+        live_before,
+        "only the expired secret was removed"
+    );
+    assert!(t
+        .secrets_of(ids::APP_LEGACY)
+        .contains(&ids::SECRET_LEGACY.to_string()));
+    let removals: Vec<String> = t
+        .writes()
+        .iter()
+        .filter(|r| r.path.ends_with("/removePassword"))
+        .map(|r| format!("{} {:?}", r.path, r.body))
+        .collect();
+    // Exactly the expired secrets: this one, and legacy-sync's previous one
+    // the demo tenant already holds; never a live one.
+    assert_eq!(removals.len(), 2, "{removals:?}");
+    assert!(removals.iter().any(|r| r.contains(EXPIRED)), "{removals:?}");
+    assert!(
+        removals
+            .iter()
+            .any(|r| r.contains(ids::SECRET_LEGACY_EXPIRED)),
+        "{removals:?}"
+    );
+    assert!(
+        removals.iter().all(|r| !r.contains(ids::SECRET_LEGACY)),
+        "{removals:?}"
+    );
 }
 
 #[test]

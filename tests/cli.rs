@@ -156,6 +156,44 @@ fn expected() -> BTreeSet<(String, String, Option<String>)> {
             p("root"),
             "AKIA5CGGEXZ4PVKDV72S",
         ),
+        // Expired credentials left in place: Azure secrets and certificates
+        // the rotation replaced, a GitHub fine-grained token.
+        c(
+            "credential-expired-still-present",
+            HR_SYNC.into(),
+            "221c4e00-3f99-41ee-baf2-7f802dc5fd3d",
+        ),
+        c(
+            "credential-expired-still-present",
+            "8c0a70a7-a845-47f9-953a-5154281fa6f5".into(),
+            "9fb932d4-f039-4722-96ff-82e389e3995a",
+        ),
+        c(
+            "credential-expired-still-present",
+            "5df6f817-b099-4bcf-a0ec-6db25097c040".into(),
+            "baa1c6f1-404b-4eaf-962a-01dec28753f8",
+        ),
+        c(
+            "credential-expired-still-present",
+            "github.com/example-deploy-bot".into(),
+            "fine-grained-pat/2104566",
+        ),
+        c(
+            "credential-expired-still-present",
+            CRM.into(),
+            "2e8a4c71-0b5d-4f39-9c62-d7a13e85f0b4",
+        ),
+        c(
+            "federated-trust-broad",
+            "54a5054c-da2e-4003-9e0e-14ca778e6176".into(),
+            "e1f0c2d3-7a4b-4c5d-9e6f-0a1b2c3d4e5f",
+        ),
+        // The managed identity trusts every repository of the organisation.
+        c(
+            "federated-trust-broad",
+            MI_DEPLOY.into(),
+            "6d1f0b3a-92c4-4e7d-a5b8-13f2c9e07d41",
+        ),
         i("identity-multiple-active-keys", d("user/etl-loader")),
         i("nhi-human-login", p("user/reporting-bot")),
         i("identity-overscoped", d("user/analytics-export")),
@@ -219,7 +257,7 @@ fn every_builtin_rule_fires_on_the_demo_and_clean_identities_stay_clean() {
     let rules_out = run(&["rules", "--format", "json"]);
     let rules: Vec<serde_json::Value> =
         serde_json::from_slice(&rules_out.stdout).expect("rules json");
-    assert_eq!(rules.len(), 18);
+    assert_eq!(rules.len(), 20);
     for r in &rules {
         let id = r["id"].as_str().expect("id");
         assert!(
@@ -233,7 +271,6 @@ fn every_builtin_rule_fires_on_the_demo_and_clean_identities_stay_clean() {
         "ec7ac8ad-1b2b-406b-aae1-2c972399d29d".into(),
         "5e571eaa-66c1-44e7-8859-90d2e844c762".into(),
         "0db317d9-4c8e-4fa3-969a-73bf4c83cf3b".into(),
-        "github.com/example-deploy-bot".into(),
     ] {
         assert!(
             !findings.iter().any(|f| f["identity_id"] == clean.as_str()),
@@ -502,7 +539,22 @@ fn plan_is_a_dry_run_of_exactly_the_disable_findings() {
         .map(|a| a["identity_id"].as_str().expect("id"))
         .collect();
     assert_eq!(logins, vec![format!("{P}user/reporting-bot").as_str()]);
-    assert_eq!(plan.len(), 13);
+    // Expired credentials still present are planned for removal.
+    let deletes: BTreeSet<&str> = plan
+        .iter()
+        .filter(|a| a["operation"] == "delete_credential")
+        .map(|a| a["credential_id"].as_str().expect("credential"))
+        .collect();
+    let expired: BTreeSet<&str> = [
+        "221c4e00-3f99-41ee-baf2-7f802dc5fd3d",
+        "2e8a4c71-0b5d-4f39-9c62-d7a13e85f0b4",
+        "9fb932d4-f039-4722-96ff-82e389e3995a",
+        "baa1c6f1-404b-4eaf-962a-01dec28753f8",
+        "fine-grained-pat/2104566",
+    ]
+    .into();
+    assert_eq!(deletes, expired);
+    assert_eq!(plan.len(), 18);
     for a in &plan {
         let root = a["identity_id"] == format!("{P}root").as_str();
         assert_eq!(a["status"], if root { "skip" } else { "act" }, "{a}");

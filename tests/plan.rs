@@ -217,3 +217,121 @@ fn human_login_plans_removing_the_login_not_the_identity() {
     assert_eq!(plan.actions[0].request.operation, Operation::RemoveLogin);
     assert_eq!(plan.actions[0].request.credential_id, None);
 }
+
+const DIRECT: &str = "arn:aws:iam::111122223333:policy/glue-all";
+const VIA_GROUP: &str = "arn:aws:iam::111122223333:policy/iam-all";
+const GROUP: &str = "arn:aws:iam::111122223333:group/infra-admins";
+const ELIGIBLE: &str = "/providers/Microsoft.Authorization/roleDefinitions/owner";
+const ENTRA_GROUP_ROLE: &str = "directoryRole:62e90394-69f5-4237-9190-012177145e10";
+
+/// A rule pack that detaches whatever lies beyond the approval's scope.
+fn detach_rules(dir: &std::path::Path) -> RulesConfig {
+    std::fs::write(
+        dir.join("detach.yaml"),
+        "id: detach-overscope\ntitle: T\ndescription: d\nseverity: high\nsubject: identity\n\
+         condition: identity.approved && identity.overscope_direct > 0\naction: disable\n\
+         target: entitlements\nremediation: r\ncontrols: [\"OWASP-NHI-2025:NHI5\"]\n",
+    )
+    .expect("rule");
+    RulesConfig {
+        builtin: false,
+        paths: vec![dir.to_path_buf()],
+        ..RulesConfig::default()
+    }
+}
+
+/// The approved user holds, beyond its scope, one policy directly, one
+/// through an AWS group, an eligible (PIM) Owner and an Entra ID directory
+/// role through a group.
+fn held_four_ways() -> World {
+    let mut w = clean();
+    for (id, level) in [
+        (DIRECT, nhi_contract::PrivilegeLevel::Write),
+        (VIA_GROUP, nhi_contract::PrivilegeLevel::Admin),
+        (ELIGIBLE, nhi_contract::PrivilegeLevel::Admin),
+        (ENTRA_GROUP_ROLE, nhi_contract::PrivilegeLevel::Admin),
+    ] {
+        w.inv.entitlements.push(policy(id, &["x:*"], level));
+    }
+    w.inv.grants.push(grant(USER, DIRECT));
+    let mut g = grant(USER, VIA_GROUP);
+    g.via = Some(GROUP.into());
+    w.inv.grants.push(g);
+    let mut g = grant(USER, ELIGIBLE);
+    g.eligible = true;
+    w.inv.grants.push(g);
+    let mut g = grant(USER, ENTRA_GROUP_ROLE);
+    g.via = Some("group:0f1e2d3c-0000-4000-8000-000000000001".into());
+    w.inv.grants.push(g);
+    // Held both directly and through the group: detachable (the direct one).
+    let mut g = grant(USER, DIRECT);
+    g.via = Some(GROUP.into());
+    w.inv.grants.push(g);
+    w
+}
+
+#[test]
+fn detaching_lists_only_entitlements_held_directly_and_actively() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = detach_rules(dir.path());
+    let w = held_four_ways();
+    let rules = RuleSet::load(&cfg, std::path::Path::new(".")).expect("rules");
+    let estate = w.estate();
+    let eval = engine::evaluate(&estate, &rules, &Protected::default(), now());
+    // All four count as beyond scope, each once.
+    let f = &eval.facts.identities[0];
+    assert_eq!(f.overscope_direct.len(), 4, "{:?}", f.overscope_direct);
+    let plan = eval.plan.resolve(&estate, &eval.facts, &rules);
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert_eq!(plan[0].request.operation, Operation::DetachEntitlements);
+    assert_eq!(plan[0].request.entitlements, vec![DIRECT.to_string()]);
+    assert_eq!(plan[0].status, Verdict::Act);
+}
+
+#[test]
+fn nothing_held_directly_beyond_scope_skips_the_detach_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = detach_rules(dir.path());
+    let mut w = held_four_ways();
+    w.inv
+        .grants
+        .retain(|g| !(g.entitlement == DIRECT && g.via.is_none()));
+    let plan = plan_of(&w, &[], &cfg);
+    assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
+    let a = &plan.actions[0];
+    assert_eq!(a.request.operation, Operation::DetachEntitlements);
+    assert!(a.request.entitlements.is_empty(), "{a:?}");
+    assert!(
+        skipped(a).is_some_and(|r| r.contains("through a group or as eligible")),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn eligible_and_group_held_roles_count_for_admin_and_show_in_the_evidence() {
+    let mut w = clean();
+    w.inv.entitlements.push(policy(
+        ELIGIBLE,
+        &["*"],
+        nhi_contract::PrivilegeLevel::Admin,
+    ));
+    let mut g = grant(USER, ELIGIBLE);
+    g.eligible = true;
+    w.inv.grants.push(g);
+    assert!(w.fires("identity-admin-equivalent", USER));
+    let rules = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("rules");
+    let estate = w.estate();
+    let eval = engine::evaluate(&estate, &rules, &Protected::default(), now());
+    let findings =
+        engine::findings::materialize(&estate, &eval.facts, &eval.graph, &rules, &eval.hits);
+    let admin = findings
+        .iter()
+        .find(|f| f.rule_id == "identity-admin-equivalent")
+        .expect("admin finding");
+    assert_eq!(
+        admin.evidence["held_indirectly"],
+        serde_json::json!([{"entitlement": ELIGIBLE, "via": null, "eligible": true}]),
+        "{:#}",
+        admin.evidence
+    );
+}

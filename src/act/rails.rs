@@ -62,6 +62,13 @@ pub(super) fn grace(
 /// `[enforce] allow_irreversible`; a delete of a credential that can be
 /// disabled becomes a disable, and runs as a delete only after the
 /// quarantine, unused since (a second action).
+///
+/// A credential its remediator can neither disable nor remove is held.
+///
+/// Deleting a credential whose expiry, as this pass read it, has
+/// passed runs at once. It cannot authenticate, so nothing is lost that a
+/// disable would have kept. Judged on the credential read, never on which
+/// rule asked.
 pub(super) async fn first_step(
     mut a: ResolvedAction,
     rem: &dyn Remediator,
@@ -77,6 +84,22 @@ pub(super) async fn first_step(
         ))
     };
     let now = pass.now;
+    let credential_op = matches!(
+        a.request.operation,
+        Operation::DisableCredential | Operation::DeleteCredential
+    );
+    if let Some(kind) = a
+        .request
+        .credential_kind
+        .filter(|k| credential_op && !rem.can_disable(*k) && !rem.can_remove(*k))
+    {
+        return Ok(Err(hold(format!(
+            "a {kind} on {provider} can be neither disabled nor removed by nhi-assure: \
+             change it by hand",
+            kind = kind.as_str(),
+            provider = a.request.provider
+        ))));
+    }
     match a.request.operation {
         Operation::RemoveLogin => {
             let r = Removable::Login(LoginKind::ConsolePassword);
@@ -90,6 +113,7 @@ pub(super) async fn first_step(
                 )));
             }
         }
+        Operation::DeleteCredential if expired_as_read(&a, pass) => {}
         Operation::DisableCredential | Operation::DeleteCredential => {
             let cannot_disable = a.request.credential_kind.filter(|k| !rem.can_disable(*k));
             if let Some(kind) = cannot_disable {
@@ -134,6 +158,17 @@ pub(super) async fn first_step(
         Operation::DisableIdentity | Operation::DetachEntitlements => {}
     }
     Ok(Ok(a))
+}
+
+/// Whether the credential `a` targets had an expiry at or before both the
+/// pass's instant and the clock's, as this pass read it.
+fn expired_as_read(a: &ResolvedAction, pass: &PassResult) -> bool {
+    let Some(cred) = a.request.credential_id.clone() else {
+        return false;
+    };
+    pass.expires
+        .get(&(a.request.identity_id.clone(), cred))
+        .is_some_and(|t| *t <= pass.now && *t <= Utc::now())
 }
 
 /// The action budget: what the journal shows spent in each rolling window,

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::engine::estate::Estate;
+use crate::engine::federation;
 use crate::engine::graph::Graph;
 
 /// Approval scopes and protected ids: `*` only, ASCII case ignored.
@@ -88,8 +89,14 @@ pub struct IdentityFacts {
     pub approved: bool,
     /// Approvals naming it, in any state.
     pub approval_count: i64,
-    /// Entitlements held directly that no valid approval's scope covers.
+    /// Entitlements it holds itself (directly, through a group or as
+    /// eligible) that no valid approval's scope covers, each once.
     pub overscope_direct: Vec<u32>,
+    /// Those of `overscope_direct` it holds directly and actively (see
+    /// [`held_directly`]): what detaching entitlements may remove. One held
+    /// only through a group or as eligible is changed elsewhere (the
+    /// membership, the eligibility), never by detaching it from this identity.
+    pub detachable: Vec<u32>,
     /// Entitlements reachable only through assume-role chains, beyond scope.
     pub overscope_transitive: Vec<u32>,
     /// Identities reachable through assume-role chains.
@@ -121,6 +128,45 @@ pub struct CredentialFacts {
     pub approval_expires_in_days: Option<i32>,
     /// Last use falls outside every valid covering approval's services/regions.
     pub used_outside_scope: bool,
+    /// An expiry is recorded and is at or before now: it cannot
+    /// authenticate, whatever the provider's own flag says.
+    pub expired: bool,
+    /// Whole days since the expiry, once expired (0 during the first day).
+    pub days_since_expiry: Option<i32>,
+    /// For a federated credential whose trust the source reported: what
+    /// the rules read of it (boxed: most credentials hold a secret).
+    pub federation: Option<Box<FederationFacts>>,
+}
+
+/// Whether a grant is held by the identity itself and in force: not
+/// eligible (PIM, activated on demand) and not through a group (Entra ID
+/// `group:<id>`, an AWS group ARN). An inline policy is the identity's own.
+pub fn held_directly(g: &nhi_contract::Grant) -> bool {
+    !g.eligible && !g.via.as_deref().is_some_and(via_group)
+}
+
+/// Whether a grant's `via` names a group.
+pub fn via_group(via: &str) -> bool {
+    via.starts_with("group:") || (via.starts_with("arn:") && via.contains(":group/"))
+}
+
+/// Whether a credential authenticates at `now`: the provider says it is
+/// active and no recorded expiry has passed.
+pub fn authenticates(cred: &nhi_contract::Credential, now: Timestamp) -> bool {
+    cred.active && cred.expires.is_none_or(|e| e > now)
+}
+
+/// What the rules read of a federated credential's trust.
+#[derive(Debug, Clone)]
+pub struct FederationFacts {
+    /// Why its trust is broad ([`crate::engine::federation::broad`]);
+    /// `None` when it is not.
+    pub broad: Option<String>,
+    /// Its issuer's host, lowercase, when the issuer is an `https://` URL
+    /// with a plain host.
+    pub issuer_host: Option<String>,
+    /// Its subjects, joined by `, ` (evidence).
+    pub subjects: String,
 }
 
 /// All facts of a pass.
@@ -307,7 +353,7 @@ impl Ctx<'_> {
         };
         for c in self.graph.credentials_of(i) {
             let cred = &self.estate.credentials[c as usize];
-            if cred.active {
+            if authenticates(cred, self.now) {
                 f.active_credentials += 1;
                 if cred.kind == CredentialKind::AccessKey {
                     f.active_access_keys += 1;
@@ -330,7 +376,24 @@ impl Ctx<'_> {
         // approved identities, what lies beyond every valid scope.
         let in_scope = |e: u32| self.entitlement_in_scope(e, &valid);
         if f.approved {
-            f.overscope_direct = self.graph.held(i).filter(|&e| !in_scope(e)).collect();
+            let mut direct: Vec<u32> = Vec::new();
+            for (e, g) in self.graph.held_grants(i) {
+                if in_scope(e) {
+                    continue;
+                }
+                if !f.overscope_direct.contains(&e) {
+                    f.overscope_direct.push(e);
+                }
+                if held_directly(&self.estate.grants[g as usize]) {
+                    direct.push(e);
+                }
+            }
+            f.detachable = f
+                .overscope_direct
+                .iter()
+                .copied()
+                .filter(|e| direct.contains(e))
+                .collect();
         }
         // Breadth-first over the trust graph. A node reached only through a
         // role the approval lets it assume is "covered": the approved role
@@ -370,11 +433,11 @@ impl Ctx<'_> {
         }
         // Entitlements also held directly are reported as direct only.
         f.overscope_transitive
-            .retain(|e| !f.overscope_direct.contains(e) && !self.held_directly(i, *e));
+            .retain(|e| !f.overscope_direct.contains(e) && !self.holds(i, *e));
         f
     }
 
-    fn held_directly(&self, i: u32, e: u32) -> bool {
+    fn holds(&self, i: u32, e: u32) -> bool {
         self.graph.held(i).any(|x| x == e)
     }
 
@@ -432,6 +495,18 @@ impl Ctx<'_> {
             approval_count: 0,
             approval_expires_in_days: None,
             used_outside_scope: false,
+            expired: cred.expires.is_some_and(|e| e <= self.now),
+            days_since_expiry: cred
+                .expires
+                .filter(|e| *e <= self.now)
+                .map(|e| days32(self.now - e)),
+            federation: cred.federation.as_ref().map(|f| {
+                Box::new(FederationFacts {
+                    broad: federation::broad(f),
+                    issuer_host: federation::issuer_host(&f.issuer),
+                    subjects: f.subjects.join(", "),
+                })
+            }),
         };
         let Some(i) = identity else {
             return f;

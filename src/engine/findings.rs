@@ -146,6 +146,24 @@ pub fn materialize_with_subjects(
                 Kind::Credential => {
                     let c = &estate.credentials[h.subject as usize];
                     let f = &facts.credentials[h.subject as usize];
+                    if rule
+                        .fields
+                        .iter()
+                        .any(|p| p.starts_with("credential.federat"))
+                    {
+                        if let Some(fed) = &c.federation {
+                            ev.insert(
+                                "federation".into(),
+                                json!({
+                                    "issuer": fed.issuer,
+                                    "subjects": fed.subjects,
+                                    "audiences": fed.audiences,
+                                    "expression": fed.expression,
+                                    "broad": f.federation.as_ref().and_then(|x| x.broad.as_deref()),
+                                }),
+                            );
+                        }
+                    }
                     ev.insert(
                         "approval".into(),
                         f.approval
@@ -175,6 +193,22 @@ pub fn materialize_with_subjects(
                             "entitlements_beyond_scope_via_assume".into(),
                             ents(&f.overscope_transitive),
                         );
+                    }
+                    let privilege_facts = [
+                        "identity.admin",
+                        "identity.admin_direct",
+                        "identity.privilege",
+                        "identity.overscope_direct",
+                    ];
+                    if rule
+                        .fields
+                        .iter()
+                        .any(|p| privilege_facts.contains(&p.as_str()))
+                    {
+                        let indirect = indirect_grants(estate, graph, h.subject);
+                        if !indirect.is_empty() {
+                            ev.insert("held_indirectly".into(), Value::Array(indirect));
+                        }
                     }
                     if rule.fields.iter().any(|p| p.starts_with("identity.approv")) || f.approved {
                         let list: Vec<Value> = graph
@@ -230,6 +264,24 @@ pub fn materialize_with_subjects(
             .then_with(|| a.credential_id.cmp(&b.credential_id))
     });
     out
+}
+
+/// The entitlements identity `i` holds through a group or as eligible,
+/// marked so: they count for its privilege and scope like direct ones, but
+/// are removed elsewhere (the membership, the eligibility).
+fn indirect_grants(estate: &Estate, graph: &Graph, i: u32) -> Vec<Value> {
+    graph
+        .held_grants(i)
+        .map(|(e, g)| (e, &estate.grants[g as usize]))
+        .filter(|(_, g)| !crate::engine::facts::held_directly(g))
+        .map(|(e, g)| {
+            json!({
+                "entitlement": estate.entitlements[e as usize].id,
+                "via": g.via,
+                "eligible": g.eligible,
+            })
+        })
+        .collect()
 }
 
 /// An approval as evidence: ids and metadata, its state at evaluation time.

@@ -225,6 +225,18 @@ impl Graph {
             .map(move |e| e.target().index() as u32 - base)
     }
 
+    /// Grants of identity `i`: (entitlement index, grant index), one per
+    /// grant (an entitlement held two ways appears twice).
+    pub fn held_grants(&self, i: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let base = self.n_ident + self.n_cred;
+        self.g
+            .edges_directed(self.identity_node(i), Direction::Outgoing)
+            .filter_map(move |e| match e.weight() {
+                Edge::Holds(k) => Some((e.target().index() as u32 - base, *k)),
+                _ => None,
+            })
+    }
+
     /// Identities identity `i` may assume directly.
     pub fn assumable(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
         self.trust

@@ -9,6 +9,7 @@
 pub mod estate;
 pub mod facets;
 pub mod facts;
+pub mod federation;
 pub mod findings;
 pub mod graph;
 pub mod plan;

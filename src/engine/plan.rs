@@ -61,6 +61,9 @@ pub enum SkipReason {
     SourceBlind(u32, Facets),
     /// The account root: only root itself can manage its credentials.
     AccountRoot,
+    /// Entitlements to detach, but every one beyond scope is held through a
+    /// group or as eligible: detaching from the identity cannot remove it.
+    HeldIndirectly,
 }
 
 /// Whether a planned action would run.
@@ -196,6 +199,10 @@ impl Plan {
             let any_seen = group.iter().any(|w| w.5.is_empty());
             let disposition = if identity.kind == nhi_contract::IdentityKind::Root {
                 Disposition::Skip(SkipReason::AccountRoot)
+            } else if first_op == Operation::DetachEntitlements
+                && facts.identities[ident as usize].detachable.is_empty()
+            {
+                Disposition::Skip(SkipReason::HeldIndirectly)
             } else if protected.covers(&identity.id)
                 || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
@@ -240,7 +247,7 @@ impl Plan {
                 let identity = &estate.identities[a.identity as usize];
                 let entitlements = if a.operation == Operation::DetachEntitlements {
                     facts.identities[a.identity as usize]
-                        .overscope_direct
+                        .detachable
                         .iter()
                         .map(|&e| estate.entitlements[e as usize].id.clone())
                         .collect()
@@ -262,6 +269,14 @@ impl Plan {
                     Disposition::Skip(SkipReason::SourceBlind(s, held)) => {
                         (Verdict::Skip, Some(estate.held_reason(s, held)))
                     }
+                    Disposition::Skip(SkipReason::HeldIndirectly) => (
+                        Verdict::Skip,
+                        Some(
+                            "every entitlement beyond scope is held through a group or as \
+                             eligible: remove the membership or the eligibility"
+                                .to_string(),
+                        ),
+                    ),
                 };
                 let source = estate.sources[estate.identity_source[a.identity as usize] as usize]
                     .name

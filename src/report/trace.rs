@@ -80,7 +80,8 @@ pub struct EntitlementView {
     pub privilege: String,
     /// Granted through (a group), if not directly.
     pub via: Option<String>,
-    /// Held as eligible (PIM): usable once the holder activates it.
+    /// Held as eligible (PIM): in force once the holder activates it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub eligible: bool,
     /// Beyond the approved scope.
     pub beyond_scope: bool,

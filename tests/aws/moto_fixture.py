@@ -79,9 +79,12 @@ class ScenarioError(ValueError):
 # would assert against data that was never seeded, so unknown fields are rejected.
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
-                 "aws_managed_policies", "description", "principals", "accounts"},
+                 "aws_managed_policies", "description", "principals", "accounts",
+                 "oidc_providers"},
     # Another account's IAM: the same sections as the scenario's own.
-    "account": {"users", "groups", "roles", "policies", "aws_managed_policies"},
+    "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
+                "oidc_providers"},
+    "oidc_provider": {"url", "client_ids"},
     "user": {"name", "path", "tags", "login_profile", "mfa", "groups", "managed_policies",
              "inline_policies", "keys", "ssh_keys", "signing_certificates", "created_days_ago"},
     "key": {"name", "status", "created_days_ago", "last_used"},
@@ -228,6 +231,9 @@ class Seeder:
             self.seed_group(check_fields("group", group, f"groups[{i}]"))
         for i, user in enumerate(s.get("users") or []):
             self.seed_user(check_fields("user", user, f"users[{i}]"))
+        for i, provider in enumerate(s.get("oidc_providers") or []):
+            self.seed_oidc_provider(check_fields("oidc_provider", provider,
+                                                 f"oidc_providers[{i}]"))
         for i, role in enumerate(s.get("roles") or []):
             self.seed_role(check_fields("role", role, f"roles[{i}]"))
         if s.get("bulk_users"):
@@ -389,6 +395,12 @@ class Seeder:
             "last_used": key.last_used.timestamp if key.last_used else None}))
 
     # -- roles --------------------------------------------------------------
+
+    def seed_oidc_provider(self, p: dict) -> None:
+        # Roles trusting it name its ARN, arn:aws:iam::<account>:oidc-provider/<host/path>.
+        self.iam.create_open_id_connect_provider(
+            Url=p["url"], ClientIDList=p.get("client_ids") or ["sts.amazonaws.com"],
+            ThumbprintList=["6938fd4d98bab03faadb97b34396831e3780aea1"])
 
     def seed_role(self, r: dict) -> None:
         name = r["name"]

@@ -17,8 +17,9 @@ use aws_sdk_iam::types::{EntityType, StatusType};
 use aws_sdk_iam::Client;
 use futures_util::stream::{self, StreamExt};
 use nhi_contract::{
-    Coverage, Credential, CredentialKind, Entitlement, Gap, Grant, Identity, IdentityKind,
-    Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Unseen, Usage,
+    Coverage, Credential, CredentialKind, Entitlement, Federation, Gap, Grant, Identity,
+    IdentityKind, Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Unseen,
+    Usage,
 };
 
 use crate::config::AwsConfig;
@@ -142,7 +143,8 @@ impl InventorySource for AwsSource {
         base: &Inventory,
         subjects: &[String],
     ) -> Result<Inventory, SourceError> {
-        // In IAM only users carry credentials; roles have nothing to re-read.
+        // In IAM only users carry credentials to re-read; a role's federated
+        // credentials come from its trust policy, read by the full scan.
         let users: Vec<&nhi_contract::Identity> = base
             .identities
             .iter()
@@ -1125,6 +1127,10 @@ impl Scan<'_> {
                 privilege_reason,
             });
             inv.credentials.extend(creds_of);
+            if let (IdentityKind::Role, Some(trust)) = (p.kind, &ev.trust) {
+                inv.credentials
+                    .extend(web_identity_credentials(&p.arn, trust));
+            }
         }
 
         // The account root, from the credential report.
@@ -1182,6 +1188,33 @@ impl Scan<'_> {
             },
         ))
     }
+}
+
+/// A role's OIDC trusts as federated credentials, one per identity provider
+/// (`{role}#oidc/{provider host}`): no secret exists, whoever the provider
+/// signs a matching token for becomes the role. They are read, never
+/// remediated: changing them is editing the trust policy.
+fn web_identity_credentials(role: &str, trust: &PolicyDocument) -> Vec<Credential> {
+    policy::web_identity_trusts(trust)
+        .into_iter()
+        .map(|t| Credential {
+            id: format!("{role}#oidc/{}", t.host),
+            identity: role.to_string(),
+            kind: CredentialKind::Federated,
+            created: None,
+            expires: None,
+            // IAM records the role's last use, not which trust it came by.
+            usage: Usage::Unknown,
+            active: true,
+            name: Some(t.provider),
+            federation: Some(Federation {
+                issuer: format!("https://{}", t.host),
+                subjects: t.subjects,
+                audiences: t.audiences,
+                expression: None,
+            }),
+        })
+        .collect()
 }
 
 /// A user's last use: the latest of its keys' and console's, if any is

@@ -52,6 +52,10 @@ pub struct Statement {
     pub not_principal: bool,
     /// Whether a (non-empty) `Condition` is present.
     pub has_condition: bool,
+    /// The conditions it could read, one per operator and key, in document
+    /// order (what is unreadable is left out; `has_condition` still says
+    /// a condition exists).
+    pub conditions: Vec<Condition>,
     /// Positions of the `Action` patterns by lower-case service, and those
     /// whose service part has a wildcard: a policy like ReadOnlyAccess holds
     /// thousands of patterns, and each escalation question names one service.
@@ -125,6 +129,35 @@ impl Statement {
                 .any(|p| ACTION.overlaps(p, action)),
             Spec::AllBut(xs) => !xs.iter().any(|x| ACTION.covers(x, action)),
         }
+    }
+}
+
+/// One condition of a statement: `{"StringLike": {"host:sub": ["a", "b"]}}`
+/// is operator `StringLike`, key `host:sub`, values `a`, `b`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// The operator as written, with any `ForAnyValue:` / `ForAllValues:`
+    /// qualifier and `IfExists` suffix.
+    pub operator: String,
+    /// The condition key as written (keys compare case-insensitively).
+    pub key: String,
+    /// The values, as strings (a bool or number written bare is its text).
+    pub values: Vec<String>,
+}
+
+impl Condition {
+    /// Whether it admits only values matching its own (`StringEquals`,
+    /// `StringLike`, `StringEqualsIgnoreCase`, with their set qualifiers
+    /// and `IfExists`), so its values bound the key: the negated and other
+    /// operators do not.
+    pub fn admits_only_its_values(&self) -> bool {
+        let op = self
+            .operator
+            .strip_prefix("ForAnyValue:")
+            .or_else(|| self.operator.strip_prefix("ForAllValues:"))
+            .unwrap_or(&self.operator);
+        let op = op.strip_suffix("IfExists").unwrap_or(op);
+        matches!(op, "StringEquals" | "StringLike" | "StringEqualsIgnoreCase")
     }
 }
 
@@ -242,6 +275,10 @@ fn parse_statement(v: &Value) -> Result<Statement, PolicyError> {
         Some(Value::Object(m)) => !m.is_empty(),
         Some(_) => true,
     };
+    let conditions = match obj.get("Condition") {
+        Some(Value::Object(m)) => parse_conditions(m),
+        _ => Vec::new(),
+    };
     Ok(Statement {
         effect,
         by_service: ServiceIndex::of(&actions),
@@ -250,7 +287,34 @@ fn parse_statement(v: &Value) -> Result<Statement, PolicyError> {
         principals,
         not_principal,
         has_condition,
+        conditions,
     })
+}
+
+/// The readable part of a `Condition` block; IAM itself rejects malformed
+/// blocks, so what is skipped here is what this analysis does not need.
+fn parse_conditions(block: &Map<String, Value>) -> Vec<Condition> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(v.to_string()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (operator, keys) in block {
+        let Value::Object(keys) = keys else { continue };
+        for (key, values) in keys {
+            let values = match values {
+                Value::Array(items) => items.iter().filter_map(text).collect(),
+                v => text(v).into_iter().collect(),
+            };
+            out.push(Condition {
+                operator: operator.clone(),
+                key: key.clone(),
+                values,
+            });
+        }
+    }
+    out
 }
 
 fn parse_spec(
@@ -1173,6 +1237,113 @@ pub fn trust_is_account_wide(
     trust_match(trust, principal_arn, principal_account) == TrustMatch::AccountWide
 }
 
+/// What a role's trust admits through one OIDC identity provider for
+/// `sts:AssumeRoleWithWebIdentity`: the role's federated credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebIdentityTrust {
+    /// The `Federated` principal as written: the provider's ARN
+    /// (`arn:aws:iam::1:oidc-provider/token.actions.githubusercontent.com`)
+    /// or a well-known provider's name (`accounts.google.com`).
+    pub provider: String,
+    /// The provider's host and path, the prefix of its condition keys
+    /// (`token.actions.githubusercontent.com`,
+    /// `oidc.eks.eu-west-1.amazonaws.com/id/ABC`).
+    pub host: String,
+    /// Subjects admitted (`{host}:sub` values, `*`/`?` wildcards under
+    /// `StringLike`); empty: the subject is not constrained.
+    pub subjects: Vec<String>,
+    /// Audiences admitted (`{host}:aud`); empty: not constrained.
+    pub audiences: Vec<String>,
+}
+
+/// The OIDC providers a trust policy admits for web identity, one entry per
+/// provider, statements for the same provider merged: if any statement
+/// leaves the subject (or audience) unconstrained, so does the trust.
+/// SAML providers are not OIDC and are left out; so are Deny statements (a
+/// deny can only narrow, so the trust reported is never narrower than the
+/// real one).
+pub fn web_identity_trusts(trust: &PolicyDocument) -> Vec<WebIdentityTrust> {
+    const ACTION_NAME: &str = "sts:AssumeRoleWithWebIdentity";
+    let mut out: Vec<(WebIdentityTrust, bool, bool)> = Vec::new();
+    for s in trust
+        .statements
+        .iter()
+        .filter(|s| s.effect == Effect::Allow)
+    {
+        let Some(p) = &s.principals else { continue };
+        if !spec_matches(&s.actions, ACTION_NAME, ACTION) {
+            continue;
+        }
+        for provider in &p.federated {
+            let host = match provider.split_once(":oidc-provider/") {
+                Some((_, host)) if provider.starts_with("arn:") => host,
+                _ if provider.starts_with("arn:") => continue,
+                _ => provider.as_str(),
+            };
+            if host.is_empty() {
+                continue;
+            }
+            let bound = |claim: &str| -> Option<Vec<String>> {
+                let key = format!("{host}:{claim}");
+                let mut values: Option<Vec<String>> = None;
+                for c in s
+                    .conditions
+                    .iter()
+                    .filter(|c| c.key.eq_ignore_ascii_case(&key) && c.admits_only_its_values())
+                {
+                    values.get_or_insert_with(Vec::new).extend(c.values.clone());
+                }
+                values
+            };
+            let (subjects, audiences) = (bound("sub"), bound("aud"));
+            // A bound with no value admits nothing: the statement grants nothing.
+            if subjects.as_ref().is_some_and(Vec::is_empty)
+                || audiences.as_ref().is_some_and(Vec::is_empty)
+            {
+                continue;
+            }
+            let at = match out.iter().position(|(t, _, _)| t.provider == *provider) {
+                Some(i) => i,
+                None => {
+                    out.push((
+                        WebIdentityTrust {
+                            provider: provider.clone(),
+                            host: host.to_string(),
+                            subjects: Vec::new(),
+                            audiences: Vec::new(),
+                        },
+                        false,
+                        false,
+                    ));
+                    out.len() - 1
+                }
+            };
+            let (t, sub_open, aud_open) = &mut out[at];
+            match subjects {
+                Some(v) => t.subjects.extend(v),
+                None => *sub_open = true,
+            }
+            match audiences {
+                Some(v) => t.audiences.extend(v),
+                None => *aud_open = true,
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut t, sub_open, aud_open)| {
+            for (open, list) in [(sub_open, &mut t.subjects), (aud_open, &mut t.audiences)] {
+                if open {
+                    list.clear();
+                } else {
+                    list.sort();
+                    list.dedup();
+                }
+            }
+            t
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1284,6 +1455,51 @@ mod tests {
         assert!(!s[1].has_condition);
         assert!(s[2].not_principal);
         assert_eq!(s[2].principals, None);
+    }
+
+    #[test]
+    fn web_identity_trusts_read_subjects_and_audiences_per_provider() {
+        const GH: &str =
+            "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com";
+        const EKS: &str =
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+        let d = doc(json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"Federated": GH},
+             "Action": "sts:AssumeRoleWithWebIdentity",
+             "Condition": {
+                "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
+                "StringLike": {"Token.Actions.GithubUserContent.com:sub": ["repo:org/app:ref:refs/heads/main"]}}},
+            {"Effect": "Allow", "Principal": {"Federated": GH},
+             "Action": ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"],
+             "Condition": {"ForAnyValue:StringLike": {"token.actions.githubusercontent.com:sub": ["repo:org/*", 7]}}},
+            {"Effect": "Allow", "Principal": {"Federated": [EKS, "arn:aws:iam::123456789012:saml-provider/okta"]},
+             "Action": "sts:AssumeRoleWithWebIdentity",
+             "Condition": {"StringNotEquals": {"oidc.eks.eu-west-1.amazonaws.com/id/ABC:sub": "system:serviceaccount:kube-system:x"}}},
+            {"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"},
+             "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": USER}, "Action": "sts:AssumeRole"}
+        ]}));
+        assert_eq!(
+            d.statements[0].conditions[0],
+            Condition {
+                operator: "StringEquals".into(),
+                key: "token.actions.githubusercontent.com:aud".into(),
+                values: vec!["sts.amazonaws.com".into()],
+            }
+        );
+        let t = web_identity_trusts(&d);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t[0].provider, GH);
+        assert_eq!(t[0].host, "token.actions.githubusercontent.com");
+        assert_eq!(
+            t[0].subjects,
+            vec!["7", "repo:org/*", "repo:org/app:ref:refs/heads/main"]
+        );
+        // The second statement constrains no audience: neither does the trust.
+        assert!(t[0].audiences.is_empty());
+        // Only a negated condition on the subject: unconstrained.
+        assert_eq!(t[1].host, "oidc.eks.eu-west-1.amazonaws.com/id/ABC");
+        assert!(t[1].subjects.is_empty());
     }
 
     #[test]

@@ -766,6 +766,18 @@ impl Remediator for AwsRemediator {
         if a.provider != Provider::Aws {
             return Err(invalid(format!("not an AWS action: {}", a.provider)));
         }
+        // A role's federated credential is a statement of its trust policy,
+        // not a key: it has no status to set and nothing to delete through
+        // the access-key API. Refused before any call.
+        if a.credential_kind == Some(CredentialKind::Federated) {
+            return Err(invalid(format!(
+                "{} is an OIDC trust of {}: change the role's trust policy by hand",
+                a.credential_id
+                    .as_deref()
+                    .unwrap_or("the federated credential"),
+                a.identity_id
+            )));
+        }
         let b = self.bind(&a.identity_id).await?;
         match a.operation {
             Operation::DisableCredential => b.disable_credential(a).await,
@@ -796,6 +808,12 @@ impl Remediator for AwsRemediator {
         // Signing certificates and service-specific credentials can be made
         // inactive in IAM, but this remediator does not do it yet: held.
         matches!(kind, CredentialKind::AccessKey | CredentialKind::SshKey)
+    }
+
+    fn can_remove(&self, kind: CredentialKind) -> bool {
+        // Only access keys are deleted; a role's federated credential is its
+        // trust policy, changed by hand.
+        kind == CredentialKind::AccessKey
     }
 
     async fn undo(&self, data: &Value) -> Result<ActionOutcome, SourceError> {

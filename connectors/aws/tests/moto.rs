@@ -413,3 +413,75 @@ async fn member_accounts_are_scanned_through_assumed_roles() {
         "{per_action:?}"
     );
 }
+
+/// Roles trusting an OIDC provider for web identity carry one federated
+/// credential each, whose subjects and audiences are the trust's
+/// conditions; the remediator refuses to act on them (the trust policy is
+/// edited by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_trusts_are_federated_credentials_and_never_remediated() {
+    let moto = Moto::start("oidc", &[]).expect("fixture");
+    let inv = scan(&moto).await.expect("scan");
+    const GH: &str = "token.actions.githubusercontent.com";
+    let fed = |role: &str| {
+        let id = format!("{}#oidc/{GH}", moto.role(role));
+        let c = cred(&inv, &id).clone();
+        assert_eq!(c.kind, CredentialKind::Federated, "{id}");
+        assert_eq!(c.identity, moto.role(role));
+        assert!(c.active);
+        assert_eq!(
+            c.name.as_deref(),
+            Some(format!("arn:aws:iam::123456789012:oidc-provider/{GH}").as_str())
+        );
+        c.federation.expect("federation")
+    };
+    let main = fed("deploy-main");
+    assert_eq!(main.issuer, format!("https://{GH}"));
+    assert_eq!(
+        main.subjects,
+        vec!["repo:example-org/app:ref:refs/heads/main"]
+    );
+    assert_eq!(main.audiences, vec!["sts.amazonaws.com"]);
+    let any_repo = fed("deploy-any-repo");
+    assert_eq!(any_repo.subjects, vec!["repo:example-org/*"]);
+    assert_eq!(any_repo.audiences, vec!["sts.amazonaws.com"]);
+    let any_token = fed("deploy-any-token");
+    assert!(any_token.subjects.is_empty(), "{any_token:?}");
+    assert_eq!(any_token.audiences, vec!["sts.amazonaws.com"]);
+    assert_eq!(
+        inv.credentials
+            .iter()
+            .filter(|c| c.kind == CredentialKind::Federated)
+            .count(),
+        3
+    );
+
+    let rem = remediator(&moto).await;
+    assert!(!rem.can_disable(CredentialKind::Federated));
+    for operation in [Operation::DisableCredential, Operation::DeleteCredential] {
+        let err = rem
+            .apply(&ActionRequest {
+                operation,
+                provider: Provider::Aws,
+                identity_id: moto.role("deploy-any-repo"),
+                credential_id: Some(format!("{}#oidc/{GH}", moto.role("deploy-any-repo"))),
+                credential_kind: Some(CredentialKind::Federated),
+                entitlements: Vec::new(),
+            })
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("trust policy"), "{err}");
+    }
+    let after = scan(&moto).await.expect("scan");
+    assert_eq!(
+        cred(
+            &after,
+            &format!("{}#oidc/{GH}", moto.role("deploy-any-repo"))
+        )
+        .federation
+        .as_ref()
+        .map(|f| f.subjects.clone()),
+        Some(vec!["repo:example-org/*".to_string()]),
+        "the trust is untouched"
+    );
+}

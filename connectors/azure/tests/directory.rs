@@ -206,7 +206,9 @@ async fn managed_identity_federated_credentials_are_read_from_arm() {
     assert_eq!(fic.identity, ids::MI_ORDERS);
     assert_eq!(fic.kind, CredentialKind::Federated);
     let fed = fic.federation.as_ref().expect("federation");
-    assert!(fed.issuer.starts_with("https://oidc.prod-aks.azure.com/"));
+    assert!(fed
+        .issuer
+        .starts_with("https://westeurope.oic.prod-aks.azure.com/"));
     assert_eq!(
         fed.subjects,
         vec!["system:serviceaccount:orders:orders-api"]

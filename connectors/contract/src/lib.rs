@@ -775,6 +775,13 @@ pub trait Remediator: Send + Sync {
     fn can_disable(&self, _kind: CredentialKind) -> bool {
         true
     }
+    /// Whether a credential of this kind can be removed through this
+    /// remediator. One it can neither disable nor remove (an AWS role's
+    /// OIDC trust is a statement of its trust policy) is never acted on:
+    /// the engine holds the action and says it is changed by hand.
+    fn can_remove(&self, _kind: CredentialKind) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

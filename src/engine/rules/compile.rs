@@ -247,6 +247,9 @@ impl Compiler<'_> {
             let [arg] = args else {
                 return Err(format!("{name}() takes one argument"));
             };
+            if name == "matchesAny" {
+                return self.matches_any(recv, arg);
+            }
             let Typed::ConstStr(needle) = self.expr(arg)? else {
                 return Err(format!("{name}() takes a string literal or parameter"));
             };
@@ -363,6 +366,27 @@ impl Compiler<'_> {
                 args.len()
             )),
         }
+    }
+
+    /// `s.matchesAny(patterns)`: the string matches one of a list of `*`
+    /// patterns (ASCII case ignored). Allow-lists whose entries vary in one
+    /// part (an issuer host per region) need it; an unknown string matches
+    /// nothing.
+    fn matches_any(&mut self, recv: Typed, arg: &IdedExpr) -> Result<Typed, String> {
+        const GLOB: nhi_contract::pattern::Syntax =
+            nhi_contract::pattern::Syntax::STAR_ASCII_CASELESS;
+        let Typed::StrList(patterns) = self.expr(arg)? else {
+            return Err("matchesAny() takes a list of strings (literal or parameter)".into());
+        };
+        if let Typed::ConstStr(v) = &recv {
+            return Ok(Typed::ConstBool(
+                patterns.iter().any(|p| GLOB.matches(p, v)),
+            ));
+        }
+        let recv = recv.into_str("the receiver of matchesAny()")?;
+        Ok(Typed::Bool(bf(move |e, s| {
+            recv(e, s).is_some_and(|v| patterns.iter().any(|p| GLOB.matches(p, v)))
+        })))
     }
 
     fn bool(&mut self, e: &IdedExpr) -> Result<BoolFn, String> {

@@ -173,6 +173,13 @@ const CREDENTIAL: &[(&str, Facets)] = &[
     ("approval_expires_in_days", Facets::NONE),
     ("approval_emergency", Facets::NONE),
     ("used_outside_scope", Facets::USAGE),
+    ("expired", Facets::NONE),
+    ("days_since_expiry", Facets::NONE),
+    ("federated_issuer", Facets::NONE),
+    ("federated_issuer_host", Facets::NONE),
+    ("federated_subjects", Facets::NONE),
+    ("federation_broad", Facets::NONE),
+    ("federation_broad_reason", Facets::NONE),
 ];
 
 fn credential_field(name: &str) -> Option<Typed> {
@@ -182,6 +189,9 @@ fn credential_field(name: &str) -> Option<Typed> {
     fn facts<'e>(e: &'e Env<'e>, c: u32) -> &'e crate::engine::facts::CredentialFacts {
         &e.facts.credentials[c as usize]
     }
+    fn fed<'e>(e: &'e Env<'e>, c: u32) -> Option<&'e crate::engine::facts::FederationFacts> {
+        facts(e, c).federation.as_deref()
+    }
     Some(match name {
         "id" => s!(|e, c| Some(cred(e, c).id.as_str())),
         "kind" => s!(|e, c| Some(cred(e, c).kind.as_str())),
@@ -189,7 +199,9 @@ fn credential_field(name: &str) -> Option<Typed> {
         "provider" => s!(|e, c| facts(e, c)
             .identity
             .map(|i| e.estate.identities[i as usize].provider.as_str())),
-        "active" => b!(|e, c| cred(e, c).active),
+        // An expired credential does not authenticate, whatever the
+        // provider's flag says: rules about live credentials never see it.
+        "active" => b!(|e, c| cred(e, c).active && !facts(e, c).expired),
         "secret_bearing" => b!(|e, c| cred(e, c).kind.is_secret_bearing()),
         "has_expiry" => b!(|e, c| cred(e, c).expires.is_some()),
         "age_days" => i!(|e, c| facts(e, c).age_days.map(i64::from)),
@@ -217,6 +229,13 @@ fn credential_field(name: &str) -> Option<Typed> {
             .approval
             .is_some_and(|a| e.estate.approvals[a as usize].emergency.is_some())),
         "used_outside_scope" => b!(|e, c| facts(e, c).used_outside_scope),
+        "expired" => b!(|e, c| facts(e, c).expired),
+        "days_since_expiry" => i!(|e, c| facts(e, c).days_since_expiry.map(i64::from)),
+        "federated_issuer" => s!(|e, c| cred(e, c).federation.as_ref().map(|f| f.issuer.as_str())),
+        "federated_issuer_host" => s!(|e, c| fed(e, c).and_then(|f| f.issuer_host.as_deref())),
+        "federated_subjects" => s!(|e, c| fed(e, c).map(|f| f.subjects.as_str())),
+        "federation_broad" => b!(|e, c| fed(e, c).is_some_and(|f| f.broad.is_some())),
+        "federation_broad_reason" => s!(|e, c| fed(e, c).and_then(|f| f.broad.as_deref())),
         _ => return None,
     })
 }

@@ -58,7 +58,7 @@ fn every_documented_fact_compiles() {
 #[test]
 fn every_builtin_rule_maps_to_the_four_core_frameworks() {
     let set = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("load");
-    assert_eq!(set.rules.len(), 18);
+    assert_eq!(set.rules.len(), 20);
     for r in &set.rules {
         for fw in [
             "OWASP-NHI-2025:",
@@ -190,6 +190,11 @@ fn compiled_semantics_match_cel_on_constants() {
         ),
         ("true ? 1 > 0 : false", true),
         ("size([\"a\", \"b\"]) == 2", true),
+        (
+            "\"EastUS.oic.prod-aks.azure.com\".matchesAny([\"gitlab.com\", \"*.oic.prod-aks.azure.com\"])",
+            true,
+        ),
+        ("\"evil.example\".matchesAny([\"*.oic.prod-aks.azure.com\"])", false),
     ] {
         assert_eq!((ok(src).condition)(&env, 0), want, "{src}");
     }

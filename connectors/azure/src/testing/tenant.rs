@@ -530,7 +530,7 @@ fn demo_mi_federated() -> BTreeMap<String, Vec<Value>> {
         vec![json!({
             "id": MI_FIC_ORDERS, "name": "aks-orders",
             "properties": {
-                "issuer": "https://oidc.prod-aks.azure.com/7d3f9a1c-2b4e-4c6d-8e0f-1a2b3c4d5e6f/0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/",
+                "issuer": "https://westeurope.oic.prod-aks.azure.com/7d3f9a1c-2b4e-4c6d-8e0f-1a2b3c4d5e6f/0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f/",
                 "subject": "system:serviceaccount:orders:orders-api",
                 "audiences": ["api://AzureADTokenExchange"],
             },
