@@ -276,6 +276,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             reference: Some(format!("CHG-{i}")),
             emergency: None,
             source: "synthetic".into(),
+            url: None,
         });
     }
 

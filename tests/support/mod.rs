@@ -114,6 +114,7 @@ pub fn approval(id: &str, subject: &str) -> Approval {
         reference: Some("CHG-1".into()),
         emergency: None,
         source: "test".into(),
+        url: None,
     }
 }
 

@@ -448,6 +448,7 @@ fn parse_file(
                 reference: d.reference,
                 emergency: d.emergency,
                 source: format!("{}:{line}:{col}", file.display()),
+                url: None,
             });
         }
     }

@@ -444,6 +444,39 @@ pub struct Approval {
     /// Where the record came from (`approvals/payments.yaml:12`, `jira:SEC-9`).
     #[serde(default)]
     pub source: String,
+    /// Where a reader sees the record itself (the ticket's URL), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A record an approval source found but could not turn into an
+/// [`Approval`] (a ticket whose mapped field is missing or malformed). It
+/// never causes a revocation: the subjects it may cover are held for the
+/// pass, and the run reports it by reference and field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unmapped {
+    /// The record's key (`SEC-12`, `RITM0010001`).
+    pub reference: String,
+    /// Where a reader sees it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Subjects it names, as far as they could be read. Empty: unknown —
+    /// it may cover anyone, so every subject is held.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// What is wrong, naming the field (`customfield_10042: not a date`).
+    pub problem: String,
+}
+
+/// Everything one approval source read: the approvals, and the records it
+/// could not map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApprovalRead {
+    /// Approvals read.
+    pub approvals: Vec<Approval>,
+    /// Records found but not mapped.
+    pub unmapped: Vec<Unmapped>,
 }
 
 impl Approval {
@@ -684,6 +717,17 @@ pub trait ApprovalSource: Send + Sync {
     /// Read every approval. Invalid records fail the whole read: a partly
     /// read approval set could make valid credentials look unapproved.
     async fn approvals(&self) -> Result<Vec<Approval>, SourceError>;
+
+    /// Read every approval, and the records found but not mapped (a
+    /// ticket source reports an unmappable ticket here rather than failing
+    /// every approval it read). The default maps nothing: it is
+    /// [`ApprovalSource::approvals`].
+    async fn read(&self) -> Result<ApprovalRead, SourceError> {
+        Ok(ApprovalRead {
+            approvals: self.approvals().await?,
+            unmapped: Vec::new(),
+        })
+    }
 }
 
 /// What a remediation does to its target.
