@@ -277,6 +277,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             emergency: None,
             source: "synthetic".into(),
             url: None,
+            assignee: None,
         });
     }
 

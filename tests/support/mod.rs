@@ -115,6 +115,7 @@ pub fn approval(id: &str, subject: &str) -> Approval {
         emergency: None,
         source: "test".into(),
         url: None,
+        assignee: None,
     }
 }
 

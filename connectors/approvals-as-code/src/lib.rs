@@ -449,6 +449,7 @@ fn parse_file(
                 emergency: d.emergency,
                 source: format!("{}:{line}:{col}", file.display()),
                 url: None,
+                assignee: None,
             });
         }
     }

@@ -423,6 +423,11 @@ pub struct Approval {
     pub requester: String,
     /// Who approved.
     pub approver: String,
+    /// Who carries out the task the approval is for (a ticket's assignee),
+    /// if the record names one: an approver who is also the assignee
+    /// approved their own work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
     /// When it was approved.
     #[serde(deserialize_with = "time::deserialize")]
     pub approved_at: Timestamp,
