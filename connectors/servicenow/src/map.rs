@@ -1,0 +1,327 @@
+//! From Table API records and their `sysapproval_approver` rows to
+//! approvals. A record is mapped whole or reported as [`Unmapped`] naming
+//! its number and the field; it never fails the other records.
+
+use std::collections::HashMap;
+
+use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+use nhi_contract::{time, Approval, Scope, Timestamp, Unmapped};
+use serde_json::{Map, Value};
+
+use crate::config::ServiceNowConfig;
+
+/// One record as the Table API returns it.
+pub(crate) type Record = Map<String, Value>;
+
+/// Fields every record is read with, besides the mapped ones.
+pub(crate) const BASE_FIELDS: [&str; 5] =
+    ["sys_id", "number", "approval", "state", "sys_updated_on"];
+
+/// Fields read from `sysapproval_approver`.
+pub(crate) const APPROVER_FIELDS: [&str; 4] =
+    ["sysapproval", "approver", "state", "sys_updated_on"];
+
+/// The fields asked for (`sysparm_fields`): the base ones, then the mapped
+/// ones, each once.
+pub(crate) fn fields(cfg: &ServiceNowConfig) -> Vec<String> {
+    let m = &cfg.mapping;
+    let mapped = [
+        Some(&m.subject),
+        m.credentials.as_ref(),
+        m.actions.as_ref(),
+        m.entitlements.as_ref(),
+        m.assume.as_ref(),
+        m.services.as_ref(),
+        m.regions.as_ref(),
+        m.starts_at.as_ref(),
+        Some(&m.expires_at),
+        Some(&m.requester),
+        Some(&m.assignee),
+        Some(&m.closed_at),
+    ];
+    let mut out: Vec<String> = BASE_FIELDS.iter().map(|s| s.to_string()).collect();
+    for f in mapped.into_iter().flatten() {
+        if !out.contains(f) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// A field's value: `None` when absent, null or empty. A reference field
+/// read with its link (`{"link", "value"}`) or with `sysparm_display_value=all`
+/// (`{"display_value", "value"}`) gives its `value`.
+pub(crate) fn value(rec: &Record, field: &str) -> Result<Option<String>, String> {
+    let v = match rec.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Object(o) => match o.get("value") {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => return Ok(None),
+            _ => return Err(format!("{field}: not a text value")),
+        },
+        Value::Array(_) | Value::Null => return Err(format!("{field}: not a text value")),
+    };
+    let s = s.trim().to_string();
+    Ok(if s.is_empty() { None } else { Some(s) })
+}
+
+fn required(rec: &Record, field: &str) -> Result<String, String> {
+    value(rec, field)?.ok_or_else(|| format!("{field}: missing"))
+}
+
+/// A list field: split on commas and line breaks, blanks dropped.
+fn list(rec: &Record, field: Option<&String>) -> Result<Vec<String>, String> {
+    let Some(f) = field else {
+        return Ok(Vec::new());
+    };
+    Ok(value(rec, f)?
+        .map(|s| {
+            s.split([',', '\n', '\r'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A ServiceNow date-time value (`2026-03-31 17:00:00`, UTC as the Table API
+/// gives values), a date (`2026-03-31`, midnight UTC) or RFC 3339.
+pub(crate) fn parse_time(field: &str, s: &str) -> Result<Timestamp, String> {
+    let t = if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+        Utc.from_utc_datetime(&t)
+    } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN))
+    } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        t.with_timezone(&Utc)
+    } else {
+        return Err(format!("{field}: not a date ({:?})", short(s)));
+    };
+    time::check(t).map_err(|e| format!("{field}: {e}"))
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn time_of(rec: &Record, field: &str) -> Result<Option<Timestamp>, String> {
+    value(rec, field)?
+        .map(|s| parse_time(field, &s))
+        .transpose()
+}
+
+/// One approval row of a record, as read from `sysapproval_approver`.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    pub(crate) approved: bool,
+    pub(crate) approver: Option<String>,
+    pub(crate) at: Result<Timestamp, String>,
+}
+
+/// Rows by the record they decide (`sysapproval`); a row whose
+/// `sysapproval` cannot be read decides nothing we could attribute.
+pub(crate) fn decisions(cfg: &ServiceNowConfig, rows: &[Record]) -> HashMap<String, Vec<Decision>> {
+    let mut out: HashMap<String, Vec<Decision>> = HashMap::new();
+    for r in rows {
+        let Ok(Some(record)) = value(r, "sysapproval") else {
+            continue;
+        };
+        let state = value(r, "state").ok().flatten().unwrap_or_default();
+        let approved = cfg.states.approved.contains(&state);
+        if !approved && !cfg.states.rejected.contains(&state) {
+            continue;
+        }
+        let at = required(r, "sys_updated_on")
+            .and_then(|s| parse_time("sysapproval_approver.sys_updated_on", &s));
+        out.entry(record).or_default().push(Decision {
+            approved,
+            approver: value(r, "approver").ok().flatten(),
+            at,
+        });
+    }
+    out
+}
+
+/// What one record gives.
+pub(crate) enum Mapped {
+    /// One approval per subject.
+    Approvals(Vec<Approval>),
+    /// Readable but not an approval (pending, or rejected before any
+    /// approval): grants nothing, so nothing is lost.
+    NotApproved(String),
+    /// Not mappable.
+    Unmapped(Unmapped),
+}
+
+/// Map one record.
+pub(crate) fn record(
+    cfg: &ServiceNowConfig,
+    rec: &Record,
+    decisions: &HashMap<String, Vec<Decision>>,
+) -> Mapped {
+    let sys_id = value(rec, "sys_id").ok().flatten();
+    let number = value(rec, "number").ok().flatten();
+    let url = match (&cfg.instance_url, &sys_id) {
+        (Some(base), Some(id)) => Some(format!(
+            "{}/nav_to.do?uri={}.do?sys_id={id}",
+            base.trim_end_matches('/'),
+            cfg.table
+        )),
+        _ => None,
+    };
+    let reference = number
+        .clone()
+        .or_else(|| sys_id.clone())
+        .unwrap_or_else(|| "(no number)".into());
+    let subjects = list(rec, Some(&cfg.mapping.subject));
+    let unmapped = |problem: String| {
+        Mapped::Unmapped(Unmapped {
+            reference: reference.clone(),
+            url: url.clone(),
+            subjects: subjects.clone().unwrap_or_default(),
+            problem,
+        })
+    };
+    match map_fields(
+        cfg,
+        rec,
+        decisions,
+        sys_id.as_deref(),
+        number.as_deref(),
+        url.clone(),
+    ) {
+        Ok(m) => m,
+        Err(problem) => unmapped(problem),
+    }
+}
+
+fn map_fields(
+    cfg: &ServiceNowConfig,
+    rec: &Record,
+    decisions: &HashMap<String, Vec<Decision>>,
+    sys_id: Option<&str>,
+    number: Option<&str>,
+    url: Option<String>,
+) -> Result<Mapped, String> {
+    let m = &cfg.mapping;
+    let sys_id = sys_id.ok_or("sys_id: missing")?;
+    let number = number.ok_or("number: missing")?;
+    let subjects = list(rec, Some(&m.subject))?;
+    if subjects.is_empty() {
+        return Err(format!("{}: missing", m.subject));
+    }
+    let approval = required(rec, "approval")?;
+    let rejected = cfg.states.rejected.contains(&approval);
+    if !rejected && !cfg.states.approved.contains(&approval) {
+        return Ok(Mapped::NotApproved(format!("approval is {approval:?}")));
+    }
+    let rows = decisions.get(sys_id).map(Vec::as_slice).unwrap_or(&[]);
+    // The latest approving row is the decision that granted the access.
+    let mut latest: Option<(Timestamp, &Decision)> = None;
+    for d in rows.iter().filter(|d| d.approved) {
+        let at = d.at.clone()?;
+        if latest.is_none_or(|(t, _)| at > t) {
+            latest = Some((at, d));
+        }
+    }
+    let Some((approved_at, decision)) = latest else {
+        if rejected {
+            return Ok(Mapped::NotApproved("rejected, never approved".into()));
+        }
+        return Err(
+            "sysapproval_approver: no approved row for the record (the approver cannot be known)"
+                .into(),
+        );
+    };
+    let approver = decision
+        .approver
+        .clone()
+        .ok_or("sysapproval_approver.approver: missing")?;
+    let requester = required(rec, &m.requester)?;
+    let assignee = value(rec, &m.assignee)?;
+    let expiry =
+        time_of(rec, &m.expires_at)?.ok_or_else(|| format!("{}: missing", m.expires_at))?;
+    let starts_at = match &m.starts_at {
+        Some(f) => time_of(rec, f)?,
+        None => None,
+    };
+    let scope = Scope {
+        actions: list(rec, m.actions.as_ref())?,
+        entitlements: list(rec, m.entitlements.as_ref())?,
+        assume: list(rec, m.assume.as_ref())?,
+        services: list(rec, m.services.as_ref())?,
+        regions: list(rec, m.regions.as_ref())?,
+    };
+    if scope.actions.is_empty() && scope.entitlements.is_empty() && scope.assume.is_empty() {
+        let named: Vec<&str> = [&m.actions, &m.entitlements, &m.assume]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        return Err(if named.is_empty() {
+            "mapping: scope approves nothing (map actions, entitlements or assume)".into()
+        } else {
+            format!("{}: missing (the scope approves nothing)", named.join(", "))
+        });
+    }
+    let credentials = list(rec, m.credentials.as_ref())?;
+    let state = value(rec, "state")?.unwrap_or_default();
+    let mut expires_at = expiry;
+    let mut revoked_at: Option<Timestamp> = None;
+    if cfg.states.closed_complete.contains(&state) {
+        let closed = time_of(rec, &m.closed_at)?
+            .ok_or_else(|| format!("{}: missing on a record closed complete", m.closed_at))?;
+        expires_at = expires_at.min(closed);
+    } else if cfg.states.cancelled.contains(&state) {
+        let closed = time_of(rec, &m.closed_at)?
+            .ok_or_else(|| format!("{}: missing on a cancelled record", m.closed_at))?;
+        revoked_at = Some(closed);
+    }
+    if rejected {
+        // The latest rejection after the approval; the record's own update
+        // time when the row does not say.
+        let mut at: Option<Timestamp> = None;
+        for d in rows.iter().filter(|d| !d.approved) {
+            if let Ok(t) = d.at {
+                at = Some(at.map_or(t, |a: Timestamp| a.max(t)));
+            }
+        }
+        let at = match at {
+            Some(t) => t,
+            None => time_of(rec, "sys_updated_on")?.ok_or("sys_updated_on: missing")?,
+        };
+        revoked_at = Some(revoked_at.map_or(at, |r| r.min(at)));
+    }
+    let many = subjects.len() > 1;
+    let approvals = subjects
+        .into_iter()
+        .map(|subject| Approval {
+            id: if many {
+                format!("servicenow:{number}:{subject}")
+            } else {
+                format!("servicenow:{number}")
+            },
+            subject,
+            credentials: credentials.clone(),
+            scope: scope.clone(),
+            requester: requester.clone(),
+            approver: approver.clone(),
+            assignee: assignee.clone(),
+            approved_at,
+            starts_at,
+            expires_at,
+            revoked_at,
+            reference: Some(number.to_string()),
+            emergency: None,
+            source: format!("servicenow:{number}"),
+            url: url.clone(),
+        })
+        .collect();
+    Ok(Mapped::Approvals(approvals))
+}
