@@ -173,6 +173,7 @@ impl ServiceNowSource {
         let ids: Vec<String> = records
             .iter()
             .filter_map(|r| map::value(r, "sys_id").ok().flatten())
+            .filter(|id| map::valid_sys_id(id))
             .collect();
         let mut states: Vec<&str> = cfg
             .states

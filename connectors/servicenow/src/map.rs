@@ -116,6 +116,13 @@ fn time_of(rec: &Record, field: &str) -> Result<Option<Timestamp>, String> {
         .transpose()
 }
 
+/// A `sys_id` as the instance makes them (32 hex digits; letters and
+/// digits accepted): it goes into the approval rows' encoded query, where
+/// `^`, `,` or `=` would change what is asked.
+pub(crate) fn valid_sys_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// One approval row of a record, as read from `sysapproval_approver`.
 #[derive(Debug, Clone)]
 pub(crate) struct Decision {
@@ -211,6 +218,9 @@ fn map_fields(
 ) -> Result<Mapped, String> {
     let m = &cfg.mapping;
     let sys_id = sys_id.ok_or("sys_id: missing")?;
+    if !valid_sys_id(sys_id) {
+        return Err("sys_id: malformed".into());
+    }
     let number = number.ok_or("number: missing")?;
     let subjects = list(rec, Some(&m.subject))?;
     if subjects.is_empty() {
@@ -251,6 +261,13 @@ fn map_fields(
         Some(f) => time_of(rec, f)?,
         None => None,
     };
+    if expiry <= starts_at.unwrap_or(approved_at) {
+        return Err(format!(
+            "{}: {expiry} is not after the start {}",
+            m.expires_at,
+            starts_at.unwrap_or(approved_at)
+        ));
+    }
     let scope = Scope {
         actions: list(rec, m.actions.as_ref())?,
         entitlements: list(rec, m.entitlements.as_ref())?,

@@ -490,3 +490,60 @@ async fn a_thousand_records_cost_twenty_requests() {
     eprintln!("servicenow: 1000 records, {n} requests, {wall:?} on loopback");
     assert_eq!(n, 20, "10 pages of records + 10 approval-row queries");
 }
+
+#[tokio::test]
+async fn a_long_retry_after_is_bounded_by_max_retry_secs() {
+    let s = serve_all().await;
+    s.instance().faults.push_back(Fault {
+        status: 429,
+        retry_after: Some("3600".into()),
+        body: json!({"error": {"message": "Too many requests"}, "status": "failure"}),
+    });
+    let mut cfg = ritm_config(&s, &env_var("SN_PW_LONG", PASSWORD));
+    cfg.max_retry_secs = 1;
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), read(cfg))
+        .await
+        .expect("not an hour")
+        .expect("read");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.approvals.len(), 6);
+}
+
+#[tokio::test]
+async fn a_record_cannot_rewrite_the_approval_query_or_expire_before_it_starts() {
+    let s = serve_all().await;
+    {
+        let mut i = s.instance();
+        let t = i.tables.get_mut("sc_req_item").expect("table");
+        // A sys_id carrying encoded-query syntax would widen the
+        // sysapproval_approver query to other records' rows.
+        t[0]["sys_id"] = json!("a1d5c3a1db2f0010c8d2f0f5ca9619a1^ORstate=requested");
+        // Expires before it starts.
+        t[1]["variables.access_until"] = json!("2025-01-01");
+        t[1]["variables.start"] = json!("2026-01-01");
+    }
+    let mut cfg = ritm_config(&s, &env_var("SN_PW_INJECT", PASSWORD));
+    cfg.mapping.starts_at = Some("variables.start".into());
+    let r = read(cfg).await.expect("read");
+    let problems: Vec<(&str, &str)> = r
+        .unmapped
+        .iter()
+        .map(|u| (u.reference.as_str(), u.problem.as_str()))
+        .collect();
+    assert_eq!(
+        problems[..2],
+        [
+            ("RITM0010001", "sys_id: malformed"),
+            (
+                "RITM0010002",
+                "variables.access_until: 2025-01-01 00:00:00 UTC is not after the start 2026-01-01 00:00:00 UTC"
+            )
+        ]
+    );
+    assert!(s
+        .seen()
+        .iter()
+        .filter_map(|q| q.param("sysparm_query"))
+        .all(|q| !q.contains("^ORstate")));
+}
