@@ -169,8 +169,21 @@ impl Client {
     /// GET `path_and_query` with the source's authentication.
     pub(crate) async fn get(&self, path_and_query: &str) -> Result<Answer, SourceError> {
         let auth = self.authorization().await?;
-        self.send(Method::GET, path_and_query, Some(auth), None)
+        let bearer = matches!(auth, Auth::Bearer(_));
+        match self
+            .send(Method::GET, path_and_query, Some(auth), None)
             .await
+        {
+            Err(SourceError::Auth(_)) if bearer => {
+                // A token can expire during a long read: one fresh token,
+                // one more try; refused again, the source fails.
+                *self.token.lock().await = None;
+                let auth = self.authorization().await?;
+                self.send(Method::GET, path_and_query, Some(auth), None)
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// Send with retries; a 2xx answer, or the error it maps to.
@@ -268,16 +281,44 @@ impl Client {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by the Table
-/// API; it falls back to backoff).
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110); a date in the
+/// past is no wait.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    h.get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("header"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "past date: no wait");
+        let soon = (chrono::Utc::now() + chrono::TimeDelta::seconds(30))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        h.insert(RETRY_AFTER, soon.parse().expect("header"));
+        let w = retry_after(&h).expect("date");
+        assert!(
+            w > Duration::from_secs(25) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
+        h.insert(RETRY_AFTER, "soon".parse().expect("header"));
+        assert_eq!(retry_after(&h), None);
+    }
 }
 
 /// `: message` from ServiceNow's error envelope

@@ -547,3 +547,35 @@ async fn a_record_cannot_rewrite_the_approval_query_or_expire_before_it_starts()
         .filter_map(|q| q.param("sysparm_query"))
         .all(|q| !q.contains("^ORstate")));
 }
+
+#[tokio::test]
+async fn an_expired_oauth_token_is_exchanged_again_once() {
+    let s = serve_all().await;
+    {
+        let mut i = s.instance();
+        // The token request passes; the first table call finds it expired.
+        i.faults_after = 1;
+        i.faults.push_back(Fault {
+            status: 401,
+            retry_after: None,
+            body: support::testdata("error_401.json"),
+        });
+    }
+    let mut cfg = ritm_config(&s, "unused");
+    cfg.auth = Some(ServiceNowAuth::OauthClientCredentials {
+        client_id: CLIENT_ID.into(),
+        client_secret_env: env_var("SN_OAUTH_SECRET_2", support::CLIENT_SECRET),
+    });
+    let r = read(cfg).await.expect("read with a fresh token");
+    assert_eq!(r.approvals.len(), 6);
+    let paths: Vec<String> = s.seen().iter().take(4).map(|q| q.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/oauth_token.do",
+            "/api/now/table/sc_req_item",
+            "/oauth_token.do",
+            "/api/now/table/sc_req_item"
+        ]
+    );
+}

@@ -57,6 +57,8 @@ pub struct Fault {
 pub struct Instance {
     pub tables: std::collections::HashMap<String, Vec<Value>>,
     pub faults: VecDeque<Fault>,
+    /// Requests let through before the faults apply.
+    pub faults_after: usize,
     /// Answer every request with this status (after the faults).
     pub always: Option<u16>,
     pub seen: Vec<Seen>,
@@ -178,7 +180,8 @@ async fn handle(
     };
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     st.seen.push(seen.clone());
-    if let Some(f) = st.faults.pop_front() {
+    let due = st.seen.len() > st.faults_after;
+    if let Some(f) = if due { st.faults.pop_front() } else { None } {
         let mut r = json_resp(
             StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             &f.body,
