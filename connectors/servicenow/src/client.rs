@@ -293,6 +293,25 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// `: message` from ServiceNow's error envelope
+/// (`{"error": {"message", "detail"}, "status": "failure"}`), shortened;
+/// never the whole body.
+fn error_detail(body: Option<Vec<u8>>) -> String {
+    #[derive(Deserialize)]
+    struct Outer {
+        error: Option<Inner>,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        message: Option<String>,
+    }
+    body.and_then(|b| serde_json::from_slice::<Outer>(&b).ok())
+        .and_then(|o| o.error)
+        .and_then(|i| i.message)
+        .map(|m| format!(": {}", m.chars().take(200).collect::<String>()))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,23 +338,4 @@ mod tests {
         h.insert(RETRY_AFTER, "soon".parse().expect("header"));
         assert_eq!(retry_after(&h), None);
     }
-}
-
-/// `: message` from ServiceNow's error envelope
-/// (`{"error": {"message", "detail"}, "status": "failure"}`), shortened;
-/// never the whole body.
-fn error_detail(body: Option<Vec<u8>>) -> String {
-    #[derive(Deserialize)]
-    struct Outer {
-        error: Option<Inner>,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        message: Option<String>,
-    }
-    body.and_then(|b| serde_json::from_slice::<Outer>(&b).ok())
-        .and_then(|o| o.error)
-        .and_then(|i| i.message)
-        .map(|m| format!(": {}", m.chars().take(200).collect::<String>()))
-        .unwrap_or_default()
 }
