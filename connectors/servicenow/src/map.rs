@@ -342,3 +342,112 @@ fn map_fields(
         .collect();
     Ok(Mapped::Approvals(approvals))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg() -> ServiceNowConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": "snow",
+            "instance_url": "https://example.service-now.com",
+            "export_dir": "x",
+            "mapping": {
+                "subject": "variables.identity_id",
+                "credentials": "variables.keys",
+                "actions": "variables.actions",
+                "starts_at": "variables.start",
+                "expires_at": "variables.until"
+            }
+        }))
+        .expect("config")
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[ -~\n]{0,24}".prop_map(Value::String),
+            prop_oneof![
+                Just("approved".to_string()),
+                Just("rejected".to_string()),
+                Just("3".to_string()),
+                Just("7".to_string()),
+                Just("2026-01-01 00:00:00".to_string()),
+                Just("2027-01-01".to_string()),
+                Just("0000-00-00 00:00:00".to_string()),
+                Just("+262142-01-01T00:00:00Z".to_string()),
+                Just("a1d5c3a1db2f0010c8d2f0f5ca9619a1".to_string()),
+            ]
+            .prop_map(Value::String),
+            prop::collection::vec(any::<u8>().prop_map(Value::from), 0..3).prop_map(Value::Array),
+            "[a-z]{0,8}".prop_map(|s| serde_json::json!({"value": s, "link": "x"})),
+        ]
+    }
+
+    const FIELDS: [&str; 12] = [
+        "sys_id",
+        "number",
+        "approval",
+        "state",
+        "sys_updated_on",
+        "variables.identity_id",
+        "variables.keys",
+        "variables.actions",
+        "variables.start",
+        "variables.until",
+        "requested_for",
+        "closed_at",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a record and its approval rows hold, mapping returns
+        /// (an approval, nothing, or an unmapped record naming a problem):
+        /// it never panics, and an approval always names who and for whom.
+        #[test]
+        fn any_record_maps_without_panicking(
+            values in prop::collection::vec(any_value(), FIELDS.len()),
+            rows in prop::collection::vec(prop::collection::vec(any_value(), 4), 0..3),
+        ) {
+            let cfg = cfg();
+            let rec: Record = FIELDS.iter().map(|f| f.to_string()).zip(values).collect();
+            let rows: Vec<Record> = rows
+                .into_iter()
+                .map(|r| APPROVER_FIELDS.iter().map(|f| f.to_string()).zip(r).collect())
+                .collect();
+            let d = decisions(&cfg, &rows);
+            match record(&cfg, &rec, &d) {
+                Mapped::Approvals(list) => {
+                    for a in list {
+                        prop_assert!(!a.subject.is_empty() && !a.approver.is_empty());
+                    }
+                }
+                Mapped::Unmapped(u) => prop_assert!(!u.problem.is_empty()),
+                Mapped::NotApproved(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn dates_in_every_documented_form() {
+        let t = |s: &str| parse_time("f", s);
+        assert_eq!(
+            t("2026-03-31 17:00:00").map(|t| t.to_rfc3339()),
+            Ok("2026-03-31T17:00:00+00:00".into())
+        );
+        assert_eq!(
+            t("2026-03-31").map(|t| t.to_rfc3339()),
+            Ok("2026-03-31T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            t("2026-03-31T19:00:00+02:00").map(|t| t.to_rfc3339()),
+            Ok("2026-03-31T17:00:00+00:00".into())
+        );
+        assert!(t("+262142-01-01T00:00:00Z").is_err());
+        assert!(t("31/03/2026").is_err());
+    }
+}
