@@ -222,10 +222,9 @@ fn map_fields(
         return Err("sys_id: malformed".into());
     }
     let number = number.ok_or("number: missing")?;
-    let subjects = list(rec, Some(&m.subject))?;
-    if subjects.is_empty() {
-        return Err(format!("{}: missing", m.subject));
-    }
+    // A record that grants nothing is not read further: its other fields
+    // may still be unfilled, and an unmapped record with unknown subjects
+    // would hold every subject.
     let approval = required(rec, "approval")?;
     let rejected = cfg.states.rejected.contains(&approval);
     if !rejected && !cfg.states.approved.contains(&approval) {
@@ -249,6 +248,10 @@ fn map_fields(
                 .into(),
         );
     };
+    let subjects = list(rec, Some(&m.subject))?;
+    if subjects.is_empty() {
+        return Err(format!("{}: missing", m.subject));
+    }
     let approver = decision
         .approver
         .clone()

@@ -383,21 +383,18 @@ async fn change_requests_map_from_their_own_fields() {
 
 #[tokio::test]
 async fn an_export_dir_reads_like_the_instance() {
+    // <base>/export/<table>/*.json and <base>/export/sysapproval_approver/*.json
     let dir = tempfile::tempdir().expect("dir");
-    for (t, files) in [
-        ("sc_req_item", vec!["sc_req_item.json"]),
-        ("sysapproval_approver", vec!["sysapproval_approver.json"]),
-    ] {
-        std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
-        for f in files {
-            std::fs::copy(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("testdata")
-                    .join(f),
-                dir.path().join(t).join("page-000.json"),
-            )
-            .expect("copy");
-        }
+    for t in ["sc_req_item", "sysapproval_approver"] {
+        let to = dir.path().join("export").join(t);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata")
+                .join(format!("{t}.json")),
+            to.join("page-000.json"),
+        )
+        .expect("copy");
     }
     let cfg: ServiceNowConfig = serde_json::from_value(json!({
         "name": "snow-export",
@@ -411,14 +408,6 @@ async fn an_export_dir_reads_like_the_instance() {
     }))
     .expect("config");
     assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
-    std::fs::rename(dir.path().join("sc_req_item"), dir.path().join("x")).expect("mv");
-    std::fs::create_dir_all(dir.path().join("export")).expect("mkdir");
-    std::fs::rename(dir.path().join("x"), dir.path().join("export/sc_req_item")).expect("mv");
-    std::fs::rename(
-        dir.path().join("sysapproval_approver"),
-        dir.path().join("export/sysapproval_approver"),
-    )
-    .expect("mv");
     let r = cfg.approvals(dir.path()).read().await.expect("read");
     assert_eq!(r.approvals.len(), 6);
     assert_eq!(r.unmapped.len(), 2);
@@ -426,6 +415,22 @@ async fn an_export_dir_reads_like_the_instance() {
         by_ref(&r, "RITM0010004").map(|a| a.expires_at),
         Some(ts("2026-02-01 16:30:00"))
     );
+
+    // A second saved page is read after the first; a file that is not a
+    // Table API page fails the source (unknown, never partly read).
+    let second = json!({"result": [{
+        "sys_id": "e5b9a7e5bf6f0010acb6a4a9ae0d5de1", "number": "RITM0010010",
+        "approval": "requested", "state": "1"
+    }]});
+    let pages = dir.path().join("export/sc_req_item");
+    std::fs::write(pages.join("page-001.json"), second.to_string()).expect("write");
+    let r = cfg.approvals(dir.path()).read().await.expect("read");
+    assert_eq!((r.approvals.len(), r.unmapped.len()), (6, 2));
+    std::fs::write(pages.join("page-002.json"), "{\"records\": []}").expect("write");
+    match cfg.approvals(dir.path()).read().await {
+        Err(SourceError::Invalid { location, .. }) => assert!(location.ends_with("page-002.json")),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
 }
 
 #[test]
