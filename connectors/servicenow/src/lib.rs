@@ -10,7 +10,10 @@
 //! (reference fields as `sys_id`s, dates as UTC values). Paging by
 //! `sysparm_offset`; ordered by `sys_id` so offsets are stable. It stops at
 //! a short page, or when the instance sends a `Link` header without
-//! `rel="next"`. Only the mapped fields are asked for. More than
+//! `rel="next"`. When the instance's `X-Total-Count` changes between pages
+//! (a record left or joined the result set, shifting the offsets) the
+//! listing starts again; after three unsettled listings the source fails.
+//! Only the mapped fields are asked for. More than
 //! `max_records` matches fails the read: a truncated set would make
 //! approved credentials look unapproved.
 //!
@@ -75,6 +78,9 @@ pub use config::{Mapping, ServiceNowAuth, ServiceNowConfig, States};
 
 use client::Client;
 use map::{Mapped, Record};
+
+/// Listings tried before a result set that keeps changing fails the source.
+const LIST_ATTEMPTS: u32 = 3;
 
 /// The approval table the decisions are read from.
 const APPROVER_TABLE: &str = "sysapproval_approver";
@@ -204,7 +210,11 @@ impl ServiceNowSource {
         Ok((records, rows))
     }
 
-    /// Every record of `table` matching `query`, paged by offset.
+    /// Every record of `table` matching `query`, paged by offset. A record
+    /// leaving or joining the result set while it is paged shifts the
+    /// offsets (a record could be skipped): when the instance's
+    /// `X-Total-Count` changes between pages the listing starts again, and
+    /// after [`LIST_ATTEMPTS`] unsettled listings the source fails.
     async fn list(
         &self,
         client: &Client,
@@ -213,7 +223,32 @@ impl ServiceNowSource {
         fields: &str,
         what: &str,
     ) -> Result<Vec<Record>, SourceError> {
+        for attempt in 1..=LIST_ATTEMPTS {
+            if let Some(out) = self.list_once(client, table, query, fields, what).await? {
+                return Ok(out);
+            }
+            tracing::debug!(
+                table,
+                attempt,
+                "servicenow result set changed while paged; reading again"
+            );
+        }
+        Err(SourceError::Unavailable(format!(
+            "GET /api/now/table/{table}: the result set kept changing while it was paged ({LIST_ATTEMPTS} attempts)"
+        )))
+    }
+
+    /// One listing; `None` when the result set changed under it.
+    async fn list_once(
+        &self,
+        client: &Client,
+        table: &str,
+        query: &str,
+        fields: &str,
+        what: &str,
+    ) -> Result<Option<Vec<Record>>, SourceError> {
         let limit = self.config.page_size.max(1);
+        let mut total: Option<Option<String>> = None;
         let max = usize::try_from(self.config.max_records).unwrap_or(usize::MAX);
         let mut out: Vec<Record> = Vec::new();
         let mut seen = HashSet::new();
@@ -234,6 +269,16 @@ impl ServiceNowSource {
                     location: format!("GET /api/now/table/{table} offset {offset}"),
                     message: format!("not a Table API page: {e}"),
                 })?;
+            let count = answer
+                .headers
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match &total {
+                None => total = Some(count),
+                Some(first) if *first != count => return Ok(None),
+                Some(_) => {}
+            }
             let n = page.result.len();
             for r in page.result {
                 // A record moved between pages while reading is kept once.
@@ -252,7 +297,7 @@ impl ServiceNowSource {
                 .next()
                 .is_some_and(|_| !has_next(&answer.headers));
             if n < usize::try_from(limit).unwrap_or(usize::MAX) || n == 0 || link_says_last {
-                return Ok(out);
+                return Ok(Some(out));
             }
             offset = offset.saturating_add(n as u64);
         }

@@ -584,3 +584,24 @@ async fn an_expired_oauth_token_is_exchanged_again_once() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_result_set_changing_while_paged_is_read_again() {
+    let s = serve_all().await;
+    s.instance().churn = Some("sc_req_item".into());
+    let mut cfg = ritm_config(&s, &env_var("SN_PW_CHURN", PASSWORD));
+    cfg.page_size = 4;
+    let r = read(cfg).await.expect("read");
+    // RITM0010001 left; by offset alone RITM0010005 would have been
+    // skipped (it moved from the second page to the first).
+    assert!(by_ref(&r, "RITM0010001").is_none());
+    assert!(by_ref(&r, "RITM0010005").is_some(), "no record skipped");
+    let offsets: Vec<_> = s
+        .seen()
+        .iter()
+        .filter(|q| q.path == "/api/now/table/sc_req_item")
+        .map(|q| q.param("sysparm_offset").map(str::to_string))
+        .collect();
+    let o = |v: &str| Some(v.to_string());
+    assert_eq!(offsets, [o("0"), o("4"), o("0"), o("4")]);
+}

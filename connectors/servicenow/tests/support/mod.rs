@@ -62,6 +62,9 @@ pub struct Instance {
     /// Answer every request with this status (after the faults).
     pub always: Option<u16>,
     pub seen: Vec<Seen>,
+    /// After serving the first page of this table, delete its first
+    /// record (a record leaving the query while it is being paged).
+    pub churn: Option<String>,
 }
 
 pub struct Server {
@@ -250,6 +253,12 @@ async fn handle(
         .take(limit)
         .map(|r| project(r, fields.as_deref()))
         .collect();
+    if st.churn.as_deref() == Some(table) && offset == 0 {
+        st.churn = None;
+        if let Some(t) = st.tables.get_mut(table) {
+            t.remove(0);
+        }
+    }
     let mut resp = json_resp(StatusCode::OK, &json!({ "result": page }));
     let total = rows.len();
     let link = |o: usize, rel: &str| {
