@@ -1,10 +1,8 @@
 //! HTTP to one instance: basic or OAuth client-credentials authentication,
 //! retries (429 and 503 honour `Retry-After`, each wait bounded; other 5xx
-//! and connection errors back off exponentially), bounded bodies, and a
-//! request record (path and query, never headers) for tests and figures.
+//! and connection errors back off exponentially), and bounded bodies.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nhi_contract::SourceError;
@@ -14,23 +12,6 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config::{ServiceNowAuth, ServiceNowConfig};
-
-/// Every request sent (retries included), as `METHOD path?query`.
-#[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<String>>>);
-
-impl RequestLog {
-    fn push(&self, line: String) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(line);
-        }
-    }
-
-    /// The requests so far.
-    pub fn snapshot(&self) -> Vec<String> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
 
 /// How one call authenticates.
 enum Auth {
@@ -52,7 +33,6 @@ pub(crate) struct Client {
     secret: String,
     token: tokio::sync::Mutex<Option<String>>,
     cfg: ServiceNowConfig,
-    log: RequestLog,
 }
 
 fn invalid(cfg: &ServiceNowConfig, m: impl Into<String>) -> SourceError {
@@ -63,7 +43,7 @@ fn invalid(cfg: &ServiceNowConfig, m: impl Into<String>) -> SourceError {
 }
 
 impl Client {
-    pub(crate) fn new(cfg: &ServiceNowConfig, log: RequestLog) -> Result<Client, SourceError> {
+    pub(crate) fn new(cfg: &ServiceNowConfig) -> Result<Client, SourceError> {
         let auth = cfg
             .auth
             .clone()
@@ -111,7 +91,6 @@ impl Client {
             secret,
             token: tokio::sync::Mutex::new(None),
             cfg: cfg.clone(),
-            log,
         })
     }
 
@@ -198,7 +177,6 @@ impl Client {
         let op = format!("{method} {}", url.path());
         let mut retries = 0u32;
         loop {
-            self.log.push(format!("{method} {path_and_query}"));
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())

@@ -73,7 +73,6 @@ use nhi_contract::{Approval, ApprovalRead, ApprovalSource, SourceError};
 use reqwest::header::LINK;
 use serde::Deserialize;
 
-pub use client::RequestLog;
 pub use config::{Mapping, ServiceNowAuth, ServiceNowConfig, States};
 
 use client::Client;
@@ -89,21 +88,12 @@ const APPROVER_TABLE: &str = "sysapproval_approver";
 #[derive(Debug, Clone)]
 pub struct ServiceNowSource {
     config: ServiceNowConfig,
-    log: RequestLog,
 }
 
 impl ServiceNowSource {
     /// Create a source; nothing is read until asked.
     pub fn new(config: ServiceNowConfig) -> Self {
-        ServiceNowSource {
-            config,
-            log: RequestLog::default(),
-        }
-    }
-
-    /// The requests sent so far (`METHOD path?query`, retries included).
-    pub fn requests(&self) -> &RequestLog {
-        &self.log
+        ServiceNowSource { config }
     }
 }
 
@@ -166,7 +156,7 @@ impl ServiceNowSource {
 
     async fn read_live(&self) -> Result<(Vec<Record>, Vec<Record>), SourceError> {
         let cfg = &self.config;
-        let client = Client::new(cfg, self.log.clone())?;
+        let client = Client::new(cfg)?;
         let query = if cfg.query.trim().is_empty() {
             "ORDERBYsys_id".to_string()
         } else {
