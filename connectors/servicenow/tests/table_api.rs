@@ -605,3 +605,38 @@ async fn a_result_set_changing_while_paged_is_read_again() {
     let o = |v: &str| Some(v.to_string());
     assert_eq!(offsets, [o("0"), o("4"), o("0"), o("4")]);
 }
+
+#[tokio::test]
+async fn forbidden_is_an_auth_error_too() {
+    let s = serve_all().await;
+    s.instance().faults.push_back(Fault {
+        status: 403,
+        retry_after: None,
+        body: json!({"error": {"message": "Insufficient rights to query records", "detail": "Field(s) present in the query do not have permission to be read"}, "status": "failure"}),
+    });
+    let e = read(ritm_config(&s, &env_var("SN_PW_403", PASSWORD)))
+        .await
+        .expect_err("403");
+    assert!(
+        matches!(e, SourceError::Auth(ref m) if m.contains("403")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_subject_field_leaves_the_subjects_unknown() {
+    let s = serve_all().await;
+    s.instance().tables.get_mut("sc_req_item").expect("table")[0]["variables.identity_id"] =
+        json!(["not", "text"]);
+    let r = read(ritm_config(&s, &env_var("SN_PW_SUBJ", PASSWORD)))
+        .await
+        .expect("read");
+    let u = r
+        .unmapped
+        .iter()
+        .find(|u| u.reference == "RITM0010001")
+        .expect("unmapped");
+    assert_eq!(u.problem, "variables.identity_id: not a text value");
+    assert!(u.subjects.is_empty(), "unknown: every subject is held");
+    assert_eq!(r.approvals.len(), 5);
+}
