@@ -304,8 +304,8 @@ fn map_fields(
         revoked_at = Some(closed);
     }
     if rejected {
-        // The latest rejection after the approval; the record's own update
-        // time when the row does not say.
+        // The latest rejecting row; the record's own update time when no
+        // row says.
         let mut at: Option<Timestamp> = None;
         for d in rows.iter().filter(|d| !d.approved) {
             if let Ok(t) = d.at {
