@@ -294,29 +294,38 @@ impl ServiceNowSource {
     }
 
     fn read_export(&self, dir: &Path) -> Result<(Vec<Record>, Vec<Record>), SourceError> {
-        let records = self.read_pages(&dir.join(&self.config.table), "records")?;
+        let root = std::fs::canonicalize(dir).map_err(|e| SourceError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        let records = self.read_pages(&root, &dir.join(&self.config.table), "records")?;
         let approver_dir = dir.join(APPROVER_TABLE);
         let rows = if approver_dir.exists() {
-            self.read_pages(&approver_dir, "approval rows")?
+            self.read_pages(&root, &approver_dir, "approval rows")?
         } else {
             Vec::new()
         };
         Ok((records, rows))
     }
 
-    /// Every `*.json` page in `dir`, in name order.
-    fn read_pages(&self, dir: &Path, what: &str) -> Result<Vec<Record>, SourceError> {
-        let io = |e: std::io::Error| SourceError::Io {
-            path: dir.display().to_string(),
-            source: e,
+    /// Every `*.json` page in `dir`, in name order. A symbolic link is
+    /// followed when it stays inside `root` (a ConfigMap mount is made of
+    /// such links) and refused when it leads out; a page that is not a
+    /// regular file is refused — never skipped, which would read as fewer
+    /// approvals.
+    fn read_pages(&self, root: &Path, dir: &Path, what: &str) -> Result<Vec<Record>, SourceError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: std::io::Error| SourceError::Io { path, source: e }
+        };
+        let invalid = |path: &Path, message: String| SourceError::Invalid {
+            location: path.display().to_string(),
+            message,
         };
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let p = entry.path();
-            if entry.file_type().map_err(io)?.is_file()
-                && p.extension().and_then(|e| e.to_str()) == Some("json")
-            {
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let p = entry.map_err(io(dir))?.path();
+            if p.extension().and_then(|e| e.to_str()) == Some("json") {
                 files.push(p);
             }
         }
@@ -324,29 +333,32 @@ impl ServiceNowSource {
         let max = usize::try_from(self.config.max_records).unwrap_or(usize::MAX);
         let mut out = Vec::new();
         for f in files {
-            let len = std::fs::metadata(&f)
-                .map_err(|e| SourceError::Io {
-                    path: f.display().to_string(),
-                    source: e,
-                })?
-                .len();
-            if len > self.config.max_response_bytes {
-                return Err(SourceError::Invalid {
-                    location: f.display().to_string(),
-                    message: format!(
+            let real = std::fs::canonicalize(&f).map_err(io(&f))?;
+            if !real.starts_with(root) {
+                return Err(invalid(
+                    &f,
+                    format!(
+                        "symbolic link to {}, outside the export directory: refused",
+                        real.display()
+                    ),
+                ));
+            }
+            let meta = std::fs::metadata(&real).map_err(io(&f))?;
+            if !meta.is_file() {
+                return Err(invalid(&f, "not a regular file: refused".into()));
+            }
+            if meta.len() > self.config.max_response_bytes {
+                return Err(invalid(
+                    &f,
+                    format!(
                         "larger than max_response_bytes ({})",
                         self.config.max_response_bytes
                     ),
-                });
+                ));
             }
-            let bytes = std::fs::read(&f).map_err(|e| SourceError::Io {
-                path: f.display().to_string(),
-                source: e,
-            })?;
-            let page: Page = serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
-                location: f.display().to_string(),
-                message: format!("not a Table API page: {e}"),
-            })?;
+            let bytes = std::fs::read(&real).map_err(io(&f))?;
+            let page: Page = serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(&f, format!("not a Table API page: {e}")))?;
             out.extend(page.result);
             if out.len() > max {
                 return Err(self.too_many(what));

@@ -640,3 +640,53 @@ async fn an_unreadable_subject_field_leaves_the_subjects_unknown() {
     assert!(u.subjects.is_empty(), "unknown: every subject is held");
     assert_eq!(r.approvals.len(), 5);
 }
+
+/// A Kubernetes ConfigMap mount is made of symbolic links: they are read
+/// when they stay inside the export directory, refused when they lead out.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_export_of_symbolic_links_is_read_inside_and_refused_outside() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("export/..data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    for t in ["sc_req_item", "sysapproval_approver"] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata")
+                .join(format!("{t}.json")),
+            data.join(format!("{t}.json")),
+        )
+        .expect("copy");
+        let table = dir.path().join("export").join(t);
+        std::fs::create_dir_all(&table).expect("mkdir");
+        std::os::unix::fs::symlink(data.join(format!("{t}.json")), table.join("page-000.json"))
+            .expect("link");
+    }
+    let cfg: ServiceNowConfig = serde_json::from_value(json!({
+        "name": "snow-export",
+        "export_dir": "export",
+        "mapping": {
+            "subject": "variables.identity_id",
+            "actions": "variables.actions",
+            "expires_at": "variables.access_until"
+        }
+    }))
+    .expect("config");
+    let r = cfg.approvals(dir.path()).read().await.expect("read");
+    assert_eq!((r.approvals.len(), r.unmapped.len()), (6, 2));
+
+    let outside = tempfile::tempdir().expect("dir");
+    std::fs::write(outside.path().join("p.json"), r#"{"result": []}"#).expect("write");
+    std::os::unix::fs::symlink(
+        outside.path().join("p.json"),
+        dir.path().join("export/sc_req_item/page-001.json"),
+    )
+    .expect("link");
+    match cfg.approvals(dir.path()).read().await {
+        Err(SourceError::Invalid { location, message }) => {
+            assert!(location.ends_with("page-001.json"), "{location}");
+            assert!(message.contains("outside"), "{message}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
