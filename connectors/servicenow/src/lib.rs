@@ -32,6 +32,7 @@
 //! | `approval` approved, state open / in progress | valid from `starts_at` (else the approval time) to `expires_at` |
 //! | state closed complete (`3`) | ends at the closing time: `expires_at` = min(expiry, `closed_at`) |
 //! | state closed incomplete / cancelled (`4`, `7`) | `revoked_at` = `closed_at` |
+//! | closed, without `closed_at` | as above, at the record's `sys_updated_on` |
 //! | `approval` rejected after an approval | `revoked_at` = the rejecting row's time (the record's `sys_updated_on` if none) |
 //! | `approval` requested / not yet requested, or rejected and never approved | no approval (nothing was granted) |
 //! | reopened | follows the current state and approval |

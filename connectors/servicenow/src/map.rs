@@ -294,14 +294,21 @@ fn map_fields(
     let state = value(rec, "state")?.unwrap_or_default();
     let mut expires_at = expiry;
     let mut revoked_at: Option<Timestamp> = None;
-    if cfg.states.closed_complete.contains(&state) {
-        let closed = time_of(rec, &m.closed_at)?
-            .ok_or_else(|| format!("{}: missing on a record closed complete", m.closed_at))?;
-        expires_at = expires_at.min(closed);
-    } else if cfg.states.cancelled.contains(&state) {
-        let closed = time_of(rec, &m.closed_at)?
-            .ok_or_else(|| format!("{}: missing on a cancelled record", m.closed_at))?;
-        revoked_at = Some(closed);
+    let complete = cfg.states.closed_complete.contains(&state);
+    let cancelled = cfg.states.cancelled.contains(&state);
+    if complete || cancelled {
+        // Closed no later than its last update: without a closing time,
+        // access ends then (sooner, never later).
+        let closed = match time_of(rec, &m.closed_at)? {
+            Some(t) => t,
+            None => time_of(rec, "sys_updated_on")?
+                .ok_or_else(|| format!("{}: missing on a closed record", m.closed_at))?,
+        };
+        if complete {
+            expires_at = expires_at.min(closed);
+        } else {
+            revoked_at = Some(closed);
+        }
     }
     if rejected {
         // The latest rejecting row; the record's own update time when no

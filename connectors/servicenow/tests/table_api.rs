@@ -690,3 +690,22 @@ async fn an_export_of_symbolic_links_is_read_inside_and_refused_outside() {
         other => panic!("expected Invalid, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_closed_record_without_closed_at_ends_at_its_last_update() {
+    let s = serve_all().await;
+    {
+        let mut i = s.instance();
+        let t = i.tables.get_mut("sc_req_item").expect("table");
+        t[3]["closed_at"] = json!("");
+        t[4]["closed_at"] = json!("");
+    }
+    let r = read(ritm_config(&s, &env_var("SN_PW_CLOSED", PASSWORD)))
+        .await
+        .expect("read");
+    // Closed no later than its last update: access ends then, never later.
+    let done = by_ref(&r, "RITM0010004").expect("closed complete");
+    assert_eq!(done.expires_at, ts("2026-01-10 09:00:00"));
+    let cancelled = by_ref(&r, "RITM0010005").expect("cancelled");
+    assert_eq!(cancelled.revoked_at, Some(ts("2026-01-10 09:00:00")));
+}
