@@ -62,6 +62,7 @@ async fn run(
             sources,
             rules: &["credential-stale".to_string()],
             findings,
+            held: &Default::default(),
         })
         .await
         .expect("record run")
@@ -228,6 +229,7 @@ async fn record(
             sources,
             rules: &rules,
             findings,
+            held: &Default::default(),
         })
         .await
         .expect("record run")

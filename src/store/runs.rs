@@ -434,6 +434,7 @@ mod tests {
                     sources: &sources,
                     rules: &["credential-stale".to_string()],
                     findings: list,
+                    held: &Default::default(),
                 })
                 .await
                 .expect("run");
