@@ -224,3 +224,49 @@ async fn an_unmapped_ticket_naming_no_subject_holds_every_action() {
         assert!(a.reason.as_deref().unwrap_or_default().contains("SEC-12"));
     }
 }
+
+/// `check-approvals` reads every non-file source through `read()` and
+/// reports each unmapped record by source, reference and the field its
+/// problem names; it exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_approvals_reports_unmapped_tickets_by_reference_and_field() {
+    use nhi_assure::report::render::Format;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, tickets) = setup(dir.path());
+    let w = world();
+    tickets.set(vec![ticket(&w)], vec![unmapped(&[USER])]);
+    let cfg = dir.path().join("nhi-assure.toml");
+    let out = dir.path().join("check.json");
+    let code = nhi_assure::report::commands::check_approvals_with(
+        &cfg,
+        vec![Box::new(tickets.clone())],
+        Format::Json,
+        Some(&out),
+    )
+    .await
+    .expect("check");
+    assert_eq!(code, std::process::ExitCode::from(1));
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(
+        list,
+        serde_json::json!([{
+            "source": "tickets",
+            "reference": "SEC-12",
+            "url": "https://example.atlassian.net/browse/SEC-12",
+            "message": "customfield_10042: not a date",
+        }])
+    );
+
+    // Mapped: clean.
+    tickets.set(vec![ticket(&w)], Vec::new());
+    let code = nhi_assure::report::commands::check_approvals_with(
+        &cfg,
+        vec![Box::new(tickets)],
+        Format::Json,
+        Some(&out),
+    )
+    .await
+    .expect("check");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
