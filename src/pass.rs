@@ -130,7 +130,14 @@ impl Context {
                 a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
             }
         }
+        let tickets = ticket_subjects(&approvals, &unmapped);
+        let unknown_ticket = targets.is_some_and(|t| {
+            t.tickets
+                .iter()
+                .any(|k| tickets.get(k).is_none_or(Vec::is_empty))
+        });
         let subjects: Option<Vec<String>> = targets
+            .filter(|_| !unknown_ticket)
             .map(|t| {
                 let mut ids = t.identities.clone();
                 ids.extend(
@@ -138,6 +145,13 @@ impl Context {
                         .iter()
                         .filter(|a| t.approvals.contains(&a.id))
                         .map(|a| a.subject.clone()),
+                );
+                ids.extend(
+                    t.tickets
+                        .iter()
+                        .filter_map(|k| tickets.get(k))
+                        .flatten()
+                        .cloned(),
                 );
                 ids.sort();
                 ids.dedup();
@@ -260,6 +274,7 @@ impl Context {
         Ok(PassResult {
             unmatched_revocations,
             unmapped,
+            tickets,
             target_states,
             next_expiry,
             targeted: subjects,
@@ -387,6 +402,30 @@ pub async fn read_approvals(
     Ok(all)
 }
 
+/// The subjects of each ticket key: approvals' and unmapped records'
+/// `reference`s.
+fn ticket_subjects(
+    approvals: &[nhi_contract::Approval],
+    unmapped: &[UnmappedRecord],
+) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for a in approvals {
+        if let Some(r) = &a.reference {
+            out.entry(r.clone()).or_default().push(a.subject.clone());
+        }
+    }
+    for u in unmapped {
+        out.entry(u.record.reference.clone())
+            .or_default()
+            .extend(u.record.subjects.iter().cloned());
+    }
+    for ids in out.values_mut() {
+        ids.sort();
+        ids.dedup();
+    }
+    out
+}
+
 /// Inventories of the last full pass, by source name: the base a targeted
 /// pass re-reads its subjects on top of.
 pub type InventoryCache = HashMap<String, nhi_contract::Inventory>;
@@ -473,6 +512,9 @@ pub struct PassResult {
     pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
     /// For a targeted pass, the identities it was limited to.
     pub targeted: Option<Vec<String>>,
+    /// Subjects of each ticket (the `reference` of an approval or an
+    /// unmapped record), as this pass read them.
+    pub tickets: HashMap<String, Vec<String>>,
     /// Approval records found but not mapped: what they may cover was held.
     pub unmapped: Vec<UnmappedRecord>,
     /// Webhook revocations in force that name no approval read this pass.
@@ -490,6 +532,10 @@ pub struct Targets {
     pub identities: Vec<String>,
     /// Approval ids.
     pub approvals: Vec<String>,
+    /// Ticket keys: the subjects of the approvals and unmapped records
+    /// whose `reference` is one. A key naming nothing read makes the pass
+    /// full (the ticket may approve anyone).
+    pub tickets: Vec<String>,
 }
 
 impl PassResult {

@@ -35,6 +35,7 @@ use crate::pass::{Context, Targets};
 use crate::sources::Remediators;
 use crate::store::lease::{holder_id, Leadership, LeaseState};
 
+pub mod events;
 pub mod http;
 mod metrics;
 mod schedule;
@@ -56,6 +57,11 @@ struct Shared {
     /// stored by other replicas does not repeat this one's own.
     revoked: Mutex<std::collections::HashSet<String>>,
     webhook: Option<webhook::Webhook>,
+    /// The ticket event routes, when any is configured.
+    events: Option<events::Events>,
+    /// Subjects of each ticket (approval or unmapped record `reference`)
+    /// as the last pass read them: what a ticket event re-reads.
+    tickets: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Shared {
@@ -94,6 +100,11 @@ fn router(shared: Arc<Shared>, limits: &http::Limits) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/webhook", axum::routing::post(webhook::handler))
+        .route("/v1/events/jira", axum::routing::post(events::jira))
+        .route(
+            "/v1/events/servicenow",
+            axum::routing::post(events::servicenow),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
         .with_state(shared)
 }
@@ -125,6 +136,10 @@ pub struct Checked {
     pub addr: SocketAddr,
     /// The webhook's HMAC key, when the webhook is on.
     secret: Option<Vec<u8>>,
+    /// The Jira webhook's secret, when that route is on.
+    jira: Option<Vec<u8>>,
+    /// ServiceNow's proofs, when that route is on.
+    servicenow: events::ServiceNowAuth,
 }
 
 /// Shortest webhook secret accepted (bytes).
@@ -168,28 +183,54 @@ pub fn check(
             );
         }
     }
-    let secret = match &cfg.daemon.webhook_secret_env {
-        None => None,
-        Some(var) => {
-            let where_ = at(&["daemon", "webhook_secret_env"]);
-            let secret = env.get(var).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{where_}: [daemon] webhook_secret_env names {var}, which is not set"
-                )
-            })?;
-            if secret.len() < MIN_SECRET_BYTES {
-                anyhow::bail!(
-                    "{where_}: the webhook secret in {var} is shorter than {MIN_SECRET_BYTES} bytes"
-                );
-            }
-            Some(secret.clone().into_bytes())
+    // Each secret from the variable its key names, never from the file.
+    let named = |key: &str, var: &Option<String>| -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(var) = var else {
+            return Ok(None);
+        };
+        let where_ = at(&["daemon", key]);
+        let secret = env.get(var).ok_or_else(|| {
+            anyhow::anyhow!("{where_}: [daemon] {key} names {var}, which is not set")
+        })?;
+        if secret.len() < MIN_SECRET_BYTES {
+            anyhow::bail!(
+                "{where_}: the secret in {var} ({key}) is shorter than {MIN_SECRET_BYTES} bytes"
+            );
         }
+        Ok(Some(secret.clone().into_bytes()))
     };
+    let d = &cfg.daemon;
+    let secret = named("webhook_secret_env", &d.webhook_secret_env)?;
+    let jira = named("jira_webhook_secret_env", &d.jira_webhook_secret_env)?;
+    let servicenow = events::ServiceNowAuth {
+        hmac: named("servicenow_hmac_secret_env", &d.servicenow_hmac_secret_env)?,
+        header: d.servicenow_signature_header.to_ascii_lowercase(),
+        basic: named("servicenow_basic_auth_env", &d.servicenow_basic_auth_env)?,
+    };
+    if servicenow
+        .basic
+        .as_deref()
+        .is_some_and(|b| !b.contains(&b':'))
+    {
+        anyhow::bail!(
+            "{}: the value of servicenow_basic_auth_env is not user:password",
+            at(&["daemon", "servicenow_basic_auth_env"])
+        );
+    }
+    if axum::http::HeaderName::from_bytes(servicenow.header.as_bytes()).is_err() {
+        anyhow::bail!(
+            "{}: [daemon] servicenow_signature_header {:?} is not a header name",
+            at(&["daemon", "servicenow_signature_header"]),
+            d.servicenow_signature_header
+        );
+    }
     Ok(Checked {
         cfg,
         schedule,
         addr,
         secret,
+        jira,
+        servicenow,
     })
 }
 
@@ -202,6 +243,8 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         schedule,
         addr,
         secret,
+        jira,
+        servicenow,
     } = check(&config, listen, &env)?;
     // Loaded once: every pass runs with this config, its rules and store.
     let ctx = Context::new(cfg, &config)?;
@@ -216,6 +259,21 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         body_timeout: limits.body_timeout,
         max_body: limits.max_body,
     });
+    let events =
+        (jira.is_some() || servicenow.hmac.is_some() || servicenow.basic.is_some()).then(|| {
+            events::Events {
+                jira,
+                servicenow,
+                window: d.webhook_window_secs,
+                store: store.clone(),
+                limiter: webhook::FailureLimiter::new(
+                    d.auth_failure_burst,
+                    d.auth_failures_per_minute,
+                ),
+                body_timeout: limits.body_timeout,
+                max_body: limits.max_body,
+            }
+        });
     let shared = Arc::new(Shared {
         metrics: Mutex::new(Metrics::new()),
         ready: AtomicBool::new(false),
@@ -224,6 +282,8 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         pending: Mutex::new(Targets::default()),
         revoked: Mutex::new(std::collections::HashSet::new()),
         webhook,
+        events,
+        tickets: Mutex::new(HashMap::new()),
     });
     let app = router(shared.clone(), &limits);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -325,6 +385,8 @@ mod tests {
                     body_timeout: limits.body_timeout,
                     max_body: limits.max_body,
                 }),
+                events: None,
+                tickets: Mutex::new(HashMap::new()),
             });
             let app = router(shared, &limits);
             (dir, app)
