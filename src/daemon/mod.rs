@@ -511,6 +511,169 @@ mod tests {
         }
     }
 
+    const JIRA: &[u8] = b"jira-property-secret-0123456789ab";
+
+    /// The ticket event routes over their own store, shared by every case.
+    fn events_app() -> &'static (tempfile::TempDir, Router) {
+        static APP: OnceLock<(tempfile::TempDir, Router)> = OnceLock::new();
+        APP.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("e.db").display().to_string();
+            let store = rt().block_on(SqlStore::open(&path)).expect("store");
+            let limits = http::Limits::from_config(&DaemonConfig::default());
+            let shared = Arc::new(Shared {
+                metrics: Mutex::new(Metrics::new()),
+                ready: AtomicBool::new(false),
+                leader: AtomicBool::new(false),
+                trigger: tokio::sync::Notify::new(),
+                pending: Mutex::new(Targets::default()),
+                revoked: Mutex::new(std::collections::HashSet::new()),
+                webhook: None,
+                events: Some(events::Events {
+                    jira: Some(JIRA.to_vec()),
+                    servicenow: events::ServiceNowAuth {
+                        hmac: Some(SECRET.to_vec()),
+                        header: "x-servicenow-signature".into(),
+                        basic: Some(b"user:password-0123456789".to_vec()),
+                    },
+                    window: 300,
+                    store,
+                    limiter: webhook::FailureLimiter::new(1_000_000, 60),
+                    body_timeout: limits.body_timeout,
+                    max_body: limits.max_body,
+                }),
+                tickets: Mutex::new(HashMap::new()),
+            });
+            let app = router(shared, &limits);
+            (dir, app)
+        })
+    }
+
+    fn body_mac(secret: &[u8], body: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn answer_events(
+        path: &str,
+        headers: Vec<(&'static str, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> StatusCode {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        for (name, value) in headers {
+            if let Ok(v) = HeaderValue::from_bytes(&value) {
+                req.headers_mut().append(name, v);
+            }
+        }
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                [127, 0, 0, 1],
+                2,
+            ))));
+        let mut app = events_app().1.clone();
+        rt().block_on(async move {
+            <Router as tower::Service<_>>::call(&mut app, req)
+                .await
+                .map(|r| r.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        })
+    }
+
+    fn ticket_body() -> impl Strategy<Value = Vec<u8>> {
+        let now = Utc::now();
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (
+                proptest::sample::select(&["jira:issue_updated", "jira:issue_created", "comment_created", ""][..]),
+                proptest::option::of("[A-Z]{1,4}-[0-9]{1,4}"),
+                prop_oneof![Just(now.timestamp_millis()), any::<i64>()],
+            )
+                .prop_map(|(e, key, ts)| {
+                    serde_json::json!({"webhookEvent": e, "timestamp": ts, "issue": key.map(|k| serde_json::json!({"key": k})), "changelog": {"items": []}})
+                        .to_string()
+                        .into_bytes()
+                }),
+            ("[A-Z]{4}[0-9]{1,7}", prop_oneof![Just(now.timestamp()), any::<i64>()]).prop_map(|(n, ts)| {
+                serde_json::json!({"number": n, "timestamp": ts}).to_string().into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random and half-right ticket events: never a panic, never a
+        /// 5xx, and accepted only when the proof of origin holds.
+        #[test]
+        fn any_ticket_event_is_answered_without_a_panic(
+            jira in any::<bool>(),
+            proof in 0u8..4,
+            junk in "\\PC{0,80}",
+            body in ticket_body(),
+        ) {
+            let (path, headers): (&str, Vec<(&'static str, Vec<u8>)>) = match (jira, proof) {
+                (true, 0) => ("/v1/events/jira", vec![("x-hub-signature", format!("sha256={}", body_mac(JIRA, &body)).into_bytes())]),
+                (true, _) => ("/v1/events/jira", vec![("x-hub-signature", junk.clone().into_bytes())]),
+                (false, 0) => ("/v1/events/servicenow", vec![("x-servicenow-signature", body_mac(SECRET, &body).into_bytes())]),
+                (false, 1) => ("/v1/events/servicenow", vec![("authorization", b"Basic dXNlcjpwYXNzd29yZC0wMTIzNDU2Nzg5".to_vec())]),
+                (false, _) => ("/v1/events/servicenow", vec![("authorization", junk.clone().into_bytes()), ("x-servicenow-signature", junk.clone().into_bytes())]),
+            };
+            let proven = proof == 0 || (!jira && proof == 1);
+            let code = answer_events(path, headers, body);
+            prop_assert!(!code.is_server_error(), "{}", code);
+            if code == StatusCode::ACCEPTED || code == StatusCode::OK {
+                prop_assert!(proven, "accepted an event without its proof");
+            }
+        }
+    }
+
+    /// A Jira delivery is accepted once, however the hex of its signature
+    /// is spelt; another system's identical MAC is no replay of it.
+    #[test]
+    fn a_jira_delivery_is_accepted_once() {
+        let body = format!(
+            r#"{{"webhookEvent":"jira:issue_updated","timestamp":{},"issue":{{"key":"SEC-1"}},"changelog":{{"items":[]}}}}"#,
+            Utc::now().timestamp_millis()
+        )
+        .into_bytes();
+        let mac = body_mac(JIRA, &body);
+        let send = |sig: String| {
+            answer_events(
+                "/v1/events/jira",
+                vec![("x-hub-signature", sig.into_bytes())],
+                body.clone(),
+            )
+        };
+        assert_eq!(send(format!("sha256={mac}")), StatusCode::ACCEPTED);
+        assert_eq!(
+            send(format!("sha256={}", mac.to_uppercase())),
+            StatusCode::CONFLICT
+        );
+        let stale = format!(
+            r#"{{"webhookEvent":"jira:issue_updated","timestamp":{},"issue":{{"key":"SEC-1"}}}}"#,
+            (Utc::now().timestamp() - 3600) * 1000
+        )
+        .into_bytes();
+        assert_eq!(
+            answer_events(
+                "/v1/events/jira",
+                vec![(
+                    "x-hub-signature",
+                    format!("sha256={}", body_mac(JIRA, &stale)).into_bytes()
+                )],
+                stale,
+            ),
+            StatusCode::UNAUTHORIZED,
+            "outside the window"
+        );
+    }
+
     #[test]
     fn an_event_is_accepted_once_whatever_the_spelling_of_its_signature() {
         let t = Utc::now().timestamp().to_string();
