@@ -192,8 +192,25 @@ async fn an_unmapped_ticket_holds_the_subjects_it_names_and_never_revokes() {
     fixed.cred(KEY).active = false;
     fixed.inv.credentials.retain(|c| c.id != OLD_KEY);
     write_inventory(dir.path(), &fixed);
-    ctx.pass("scan").await.expect("pass");
+    let second = ctx.pass("scan").await.expect("pass");
     let still = open(&ctx).await;
+    // Replaying the recorded runs (reports, diffs) judges alike.
+    let lives =
+        nhi_assure::report::diff::replay(ctx.store().await.expect("store"), second.summary.run_id)
+            .await
+            .expect("replay");
+    let replayed: BTreeSet<String> = lives
+        .open
+        .values()
+        .map(|l| {
+            let mut parts = l.fingerprint.split('|');
+            let rule = parts.next().unwrap_or_default();
+            let identity = parts.next().unwrap_or_default();
+            let subject = parts.next().filter(|s| !s.is_empty()).unwrap_or(identity);
+            format!("{rule}|{subject}")
+        })
+        .collect();
+    assert_eq!(replayed, still, "replayed open after the fix");
     assert!(
         still.contains(&format!("approval-expired|{KEY}")),
         "the held subject's finding stays open: {still:?}"
@@ -207,6 +224,11 @@ async fn an_unmapped_ticket_holds_the_subjects_it_names_and_never_revokes() {
     tickets.set(vec![ticket(&w)], Vec::new());
     let last = ctx.pass("scan").await.expect("pass");
     assert_eq!(open(&ctx).await, BTreeSet::new());
+    let lives =
+        nhi_assure::report::diff::replay(ctx.store().await.expect("store"), last.summary.run_id)
+            .await
+            .expect("replay");
+    assert!(lives.open.is_empty(), "replayed: {:?}", lives.open.keys());
     assert!(last.unseen(true, false).is_none());
 }
 

@@ -55,7 +55,7 @@ impl Protected {
 /// source could not map (it is unknown whether they are approved), or every
 /// subject when such a record names none. A held subject is treated like an
 /// unseen one: nothing of it is acted on, none of its findings resolved.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Held {
     /// Every subject is held, for this reason.
     pub all: Option<String>,
@@ -75,6 +75,13 @@ impl Held {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.all.is_none() && self.subjects.is_empty()
+    }
+
+    /// Whether a finding that was open may be resolved by a run holding
+    /// this: not if it is about a held subject (a run's own finding on an
+    /// unmapped record is resolved by the record's absence).
+    pub fn lets_resolve(&self, rule: &str, identity: &str) -> bool {
+        rule == crate::engine::findings::UNMAPPED_RULE || self.reason(identity).is_none()
     }
 
     /// Skip every action of `plan` that would act on a held subject.

@@ -553,8 +553,8 @@ impl Store for SqlStore {
         let finished = ts(chrono::Utc::now());
         let mut tx = self.pool.begin().await?;
         let run_id: i64 = sqlx::query(
-            "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0) RETURNING id",
+            "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved, held)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) RETURNING id",
         )
         .bind(&now)
         .bind(&finished)
@@ -562,6 +562,11 @@ impl Store for SqlStore {
         .bind(run.command)
         .bind(serde_json::to_string(run.sources)?)
         .bind(run.findings.len() as i64)
+        .bind(if run.held.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(run.held)?)
+        })
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
