@@ -674,6 +674,50 @@ mod tests {
         );
     }
 
+    /// The event routes' secrets come from the variables the config
+    /// names, checked before anything starts.
+    #[test]
+    fn ticket_event_secrets_are_checked_from_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "store = \"s.db\"\n[[sources]]\ntype = \"snapshot\"\nname = \"s\"\nprovider = \"aws\"\npath = \"e.json\"\n[daemon]\njira_webhook_secret_env = \"J\"\nservicenow_basic_auth_env = \"B\"\n",
+        )
+        .expect("config");
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let err = |e: &HashMap<String, String>| match check(&cfg, None, e) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        let missing = err(&env(&[("B", "user:password-0123456789")]));
+        assert!(
+            missing.contains("jira_webhook_secret_env names J, which is not set"),
+            "{missing}"
+        );
+        let no_colon = err(&env(&[
+            ("J", "jira-secret-0123456789"),
+            ("B", "no-colon-in-this-value"),
+        ]));
+        assert!(no_colon.contains("not user:password"), "{no_colon}");
+        let ok = check(
+            &cfg,
+            None,
+            &env(&[
+                ("J", "jira-secret-0123456789"),
+                ("B", "user:password-0123456789"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(ok.jira.as_deref(), Some(&b"jira-secret-0123456789"[..]));
+        assert!(ok.servicenow.hmac.is_none() && ok.servicenow.basic.is_some());
+    }
+
     #[test]
     fn an_event_is_accepted_once_whatever_the_spelling_of_its_signature() {
         let t = Utc::now().timestamp().to_string();
