@@ -245,6 +245,15 @@ async fn an_unmapped_ticket_naming_no_subject_holds_every_action() {
         assert_eq!(a.status, Verdict::Skip, "{a:?}");
         assert!(a.reason.as_deref().unwrap_or_default().contains("SEC-12"));
     }
+    // Everything fixed at the source: nothing resolves on this pass's word.
+    let before = open(&ctx).await;
+    let mut fixed = world();
+    fixed.cred(KEY).active = false;
+    fixed.inv.credentials.retain(|c| c.id != OLD_KEY);
+    write_inventory(dir.path(), &fixed);
+    let second = ctx.pass("scan").await.expect("pass");
+    assert_eq!(second.summary.resolved, 0);
+    assert_eq!(open(&ctx).await, before);
 }
 
 /// `check-approvals` reads every non-file source through `read()` and
