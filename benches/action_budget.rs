@@ -47,6 +47,7 @@ async fn main() {
             sources: &[],
             rules: &[],
             findings: &[],
+            held: &Default::default(),
         })
         .await
         .unwrap_or_else(|e| fail(e));

@@ -509,7 +509,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             format,
             output: out,
-        } => crate::report::commands::check_approvals(&config, format, out.as_deref()),
+        } => crate::report::commands::check_approvals(&config, format, out.as_deref()).await,
         Command::Rules {
             config,
             format,

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::engine::estate::{Estate, SourceState, SourceStatus};
 use crate::engine::facets::Facets;
 use crate::engine::findings::{self, Finding};
-use crate::engine::plan::Protected;
+use crate::engine::plan::{Held, Protected};
 use crate::engine::rules::RuleSet;
 use crate::store::journal::Entry;
 use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
@@ -63,6 +63,13 @@ impl Context {
         })
     }
 
+    /// Add approval sources beyond the config's (an embedder's own ticket
+    /// system, a test's): read by every pass like the configured ones.
+    pub fn with_approval_sources(mut self, more: Vec<Box<dyn ApprovalSource>>) -> Context {
+        self.approvals.extend(more);
+        self
+    }
+
     /// The store, opened on first use.
     pub async fn store(&self) -> anyhow::Result<&SqlStore> {
         let location = self.cfg.store_location();
@@ -93,7 +100,13 @@ impl Context {
         let now = cfg.as_of.unwrap_or(started);
         // Approvals are local and strict: a bad file stops here, before the
         // store is touched or any provider is contacted.
-        let mut approvals = read_approvals(&self.approvals).await?;
+        let read = read_approvals(&self.approvals).await?;
+        // What records a source could not map may cover is held this pass.
+        let held = read.held();
+        let ApprovalsRead {
+            mut approvals,
+            unmapped,
+        } = read;
         let store = self.store().await?;
         // A changed config is an audit event (its digest; the file may hold
         // nothing secret, but the log keeps only what identifies it).
@@ -117,7 +130,14 @@ impl Context {
                 a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
             }
         }
+        let tickets = ticket_subjects(&approvals, &unmapped);
+        let unknown_ticket = targets.is_some_and(|t| {
+            t.tickets
+                .iter()
+                .any(|k| tickets.get(k).is_none_or(Vec::is_empty))
+        });
         let subjects: Option<Vec<String>> = targets
+            .filter(|_| !unknown_ticket)
             .map(|t| {
                 let mut ids = t.identities.clone();
                 ids.extend(
@@ -125,6 +145,13 @@ impl Context {
                         .iter()
                         .filter(|a| t.approvals.contains(&a.id))
                         .map(|a| a.subject.clone()),
+                );
+                ids.extend(
+                    t.tickets
+                        .iter()
+                        .filter_map(|k| tickets.get(k))
+                        .flatten()
+                        .cloned(),
                 );
                 ids.sort();
                 ids.dedup();
@@ -147,7 +174,7 @@ impl Context {
             rules,
             &eval.hits,
         );
-        let sourced: Vec<SourcedFinding> = materialized
+        let mut sourced: Vec<SourcedFinding> = materialized
             .into_iter()
             .map(|m| SourcedFinding {
                 source: m
@@ -163,8 +190,17 @@ impl Context {
                 finding: m.finding,
             })
             .collect();
+        // The run's own findings on what it could not map.
+        sourced.extend(unmapped.iter().map(|u| SourcedFinding {
+            finding: u.finding(),
+            source: String::new(),
+            credential_kind: None,
+            depends: Facets::NONE,
+        }));
         let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();
-        let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+        let mut rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+        // So a record mapped again resolves its finding.
+        rule_ids.push(UNMAPPED_RULE.into());
         progress.set_message("recording the run");
         let summary = store
             .record_run(RunRecord {
@@ -174,6 +210,7 @@ impl Context {
                 sources: &estate.sources,
                 rules: &rule_ids,
                 findings: &sourced,
+                held: &held,
             })
             .await?;
         // What this run read, kept with it so any past run can be reported on.
@@ -187,6 +224,7 @@ impl Context {
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));
         }
+        held.apply(&mut plan);
         // The credentials actions target, looked up once per credential.
         let targeted: std::collections::HashSet<(&str, &str)> = plan
             .iter()
@@ -235,6 +273,8 @@ impl Context {
         progress.finish_and_clear();
         Ok(PassResult {
             unmatched_revocations,
+            unmapped,
+            tickets,
             target_states,
             next_expiry,
             targeted: subjects,
@@ -265,28 +305,125 @@ pub enum PassError {
     },
 }
 
+/// A record an approval source could not map, with the source it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedRecord {
+    /// Approval source name.
+    pub source: String,
+    /// The record.
+    pub record: nhi_contract::Unmapped,
+}
+
+impl UnmappedRecord {
+    /// Why the subjects it may cover are held, as a skipped action says.
+    pub fn reason(&self) -> String {
+        format!(
+            "held: approval record {} (source {}) could not be mapped ({}); the subjects it may cover are unknown this pass",
+            self.record.reference, self.source, self.record.problem
+        )
+    }
+
+    /// The finding the run records about it: rule-less, resolved by the
+    /// first run that no longer reports it.
+    pub fn finding(&self) -> Finding {
+        Finding {
+            rule_id: UNMAPPED_RULE.into(),
+            title: "Approval record could not be mapped".into(),
+            severity: crate::engine::rules::Severity::High,
+            provider: None,
+            identity_id: "nhi-assure".into(),
+            credential_id: Some(format!("{}:{}", self.source, self.record.reference)),
+            controls: vec!["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()],
+            evidence: serde_json::json!({
+                "source": self.source,
+                "reference": self.record.reference,
+                "url": self.record.url,
+                "subjects": self.record.subjects,
+                "problem": self.record.problem,
+            }),
+            recommended_action: crate::engine::rules::Action::Flag,
+        }
+    }
+}
+
+pub use crate::engine::findings::UNMAPPED_RULE;
+
+/// Everything the approval sources read.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalsRead {
+    /// Approvals, every source's.
+    pub approvals: Vec<nhi_contract::Approval>,
+    /// Records found but not mapped, every source's.
+    pub unmapped: Vec<UnmappedRecord>,
+}
+
+impl ApprovalsRead {
+    /// What the unmapped records hold this pass: each subject one names,
+    /// or everything when one names no subject (it may cover anyone).
+    pub fn held(&self) -> Held {
+        let mut held = Held::default();
+        for u in &self.unmapped {
+            if u.record.subjects.is_empty() {
+                held.all.get_or_insert_with(|| u.reason());
+            }
+            for s in &u.record.subjects {
+                held.subjects.entry(s.clone()).or_insert_with(|| u.reason());
+            }
+        }
+        held
+    }
+}
+
 /// Read every approval source. Any error stops the pass before an
-/// inventory source is contacted.
+/// inventory source is contacted; a record a source could not map does
+/// not (it is returned, and holds what it may cover).
 pub async fn read_approvals(
     sources: &[Box<dyn ApprovalSource>],
-) -> Result<Vec<nhi_contract::Approval>, PassError> {
-    let mut all = Vec::new();
+) -> Result<ApprovalsRead, PassError> {
+    let mut all = ApprovalsRead::default();
     for src in sources {
-        let list = src
-            .approvals()
-            .await
-            .map_err(|error| PassError::Approvals {
-                name: src.name().to_string(),
-                error,
-            })?;
+        let read = src.read().await.map_err(|error| PassError::Approvals {
+            name: src.name().to_string(),
+            error,
+        })?;
         tracing::info!(
             source = src.name(),
-            approvals = list.len(),
+            approvals = read.approvals.len(),
+            unmapped = read.unmapped.len(),
             "approvals read"
         );
-        all.extend(list);
+        all.approvals.extend(read.approvals);
+        all.unmapped
+            .extend(read.unmapped.into_iter().map(|record| UnmappedRecord {
+                source: src.name().to_string(),
+                record,
+            }));
     }
     Ok(all)
+}
+
+/// The subjects of each ticket key: approvals' and unmapped records'
+/// `reference`s.
+fn ticket_subjects(
+    approvals: &[nhi_contract::Approval],
+    unmapped: &[UnmappedRecord],
+) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for a in approvals {
+        if let Some(r) = &a.reference {
+            out.entry(r.clone()).or_default().push(a.subject.clone());
+        }
+    }
+    for u in unmapped {
+        out.entry(u.record.reference.clone())
+            .or_default()
+            .extend(u.record.subjects.iter().cloned());
+    }
+    for ids in out.values_mut() {
+        ids.sort();
+        ids.dedup();
+    }
+    out
 }
 
 /// Inventories of the last full pass, by source name: the base a targeted
@@ -375,6 +512,11 @@ pub struct PassResult {
     pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
     /// For a targeted pass, the identities it was limited to.
     pub targeted: Option<Vec<String>>,
+    /// Subjects of each ticket (the `reference` of an approval or an
+    /// unmapped record), as this pass read them.
+    pub tickets: HashMap<String, Vec<String>>,
+    /// Approval records found but not mapped: what they may cover was held.
+    pub unmapped: Vec<UnmappedRecord>,
     /// Webhook revocations in force that name no approval read this pass.
     pub unmatched_revocations: Vec<crate::store::journal::Revocation>,
     /// What this pass read of the targets of interrupted actions, by
@@ -390,13 +532,31 @@ pub struct Targets {
     pub identities: Vec<String>,
     /// Approval ids.
     pub approvals: Vec<String>,
+    /// Ticket keys: the subjects of the approvals and unmapped records
+    /// whose `reference` is one. A key naming nothing read makes the pass
+    /// full (the ticket may approve anyone).
+    pub tickets: Vec<String>,
 }
 
 impl PassResult {
     /// Why a command on this pass must not exit clean, if it must: a
     /// source failed or was partial (without `allow_partial`), every source
     /// failed, or `fail_on` was asked of a run with a failed source.
+    /// An approval record that could not be mapped never lets a run exit
+    /// clean, whatever `allow_partial` says: what it covers is unknown.
     pub fn unseen(&self, allow_partial: bool, fail_on: bool) -> Option<String> {
+        if !self.unmapped.is_empty() {
+            let refs: Vec<&str> = self
+                .unmapped
+                .iter()
+                .map(|u| u.record.reference.as_str())
+                .collect();
+            return Some(format!(
+                "{} approval record(s) could not be mapped ({}): the subjects they may cover were held",
+                refs.len(),
+                refs.join(", ")
+            ));
+        }
         unseen(&self.sources, allow_partial, fail_on)
     }
 
@@ -407,6 +567,23 @@ impl PassResult {
             "run {}: {} finding(s), {} new, {} resolved",
             s.run_id, s.findings, s.opened, s.resolved
         );
+        for u in &self.unmapped {
+            let url = u
+                .record
+                .url
+                .as_deref()
+                .map(|u| format!(" <{u}>"))
+                .unwrap_or_default();
+            let covers = if u.record.subjects.is_empty() {
+                "it names no readable subject: every action of this run is held".to_string()
+            } else {
+                format!("held: {}", u.record.subjects.join(", "))
+            };
+            eprintln!(
+                "warning: approval record {}{url} of source {} could not be mapped: {}; {covers}",
+                u.record.reference, u.source, u.record.problem
+            );
+        }
         for r in &self.unmatched_revocations {
             eprintln!(
                 "warning: the webhook revocation of {} names no approval any source returned (since {}); it is withdrawn after [enforce] unmatched_revocation_days (see `nhi-assure revocations list`)",

@@ -64,6 +64,10 @@ fn expected() -> BTreeSet<(String, String, Option<String>)> {
             "approval-self-approved",
             "github.com/apps/codecov@example-org".into(),
         ),
+        i(
+            "approval-approver-is-assignee",
+            "github.com/apps/codecov@example-org".into(),
+        ),
         i("approval-emergency-too-long", d("role/incident-responder")),
         i(
             "approval-emergency-still-active",
@@ -257,7 +261,7 @@ fn every_builtin_rule_fires_on_the_demo_and_clean_identities_stay_clean() {
     let rules_out = run(&["rules", "--format", "json"]);
     let rules: Vec<serde_json::Value> =
         serde_json::from_slice(&rules_out.stdout).expect("rules json");
-    assert_eq!(rules.len(), 20);
+    assert_eq!(rules.len(), 21);
     for r in &rules {
         let id = r["id"].as_str().expect("id");
         assert!(

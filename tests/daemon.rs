@@ -383,7 +383,7 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
 
     let only = Targets {
         identities: vec![subject.clone()],
-        approvals: Vec::new(),
+        ..Targets::default()
     };
     let targeted = ctx
         .pass_scoped("daemon-targeted", Some(&mut cache), Some(&only))
@@ -411,8 +411,8 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
 
     // Targets naming nothing known fall back to a full pass.
     let unknown = Targets {
-        identities: Vec::new(),
         approvals: vec!["APR-NOPE".into()],
+        ..Targets::default()
     };
     let fallback = ctx
         .pass_scoped("daemon-targeted", Some(&mut cache), Some(&unknown))
@@ -420,4 +420,265 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
         .expect("pass");
     assert_eq!(fallback.plan.len(), full.plan.len());
     assert!(fallback.targeted.is_none());
+}
+
+/// POST `body` to `path` with `headers`; the HTTP status.
+fn post_raw(port: u16, path: &str, headers: &[(&str, String)], body: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn hmac_hex(secret: &[u8], body: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The `targeted` field of each "pass done" line the daemon logged.
+fn passes_logged(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "pass done")
+        .map(|v| v["fields"]["targeted"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// A Jira webhook (Jira's own payload, signed as Jira signs) for a ticket
+/// closed as done runs a targeted pass for exactly that ticket's subjects,
+/// which disables its key; a bad signature is refused with no pass, a
+/// replayed delivery is refused. ServiceNow messages are verified by HMAC
+/// or basic auth; a ticket no pass knows runs a full pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_jira_event_closing_a_ticket_disables_exactly_its_subjects_keys() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("approvals")).expect("mkdir");
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = chrono::Utc::now();
+    let approvals = |revoked: Option<chrono::DateTime<chrono::Utc>>| {
+        let revoked = revoked
+            .map(|t| format!("    revoked_at: {}\n", fmt(t)))
+            .unwrap_or_default();
+        format!(
+            "approvals:\n  - id: APR-TF\n    subject: \"arn:aws:iam::123456789012:user/terraform\"\n    scope: {{actions: [\"*\"]}}\n    requester: a@example.com\n    approver: b@example.com\n    approved_at: {a}\n    expires_at: {e}\n    reference: SEC-5\n{revoked}  - id: APR-CI\n    subject: \"arn:aws:iam::123456789012:user/machine/ci-deployer\"\n    scope: {{actions: [\"*\"]}}\n    requester: a@example.com\n    approver: b@example.com\n    approved_at: {a}\n    expires_at: {e}\n    reference: SEC-6\n",
+            a = fmt(now - chrono::Duration::days(1)),
+            e = fmt(now + chrono::Duration::days(100)),
+        )
+    };
+    std::fs::write(dir.path().join("approvals/tickets.yaml"), approvals(None)).expect("approval");
+    let cfg = dir.path().join("nhi-assure.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "store = \"store.db\"\nmode = \"enforce\"\n[[sources]]\ntype = \"aws\"\nname = \"aws\"\nendpoint_url = \"{}\"\n[[approvals]]\ntype = \"files\"\nname = \"approvals\"\npath = \"approvals\"\n[enforce]\nmax_percent = 100.0\n[daemon]\nschedule = \"0 0 0 1 1 *\"\njira_webhook_secret_env = \"NHIA_TEST_JIRA\"\nservicenow_hmac_secret_env = \"NHIA_TEST_SNOW\"\nservicenow_basic_auth_env = \"NHIA_TEST_SNOW_BASIC\"\n",
+            moto.ready.endpoint
+        ),
+    )
+    .expect("config");
+    let jira = "jira-webhook-secret-0123456789ab";
+    let snow = "servicenow-secret-0123456789abcd";
+    let basic = "nhi-events:basic-password-0123456";
+    let port = free_port();
+    let log = dir.path().join("daemon.log");
+    let child = Command::new(BIN)
+        .args([
+            "daemon",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("RUST_LOG", "nhi_assure=info")
+        .env("NHIA_TEST_JIRA", jira)
+        .env("NHIA_TEST_SNOW", snow)
+        .env("NHIA_TEST_SNOW_BASIC", basic)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(port, "/readyz").map(|r| r.0) != Some(200) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        passes_logged(&log),
+        vec!["None".to_string()],
+        "one full pass"
+    );
+
+    // The ticket is closed as done: the source now reads its approval ended.
+    std::fs::write(
+        dir.path().join("approvals/tickets.yaml"),
+        approvals(Some(chrono::Utc::now() - chrono::Duration::seconds(5))),
+    )
+    .expect("close the ticket");
+    let ms = chrono::Utc::now().timestamp_millis();
+    let body = format!(
+        r#"{{"timestamp":{ms},"webhookEvent":"jira:issue_updated","issue_event_type_name":"issue_generic","user":{{"accountId":"5b10a2844c20165700ede21g"}},"issue":{{"id":"10002","self":"https://example.atlassian.net/rest/api/3/issue/10002","key":"SEC-5","fields":{{"status":{{"name":"Done"}}}}}},"changelog":{{"id":"10001","items":[{{"field":"status","fieldtype":"jira","from":"3","fromString":"In Progress","to":"10001","toString":"Done"}}]}}}}"#
+    );
+    let signed = |secret: &str, body: &str| {
+        vec![
+            (
+                "X-Hub-Signature",
+                format!("sha256={}", hmac_hex(secret.as_bytes(), body)),
+            ),
+            ("X-Atlassian-Webhook-Identifier", "delivery-1".to_string()),
+        ]
+    };
+    assert_eq!(
+        post_raw(
+            port,
+            "/v1/events/jira",
+            &signed("not-the-jira-secret-0123456", &body),
+            &body
+        ),
+        401,
+        "bad signature"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(passes_logged(&log).len(), 1, "no pass on a refused event");
+
+    let sent = chrono::Utc::now();
+    let t0 = Instant::now();
+    assert_eq!(
+        post_raw(port, "/v1/events/jira", &signed(jira, &body), &body),
+        202
+    );
+    let mut targeted = Vec::new();
+    while targeted.is_empty() && t0.elapsed() < Duration::from_secs(30) {
+        targeted = passes_logged(&log).into_iter().skip(1).collect();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pass_done = t0.elapsed();
+    assert_eq!(
+        post_raw(port, "/v1/events/jira", &signed(jira, &body), &body),
+        409,
+        "replayed delivery"
+    );
+    assert_eq!(
+        targeted,
+        vec![r#"Some(["arn:aws:iam::123456789012:user/terraform"])"#.to_string()],
+        "a targeted pass for exactly the ticket's subject"
+    );
+
+    let tf = moto.key("tf-key");
+    let mut done = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.is_none() && Instant::now() < deadline {
+        let o = Command::new(BIN)
+            .args(["journal", "--config", cfg.to_str().expect("utf8")])
+            .output()
+            .expect("journal");
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        done = list
+            .iter()
+            .find(|e| e["request"]["credential_id"] == tf.as_str() && e["status"] == "done")
+            .and_then(|e| e["outcome_at"].as_str().map(str::to_string));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(&done.expect("disabled after the ticket closed"))
+        .expect("timestamp")
+        .with_timezone(&chrono::Utc);
+    println!(
+        "jira event -> targeted pass done: {} ms (log polled); key disabled (journal outcome): {} ms",
+        pass_done.as_millis(),
+        (at - sent).num_milliseconds()
+    );
+
+    // ServiceNow: HMAC in its header, or basic auth; a ticket no pass knows
+    // is a full pass.
+    let snow_body = format!(
+        r#"{{"number":"RITM0010001","state":"3","timestamp":{}}}"#,
+        chrono::Utc::now().timestamp()
+    );
+    let hmac_header =
+        |s: &str| vec![("X-ServiceNow-Signature", hmac_hex(s.as_bytes(), &snow_body))];
+    assert_eq!(
+        post_raw(
+            port,
+            "/v1/events/servicenow",
+            &hmac_header("wrong-servicenow-secret-0123"),
+            &snow_body
+        ),
+        401
+    );
+    assert_eq!(
+        post_raw(
+            port,
+            "/v1/events/servicenow",
+            &hmac_header(snow),
+            &snow_body
+        ),
+        202
+    );
+    assert_eq!(
+        post_raw(
+            port,
+            "/v1/events/servicenow",
+            &hmac_header(snow),
+            &snow_body
+        ),
+        409,
+        "replayed message"
+    );
+    use base64::Engine as _;
+    let auth = |cred: &str| {
+        vec![(
+            "Authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(cred)
+            ),
+        )]
+    };
+    let basic_body = format!(
+        r#"{{"number":"RITM0010002","timestamp":{}}}"#,
+        chrono::Utc::now().timestamp()
+    );
+    assert_eq!(
+        post_raw(
+            port,
+            "/v1/events/servicenow",
+            &auth("nhi-events:wrong"),
+            &basic_body
+        ),
+        401
+    );
+    assert_eq!(
+        post_raw(port, "/v1/events/servicenow", &auth(basic), &basic_body),
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while passes_logged(&log).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = terminate(child);
+    let all = passes_logged(&log);
+    assert!(all.len() >= 3, "{all:?}");
+    assert!(
+        all[2..].iter().all(|t| t == "None"),
+        "an unknown ticket is a full pass: {all:?}"
+    );
 }

@@ -1108,3 +1108,59 @@ fn files_in(dir: &Path, out: &mut Vec<(String, u64)>) {
     }
     out.sort();
 }
+
+/// An approval's ticket (key and URL) is carried by the trace, the OCSF
+/// events and the HTML report; only an http(s) URL becomes a link.
+#[test]
+fn the_approval_ticket_key_and_url_reach_trace_ocsf_and_html() {
+    let codecov = "github.com/apps/codecov@example-org";
+    let url = "https://example.atlassian.net/browse/SEC-77";
+    let (d, _) = demo();
+    scan(d.path());
+    let t = json(&ok(run_in(
+        d.path(),
+        &["trace", "--config", "nhi-assure.toml", codecov],
+    )));
+    let a = &t["approvals"][0];
+    assert_eq!(a["reference"], "SEC-77");
+    assert_eq!(a["url"], url);
+    assert_eq!(a["assignee"], "dana.kim@example.com");
+
+    let o = ok(run_in(
+        d.path(),
+        &["report", "--config", "nhi-assure.toml", "--format", "ocsf"],
+    ));
+    let events: Vec<Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let tickets: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["user"]["uid"] == codecov)
+        .map(|e| &e["unmapped"]["ticket"])
+        .collect();
+    assert!(!tickets.is_empty());
+    for t in tickets {
+        assert_eq!(*t, serde_json::json!({ "reference": "SEC-77", "url": url }));
+    }
+
+    let html = |dir: &Path| {
+        let o = ok(run_in(
+            dir,
+            &["report", "--config", "nhi-assure.toml", "--format", "html"],
+        ));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let page = html(d.path());
+    let href = "href=\"https:&#x2f;&#x2f;example.atlassian.net&#x2f;browse&#x2f;SEC-77\"";
+    assert!(page.contains(href), "a link to the ticket");
+    assert!(page.contains("SEC-77</a>"));
+
+    // A URL that is no web address stays text.
+    let (d2, _) = demo();
+    edit_json(&d2.path().join("estate/github.json"), |v| {
+        v["approvals"][0]["url"] = Value::String("javascript:alert(1)".into());
+    });
+    scan(d2.path());
+    let page = html(d2.path());
+    assert!(!page.contains("javascript:alert"), "never a link");
+    assert!(!page.contains("SEC-77</a>"));
+    assert!(page.contains("SEC-77"));
+}

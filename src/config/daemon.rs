@@ -18,6 +18,24 @@ pub struct DaemonConfig {
     /// Unset: no webhook. (The secret itself never goes in the config.)
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
+    /// Name of the environment variable holding the secret of the Jira
+    /// webhook (`POST /v1/events/jira`; Jira signs the body with it in
+    /// `X-Hub-Signature`). Unset: the route is off.
+    #[serde(default)]
+    pub jira_webhook_secret_env: Option<String>,
+    /// Name of the environment variable holding the HMAC-SHA256 key of
+    /// ServiceNow outbound REST messages (`POST /v1/events/servicenow`).
+    #[serde(default)]
+    pub servicenow_hmac_secret_env: Option<String>,
+    /// Header carrying the ServiceNow message's hex HMAC of the body
+    /// (`sha256=` prefix optional).
+    #[serde(default = "default_servicenow_signature_header")]
+    pub servicenow_signature_header: String,
+    /// Name of the environment variable holding `user:password` that
+    /// ServiceNow outbound REST messages send as basic auth (instead of or
+    /// besides the HMAC: either proof is accepted).
+    #[serde(default)]
+    pub servicenow_basic_auth_env: Option<String>,
     /// Accepted clock difference for signed webhook events, in seconds.
     #[serde(default = "default_window")]
     pub webhook_window_secs: i64,
@@ -74,6 +92,10 @@ fn default_auth_failures_per_minute() -> u64 {
     6
 }
 
+fn default_servicenow_signature_header() -> String {
+    "x-servicenow-signature".into()
+}
+
 fn default_lease() -> u64 {
     30
 }
@@ -95,6 +117,10 @@ impl Default for DaemonConfig {
             schedule: default_schedule(),
             listen: default_listen(),
             webhook_secret_env: None,
+            jira_webhook_secret_env: None,
+            servicenow_hmac_secret_env: None,
+            servicenow_signature_header: default_servicenow_signature_header(),
+            servicenow_basic_auth_env: None,
             webhook_window_secs: default_window(),
             lease_secs: default_lease(),
             header_timeout_secs: default_header_timeout(),

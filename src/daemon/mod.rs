@@ -35,6 +35,7 @@ use crate::pass::{Context, Targets};
 use crate::sources::Remediators;
 use crate::store::lease::{holder_id, Leadership, LeaseState};
 
+pub mod events;
 pub mod http;
 mod metrics;
 mod schedule;
@@ -56,6 +57,11 @@ struct Shared {
     /// stored by other replicas does not repeat this one's own.
     revoked: Mutex<std::collections::HashSet<String>>,
     webhook: Option<webhook::Webhook>,
+    /// The ticket event routes, when any is configured.
+    events: Option<events::Events>,
+    /// Subjects of each ticket (approval or unmapped record `reference`)
+    /// as the last pass read them: what a ticket event re-reads.
+    tickets: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Shared {
@@ -94,6 +100,11 @@ fn router(shared: Arc<Shared>, limits: &http::Limits) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/webhook", axum::routing::post(webhook::handler))
+        .route("/v1/events/jira", axum::routing::post(events::jira))
+        .route(
+            "/v1/events/servicenow",
+            axum::routing::post(events::servicenow),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
         .with_state(shared)
 }
@@ -125,6 +136,10 @@ pub struct Checked {
     pub addr: SocketAddr,
     /// The webhook's HMAC key, when the webhook is on.
     secret: Option<Vec<u8>>,
+    /// The Jira webhook's secret, when that route is on.
+    jira: Option<Vec<u8>>,
+    /// ServiceNow's proofs, when that route is on.
+    servicenow: events::ServiceNowAuth,
 }
 
 /// Shortest webhook secret accepted (bytes).
@@ -168,28 +183,54 @@ pub fn check(
             );
         }
     }
-    let secret = match &cfg.daemon.webhook_secret_env {
-        None => None,
-        Some(var) => {
-            let where_ = at(&["daemon", "webhook_secret_env"]);
-            let secret = env.get(var).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{where_}: [daemon] webhook_secret_env names {var}, which is not set"
-                )
-            })?;
-            if secret.len() < MIN_SECRET_BYTES {
-                anyhow::bail!(
-                    "{where_}: the webhook secret in {var} is shorter than {MIN_SECRET_BYTES} bytes"
-                );
-            }
-            Some(secret.clone().into_bytes())
+    // Each secret from the variable its key names, never from the file.
+    let named = |key: &str, var: &Option<String>| -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(var) = var else {
+            return Ok(None);
+        };
+        let where_ = at(&["daemon", key]);
+        let secret = env.get(var).ok_or_else(|| {
+            anyhow::anyhow!("{where_}: [daemon] {key} names {var}, which is not set")
+        })?;
+        if secret.len() < MIN_SECRET_BYTES {
+            anyhow::bail!(
+                "{where_}: the secret in {var} ({key}) is shorter than {MIN_SECRET_BYTES} bytes"
+            );
         }
+        Ok(Some(secret.clone().into_bytes()))
     };
+    let d = &cfg.daemon;
+    let secret = named("webhook_secret_env", &d.webhook_secret_env)?;
+    let jira = named("jira_webhook_secret_env", &d.jira_webhook_secret_env)?;
+    let servicenow = events::ServiceNowAuth {
+        hmac: named("servicenow_hmac_secret_env", &d.servicenow_hmac_secret_env)?,
+        header: d.servicenow_signature_header.to_ascii_lowercase(),
+        basic: named("servicenow_basic_auth_env", &d.servicenow_basic_auth_env)?,
+    };
+    if servicenow
+        .basic
+        .as_deref()
+        .is_some_and(|b| !b.contains(&b':'))
+    {
+        anyhow::bail!(
+            "{}: the value of servicenow_basic_auth_env is not user:password",
+            at(&["daemon", "servicenow_basic_auth_env"])
+        );
+    }
+    if axum::http::HeaderName::from_bytes(servicenow.header.as_bytes()).is_err() {
+        anyhow::bail!(
+            "{}: [daemon] servicenow_signature_header {:?} is not a header name",
+            at(&["daemon", "servicenow_signature_header"]),
+            d.servicenow_signature_header
+        );
+    }
     Ok(Checked {
         cfg,
         schedule,
         addr,
         secret,
+        jira,
+        servicenow,
     })
 }
 
@@ -202,6 +243,8 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         schedule,
         addr,
         secret,
+        jira,
+        servicenow,
     } = check(&config, listen, &env)?;
     // Loaded once: every pass runs with this config, its rules and store.
     let ctx = Context::new(cfg, &config)?;
@@ -216,6 +259,21 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         body_timeout: limits.body_timeout,
         max_body: limits.max_body,
     });
+    let events =
+        (jira.is_some() || servicenow.hmac.is_some() || servicenow.basic.is_some()).then(|| {
+            events::Events {
+                jira,
+                servicenow,
+                window: d.webhook_window_secs,
+                store: store.clone(),
+                limiter: webhook::FailureLimiter::new(
+                    d.auth_failure_burst,
+                    d.auth_failures_per_minute,
+                ),
+                body_timeout: limits.body_timeout,
+                max_body: limits.max_body,
+            }
+        });
     let shared = Arc::new(Shared {
         metrics: Mutex::new(Metrics::new()),
         ready: AtomicBool::new(false),
@@ -224,6 +282,8 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         pending: Mutex::new(Targets::default()),
         revoked: Mutex::new(std::collections::HashSet::new()),
         webhook,
+        events,
+        tickets: Mutex::new(HashMap::new()),
     });
     let app = router(shared.clone(), &limits);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -325,6 +385,8 @@ mod tests {
                     body_timeout: limits.body_timeout,
                     max_body: limits.max_body,
                 }),
+                events: None,
+                tickets: Mutex::new(HashMap::new()),
             });
             let app = router(shared, &limits);
             (dir, app)
@@ -447,6 +509,213 @@ mod tests {
         fn the_fuzz_entry_point_holds_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
             webhook::fuzz_one(&data);
         }
+    }
+
+    const JIRA: &[u8] = b"jira-property-secret-0123456789ab";
+
+    /// The ticket event routes over their own store, shared by every case.
+    fn events_app() -> &'static (tempfile::TempDir, Router) {
+        static APP: OnceLock<(tempfile::TempDir, Router)> = OnceLock::new();
+        APP.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("e.db").display().to_string();
+            let store = rt().block_on(SqlStore::open(&path)).expect("store");
+            let limits = http::Limits::from_config(&DaemonConfig::default());
+            let shared = Arc::new(Shared {
+                metrics: Mutex::new(Metrics::new()),
+                ready: AtomicBool::new(false),
+                leader: AtomicBool::new(false),
+                trigger: tokio::sync::Notify::new(),
+                pending: Mutex::new(Targets::default()),
+                revoked: Mutex::new(std::collections::HashSet::new()),
+                webhook: None,
+                events: Some(events::Events {
+                    jira: Some(JIRA.to_vec()),
+                    servicenow: events::ServiceNowAuth {
+                        hmac: Some(SECRET.to_vec()),
+                        header: "x-servicenow-signature".into(),
+                        basic: Some(b"user:password-0123456789".to_vec()),
+                    },
+                    window: 300,
+                    store,
+                    limiter: webhook::FailureLimiter::new(1_000_000, 60),
+                    body_timeout: limits.body_timeout,
+                    max_body: limits.max_body,
+                }),
+                tickets: Mutex::new(HashMap::new()),
+            });
+            let app = router(shared, &limits);
+            (dir, app)
+        })
+    }
+
+    fn body_mac(secret: &[u8], body: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn answer_events(
+        path: &str,
+        headers: Vec<(&'static str, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> StatusCode {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(path)
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        for (name, value) in headers {
+            if let Ok(v) = HeaderValue::from_bytes(&value) {
+                req.headers_mut().append(name, v);
+            }
+        }
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                [127, 0, 0, 1],
+                2,
+            ))));
+        let mut app = events_app().1.clone();
+        rt().block_on(async move {
+            <Router as tower::Service<_>>::call(&mut app, req)
+                .await
+                .map(|r| r.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        })
+    }
+
+    fn ticket_body() -> impl Strategy<Value = Vec<u8>> {
+        let now = Utc::now();
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (
+                proptest::sample::select(&["jira:issue_updated", "jira:issue_created", "comment_created", ""][..]),
+                proptest::option::of("[A-Z]{1,4}-[0-9]{1,4}"),
+                prop_oneof![Just(now.timestamp_millis()), any::<i64>()],
+            )
+                .prop_map(|(e, key, ts)| {
+                    serde_json::json!({"webhookEvent": e, "timestamp": ts, "issue": key.map(|k| serde_json::json!({"key": k})), "changelog": {"items": []}})
+                        .to_string()
+                        .into_bytes()
+                }),
+            ("[A-Z]{4}[0-9]{1,7}", prop_oneof![Just(now.timestamp()), any::<i64>()]).prop_map(|(n, ts)| {
+                serde_json::json!({"number": n, "timestamp": ts}).to_string().into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random and half-right ticket events: never a panic, never a
+        /// 5xx, and accepted only when the proof of origin holds.
+        #[test]
+        fn any_ticket_event_is_answered_without_a_panic(
+            jira in any::<bool>(),
+            proof in 0u8..4,
+            junk in "\\PC{0,80}",
+            body in ticket_body(),
+        ) {
+            let (path, headers): (&str, Vec<(&'static str, Vec<u8>)>) = match (jira, proof) {
+                (true, 0) => ("/v1/events/jira", vec![("x-hub-signature", format!("sha256={}", body_mac(JIRA, &body)).into_bytes())]),
+                (true, _) => ("/v1/events/jira", vec![("x-hub-signature", junk.clone().into_bytes())]),
+                (false, 0) => ("/v1/events/servicenow", vec![("x-servicenow-signature", body_mac(SECRET, &body).into_bytes())]),
+                (false, 1) => ("/v1/events/servicenow", vec![("authorization", b"Basic dXNlcjpwYXNzd29yZC0wMTIzNDU2Nzg5".to_vec())]),
+                (false, _) => ("/v1/events/servicenow", vec![("authorization", junk.clone().into_bytes()), ("x-servicenow-signature", junk.clone().into_bytes())]),
+            };
+            let proven = proof == 0 || (!jira && proof == 1);
+            let code = answer_events(path, headers, body);
+            prop_assert!(!code.is_server_error(), "{}", code);
+            if code == StatusCode::ACCEPTED || code == StatusCode::OK {
+                prop_assert!(proven, "accepted an event without its proof");
+            }
+        }
+    }
+
+    /// A Jira delivery is accepted once, however the hex of its signature
+    /// is spelt; another system's identical MAC is no replay of it.
+    #[test]
+    fn a_jira_delivery_is_accepted_once() {
+        let body = format!(
+            r#"{{"webhookEvent":"jira:issue_updated","timestamp":{},"issue":{{"key":"SEC-1"}},"changelog":{{"items":[]}}}}"#,
+            Utc::now().timestamp_millis()
+        )
+        .into_bytes();
+        let mac = body_mac(JIRA, &body);
+        let send = |sig: String| {
+            answer_events(
+                "/v1/events/jira",
+                vec![("x-hub-signature", sig.into_bytes())],
+                body.clone(),
+            )
+        };
+        assert_eq!(send(format!("sha256={mac}")), StatusCode::ACCEPTED);
+        assert_eq!(
+            send(format!("sha256={}", mac.to_uppercase())),
+            StatusCode::CONFLICT
+        );
+        let stale = format!(
+            r#"{{"webhookEvent":"jira:issue_updated","timestamp":{},"issue":{{"key":"SEC-1"}}}}"#,
+            (Utc::now().timestamp() - 3600) * 1000
+        )
+        .into_bytes();
+        assert_eq!(
+            answer_events(
+                "/v1/events/jira",
+                vec![(
+                    "x-hub-signature",
+                    format!("sha256={}", body_mac(JIRA, &stale)).into_bytes()
+                )],
+                stale,
+            ),
+            StatusCode::UNAUTHORIZED,
+            "outside the window"
+        );
+    }
+
+    /// The event routes' secrets come from the variables the config
+    /// names, checked before anything starts.
+    #[test]
+    fn ticket_event_secrets_are_checked_from_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "store = \"s.db\"\n[[sources]]\ntype = \"snapshot\"\nname = \"s\"\nprovider = \"aws\"\npath = \"e.json\"\n[daemon]\njira_webhook_secret_env = \"J\"\nservicenow_basic_auth_env = \"B\"\n",
+        )
+        .expect("config");
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let err = |e: &HashMap<String, String>| match check(&cfg, None, e) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        let missing = err(&env(&[("B", "user:password-0123456789")]));
+        assert!(
+            missing.contains("jira_webhook_secret_env names J, which is not set"),
+            "{missing}"
+        );
+        let no_colon = err(&env(&[
+            ("J", "jira-secret-0123456789"),
+            ("B", "no-colon-in-this-value"),
+        ]));
+        assert!(no_colon.contains("not user:password"), "{no_colon}");
+        let ok = check(
+            &cfg,
+            None,
+            &env(&[
+                ("J", "jira-secret-0123456789"),
+                ("B", "user:password-0123456789"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(ok.jira.as_deref(), Some(&b"jira-secret-0123456789"[..]));
+        assert!(ok.servicenow.hmac.is_none() && ok.servicenow.basic.is_some());
     }
 
     #[test]

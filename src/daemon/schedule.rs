@@ -78,7 +78,7 @@ pub(super) async fn lead(
                     if at_expiry {
                         targets = next_expiry.as_ref().map(|(_, ids)| Targets {
                             identities: ids.clone(),
-                            approvals: Vec::new(),
+                            ..Targets::default()
                         });
                     }
                     break;
@@ -110,8 +110,8 @@ pub(super) async fn lead(
                     };
                     if !new.is_empty() {
                         targets = Some(Targets {
-                            identities: Vec::new(),
                             approvals: new,
+                            ..Targets::default()
                         });
                         break;
                     }
@@ -156,6 +156,9 @@ async fn pass_once(
         Ok((pass, outcomes)) => {
             m.record_pass(start.elapsed(), &pass, &outcomes);
             shared.ready.store(true, Ordering::Relaxed);
+            if let Ok(mut t) = shared.tickets.lock() {
+                t.clone_from(&pass.tickets);
+            }
             tracing::info!(
                 run = pass.summary.run_id,
                 findings = pass.findings.len(),

@@ -194,6 +194,39 @@ fn refuse(code: StatusCode, why: impl std::fmt::Display) -> Response {
     (code, format!("{why}\n")).into_response()
 }
 
+/// 429 with `Retry-After` when `ip` has no failed authentication left.
+pub(super) fn refuse_blocked(limiter: &FailureLimiter, ip: IpAddr) -> Option<Response> {
+    let wait = limiter.blocked(ip)?;
+    tracing::warn!(%ip, "too many failed authentications");
+    let mut r = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed authentications",
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    Some(r)
+}
+
+/// The body, read within `timeout` and `max` bytes, or the refusal.
+pub(super) async fn read_body(
+    body: axum::body::Body,
+    timeout: Duration,
+    max: usize,
+) -> Result<axum::body::Bytes, Response> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await {
+        Err(_) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received in time",
+        )),
+        Ok(Err(_)) => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format_args!("body larger than {max} bytes or broken"),
+        )),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
 /// Verify, refuse replays, record revocations, wake the pass loop.
 pub(super) async fn handler(
     State(s): State<Arc<Shared>>,
@@ -205,28 +238,13 @@ pub(super) async fn handler(
         return refuse(StatusCode::NOT_FOUND, "webhook not configured");
     };
     let ip = peer.ip();
-    if let Some(wait) = w.limiter.blocked(ip) {
-        tracing::warn!(%ip, "webhook: too many failed authentications");
-        let mut r = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed authentications",
-        );
-        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-        }
+    if let Some(r) = refuse_blocked(&w.limiter, ip) {
         return r;
     }
-    let body =
-        match tokio::time::timeout(w.body_timeout, axum::body::to_bytes(body, w.max_body)).await {
-            Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
-            Ok(Err(_)) => {
-                return refuse(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format_args!("body larger than {} bytes or broken", w.max_body),
-                )
-            }
-            Ok(Ok(b)) => b,
-        };
+    let body = match read_body(body, w.body_timeout, w.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let now = Utc::now().timestamp();
     let signed = match verify(&w.secret, w.window, now, &headers, &body) {
         Ok(v) => v,

@@ -58,6 +58,8 @@ pub struct ApprovalFacts {
     pub identity: Option<u32>,
     /// Approver and requester are the same person.
     pub self_approved: bool,
+    /// The approver is also the assignee (who carries out the task).
+    pub approver_is_assignee: bool,
     /// Whole hours from start to expiry.
     pub duration_hours: i64,
     /// An emergency approval whose emergency was declared over.
@@ -276,6 +278,10 @@ fn approval_facts(a: &Approval, now: Timestamp, identity: Option<u32>) -> Approv
         end,
         identity,
         self_approved: a.approver.trim().eq_ignore_ascii_case(a.requester.trim()),
+        approver_is_assignee: a
+            .assignee
+            .as_deref()
+            .is_some_and(|s| a.approver.trim().eq_ignore_ascii_case(s.trim())),
         duration_hours: (a.expires_at - start).num_hours(),
         emergency_ended,
         active_after_emergency: emergency_ended && !revoked && now < a.expires_at,

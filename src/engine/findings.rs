@@ -17,6 +17,10 @@ use crate::engine::rules::{
     evidence_value, Action, Env, Hit, Kind, Param, Rule, RuleSet, Severity,
 };
 
+/// The id of the rule-less finding a run records for each approval record
+/// a source could not map.
+pub const UNMAPPED_RULE: &str = "approval-unmapped";
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -293,8 +297,10 @@ fn approval_json(estate: &Estate, facts: &Facts, a: u32) -> Value {
         "state": f.state.as_str(),
         "source": rec.source,
         "reference": rec.reference,
+        "url": rec.url,
         "requester": rec.requester,
         "approver": rec.approver,
+        "assignee": rec.assignee,
         "approved_at": rec.approved_at,
         "expires_at": rec.expires_at,
         "ends_at": f.end,

@@ -51,6 +51,50 @@ impl Protected {
     }
 }
 
+/// Subjects held for one pass, with why: the subjects of approval records a
+/// source could not map (it is unknown whether they are approved), or every
+/// subject when such a record names none. A held subject is treated like an
+/// unseen one: nothing of it is acted on, none of its findings resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Held {
+    /// Every subject is held, for this reason.
+    pub all: Option<String>,
+    /// Held subjects (identity ids) and why.
+    pub subjects: std::collections::BTreeMap<String, String>,
+}
+
+impl Held {
+    /// Why `identity` is held, if it is.
+    pub fn reason(&self, identity: &str) -> Option<&str> {
+        self.subjects
+            .get(identity)
+            .or(self.all.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_none() && self.subjects.is_empty()
+    }
+
+    /// Whether a finding that was open may be resolved by a run holding
+    /// this: not if it is about a held subject (a run's own finding on an
+    /// unmapped record is resolved by the record's absence).
+    pub fn lets_resolve(&self, rule: &str, identity: &str) -> bool {
+        rule == crate::engine::findings::UNMAPPED_RULE || self.reason(identity).is_none()
+    }
+
+    /// Skip every action of `plan` that would act on a held subject.
+    pub fn apply(&self, plan: &mut [ResolvedAction]) {
+        for a in plan.iter_mut().filter(|a| a.status == Verdict::Act) {
+            if let Some(why) = self.reason(&a.request.identity_id) {
+                a.status = Verdict::Skip;
+                a.reason = Some(why.to_string());
+            }
+        }
+    }
+}
+
 /// Why a planned action will not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {

@@ -323,17 +323,37 @@ pub async fn evidence_cmd(cmd: EvidenceCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `nhi-assure check-approvals`: validate the approval files only (no
+/// `nhi-assure check-approvals`: validate the approval sources only (no
 /// store, no provider), e.g. on a pull request to the approvals repository.
-pub fn check_approvals(
+pub async fn check_approvals(
     config: &Path,
+    format: Format,
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    check_approvals_with(config, Vec::new(), format, output).await
+}
+
+/// [`check_approvals`] with approval sources beyond the config's (an
+/// embedder's own). Files are validated by file and line; every other
+/// source is read through [`nhi_contract::ApprovalSource::read`], and each
+/// record it could not map is reported by its reference and the field
+/// named in its problem, as is a source that fails.
+pub async fn check_approvals_with(
+    config: &Path,
+    extra: Vec<Box<dyn nhi_contract::ApprovalSource>>,
     format: Format,
     output: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config, std::env::vars())?;
     let mut problems = Vec::new();
+    let mut unmapped: Vec<crate::pass::UnmappedRecord> = Vec::new();
     let mut approvals = 0usize;
-    for a in &cfg.approvals {
+    let mut others: Vec<Box<dyn nhi_contract::ApprovalSource>> = Vec::new();
+    for (a, src) in cfg
+        .approvals
+        .iter()
+        .zip(crate::sources::approval_sources(&cfg.approvals, &cfg.base))
+    {
         match a {
             ApprovalConfig::Files(c) => {
                 match nhi_approvals_as_code::load_dir(&cfg.resolve(&c.path), c.max_validity_days) {
@@ -341,12 +361,48 @@ pub fn check_approvals(
                     Err(p) => problems.extend(p.0),
                 }
             }
-            // A ticket source is read (and its records checked) by the
-            // pass; this command reads no instance.
-            #[cfg(feature = "servicenow")]
-            ApprovalConfig::ServiceNow(_) => {}
+            #[allow(unreachable_patterns)]
+            _ => others.push(src),
         }
     }
+    others.extend(extra);
+    for src in &others {
+        match src.read().await {
+            Ok(read) => {
+                approvals += read.approvals.len();
+                unmapped.extend(read.unmapped.into_iter().map(|record| {
+                    crate::pass::UnmappedRecord {
+                        source: src.name().to_string(),
+                        record,
+                    }
+                }));
+            }
+            // A source that cannot be read is a problem of the whole source.
+            Err(e) => unmapped.push(crate::pass::UnmappedRecord {
+                source: src.name().to_string(),
+                record: nhi_contract::Unmapped {
+                    reference: String::new(),
+                    url: None,
+                    subjects: Vec::new(),
+                    problem: e.to_string(),
+                },
+            }),
+        }
+    }
+    let unmapped_line = |u: &crate::pass::UnmappedRecord| {
+        let at = if u.record.reference.is_empty() {
+            u.source.clone()
+        } else {
+            format!("{}:{}", u.source, u.record.reference)
+        };
+        let url = u
+            .record
+            .url
+            .as_deref()
+            .map(|u| format!(" <{u}>"))
+            .unwrap_or_default();
+        format!("{at}{url}: {}", u.record.problem)
+    };
     let bytes = match format {
         f @ (Format::Csv | Format::Ocsf | Format::Html) => {
             return Err(f.unsupported("check-approvals"))
@@ -354,6 +410,7 @@ pub fn check_approvals(
         Format::Sarif => {
             let mut v = serde_json::to_vec_pretty(&super::sarif::from_problems(
                 &problems,
+                &unmapped,
                 env!("CARGO_PKG_VERSION"),
             ))?;
             v.push(b'\n');
@@ -370,6 +427,14 @@ pub fn check_approvals(
                         "message": p.message,
                     })
                 })
+                .chain(unmapped.iter().map(|u| {
+                    serde_json::json!({
+                        "source": u.source,
+                        "reference": u.record.reference,
+                        "url": u.record.url,
+                        "message": u.record.problem,
+                    })
+                }))
                 .collect();
             let mut v = serde_json::to_vec_pretty(&list)?;
             v.push(b'\n');
@@ -380,7 +445,10 @@ pub fn check_approvals(
             for p in &problems {
                 s.push_str(&format!("{p}\n"));
             }
-            if problems.is_empty() {
+            for u in &unmapped {
+                s.push_str(&format!("{}\n", unmapped_line(u)));
+            }
+            if problems.is_empty() && unmapped.is_empty() {
                 s.push_str(&format!("{approvals} approval(s), no problem\n"));
             }
             s.into_bytes()
@@ -390,7 +458,7 @@ pub fn check_approvals(
         Some(p) => write_file(p, &bytes)?,
         None => std::io::stdout().lock().write_all(&bytes)?,
     }
-    Ok(if problems.is_empty() {
+    Ok(if problems.is_empty() && unmapped.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -72,6 +72,11 @@ fn depends(k: &Sighting) -> Facets {
     )
 }
 
+/// The identity a fingerprint (`rule|identity|subject`) names.
+fn identity_of(fingerprint: &str) -> &str {
+    fingerprint.split('|').nth(1).unwrap_or("")
+}
+
 /// Replay every recorded run up to `upto`.
 pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportError> {
     let runs = store.runs_upto(upto).await?;
@@ -128,7 +133,14 @@ pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportErro
             .open
             .values()
             .filter(|l| !seen_fps.contains(l.fingerprint.as_str()))
-            .filter(|l| evaluated.contains(&l.rule_id) && sees(&run.sources, l))
+            .filter(|l| {
+                let own = l.rule_id == crate::engine::findings::UNMAPPED_RULE;
+                (own || evaluated.contains(&l.rule_id))
+                    && sees(&run.sources, l)
+                    && run
+                        .held
+                        .lets_resolve(&l.rule_id, identity_of(&l.fingerprint))
+            })
             .map(|l| l.fingerprint.clone())
             .collect();
         for fp in closing {

@@ -45,6 +45,13 @@ struct Chart {
     bars: Vec<Bar>,
 }
 
+/// `url` if it may become a link: http(s) only, so a ticket URL naming
+/// `javascript:` or `data:` stays text (the template escapes either way).
+fn web_link(url: &str) -> Option<&str> {
+    let lower = url.trim_start().get(..8).unwrap_or("").to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://")).then_some(url)
+}
+
 #[derive(Serialize)]
 struct Row {
     severity: &'static str,
@@ -54,6 +61,9 @@ struct Row {
     credential_id: Option<String>,
     source: String,
     approval: Option<String>,
+    /// The approval's ticket, and its URL if it is a web link.
+    ticket: Option<String>,
+    ticket_url: Option<String>,
     first_seen: String,
     action: &'static str,
     controls: Vec<String>,
@@ -188,6 +198,22 @@ fn page(
                 .and_then(|a| a.get("id"))
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            // An approval's ticket, or an unmapped record's own.
+            let approval_ev = Some(
+                d.evidence
+                    .get("approval")
+                    .filter(|a| a.is_object())
+                    .unwrap_or(&d.evidence),
+            );
+            let ticket = approval_ev
+                .and_then(|a| a.get("reference"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let ticket_url = approval_ev
+                .and_then(|a| a.get("url"))
+                .and_then(Value::as_str)
+                .and_then(web_link)
+                .map(str::to_string);
             let search = format!(
                 "{} {} {} {} {} {}",
                 d.rule_id,
@@ -206,6 +232,8 @@ fn page(
                 credential_id: d.credential_id.clone(),
                 source: f.source.clone(),
                 approval,
+                ticket,
+                ticket_url,
                 first_seen: f.first_seen.clone(),
                 action: d.recommended_action.as_str(),
                 controls: d.controls.clone(),
@@ -252,6 +280,9 @@ fn page(
 
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_filter("web_link", |url: Option<String>| {
+        url.as_deref().and_then(web_link).map(str::to_string)
+    });
     let err = |e: minijinja::Error| ReportError::Render {
         what: "html",
         message: format!("{e:#}"),

@@ -299,17 +299,30 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding, phase: Phase<'_>) ->
     if let Some(r) = rule {
         ev.insert("remediation".into(), json!({ "desc": r.remediation }));
     }
-    ev.insert(
-        "unmapped".into(),
-        json!({
-            "rule_id": d.rule_id,
-            "controls": d.controls,
-            "recommended_action": d.recommended_action.as_str(),
-            "source": f.source,
-            "evidence": d.evidence,
-        }),
-    );
+    let mut unmapped = json!({
+        "rule_id": d.rule_id,
+        "controls": d.controls,
+        "recommended_action": d.recommended_action.as_str(),
+        "source": f.source,
+        "evidence": d.evidence,
+    });
+    // The approval's ticket, where a SIEM user follows it up.
+    if let (Some(t), Some(o)) = (ticket(&d.evidence), unmapped.as_object_mut()) {
+        o.insert("ticket".into(), t);
+    }
+    ev.insert("unmapped".into(), unmapped);
     Value::Object(ev)
+}
+
+/// The ticket a finding's evidence names: its approval's (or an unmapped
+/// record's) reference and URL.
+fn ticket(evidence: &Value) -> Option<Value> {
+    let from = evidence
+        .get("approval")
+        .filter(|a| a.is_object())
+        .unwrap_or(evidence);
+    let reference = from.get("reference").filter(|r| r.is_string())?;
+    Some(json!({ "reference": reference, "url": from.get("url").cloned().unwrap_or(Value::Null) }))
 }
 
 /// The run's findings as OCSF IAM Analysis Finding events: `Create` for a

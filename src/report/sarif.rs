@@ -231,16 +231,32 @@ pub fn from_run(data: &RunData) -> Value {
 pub const INVALID_RULE: &str = "approval-invalid";
 
 /// Approval validation problems (`nhi-assure check-approvals`).
-pub fn from_problems(problems: &[nhi_approvals_as_code::Problem], version: &str) -> Value {
-    let rules = vec![json!({
-        "id": INVALID_RULE,
-        "name": INVALID_RULE,
-        "shortDescription": { "text": "Approval file is invalid" },
-        "fullDescription": { "text": "An approval record fails validation (YAML, unknown field, missing expiry, separation of duties, duplicate id, validity, empty scope). Every run stops until it is fixed." },
-        "defaultConfiguration": { "level": "error" },
-        "properties": { "security-severity": "7.0" },
-    })];
-    let results: Vec<Value> = problems
+/// Records a source could not map are results of `approval-unmapped`,
+/// located by the record's reference (no place in a repository).
+pub fn from_problems(
+    problems: &[nhi_approvals_as_code::Problem],
+    unmapped: &[crate::pass::UnmappedRecord],
+    version: &str,
+) -> Value {
+    let rules = vec![
+        json!({
+            "id": INVALID_RULE,
+            "name": INVALID_RULE,
+            "shortDescription": { "text": "Approval file is invalid" },
+            "fullDescription": { "text": "An approval record fails validation (YAML, unknown field, missing expiry, separation of duties, duplicate id, validity, empty scope). Every run stops until it is fixed." },
+            "defaultConfiguration": { "level": "error" },
+            "properties": { "security-severity": "7.0" },
+        }),
+        json!({
+            "id": crate::engine::findings::UNMAPPED_RULE,
+            "name": crate::engine::findings::UNMAPPED_RULE,
+            "shortDescription": { "text": "Approval record could not be mapped" },
+            "fullDescription": { "text": "A ticket an approval source found could not be turned into an approval (a mapped field missing or malformed). It never causes a revocation: the subjects it may cover are held until it is fixed." },
+            "defaultConfiguration": { "level": "error" },
+            "properties": { "security-severity": "7.0" },
+        }),
+    ];
+    let mut results: Vec<Value> = problems
         .iter()
         .map(|p| {
             let src = format!("{}:{}:{}", p.file.display(), p.line, p.column);
@@ -253,10 +269,19 @@ pub fn from_problems(problems: &[nhi_approvals_as_code::Problem], version: &str)
             })
         })
         .collect();
+    results.extend(unmapped.iter().map(|u| {
+        json!({
+            "ruleId": crate::engine::findings::UNMAPPED_RULE,
+            "ruleIndex": 1,
+            "level": "error",
+            "message": { "text": format!("{} {}: {}", u.source, u.record.reference, u.record.problem) },
+            "properties": { "source": u.source, "reference": u.record.reference, "url": u.record.url },
+        })
+    }));
     log(
         rules,
         results,
-        json!({ "problems": problems.len() }),
+        json!({ "problems": problems.len() + unmapped.len() }),
         version,
     )
 }

@@ -28,10 +28,14 @@ pub struct ApprovalView {
     pub source: String,
     /// Ticket or document.
     pub reference: Option<String>,
+    /// Where a reader sees the ticket, if known.
+    pub url: Option<String>,
     /// Who asked.
     pub requester: String,
     /// Who approved.
     pub approver: String,
+    /// Who carries out the task, if the record names one.
+    pub assignee: Option<String>,
     /// When approved.
     pub approved_at: Timestamp,
     /// When it expires.
@@ -185,8 +189,10 @@ fn approval_view(a: &Approval, facts: &Facts, k: usize) -> ApprovalView {
         state: f.state.as_str().to_string(),
         source: a.source.clone(),
         reference: a.reference.clone(),
+        url: a.url.clone(),
         requester: a.requester.clone(),
         approver: a.approver.clone(),
+        assignee: a.assignee.clone(),
         approved_at: a.approved_at,
         expires_at: a.expires_at,
         ends_at: f.end,

@@ -152,6 +152,8 @@ pub struct RunRecord<'a> {
     pub rules: &'a [String],
     /// Findings of this run.
     pub findings: &'a [SourcedFinding],
+    /// Subjects held this run: none of their findings is resolved.
+    pub held: &'a crate::engine::plan::Held,
 }
 
 /// Persistence of runs and findings.
@@ -551,8 +553,8 @@ impl Store for SqlStore {
         let finished = ts(chrono::Utc::now());
         let mut tx = self.pool.begin().await?;
         let run_id: i64 = sqlx::query(
-            "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0) RETURNING id",
+            "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved, held)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) RETURNING id",
         )
         .bind(&now)
         .bind(&finished)
@@ -560,6 +562,11 @@ impl Store for SqlStore {
         .bind(run.command)
         .bind(serde_json::to_string(run.sources)?)
         .bind(run.findings.len() as i64)
+        .bind(if run.held.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(run.held)?)
+        })
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -584,17 +591,20 @@ impl Store for SqlStore {
 
         // Resolve what was not seen, only where this run could have seen it:
         // its source saw everything the finding depends on.
-        let open: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT fingerprint, source, rule_id, credential_kind, depends FROM findings
+        // A held subject is as unseen: its findings stay open.
+        let open: Vec<(String, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT fingerprint, source, rule_id, identity_id, credential_kind, depends FROM findings
              WHERE resolved_at IS NULL AND last_run <> $1",
         )
         .bind(run_id)
         .fetch_all(&mut *tx)
         .await?;
         let mut resolved = 0i64;
-        for (fp, source, rule, kind, depends) in open {
+        for (fp, source, rule, identity, kind, depends) in open {
             let depends = stored_depends(depends.as_deref(), &source, kind.as_deref());
-            let seeable = seeable(run.sources, &source, depends);
+            let seeable = seeable(run.sources, &source, depends)
+                && (rule == crate::engine::findings::UNMAPPED_RULE
+                    || run.held.reason(&identity).is_none());
             if seeable && run.rules.contains(&rule) {
                 sqlx::query("UPDATE findings SET resolved_at = $1 WHERE fingerprint = $2")
                     .bind(&now)

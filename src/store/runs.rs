@@ -55,6 +55,9 @@ pub struct RunInfo {
     pub opened: i64,
     /// Findings resolved.
     pub resolved: i64,
+    /// Subjects held (their findings not resolved by this run).
+    #[serde(skip_serializing_if = "crate::engine::plan::Held::is_empty")]
+    pub held: crate::engine::plan::Held,
 }
 
 /// A finding seen, with the same data, by the consecutive recorded runs
@@ -122,6 +125,10 @@ macro_rules! run_info {
             findings: r.try_get("findings")?,
             opened: r.try_get("opened")?,
             resolved: r.try_get("resolved")?,
+            held: match r.try_get::<Option<String>, _>("held")? {
+                Some(h) => serde_json::from_str(&h)?,
+                None => Default::default(),
+            },
         })
     }};
 }
@@ -434,6 +441,7 @@ mod tests {
                     sources: &sources,
                     rules: &["credential-stale".to_string()],
                     findings: list,
+                    held: &Default::default(),
                 })
                 .await
                 .expect("run");
