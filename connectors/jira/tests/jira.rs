@@ -96,6 +96,69 @@ async fn every_page_is_read_asking_only_the_mapped_fields() {
 }
 
 #[tokio::test]
+async fn a_changelog_longer_than_the_search_embeds_is_read_to_the_end() {
+    // Approved, reopened, re-approved by someone else: the last approval
+    // counts, and it is beyond what the search embeds.
+    let mut h = approved_by("boss");
+    h.push(moved(
+        3,
+        "dev",
+        "2026-11-03T08:00:00.000+0000",
+        "Approved",
+        "Waiting for approval",
+    ));
+    h.push(moved(
+        4,
+        "ciso",
+        "2026-11-04T08:00:00.000+0000",
+        "Waiting for approval",
+        "Approved",
+    ));
+    let server = Server::start(Jira {
+        issues: vec![issue("ACC-1", "Approved", "dev", None, json!({}), h)],
+        embed_histories: Some(2),
+        ..Jira::default()
+    })
+    .await;
+    let read = JiraSource::new(server.config(JQL))
+        .read()
+        .await
+        .expect("read");
+    assert_eq!(read.unmapped, []);
+    assert_eq!(read.approvals[0].approver, "ciso");
+    assert_eq!(read.approvals[0].approved_at, at("2026-11-04T08:00:00Z"));
+    let seen = server.seen();
+    let pages: Vec<(&str, Option<&str>)> = seen
+        .iter()
+        .map(|s| (s.path.as_str(), s.param("startAt")))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            ("/rest/api/3/search/jql", None),
+            ("/rest/api/3/issue/ACC-1/changelog", Some("0")),
+            ("/rest/api/3/issue/ACC-1/changelog", Some("2")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unset_token_variable_is_an_auth_error_before_any_request() {
+    let server = Server::start(Jira::default()).await;
+    let mut config = server.config(JQL);
+    config.auth = Some(Box::new(nhi_jira::JiraAuth::Oauth {
+        token_env: "NHI_TEST_JIRA_UNSET_VARIABLE".into(),
+    }));
+    let err = JiraSource::new(config).read().await.unwrap_err();
+    assert!(matches!(err, SourceError::Auth(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("NHI_TEST_JIRA_UNSET_VARIABLE"),
+        "{err}"
+    );
+    assert_eq!(server.seen().len(), 0);
+}
+
+#[tokio::test]
 async fn a_429_is_retried_after_its_retry_after() {
     let server = Server::start(Jira {
         issues: vec![documented("ACC-1")],

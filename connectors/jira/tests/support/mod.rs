@@ -51,6 +51,9 @@ pub struct Jira {
     pub approvals: BTreeMap<String, Vec<Value>>,
     pub faults: Vec<Fault>,
     pub seen: Vec<Seen>,
+    /// Histories embedded in a search result with `expand=changelog`
+    /// (Jira embeds a limited number; `total` says how many there are).
+    pub embed_histories: Option<usize>,
 }
 
 pub struct Server {
@@ -249,6 +252,9 @@ async fn handle(State(state): State<Arc<Mutex<Jira>>>, headers: HeaderMap, uri: 
         return search(&jira, &seen);
     }
     let parts: Vec<&str> = path.split('/').collect();
+    if let ["", "rest", "api", "3", "issue", key, "changelog"] = parts.as_slice() {
+        return changelog(&jira, key, &seen);
+    }
     if let ["", "rest", "servicedeskapi", "request", key, "approval"] = parts.as_slice() {
         return match jira.approvals.get(*key) {
             Some(values) => reply(
@@ -296,6 +302,11 @@ fn search(jira: &Jira, seen: &Seen) -> Response {
                 if let Some(o) = i.as_object_mut() {
                     o.remove("changelog");
                 }
+            } else if let Some(n) = jira.embed_histories {
+                if let Some(h) = i["changelog"]["histories"].as_array_mut() {
+                    h.truncate(n);
+                }
+                i["changelog"]["maxResults"] = json!(n);
             }
             i
         })
@@ -306,6 +317,32 @@ fn search(jira: &Jira, seen: &Seen) -> Response {
         page["nextPageToken"] = json!(format!("tok-{end}"));
     }
     reply(StatusCode::OK, page)
+}
+
+/// `GET /rest/api/3/issue/{key}/changelog`: a page of the issue's histories.
+fn changelog(jira: &Jira, key: &str, seen: &Seen) -> Response {
+    let Some(issue) = jira.issues.iter().find(|i| i["key"] == key) else {
+        return error(
+            404,
+            "Issue does not exist or you do not have permission to see it.",
+        );
+    };
+    let all = issue["changelog"]["histories"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let num = |k: &str, d: usize| seen.param(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let start = num("startAt", 0).min(all.len());
+    // Jira pages the changelog by at most 100; the tests use 2 to see paging.
+    let max = num("maxResults", 100).min(2);
+    let end = start.saturating_add(max).min(all.len());
+    reply(
+        StatusCode::OK,
+        json!({
+            "startAt": start, "maxResults": max, "total": all.len(),
+            "isLast": end >= all.len(), "values": &all[start..end],
+        }),
+    )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
