@@ -137,7 +137,7 @@ impl Client {
                         }
                     }
                 }
-                Err(e) => (format!("{}", e.without_url()), None),
+                Err(e) => (chain(&e.without_url()), None),
             };
             if tries > self.config.max_retries {
                 return Err(SourceError::Unavailable(format!(
@@ -218,6 +218,20 @@ impl Client {
             format!(": {text}")
         }
     }
+}
+
+/// An error and its causes (`error sending request: connection refused`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    // Bounded: a cyclic or deep chain cannot grow the message forever.
+    for _ in 0..4 {
+        let Some(c) = cause else { break };
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// `Retry-After` as seconds or an HTTP date.
