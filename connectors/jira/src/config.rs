@@ -45,6 +45,9 @@ pub struct JiraConfig {
     /// Issues per search page (`maxResults`).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Per-ticket calls (JSM approvals, long changelogs) in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
     /// Retries per call after the first try (429, 5xx, connection errors).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
@@ -169,6 +172,9 @@ fn default_max_tickets() -> usize {
 fn default_page_size() -> u32 {
     100
 }
+fn default_concurrency() -> usize {
+    8
+}
 fn default_retries() -> u32 {
     5
 }
@@ -196,6 +202,7 @@ impl JiraConfig {
             use_jsm_approvals: false,
             max_tickets: default_max_tickets(),
             page_size: default_page_size(),
+            max_concurrency: default_concurrency(),
             max_retries: default_retries(),
             initial_backoff_ms: default_backoff_ms(),
             max_retry_secs: default_max_wait_secs(),
@@ -258,6 +265,7 @@ impl nhi_contract::ApprovalConnector for JiraConfig {
         }
         nhi_contract::check_range(o, "max_tickets", self.max_tickets, 1, 1_000_000);
         nhi_contract::check_range(o, "page_size", self.page_size, 1, 5000);
+        nhi_contract::check_range(o, "max_concurrency", self.max_concurrency, 1, 64);
         nhi_contract::check_range(o, "max_retries", self.max_retries, 0, 20);
         nhi_contract::check_range(o, "initial_backoff_ms", self.initial_backoff_ms, 1, 60_000);
         nhi_contract::check_range(o, "max_retry_secs", self.max_retry_secs, 1, 3600);

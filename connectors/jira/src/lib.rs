@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use nhi_contract::{Approval, ApprovalRead, ApprovalSource, SourceError};
 use serde_json::Value;
 
@@ -141,15 +142,22 @@ impl JiraSource {
                 None => break,
             }
         }
-        let mut jsm = Vec::with_capacity(issues.len());
-        for issue in &mut issues {
+        let client = &client;
+        let per_ticket = issues.into_iter().map(|mut issue| async move {
             if self.config.use_jsm_approvals {
-                jsm.push(self.jsm_approvals(&client, issue).await?);
+                let approvals = self.jsm_approvals(client, &issue).await?;
+                Ok::<_, SourceError>((issue, approvals))
             } else {
-                self.complete_changelog(&client, issue).await?;
-                jsm.push(None);
+                self.complete_changelog(client, &mut issue).await?;
+                Ok((issue, None))
             }
-        }
+        });
+        // In ticket order; the first failure fails the read.
+        let done: Vec<(Value, Option<Vec<Value>>)> = stream::iter(per_ticket)
+            .buffered(self.config.max_concurrency.max(1))
+            .try_collect()
+            .await?;
+        let (issues, jsm): (Vec<Value>, Vec<Option<Vec<Value>>>) = done.into_iter().unzip();
         Ok(self.map_all(&issues, &jsm))
     }
 
