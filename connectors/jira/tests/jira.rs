@@ -401,8 +401,25 @@ async fn ticket_states_become_approval_states() {
             "Waiting for approval",
         )],
     );
+    let mut reopened_h = approved_by("boss");
+    reopened_h.push(moved(
+        3,
+        "dev",
+        "2026-11-03T08:00:00.000+0000",
+        "Approved",
+        "Waiting for approval",
+    ));
+    let reopened = issue(
+        "ACC-7",
+        "Waiting for approval",
+        "dev",
+        None,
+        json!({}),
+        reopened_h,
+    );
     let server = Server::start(Jira {
         issues: vec![
+            reopened,
             self_approved,
             approver_assigned,
             done,
@@ -445,7 +462,8 @@ async fn ticket_states_become_approval_states() {
     assert_eq!(a.revoked_at, Some(at("2026-11-04T07:30:00Z")));
     assert_eq!(a.approver, "boss");
 
-    // Declined before any approval, or still waiting: nothing approved.
+    // Declined before any approval, still waiting, or sent back to
+    // approval after it: nothing approved now.
     assert_eq!(read.approvals.len(), 4, "{:#?}", read.approvals);
 }
 
@@ -554,6 +572,20 @@ async fn the_config_names_its_secret_and_checks_its_ranges() {
         keys,
         ["base_url", "test_loopback", "fields.subjects", "page_size"]
     );
+}
+
+#[tokio::test]
+async fn a_response_larger_than_the_bound_fails_the_read() {
+    let server = Server::start(Jira {
+        issues: vec![documented("ACC-1"), documented("ACC-2")],
+        ..Jira::default()
+    })
+    .await;
+    let mut config = server.config(JQL);
+    config.max_response_bytes = 2048;
+    let err = JiraSource::new(config).read().await.unwrap_err();
+    assert!(matches!(err, SourceError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("larger than 2048 bytes"), "{err}");
 }
 
 #[tokio::test]
