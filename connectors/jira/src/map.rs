@@ -553,4 +553,112 @@ mod tests {
         );
         assert!(read_date(&f, "far", true).is_err());
     }
+
+    mod no_panic {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON, a few levels deep, with the strings Jira code looks at.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| json!(f)),
+                prop_oneof![
+                    Just("Approved".to_string()),
+                    Just("Done".to_string()),
+                    Just("Canceled".to_string()),
+                    Just("status".to_string()),
+                    Just("2026-03-31".to_string()),
+                    Just("+262142-01-01T00:00:00Z".to_string()),
+                    Just("2026-11-02T09:15:00.000+0000".to_string()),
+                    ".{0,12}",
+                ]
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("name".to_string()),
+                            Just("accountId".to_string()),
+                            Just("histories".to_string()),
+                            Just("items".to_string()),
+                            Just("field".to_string()),
+                            Just("toString".to_string()),
+                            Just("fromString".to_string()),
+                            Just("created".to_string()),
+                            Just("author".to_string()),
+                            Just("type".to_string()),
+                            Just("content".to_string()),
+                            Just("text".to_string()),
+                            Just("value".to_string()),
+                            Just("finalDecision".to_string()),
+                            Just("approvers".to_string()),
+                            Just("completedDate".to_string()),
+                            Just("epochMillis".to_string()),
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(256);
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+            /// Whatever a server sends in an issue, mapping it answers.
+            #[test]
+            fn mapping_any_issue_never_panics(
+                status in any_json(), subjects in any_json(), expiry in any_json(),
+                changelog in any_json(), jsm in prop::collection::vec(any_json(), 0..3),
+                reporter in any_json(), resolved in any_json(),
+            ) {
+                let issue = json!({
+                    "key": "ACC-1",
+                    "fields": {
+                        "status": status, "customfield_10040": subjects,
+                        "customfield_10042": expiry, "reporter": reporter,
+                        "resolutiondate": resolved,
+                    },
+                    "changelog": changelog,
+                });
+                let mut config = crate::JiraConfig::new(
+                    "t",
+                    "https://example.atlassian.net",
+                    "x",
+                    crate::JiraAuth::Oauth { token_env: "T".into() },
+                    crate::FieldMap {
+                        subjects: "customfield_10040".into(),
+                        credentials: None,
+                        actions: None,
+                        entitlements: None,
+                        assume: None,
+                        services: None,
+                        regions: None,
+                        starts_at: None,
+                        expires_at: "customfield_10042".into(),
+                    },
+                );
+                let _ = map_issue(&config, &issue, Some(&jsm));
+                config.use_jsm_approvals = true;
+                let _ = map_issue(&config, &issue, Some(&jsm));
+            }
+        }
+    }
 }
