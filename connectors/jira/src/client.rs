@@ -246,3 +246,32 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
         .num_milliseconds();
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            if let Ok(v) = v.parse() {
+                m.insert(RETRY_AFTER, v);
+            }
+            m
+        };
+        assert_eq!(retry_after(&h("7")), Some(Duration::from_secs(7)));
+        let soon = (chrono::Utc::now() + chrono::TimeDelta::seconds(30)).to_rfc2822();
+        let d = retry_after(&h(&soon)).unwrap_or_default();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            retry_after(&h("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&h("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+}

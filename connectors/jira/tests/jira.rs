@@ -143,6 +143,33 @@ async fn a_changelog_longer_than_the_search_embeds_is_read_to_the_end() {
 }
 
 #[tokio::test]
+async fn the_token_goes_as_basic_or_bearer_as_configured() {
+    let server = Server::start(Jira {
+        issues: vec![documented("ACC-1")],
+        ..Jira::default()
+    })
+    .await;
+    let basic = server.config(JQL);
+    let mut oauth = server.config(JQL);
+    oauth.auth = Some(Box::new(nhi_jira::JiraAuth::Oauth {
+        token_env: TOKEN_ENV.into(),
+    }));
+    for config in [basic, oauth] {
+        let read = JiraSource::new(config).read().await.expect("read");
+        assert_eq!(read.approvals.len(), 1);
+    }
+    let auth: Vec<Option<String>> = server.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(
+        auth,
+        [
+            // base64("integration@example.com:test-token-not-secret")
+            Some("Basic aW50ZWdyYXRpb25AZXhhbXBsZS5jb206dGVzdC10b2tlbi1ub3Qtc2VjcmV0".to_string()),
+            Some(format!("Bearer {TOKEN}")),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn an_unset_token_variable_is_an_auth_error_before_any_request() {
     let server = Server::start(Jira::default()).await;
     let mut config = server.config(JQL);

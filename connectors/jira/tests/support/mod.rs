@@ -244,7 +244,9 @@ async fn handle(State(state): State<Arc<Mutex<Jira>>>, headers: HeaderMap, uri: 
         return r;
     }
     let basic = format!("Basic {}", b64(&format!("{EMAIL}:{TOKEN}")));
-    if seen.authorization.as_deref() != Some(basic.as_str()) {
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = seen.authorization.as_deref();
+    if auth != Some(basic.as_str()) && auth != Some(bearer.as_str()) {
         return error(401, "Client must be authenticated to access this resource.");
     }
     let path = seen.path.clone();
