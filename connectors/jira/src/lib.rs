@@ -110,14 +110,14 @@ impl JiraSource {
         let mut issues: Vec<Value> = Vec::new();
         let mut token: Option<String> = None;
         loop {
+            // The changelog also with JSM approvals: it dates the move
+            // into a cancelled or rejected status.
             let mut query = vec![
                 ("jql", self.config.jql.as_str()),
                 ("fields", fields.as_str()),
                 ("maxResults", page_size.as_str()),
+                ("expand", "changelog"),
             ];
-            if !self.config.use_jsm_approvals {
-                query.push(("expand", "changelog"));
-            }
             if let Some(t) = &token {
                 query.push(("nextPageToken", t.as_str()));
             }
@@ -144,13 +144,13 @@ impl JiraSource {
         }
         let client = &client;
         let per_ticket = issues.into_iter().map(|mut issue| async move {
-            if self.config.use_jsm_approvals {
-                let approvals = self.jsm_approvals(client, &issue).await?;
-                Ok::<_, SourceError>((issue, approvals))
+            self.complete_changelog(client, &mut issue).await?;
+            let approvals = if self.config.use_jsm_approvals {
+                self.jsm_approvals(client, &issue).await?
             } else {
-                self.complete_changelog(client, &mut issue).await?;
-                Ok((issue, None))
-            }
+                None
+            };
+            Ok::<_, SourceError>((issue, approvals))
         });
         // In ticket order; the first failure fails the read.
         let done: Vec<(Value, Option<Vec<Value>>)> = stream::iter(per_ticket)

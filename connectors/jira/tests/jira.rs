@@ -504,9 +504,27 @@ async fn jsm_approvals_give_the_approver_and_the_decision() {
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let cancelled = issue(
+        "ACC-3",
+        "Canceled",
+        "dev",
+        None,
+        json!({}),
+        vec![moved(
+            1,
+            "dev",
+            "2026-11-07T11:00:00.000+0000",
+            "Approved",
+            "Canceled",
+        )],
+    );
     let server = Server::start(Jira {
-        issues: vec![jsm_issue, unrecorded],
-        approvals: [("ACC-1".to_string(), approvals)].into(),
+        issues: vec![jsm_issue, unrecorded, cancelled],
+        approvals: [
+            ("ACC-1".to_string(), approvals.clone()),
+            ("ACC-3".to_string(), approvals),
+        ]
+        .into(),
         ..Jira::default()
     })
     .await;
@@ -523,16 +541,25 @@ async fn jsm_approvals_give_the_approver_and_the_decision() {
             "/rest/api/3/search/jql",
             "/rest/servicedeskapi/request/ACC-1/approval",
             "/rest/servicedeskapi/request/ACC-2/approval",
+            "/rest/servicedeskapi/request/ACC-3/approval",
         ]
     );
-    assert_eq!(seen[0].param("expand"), None, "no changelog needed");
-    assert_eq!(read.approvals.len(), 1);
+    // The changelog still dates cancellations.
+    assert_eq!(seen[0].param("expand"), Some("changelog"));
+    assert_eq!(read.approvals.len(), 2);
     let a = &read.approvals[0];
     assert_eq!(
         a.approver,
         "qm:a713c8ea-1075-4e30-9d96-891a7d181739:5ad6d3581db05e2a66fa80b"
     );
     assert_eq!(a.approved_at, at("2026-11-06T10:00:00Z"));
+    assert_eq!(a.revoked_at, None);
+    // Revoked when the changelog says it was cancelled.
+    assert_eq!(read.approvals[1].reference.as_deref(), Some("ACC-3"));
+    assert_eq!(
+        read.approvals[1].revoked_at,
+        Some(at("2026-11-07T11:00:00Z"))
+    );
     assert_eq!(read.unmapped.len(), 1);
     assert_eq!(read.unmapped[0].reference, "ACC-2");
     assert_eq!(
