@@ -38,6 +38,11 @@ pub struct JiraConfig {
     /// rather than from the changelog transition into an approved status.
     #[serde(default)]
     pub use_jsm_approvals: bool,
+    /// Longest validity a ticket may grant, in days from its approval: the
+    /// expiry is a field the requester fills in, so a later one makes the
+    /// ticket unmapped rather than a years-long approval.
+    #[serde(default = "default_max_validity_days")]
+    pub max_validity_days: i64,
     /// More matching tickets than this fail the read (the JQL is too wide):
     /// a truncated set would make approved credentials look unapproved.
     #[serde(default = "default_max_tickets")]
@@ -166,6 +171,9 @@ fn default_cancelled() -> Vec<String> {
 fn default_rejected() -> Vec<String> {
     strings(&["Declined", "Rejected"])
 }
+fn default_max_validity_days() -> i64 {
+    365
+}
 fn default_max_tickets() -> usize {
     10_000
 }
@@ -200,6 +208,7 @@ impl JiraConfig {
             fields: Box::new(fields),
             statuses: Box::default(),
             use_jsm_approvals: false,
+            max_validity_days: default_max_validity_days(),
             max_tickets: default_max_tickets(),
             page_size: default_page_size(),
             max_concurrency: default_concurrency(),
@@ -263,6 +272,7 @@ impl nhi_contract::ApprovalConnector for JiraConfig {
                 });
             }
         }
+        nhi_contract::check_range(o, "max_validity_days", self.max_validity_days, 1, 3650);
         nhi_contract::check_range(o, "max_tickets", self.max_tickets, 1, 1_000_000);
         nhi_contract::check_range(o, "page_size", self.page_size, 1, 5000);
         nhi_contract::check_range(o, "max_concurrency", self.max_concurrency, 1, 64);

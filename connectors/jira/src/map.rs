@@ -156,6 +156,16 @@ pub(crate) fn map_issue(config: &JiraConfig, issue: &Value, jsm: Option<&[Value]
             );
         }
     }
+    let longest = time::add(approved_at, time::days(config.max_validity_days));
+    if expires > longest {
+        return unmapped(
+            &subjects,
+            format!(
+                "{}: expiry {expires} is more than max_validity_days = {} after the approval ({approved_at})",
+                f.expires_at, config.max_validity_days
+            ),
+        );
+    }
     let mut lists: [Vec<String>; 6] = Default::default();
     let optional = [
         &f.credentials,

@@ -316,8 +316,16 @@ async fn a_ticket_with_a_missing_or_malformed_field_is_unmapped_and_the_others_s
         json!({"customfield_10040": 42}),
         approved_by("boss"),
     );
+    let too_long = issue(
+        "ACC-5",
+        "Approved",
+        "req",
+        None,
+        json!({"customfield_10042": "2099-12-31"}),
+        approved_by("boss"),
+    );
     let server = Server::start(Jira {
-        issues: vec![ok, missing, malformed, no_subject],
+        issues: vec![ok, missing, malformed, no_subject, too_long],
         ..Jira::default()
     })
     .await;
@@ -348,6 +356,14 @@ async fn a_ticket_with_a_missing_or_malformed_field_is_unmapped_and_the_others_s
                 url: url("ACC-4"),
                 subjects: vec![],
                 problem: "customfield_10040: 42 is not a list of ids".into(),
+            },
+            Unmapped {
+                reference: "ACC-5".into(),
+                url: url("ACC-5"),
+                subjects: vec!["arn:aws:iam::123456789012:user/ci".into()],
+                problem: "customfield_10042: expiry 2100-01-01 00:00:00 UTC is more than \
+                          max_validity_days = 365 after the approval (2026-11-02 09:15:00 UTC)"
+                    .into(),
             },
         ]
     );
