@@ -79,6 +79,9 @@ registry! {
     ApprovalConfig: dyn ApprovalConnector {
         /// A directory of approvals-as-code YAML files.
         "files" => Files(nhi_approvals_as_code::FilesConfig),
+        /// Jira Cloud / Jira Service Management tickets found by JQL.
+        #[cfg(feature = "jira")]
+        "jira" => Jira(nhi_jira::JiraConfig),
         /// ServiceNow requested items or change requests (Table API).
         #[cfg(feature = "servicenow")]
         "servicenow" => ServiceNow(Box<nhi_servicenow::ServiceNowConfig>),
