@@ -682,3 +682,277 @@ async fn a_signed_jira_event_closing_a_ticket_disables_exactly_its_subjects_keys
         "an unknown ticket is a full pass: {all:?}"
     );
 }
+
+/// A Jira search page (the API's own shape) holding one ticket approving
+/// `subject`, approved by another person than its reporter; `done` closes
+/// it with a resolution date.
+fn jira_page(key: &str, subject: &str, done: Option<&str>) -> String {
+    let user = |id: &str, email: &str| serde_json::json!({"accountId": id, "emailAddress": email, "displayName": email, "active": true});
+    let status = if done.is_some() { "Done" } else { "Approved" };
+    let mut histories = vec![serde_json::json!({
+        "id": "1", "author": user("5b10ac8d82e05b22cc7d4ef5", "approver@example.com"),
+        "created": "2026-11-02T09:15:00.000+0000",
+        "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "10003",
+                   "fromString": "Waiting for approval", "to": "10001", "toString": "Approved"}]})];
+    if let Some(at) = done {
+        histories.push(serde_json::json!({
+            "id": "2", "author": user("5b10a2844c20165700ede21g", "requester@example.com"), "created": at,
+            "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "10001",
+                       "fromString": "Approved", "to": "10002", "toString": "Done"}]}));
+    }
+    serde_json::json!({"issues": [{
+        "id": "10002", "key": key, "self": format!("https://example.atlassian.net/rest/api/3/issue/10002"),
+        "fields": {
+            "status": {"name": status, "id": "10001"},
+            "reporter": user("5b10a2844c20165700ede21g", "requester@example.com"),
+            "assignee": user("5b109f2e9729b51b54dc274d", "engineer@example.com"),
+            "resolutiondate": done, "updated": done.unwrap_or("2026-11-02T09:15:00.000+0000"),
+            "customfield_10040": [subject],
+            "customfield_10042": (chrono::Utc::now() + chrono::Duration::days(90)).format("%Y-%m-%d").to_string(),
+            "customfield_10044": "*"
+        },
+        "changelog": {"startAt": 0, "maxResults": histories.len(), "total": histories.len(), "histories": histories}
+    }], "isLast": true})
+    .to_string()
+}
+
+/// YAML files, Jira and ServiceNow approval sources in one config against
+/// moto: each source's approval covers its own user's keys and nothing
+/// else; then, in the daemon, a signed Jira event for the ticket closed as
+/// done disables exactly that ticket's subject's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_jira_and_servicenow_approvals_cover_their_keys_and_a_closed_ticket_ends_access() {
+    let moto = Moto::start("estate", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let account = "arn:aws:iam::123456789012:user";
+    for sub in [
+        "approvals",
+        "jira",
+        "snow/sc_req_item",
+        "snow/sysapproval_approver",
+    ] {
+        std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+    }
+    let now = chrono::Utc::now();
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    std::fs::write(
+        d.join("approvals/legacy.yaml"),
+        format!(
+            "approvals:\n  - id: APR-LEGACY\n    subject: \"{account}/legacy-batch\"\n    scope: {{actions: [\"*\"]}}\n    requester: a@example.com\n    approver: b@example.com\n    approved_at: {}\n    expires_at: {}\n",
+            fmt(now - chrono::Duration::days(1)),
+            fmt(now + chrono::Duration::days(100))
+        ),
+    )
+    .expect("yaml");
+    std::fs::write(
+        d.join("jira/search-1.json"),
+        jira_page("ACC-1", &format!("{account}/terraform"), None),
+    )
+    .expect("jira");
+    std::fs::write(
+        d.join("snow/sc_req_item/page-1.json"),
+        serde_json::json!({"result": [{
+            "sys_id": "a1d5c3a1db2f0010c8d2f0f5ca9619a1", "number": "RITM0010001", "approval": "approved",
+            "state": "2", "sys_updated_on": "2026-11-10 09:00:00",
+            "requested_for": "5137153cc611227c000bbd1bd8cd2005", "opened_by": "5137153cc611227c000bbd1bd8cd2005",
+            "assigned_to": "681ccaf9c0a8016400b98a06818d57c7", "closed_at": "",
+            "variables.identity_id": format!("arn:aws:iam::123456789012:user/machine/ci-deployer"),
+            "variables.actions": "*", "variables.access_until": "2099-12-31"
+        }]})
+        .to_string(),
+    )
+    .expect("snow");
+    std::fs::write(
+        d.join("snow/sysapproval_approver/page-1.json"),
+        serde_json::json!({"result": [{
+            "sys_id": "b2e6d4b2ec3f0010d9e3f1f6db7a2ab1", "sysapproval": "a1d5c3a1db2f0010c8d2f0f5ca9619a1",
+            "approver": "46d44a23a9fe19810012d100cca80666", "state": "approved",
+            "sys_updated_on": "2026-11-09 10:00:00"
+        }]})
+        .to_string(),
+    )
+    .expect("snow approvals");
+    let cfg = d.join("nhi-assure.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"store = "store.db"
+[[sources]]
+type = "aws"
+name = "aws"
+endpoint_url = "{endpoint}"
+[[approvals]]
+type = "files"
+name = "approvals"
+path = "approvals"
+[[approvals]]
+type = "jira"
+name = "jira"
+base_url = "https://example.atlassian.net"
+export_dir = "jira"
+[approvals.fields]
+subjects = "customfield_10040"
+expires_at = "customfield_10042"
+actions = "customfield_10044"
+[[approvals]]
+type = "servicenow"
+name = "servicenow"
+instance_url = "https://example.service-now.com"
+export_dir = "snow"
+[approvals.mapping]
+subject = "variables.identity_id"
+actions = "variables.actions"
+expires_at = "variables.access_until"
+[enforce]
+max_percent = 100.0
+[daemon]
+schedule = "0 0 0 1 1 *"
+jira_webhook_secret_env = "NHIA_TEST_JIRA_E2E"
+"#,
+            endpoint = moto.ready.endpoint
+        ),
+    )
+    .expect("config");
+    let aws_env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ];
+
+    // One-shot scan: exactly the keys no source approves are unapproved.
+    let scan = Command::new(BIN)
+        .args([
+            "scan",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--format",
+            "json",
+        ])
+        .envs(aws_env)
+        .output()
+        .expect("scan");
+    let doc: serde_json::Value = serde_json::from_slice(&scan.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&scan.stderr)));
+    let unapproved: std::collections::BTreeSet<String> = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule_id"] == "credential-unapproved")
+        .filter_map(|f| f["credential_id"].as_str().map(str::to_string))
+        .collect();
+    let key = |name: &str| moto.key(name);
+    for approved in ["legacy-key", "tf-key", "ci-old", "ci-new"] {
+        assert!(
+            !unapproved.contains(&key(approved)),
+            "{approved} is approved: {unapproved:?}"
+        );
+    }
+    for not in ["inline-key", "chain-key"] {
+        assert!(
+            unapproved.contains(&key(not)),
+            "{not} has no approval: {unapproved:?}"
+        );
+    }
+    // Every ticket read and mapped, nothing held for a ticket (moto's
+    // missing service-specific credentials make the AWS source partial).
+    let err = String::from_utf8_lossy(&scan.stderr);
+    assert!(
+        !err.contains("could not be mapped") && !err.contains("unmapped"),
+        "{err}"
+    );
+
+    // The daemon, enforcing: the ticket is closed as done, and Jira says so.
+    let secret = "jira-e2e-webhook-secret-0123456";
+    let text = std::fs::read_to_string(&cfg).expect("read").replace(
+        "store = \"store.db\"",
+        "store = \"store.db\"\nmode = \"enforce\"",
+    );
+    std::fs::write(&cfg, text).expect("enforce");
+    let port = free_port();
+    let log = d.join("daemon.log");
+    let child = Command::new(BIN)
+        .args([
+            "daemon",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .envs(aws_env)
+        .env("RUST_LOG", "nhi_assure=info")
+        .env("NHIA_TEST_JIRA_E2E", secret)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn daemon");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while passes_logged(&log).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(passes_logged(&log).len(), 1, "one full pass");
+    let closed = fmt(chrono::Utc::now() - chrono::Duration::seconds(5)).replace('Z', ".000+0000");
+    std::fs::write(
+        d.join("jira/search-1.json"),
+        jira_page("ACC-1", &format!("{account}/terraform"), Some(&closed)),
+    )
+    .expect("close the ticket");
+    let body = format!(
+        r#"{{"timestamp":{},"webhookEvent":"jira:issue_updated","issue":{{"id":"10002","key":"ACC-1","fields":{{"status":{{"name":"Done"}}}}}},"changelog":{{"id":"2","items":[{{"field":"status","fieldtype":"jira","from":"10001","fromString":"Approved","to":"10002","toString":"Done"}}]}}}}"#,
+        chrono::Utc::now().timestamp_millis()
+    );
+    let headers = vec![
+        (
+            "X-Hub-Signature",
+            format!("sha256={}", hmac_hex(secret.as_bytes(), &body)),
+        ),
+        (
+            "X-Atlassian-Webhook-Identifier",
+            "e2e-delivery-1".to_string(),
+        ),
+    ];
+    let t0 = Instant::now();
+    assert_eq!(post_raw(port, "/v1/events/jira", &headers, &body), 202);
+    let tf = key("tf-key");
+    let mut done = false;
+    while !done && t0.elapsed() < Duration::from_secs(30) {
+        let o = Command::new(BIN)
+            .args(["journal", "--config", cfg.to_str().expect("utf8")])
+            .output()
+            .expect("journal");
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        done = list
+            .iter()
+            .any(|e| e["request"]["credential_id"] == tf.as_str() && e["status"] == "done");
+        if !done {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(done, "the closed ticket's key is disabled");
+    println!(
+        "jira event (real connector, export) -> key disabled: {} ms",
+        t0.elapsed().as_millis()
+    );
+    let targeted: Vec<String> = passes_logged(&log).into_iter().skip(1).collect();
+    assert_eq!(
+        targeted,
+        vec![format!(r#"Some(["{account}/terraform"])"#)],
+        "a targeted pass for exactly the ticket's subject"
+    );
+    // Nothing else was acted on: the other approved keys are untouched.
+    let o = Command::new(BIN)
+        .args(["journal", "--config", cfg.to_str().expect("utf8")])
+        .output()
+        .expect("journal");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    for other in ["legacy-key", "ci-old", "ci-new"] {
+        assert!(
+            !list
+                .iter()
+                .any(|e| e["request"]["credential_id"] == key(other).as_str()),
+            "{other} must not be acted on"
+        );
+    }
+    assert_eq!(terminate(child), Some(0));
+}
