@@ -229,6 +229,10 @@ fn the_store_password_never_shows_in_errors() {
         .replace(
             "path = \"approvals\"",
             &format!("path = \"{}/approvals\"", demo.display()),
+        )
+        .replace(
+            "export_dir = \"",
+            &format!("export_dir = \"{}/", demo.display()),
         );
     let forms = [
         "postgres://nhi:Pw-Userinfo-1@127.0.0.1:1/nhi",
