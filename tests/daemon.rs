@@ -14,6 +14,8 @@ mod pg;
 
 #[path = "support/daemon.rs"]
 mod daemon_support;
+#[path = "support/demo.rs"]
+mod demo;
 use daemon_support::{free_port, post, terminate};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
@@ -68,17 +70,7 @@ fn spawn_with(cfg: &Path, port: u16, env: &[(&str, &str)]) -> Child {
 }
 
 fn demo_copy(dir: &Path) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
-    for sub in ["estate", "approvals"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-        for e in std::fs::read_dir(src.join(sub)).expect("read") {
-            let p = e.expect("entry").path();
-            std::fs::copy(&p, dir.join(sub).join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-    let cfg = dir.join("nhi-assure.toml");
-    std::fs::copy(src.join("nhi-assure.toml"), &cfg).expect("copy config");
-    cfg
+    demo::demo_into(dir)
 }
 
 #[test]

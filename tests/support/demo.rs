@@ -19,12 +19,19 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The demo copied into a fresh temporary directory; returns it and the
 /// config path inside it.
+#[allow(dead_code)]
 pub fn demo() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_into(dir.path());
+    (dir, cfg)
+}
+
+/// The whole demo (estate, approvals, ticket exports, config) copied into
+/// `dir`; returns the config path inside it.
+pub fn demo_into(dir: &Path) -> PathBuf {
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo"),
-        dir.path(),
+        dir,
     );
-    let cfg = dir.path().join("nhi-assure.toml");
-    (dir, cfg)
+    dir.join("nhi-assure.toml")
 }
