@@ -765,10 +765,14 @@ fn diff_between_runs_new_resolved_still_open_and_time_to_remediate() {
             "json",
         ],
     )));
+    // Findings on Azure subjects, but not those on an approval record itself
+    // (Jira ACC-214: its approver is its assignee), which the approval
+    // sources still read and judge.
     let azure: BTreeSet<String> = second
         .iter()
         .filter(|f| f["provider"] == "azure")
         .map(fingerprint)
+        .filter(|fp| !fp.contains("|approval:"))
         .collect();
     assert!(!azure.is_empty());
     let resolved: BTreeSet<String> = diff["resolved"]
