@@ -1,12 +1,15 @@
 //! Latency of the daemon's targeted passes against moto: approval end →
-//! key disabled, and signed revocation event → key disabled, as p50 / p99 /
-//! max over N subjects each.
+//! key disabled, signed revocation event → key disabled, and a Jira ticket
+//! closed as done (the `jira` approval source reading an export, Jira's own
+//! signed `jira:issue_updated` event) → key disabled, as p50 / p99 / max
+//! over N subjects each.
 //!
 //!     cargo bench --bench daemon_latency -- [--subjects N] [--spacing-ms MS]
 //!
 //! Needs `moto[server]` (tests/run.sh installs it). Each subject is a user
 //! with one access key and an approval; the daemon (enforce mode, the
-//! shipped rails) runs one full pass at start, then nothing but the targeted
+//! shipped rails but an action budget large enough for every subject: the
+//! measure is latency, not the budget) runs one full pass at start, then nothing but the targeted
 //! passes measured here. Completion times are the journal's outcome
 //! timestamps, so the measurement does not poll (and slow) moto.
 
@@ -21,6 +24,7 @@ use nhi_aws::moto::Moto;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
 const SECRET: &str = "bench-webhook-secret-0123456789";
+const JIRA_SECRET: &str = "bench-jira-webhook-secret-01234";
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
@@ -56,6 +60,67 @@ fn post_revocation(port: u16, approval: &str) -> Result<u16, std::io::Error> {
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+/// A Jira `search/jql` page (the API's shape) of one ticket per subject,
+/// `ACC-{i}`, approving it until `until`; those in `done` closed as done.
+fn jira_page(
+    subjects: &[(u64, String)],
+    until: &str,
+    done: &std::collections::HashSet<u64>,
+) -> String {
+    let user = |id: &str| serde_json::json!({"accountId": id, "displayName": id, "active": true});
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let issues: Vec<serde_json::Value> = subjects
+        .iter()
+        .map(|(i, subject)| {
+            let closed = done.contains(i);
+            let mut histories = vec![serde_json::json!({"id": "1", "author": user("approver"),
+                "created": "2026-11-02T09:15:00.000+0000",
+                "items": [{"field": "status", "fieldtype": "jira", "from": "10003",
+                           "fromString": "Waiting for approval", "to": "10001", "toString": "Approved"}]})];
+            if closed {
+                histories.push(serde_json::json!({"id": "2", "author": user("requester"), "created": now,
+                    "items": [{"field": "status", "fieldtype": "jira", "from": "10001",
+                               "fromString": "Approved", "to": "10002", "toString": "Done"}]}));
+            }
+            serde_json::json!({"id": i.to_string(), "key": format!("ACC-{i}"),
+                "fields": {"status": {"name": if closed { "Done" } else { "Approved" }},
+                    "reporter": user("requester"), "assignee": user("engineer"),
+                    "resolutiondate": if closed { Some(now.clone()) } else { None },
+                    "updated": now, "customfield_10040": [subject],
+                    "customfield_10042": until, "customfield_10044": "*"},
+                "changelog": {"startAt": 0, "maxResults": histories.len(), "total": histories.len(),
+                              "histories": histories}})
+        })
+        .collect();
+    serde_json::json!({"issues": issues, "isLast": true}).to_string()
+}
+
+/// Jira's event for ticket `key` moved to Done, signed as Jira signs.
+fn post_jira(port: u16, key: &str, i: u64) -> Result<u16, std::io::Error> {
+    use hmac::{KeyInit, Mac};
+    let body = format!(
+        r#"{{"timestamp":{},"webhookEvent":"jira:issue_updated","issue":{{"id":"{i}","key":"{key}","fields":{{"status":{{"name":"Done"}}}}}},"changelog":{{"id":"2","items":[{{"field":"status","fieldtype":"jira","from":"10001","fromString":"Approved","to":"10002","toString":"Done"}}]}}}}"#,
+        Utc::now().timestamp_millis()
+    );
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(JIRA_SECRET.as_bytes())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    mac.update(body.as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "POST /v1/events/jira HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Hub-Signature: sha256={sig}\r\nX-Atlassian-Webhook-Identifier: bench-{i}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
@@ -117,7 +182,7 @@ fn main() {
         &scenario,
         format!(
             r#"{{"bulk_users": {{"count": {}, "prefix": "svc-", "keys_per_user": 1}}}}"#,
-            2 * n
+            3 * n
         ),
     )
     .unwrap_or_else(|e| fail(e));
@@ -146,11 +211,22 @@ fn main() {
     }
     std::fs::create_dir_all(dir.path().join("approvals")).unwrap_or_else(|e| fail(e));
     std::fs::write(dir.path().join("approvals/bench.yaml"), yaml).unwrap_or_else(|e| fail(e));
+    // Subjects 2n..3n: approved by Jira tickets, closed as done one by one.
+    let tickets: Vec<(u64, String)> = (2 * n..3 * n)
+        .map(|i| (i, moto.user(&format!("svc-{i}"))))
+        .collect();
+    let until = (Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut closed = std::collections::HashSet::new();
+    let page = dir.path().join("jira/search-1.json");
+    std::fs::create_dir_all(dir.path().join("jira")).unwrap_or_else(|e| fail(e));
+    std::fs::write(&page, jira_page(&tickets, &until, &closed)).unwrap_or_else(|e| fail(e));
     let cfg = dir.path().join("nhi-assure.toml");
     std::fs::write(
         &cfg,
         format!(
-            "store = \"store.db\"\nmode = \"enforce\"\n[[sources]]\ntype = \"aws\"\nname = \"aws\"\nendpoint_url = \"{}\"\n[[approvals]]\ntype = \"files\"\nname = \"approvals\"\npath = \"approvals\"\n[enforce]\nmax_percent = 100.0\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nwebhook_secret_env = \"BENCH_WEBHOOK_SECRET\"\n",
+            "store = \"store.db\"\nmode = \"enforce\"\n[[sources]]\ntype = \"aws\"\nname = \"aws\"\nendpoint_url = \"{}\"\n[[approvals]]\ntype = \"files\"\nname = \"approvals\"\npath = \"approvals\"\n[[approvals]]\ntype = \"jira\"\nname = \"jira\"\nbase_url = \"https://example.atlassian.net\"\nexport_dir = \"jira\"\n[approvals.fields]\nsubjects = \"customfield_10040\"\nexpires_at = \"customfield_10042\"\nactions = \"customfield_10044\"\n[enforce]\nmax_percent = 100.0\n[enforce.budget]\noverall = [{{ window_secs = 3600, actions = 100000 }}]\nper_source = [{{ window_secs = 3600, actions = 100000 }}]\n[daemon]\nschedule = \"0 0 0 1 1 *\"\nwebhook_secret_env = \"BENCH_WEBHOOK_SECRET\"\njira_webhook_secret_env = \"BENCH_JIRA_SECRET\"\n",
             moto.ready.endpoint
         ),
     )
@@ -168,6 +244,7 @@ fn main() {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("BENCH_WEBHOOK_SECRET", SECRET)
+        .env("BENCH_JIRA_SECRET", JIRA_SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -183,7 +260,7 @@ fn main() {
     }
     println!(
         "moto: {} users with a key; first full pass done {:.1} s after start",
-        2 * n,
+        3 * n,
         t.elapsed().as_secs_f64()
     );
 
@@ -197,6 +274,19 @@ fn main() {
         match post_revocation(port, &format!("APR-{i}")) {
             Ok(202) => sent.push((i, at)),
             Ok(code) => fail(format!("webhook answered {code}")),
+            Err(e) => fail(e),
+        }
+        std::thread::sleep(spacing);
+    }
+    // Jira: each ticket closed as done in the export, then Jira's event.
+    let mut jira_sent = Vec::new();
+    for (i, _) in &tickets {
+        closed.insert(*i);
+        std::fs::write(&page, jira_page(&tickets, &until, &closed)).unwrap_or_else(|e| fail(e));
+        let at = Utc::now();
+        match post_jira(port, &format!("ACC-{i}"), *i) {
+            Ok(202) => jira_sent.push((*i, at)),
+            Ok(code) => fail(format!("jira event answered {code}")),
             Err(e) => fail(e),
         }
         std::thread::sleep(spacing);
@@ -219,13 +309,19 @@ fn main() {
         .iter()
         .filter_map(|(i, t)| Some((*done.get(&key(*i))? - *t).num_milliseconds()))
         .collect();
-    if expiry.len() as u64 != n || event.len() as u64 != n {
+    let jira: Vec<i64> = jira_sent
+        .iter()
+        .filter_map(|(i, t)| Some((*done.get(&key(*i))? - *t).num_milliseconds()))
+        .collect();
+    if expiry.len() as u64 != n || event.len() as u64 != n || jira.len() as u64 != n {
         fail(format!(
-            "not every key was disabled: {} of {n} at expiry, {} of {n} on events",
+            "not every key was disabled: {} of {n} at expiry, {} of {n} on events, {} of {n} on Jira closes",
             expiry.len(),
-            event.len()
+            event.len(),
+            jira.len()
         ));
     }
     summary("approval end -> key disabled", expiry);
     summary("signed event  -> key disabled", event);
+    summary("jira closed   -> key disabled", jira);
 }
