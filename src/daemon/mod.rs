@@ -443,9 +443,19 @@ mod tests {
     /// Random and half-right requests through the real routes: never a
     /// panic, never a 5xx, and a 202 only for a correctly signed event.
     fn answer(headers: Vec<(&'static str, Vec<u8>)>, body: Vec<u8>) -> StatusCode {
+        send(app().1.clone(), "/webhook", headers, body)
+    }
+
+    /// One POST to `path` through `app`'s real routes, from loopback.
+    fn send(
+        mut app: Router,
+        path: &str,
+        headers: Vec<(&'static str, Vec<u8>)>,
+        body: Vec<u8>,
+    ) -> StatusCode {
         let mut req = Request::builder()
             .method("POST")
-            .uri("/webhook")
+            .uri(path)
             .body(axum::body::Body::from(body))
             .expect("request");
         for (name, value) in headers {
@@ -458,7 +468,6 @@ mod tests {
                 [127, 0, 0, 1],
                 1,
             ))));
-        let mut app = app().1.clone();
         rt().block_on(async move {
             <Router as tower::Service<_>>::call(&mut app, req)
                 .await
@@ -561,28 +570,7 @@ mod tests {
         headers: Vec<(&'static str, Vec<u8>)>,
         body: Vec<u8>,
     ) -> StatusCode {
-        let mut req = Request::builder()
-            .method("POST")
-            .uri(path)
-            .body(axum::body::Body::from(body))
-            .expect("request");
-        for (name, value) in headers {
-            if let Ok(v) = HeaderValue::from_bytes(&value) {
-                req.headers_mut().append(name, v);
-            }
-        }
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(SocketAddr::from((
-                [127, 0, 0, 1],
-                2,
-            ))));
-        let mut app = events_app().1.clone();
-        rt().block_on(async move {
-            <Router as tower::Service<_>>::call(&mut app, req)
-                .await
-                .map(|r| r.status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        })
+        send(events_app().1.clone(), path, headers, body)
     }
 
     fn ticket_body() -> impl Strategy<Value = Vec<u8>> {

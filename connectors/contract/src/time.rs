@@ -66,6 +66,22 @@ pub fn elapsed(since: Timestamp, now: Timestamp, d: TimeDelta) -> bool {
     now.signed_duration_since(since) >= d
 }
 
+/// How long an HTTP `Retry-After` value (RFC 9110: delay seconds, or an
+/// HTTP date) asks to wait from `now`; a date in the past is no wait,
+/// anything else unreadable is `None`. Callers cap the wait themselves.
+pub fn retry_after(value: &str, now: Timestamp) -> Option<std::time::Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(std::time::Duration::ZERO),
+    )
+}
+
 /// serde `deserialize_with` for a [`Timestamp`] field: parsed as chrono
 /// does, then bounded by [`check`] (the error carries the parser's location).
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
@@ -131,5 +147,21 @@ mod tests {
             assert!(e.to_string().contains("out of range"), "{e}");
             assert!(e.line() == 1 && e.column() > 0, "located: {e}");
         }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_nothing_else() {
+        let now = Utc::now();
+        assert_eq!(
+            retry_after(" 7 ", now),
+            Some(std::time::Duration::from_secs(7))
+        );
+        let later = (now + TimeDelta::seconds(30)).to_rfc2822();
+        let wait = retry_after(&later, now).expect("a date");
+        assert!(wait.as_secs() >= 29 && wait.as_secs() <= 30, "{wait:?}");
+        let past = (now - TimeDelta::hours(1)).to_rfc2822();
+        assert_eq!(retry_after(&past, now), Some(std::time::Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-3", now), None);
     }
 }

@@ -234,17 +234,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After`, as [`nhi_contract::time::retry_after`] reads it.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let ms = at
-        .signed_duration_since(chrono::Utc::now())
-        .num_milliseconds();
-    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    nhi_contract::time::retry_after(h.get(RETRY_AFTER)?.to_str().ok()?, chrono::Utc::now())
 }
 
 #[cfg(test)]

@@ -259,16 +259,9 @@ impl Client {
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP date (RFC 9110); a date in the
-/// past is no wait.
+/// `Retry-After`, as [`nhi_contract::time::retry_after`] reads it.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    nhi_contract::time::retry_after(h.get(RETRY_AFTER)?.to_str().ok()?, chrono::Utc::now())
 }
 
 /// `: message` from ServiceNow's error envelope
