@@ -319,7 +319,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::findings(w, format, &(&pass).into(), &pass.findings)
             })?;
             pass.report_summary();
-            let failing = fail_on.is_some_and(|s| pass.findings.iter().any(|f| f.severity >= s));
+            // An excepted finding's risk is accepted until its exception ends.
+            let failing = fail_on.is_some_and(|s| {
+                pass.findings
+                    .iter()
+                    .any(|f| f.severity >= s && f.exception.is_none())
+            });
             Ok(exit_seen(
                 u8::from(failing),
                 pass.unseen(allow_partial, fail_on.is_some()),

@@ -70,6 +70,11 @@ impl Context {
         self
     }
 
+    /// Read the exception files (see [`load_exceptions`]).
+    pub fn read_exceptions(&self) -> anyhow::Result<Vec<nhi_contract::Exception>> {
+        Ok(load_exceptions(&self.cfg, &self.rules)?)
+    }
+
     /// The store, opened on first use.
     pub async fn store(&self) -> anyhow::Result<&SqlStore> {
         let location = self.cfg.store_location();
@@ -101,6 +106,7 @@ impl Context {
         // Approvals are local and strict: a bad file stops here, before the
         // store is touched or any provider is contacted.
         let read = read_approvals(&self.approvals).await?;
+        let exceptions = self.read_exceptions()?;
         // What records a source could not map may cover is held this pass.
         let held = read.held();
         let ApprovalsRead {
@@ -159,7 +165,9 @@ impl Context {
             })
             .filter(|ids| !ids.is_empty());
         progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
-        let estate = read_inventories(&self.inventory, approvals, cache, subjects.as_deref()).await;
+        let mut estate =
+            read_inventories(&self.inventory, approvals, cache, subjects.as_deref()).await;
+        estate.exceptions = exceptions;
         progress.set_message(format!(
             "evaluating {} identities, {} credentials",
             estate.identities.len(),
@@ -260,16 +268,37 @@ impl Context {
                 .iter()
                 .filter(|a| a.revoked_at.is_none() && end(a) > now)
         };
-        // Approvals ending within a second of the next end share its pass.
-        let next_expiry = live().map(end).min().map(|first| {
-            let mut ids: Vec<String> = live()
-                .filter(|a| end(a) <= first + chrono::Duration::seconds(1))
-                .map(|a| a.subject.clone())
-                .collect();
-            ids.sort();
-            ids.dedup();
-            (first, ids)
-        });
+        // An exception ending re-opens its findings and lets enforce act:
+        // its end is a pass too, on the identities it covers.
+        let live_exceptions = || estate.exceptions.iter().filter(|e| e.expires_at > now);
+        // Approvals and exceptions ending within a second of the next end
+        // share its pass.
+        let next_expiry = live()
+            .map(end)
+            .chain(live_exceptions().map(|e| e.expires_at))
+            .min()
+            .map(|first| {
+                let soon = first + chrono::Duration::seconds(1);
+                let mut ids: Vec<String> = live()
+                    .filter(|a| end(a) <= soon)
+                    .map(|a| a.subject.clone())
+                    .collect();
+                for e in live_exceptions().filter(|e| e.expires_at <= soon) {
+                    ids.extend(
+                        estate
+                            .identities
+                            .iter()
+                            .filter(|i| {
+                                nhi_contract::pattern::Syntax::STAR_ASCII_CASELESS
+                                    .matches(&e.subject, &i.id)
+                            })
+                            .map(|i| i.id.clone()),
+                    );
+                }
+                ids.sort();
+                ids.dedup();
+                (first, ids)
+            });
         progress.finish_and_clear();
         Ok(PassResult {
             unmatched_revocations,
@@ -289,6 +318,41 @@ impl Context {
             summary,
             now,
         })
+    }
+}
+
+/// Read the exception files of `cfg`, if it names a directory: every
+/// problem located, and each exception's rule checked against `rules` (an
+/// exception naming a rule that is not loaded would except nothing,
+/// silently), before anything else runs.
+pub fn load_exceptions(
+    cfg: &Config,
+    rules: &RuleSet,
+) -> Result<Vec<nhi_contract::Exception>, nhi_approvals_as_code::Problems> {
+    let Some(dir) = &cfg.exceptions.path else {
+        return Ok(Vec::new());
+    };
+    let list = nhi_approvals_as_code::exceptions::load_dir(
+        &cfg.base.join(dir),
+        cfg.exceptions.max_exception_days,
+    )?;
+    let unknown: Vec<nhi_approvals_as_code::Problem> = list
+        .iter()
+        .filter(|e| !rules.rules.iter().any(|r| r.id == e.rule))
+        .map(|e| {
+            let (file, line, column) = nhi_approvals_as_code::split_source(&e.source);
+            nhi_approvals_as_code::Problem {
+                file,
+                line,
+                column,
+                message: format!("exception {}: no loaded rule is named {}", e.id, e.rule),
+            }
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(list)
+    } else {
+        Err(nhi_approvals_as_code::Problems(unknown))
     }
 }
 
@@ -342,6 +406,7 @@ impl UnmappedRecord {
                 "problem": self.record.problem,
             }),
             recommended_action: crate::engine::rules::Action::Flag,
+            exception: None,
         }
     }
 }

@@ -335,3 +335,109 @@ fn eligible_and_group_held_roles_count_for_admin_and_show_in_the_evidence() {
         admin.evidence
     );
 }
+
+fn exception(
+    rule: &str,
+    subject: &str,
+    credential: Option<&str>,
+    ends_in_days: i64,
+) -> nhi_contract::Exception {
+    nhi_contract::Exception {
+        id: format!("EXC-{rule}"),
+        rule: rule.into(),
+        subject: subject.into(),
+        credential: credential.map(str::to_string),
+        reason: "accepted for the test".into(),
+        requester: "dev@example.com".into(),
+        approver: "lead@example.com".into(),
+        approved_at: now() - days(10),
+        expires_at: now() + days(ends_in_days),
+        reference: None,
+        source: "exceptions/test.yaml:2:5".into(),
+    }
+}
+
+fn plan_with(w: &World, exceptions: Vec<nhi_contract::Exception>) -> Vec<ResolvedAction> {
+    let rules = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("rules");
+    let mut estate = w.estate();
+    estate.exceptions = exceptions;
+    let eval = engine::evaluate(&estate, &rules, &Protected::default(), now());
+    eval.plan.resolve(&estate, &eval.facts, &rules)
+}
+
+#[test]
+fn an_exception_skips_exactly_its_credential_and_rule() {
+    // The stale KEY2 excepted, by a pattern over the user and the key id.
+    let plan = plan_with(
+        &two_keys(),
+        vec![exception(
+            "credential-stale",
+            "arn:aws:iam::*:user/*",
+            Some("*AAA2"),
+            30,
+        )],
+    );
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert_eq!(plan[0].request.credential_id.as_deref(), Some(KEY2));
+    assert_eq!(
+        skipped(&plan[0]),
+        Some(
+            format!(
+                "excepted: EXC-credential-stale until {}",
+                (now() + days(30)).format("%Y-%m-%dT%H:%M:%SZ")
+            )
+            .as_str()
+        )
+    );
+    // A pattern naming another credential, another rule or another subject
+    // covers nothing here: the action acts.
+    for other in [
+        exception("credential-stale", USER, Some(KEY), 30),
+        exception("credential-never-used", USER, None, 30),
+        exception(
+            "credential-stale",
+            "arn:aws:iam::*:user/someone-else",
+            None,
+            30,
+        ),
+    ] {
+        let plan = plan_with(&two_keys(), vec![other.clone()]);
+        assert_eq!(plan.len(), 1, "{other:?}");
+        assert_eq!(plan[0].status, Verdict::Act, "{other:?}");
+    }
+}
+
+#[test]
+fn an_ended_exception_covers_nothing() {
+    let plan = plan_with(
+        &two_keys(),
+        vec![exception("credential-stale", USER, None, 0)],
+    );
+    assert_eq!(plan.len(), 1);
+    assert_eq!(
+        plan[0].status,
+        Verdict::Act,
+        "at its end instant it no longer applies"
+    );
+}
+
+#[test]
+fn another_rule_asking_for_the_same_action_still_acts() {
+    // KEY2 stale and unapproved; only the staleness is excepted.
+    let mut w = two_keys();
+    w.approvals.clear();
+    let plan = plan_with(
+        &w,
+        vec![exception("credential-stale", USER, Some(KEY2), 30)],
+    );
+    let a = plan
+        .iter()
+        .find(|a| a.request.credential_id.as_deref() == Some(KEY2))
+        .expect("planned");
+    assert_eq!(a.status, Verdict::Act);
+    assert_eq!(
+        a.rules,
+        vec!["credential-unapproved"],
+        "carried by the ask no exception covers"
+    );
+}

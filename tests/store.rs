@@ -30,6 +30,7 @@ fn finding(rule: &str, cred: &str) -> SourcedFinding {
             controls: vec!["OWASP-NHI-2025:NHI7".into()],
             evidence: serde_json::json!({}),
             recommended_action: Action::Disable,
+            exception: None,
         },
         source: "aws".into(),
         credential_kind: Some(nhi_contract::CredentialKind::AccessKey),

@@ -301,6 +301,7 @@ impl SelfFinding {
             controls: vec!["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()],
             evidence,
             recommended_action: Action::Flag,
+            exception: None,
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct Config {
     /// Approval sources.
     #[serde(default)]
     pub approvals: Vec<ApprovalConfig>,
+    /// Exceptions as code: time-boxed acceptances of one rule's risk.
+    #[serde(default)]
+    pub exceptions: ExceptionsConfig,
     /// Rule settings.
     #[serde(default)]
     pub rules: RulesConfig,
@@ -79,6 +82,32 @@ pub struct Config {
     /// The text and overrides it was read from, to locate later problems.
     #[serde(skip)]
     pub origin: Origin,
+}
+
+/// `[exceptions]`: where exception files live and how long one may last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionsConfig {
+    /// Directory of exception YAML files (relative to the config file);
+    /// none: no exceptions.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Longest an exception may last, in days from its `approved_at`.
+    #[serde(default = "default_max_exception_days")]
+    pub max_exception_days: i64,
+}
+
+impl Default for ExceptionsConfig {
+    fn default() -> Self {
+        ExceptionsConfig {
+            path: None,
+            max_exception_days: default_max_exception_days(),
+        }
+    }
+}
+
+fn default_max_exception_days() -> i64 {
+    90
 }
 
 fn default_store() -> String {
@@ -376,6 +405,13 @@ impl Config {
             }
             *i += 1;
         }
+        range(
+            o,
+            &["exceptions", "max_exception_days"],
+            self.exceptions.max_exception_days,
+            1,
+            365,
+        );
         let e = &self.enforce;
         range(
             o,

@@ -179,6 +179,9 @@ pub struct Estate {
     pub trusts: Vec<Trust>,
     /// All approvals, from approval sources and from inventories.
     pub approvals: Vec<Approval>,
+    /// Exceptions as code, as read (whether each applies is decided at
+    /// evaluation time).
+    pub exceptions: Vec<nhi_contract::Exception>,
 }
 
 impl Estate {

@@ -4,7 +4,8 @@
 //! stored; the engine itself passes compact hits around. The JSON form has
 //! exactly these fields (see README "Finding JSON contract"):
 //! `rule_id, title, severity, provider, identity_id, credential_id,
-//! controls, evidence, recommended_action`.
+//! controls, evidence, recommended_action`, and `exception` when one
+//! applies.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -43,6 +44,46 @@ pub struct Finding {
     pub evidence: Value,
     /// `flag`, `disable` or `delete`.
     pub recommended_action: Action,
+    /// The exception accepting this finding's risk, if one applies: the
+    /// finding is recorded and reported as excepted, never acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<ExceptionRef>,
+}
+
+/// An exception as a finding carries it: enough to find the file and the
+/// people who accepted the risk, and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionRef {
+    /// Exception id.
+    pub id: String,
+    /// Why the risk is accepted.
+    pub reason: String,
+    /// Who asked.
+    pub requester: String,
+    /// Who accepted it.
+    pub approver: String,
+    /// When it ends (the finding is open again from then).
+    pub expires_at: nhi_contract::Timestamp,
+    /// Ticket or document reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Where it was read (`exceptions/vendor.yaml:4:5`).
+    pub source: String,
+}
+
+impl From<&nhi_contract::Exception> for ExceptionRef {
+    fn from(e: &nhi_contract::Exception) -> Self {
+        ExceptionRef {
+            id: e.id.clone(),
+            reason: e.reason.clone(),
+            requester: e.requester.clone(),
+            approver: e.approver.clone(),
+            expires_at: e.expires_at,
+            reference: e.reference.clone(),
+            source: e.source.clone(),
+        }
+    }
 }
 
 impl Finding {
@@ -248,6 +289,9 @@ pub fn materialize_with_subjects(
                 controls: rule.controls.clone(),
                 evidence: Value::Object(ev),
                 recommended_action: rule.action,
+                exception: h
+                    .exception
+                    .map(|e| ExceptionRef::from(&estate.exceptions[e as usize])),
             };
             let credential_kind = (rule.subject == Kind::Credential)
                 .then(|| estate.credentials[h.subject as usize].kind);

@@ -7,6 +7,7 @@
 //! gap holds only what depends on what it blinds.
 
 pub mod estate;
+pub mod exceptions;
 pub mod facets;
 pub mod facts;
 pub mod federation;
@@ -74,7 +75,8 @@ pub fn evaluate(
         estate,
         facts: &facts,
     };
-    let hits = rules.evaluate(&env);
+    let mut hits = rules.evaluate(&env);
+    exceptions::apply(estate, &facts, rules, &mut hits, now);
     t.rules = start.elapsed();
 
     let start = Instant::now();

@@ -108,6 +108,9 @@ pub enum SkipReason {
     /// Entitlements to detach, but every one beyond scope is held through a
     /// group or as eligible: detaching from the identity cannot remove it.
     HeldIndirectly,
+    /// Every ask the source saw is covered by an exception (index into
+    /// `Estate::exceptions`): the risk is accepted until it ends.
+    Excepted(u32),
 }
 
 /// Whether a planned action would run.
@@ -209,8 +212,9 @@ impl Plan {
         protected: &Protected,
     ) -> Plan {
         // (identity, credential or MAX, operation family, rule, operation,
-        // what the source hid of what this ask depends on)
-        let mut wanted: Vec<(u32, u32, u8, u16, Operation, Facets)> = hits
+        // what the source hid of what this ask depends on, the exception
+        // covering the ask or MAX)
+        let mut wanted: Vec<(u32, u32, u8, u16, Operation, Facets, u32)> = hits
             .par_iter()
             .filter_map(|h| {
                 let rule = &rules.rules[h.rule as usize];
@@ -227,20 +231,29 @@ impl Plan {
                     .with(Facets::of_operation(op));
                 let source = estate.identity_source[ident as usize];
                 let hidden = estate.sources[source as usize].state.hides(needs);
-                Some((ident, cred, family(op), h.rule, op, hidden))
+                let excepted = h.exception.unwrap_or(u32::MAX);
+                Some((ident, cred, family(op), h.rule, op, hidden, excepted))
             })
             .collect();
         wanted.par_sort_unstable_by_key(|w| (w.0, w.1, w.2, w.3));
 
         let mut actions: Vec<PlannedAction> = Vec::new();
         for group in wanted.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
-            let Some(&(ident, cred, _, _, first_op, _)) = group.first() else {
+            let Some(&(ident, cred, _, _, first_op, _, _)) = group.first() else {
                 continue;
             };
             let credential = (cred != u32::MAX).then_some(cred);
             let source = estate.identity_source[ident as usize];
             let identity = &estate.identities[ident as usize];
-            let any_seen = group.iter().any(|w| w.5.is_empty());
+            // An ask carries the action if its source saw what it needs and
+            // no exception accepts its risk.
+            let live =
+                |w: &(u32, u32, u8, u16, Operation, Facets, u32)| w.5.is_empty() && w.6 == u32::MAX;
+            let any_live = group.iter().any(live);
+            let excepted = group
+                .iter()
+                .find(|w| w.5.is_empty() && w.6 != u32::MAX)
+                .map(|w| w.6);
             let disposition = if identity.kind == nhi_contract::IdentityKind::Root {
                 Disposition::Skip(SkipReason::AccountRoot)
             } else if first_op == Operation::DetachEntitlements
@@ -251,16 +264,19 @@ impl Plan {
                 || credential.is_some_and(|c| protected.covers(&estate.credentials[c as usize].id))
             {
                 Disposition::Skip(SkipReason::Protected)
-            } else if !any_seen {
+            } else if any_live {
+                Disposition::Act
+            } else if let Some(e) = excepted {
+                Disposition::Skip(SkipReason::Excepted(e))
+            } else {
                 let hidden = group.iter().fold(Facets::NONE, |acc, w| acc.with(w.5));
                 Disposition::Skip(SkipReason::SourceBlind(source, hidden))
-            } else {
-                Disposition::Act
             };
-            // An action that acts is carried by the asks its source saw.
+            // An action that acts is carried by the asks its source saw and
+            // no exception covers.
             let carried = group
                 .iter()
-                .filter(|w| disposition != Disposition::Act || w.5.is_empty());
+                .filter(|w| disposition != Disposition::Act || live(w));
             let mut operation = first_op;
             let mut asked: Vec<u16> = Vec::with_capacity(group.len());
             for (i, w) in carried.enumerate() {
@@ -312,6 +328,17 @@ impl Plan {
                     ),
                     Disposition::Skip(SkipReason::SourceBlind(s, held)) => {
                         (Verdict::Skip, Some(estate.held_reason(s, held)))
+                    }
+                    Disposition::Skip(SkipReason::Excepted(e)) => {
+                        let e = &estate.exceptions[e as usize];
+                        (
+                            Verdict::Skip,
+                            Some(format!(
+                                "excepted: {} until {}",
+                                e.id,
+                                e.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+                            )),
+                        )
                     }
                     Disposition::Skip(SkipReason::HeldIndirectly) => (
                         Verdict::Skip,

@@ -365,6 +365,18 @@ pub async fn check_approvals_with(
             _ => others.push(src),
         }
     }
+    // Exception files are checked with the approvals: same strictness,
+    // and their rules against the rules the config loads.
+    let exceptions = match cfg.rule_set() {
+        Ok(rules) => match crate::pass::load_exceptions(&cfg, &rules) {
+            Ok(list) => list,
+            Err(p) => {
+                problems.extend(p.0);
+                Vec::new()
+            }
+        },
+        Err(e) => return Err(e.into()),
+    };
     others.extend(extra);
     for src in &others {
         match src.read().await {
@@ -449,7 +461,33 @@ pub async fn check_approvals_with(
                 s.push_str(&format!("{}\n", unmapped_line(u)));
             }
             if problems.is_empty() && unmapped.is_empty() {
-                s.push_str(&format!("{approvals} approval(s), no problem\n"));
+                s.push_str(&format!(
+                    "{approvals} approval(s), {} exception(s), no problem\n",
+                    exceptions.len()
+                ));
+                let now = cfg.as_of.unwrap_or_else(chrono::Utc::now);
+                for e in &exceptions {
+                    let state = if e.applies_at(now) {
+                        "applies"
+                    } else if now < e.approved_at {
+                        "not started"
+                    } else {
+                        "ended"
+                    };
+                    s.push_str(&format!(
+                        "  exception {} ({state}, until {}): rule {} on {}{}: {} [{}]\n",
+                        e.id,
+                        e.expires_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        e.rule,
+                        e.subject,
+                        e.credential
+                            .as_deref()
+                            .map(|c| format!(" credential {c}"))
+                            .unwrap_or_default(),
+                        e.reason,
+                        e.source
+                    ));
+                }
             }
             s.into_bytes()
         }

@@ -23,6 +23,9 @@ pub enum Status {
     Unknown,
     /// No rule evaluated in this run maps to it.
     NotEvaluated,
+    /// Every failing subject's findings are covered by exceptions: the
+    /// control holds only by accepted risk, which is not passing.
+    Excepted,
 }
 
 impl Status {
@@ -33,6 +36,7 @@ impl Status {
             Status::Fail => "fail",
             Status::Unknown => "unknown",
             Status::NotEvaluated => "not_evaluated",
+            Status::Excepted => "excepted",
         }
     }
 }
@@ -44,8 +48,10 @@ pub struct Subjects {
     pub evaluated: usize,
     /// Of those, with no finding of a mapped rule.
     pub passing: usize,
-    /// With at least one finding of a mapped rule.
+    /// With at least one finding of a mapped rule that no exception covers.
     pub failing: usize,
+    /// With findings of mapped rules, every one covered by an exception.
+    pub excepted: usize,
 }
 
 /// One control in one run.
@@ -94,6 +100,8 @@ pub struct Totals {
     pub unknown: usize,
     /// Not evaluated.
     pub not_evaluated: usize,
+    /// Holding only by exceptions.
+    pub excepted: usize,
 }
 
 /// One framework in one run.
@@ -197,21 +205,33 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
                 .collect();
             // A subject is what the rule was evaluated on: the credential,
             // the identity, or the approval record.
+            let subject = |f: &&super::ReportFinding| {
+                let fd = &f.finding;
+                match (&fd.credential_id, fd.evidence.get("approval_record")) {
+                    (Some(c), _) => format!("credential:{c}"),
+                    (None, Some(a)) => format!("approval:{}", a.as_str().unwrap_or_default()),
+                    _ => format!("identity:{}", fd.identity_id),
+                }
+            };
+            // A subject fails on any finding no exception covers; one whose
+            // every finding here is excepted is counted apart.
             let failing_subjects: HashSet<String> = failing
                 .iter()
-                .map(|f| {
-                    let fd = &f.finding;
-                    match (&fd.credential_id, fd.evidence.get("approval_record")) {
-                        (Some(c), _) => format!("credential:{c}"),
-                        (None, Some(a)) => format!("approval:{}", a.as_str().unwrap_or_default()),
-                        _ => format!("identity:{}", fd.identity_id),
-                    }
-                })
+                .filter(|f| f.finding.exception.is_none())
+                .map(subject)
+                .collect();
+            let excepted_subjects: HashSet<String> = failing
+                .iter()
+                .filter(|f| f.finding.exception.is_some())
+                .map(subject)
+                .filter(|s| !failing_subjects.contains(s))
                 .collect();
             let status = if rules.is_empty() {
                 Status::NotEvaluated
-            } else if !failing.is_empty() {
+            } else if !failing_subjects.is_empty() {
                 Status::Fail
+            } else if !excepted_subjects.is_empty() {
+                Status::Excepted
             } else if !incomplete.is_empty() {
                 Status::Unknown
             } else {
@@ -222,9 +242,11 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
                 Status::Fail => totals.fail += 1,
                 Status::Unknown => totals.unknown += 1,
                 Status::NotEvaluated => totals.not_evaluated += 1,
+                Status::Excepted => totals.excepted += 1,
             }
             totals.controls += 1;
             let failing_n = failing_subjects.len();
+            let excepted_n = excepted_subjects.len();
             controls.push(ControlCoverage {
                 reference,
                 id: c.id.clone(),
@@ -236,9 +258,10 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
                     v
                 },
                 subjects: Subjects {
-                    evaluated: evaluated.max(failing_n),
-                    passing: evaluated.saturating_sub(failing_n),
+                    evaluated: evaluated.max(failing_n + excepted_n),
+                    passing: evaluated.saturating_sub(failing_n + excepted_n),
                     failing: failing_n,
+                    excepted: excepted_n,
                 },
                 worst_severity: failing
                     .iter()

@@ -69,6 +69,10 @@ struct Row {
     controls: Vec<String>,
     search: String,
     trace_anchor: usize,
+    /// `open` or `excepted` (the status filter's values).
+    status: &'static str,
+    /// The exception accepting its risk: id, end and reason.
+    exception: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -215,7 +219,8 @@ fn page(
                 .and_then(web_link)
                 .map(str::to_string);
             let search = format!(
-                "{} {} {} {} {} {}",
+                "{} {} {} {} {} {} {}",
+                d.exception.as_ref().map(|e| e.id.as_str()).unwrap_or(""),
                 d.rule_id,
                 d.identity_id,
                 d.credential_id.as_deref().unwrap_or(""),
@@ -239,6 +244,19 @@ fn page(
                 controls: d.controls.clone(),
                 search,
                 trace_anchor: anchor_of.get(d.identity_id.as_str()).copied().unwrap_or(0),
+                status: if d.exception.is_some() {
+                    "excepted"
+                } else {
+                    "open"
+                },
+                exception: d.exception.as_ref().map(|e| {
+                    format!(
+                        "{} until {}: {}",
+                        e.id,
+                        e.expires_at.format("%Y-%m-%d"),
+                        e.reason
+                    )
+                }),
             }
         })
         .collect();

@@ -138,6 +138,12 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding, phase: Phase<'_>) ->
     let new = f.first_seen == data.run.started_at;
     let ((activity_id, activity), (status_id, status)) = match phase {
         Phase::Resolved(_) => ((3, "Close"), (4, "Resolved")),
+        // An excepted finding is open but its risk accepted: OCSF's
+        // `Suppressed`, with the exception in `unmapped`.
+        Phase::Open if d.exception.is_some() => (
+            if new { (1, "Create") } else { (2, "Update") },
+            (3, "Suppressed"),
+        ),
         Phase::Open if new => ((1, "Create"), (1, "New")),
         Phase::Open => ((2, "Update"), (1, "New")),
     };
@@ -309,6 +315,9 @@ fn event(data: &RunData, ix: &Index<'_>, f: &ReportFinding, phase: Phase<'_>) ->
     // The approval's ticket, where a SIEM user follows it up.
     if let (Some(t), Some(o)) = (ticket(&d.evidence), unmapped.as_object_mut()) {
         o.insert("ticket".into(), t);
+    }
+    if let (Some(e), Some(o)) = (&d.exception, unmapped.as_object_mut()) {
+        o.insert("exception".into(), json!(e));
     }
     ev.insert("unmapped".into(), unmapped);
     Value::Object(ev)

@@ -127,6 +127,7 @@ pub fn findings(
                 "controls",
                 "recommended_action",
                 "evidence",
+                "exception_id",
             ])?;
             for f in list {
                 w.write_record([
@@ -139,6 +140,7 @@ pub fn findings(
                     &f.controls.join(" "),
                     f.recommended_action.as_str(),
                     &serde_json::to_string(&f.evidence)?,
+                    f.exception.as_ref().map(|e| e.id.as_str()).unwrap_or(""),
                 ])?;
             }
             w.flush()?;
@@ -157,7 +159,15 @@ pub fn findings(
                     .as_deref()
                     .map(|c| short(c, 24))
                     .unwrap_or_default(),
-                action: f.recommended_action.as_str().to_string(),
+                action: match &f.exception {
+                    Some(e) => format!(
+                        "{} (excepted: {} until {})",
+                        f.recommended_action.as_str(),
+                        e.id,
+                        e.expires_at.format("%Y-%m-%d")
+                    ),
+                    None => f.recommended_action.as_str().to_string(),
+                },
             });
             let mut t = Table::new(rows);
             t.with(Style::sharp());
@@ -175,7 +185,17 @@ pub fn findings(
                 (n > 0).then(|| format!("{n} {sev}"))
             })
             .collect();
-            writeln!(out, "{} finding(s): {}", list.len(), counts.join(", "))?;
+            let excepted = list.iter().filter(|f| f.exception.is_some()).count();
+            let excepted = match excepted {
+                0 => String::new(),
+                n => format!(" ({n} excepted)"),
+            };
+            writeln!(
+                out,
+                "{} finding(s): {}{excepted}",
+                list.len(),
+                counts.join(", ")
+            )?;
         }
     }
     Ok(())

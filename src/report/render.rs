@@ -42,7 +42,7 @@ pub struct CoverageRow {
     pub control: String,
     /// Title.
     pub title: String,
-    /// `pass`, `fail`, `unknown`, `not_evaluated`.
+    /// `pass`, `fail`, `excepted`, `unknown`, `not_evaluated`.
     pub status: String,
     /// Mapped rules evaluated, space-separated.
     pub rules: String,
@@ -52,6 +52,8 @@ pub struct CoverageRow {
     pub subjects_passing: usize,
     /// Subjects failing.
     pub subjects_failing: usize,
+    /// Subjects whose findings are all excepted.
+    pub subjects_excepted: usize,
     /// Failing findings.
     pub findings: usize,
     /// Highest severity among them.
@@ -83,6 +85,10 @@ pub struct FindingRow {
     pub controls: String,
     /// Recommended action.
     pub recommended_action: String,
+    /// Id of the exception accepting its risk (empty: none).
+    pub exception_id: String,
+    /// When that exception ends (empty: none).
+    pub exception_expires_at: String,
     /// First seen.
     pub first_seen: String,
     /// Evidence (JSON).
@@ -102,6 +108,7 @@ pub fn coverage_rows(cov: &[FrameworkCoverage]) -> Vec<CoverageRow> {
                 subjects_evaluated: c.subjects.evaluated,
                 subjects_passing: c.subjects.passing,
                 subjects_failing: c.subjects.failing,
+                subjects_excepted: c.subjects.excepted,
                 findings: c.findings.len(),
                 worst_severity: c.worst_severity.clone().unwrap_or_default(),
                 finding_fingerprints: c.findings.join(" "),
@@ -126,6 +133,16 @@ pub fn finding_rows(list: &[ReportFinding]) -> Result<Vec<FindingRow>, ReportErr
                 credential_id: d.credential_id.clone().unwrap_or_default(),
                 controls: d.controls.join(" "),
                 recommended_action: d.recommended_action.as_str().to_string(),
+                exception_id: d
+                    .exception
+                    .as_ref()
+                    .map(|e| e.id.clone())
+                    .unwrap_or_default(),
+                exception_expires_at: d
+                    .exception
+                    .as_ref()
+                    .map(|e| e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default(),
                 first_seen: f.first_seen.clone(),
                 evidence: serde_json::to_string(&d.evidence)?,
             })
@@ -164,13 +181,14 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
         let t = &fw.totals;
         let _ = writeln!(
             out,
-            "{} ({} {}): {} controls — {} pass, {} fail, {} unknown, {} not evaluated",
+            "{} ({} {}): {} controls — {} pass, {} fail, {} excepted, {} unknown, {} not evaluated",
             fw.framework,
             fw.name,
             fw.version,
             t.controls,
             t.pass,
             t.fail,
+            t.excepted,
             t.unknown,
             t.not_evaluated
         );
@@ -191,7 +209,13 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
                 if c.rules.is_empty() {
                     "-".into()
                 } else {
-                    format!("{}/{}", c.subjects.passing, c.subjects.failing)
+                    match c.subjects.excepted {
+                        0 => format!("{}/{}", c.subjects.passing, c.subjects.failing),
+                        n => format!(
+                            "{}/{} (+{n} excepted)",
+                            c.subjects.passing, c.subjects.failing
+                        ),
+                    }
                 },
                 c.findings.len().to_string(),
                 if c.rules.is_empty() {

@@ -183,7 +183,13 @@ pub fn from_run(data: &RunData) -> Value {
             .filter_map(|(id, s)| location(s).map(|l| (id.as_str(), l)))
             .collect();
         let located_ids: Vec<&str> = located.iter().map(|(id, _)| *id).collect();
-        let locations: Vec<Value> = located.into_iter().map(|(_, l)| l).collect();
+        let mut locations: Vec<Value> = located.into_iter().map(|(_, l)| l).collect();
+        // An excepted finding is also located at its exception: the file a
+        // reviewer renews or lets lapse.
+        let exception_location = d.exception.as_ref().and_then(|e| location(&e.source));
+        if let Some(l) = &exception_location {
+            locations.push(l.clone());
+        }
         if locations.is_empty() {
             unlocated += 1;
             continue;
@@ -211,6 +217,24 @@ pub fn from_run(data: &RunData) -> Value {
         });
         if let Some(i) = data.reading.rules.iter().position(|x| x.id == d.rule_id) {
             r["ruleIndex"] = json!(i);
+        }
+        if let Some(e) = &d.exception {
+            let mut sup = json!({
+                "kind": "external",
+                "status": "accepted",
+                "justification": e.reason,
+                "properties": {
+                    "exception": e.id,
+                    "requester": e.requester,
+                    "approver": e.approver,
+                    "expires_at": e.expires_at,
+                    "reference": e.reference,
+                },
+            });
+            if let Some(l) = exception_location {
+                sup["location"] = l;
+            }
+            r["suppressions"] = json!([sup]);
         }
         results.push(r);
     }
@@ -243,7 +267,7 @@ pub fn from_problems(
             "id": INVALID_RULE,
             "name": INVALID_RULE,
             "shortDescription": { "text": "Approval file is invalid" },
-            "fullDescription": { "text": "An approval record fails validation (YAML, unknown field, missing expiry, separation of duties, duplicate id, validity, empty scope). Every run stops until it is fixed." },
+            "fullDescription": { "text": "An approval or exception record fails validation (YAML, unknown field, missing expiry, separation of duties, duplicate id, validity, empty scope; an exception to a rule only an approval answers, or naming no loaded rule). Every run stops until it is fixed." },
             "defaultConfiguration": { "level": "error" },
             "properties": { "security-severity": "7.0" },
         }),

@@ -369,6 +369,7 @@ mod tests {
                 controls: vec!["OWASP-NHI-2025:NHI7".into()],
                 evidence: serde_json::json!({"credential.days_since_last_use": 120}),
                 recommended_action: Action::Disable,
+                exception: None,
             },
             source: "aws".into(),
             credential_kind: Some(nhi_contract::CredentialKind::AccessKey),

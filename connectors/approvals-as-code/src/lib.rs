@@ -173,27 +173,10 @@ impl ApprovalSource for FilesSource {
 /// that is not a regular file (a FIFO would block the read forever) is a
 /// located problem.
 pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Problems> {
-    let mut files = Vec::new();
     let mut problems = Vec::new();
-    let root = match std::fs::canonicalize(dir) {
-        Ok(r) => r,
-        Err(e) => return Err(unreadable_dir(dir, &e)),
-    };
-    if let Err(e) = collect_files(&root, dir, &mut files, &mut problems) {
-        return Err(unreadable_dir(dir, &e));
-    }
-    files.sort();
     let mut out = Vec::new();
-    for (f, real) in &files {
-        match read_regular(real) {
-            Ok(text) => parse_file(f, &text, max_validity_days, &mut out, &mut problems),
-            Err(e) => problems.push(Problem {
-                file: f.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read: {e}"),
-            }),
-        }
+    for (f, text) in read_files(dir, "approvals", &mut problems)? {
+        parse_file(&f, &text, max_validity_days, &mut out, &mut problems);
     }
     // Duplicate ids across the whole directory: name both places.
     let mut seen: HashMap<&str, &str> = HashMap::new();
@@ -220,13 +203,56 @@ pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Pro
     }
 }
 
-fn unreadable_dir(dir: &Path, e: &std::io::Error) -> Problems {
-    Problems(vec![Problem {
-        file: dir.to_path_buf(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read approvals directory: {e}"),
-    }])
+/// Every YAML file under `dir` (as shown in problems) with its text, in
+/// path order; a file refused or unreadable is a problem in `problems`, a
+/// directory that cannot be read fails outright. `what` names the
+/// directory's contents in that error.
+pub(crate) fn read_files(
+    dir: &Path,
+    what: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<(PathBuf, String)>, Problems> {
+    let unreadable = |e: &std::io::Error| {
+        Problems(vec![Problem {
+            file: dir.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read {what} directory: {e}"),
+        }])
+    };
+    let mut files = Vec::new();
+    let root = std::fs::canonicalize(dir).map_err(|e| unreadable(&e))?;
+    collect_files(&root, dir, &mut files, problems).map_err(|e| unreadable(&e))?;
+    files.sort();
+    let mut out = Vec::with_capacity(files.len());
+    for (f, real) in files {
+        match read_regular(&real) {
+            Ok(text) => out.push((f, text)),
+            Err(e) => problems.push(Problem {
+                file: f,
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// A YAML syntax or shape error as a located problem: the library's
+/// Display repeats the snippet, the first line is the message.
+pub(crate) fn yaml_problem(file: &Path, e: &serde_saphyr::Error) -> Problem {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((0, 0));
+    let msg = e.to_string();
+    Problem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message: msg.lines().next().unwrap_or("invalid YAML").to_string(),
+    }
 }
 
 fn is_approval_file(path: &Path) -> bool {
@@ -331,7 +357,8 @@ pub fn parse_text(
     }
 }
 
-fn split_source(src: &str) -> (PathBuf, u32, u32) {
+/// Split a record's `source` (`file:line:column`) back into its parts.
+pub fn split_source(src: &str) -> (PathBuf, u32, u32) {
     let mut parts = src.rsplitn(3, ':');
     let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
     let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
@@ -355,14 +382,7 @@ fn parse_file(
     let doc: FileDoc = match serde_saphyr::from_str(text) {
         Ok(d) => d,
         Err(e) => {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line() as u32, l.column() as u32))
-                .unwrap_or((0, 0));
-            // The library's Display repeats the snippet; the first line is the message.
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid YAML").to_string();
-            problems.push(problem(line, column, first));
+            problems.push(yaml_problem(file, &e));
             return;
         }
     };
@@ -454,6 +474,8 @@ fn parse_file(
         }
     }
 }
+
+pub mod exceptions;
 
 #[cfg(test)]
 mod tests;

@@ -454,6 +454,52 @@ pub struct Approval {
     pub url: Option<String>,
 }
 
+/// A time-boxed acceptance of one rule's risk on the subjects it names
+/// (exceptions as code): findings it covers are still evaluated and
+/// recorded, shown as excepted, and never acted on. It never stands in for
+/// an approval: an exception to `credential-unapproved` or
+/// `approval-expired` is refused when it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exception {
+    /// Unique id of the exception.
+    pub id: String,
+    /// Id of the rule whose findings it covers.
+    pub rule: String,
+    /// Identity ids it covers, a pattern (`*` any run of characters,
+    /// ASCII case ignored), like protected ids.
+    pub subject: String,
+    /// Credential ids it covers within those identities, a pattern; absent:
+    /// every credential (and the identity's own findings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Why the risk is accepted.
+    pub reason: String,
+    /// Who asked.
+    pub requester: String,
+    /// Who accepted the risk (never the requester).
+    pub approver: String,
+    /// When it was accepted; it applies from then.
+    #[serde(deserialize_with = "time::deserialize")]
+    pub approved_at: Timestamp,
+    /// When it ends: every exception ends.
+    #[serde(deserialize_with = "time::deserialize")]
+    pub expires_at: Timestamp,
+    /// Ticket or document reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Where it was read (`exceptions/vendor.yaml:4:5`).
+    #[serde(default)]
+    pub source: String,
+}
+
+impl Exception {
+    /// Whether it applies at `now`: from its acceptance until its end.
+    pub fn applies_at(&self, now: Timestamp) -> bool {
+        self.approved_at <= now && now < self.expires_at
+    }
+}
+
 /// A record an approval source found but could not turn into an
 /// [`Approval`] (a ticket whose mapped field is missing or malformed). It
 /// never causes a revocation: the subjects it may cover are held for the

@@ -592,6 +592,7 @@ impl RuleSet {
                             acc.push(Hit {
                                 rule: ri,
                                 subject: s,
+                                exception: None,
                             });
                         }
                     }
@@ -615,6 +616,9 @@ pub struct Hit {
     pub rule: u16,
     /// Index of the subject in the estate vector of the rule's kind.
     pub subject: u32,
+    /// Index into `Estate::exceptions` of the exception that accepts this
+    /// finding's risk, if one applies: recorded, never acted on.
+    pub exception: Option<u32>,
 }
 
 /// Facts a rule read, as JSON, for a finding's evidence.
