@@ -72,7 +72,14 @@ impl Context {
 
     /// Read the exception files (see [`load_exceptions`]).
     pub fn read_exceptions(&self) -> anyhow::Result<Vec<nhi_contract::Exception>> {
-        Ok(load_exceptions(&self.cfg, &self.rules)?)
+        load_exceptions(&self.cfg, &self.rules).map_err(|p| {
+            let lines: Vec<String> = p.0.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!(
+                "{} problem(s) in exception files\n  {}",
+                lines.len(),
+                lines.join("\n  ")
+            )
+        })
     }
 
     /// The store, opened on first use.

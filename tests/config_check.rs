@@ -233,6 +233,10 @@ fn the_store_password_never_shows_in_errors() {
         .replace(
             "export_dir = \"",
             &format!("export_dir = \"{}/", demo.display()),
+        )
+        .replace(
+            "path = \"exceptions\"",
+            &format!("path = \"{}/exceptions\"", demo.display()),
         );
     let forms = [
         "postgres://nhi:Pw-Userinfo-1@127.0.0.1:1/nhi",

@@ -174,6 +174,10 @@ fn coverage_follows_the_findings_and_the_catalogs() {
                 })
                 .map(|r| r["id"].as_str().expect("id"))
                 .collect();
+            let open_here = findings
+                .iter()
+                .filter(|f| mapped.contains(f["rule_id"].as_str().expect("rule")))
+                .any(|f| f["exception"].is_null());
             let want: BTreeSet<String> = findings
                 .iter()
                 .filter(|f| mapped.contains(f["rule_id"].as_str().expect("rule")))
@@ -190,8 +194,11 @@ fn coverage_follows_the_findings_and_the_catalogs() {
                 "not_evaluated"
             } else if want.is_empty() {
                 "pass"
-            } else {
+            } else if open_here {
                 "fail"
+            } else {
+                // Every finding here is excepted (the demo's EXC-7).
+                "excepted"
             };
             assert_eq!(c["status"], status, "{reference}");
             let got_rules: BTreeSet<&str> = c["rules"]
@@ -201,27 +208,42 @@ fn coverage_follows_the_findings_and_the_catalogs() {
                 .filter_map(Value::as_str)
                 .collect();
             assert_eq!(got_rules, mapped, "{reference}");
-            // Failing subjects: distinct credentials / identities / approvals.
-            let subjects: BTreeSet<String> = findings
+            // Failing subjects: distinct credentials / identities / approvals
+            // with a finding no exception covers; excepted ones apart.
+            let subject_of = |f: &&&Value| {
+                f["credential_id"]
+                    .as_str()
+                    .map(|c| format!("c:{c}"))
+                    .or_else(|| {
+                        f["evidence"]["approval_record"]
+                            .as_str()
+                            .map(|a| format!("a:{a}"))
+                    })
+                    .unwrap_or_else(|| format!("i:{}", f["identity_id"]))
+            };
+            let here: Vec<&&Value> = findings
                 .iter()
                 .filter(|f| mapped.contains(f["rule_id"].as_str().expect("rule")))
-                .map(|f| {
-                    f["credential_id"]
-                        .as_str()
-                        .map(|c| format!("c:{c}"))
-                        .or_else(|| {
-                            f["evidence"]["approval_record"]
-                                .as_str()
-                                .map(|a| format!("a:{a}"))
-                        })
-                        .unwrap_or_else(|| format!("i:{}", f["identity_id"]))
-                })
+                .collect();
+            let subjects: BTreeSet<String> = here
+                .iter()
+                .filter(|f| f["exception"].is_null())
+                .map(subject_of)
+                .collect();
+            let excepted: BTreeSet<String> = here
+                .iter()
+                .filter(|f| !f["exception"].is_null())
+                .map(subject_of)
+                .filter(|s| !subjects.contains(s))
                 .collect();
             assert_eq!(c["subjects"]["failing"], subjects.len(), "{reference}");
+            assert_eq!(c["subjects"]["excepted"], excepted.len(), "{reference}");
             let s = &c["subjects"];
             if !mapped.is_empty() {
                 assert_eq!(
-                    s["passing"].as_u64().expect("n") + s["failing"].as_u64().expect("n"),
+                    s["passing"].as_u64().expect("n")
+                        + s["failing"].as_u64().expect("n")
+                        + s["excepted"].as_u64().expect("n"),
                     s["evaluated"].as_u64().expect("n"),
                     "{reference}"
                 );
@@ -465,6 +487,8 @@ fn sarif_locates_approval_findings_at_the_approval_file_and_line() {
                 || f["evidence"]["approvals"]
                     .as_array()
                     .is_some_and(|a| a.iter().any(in_file))
+                // An excepted finding is located at its exception file too.
+                || in_file(&f["exception"])
         })
         .map(fingerprint)
         .collect();
@@ -486,7 +510,15 @@ fn sarif_locates_approval_findings_at_the_approval_file_and_line() {
         let approvals = r["properties"]["located_approvals"]
             .as_array()
             .expect("approvals");
-        let locations = r["locations"].as_array().expect("locs");
+        let mut locations = r["locations"].as_array().expect("locs").clone();
+        // The exception's place comes last, and its suppression says so.
+        if let Some(sup) = r["suppressions"].as_array() {
+            let exc = locations.pop().expect("the exception's location");
+            assert_eq!(sup[0]["location"], exc);
+            assert!(exc["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("exceptions/")));
+        }
         assert_eq!(locations.len(), approvals.len());
         for (loc, id) in locations.iter().zip(approvals) {
             let pl = &loc["physicalLocation"];

@@ -172,7 +172,9 @@ pub fn check(
                 anyhow::anyhow!("{}: [daemon] listen: {e}", at(&["daemon", "listen"]))
             })?,
         };
-    cfg.rule_set()?;
+    let rules = cfg.rule_set()?;
+    // Exception files are read by every pass; a bad one is found here too.
+    crate::pass::load_exceptions(&cfg, &rules)?;
     let store = cfg.store_location();
     if crate::store::is_postgres(&store) {
         if let Err(e) = url::Url::parse(&store) {
