@@ -504,6 +504,17 @@ async fn role_trusts_and_role_kinds_are_read() {
         .scan()
         .await
         .expect("scan");
+    // Roles, their trusts and instance profiles all come from the one
+    // GetAccountAuthorizationDetails: no call per role.
+    let (_, per_action) = moto.proxy_stats().expect("stats");
+    for per_role in ["GetRole", "ListRoles", "ListInstanceProfilesForRole"] {
+        assert_eq!(per_action.get(per_role), None, "{per_action:?}");
+    }
+    assert_eq!(
+        per_action.get("GetAccountAuthorizationDetails"),
+        Some(&1),
+        "{per_action:?}"
+    );
     let trust = |role: &str, to: &str| {
         let id = format!("{}#trust/{to}", moto.role(role));
         let c = cred(&inv, &id).clone();
