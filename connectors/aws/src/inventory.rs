@@ -57,13 +57,22 @@ impl AwsSource {
         &self.calls
     }
 
-    /// The accounts that are ours: those read and those the config lists
-    /// as trusted. A role trusting any other account trusts a third party.
+    /// The accounts that are ours: those read, those of the configured
+    /// member roles (read or not: an account that failed this pass is
+    /// still ours, never a third party) and those the config lists as
+    /// trusted. A role trusting any other account trusts a third party.
     fn estate_accounts(&self, scanned: &BTreeSet<String>) -> BTreeSet<String> {
+        let members = self
+            .config
+            .assume_roles
+            .iter()
+            .filter_map(|r| sdk::arn_account(r));
         scanned
             .iter()
-            .chain(&self.config.trusted_accounts)
-            .cloned()
+            .map(String::as_str)
+            .chain(members)
+            .chain(self.config.trusted_accounts.iter().map(String::as_str))
+            .map(str::to_string)
             .collect()
     }
 
@@ -1408,6 +1417,19 @@ fn parse_report(content: &[u8]) -> Result<HashMap<String, ReportRow>, SourceErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estate_is_what_was_read_configured_or_trusted() {
+        let mut cfg = AwsConfig::named("aws");
+        cfg.assume_roles = vec!["arn:aws:iam::210987654321:role/nhi-scan".into()];
+        cfg.trusted_accounts = vec!["444455556666".into()];
+        let read: BTreeSet<String> = ["123456789012".to_string()].into();
+        let ours = AwsSource::new(cfg).estate_accounts(&read);
+        let want: BTreeSet<String> = ["123456789012", "210987654321", "444455556666"]
+            .map(String::from)
+            .into();
+        assert_eq!(ours, want);
+    }
 
     #[test]
     fn report_rows_parse_by_header() {
