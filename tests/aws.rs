@@ -858,6 +858,17 @@ fn dangerous_trusts_and_idle_roles_are_found_and_safe_ones_are_not() {
         set(&["role/idle-deployer", "role/web"]),
         "{findings:#?}"
     );
+    let web = findings
+        .iter()
+        .find(|f| {
+            f["rule_id"] == "role-unused" && f["identity_id"] == format!("{A}role/web").as_str()
+        })
+        .expect("finding");
+    assert_eq!(
+        web["evidence"]["attached_to"],
+        serde_json::json!([format!("{A}instance-profile/web")]),
+        "the instance profile wearing the idle role is evidence"
+    );
     let vendor = findings
         .iter()
         .find(|f| f["rule_id"] == "trust-external-account-no-external-id")

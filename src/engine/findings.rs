@@ -222,6 +222,12 @@ pub fn materialize_with_subjects(
                             ev.insert("held_indirectly".into(), Value::Array(indirect));
                         }
                     }
+                    // Compute wearing the identity is what breaks if it is
+                    // removed: an owner reads it before acting.
+                    let worn_by = &estate.identities[h.subject as usize].attached_to;
+                    if !worn_by.is_empty() {
+                        ev.insert("attached_to".into(), json!(worn_by));
+                    }
                     if rule.fields.iter().any(|p| p.starts_with("identity.approv")) || f.approved {
                         let list: Vec<Value> = graph
                             .approvals_of(h.subject)
