@@ -1361,10 +1361,12 @@ pub struct PrincipalTrust {
 
 /// Whether a condition makes its key required: a positive match
 /// (`StringEquals`, `StringLike`, `StringEqualsIgnoreCase`, `ArnEquals`,
-/// `ArnLike`, alone or `ForAnyValue:`) with a value that is more than
-/// wildcards. `...IfExists` admits callers without the key, `ForAllValues:`
-/// admits an empty set, a negated operator admits every other value and a
-/// bare `*` any value: none of them requires anything.
+/// `ArnLike`, alone or `ForAnyValue:`) whose every value is more than
+/// wildcards — for an ARN, more than wildcards in its account too.
+/// `...IfExists` admits callers without the key, `ForAllValues:` admits an
+/// empty set, a negated operator admits every other value, a bare `*` any
+/// value and `arn:aws:iam::*:role/x` that role name in any account: none
+/// of them requires anything.
 pub fn requires_value(c: &Condition) -> bool {
     if c.operator.ends_with("IfExists") || c.operator.starts_with("ForAllValues:") {
         return false;
@@ -1377,9 +1379,11 @@ pub fn requires_value(c: &Condition) -> bool {
         op,
         "StringEquals" | "StringLike" | "StringEqualsIgnoreCase" | "ArnEquals" | "ArnLike"
     ) && !c.values.is_empty()
-        && c.values
-            .iter()
-            .all(|v| !v.chars().all(|ch| ch == '*' || ch == '?'))
+        && c.values.iter().all(|v| {
+            let wild = |part: &str| part.chars().all(|ch| ch == '*' || ch == '?');
+            let any_account = v.starts_with("arn:") && v.split(':').nth(4).is_none_or(wild);
+            !wild(v) && !any_account
+        })
 }
 
 /// The trusts of a role (in `own_account`) to other accounts and to anyone
@@ -2233,6 +2237,8 @@ mod tests {
             json!({"StringLike": {"sts:ExternalId": "*"}}),
             json!({"ForAllValues:StringEquals": {"sts:ExternalId": ["x"]}}),
             json!({"Null": {"sts:ExternalId": "false"}}),
+            json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/auditor"}}),
+            json!({"ArnLike": {"aws:SourceArn": ["arn:aws:s3:::logs", "arn:aws:iam::*:role/x"]}}),
         ] {
             let t = doc(
                 json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
@@ -2248,6 +2254,15 @@ mod tests {
         assert_eq!(
             principal_trusts(&t, ACCT)[0].required,
             vec!["sts:ExternalId"]
+        );
+        let pinned = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": "*",
+            "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::999988887777:role/*"}}}}),
+        );
+        assert_eq!(
+            principal_trusts(&pinned, ACCT)[0].required,
+            vec!["aws:PrincipalArn"]
         );
     }
 
