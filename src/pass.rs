@@ -848,6 +848,8 @@ mod tests {
                 human_login_last_used: None,
                 privilege: None,
                 privilege_reason: None,
+                provider_managed: false,
+                attached_to: Vec::new(),
             }],
             credentials: vec![Credential {
                 id: "secret-1".into(),

@@ -144,6 +144,8 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             human_login_last_used: None,
             privilege: None,
             privilege_reason: None,
+            provider_managed: false,
+            attached_to: Vec::new(),
         });
         for _ in 0..(1 + r.below(3)) {
             // Admin policies are rare: skip them in random picks.

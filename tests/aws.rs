@@ -802,3 +802,104 @@ fn broad_oidc_trusts_of_roles_are_flagged_and_never_acted_on() {
     assert!(again.iter().any(|f| f["rule_id"] == "federated-trust-broad"
         && f["credential_id"] == format!("{A}role/deploy-any-repo{gh}").as_str()));
 }
+
+/// Dangerous trust and idle roles on moto: a role trusting an account
+/// outside the estate without an external id (or with one only
+/// `IfExists`), a role anyone can assume (or anyone knowing an external
+/// id), an OIDC trust with no audience, and roles unused for 90 days that
+/// can still be assumed are found; the safe variants (external id
+/// required, an account listed in `trusted_accounts`, anyone of the
+/// organisation, the account itself, a busy, fresh or untrustable role, a
+/// service-linked role) are not. Nothing is planned on a trust or on the
+/// service-linked role.
+#[test]
+fn dangerous_trusts_and_idle_roles_are_found_and_safe_ones_are_not() {
+    let moto = Moto::start("trust", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    let text = std::fs::read_to_string(&cfg).expect("read").replacen(
+        "initial_backoff_ms = 10\n",
+        "initial_backoff_ms = 10\ntrusted_accounts = [\"444455556666\"]\n",
+        1,
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let findings = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    let of = |rule: &str| -> BTreeSet<String> {
+        findings
+            .iter()
+            .filter(|f| f["rule_id"] == rule)
+            .filter_map(|f| {
+                f["credential_id"]
+                    .as_str()
+                    .or(f["identity_id"].as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let set = |xs: &[&str]| -> BTreeSet<String> { xs.iter().map(|x| format!("{A}{x}")).collect() };
+    assert_eq!(
+        of("trust-external-account-no-external-id"),
+        set(&[
+            "role/vendor-extid-ifexists#trust/999988887777",
+            "role/vendor-no-extid#trust/999988887777",
+        ]),
+        "{findings:#?}"
+    );
+    assert_eq!(
+        of("trust-public-principal"),
+        set(&["role/public-extid-only#trust/*", "role/public-open#trust/*"]),
+    );
+    assert_eq!(
+        of("federated-trust-broad"),
+        set(&["role/deploy-no-aud#oidc/token.actions.githubusercontent.com"]),
+    );
+    assert_eq!(
+        of("role-unused"),
+        set(&["role/idle-deployer", "role/web"]),
+        "{findings:#?}"
+    );
+    let web = findings
+        .iter()
+        .find(|f| {
+            f["rule_id"] == "role-unused" && f["identity_id"] == format!("{A}role/web").as_str()
+        })
+        .expect("finding");
+    assert_eq!(
+        web["evidence"]["attached_to"],
+        serde_json::json!([format!("{A}instance-profile/web")]),
+        "the instance profile wearing the idle role is evidence"
+    );
+    let vendor = findings
+        .iter()
+        .find(|f| f["rule_id"] == "trust-external-account-no-external-id")
+        .expect("finding");
+    assert_eq!(vendor["evidence"]["federation"]["kind"], "account");
+    assert_eq!(vendor["evidence"]["federation"]["account"], "999988887777");
+    assert_eq!(vendor["evidence"]["federation"]["outside_estate"], true);
+    // The service-linked role has AWS as its owner: no ownerless noise.
+    assert!(
+        !findings.iter().any(|f| f["identity_id"]
+            .as_str()
+            .is_some_and(|i| i.contains("aws-service-role"))),
+        "{findings:#?}"
+    );
+
+    let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]));
+    for a in &plan {
+        let rules = a["rules"].as_array().cloned().unwrap_or_default();
+        assert!(
+            !rules
+                .iter()
+                .any(|r| r == "trust-external-account-no-external-id"
+                    || r == "trust-public-principal"
+                    || r == "role-unused"),
+            "flag rules plan nothing: {a:#}"
+        );
+        assert!(
+            !a["identity_id"]
+                .as_str()
+                .is_some_and(|i| i.contains("aws-service-role")),
+            "{a:#}"
+        );
+    }
+}

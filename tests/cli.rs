@@ -219,6 +219,20 @@ fn expected() -> BTreeSet<(String, String, Option<String>)> {
         ),
         i("identity-admin-equivalent", LEGACY_CI.into()),
         i("identity-no-owner", p("role/lambda-thumbnailer")),
+        // Approved roles whose trusts are still dangerous: a third party's
+        // account without an external id, anyone (an external id alone is
+        // no restriction); and a role worn by EC2 but idle since May.
+        c(
+            "trust-external-account-no-external-id",
+            p("role/vendor-cost-explorer"),
+            &format!("{}#trust/999988887777", p("role/vendor-cost-explorer")),
+        ),
+        c(
+            "trust-public-principal",
+            p("role/public-audit-reader"),
+            &format!("{}#trust/*", p("role/public-audit-reader")),
+        ),
+        i("role-unused", p("role/reports-exporter")),
         i("identity-no-owner", d("user/s3-migration-tmp")),
         i("identity-no-owner", VENDOR.into()),
         // A user-assigned managed identity with Owner on the subscription.
@@ -265,7 +279,7 @@ fn every_builtin_rule_fires_on_the_demo_and_clean_identities_stay_clean() {
     let rules_out = run(&["rules", "--format", "json"]);
     let rules: Vec<serde_json::Value> =
         serde_json::from_slice(&rules_out.stdout).expect("rules json");
-    assert_eq!(rules.len(), 21);
+    assert_eq!(rules.len(), 24);
     for r in &rules {
         let id = r["id"].as_str().expect("id");
         assert!(
@@ -367,7 +381,7 @@ fn table_output_is_readable_and_exit_codes_follow_fail_on() {
     );
 
     // Without the critical rules, --fail-on critical passes and --fail-on high fails.
-    let text = std::fs::read_to_string(&cfg).expect("read") + "\n[rules.overrides.credential-root-access-key]\nenabled = false\n[rules.overrides.identity-admin-equivalent]\nenabled = false\n";
+    let text = std::fs::read_to_string(&cfg).expect("read") + "\n[rules.overrides.credential-root-access-key]\nenabled = false\n[rules.overrides.identity-admin-equivalent]\nenabled = false\n[rules.overrides.trust-public-principal]\nenabled = false\n";
     std::fs::write(&cfg, text).expect("write");
     assert_eq!(
         run(&["scan", "--config", c, "--fail-on", "critical"])

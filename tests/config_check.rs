@@ -137,6 +137,12 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "invalid type",
     ),
     ("max_concurrency = 0\n", "c.toml:5:1", "max_concurrency"),
+    // An account id that is not one, at the list item.
+    (
+        "trusted_accounts = [\"999988887777\", \"12345\"]\n",
+        "c.toml:5:37",
+        "not a 12-digit AWS account id",
+    ),
     // Inside a nested tagged table (Azure `[sources.auth]`), at the key too.
     (
         "[[sources]]\ntype = \"azure\"\nname = \"az\"\ntenant_id = \"t\"\n[sources.auth]\nmethod = \"client_secret\"\nclient_id = 5\nsecret_env = \"NHI_SECRET_AZ\"\n",

@@ -91,7 +91,7 @@ fn scheduled_passes_health_metrics_and_graceful_shutdown() {
     assert_eq!(get(port, "/readyz").map(|r| r.0), Some(200));
     let (_, metrics) = get(port, "/metrics").expect("metrics");
     assert!(
-        metrics.contains("nhi_assure_findings{severity=\"critical\"} 11"),
+        metrics.contains("nhi_assure_findings{severity=\"critical\"} 12"),
         "{metrics}"
     );
     assert!(metrics.contains("nhi_assure_pass_duration_seconds_count"));

@@ -441,3 +441,36 @@ fn another_rule_asking_for_the_same_action_still_acts() {
         "carried by the ask no exception covers"
     );
 }
+
+/// A provider-managed identity (an AWS service-linked role) is never
+/// remediated: a rule asking to act on its credential is planned as
+/// skipped, with the reason; the same ask on the user it is copied from
+/// acts.
+#[test]
+fn provider_managed_identities_are_never_acted_on() {
+    const SLR: &str = "arn:aws:iam::111122223333:role/aws-service-role/elasticbeanstalk.amazonaws.com/AWSServiceRoleForElasticBeanstalk";
+    let mut w = two_keys();
+    let mut slr = identity(SLR, nhi_contract::IdentityKind::Role);
+    slr.provider_managed = true;
+    w.inv.identities.push(slr);
+    let mut k = w.inv.credentials[1].clone();
+    k.id = "AKIAAAAAAAAAAAAAAAA3".into();
+    k.identity = SLR.into();
+    w.inv.credentials.push(k);
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    let on = |ident: &str| -> Vec<&ResolvedAction> {
+        plan.actions
+            .iter()
+            .filter(|a| a.request.identity_id == ident)
+            .collect()
+    };
+    let slr_actions = on(SLR);
+    assert!(!slr_actions.is_empty(), "{:?}", plan.actions);
+    for a in slr_actions {
+        assert!(
+            skipped(a).is_some_and(|r| r.contains("service-linked")),
+            "{a:?}"
+        );
+    }
+    assert!(on(USER).iter().all(|a| a.status == Verdict::Act));
+}

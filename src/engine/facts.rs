@@ -169,6 +169,13 @@ pub struct FederationFacts {
     pub issuer_host: Option<String>,
     /// Its subjects, joined by `, ` (evidence).
     pub subjects: String,
+    /// The condition keys it requires, joined by `, ` (evidence).
+    pub conditions: String,
+    /// It requires an `sts:ExternalId` value.
+    pub requires_external_id: bool,
+    /// It requires a condition pinning the caller to an organisation, an
+    /// account or a principal ([`crate::engine::federation::restricted`]).
+    pub restricted: bool,
 }
 
 /// All facts of a pass.
@@ -511,6 +518,9 @@ impl Ctx<'_> {
                     broad: federation::broad(f),
                     issuer_host: federation::issuer_host(&f.issuer),
                     subjects: f.subjects.join(", "),
+                    conditions: f.conditions.join(", "),
+                    requires_external_id: federation::requires_external_id(f),
+                    restricted: federation::restricted(f),
                 })
             }),
         };

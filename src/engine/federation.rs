@@ -3,20 +3,27 @@
 //! Rust, so rules read one bool and the reason as evidence instead of
 //! re-deriving subject syntax in CEL.
 
-use nhi_contract::Federation;
+use nhi_contract::{Federation, FederationKind};
 
 /// GitHub Actions' token issuer host (github.com and GHEC's per-enterprise
 /// issuers under the same host).
 const GITHUB_ACTIONS: &str = "token.actions.githubusercontent.com";
 
-/// Why the trust is broad, if it is: the first reason found.
+/// Why an OIDC trust is broad, if it is: the first reason found. Trusts
+/// to accounts and to anyone are judged by [`restricted`] and
+/// [`requires_external_id`] instead: `None` for them.
 ///
 /// Broad means any of: no subject constraint at all (no subjects and no
 /// claims expression), a `*` anywhere in a subject or in the claims
-/// expression, or a GitHub Actions subject naming a repository without a
-/// `ref`, `environment` or `pull_request` qualifier (`repo:org/app`): each
-/// admits tokens of workloads the trust's author did not single out.
+/// expression, a GitHub Actions subject naming a repository without a
+/// `ref`, `environment` or `pull_request` qualifier (`repo:org/app`), or
+/// no audience constraint (a token the issuer minted for another relying
+/// party is admitted): each admits tokens of workloads the trust's author
+/// did not single out.
 pub fn broad(f: &Federation) -> Option<String> {
+    if f.kind != FederationKind::Oidc {
+        return None;
+    }
     if let Some(expr) = &f.expression {
         if expr.contains('*') {
             return Some(format!("claims expression with a wildcard: {expr}"));
@@ -39,7 +46,41 @@ pub fn broad(f: &Federation) -> Option<String> {
             ));
         }
     }
+    if f.audiences.is_empty() {
+        return Some("no audience constraint: tokens minted for any audience are admitted".into());
+    }
     None
+}
+
+/// Condition keys that pin who may use a trust to an organisation, an
+/// account, or one principal or resource (AWS global condition keys).
+const RESTRICTING_KEYS: &[&str] = &[
+    "aws:PrincipalOrgID",
+    "aws:PrincipalOrgPaths",
+    "aws:PrincipalAccount",
+    "aws:PrincipalArn",
+    "aws:SourceAccount",
+    "aws:SourceArn",
+    "aws:SourceOrgID",
+    "aws:SourceOrgPaths",
+];
+
+/// Whether the trust requires a condition that pins its caller to an
+/// organisation, an account or a principal (`aws:PrincipalOrgID`,
+/// `aws:SourceArn`, …). `sts:ExternalId` does not: it is a shared value,
+/// not an identity.
+pub fn restricted(f: &Federation) -> bool {
+    f.conditions
+        .iter()
+        .any(|k| RESTRICTING_KEYS.iter().any(|r| r.eq_ignore_ascii_case(k)))
+}
+
+/// Whether the trust requires an `sts:ExternalId` value: what keeps a
+/// third party's account from being used as a confused deputy.
+pub fn requires_external_id(f: &Federation) -> bool {
+    f.conditions
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case("sts:ExternalId"))
 }
 
 /// `repo:OWNER/REPO` with nothing after it (or an empty qualifier).
@@ -90,6 +131,7 @@ mod tests {
             subjects: subjects.iter().map(|s| s.to_string()).collect(),
             audiences: vec!["api://AzureADTokenExchange".into()],
             expression: expression.map(str::to_string),
+            ..Federation::default()
         }
     }
 
@@ -149,6 +191,49 @@ mod tests {
             None
         ))
         .is_some());
+        let mut no_aud = fed(GH, &["repo:contoso/app:ref:refs/heads/main"], None);
+        no_aud.audiences.clear();
+        assert!(why(no_aud).starts_with("no audience constraint"));
+    }
+
+    #[test]
+    fn eks_irsa_service_account_wildcards_are_broad() {
+        let eks = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+        for s in [
+            "system:serviceaccount:payments:*",
+            "system:serviceaccount:*:deployer",
+            "system:serviceaccount:*",
+        ] {
+            assert_eq!(why_of(eks, s), format!("wildcard subject {s}"));
+        }
+        assert_eq!(
+            broad(&fed(eks, &["system:serviceaccount:payments:api"], None)),
+            None
+        );
+    }
+
+    fn why_of(issuer: &str, subject: &str) -> String {
+        broad(&fed(issuer, &[subject], None)).unwrap_or_default()
+    }
+
+    #[test]
+    fn account_and_public_trusts_are_judged_by_their_conditions() {
+        let account = |conditions: &[&str]| Federation {
+            issuer: "arn:aws:iam::999988887777:root".into(),
+            kind: FederationKind::Account,
+            account: Some("999988887777".into()),
+            conditions: conditions.iter().map(|c| c.to_string()).collect(),
+            outside_estate: Some(true),
+            ..Federation::default()
+        };
+        // No subjects, no audiences: not an OIDC breadth question.
+        assert_eq!(broad(&account(&[])), None);
+        assert!(requires_external_id(&account(&["STS:ExternalID"])));
+        assert!(!requires_external_id(&account(&["aws:SourceAccount"])));
+        assert!(restricted(&account(&["aws:principalorgid"])));
+        assert!(restricted(&account(&["aws:SourceArn", "sts:ExternalId"])));
+        assert!(!restricted(&account(&["sts:ExternalId"])));
+        assert!(!restricted(&account(&["aws:SourceIp"])));
     }
 
     #[test]

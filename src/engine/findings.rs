@@ -197,16 +197,24 @@ pub fn materialize_with_subjects(
                         .any(|p| p.starts_with("credential.federat"))
                     {
                         if let Some(fed) = &c.federation {
-                            ev.insert(
-                                "federation".into(),
-                                json!({
-                                    "issuer": fed.issuer,
-                                    "subjects": fed.subjects,
-                                    "audiences": fed.audiences,
-                                    "expression": fed.expression,
-                                    "broad": f.federation.as_ref().and_then(|x| x.broad.as_deref()),
-                                }),
-                            );
+                            let mut shown = json!({
+                                "issuer": fed.issuer,
+                                "subjects": fed.subjects,
+                                "audiences": fed.audiences,
+                                "expression": fed.expression,
+                                "broad": f.federation.as_ref().and_then(|x| x.broad.as_deref()),
+                            });
+                            // An account or public trust is read by its
+                            // conditions and account, not by subjects.
+                            if fed.kind != nhi_contract::FederationKind::Oidc {
+                                if let Value::Object(m) = &mut shown {
+                                    m.insert("kind".into(), json!(fed.kind.as_str()));
+                                    m.insert("account".into(), json!(fed.account));
+                                    m.insert("conditions".into(), json!(fed.conditions));
+                                    m.insert("outside_estate".into(), json!(fed.outside_estate));
+                                }
+                            }
+                            ev.insert("federation".into(), shown);
                         }
                     }
                     ev.insert(
@@ -254,6 +262,12 @@ pub fn materialize_with_subjects(
                         if !indirect.is_empty() {
                             ev.insert("held_indirectly".into(), Value::Array(indirect));
                         }
+                    }
+                    // Compute wearing the identity is what breaks if it is
+                    // removed: an owner reads it before acting.
+                    let worn_by = &estate.identities[h.subject as usize].attached_to;
+                    if !worn_by.is_empty() {
+                        ev.insert("attached_to".into(), json!(worn_by));
                     }
                     if rule.fields.iter().any(|p| p.starts_with("identity.approv")) || f.approved {
                         let list: Vec<Value> = graph

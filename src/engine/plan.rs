@@ -105,6 +105,9 @@ pub enum SkipReason {
     SourceBlind(u32, Facets),
     /// The account root: only root itself can manage its credentials.
     AccountRoot,
+    /// An identity the provider manages for its own services (an AWS
+    /// service-linked role): never remediated.
+    ProviderManaged,
     /// Entitlements to detach, but every one beyond scope is held through a
     /// group or as eligible: detaching from the identity cannot remove it.
     HeldIndirectly,
@@ -256,6 +259,8 @@ impl Plan {
                 .map(|w| w.6);
             let disposition = if identity.kind == nhi_contract::IdentityKind::Root {
                 Disposition::Skip(SkipReason::AccountRoot)
+            } else if identity.provider_managed {
+                Disposition::Skip(SkipReason::ProviderManaged)
             } else if first_op == Operation::DetachEntitlements
                 && facts.identities[ident as usize].detachable.is_empty()
             {
@@ -323,6 +328,14 @@ impl Plan {
                         Verdict::Skip,
                         Some(
                             "account root: only root can manage its credentials, by hand"
+                                .to_string(),
+                        ),
+                    ),
+                    Disposition::Skip(SkipReason::ProviderManaged) => (
+                        Verdict::Skip,
+                        Some(
+                            "managed by the provider for its own service (service-linked): \
+                             never remediated"
                                 .to_string(),
                         ),
                     ),

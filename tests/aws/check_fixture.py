@@ -476,6 +476,27 @@ def check_accounts_boundaries_and_gaad_paging(fx: Fixture, ready: dict) -> None:
           [ready["keys"]["here-key"]], "the default account's key is its own")
 
 
+TRUST = HERE / "scenarios" / "trust.json"
+
+
+def check_trust_roles(fx: Fixture, ready: dict) -> None:
+    """Instance profiles and service-linked roles, as GAAD shows them to the connector."""
+    iam = client("iam", ready["proxy"])
+    roles = {r["RoleName"]: r for r in
+             iam.get_account_authorization_details(Filter=["Role"])["RoleDetailList"]}
+    slr = "AWSServiceRoleForElasticBeanstalk"
+    equal(ready["roles"].get(slr),
+          f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/elasticbeanstalk.amazonaws.com/{slr}",
+          "service-linked role named by AWS, on the ready line")
+    equal(roles[slr]["Path"], "/aws-service-role/elasticbeanstalk.amazonaws.com/", "service-linked path")
+    about(roles[slr]["CreateDate"], 500, "service-linked role CreateDate")
+    equal(roles[slr].get("RoleLastUsed"), {}, "a role never used has an empty RoleLastUsed")
+    equal([p["Arn"] for p in roles["web"]["InstanceProfileList"]],
+          [f"arn:aws:iam::{ACCOUNT}:instance-profile/web"], "GAAD lists the role's instance profile")
+    equal(roles["public-open"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"], "*",
+          "moto keeps Principal \"*\" as written")
+
+
 def main() -> int:
     t0 = time.monotonic()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -488,6 +509,7 @@ def main() -> int:
         run("accounts, boundaries, GAAD paged", accounts, ["--proxy-gaad-roles-first"],
             check_accounts_boundaries_and_gaad_paging)
         run("smoke.json", SMOKE, [], check_smoke)
+        run("trust.json: instance profiles, service-linked roles", TRUST, [], check_trust_roles)
         run("throttle + per-action faults", small,
             ["--proxy-throttle-first", "2", "--proxy-fail-action", "ListSSHPublicKeys=500",
              "--proxy-fail-action", "GetLoginProfile=403:AccessDenied"], check_throttle_and_actions)

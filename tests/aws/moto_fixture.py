@@ -80,10 +80,11 @@ class ScenarioError(ValueError):
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
                  "aws_managed_policies", "description", "principals", "accounts",
-                 "oidc_providers"},
+                 "oidc_providers", "service_linked_roles"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
-                "oidc_providers"},
+                "oidc_providers", "service_linked_roles"},
+    "service_linked_role": {"service", "created_days_ago"},
     "oidc_provider": {"url", "client_ids"},
     "user": {"name", "path", "tags", "login_profile", "mfa", "groups", "managed_policies",
              "inline_policies", "keys", "ssh_keys", "signing_certificates", "created_days_ago"},
@@ -95,7 +96,8 @@ ALLOWED_FIELDS = {
     "certificate": {"status", "uploaded_days_ago"},
     "group": {"name", "path", "managed_policies", "inline_policies"},
     "role": {"name", "path", "description", "trust", "managed_policies", "inline_policies",
-             "tags", "created_days_ago", "last_used", "permissions_boundary"},
+             "tags", "created_days_ago", "last_used", "permissions_boundary",
+             "instance_profiles"},
     "policy": {"name", "path", "description", "document"},
     "bulk_users": {"count", "prefix", "keys_per_user", "path", "tags"},
     "root_access_key": {"created_days_ago", "last_used"},
@@ -236,6 +238,9 @@ class Seeder:
                                                  f"oidc_providers[{i}]"))
         for i, role in enumerate(s.get("roles") or []):
             self.seed_role(check_fields("role", role, f"roles[{i}]"))
+        for i, slr in enumerate(s.get("service_linked_roles") or []):
+            self.seed_service_linked_role(check_fields("service_linked_role", slr,
+                                                       f"service_linked_roles[{i}]"))
         if s.get("bulk_users"):
             self.seed_bulk(check_fields("bulk_users", s["bulk_users"], "bulk_users"))
         if "root_access_key" in s:
@@ -419,6 +424,10 @@ class Seeder:
             self.iam.attach_role_policy(RoleName=name, PolicyArn=self.resolve_policy(ref))
         for pname, doc in (r.get("inline_policies") or {}).items():
             self.iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json_doc(doc))
+        # Instance profiles by name: the role is what EC2 instances launched with them wear.
+        for profile in r.get("instance_profiles") or []:
+            self.iam.create_instance_profile(InstanceProfileName=profile)
+            self.iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=name)
 
         # moto keys roles by RoleId, not by name.
         moto_role = self.backend.roles[role["RoleId"]]
@@ -432,6 +441,17 @@ class Seeder:
             moto_role.last_used = self.days_ago(last.get("days_ago", 0))
             moto_role.last_used_region = last.get("region", REGION)
         self.expect_roles[name] = {"create": moto_role.create_date, "last_used": moto_role.last_used}
+
+    def seed_service_linked_role(self, r: dict) -> None:
+        # CreateServiceLinkedRole, as the service itself would: AWS names the role
+        # (AWSServiceRoleFor...) and puts it under /aws-service-role/<service>/.
+        role = self.iam.create_service_linked_role(AWSServiceName=r["service"])["Role"]
+        self.roles[role["RoleName"]] = role["Arn"]
+        moto_role = self.backend.roles[role["RoleId"]]
+        if r.get("created_days_ago") is not None:
+            moto_role.create_date = self.days_ago(r["created_days_ago"])
+        self.expect_roles[role["RoleName"]] = {"create": moto_role.create_date,
+                                               "last_used": moto_role.last_used}
 
     # -- bulk users -----------------------------------------------------------
 

@@ -53,6 +53,8 @@ pub fn identity(id: &str, kind: IdentityKind) -> Identity {
         human_login_last_used: None,
         privilege: None,
         privilege_reason: None,
+        provider_managed: false,
+        attached_to: Vec::new(),
     }
 }
 

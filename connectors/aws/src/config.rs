@@ -39,6 +39,11 @@ pub struct AwsConfig {
     /// Principal tag keys read as the owner, first match wins.
     #[serde(default = "default_owner_tags")]
     pub owner_tags: Vec<String>,
+    /// Account ids that are ours although this source does not read them
+    /// (another source's accounts, a partner run by the same team): a role
+    /// trusting one of them does not trust a third party.
+    #[serde(default)]
+    pub trusted_accounts: Vec<String>,
 }
 
 fn default_region() -> String {
@@ -71,6 +76,7 @@ impl AwsConfig {
             max_attempts: default_attempts(),
             initial_backoff_ms: default_backoff_ms(),
             owner_tags: default_owner_tags(),
+            trusted_accounts: Vec::new(),
         }
     }
 }
@@ -95,6 +101,14 @@ impl nhi_contract::SourceConnector for AwsConfig {
         nhi_contract::check_range(o, "max_concurrency", self.max_concurrency, 1, 256);
         nhi_contract::check_range(o, "max_attempts", self.max_attempts, 1, 20);
         nhi_contract::check_range(o, "initial_backoff_ms", self.initial_backoff_ms, 1, 60_000);
+        for (i, a) in self.trusted_accounts.iter().enumerate() {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                o.push(nhi_contract::SettingProblem {
+                    key: vec!["trusted_accounts".into(), i.to_string()],
+                    message: format!("{a:?} is not a 12-digit AWS account id"),
+                });
+            }
+        }
         out
     }
 }

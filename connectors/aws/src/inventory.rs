@@ -17,9 +17,9 @@ use aws_sdk_iam::types::{EntityType, StatusType};
 use aws_sdk_iam::Client;
 use futures_util::stream::{self, StreamExt};
 use nhi_contract::{
-    Coverage, Credential, CredentialKind, Entitlement, Federation, Gap, Grant, Identity,
-    IdentityKind, Inventory, InventorySource, Provider, SourceError, Timestamp, Trust, Unseen,
-    Usage,
+    Coverage, Credential, CredentialKind, Entitlement, Federation, FederationKind, Gap, Grant,
+    Identity, IdentityKind, Inventory, InventorySource, Provider, SourceError, Timestamp, Trust,
+    Unseen, Usage,
 };
 
 use crate::config::AwsConfig;
@@ -55,6 +55,25 @@ impl AwsSource {
     /// IAM calls made so far, by operation.
     pub fn calls(&self) -> &CallStats {
         &self.calls
+    }
+
+    /// The accounts that are ours: those read, those of the configured
+    /// member roles (read or not: an account that failed this pass is
+    /// still ours, never a third party) and those the config lists as
+    /// trusted. A role trusting any other account trusts a third party.
+    fn estate_accounts(&self, scanned: &BTreeSet<String>) -> BTreeSet<String> {
+        let members = self
+            .config
+            .assume_roles
+            .iter()
+            .filter_map(|r| sdk::arn_account(r));
+        scanned
+            .iter()
+            .map(String::as_str)
+            .chain(members)
+            .chain(self.config.trusted_accounts.iter().map(String::as_str))
+            .map(str::to_string)
+            .collect()
     }
 
     async fn base(&self) -> SdkConfig {
@@ -134,6 +153,9 @@ impl InventorySource for AwsSource {
         // Trust is decided over every account read, once all are: a
         // cross-account edge needs both sides.
         out.trusts.extend(trusts(&principals, &scanned));
+        let ours = self.estate_accounts(&scanned);
+        out.credentials
+            .extend(principal_trust_credentials(&principals, &ours));
         tracing::info!(source = %self.config.name, calls = self.calls.total(), "aws scan done");
         Ok(out)
     }
@@ -251,6 +273,10 @@ struct Principal {
     /// ARN of the permissions boundary policy, if one is set.
     boundary: Option<String>,
     last_used: Option<(Timestamp, Option<String>)>,
+    /// A service-linked role (path `/aws-service-role/`): AWS owns it.
+    service_linked: bool,
+    /// ARNs of the instance profiles holding the role (EC2 wears it).
+    instance_profiles: Vec<String>,
 }
 
 /// What one account's read hands to the evaluation that runs once every
@@ -560,6 +586,8 @@ impl Scan<'_> {
                         .and_then(|b| b.permissions_boundary_arn())
                         .map(str::to_string),
                     last_used: None,
+                    service_linked: false,
+                    instance_profiles: Vec::new(),
                 });
             }
             for r in page.role_detail_list() {
@@ -583,6 +611,14 @@ impl Scan<'_> {
                     last_used: r.role_last_used().and_then(|l| {
                         Some((ts(l.last_used_date()?)?, l.region().map(str::to_string)))
                     }),
+                    service_linked: r
+                        .path()
+                        .is_some_and(|p| p.starts_with("/aws-service-role/")),
+                    instance_profiles: r
+                        .instance_profile_list()
+                        .iter()
+                        .map(|ip| ip.arn().to_string())
+                        .collect(),
                 });
             }
             for g in page.group_detail_list() {
@@ -1084,7 +1120,8 @@ impl Scan<'_> {
                 .owner_tags
                 .iter()
                 .find_map(|k| p.tags.get(k))
-                .cloned();
+                .cloned()
+                .or_else(|| service_linked_owner(p));
             // Only users hold credentials, and by ARN: a role named like a
             // user must never take the user's keys.
             let creds_of = match p.kind {
@@ -1099,13 +1136,15 @@ impl Scan<'_> {
                 _ => (false, None),
             };
             let usage = match p.kind {
+                // IAM reports a role's last use over a trailing 400 days
+                // (`RoleLastUsed`): none recorded is no use within them.
                 IdentityKind::Role => match &p.last_used {
                     Some((at, region)) => Usage::Used {
                         at: *at,
                         service: Some("sts".into()),
                         region: region.clone(),
                     },
-                    None => Usage::Unknown,
+                    None => Usage::Never,
                 },
                 _ => identity_usage(&creds_of, human_last, report.is_some()),
             };
@@ -1119,12 +1158,16 @@ impl Scan<'_> {
                 owner,
                 created: p.created,
                 usage,
-                enabled: true,
+                // A role whose trust admits nobody cannot be assumed; one
+                // whose trust could not be read is taken as assumable.
+                enabled: ev.trust.as_ref().is_none_or(policy::trust_admits_anyone),
                 tags: p.tags.clone(),
                 human_login,
                 human_login_last_used: human_last,
                 privilege: Some(privilege),
                 privilege_reason,
+                provider_managed: p.service_linked,
+                attached_to: p.instance_profiles.clone(),
             });
             inv.credentials.extend(creds_of);
             if let (IdentityKind::Role, Some(trust)) = (p.kind, &ev.trust) {
@@ -1154,6 +1197,8 @@ impl Scan<'_> {
                     // logins); its privilege is not assessed from policies.
                     privilege: None,
                     privilege_reason: None,
+                    provider_managed: false,
+                    attached_to: Vec::new(),
                 });
                 // Root key ids are only visible to root itself; the report
                 // gives slots, so the id names the slot (flag only).
@@ -1212,9 +1257,72 @@ fn web_identity_credentials(role: &str, trust: &PolicyDocument) -> Vec<Credentia
                 subjects: t.subjects,
                 audiences: t.audiences,
                 expression: None,
+                ..Federation::default()
             }),
         })
         .collect()
+}
+
+/// A service-linked role's owner: AWS, for the service its path names
+/// (`/aws-service-role/elasticbeanstalk.amazonaws.com/`).
+fn service_linked_owner(p: &Principal) -> Option<String> {
+    if !p.service_linked {
+        return None;
+    }
+    let service = p
+        .arn
+        .split(":role/aws-service-role/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("an AWS service");
+    Some(format!("AWS (service-linked role of {service})"))
+}
+
+/// Each role's trust to another account or to anyone as a federated
+/// credential (`{role}#trust/{account}`, `{role}#trust/*`): whoever that
+/// account lets call `sts:AssumeRole` — or anyone — becomes the role, with
+/// no secret of the role's own. Each carries the condition keys the trust
+/// requires and whether the account is outside `ours` (the estate's
+/// accounts). Read, never remediated, like the OIDC trusts.
+fn principal_trust_credentials(
+    principals: &[Evaluated],
+    ours: &BTreeSet<String>,
+) -> Vec<Credential> {
+    let mut out = Vec::new();
+    for role in principals.iter().filter(|p| p.kind == IdentityKind::Role) {
+        let Some(trust) = &role.trust else { continue };
+        for t in policy::principal_trusts(trust, &role.account) {
+            let (suffix, kind, issuer) = match &t.account {
+                Some(a) => (
+                    a.as_str(),
+                    FederationKind::Account,
+                    format!("arn:{}:iam::{a}:root", arn_partition(&role.arn)),
+                ),
+                None => ("*", FederationKind::Public, "*".to_string()),
+            };
+            out.push(Credential {
+                id: format!("{}#trust/{suffix}", role.arn),
+                identity: role.arn.clone(),
+                kind: CredentialKind::Federated,
+                created: None,
+                expires: None,
+                usage: Usage::Unknown,
+                active: true,
+                name: Some(t.principals.join(", ")),
+                federation: Some(Federation {
+                    issuer,
+                    subjects: t.principals,
+                    audiences: Vec::new(),
+                    expression: None,
+                    kind,
+                    outside_estate: t.account.as_ref().map(|a| !ours.contains(a)),
+                    account: t.account,
+                    conditions: t.required,
+                }),
+            });
+        }
+    }
+    out
 }
 
 /// A user's last use: the latest of its keys' and console's, if any is
@@ -1309,6 +1417,19 @@ fn parse_report(content: &[u8]) -> Result<HashMap<String, ReportRow>, SourceErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estate_is_what_was_read_configured_or_trusted() {
+        let mut cfg = AwsConfig::named("aws");
+        cfg.assume_roles = vec!["arn:aws:iam::210987654321:role/nhi-scan".into()];
+        cfg.trusted_accounts = vec!["444455556666".into()];
+        let read: BTreeSet<String> = ["123456789012".to_string()].into();
+        let ours = AwsSource::new(cfg).estate_accounts(&read);
+        let want: BTreeSet<String> = ["123456789012", "210987654321", "444455556666"]
+            .map(String::from)
+            .into();
+        assert_eq!(ours, want);
+    }
 
     #[test]
     fn report_rows_parse_by_header() {

@@ -1344,6 +1344,142 @@ pub fn web_identity_trusts(trust: &PolicyDocument) -> Vec<WebIdentityTrust> {
         .collect()
 }
 
+/// What a role's trust admits through `sts:AssumeRole` from beyond its own
+/// account: the principals of another account, or anyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalTrust {
+    /// The account trusted; `None`: anyone (`"Principal": "*"`,
+    /// `{"AWS": "*"}`, an Allow with `NotPrincipal`).
+    pub account: Option<String>,
+    /// The principals admitted, as written (`arn:aws:iam::999988887777:root`,
+    /// an account id, a role ARN, `*`), sorted.
+    pub principals: Vec<String>,
+    /// Condition keys every admitting statement requires a value of, as
+    /// first written (see [`requires_value`]), sorted.
+    pub required: Vec<String>,
+}
+
+/// Whether a condition makes its key required: a positive match
+/// (`StringEquals`, `StringLike`, `StringEqualsIgnoreCase`, `ArnEquals`,
+/// `ArnLike`, alone or `ForAnyValue:`) whose every value is more than
+/// wildcards — for an ARN, more than wildcards in its account too.
+/// `...IfExists` admits callers without the key, `ForAllValues:` admits an
+/// empty set, a negated operator admits every other value, a bare `*` any
+/// value and `arn:aws:iam::*:role/x` that role name in any account: none
+/// of them requires anything.
+pub fn requires_value(c: &Condition) -> bool {
+    if c.operator.ends_with("IfExists") || c.operator.starts_with("ForAllValues:") {
+        return false;
+    }
+    let op = c
+        .operator
+        .strip_prefix("ForAnyValue:")
+        .unwrap_or(&c.operator);
+    matches!(
+        op,
+        "StringEquals" | "StringLike" | "StringEqualsIgnoreCase" | "ArnEquals" | "ArnLike"
+    ) && !c.values.is_empty()
+        && c.values.iter().all(|v| {
+            let wild = |part: &str| part.chars().all(|ch| ch == '*' || ch == '?');
+            let any_account = v.starts_with("arn:") && v.split(':').nth(4).is_none_or(wild);
+            !wild(v) && !any_account
+        })
+}
+
+/// The trusts of a role (in `own_account`) to other accounts and to anyone
+/// for `sts:AssumeRole`, one entry per account (and one for anyone),
+/// statements merged: a key is required only if every statement admitting
+/// that account requires it. Trusts to the role's own account are the
+/// account's own principals (assume-role edges), not federation; Deny
+/// statements are left out (a deny can only narrow, so the trust reported
+/// is never narrower than the real one). A principal ARN whose account is
+/// a wildcard counts as anyone.
+pub fn principal_trusts(trust: &PolicyDocument, own_account: &str) -> Vec<PrincipalTrust> {
+    let mut out: Vec<PrincipalTrust> = Vec::new();
+    for s in trust
+        .statements
+        .iter()
+        .filter(|s| s.effect == Effect::Allow)
+        .filter(|s| spec_matches(&s.actions, ASSUME_ROLE, ACTION))
+    {
+        let mut admitted: Vec<(Option<String>, String)> = Vec::new();
+        if s.not_principal {
+            admitted.push((None, "NotPrincipal".into()));
+        }
+        if let Some(p) = &s.principals {
+            if p.any {
+                admitted.push((None, "*".into()));
+            }
+            for entry in &p.aws {
+                let is_id = entry.len() == 12 && entry.bytes().all(|b| b.is_ascii_digit());
+                let account = if entry == "*" {
+                    None
+                } else if is_id {
+                    Some(entry.clone())
+                } else {
+                    match entry.split(':').nth(4) {
+                        Some(a) if a.contains(['*', '?']) => None,
+                        Some(a) if !a.is_empty() => Some(a.to_string()),
+                        // Not an ARN IAM accepts (a unique id of a deleted
+                        // principal, `AIDA…`): it admits nobody new.
+                        _ => continue,
+                    }
+                };
+                if account.as_deref() == Some(own_account) {
+                    continue;
+                }
+                admitted.push((account, entry.clone()));
+            }
+        }
+        let required: Vec<String> = s
+            .conditions
+            .iter()
+            .filter(|c| requires_value(c))
+            .map(|c| c.key.clone())
+            .collect();
+        for (account, principal) in admitted {
+            match out.iter_mut().find(|t| t.account == account) {
+                Some(t) => {
+                    t.principals.push(principal);
+                    t.required
+                        .retain(|k| required.iter().any(|r| r.eq_ignore_ascii_case(k)));
+                }
+                None => out.push(PrincipalTrust {
+                    account,
+                    principals: vec![principal],
+                    required: required.clone(),
+                }),
+            }
+        }
+    }
+    for t in &mut out {
+        t.principals.sort();
+        t.principals.dedup();
+        t.required.sort_by_key(|k| k.to_ascii_lowercase());
+        t.required.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    }
+    out
+}
+
+/// Whether a role's trust admits anyone at all: an Allow statement for one
+/// of the `sts:AssumeRole*` actions with a principal (or `NotPrincipal`).
+/// A role whose trust admits nobody cannot be assumed.
+pub fn trust_admits_anyone(trust: &PolicyDocument) -> bool {
+    const ACTIONS: [&str; 3] = [
+        ASSUME_ROLE,
+        "sts:AssumeRoleWithWebIdentity",
+        "sts:AssumeRoleWithSAML",
+    ];
+    trust.statements.iter().any(|s| {
+        s.effect == Effect::Allow
+            && ACTIONS.iter().any(|a| spec_matches(&s.actions, a, ACTION))
+            && (s.not_principal
+                || s.principals.as_ref().is_some_and(|p| {
+                    p.any || !p.aws.is_empty() || !p.service.is_empty() || !p.federated.is_empty()
+                }))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2046,5 +2182,140 @@ mod tests {
              "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "false"}}}
         ]}));
         assert!(trust_admits(&cond, USER, ACCT));
+    }
+
+    // --- trust to other accounts and to anyone -----------------------------
+
+    #[test]
+    fn trusts_to_other_accounts_carry_their_required_keys() {
+        let t = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": ["arn:aws:iam::999988887777:root", "arn:aws:iam::123456789012:root"]},
+             "Condition": {"StringEquals": {"sts:ExternalId": "c0ffee"}}},
+            {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": "444455556666"}},
+            {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": "arn:aws:iam::999988887777:role/vendor"},
+             "Condition": {"StringEquals": {"STS:externalid": "c0ffee", "aws:SourceAccount": "1"}}}
+        ]}));
+        let got = principal_trusts(&t, ACCT);
+        assert_eq!(
+            got,
+            vec![
+                PrincipalTrust {
+                    account: Some("999988887777".into()),
+                    principals: vec![
+                        "arn:aws:iam::999988887777:role/vendor".into(),
+                        "arn:aws:iam::999988887777:root".into()
+                    ],
+                    required: vec!["sts:ExternalId".into()],
+                },
+                PrincipalTrust {
+                    account: Some("444455556666".into()),
+                    principals: vec!["444455556666".into()],
+                    required: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_statement_without_the_key_leaves_it_unrequired() {
+        let t = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": "999988887777"},
+             "Condition": {"StringEquals": {"sts:ExternalId": "c0ffee"}}},
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": "999988887777"}}
+        ]}));
+        assert!(principal_trusts(&t, ACCT)[0].required.is_empty());
+    }
+
+    #[test]
+    fn weak_conditions_require_nothing() {
+        for cond in [
+            json!({"StringEqualsIfExists": {"sts:ExternalId": "x"}}),
+            json!({"StringNotEquals": {"sts:ExternalId": "x"}}),
+            json!({"StringLike": {"sts:ExternalId": "*"}}),
+            json!({"ForAllValues:StringEquals": {"sts:ExternalId": ["x"]}}),
+            json!({"Null": {"sts:ExternalId": "false"}}),
+            json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/auditor"}}),
+            json!({"ArnLike": {"aws:SourceArn": ["arn:aws:s3:::logs", "arn:aws:iam::*:role/x"]}}),
+        ] {
+            let t = doc(
+                json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"AWS": "999988887777"}, "Condition": cond}}),
+            );
+            assert!(principal_trusts(&t, ACCT)[0].required.is_empty(), "{cond}");
+        }
+        let t = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": "999988887777"},
+            "Condition": {"ForAnyValue:StringEquals": {"sts:ExternalId": ["x"]}}}}),
+        );
+        assert_eq!(
+            principal_trusts(&t, ACCT)[0].required,
+            vec!["sts:ExternalId"]
+        );
+        let pinned = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": "*",
+            "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::999988887777:role/*"}}}}),
+        );
+        assert_eq!(
+            principal_trusts(&pinned, ACCT)[0].required,
+            vec!["aws:PrincipalArn"]
+        );
+    }
+
+    #[test]
+    fn anyone_is_one_trust_whatever_the_spelling() {
+        for p in [
+            json!("*"),
+            json!({"AWS": "*"}),
+            json!({"AWS": "arn:aws:iam::*:root"}),
+        ] {
+            let t = doc(
+                json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": p, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}}}),
+            );
+            let got = principal_trusts(&t, ACCT);
+            assert_eq!(got.len(), 1, "{p}");
+            assert_eq!(got[0].account, None, "{p}");
+            assert_eq!(got[0].required, vec!["aws:PrincipalOrgID"], "{p}");
+        }
+        let np = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "NotPrincipal": {"AWS": USER}}}),
+        );
+        assert_eq!(principal_trusts(&np, ACCT)[0].account, None);
+    }
+
+    #[test]
+    fn own_account_services_oidc_and_denies_are_not_principal_trusts() {
+        let t = doc(json!({"Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": ["arn:aws:iam::123456789012:root", ROLE, ACCT]}},
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}},
+            {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+             "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/x"}},
+            {"Effect": "Deny", "Action": "sts:AssumeRole", "Principal": "*"}
+        ]}));
+        assert!(principal_trusts(&t, ACCT).is_empty());
+    }
+
+    #[test]
+    fn a_trust_admitting_nobody_cannot_be_assumed() {
+        assert!(trust_admits_anyone(&trust(
+            json!({"Service": "ec2.amazonaws.com"})
+        )));
+        assert!(trust_admits_anyone(&trust(json!({"AWS": USER}))));
+        let deny = doc(
+            json!({"Statement": {"Effect": "Deny", "Action": "sts:AssumeRole", "Principal": "*"}}),
+        );
+        assert!(!trust_admits_anyone(&deny));
+        let other = doc(
+            json!({"Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Principal": "*"}}),
+        );
+        assert!(!trust_admits_anyone(&other));
+        assert!(!trust_admits_anyone(&PolicyDocument::default()));
     }
 }

@@ -771,10 +771,18 @@ impl Remediator for AwsRemediator {
         // the access-key API. Refused before any call.
         if a.credential_kind == Some(CredentialKind::Federated) {
             return Err(invalid(format!(
-                "{} is an OIDC trust of {}: change the role's trust policy by hand",
+                "{} is a trust of {} (to an OIDC provider, an account or anyone): change the role's trust policy by hand",
                 a.credential_id
                     .as_deref()
                     .unwrap_or("the federated credential"),
+                a.identity_id
+            )));
+        }
+        // A service-linked role is AWS's: IAM refuses most changes to it,
+        // and the service it serves breaks on the others.
+        if a.identity_id.contains(":role/aws-service-role/") {
+            return Err(invalid(format!(
+                "{} is a service-linked role: AWS manages it, nothing acts on it",
                 a.identity_id
             )));
         }

@@ -5,8 +5,8 @@ use chrono::{Duration, Utc};
 use nhi_aws::moto::Moto;
 use nhi_aws::{AwsConfig, AwsRemediator, AwsSource};
 use nhi_contract::{
-    ActionRequest, CredentialKind, IdentityKind, Inventory, InventorySource, Operation,
-    PrivilegeLevel, Provider, Remediator, SourceError, Unseen, Usage,
+    ActionRequest, CredentialKind, FederationKind, IdentityKind, Inventory, InventorySource,
+    Operation, PrivilegeLevel, Provider, Remediator, SourceError, Unseen, Usage,
 };
 
 fn config() -> AwsConfig {
@@ -484,4 +484,137 @@ async fn oidc_trusts_are_federated_credentials_and_never_remediated() {
         Some(vec!["repo:example-org/*".to_string()]),
         "the trust is untouched"
     );
+}
+
+/// A role's trusts to other accounts and to anyone are federated
+/// credentials (`{role}#trust/{account}`, `{role}#trust/*`) carrying the
+/// condition keys every statement requires and whether the account is ours
+/// (read, or listed in `trusted_accounts`); a trust to the role's own
+/// account is not one. Roles carry what makes them NHIs: the instance
+/// profiles that wear them, service-linked roles as provider-managed, a
+/// role whose trust admits nobody as not enabled, and no recorded last use
+/// as never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_trusts_and_role_kinds_are_read() {
+    let moto = Moto::start("trust", &[]).expect("fixture");
+    let sdk = Moto::sdk_config(&moto.ready.proxy).await;
+    let mut cfg = config();
+    cfg.trusted_accounts = vec!["444455556666".into()];
+    let inv = AwsSource::with_sdk_config(cfg, sdk)
+        .scan()
+        .await
+        .expect("scan");
+    // Roles, their trusts and instance profiles all come from the one
+    // GetAccountAuthorizationDetails: no call per role.
+    let (_, per_action) = moto.proxy_stats().expect("stats");
+    for per_role in ["GetRole", "ListRoles", "ListInstanceProfilesForRole"] {
+        assert_eq!(per_action.get(per_role), None, "{per_action:?}");
+    }
+    assert_eq!(
+        per_action.get("GetAccountAuthorizationDetails"),
+        Some(&1),
+        "{per_action:?}"
+    );
+    let trust = |role: &str, to: &str| {
+        let id = format!("{}#trust/{to}", moto.role(role));
+        let c = cred(&inv, &id).clone();
+        assert_eq!(c.kind, CredentialKind::Federated, "{id}");
+        assert_eq!(c.identity, moto.role(role));
+        assert!(c.active);
+        c.federation.expect("federation")
+    };
+    let vendor = trust("vendor-no-extid", "999988887777");
+    assert_eq!(vendor.kind, FederationKind::Account);
+    assert_eq!(vendor.account.as_deref(), Some("999988887777"));
+    assert_eq!(vendor.issuer, "arn:aws:iam::999988887777:root");
+    assert_eq!(vendor.subjects, vec!["arn:aws:iam::999988887777:root"]);
+    assert!(vendor.conditions.is_empty());
+    assert_eq!(vendor.outside_estate, Some(true));
+    let with = trust("vendor-with-extid", "999988887777");
+    assert_eq!(with.conditions, vec!["sts:ExternalId"]);
+    let if_exists = trust("vendor-extid-ifexists", "999988887777");
+    assert!(if_exists.conditions.is_empty(), "{if_exists:?}");
+    let partner = trust("partner-trusted", "444455556666");
+    assert_eq!(partner.outside_estate, Some(false));
+    let open = trust("public-open", "*");
+    assert_eq!(open.kind, FederationKind::Public);
+    assert_eq!(open.account, None);
+    assert!(open.conditions.is_empty());
+    assert_eq!(
+        trust("public-org", "*").conditions,
+        vec!["aws:PrincipalOrgID"]
+    );
+    assert_eq!(
+        trust("public-extid-only", "*").conditions,
+        vec!["sts:ExternalId"]
+    );
+    let trust_creds: Vec<&str> = inv
+        .credentials
+        .iter()
+        .filter(|c| c.id.contains("#trust/"))
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(trust_creds.len(), 7, "{trust_creds:#?}");
+    let no_aud = cred(
+        &inv,
+        &format!(
+            "{}#oidc/token.actions.githubusercontent.com",
+            moto.role("deploy-no-aud")
+        ),
+    );
+    let f = no_aud.federation.as_ref().expect("federation");
+    assert_eq!(f.kind, FederationKind::Oidc);
+    assert!(f.audiences.is_empty());
+
+    let web = ident(&inv, &moto.role("web"));
+    assert_eq!(
+        web.attached_to,
+        vec!["arn:aws:iam::123456789012:instance-profile/web"]
+    );
+    assert_eq!(web.usage, Usage::Never);
+    assert!(web.enabled && !web.provider_managed);
+    let slr = moto.ready.roles["AWSServiceRoleForElasticBeanstalk"].clone();
+    assert!(slr.contains(":role/aws-service-role/elasticbeanstalk.amazonaws.com/"));
+    let slr_ident = ident(&inv, &slr);
+    assert!(slr_ident.provider_managed);
+    assert_eq!(slr_ident.kind, IdentityKind::Role);
+    assert!(!ident(&inv, &moto.role("untrustable")).enabled);
+    assert!(matches!(
+        ident(&inv, &moto.role("idle-deployer")).usage,
+        Usage::Used { .. }
+    ));
+
+    // Nothing acts on a service-linked role, whatever is asked.
+    let rem = remediator(&moto).await;
+    let err = rem
+        .apply(&ActionRequest {
+            operation: Operation::DetachEntitlements,
+            provider: Provider::Aws,
+            identity_id: slr.clone(),
+            credential_id: None,
+            credential_kind: None,
+            entitlements: vec![
+                "arn:aws:iam::aws:policy/aws-service-role/AWSElasticBeanstalkServiceRolePolicy"
+                    .into(),
+            ],
+        })
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("service-linked"), "{err}");
+    // Neither on a trust to another account.
+    let err = rem
+        .apply(&ActionRequest {
+            operation: Operation::DisableCredential,
+            provider: Provider::Aws,
+            identity_id: moto.role("vendor-no-extid"),
+            credential_id: Some(format!(
+                "{}#trust/999988887777",
+                moto.role("vendor-no-extid")
+            )),
+            credential_kind: Some(CredentialKind::Federated),
+            entitlements: Vec::new(),
+        })
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("trust policy"), "{err}");
 }

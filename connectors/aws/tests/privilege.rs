@@ -237,6 +237,24 @@ async fn cross_account_trust_needs_both_sides_and_follows_account_roots() {
         .identities
         .iter()
         .any(|i| i.id.contains("999999999999") || i.id.contains("888888888888")));
+
+    // The same trusts as federated credentials: B is read, so ours; the
+    // partner's accounts are not. The scanner roles trust their own
+    // account, or A, which is read.
+    let outside = |role: &str, account: &str| {
+        inv.credentials
+            .iter()
+            .find(|c| c.id == format!("{role}#trust/{account}"))
+            .and_then(|c| c.federation.as_ref())
+            .and_then(|f| f.outside_estate)
+    };
+    assert_eq!(outside(&org_admin, ACCOUNT_B), Some(false));
+    assert_eq!(outside(&named_cross, ACCOUNT_B), Some(false));
+    assert_eq!(outside(&partner, "999999999999"), Some(true));
+    assert_eq!(outside(&partner, "888888888888"), Some(true));
+    let b_scanner = format!("arn:aws:iam::{ACCOUNT_B}:role/scanner");
+    assert_eq!(outside(&b_scanner, &a), Some(false));
+    assert_eq!(outside(&moto.role("scanner"), &a), None, "own account");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,6 +161,16 @@ pub struct Identity {
     /// the identity admin-equivalent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privilege_reason: Option<String>,
+    /// Created and managed by the provider itself for one of its services
+    /// (an AWS service-linked role, path `/aws-service-role/`): its
+    /// permissions and trust are the provider's, so it is never remediated
+    /// and its idleness is not the owner's to fix.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub provider_managed: bool,
+    /// What compute wears it without holding a secret (the ARNs of the AWS
+    /// instance profiles holding a role): a workload runs as it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_to: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -292,6 +302,57 @@ pub struct Federation {
     /// subjects by expression (Entra ID flexible federated credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
+    /// Who the trust admits: an OIDC issuer's tokens (the default), the
+    /// principals of another account, or anyone.
+    #[serde(default, skip_serializing_if = "FederationKind::is_oidc")]
+    pub kind: FederationKind,
+    /// For an account trust: the account trusted (`999988887777`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Condition keys every admitting statement requires a value of
+    /// (`sts:ExternalId`, `aws:PrincipalOrgID`, `aws:SourceArn`), as
+    /// written. A key only tested with `...IfExists`, a negated operator or
+    /// a bare `*` is not required: the trust admits callers without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
+    /// For an account trust: whether the account lies outside the estate
+    /// (not scanned, not of the organisation, not listed as trusted by the
+    /// source). None: the source did not judge it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_estate: Option<bool>,
+}
+
+/// Who a federated credential admits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FederationKind {
+    /// Tokens an OIDC issuer signs (GitHub Actions, an EKS cluster, Entra
+    /// ID federated identity credentials).
+    #[default]
+    Oidc,
+    /// Principals of another account (an AWS role trusting
+    /// `arn:aws:iam::999988887777:root` or a role there): whoever that
+    /// account lets call `sts:AssumeRole` becomes the identity.
+    Account,
+    /// Anyone (`"Principal": "*"`, `{"AWS": "*"}`): every principal of
+    /// every account, narrowed only by the trust's conditions.
+    Public,
+}
+
+impl FederationKind {
+    /// The snake_case name used in JSON and rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FederationKind::Oidc => "oidc",
+            FederationKind::Account => "account",
+            FederationKind::Public => "public",
+        }
+    }
+
+    /// Whether it is the default, an OIDC trust (serde skips it).
+    pub fn is_oidc(&self) -> bool {
+        *self == FederationKind::Oidc
+    }
 }
 
 /// How much an entitlement lets its holder do.

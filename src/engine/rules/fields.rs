@@ -180,6 +180,12 @@ const CREDENTIAL: &[(&str, Facets)] = &[
     ("federated_subjects", Facets::NONE),
     ("federation_broad", Facets::NONE),
     ("federation_broad_reason", Facets::NONE),
+    ("federation_kind", Facets::NONE),
+    ("trusted_account", Facets::NONE),
+    ("trust_outside_estate", Facets::NONE),
+    ("trust_requires_external_id", Facets::NONE),
+    ("trust_restricted", Facets::NONE),
+    ("trust_conditions", Facets::NONE),
 ];
 
 fn credential_field(name: &str) -> Option<Typed> {
@@ -236,6 +242,20 @@ fn credential_field(name: &str) -> Option<Typed> {
         "federated_subjects" => s!(|e, c| fed(e, c).map(|f| f.subjects.as_str())),
         "federation_broad" => b!(|e, c| fed(e, c).is_some_and(|f| f.broad.is_some())),
         "federation_broad_reason" => s!(|e, c| fed(e, c).and_then(|f| f.broad.as_deref())),
+        "federation_kind" => s!(|e, c| cred(e, c).federation.as_ref().map(|f| f.kind.as_str())),
+        "trusted_account" => s!(|e, c| cred(e, c)
+            .federation
+            .as_ref()
+            .and_then(|f| f.account.as_deref())),
+        "trust_outside_estate" => b!(|e, c| cred(e, c)
+            .federation
+            .as_ref()
+            .is_some_and(|f| f.outside_estate == Some(true))),
+        "trust_requires_external_id" => {
+            b!(|e, c| fed(e, c).is_some_and(|f| f.requires_external_id))
+        }
+        "trust_restricted" => b!(|e, c| fed(e, c).is_some_and(|f| f.restricted)),
+        "trust_conditions" => s!(|e, c| fed(e, c).map(|f| f.conditions.as_str())),
         _ => return None,
     })
 }
@@ -266,6 +286,8 @@ const IDENTITY: &[(&str, Facets)] = &[
     ("overscope_direct", Facets::PRIVILEGE),
     ("overscope_transitive", VIA_ASSUME),
     ("assumable", VIA_ASSUME),
+    ("provider_managed", Facets::NONE),
+    ("attachments", Facets::NONE),
 ];
 
 fn identity_field(name: &str) -> Option<Typed> {
@@ -303,6 +325,8 @@ fn identity_field(name: &str) -> Option<Typed> {
         "overscope_direct" => i!(|e, i| Some(facts(e, i).overscope_direct.len() as i64)),
         "overscope_transitive" => i!(|e, i| Some(facts(e, i).overscope_transitive.len() as i64)),
         "assumable" => i!(|e, i| Some(facts(e, i).assumable)),
+        "provider_managed" => b!(|e, i| ident(e, i).provider_managed),
+        "attachments" => i!(|e, i| Some(ident(e, i).attached_to.len() as i64)),
         _ => return None,
     })
 }

@@ -103,6 +103,7 @@ fn federation_of(f: &Fic) -> Federation {
         subjects,
         audiences: f.audiences.clone(),
         expression: f.expression.clone(),
+        ..Federation::default()
     }
 }
 

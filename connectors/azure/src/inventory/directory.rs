@@ -260,6 +260,8 @@ impl Scan<'_> {
                 human_login_last_used: None,
                 privilege: None,
                 privilege_reason: None,
+                provider_managed: false,
+                attached_to: Vec::new(),
             });
             self.push_creds(
                 inv,
@@ -354,6 +356,8 @@ impl Scan<'_> {
                 human_login_last_used: None,
                 privilege: None,
                 privilege_reason: None,
+                provider_managed: false,
+                attached_to: Vec::new(),
             });
             // A managed identity's key credential is the certificate the
             // platform holds and rotates for it: no one can use, rotate or
