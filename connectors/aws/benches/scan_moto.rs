@@ -77,8 +77,9 @@ async fn main() {
         wall.as_secs_f64()
     );
     println!(
-        "IAM calls: {logical} logical, {http} HTTP requests (retries included); {:.2} logical calls per user",
-        logical as f64 / users.max(1) as f64
+        "IAM calls: {logical} logical, {http} HTTP requests (retries included); {:.2} logical calls per user, {:.0} HTTP requests per 100 users",
+        logical as f64 / users.max(1) as f64,
+        http as f64 * 100.0 / users.max(1) as f64
     );
     for (op, n) in &ours {
         println!(

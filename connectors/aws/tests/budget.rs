@@ -1,0 +1,190 @@
+//! The inventory's request budget, counted by the fixture's proxy: the
+//! credential report decides which per-user calls are needed, and what it
+//! cannot say for sure is asked, never guessed.
+
+use std::collections::BTreeMap;
+
+use nhi_aws::moto::Moto;
+use nhi_aws::{AwsConfig, AwsSource};
+use nhi_contract::{Credential, CredentialKind, Inventory, InventorySource, Unseen, Usage};
+
+/// `max_attempts`: moto answers ListServiceSpecificCredentials with a 500,
+/// retried this many times.
+const ATTEMPTS: u64 = 3;
+
+fn config() -> AwsConfig {
+    let mut c = AwsConfig::named("aws-budget");
+    c.max_attempts = ATTEMPTS as u32;
+    c.initial_backoff_ms = 10;
+    c
+}
+
+async fn scan_via(endpoint: &str) -> Inventory {
+    let sdk = Moto::sdk_config(endpoint).await;
+    AwsSource::with_sdk_config(config(), sdk)
+        .scan()
+        .await
+        .expect("scan")
+}
+
+fn count(actions: &BTreeMap<String, u64>, op: &str) -> u64 {
+    actions.get(op).copied().unwrap_or(0)
+}
+
+fn has_gap(inv: &Inventory, unseen: Unseen) -> bool {
+    inv.coverage.gaps.iter().any(|g| g.unseen == unseen)
+}
+
+/// Users with keys cost 2 requests (ListAccessKeys, ListSSHPublicKeys),
+/// users without 1; a certificate listing only where the report shows one;
+/// GetAccessKeyLastUsed only for the keys whose report slot is ambiguous
+/// (two keys created in the same second) or incomplete (moto writes no
+/// service or region for a used key); per account, the authorization
+/// details, the report and one account-wide service-credential listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_user_follow_the_credential_report() {
+    let moto = Moto::start("budget", &[]).expect("fixture");
+    let inv = scan_via(&moto.ready.proxy).await;
+    let (total, actions) = moto.proxy_stats().expect("stats");
+
+    let users = 9 + 20;
+    let with_keys = 5 + 20;
+    assert_eq!(count(&actions, "ListAccessKeys"), with_keys, "{actions:?}");
+    assert_eq!(count(&actions, "ListSSHPublicKeys"), users, "{actions:?}");
+    assert_eq!(count(&actions, "ListSigningCertificates"), 1, "{actions:?}");
+    // same-second ×2 (ambiguous), used-key ×1 (incomplete on moto).
+    assert_eq!(count(&actions, "GetAccessKeyLastUsed"), 3, "{actions:?}");
+    assert_eq!(count(&actions, "GetLoginProfile"), 0, "{actions:?}");
+    // Per account: one listing of every user's service credentials (a 500
+    // from moto, retried, then a gap as before).
+    assert_eq!(
+        count(&actions, "ListServiceSpecificCredentials"),
+        ATTEMPTS,
+        "{actions:?}"
+    );
+    assert_eq!(count(&actions, "GetAccountAuthorizationDetails"), 1);
+    assert_eq!(
+        count(&actions, "GenerateCredentialReport"),
+        2,
+        "STARTED, COMPLETE"
+    );
+    assert_eq!(count(&actions, "GetCredentialReport"), 1);
+    // 7 per account; per user 58: 2 for each of the 20 bulk users (a key,
+    // never used), 18 for the 9 named ones.
+    let per_account = 1 + 2 + 1 + ATTEMPTS;
+    assert_eq!(total, per_account + 2 * 20 + 18, "{actions:?}");
+    assert!(has_gap(
+        &inv,
+        Unseen::Credentials {
+            kind: CredentialKind::Token
+        }
+    ));
+
+    // And everything is read: each key with the last use it really has.
+    let key = |name: &str| -> &Credential {
+        let id = moto.key(name);
+        inv.credentials
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("key {name}"))
+    };
+    assert_eq!(key("same-second-0").usage, Usage::Never);
+    assert!(
+        matches!(&key("same-second-1").usage, Usage::Used { service: Some(s), .. } if s == "s3"),
+        "{:?}",
+        key("same-second-1").usage
+    );
+    assert!(matches!(&key("used-key-0").usage, Usage::Used { service: Some(s), .. } if s == "sts"));
+    assert_eq!(key("one-key-0").usage, Usage::Never);
+    assert!(!key("inactive-key-0").active);
+    let of = |user: &str, kind: CredentialKind| {
+        inv.credentials
+            .iter()
+            .filter(|c| c.identity == moto.user(user) && c.kind == kind)
+            .count()
+    };
+    assert_eq!(of("cert-only", CredentialKind::Certificate), 2);
+    assert_eq!(of("ssh-only", CredentialKind::SshKey), 1);
+    assert_eq!(of("two-keys", CredentialKind::AccessKey), 2);
+    assert_eq!(of("no-keys", CredentialKind::AccessKey), 0);
+}
+
+/// The same moto read twice: through the proxy with the credential report
+/// refused (every per-user call, as before the report was used) and
+/// straight from moto with it. The credentials are the same, field by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_the_same_with_and_without_the_report() {
+    for scenario in ["budget", "smoke"] {
+        let moto = Moto::start(
+            scenario,
+            &["--proxy-fail-action", "GetCredentialReport=403"],
+        )
+        .expect("fixture");
+        let mut without = scan_via(&moto.ready.proxy).await;
+        let (_, actions) = moto.proxy_stats().expect("stats");
+        assert!(has_gap(&without, Unseen::CredentialReport));
+        let mut with = scan_via(&moto.ready.endpoint).await;
+        assert!(!has_gap(&with, Unseen::CredentialReport));
+
+        // Without the report: every listing for every user, each key asked.
+        let users = without
+            .identities
+            .iter()
+            .filter(|i| i.kind == nhi_contract::IdentityKind::User)
+            .count() as u64;
+        let keys = without
+            .credentials
+            .iter()
+            .filter(|c| c.kind == CredentialKind::AccessKey)
+            .count() as u64;
+        for op in [
+            "ListAccessKeys",
+            "ListSSHPublicKeys",
+            "ListSigningCertificates",
+            "GetLoginProfile",
+        ] {
+            assert_eq!(count(&actions, op), users, "{scenario} {op}: {actions:?}");
+        }
+        assert_eq!(count(&actions, "GetAccessKeyLastUsed"), keys, "{scenario}");
+
+        // The report adds the root's key slot (smoke) and nothing else.
+        with.credentials.retain(|c| !c.id.contains(":root:"));
+        for inv in [&mut with, &mut without] {
+            inv.credentials.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        assert!(!with.credentials.is_empty());
+        assert_eq!(with.credentials, without.credentials, "{scenario}");
+    }
+}
+
+/// An endpoint that refuses `AllUsers` (a 4xx) but may accept per-user
+/// calls: the first user probes them; refused too, the kind is a gap and
+/// no other user is asked. A 5xx (moto) is a gap at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_credentials_fall_back_per_user_when_all_users_is_refused() {
+    let moto = Moto::start(
+        "budget",
+        &[
+            "--proxy-fail-action",
+            "ListServiceSpecificCredentials=400:ValidationError",
+        ],
+    )
+    .expect("fixture");
+    let inv = scan_via(&moto.ready.proxy).await;
+    let (_, actions) = moto.proxy_stats().expect("stats");
+    assert_eq!(
+        count(&actions, "ListServiceSpecificCredentials"),
+        2,
+        "all users once, then one user: {actions:?}"
+    );
+    assert!(has_gap(
+        &inv,
+        Unseen::Credentials {
+            kind: CredentialKind::Token
+        }
+    ));
+    assert!(inv
+        .credentials
+        .iter()
+        .any(|c| c.id == moto.key("one-key-0")));
+}
