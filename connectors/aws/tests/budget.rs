@@ -188,3 +188,68 @@ async fn service_credentials_fall_back_per_user_when_all_users_is_refused() {
         .iter()
         .any(|c| c.id == moto.key("one-key-0")));
 }
+
+/// Per account, the same fixed cost (authorization details, report,
+/// one service-credential listing, the role assumed), and per user the
+/// same budget, whichever account the user is in: the budget scenario in
+/// the default account, its named users again (same names) in a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_account_costs_the_same_fixed_requests() {
+    const MEMBER: &str = "210987654321";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = nhi_aws::moto::fixture_dir().join("scenarios/budget.json");
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base).expect("scenario")).expect("json");
+    let mut member_users = s["users"].clone();
+    // Logical key names are unique across accounts.
+    for u in member_users.as_array_mut().expect("users") {
+        for k in u["keys"].as_array_mut().into_iter().flatten() {
+            let name = format!("{}-member", k["name"].as_str().expect("key name"));
+            k["name"] = serde_json::Value::String(name);
+        }
+    }
+    s["accounts"] = serde_json::json!({ MEMBER: { "users": member_users } });
+    let path = dir.path().join("two-accounts.json");
+    std::fs::write(&path, s.to_string()).expect("write scenario");
+    let moto = Moto::start(path.to_str().expect("utf8"), &[]).expect("fixture");
+
+    let sdk = Moto::sdk_config(&moto.ready.proxy).await;
+    let mut cfg = config();
+    cfg.assume_roles = vec![
+        format!("arn:aws:iam::{}:role/scanner", moto.ready.account),
+        nhi_aws::moto::member_role(MEMBER),
+    ];
+    let inv = AwsSource::with_sdk_config(cfg, sdk)
+        .scan()
+        .await
+        .expect("scan");
+    let (total, actions) = moto.proxy_stats().expect("stats");
+    assert!(inv
+        .credentials
+        .iter()
+        .any(|c| c.id == moto.key("same-second-0-member")));
+
+    for (op, per_account) in [
+        ("AssumeRole", 1),
+        ("GetAccountAuthorizationDetails", 1),
+        ("GenerateCredentialReport", 2),
+        ("GetCredentialReport", 1),
+        ("ListServiceSpecificCredentials", ATTEMPTS),
+    ] {
+        assert_eq!(count(&actions, op), 2 * per_account, "{op}: {actions:?}");
+    }
+    // Per user: 58 in the default account (as above), 18 for the same
+    // named users in the member.
+    assert_eq!(count(&actions, "ListAccessKeys"), 25 + 5, "{actions:?}");
+    assert_eq!(count(&actions, "ListSSHPublicKeys"), 29 + 9, "{actions:?}");
+    assert_eq!(
+        count(&actions, "GetAccessKeyLastUsed"),
+        3 + 3,
+        "{actions:?}"
+    );
+    assert_eq!(
+        total,
+        2 * (1 + 1 + 2 + 1 + ATTEMPTS) + 58 + 18,
+        "{actions:?}"
+    );
+}
