@@ -752,6 +752,10 @@ impl Scan<'_> {
         &self,
         users: &[(String, String)],
     ) -> Option<HashMap<String, Vec<Credential>>> {
+        // No user, no credential to list (and no gap for a call not needed).
+        if users.is_empty() {
+            return Some(HashMap::new());
+        }
         let by_name: HashMap<&str, &str> = users
             .iter()
             .map(|(arn, name)| (name.as_str(), arn.as_str()))

@@ -253,3 +253,20 @@ async fn every_account_costs_the_same_fixed_requests() {
         "{actions:?}"
     );
 }
+
+/// An account without users lists no service-specific credentials (and so
+/// records no gap for them), as when they were listed per user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_users_lists_no_user_credentials() {
+    let moto = Moto::start("oidc", &[]).expect("fixture");
+    let inv = scan_via(&moto.ready.proxy).await;
+    let (_, actions) = moto.proxy_stats().expect("stats");
+    for op in [
+        "ListServiceSpecificCredentials",
+        "ListAccessKeys",
+        "ListSSHPublicKeys",
+    ] {
+        assert_eq!(count(&actions, op), 0, "{op}: {actions:?}");
+    }
+    assert!(inv.coverage.gaps.is_empty(), "{:?}", inv.coverage);
+}
