@@ -80,7 +80,7 @@ class ScenarioError(ValueError):
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
                  "aws_managed_policies", "description", "principals", "accounts",
-                 "oidc_providers"},
+                 "oidc_providers", "service_specific_credentials"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
                 "oidc_providers"},
@@ -98,6 +98,7 @@ ALLOWED_FIELDS = {
              "tags", "created_days_ago", "last_used", "permissions_boundary"},
     "policy": {"name", "path", "description", "document"},
     "bulk_users": {"count", "prefix", "keys_per_user", "path", "tags"},
+    "service_credential": {"name", "user", "service", "status", "created_days_ago"},
     "root_access_key": {"created_days_ago", "last_used"},
 }
 
@@ -196,6 +197,9 @@ class Seeder:
         self.expect_keys: list[tuple[str, str, dict]] = []
         self.expect_users: dict[str, dict] = {}
         self.expect_roles: dict[str, dict] = {}
+        # Served by the proxy (moto does not implement ListServiceSpecificCredentials);
+        # None: not in the scenario, the request goes to moto (an HTML 500).
+        self.service_credentials: list[dict] | None = None
 
     @property
     def backend(self) -> Any:
@@ -240,6 +244,8 @@ class Seeder:
             self.seed_bulk(check_fields("bulk_users", s["bulk_users"], "bulk_users"))
         if "root_access_key" in s:
             self.seed_root(s["root_access_key"])
+        if "service_specific_credentials" in s:
+            self.seed_service_credentials(s["service_specific_credentials"])
         self.verify()
         # Other accounts, each through its own backend; logical key names stay unique
         # across all of them.
@@ -453,6 +459,28 @@ class Seeder:
             for j in range(per_user):
                 self.add_key_name(f"{name}-key-{j}", backend.create_access_key(name).access_key_id)
 
+    # -- service-specific credentials ----------------------------------------
+
+    def seed_service_credentials(self, specs: Any) -> None:
+        import random
+        import string
+
+        if not isinstance(specs, list):
+            raise ScenarioError("service_specific_credentials: expected a list")
+        out = []
+        for i, spec in enumerate(specs):
+            spec = check_fields("service_credential", spec, f"service_specific_credentials[{i}]")
+            if spec.get("user") not in self.users:
+                raise ScenarioError(f"service_specific_credentials[{i}]: no user {spec.get('user')!r}")
+            cred_id = "ACCA" + "".join(random.choices(string.ascii_uppercase + string.digits, k=17))
+            self.add_key_name(spec["name"], cred_id)
+            service = spec.get("service", "codecommit.amazonaws.com")
+            out.append({"id": cred_id, "user": spec["user"], "service": service,
+                        "status": spec.get("status", "Active"),
+                        "created": self.days_ago(spec.get("created_days_ago", 0)),
+                        "service_user_name": f"{spec['user']}-at-{self.account}"})
+        self.service_credentials = out
+
     # -- root -----------------------------------------------------------------
 
     def seed_root(self, spec: Any) -> None:
@@ -581,14 +609,18 @@ class Faults:
         self.gaad_roles_first = gaad_roles_first
         self.lock = threading.Lock()
 
-    def decide(self, action: str) -> tuple[int, str, str] | None:
-        """(status, code, message) to answer with instead of forwarding, or None."""
+    def decide(self, action: str, params: dict[str, list[str]] | None = None) -> tuple[int, str, str] | None:
+        """(status, code, message) to answer with instead of forwarding, or None. A rule
+        for "Action/Param" applies only to requests of Action that carry Param."""
         if self.fail_all:
             return (*self.fail_all, "injected")
         with self.lock:
             if self.throttle_left > 0:
                 self.throttle_left -= 1
                 return 400, "Throttling", "Rate exceeded"
+        for param in params or {}:
+            if f"{action}/{param}" in self.per_action:
+                return (*self.per_action[f"{action}/{param}"], "injected")
         if action in self.per_action:
             return (*self.per_action[action], "injected")
         return None
@@ -636,6 +668,44 @@ def gaad_page(data: bytes, marker: str | None) -> bytes:
     return text.encode()
 
 
+def service_credentials_page(creds: list[dict], params: dict[str, list[str]]) -> bytes:
+    """ListServiceSpecificCredentials as the IAM API reference documents it (its
+    example response, with Marker / IsTruncated): one user's credentials (UserName),
+    or every user's (AllUsers=true), MaxItems at a time (default 100) from an index
+    Marker."""
+    from xml.sax.saxutils import escape
+
+    def one(name: str) -> str:
+        return params.get(name, [""])[0]
+
+    if one("AllUsers").lower() == "true":
+        chosen = creds
+    else:
+        chosen = [c for c in creds if c["user"] == one("UserName")]
+    if one("ServiceName"):
+        chosen = [c for c in chosen if c["service"] == one("ServiceName")]
+    start = int(one("Marker") or 0)
+    size = int(one("MaxItems") or 100)
+    page = chosen[start:start + size]
+    members = "".join(
+        "<member>"
+        f"<ServiceName>{escape(c['service'])}</ServiceName>"
+        f"<UserName>{escape(c['user'])}</UserName>"
+        f"<CreateDate>{c['created'].strftime('%Y-%m-%dT%H:%M:%SZ')}</CreateDate>"
+        f"<ServiceUserName>{escape(c['service_user_name'])}</ServiceUserName>"
+        f"<ServiceSpecificCredentialId>{c['id']}</ServiceSpecificCredentialId>"
+        f"<Status>{c['status']}</Status>"
+        "</member>" for c in page)
+    more = start + size < len(chosen)
+    tail = f"<IsTruncated>true</IsTruncated><Marker>{start + size}</Marker>" if more \
+        else "<IsTruncated>false</IsTruncated>"
+    return ('<ListServiceSpecificCredentialsResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+            f"<ListServiceSpecificCredentialsResult><ServiceSpecificCredentials>{members}"
+            f"</ServiceSpecificCredentials>{tail}</ListServiceSpecificCredentialsResult>"
+            "<ResponseMetadata><RequestId>x</RequestId></ResponseMetadata>"
+            "</ListServiceSpecificCredentialsResponse>").encode()
+
+
 def signing_service(authorization: str) -> str | None:
     # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/iam/aws4_request, ..."
     marker = "Credential="
@@ -654,6 +724,7 @@ class ProxyServer(ThreadingHTTPServer):
         self.faults = faults
         self.stats = Stats()
         self.verbose = verbose
+        self.service_credentials: list[dict] | None = None
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -723,6 +794,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
                               [("Content-Type", "application/json")])
 
         fault = None
+        action = ""
+        params: dict[str, list[str]] = {}
         self.gaad_marker: str | None = None
         if not path.startswith("/moto-api"):  # moto's own control API: neither counted nor faulted
             params = request_params(query, body, self.headers.get("Content-Type", ""))
@@ -732,11 +805,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             # Faults target IAM only: an STS call sharing the endpoint (e.g.
             # GetCallerIdentity) is counted but always forwarded.
             if signing_service(self.headers.get("Authorization", "")) in (None, "iam"):
-                fault = self.server.faults.decide(action)
+                fault = self.server.faults.decide(action, params)
             self.server.stats.record(action, fault is not None)
         if fault:
             status, code, message = fault
             return self.reply(status, error_body(status, code, message),
+                              [("Content-Type", "text/xml"), ("x-amzn-RequestId", "x")])
+        if action == "ListServiceSpecificCredentials" and self.server.service_credentials is not None:
+            return self.reply(200, service_credentials_page(self.server.service_credentials, params),
                               [("Content-Type", "text/xml"), ("x-amzn-RequestId", "x")])
         self.forward(body)
 
@@ -775,7 +851,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="answer the first N IAM requests with 400 Throttling, then forward")
     p.add_argument("--proxy-fail-action", metavar="Action=CODE[:ErrorCode]", action="append", default=[],
                    help="answer every request for Action with this status (default code InternalFailure "
-                        "for 5xx); repeatable")
+                        "for 5xx); Action/Param: only the requests of Action carrying Param; repeatable")
     p.add_argument("--proxy-gaad-roles-first", action="store_true",
                    help="answer GetAccountAuthorizationDetails in two pages: roles, groups and "
                         "policies first, users second")
@@ -830,6 +906,7 @@ class Fixture:
                 os.environ.pop("MOTO_ACCOUNT_ID", None)
             seeder = Seeder(scenario, endpoint)
             seeder.seed()
+            self.proxy.service_credentials = seeder.service_credentials
         except Exception:  # any seeding failure: traceback, no ready line, exit 1
             traceback.print_exc(file=sys.stderr)
             return 1

@@ -270,3 +270,85 @@ async fn an_account_without_users_lists_no_user_credentials() {
     }
     assert!(inv.coverage.gaps.is_empty(), "{:?}", inv.coverage);
 }
+
+/// The budget scenario with 60 more users holding two service-specific
+/// credentials each and one inactive on `no-keys`, which the proxy serves
+/// in the documented shape (moto does not implement the API).
+fn with_service_credentials(dir: &std::path::Path) -> String {
+    let base = nhi_aws::moto::fixture_dir().join("scenarios/budget.json");
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base).expect("scenario")).expect("json");
+    s["bulk_users"] = serde_json::json!({"count": 60, "prefix": "svc-", "keys_per_user": 1});
+    let mut creds = vec![serde_json::json!({"name": "no-keys-git", "user": "no-keys",
+        "status": "Inactive", "created_days_ago": 9})];
+    for i in 0..60 {
+        for service in ["codecommit.amazonaws.com", "cassandra.amazonaws.com"] {
+            creds.push(serde_json::json!({"name": format!("svc-{i}-{service}"),
+                "user": format!("svc-{i}"), "service": service, "created_days_ago": 1}));
+        }
+    }
+    s["service_specific_credentials"] = serde_json::Value::Array(creds);
+    let path = dir.join("service-credentials.json");
+    std::fs::write(&path, s.to_string()).expect("write scenario");
+    path.to_str().expect("utf8").to_string()
+}
+
+fn tokens(inv: &Inventory) -> BTreeMap<String, (String, bool)> {
+    inv.credentials
+        .iter()
+        .filter(|c| c.kind == CredentialKind::Token)
+        .map(|c| (c.id.clone(), (c.identity.clone(), c.active)))
+        .collect()
+}
+
+/// Service-specific credentials come from one listing of all users (two
+/// pages of 100 here), each attributed to its user; an endpoint that
+/// refuses `AllUsers` (403) but answers per user gets every user asked, with
+/// the same result and no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_credentials_of_all_users_in_one_listing_or_per_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = with_service_credentials(dir.path());
+
+    let moto = Moto::start(&scenario, &[]).expect("fixture");
+    let inv = scan_via(&moto.ready.proxy).await;
+    let (_, actions) = moto.proxy_stats().expect("stats");
+    assert_eq!(
+        count(&actions, "ListServiceSpecificCredentials"),
+        2,
+        "{actions:?}"
+    );
+    assert!(inv.coverage.gaps.is_empty(), "{:?}", inv.coverage);
+    let all = tokens(&inv);
+    assert_eq!(all.len(), 121);
+    let git = moto.key("no-keys-git");
+    assert_eq!(all.get(&git), Some(&(moto.user("no-keys"), false)));
+    let svc = moto.key("svc-59-cassandra.amazonaws.com");
+    assert_eq!(all.get(&svc), Some(&(moto.user("svc-59"), true)));
+    let users = 9 + 60;
+    assert_eq!(count(&actions, "ListSSHPublicKeys"), users);
+
+    let moto = Moto::start(
+        &scenario,
+        &[
+            "--proxy-fail-action",
+            "ListServiceSpecificCredentials/AllUsers=403:AccessDenied",
+        ],
+    )
+    .expect("fixture");
+    let inv = scan_via(&moto.ready.proxy).await;
+    let (_, actions) = moto.proxy_stats().expect("stats");
+    assert_eq!(
+        count(&actions, "ListServiceSpecificCredentials"),
+        1 + users,
+        "{actions:?}"
+    );
+    assert!(inv.coverage.gaps.is_empty(), "{:?}", inv.coverage);
+    let per_user = tokens(&inv);
+    assert_eq!(per_user.len(), 121);
+    // Ids differ between fixtures: compare by logical name.
+    assert_eq!(
+        per_user.get(&moto.key("no-keys-git")),
+        Some(&(moto.user("no-keys"), false))
+    );
+}
