@@ -413,6 +413,9 @@ def check_throttle_and_actions(fx: Fixture, ready: dict) -> None:
 
 SERVED = {
     **SMALL,
+    "users": [*SMALL["users"], {"name": "used", "keys": [
+        {"name": "used-k", "last_used": {"days_ago": 2, "service": "s3", "region": "eu-west-1"}}]}],
+    "credential_report": "aws",
     "service_specific_credentials": [
         {"name": "u-git", "user": "u", "created_days_ago": 3},
         {"name": "u-cassandra", "user": "u", "service": "cassandra.amazonaws.com", "status": "Inactive"},
@@ -452,6 +455,17 @@ def check_service_credentials_all_users(fx: Fixture, ready: dict) -> None:
           (["svc-bulk-1"], False), "AllUsers second page")
     none = iam.list_service_specific_credentials(UserName="svc-bulk-0")
     equal(none["ServiceSpecificCredentials"], [], "a user without any: empty list")
+
+    # credential_report "aws": each key slot's last region and service, N/A if never used.
+    iam.generate_credential_report()
+    iam.generate_credential_report()
+    rows = {r["user"]: r for r in csv.DictReader(io.StringIO(iam.get_credential_report()["Content"].decode()))}
+    equal((rows["used"]["access_key_1_last_used_region"], rows["used"]["access_key_1_last_used_service"]),
+          ("eu-west-1", "s3"), "report: a used key's region and service")
+    about(rows["used"]["access_key_1_last_used_date"], 2, "report: its last use")
+    equal((rows["u"]["access_key_1_last_used_region"], rows["u"]["access_key_1_last_used_service"],
+           rows["u"]["access_key_2_last_used_service"]), ("N/A", "N/A", "not_supported"),
+          "report: a never-used key N/A; an empty slot as moto writes it")
 
 
 def check_fail_all(fx: Fixture, ready: dict) -> None:

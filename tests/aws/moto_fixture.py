@@ -80,7 +80,7 @@ class ScenarioError(ValueError):
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
                  "aws_managed_policies", "description", "principals", "accounts",
-                 "oidc_providers", "service_specific_credentials"},
+                 "oidc_providers", "service_specific_credentials", "credential_report"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
                 "oidc_providers"},
@@ -246,6 +246,11 @@ class Seeder:
             self.seed_root(s["root_access_key"])
         if "service_specific_credentials" in s:
             self.seed_service_credentials(s["service_specific_credentials"])
+        report = s.get("credential_report", "moto")
+        if report not in ("moto", "aws"):
+            raise ScenarioError(f"credential_report: expected 'moto' or 'aws', got {report!r}")
+        if report == "aws":
+            self.fill_report_key_usage()
         self.verify()
         # Other accounts, each through its own backend; logical key names stay unique
         # across all of them.
@@ -480,6 +485,36 @@ class Seeder:
                         "created": self.days_ago(spec.get("created_days_ago", 0)),
                         "service_user_name": f"{spec['user']}-at-{self.account}"})
         self.service_credentials = out
+
+    # -- credential report: key usage as AWS writes it -------------------------
+
+    def fill_report_key_usage(self) -> None:
+        # moto writes not_supported in access_key_N_last_used_region / _service; AWS
+        # writes the key's last region and service, or N/A when never used. With
+        # credential_report "aws" the report carries them, from the same AccessKeyLastUsed
+        # GetAccessKeyLastUsed reads.
+        import csv
+        import io
+
+        backend = self.backend
+        inner = backend.get_credential_report
+
+        def report_with_key_usage() -> str:
+            rows = list(csv.reader(io.StringIO(inner())))
+            header = rows[0]
+            for row in rows[1:]:
+                user = backend.users.get(row[header.index("user")])
+                if user is None:  # <root_account>: filled by seed_root
+                    continue
+                for slot, key in zip(("access_key_1", "access_key_2"), user.access_keys[:2]):
+                    last = key.last_used
+                    row[header.index(f"{slot}_last_used_region")] = last.region if last else "N/A"
+                    row[header.index(f"{slot}_last_used_service")] = last.service if last else "N/A"
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(rows)
+            return out.getvalue()
+
+        backend.get_credential_report = report_with_key_usage
 
     # -- root -----------------------------------------------------------------
 

@@ -31,6 +31,17 @@ fn count(actions: &BTreeMap<String, u64>, op: &str) -> u64 {
     actions.get(op).copied().unwrap_or(0)
 }
 
+/// The budget scenario changed by `patch`, written to `dir`; its path.
+fn budget_with(dir: &std::path::Path, patch: impl FnOnce(&mut serde_json::Value)) -> String {
+    let base = nhi_aws::moto::fixture_dir().join("scenarios/budget.json");
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base).expect("scenario")).expect("json");
+    patch(&mut s);
+    let path = dir.join("budget-variant.json");
+    std::fs::write(&path, s.to_string()).expect("write scenario");
+    path.to_str().expect("utf8").to_string()
+}
+
 fn has_gap(inv: &Inventory, unseen: Unseen) -> bool {
     inv.coverage.gaps.iter().any(|g| g.unseen == unseen)
 }
@@ -109,12 +120,40 @@ async fn requests_per_user_follow_the_credential_report() {
     assert_eq!(of("no-keys", CredentialKind::AccessKey), 0);
 }
 
+/// With a report shaped as AWS writes it (a used key's region and service,
+/// which moto leaves out), a used key's last use comes from it too: only
+/// the two keys created in the same second are asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_with_service_and_region_answers_for_used_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = budget_with(dir.path(), |s| s["credential_report"] = "aws".into());
+    let moto = Moto::start(&scenario, &[]).expect("fixture");
+    let inv = scan_via(&moto.ready.proxy).await;
+    let (total, actions) = moto.proxy_stats().expect("stats");
+    assert_eq!(count(&actions, "GetAccessKeyLastUsed"), 2, "{actions:?}");
+    assert_eq!(total, 1 + 2 + 1 + ATTEMPTS + 2 * 20 + 17, "{actions:?}");
+    let id = moto.key("used-key-0");
+    let used = inv
+        .credentials
+        .iter()
+        .find(|c| c.id == id)
+        .expect("used-key-0");
+    assert!(
+        matches!(&used.usage, Usage::Used { service: Some(s), region: Some(r), .. }
+            if s == "sts" && r == "us-east-1"),
+        "{:?}",
+        used.usage
+    );
+}
+
 /// The same moto read twice: through the proxy with the credential report
 /// refused (every per-user call, as before the report was used) and
 /// straight from moto with it. The credentials are the same, field by field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_the_same_with_and_without_the_report() {
-    for scenario in ["budget", "smoke"] {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aws_shaped = budget_with(dir.path(), |s| s["credential_report"] = "aws".into());
+    for scenario in ["budget", "smoke", aws_shaped.as_str()] {
         let moto = Moto::start(
             scenario,
             &["--proxy-fail-action", "GetCredentialReport=403"],
@@ -197,21 +236,18 @@ async fn service_credentials_fall_back_per_user_when_all_users_is_refused() {
 async fn every_account_costs_the_same_fixed_requests() {
     const MEMBER: &str = "210987654321";
     let dir = tempfile::tempdir().expect("tempdir");
-    let base = nhi_aws::moto::fixture_dir().join("scenarios/budget.json");
-    let mut s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(base).expect("scenario")).expect("json");
-    let mut member_users = s["users"].clone();
-    // Logical key names are unique across accounts.
-    for u in member_users.as_array_mut().expect("users") {
-        for k in u["keys"].as_array_mut().into_iter().flatten() {
-            let name = format!("{}-member", k["name"].as_str().expect("key name"));
-            k["name"] = serde_json::Value::String(name);
+    let path = budget_with(dir.path(), |s| {
+        let mut member_users = s["users"].clone();
+        // Logical key names are unique across accounts.
+        for u in member_users.as_array_mut().expect("users") {
+            for k in u["keys"].as_array_mut().into_iter().flatten() {
+                let name = format!("{}-member", k["name"].as_str().expect("key name"));
+                k["name"] = serde_json::Value::String(name);
+            }
         }
-    }
-    s["accounts"] = serde_json::json!({ MEMBER: { "users": member_users } });
-    let path = dir.path().join("two-accounts.json");
-    std::fs::write(&path, s.to_string()).expect("write scenario");
-    let moto = Moto::start(path.to_str().expect("utf8"), &[]).expect("fixture");
+        s["accounts"] = serde_json::json!({ MEMBER: { "users": member_users } });
+    });
+    let moto = Moto::start(&path, &[]).expect("fixture");
 
     let sdk = Moto::sdk_config(&moto.ready.proxy).await;
     let mut cfg = config();
@@ -275,22 +311,18 @@ async fn an_account_without_users_lists_no_user_credentials() {
 /// credentials each and one inactive on `no-keys`, which the proxy serves
 /// in the documented shape (moto does not implement the API).
 fn with_service_credentials(dir: &std::path::Path) -> String {
-    let base = nhi_aws::moto::fixture_dir().join("scenarios/budget.json");
-    let mut s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(base).expect("scenario")).expect("json");
-    s["bulk_users"] = serde_json::json!({"count": 60, "prefix": "svc-", "keys_per_user": 1});
-    let mut creds = vec![serde_json::json!({"name": "no-keys-git", "user": "no-keys",
-        "status": "Inactive", "created_days_ago": 9})];
-    for i in 0..60 {
-        for service in ["codecommit.amazonaws.com", "cassandra.amazonaws.com"] {
-            creds.push(serde_json::json!({"name": format!("svc-{i}-{service}"),
-                "user": format!("svc-{i}"), "service": service, "created_days_ago": 1}));
+    budget_with(dir, |s| {
+        s["bulk_users"] = serde_json::json!({"count": 60, "prefix": "svc-", "keys_per_user": 1});
+        let mut creds = vec![serde_json::json!({"name": "no-keys-git", "user": "no-keys",
+            "status": "Inactive", "created_days_ago": 9})];
+        for i in 0..60 {
+            for service in ["codecommit.amazonaws.com", "cassandra.amazonaws.com"] {
+                creds.push(serde_json::json!({"name": format!("svc-{i}-{service}"),
+                    "user": format!("svc-{i}"), "service": service, "created_days_ago": 1}));
+            }
         }
-    }
-    s["service_specific_credentials"] = serde_json::Value::Array(creds);
-    let path = dir.join("service-credentials.json");
-    std::fs::write(&path, s.to_string()).expect("write scenario");
-    path.to_str().expect("utf8").to_string()
+        s["service_specific_credentials"] = serde_json::Value::Array(creds);
+    })
 }
 
 fn tokens(inv: &Inventory) -> BTreeMap<String, (String, bool)> {
