@@ -411,6 +411,63 @@ def check_throttle_and_actions(fx: Fixture, ready: dict) -> None:
     equal(stats(ready)["total"], 5, "direct calls are not counted")
 
 
+SERVED = {
+    **SMALL,
+    "users": [*SMALL["users"], {"name": "used", "keys": [
+        {"name": "used-k", "last_used": {"days_ago": 2, "service": "s3", "region": "eu-west-1"}}]}],
+    "credential_report": "aws",
+    "service_specific_credentials": [
+        {"name": "u-git", "user": "u", "created_days_ago": 3},
+        {"name": "u-cassandra", "user": "u", "service": "cassandra.amazonaws.com", "status": "Inactive"},
+        {"name": "bulk-git", "user": "svc-bulk-1"},
+    ],
+}
+
+
+def check_service_credentials(fx: Fixture, ready: dict) -> None:
+    # Served by the proxy in the API reference's shape, parsed here by botocore's own
+    # service model; an Action/Param fault refuses AllUsers and still serves per user.
+    iam = client("iam", ready["proxy"])
+    mine = iam.list_service_specific_credentials(UserName="u")
+    got = sorted((c["ServiceSpecificCredentialId"], c["UserName"], c["ServiceName"], c["Status"],
+                  c["ServiceUserName"]) for c in mine["ServiceSpecificCredentials"])
+    equal(got, sorted([(ready["keys"]["u-git"], "u", "codecommit.amazonaws.com", "Active", "u-at-123456789012"),
+                       (ready["keys"]["u-cassandra"], "u", "cassandra.amazonaws.com", "Inactive",
+                        "u-at-123456789012")]), "per-user listing, documented fields")
+    created = {c["ServiceSpecificCredentialId"]: c["CreateDate"] for c in mine["ServiceSpecificCredentials"]}
+    about(created[ready["keys"]["u-git"]].isoformat(), 3, "CreateDate back-dated")
+    equal(mine.get("IsTruncated"), False, "one page")
+    err = error_of(lambda: iam.list_service_specific_credentials(AllUsers=True))
+    check(err and err[0] == 403 and err[1]["Code"] == "AccessDenied",
+          f"ListServiceSpecificCredentials/AllUsers=403:AccessDenied refuses AllUsers: {err}")
+    status, _ = raw_iam(ready["endpoint"], "Action=ListServiceSpecificCredentials&Version=2010-05-08&AllUsers=true")
+    check(status == 500, f"moto itself still does not implement it ({status})")
+    equal(stats(ready)["actions"], {"ListServiceSpecificCredentials": 2}, "counted like any action")
+
+
+def check_service_credentials_all_users(fx: Fixture, ready: dict) -> None:
+    iam = client("iam", ready["proxy"])
+    first = iam.list_service_specific_credentials(AllUsers=True, MaxItems=2)
+    equal((len(first["ServiceSpecificCredentials"]), first["IsTruncated"], first.get("Marker")), (2, True, "2"),
+          "AllUsers pages by MaxItems")
+    rest = iam.list_service_specific_credentials(AllUsers=True, MaxItems=2, Marker=first["Marker"])
+    equal(([c["UserName"] for c in rest["ServiceSpecificCredentials"]], rest["IsTruncated"]),
+          (["svc-bulk-1"], False), "AllUsers second page")
+    none = iam.list_service_specific_credentials(UserName="svc-bulk-0")
+    equal(none["ServiceSpecificCredentials"], [], "a user without any: empty list")
+
+    # credential_report "aws": each key slot's last region and service, N/A if never used.
+    iam.generate_credential_report()
+    iam.generate_credential_report()
+    rows = {r["user"]: r for r in csv.DictReader(io.StringIO(iam.get_credential_report()["Content"].decode()))}
+    equal((rows["used"]["access_key_1_last_used_region"], rows["used"]["access_key_1_last_used_service"]),
+          ("eu-west-1", "s3"), "report: a used key's region and service")
+    about(rows["used"]["access_key_1_last_used_date"], 2, "report: its last use")
+    equal((rows["u"]["access_key_1_last_used_region"], rows["u"]["access_key_1_last_used_service"],
+           rows["u"]["access_key_2_last_used_service"]), ("N/A", "N/A", "not_supported"),
+          "report: a never-used key N/A; an empty slot as moto writes it")
+
+
 def check_fail_all(fx: Fixture, ready: dict) -> None:
     iam = client("iam", ready["proxy"])
     try:
@@ -503,6 +560,9 @@ def main() -> int:
         json.dump(SMALL, f)
     small = Path(f.name)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(SERVED, f)
+    served = Path(f.name)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(ACCOUNTS, f)
     accounts = Path(f.name)
     try:
@@ -514,10 +574,15 @@ def main() -> int:
             ["--proxy-throttle-first", "2", "--proxy-fail-action", "ListSSHPublicKeys=500",
              "--proxy-fail-action", "GetLoginProfile=403:AccessDenied"], check_throttle_and_actions)
         run("fail-all 503, stopped by SIGTERM", small, ["--proxy-fail-all", "503"], check_fail_all, stop="sigterm")
+        run("service-specific credentials served, AllUsers refused", served,
+            ["--proxy-fail-action", "ListServiceSpecificCredentials/AllUsers=403:AccessDenied"],
+            check_service_credentials)
+        run("service-specific credentials of all users, paged", served, [], check_service_credentials_all_users)
         check_seeding_error({"users": [{"name": "x", "groups": ["missing"]}]}, "NoSuchEntity")
         check_seeding_error({"users": [{"name": "x", "create_days_ago": 3}]}, "unknown field")
     finally:
         os.unlink(small)
+        os.unlink(served)
         os.unlink(accounts)
     elapsed = time.monotonic() - t0
     check(elapsed < 60, f"self-check took {elapsed:.1f}s (budget 60s)")

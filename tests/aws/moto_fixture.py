@@ -80,7 +80,8 @@ class ScenarioError(ValueError):
 ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
                  "aws_managed_policies", "description", "principals", "accounts",
-                 "oidc_providers", "service_linked_roles"},
+                 "oidc_providers", "service_linked_roles", "service_specific_credentials",
+                 "credential_report"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
                 "oidc_providers", "service_linked_roles"},
@@ -100,6 +101,7 @@ ALLOWED_FIELDS = {
              "instance_profiles"},
     "policy": {"name", "path", "description", "document"},
     "bulk_users": {"count", "prefix", "keys_per_user", "path", "tags"},
+    "service_credential": {"name", "user", "service", "status", "created_days_ago"},
     "root_access_key": {"created_days_ago", "last_used"},
 }
 
@@ -198,6 +200,9 @@ class Seeder:
         self.expect_keys: list[tuple[str, str, dict]] = []
         self.expect_users: dict[str, dict] = {}
         self.expect_roles: dict[str, dict] = {}
+        # Served by the proxy (moto does not implement ListServiceSpecificCredentials);
+        # None: not in the scenario, the request goes to moto (an HTML 500).
+        self.service_credentials: list[dict] | None = None
 
     @property
     def backend(self) -> Any:
@@ -245,6 +250,13 @@ class Seeder:
             self.seed_bulk(check_fields("bulk_users", s["bulk_users"], "bulk_users"))
         if "root_access_key" in s:
             self.seed_root(s["root_access_key"])
+        if "service_specific_credentials" in s:
+            self.seed_service_credentials(s["service_specific_credentials"])
+        report = s.get("credential_report", "moto")
+        if report not in ("moto", "aws"):
+            raise ScenarioError(f"credential_report: expected 'moto' or 'aws', got {report!r}")
+        if report == "aws":
+            self.fill_report_key_usage()
         self.verify()
         # Other accounts, each through its own backend; logical key names stay unique
         # across all of them.
@@ -473,6 +485,58 @@ class Seeder:
             for j in range(per_user):
                 self.add_key_name(f"{name}-key-{j}", backend.create_access_key(name).access_key_id)
 
+    # -- service-specific credentials ----------------------------------------
+
+    def seed_service_credentials(self, specs: Any) -> None:
+        import random
+        import string
+
+        if not isinstance(specs, list):
+            raise ScenarioError("service_specific_credentials: expected a list")
+        out = []
+        for i, spec in enumerate(specs):
+            spec = check_fields("service_credential", spec, f"service_specific_credentials[{i}]")
+            if spec.get("user") not in self.users:
+                raise ScenarioError(f"service_specific_credentials[{i}]: no user {spec.get('user')!r}")
+            cred_id = "ACCA" + "".join(random.choices(string.ascii_uppercase + string.digits, k=17))
+            self.add_key_name(spec["name"], cred_id)
+            service = spec.get("service", "codecommit.amazonaws.com")
+            out.append({"id": cred_id, "user": spec["user"], "service": service,
+                        "status": spec.get("status", "Active"),
+                        "created": self.days_ago(spec.get("created_days_ago", 0)),
+                        "service_user_name": f"{spec['user']}-at-{self.account}"})
+        self.service_credentials = out
+
+    # -- credential report: key usage as AWS writes it -------------------------
+
+    def fill_report_key_usage(self) -> None:
+        # moto writes not_supported in access_key_N_last_used_region / _service; AWS
+        # writes the key's last region and service, or N/A when never used. With
+        # credential_report "aws" the report carries them, from the same AccessKeyLastUsed
+        # GetAccessKeyLastUsed reads.
+        import csv
+        import io
+
+        backend = self.backend
+        inner = backend.get_credential_report
+
+        def report_with_key_usage() -> str:
+            rows = list(csv.reader(io.StringIO(inner())))
+            header = rows[0]
+            for row in rows[1:]:
+                user = backend.users.get(row[header.index("user")])
+                if user is None:  # <root_account>: filled by seed_root
+                    continue
+                for slot, key in zip(("access_key_1", "access_key_2"), user.access_keys[:2]):
+                    last = key.last_used
+                    row[header.index(f"{slot}_last_used_region")] = last.region if last else "N/A"
+                    row[header.index(f"{slot}_last_used_service")] = last.service if last else "N/A"
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(rows)
+            return out.getvalue()
+
+        backend.get_credential_report = report_with_key_usage
+
     # -- root -----------------------------------------------------------------
 
     def seed_root(self, spec: Any) -> None:
@@ -601,14 +665,18 @@ class Faults:
         self.gaad_roles_first = gaad_roles_first
         self.lock = threading.Lock()
 
-    def decide(self, action: str) -> tuple[int, str, str] | None:
-        """(status, code, message) to answer with instead of forwarding, or None."""
+    def decide(self, action: str, params: dict[str, list[str]] | None = None) -> tuple[int, str, str] | None:
+        """(status, code, message) to answer with instead of forwarding, or None. A rule
+        for "Action/Param" applies only to requests of Action that carry Param."""
         if self.fail_all:
             return (*self.fail_all, "injected")
         with self.lock:
             if self.throttle_left > 0:
                 self.throttle_left -= 1
                 return 400, "Throttling", "Rate exceeded"
+        for param in params or {}:
+            if f"{action}/{param}" in self.per_action:
+                return (*self.per_action[f"{action}/{param}"], "injected")
         if action in self.per_action:
             return (*self.per_action[action], "injected")
         return None
@@ -656,6 +724,44 @@ def gaad_page(data: bytes, marker: str | None) -> bytes:
     return text.encode()
 
 
+def service_credentials_page(creds: list[dict], params: dict[str, list[str]]) -> bytes:
+    """ListServiceSpecificCredentials as the IAM API reference documents it (its
+    example response, with Marker / IsTruncated): one user's credentials (UserName),
+    or every user's (AllUsers=true), MaxItems at a time (default 100) from an index
+    Marker."""
+    from xml.sax.saxutils import escape
+
+    def one(name: str) -> str:
+        return params.get(name, [""])[0]
+
+    if one("AllUsers").lower() == "true":
+        chosen = creds
+    else:
+        chosen = [c for c in creds if c["user"] == one("UserName")]
+    if one("ServiceName"):
+        chosen = [c for c in chosen if c["service"] == one("ServiceName")]
+    start = int(one("Marker") or 0)
+    size = int(one("MaxItems") or 100)
+    page = chosen[start:start + size]
+    members = "".join(
+        "<member>"
+        f"<ServiceName>{escape(c['service'])}</ServiceName>"
+        f"<UserName>{escape(c['user'])}</UserName>"
+        f"<CreateDate>{c['created'].strftime('%Y-%m-%dT%H:%M:%SZ')}</CreateDate>"
+        f"<ServiceUserName>{escape(c['service_user_name'])}</ServiceUserName>"
+        f"<ServiceSpecificCredentialId>{c['id']}</ServiceSpecificCredentialId>"
+        f"<Status>{c['status']}</Status>"
+        "</member>" for c in page)
+    more = start + size < len(chosen)
+    tail = f"<IsTruncated>true</IsTruncated><Marker>{start + size}</Marker>" if more \
+        else "<IsTruncated>false</IsTruncated>"
+    return ('<ListServiceSpecificCredentialsResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+            f"<ListServiceSpecificCredentialsResult><ServiceSpecificCredentials>{members}"
+            f"</ServiceSpecificCredentials>{tail}</ListServiceSpecificCredentialsResult>"
+            "<ResponseMetadata><RequestId>x</RequestId></ResponseMetadata>"
+            "</ListServiceSpecificCredentialsResponse>").encode()
+
+
 def signing_service(authorization: str) -> str | None:
     # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/iam/aws4_request, ..."
     marker = "Credential="
@@ -674,6 +780,7 @@ class ProxyServer(ThreadingHTTPServer):
         self.faults = faults
         self.stats = Stats()
         self.verbose = verbose
+        self.service_credentials: list[dict] | None = None
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -743,6 +850,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
                               [("Content-Type", "application/json")])
 
         fault = None
+        action = ""
+        params: dict[str, list[str]] = {}
         self.gaad_marker: str | None = None
         if not path.startswith("/moto-api"):  # moto's own control API: neither counted nor faulted
             params = request_params(query, body, self.headers.get("Content-Type", ""))
@@ -752,11 +861,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             # Faults target IAM only: an STS call sharing the endpoint (e.g.
             # GetCallerIdentity) is counted but always forwarded.
             if signing_service(self.headers.get("Authorization", "")) in (None, "iam"):
-                fault = self.server.faults.decide(action)
+                fault = self.server.faults.decide(action, params)
             self.server.stats.record(action, fault is not None)
         if fault:
             status, code, message = fault
             return self.reply(status, error_body(status, code, message),
+                              [("Content-Type", "text/xml"), ("x-amzn-RequestId", "x")])
+        if action == "ListServiceSpecificCredentials" and self.server.service_credentials is not None:
+            return self.reply(200, service_credentials_page(self.server.service_credentials, params),
                               [("Content-Type", "text/xml"), ("x-amzn-RequestId", "x")])
         self.forward(body)
 
@@ -795,7 +907,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="answer the first N IAM requests with 400 Throttling, then forward")
     p.add_argument("--proxy-fail-action", metavar="Action=CODE[:ErrorCode]", action="append", default=[],
                    help="answer every request for Action with this status (default code InternalFailure "
-                        "for 5xx); repeatable")
+                        "for 5xx); Action/Param: only the requests of Action carrying Param; repeatable")
     p.add_argument("--proxy-gaad-roles-first", action="store_true",
                    help="answer GetAccountAuthorizationDetails in two pages: roles, groups and "
                         "policies first, users second")
@@ -850,6 +962,7 @@ class Fixture:
                 os.environ.pop("MOTO_ACCOUNT_ID", None)
             seeder = Seeder(scenario, endpoint)
             seeder.seed()
+            self.proxy.service_credentials = seeder.service_credentials
         except Exception:  # any seeding failure: traceback, no ready line, exit 1
             traceback.print_exc(file=sys.stderr)
             return 1

@@ -1,6 +1,11 @@
 //! Scan of a 1,000-user account on moto: wall time and IAM calls.
 //!
-//!     cargo bench -p nhi-aws --bench scan_moto -- [--users N] [--keys-per-user N] [--concurrency N]
+//!     cargo bench -p nhi-aws --bench scan_moto -- [--users N] [--keys-per-user N] [--concurrency N] [--spread-keys]
+//!
+//! Bulk users' keys are all created in the same second, so a user's two
+//! keys cannot be told apart in the credential report (each is asked of
+//! GetAccessKeyLastUsed). `--spread-keys` seeds named users instead, each
+//! key created on its own day (slower to seed), as keys usually are.
 //!
 //! Needs `moto[server]` (tests/run.sh installs it). Calls are counted twice:
 //! by the connector (logical calls) and by the fixture's proxy (HTTP
@@ -34,9 +39,21 @@ async fn main() {
         }
     };
     let scenario = dir.path().join("bulk.json");
-    let text = format!(
-        r#"{{"bulk_users": {{"count": {users}, "prefix": "svc-", "keys_per_user": {keys}}}}}"#
-    );
+    let text = if args.iter().any(|a| a == "--spread-keys") {
+        let named: Vec<serde_json::Value> = (0..users)
+            .map(|i| {
+                let keys: Vec<serde_json::Value> = (0..keys)
+                    .map(|j| serde_json::json!({"name": format!("svc-{i}-key-{j}"), "created_days_ago": 1 + j}))
+                    .collect();
+                serde_json::json!({"name": format!("svc-{i}"), "keys": keys})
+            })
+            .collect();
+        serde_json::json!({"aws_managed_policies": "referenced", "users": named}).to_string()
+    } else {
+        format!(
+            r#"{{"bulk_users": {{"count": {users}, "prefix": "svc-", "keys_per_user": {keys}}}}}"#
+        )
+    };
     if let Err(e) = std::fs::write(&scenario, text) {
         eprintln!("write scenario: {e}");
         std::process::exit(2);
@@ -77,8 +94,9 @@ async fn main() {
         wall.as_secs_f64()
     );
     println!(
-        "IAM calls: {logical} logical, {http} HTTP requests (retries included); {:.2} logical calls per user",
-        logical as f64 / users.max(1) as f64
+        "IAM calls: {logical} logical, {http} HTTP requests (retries included); {:.2} logical calls per user, {:.0} HTTP requests per 100 users",
+        logical as f64 / users.max(1) as f64,
+        http as f64 * 100.0 / users.max(1) as f64
     );
     for (op, n) in &ours {
         println!(

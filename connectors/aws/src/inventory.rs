@@ -2,11 +2,17 @@
 //!
 //! Calls, in order: GetAccountAuthorizationDetails (all pages: users,
 //! groups, roles, managed policies with their default documents), the
-//! credential report (console passwords, the root user), then per user —
-//! concurrently, bounded — ListAccessKeys and GetAccessKeyLastUsed per key
-//! (exact per key id), ListSSHPublicKeys, ListSigningCertificates and
-//! ListServiceSpecificCredentials. The optional per-type listings record a
-//! gap when refused; everything else failing makes the source unknown.
+//! credential report (console passwords, the root user, which users hold
+//! keys and certificates, each key slot's last use),
+//! ListServiceSpecificCredentials for all users at once, then per user —
+//! concurrently, bounded — ListAccessKeys (only if the report shows keys),
+//! ListSSHPublicKeys (not in the report) and ListSigningCertificates (only
+//! if the report shows one). A key's last use comes from the report slot
+//! created in the same second as the key, or from GetAccessKeyLastUsed when
+//! no single slot is that key. Without a readable report every user gets
+//! every listing, GetAccessKeyLastUsed per key and GetLoginProfile. The
+//! optional per-type listings record a gap when refused; everything else
+//! failing makes the source unknown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -206,8 +212,13 @@ impl InventorySource for AwsSource {
                 calls: &self.calls,
                 refused: std::sync::Mutex::new(refused.clone()),
             };
+            // A targeted read asks everything of the user: no report.
+            let plan = UserPlan {
+                tokens: true,
+                ..UserPlan::default()
+            };
             let fresh = scan
-                .user_credentials(user.id.clone(), user.name.clone(), false)
+                .user_credentials(user.id.clone(), user.name.clone(), plan)
                 .await?;
             let reread: Vec<CredentialKind> = [
                 CredentialKind::AccessKey,
@@ -451,6 +462,24 @@ struct ReportRow {
     password_enabled: bool,
     password_last_used: Option<Timestamp>,
     root_keys: Vec<(String, Option<Timestamp>, Usage)>,
+    /// A user's access-key slots that hold a key; `None` when the row does
+    /// not say clearly (missing column, unexpected value): then its keys
+    /// are listed and each asked for its last use, as without a report.
+    keys: Option<Vec<KeySlot>>,
+    /// Whether the row shows a signing certificate; `None` when it does
+    /// not say clearly (then they are listed).
+    certs: Option<bool>,
+}
+
+/// One `access_key_N_*` slot of a user's report row that holds a key.
+#[derive(Debug, Clone, PartialEq)]
+struct KeySlot {
+    /// `access_key_N_last_rotated`: when the slot's key was created.
+    created: Timestamp,
+    active: bool,
+    /// Its last use when the row gives all of it (date, service, region,
+    /// or "never"); `None` sends the key to GetAccessKeyLastUsed.
+    usage: Option<Usage>,
 }
 
 type UserResult = Result<UserCreds, SourceError>;
@@ -496,6 +525,53 @@ fn active(s: &StatusType) -> bool {
     *s == StatusType::Active
 }
 
+/// A listed access key with its last use.
+fn access_key(id: &str, k: &aws_sdk_iam::types::AccessKeyMetadata, usage: Usage) -> Credential {
+    Credential {
+        id: id.to_string(),
+        identity: String::new(),
+        kind: CredentialKind::AccessKey,
+        created: k.create_date().and_then(ts),
+        expires: None,
+        usage,
+        active: k.status().is_some_and(active),
+        name: None,
+        federation: None,
+    }
+}
+
+/// A service-specific credential of `user` (the only AWS `token` kind).
+fn service_credential(
+    user: &str,
+    c: &aws_sdk_iam::types::ServiceSpecificCredentialMetadata,
+) -> Credential {
+    Credential {
+        id: c.service_specific_credential_id().to_string(),
+        identity: user.to_string(),
+        kind: CredentialKind::Token,
+        created: ts(c.create_date()),
+        expires: c.expiration_date().and_then(ts),
+        usage: Usage::Unknown,
+        active: active(c.status()),
+        name: Some(format!("{} credential", c.service_name())),
+        federation: None,
+    }
+}
+
+/// Which per-user calls one user needs.
+#[derive(Clone, Copy, Default)]
+struct UserPlan<'r> {
+    /// The user's credential-report row: what it shows is not asked again
+    /// (no keys → no ListAccessKeys; a key's last use; no certificate → no
+    /// ListSigningCertificates). `None`: every listing, as without a report.
+    report: Option<&'r ReportRow>,
+    /// List its service-specific credentials (not listed for every user at
+    /// once).
+    tokens: bool,
+    /// Ask whether it has a console password (no credential report).
+    console: bool,
+}
+
 impl Scan<'_> {
     async fn account(&self) -> Result<(Inventory, AccountRead), SourceError> {
         let details = self.details().await?;
@@ -510,33 +586,55 @@ impl Scan<'_> {
                 None
             }
         };
-        let users: Vec<(String, String)> = details
+        let mut users: Vec<(String, String)> = details
             .principals
             .iter()
             .filter(|p| p.kind == IdentityKind::User)
             .map(|p| (p.arn.clone(), p.name.clone()))
             .collect();
+        let tokens = self.all_service_credentials(&users).await;
+        let plan = |arn: &str| UserPlan {
+            report: report.as_ref().and_then(|r| r.get(arn)),
+            tokens: tokens.is_none(),
+            console: report.is_none(),
+        };
         // The first user alone probes which optional listings the endpoint
-        // supports; the rest fan out.
+        // supports; the rest fan out. The probe is one that needs every
+        // listing, if any user does, so a refused one is asked once.
+        let needs = |arn: &str| {
+            let p = plan(arn);
+            (p.report.and_then(|r| r.certs) != Some(false)) as u8 + p.tokens as u8
+        };
+        if let Some(first) = (0..users.len()).max_by_key(|&i| (needs(&users[i].0), usize::MAX - i))
+        {
+            users.swap(0, first);
+        }
         let mut users = users.into_iter();
         let mut per_user: Vec<UserResult> = Vec::with_capacity(users.len());
         if let Some((arn, name)) = users.next() {
-            per_user.push(self.user_credentials(arn, name, report.is_none()).await);
+            let p = plan(&arn);
+            per_user.push(self.user_credentials(arn, name, p).await);
         }
         per_user.extend(
             stream::iter(users)
-                .map(|(arn, name)| self.user_credentials(arn, name, report.is_none()))
+                .map(|(arn, name)| {
+                    let p = plan(&arn);
+                    self.user_credentials(arn, name, p)
+                })
                 .buffer_unordered(self.cfg.max_concurrency.max(1))
                 .collect::<Vec<_>>()
                 .await,
         );
+        let mut tokens = tokens.unwrap_or_default();
         let mut creds_by_user: HashMap<String, Vec<Credential>> = HashMap::new();
         let mut console_fallback: HashMap<String, bool> = HashMap::new();
         for r in per_user {
-            let uc = r?;
+            let mut uc = r?;
             if let Some(has) = uc.console_password {
                 console_fallback.insert(uc.user.clone(), has);
             }
+            uc.credentials
+                .extend(tokens.remove(&uc.user).unwrap_or_default());
             creds_by_user.insert(uc.user, uc.credentials);
         }
         gaps.extend(self.refused_gaps());
@@ -681,6 +779,73 @@ impl Scan<'_> {
         parse_report(&content)
     }
 
+    /// Every user's service-specific credentials in one listing
+    /// (`AllUsers`, all pages), by user ARN. `None`: list them per user —
+    /// the endpoint refused `AllUsers` (a 4xx: the per-user calls may still
+    /// be allowed; the first user probes them), or the kind is refused
+    /// altogether (a gap, recorded here: any other failure, as per user).
+    async fn all_service_credentials(
+        &self,
+        users: &[(String, String)],
+    ) -> Option<HashMap<String, Vec<Credential>>> {
+        // No user, no credential to list (and no gap for a call not needed).
+        if users.is_empty() {
+            return Some(HashMap::new());
+        }
+        let by_name: HashMap<&str, &str> = users
+            .iter()
+            .map(|(arn, name)| (name.as_str(), arn.as_str()))
+            .collect();
+        let mut out: HashMap<String, Vec<Credential>> = HashMap::new();
+        let mut marker: Option<String> = None;
+        // Bounded: a marker that never ends is an endpoint bug, not a reason
+        // to loop for ever.
+        for _ in 0..10_000 {
+            self.calls.count("ListServiceSpecificCredentials");
+            let page = match self
+                .client
+                .list_service_specific_credentials()
+                .all_users(true)
+                .set_marker(marker.take())
+                .send()
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    let status = e.raw_response().map(|r| r.status().as_u16());
+                    let e = source_error("ListServiceSpecificCredentials", e);
+                    if status.is_some_and(|s| (400..500).contains(&s)) {
+                        tracing::info!(error = %e, "service-specific credentials of all users refused: listed per user");
+                    } else {
+                        self.refuse(CredentialKind::Token, e);
+                    }
+                    return None;
+                }
+            };
+            for c in page.service_specific_credentials() {
+                // Credentials of a user not in the details (created since)
+                // belong to no identity read: left for the next pass.
+                let Some(arn) = by_name.get(c.user_name()) else {
+                    continue;
+                };
+                out.entry((*arn).to_string())
+                    .or_default()
+                    .push(service_credential(arn, c));
+            }
+            match page.marker() {
+                Some(m) if page.is_truncated() && !m.is_empty() => marker = Some(m.to_string()),
+                _ => return Some(out),
+            }
+        }
+        self.refuse(
+            CredentialKind::Token,
+            SourceError::Unavailable(
+                "ListServiceSpecificCredentials: pagination did not end".into(),
+            ),
+        );
+        None
+    }
+
     fn is_refused(&self, kind: CredentialKind) -> bool {
         self.refused
             .lock()
@@ -720,28 +885,45 @@ impl Scan<'_> {
         &self,
         arn: String,
         user: String,
-        need_console: bool,
+        plan: UserPlan<'_>,
     ) -> Result<UserCreds, SourceError> {
         let mut credentials = Vec::new();
         let mut console_password = None;
+        let slots = plan.report.and_then(|r| r.keys.as_deref());
         // Access keys: exact per key id. A failure here is not a gap: keys
         // are what gets disabled, so not seeing them makes the source unknown.
-        let mut pages = self
-            .client
-            .list_access_keys()
-            .user_name(&user)
-            .into_paginator()
-            .send();
+        // A user the report shows without keys has none to list.
         let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            self.calls.count("ListAccessKeys");
-            let page = page.map_err(|e| source_error("ListAccessKeys", e))?;
-            keys.extend(page.access_key_metadata().iter().cloned());
+        if slots.is_none_or(|s| !s.is_empty()) {
+            let mut pages = self
+                .client
+                .list_access_keys()
+                .user_name(&user)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                self.calls.count("ListAccessKeys");
+                let page = page.map_err(|e| source_error("ListAccessKeys", e))?;
+                keys.extend(page.access_key_metadata().iter().cloned());
+            }
         }
-        for k in keys {
+        let listed: Vec<(Option<i64>, bool)> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.create_date().map(|d| d.secs()),
+                    k.status().is_some_and(active),
+                )
+            })
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
             let Some(id) = k.access_key_id() else {
                 continue;
             };
+            if let Some(usage) = slots.and_then(|s| usage_from_report(s, &listed, i)) {
+                credentials.push(access_key(id, k, usage));
+                continue;
+            }
             self.calls.count("GetAccessKeyLastUsed");
             let used = self
                 .client
@@ -763,17 +945,7 @@ impl Scan<'_> {
                 },
                 None => Usage::Unknown,
             };
-            credentials.push(Credential {
-                id: id.to_string(),
-                identity: String::new(),
-                kind: CredentialKind::AccessKey,
-                created: k.create_date().and_then(ts),
-                expires: None,
-                usage,
-                active: k.status().is_some_and(active),
-                name: None,
-                federation: None,
-            });
+            credentials.push(access_key(id, k, usage));
         }
 
         let ssh = if self.is_refused(CredentialKind::SshKey) {
@@ -805,7 +977,8 @@ impl Scan<'_> {
                 self.refuse(CredentialKind::SshKey, source_error("ListSSHPublicKeys", e))
             }
         }
-        let certs = if self.is_refused(CredentialKind::Certificate) {
+        let no_certs = plan.report.and_then(|r| r.certs) == Some(false);
+        let certs = if no_certs || self.is_refused(CredentialKind::Certificate) {
             None
         } else {
             self.calls.count("ListSigningCertificates");
@@ -835,7 +1008,7 @@ impl Scan<'_> {
                 source_error("ListSigningCertificates", e),
             ),
         }
-        let tokens = if self.is_refused(CredentialKind::Token) {
+        let tokens = if !plan.tokens || self.is_refused(CredentialKind::Token) {
             None
         } else {
             self.calls.count("ListServiceSpecificCredentials");
@@ -849,26 +1022,18 @@ impl Scan<'_> {
         };
         match tokens {
             None => {}
-            Some(Ok(out)) => credentials.extend(out.service_specific_credentials().iter().map(
-                |c| Credential {
-                    id: c.service_specific_credential_id().to_string(),
-                    identity: String::new(),
-                    kind: CredentialKind::Token,
-                    created: ts(c.create_date()),
-                    expires: c.expiration_date().and_then(ts),
-                    usage: Usage::Unknown,
-                    active: active(c.status()),
-                    name: Some(format!("{} credential", c.service_name())),
-                    federation: None,
-                },
-            )),
+            Some(Ok(out)) => credentials.extend(
+                out.service_specific_credentials()
+                    .iter()
+                    .map(|c| service_credential(&arn, c)),
+            ),
             // Service-specific credentials are the only AWS `token` kind.
             Some(Err(e)) => self.refuse(
                 CredentialKind::Token,
                 source_error("ListServiceSpecificCredentials", e),
             ),
         }
-        if need_console {
+        if plan.console {
             // Without the credential report, ask per user whether a console
             // password exists (passed back through a marker gap).
             self.calls.count("GetLoginProfile");
@@ -1368,12 +1533,7 @@ fn parse_report(content: &[u8]) -> Result<HashMap<String, ReportRow>, SourceErro
     let (Some(arn_c), Some(pw_c)) = (col("arn"), col("password_enabled")) else {
         return Err(bad("missing arn / password_enabled columns".into()));
     };
-    let date = |v: Option<&str>| -> Option<Timestamp> {
-        let v = v?;
-        chrono::DateTime::parse_from_rfc3339(v)
-            .ok()
-            .map(|d| d.with_timezone(&chrono::Utc))
-    };
+    let date = |v: Option<&str>| -> Option<Timestamp> { report_date(v?) };
     let mut out = HashMap::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
@@ -1384,8 +1544,13 @@ fn parse_report(content: &[u8]) -> Result<HashMap<String, ReportRow>, SourceErro
             password_enabled: rec.get(pw_c) == Some("true"),
             password_last_used: date(get("password_last_used")),
             root_keys: Vec::new(),
+            keys: None,
+            certs: None,
         };
-        if arn.ends_with(":root") {
+        if !arn.ends_with(":root") {
+            row.keys = key_slots(get);
+            row.certs = shows_certs(get);
+        } else {
             for slot in ["access_key_1", "access_key_2"] {
                 if get(&format!("{slot}_active")) == Some("true") {
                     let used = date(get(&format!("{slot}_last_used_date")));
@@ -1412,6 +1577,99 @@ fn parse_report(content: &[u8]) -> Result<HashMap<String, ReportRow>, SourceErro
         out.insert(arn.to_string(), row);
     }
     Ok(out)
+}
+
+/// A report date (ISO 8601 with offset); anything else (`N/A`,
+/// `no_information`, `not_supported`) is none.
+fn report_date(v: &str) -> Option<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+/// `true` / `false` (the documentation writes them upper case, AWS and
+/// moto lower case); anything else is none.
+fn report_bool(v: &str) -> Option<bool> {
+    if v.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A user row's access-key slots that hold a key (see [`ReportRow::keys`]).
+fn key_slots<'r>(get: impl Fn(&str) -> Option<&'r str>) -> Option<Vec<KeySlot>> {
+    // `N/A` is AWS's "not applicable"; a value the report cannot give
+    // (moto writes `not_supported` for service and region) leaves the
+    // last use to GetAccessKeyLastUsed.
+    let field = |name: String| -> Option<Option<String>> {
+        match get(&name)? {
+            "N/A" => Some(None),
+            "" | "not_supported" | "no_information" => None,
+            v => Some(Some(v.to_string())),
+        }
+    };
+    let mut out = Vec::new();
+    for slot in ["access_key_1", "access_key_2"] {
+        let active = report_bool(get(&format!("{slot}_active"))?)?;
+        let created = match get(&format!("{slot}_last_rotated"))? {
+            "N/A" if !active => continue,
+            v => report_date(v)?,
+        };
+        let usage = match get(&format!("{slot}_last_used_date")) {
+            Some("N/A") => Some(Usage::Never),
+            Some(v) => report_date(v).and_then(|at| {
+                Some(Usage::Used {
+                    at,
+                    service: field(format!("{slot}_last_used_service"))?,
+                    region: field(format!("{slot}_last_used_region"))?,
+                })
+            }),
+            None => None,
+        };
+        out.push(KeySlot {
+            created,
+            active,
+            usage,
+        });
+    }
+    Some(out)
+}
+
+/// Whether a user row shows a signing certificate (see [`ReportRow::certs`]).
+fn shows_certs<'r>(get: impl Fn(&str) -> Option<&'r str>) -> Option<bool> {
+    let mut shown = false;
+    for slot in ["cert_1", "cert_2"] {
+        let active = report_bool(get(&format!("{slot}_active"))?)?;
+        shown |= active || get(&format!("{slot}_last_rotated"))? != "N/A";
+    }
+    Some(shown)
+}
+
+/// A listed key's last use as the report gives it, when exactly one slot is
+/// that key: created in the same second (the report's precision), no other
+/// listed key created in that second, the same status. Otherwise `None`,
+/// and the key is asked of GetAccessKeyLastUsed: two keys created in the
+/// same second cannot be told apart by the report, and a slot is never
+/// guessed. `listed` is every listed key's (creation second, active).
+fn usage_from_report(
+    slots: &[KeySlot],
+    listed: &[(Option<i64>, bool)],
+    key: usize,
+) -> Option<Usage> {
+    let (created, active) = *listed.get(key)?;
+    let created = created?;
+    if listed.iter().filter(|(c, _)| *c == Some(created)).count() != 1 {
+        return None;
+    }
+    let mut matching = slots.iter().filter(|s| s.created.timestamp() == created);
+    let slot = matching.next()?;
+    if matching.next().is_some() || slot.active != active {
+        return None;
+    }
+    slot.usage.clone()
 }
 
 #[cfg(test)]
@@ -1444,6 +1702,139 @@ ci,arn:aws:iam::123456789012:user/ci,2020-01-01T00:00:00+00:00,true,no_informati
         assert!(ci.password_enabled);
         assert_eq!(ci.password_last_used, None);
         assert!(ci.root_keys.is_empty());
+    }
+
+    const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated";
+
+    fn row(line: &str) -> ReportRow {
+        let csv = format!("{HEADER}\n{line}\n");
+        let r = parse_report(csv.as_bytes()).expect("parses");
+        r.into_values().next().expect("one row")
+    }
+
+    fn at(s: &str) -> Timestamp {
+        report_date(s).expect("date")
+    }
+
+    #[test]
+    fn report_user_rows_give_key_slots_and_certificates() {
+        // AWS's shape: a used key with service and region, an inactive
+        // never-used one, an inactive certificate with its date.
+        let aws = row(
+            "ci,arn:aws:iam::1:user/ci,2020-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+true,2021-01-01T00:00:00+00:00,2026-01-02T03:04:05+00:00,eu-west-1,s3,\
+false,2022-01-01T00:00:00+00:00,N/A,N/A,N/A,false,2023-01-01T00:00:00+00:00,false,N/A",
+        );
+        assert_eq!(
+            aws.keys,
+            Some(vec![
+                KeySlot {
+                    created: at("2021-01-01T00:00:00+00:00"),
+                    active: true,
+                    usage: Some(Usage::Used {
+                        at: at("2026-01-02T03:04:05+00:00"),
+                        service: Some("s3".into()),
+                        region: Some("eu-west-1".into()),
+                    }),
+                },
+                KeySlot {
+                    created: at("2022-01-01T00:00:00+00:00"),
+                    active: false,
+                    usage: Some(Usage::Never),
+                },
+            ])
+        );
+        assert_eq!(aws.certs, Some(true));
+        // moto's shape: no service or region for a used key (asked of
+        // GetAccessKeyLastUsed), an active certificate without a date.
+        let moto = row("m,arn:aws:iam::1:user/m,2020-01-01T00:00:00+00:00,false,not_supported,2020-01-01T00:00:00+00:00,not_supported,false,\
+true,2021-01-01T00:00:00+00:00,2026-01-02T03:04:05+00:00,not_supported,not_supported,\
+false,N/A,N/A,not_supported,not_supported,true,N/A,false,N/A");
+        let slots = moto.keys.expect("slots");
+        assert_eq!(slots.len(), 1);
+        assert_eq!(slots[0].usage, None);
+        assert_eq!(moto.certs, Some(true));
+        // Nothing at all: no keys, no certificates.
+        let none = row(
+            "n,arn:aws:iam::1:user/n,2020-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+        );
+        assert_eq!(none.keys, Some(vec![]));
+        assert_eq!(none.certs, Some(false));
+        // An active slot without a date, or a value the report does not
+        // define: unknown, so everything is listed.
+        let odd = row(
+            "o,arn:aws:iam::1:user/o,2020-01-01T00:00:00+00:00,false,N/A,N/A,N/A,false,\
+true,N/A,N/A,N/A,N/A,maybe,N/A,N/A,N/A,N/A,yes,N/A,false,N/A",
+        );
+        assert_eq!(odd.keys, None);
+        assert_eq!(odd.certs, None);
+        // Columns missing: unknown too.
+        let r = parse_report(b"user,arn,password_enabled\nx,arn:aws:iam::1:user/x,false\n")
+            .expect("parses");
+        let x = &r["arn:aws:iam::1:user/x"];
+        assert_eq!((x.keys.clone(), x.certs), (None, None));
+    }
+
+    #[test]
+    fn a_key_takes_the_report_slot_created_in_its_second_and_never_a_guess() {
+        let slot = |created: &str, active: bool, used: Option<&str>| KeySlot {
+            created: at(created),
+            active,
+            usage: Some(match used {
+                Some(u) => Usage::Used {
+                    at: at(u),
+                    service: Some("s3".into()),
+                    region: None,
+                },
+                None => Usage::Never,
+            }),
+        };
+        let t1 = at("2025-01-01T00:00:00+00:00").timestamp();
+        let t2 = at("2025-06-01T00:00:00+00:00").timestamp();
+        let slots = vec![
+            slot(
+                "2025-01-01T00:00:00+00:00",
+                true,
+                Some("2026-01-01T00:00:00+00:00"),
+            ),
+            slot("2025-06-01T00:00:00+00:00", true, None),
+        ];
+        // Listed in the other order than the slots: matched by date.
+        let listed = [(Some(t2), true), (Some(t1), true)];
+        assert_eq!(usage_from_report(&slots, &listed, 0), Some(Usage::Never));
+        assert!(matches!(
+            usage_from_report(&slots, &listed, 1),
+            Some(Usage::Used { .. })
+        ));
+        // Status changed since the report: not the same slot for sure.
+        let listed = [(Some(t1), false)];
+        assert_eq!(usage_from_report(&slots, &listed, 0), None);
+        // Created after the report: no slot.
+        let listed = [(Some(t2 + 1), true)];
+        assert_eq!(usage_from_report(&slots, &listed, 0), None);
+        // Two keys created in the same second: the report cannot say which
+        // slot is which, whichever the guess would be.
+        let same = vec![
+            slot(
+                "2025-01-01T00:00:00+00:00",
+                true,
+                Some("2026-01-01T00:00:00+00:00"),
+            ),
+            slot("2025-01-01T00:00:00+00:00", true, None),
+        ];
+        let listed = [(Some(t1), true), (Some(t1), true)];
+        assert_eq!(usage_from_report(&same, &listed, 0), None);
+        assert_eq!(usage_from_report(&same, &listed, 1), None);
+        // One listed key but two slots of its second (the other deleted
+        // since): ambiguous as well.
+        assert_eq!(usage_from_report(&same, &listed[..1], 0), None);
+        // A slot whose last use the report does not give in full.
+        let partial = vec![KeySlot {
+            usage: None,
+            ..slot("2025-01-01T00:00:00+00:00", true, None)
+        }];
+        assert_eq!(usage_from_report(&partial, &[(Some(t1), true)], 0), None);
     }
 
     #[test]
