@@ -156,6 +156,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
                 entitlement: entitlements[p].id.clone(),
                 via: None,
                 eligible: false,
+                last_used: None,
             });
         }
         if role && i.is_multiple_of(1000) {
@@ -164,6 +165,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
                 entitlement: entitlements[0].id.clone(),
                 via: None,
                 eligible: false,
+                last_used: None,
             });
         }
         // Users may assume roles; roles chain to other roles.

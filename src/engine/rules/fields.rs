@@ -28,6 +28,8 @@ use crate::engine::facts::Facts;
 const VIA_ASSUME: Facets = Facets::PRIVILEGE.with(Facets::ALL_IDENTITY_KINDS);
 /// Counts of an identity's access keys.
 const ACCESS_KEYS: Facets = Facets::credential_kind(CredentialKind::AccessKey);
+/// Which entitlements go unused: their last use, and who holds them.
+const UNUSED: Facets = Facets::ENTITLEMENT_USAGE.with(Facets::PRIVILEGE);
 
 /// What a rule is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -266,6 +268,7 @@ const IDENTITY: &[(&str, Facets)] = &[
     ("overscope_direct", Facets::PRIVILEGE),
     ("overscope_transitive", VIA_ASSUME),
     ("assumable", VIA_ASSUME),
+    ("entitlement_unused_days", UNUSED),
 ];
 
 fn identity_field(name: &str) -> Option<Typed> {
@@ -303,6 +306,7 @@ fn identity_field(name: &str) -> Option<Typed> {
         "overscope_direct" => i!(|e, i| Some(facts(e, i).overscope_direct.len() as i64)),
         "overscope_transitive" => i!(|e, i| Some(facts(e, i).overscope_transitive.len() as i64)),
         "assumable" => i!(|e, i| Some(facts(e, i).assumable)),
+        "entitlement_unused_days" => i!(|e, i| facts(e, i).entitlement_unused_days),
         _ => return None,
     })
 }
