@@ -165,9 +165,14 @@ pub fn held_directly(g: &nhi_contract::Grant) -> bool {
     !g.eligible && !g.via.as_deref().is_some_and(via_group)
 }
 
-/// Whether a grant's `via` names a group.
+/// Whether a grant's `via` names a group: `group:<id>` (Entra ID), an AWS
+/// group ARN, or `group/<name>` as snapshots write it (the snapshot
+/// format's own example): a detach must never take such a grant for the
+/// identity's own.
 pub fn via_group(via: &str) -> bool {
-    via.starts_with("group:") || (via.starts_with("arn:") && via.contains(":group/"))
+    via.starts_with("group:")
+        || via.starts_with("group/")
+        || (via.starts_with("arn:") && via.contains(":group/"))
 }
 
 /// Whether a credential authenticates at `now`: the provider says it is
