@@ -240,3 +240,25 @@ async fn principals_beyond_the_budget_are_unknown_and_nothing_is_detached() {
         .expect("reason");
     assert!(reason.contains("entitlement usage"), "{reason}");
 }
+
+#[test]
+fn a_finding_on_a_principal_not_read_is_never_resolved() {
+    let moto = Moto::start("last-accessed", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path(), 1_000);
+    let first = json(&run(&["scan", "--config", &cfg, "--format", "json"]));
+    assert_eq!(first.iter().filter(|f| f["rule_id"] == RULE).count(), 3);
+    // Next pass, a budget for two principals: app-stale and app-never are
+    // not read. Their findings must stay open, not be resolved.
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace("max_calls = 1000", "max_calls = 4");
+    std::fs::write(&cfg, text).expect("write");
+    let o = run(&["scan", "--config", &cfg, "--format", "json"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("entitlement usage"), "{err}");
+    assert!(
+        err.contains(", 0 resolved"),
+        "nothing may be resolved: {err}"
+    );
+}
