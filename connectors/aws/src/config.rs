@@ -182,3 +182,25 @@ impl nhi_contract::SourceConnector for AwsConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nhi_contract::SourceConnector;
+
+    #[test]
+    fn last_accessed_settings_are_range_checked_at_their_key() {
+        let mut c = AwsConfig::named("aws");
+        assert!(c.problems().is_empty());
+        c.last_accessed.max_calls = 1;
+        c.last_accessed.page_size = 0;
+        let keys: Vec<Vec<String>> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                vec!["last_accessed".to_string(), "max_calls".to_string()],
+                vec!["last_accessed".to_string(), "page_size".to_string()],
+            ]
+        );
+    }
+}

@@ -232,3 +232,44 @@ async fn detaching_the_unused_policy_and_undoing_it_read_back_from_moto() {
     let restored = scan(&moto, config(1_000)).await;
     assert_eq!(held(&restored), held(&before));
 }
+
+const MEMBER: &str = "210987654321";
+
+/// Both accounts through their roles, the scanner account's first.
+fn two_accounts(moto: &Moto, max_calls: u64) -> AwsConfig {
+    let mut c = config(max_calls);
+    c.assume_roles = vec![
+        nhi_aws::moto::member_role(&moto.ready.account),
+        nhi_aws::moto::member_role(MEMBER),
+    ];
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_named_principals_in_two_accounts_read_their_own_data() {
+    let moto = Moto::start("last-accessed-accounts", &[]).expect("fixture");
+    let inv = scan(&moto, two_accounts(&moto, 1_000)).await;
+    let here = moto.user("ci-bot");
+    let there = here.replace(&moto.ready.account, MEMBER);
+    let mine = format!("arn:aws:iam::{}:policy/s3-read", moto.ready.account);
+    let theirs = format!("arn:aws:iam::{MEMBER}:policy/s3-read");
+    assert!((199..=200).contains(&days(&last_used(&inv, &here, &mine))));
+    assert!((0..=1).contains(&days(&last_used(&inv, &there, &theirs))));
+    assert_eq!(stats(&moto), (2, 2));
+
+    // One budget for the whole source: the first account read, the second
+    // unknown and its account's gap.
+    let moto = Moto::start("last-accessed-accounts", &[]).expect("fixture");
+    let inv = scan(&moto, two_accounts(&moto, 2)).await;
+    assert!(last_used(&inv, &here, &mine).is_some());
+    assert_eq!(last_used(&inv, &there, &theirs), None);
+    let gaps: Vec<&nhi_contract::Gap> = inv
+        .coverage
+        .gaps
+        .iter()
+        .filter(|g| g.unseen == Unseen::EntitlementUsage)
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(gaps[0].reason.contains("1 of 1"), "{}", gaps[0].reason);
+    assert_eq!(stats(&moto), (1, 1));
+}
