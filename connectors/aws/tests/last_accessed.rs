@@ -273,3 +273,53 @@ async fn same_named_principals_in_two_accounts_read_their_own_data() {
     assert!(gaps[0].reason.contains("1 of 1"), "{}", gaps[0].reason);
     assert_eq!(stats(&moto), (1, 1));
 }
+
+/// Cost of the reading on a generated account (`NHI_LA_USERS` users, 500 by
+/// default, each holding one policy directly): calls and wall time with it
+/// off and on. `cargo test -p nhi-aws --test last_accessed -- --ignored
+/// --nocapture last_accessed_scale`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn last_accessed_scale() {
+    let n: usize = std::env::var("NHI_LA_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let users: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"name": format!("svc-{i}"), "created_days_ago": 400,
+                                    "managed_policies": ["custom:s3-read"]})
+        })
+        .collect();
+    let data: serde_json::Map<String, serde_json::Value> = (0..n)
+        .map(|i| (format!("svc-{i}"), serde_json::json!({"s3": (i % 300)})))
+        .collect();
+    let scenario = serde_json::json!({
+        "aws_managed_policies": "referenced",
+        "policies": [{"name": "s3-read", "document": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}],
+        "users": users,
+        "service_last_accessed": data,
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scale.json");
+    std::fs::write(&path, scenario.to_string()).expect("write");
+    let moto = Moto::start(path.to_str().expect("utf8"), &[]).expect("fixture");
+    for enabled in [false, true] {
+        let (before, _) = moto.proxy_stats().expect("stats");
+        let mut cfg = config(1_000_000);
+        cfg.last_accessed.enabled = enabled;
+        cfg.last_accessed.page_size = 100;
+        let t = std::time::Instant::now();
+        let inv = scan(&moto, cfg).await;
+        let wall = t.elapsed();
+        let (after, _) = moto.proxy_stats().expect("stats");
+        let read = inv.grants.iter().filter(|g| g.last_used.is_some()).count();
+        println!(
+            "last_accessed {}: {n} users, {} calls, {:.1} s, {read} grants with a last use",
+            if enabled { "on" } else { "off" },
+            after - before,
+            wall.as_secs_f64()
+        );
+    }
+}
