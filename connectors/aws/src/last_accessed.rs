@@ -79,6 +79,12 @@ fn service_linked(arn: &str) -> bool {
 
 /// The principals of `inv` to read, in budget order (see the module docs).
 fn candidates(cfg: &AwsConfig, inv: &Inventory) -> Vec<String> {
+    let holders: std::collections::HashSet<&str> = inv
+        .grants
+        .iter()
+        .filter(|g| direct(g))
+        .map(|g| g.identity.as_str())
+        .collect();
     let mut out: Vec<(std::cmp::Reverse<PrivilegeLevel>, &str)> = inv
         .identities
         .iter()
@@ -90,7 +96,7 @@ fn candidates(cfg: &AwsConfig, inv: &Inventory) -> Vec<String> {
                 .iter()
                 .any(|p| ARNS.matches(p, &i.id))
         })
-        .filter(|i| inv.grants.iter().any(|g| g.identity == i.id && direct(g)))
+        .filter(|i| holders.contains(i.id.as_str()))
         .map(|i| {
             (
                 std::cmp::Reverse(i.privilege.unwrap_or_default()),
@@ -314,9 +320,14 @@ impl Reader<'_> {
                     },
                 );
             }
-            match page.marker().filter(|_| page.is_truncated()) {
+            if !page.is_truncated() {
+                return Ok(report);
+            }
+            // A truncated page without a marker leaves the rest unread: not
+            // a complete report, so nothing of it is "never used".
+            match page.marker() {
                 Some(m) => marker = Some(m.to_string()),
-                None => return Ok(report),
+                None => return Err("truncated page without a Marker".into()),
             }
         }
     }
