@@ -66,18 +66,20 @@ fn policy(name: &str) -> String {
     format!("{A}policy/{name}")
 }
 
-/// `identity → entitlements to detach (status)` of the plan's detach actions.
+/// `identity → entitlements to detach (sorted), status` of the plan's
+/// detach actions.
 fn detaches(actions: &[serde_json::Value]) -> BTreeMap<String, (Vec<String>, String)> {
     actions
         .iter()
         .filter(|a| a["operation"] == "detach_entitlements")
         .map(|a| {
-            let ents = a["entitlements"]
+            let mut ents: Vec<String> = a["entitlements"]
                 .as_array()
                 .expect("entitlements")
                 .iter()
                 .map(|e| e.as_str().expect("id").to_string())
                 .collect();
+            ents.sort();
             (
                 a["identity_id"].as_str().expect("identity").to_string(),
                 (ents, a["status"].as_str().expect("status").to_string()),
@@ -135,16 +137,19 @@ async fn unused_direct_grants_are_found_planned_detached_and_undone() {
     let ev = &fired[&never]["evidence"]["unused_entitlements"];
     assert_eq!(ev[0]["last_used"]["state"], "never", "{ev}");
     assert_eq!(ev[0]["services"], serde_json::json!(["sqs"]));
+    let inline = format!("{never}#inline/notify");
+    assert_eq!(ev[1]["entitlement"], inline.as_str(), "{ev}");
+    assert_eq!(ev[1]["services"], serde_json::json!(["sns"]));
 
     // The plan right-sizes each to what it uses.
     let plan = json(&run(&["plan", "--config", &cfg, "--format", "json"]));
     let want: BTreeMap<String, (Vec<String>, String)> = [
-        (stale.clone(), policy("s3-read")),
-        (never.clone(), policy("sqs-send")),
-        (etl.clone(), policy("dynamo-rw")),
+        (stale.clone(), vec![policy("s3-read")]),
+        (never.clone(), vec![policy("sqs-send"), inline.clone()]),
+        (etl.clone(), vec![policy("dynamo-rw")]),
     ]
     .into_iter()
-    .map(|(i, p)| (i, (vec![p], "act".to_string())))
+    .map(|(i, p)| (i, (p, "act".to_string())))
     .collect();
     assert_eq!(detaches(&plan), want);
 
@@ -174,6 +179,7 @@ async fn unused_direct_grants_are_found_planned_detached_and_undone() {
         BTreeSet::from([
             (stale.clone(), policy("s3-read")),
             (never.clone(), policy("sqs-send")),
+            (never.clone(), inline.clone()),
             (etl.clone(), policy("dynamo-rw")),
         ])
     );

@@ -506,7 +506,7 @@ def check_last_accessed(fx: Fixture, ready: dict) -> None:
     iam.get_service_last_accessed_details(JobId=never)
     sqs = iam.get_service_last_accessed_details(JobId=never)["ServicesLastAccessed"]
     equal([(s["ServiceNamespace"], "LastAuthenticated" in s, s["TotalAuthenticatedEntities"]) for s in sqs],
-          [("sqs", False, 0)], "never accessed: no LastAuthenticated")
+          [("sns", True, 1), ("sqs", False, 0)], "never accessed: no LastAuthenticated")
     err = error_of(lambda: iam.get_service_last_accessed_details(JobId="examplef-9999-c245-eba4-71fe298bcda7"))
     check(err and err[0] == 404 and err[1]["Code"] == "NoSuchEntity", f"unknown job: {err}")
     counted = stats(ready)["actions"]

@@ -81,10 +81,14 @@ async fn each_grant_reads_the_latest_access_among_its_services() {
         &policy("dynamo-rw")
     ))));
     // Listed, never accessed in the tracking period.
+    let never = moto.user("app-never");
     assert_eq!(
-        last_used(&inv, &moto.user("app-never"), &policy("sqs-send")),
+        last_used(&inv, &never, &policy("sqs-send")),
         Some(Usage::Never)
     );
+    // An inline policy is read like a managed one.
+    let inline = last_used(&inv, &never, &format!("{never}#inline/notify"));
+    assert!((149..=150).contains(&days(&inline)), "{inline:?}");
     // A group-held policy is read too (the holder's use of its services).
     let grouped = moto.user("app-grouped");
     assert_eq!(
@@ -105,7 +109,7 @@ async fn each_grant_reads_the_latest_access_among_its_services() {
     // service listed (page size 1), at least one get.
     let (generate, get) = stats(&moto);
     assert_eq!(generate, 7);
-    assert_eq!(get, 1 + 2 + 1 + 1 + 2 + 1 + 1, "pages");
+    assert_eq!(get, 1 + 2 + 2 + 1 + 2 + 1 + 1, "pages");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,8 +129,8 @@ async fn a_short_budget_reads_the_most_privileged_first_and_says_what_it_left() 
     cfg.last_accessed.page_size = 100;
     let inv = scan(&moto, cfg).await;
     // Write before read, then by ARN: the role etl (dynamo-rw), then
-    // app-grouped (sns:Publish through its group), before app-stale; every
-    // other principal is unknown.
+    // app-grouped (sns:Publish through its group), before app-never
+    // (sns:Publish inline) and app-stale; every other principal is unknown.
     let read: Vec<String> = inv
         .grants
         .iter()
