@@ -158,6 +158,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
                 entitlement: entitlements[p].id.clone(),
                 via: None,
                 eligible: false,
+                last_used: None,
             });
         }
         if role && i.is_multiple_of(1000) {
@@ -166,6 +167,7 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
                 entitlement: entitlements[0].id.clone(),
                 via: None,
                 eligible: false,
+                last_used: None,
             });
         }
         // Users may assume roles; roles chain to other roles.

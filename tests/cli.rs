@@ -205,6 +205,9 @@ fn expected() -> BTreeSet<(String, String, Option<String>)> {
         i("identity-multiple-active-keys", d("user/etl-loader")),
         i("nhi-human-login", p("user/reporting-bot")),
         i("identity-overscoped", d("user/analytics-export")),
+        // Its glue policy unused since March; the group's S3 policy never
+        // used, but held through the group: not this rule's to detach.
+        i("entitlement-unused", d("user/analytics-export")),
         i("identity-overscoped", HR_SYNC.into()),
         i("identity-overscoped-via-assume", p("user/payments-batch")),
         i("identity-admin-equivalent", p("user/payments-batch")),
@@ -279,7 +282,7 @@ fn every_builtin_rule_fires_on_the_demo_and_clean_identities_stay_clean() {
     let rules_out = run(&["rules", "--format", "json"]);
     let rules: Vec<serde_json::Value> =
         serde_json::from_slice(&rules_out.stdout).expect("rules json");
-    assert_eq!(rules.len(), 24);
+    assert_eq!(rules.len(), 25);
     for r in &rules {
         let id = r["id"].as_str().expect("id");
         assert!(
@@ -573,6 +576,17 @@ fn plan_is_a_dry_run_of_exactly_the_disable_findings() {
         .map(|a| a["identity_id"].as_str().expect("id"))
         .collect();
     assert_eq!(logins, vec![format!("{P}user/reporting-bot").as_str()]);
+    // The unused policy is detached, the group's is not.
+    let detach: Vec<(&str, &serde_json::Value)> = plan
+        .iter()
+        .filter(|a| a["operation"] == "detach_entitlements")
+        .map(|a| (a["identity_id"].as_str().expect("id"), &a["entitlements"]))
+        .collect();
+    let glue = serde_json::json!(["arn:aws:iam::444455556666:policy/analytics-glue-catalog-admin"]);
+    assert_eq!(
+        detach,
+        vec![(format!("{D}user/analytics-export").as_str(), &glue)]
+    );
     // Expired credentials still present are planned for removal.
     let deletes: BTreeSet<&str> = plan
         .iter()
@@ -588,7 +602,7 @@ fn plan_is_a_dry_run_of_exactly_the_disable_findings() {
     ]
     .into();
     assert_eq!(deletes, expired);
-    assert_eq!(plan.len(), 18);
+    assert_eq!(plan.len(), 19);
     for a in &plan {
         let root = a["identity_id"] == format!("{P}root").as_str();
         // The demo's exception EXC-7 accepts marketing-sync's unused key.

@@ -37,6 +37,8 @@ const ADMIN_POLICY: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 ///   (`identity-admin-equivalent`, `identity-overscoped`, and this test's
 ///   `detach-overscoped`, which detaches entitlements) — reads privilege;
 /// - `old`'s key: last used 200 days ago (`credential-stale`) — reads usage;
+/// - `old`'s read policy: unused for 200 days (`entitlement-unused`, which
+///   detaches it) — reads entitlement usage and privilege;
 /// - `new`: an access key and a federated credential, neither approved
 ///   (`credential-unapproved`).
 fn world() -> World {
@@ -59,7 +61,13 @@ fn world() -> World {
         region: Some("eu-west-1".into()),
     };
     w.inv.credentials.push(old);
-    w.inv.grants.push(grant(OLD, READ_POLICY));
+    let mut unused = grant(OLD, READ_POLICY);
+    unused.last_used = Some(Usage::Used {
+        at: now() - days(200),
+        service: Some("s3".into()),
+        region: None,
+    });
+    w.inv.grants.push(unused);
     w.approvals.push(approval("APR-3", OLD));
 
     w.inv.identities.push(identity(NEW, IdentityKind::User));
@@ -71,11 +79,13 @@ fn world() -> World {
 }
 
 /// The same world with every finding fixed at the source: `ci`'s key
-/// disabled, `svc`'s administrator access detached, `old`'s and `new`'s
-/// credentials deleted.
+/// disabled, `svc`'s administrator access and `old`'s unused policy
+/// detached, `old`'s and `new`'s credentials deleted.
 fn fixed(mut w: World) -> World {
     w.cred(KEY).active = false;
-    w.inv.grants.retain(|g| g.entitlement != ADMIN_POLICY);
+    w.inv
+        .grants
+        .retain(|g| g.entitlement != ADMIN_POLICY && g.identity != OLD);
     w.inv
         .credentials
         .retain(|c| ![OLD_KEY, NEW_KEY, NEW_FED].contains(&c.id.as_str()));
@@ -172,6 +182,7 @@ const ALL: &[&str] = &[
     "credential-unapproved|AKIANNNNNNNNNNNNNNN1",
     "credential-unapproved|new-github-deploy",
     "detach-overscoped|arn:aws:iam::111122223333:user/svc",
+    "entitlement-unused|arn:aws:iam::111122223333:user/old",
     "identity-admin-equivalent|arn:aws:iam::111122223333:user/svc",
     "identity-overscoped|arn:aws:iam::111122223333:user/svc",
 ];
@@ -188,7 +199,7 @@ async fn check(case: &Case) {
         ALL.iter().map(|s| s.to_string()).collect(),
         "{what}: every finding is recorded"
     );
-    for subject in [KEY, SVC, OLD_KEY, NEW_KEY, NEW_FED] {
+    for subject in [KEY, SVC, OLD_KEY, OLD, NEW_KEY, NEW_FED] {
         let a = action(&first.plan, subject);
         if case.held.contains(&subject) {
             assert_eq!(a.status, Verdict::Skip, "{what}: {subject} is held: {a:?}");
@@ -248,13 +259,23 @@ async fn each_gap_holds_only_what_it_blinds() {
         // privilege findings stay open and nothing is detached.
         Case {
             gap: Unseen::DirectoryRoles,
-            held: &[SVC],
+            held: &[SVC, OLD],
             reason: "source aws could not read: privilege (directory roles)",
             open_after_fix: &[
                 "detach-overscoped|arn:aws:iam::111122223333:user/svc",
+                "entitlement-unused|arn:aws:iam::111122223333:user/old",
                 "identity-admin-equivalent|arn:aws:iam::111122223333:user/svc",
                 "identity-overscoped|arn:aws:iam::111122223333:user/svc",
             ],
+        },
+        // Entitlement usage unread (service last-accessed data of some
+        // principals): only the unused-entitlement finding and its detach
+        // are held; privilege and usage findings are judged.
+        Case {
+            gap: Unseen::EntitlementUsage,
+            held: &[OLD],
+            reason: "source aws could not read: entitlement usage (entitlement usage)",
+            open_after_fix: &["entitlement-unused|arn:aws:iam::111122223333:user/old"],
         },
         // Last use unread: staleness is unknown; an unapproved key is not.
         Case {
@@ -275,7 +296,7 @@ async fn each_gap_holds_only_what_it_blinds() {
         // A whole account unread: everything is held.
         Case {
             gap: Unseen::Account { via_role: None },
-            held: &[KEY, SVC, OLD_KEY, NEW_KEY, NEW_FED],
+            held: &[KEY, SVC, OLD_KEY, OLD, NEW_KEY, NEW_FED],
             reason: "source aws could not read: the whole source (account)",
             open_after_fix: ALL,
         },

@@ -474,3 +474,115 @@ fn provider_managed_identities_are_never_acted_on() {
     }
     assert!(on(USER).iter().all(|a| a.status == Verdict::Act));
 }
+
+/// `held_four_ways` with last uses read: the in-scope read policy unused
+/// for 200 days, the directly held policy beyond scope used 5 days ago,
+/// the group-held and eligible ones never used.
+fn with_last_uses() -> World {
+    let mut w = held_four_ways();
+    for g in &mut w.inv.grants {
+        g.last_used = Some(match g.entitlement.as_str() {
+            READ_POLICY => Usage::Used {
+                at: now() - days(200),
+                service: Some("s3".into()),
+                region: None,
+            },
+            DIRECT => Usage::Used {
+                at: now() - days(5),
+                service: Some("glue".into()),
+                region: None,
+            },
+            _ => Usage::Never,
+        });
+    }
+    w
+}
+
+#[test]
+fn unused_entitlements_detach_exactly_the_direct_grants_unused_beyond_the_threshold() {
+    let w = with_last_uses();
+    // Built-in rules alone: entitlement-unused asks; the used policy, the
+    // group-held and the eligible ones stay.
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    let detach: Vec<&ResolvedAction> = plan
+        .actions
+        .iter()
+        .filter(|a| a.request.operation == Operation::DetachEntitlements)
+        .collect();
+    assert_eq!(detach.len(), 1, "{:?}", plan.actions);
+    assert_eq!(
+        detach[0].request.entitlements,
+        vec![READ_POLICY.to_string()]
+    );
+    assert_eq!(detach[0].rules, vec!["entitlement-unused".to_string()]);
+    assert_eq!(detach[0].status, Verdict::Act);
+
+    // Beside a rule detaching what lies beyond scope: one action, the union
+    // of both sets, both rules named.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = detach_rules(dir.path());
+    cfg.builtin = true;
+    let plan = plan_of(&w, &[], &cfg);
+    let detach: Vec<&ResolvedAction> = plan
+        .actions
+        .iter()
+        .filter(|a| a.request.operation == Operation::DetachEntitlements)
+        .collect();
+    assert_eq!(detach.len(), 1, "{:?}", plan.actions);
+    let mut ents = detach[0].request.entitlements.clone();
+    ents.sort();
+    assert_eq!(ents, vec![DIRECT.to_string(), READ_POLICY.to_string()]);
+    assert_eq!(
+        detach[0].rules,
+        vec![
+            "detach-overscope".to_string(),
+            "entitlement-unused".to_string()
+        ]
+    );
+
+    // A higher threshold: nothing is unused long enough, nothing detached.
+    let cfg = RulesConfig {
+        params: [(
+            "unused_days".to_string(),
+            nhi_assure::engine::rules::Param::Int(365),
+        )]
+        .into(),
+        ..RulesConfig::default()
+    };
+    let plan = plan_of(&w, &[], &cfg);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| a.request.operation == Operation::DetachEntitlements),
+        "{:?}",
+        plan.actions
+    );
+}
+
+#[test]
+fn an_entitlement_usage_gap_holds_the_detach() {
+    let mut w = with_last_uses();
+    w.inv.coverage.gaps.push(Gap {
+        unseen: Unseen::EntitlementUsage,
+        reason: "1 of 2 principals not read".into(),
+    });
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    let a = plan
+        .actions
+        .iter()
+        .find(|a| a.request.operation == Operation::DetachEntitlements)
+        .expect("planned, held");
+    assert!(
+        skipped(a).is_some_and(|r| r.contains("entitlement usage")),
+        "{a:?}"
+    );
+    // What does not depend on it still acts.
+    let mut w = two_keys();
+    w.inv.coverage.gaps.push(Gap {
+        unseen: Unseen::EntitlementUsage,
+        reason: "x".into(),
+    });
+    let plan = plan_of(&w, &[], &RulesConfig::default());
+    assert!(plan.actions.iter().all(|a| a.status == Verdict::Act));
+}

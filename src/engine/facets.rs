@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Facets(u32);
 
-// Bits 0..4: the facets without a kind; 8..16 credential kinds; 16..32
+// Bits 0..8: the facets without a kind; 8..16 credential kinds; 16..32
 // identity kinds (room for the kinds the contract may add).
 const CREDENTIAL_SHIFT: u32 = 8;
 const IDENTITY_SHIFT: u32 = 16;
@@ -92,6 +92,8 @@ impl Facets {
     pub const HUMAN_LOGIN: Facets = Facets(1 << 2);
     /// Anything the source holds.
     pub const WHOLE_SOURCE: Facets = Facets(1 << 3);
+    /// The last use of held entitlements.
+    pub const ENTITLEMENT_USAGE: Facets = Facets(1 << 4);
     /// Every credential kind: a fact counting an identity's credentials.
     pub const ALL_CREDENTIAL_KINDS: Facets = Facets(0xff << CREDENTIAL_SHIFT);
     /// Every identity kind: a fact about whether an identity exists.
@@ -125,6 +127,7 @@ impl Facets {
             Blinds::Privilege => Facets::PRIVILEGE,
             Blinds::HumanLogin => Facets::HUMAN_LOGIN,
             Blinds::WholeSource => Facets::WHOLE_SOURCE,
+            Blinds::EntitlementUsage => Facets::ENTITLEMENT_USAGE,
         }
     }
 
@@ -168,13 +171,15 @@ impl Facets {
     }
 
     /// The contract facets set, in a stable order (usage, privilege, human
-    /// login, whole source, credential kinds, identity kinds).
+    /// login, whole source, entitlement usage, credential kinds, identity
+    /// kinds).
     pub fn blinds(self) -> Vec<Blinds> {
         let plain = [
             Blinds::Usage,
             Blinds::Privilege,
             Blinds::HumanLogin,
             Blinds::WholeSource,
+            Blinds::EntitlementUsage,
         ];
         let kinds = CREDENTIAL_KINDS.iter().map(|&k| Blinds::CredentialKind(k));
         let idents = IDENTITY_KINDS.iter().map(|&k| Blinds::IdentityKind(k));
@@ -210,6 +215,7 @@ pub fn name(b: Blinds) -> String {
         Blinds::Privilege => "privilege".into(),
         Blinds::HumanLogin => "human login".into(),
         Blinds::WholeSource => "the whole source".into(),
+        Blinds::EntitlementUsage => "entitlement usage".into(),
     }
 }
 

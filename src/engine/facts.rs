@@ -103,8 +103,26 @@ pub struct IdentityFacts {
     pub overscope_transitive: Vec<u32>,
     /// Identities reachable through assume-role chains.
     pub assumable: i64,
+    /// Entitlements it holds directly and actively whose last use was read
+    /// (see [`UnusedGrant`]), each once.
+    pub unused: Vec<UnusedGrant>,
+    /// The longest any of `unused` has gone without use, in days.
+    pub entitlement_unused_days: Option<i64>,
     /// Whether it has an owner (an owner node in the graph).
     pub has_owner: bool,
+}
+
+/// How long an entitlement held directly has gone without use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnusedGrant {
+    /// Entitlement index.
+    pub entitlement: u32,
+    /// Grant index (its `last_used`, for evidence).
+    pub grant: u32,
+    /// Whole days since its last use; for one never used in the provider's
+    /// tracking period, the identity's age (the provider records no
+    /// attachment time, so the grant is at most that old).
+    pub days: i64,
 }
 
 /// Facts about one credential.
@@ -147,9 +165,14 @@ pub fn held_directly(g: &nhi_contract::Grant) -> bool {
     !g.eligible && !g.via.as_deref().is_some_and(via_group)
 }
 
-/// Whether a grant's `via` names a group.
+/// Whether a grant's `via` names a group: `group:<id>` (Entra ID), an AWS
+/// group ARN, or `group/<name>` as snapshots write it (the snapshot
+/// format's own example): a detach must never take such a grant for the
+/// identity's own.
 pub fn via_group(via: &str) -> bool {
-    via.starts_with("group:") || (via.starts_with("arn:") && via.contains(":group/"))
+    via.starts_with("group:")
+        || via.starts_with("group/")
+        || (via.starts_with("arn:") && via.contains(":group/"))
 }
 
 /// Whether a credential authenticates at `now`: the provider says it is
@@ -373,6 +396,7 @@ impl Ctx<'_> {
                 }
             }
         }
+        self.unused_grants(i, &mut f);
         let mut valid: Vec<u32> = Vec::new();
         for a in self.graph.approvals_of(i) {
             f.approval_count += 1;
@@ -448,6 +472,37 @@ impl Ctx<'_> {
         f.overscope_transitive
             .retain(|e| !f.overscope_direct.contains(e) && !self.holds(i, *e));
         f
+    }
+
+    /// Direct, active grants whose last use the source read: unknown (not
+    /// read, or read as unknown) is left out, never taken as unused.
+    fn unused_grants(&self, i: u32, f: &mut IdentityFacts) {
+        for (e, g) in self.graph.held_grants(i) {
+            let grant = &self.estate.grants[g as usize];
+            if !held_directly(grant) {
+                continue;
+            }
+            let days = match &grant.last_used {
+                Some(Usage::Used { at, .. }) => Some(days(self.now - *at)),
+                Some(Usage::Never) => f.age_days,
+                Some(Usage::Unknown) | None => None,
+            };
+            let Some(days) = days else { continue };
+            match f.unused.iter_mut().find(|u| u.entitlement == e) {
+                // Held directly twice: the more recent use stands.
+                Some(u) if days < u.days => {
+                    u.days = days;
+                    u.grant = g;
+                }
+                Some(_) => {}
+                None => f.unused.push(UnusedGrant {
+                    entitlement: e,
+                    grant: g,
+                    days,
+                }),
+            }
+        }
+        f.entitlement_unused_days = f.unused.iter().map(|u| u.days).max();
     }
 
     fn holds(&self, i: u32, e: u32) -> bool {

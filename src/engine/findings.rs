@@ -247,6 +247,16 @@ pub fn materialize_with_subjects(
                             ents(&f.overscope_transitive),
                         );
                     }
+                    if rule
+                        .fields
+                        .iter()
+                        .any(|p| p == "identity.entitlement_unused_days")
+                    {
+                        ev.insert(
+                            "unused_entitlements".into(),
+                            unused_json(estate, f, rule.unused_days()),
+                        );
+                    }
                     let privilege_facts = [
                         "identity.admin",
                         "identity.admin_direct",
@@ -326,6 +336,40 @@ pub fn materialize_with_subjects(
             .then_with(|| a.credential_id.cmp(&b.credential_id))
     });
     out
+}
+
+/// The directly held entitlements unused beyond `threshold` days (all whose
+/// last use was read, without one), longest unused first: each with its
+/// last use and the services it allows — none of them used since.
+fn unused_json(
+    estate: &Estate,
+    f: &crate::engine::facts::IdentityFacts,
+    threshold: Option<i64>,
+) -> Value {
+    let mut list: Vec<&crate::engine::facts::UnusedGrant> = f
+        .unused
+        .iter()
+        .filter(|u| threshold.is_none_or(|t| u.days > t))
+        .collect();
+    list.sort_by_key(|u| std::cmp::Reverse(u.days));
+    list.into_iter()
+        .map(|u| {
+            let ent = &estate.entitlements[u.entitlement as usize];
+            let mut services: Vec<&str> = ent
+                .actions
+                .iter()
+                .map(|a| a.split_once(':').map_or(a.as_str(), |(s, _)| s))
+                .collect();
+            services.sort_unstable();
+            services.dedup();
+            json!({
+                "entitlement": ent.id,
+                "days_unused": u.days,
+                "last_used": estate.grants[u.grant as usize].last_used,
+                "services": services,
+            })
+        })
+        .collect()
 }
 
 /// The entitlements identity `i` holds through a group or as eligible,

@@ -30,7 +30,7 @@ use crate::engine::estate::Estate;
 use crate::engine::facets::Facets;
 use crate::engine::facts::Facts;
 use crate::engine::findings;
-use crate::engine::rules::{Hit, Kind, RuleSet};
+use crate::engine::rules::{Hit, Kind, RuleSet, Target};
 
 /// Approval scopes and protected ids: `*` only, ASCII case ignored.
 const SCOPE: Syntax = Syntax::STAR_ASCII_CASELESS;
@@ -108,8 +108,9 @@ pub enum SkipReason {
     /// An identity the provider manages for its own services (an AWS
     /// service-linked role): never remediated.
     ProviderManaged,
-    /// Entitlements to detach, but every one beyond scope is held through a
-    /// group or as eligible: detaching from the identity cannot remove it.
+    /// Entitlements to detach, but every one the rules ask for is held
+    /// through a group or as eligible: detaching from the identity cannot
+    /// remove it.
     HeldIndirectly,
     /// Every ask the source saw is covered by an exception (index into
     /// `Estate::exceptions`): the risk is accepted until it ends.
@@ -205,6 +206,43 @@ fn strength(op: Operation) -> u8 {
     }
 }
 
+/// The entitlements detaching removes from identity `ident` for the rules
+/// `asking` (indices), each once: beyond scope (`entitlements`: those of
+/// them held directly and actively) and unused beyond each rule's
+/// threshold (`unused_entitlements`). Never one held through a group or as
+/// eligible, never one whose last use is unknown.
+pub fn detach_set(
+    facts: &Facts,
+    rules: &RuleSet,
+    ident: u32,
+    asking: impl Iterator<Item = u16>,
+) -> Vec<u32> {
+    let f = &facts.identities[ident as usize];
+    let mut out: Vec<u32> = Vec::new();
+    for r in asking {
+        let rule = &rules.rules[r as usize];
+        let ents: Vec<u32> = match rule.target {
+            Target::Entitlements => f.detachable.clone(),
+            Target::UnusedEntitlements => match rule.unused_days() {
+                Some(days) => f
+                    .unused
+                    .iter()
+                    .filter(|u| u.days > days)
+                    .map(|u| u.entitlement)
+                    .collect(),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for e in ents {
+            if !out.contains(&e) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
 impl Plan {
     /// Derive the plan from rule hits.
     pub fn build(
@@ -262,7 +300,7 @@ impl Plan {
             } else if identity.provider_managed {
                 Disposition::Skip(SkipReason::ProviderManaged)
             } else if first_op == Operation::DetachEntitlements
-                && facts.identities[ident as usize].detachable.is_empty()
+                && detach_set(facts, rules, ident, group.iter().map(|w| w.3)).is_empty()
             {
                 Disposition::Skip(SkipReason::HeldIndirectly)
             } else if protected.covers(&identity.id)
@@ -311,10 +349,9 @@ impl Plan {
             .map(|a| {
                 let identity = &estate.identities[a.identity as usize];
                 let entitlements = if a.operation == Operation::DetachEntitlements {
-                    facts.identities[a.identity as usize]
-                        .detachable
-                        .iter()
-                        .map(|&e| estate.entitlements[e as usize].id.clone())
+                    detach_set(facts, rules, a.identity, a.rules.iter().copied())
+                        .into_iter()
+                        .map(|e| estate.entitlements[e as usize].id.clone())
                         .collect()
                 } else {
                     Vec::new()
@@ -356,7 +393,7 @@ impl Plan {
                     Disposition::Skip(SkipReason::HeldIndirectly) => (
                         Verdict::Skip,
                         Some(
-                            "every entitlement beyond scope is held through a group or as \
+                            "every entitlement to detach is held through a group or as \
                              eligible: remove the membership or the eligibility"
                                 .to_string(),
                         ),

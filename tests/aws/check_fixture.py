@@ -554,6 +554,44 @@ def check_trust_roles(fx: Fixture, ready: dict) -> None:
           "moto keeps Principal \"*\" as written")
 
 
+LAST_ACCESSED = HERE / "scenarios" / "last-accessed.json"
+
+
+def check_last_accessed(fx: Fixture, ready: dict) -> None:
+    """moto lacks GenerateServiceLastAccessedDetails / GetServiceLastAccessedDetails:
+    the proxy serves them in the API reference's shapes, which botocore parses against
+    the IAM service model; IN_PROGRESS first (--proxy-last-accessed-in-progress 1),
+    then COMPLETED, paged by MaxItems / Marker."""
+    iam = client("iam", ready["proxy"])
+    job = iam.generate_service_last_accessed_details(Arn=ready["users"]["app-stale"])["JobId"]
+    first = iam.get_service_last_accessed_details(JobId=job)
+    equal(first["JobStatus"], "IN_PROGRESS", "first get of a job")
+    pages, marker = [], None
+    while True:
+        kw = {"JobId": job, "MaxItems": 1, **({"Marker": marker} if marker else {})}
+        page = iam.get_service_last_accessed_details(**kw)
+        equal(page["JobStatus"], "COMPLETED", "later gets")
+        equal(page["JobType"], "SERVICE_LEVEL", "job type")
+        pages.append(page["ServicesLastAccessed"])
+        if not page["IsTruncated"]:
+            break
+        marker = page["Marker"]
+    equal([[s["ServiceNamespace"] for s in p] for p in pages], [["dynamodb"], ["s3"]], "one service per page")
+    by_ns = {s["ServiceNamespace"]: s for p in pages for s in p}
+    about(by_ns["s3"]["LastAuthenticated"], 200, "s3 last accessed")
+    equal(by_ns["s3"]["TotalAuthenticatedEntities"], 1, "s3 entities")
+    never = iam.generate_service_last_accessed_details(Arn=ready["users"]["app-never"])["JobId"]
+    iam.get_service_last_accessed_details(JobId=never)
+    sqs = iam.get_service_last_accessed_details(JobId=never)["ServicesLastAccessed"]
+    equal([(s["ServiceNamespace"], "LastAuthenticated" in s, s["TotalAuthenticatedEntities"]) for s in sqs],
+          [("sns", True, 1), ("sqs", False, 0)], "never accessed: no LastAuthenticated")
+    err = error_of(lambda: iam.get_service_last_accessed_details(JobId="examplef-9999-c245-eba4-71fe298bcda7"))
+    check(err and err[0] == 404 and err[1]["Code"] == "NoSuchEntity", f"unknown job: {err}")
+    counted = stats(ready)["actions"]
+    equal(counted.get("GenerateServiceLastAccessedDetails"), 2, "generates counted")
+    equal(counted.get("GetServiceLastAccessedDetails"), 6, "gets counted")
+
+
 def main() -> int:
     t0 = time.monotonic()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -570,6 +608,8 @@ def main() -> int:
             check_accounts_boundaries_and_gaad_paging)
         run("smoke.json", SMOKE, [], check_smoke)
         run("trust.json: instance profiles, service-linked roles", TRUST, [], check_trust_roles)
+        run("service last-accessed (proxy)", LAST_ACCESSED, ["--proxy-last-accessed-in-progress", "1"],
+            check_last_accessed)
         run("throttle + per-action faults", small,
             ["--proxy-throttle-first", "2", "--proxy-fail-action", "ListSSHPublicKeys=500",
              "--proxy-fail-action", "GetLoginProfile=403:AccessDenied"], check_throttle_and_actions)

@@ -3,7 +3,7 @@
 
     python3 tests/aws/moto_fixture.py SCENARIO.json [--proxy-fail-all CODE]
         [--proxy-throttle-first N] [--proxy-fail-action Action=CODE[:ErrorCode] ...]
-        [--proxy-gaad-roles-first]
+        [--proxy-gaad-roles-first] [--proxy-last-accessed-in-progress N]
         [--verbose]
 
 Starts moto in-process plus a counting / fault-injecting HTTP proxy in front of
@@ -81,10 +81,10 @@ ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
                  "aws_managed_policies", "description", "principals", "accounts",
                  "oidc_providers", "service_linked_roles", "service_specific_credentials",
-                 "credential_report"},
+                 "credential_report", "service_last_accessed"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
-                "oidc_providers", "service_linked_roles"},
+                "oidc_providers", "service_linked_roles", "service_last_accessed"},
     "service_linked_role": {"service", "created_days_ago"},
     "oidc_provider": {"url", "client_ids"},
     "user": {"name", "path", "tags", "login_profile", "mfa", "groups", "managed_policies",
@@ -203,6 +203,9 @@ class Seeder:
         # Served by the proxy (moto does not implement ListServiceSpecificCredentials);
         # None: not in the scenario, the request goes to moto (an HTML 500).
         self.service_credentials: list[dict] | None = None
+        # Service last-accessed data, served by the proxy (moto lacks the API).
+        self.last_accessed: dict[str, dict[str, dt.datetime | None]] = {}
+        self.other_last_accessed: dict[str, dict[str, dict[str, dt.datetime | None]]] = {}
 
     @property
     def backend(self) -> Any:
@@ -257,6 +260,7 @@ class Seeder:
             raise ScenarioError(f"credential_report: expected 'moto' or 'aws', got {report!r}")
         if report == "aws":
             self.fill_report_key_usage()
+        self.last_accessed = self.check_last_accessed(s.get("service_last_accessed") or {})
         self.verify()
         # Other accounts, each through its own backend; logical key names stay unique
         # across all of them.
@@ -268,8 +272,28 @@ class Seeder:
             sub.setdefault("aws_managed_policies", s.get("aws_managed_policies", "all"))
             other = Seeder(sub, self.iam.meta.endpoint_url, account)
             other.seed()
+            self.other_last_accessed[account] = other.last_accessed
             for logical, key_id in other.keys.items():
                 self.add_key_name(logical, key_id)
+
+    def check_last_accessed(self, spec: Any) -> dict[str, dict[str, dt.datetime | None]]:
+        """{principal name: {service namespace: days ago | null}} -> the same with
+        instants (None: listed, never accessed in the tracking period)."""
+        if not isinstance(spec, dict):
+            raise ScenarioError("service_last_accessed: expected an object")
+        known = {u["name"] for u in self.scenario.get("users") or []} | \
+                {r["name"] for r in self.scenario.get("roles") or []}
+        out: dict[str, dict[str, dt.datetime | None]] = {}
+        for name, services in spec.items():
+            if name not in known:
+                raise ScenarioError(f"service_last_accessed: no user or role named {name!r}")
+            if not isinstance(services, dict):
+                raise ScenarioError(f"service_last_accessed.{name}: expected an object")
+            for ns, days in services.items():
+                if days is not None and not isinstance(days, (int, float)):
+                    raise ScenarioError(f"service_last_accessed.{name}.{ns}: days ago or null")
+            out[name] = {ns: self.days_ago(days) for ns, days in services.items()}
+        return out
 
     # -- AWS managed policies -----------------------------------------------
 
@@ -762,6 +786,87 @@ def service_credentials_page(creds: list[dict], params: dict[str, list[str]]) ->
             "</ListServiceSpecificCredentialsResponse>").encode()
 
 
+# Display names for the namespaces tests use; others are shown as their namespace.
+SERVICE_NAMES = {"s3": "Amazon Simple Storage Service", "dynamodb": "Amazon DynamoDB",
+                 "sqs": "Amazon Simple Queue Service", "sns": "Amazon Simple Notification Service",
+                 "iam": "AWS Identity and Access Management", "ec2": "Amazon EC2",
+                 "lambda": "AWS Lambda", "sts": "AWS Security Token Service"}
+LAST_ACCESSED_ACTIONS = ("GenerateServiceLastAccessedDetails", "GetServiceLastAccessedDetails")
+IAM_XMLNS = "https://iam.amazonaws.com/doc/2010-05-08/"
+
+
+def iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class LastAccessed:
+    """Service last-accessed jobs, which moto does not implement, answered from the
+    scenario in the shapes of the IAM API reference's examples: Generate returns a
+    JobId; Get returns the job (IN_PROGRESS for the first N gets of each job with
+    --proxy-last-accessed-in-progress N, then COMPLETED) with one ServicesLastAccessed
+    member per service listed for the principal, sorted by namespace, paged by
+    MaxItems / Marker."""
+
+    def __init__(self, data: dict[str, dict[str, dict[str, dt.datetime | None]]],
+                 in_progress: int):
+        self.data = data  # account -> principal name -> namespace -> instant or None
+        self.in_progress = in_progress
+        self.jobs: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def wrap(action: str, result: str) -> bytes:
+        return (f'<{action}Response xmlns="{IAM_XMLNS}"><{action}Result>{result}</{action}Result>'
+                f"<ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></{action}Response>").encode()
+
+    def answer(self, action: str, params: dict[str, list[str]]) -> tuple[int, bytes]:
+        one = lambda k: params.get(k, [""])[0]  # noqa: E731
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        if action == "GenerateServiceLastAccessedDetails":
+            arn = one("Arn")
+            parts = arn.split(":")
+            if len(parts) < 6 or parts[2] != "iam":
+                return 400, error_body(400, "InvalidInput", f"invalid ARN {arn}")
+            account, name = parts[4], parts[5].rsplit("/", 1)[-1]
+            with self.lock:
+                job_id = f"examplef-{len(self.jobs):04d}-c245-eba4-71fe298bcda7"
+                self.jobs[job_id] = {"account": account, "name": name, "arn": arn,
+                                     "created": now, "gets": 0}
+            return 200, self.wrap(action, f"<JobId>{job_id}</JobId>")
+        with self.lock:
+            job = self.jobs.get(one("JobId"))
+            if job is None:
+                return 404, error_body(404, "NoSuchEntity", f"no job {one('JobId')}")
+            job["gets"] += 1
+            running = job["gets"] <= self.in_progress
+        head = f"<JobType>SERVICE_LEVEL</JobType><JobCreationDate>{iso(job['created'])}</JobCreationDate>"
+        if running:
+            return 200, self.wrap(action, f"{head}<JobStatus>IN_PROGRESS</JobStatus>"
+                                          "<ServicesLastAccessed></ServicesLastAccessed>")
+        services = sorted(self.data.get(job["account"], {}).get(job["name"], {}).items())
+        start = int(one("Marker") or 0)
+        size = int(one("MaxItems") or 100)
+        page = services[start:start + size]
+        members = []
+        for ns, at in page:
+            m = ""
+            if at is not None:
+                m += (f"<LastAuthenticated>{iso(at)}</LastAuthenticated>"
+                      f"<LastAuthenticatedEntity>{job['arn']}</LastAuthenticatedEntity>"
+                      f"<LastAuthenticatedRegion>{REGION}</LastAuthenticatedRegion>")
+            m += (f"<TotalAuthenticatedEntities>{0 if at is None else 1}</TotalAuthenticatedEntities>"
+                  f"<ServiceName>{SERVICE_NAMES.get(ns, ns)}</ServiceName>"
+                  f"<ServiceNamespace>{ns}</ServiceNamespace>")
+            members.append(f"<member>{m}</member>")
+        more = start + size < len(services)
+        tail = f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>"
+        if more:
+            tail += f"<Marker>{start + size}</Marker>"
+        return 200, self.wrap(action, f"{head}<ServicesLastAccessed>{''.join(members)}</ServicesLastAccessed>"
+                                      f"<JobStatus>COMPLETED</JobStatus>"
+                                      f"<JobCompletionDate>{iso(now)}</JobCompletionDate>{tail}")
+
+
 def signing_service(authorization: str) -> str | None:
     # SigV4: "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/iam/aws4_request, ..."
     marker = "Credential="
@@ -781,6 +886,7 @@ class ProxyServer(ThreadingHTTPServer):
         self.stats = Stats()
         self.verbose = verbose
         self.service_credentials: list[dict] | None = None
+        self.last_accessed: LastAccessed | None = None  # set once the scenario is seeded
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -853,6 +959,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         action = ""
         params: dict[str, list[str]] = {}
         self.gaad_marker: str | None = None
+        params: dict[str, list[str]] = {}
+        action = ""
         if not path.startswith("/moto-api"):  # moto's own control API: neither counted nor faulted
             params = request_params(query, body, self.headers.get("Content-Type", ""))
             action = params.get("Action", ["Unknown"])[0]
@@ -870,6 +978,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if action == "ListServiceSpecificCredentials" and self.server.service_credentials is not None:
             return self.reply(200, service_credentials_page(self.server.service_credentials, params),
                               [("Content-Type", "text/xml"), ("x-amzn-RequestId", "x")])
+        if action in LAST_ACCESSED_ACTIONS and self.server.last_accessed is not None:
+            status, data = self.server.last_accessed.answer(action, params)
+            return self.reply(status, data, [("Content-Type", "text/xml"), ("x-amzn-RequestId", "x")])
         self.forward(body)
 
     def forward(self, body: bytes) -> None:
@@ -911,6 +1022,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--proxy-gaad-roles-first", action="store_true",
                    help="answer GetAccountAuthorizationDetails in two pages: roles, groups and "
                         "policies first, users second")
+    p.add_argument("--proxy-last-accessed-in-progress", metavar="N", type=int, default=0,
+                   help="answer the first N GetServiceLastAccessedDetails of each job IN_PROGRESS")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     p.add_argument("--enforce-iam-auth", action="store_true",
                    help="after seeding, authenticate every request and enforce the caller's IAM policies")
@@ -963,6 +1076,9 @@ class Fixture:
             seeder = Seeder(scenario, endpoint)
             seeder.seed()
             self.proxy.service_credentials = seeder.service_credentials
+            self.proxy.last_accessed = LastAccessed(
+                {ACCOUNT_ID: seeder.last_accessed, **seeder.other_last_accessed},
+                self.args.proxy_last_accessed_in_progress)
         except Exception:  # any seeding failure: traceback, no ready line, exit 1
             traceback.print_exc(file=sys.stderr)
             return 1

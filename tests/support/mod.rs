@@ -92,6 +92,7 @@ pub fn grant(identity: &str, entitlement: &str) -> Grant {
         entitlement: entitlement.to_string(),
         via: None,
         eligible: false,
+        last_used: None,
     }
 }
 

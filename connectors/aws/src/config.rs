@@ -44,6 +44,69 @@ pub struct AwsConfig {
     /// trusting one of them does not trust a third party.
     #[serde(default)]
     pub trusted_accounts: Vec<String>,
+    /// Service last-accessed data (which granted services go unused).
+    #[serde(default)]
+    pub last_accessed: LastAccessedConfig,
+}
+
+/// `[sources.last_accessed]`: reading IAM's service last-accessed data
+/// (`GenerateServiceLastAccessedDetails` / `GetServiceLastAccessedDetails`)
+/// for the principals that hold policies directly, within a call budget.
+/// Off by default: each principal costs at least two calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LastAccessedConfig {
+    /// Read it at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// IAM calls the reading may make per scan, over every account of the
+    /// source (each principal: one generate, one or more gets). Principals
+    /// it cannot afford are not read: their last use is unknown, and the
+    /// source reports an `entitlement usage` gap.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: u64,
+    /// Principal ARNs in scope, with `*` wildcards (default: every user and
+    /// role).
+    #[serde(default = "default_principals")]
+    pub principals: Vec<String>,
+    /// Wait between polls of a job still in progress, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Polls of one job before its principal is given up as not read.
+    #[serde(default = "default_max_polls")]
+    pub max_polls: u32,
+    /// `MaxItems` per `GetServiceLastAccessedDetails` page.
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+}
+
+impl Default for LastAccessedConfig {
+    fn default() -> Self {
+        LastAccessedConfig {
+            enabled: false,
+            max_calls: default_max_calls(),
+            principals: default_principals(),
+            poll_interval_ms: default_poll_ms(),
+            max_polls: default_max_polls(),
+            page_size: default_page_size(),
+        }
+    }
+}
+
+fn default_max_calls() -> u64 {
+    2_000
+}
+fn default_principals() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_poll_ms() -> u64 {
+    1_000
+}
+fn default_max_polls() -> u32 {
+    30
+}
+fn default_page_size() -> i32 {
+    100
 }
 
 fn default_region() -> String {
@@ -77,6 +140,7 @@ impl AwsConfig {
             initial_backoff_ms: default_backoff_ms(),
             owner_tags: default_owner_tags(),
             trusted_accounts: Vec::new(),
+            last_accessed: LastAccessedConfig::default(),
         }
     }
 }
@@ -109,6 +173,48 @@ impl nhi_contract::SourceConnector for AwsConfig {
                 });
             }
         }
+        let la = &self.last_accessed;
+        nhi_contract::check_range(o, "last_accessed.max_calls", la.max_calls, 2, 1_000_000);
+        nhi_contract::check_range(
+            o,
+            "last_accessed.poll_interval_ms",
+            la.poll_interval_ms,
+            1,
+            60_000,
+        );
+        nhi_contract::check_range(o, "last_accessed.max_polls", la.max_polls, 1, 1_000);
+        nhi_contract::check_range(o, "last_accessed.page_size", la.page_size, 1, 1_000);
+        // Nested settings are located by their key path.
+        for p in &mut out {
+            p.key = p
+                .key
+                .iter()
+                .flat_map(|k| k.split('.'))
+                .map(str::to_string)
+                .collect();
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nhi_contract::SourceConnector;
+
+    #[test]
+    fn last_accessed_settings_are_range_checked_at_their_key() {
+        let mut c = AwsConfig::named("aws");
+        assert!(c.problems().is_empty());
+        c.last_accessed.max_calls = 1;
+        c.last_accessed.page_size = 0;
+        let keys: Vec<Vec<String>> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                vec!["last_accessed".to_string(), "max_calls".to_string()],
+                vec!["last_accessed".to_string(), "page_size".to_string()],
+            ]
+        );
     }
 }

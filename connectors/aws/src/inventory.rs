@@ -29,6 +29,7 @@ use nhi_contract::{
 };
 
 use crate::config::AwsConfig;
+use crate::last_accessed;
 use crate::policy::{self, PolicyDocument};
 use crate::sdk::{self, source_error, ts, CallStats};
 
@@ -120,6 +121,7 @@ impl InventorySource for AwsSource {
         let mut failures = Vec::new();
         let mut principals: Vec<Evaluated> = Vec::new();
         let mut scanned: BTreeSet<String> = BTreeSet::new();
+        let budget = last_accessed::Budget::new(self.config.last_accessed.max_calls);
         for role in &roles {
             let client = sdk::client_for(&base, &self.config, *role).await;
             let scan = Scan {
@@ -129,7 +131,14 @@ impl InventorySource for AwsSource {
                 refused: Default::default(),
             };
             match scan.account().await {
-                Ok((inv, read)) => {
+                Ok((mut inv, read)) => {
+                    if self.config.last_accessed.enabled {
+                        let cfg = &self.config;
+                        let gap =
+                            last_accessed::annotate(&client, cfg, &self.calls, &budget, &mut inv)
+                                .await;
+                        inv.coverage.gaps.extend(gap);
+                    }
                     scanned.extend(read.accounts);
                     principals.extend(read.principals);
                     merge(&mut out, inv);
@@ -1225,6 +1234,7 @@ impl Scan<'_> {
                     entitlement: ent,
                     via,
                     eligible: false,
+                    last_used: None,
                 });
             };
             for m in &p.managed {

@@ -15,13 +15,14 @@
 
 pub mod config;
 mod inventory;
+mod last_accessed;
 #[cfg(feature = "moto-fixture")]
 pub mod moto;
 pub mod policy;
 mod remediate;
 mod sdk;
 
-pub use config::AwsConfig;
+pub use config::{AwsConfig, LastAccessedConfig};
 pub use inventory::AwsSource;
 pub use remediate::AwsRemediator;
 pub use sdk::CallStats;

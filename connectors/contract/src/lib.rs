@@ -417,6 +417,12 @@ pub struct Grant {
     /// counts for privilege, but removing it is a different call.
     #[serde(default, skip_serializing_if = "is_false")]
     pub eligible: bool,
+    /// Latest use of what the entitlement allows by this holder (AWS: the
+    /// latest service last-accessed time among the services its actions
+    /// name). `None`: not read — unknown, never "unused". `Some(Never)`: no
+    /// use of any of its services in the provider's tracking period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<Usage>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -676,6 +682,10 @@ pub enum Unseen {
         /// The kind not listed.
         kind: IdentityKind,
     },
+    /// The last use of entitlements (AWS service last-accessed data) of
+    /// some principals in scope: a call budget spent, a job refused or
+    /// failed. Their grants carry no last use.
+    EntitlementUsage,
 }
 
 impl Unseen {
@@ -695,6 +705,7 @@ impl Unseen {
             | Unseen::EligibleAssignments => vec![Blinds::Privilege],
             // Identities themselves are missing.
             Unseen::Account { .. } => vec![Blinds::WholeSource],
+            Unseen::EntitlementUsage => vec![Blinds::EntitlementUsage],
         }
     }
 }
@@ -715,6 +726,7 @@ impl fmt::Display for Unseen {
             Unseen::GroupMemberships => f.write_str("group memberships"),
             Unseen::EligibleAssignments => f.write_str("eligible assignments"),
             Unseen::Identities { kind } => write!(f, "{} identities", kind.as_str()),
+            Unseen::EntitlementUsage => f.write_str("entitlement usage"),
         }
     }
 }
@@ -739,6 +751,9 @@ pub enum Blinds {
     HumanLogin,
     /// Anything the source holds may depend on it.
     WholeSource,
+    /// The last use of held entitlements (which of them go unused):
+    /// credentials, identities and who holds what are seen.
+    EntitlementUsage,
 }
 
 /// Everything one inventory source saw in one scan.

@@ -28,6 +28,8 @@ use crate::engine::facts::Facts;
 const VIA_ASSUME: Facets = Facets::PRIVILEGE.with(Facets::ALL_IDENTITY_KINDS);
 /// Counts of an identity's access keys.
 const ACCESS_KEYS: Facets = Facets::credential_kind(CredentialKind::AccessKey);
+/// Which entitlements go unused: their last use, and who holds them.
+const UNUSED: Facets = Facets::ENTITLEMENT_USAGE.with(Facets::PRIVILEGE);
 
 /// What a rule is evaluated on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -288,6 +290,7 @@ const IDENTITY: &[(&str, Facets)] = &[
     ("assumable", VIA_ASSUME),
     ("provider_managed", Facets::NONE),
     ("attachments", Facets::NONE),
+    ("entitlement_unused_days", UNUSED),
 ];
 
 fn identity_field(name: &str) -> Option<Typed> {
@@ -327,6 +330,7 @@ fn identity_field(name: &str) -> Option<Typed> {
         "assumable" => i!(|e, i| Some(facts(e, i).assumable)),
         "provider_managed" => b!(|e, i| ident(e, i).provider_managed),
         "attachments" => i!(|e, i| Some(ident(e, i).attached_to.len() as i64)),
+        "entitlement_unused_days" => i!(|e, i| facts(e, i).entitlement_unused_days),
         _ => return None,
     })
 }

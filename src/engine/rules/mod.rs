@@ -120,7 +120,16 @@ pub enum Target {
     Login,
     /// The identity's entitlements beyond the approved scope.
     Entitlements,
+    /// The entitlements the identity holds directly and actively whose
+    /// last use is older than the rule's `unused_days` parameter (an int
+    /// the rule must declare).
+    #[serde(rename = "unused_entitlements")]
+    UnusedEntitlements,
 }
+
+/// The parameter a rule targeting `unused_entitlements` declares: days
+/// without use beyond which an entitlement is detached.
+pub const UNUSED_DAYS: &str = "unused_days";
 
 /// A parameter value: rules declare defaults, configs override them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,7 +216,18 @@ impl Rule {
             (Action::Delete, Target::Credential) => Some(Operation::DeleteCredential),
             (_, Target::Identity) => Some(Operation::DisableIdentity),
             (_, Target::Login) => Some(Operation::RemoveLogin),
-            (_, Target::Entitlements) => Some(Operation::DetachEntitlements),
+            (_, Target::Entitlements | Target::UnusedEntitlements) => {
+                Some(Operation::DetachEntitlements)
+            }
+        }
+    }
+
+    /// For a rule targeting unused entitlements: the days without use
+    /// beyond which it detaches one.
+    pub fn unused_days(&self) -> Option<i64> {
+        match (self.target, self.params.get(UNUSED_DAYS)) {
+            (Target::UnusedEntitlements, Some(Param::Int(d))) => Some(*d),
+            _ => None,
         }
     }
 
@@ -525,6 +545,17 @@ impl RuleSet {
                         action.as_str(),
                         target,
                         d.subject.as_str()
+                    ),
+                ));
+            }
+            if target == Target::UnusedEntitlements
+                && !matches!(params.get(UNUSED_DAYS), Some(Param::Int(_)))
+            {
+                return Err(at(
+                    1,
+                    format!(
+                        "rule {}: target unused_entitlements needs an int parameter {UNUSED_DAYS}",
+                        d.id
                     ),
                 ));
             }

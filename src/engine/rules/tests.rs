@@ -58,7 +58,7 @@ fn every_documented_fact_compiles() {
 #[test]
 fn every_builtin_rule_maps_to_the_four_core_frameworks() {
     let set = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("load");
-    assert_eq!(set.rules.len(), 24);
+    assert_eq!(set.rules.len(), 25);
     for r in &set.rules {
         for fw in [
             "OWASP-NHI-2025:",
@@ -87,6 +87,23 @@ fn load_one(rule: &str) -> Result<RuleSet, RuleError> {
 }
 
 const RULE: &str = "id: r\ntitle: R\ndescription: d\nseverity: low\nsubject: credential\ncondition: credential.age_days > params.n\nparams:\n  n: 3\naction: flag\nremediation: x\ncontrols:\n  - \"OWASP-NHI-2025:NHI7\"\n";
+
+#[test]
+fn a_rule_detaching_unused_entitlements_needs_its_threshold() {
+    let rule = "id: r\ntitle: t\ndescription: d\nseverity: low\nsubject: identity\ncondition: identity.entitlement_unused_days > 30\naction: disable\ntarget: unused_entitlements\nremediation: r\ncontrols: [\"OWASP-NHI-2025:NHI5\"]\n";
+    let err = load_one(rule).expect_err("no unused_days").to_string();
+    assert!(
+        err.contains("r.yaml:1:") && err.contains("int parameter unused_days"),
+        "{err}"
+    );
+    let with = rule.replace("action:", "params: {unused_days: 30}\naction:");
+    let set = load_one(&with).expect("loads");
+    assert_eq!(set.rules[0].unused_days(), Some(30));
+    assert_eq!(
+        set.rules[0].operation(),
+        Some(nhi_contract::Operation::DetachEntitlements)
+    );
+}
 
 #[test]
 fn a_user_rule_loads() {
@@ -275,6 +292,10 @@ fn each_builtin_rule_depends_on_what_its_condition_reads() {
     }
     assert_eq!(depends("nhi-human-login"), Facets::HUMAN_LOGIN);
     assert_eq!(depends("identity-overscoped"), Facets::PRIVILEGE);
+    assert_eq!(
+        depends("entitlement-unused"),
+        Facets::ENTITLEMENT_USAGE.with(Facets::PRIVILEGE)
+    );
     for id in [
         "identity-admin-equivalent",
         "identity-overscoped-via-assume",

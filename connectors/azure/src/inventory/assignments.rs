@@ -313,6 +313,7 @@ impl Scan<'_> {
                 entitlement: id,
                 via: Some("delegated".into()),
                 eligible: false,
+                last_used: None,
             });
         }
     }

@@ -180,6 +180,7 @@ impl Held {
                 entitlement: id,
                 via: how.via,
                 eligible: how.eligible,
+                last_used: None,
             });
         }
     }
