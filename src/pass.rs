@@ -175,6 +175,9 @@ impl Context {
         let mut estate =
             read_inventories(&self.inventory, approvals, cache, subjects.as_deref()).await;
         estate.exceptions = exceptions;
+        // An account a source could not read holds its subjects this pass.
+        let mut held = held;
+        held.hold_unread_accounts(&estate);
         progress.set_message(format!(
             "evaluating {} identities, {} credentials",
             estate.identities.len(),
@@ -234,7 +237,7 @@ impl Context {
         for i in eval.graph.credential_identity.iter().flatten() {
             source_credentials[estate.identity_source[*i as usize] as usize] += 1;
         }
-        let target_states = target_states(&estate, &store.journal_open().await?);
+        let target_states = target_states(&estate, &held, &store.journal_open().await?);
         let mut plan = eval.plan.resolve(&estate, &eval.facts, rules);
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));
@@ -744,7 +747,7 @@ pub enum TargetState {
 
 /// The target state of each interrupted intent in `open`, by journal id,
 /// as `estate` read it.
-pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetState> {
+pub fn target_states(estate: &Estate, held: &Held, open: &[Entry]) -> HashMap<i64, TargetState> {
     let source = |name: &str| estate.sources.iter().find(|s| s.name == name);
     open.iter()
         .filter(|e| e.undo_of.is_none())
@@ -762,7 +765,10 @@ pub fn target_states(estate: &Estate, open: &[Entry]) -> HashMap<i64, TargetStat
                 .with(identity.map_or(Facets::ALL_IDENTITY_KINDS, |i| {
                     Facets::identity_kind(i.kind)
                 }));
-            let seen = source(&e.source).is_some_and(|s| s.state.sees(needs));
+            // A subject of an account the source could not read is absent
+            // because it was not read, not because the action finished.
+            let seen = source(&e.source).is_some_and(|s| s.state.sees(needs))
+                && !held.unread(&r.identity_id);
             if !seen {
                 return (e.id, TargetState::Unseen);
             }
@@ -876,8 +882,44 @@ mod tests {
             entry(1, Operation::DisableCredential, Some("secret-1")),
             entry(2, Operation::DetachEntitlements, None),
         ];
-        let states = target_states(&estate, &open);
+        let states = target_states(&estate, &Held::default(), &open);
         assert_eq!(states.get(&1), Some(&TargetState::Settled));
         assert_eq!(states.get(&2), Some(&TargetState::Unseen));
+    }
+
+    /// A target in an account its source could not read is absent from the
+    /// pass because it was not read: unseen, never settled.
+    #[test]
+    fn an_interrupted_action_in_an_unread_account_is_unseen_not_settled() {
+        let inv = Inventory {
+            coverage: Coverage {
+                gaps: vec![Gap {
+                    unseen: Unseen::Account {
+                        via_role: Some("arn:aws:iam::210987654321:role/scan".into()),
+                        subjects: Some("app-".into()),
+                    },
+                    reason: "AccessDenied".into(),
+                }],
+            },
+            ..Inventory::default()
+        };
+        let mut estate = Estate::default();
+        estate.add_inventory("azure", Provider::Azure, inv);
+        let mut held = Held::default();
+        held.hold_unread_accounts(&estate);
+        let open = [entry(1, Operation::DisableCredential, Some("secret-1"))];
+        assert_eq!(
+            target_states(&estate, &Held::default(), &open).get(&1),
+            Some(&TargetState::Settled),
+            "without the hold, a missing credential reads as removed"
+        );
+        assert_eq!(
+            target_states(&estate, &held, &open).get(&1),
+            Some(&TargetState::Unseen)
+        );
+        assert!(held
+            .reason("app-1")
+            .is_some_and(|r| r.contains("could not read account") && r.contains("AccessDenied")));
+        assert!(held.reason("other-1").is_none());
     }
 }

@@ -344,3 +344,55 @@ fn an_override_that_is_no_config_key_names_the_variable_and_what_it_would_set() 
     );
     assert!(!err.contains("Hidden-Pw"), "{err}");
 }
+
+/// The member role's StackSet template grants exactly the policy files
+/// (scan-only always, enforce only when enabled, undo never) and trusts
+/// only the scanner role named at deployment, with the external id when
+/// one is given: the template cannot drift from the files the IAM tests
+/// check against moto.
+#[test]
+fn the_member_role_template_grants_exactly_the_policy_files() {
+    let aws = root().join("deploy/aws");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(aws.join(name)).expect("read")).expect("json")
+    };
+    let t = read("member-role.cfn.json");
+    let role = &t["Resources"]["MemberRole"];
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    let p = &role["Properties"];
+    assert_eq!(p["RoleName"], serde_json::json!({"Ref": "RoleName"}));
+    assert_eq!(t["Parameters"]["RoleName"]["Default"], "nhi-assure-member");
+    let trust = &p["AssumeRolePolicyDocument"]["Statement"];
+    assert_eq!(trust.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        trust[0]["Principal"],
+        serde_json::json!({"AWS": {"Ref": "ScannerRoleArn"}})
+    );
+    assert_eq!(trust[0]["Action"], "sts:AssumeRole");
+    assert_eq!(
+        trust[0]["Condition"]["Fn::If"][1],
+        serde_json::json!({"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}})
+    );
+    let policies = p["Policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 2);
+    assert_eq!(policies[0]["PolicyDocument"], read("scan-only.json"));
+    let enforce = &policies[1]["Fn::If"];
+    assert_eq!(enforce[0], "Enforce");
+    assert_eq!(enforce[1]["PolicyDocument"], read("enforce.json"));
+    assert_eq!(enforce[2], serde_json::json!({"Ref": "AWS::NoValue"}));
+    assert_eq!(
+        t["Conditions"]["Enforce"],
+        serde_json::json!({"Fn::Equals": [{"Ref": "EnableEnforce"}, "true"]})
+    );
+    assert_eq!(t["Parameters"]["EnableEnforce"]["Default"], "false");
+    // The discovery permissions are the three calls the connector makes.
+    let d = read("organizations-discovery.json");
+    assert_eq!(
+        d["Statement"][0]["Action"],
+        serde_json::json!([
+            "organizations:ListAccounts",
+            "organizations:ListParents",
+            "organizations:ListTagsForResource"
+        ])
+    );
+}

@@ -295,7 +295,10 @@ async fn each_gap_holds_only_what_it_blinds() {
         },
         // A whole account unread: everything is held.
         Case {
-            gap: Unseen::Account { via_role: None },
+            gap: Unseen::Account {
+                via_role: None,
+                subjects: None,
+            },
             held: &[KEY, SVC, OLD_KEY, OLD, NEW_KEY, NEW_FED],
             reason: "source aws could not read: the whole source (account)",
             open_after_fix: ALL,

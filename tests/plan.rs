@@ -120,6 +120,7 @@ fn partial_source_gets_no_actions_for_what_it_could_not_see() {
     };
     let account = Unseen::Account {
         via_role: Some("arn:aws:iam::444455556666:role/audit".into()),
+        subjects: None,
     };
     for what in [access_keys, account] {
         let plan = with_gap(what.clone());

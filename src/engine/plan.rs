@@ -53,14 +53,19 @@ impl Protected {
 
 /// Subjects held for one pass, with why: the subjects of approval records a
 /// source could not map (it is unknown whether they are approved), or every
-/// subject when such a record names none. A held subject is treated like an
-/// unseen one: nothing of it is acted on, none of its findings resolved.
+/// subject when such a record names none; the subjects of an account a
+/// source could not read (by their id prefix). A held subject is treated
+/// like an unseen one: nothing of it is acted on, none of its findings
+/// resolved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Held {
     /// Every subject is held, for this reason.
     pub all: Option<String>,
     /// Held subjects (identity ids) and why.
     pub subjects: std::collections::BTreeMap<String, String>,
+    /// Held id prefixes (every subject of an unread account) and why.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub prefixes: std::collections::BTreeMap<String, String>,
 }
 
 impl Held {
@@ -68,13 +73,51 @@ impl Held {
     pub fn reason(&self, identity: &str) -> Option<&str> {
         self.subjects
             .get(identity)
+            .or_else(|| {
+                // Few prefixes (one per unread account): a scan is cheap.
+                self.prefixes
+                    .iter()
+                    .find(|(p, _)| !p.is_empty() && identity.starts_with(p.as_str()))
+                    .map(|(_, why)| why)
+            })
             .or(self.all.as_ref())
             .map(String::as_str)
     }
 
+    /// Whether `identity` belongs to an account its source could not read
+    /// (it may exist although the pass did not list it).
+    pub fn unread(&self, identity: &str) -> bool {
+        self.prefixes
+            .keys()
+            .any(|p| !p.is_empty() && identity.starts_with(p.as_str()))
+    }
+
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.all.is_none() && self.subjects.is_empty()
+        self.all.is_none() && self.subjects.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Hold the subjects of every account a source reported unread (an
+    /// [`Unseen::Account`](nhi_contract::Unseen::Account) gap naming their
+    /// id prefix).
+    pub fn hold_unread_accounts(&mut self, estate: &Estate) {
+        for (source, span) in estate.sources.iter().zip(&estate.spans) {
+            let Some(span) = span else { continue };
+            for gap in &span.coverage.gaps {
+                if let nhi_contract::Unseen::Account {
+                    subjects: Some(prefix),
+                    ..
+                } = &gap.unseen
+                {
+                    self.prefixes.entry(prefix.clone()).or_insert_with(|| {
+                        format!(
+                            "held: source {} could not read {} ({}); its subjects are unknown this pass",
+                            source.name, gap.unseen, gap.reason
+                        )
+                    });
+                }
+            }
+        }
     }
 
     /// Whether a finding that was open may be resolved by a run holding

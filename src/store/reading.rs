@@ -153,7 +153,10 @@ fn upgrade_v1_gaps(sources: &mut serde_json::Value) -> Result<(), StoreError> {
             (_, Some(kind)) => Unseen::Credentials { kind },
             ("usage", _) => Unseen::Usage,
             ("credential_report", _) => Unseen::CredentialReport,
-            ("account", _) => Unseen::Account { via_role: None },
+            ("account", _) => Unseen::Account {
+                via_role: None,
+                subjects: None,
+            },
             ("directory roles", _) => Unseen::DirectoryRoles,
             _ => match (
                 what.strip_prefix("account via "),
@@ -161,6 +164,7 @@ fn upgrade_v1_gaps(sources: &mut serde_json::Value) -> Result<(), StoreError> {
             ) {
                 (Some(role), _) => Unseen::Account {
                     via_role: Some(role.to_string()),
+                    subjects: None,
                 },
                 (_, Some(id)) => Unseen::Subscription { id: id.to_string() },
                 _ => return None,
@@ -232,11 +236,18 @@ mod tests {
             ),
             ("usage", Unseen::Usage),
             ("credential_report", Unseen::CredentialReport),
-            ("account", Unseen::Account { via_role: None }),
+            (
+                "account",
+                Unseen::Account {
+                    via_role: None,
+                    subjects: None,
+                },
+            ),
             (
                 "account via arn:aws:iam::1:role/r",
                 Unseen::Account {
                     via_role: Some("arn:aws:iam::1:role/r".into()),
+                    subjects: None,
                 },
             ),
             ("directory roles", Unseen::DirectoryRoles),

@@ -81,7 +81,7 @@ ALLOWED_FIELDS = {
     "scenario": {"users", "groups", "roles", "policies", "bulk_users", "root_access_key",
                  "aws_managed_policies", "description", "principals", "accounts",
                  "oidc_providers", "service_linked_roles", "service_specific_credentials",
-                 "credential_report", "service_last_accessed"},
+                 "credential_report", "service_last_accessed", "organization"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
                 "oidc_providers", "service_linked_roles", "service_last_accessed"},
@@ -103,6 +103,10 @@ ALLOWED_FIELDS = {
     "bulk_users": {"count", "prefix", "keys_per_user", "path", "tags"},
     "service_credential": {"name", "user", "service", "status", "created_days_ago"},
     "root_access_key": {"created_days_ago", "last_used"},
+    # An organisation whose management account is the scenario's own.
+    "organization": {"role_name", "ous", "accounts"},
+    "org_ou": {"name", "parent"},
+    "org_account": {"id", "name", "ou", "tags", "state", "assumable"},
 }
 
 
@@ -887,6 +891,8 @@ class ProxyServer(ThreadingHTTPServer):
         self.verbose = verbose
         self.service_credentials: list[dict] | None = None
         self.last_accessed: LastAccessed | None = None  # set once the scenario is seeded
+        # Member roles whose trust does not admit the caller (moto evaluates no trust).
+        self.refused_roles: set[str] = set()
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -950,6 +956,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if path == "/_stats" and self.command == "GET":
             return self.reply(200, json.dumps(self.server.stats.snapshot()).encode(),
                               [("Content-Type", "application/json")])
+        if path in ("/_assume/refuse", "/_assume/admit") and self.command == "POST":
+            # A member role's trust stops (or starts again) admitting the caller.
+            role = body.decode("utf-8", "replace").strip()
+            if path.endswith("refuse"):
+                self.server.refused_roles.add(role)
+            else:
+                self.server.refused_roles.discard(role)
+            return self.reply(200, json.dumps(sorted(self.server.refused_roles)).encode(),
+                              [("Content-Type", "application/json")])
         if path == "/_stats/reset" and self.command == "POST":
             self.server.stats.reset()
             return self.reply(200, json.dumps(self.server.stats.snapshot()).encode(),
@@ -963,13 +978,21 @@ class ProxyHandler(BaseHTTPRequestHandler):
         action = ""
         if not path.startswith("/moto-api"):  # moto's own control API: neither counted nor faulted
             params = request_params(query, body, self.headers.get("Content-Type", ""))
-            action = params.get("Action", ["Unknown"])[0]
+            # Query protocol (IAM, STS): Action=; JSON protocol (Organizations):
+            # X-Amz-Target: AWSOrganizationsV20161128.ListAccounts.
+            target = self.headers.get("X-Amz-Target", "")
+            action = params.get("Action", [target.rpartition(".")[2] or "Unknown"])[0]
             if action == "GetAccountAuthorizationDetails" and self.server.faults.gaad_roles_first:
                 self.gaad_marker = params.get("Marker", [""])[0]
             # Faults target IAM only: an STS call sharing the endpoint (e.g.
             # GetCallerIdentity) is counted but always forwarded.
             if signing_service(self.headers.get("Authorization", "")) in (None, "iam"):
                 fault = self.server.faults.decide(action, params)
+            elif action == "AssumeRole" and params.get("RoleArn", [""])[0] in self.server.refused_roles:
+                # What STS answers when the role's trust policy does not admit the caller.
+                fault = (403, "AccessDenied",
+                         f"User: arn:aws:iam::{ACCOUNT_ID}:user/testing is not authorized to perform: "
+                         f"sts:AssumeRole on resource: {params['RoleArn'][0]}")
             self.server.stats.record(action, fault is not None)
         if fault:
             status, code, message = fault
@@ -1003,6 +1026,59 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if self.gaad_marker is not None and resp.status == 200:
             data = gaad_page(data, self.gaad_marker)
         self.reply(resp.status, data, out)
+
+
+def seed_organization(spec: Any, endpoint: str) -> tuple[dict, set[str]]:
+    """Creates an organisation through the Organizations API, managed by the scenario's
+    own account: OUs (parents by name, "Root" for the root), member accounts with the
+    scenario's ids (CreateAccount draws them at random; the draw is pinned per call), each
+    with the member role CreateAccount makes (RoleName), moved to its OU, tagged, closed
+    when its state says so. Returns the ids for the ready line and the member-role ARNs
+    the proxy refuses to let anyone assume ("assumable": false)."""
+    from unittest import mock
+    from moto.organizations import utils as org_utils
+
+    spec = check_fields("organization", spec, "organization")
+    org = boto3.client(
+        "organizations", endpoint_url=endpoint, region_name=REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+        config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    described = org.create_organization(FeatureSet="ALL")["Organization"]
+    root = org.list_roots()["Roots"][0]["Id"]
+    ous: dict[str, str] = {"Root": root}
+    for i, ou in enumerate(spec.get("ous") or []):
+        ou = check_fields("org_ou", ou, f"organization.ous[{i}]")
+        parent = ou.get("parent", "Root")
+        if parent not in ous:
+            raise ScenarioError(f"organization.ous[{i}]: parent {parent!r} is not declared before it")
+        ous[ou["name"]] = org.create_organizational_unit(
+            ParentId=ous[parent], Name=ou["name"])["OrganizationalUnit"]["Id"]
+    role_name = spec.get("role_name", "OrganizationAccountAccessRole")
+    accounts: dict[str, str] = {}
+    refused: set[str] = set()
+    for i, acc in enumerate(spec.get("accounts") or []):
+        acc = check_fields("org_account", acc, f"organization.accounts[{i}]")
+        aid = acc["id"]
+        if not (isinstance(aid, str) and len(aid) == 12 and aid.isdigit()) or aid == ACCOUNT_ID:
+            raise ScenarioError(f"organization.accounts[{i}]: {aid!r} is not another 12-digit account id")
+        with mock.patch.object(org_utils, "make_random_account_id", return_value=aid):
+            org.create_account(AccountName=acc["name"], Email=f"{acc['name']}@example.com",
+                               RoleName=role_name, Tags=tag_list(acc.get("tags")))
+        ou = acc.get("ou", "Root")
+        if ou not in ous:
+            raise ScenarioError(f"organization.accounts[{i}]: ou {ou!r} is not declared")
+        if ou != "Root":
+            org.move_account(AccountId=aid, SourceParentId=root, DestinationParentId=ous[ou])
+        state = acc.get("state", "ACTIVE")
+        if state == "SUSPENDED":
+            org.close_account(AccountId=aid)
+        elif state != "ACTIVE":
+            raise ScenarioError(f"organization.accounts[{i}]: state {state!r} is not ACTIVE or SUSPENDED")
+        if acc.get("assumable", True) is False:
+            refused.add(f"arn:aws:iam::{aid}:role/{role_name}")
+        accounts[acc["name"]] = aid
+    return {"id": described["Id"], "root": root, "ous": ous, "accounts": accounts,
+            "role_name": role_name}, refused
 
 
 # ---------------------------------------------------------------------------
@@ -1068,11 +1144,16 @@ class Fixture:
         try:
             with open(self.args.scenario, encoding="utf-8") as f:
                 scenario = json.load(f)
-            if scenario.get("accounts"):
+            organization: dict | None = None
+            if scenario.get("accounts") or scenario.get("organization"):
                 # Several accounts: moto must pick the account per request (from the
                 # access key, e.g. one STS issued for a role in another account) instead
                 # of the pinned default.
                 os.environ.pop("MOTO_ACCOUNT_ID", None)
+            if scenario.get("organization"):
+                # Before the accounts' IAM: CreateAccount makes each member role.
+                organization, self.proxy.refused_roles = seed_organization(
+                    scenario["organization"], endpoint)
             seeder = Seeder(scenario, endpoint)
             seeder.seed()
             self.proxy.service_credentials = seeder.service_credentials
@@ -1099,6 +1180,8 @@ class Fixture:
         ready = {"endpoint": endpoint, "proxy": f"http://127.0.0.1:{self.proxy.server_address[1]}",
                  "account": ACCOUNT_ID, "keys": seeder.keys, "users": seeder.users, "roles": seeder.roles,
                  "principals": principals}
+        if organization is not None:
+            ready["organization"] = organization
         self.ready_out.write(json.dumps(ready, separators=(",", ":")) + "\n")
         self.ready_out.flush()
         log(f"ready in {time.monotonic() - PROCESS_START:.2f}s: moto {endpoint}, proxy {ready['proxy']}, "

@@ -47,6 +47,77 @@ pub struct AwsConfig {
     /// Service last-accessed data (which granted services go unused).
     #[serde(default)]
     pub last_accessed: LastAccessedConfig,
+    /// Discover the accounts from AWS Organizations instead of listing
+    /// `assume_roles` (the two are exclusive). Boxed: most sources have
+    /// none, and the registry's enum holds every source config inline.
+    #[serde(default)]
+    pub organization: Option<Box<OrganizationConfig>>,
+}
+
+/// `[sources.organization]`: the accounts of an AWS organisation, listed by
+/// `organizations:ListAccounts` from the management account or a delegated
+/// administrator, each read through a member role assumed by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationConfig {
+    /// Name (with path, if any) of the member role in every account:
+    /// `arn:aws:iam::<account>:role/<role_name>` is assumed to read it.
+    pub role_name: String,
+    /// Role assumed to call Organizations (in the management account or a
+    /// delegated administrator), if not the source's own credentials.
+    #[serde(default)]
+    pub discovery_role: Option<String>,
+    /// Only these account ids (empty: every account).
+    #[serde(default)]
+    pub include_accounts: Vec<String>,
+    /// Never these account ids (wins over every include).
+    #[serde(default)]
+    pub exclude_accounts: Vec<String>,
+    /// Only accounts under these OUs or roots (`ou-…`, `r-…`), at any depth
+    /// (empty: anywhere).
+    #[serde(default)]
+    pub include_ous: Vec<String>,
+    /// Never accounts under these OUs, at any depth.
+    #[serde(default)]
+    pub exclude_ous: Vec<String>,
+    /// Only accounts carrying every one of these tags (key = value).
+    #[serde(default)]
+    pub include_tags: std::collections::BTreeMap<String, String>,
+    /// Never accounts carrying any of these tags (key = value).
+    #[serde(default)]
+    pub exclude_tags: std::collections::BTreeMap<String, String>,
+    /// Accounts read at once (each with `max_concurrency` calls in flight).
+    #[serde(default = "default_accounts_concurrency")]
+    pub max_accounts_concurrency: usize,
+    /// Accounts the organisation may list before discovery refuses (a
+    /// bound on what one answer can make the scanner do).
+    #[serde(default = "default_max_accounts")]
+    pub max_accounts: usize,
+}
+
+fn default_accounts_concurrency() -> usize {
+    4
+}
+fn default_max_accounts() -> usize {
+    5_000
+}
+
+impl OrganizationConfig {
+    /// Defaults for everything but the member role's name.
+    pub fn with_role(role_name: &str) -> OrganizationConfig {
+        OrganizationConfig {
+            role_name: role_name.to_string(),
+            discovery_role: None,
+            include_accounts: Vec::new(),
+            exclude_accounts: Vec::new(),
+            include_ous: Vec::new(),
+            exclude_ous: Vec::new(),
+            include_tags: Default::default(),
+            exclude_tags: Default::default(),
+            max_accounts_concurrency: default_accounts_concurrency(),
+            max_accounts: default_max_accounts(),
+        }
+    }
 }
 
 /// `[sources.last_accessed]`: reading IAM's service last-accessed data
@@ -141,6 +212,7 @@ impl AwsConfig {
             owner_tags: default_owner_tags(),
             trusted_accounts: Vec::new(),
             last_accessed: LastAccessedConfig::default(),
+            organization: None,
         }
     }
 }
@@ -165,13 +237,15 @@ impl nhi_contract::SourceConnector for AwsConfig {
         nhi_contract::check_range(o, "max_concurrency", self.max_concurrency, 1, 256);
         nhi_contract::check_range(o, "max_attempts", self.max_attempts, 1, 20);
         nhi_contract::check_range(o, "initial_backoff_ms", self.initial_backoff_ms, 1, 60_000);
-        for (i, a) in self.trusted_accounts.iter().enumerate() {
-            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+        account_ids(o, "trusted_accounts", &self.trusted_accounts);
+        if let Some(org) = &self.organization {
+            if !self.assume_roles.is_empty() {
                 o.push(nhi_contract::SettingProblem {
-                    key: vec!["trusted_accounts".into(), i.to_string()],
-                    message: format!("{a:?} is not a 12-digit AWS account id"),
+                    key: vec!["organization".into()],
+                    message: "organization and assume_roles both name the accounts: use one".into(),
                 });
             }
+            org_problems(o, org);
         }
         let la = &self.last_accessed;
         nhi_contract::check_range(o, "last_accessed.max_calls", la.max_calls, 2, 1_000_000);
@@ -197,10 +271,97 @@ impl nhi_contract::SourceConnector for AwsConfig {
     }
 }
 
+/// Each entry of `list` must be a 12-digit account id.
+fn account_ids(o: &mut Vec<nhi_contract::SettingProblem>, key: &str, list: &[String]) {
+    for (i, a) in list.iter().enumerate() {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            o.push(nhi_contract::SettingProblem {
+                key: vec![key.into(), i.to_string()],
+                message: format!("{a:?} is not a 12-digit AWS account id"),
+            });
+        }
+    }
+}
+
+fn org_problems(o: &mut Vec<nhi_contract::SettingProblem>, org: &OrganizationConfig) {
+    let start = o.len();
+    // A role name (with an optional path) as IAM allows it: it becomes part
+    // of an ARN the scanner assumes, so nothing else may slip in.
+    let name_ok = !org.role_name.is_empty()
+        && org.role_name.len() <= 512
+        && !org.role_name.starts_with('/')
+        && org
+            .role_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b));
+    if !name_ok {
+        o.push(nhi_contract::SettingProblem {
+            key: vec!["role_name".into()],
+            message: format!(
+                "{:?} is not an IAM role name (letters, digits, +=,.@_- and a path)",
+                org.role_name
+            ),
+        });
+    }
+    account_ids(o, "include_accounts", &org.include_accounts);
+    account_ids(o, "exclude_accounts", &org.exclude_accounts);
+    for (key, list) in [
+        ("include_ous", &org.include_ous),
+        ("exclude_ous", &org.exclude_ous),
+    ] {
+        for (i, id) in list.iter().enumerate() {
+            if !(id.starts_with("ou-") || id.starts_with("r-")) {
+                o.push(nhi_contract::SettingProblem {
+                    key: vec![key.into(), i.to_string()],
+                    message: format!("{id:?} is not an OU (ou-…) or root (r-…) id"),
+                });
+            }
+        }
+    }
+    nhi_contract::check_range(
+        o,
+        "max_accounts_concurrency",
+        org.max_accounts_concurrency,
+        1,
+        64,
+    );
+    nhi_contract::check_range(o, "max_accounts", org.max_accounts, 1, 100_000);
+    for p in &mut o[start..] {
+        p.key.insert(0, "organization".into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use nhi_contract::SourceConnector;
+
+    #[test]
+    fn organization_settings_are_checked_at_their_key() {
+        let mut c = AwsConfig::named("aws");
+        let mut org = OrganizationConfig::with_role("nhi-assure-scan");
+        assert!({
+            c.organization = Some(Box::new(org.clone()));
+            c.problems().is_empty()
+        });
+        org.role_name = "scan:role/x".into();
+        org.include_accounts = vec!["12345".into()];
+        org.exclude_ous = vec!["prod".into()];
+        org.max_accounts_concurrency = 0;
+        c.organization = Some(Box::new(org));
+        c.assume_roles = vec!["arn:aws:iam::210987654321:role/scan".into()];
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key.join(".")).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "organization",
+                "organization.role_name",
+                "organization.include_accounts.0",
+                "organization.exclude_ous.0",
+                "organization.max_accounts_concurrency",
+            ]
+        );
+    }
 
     #[test]
     fn last_accessed_settings_are_range_checked_at_their_key() {

@@ -30,6 +30,7 @@ use nhi_contract::{
 
 use crate::config::AwsConfig;
 use crate::last_accessed;
+use crate::org;
 use crate::policy::{self, PolicyDocument};
 use crate::sdk::{self, source_error, ts, CallStats};
 
@@ -38,6 +39,20 @@ pub struct AwsSource {
     config: AwsConfig,
     sdk: Option<SdkConfig>,
     calls: CallStats,
+    /// The last organisation discovery, for targeted reads between scans.
+    discovery: org::Cache,
+}
+
+/// An account's client and what was read through it.
+type AccountResult = (Client, Result<(Inventory, AccountRead), SourceError>);
+
+/// One account a scan reads.
+struct Target {
+    /// The role assumed to read it (none: the source's own credentials).
+    role: Option<String>,
+    /// The id prefix of its principals, when the account is known before
+    /// it is read: a failure holds just them.
+    subjects: Option<String>,
 }
 
 impl AwsSource {
@@ -47,6 +62,7 @@ impl AwsSource {
             config,
             sdk: None,
             calls: CallStats::default(),
+            discovery: org::Cache::default(),
         }
     }
 
@@ -56,6 +72,7 @@ impl AwsSource {
             config,
             sdk: Some(sdk),
             calls: CallStats::default(),
+            discovery: org::Cache::default(),
         }
     }
 
@@ -83,6 +100,98 @@ impl AwsSource {
             .collect()
     }
 
+    /// The accounts to read: the source's own, each of `assume_roles`, or
+    /// the organisation's accounts in scope (discovered afresh each scan,
+    /// and kept for targeted reads).
+    async fn targets(
+        &self,
+        base: &SdkConfig,
+    ) -> Result<(Vec<Target>, Option<Arc<org::Discovery>>), SourceError> {
+        if let Some(o) = &self.config.organization {
+            let d = Arc::new(org::discover(base, &self.config, o, &self.calls).await?);
+            self.discovery.put(d.clone()).await;
+            let targets = d
+                .members
+                .iter()
+                .map(|m| Target {
+                    role: Some(m.role.clone()),
+                    subjects: Some(m.subjects()),
+                })
+                .collect();
+            return Ok((targets, Some(d)));
+        }
+        if self.config.assume_roles.is_empty() {
+            return Ok((
+                vec![Target {
+                    role: None,
+                    subjects: None,
+                }],
+                None,
+            ));
+        }
+        let targets = self
+            .config
+            .assume_roles
+            .iter()
+            .map(|r| Target {
+                role: Some(r.clone()),
+                subjects: sdk::arn_account(r)
+                    .map(|a| format!("arn:{}:iam::{a}:", arn_partition(r))),
+            })
+            .collect();
+        Ok((targets, None))
+    }
+
+    /// The role reading `account` for a targeted read: the configured one
+    /// in that account, or the organisation's member role while the
+    /// account is in scope. `Ok(None)`: the source's own credentials.
+    async fn role_for(
+        &self,
+        base: &SdkConfig,
+        account: &str,
+    ) -> Result<Option<String>, SourceError> {
+        if let Some(o) = &self.config.organization {
+            let d = self
+                .discovery
+                .get(base, &self.config, o, &self.calls)
+                .await?;
+            return d
+                .role_for(account)
+                .map(|r| Some(r.to_string()))
+                .ok_or_else(|| SourceError::Invalid {
+                    location: self.config.name.clone(),
+                    message: format!(
+                        "account {account} is not among the organisation accounts in scope"
+                    ),
+                });
+        }
+        Ok(self
+            .config
+            .assume_roles
+            .iter()
+            .find(|r| sdk::arn_account(r) == Some(account))
+            .cloned())
+    }
+
+    /// Read one account through `role` (none: the source's credentials).
+    fn read_account<'a>(
+        &'a self,
+        base: &'a SdkConfig,
+        role: Option<String>,
+    ) -> futures_util::future::BoxFuture<'a, AccountResult> {
+        Box::pin(async move {
+            let client = sdk::client_for(base, &self.config, role.as_deref()).await;
+            let scan = Scan {
+                client: &client,
+                cfg: &self.config,
+                calls: &self.calls,
+                refused: Default::default(),
+            };
+            let read = scan.account().await;
+            (client, read)
+        })
+    }
+
     async fn base(&self) -> SdkConfig {
         match &self.sdk {
             Some(s) => {
@@ -108,30 +217,41 @@ impl InventorySource for AwsSource {
 
     async fn scan(&self) -> Result<Inventory, SourceError> {
         let base = self.base().await;
-        let roles: Vec<Option<&str>> = if self.config.assume_roles.is_empty() {
-            vec![None]
-        } else {
-            self.config
-                .assume_roles
-                .iter()
-                .map(|r| Some(r.as_str()))
-                .collect()
-        };
+        let (targets, discovery) = self.targets(&base).await?;
         let mut out = Inventory::default();
-        let mut failures = Vec::new();
+        let mut failures: Vec<(Unseen, SourceError)> = Vec::new();
+        if let Some(d) = &discovery {
+            for (m, why) in &d.unknown {
+                let what = Unseen::Account {
+                    via_role: Some(m.role.clone()),
+                    subjects: Some(m.subjects()),
+                };
+                tracing::error!(source = %self.config.name, %what, error = %why, "organisation account not placed");
+                failures.push((what, SourceError::Unavailable(why.clone())));
+            }
+        }
         let mut principals: Vec<Evaluated> = Vec::new();
         let mut scanned: BTreeSet<String> = BTreeSet::new();
+        // Accounts are read concurrently (each with its own bounded per-user
+        // concurrency) and taken in order, so what follows is deterministic.
+        let parallel = self
+            .config
+            .organization
+            .as_ref()
+            .map_or(1, |o| o.max_accounts_concurrency.max(1));
+        let roles: Vec<Option<String>> = targets.iter().map(|t| t.role.clone()).collect();
+        let reads: Vec<_> = stream::iter(roles)
+            .map(|role| self.read_account(&base, role))
+            .buffered(parallel)
+            .collect()
+            .await;
         let budget = last_accessed::Budget::new(self.config.last_accessed.max_calls);
-        for role in &roles {
-            let client = sdk::client_for(&base, &self.config, *role).await;
-            let scan = Scan {
-                client: &client,
-                cfg: &self.config,
-                calls: &self.calls,
-                refused: Default::default(),
-            };
-            match scan.account().await {
+        let mut read_ok = 0usize;
+        for (t, (client, read)) in targets.iter().zip(reads) {
+            match read {
                 Ok((mut inv, read)) => {
+                    read_ok += 1;
+                    // One budget over the accounts, spent in their order.
                     if self.config.last_accessed.enabled {
                         let cfg = &self.config;
                         let gap =
@@ -145,7 +265,8 @@ impl InventorySource for AwsSource {
                 }
                 Err(e) => {
                     let what = Unseen::Account {
-                        via_role: role.map(str::to_string),
+                        via_role: t.role.clone(),
+                        subjects: t.subjects.clone(),
                     };
                     tracing::error!(source = %self.config.name, %what, error = %e, "account scan failed");
                     failures.push((what, e));
@@ -154,7 +275,7 @@ impl InventorySource for AwsSource {
         }
         // One account failing leaves the others known: the source is partial.
         // All failing is a failed source.
-        if failures.len() == roles.len() {
+        if read_ok == 0 && !failures.is_empty() {
             if let Some((_, e)) = failures.pop() {
                 return Err(e);
             }
@@ -168,10 +289,14 @@ impl InventorySource for AwsSource {
         // Trust is decided over every account read, once all are: a
         // cross-account edge needs both sides.
         out.trusts.extend(trusts(&principals, &scanned));
-        let ours = self.estate_accounts(&scanned);
+        let mut ours = self.estate_accounts(&scanned);
+        if let Some(d) = &discovery {
+            // Every account of the organisation is ours, read or not.
+            ours.extend(d.accounts.iter().cloned());
+        }
         out.credentials
             .extend(principal_trust_credentials(&principals, &ours));
-        tracing::info!(source = %self.config.name, calls = self.calls.total(), "aws scan done");
+        tracing::info!(source = %self.config.name, accounts = scanned.len(), calls = self.calls.total(), "aws scan done");
         Ok(out)
     }
 
@@ -207,14 +332,9 @@ impl InventorySource for AwsSource {
             }
         }
         for user in users {
-            // The account's client: the configured role in that account, if any.
-            let role = self
-                .config
-                .assume_roles
-                .iter()
-                .find(|r| r.split(':').nth(4) == Some(user.account.as_str()))
-                .map(String::as_str);
-            let client = sdk::client_for(&sdk_base, &self.config, role).await;
+            // The account's client: the role reading that account, if any.
+            let role = self.role_for(&sdk_base, &user.account).await?;
+            let client = sdk::client_for(&sdk_base, &self.config, role.as_deref()).await;
             let scan = Scan {
                 client: &client,
                 cfg: &self.config,

@@ -4,6 +4,8 @@
 //!   credentials per access key id (never by key slot), their entitlements
 //!   (managed, inline and group policies, analysed by [`policy`]) and the
 //!   assume-role trust between principals.
+//! - An `organization` source discovers its accounts through AWS
+//!   Organizations and reads each through a member role (`org`).
 //! - [`AwsRemediator`] deactivates / deletes access keys, deletes login
 //!   profiles and detaches policies, reading the state back after each call
 //!   and returning what is needed to undo it.
@@ -18,11 +20,12 @@ mod inventory;
 mod last_accessed;
 #[cfg(feature = "moto-fixture")]
 pub mod moto;
+mod org;
 pub mod policy;
 mod remediate;
 mod sdk;
 
-pub use config::{AwsConfig, LastAccessedConfig};
+pub use config::{AwsConfig, LastAccessedConfig, OrganizationConfig};
 pub use inventory::AwsSource;
 pub use remediate::AwsRemediator;
 pub use sdk::CallStats;

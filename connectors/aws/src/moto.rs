@@ -34,6 +34,24 @@ pub struct Ready {
     /// Scenario `principals`: user name → a key the test signs as.
     #[serde(default)]
     pub principals: BTreeMap<String, Principal>,
+    /// The scenario's organisation, if it has one.
+    #[serde(default)]
+    pub organization: Option<Organization>,
+}
+
+/// The organisation the fixture created (ids are drawn by moto).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Organization {
+    /// Organisation id (`o-…`).
+    pub id: String,
+    /// Root id (`r-…`).
+    pub root: String,
+    /// OU name → id (`Root` → the root).
+    pub ous: BTreeMap<String, String>,
+    /// Account name → id.
+    pub accounts: BTreeMap<String, String>,
+    /// The member role each account has.
+    pub role_name: String,
 }
 
 /// A key for a scenario principal (authorization tests only).
@@ -143,6 +161,18 @@ impl Moto {
         crate::sdk::client_for(&base, &crate::AwsConfig::named("member"), Some(&role)).await
     }
 
+    /// From now on, STS refuses to let anyone assume `role` (as when its
+    /// trust policy stops admitting the caller), or admits it again.
+    pub fn refuse_role(&self, role: &str, refused: bool) -> Result<(), String> {
+        let verb = if refused { "refuse" } else { "admit" };
+        http_request(
+            "POST",
+            &format!("{}/_assume/{verb}", self.ready.proxy),
+            role,
+        )
+        .map(drop)
+    }
+
     /// Call counts seen by the proxy: `(total, per action)`.
     pub fn proxy_stats(&self) -> Result<(u64, BTreeMap<String, u64>), String> {
         #[derive(Deserialize)]
@@ -167,12 +197,22 @@ pub use aws_sdk_iam;
 
 /// A bare HTTP/1.0 GET on loopback (no client dependency for tests).
 fn http_get(url: &str) -> Result<String, String> {
+    http_request("GET", url, "")
+}
+
+/// A bare HTTP/1.0 request on loopback; the response body.
+fn http_request(method: &str, url: &str, body: &str) -> Result<String, String> {
     let rest = url.strip_prefix("http://").ok_or("http only")?;
     let (host, path) = rest
         .split_once('/')
         .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
     let mut out = String::new();
     std::io::Read::read_to_string(&mut s, &mut out).map_err(|e| e.to_string())?;
     Ok(out

@@ -27,7 +27,8 @@ use crate::sdk::{self, is_not_found, source_error, CallStats};
 
 /// The AWS [`Remediator`]. Every action is bound to the account its target
 /// ARN names and runs through the credentials the source reads that account
-/// with: the role of `assume_roles` in that account, or the source's own
+/// with: the role of `assume_roles` in that account, the organisation's
+/// member role in an account discovery keeps in scope, or the source's own
 /// credentials when it assumes none. Before acting, the target is read back
 /// by name through those credentials and its ARN must be the target's: an
 /// action never lands on a same-named principal of another account.
@@ -37,6 +38,8 @@ pub struct AwsRemediator {
     /// One client per role (`None`: the source's own credentials).
     clients: tokio::sync::Mutex<HashMap<Option<String>, Client>>,
     calls: CallStats,
+    /// The organisation's accounts in scope, re-discovered when stale.
+    discovery: crate::org::Cache,
 }
 
 /// What undo needs, per reversed step.
@@ -123,6 +126,7 @@ impl AwsRemediator {
             base,
             clients: tokio::sync::Mutex::new(HashMap::new()),
             calls: CallStats::default(),
+            discovery: crate::org::Cache::default(),
         }
     }
 
@@ -140,8 +144,23 @@ impl AwsRemediator {
             .to_string();
         let principal = principal_of(arn)?;
         // Mirror the scan: with roles configured, each account is read (and
-        // so acted on) through its own role, and nothing else is read.
-        let role = if self.config.assume_roles.is_empty() {
+        // so acted on) through its own role, and nothing else is read. In an
+        // organisation, the account must still be in scope as discovered
+        // (at most `org::CACHE_TTL` ago).
+        let role = if let Some(o) = &self.config.organization {
+            let d = self
+                .discovery
+                .get(&self.base, &self.config, o, &self.calls)
+                .await?;
+            let role = d.role_for(&account).ok_or_else(|| {
+                invalid(format!(
+                    "account {account} is not among the organisation accounts source {} reads: \
+                     not acting on {arn}",
+                    self.config.name
+                ))
+            })?;
+            Some(role.to_string())
+        } else if self.config.assume_roles.is_empty() {
             None
         } else {
             let role = self
@@ -832,7 +851,7 @@ impl Remediator for AwsRemediator {
             UndoData::Legacy(steps) => {
                 // Undo data from before actions were bound to an account:
                 // only a single-account source can say where it applies.
-                if !self.config.assume_roles.is_empty() {
+                if !self.config.assume_roles.is_empty() || self.config.organization.is_some() {
                     return Err(invalid(
                         "undo data without an account, on a source with assume_roles: \
                          cannot tell which account it applies to",

@@ -59,8 +59,15 @@ pub(crate) fn retry(cfg: &AwsConfig) -> RetryConfig {
 
 /// An IAM client for one account: the base config, or a role assumed from it.
 pub(crate) async fn client_for(base: &SdkConfig, cfg: &AwsConfig, role: Option<&str>) -> Client {
+    Client::new(&assumed(base, cfg, role).await)
+}
+
+/// The base config, or one whose credentials are `role` assumed from it
+/// (with the source's external id). Credentials are fetched on first use:
+/// a role that cannot be assumed fails that first call.
+pub(crate) async fn assumed(base: &SdkConfig, cfg: &AwsConfig, role: Option<&str>) -> SdkConfig {
     let Some(role) = role else {
-        return Client::new(base);
+        return base.clone();
     };
     let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
         .session_name("nhi-assure")
@@ -69,10 +76,11 @@ pub(crate) async fn client_for(base: &SdkConfig, cfg: &AwsConfig, role: Option<&
         provider = provider.external_id(x);
     }
     let provider = provider.build().await;
-    let conf = aws_sdk_iam::config::Builder::from(base)
-        .credentials_provider(provider)
-        .build();
-    Client::from_conf(conf)
+    base.to_builder()
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+            provider,
+        ))
+        .build()
 }
 
 /// Map an SDK error: credentials refused → `Auth`, anything else after the

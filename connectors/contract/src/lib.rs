@@ -664,6 +664,13 @@ pub enum Unseen {
         /// source's own credentials.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         via_role: Option<String>,
+        /// The id prefix every subject of that account starts with
+        /// (`arn:aws:iam::210987654321:`), when the source knows it: those
+        /// subjects are held — nothing of them acted on or resolved — and
+        /// the rest of the source is judged. Without it the whole source is
+        /// held.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subjects: Option<String>,
     },
     /// The directory roles the tenant's identities hold (Entra ID).
     DirectoryRoles,
@@ -703,8 +710,14 @@ impl Unseen {
             | Unseen::Subscription { .. }
             | Unseen::GroupMemberships
             | Unseen::EligibleAssignments => vec![Blinds::Privilege],
-            // Identities themselves are missing.
-            Unseen::Account { .. } => vec![Blinds::WholeSource],
+            // Identities themselves are missing: a known account's subjects
+            // are held by their id prefix, and who holds what elsewhere may
+            // run through trust into the unread account; an unknown account
+            // could hold anything of the source.
+            Unseen::Account {
+                subjects: Some(_), ..
+            } => vec![Blinds::Privilege],
+            Unseen::Account { subjects: None, .. } => vec![Blinds::WholeSource],
             Unseen::EntitlementUsage => vec![Blinds::EntitlementUsage],
         }
     }
@@ -717,10 +730,29 @@ impl fmt::Display for Unseen {
             Unseen::Credentials { kind } => f.write_str(kind.as_str()),
             Unseen::Usage => f.write_str("usage"),
             Unseen::CredentialReport => f.write_str("credential_report"),
-            Unseen::Account { via_role: None } => f.write_str("account"),
+            Unseen::Account {
+                via_role: None,
+                subjects: None,
+            } => f.write_str("account"),
             Unseen::Account {
                 via_role: Some(role),
+                subjects: None,
             } => write!(f, "account via {role}"),
+            Unseen::Account {
+                via_role,
+                subjects: Some(prefix),
+            } => {
+                // The account id, as the prefix names it (`arn:aws:iam::ID:`).
+                let id = prefix.split(':').nth(4).filter(|a| !a.is_empty());
+                f.write_str("account")?;
+                if let Some(id) = id {
+                    write!(f, " {id}")?;
+                }
+                match via_role {
+                    Some(role) => write!(f, " via {role}"),
+                    None => Ok(()),
+                }
+            }
             Unseen::DirectoryRoles => f.write_str("directory roles"),
             Unseen::Subscription { id } => write!(f, "subscription {id}"),
             Unseen::GroupMemberships => f.write_str("group memberships"),
@@ -994,8 +1026,21 @@ mod tests {
             serde_json_from(r#"{"unseen":{"type":"subscription","id":"s1"},"reason":"500"}"#);
         assert_eq!(sub.blinds(), vec![Blinds::Privilege]);
         assert_eq!(sub.to_string(), "subscription s1: 500");
-        let account = Unseen::Account { via_role: None };
+        let account = Unseen::Account {
+            via_role: None,
+            subjects: None,
+        };
         assert_eq!(account.to_string(), "account");
+        assert_eq!(account.blinds(), vec![Blinds::WholeSource]);
+        let member = Unseen::Account {
+            via_role: Some("arn:aws:iam::210987654321:role/scan".into()),
+            subjects: Some("arn:aws:iam::210987654321:".into()),
+        };
+        assert_eq!(
+            member.to_string(),
+            "account 210987654321 via arn:aws:iam::210987654321:role/scan"
+        );
+        assert_eq!(member.blinds(), vec![Blinds::Privilege]);
         assert_eq!(
             serde_json::to_string(&account).expect("json"),
             r#"{"type":"account"}"#
