@@ -84,7 +84,7 @@ ALLOWED_FIELDS = {
                  "credential_report", "service_last_accessed", "organization"},
     # Another account's IAM: the same sections as the scenario's own.
     "account": {"users", "groups", "roles", "policies", "aws_managed_policies",
-                "oidc_providers", "service_linked_roles", "service_last_accessed"},
+                "oidc_providers", "service_linked_roles", "service_last_accessed", "bulk_users"},
     "service_linked_role": {"service", "created_days_ago"},
     "oidc_provider": {"url", "client_ids"},
     "user": {"name", "path", "tags", "login_profile", "mfa", "groups", "managed_policies",
