@@ -143,6 +143,22 @@ const REFUSED: &[(&str, &str, &str)] = &[
         "c.toml:5:37",
         "not a 12-digit AWS account id",
     ),
+    // An organisation: its settings at their key, and never beside assume_roles.
+    (
+        "[sources.organization]\nrole_name = \"nhi-assure-member\"\nexclude_ous = [\"prod\"]\n",
+        "c.toml:7:16",
+        "is not an OU",
+    ),
+    (
+        "assume_roles = [\"arn:aws:iam::210987654321:role/x\"]\n[sources.organization]\nrole_name = \"m\"\n",
+        "c.toml:6:10",
+        "use one",
+    ),
+    (
+        "[sources.organization]\nrole_name = \"arn:aws:iam::1:role/x\"\n",
+        "c.toml:6:1",
+        "not an IAM role name",
+    ),
     // Inside a nested tagged table (Azure `[sources.auth]`), at the key too.
     (
         "[[sources]]\ntype = \"azure\"\nname = \"az\"\ntenant_id = \"t\"\n[sources.auth]\nmethod = \"client_secret\"\nclient_id = 5\nsecret_env = \"NHI_SECRET_AZ\"\n",
