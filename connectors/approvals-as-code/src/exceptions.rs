@@ -24,7 +24,7 @@ use nhi_contract::{time, Exception, Timestamp};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::{read_files, split_source, yaml_problem, Problem, Problems};
+use crate::{read_files, split_source, yaml_options, yaml_problem, Problem, Problems};
 
 /// Rules an exception may never cover: what they find is answered by an
 /// approval (scoped, owned, reviewed), not by accepting the risk.
@@ -105,7 +105,7 @@ fn parse_file(
     out: &mut Vec<Exception>,
     problems: &mut Vec<Problem>,
 ) {
-    let doc: FileDoc = match serde_saphyr::from_str(text) {
+    let doc: FileDoc = match serde_saphyr::from_str_with_options(text, yaml_options(text)) {
         Ok(d) => d,
         Err(e) => {
             problems.push(yaml_problem(file, &e));

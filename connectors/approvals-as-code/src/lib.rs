@@ -317,9 +317,28 @@ fn collect_files(
     Ok(())
 }
 
+/// Largest approval or exception file read: about 300,000 approvals.
+pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The YAML budget of one file. The library's default (250,000 nodes,
+/// 1,000,000 events) holds about 25,000 approvals, so a tracker's export of
+/// a large estate in one file breached it. A node takes at least one byte
+/// of the text unless an alias replays it, so the node and event budgets
+/// grow with the file (at most `MAX_FILE_BYTES`), while aliases keep the
+/// library's bounded replay: an alias bomb still stops at the same limits.
+pub(crate) fn yaml_options(text: &str) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Read a file that must be regular, without blocking on what is not: a
 /// FIFO swapped in after the directory was listed would otherwise hang the
-/// read, so it is opened non-blocking and checked before reading.
+/// read, so it is opened non-blocking and checked before reading. Its size
+/// is bounded.
 fn read_regular(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut opts = std::fs::OpenOptions::new();
@@ -329,14 +348,20 @@ fn read_regular(path: &Path) -> std::io::Result<String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags(libc::O_NONBLOCK);
     }
-    let mut f = opts.open(path)?;
+    let f = opts.open(path)?;
     if !f.metadata()?.is_file() {
         return Err(std::io::Error::other(
             "not a regular file (a FIFO, socket or device): refused",
         ));
     }
     let mut text = String::new();
-    f.read_to_string(&mut text)?;
+    f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: refused",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
     Ok(text)
 }
 
@@ -379,7 +404,7 @@ fn parse_file(
         column,
         message,
     };
-    let doc: FileDoc = match serde_saphyr::from_str(text) {
+    let doc: FileDoc = match serde_saphyr::from_str_with_options(text, yaml_options(text)) {
         Ok(d) => d,
         Err(e) => {
             problems.push(yaml_problem(file, &e));

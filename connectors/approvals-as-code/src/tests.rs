@@ -371,3 +371,30 @@ fn deep_nesting_is_refused_without_exhausting_the_stack() {
         assert!(!p.0.is_empty());
     }
 }
+
+/// Tens of thousands of approvals in one file load (the YAML budget grows
+/// with the file); an alias bomb of a few hundred bytes is still refused.
+#[test]
+fn a_large_approval_set_loads_and_an_alias_bomb_does_not() {
+    let n = 40_000;
+    let mut text = String::from("approvals:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - id: APR-{i}\n    subject: arn:aws:iam::111122223333:user/svc-{i}\n    scope:\n      actions: [\"s3:GetObject\", \"s3:PutObject\"]\n    requester: alice@example.com\n    approver: bob@example.com\n    approved_at: 2026-01-01T00:00:00Z\n    expires_at: 2026-06-01T00:00:00Z\n    reference: CHG-{i}\n"
+        ));
+    }
+    let a = load(&text).expect("a large file loads");
+    assert_eq!(a.len(), n);
+    assert_eq!(a[n - 1].id, format!("APR-{}", n - 1));
+
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    bomb.push_str("approvals: *a11\n");
+    let p = load(&bomb).expect_err("an alias bomb is refused");
+    assert_eq!(p.0.len(), 1, "{p}");
+}
