@@ -1035,7 +1035,7 @@ fn report_scale() {
     std::fs::write(d.join("approvals/all.yaml"), yaml).expect("w");
     std::fs::write(
         d.join("nhi-assure.toml"),
-        "store = \"s.db\"\nas_of = \"2026-11-20T12:00:00Z\"\n[[sources]]\ntype = \"snapshot\"\nname = \"aws\"\nprovider = \"aws\"\npath = \"estate.json\"\n[[approvals]]\ntype = \"files\"\nname = \"a\"\npath = \"approvals\"\nmax_validity_days = 100000\n",
+        "store = \"s.db\"\nas_of = \"2026-11-20T12:00:00Z\"\n[[sources]]\ntype = \"snapshot\"\nname = \"aws\"\nprovider = \"aws\"\npath = \"estate.json\"\n[[approvals]]\ntype = \"files\"\nname = \"a\"\npath = \"approvals\"\nmax_validity_days = 3650\n",
     )
     .expect("cfg");
     let t = Instant::now();

@@ -1,0 +1,231 @@
+//! End to end at scale, through the CLI as a user runs it: a synthetic
+//! estate written as a snapshot and approval files → `scan` → a second,
+//! unchanged `scan` → `report` in every format → `evidence export`, on
+//! SQLite or PostgreSQL. Per step: wall time, the step's peak RSS (the
+//! child process's, from `wait4`) and the store's size after it.
+//!
+//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres]
+//!
+//! `--identities` defaults to 30 % of the credentials (the 300,000
+//! for 1,000,000). PostgreSQL is started from the Debian package's binaries
+//! (tests/run.sh installs them) on a free loopback port. The targeted pass
+//! (approval end or webhook → journaled action) is measured by the
+//! `daemon_latency` bench against moto.
+
+#[path = "../tests/support/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nhi-assure");
+
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("end_to_end: {msg}");
+    std::process::exit(2);
+}
+
+/// One step's measure.
+struct Step {
+    wall: f64,
+    peak_rss_mib: f64,
+    code: i32,
+}
+
+/// Run the CLI in `dir` with `args`, output to `log`; wall time and the
+/// child's own peak RSS (`wait4`, not the running maximum of every child).
+fn step(dir: &Path, args: &[&str], log: &str) -> Step {
+    let out = std::fs::File::create(dir.join(format!("{log}.out")))
+        .unwrap_or_else(|e| fail(format!("log: {e}")));
+    let err = std::fs::File::create(dir.join(format!("{log}.err")))
+        .unwrap_or_else(|e| fail(format!("log: {e}")));
+    let t = Instant::now();
+    let child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| fail(format!("spawn: {e}")));
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| fail(e));
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not waited for by anyone else (the
+    // `Child` is never waited on; dropping it does not reap).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        fail(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        fail(format!("{args:?} died by a signal (status {status})"))
+    };
+    if code >= 2 {
+        let e = std::fs::read_to_string(dir.join(format!("{log}.err"))).unwrap_or_default();
+        fail(format!("{args:?} exited {code}: {e}"));
+    }
+    Step {
+        wall,
+        // ru_maxrss is in KiB on Linux.
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        code,
+    }
+}
+
+/// The store's size in bytes.
+fn store_bytes(dir: &Path, pg_url: Option<&str>) -> u64 {
+    match pg_url {
+        None => ["s.db", "s.db-wal", "s.db-shm"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum(),
+        Some(url) => {
+            let o = Command::new("psql")
+                .args([url, "-tAc", "SELECT pg_database_size(current_database())"])
+                .output()
+                .unwrap_or_else(|e| fail(format!("psql: {e}")));
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        }
+    }
+}
+
+fn write_estate(dir: &Path, identities: usize, credentials: usize) {
+    let (inv, approvals) = nhi_assure::synth::generate(nhi_assure::synth::SynthSpec {
+        identities,
+        credentials,
+        seed: 1,
+    });
+    let mut snap = serde_json::to_value(&inv).unwrap_or_else(|e| fail(e));
+    snap["format"] = "nhi-assure.snapshot/v1".into();
+    snap["provider"] = "aws".into();
+    snap["exported_at"] = "2026-11-20T11:00:00Z".into();
+    let bytes = serde_json::to_vec(&snap).unwrap_or_else(|e| fail(e));
+    std::fs::write(dir.join("estate.json"), bytes).unwrap_or_else(|e| fail(e));
+    drop(snap);
+    std::fs::create_dir_all(dir.join("approvals")).unwrap_or_else(|e| fail(e));
+    let list: Vec<serde_json::Value> = approvals
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).unwrap_or_else(|e| fail(e));
+            if let Some(o) = v.as_object_mut() {
+                o.remove("source");
+                // Approvals as code refuse self-approval; the synthetic set has some.
+                if o.get("approver") == o.get("requester") {
+                    o.insert("approver".into(), "reviewer@example.com".into());
+                }
+                o.retain(|_, x| !x.is_null());
+            }
+            v
+        })
+        .collect();
+    // As a repository keeps them: many files (JSON is YAML).
+    for (i, chunk) in list.chunks(10_000).enumerate() {
+        let text = serde_json::to_string(&serde_json::json!({ "approvals": chunk }))
+            .unwrap_or_else(|e| fail(e));
+        std::fs::write(dir.join(format!("approvals/part-{i:03}.yaml")), text)
+            .unwrap_or_else(|e| fail(e));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let credentials: usize = arg(&args, "--credentials")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let identities: usize = arg(&args, "--identities")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(credentials * 3 / 10);
+    let backend = arg(&args, "--backend").unwrap_or("sqlite");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
+    let d = dir.path();
+    let t = Instant::now();
+    write_estate(d, identities, credentials);
+    println!(
+        "estate: {identities} identities, {credentials} credentials written in {:.1} s ({:.0} MB snapshot)",
+        t.elapsed().as_secs_f64(),
+        std::fs::metadata(d.join("estate.json"))
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0)
+    );
+    let pg_url = match backend {
+        "sqlite" => None,
+        "postgres" => Some(pg::database()),
+        other => fail(format!("--backend {other}: sqlite or postgres")),
+    };
+    let store = match &pg_url {
+        Some(u) => u.clone(),
+        None => "s.db".into(),
+    };
+    std::fs::write(
+        d.join("nhi-assure.toml"),
+        format!(
+            "store = \"{store}\"\nas_of = \"2026-11-20T12:00:00Z\"\n[[sources]]\ntype = \"snapshot\"\nname = \"aws\"\nprovider = \"aws\"\npath = \"estate.json\"\n[[approvals]]\ntype = \"files\"\nname = \"a\"\npath = \"approvals\"\nmax_validity_days = 3650\n"
+        ),
+    )
+    .unwrap_or_else(|e| fail(e));
+    let cfg = "nhi-assure.toml";
+    let mut steps: Vec<(String, Step, u64)> = Vec::new();
+    let mut run = |name: &str, args: &[&str]| {
+        let s = step(d, args, &name.replace(' ', "-"));
+        let size = store_bytes(d, pg_url.as_deref());
+        println!(
+            "{name:<24} {:>8.2} s  peak RSS {:>7.0} MiB  store {:>8.1} MB  (exit {})",
+            s.wall,
+            s.peak_rss_mib,
+            size as f64 / 1e6,
+            s.code
+        );
+        steps.push((name.to_string(), s, size));
+    };
+    println!("backend: {backend}");
+    let scan = [
+        "scan", "--config", cfg, "--format", "csv", "--output", "scan.csv",
+    ];
+    run("scan", &scan);
+    run("scan (unchanged)", &scan);
+    for f in ["json", "csv", "ocsf", "sarif", "html"] {
+        run(
+            &format!("report {f}"),
+            &["report", "--config", cfg, "--format", f, "--out", "out"],
+        );
+    }
+    run("evidence keygen", &["evidence", "keygen", "--out", "k"]);
+    run(
+        "evidence export",
+        &[
+            "evidence", "export", "--config", cfg, "--key", "k.key", "--out", "b.tar.gz",
+        ],
+    );
+    if let [(_, _, first), (_, _, second), ..] = steps.as_slice() {
+        let growth = second.saturating_sub(*first);
+        println!(
+            "store growth of the unchanged scan: {:.1} MB ({:.1} % of the first run's {:.1} MB)",
+            growth as f64 / 1e6,
+            growth as f64 * 100.0 / (*first).max(1) as f64,
+            *first as f64 / 1e6
+        );
+    }
+    println!(
+        "bundle: {:.1} MB",
+        std::fs::metadata(d.join("b.tar.gz"))
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0)
+    );
+}
