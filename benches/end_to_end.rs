@@ -49,6 +49,8 @@ fn step(dir: &Path, args: &[&str], log: &str) -> Step {
     let err = std::fs::File::create(dir.join(format!("{log}.err")))
         .unwrap_or_else(|e| fail(format!("log: {e}")));
     let t = Instant::now();
+    // Reaped by wait4 below, which also gives this child's own rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(BIN)
         .args(args)
         .current_dir(dir)
