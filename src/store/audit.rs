@@ -103,25 +103,41 @@ pub(crate) async fn append(
             .await?;
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS.to_string()));
     let at = super::ts(chrono::Utc::now());
+    // Hashes are chained in order here; rows go in as multi-row inserts
+    // (a pass that opens a million findings appends a million entries).
+    let mut rows: Vec<(i64, &NewEntry<'_>, String, String, String)> =
+        Vec::with_capacity(entries.len());
     for e in entries {
         seq += 1;
         let data = serde_json::to_string(&e.data)?;
         let hash = entry_hash(seq, &at, e.kind, e.run_id, e.subject, &data, &prev);
-        sqlx::query(
-            "INSERT INTO audit (seq, at, kind, run_id, subject, data, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(seq)
-        .bind(&at)
-        .bind(e.kind)
-        .bind(e.run_id)
-        .bind(e.subject)
-        .bind(&data)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
-        prev = hash;
+        rows.push((
+            seq,
+            e,
+            data,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
+    }
+    const COLS: usize = 8;
+    for chunk in rows.chunks(super::batch::rows_per_statement(COLS, 0)) {
+        let sql = format!(
+            "INSERT INTO audit (seq, at, kind, run_id, subject, data, prev_hash, hash) VALUES {}",
+            super::batch::values(chunk.len(), COLS, 0)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, e, data, prev_hash, hash) in chunk {
+            q = q
+                .bind(*seq)
+                .bind(&at)
+                .bind(e.kind)
+                .bind(e.run_id)
+                .bind(e.subject)
+                .bind(data)
+                .bind(prev_hash)
+                .bind(hash);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

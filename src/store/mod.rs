@@ -13,16 +13,19 @@
 //! holds only what it blinds: a source that could not read directory roles
 //! still resolves an expired approval's finding.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use nhi_contract::{CredentialKind, Timestamp};
 use serde::Serialize;
+use sha2::Digest;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 pub mod audit;
+mod batch;
 pub mod journal;
 pub mod lease;
 pub mod reading;
@@ -165,50 +168,116 @@ pub trait Store: Send + Sync {
     async fn open_findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
 }
 
-/// Insert or refresh one finding; returns whether it was (re)opened.
-async fn upsert_finding(
+/// One finding of a run, serialised once.
+struct Prepared<'a> {
+    fp: String,
+    data: String,
+    hash: String,
+    depends: String,
+    f: &'a SourcedFinding,
+}
+
+/// An open finding as stored: enough to tell whether this run changes it
+/// and whether this run may resolve it.
+struct OpenRow {
+    hash: Option<String>,
+    source: String,
+    rule: String,
+    identity: String,
+    kind: Option<String>,
+    depends: Option<String>,
+}
+
+type OpenTuple = (
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// Insert or refresh `rows` (multi-row upsert). A finding that was resolved
+/// and is back starts a new lifecycle.
+async fn upsert_findings(
     conn: &mut AnyConnection,
     run_id: i64,
     now: &str,
-    f: &SourcedFinding,
-) -> Result<bool, StoreError> {
-    let fp = f.finding.fingerprint();
-    let data = serde_json::to_string(&f.finding)?;
-    // A finding that was resolved and is back starts a new lifecycle.
-    let existing: Option<Option<String>> =
-        sqlx::query_scalar("SELECT resolved_at FROM findings WHERE fingerprint = $1")
-            .bind(&fp)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let was_open = existing.map(|resolved_at| resolved_at.is_none());
-    sqlx::query(
-        "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
-             credential_id, credential_kind, first_seen, last_seen, resolved_at, first_run, last_run, data, depends)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14)
-         ON CONFLICT (fingerprint) DO UPDATE SET
-             first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
-             first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
-             severity = excluded.severity, provider = excluded.provider, source = excluded.source,
-             last_seen = excluded.last_seen, last_run = excluded.last_run,
-             resolved_at = NULL, data = excluded.data, depends = excluded.depends",
-    )
-    .bind(&fp)
-    .bind(&f.finding.rule_id)
-    .bind(f.finding.severity.as_str())
-    .bind(&f.finding.provider)
-    .bind(&f.source)
-    .bind(&f.finding.identity_id)
-    .bind(&f.finding.credential_id)
-    .bind(f.credential_kind.map(|k| k.as_str()))
-    .bind(now)
-    .bind(now)
-    .bind(run_id)
-    .bind(run_id)
-    .bind(&data)
-    .bind(serde_json::to_string(&f.depends)?)
-    .execute(&mut *conn)
-    .await?;
-    Ok(was_open != Some(true))
+    rows: &[&Prepared<'_>],
+) -> Result<(), StoreError> {
+    const COLS: usize = 13;
+    for chunk in rows.chunks(batch::rows_per_statement(COLS, 2)) {
+        let sql = format!(
+            "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
+                 credential_id, credential_kind, data, depends, data_sha256, first_seen, last_seen, first_run, last_run)
+             VALUES {}
+             ON CONFLICT (fingerprint) DO UPDATE SET
+                 first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
+                 first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
+                 severity = excluded.severity, provider = excluded.provider, source = excluded.source,
+                 last_seen = excluded.last_seen, last_run = excluded.last_run,
+                 resolved_at = NULL, data = excluded.data, depends = excluded.depends,
+                 data_sha256 = excluded.data_sha256",
+            // Each row: its 11 own values, then the run's time and id twice.
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, _)| {
+                    let b = 2 + i * 11;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $1, $2, $2)",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(run_id);
+        for p in chunk {
+            q = q
+                .bind(&p.fp)
+                .bind(&p.f.finding.rule_id)
+                .bind(p.f.finding.severity.as_str())
+                .bind(&p.f.finding.provider)
+                .bind(&p.f.source)
+                .bind(&p.f.finding.identity_id)
+                .bind(&p.f.finding.credential_id)
+                .bind(p.f.credential_kind.map(|k| k.as_str()))
+                .bind(&p.data)
+                .bind(&p.depends)
+                .bind(&p.hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `UPDATE findings SET <set> WHERE fingerprint IN (…)` over `fps` in
+/// chunks; `$1` and `$2` are `a` and `b`.
+async fn update_findings(
+    conn: &mut AnyConnection,
+    set: &str,
+    a: &str,
+    b: Option<i64>,
+    fps: &[&str],
+) -> Result<(), StoreError> {
+    let fixed = if b.is_some() { 2 } else { 1 };
+    for chunk in fps.chunks(batch::rows_per_statement(1, fixed)) {
+        let sql = format!(
+            "UPDATE findings SET {set} WHERE fingerprint IN ({})",
+            batch::list(chunk.len(), fixed)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a);
+        if let Some(b) = b {
+            q = q.bind(b);
+        }
+        for fp in chunk {
+            q = q.bind(*fp);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Which database a [`SqlStore`] talks to.
@@ -398,8 +467,23 @@ impl SqlStore {
     pub async fn add_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let now = ts(chrono::Utc::now());
-        if upsert_finding(&mut tx, run_id, &now, f).await? {
-            let fp = f.finding.fingerprint();
+        let fp = f.finding.fingerprint();
+        let was_open: Option<Option<String>> =
+            sqlx::query_scalar("SELECT resolved_at FROM findings WHERE fingerprint = $1")
+                .bind(&fp)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let data = serde_json::to_string(&f.finding)?;
+        let p = Prepared {
+            fp: fp.clone(),
+            hash: hex::encode(sha2::Sha256::digest(data.as_bytes())),
+            data,
+            depends: serde_json::to_string(&f.depends)?,
+            f,
+        };
+        upsert_findings(&mut tx, run_id, &now, &[&p]).await?;
+        // A finding that was resolved, or never stored, is (re)opened.
+        if was_open.map(|r| r.is_none()) != Some(true) {
             audit::append(
                 &mut tx,
                 &[audit::NewEntry {
@@ -571,54 +655,113 @@ impl Store for SqlStore {
         .await?
         .try_get(0)?;
 
-        let mut opened = 0i64;
-        let mut trail: Vec<(String, &str, serde_json::Value)> = Vec::new();
+        // The open findings as stored, in one read: a finding this run sees
+        // with the same data is not rewritten (only its last sighting
+        // moves), and what remains is what this run did not see.
+        let stored: Vec<OpenTuple> = sqlx::query_as(
+            "SELECT fingerprint, data_sha256, source, rule_id, identity_id, credential_kind, depends
+             FROM findings WHERE resolved_at IS NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut open: HashMap<String, OpenRow> = stored
+            .into_iter()
+            .map(|(fp, hash, source, rule, identity, kind, depends)| {
+                let row = OpenRow {
+                    hash,
+                    source,
+                    rule,
+                    identity,
+                    kind,
+                    depends,
+                };
+                (fp, row)
+            })
+            .collect();
+        // Seen twice in one run, a finding is recorded once, as last seen.
+        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(run.findings.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(run.findings.len());
         for f in run.findings {
-            if upsert_finding(&mut tx, run_id, &now, f).await? {
-                opened += 1;
-                trail.push((
-                    f.finding.fingerprint(),
-                    "finding.opened",
-                    serde_json::json!({
-                        "rule_id": f.finding.rule_id,
-                        "identity_id": f.finding.identity_id,
-                        "credential_id": f.finding.credential_id,
-                        "severity": f.finding.severity.as_str(),
-                    }),
-                ));
+            let data = serde_json::to_string(&f.finding)?;
+            let p = Prepared {
+                fp: f.finding.fingerprint(),
+                hash: hex::encode(sha2::Sha256::digest(data.as_bytes())),
+                data,
+                depends: serde_json::to_string(&f.depends)?,
+                f,
+            };
+            match index.get(&p.fp) {
+                Some(&i) => prepared[i] = p,
+                None => {
+                    index.insert(p.fp.clone(), prepared.len());
+                    prepared.push(p);
+                }
             }
         }
+        drop(index);
+
+        let mut opened = 0i64;
+        let mut trail: Vec<(String, &str, serde_json::Value)> = Vec::new();
+        let mut unchanged: Vec<&str> = Vec::new();
+        let mut write: Vec<&Prepared<'_>> = Vec::new();
+        for p in &prepared {
+            match open.remove(&p.fp) {
+                Some(row)
+                    if row.hash.as_deref() == Some(p.hash.as_str())
+                        && row.depends.as_deref() == Some(p.depends.as_str())
+                        && row.source == p.f.source =>
+                {
+                    unchanged.push(&p.fp)
+                }
+                Some(_) => write.push(p),
+                None => {
+                    write.push(p);
+                    opened += 1;
+                    trail.push((
+                        p.fp.clone(),
+                        "finding.opened",
+                        serde_json::json!({
+                            "rule_id": p.f.finding.rule_id,
+                            "identity_id": p.f.finding.identity_id,
+                            "credential_id": p.f.finding.credential_id,
+                            "severity": p.f.finding.severity.as_str(),
+                        }),
+                    ));
+                }
+            }
+        }
+        upsert_findings(&mut tx, run_id, &now, &write).await?;
+        update_findings(
+            &mut tx,
+            "last_seen = $1, last_run = $2",
+            &now,
+            Some(run_id),
+            &unchanged,
+        )
+        .await?;
 
         // Resolve what was not seen, only where this run could have seen it:
         // its source saw everything the finding depends on.
         // A held subject is as unseen: its findings stay open.
-        let open: Vec<(String, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT fingerprint, source, rule_id, identity_id, credential_kind, depends FROM findings
-             WHERE resolved_at IS NULL AND last_run <> $1",
-        )
-        .bind(run_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut resolved = 0i64;
-        for (fp, source, rule, identity, kind, depends) in open {
-            let depends = stored_depends(depends.as_deref(), &source, kind.as_deref());
-            let seeable = seeable(run.sources, &source, depends)
-                && (rule == crate::engine::findings::UNMAPPED_RULE
-                    || run.held.reason(&identity).is_none());
-            if seeable && run.rules.contains(&rule) {
-                sqlx::query("UPDATE findings SET resolved_at = $1 WHERE fingerprint = $2")
-                    .bind(&now)
-                    .bind(&fp)
-                    .execute(&mut *tx)
-                    .await?;
-                resolved += 1;
+        let mut unseen: Vec<(String, OpenRow)> = open.into_iter().collect();
+        unseen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut resolve: Vec<&str> = Vec::new();
+        for (fp, row) in &unseen {
+            let depends = stored_depends(row.depends.as_deref(), &row.source, row.kind.as_deref());
+            let seeable = seeable(run.sources, &row.source, depends)
+                && (row.rule == crate::engine::findings::UNMAPPED_RULE
+                    || run.held.reason(&row.identity).is_none());
+            if seeable && run.rules.contains(&row.rule) {
+                resolve.push(fp);
                 trail.push((
-                    fp,
+                    fp.clone(),
                     "finding.resolved",
-                    serde_json::json!({ "rule_id": rule }),
+                    serde_json::json!({ "rule_id": row.rule }),
                 ));
             }
         }
+        update_findings(&mut tx, "resolved_at = $1", &now, None, &resolve).await?;
+        let resolved = i64::try_from(resolve.len()).unwrap_or(i64::MAX);
         sqlx::query("UPDATE runs SET opened = $1, resolved = $2 WHERE id = $3")
             .bind(opened)
             .bind(resolved)

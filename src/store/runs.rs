@@ -12,6 +12,8 @@
 //! dialect types in signatures, so the PostgreSQL backend can take this
 //! file as it is.
 
+use std::collections::{BTreeMap, HashSet};
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -200,6 +202,96 @@ macro_rules! sight {
     }};
 }
 
+/// Record that run `run` saw `findings`, as [`sight!`] does one by one,
+/// in multi-row statements: the sightings that ended at `prev` (or at
+/// `run`) are read once; a finding seen with the same data extends its
+/// sighting, any other starts one.
+async fn sight_all(
+    conn: &mut sqlx::AnyConnection,
+    run: i64,
+    prev: i64,
+    findings: &[SourcedFinding],
+) -> Result<(), StoreError> {
+    let ending: Vec<(String, String)> = sqlx::query_as(
+        "SELECT fingerprint, data_sha256 FROM finding_sightings WHERE last_run = $1 OR last_run = $2",
+    )
+    .bind(prev)
+    .bind(run)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ending: HashSet<(String, String)> = ending.into_iter().collect();
+    // By `depends` (a handful of distinct values): one UPDATE sets one.
+    let mut extend: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    // New sightings: fingerprint, hash, data, depends, the finding.
+    let mut start: Vec<(String, String, String, String, &SourcedFinding)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::with_capacity(findings.len());
+    for f in findings {
+        let fp = f.finding.fingerprint();
+        if !seen.insert(fp.clone()) {
+            continue;
+        }
+        let data = serde_json::to_string(&f.finding)?;
+        let hash = sha256_hex(&data);
+        let depends = serde_json::to_string(&f.depends)?;
+        let key = (fp, hash);
+        if ending.contains(&key) {
+            extend.entry(depends).or_default().push(key);
+        } else {
+            start.push((key.0, key.1, data, depends, f));
+        }
+    }
+    for (depends, keys) in &extend {
+        for chunk in keys.chunks(super::batch::rows_per_statement(2, 4)) {
+            let sql = format!(
+                "UPDATE finding_sightings SET last_run = $1, depends = $2
+                 WHERE (last_run = $3 OR last_run = $1)
+                   AND (fingerprint, data_sha256) IN (VALUES {})",
+                super::batch::values(chunk.len(), 2, 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(run)
+                .bind(depends)
+                .bind(prev);
+            for (fp, hash) in chunk {
+                q = q.bind(fp).bind(hash);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    const COLS: usize = 8;
+    for chunk in start.chunks(super::batch::rows_per_statement(COLS, 1)) {
+        // Each row: its 8 own values; the run (`$1`) as first and last run.
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 1 + i * COLS;
+                let p: Vec<String> = (b + 1..=b + COLS).map(|n| format!("${n}")).collect();
+                format!("({}, $1, $1, {})", p[0], p[1..].join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
+                 source, credential_kind, data_sha256, data, depends)
+             VALUES {}
+             ON CONFLICT (fingerprint, first_run) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run);
+        for (fp, hash, data, depends, f) in chunk {
+            q = q
+                .bind(fp)
+                .bind(&f.finding.rule_id)
+                .bind(f.finding.severity.as_str())
+                .bind(&f.source)
+                .bind(f.credential_kind.map(|k| k.as_str()))
+                .bind(hash)
+                .bind(data)
+                .bind(depends);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     /// The recorded run (with detail) before `run_id`; `-1` when none.
     async fn previous_detailed(&self, run_id: i64) -> Result<i64, StoreError> {
@@ -243,9 +335,7 @@ impl SqlStore {
         .bind(READING_FORMAT)
         .execute(&mut *tx)
         .await?;
-        for f in detail.findings {
-            sight!(tx, run_id, prev, f);
-        }
+        sight_all(&mut tx, run_id, prev, detail.findings).await?;
         tx.commit().await?;
         Ok(())
     }
