@@ -8,7 +8,7 @@
 //! and the run evaluated its rule. Absent because its source failed, or
 //! could not read what the finding reads, is not resolved.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -56,8 +56,6 @@ pub struct Lifecycle {
     pub closed: Vec<Life>,
     /// Runs replayed (those with recorded detail), oldest first.
     pub runs: Vec<RunInfo>,
-    /// Open fingerprints after each replayed run.
-    pub open_after: HashMap<i64, HashSet<String>>,
 }
 
 fn sees(sources: &[SourceStatus], life: &Life) -> bool {
@@ -77,9 +75,33 @@ fn identity_of(fingerprint: &str) -> &str {
     fingerprint.split('|').nth(1).unwrap_or("")
 }
 
-/// Replay every recorded run up to `upto`.
+impl Lifecycle {
+    /// The fingerprints open after run `run`; `None` if `run` was not
+    /// replayed (no recorded detail).
+    pub fn open_after(&self, run: i64) -> Option<HashSet<&str>> {
+        self.runs.iter().any(|r| r.id == run).then(|| {
+            self.open
+                .values()
+                .filter(|l| l.first_run <= run)
+                .chain(
+                    self.closed
+                        .iter()
+                        .filter(|l| l.first_run <= run && l.resolved_run.is_some_and(|r| r > run)),
+                )
+                .map(|l| l.fingerprint.as_str())
+                .collect()
+        })
+    }
+}
+
+/// Replay every recorded run up to `upto`, finding by finding: a
+/// lifecycle opens at the first replayed run of its first sighting, spans
+/// its sightings, and closes at the first replayed run after a sighting
+/// (before the next one) that evaluated its rule and saw what it depends
+/// on without holding its subject. Work is per sighting and per run
+/// between two sightings of one finding, so a long-lived store (thousands
+/// of daemon passes) is not replayed as runs × findings.
 pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportError> {
-    let runs = store.runs_upto(upto).await?;
     let rules: HashMap<i64, HashSet<String>> = store
         .run_rules(upto)
         .await?
@@ -89,72 +111,73 @@ pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportErro
             Ok((id, list.into_iter().map(|r| r.id).collect()))
         })
         .collect::<Result<_, serde_json::Error>>()?;
-    // A sighting covers consecutive recorded runs first_run..=last_run.
+    // Runs without detail (older than per-run records) cannot be replayed.
+    let runs: Vec<RunInfo> = store
+        .runs_upto(upto)
+        .await?
+        .into_iter()
+        .filter(|r| rules.contains_key(&r.id))
+        .collect();
+    // A sighting covers consecutive recorded runs first_run..=last_run;
+    // they come ordered by first run, so each finding's are in order.
     let sightings = store.sightings_upto(upto).await?;
-    let mut starting: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, s) in sightings.iter().enumerate() {
-        starting.entry(s.first_run).or_default().push(i);
+    let mut by_fp: HashMap<&str, Vec<&Sighting>> = HashMap::new();
+    for k in &sightings {
+        by_fp.entry(k.fingerprint.as_str()).or_default().push(k);
     }
-    let mut active: HashMap<&str, usize> = HashMap::new();
+    // The index of the first replayed run at or after `id`.
+    let at_or_after = |id: i64| runs.partition_point(|r| r.id < id);
     let mut lc = Lifecycle::default();
-    for run in runs {
-        // Runs without detail (older than per-run records) cannot be replayed.
-        let Some(evaluated) = rules.get(&run.id) else {
-            continue;
-        };
-        for &i in starting.get(&run.id).into_iter().flatten() {
-            active.insert(sightings[i].fingerprint.as_str(), i);
-        }
-        let seen: Vec<&Sighting> = active.values().map(|&i| &sightings[i]).collect();
-        let seen_fps: HashSet<&str> = active.keys().copied().collect();
-        for k in &seen {
-            let life = lc
-                .open
-                .entry(k.fingerprint.clone())
-                .or_insert_with(|| Life {
-                    fingerprint: k.fingerprint.clone(),
-                    rule_id: k.rule_id.clone(),
-                    severity: k.severity.clone(),
-                    source: k.source.clone(),
-                    credential_kind: k.credential_kind.clone(),
-                    depends: depends(k),
-                    first_run: run.id,
-                    first_seen: run.started_at.clone(),
-                    last_run: run.id,
-                    resolved_run: None,
-                    resolved_at: None,
-                });
-            life.last_run = run.id;
-            life.severity = k.severity.clone();
-            life.source = k.source.clone();
-            life.depends = depends(k);
-        }
-        let closing: Vec<String> = lc
-            .open
-            .values()
-            .filter(|l| !seen_fps.contains(l.fingerprint.as_str()))
-            .filter(|l| {
-                let own = l.rule_id == crate::engine::findings::UNMAPPED_RULE;
-                (own || evaluated.contains(&l.rule_id))
+    for (fp, list) in by_fp {
+        let mut life: Option<Life> = None;
+        for (n, k) in list.iter().enumerate() {
+            let start = at_or_after(k.first_run);
+            let end = runs.partition_point(|r| r.id <= k.last_run);
+            if start >= end {
+                continue;
+            }
+            let l = life.get_or_insert_with(|| Life {
+                fingerprint: fp.to_string(),
+                rule_id: k.rule_id.clone(),
+                severity: k.severity.clone(),
+                source: k.source.clone(),
+                credential_kind: k.credential_kind.clone(),
+                depends: depends(k),
+                first_run: runs[start].id,
+                first_seen: runs[start].started_at.clone(),
+                last_run: runs[start].id,
+                resolved_run: None,
+                resolved_at: None,
+            });
+            l.last_run = runs[end - 1].id;
+            l.severity = k.severity.clone();
+            l.source = k.source.clone();
+            l.depends = depends(k);
+            let next = list
+                .get(n + 1)
+                .map_or(runs.len(), |x| at_or_after(x.first_run))
+                .max(end);
+            let own = l.rule_id == crate::engine::findings::UNMAPPED_RULE;
+            let closed_by = runs[end..next].iter().find(|run| {
+                (own || rules.get(&run.id).is_some_and(|e| e.contains(&l.rule_id)))
                     && sees(&run.sources, l)
-                    && run
-                        .held
-                        .lets_resolve(&l.rule_id, identity_of(&l.fingerprint))
-            })
-            .map(|l| l.fingerprint.clone())
-            .collect();
-        for fp in closing {
-            if let Some(mut l) = lc.open.remove(&fp) {
-                l.resolved_run = Some(run.id);
-                l.resolved_at = Some(run.started_at.clone());
-                lc.closed.push(l);
+                    && run.held.lets_resolve(&l.rule_id, identity_of(fp))
+            });
+            if let Some(run) = closed_by {
+                if let Some(mut l) = life.take() {
+                    l.resolved_run = Some(run.id);
+                    l.resolved_at = Some(run.started_at.clone());
+                    lc.closed.push(l);
+                }
             }
         }
-        lc.open_after
-            .insert(run.id, lc.open.keys().cloned().collect());
-        active.retain(|_, i| sightings[*i].last_run != run.id);
-        lc.runs.push(run);
+        if let Some(l) = life {
+            lc.open.insert(fp.to_string(), l);
+        }
     }
+    lc.closed
+        .sort_by(|a, b| (a.resolved_run, &a.fingerprint).cmp(&(b.resolved_run, &b.fingerprint)));
+    lc.runs = runs;
     Ok(lc)
 }
 
@@ -258,11 +281,8 @@ fn sev_rank(s: &str) -> usize {
 /// Diff run `from` against run `to` (`from < to`).
 pub async fn diff(store: &SqlStore, from: i64, to: i64) -> Result<Diff, ReportError> {
     let lc = replay(store, to).await?;
-    let before = lc
-        .open_after
-        .get(&from)
-        .ok_or(ReportError::NoDetail(from))?;
-    if !lc.open_after.contains_key(&to) {
+    let before = lc.open_after(from).ok_or(ReportError::NoDetail(from))?;
+    if !lc.runs.iter().any(|r| r.id == to) {
         return Err(ReportError::NoDetail(to));
     }
     let mut new = Vec::new();
@@ -270,7 +290,7 @@ pub async fn diff(store: &SqlStore, from: i64, to: i64) -> Result<Diff, ReportEr
     for l in lc.open.values() {
         if l.first_run > from {
             new.push(entry(l, to));
-        } else if before.contains(&l.fingerprint) {
+        } else if before.contains(l.fingerprint.as_str()) {
             still_open.push(entry(l, to));
         }
     }

@@ -213,12 +213,15 @@ pub async fn load(
     }
     let mut resolved = Vec::new();
     for (last, lives) in by_last {
-        let seen = store.run_findings(last).await?;
+        // By fingerprint: a run resolving many findings is not quadratic.
+        let mut seen: HashMap<String, Finding> = store
+            .run_findings(last)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.fingerprint, s.finding?)))
+            .collect();
         for l in lives {
-            let Some(s) = seen.iter().find(|s| s.fingerprint == l.fingerprint) else {
-                continue;
-            };
-            let Some(finding) = s.finding.clone() else {
+            let Some(finding) = seen.remove(&l.fingerprint) else {
                 continue;
             };
             resolved.push(ResolvedFinding {
