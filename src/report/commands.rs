@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use tabled::settings::Style;
 
-use super::render::{render, Format};
+use super::render::{file_names, write_file as write_format, Format};
 use super::{coverage, diff, html, load, trace, RunSel};
 use crate::config::{ApprovalConfig, Config};
 use crate::engine::rules::RuleSet;
@@ -86,39 +86,56 @@ pub async fn report(
     let started = Instant::now();
     let data = load(&store, run, rules.catalogs).await?;
     let cov = coverage::compute(&data, frameworks)?;
-    let mut files = Vec::new();
-    for f in formats {
-        files.extend(render(&data, &cov, *f)?);
-    }
-    tracing::info!(
-        run = data.run.id,
-        ms = started.elapsed().as_millis() as u64,
-        "report rendered"
-    );
+    // Each file is written as it is rendered (JSON, CSV and OCSF finding by
+    // finding), not assembled in memory first.
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            for (name, bytes) in &files {
-                write_file(&dir.join(name), bytes)?;
-                eprintln!("wrote {}", dir.join(name).display());
+            for f in formats {
+                for name in file_names(*f) {
+                    let path = dir.join(name);
+                    let mut file = crate::safe_file::AtomicFile::create(
+                        &path,
+                        crate::safe_file::Access::Shared,
+                    )
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                    {
+                        let mut w = std::io::BufWriter::new(&mut file);
+                        write_format(&data, &cov, *f, name, &mut w)?;
+                        w.flush()?;
+                    }
+                    file.commit()
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
             }
         }
         None => {
             if formats.len() > 1 {
                 anyhow::bail!("several formats write several files: give --out DIR");
             }
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
             // CSV makes two files; without --out, the per-control one.
-            if let Some((name, bytes)) = files.first() {
-                stdout.write_all(bytes)?;
-                if files.len() > 1 {
-                    eprintln!("printed {name}; give --out DIR for findings.csv too");
+            if let Some(f) = formats.first() {
+                let names = file_names(*f);
+                write_format(&data, &cov, *f, names[0], &mut stdout)?;
+                if names.len() > 1 {
+                    eprintln!(
+                        "printed {}; give --out DIR for {} too",
+                        names[0],
+                        names[1..].join(", ")
+                    );
                 }
             }
             stdout.flush()?;
         }
     }
+    tracing::info!(
+        run = data.run.id,
+        ms = started.elapsed().as_millis() as u64,
+        "report written"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::report::coverage::FrameworkCoverage;
-use crate::report::render::{render, Format};
+use crate::report::render::{file_names, write_file as write_format, Format};
 use crate::report::{ReportError, RunData};
 use crate::safe_file::{self, Access, AtomicFile};
 use crate::store::SqlStore;
@@ -87,6 +87,7 @@ pub struct ManifestFile {
 
 impl ManifestFile {
     /// The manifest's entries for `files` (archive path, content).
+    #[cfg(test)]
     fn listing(files: &[(String, Vec<u8>)]) -> Vec<ManifestFile> {
         files
             .iter()
@@ -242,37 +243,124 @@ fn json_bytes<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, ReportError> {
     Ok(b)
 }
 
-/// The files of a run's bundle, manifest and signature excluded.
-pub async fn contents(
+fn header(path: &str, size: u64, mtime: u64) -> std::io::Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(mtime);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    bytes: &[u8],
+    mtime: u64,
+) -> std::io::Result<()> {
+    let h = header(path, bytes.len() as u64, mtime)?;
+    tar.append(&h, bytes)
+}
+
+/// A bundle part spooled to an unlinked temporary file, hashed and
+/// counted as it was written.
+struct Spooled {
+    path: String,
+    file: std::fs::File,
+    sha256: String,
+    size: u64,
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size = self.size.saturating_add(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn spool(
+    path: &str,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), ReportError>,
+) -> Result<Spooled, EvidenceError> {
+    let tmp = std::path::Path::new("(temporary file)");
+    let file = tempfile::tempfile().map_err(io(tmp))?;
+    let mut w = Hashing {
+        inner: std::io::BufWriter::new(file),
+        hash: Sha256::new(),
+        size: 0,
+    };
+    write(&mut w)?;
+    let Hashing { inner, hash, size } = w;
+    let mut file = inner.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    std::io::Seek::rewind(&mut file).map_err(io(tmp))?;
+    Ok(Spooled {
+        path: path.to_string(),
+        file,
+        sha256: hex::encode(hash.finalize()),
+        size,
+    })
+}
+
+fn spool_json<T: Serialize + ?Sized>(path: &str, v: &T) -> Result<Spooled, EvidenceError> {
+    spool(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, v)?;
+        w.write_all(b"\n").map_err(|e| ReportError::Render {
+            what: "json",
+            message: e.to_string(),
+        })
+    })
+}
+
+/// Export run `data` as a signed bundle. Every part is written to a
+/// temporary file as it is rendered and hashed on the way, then copied
+/// into the archive: memory holds one run's data, not its bundle.
+pub async fn export(
     store: &SqlStore,
     data: &RunData,
     cov: &[FrameworkCoverage],
-) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
-    let mut files = vec![("run.json".to_string(), json_bytes(&data.run)?)];
-    for f in Format::ALL {
-        for (name, bytes) in render(data, cov, f)? {
-            files.push((format!("reports/{name}"), bytes));
-        }
-    }
-    files.push(("inventory.json".into(), json_bytes(&data.reading.sources)?));
-    files.push((
-        "approvals.json".into(),
-        json_bytes(&data.reading.approvals)?,
-    ));
-    files.push(("rules.json".into(), json_bytes(&data.reading.rules)?));
-    files.push(("audit.jsonl".into(), audit_slice(store, data.run.id).await?));
-    files.push(("audit-chain.json".into(), audit_chain(store).await?));
-    Ok(files)
-}
-
-/// Write a signed bundle of `files` for `data`'s run to `out` (atomically,
-/// through [`safe_file`]: never through a planted link).
-pub fn write_bundle(
-    data: &RunData,
-    files: &[(String, Vec<u8>)],
     key: &SigningKey,
     out: &Path,
 ) -> Result<ExportSummary, EvidenceError> {
+    let mut parts = vec![spool_json("run.json", &data.run)?];
+    for f in Format::ALL {
+        for name in file_names(f) {
+            parts.push(spool(&format!("reports/{name}"), |w| {
+                write_format(data, cov, f, name, w)
+            })?);
+        }
+    }
+    parts.push(spool_json("inventory.json", &data.reading.sources)?);
+    parts.push(spool_json("approvals.json", &data.reading.approvals)?);
+    parts.push(spool_json("rules.json", &data.reading.rules)?);
+    let audit = audit_slice(store, data.run.id).await?;
+    parts.push(spool("audit.jsonl", |w| {
+        w.write_all(&audit).map_err(|e| ReportError::Render {
+            what: "audit",
+            message: e.to_string(),
+        })
+    })?);
+    let chain = audit_chain(store).await?;
+    parts.push(spool("audit-chain.json", |w| {
+        w.write_all(&chain).map_err(|e| ReportError::Render {
+            what: "audit",
+            message: e.to_string(),
+        })
+    })?);
+
     let now = chrono::Utc::now();
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -282,7 +370,14 @@ pub fn write_bundle(
         run_started_at: data.run.started_at.clone(),
         as_of: data.run.as_of.clone(),
         public_key_sha256: key_id(&key.verifying_key()),
-        files: ManifestFile::listing(files),
+        files: parts
+            .iter()
+            .map(|p| ManifestFile {
+                path: p.path.clone(),
+                sha256: p.sha256.clone(),
+                size: p.size,
+            })
+            .collect(),
     };
     let manifest_bytes = json_bytes(&manifest)?;
     let sig_bytes = key.sign(&manifest_bytes).to_bytes();
@@ -291,11 +386,13 @@ pub fn write_bundle(
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mtime = now.timestamp().max(0) as u64;
-    let mut entries: Vec<(&str, &[u8])> =
-        vec![(MANIFEST, &manifest_bytes), (SIGNATURE, &sig_bytes)];
-    entries.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
-    for (path, bytes) in entries {
-        append(&mut tar, path, bytes, mtime).map_err(io(out))?;
+    append(&mut tar, MANIFEST, &manifest_bytes, mtime).map_err(io(out))?;
+    append(&mut tar, SIGNATURE, &sig_bytes, mtime).map_err(io(out))?;
+    for p in &mut parts {
+        let mut h = header(&p.path, p.size, mtime).map_err(io(out))?;
+        // Exactly the bytes hashed: a part that changed size since fails.
+        tar.append(&mut h, std::io::Read::take(&mut p.file, p.size))
+            .map_err(io(out))?;
     }
     tar.into_inner()
         .and_then(|gz| gz.finish())
@@ -305,42 +402,14 @@ pub fn write_bundle(
     tracing::info!(
         run = data.run.id,
         bytes,
-        files = files.len() + 2,
+        files = parts.len() + 2,
         "evidence bundle written"
     );
     Ok(ExportSummary {
         run_id: data.run.id,
-        files: files.len() + 2,
+        files: parts.len() + 2,
         bytes,
     })
-}
-
-fn append<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    bytes: &[u8],
-    mtime: u64,
-) -> std::io::Result<()> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(path)?;
-    h.set_size(bytes.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(mtime);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    tar.append(&h, bytes)
-}
-
-/// Export run `data` as a signed bundle.
-pub async fn export(
-    store: &SqlStore,
-    data: &RunData,
-    cov: &[FrameworkCoverage],
-    key: &SigningKey,
-    out: &Path,
-) -> Result<ExportSummary, EvidenceError> {
-    let files = contents(store, data, cov).await?;
-    write_bundle(data, &files, key, out)
 }
 
 /// One verification failure, naming the part.

@@ -340,13 +340,27 @@ fn ticket(evidence: &Value) -> Option<Value> {
 /// does not stay open forever.
 pub fn events(data: &RunData) -> Vec<Value> {
     let ix = Index::new(data);
+    each(data, &ix).collect()
+}
+
+fn each<'a>(data: &'a RunData, ix: &'a Index<'a>) -> impl Iterator<Item = Value> + 'a {
     data.findings
         .iter()
-        .map(|f| event(data, &ix, f, Phase::Open))
+        .map(move |f| event(data, ix, f, Phase::Open))
         .chain(
             data.resolved
                 .iter()
-                .map(|r| event(data, &ix, &r.finding, Phase::Resolved(&r.last_seen))),
+                .map(move |r| event(data, ix, &r.finding, Phase::Resolved(&r.last_seen))),
         )
-        .collect()
+}
+
+/// The events of [`events`] as a JSON array serialised one event at a
+/// time (a run of a million findings is never a million `Value`s at once).
+pub struct Events<'a>(pub &'a RunData);
+
+impl serde::Serialize for Events<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ix = Index::new(self.0);
+        s.collect_seq(each(self.0, &ix))
+    }
 }

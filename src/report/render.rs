@@ -117,49 +117,51 @@ pub fn coverage_rows(cov: &[FrameworkCoverage]) -> Vec<CoverageRow> {
         .collect()
 }
 
-/// Finding rows, as written to `findings.csv`.
-pub fn finding_rows(list: &[ReportFinding]) -> Result<Vec<FindingRow>, ReportError> {
-    list.iter()
-        .map(|f| {
-            let d = &f.finding;
-            Ok(FindingRow {
-                fingerprint: f.fingerprint.clone(),
-                rule_id: d.rule_id.clone(),
-                title: d.title.clone(),
-                severity: d.severity.as_str().to_string(),
-                provider: d.provider.clone().unwrap_or_default(),
-                source: f.source.clone(),
-                identity_id: d.identity_id.clone(),
-                credential_id: d.credential_id.clone().unwrap_or_default(),
-                controls: d.controls.join(" "),
-                recommended_action: d.recommended_action.as_str().to_string(),
-                exception_id: d
-                    .exception
-                    .as_ref()
-                    .map(|e| e.id.clone())
-                    .unwrap_or_default(),
-                exception_expires_at: d
-                    .exception
-                    .as_ref()
-                    .map(|e| e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_default(),
-                first_seen: f.first_seen.clone(),
-                evidence: serde_json::to_string(&d.evidence)?,
-            })
+/// One finding's row, as written to `findings.csv`.
+pub fn finding_row(f: &ReportFinding) -> Result<FindingRow, ReportError> {
+    {
+        let d = &f.finding;
+        Ok(FindingRow {
+            fingerprint: f.fingerprint.clone(),
+            rule_id: d.rule_id.clone(),
+            title: d.title.clone(),
+            severity: d.severity.as_str().to_string(),
+            provider: d.provider.clone().unwrap_or_default(),
+            source: f.source.clone(),
+            identity_id: d.identity_id.clone(),
+            credential_id: d.credential_id.clone().unwrap_or_default(),
+            controls: d.controls.join(" "),
+            recommended_action: d.recommended_action.as_str().to_string(),
+            exception_id: d
+                .exception
+                .as_ref()
+                .map(|e| e.id.clone())
+                .unwrap_or_default(),
+            exception_expires_at: d
+                .exception
+                .as_ref()
+                .map(|e| e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default(),
+            first_seen: f.first_seen.clone(),
+            evidence: serde_json::to_string(&d.evidence)?,
         })
-        .collect()
+    }
 }
 
-fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>, ReportError> {
+/// Rows as CSV on `w`, one row serialised at a time.
+fn write_csv<T: Serialize>(
+    w: &mut dyn std::io::Write,
+    rows: impl Iterator<Item = Result<T, ReportError>>,
+) -> Result<(), ReportError> {
     let err = |e: csv::Error| ReportError::Render {
         what: "csv",
         message: e.to_string(),
     };
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut out = csv::Writer::from_writer(w);
     for r in rows {
-        w.serialize(r).map_err(err)?;
+        out.serialize(r?).map_err(err)?;
     }
-    w.into_inner().map_err(|e| ReportError::Render {
+    out.flush().map_err(|e| ReportError::Render {
         what: "csv",
         message: e.to_string(),
     })
@@ -242,15 +244,40 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
     out
 }
 
-/// Render `format` into (file name, bytes) pairs.
-pub fn render(
+/// The files `format` writes, in order.
+pub fn file_names(format: Format) -> &'static [&'static str] {
+    match format {
+        Format::Table => &["report.txt"],
+        Format::Json => &["report.json"],
+        Format::Csv => &["coverage.csv", "findings.csv"],
+        Format::Ocsf => &["report.ocsf.json"],
+        Format::Sarif => &["report.sarif"],
+        Format::Html => &["report.html"],
+    }
+}
+
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ReportError {
+    move |e| ReportError::Render {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Write file `name` (one of [`file_names`]) of `format` to `w`. JSON,
+/// CSV and OCSF are serialised as they are written, finding by finding:
+/// no second copy of the document is held in memory.
+pub fn write_file(
     data: &RunData,
     cov: &[FrameworkCoverage],
     format: Format,
-) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
-    Ok(match format {
-        Format::Table => vec![("report.txt".into(), table(data, cov).into_bytes())],
-        Format::Json => {
+    name: &str,
+    w: &mut dyn std::io::Write,
+) -> Result<(), ReportError> {
+    match (format, name) {
+        (Format::Table, _) => w
+            .write_all(table(data, cov).as_bytes())
+            .map_err(io_err("table"))?,
+        (Format::Json, _) => {
             let doc = JsonReport {
                 report: "nhi-assure control coverage",
                 tool_version: data.version,
@@ -260,30 +287,38 @@ pub fn render(
                 resolved: &data.resolved,
                 actions: &data.journal,
             };
-            let mut v = serde_json::to_vec_pretty(&doc)?;
-            v.push(b'\n');
-            vec![("report.json".into(), v)]
+            serde_json::to_writer_pretty(&mut *w, &doc)?;
+            w.write_all(b"\n").map_err(io_err("json"))?;
         }
-        Format::Csv => vec![
-            ("coverage.csv".into(), csv_bytes(&coverage_rows(cov))?),
-            (
-                "findings.csv".into(),
-                csv_bytes(&finding_rows(&data.findings)?)?,
-            ),
-        ],
-        Format::Ocsf => {
-            let mut v = serde_json::to_vec_pretty(&super::ocsf::events(data))?;
-            v.push(b'\n');
-            vec![("report.ocsf.json".into(), v)]
+        (Format::Csv, "coverage.csv") => write_csv(w, coverage_rows(cov).into_iter().map(Ok))?,
+        (Format::Csv, _) => write_csv(w, data.findings.iter().map(finding_row))?,
+        (Format::Ocsf, _) => {
+            serde_json::to_writer_pretty(&mut *w, &super::ocsf::Events(data))?;
+            w.write_all(b"\n").map_err(io_err("ocsf"))?;
         }
-        Format::Sarif => {
-            let mut v = serde_json::to_vec_pretty(&super::sarif::from_run(data))?;
-            v.push(b'\n');
-            vec![("report.sarif".into(), v)]
+        (Format::Sarif, _) => {
+            serde_json::to_writer_pretty(&mut *w, &super::sarif::from_run(data))?;
+            w.write_all(b"\n").map_err(io_err("sarif"))?;
         }
-        Format::Html => vec![(
-            "report.html".into(),
-            super::html::render(data, cov)?.into_bytes(),
-        )],
-    })
+        (Format::Html, _) => w
+            .write_all(super::html::render(data, cov)?.as_bytes())
+            .map_err(io_err("html"))?,
+    }
+    Ok(())
+}
+
+/// Render `format` into (file name, bytes) pairs.
+pub fn render(
+    data: &RunData,
+    cov: &[FrameworkCoverage],
+    format: Format,
+) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
+    file_names(format)
+        .iter()
+        .map(|name| {
+            let mut bytes = Vec::new();
+            write_file(data, cov, format, name, &mut bytes)?;
+            Ok((name.to_string(), bytes))
+        })
+        .collect()
 }
