@@ -389,9 +389,9 @@ pub async fn export(
     append(&mut tar, MANIFEST, &manifest_bytes, mtime).map_err(io(out))?;
     append(&mut tar, SIGNATURE, &sig_bytes, mtime).map_err(io(out))?;
     for p in &mut parts {
-        let mut h = header(&p.path, p.size, mtime).map_err(io(out))?;
+        let h = header(&p.path, p.size, mtime).map_err(io(out))?;
         // Exactly the bytes hashed: a part that changed size since fails.
-        tar.append(&mut h, std::io::Read::take(&mut p.file, p.size))
+        tar.append(&h, std::io::Read::take(&mut p.file, p.size))
             .map_err(io(out))?;
     }
     tar.into_inner()
