@@ -506,9 +506,9 @@ async fn audit_chain_detects_edits_removals_and_reordering(store: SqlStore, loca
     assert_eq!(
         kinds,
         [
-            "finding.opened",
+            "findings.opened",
             "run.recorded",
-            "finding.resolved",
+            "findings.resolved",
             "run.recorded",
             "config.changed"
         ]
@@ -531,9 +531,12 @@ async fn audit_chain_detects_edits_removals_and_reordering(store: SqlStore, loca
     let (seq, why) = broken_at(&store).await;
     assert_eq!(seq, 3);
     assert!(why.contains("edited"), "{why}");
+    // Put back as it was.
+    let original = serde_json::to_string(&entries[2].data).expect("json");
+    assert!(!original.contains('\''));
     exec(
         &db,
-        "UPDATE audit SET data = '{\"rule_id\":\"credential-stale\"}' WHERE seq = 3",
+        &format!("UPDATE audit SET data = '{original}' WHERE seq = 3"),
     )
     .await;
     assert!(matches!(

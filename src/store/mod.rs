@@ -168,6 +168,9 @@ pub trait Store: Send + Sync {
     async fn open_findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
 }
 
+/// Findings listed by one `findings.opened` / `findings.resolved` audit entry, at most.
+const AUDIT_BATCH: usize = 1_000;
+
 /// One finding of a run, serialised once.
 struct Prepared<'a> {
     fp: String,
@@ -701,7 +704,7 @@ impl Store for SqlStore {
         drop(index);
 
         let mut opened = 0i64;
-        let mut trail: Vec<(String, &str, serde_json::Value)> = Vec::new();
+        let mut opened_fps: Vec<&str> = Vec::new();
         let mut unchanged: Vec<&str> = Vec::new();
         let mut write: Vec<&Prepared<'_>> = Vec::new();
         for p in &prepared {
@@ -717,16 +720,7 @@ impl Store for SqlStore {
                 None => {
                     write.push(p);
                     opened += 1;
-                    trail.push((
-                        p.fp.clone(),
-                        "finding.opened",
-                        serde_json::json!({
-                            "rule_id": p.f.finding.rule_id,
-                            "identity_id": p.f.finding.identity_id,
-                            "credential_id": p.f.finding.credential_id,
-                            "severity": p.f.finding.severity.as_str(),
-                        }),
-                    ));
+                    opened_fps.push(&p.fp);
                 }
             }
         }
@@ -753,11 +747,6 @@ impl Store for SqlStore {
                     || run.held.reason(&row.identity).is_none());
             if seeable && run.rules.contains(&row.rule) {
                 resolve.push(fp);
-                trail.push((
-                    fp.clone(),
-                    "finding.resolved",
-                    serde_json::json!({ "rule_id": row.rule }),
-                ));
             }
         }
         update_findings(&mut tx, "resolved_at = $1", &now, None, &resolve).await?;
@@ -768,15 +757,25 @@ impl Store for SqlStore {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
-        let mut entries: Vec<audit::NewEntry<'_>> = trail
-            .iter()
-            .map(|(fp, kind, data)| audit::NewEntry {
-                kind,
-                run_id: Some(run_id),
-                subject: Some(fp),
-                data: data.clone(),
-            })
-            .collect();
+        // Lifecycle events are audited per batch: one entry lists, in
+        // fingerprint order, up to AUDIT_BATCH findings the run opened (or
+        // resolved). The chain covers the batch as it covers any entry; a
+        // finding's data is in the run's sightings.
+        opened_fps.sort_unstable();
+        let mut entries: Vec<audit::NewEntry<'_>> = Vec::new();
+        for (kind, fps) in [
+            ("findings.opened", &opened_fps),
+            ("findings.resolved", &resolve),
+        ] {
+            for chunk in fps.chunks(AUDIT_BATCH) {
+                entries.push(audit::NewEntry {
+                    kind,
+                    run_id: Some(run_id),
+                    subject: None,
+                    data: serde_json::json!({ "count": chunk.len(), "fingerprints": chunk }),
+                });
+            }
+        }
         entries.push(audit::NewEntry {
             kind: "run.recorded",
             run_id: Some(run_id),
