@@ -192,6 +192,57 @@ fn upgrade_v1_gaps(sources: &mut serde_json::Value) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A source's reading borrowed from the estate: serialises exactly as
+/// [`SourceReading`] does, without copying the inventory first (at a
+/// million credentials the copy alone was the size of the estate).
+#[derive(Serialize)]
+struct SourceReadingRef<'a> {
+    name: &'a str,
+    provider: Provider,
+    state: &'a SourceState,
+    inventory: Option<InventoryRef<'a>>,
+}
+
+/// [`Inventory`]'s fields, borrowed, in its order.
+#[derive(Serialize)]
+struct InventoryRef<'a> {
+    identities: &'a [nhi_contract::Identity],
+    credentials: &'a [nhi_contract::Credential],
+    entitlements: &'a [nhi_contract::Entitlement],
+    grants: &'a [nhi_contract::Grant],
+    trusts: &'a [nhi_contract::Trust],
+    approvals: &'a [Approval],
+    coverage: &'a nhi_contract::Coverage,
+}
+
+fn source_refs(estate: &Estate) -> Vec<SourceReadingRef<'_>> {
+    estate
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SourceReadingRef {
+            name: &s.name,
+            provider: s.provider,
+            state: &s.state,
+            inventory: estate
+                .spans
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(|span| {
+                    Some(InventoryRef {
+                        identities: estate.identities.get(span.identities.clone())?,
+                        credentials: estate.credentials.get(span.credentials.clone())?,
+                        entitlements: estate.entitlements.get(span.entitlements.clone())?,
+                        grants: estate.grants.get(span.grants.clone())?,
+                        trusts: estate.trusts.get(span.trusts.clone())?,
+                        approvals: &[],
+                        coverage: &span.coverage,
+                    })
+                }),
+        })
+        .collect()
+}
+
 /// Keep what run `run_id` read and the findings it saw.
 pub async fn record(
     store: &SqlStore,
@@ -200,10 +251,9 @@ pub async fn record(
     rules: &RuleSet,
     findings: &[SourcedFinding],
 ) -> Result<(), StoreError> {
-    let snap = capture(estate, rules);
-    let inventory = serde_json::to_string(&snap.sources)?;
-    let approvals = serde_json::to_string(&snap.approvals)?;
-    let rules = serde_json::to_string(&snap.rules)?;
+    let inventory = serde_json::to_string(&source_refs(estate))?;
+    let approvals = serde_json::to_string(&estate.approvals)?;
+    let rules = serde_json::to_string(&rule_infos(rules))?;
     store
         .record_run_detail(
             run_id,
@@ -220,6 +270,33 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_borrowed_reading_serialises_as_the_captured_one() {
+        let (a, _) = generate(SynthSpec {
+            identities: 40,
+            credentials: 120,
+            seed: 3,
+        });
+        let (mut b, _) = generate(SynthSpec {
+            identities: 10,
+            credentials: 20,
+            seed: 4,
+        });
+        b.identities
+            .iter_mut()
+            .for_each(|i| i.id = format!("b/{}", i.id));
+        let mut estate = Estate::default();
+        estate.add_inventory("a", Provider::Aws, a);
+        estate.add_failed("down", Provider::Azure, "unreachable".into());
+        estate.add_inventory("b", Provider::Aws, b);
+        let rules =
+            RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("rules");
+        let captured = serde_json::to_string(&capture(&estate, &rules).sources).expect("json");
+        let borrowed = serde_json::to_string(&source_refs(&estate)).expect("json");
+        assert_eq!(borrowed, captured);
+        assert!(captured.contains("\"credentials\":[{"), "{captured:.200}");
+    }
     use crate::engine::plan::Protected;
     use crate::engine::rules::RulesConfig;
     use crate::synth::{generate, synth_now, SynthSpec};
