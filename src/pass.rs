@@ -215,7 +215,6 @@ impl Context {
             credential_kind: None,
             depends: Facets::NONE,
         }));
-        let list: Vec<Finding> = sourced.iter().map(|s| s.finding.clone()).collect();
         let mut rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
         // So a record mapped again resolves its finding.
         rule_ids.push(UNMAPPED_RULE.into());
@@ -233,6 +232,8 @@ impl Context {
             .await?;
         // What this run read, kept with it so any past run can be reported on.
         crate::store::reading::record(store, summary.run_id, &estate, rules, &sourced).await?;
+        // Recorded: the findings move into the result, not copied.
+        let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
         let mut source_credentials = vec![0usize; estate.sources.len()];
         for i in eval.graph.credential_identity.iter().flatten() {
             source_credentials[estate.identity_source[*i as usize] as usize] += 1;
