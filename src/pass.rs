@@ -309,8 +309,22 @@ impl Context {
                 ids.dedup();
                 (first, ids)
             });
+        // Owners of what the findings and the plan concern, for notify.
+        let concerned: std::collections::HashSet<&str> = list
+            .iter()
+            .map(|f| f.identity_id.as_str())
+            .chain(plan.iter().map(|a| a.request.identity_id.as_str()))
+            .collect();
+        let owners = estate
+            .identities
+            .iter()
+            .filter(|i| concerned.contains(i.id.as_str()))
+            .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
+            .collect();
         progress.finish_and_clear();
         Ok(PassResult {
+            owners,
+            exceptions: estate.exceptions.clone(),
             unmatched_revocations,
             unmapped,
             tickets,
@@ -597,6 +611,11 @@ pub struct PassResult {
     /// What this pass read of the targets of interrupted actions, by
     /// journal id (recovery re-checks them before finishing).
     pub target_states: HashMap<i64, TargetState>,
+    /// The recorded owner of each identity a finding or action concerns,
+    /// by identity id (where notifications go).
+    pub owners: HashMap<String, String>,
+    /// The exceptions read this pass (notify says when one has ended).
+    pub exceptions: Vec<nhi_contract::Exception>,
 }
 
 /// What a targeted pass is for: identities, and approvals whose subjects

@@ -104,7 +104,8 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-fn fingerprint(rule: &str, a: &ActionRequest) -> String {
+/// The fingerprint of the finding of `rule` an action request answers.
+pub fn fingerprint(rule: &str, a: &ActionRequest) -> String {
     crate::engine::findings::fingerprint(
         rule,
         &a.identity_id,

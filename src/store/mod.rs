@@ -25,6 +25,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 pub mod audit;
 pub mod journal;
 pub mod lease;
+pub mod notify;
 pub mod reading;
 mod replay;
 pub mod runs;
