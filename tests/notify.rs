@@ -842,3 +842,66 @@ fn notify_settings_are_checked_and_located() {
     assert!(e.contains("PagerDuty severity"), "{e}");
     load("[notify]\ndefault_route = [\"f\"]\n[notify.sinks.f]\ntype = \"file\"\npath = \"n.jsonl\"\n").expect("valid");
 }
+
+#[path = "support/pg.rs"]
+mod pg;
+
+/// The journal on both backends: rows round-trip, `sent` and `warned` see
+/// only what was sent.
+async fn journal_round_trip(store: SqlStore) {
+    use nhi_assure::store::notify::Delivery;
+    let row = |kind: &str, fp: &str, status: &str| Delivery {
+        run_id: Some(7),
+        sink: "hook".into(),
+        sink_kind: "webhook".into(),
+        owner: "team@example.com".into(),
+        kind: kind.into(),
+        fingerprint: fp.into(),
+        dedup: "2026-12-01T00:00:00Z".into(),
+        digest_size: 2,
+        status: status.into(),
+        attempts: 3,
+        error: (status == "failed").then(|| "HTTP 503: busy".to_string()),
+        at: "2026-12-01T00:00:00.000Z".into(),
+    };
+    let rows = [
+        row("action.pending", "r|a|", "sent"),
+        row("action.pending", "r|b|", "failed"),
+        row("finding.opened", "r|c|", "sent"),
+    ];
+    store.notify_record(&rows).await.expect("record");
+    assert_eq!(
+        store.notify_journal().await.expect("journal"),
+        rows.to_vec()
+    );
+    let sent = store.notify_sent("hook").await.expect("sent");
+    assert_eq!(sent.len(), 2);
+    assert!(sent.contains(&(
+        "r|a|".to_string(),
+        "action.pending".to_string(),
+        "2026-12-01T00:00:00Z".to_string()
+    )));
+    assert!(store.notify_sent("other").await.expect("sent").is_empty());
+    let warned = store.notify_warned().await.expect("warned");
+    assert_eq!(
+        warned.into_iter().collect::<Vec<_>>(),
+        vec!["r|a|".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn the_journal_round_trips_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
+        .await
+        .expect("open sqlite");
+    journal_round_trip(store).await;
+}
+
+#[tokio::test]
+async fn the_journal_round_trips_on_postgres() {
+    let store = SqlStore::open(&pg::database())
+        .await
+        .expect("open postgres");
+    journal_round_trip(store).await;
+}

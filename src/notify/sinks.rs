@@ -317,12 +317,25 @@ fn pagerduty_event(d: &Digest, routing_key: &str, severity: &str) -> Value {
 
 /// The webhook's and the file's JSON.
 fn webhook_body(d: &Digest) -> Value {
+    // Each event with its line for people, so a file or a relay can show
+    // the message as the chat sinks would.
+    let events: Vec<Value> = d
+        .events
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("message".into(), json!(e.line()));
+            }
+            v
+        })
+        .collect();
     json!({
         "event": "notify.digest",
         "owner": d.owner,
         "run_id": d.run_id,
         "title": d.title(),
-        "events": d.events,
+        "events": events,
     })
 }
 
