@@ -905,3 +905,99 @@ async fn the_journal_round_trips_on_postgres() {
         .expect("open postgres");
     journal_round_trip(store).await;
 }
+
+/// Warnings follow the grace period: "pending" with the action's time when
+/// it starts, nothing more while nothing changes, the reminder once
+/// `warn_lead_hours` before that time — with the same deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reminder_comes_warn_lead_hours_before_the_action() {
+    let fake = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let hook = Peer::new((204, ""));
+    let hook_url = serve(Arc::clone(&hook)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = enforce_config(&fake, dir.path(), &hook_url, 24);
+    // Everything in a 30-hour grace period; nothing admin-related acts.
+    let text = std::fs::read_to_string(&cfg)
+        .expect("cfg")
+        .replace(
+            "identity-admin-equivalent = 0",
+            "identity-admin-equivalent = 30",
+        )
+        .replace(
+            "max_subjects = 100",
+            "max_subjects = 100\ndefault_grace_hours = 30",
+        );
+    std::fs::write(&cfg, &text).expect("cfg");
+    let env = [
+        ("NHI_SECRET_T_HMAC", HMAC_KEY.to_string()),
+        (AZURE_SECRET_ENV, CLIENT_SECRET.to_string()),
+    ];
+    let args = [
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ];
+    let events = |from: usize| -> Vec<Value> {
+        hook.got()[from..]
+            .iter()
+            .flat_map(|r| r.json()["events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let started = chrono::Utc::now();
+    ok(&run(&args, &env).await);
+    let first = events(0);
+    let pending: Vec<&Value> = first
+        .iter()
+        .filter(|e| e["kind"] == "action.pending")
+        .collect();
+    assert!(!pending.is_empty(), "{first:#?}");
+    assert!(first.iter().all(|e| e["kind"] != "action.reminder"));
+    let deadlines: std::collections::BTreeMap<String, String> = pending
+        .iter()
+        .map(|e| {
+            let d = e["deadline"].as_str().expect("deadline").to_string();
+            let t = chrono::DateTime::parse_from_rfc3339(&d).expect("time");
+            assert!(
+                t > started + chrono::Duration::hours(29)
+                    && t < chrono::Utc::now() + chrono::Duration::hours(30)
+            );
+            (e["fingerprint"].as_str().expect("fp").to_string(), d)
+        })
+        .collect();
+    assert!(
+        fake.tenant().writes().is_empty(),
+        "nothing acted on in grace"
+    );
+
+    // An unchanged pass: nothing is sent again.
+    let n = hook.got().len();
+    ok(&run(&args, &env).await);
+    assert_eq!(hook.got().len(), n, "{:#?}", events(n));
+
+    // Seven hours on, inside the 24-hour lead: the reminder, same deadline.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(7))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(&cfg, format!("as_of = \"{later}\"\n{text}")).expect("cfg");
+    ok(&run(&args, &env).await);
+    let third = events(n);
+    let reminders: Vec<&Value> = third
+        .iter()
+        .filter(|e| e["kind"] == "action.reminder")
+        .collect();
+    assert_eq!(reminders.len(), deadlines.len(), "{third:#?}");
+    for r in reminders {
+        let fp = r["fingerprint"].as_str().expect("fp");
+        assert_eq!(
+            r["deadline"].as_str(),
+            deadlines.get(fp).map(String::as_str)
+        );
+        assert!(r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unless its approval is renewed")));
+    }
+    assert!(third.iter().all(|e| e["kind"] != "action.pending"));
+    assert!(fake.tenant().writes().is_empty());
+}
