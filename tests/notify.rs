@@ -584,8 +584,9 @@ async fn a_dead_or_slow_sink_cannot_slow_a_pass_beyond_its_budget() {
             r#"[notify]
 default_route = ["dead", "slow"]
 max_attempts = 10
-timeout_secs = 1
+timeout_secs = 30
 budget_secs = 3
+sink_timeout_secs = {{ slow = 1 }}
 [notify.sinks.dead]
 type = "webhook"
 url = "http://127.0.0.1:{dead}/hook"
@@ -836,6 +837,11 @@ fn notify_settings_are_checked_and_located() {
     );
     let e = load("[notify]\ndefault_route = [\"s\"]\n[notify.sinks.s]\ntype = \"slack-webhook\"\nurl_env = \"NHI_ASSURE_SLACK\"\n").unwrap_err();
     assert!(e.contains("override prefix"), "{e}");
+    let e = load("[notify]\nsink_timeout_secs = { gone = 3 }\n").unwrap_err();
+    assert!(
+        e.contains("c.toml:7:") && e.contains("no sink is named \"gone\""),
+        "{e}"
+    );
     let e = load("[notify]\nbudget_secs = 0\n").unwrap_err();
     assert!(e.contains("c.toml:7:") && e.contains("budget_secs"), "{e}");
     let e = load("[notify]\ndefault_route = [\"p\"]\n[notify.sinks.p]\ntype = \"pagerduty\"\nrouting_key_env = \"K\"\nseverity = \"loud\"\n").unwrap_err();
@@ -1000,4 +1006,63 @@ async fn the_reminder_comes_warn_lead_hours_before_the_action() {
     }
     assert!(third.iter().all(|e| e["kind"] != "action.pending"));
     assert!(fake.tenant().writes().is_empty());
+}
+
+/// An exception ending re-opens its finding, and its owner is told so,
+/// once per end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_exception_is_announced_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = format!(
+        r#"[exceptions]
+path = "{}"
+[notify]
+default_route = ["file"]
+[notify.sinks.file]
+type = "file"
+path = "out/owners.jsonl"
+"#,
+        demo().join("exceptions").display()
+    );
+    let cfg = demo_config(dir.path(), &notify);
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(dir.path().join("out/owners.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .flat_map(|l| {
+                serde_json::from_str::<Value>(l).expect("JSON line")["events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let ended = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["exception_expired"] == "EXC-7")
+            .count()
+    };
+    // In force: the finding is recorded excepted, nothing says it ended.
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
+    assert_eq!(ended(&read()), 0);
+    // After its end: open again, and the owner is told, once.
+    let text = std::fs::read_to_string(&cfg)
+        .expect("cfg")
+        .replace("2026-11-20T12:00:00Z", "2026-12-16T12:00:00Z");
+    std::fs::write(&cfg, text).expect("cfg");
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
+    let events = read();
+    assert_eq!(ended(&events), 1, "{events:#?}");
+    let e = events
+        .iter()
+        .find(|e| e["exception_expired"] == "EXC-7")
+        .expect("event");
+    assert_eq!(e["kind"], "finding.opened");
+    assert_eq!(e["credential_id"], "AKIA6IE7QDLNOXY5PBKS");
+    assert!(e["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("exception EXC-7 has ended")));
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
+    assert_eq!(ended(&read()), 1, "not again");
 }

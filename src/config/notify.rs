@@ -37,9 +37,12 @@ pub struct NotifyConfig {
     /// Longest wait between tries, `Retry-After` included (seconds).
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
-    /// Time one request may take (seconds).
+    /// Time one request may take (seconds) …
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// … or, for the sinks named here, this long (a slow relay).
+    #[serde(default)]
+    pub sink_timeout_secs: BTreeMap<String, u64>,
     /// Time all deliveries of one pass may take together (seconds): a dead
     /// sink cannot slow a pass beyond it.
     #[serde(default = "default_budget_secs")]
@@ -215,6 +218,7 @@ impl Default for NotifyConfig {
             max_attempts: default_max_attempts(),
             max_backoff_secs: default_max_backoff_secs(),
             timeout_secs: default_timeout_secs(),
+            sink_timeout_secs: BTreeMap::new(),
             budget_secs: default_budget_secs(),
         }
     }
@@ -224,6 +228,16 @@ impl NotifyConfig {
     /// Whether any sink is configured.
     pub fn enabled(&self) -> bool {
         !self.sinks.is_empty()
+    }
+
+    /// Time one request to sink `name` may take.
+    pub fn timeout(&self, name: &str) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.sink_timeout_secs
+                .get(name)
+                .copied()
+                .unwrap_or(self.timeout_secs),
+        )
     }
 
     /// The sinks `owner` is routed to (`None`: no owner recorded).
@@ -256,6 +270,16 @@ impl NotifyConfig {
             super::range(o, &["notify", key], v, lo, hi);
         }
         let known = |name: &str| self.sinks.contains_key(name);
+        for (name, t) in &self.sink_timeout_secs {
+            let key = ["notify", "sink_timeout_secs", name.as_str()];
+            super::range(o, &key, super::wide(*t), 1, 300);
+            if !known(name) {
+                o.push(Problem::new(
+                    &key,
+                    format!("no sink is named {name:?} in [notify.sinks]"),
+                ));
+            }
+        }
         for (i, r) in self.routes.iter().enumerate() {
             for s in r.sinks.iter().filter(|s| !known(s)) {
                 o.push(Problem {

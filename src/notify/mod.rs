@@ -239,9 +239,8 @@ impl Notifier {
     /// named in undo commands.
     pub fn new(pass: &PassResult, config_path: &std::path::Path) -> Notifier {
         let n = &pass.cfg.notify;
+        // Each request carries its sink's timeout (`post_bytes`).
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(n.timeout_secs))
-            .connect_timeout(Duration::from_secs(n.timeout_secs))
             // A webhook URL carries its token: a redirect could send it
             // (and the body) elsewhere.
             .redirect(reqwest::redirect::Policy::none())
@@ -439,7 +438,7 @@ impl Notifier {
             let remaining = self.deadline - now;
             let tried = tokio::time::timeout(
                 remaining,
-                secrets.send(&self.client, digest, Duration::from_secs(n.timeout_secs)),
+                secrets.send(&self.client, digest, n.timeout(name)),
             )
             .await
             .unwrap_or_else(|_| {

@@ -73,7 +73,9 @@ impl<'a> Resolved<'a> {
         match self.sink {
             SinkConfig::SlackWebhook { .. } => {
                 let body = slack_message(d, None);
-                post(client, &self.secret, &[], &body).await.map(|_| ())
+                post(client, &self.secret, &[], &body, timeout)
+                    .await
+                    .map(|_| ())
             }
             SinkConfig::SlackApi {
                 channel, base_url, ..
@@ -81,7 +83,8 @@ impl<'a> Resolved<'a> {
                 let body = slack_message(d, Some(channel));
                 let url = format!("{}/chat.postMessage", base_url.trim_end_matches('/'));
                 let auth = format!("Bearer {}", self.secret);
-                let answer = post(client, &url, &[("authorization", &auth)], &body).await?;
+                let answer =
+                    post(client, &url, &[("authorization", &auth)], &body, timeout).await?;
                 // Slack answers 200 with `ok: false` for most errors.
                 match answer.get("ok").and_then(Value::as_bool) {
                     Some(true) => Ok(()),
@@ -101,7 +104,7 @@ impl<'a> Resolved<'a> {
                     }
                 }
             }
-            SinkConfig::Teams { .. } => post(client, &self.secret, &[], &teams_message(d))
+            SinkConfig::Teams { .. } => post(client, &self.secret, &[], &teams_message(d), timeout)
                 .await
                 .map(|_| ()),
             SinkConfig::Pagerduty {
@@ -109,7 +112,7 @@ impl<'a> Resolved<'a> {
             } => {
                 let url = format!("{}/v2/enqueue", base_url.trim_end_matches('/'));
                 let body = pagerduty_event(d, &self.secret, severity);
-                post(client, &url, &[], &body).await.map(|_| ())
+                post(client, &url, &[], &body, timeout).await.map(|_| ())
             }
             SinkConfig::Webhook { url, .. } => {
                 let body = serde_json::to_vec(&webhook_body(d)).unwrap_or_default();
@@ -120,7 +123,9 @@ impl<'a> Resolved<'a> {
                     (super::signature::TIMESTAMP_HEADER, ts.as_str()),
                     (super::signature::SIGNATURE_HEADER, sig.as_str()),
                 ];
-                post_bytes(client, url, &headers, body).await.map(|_| ())
+                post_bytes(client, url, &headers, body, timeout)
+                    .await
+                    .map(|_| ())
             }
             SinkConfig::File { path } => {
                 let path = self.cfg.resolve(path);
@@ -175,14 +180,10 @@ async fn post(
     url: &str,
     headers: &[(&str, &str)],
     body: &Value,
+    timeout: Duration,
 ) -> Result<Value, Failure> {
-    post_bytes(
-        client,
-        url,
-        headers,
-        serde_json::to_vec(body).unwrap_or_default(),
-    )
-    .await
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    post_bytes(client, url, headers, bytes, timeout).await
 }
 
 /// POST JSON; 2xx is success (its JSON body, or null), 429 and 5xx are
@@ -192,9 +193,11 @@ async fn post_bytes(
     url: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
+    timeout: Duration,
 ) -> Result<Value, Failure> {
     let mut req = client
         .post(url)
+        .timeout(timeout)
         .header("content-type", "application/json; charset=utf-8")
         .body(body);
     for (k, v) in headers {
