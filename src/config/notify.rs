@@ -337,11 +337,27 @@ impl NotifyConfig {
                     });
                 }
             }
-            if let SinkConfig::Email { to, .. } = s {
+            if let SinkConfig::Email {
+                to,
+                username,
+                password_env,
+                ..
+            } = s
+            {
                 if to.is_empty() {
                     o.push(Problem {
                         key: key("to"),
                         message: "no recipient".into(),
+                    });
+                }
+                if username.is_some() != password_env.is_some() {
+                    o.push(Problem {
+                        key: key(if username.is_some() {
+                            "username"
+                        } else {
+                            "password_env"
+                        }),
+                        message: "username and password_env go together".into(),
                     });
                 }
             }
