@@ -1066,3 +1066,41 @@ path = "out/owners.jsonl"
     ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
     assert_eq!(ended(&read()), 1, "not again");
 }
+
+/// `daemon --check` finds a sink whose secret variable is not set, at its
+/// key, without printing any secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_check_finds_an_unset_sink_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_config(
+        dir.path(),
+        r#"[notify]
+default_route = ["slack"]
+[notify.sinks.slack]
+type = "slack-webhook"
+url_env = "NHI_SECRET_T_CHECK_SLACK_URL"
+"#,
+    );
+    let o = run(&["daemon", "--check", "--config", &cfg], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nhi-assure.toml:17:")
+            && err.contains("NHI_SECRET_T_CHECK_SLACK_URL, which is not set"),
+        "{err}"
+    );
+    let url = format!("https://hooks.slack.com/services/T0/B0/{SLACK_URL_TOKEN}");
+    let o = run(
+        &["daemon", "--check", "--config", &cfg],
+        &[("NHI_SECRET_T_CHECK_SLACK_URL", url)],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(SLACK_URL_TOKEN));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(SLACK_URL_TOKEN));
+}
