@@ -880,14 +880,24 @@ async fn journal_round_trip(store: SqlStore) {
         store.notify_journal().await.expect("journal"),
         rows.to_vec()
     );
-    let sent = store.notify_sent("hook").await.expect("sent");
+    let sent = store.notify_sent("hook", 7).await.expect("sent");
     assert_eq!(sent.len(), 2);
     assert!(sent.contains(&(
         "r|a|".to_string(),
         "action.pending".to_string(),
         "2026-12-01T00:00:00Z".to_string()
     )));
-    assert!(store.notify_sent("other").await.expect("sent").is_empty());
+    assert!(store
+        .notify_sent("other", 7)
+        .await
+        .expect("sent")
+        .is_empty());
+    // A later run does not read an earlier run's own events.
+    let mut opened = row("finding.opened", "r|d|", "sent");
+    opened.dedup = "run 7".into();
+    store.notify_record(&[opened]).await.expect("record");
+    assert_eq!(store.notify_sent("hook", 7).await.expect("sent").len(), 3);
+    assert_eq!(store.notify_sent("hook", 8).await.expect("sent").len(), 2);
     let warned = store.notify_warned().await.expect("warned");
     assert_eq!(
         warned.into_iter().collect::<Vec<_>>(),

@@ -350,7 +350,7 @@ impl Notifier {
             let Some(sink) = n.sinks.get(&sink_name) else {
                 continue;
             };
-            let sent = match self.store.notify_sent(&sink_name).await {
+            let sent = match self.store.notify_sent(&sink_name, run_id).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(sink = %sink_name, error = %e, "notify: journal unreadable; not sending");

@@ -70,15 +70,21 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Events already sent to `sink`, as (fingerprint, kind, dedup).
+    /// Events already sent to `sink` that a pass of run `run_id` could
+    /// derive again, as (fingerprint, kind, dedup): those keyed on a
+    /// deadline, and this run's own (past runs' are never derived again,
+    /// so they are not read).
     pub async fn notify_sent(
         &self,
         sink: &str,
+        run_id: i64,
     ) -> Result<HashSet<(String, String, String)>, StoreError> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT fingerprint, kind, dedup FROM notify_journal WHERE sink = $1 AND status = 'sent'",
+            "SELECT fingerprint, kind, dedup FROM notify_journal
+             WHERE sink = $1 AND status = 'sent' AND (dedup NOT LIKE 'run %' OR dedup = $2)",
         )
         .bind(sink)
+        .bind(format!("run {run_id}"))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().collect())
