@@ -494,24 +494,34 @@ async fn retries_on_429_and_5xx_then_succeeds_and_gives_up_on_4xx() {
         (503, None, "busy".into()),
     ]);
     let teams = Peer::new((400, "bad card"));
-    let (slack_url, teams_url) = (
+    // Slack's Web API answers 200 with `ok: false` for most errors.
+    let api = Peer::new((200, r#"{"ok":false,"error":"channel_not_found"}"#));
+    let (slack_url, teams_url, api_url) = (
         serve(Arc::clone(&slack)).await,
         serve(Arc::clone(&teams)).await,
+        serve(Arc::clone(&api)).await,
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = demo_config(
         dir.path(),
-        r#"[notify]
-default_route = ["slack", "teams"]
+        &format!(
+            r#"[notify]
+default_route = ["slack", "teams", "slack-bot"]
 max_attempts = 3
 max_backoff_secs = 2
+[notify.sinks.slack-bot]
+type = "slack-api"
+token_env = "NHI_SECRET_T_SLACK_TOKEN"
+channel = "C404"
+base_url = "{api_url}"
 [notify.sinks.slack]
 type = "slack-webhook"
 url_env = "NHI_SECRET_T_SLACK_URL"
 [notify.sinks.teams]
 type = "teams"
 url_env = "NHI_SECRET_T_TEAMS_URL"
-"#,
+"#
+        ),
     );
     let env = [
         (
@@ -522,6 +532,7 @@ url_env = "NHI_SECRET_T_TEAMS_URL"
             "NHI_SECRET_T_TEAMS_URL",
             format!("{teams_url}/wf?sig={TEAMS_SIG}"),
         ),
+        ("NHI_SECRET_T_SLACK_TOKEN", SLACK_BOT_TOKEN.to_string()),
     ];
     let o = run(&["scan", "--config", &cfg, "--format", "json"], &env).await;
     ok(&o);
@@ -551,6 +562,20 @@ url_env = "NHI_SECRET_T_TEAMS_URL"
         t[0].error.as_deref().is_some_and(|e| e.contains("400")),
         "{t:?}"
     );
+    // `ok: false` is a failure, not retried; Slack's error code is kept.
+    let b: Vec<_> = j.iter().filter(|d| d.sink == "slack-bot").collect();
+    assert!(!b.is_empty());
+    assert!(
+        b.iter().all(|d| d.status == "failed" && d.attempts == 1),
+        "{b:?}"
+    );
+    assert!(
+        b[0].error
+            .as_deref()
+            .is_some_and(|e| e.contains("channel_not_found")),
+        "{b:?}"
+    );
+    assert!(api.got().iter().all(|r| r.path == "/chat.postMessage"));
     assert_no_secret(dir.path(), &o.stderr).await;
 
     // Opened findings belong to their pass: an unchanged pass sends
