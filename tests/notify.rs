@@ -1139,3 +1139,39 @@ url_env = "NHI_SECRET_T_CHECK_SLACK_URL"
     assert!(!String::from_utf8_lossy(&o.stderr).contains(SLACK_URL_TOKEN));
     assert!(!String::from_utf8_lossy(&o.stdout).contains(SLACK_URL_TOKEN));
 }
+
+/// The file sink writes owners' messages `0600` and never through a link
+/// planted at its path: the delivery fails, the link's target is untouched.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_sink_is_private_and_never_follows_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let notify = r#"[notify]
+default_route = ["file"]
+[notify.sinks.file]
+type = "file"
+path = "out/owners.jsonl"
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_config(dir.path(), notify);
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
+    let mode = std::fs::metadata(dir.path().join("out/owners.jsonl"))
+        .expect("written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_config(dir.path(), notify);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"do not touch").expect("victim");
+    std::fs::create_dir_all(dir.path().join("out")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, dir.path().join("out/owners.jsonl")).expect("link");
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"do not touch");
+    let j = journal(dir.path()).await;
+    assert!(
+        !j.is_empty() && j.iter().all(|d| d.status == "failed"),
+        "{j:?}"
+    );
+}
