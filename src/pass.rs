@@ -309,16 +309,10 @@ impl Context {
                 ids.dedup();
                 (first, ids)
             });
-        // Owners of what the findings and the plan concern, for notify.
-        let concerned: std::collections::HashSet<&str> = list
-            .iter()
-            .map(|f| f.identity_id.as_str())
-            .chain(plan.iter().map(|a| a.request.identity_id.as_str()))
-            .collect();
+        // Every identity's owner, for notify: a resolved finding's too.
         let owners = estate
             .identities
             .iter()
-            .filter(|i| concerned.contains(i.id.as_str()))
             .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
             .collect();
         progress.finish_and_clear();
@@ -611,8 +605,8 @@ pub struct PassResult {
     /// What this pass read of the targets of interrupted actions, by
     /// journal id (recovery re-checks them before finishing).
     pub target_states: HashMap<i64, TargetState>,
-    /// The recorded owner of each identity a finding or action concerns,
-    /// by identity id (where notifications go).
+    /// The recorded owner of each identity read, by identity id (where
+    /// notifications go).
     pub owners: HashMap<String, String>,
     /// The exceptions read this pass (notify says when one has ended).
     pub exceptions: Vec<nhi_contract::Exception>,

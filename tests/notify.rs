@@ -1175,3 +1175,69 @@ path = "out/owners.jsonl"
         "{j:?}"
     );
 }
+
+/// PagerDuty: an owner's alert is triggered by its digest and resolved when
+/// the owner has nothing open left — even when the identity is gone, its
+/// owner is the one told before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_resolves_an_owners_alert_when_nothing_is_left_open() {
+    let pd = Peer::new((202, r#"{"status":"success","message":"Event processed"}"#));
+    let pd_url = serve(Arc::clone(&pd)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_config(
+        dir.path(),
+        &format!(
+            r#"[notify]
+default_route = []
+[[notify.routes]]
+owner = "finops@example.com"
+sinks = ["pd"]
+[notify.sinks.pd]
+type = "pagerduty"
+routing_key_env = "NHI_SECRET_T_PD_KEY"
+base_url = "{pd_url}"
+severity = "error"
+"#
+        ),
+    );
+    let env = [("NHI_SECRET_T_PD_KEY", PD_KEY.to_string())];
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &env).await);
+    let got = pd.on("/v2/enqueue");
+    assert_eq!(got.len(), 1, "finops' digest only");
+    let e = got[0].json();
+    assert_eq!(e["event_action"], "trigger");
+    assert_eq!(e["dedup_key"], "nhi-assure:finops@example.com");
+    assert_eq!(e["payload"]["severity"], "error");
+
+    // The vendor role is removed: its findings resolve, the alert with them.
+    let vendor = "arn:aws:iam::111122223333:role/vendor-cost-explorer";
+    let mut estate: Value = serde_json::from_str(
+        &std::fs::read_to_string(demo().join("estate/aws.json")).expect("estate"),
+    )
+    .expect("json");
+    let keep = |list: &str, key: &str, estate: &mut Value| {
+        if let Some(a) = estate[list].as_array_mut() {
+            a.retain(|x| x[key] != vendor);
+        }
+    };
+    keep("identities", "id", &mut estate);
+    keep("credentials", "identity", &mut estate);
+    keep("grants", "identity", &mut estate);
+    keep("trusts", "from", &mut estate);
+    keep("trusts", "to", &mut estate);
+    let copy = dir.path().join("aws.json");
+    std::fs::write(&copy, estate.to_string()).expect("estate");
+    let text = std::fs::read_to_string(&cfg).expect("cfg").replace(
+        &demo().join("estate/aws.json").display().to_string(),
+        &copy.display().to_string(),
+    );
+    std::fs::write(&cfg, text).expect("cfg");
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &env).await);
+    let got = pd.on("/v2/enqueue");
+    assert_eq!(got.len(), 2, "{got:?}");
+    let e = got[1].json();
+    assert_eq!(e["event_action"], "resolve", "{e:#}");
+    assert_eq!(e["dedup_key"], "nhi-assure:finops@example.com");
+    assert_eq!(e["routing_key"], PD_KEY);
+    assert!(e.get("payload").is_none());
+}

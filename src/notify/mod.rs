@@ -221,6 +221,7 @@ pub struct Report {
     pub sinks: BTreeMap<String, (u64, u64)>,
 }
 
+/// The owner of an identity that records none (journaled as such).
 const NO_OWNER: &str = "(no owner)";
 
 /// Delivers a pass's events within one time budget.
@@ -277,7 +278,17 @@ impl Notifier {
                     } else {
                         EventKind::Opened
                     };
-                    events.push(Event::of(kind, &f, pass.owners.get(&f.identity_id)));
+                    let mut e = Event::of(kind, &f, pass.owners.get(&f.identity_id));
+                    if e.owner.is_none() && kind == EventKind::Resolved {
+                        // The identity may be gone: its owner was told before.
+                        e.owner = pass
+                            .store
+                            .notify_owner_of(&e.fingerprint)
+                            .await
+                            .ok()
+                            .flatten();
+                    }
+                    events.push(e);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "notify: could not read the run's changes"),

@@ -104,6 +104,18 @@ impl SqlStore {
         Ok(rows.into_iter().map(|(f,)| f).collect())
     }
 
+    /// The owner the last message about finding `fingerprint` went to, if
+    /// any: a resolved finding whose identity is gone keeps its owner.
+    pub async fn notify_owner_of(&self, fingerprint: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT owner FROM notify_journal WHERE fingerprint = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(o,)| o).filter(|o| o != "(no owner)"))
+    }
+
     /// The whole journal, oldest first.
     pub async fn notify_journal(&self) -> Result<Vec<Delivery>, StoreError> {
         type Row = (
