@@ -229,7 +229,9 @@ pub struct Notifier {
     cfg: Arc<Config>,
     store: SqlStore,
     config_path: String,
-    client: reqwest::Client,
+    /// `None` if it could not be built (no TLS backend): HTTP sinks fail,
+    /// the others still deliver.
+    client: Option<reqwest::Client>,
     deadline: tokio::time::Instant,
     /// What was delivered so far.
     pub report: Report,
@@ -246,7 +248,7 @@ impl Notifier {
             // (and the body) elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            .ok();
         Notifier {
             cfg: Arc::clone(&pass.cfg),
             store: pass.store.clone(),
@@ -449,7 +451,7 @@ impl Notifier {
             let remaining = self.deadline - now;
             let tried = tokio::time::timeout(
                 remaining,
-                secrets.send(&self.client, digest, n.timeout(name)),
+                secrets.send(self.client.as_ref(), digest, n.timeout(name)),
             )
             .await
             .unwrap_or_else(|_| {

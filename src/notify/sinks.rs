@@ -66,7 +66,7 @@ impl<'a> Resolved<'a> {
     /// One try.
     pub(super) async fn send(
         &self,
-        client: &reqwest::Client,
+        client: Option<&reqwest::Client>,
         d: &Digest,
         timeout: Duration,
     ) -> Result<(), Failure> {
@@ -176,7 +176,7 @@ fn append(path: &std::path::Path, line: &[u8]) -> std::io::Result<()> {
 }
 
 async fn post(
-    client: &reqwest::Client,
+    client: Option<&reqwest::Client>,
     url: &str,
     headers: &[(&str, &str)],
     body: &Value,
@@ -189,12 +189,17 @@ async fn post(
 /// POST JSON; 2xx is success (its JSON body, or null), 429 and 5xx are
 /// worth another try.
 async fn post_bytes(
-    client: &reqwest::Client,
+    client: Option<&reqwest::Client>,
     url: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Value, Failure> {
+    let Some(client) = client else {
+        return Err(Failure::Final(
+            "no HTTP client (TLS could not be set up)".into(),
+        ));
+    };
     let mut req = client
         .post(url)
         .timeout(timeout)
