@@ -131,6 +131,8 @@ async fn serve(peer: Arc<Peer>) -> String {
 #[derive(Default)]
 struct Smtp {
     messages: Mutex<Vec<(String, Vec<String>, String)>>,
+    /// Answer this many `MAIL` commands with a transient 451 first.
+    busy: Mutex<usize>,
 }
 
 async fn smtp_server(smtp: Arc<Smtp>) -> u16 {
@@ -156,8 +158,18 @@ async fn smtp_server(smtp: Arc<Smtp>) -> u16 {
                     {
                         b"250 OK\r\n"
                     } else if upper.starts_with("MAIL FROM:") {
-                        from = line[10..].trim().to_string();
-                        b"250 OK\r\n"
+                        let busy = {
+                            let mut b = smtp.busy.lock().expect("lock");
+                            let was = *b;
+                            *b = was.saturating_sub(1);
+                            was > 0
+                        };
+                        if busy {
+                            b"451 4.3.2 try again later\r\n"
+                        } else {
+                            from = line[10..].trim().to_string();
+                            b"250 OK\r\n"
+                        }
                     } else if upper.starts_with("RCPT TO:") {
                         to.push(line[8..].trim().to_string());
                         b"250 OK\r\n"
@@ -1240,4 +1252,43 @@ severity = "error"
     assert_eq!(e["dedup_key"], "nhi-assure:finops@example.com");
     assert_eq!(e["routing_key"], PD_KEY);
     assert!(e.get("payload").is_none());
+}
+
+/// SMTP: a transient 451 is tried again; the message then goes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_retries_a_transient_refusal() {
+    let smtp = Arc::new(Smtp::default());
+    *smtp.busy.lock().expect("lock") = 1;
+    let port = smtp_server(Arc::clone(&smtp)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_config(
+        dir.path(),
+        &format!(
+            r#"[notify]
+default_route = []
+[[notify.routes]]
+owner = "finops@*"
+sinks = ["mail"]
+[notify.sinks.mail]
+type = "email"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "nhi-assure@example.com"
+to = ["finops@example.com", "secops@example.com"]
+"#
+        ),
+    );
+    ok(&run(&["scan", "--config", &cfg, "--format", "json"], &[]).await);
+    let mails = smtp.messages.lock().expect("lock").clone();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].1.len(), 2, "both recipients in one envelope");
+    assert!(mails[0].2.contains("finops@example.com"));
+    let j = journal(dir.path()).await;
+    assert!(!j.is_empty());
+    assert!(
+        j.iter()
+            .all(|d| d.status == "sent" && d.attempts == 2 && d.sink_kind == "email"),
+        "{j:?}"
+    );
 }
