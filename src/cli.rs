@@ -314,7 +314,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fail_on,
             allow_partial,
         } => {
-            let pass = Context::load(&config)?.pass("scan").await?;
+            let ctx = Context::load(&config)?;
+            let pass = ctx.pass("scan").await?;
+            crate::notify::Notifier::new(&pass, &config)
+                .pass_events(&pass, false)
+                .await;
             output::emit(out.as_deref(), |w| {
                 output::findings(w, format, &(&pass).into(), &pass.findings)
             })?;
@@ -336,7 +340,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output: out,
             allow_partial,
         } => {
-            let pass = Context::load(&config)?.pass("plan").await?;
+            let ctx = Context::load(&config)?;
+            let pass = ctx.pass("plan").await?;
+            crate::notify::Notifier::new(&pass, &config)
+                .pass_events(&pass, false)
+                .await;
             output::emit(out.as_deref(), |w| {
                 output::plan(w, format, &(&pass).into(), &pass.plan)
             })?;
@@ -354,6 +362,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !(enforce || ctx.cfg.mode == crate::config::Mode::Enforce) {
                 let pass = ctx.pass("reconcile").await?;
                 pass.report_summary();
+                crate::notify::Notifier::new(&pass, &config)
+                    .pass_events(&pass, false)
+                    .await;
                 output::plan(
                     &mut std::io::stdout().lock(),
                     format,
@@ -363,7 +374,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(exit_seen(0, pass.unseen(allow_partial, false)));
             }
             let pause = pause_after_call_ms.map(std::time::Duration::from_millis);
-            let (pass, outcomes) = crate::act::reconcile(&ctx, "reconcile", pause).await?;
+            let (pass, outcomes) = crate::notify::reconcile(&ctx, "reconcile", pause).await?;
             let mut out = std::io::stdout().lock();
             output::outcomes(&mut out, format, Some(&(&pass).into()), &outcomes)?;
             let failed = outcomes.iter().any(|o| o.status == OutcomeStatus::Failed);

@@ -310,8 +310,16 @@ impl Context {
                 ids.dedup();
                 (first, ids)
             });
+        // Every identity's owner, for notify: a resolved finding's too.
+        let owners = estate
+            .identities
+            .iter()
+            .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
+            .collect();
         progress.finish_and_clear();
         Ok(PassResult {
+            owners,
+            exceptions: estate.exceptions.clone(),
             unmatched_revocations,
             unmapped,
             tickets,
@@ -598,6 +606,11 @@ pub struct PassResult {
     /// What this pass read of the targets of interrupted actions, by
     /// journal id (recovery re-checks them before finishing).
     pub target_states: HashMap<i64, TargetState>,
+    /// The recorded owner of each identity read, by identity id (where
+    /// notifications go).
+    pub owners: HashMap<String, String>,
+    /// The exceptions read this pass (notify says when one has ended).
+    pub exceptions: Vec<nhi_contract::Exception>,
 }
 
 /// What a targeted pass is for: identities, and approvals whose subjects

@@ -95,6 +95,18 @@ fn scheduled_passes_health_metrics_and_graceful_shutdown() {
         "{metrics}"
     );
     assert!(metrics.contains("nhi_assure_pass_duration_seconds_count"));
+    // The demo routes owners to a file sink: the first pass's digests were
+    // delivered and counted per sink; later passes open nothing new.
+    let sent = metrics
+        .lines()
+        .find(|l| l.starts_with("nhi_assure_notify_sent_total{sink=\"owners-file\"}"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(sent.is_some_and(|n| n >= 1), "{metrics}");
+    assert!(metrics.contains("nhi_assure_notify_failed_total{sink=\"owners-file\"} 0"));
+    let lines = std::fs::read_to_string(dir.path().join("demo-notifications.jsonl"))
+        .expect("owners' messages");
+    assert_eq!(lines.lines().count() as u64, sent.unwrap_or(0));
     assert_eq!(terminate(child), Some(0), "SIGTERM exits 0");
 }
 

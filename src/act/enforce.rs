@@ -11,8 +11,8 @@ use crate::store::journal::{Intent, Status};
 use crate::store::lease::Fence;
 
 use super::rails::{
-    blast_radius, first_step, grace, hold, record_self_finding, resolve_self_finding, Budget, Hold,
-    SelfFinding,
+    blast_radius, first_step, grace, hold, notified, record_self_finding, resolve_self_finding,
+    Budget, Hold, SelfFinding,
 };
 use super::{actor, fingerprint, recover, Outcome, OutcomeStatus};
 
@@ -87,6 +87,12 @@ async fn screen(
     out: &mut Vec<Outcome>,
 ) -> anyhow::Result<Vec<(ResolvedAction, String)>> {
     let first_seen = pass.store.first_seen().await?;
+    let notify = &pass.cfg.notify;
+    let warned = if notify.hold_unnotified && notify.enabled() {
+        Some(pass.store.notify_warned().await?)
+    } else {
+        None
+    };
     let mut ready = Vec::new();
     for a in &pass.plan {
         if a.status != Verdict::Act {
@@ -112,6 +118,10 @@ async fn screen(
             continue;
         };
         if let Err(h) = grace(a, &pass.cfg.enforce, &first_seen, pass.now) {
+            out.push(held(a, h));
+            continue;
+        }
+        if let Err(h) = notified(a, warned.as_ref()) {
             out.push(held(a, h));
             continue;
         }

@@ -104,7 +104,8 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-fn fingerprint(rule: &str, a: &ActionRequest) -> String {
+/// The fingerprint of the finding of `rule` an action request answers.
+pub fn fingerprint(rule: &str, a: &ActionRequest) -> String {
     crate::engine::findings::fingerprint(
         rule,
         &a.identity_id,
@@ -130,9 +131,12 @@ pub async fn lead_once(store: &SqlStore, cfg: &Config) -> anyhow::Result<Leaders
     }
 }
 
-/// One pass and its enforcement (`reconcile --enforce`), leading for the
-/// whole of it, so what is acted on is what this process saw while no one
-/// else could act. `pause_after_call` is a test hook (see [`enforce`]).
+/// One pass and its enforcement, leading for the whole of it, so what is
+/// acted on is what this process saw while no one else could act.
+/// `pause_after_call` is a test hook (see [`enforce`]). Owners are not told
+/// here (`act` sits below `notify`): `reconcile --enforce` runs
+/// `notify::reconcile`, the same with the digests around enforcement — with
+/// `[notify] hold_unnotified`, this one holds what was never announced.
 pub async fn reconcile(
     ctx: &Context,
     command: &str,

@@ -56,6 +56,28 @@ pub(super) fn grace(
     }
 }
 
+/// Rail (`[notify] hold_unnotified`): the owner was sent the warning that
+/// this action is coming. `warned` holds the findings whose warning some
+/// sink accepted; `None` when the rail is off.
+pub(super) fn notified(
+    a: &ResolvedAction,
+    warned: Option<&std::collections::HashSet<String>>,
+) -> Result<(), Hold> {
+    let Some(warned) = warned else {
+        return Ok(());
+    };
+    if a.rules
+        .iter()
+        .any(|r| warned.contains(&fingerprint(r, &a.request)))
+    {
+        Ok(())
+    } else {
+        Err(hold(
+            "its owner was never sent the warning of this action ([notify] hold_unnotified)",
+        ))
+    }
+}
+
 /// Rail: the first action on a subject is reversible. An action with no
 /// reversible form (a console password, a credential its provider cannot
 /// disable) is held unless the operator allowed that kind in

@@ -28,9 +28,11 @@ pub use crate::sources::{ApprovalConfig, SourceConfig};
 
 mod daemon;
 mod enforce;
+mod notify;
 pub use daemon::DaemonConfig;
 pub(crate) use enforce::default_rule_grace;
 pub use enforce::{Budget, EnforceConfig, Limit, LoginKind, Mode, PlanConfig, Removable};
+pub use notify::{NotifyConfig, Route, SinkConfig, SmtpTls};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "NHI_ASSURE_";
@@ -76,6 +78,9 @@ pub struct Config {
     /// Daemon settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// Outbound notifications to identities' owners.
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base: PathBuf,
@@ -500,6 +505,7 @@ impl Config {
                 format!("{} is not a percentage (0 to 100)", e.max_percent),
             ));
         }
+        self.notify.problems(&mut out);
         for (key, var) in self.secret_variables() {
             if var.starts_with(ENV_PREFIX) {
                 out.push(Problem {
@@ -534,6 +540,7 @@ impl Config {
                     .map(|a| ("approvals", a.connector().secret_variables()))
                     .enumerate(),
             );
+        out.extend(self.notify.secret_variables());
         for (i, (list, vars)) in connectors {
             for v in vars {
                 let mut key = vec![list.to_string(), i.to_string()];

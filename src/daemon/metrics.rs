@@ -23,6 +23,11 @@ struct SeverityLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: String,
 }
@@ -36,6 +41,8 @@ pub(super) struct Metrics {
     findings: Family<SeverityLabel, Gauge>,
     actions: Family<OutcomeLabel, Counter>,
     source_failures: Counter,
+    notify_sent: Family<SinkLabel, Counter>,
+    notify_failed: Family<SinkLabel, Counter>,
     pub(super) leader: Gauge,
 }
 
@@ -76,8 +83,22 @@ impl Metrics {
             "Sources failed or partial, per pass",
             source_failures.clone(),
         );
+        let notify_sent = Family::<SinkLabel, Counter>::default();
+        let notify_failed = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "notify_sent",
+            "Notification digests delivered, per sink",
+            notify_sent.clone(),
+        );
+        registry.register(
+            "notify_failed",
+            "Notification digests not delivered after their retries, per sink",
+            notify_failed.clone(),
+        );
         Metrics {
             registry,
+            notify_sent,
+            notify_failed,
             passes,
             failed_passes,
             duration,
@@ -113,6 +134,15 @@ impl Metrics {
             .filter(|s| !s.state.is_complete())
             .count();
         self.source_failures.inc_by(bad as u64);
+    }
+
+    /// What a pass's notifications did, per sink.
+    pub(super) fn record_notify(&self, report: &crate::notify::Report) {
+        for (sink, (sent, failed)) in &report.sinks {
+            let label = SinkLabel { sink: sink.clone() };
+            self.notify_sent.get_or_create(&label).inc_by(*sent);
+            self.notify_failed.get_or_create(&label).inc_by(*failed);
+        }
     }
 
     /// A pass that stopped with an error.

@@ -219,6 +219,18 @@ pub fn check(
             at(&["daemon", "servicenow_basic_auth_env"])
         );
     }
+    // A notification sink whose secret is missing would fail every
+    // delivery (and, with hold_unnotified, hold every action): found here.
+    for (name, sink) in &cfg.notify.sinks {
+        for (key, var) in sink.secret_variables() {
+            if env.get(var).is_none_or(String::is_empty) {
+                anyhow::bail!(
+                    "{}: [notify.sinks.{name}] {key} names {var}, which is not set",
+                    at(&["notify", "sinks", name, key])
+                );
+            }
+        }
+    }
     if axum::http::HeaderName::from_bytes(servicenow.header.as_bytes()).is_err() {
         anyhow::bail!(
             "{}: [daemon] servicenow_signature_header {:?} is not a header name",

@@ -141,20 +141,26 @@ async fn pass_once(
         let pass = ctx
             .pass_scoped(command, Some(cache), targets.as_ref())
             .await?;
-        let outcomes = if ctx.cfg.mode == Mode::Enforce {
+        let enforcing = ctx.cfg.mode == Mode::Enforce;
+        // Owners are told before anything is done to their credentials.
+        let mut notifier = crate::notify::Notifier::new(&pass, &ctx.path);
+        notifier.pass_events(&pass, enforcing).await;
+        let outcomes = if enforcing {
             crate::act::enforce(&pass, rems, fence, None).await?
         } else {
             Vec::new()
         };
-        anyhow::Ok((pass, outcomes))
+        notifier.actions(&pass, &outcomes).await;
+        anyhow::Ok((pass, outcomes, notifier.report))
     }
     .await;
     let Ok(m) = shared.metrics.lock() else {
         return None;
     };
     match result {
-        Ok((pass, outcomes)) => {
+        Ok((pass, outcomes, delivered)) => {
             m.record_pass(start.elapsed(), &pass, &outcomes);
+            m.record_notify(&delivered);
             shared.ready.store(true, Ordering::Relaxed);
             if let Ok(mut t) = shared.tickets.lock() {
                 t.clone_from(&pass.tickets);

@@ -24,10 +24,8 @@ use serde::Deserialize;
 use super::Shared;
 use crate::store::SqlStore;
 
-/// Header carrying the Unix timestamp (seconds) the sender signed.
-pub const TIMESTAMP_HEADER: &str = "x-nhi-assure-timestamp";
-/// Header carrying `sha256=` + the hex HMAC.
-pub const SIGNATURE_HEADER: &str = "x-nhi-assure-signature";
+// One scheme for both directions: the webhook sink signs with it.
+pub use crate::notify::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Webhook verification state.
 pub(super) struct Webhook {

@@ -28,6 +28,7 @@ pub mod audit;
 mod batch;
 pub mod journal;
 pub mod lease;
+pub mod notify;
 pub mod reading;
 mod replay;
 pub mod runs;

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// Copy `from` into `to` recursively, leaving out any demo store file.
+/// Copy `from` into `to` recursively, leaving out what a demo run leaves
+/// behind (the store, the owners' messages of the file sink).
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read demo") {
@@ -11,7 +12,9 @@ fn copy_dir(from: &Path, to: &Path) {
         let p = e.path();
         if p.is_dir() {
             copy_dir(&p, &to.join(e.file_name()));
-        } else if !e.file_name().to_string_lossy().starts_with("demo-store.db") {
+        } else if !e.file_name().to_string_lossy().starts_with("demo-store.db")
+            && e.file_name() != "demo-notifications.jsonl"
+        {
             std::fs::copy(&p, to.join(e.file_name())).expect("copy");
         }
     }
