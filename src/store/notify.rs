@@ -161,21 +161,57 @@ impl SqlStore {
 
 impl SqlStore {
     /// The findings run `run_id` opened or resolved, as (audit kind,
-    /// finding), in the order it recorded them.
+    /// finding), in the order it recorded them: `finding.opened` /
+    /// `finding.resolved`, whether the audit entry named one finding or a
+    /// batch (`findings.opened` / `findings.resolved`).
     pub async fn run_changes(
         &self,
         run_id: i64,
     ) -> Result<Vec<(String, crate::engine::findings::Finding)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT a.kind, f.data FROM audit a JOIN findings f ON f.fingerprint = a.subject
-             WHERE a.run_id = $1 AND a.kind IN ('finding.opened', 'finding.resolved')
-             ORDER BY a.seq",
+        let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+            "SELECT kind, subject, data FROM audit
+             WHERE run_id = $1
+               AND kind IN ('finding.opened', 'finding.resolved', 'findings.opened', 'findings.resolved')
+             ORDER BY seq",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(kind, data)| Ok((kind, serde_json::from_str(&data)?)))
+        let mut changes: Vec<(&'static str, String)> = Vec::new();
+        for (kind, subject, data) in &rows {
+            let kind = if kind.ends_with("resolved") {
+                "finding.resolved"
+            } else {
+                "finding.opened"
+            };
+            if let Some(fp) = subject {
+                changes.push((kind, fp.clone()));
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(data)?;
+            for fp in v["fingerprints"].as_array().into_iter().flatten() {
+                if let Some(fp) = fp.as_str() {
+                    changes.push((kind, fp.to_string()));
+                }
+            }
+        }
+        let fps: Vec<&str> = changes.iter().map(|(_, fp)| fp.as_str()).collect();
+        let mut data: std::collections::HashMap<String, String> = Default::default();
+        for chunk in fps.chunks(super::batch::rows_per_statement(1, 0)) {
+            let sql = format!(
+                "SELECT fingerprint, data FROM findings WHERE fingerprint IN ({})",
+                super::batch::list(chunk.len(), 0)
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+            for fp in chunk {
+                q = q.bind(*fp);
+            }
+            data.extend(q.fetch_all(&self.pool).await?);
+        }
+        changes
+            .into_iter()
+            .filter_map(|(kind, fp)| data.get(&fp).map(|d| (kind, d)))
+            .map(|(kind, d)| Ok((kind.to_string(), serde_json::from_str(d)?)))
             .collect()
     }
 }
