@@ -9,9 +9,11 @@
 //! the rails in [`rails`] — grace, first step (reversible first, quarantine
 //! before delete), blast radius per pass, and the [`Budget`] over time), then
 //! act one action at a time ([`enforce`]). [`undo`] reverses a journaled
-//! action through the same binding.
+//! action through the same binding. [`issue`] mints just-in-time sessions
+//! bound to an approval.
 
 mod enforce;
+pub mod issue;
 pub mod rails;
 mod recover;
 mod undo;

@@ -23,6 +23,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 pub mod audit;
+pub mod issued;
 pub mod journal;
 pub mod lease;
 pub mod reading;

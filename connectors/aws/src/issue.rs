@@ -330,6 +330,51 @@ impl AwsIssuer {
         }
     }
 
+    /// The account the issuer's own credentials belong to
+    /// (`sts:GetCallerIdentity`, which needs no permission).
+    pub async fn caller_account(&self) -> Result<String, SourceError> {
+        let sts = aws_sdk_sts::Client::new(&self.base);
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| crate::sdk::source_error("GetCallerIdentity", e))?;
+        out.account()
+            .map(str::to_string)
+            .ok_or_else(|| SourceError::Unavailable("GetCallerIdentity: no account".into()))
+    }
+
+    /// Accounts the source names in its config (its `assume_roles`, its
+    /// `trusted_accounts`, its organisation's `include_accounts`); empty
+    /// when it reads only the account its credentials belong to.
+    pub fn listed_accounts(&self) -> Vec<String> {
+        let c = &self.cfg;
+        let mut out: Vec<String> = c
+            .assume_roles
+            .iter()
+            .filter_map(|r| crate::sdk::arn_account(r).map(str::to_string))
+            .chain(c.trusted_accounts.iter().cloned())
+            .chain(
+                c.organization
+                    .iter()
+                    .flat_map(|o| o.include_accounts.iter().cloned()),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether the source reads only its credentials' own account.
+    pub fn reads_own_account(&self) -> bool {
+        self.cfg.assume_roles.is_empty() && self.cfg.organization.is_none()
+    }
+
+    /// The source's name.
+    pub fn source(&self) -> &str {
+        &self.cfg.name
+    }
+
     /// The source's cap on session length, in seconds.
     pub fn cap_seconds(&self) -> i64 {
         self.cfg.max_session_seconds
