@@ -800,6 +800,9 @@ pub fn target_states(estate: &Estate, held: &Held, open: &[Entry]) -> HashMap<i6
                 Operation::DetachEntitlements => !estate.grants.iter().any(|g| {
                     g.identity == r.identity_id && r.entitlements.contains(&g.entitlement)
                 }),
+                // Issuance actions are settled by their own reconcile step
+                // (act::issue), which reads the journal, not the estate.
+                Operation::DenySessions | Operation::LiftSessionDeny => true,
             };
             let state = if settled {
                 TargetState::Settled

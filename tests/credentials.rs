@@ -251,3 +251,124 @@ async fn refusals_print_nothing_on_stdout_and_issue_nothing() {
     assert!(stderr.contains("bad.yaml:9:11"), "{stderr}");
     assert!(moto.assume_role_requests().expect("requests").is_empty());
 }
+
+/// The role's inline policy `name` on moto, if any.
+async fn role_policy(moto: &Moto, role: &str, name: &str) -> Option<String> {
+    let sdk = Moto::sdk_config(&moto.ready.endpoint).await;
+    let iam = nhi_aws::moto::aws_sdk_iam::Client::new(&sdk);
+    iam.get_role_policy()
+        .role_name(role)
+        .policy_name(name)
+        .send()
+        .await
+        .ok()
+        .map(|o| o.policy_document().to_string())
+}
+
+fn reconcile(cfg: &str) -> Vec<serde_json::Value> {
+    let out = cli_support::moto_cmd(&[
+        "reconcile",
+        "--config",
+        cfg,
+        "--enforce",
+        "--allow-partial",
+        "--format",
+        "json",
+    ])
+    .output()
+    .expect("reconcile");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli_support::listed(&out.stdout)
+        .into_iter()
+        .filter(|o| o["rules"][0] == "approval-ended-sessions")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_revocation_denies_issued_sessions_until_they_expire() {
+    let moto = Moto::start("smoke", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&moto, dir.path());
+    let out = credentials(&cfg, "APR-OK");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policy = "nhi-assure-revoked-APR-OK";
+
+    // Nothing ended yet: no deny.
+    assert!(reconcile(&cfg).is_empty());
+    assert_eq!(role_policy(&moto, "deployer", policy).await, None);
+
+    // The approval is revoked a minute ago, its session has 29 minutes left.
+    let file = dir.path().join("approvals/jit.yaml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    let revoked = text.replacen(
+        "    role: ",
+        &format!("    revoked_at: {}\n    role: ", at(Duration::minutes(-1))),
+        1,
+    );
+    assert!(revoked.contains("id: APR-OK") && revoked != text);
+    std::fs::write(&file, revoked).expect("write");
+    let steps = reconcile(&cfg);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["operation"], "deny_sessions");
+    assert_eq!(steps[0]["status"], "done");
+    assert_eq!(steps[0]["identity_id"], moto.role("deployer"));
+    let doc = role_policy(&moto, "deployer", policy)
+        .await
+        .expect("deny on the role");
+    let doc = percent_encoding::percent_decode_str(&doc)
+        .decode_utf8_lossy()
+        .to_string();
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("policy json");
+    assert_eq!(
+        doc["Statement"][0],
+        serde_json::json!({"Sid": "ApprovalEnded", "Effect": "Deny", "Action": "*", "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceIdentity": "APR-OK"}}})
+    );
+    // Idempotent: a second pass adds nothing.
+    assert!(reconcile(&cfg).is_empty());
+
+    // Undo takes it off, like any journaled action.
+    let id = steps[0]["action_id"]
+        .as_i64()
+        .expect("action id")
+        .to_string();
+    let undo = cli_support::moto_cmd(&["undo", "--config", &cfg, &id])
+        .output()
+        .expect("undo");
+    assert_eq!(
+        undo.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    assert_eq!(role_policy(&moto, "deployer", policy).await, None);
+    // …and the reconciler puts it back while the session could still be used.
+    let steps = reconcile(&cfg);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(role_policy(&moto, "deployer", policy).await.is_some());
+
+    // Once the last session would have expired (as_of two hours on), the
+    // deny is lifted.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        format!("as_of = \"{}\"\n{text}", at(Duration::hours(2))),
+    )
+    .expect("config");
+    let steps = reconcile(&cfg);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["operation"], "lift_session_deny");
+    assert_eq!(steps[0]["status"], "done");
+    assert_eq!(role_policy(&moto, "deployer", policy).await, None);
+    assert!(reconcile(&cfg).is_empty());
+}

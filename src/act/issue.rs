@@ -2,10 +2,13 @@
 //! AWS source whose estate holds the approval's role, recorded (ids and
 //! expiry, never the secret) before it is handed to the caller.
 
+#[cfg(feature = "aws")]
 use chrono::Utc;
 use nhi_contract::Approval;
 
+#[cfg(feature = "aws")]
 use crate::pass::Context;
+#[cfg(feature = "aws")]
 use crate::store::issued::IssuedRecord;
 
 /// Why no session was issued.
@@ -176,4 +179,177 @@ pub fn credential_process_json(s: &nhi_aws::IssuedSession) -> serde_json::Value 
         "SessionToken": s.session_token,
         "Expiration": s.expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })
+}
+
+/// Rule id the session-deny actions are journaled under.
+pub const SESSION_RULE: &str = "approval-ended-sessions";
+
+/// One planned step on a role's session deny, with the source that issued
+/// the sessions (whose credentials act on the role) and the approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStep {
+    /// Config source the sessions were issued through.
+    pub source: String,
+    /// The approval.
+    pub approval: String,
+    /// The action.
+    pub request: nhi_contract::ActionRequest,
+}
+
+/// Which session denies the journal says are on their roles: `(role,
+/// policy name)` of every deny done and neither lifted nor undone since.
+pub fn denies_in_force(
+    entries: &[crate::store::journal::Entry],
+) -> std::collections::BTreeSet<(String, String)> {
+    use crate::store::journal::Status;
+    use nhi_contract::Operation;
+    let mut sorted: Vec<&crate::store::journal::Entry> = entries
+        .iter()
+        .filter(|e| {
+            e.undo_of.is_none()
+                && matches!(
+                    e.request.operation,
+                    Operation::DenySessions | Operation::LiftSessionDeny
+                )
+        })
+        .collect();
+    sorted.sort_by_key(|e| e.id);
+    let mut out = std::collections::BTreeSet::new();
+    for e in sorted {
+        let deny = e.request.operation == Operation::DenySessions;
+        let present = match e.status {
+            Status::Done | Status::Recovered => deny,
+            Status::Undone => !deny,
+            _ => continue,
+        };
+        for name in &e.request.entitlements {
+            let key = (e.request.identity_id.clone(), name.clone());
+            if present {
+                out.insert(key);
+            } else {
+                out.remove(&key);
+            }
+        }
+    }
+    out
+}
+
+/// The session-deny steps due at `now`. Sessions issued under an approval
+/// that ended early (revoked, an emergency declared over) and that would
+/// still be valid get a deny on their role; a deny whose sessions have all
+/// expired (or whose approval counts again) is lifted. Approvals no source
+/// returns any more are left as they are: nothing says they ended early.
+#[cfg(feature = "aws")]
+pub fn plan_session_steps(
+    approvals: &[Approval],
+    issued: &[IssuedRecord],
+    denied: &std::collections::BTreeSet<(String, String)>,
+    now: chrono::DateTime<Utc>,
+) -> Vec<SessionStep> {
+    use std::collections::BTreeMap;
+    // (approval, role, source, source identity) → last session expiry.
+    let mut groups: BTreeMap<(&str, &str, &str, &str), chrono::DateTime<Utc>> = BTreeMap::new();
+    for r in issued.iter().filter(|r| r.provider == "aws") {
+        let k = (
+            r.approval_id.as_str(),
+            r.role.as_str(),
+            r.source.as_str(),
+            r.source_identity.as_str(),
+        );
+        let e = groups.entry(k).or_insert(r.expires_at);
+        *e = (*e).max(r.expires_at);
+    }
+    let mut out = Vec::new();
+    for ((approval, role, source, sid), last) in groups {
+        let Some(a) = approvals.iter().find(|a| a.id == approval) else {
+            continue;
+        };
+        let ended = nhi_aws::issue::ends(a);
+        let early = ended < a.expires_at && ended <= now;
+        let wanted = early && ended < last && now < last;
+        let name = nhi_aws::issue::deny_policy_name(sid);
+        let present = denied.contains(&(role.to_string(), name.clone()));
+        let operation = match (wanted, present) {
+            (true, false) => nhi_contract::Operation::DenySessions,
+            (false, true) => nhi_contract::Operation::LiftSessionDeny,
+            _ => continue,
+        };
+        out.push(SessionStep {
+            source: source.to_string(),
+            approval: approval.to_string(),
+            request: nhi_contract::ActionRequest {
+                operation,
+                provider: nhi_contract::Provider::Aws,
+                identity_id: role.to_string(),
+                credential_id: None,
+                credential_kind: None,
+                entitlements: vec![name],
+            },
+        });
+    }
+    out
+}
+
+/// Carry out the session-deny steps due now, each journaled (intent before
+/// the call, outcome after) and undoable like any action. Run by the
+/// reconciler, under its leader lease, after the plan's actions.
+#[cfg(feature = "aws")]
+pub async fn reconcile_sessions(
+    ctx: &Context,
+    pass: &crate::pass::PassResult,
+    rems: &std::collections::HashMap<String, Box<dyn nhi_contract::Remediator>>,
+    fence: &crate::store::lease::Fence,
+) -> anyhow::Result<Vec<super::Outcome>> {
+    use crate::store::journal::{Intent, Status};
+    let store = &pass.store;
+    let issued = store.issued_sessions(None).await?;
+    if issued.is_empty() {
+        return Ok(Vec::new());
+    }
+    let approvals = ctx.approvals_now().await?;
+    let denied = denies_in_force(&store.journal_list(None).await?);
+    let actor = super::actor();
+    let rules = vec![SESSION_RULE.to_string()];
+    let mut out = Vec::new();
+    for step in plan_session_steps(&approvals, &issued, &denied, pass.now) {
+        let Some(rem) = rems.get(&step.source) else {
+            tracing::warn!(source = %step.source, approval = %step.approval, "no remediator for the issuing source: session deny not applied");
+            continue;
+        };
+        let id = store
+            .journal_intent(&Intent {
+                run_id: pass.summary.run_id,
+                request: &step.request,
+                source: &step.source,
+                rules: &rules,
+                findings: &[],
+                evidence: serde_json::json!({ "approval": step.approval }),
+                actor: &actor,
+                planned_undo: None,
+                undo_of: None,
+                fence,
+            })
+            .await?;
+        let result = rem.apply(&step.request).await;
+        let (status, detail) = match &result {
+            Ok(o) => {
+                store.journal_outcome(id, Status::Done, Ok(o)).await?;
+                (super::OutcomeStatus::Done, None)
+            }
+            Err(e) => {
+                store
+                    .journal_outcome(id, Status::Failed, Err(&e.to_string()))
+                    .await?;
+                (super::OutcomeStatus::Failed, Some(e.to_string()))
+            }
+        };
+        out.push(super::Outcome {
+            action_id: Some(id),
+            request: step.request,
+            rules: rules.clone(),
+            status,
+            detail,
+        });
+    }
+    Ok(out)
 }

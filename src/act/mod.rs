@@ -146,7 +146,10 @@ pub async fn reconcile(
         let pass = ctx.pass(command).await?;
         pass.report_summary();
         let rems = crate::sources::remediators(&ctx.cfg.sources).await;
-        let outcomes = enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
+        #[allow(unused_mut)]
+        let mut outcomes = enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
+        #[cfg(feature = "aws")]
+        outcomes.extend(issue::reconcile_sessions(ctx, &pass, &rems, leader.fence()).await?);
         anyhow::Ok((pass, outcomes))
     }
     .await;

@@ -142,7 +142,13 @@ async fn pass_once(
             .pass_scoped(command, Some(cache), targets.as_ref())
             .await?;
         let outcomes = if ctx.cfg.mode == Mode::Enforce {
-            crate::act::enforce(&pass, rems, fence, None).await?
+            #[allow(unused_mut)]
+            let mut o = crate::act::enforce(&pass, rems, fence, None).await?;
+            // Sessions issued under approvals that ended early: deny, and
+            // lift the deny once they have all expired.
+            #[cfg(feature = "aws")]
+            o.extend(crate::act::issue::reconcile_sessions(ctx, &pass, rems, fence).await?);
+            o
         } else {
             Vec::new()
         };

@@ -302,6 +302,40 @@ fn tag_value(s: &str) -> String {
         .collect()
 }
 
+/// Prefix of the inline role policy that denies a revoked approval's sessions.
+pub const DENY_POLICY_PREFIX: &str = "nhi-assure-revoked-";
+
+/// Name of the deny policy for sessions of `source_identity` (IAM policy
+/// names share STS's character set and take 128 characters).
+pub fn deny_policy_name(source_identity: &str) -> String {
+    format!("{DENY_POLICY_PREFIX}{}", sts_name(source_identity, 64))
+}
+
+/// The source identity a deny policy name stands for.
+pub fn denied_source_identity(policy_name: &str) -> Option<&str> {
+    policy_name
+        .strip_prefix(DENY_POLICY_PREFIX)
+        .filter(|s| s.len() >= 2)
+}
+
+/// The inline policy that stops every session carrying `source_identity`:
+/// an explicit deny wins over anything the role or the session allows, and
+/// `aws:SourceIdentity` is set by the issuance and cannot be changed by the
+/// session, even through role chaining.
+pub fn session_deny_policy(source_identity: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ApprovalEnded",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceIdentity": source_identity}}
+        }]
+    })
+    .to_string()
+}
+
 /// Issues sessions through one AWS source's credentials (the broker's own
 /// identity, which the roles' trust must admit with `sts:AssumeRole`,
 /// `sts:SetSourceIdentity` and `sts:TagSession`).

@@ -926,6 +926,12 @@ pub enum Operation {
     RemoveLogin,
     /// Detach entitlements beyond the approved scope.
     DetachEntitlements,
+    /// Stop the sessions issued under an approval that ended early: an
+    /// inline policy on the role (named in `entitlements`) denying every
+    /// action to sessions carrying the approval's source identity.
+    DenySessions,
+    /// Remove that deny once every session it stops has expired anyway.
+    LiftSessionDeny,
 }
 
 impl Operation {
@@ -937,6 +943,8 @@ impl Operation {
             Operation::DisableIdentity => "disable_identity",
             Operation::RemoveLogin => "remove_login",
             Operation::DetachEntitlements => "detach_entitlements",
+            Operation::DenySessions => "deny_sessions",
+            Operation::LiftSessionDeny => "lift_session_deny",
         }
     }
 }
