@@ -28,7 +28,7 @@ pub use crate::sources::{ApprovalConfig, SourceConfig};
 
 mod daemon;
 mod enforce;
-pub use daemon::DaemonConfig;
+pub use daemon::{BrokerConfig, DaemonConfig, OidcIssuerConfig};
 pub(crate) use enforce::default_rule_grace;
 pub use enforce::{Budget, EnforceConfig, Limit, LoginKind, Mode, PlanConfig, Removable};
 
