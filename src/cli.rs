@@ -91,6 +91,18 @@ fn exit_seen(code: u8, why_unseen: Option<String>) -> ExitCode {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Issue a just-in-time session for an approval in force that names a
+    /// role, and print it as AWS `credential_process` JSON on stdout (and
+    /// nothing else there): `credential_process = nhi-assure credentials
+    /// --approval APR-123 --config /etc/nhi-assure.toml` in ~/.aws/config.
+    Credentials {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The approval id.
+        #[arg(long)]
+        approval: String,
+    },
     /// Inventory, correlate with approvals, evaluate rules, print findings.
     Scan {
         /// Config file (TOML).
@@ -383,6 +395,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pass.unseen(allow_partial, false),
             ))
         }
+        Command::Credentials { config, approval } => credentials(&config, &approval).await,
         Command::Revocations { action } => match action {
             RevocationCommand::List { config, format } => {
                 let store = open_store(&config).await?;
@@ -544,4 +557,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `credentials`: the session's JSON on stdout, every refusal on stderr
+/// with exit 1 (the AWS SDKs show a credential process's stderr).
+#[cfg(feature = "aws")]
+async fn credentials(config: &Path, approval: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let ctx = Context::load(config)?;
+    match crate::act::issue::issue(&ctx, approval, &crate::act::actor()).await {
+        Ok(session) => {
+            let json = crate::act::issue::credential_process_json(&session);
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{json}")?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(crate::act::issue::IssuanceError::Other(e)) => Err(e),
+        Err(e) => {
+            eprintln!("nhi-assure credentials: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `credentials` in a build without the AWS connector.
+#[cfg(not(feature = "aws"))]
+async fn credentials(_config: &Path, _approval: &str) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this build has no AWS connector: nothing can be issued")
 }

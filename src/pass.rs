@@ -82,6 +82,21 @@ impl Context {
         })
     }
 
+    /// Every approval as the next pass would see it: read from every
+    /// source (a bad file fails here, located), with the webhook's
+    /// revocations in force applied. For issuance, which must not hand out
+    /// access a pass would already find revoked.
+    pub async fn approvals_now(&self) -> anyhow::Result<Vec<nhi_contract::Approval>> {
+        let mut approvals = read_approvals(&self.approvals).await?.approvals;
+        let revoked = self.store().await?.revocations().await?;
+        for a in &mut approvals {
+            if let Some(at) = revoked.get(&a.id) {
+                a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
+            }
+        }
+        Ok(approvals)
+    }
+
     /// The store, opened on first use.
     pub async fn store(&self) -> anyhow::Result<&SqlStore> {
         let location = self.cfg.store_location();
@@ -799,6 +814,9 @@ pub fn target_states(estate: &Estate, held: &Held, open: &[Entry]) -> HashMap<i6
                 Operation::DetachEntitlements => !estate.grants.iter().any(|g| {
                     g.identity == r.identity_id && r.entitlements.contains(&g.entitlement)
                 }),
+                // Issuance actions are settled by their own reconcile step
+                // (act::issue), which reads the journal, not the estate.
+                Operation::DenySessions | Operation::LiftSessionDeny => true,
             };
             let state = if settled {
                 TargetState::Settled

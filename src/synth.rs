@@ -282,6 +282,8 @@ pub fn generate(spec: SynthSpec) -> (Inventory, Vec<Approval>) {
             source: "synthetic".into(),
             url: None,
             assignee: None,
+            role: None,
+            issue_to: None,
         });
     }
 

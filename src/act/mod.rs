@@ -9,9 +9,11 @@
 //! the rails in [`rails`] — grace, first step (reversible first, quarantine
 //! before delete), blast radius per pass, and the [`Budget`] over time), then
 //! act one action at a time ([`enforce`]). [`undo`] reverses a journaled
-//! action through the same binding.
+//! action through the same binding. [`issue`] mints just-in-time sessions
+//! bound to an approval.
 
 mod enforce;
+pub mod issue;
 pub mod rails;
 mod recover;
 mod undo;
@@ -148,7 +150,10 @@ pub async fn reconcile(
         let pass = ctx.pass(command).await?;
         pass.report_summary();
         let rems = crate::sources::remediators(&ctx.cfg.sources).await;
-        let outcomes = enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
+        #[allow(unused_mut)]
+        let mut outcomes = enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
+        #[cfg(feature = "aws")]
+        outcomes.extend(issue::reconcile_sessions(ctx, &pass, &rems, leader.fence()).await?);
         anyhow::Ok((pass, outcomes))
     }
     .await;

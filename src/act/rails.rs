@@ -177,7 +177,10 @@ pub(super) async fn first_step(
                 }
             }
         }
-        Operation::DisableIdentity | Operation::DetachEntitlements => {}
+        Operation::DisableIdentity
+        | Operation::DetachEntitlements
+        | Operation::DenySessions
+        | Operation::LiftSessionDeny => {}
     }
     Ok(Ok(a))
 }

@@ -68,6 +68,9 @@ pub struct DaemonConfig {
     /// … and how many more it earns per minute (token bucket).
     #[serde(default = "default_auth_failures_per_minute")]
     pub auth_failures_per_minute: u64,
+    /// The credentials broker; absent: no `/v1/credentials`.
+    #[serde(default)]
+    pub broker: Option<BrokerConfig>,
 }
 
 fn default_header_timeout() -> u64 {
@@ -111,6 +114,41 @@ fn default_listen() -> String {
     "127.0.0.1:9464".into()
 }
 
+/// `[daemon.broker]`: the credentials broker (`POST /v1/credentials`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// OIDC issuers whose tokens are accepted.
+    pub issuers: Vec<OidcIssuerConfig>,
+    /// How long an issuer's JWKS is kept before it is fetched again.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_ttl_secs: u64,
+    /// Clock skew allowed on `exp` / `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+/// One accepted OIDC issuer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuerConfig {
+    /// The `iss` its tokens carry (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// The `aud` its tokens must carry for this broker.
+    pub audience: String,
+    /// Where its JWKS is served
+    /// (`https://token.actions.githubusercontent.com/.well-known/jwks`).
+    pub jwks_url: String,
+}
+
+fn default_jwks_ttl() -> u64 {
+    300
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
@@ -118,6 +156,7 @@ impl Default for DaemonConfig {
             listen: default_listen(),
             webhook_secret_env: None,
             jira_webhook_secret_env: None,
+            broker: None,
             servicenow_hmac_secret_env: None,
             servicenow_signature_header: default_servicenow_signature_header(),
             servicenow_basic_auth_env: None,

@@ -29,7 +29,7 @@ pub use crate::sources::{ApprovalConfig, SourceConfig};
 mod daemon;
 mod enforce;
 mod notify;
-pub use daemon::DaemonConfig;
+pub use daemon::{BrokerConfig, DaemonConfig, OidcIssuerConfig};
 pub(crate) use enforce::default_rule_grace;
 pub use enforce::{Budget, EnforceConfig, Limit, LoginKind, Mode, PlanConfig, Removable};
 pub use notify::{NotifyConfig, Route, SinkConfig, SmtpTls};

@@ -35,6 +35,8 @@ use crate::pass::{Context, Targets};
 use crate::sources::Remediators;
 use crate::store::lease::{holder_id, Leadership, LeaseState};
 
+#[cfg(feature = "aws")]
+pub mod broker;
 pub mod events;
 pub mod http;
 mod metrics;
@@ -62,6 +64,10 @@ struct Shared {
     /// Subjects of each ticket (approval or unmapped record `reference`)
     /// as the last pass read them: what a ticket event re-reads.
     tickets: Mutex<HashMap<String, Vec<String>>>,
+    /// The credentials broker and the context it issues through, when
+    /// `[daemon.broker]` is configured.
+    #[cfg(feature = "aws")]
+    broker: Option<(broker::Broker, Arc<Context>)>,
 }
 
 impl Shared {
@@ -93,9 +99,42 @@ async fn readyz(State(s): State<Arc<Shared>>) -> (StatusCode, &'static str) {
     }
 }
 
+/// `POST /v1/credentials`: see [`broker`]. 404 when no broker is configured.
+#[cfg(feature = "aws")]
+async fn credentials(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (
+    StatusCode,
+    [(axum::http::HeaderName, &'static str); 2],
+    String,
+) {
+    let headers_out = [
+        (axum::http::header::CONTENT_TYPE, "application/json"),
+        (axum::http::header::CACHE_CONTROL, "no-store"),
+    ];
+    let Some((b, ctx)) = &s.broker else {
+        return (
+            StatusCode::NOT_FOUND,
+            headers_out,
+            serde_json::json!({"error": "no broker configured"}).to_string(),
+        );
+    };
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let (status, json) = broker::handle(b, ctx, auth, &body).await;
+    (status, headers_out, json.to_string())
+}
+
 /// The daemon's routes.
 fn router(shared: Arc<Shared>, limits: &http::Limits) -> Router {
-    Router::new()
+    #[cfg(feature = "aws")]
+    let routes = Router::new().route("/v1/credentials", axum::routing::post(credentials));
+    #[cfg(not(feature = "aws"))]
+    let routes = Router::new();
+    routes
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
@@ -261,7 +300,7 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         servicenow,
     } = check(&config, listen, &env)?;
     // Loaded once: every pass runs with this config, its rules and store.
-    let ctx = Context::new(cfg, &config)?;
+    let ctx = Arc::new(Context::new(cfg, &config)?);
     let store = ctx.store().await?.clone();
     let d = &ctx.cfg.daemon;
     let limits = http::Limits::from_config(d);
@@ -298,6 +337,11 @@ pub async fn run(config: PathBuf, listen: Option<String>) -> anyhow::Result<()> 
         webhook,
         events,
         tickets: Mutex::new(HashMap::new()),
+        #[cfg(feature = "aws")]
+        broker: match &ctx.cfg.daemon.broker {
+            Some(b) => Some((broker::Broker::new(b.clone())?, ctx.clone())),
+            None => None,
+        },
     });
     let app = router(shared.clone(), &limits);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -390,6 +434,8 @@ mod tests {
                 trigger: tokio::sync::Notify::new(),
                 pending: Mutex::new(Targets::default()),
                 revoked: Mutex::new(std::collections::HashSet::new()),
+                #[cfg(feature = "aws")]
+                broker: None,
                 webhook: Some(webhook::Webhook {
                     secret: SECRET.to_vec(),
                     window: 300,
@@ -551,6 +597,8 @@ mod tests {
                 trigger: tokio::sync::Notify::new(),
                 pending: Mutex::new(Targets::default()),
                 revoked: Mutex::new(std::collections::HashSet::new()),
+                #[cfg(feature = "aws")]
+                broker: None,
                 webhook: None,
                 events: Some(events::Events {
                     jira: Some(JIRA.to_vec()),

@@ -146,7 +146,13 @@ async fn pass_once(
         let mut notifier = crate::notify::Notifier::new(&pass, &ctx.path);
         notifier.pass_events(&pass, enforcing).await;
         let outcomes = if enforcing {
-            crate::act::enforce(&pass, rems, fence, None).await?
+            #[allow(unused_mut)]
+            let mut o = crate::act::enforce(&pass, rems, fence, None).await?;
+            // Sessions issued under approvals that ended early: deny, and
+            // lift the deny once they have all expired.
+            #[cfg(feature = "aws")]
+            o.extend(crate::act::issue::reconcile_sessions(ctx, &pass, rems, fence).await?);
+            o
         } else {
             Vec::new()
         };

@@ -140,7 +140,9 @@ impl Facets {
             Operation::RemoveLogin => Facets::HUMAN_LOGIN,
             Operation::DisableCredential
             | Operation::DeleteCredential
-            | Operation::DisableIdentity => Facets::NONE,
+            | Operation::DisableIdentity
+            | Operation::DenySessions
+            | Operation::LiftSessionDeny => Facets::NONE,
         }
     }
 

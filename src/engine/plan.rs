@@ -239,6 +239,8 @@ fn family(op: Operation) -> u8 {
         Operation::DisableIdentity => 1,
         Operation::RemoveLogin => 2,
         Operation::DetachEntitlements => 3,
+        // Not planned from findings (see act::issue); never in one family.
+        Operation::DenySessions | Operation::LiftSessionDeny => 4,
     }
 }
 

@@ -578,7 +578,15 @@ pub async fn reconcile(
         let mut notifier = Notifier::new(&pass, &ctx.path);
         notifier.pass_events(&pass, true).await;
         let rems = crate::sources::remediators(&ctx.cfg.sources).await;
-        let outcomes = crate::act::enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
+        #[allow(unused_mut)]
+        let mut outcomes =
+            crate::act::enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
+        // Sessions issued under approvals that ended early: deny, and lift
+        // the deny once they have all expired.
+        #[cfg(feature = "aws")]
+        outcomes.extend(
+            crate::act::issue::reconcile_sessions(ctx, &pass, &rems, leader.fence()).await?,
+        );
         notifier.actions(&pass, &outcomes).await;
         anyhow::Ok((pass, outcomes))
     }

@@ -26,6 +26,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 pub mod audit;
 mod batch;
+pub mod issued;
 pub mod journal;
 pub mod lease;
 pub mod notify;

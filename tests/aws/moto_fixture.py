@@ -893,6 +893,9 @@ class ProxyServer(ThreadingHTTPServer):
         self.last_accessed: LastAccessed | None = None  # set once the scenario is seeded
         # Member roles whose trust does not admit the caller (moto evaluates no trust).
         self.refused_roles: set[str] = set()
+        # STS AssumeRole requests as sent (parameters only: no secret is in them), for
+        # tests to assert what moto does not enforce (session policy, SourceIdentity, tags).
+        self.sts_requests: list[dict[str, list[str]]] = []
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -965,6 +968,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self.server.refused_roles.discard(role)
             return self.reply(200, json.dumps(sorted(self.server.refused_roles)).encode(),
                               [("Content-Type", "application/json")])
+        if path == "/_requests/AssumeRole" and self.command == "GET":
+            return self.reply(200, json.dumps(self.server.sts_requests).encode(),
+                              [("Content-Type", "application/json")])
         if path == "/_stats/reset" and self.command == "POST":
             self.server.stats.reset()
             return self.reply(200, json.dumps(self.server.stats.snapshot()).encode(),
@@ -994,6 +1000,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
                          f"User: arn:aws:iam::{ACCOUNT_ID}:user/testing is not authorized to perform: "
                          f"sts:AssumeRole on resource: {params['RoleArn'][0]}")
             self.server.stats.record(action, fault is not None)
+            if action == "AssumeRole" and len(self.server.sts_requests) < 10_000:
+                self.server.sts_requests.append(params)
         if fault:
             status, code, message = fault
             return self.reply(status, error_body(status, code, message),

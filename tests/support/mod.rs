@@ -119,6 +119,8 @@ pub fn approval(id: &str, subject: &str) -> Approval {
         source: "test".into(),
         url: None,
         assignee: None,
+        role: None,
+        issue_to: None,
     }
 }
 

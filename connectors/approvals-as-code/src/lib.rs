@@ -11,14 +11,19 @@
 //! - ids unique across the whole directory;
 //! - `expires_at` after the start, and no later than `max_validity_days`
 //!   after `approved_at`;
-//! - a non-empty scope (an approval that approves nothing is a mistake).
+//! - a non-empty scope (an approval that approves nothing is a mistake);
+//! - for issuance: `role` an IAM role ARN (or an Azure application id),
+//!   `issue_to` an https issuer and a non-empty, exact subject, and only
+//!   beside a `role`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use nhi_contract::{time, Approval, ApprovalSource, Emergency, Scope, SourceError, Timestamp};
+use nhi_contract::{
+    time, Approval, ApprovalSource, Emergency, Scope, SourceError, Timestamp, Workload,
+};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -106,6 +111,10 @@ struct ApprovalDoc {
     reference: Option<String>,
     #[serde(default)]
     emergency: Option<Emergency>,
+    #[serde(default)]
+    role: Option<Spanned<String>>,
+    #[serde(default)]
+    issue_to: Option<Spanned<Workload>>,
 }
 
 impl nhi_contract::ApprovalConnector for FilesConfig {
@@ -478,6 +487,34 @@ fn parse_file(
                 ),
             );
         }
+        let role = d.role.as_ref().map(|r| r.value.trim().to_string());
+        if let Some(r) = &d.role {
+            if let Err(m) = check_role(&r.value) {
+                let l = r.referenced;
+                fail(
+                    l.line() as u32,
+                    l.column() as u32,
+                    format!("approval {id}: role {m}"),
+                );
+            }
+        }
+        if let Some(w) = &d.issue_to {
+            let l = w.referenced;
+            for m in check_workload(&w.value) {
+                fail(
+                    l.line() as u32,
+                    l.column() as u32,
+                    format!("approval {id}: issue_to {m}"),
+                );
+            }
+            if d.role.is_none() {
+                fail(
+                    l.line() as u32,
+                    l.column() as u32,
+                    format!("approval {id}: issue_to without a role (name the role the session is issued for)"),
+                );
+            }
+        }
         if ok {
             out.push(Approval {
                 id,
@@ -495,9 +532,82 @@ fn parse_file(
                 source: format!("{}:{line}:{col}", file.display()),
                 url: None,
                 assignee: None,
+                role,
+                issue_to: d.issue_to.map(|w| Workload {
+                    issuer: w.value.issuer.trim().to_string(),
+                    subject: w.value.subject.trim().to_string(),
+                }),
             });
         }
     }
+}
+
+/// Whether `role` names a role sessions can be issued for: an IAM role ARN
+/// (`arn:aws:iam::123456789012:role/path/name`, any partition) or an Azure
+/// application (client) id, a GUID. Whether the account belongs to the
+/// estate is checked where the estate is known (issuance).
+pub fn check_role(role: &str) -> Result<(), String> {
+    let role = role.trim();
+    if role.is_empty() {
+        return Err("is empty".into());
+    }
+    if role.starts_with("arn:") {
+        let parts: Vec<&str> = role.splitn(6, ':').collect();
+        let ok = parts.len() == 6
+            && parts[1].starts_with("aws")
+            && parts[2] == "iam"
+            && parts[3].is_empty()
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5]
+                .strip_prefix("role/")
+                .and_then(|r| r.rsplit('/').next())
+                .is_some_and(|n| !n.is_empty() && !n.contains('*'));
+        if ok {
+            return Ok(());
+        }
+        return Err(format!(
+            "{role:?} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>, no wildcard)"
+        ));
+    }
+    if is_guid(role) {
+        return Ok(());
+    }
+    Err(format!(
+        "{role:?} is neither an IAM role ARN nor an Azure application id (GUID)"
+    ))
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Problems with a workload identity: an https issuer with a host, a
+/// non-empty subject without wildcards (a subject is matched exactly, so a
+/// `*` would be a silent never-match or, worse, read as "any").
+pub fn check_workload(w: &Workload) -> Vec<String> {
+    let mut out = Vec::new();
+    let issuer = w.issuer.trim();
+    match issuer.strip_prefix("https://") {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
+        _ => out.push(format!(
+            "issuer {issuer:?} is not an https URL (the token issuer, e.g. https://token.actions.githubusercontent.com)"
+        )),
+    }
+    let subject = w.subject.trim();
+    if subject.is_empty() {
+        out.push("subject is empty".into());
+    } else if subject.contains('*') {
+        out.push(format!(
+            "subject {subject:?} has a wildcard: a session is issued to exactly one workload"
+        ));
+    }
+    out
 }
 
 pub mod exceptions;

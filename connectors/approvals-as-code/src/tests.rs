@@ -398,3 +398,89 @@ fn a_large_approval_set_loads_and_an_alias_bomb_does_not() {
     let p = load(&bomb).expect_err("an alias bomb is refused");
     assert_eq!(p.0.len(), 1, "{p}");
 }
+
+const ISSUANCE: &str = "    reference: CHG-1
+    role: arn:aws:iam::111122223333:role/deploy
+    issue_to:
+      issuer: https://token.actions.githubusercontent.com
+      subject: repo:org/app:environment:prod
+";
+
+#[test]
+fn issuance_fields_load() {
+    let text = GOOD.replace("    reference: CHG-1\n", ISSUANCE);
+    let a = load(&text).expect("valid");
+    assert_eq!(
+        a[0].role.as_deref(),
+        Some("arn:aws:iam::111122223333:role/deploy")
+    );
+    let w = a[0].issue_to.as_ref().expect("issue_to");
+    assert_eq!(w.issuer, "https://token.actions.githubusercontent.com");
+    assert_eq!(w.subject, "repo:org/app:environment:prod");
+    // Without them the approval is what it was.
+    let plain = load(GOOD).expect("valid");
+    assert_eq!(plain[0].role, None);
+    assert_eq!(plain[0].issue_to, None);
+}
+
+#[test]
+fn azure_application_id_is_a_role() {
+    let text = GOOD.replace(
+        "    reference: CHG-1\n",
+        "    reference: CHG-1\n    role: 5a1d3b6e-2c4f-4e8a-9b7d-0f1e2d3c4b5a\n",
+    );
+    assert!(load(&text).is_ok());
+}
+
+#[test]
+fn bad_role_is_located() {
+    for bad in [
+        "arn:aws:iam::1111:role/deploy",
+        "arn:aws:iam::111122223333:user/deploy",
+        "arn:aws:iam::111122223333:role/*",
+        "deploy",
+        "\"\"",
+    ] {
+        let text = GOOD.replace(
+            "    reference: CHG-1\n",
+            &format!("    reference: CHG-1\n    role: {bad}\n"),
+        );
+        let msg = only_problem(&text);
+        assert!(
+            msg.starts_with("a.yaml:13:11: approval APR-1: role"),
+            "{bad}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn bad_workload_is_located() {
+    for (issuer, subject, want) in [
+        ("http://issuer.example", "repo:o/a", "not an https URL"),
+        ("https://issuer.example", "\"  \"", "subject is empty"),
+        ("https://issuer.example", "repo:o/*", "wildcard"),
+    ] {
+        let text = GOOD.replace(
+            "    reference: CHG-1\n",
+            &format!(
+                "    reference: CHG-1\n    role: arn:aws:iam::111122223333:role/deploy\n    issue_to:\n      issuer: {issuer}\n      subject: {subject}\n"
+            ),
+        );
+        let msg = only_problem(&text);
+        assert!(
+            msg.starts_with("a.yaml:15:7: approval APR-1: issue_to"),
+            "{msg}"
+        );
+        assert!(msg.contains(want), "{msg}");
+    }
+    let text = GOOD.replace(
+        "    reference: CHG-1\n",
+        "    reference: CHG-1\n    issue_to:\n      issuer: https://i.example\n      subject: s\n",
+    );
+    assert!(only_problem(&text).contains("without a role"));
+    let text = GOOD.replace(
+        "    reference: CHG-1\n",
+        "    reference: CHG-1\n    role: arn:aws:iam::111122223333:role/deploy\n    issue_to:\n      issuer: https://i.example\n      subject: s\n      audience: x\n",
+    );
+    assert!(only_problem(&text).contains("audience"));
+}

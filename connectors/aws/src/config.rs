@@ -52,6 +52,15 @@ pub struct AwsConfig {
     /// none, and the registry's enum holds every source config inline.
     #[serde(default)]
     pub organization: Option<Box<OrganizationConfig>>,
+    /// Longest just-in-time session issued through this source, in seconds
+    /// (900 to 43,200): a session lasts the least of this, the approval's
+    /// remaining validity and the role's own maximum.
+    #[serde(default = "default_max_session_seconds")]
+    pub max_session_seconds: i64,
+}
+
+fn default_max_session_seconds() -> i64 {
+    3600
 }
 
 /// `[sources.organization]`: the accounts of an AWS organisation, listed by
@@ -213,6 +222,7 @@ impl AwsConfig {
             trusted_accounts: Vec::new(),
             last_accessed: LastAccessedConfig::default(),
             organization: None,
+            max_session_seconds: default_max_session_seconds(),
         }
     }
 }
@@ -238,6 +248,13 @@ impl nhi_contract::SourceConnector for AwsConfig {
         nhi_contract::check_range(o, "max_attempts", self.max_attempts, 1, 20);
         nhi_contract::check_range(o, "initial_backoff_ms", self.initial_backoff_ms, 1, 60_000);
         account_ids(o, "trusted_accounts", &self.trusted_accounts);
+        nhi_contract::check_range(
+            o,
+            "max_session_seconds",
+            self.max_session_seconds,
+            900,
+            43_200,
+        );
         if let Some(org) = &self.organization {
             if !self.assume_roles.is_empty() {
                 o.push(nhi_contract::SettingProblem {

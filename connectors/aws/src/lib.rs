@@ -6,6 +6,8 @@
 //!   assume-role trust between principals.
 //! - An `organization` source discovers its accounts through AWS
 //!   Organizations and reads each through a member role (`org`).
+//! - [`AwsIssuer`] issues just-in-time sessions bound to an approval
+//!   (`sts:AssumeRole` with a session policy from its scope; [`issue`]).
 //! - [`AwsRemediator`] deactivates / deletes access keys, deletes login
 //!   profiles and detaches policies, reading the state back after each call
 //!   and returning what is needed to undo it.
@@ -17,6 +19,7 @@
 
 pub mod config;
 mod inventory;
+pub mod issue;
 mod last_accessed;
 #[cfg(feature = "moto-fixture")]
 pub mod moto;
@@ -27,5 +30,6 @@ mod sdk;
 
 pub use config::{AwsConfig, LastAccessedConfig, OrganizationConfig};
 pub use inventory::AwsSource;
+pub use issue::{AwsIssuer, IssueError, IssuedSession, SessionRequest};
 pub use remediate::AwsRemediator;
 pub use sdk::CallStats;

@@ -173,6 +173,14 @@ impl Moto {
         .map(drop)
     }
 
+    /// The AssumeRole requests the proxy forwarded, oldest first, as their
+    /// query parameters (moto does not enforce session policies, source
+    /// identities or tags: tests assert what was sent).
+    pub fn assume_role_requests(&self) -> Result<Vec<BTreeMap<String, Vec<String>>>, String> {
+        let body = http_get(&format!("{}/_requests/AssumeRole", self.ready.proxy))?;
+        serde_json::from_str(&body).map_err(|e| e.to_string())
+    }
+
     /// Call counts seen by the proxy: `(total, per action)`.
     pub fn proxy_stats(&self) -> Result<(u64, BTreeMap<String, u64>), String> {
         #[derive(Deserialize)]

@@ -63,6 +63,11 @@ enum Undo {
         policy_name: String,
         document: String,
     },
+    /// Undo of a session deny: the inline policy it added goes.
+    DeleteInlinePolicy {
+        principal: Principal,
+        policy_name: String,
+    },
 }
 
 /// Undo data: the steps and the ARN of the principal they apply to, so undo
@@ -528,6 +533,93 @@ impl Bound<'_> {
         Ok(())
     }
 
+    /// The session-deny policy an action names, on a role: its name and
+    /// the source identity it denies.
+    fn session_deny_target<'r>(
+        &self,
+        a: &'r ActionRequest,
+    ) -> Result<(&'r str, &'r str), SourceError> {
+        if !matches!(self.principal, Principal::Role(_)) {
+            return Err(invalid(format!(
+                "{} is not a role: no sessions to deny",
+                a.identity_id
+            )));
+        }
+        let name = match a.entitlements.as_slice() {
+            [one] => one.as_str(),
+            _ => return Err(invalid("a session deny names exactly one policy")),
+        };
+        let id = crate::issue::denied_source_identity(name)
+            .ok_or_else(|| invalid(format!("{name} is not a session-deny policy name")))?;
+        Ok((name, id))
+    }
+
+    /// Put the deny for sessions of one source identity on the role.
+    async fn deny_sessions(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
+        let (name, id) = self.session_deny_target(a)?;
+        let p = &self.principal;
+        let before = self.inline_doc(p, name).await?.is_some();
+        self.put_inline(p, name, &crate::issue::session_deny_policy(id))
+            .await?;
+        let present = self.inline_doc(p, name).await?.is_some();
+        if !present {
+            return Err(invalid(format!(
+                "session deny {name} not on {} after the call",
+                a.identity_id
+            )));
+        }
+        let undo = (!before).then(|| {
+            undo_data(
+                &a.identity_id,
+                vec![Undo::DeleteInlinePolicy {
+                    principal: p.clone(),
+                    policy_name: name.to_string(),
+                }],
+            )
+        });
+        Ok(ActionOutcome {
+            before: json!({"role": a.identity_id, "entitlement": name, "present": before}),
+            after: json!({"role": a.identity_id, "entitlement": name, "present": present, "source_identity": id}),
+            undo,
+            irreversible: None,
+            via: Some(self.via.clone()),
+        })
+    }
+
+    /// Remove a session deny (its sessions have all expired).
+    async fn lift_session_deny(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
+        let (name, _) = self.session_deny_target(a)?;
+        let p = &self.principal;
+        let doc = self.inline_doc(p, name).await?;
+        if doc.is_some() {
+            self.delete_inline(p, name).await?;
+        }
+        let present = self.inline_doc(p, name).await?.is_some();
+        if present {
+            return Err(invalid(format!(
+                "session deny {name} still on {} after the call",
+                a.identity_id
+            )));
+        }
+        let undo = doc.map(|document| {
+            undo_data(
+                &a.identity_id,
+                vec![Undo::RestoreInlinePolicy {
+                    principal: p.clone(),
+                    policy_name: name.to_string(),
+                    document,
+                }],
+            )
+        });
+        Ok(ActionOutcome {
+            before: json!({"role": a.identity_id, "entitlement": name, "present": undo.is_some()}),
+            after: json!({"role": a.identity_id, "entitlement": name, "present": present}),
+            undo,
+            irreversible: None,
+            via: Some(self.via.clone()),
+        })
+    }
+
     async fn disable_credential(&self, a: &ActionRequest) -> Result<ActionOutcome, SourceError> {
         let user = user_of(&a.identity_id)?;
         let key = a
@@ -761,6 +853,21 @@ impl Bound<'_> {
                     }
                     after.push(json!({"entitlement": policy_name, "present": ok}));
                 }
+                Undo::DeleteInlinePolicy {
+                    principal,
+                    policy_name,
+                } => {
+                    if self.inline_doc(principal, policy_name).await?.is_some() {
+                        self.delete_inline(principal, policy_name).await?;
+                    }
+                    let present = self.inline_doc(principal, policy_name).await?.is_some();
+                    if present {
+                        return Err(invalid(format!(
+                            "inline policy {policy_name} still there after undo"
+                        )));
+                    }
+                    after.push(json!({"entitlement": policy_name, "present": present}));
+                }
             }
         }
         Ok(after)
@@ -811,6 +918,8 @@ impl Remediator for AwsRemediator {
             Operation::DeleteCredential => b.delete_key(a).await,
             Operation::RemoveLogin => b.remove_login(a).await,
             Operation::DetachEntitlements => b.detach_entitlements(a).await,
+            Operation::DenySessions => b.deny_sessions(a).await,
+            Operation::LiftSessionDeny => b.lift_session_deny(a).await,
             Operation::DisableIdentity => Err(invalid(
                 "IAM users and roles cannot be disabled as such: disable their credentials, remove the login, or detach policies",
             )),
@@ -861,7 +970,8 @@ impl Remediator for AwsRemediator {
                     Some(Undo::ReactivateAccessKey { user, .. })
                     | Some(Undo::ReactivateSshKey { user, .. }) => Principal::User(user.clone()),
                     Some(Undo::ReattachManagedPolicy { principal, .. })
-                    | Some(Undo::RestoreInlinePolicy { principal, .. }) => principal.clone(),
+                    | Some(Undo::RestoreInlinePolicy { principal, .. })
+                    | Some(Undo::DeleteInlinePolicy { principal, .. }) => principal.clone(),
                     None => return Err(invalid("undo data without steps")),
                 };
                 let client = sdk::client_for(&self.base, &self.config, None).await;

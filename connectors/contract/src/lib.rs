@@ -519,6 +519,29 @@ pub struct Approval {
     /// Where a reader sees the record itself (the ticket's URL), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The role a just-in-time session is issued for under this approval
+    /// (an AWS role ARN, an Azure application id); absent: the approval
+    /// covers standing credentials only and nothing is issued under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The workload identity sessions are issued to (an OIDC issuer and
+    /// subject); absent: only the CLI, on its operator's own credentials,
+    /// can ask for a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_to: Option<Workload>,
+}
+
+/// A workload identity as an OIDC token names it: the approval is bound to
+/// it, not to a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// The token issuer (`iss`), an https URL
+    /// (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// The token subject (`sub`), compared exactly
+    /// (`repo:org/app:environment:prod`).
+    pub subject: String,
 }
 
 /// A time-boxed acceptance of one rule's risk on the subjects it names
@@ -903,6 +926,12 @@ pub enum Operation {
     RemoveLogin,
     /// Detach entitlements beyond the approved scope.
     DetachEntitlements,
+    /// Stop the sessions issued under an approval that ended early: an
+    /// inline policy on the role (named in `entitlements`) denying every
+    /// action to sessions carrying the approval's source identity.
+    DenySessions,
+    /// Remove that deny once every session it stops has expired anyway.
+    LiftSessionDeny,
 }
 
 impl Operation {
@@ -914,6 +943,8 @@ impl Operation {
             Operation::DisableIdentity => "disable_identity",
             Operation::RemoveLogin => "remove_login",
             Operation::DetachEntitlements => "detach_entitlements",
+            Operation::DenySessions => "deny_sessions",
+            Operation::LiftSessionDeny => "lift_session_deny",
         }
     }
 }

@@ -251,6 +251,8 @@ pub(crate) fn map_issue(config: &JiraConfig, issue: &Value, jsm: Option<&[Value]
             emergency: None,
             source: format!("jira:{key}"),
             url: Some(url.clone()),
+            role: None,
+            issue_to: None,
         })
         .collect();
     Mapped::Approvals(approvals)

@@ -348,6 +348,8 @@ fn map_fields(
             emergency: None,
             source: format!("servicenow:{number}"),
             url: url.clone(),
+            role: None,
+            issue_to: None,
         })
         .collect();
     Ok(Mapped::Approvals(approvals))

@@ -158,6 +158,9 @@ impl Remediator for AzureRemediator {
             (Operation::RemoveLogin, _) => Err(invalid(
                 "service principals have no interactive login to remove",
             )),
+            (Operation::DenySessions | Operation::LiftSessionDeny, _) => Err(invalid(
+                "session denies are AWS role policies: Azure issues no sessions to deny",
+            )),
         };
         done.map(|o| self.tenant_bound(o))
     }

@@ -1,0 +1,355 @@
+//! Issuance: a just-in-time session for an approval in force, through the
+//! AWS source whose estate holds the approval's role, recorded (ids and
+//! expiry, never the secret) before it is handed to the caller.
+
+#[cfg(feature = "aws")]
+use chrono::Utc;
+use nhi_contract::Approval;
+
+#[cfg(feature = "aws")]
+use crate::pass::Context;
+#[cfg(feature = "aws")]
+use crate::store::issued::IssuedRecord;
+
+/// Why no session was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuanceError {
+    /// No approval of that id (or several, which a strict read refuses).
+    #[error("no approval {0} in any approval source")]
+    UnknownApproval(String),
+    /// The approval cannot be served now (with why).
+    #[error("{0}")]
+    Refused(String),
+    /// The role's account is not one the configured AWS sources read.
+    #[error("approval {approval}: role {role} is not in an account of the estate ({why})")]
+    NotInEstate {
+        /// Approval id.
+        approval: String,
+        /// The role.
+        role: String,
+        /// What was checked.
+        why: String,
+    },
+    /// The provider refused or failed.
+    #[error("issuing for approval {approval}: {message}")]
+    Provider {
+        /// Approval id.
+        approval: String,
+        /// What it said (never a secret).
+        message: String,
+    },
+    /// Config, approvals or store could not be read or written.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// The approval `id` among `approvals`.
+pub fn find<'a>(approvals: &'a [Approval], id: &str) -> Result<&'a Approval, IssuanceError> {
+    approvals
+        .iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| IssuanceError::UnknownApproval(id.to_string()))
+}
+
+/// Issue a session for approval `id` to `caller` and record it. The secret
+/// is in the returned value only.
+#[cfg(feature = "aws")]
+pub async fn issue(
+    ctx: &Context,
+    id: &str,
+    caller: &str,
+) -> Result<nhi_aws::IssuedSession, IssuanceError> {
+    let approvals = ctx.approvals_now().await?;
+    let approval = find(&approvals, id)?;
+    issue_for(ctx, approval, caller).await
+}
+
+/// Issue a session for `approval` (already read, revocations applied) to
+/// `caller`, and record it.
+#[cfg(feature = "aws")]
+pub async fn issue_for(
+    ctx: &Context,
+    approval: &Approval,
+    caller: &str,
+) -> Result<nhi_aws::IssuedSession, IssuanceError> {
+    // Real time, never the config's `as_of`: STS's clock decides the expiry.
+    let now = Utc::now();
+    // Refuse what the approval itself refuses before any call.
+    let refused = |e: nhi_aws::IssueError| match e {
+        nhi_aws::IssueError::Refused { .. } => IssuanceError::Refused(e.to_string()),
+        nhi_aws::IssueError::Provider(p) => IssuanceError::Provider {
+            approval: approval.id.clone(),
+            message: p.to_string(),
+        },
+    };
+    nhi_aws::issue::plan(approval, now, nhi_aws::issue::MAX_SESSION_SECONDS, None)
+        .map_err(refused)?;
+    let issuer = issuer_for(ctx, approval).await?;
+    let session = issuer.issue(approval, now).await.map_err(refused)?;
+    let record = IssuedRecord {
+        approval_id: approval.id.clone(),
+        provider: "aws".into(),
+        source: issuer.source().to_string(),
+        role: session.request.role.clone(),
+        session_name: session.request.session_name.clone(),
+        source_identity: session.request.source_identity.clone(),
+        access_key_id: session.access_key_id.clone(),
+        caller: caller.to_string(),
+        issued_at: now,
+        expires_at: session.expiration,
+    };
+    // A session that cannot be recorded is not handed out: it would be
+    // access nobody can see or revoke. It expires on its own.
+    let store = ctx.store().await?;
+    store
+        .record_issued(&record)
+        .await
+        .map_err(|e| IssuanceError::Other(e.into()))?;
+    tracing::info!(
+        approval = %record.approval_id,
+        role = %record.role,
+        session = %record.session_name,
+        access_key_id = %record.access_key_id,
+        expires = %record.expires_at,
+        caller = %record.caller,
+        "session issued"
+    );
+    Ok(session)
+}
+
+/// The issuer of the AWS source whose estate holds the approval's role: a
+/// source that names the role's account, or one that reads its own
+/// credentials' account when that is the role's.
+#[cfg(feature = "aws")]
+async fn issuer_for(
+    ctx: &Context,
+    approval: &Approval,
+) -> Result<nhi_aws::AwsIssuer, IssuanceError> {
+    let role = approval.role.clone().unwrap_or_default();
+    let account = role.split(':').nth(4).unwrap_or_default().to_string();
+    let not_in = |why: String| IssuanceError::NotInEstate {
+        approval: approval.id.clone(),
+        role: role.clone(),
+        why,
+    };
+    let mut own = Vec::new();
+    for s in &ctx.cfg.sources {
+        if let crate::sources::SourceConfig::Aws(c) = s {
+            let issuer = nhi_aws::AwsIssuer::new(c).await;
+            if issuer.listed_accounts().contains(&account) {
+                return Ok(issuer);
+            }
+            if issuer.reads_own_account() {
+                own.push(issuer);
+            }
+        }
+    }
+    if own.is_empty()
+        && !ctx
+            .cfg
+            .sources
+            .iter()
+            .any(|s| matches!(s, crate::sources::SourceConfig::Aws(_)))
+    {
+        return Err(not_in("no AWS source is configured".into()));
+    }
+    let mut seen = Vec::new();
+    for issuer in own {
+        match issuer.caller_account().await {
+            Ok(a) if a == account => return Ok(issuer),
+            Ok(a) => seen.push(format!("source {} reads {a}", issuer.source())),
+            Err(e) => seen.push(format!("source {}: {e}", issuer.source())),
+        }
+    }
+    Err(not_in(if seen.is_empty() {
+        "no AWS source names that account".into()
+    } else {
+        seen.join("; ")
+    }))
+}
+
+/// The AWS `credential_process` answer for a session: the one thing
+/// printed with its secret, on standard output, for the caller.
+#[cfg(feature = "aws")]
+pub fn credential_process_json(s: &nhi_aws::IssuedSession) -> serde_json::Value {
+    serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": s.access_key_id,
+        "SecretAccessKey": s.secret_access_key,
+        "SessionToken": s.session_token,
+        "Expiration": s.expiration.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
+}
+
+/// Rule id the session-deny actions are journaled under.
+pub const SESSION_RULE: &str = "approval-ended-sessions";
+
+/// One planned step on a role's session deny, with the source that issued
+/// the sessions (whose credentials act on the role) and the approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStep {
+    /// Config source the sessions were issued through.
+    pub source: String,
+    /// The approval.
+    pub approval: String,
+    /// The action.
+    pub request: nhi_contract::ActionRequest,
+}
+
+/// Which session denies the journal says are on their roles: `(role,
+/// policy name)` of every deny done and neither lifted nor undone since.
+pub fn denies_in_force(
+    entries: &[crate::store::journal::Entry],
+) -> std::collections::BTreeSet<(String, String)> {
+    use crate::store::journal::Status;
+    use nhi_contract::Operation;
+    let mut sorted: Vec<&crate::store::journal::Entry> = entries
+        .iter()
+        .filter(|e| {
+            e.undo_of.is_none()
+                && matches!(
+                    e.request.operation,
+                    Operation::DenySessions | Operation::LiftSessionDeny
+                )
+        })
+        .collect();
+    sorted.sort_by_key(|e| e.id);
+    let mut out = std::collections::BTreeSet::new();
+    for e in sorted {
+        let deny = e.request.operation == Operation::DenySessions;
+        let present = match e.status {
+            Status::Done | Status::Recovered => deny,
+            Status::Undone => !deny,
+            _ => continue,
+        };
+        for name in &e.request.entitlements {
+            let key = (e.request.identity_id.clone(), name.clone());
+            if present {
+                out.insert(key);
+            } else {
+                out.remove(&key);
+            }
+        }
+    }
+    out
+}
+
+/// The session-deny steps due at `now`. Sessions issued under an approval
+/// that ended early (revoked, an emergency declared over) and that would
+/// still be valid get a deny on their role; a deny whose sessions have all
+/// expired (or whose approval counts again) is lifted. Approvals no source
+/// returns any more are left as they are: nothing says they ended early.
+#[cfg(feature = "aws")]
+pub fn plan_session_steps(
+    approvals: &[Approval],
+    issued: &[IssuedRecord],
+    denied: &std::collections::BTreeSet<(String, String)>,
+    now: chrono::DateTime<Utc>,
+) -> Vec<SessionStep> {
+    use std::collections::BTreeMap;
+    // (approval, role, source, source identity) → last session expiry.
+    let mut groups: BTreeMap<(&str, &str, &str, &str), chrono::DateTime<Utc>> = BTreeMap::new();
+    for r in issued.iter().filter(|r| r.provider == "aws") {
+        let k = (
+            r.approval_id.as_str(),
+            r.role.as_str(),
+            r.source.as_str(),
+            r.source_identity.as_str(),
+        );
+        let e = groups.entry(k).or_insert(r.expires_at);
+        *e = (*e).max(r.expires_at);
+    }
+    let mut out = Vec::new();
+    for ((approval, role, source, sid), last) in groups {
+        let Some(a) = approvals.iter().find(|a| a.id == approval) else {
+            continue;
+        };
+        let ended = nhi_aws::issue::ends(a);
+        let early = ended < a.expires_at && ended <= now;
+        let wanted = early && ended < last && now < last;
+        let name = nhi_aws::issue::deny_policy_name(sid);
+        let present = denied.contains(&(role.to_string(), name.clone()));
+        let operation = match (wanted, present) {
+            (true, false) => nhi_contract::Operation::DenySessions,
+            (false, true) => nhi_contract::Operation::LiftSessionDeny,
+            _ => continue,
+        };
+        out.push(SessionStep {
+            source: source.to_string(),
+            approval: approval.to_string(),
+            request: nhi_contract::ActionRequest {
+                operation,
+                provider: nhi_contract::Provider::Aws,
+                identity_id: role.to_string(),
+                credential_id: None,
+                credential_kind: None,
+                entitlements: vec![name],
+            },
+        });
+    }
+    out
+}
+
+/// Carry out the session-deny steps due now, each journaled (intent before
+/// the call, outcome after) and undoable like any action. Run by the
+/// reconciler, under its leader lease, after the plan's actions.
+#[cfg(feature = "aws")]
+pub async fn reconcile_sessions(
+    ctx: &Context,
+    pass: &crate::pass::PassResult,
+    rems: &std::collections::HashMap<String, Box<dyn nhi_contract::Remediator>>,
+    fence: &crate::store::lease::Fence,
+) -> anyhow::Result<Vec<super::Outcome>> {
+    use crate::store::journal::{Intent, Status};
+    let store = &pass.store;
+    let issued = store.issued_sessions(None).await?;
+    if issued.is_empty() {
+        return Ok(Vec::new());
+    }
+    let approvals = ctx.approvals_now().await?;
+    let denied = denies_in_force(&store.journal_list(None).await?);
+    let actor = super::actor();
+    let rules = vec![SESSION_RULE.to_string()];
+    let mut out = Vec::new();
+    for step in plan_session_steps(&approvals, &issued, &denied, pass.now) {
+        let Some(rem) = rems.get(&step.source) else {
+            tracing::warn!(source = %step.source, approval = %step.approval, "no remediator for the issuing source: session deny not applied");
+            continue;
+        };
+        let id = store
+            .journal_intent(&Intent {
+                run_id: pass.summary.run_id,
+                request: &step.request,
+                source: &step.source,
+                rules: &rules,
+                findings: &[],
+                evidence: serde_json::json!({ "approval": step.approval }),
+                actor: &actor,
+                planned_undo: None,
+                undo_of: None,
+                fence,
+            })
+            .await?;
+        let result = rem.apply(&step.request).await;
+        let (status, detail) = match &result {
+            Ok(o) => {
+                store.journal_outcome(id, Status::Done, Ok(o)).await?;
+                (super::OutcomeStatus::Done, None)
+            }
+            Err(e) => {
+                store
+                    .journal_outcome(id, Status::Failed, Err(&e.to_string()))
+                    .await?;
+                (super::OutcomeStatus::Failed, Some(e.to_string()))
+            }
+        };
+        out.push(super::Outcome {
+            action_id: Some(id),
+            request: step.request,
+            rules: rules.clone(),
+            status,
+            detail,
+        });
+    }
+    Ok(out)
+}
