@@ -3,164 +3,19 @@
 //! test) and moto: accepted, wrong audience, expired, unsigned, wrong key,
 //! unknown issuer, subject not bound, expired approval; the JWKS cached.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/oidc.rs"]
+mod oidc;
+
+use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
-use base64::Engine;
-use chrono::{Duration, SecondsFormat, Utc};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use chrono::{Duration, Utc};
 use nhi_assure::daemon::broker::{handle, Broker};
 use nhi_assure::pass::Context;
 use nhi_aws::moto::Moto;
-
-const ISSUER: &str = "https://token.actions.example.test";
-const AUDIENCE: &str = "nhi-assure-broker";
-const SUBJECT: &str = "repo:org/app:environment:prod";
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// An RSA key: (PKCS#1 DER private key, JWK of the public key).
-fn rsa_key(dir: &Path, name: &str, kid: &str) -> (Vec<u8>, serde_json::Value) {
-    let pem = dir.join(format!("{name}.pem"));
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    let pem_s = pem.to_str().expect("utf8");
-    run(&["genrsa", "-out", pem_s, "2048"]);
-    let der = run(&["rsa", "-in", pem_s, "-traditional", "-outform", "DER"]);
-    let modulus =
-        String::from_utf8(run(&["rsa", "-in", pem_s, "-noout", "-modulus"])).expect("utf8");
-    let hex = modulus.trim().trim_start_matches("Modulus=");
-    let n: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect();
-    let jwk = serde_json::json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
-        "n": b64(&n), "e": "AQAB"});
-    (der, jwk)
-}
-
-/// Serve `jwks` at /jwks on loopback; the URL and a fetch counter.
-async fn serve_jwks(jwks: serde_json::Value) -> (String, Arc<AtomicUsize>) {
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let count = fetches.clone();
-    let body = jwks.to_string();
-    let app = axum::Router::new().route(
-        "/jwks",
-        axum::routing::get(move || {
-            count.fetch_add(1, Ordering::SeqCst);
-            let body = body.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/jwks"), fetches)
-}
-
-fn token(key: &[u8], kid: &str, claims: serde_json::Value) -> String {
-    let mut h = Header::new(Algorithm::RS256);
-    h.kid = Some(kid.into());
-    jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_der(key)).expect("sign")
-}
-
-fn claims(aud: &str, sub: &str, exp: Duration) -> serde_json::Value {
-    let now = Utc::now();
-    serde_json::json!({"iss": ISSUER, "aud": aud, "sub": sub,
-        "iat": now.timestamp(), "exp": (now + exp).timestamp()})
-}
-
-fn at(d: Duration) -> String {
-    (Utc::now() + d).to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn setup(moto: &Moto, dir: &Path, jwks_url: &str) -> std::path::PathBuf {
-    let role = moto.role("deployer");
-    let approval = |id: &str, sub: &str, end: Duration| {
-        format!(
-            "  - id: {id}
-    subject: {role}
-    scope: {{actions: [\"s3:GetObject\"]}}
-    requester: dev@example.com
-    approver: lead@example.com
-    approved_at: {a}
-    expires_at: {e}
-    role: {role}
-    issue_to:
-      issuer: {ISSUER}
-      subject: \"{sub}\"
-",
-            a = at(Duration::days(-1)),
-            e = at(end),
-        )
-    };
-    std::fs::create_dir_all(dir.join("approvals")).expect("mkdir");
-    std::fs::write(
-        dir.join("approvals/wl.yaml"),
-        format!(
-            "approvals:\n{}{}",
-            approval("APR-WL", SUBJECT, Duration::hours(4)),
-            approval(
-                "APR-WL-OLD",
-                "repo:org/app:environment:old",
-                Duration::hours(-1)
-            ),
-        ),
-    )
-    .expect("approvals");
-    let cfg = dir.join("nhi-assure.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"store = "store.db"
-[[sources]]
-type = "aws"
-name = "aws"
-endpoint_url = "{}"
-max_attempts = 2
-initial_backoff_ms = 10
-
-[[approvals]]
-type = "files"
-name = "approvals"
-path = "approvals"
-
-[daemon.broker]
-jwks_ttl_secs = 300
-[[daemon.broker.issuers]]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-jwks_url = "{jwks_url}"
-"#,
-            moto.ready.proxy
-        ),
-    )
-    .expect("config");
-    cfg
-}
+use oidc::{b64, claims, rsa_key, serve_jwks, setup, token, AUDIENCE, ISSUER, SUBJECT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_issues_only_to_the_bound_workload_with_a_valid_token() {
@@ -305,5 +160,132 @@ async fn broker_issues_only_to_the_bound_workload_with_a_valid_token() {
             let text = String::from_utf8_lossy(&std::fs::read(&p).expect("read")).to_string();
             assert!(!text.contains(&secret), "secret in {}", p.display());
         }
+    }
+}
+
+/// The broker as a workload meets it: the daemon's HTTP listener, the
+/// response headers, the refusals the router itself makes, and a log with
+/// no secret in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_broker_over_http() {
+    let moto = Moto::start("smoke", &[]).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, jwk) = rsa_key(dir.path(), "issuer", "k1");
+    let (jwks_url, _) = serve_jwks(serde_json::json!({"keys": [jwk]})).await;
+    let cfg = setup(&moto, dir.path(), &jwks_url);
+    let port = daemon::free_port();
+    let log = dir.path().join("daemon.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nhi-assure"))
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("RUST_LOG", "debug")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let up = http.get(format!("{base}/healthz")).send().await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "daemon listening");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let url = format!("{base}/v1/credentials");
+    let good = token(&key, "k1", claims(AUDIENCE, SUBJECT, Duration::minutes(5)));
+
+    let r = http
+        .post(&url)
+        .bearer_auth(&good)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value =
+        serde_json::from_str(&r.text().await.expect("body")).expect("json");
+    assert_eq!(body["Version"], 1);
+    let secret = body["SecretAccessKey"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let session_token = body["SessionToken"].as_str().expect("token").to_string();
+    let expiration =
+        chrono::DateTime::parse_from_rfc3339(body["Expiration"].as_str().expect("expiration"))
+            .expect("rfc 3339");
+    assert!(expiration > Utc::now() + Duration::minutes(10));
+
+    // Naming the approval in the body works; naming one that does not bind
+    // this workload is refused.
+    let r = http
+        .post(&url)
+        .bearer_auth(&good)
+        .body(r#"{"approval": "APR-WL"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(&url)
+        .bearer_auth(&good)
+        .body(r#"{"approval": "APR-WL-OLD"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(&url)
+        .bearer_auth(&good)
+        .body(r#"{"approval": "APR-WL", "role": "arn:aws:iam::123456789012:role/admin"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400, "unknown fields are refused");
+
+    // No token, a GET, an oversized body: refused before any issuance.
+    let r = http.post(&url).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    let refusal: serde_json::Value =
+        serde_json::from_str(&r.text().await.expect("body")).expect("json");
+    assert!(refusal["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("bearer")));
+    let r = http.get(&url).send().await.expect("get");
+    assert_eq!(r.status(), 405);
+    let r = http
+        .post(&url)
+        .bearer_auth(&good)
+        .body(vec![b' '; 100 * 1024])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        moto.assume_role_requests().expect("requests").len(),
+        2,
+        "only the two accepted requests reached STS"
+    );
+
+    assert_eq!(daemon::terminate(child), Some(0), "clean stop");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("broker request"),
+        "the debug log has the phases"
+    );
+    for s in [&secret, &session_token, &good] {
+        assert!(!text.contains(s.as_str()), "a secret in the daemon's log");
     }
 }

@@ -64,6 +64,18 @@ pub async fn issue(
     issue_for(ctx, approval, caller).await
 }
 
+/// Where one issuance spent its time: finding the issuing source, the
+/// provider's call, recording it (the broker's latency, by phase).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IssueTimes {
+    /// Finding the AWS source whose estate holds the role.
+    pub resolve: std::time::Duration,
+    /// The provider's call (STS `AssumeRole`).
+    pub provider: std::time::Duration,
+    /// Recording the session and its audit entry.
+    pub record: std::time::Duration,
+}
+
 /// Issue a session for `approval` (already read, revocations applied) to
 /// `caller`, and record it.
 #[cfg(feature = "aws")]
@@ -71,6 +83,17 @@ pub async fn issue_for(
     ctx: &Context,
     approval: &Approval,
     caller: &str,
+) -> Result<nhi_aws::IssuedSession, IssuanceError> {
+    issue_for_timed(ctx, approval, caller, &mut IssueTimes::default()).await
+}
+
+/// [`issue_for`], with the time each phase took in `times`.
+#[cfg(feature = "aws")]
+pub async fn issue_for_timed(
+    ctx: &Context,
+    approval: &Approval,
+    caller: &str,
+    times: &mut IssueTimes,
 ) -> Result<nhi_aws::IssuedSession, IssuanceError> {
     // Real time, never the config's `as_of`: STS's clock decides the expiry.
     let now = Utc::now();
@@ -84,8 +107,14 @@ pub async fn issue_for(
     };
     nhi_aws::issue::plan(approval, now, nhi_aws::issue::MAX_SESSION_SECONDS, None)
         .map_err(refused)?;
+    let t = std::time::Instant::now();
     let issuer = issuer_for(ctx, approval).await?;
-    let session = issuer.issue(approval, now).await.map_err(refused)?;
+    times.resolve = t.elapsed();
+    let t = std::time::Instant::now();
+    let session = issuer.issue(approval, now).await.map_err(refused);
+    times.provider = t.elapsed();
+    let session = session?;
+    let t = std::time::Instant::now();
     let record = IssuedRecord {
         approval_id: approval.id.clone(),
         provider: "aws".into(),
@@ -105,6 +134,7 @@ pub async fn issue_for(
         .record_issued(&record)
         .await
         .map_err(|e| IssuanceError::Other(e.into()))?;
+    times.record = t.elapsed();
     tracing::info!(
         approval = %record.approval_id,
         role = %record.role,

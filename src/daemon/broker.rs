@@ -233,6 +233,47 @@ pub async fn handle(
     authorization: Option<&str>,
     body: &[u8],
 ) -> (StatusCode, serde_json::Value) {
+    let mut phases = Phases::default();
+    let out = handle_timed(broker, ctx, authorization, body, &mut phases).await;
+    tracing::debug!(
+        status = out.0.as_u16(),
+        verify_us = phases.verify.as_micros() as u64,
+        approvals_us = phases.approvals.as_micros() as u64,
+        resolve_us = phases.issue.resolve.as_micros() as u64,
+        provider_us = phases.issue.provider.as_micros() as u64,
+        record_us = phases.issue.record.as_micros() as u64,
+        "broker request"
+    );
+    out
+}
+
+/// Where one broker request spent its time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// Verifying the token (JWKS from the cache, or fetched).
+    pub verify: Duration,
+    /// Reading the approvals and the store's revocations, and choosing one.
+    pub approvals: Duration,
+    /// Issuing: finding the source, the provider's call, recording it.
+    pub issue: crate::act::issue::IssueTimes,
+}
+
+impl Phases {
+    /// Everything but the provider's call: the broker's own latency.
+    pub fn own(&self) -> Duration {
+        self.verify + self.approvals + self.issue.resolve + self.issue.record
+    }
+}
+
+/// [`handle`], with the time each phase took in `phases`.
+pub async fn handle_timed(
+    broker: &Broker,
+    ctx: &Context,
+    authorization: Option<&str>,
+    body: &[u8],
+    phases: &mut Phases,
+) -> (StatusCode, serde_json::Value) {
+    let started = Instant::now();
     let token = authorization
         .and_then(|h| {
             h.strip_prefix("Bearer ")
@@ -242,7 +283,10 @@ pub async fn handle(
     let Some(token) = token else {
         return refuse(StatusCode::UNAUTHORIZED, AuthError::Missing.to_string());
     };
-    let workload = match broker.verify(token).await {
+    let verified = broker.verify(token).await;
+    phases.verify = started.elapsed();
+    let started = Instant::now();
+    let workload = match verified {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "broker: token refused");
@@ -311,7 +355,8 @@ pub async fn handle(
         }
     };
     let caller = format!("oidc {} {}", workload.issuer, workload.subject);
-    match crate::act::issue::issue_for(ctx, approval, &caller).await {
+    phases.approvals = started.elapsed();
+    match crate::act::issue::issue_for_timed(ctx, approval, &caller, &mut phases.issue).await {
         Ok(s) => (
             StatusCode::OK,
             crate::act::issue::credential_process_json(&s),

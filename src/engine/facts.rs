@@ -285,23 +285,31 @@ impl Facts {
     }
 }
 
-fn approval_facts(a: &Approval, now: Timestamp, identity: Option<u32>) -> ApprovalFacts {
-    let start = a.starts();
+/// An approval's state at `now` and its effective end (an emergency
+/// declared over before `expires_at` ends it then).
+pub fn approval_state(a: &Approval, now: Timestamp) -> (ApprovalState, Timestamp) {
     let ended_at = a.emergency.as_ref().and_then(|e| e.ended_at);
     let end = match ended_at {
         Some(e) if e < a.expires_at => e,
         _ => a.expires_at,
     };
-    let revoked = a.revoked_at.is_some_and(|r| r <= now);
-    let state = if revoked {
+    let state = if a.revoked_at.is_some_and(|r| r <= now) {
         ApprovalState::Revoked
     } else if now >= end {
         ApprovalState::Expired
-    } else if now < start {
+    } else if now < a.starts() {
         ApprovalState::NotStarted
     } else {
         ApprovalState::Valid
     };
+    (state, end)
+}
+
+fn approval_facts(a: &Approval, now: Timestamp, identity: Option<u32>) -> ApprovalFacts {
+    let start = a.starts();
+    let ended_at = a.emergency.as_ref().and_then(|e| e.ended_at);
+    let (state, end) = approval_state(a, now);
+    let revoked = state == ApprovalState::Revoked;
     let emergency_ended = ended_at.is_some_and(|e| e <= now);
     ApprovalFacts {
         state,

@@ -27,6 +27,8 @@ pub const MAX_ROWS: usize = 20_000;
 /// Subjects traced in the page (worst findings first); `nhi-assure trace`
 /// gives any other.
 pub const MAX_TRACES: usize = 1_000;
+/// Approvals shown in the page's access table; every one is in the JSON.
+pub const MAX_ACCESS_ROWS: usize = 5_000;
 
 #[derive(Serialize)]
 struct Bar {
@@ -296,6 +298,24 @@ fn page(
         .map(|(anchor, trace)| TraceItem { anchor, trace })
         .collect();
 
+    let access: Vec<&super::access::ApprovalAccess> = data
+        .access
+        .iter()
+        .filter(|a| a.issuance.is_some() || a.sessions_issued > 0 || a.federated)
+        .collect();
+    let access_counts: HashMap<&str, usize> = ["standing", "issued", "both", "none"]
+        .into_iter()
+        .map(|k| {
+            (
+                k,
+                data.access
+                    .iter()
+                    .filter(|a| a.served.as_str() == k)
+                    .count(),
+            )
+        })
+        .collect();
+
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_filter("web_link", |url: Option<String>| {
@@ -321,6 +341,10 @@ fn page(
         open_traces => open_traces,
         findings_total => data.findings.len(),
         traces_total => traces_total,
+        access => &access[..access.len().min(MAX_ACCESS_ROWS)],
+        access_total => data.access.len(),
+        access_total_shown => access.len(),
+        access_counts => access_counts,
     })
     .map_err(err)
 }

@@ -19,6 +19,7 @@ use crate::store::journal::Entry;
 use crate::store::runs::RunInfo;
 use crate::store::{SqlStore, StoreError};
 
+pub mod access;
 pub mod commands;
 pub mod coverage;
 pub mod diff;
@@ -155,6 +156,8 @@ pub struct RunData {
     pub journal: Vec<Entry>,
     /// Every journal entry up to this run (for traces).
     pub journal_upto: Vec<Entry>,
+    /// Standing vs issued access per approval.
+    pub access: Vec<access::ApprovalAccess>,
     /// Control catalogs.
     pub catalogs: Catalogs,
     /// Tool version.
@@ -251,7 +254,14 @@ pub async fn load(
         .filter(|e| e.run_id == id)
         .cloned()
         .collect();
+    let access = {
+        let as_of = parse_ts(&run.as_of).unwrap_or_else(Utc::now);
+        let started = parse_ts(&run.started_at).unwrap_or(as_of);
+        let issued = store.issued_sessions(None).await?;
+        access::compute(&reading, as_of, started, &issued, &journal_upto)
+    };
     Ok(RunData {
+        access,
         run,
         findings,
         resolved,

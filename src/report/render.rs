@@ -31,6 +31,8 @@ pub struct JsonReport<'a> {
     pub resolved: &'a [super::ResolvedFinding],
     /// Actions the run journaled.
     pub actions: &'a [Entry],
+    /// Standing vs issued access per approval.
+    pub access: &'a [super::access::ApprovalAccess],
 }
 
 /// One row of `coverage.csv`.
@@ -232,6 +234,7 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
             .with(Modify::new(Columns::one(1)).with(Width::wrap(40)));
         let _ = writeln!(out, "{t}\n");
     }
+    access_table(&mut out, &data.access);
     for s in &data.reading.sources {
         if !s.state.is_complete() {
             let _ = writeln!(
@@ -242,6 +245,77 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
         }
     }
     out
+}
+
+/// Rows the table shows per section; the JSON report has every approval.
+const ACCESS_ROWS: usize = 50;
+
+/// Standing vs issued access: the counts, then the approvals that could be
+/// served by issuance or were (those an auditor asks about), capped.
+fn access_table(out: &mut String, access: &[super::access::ApprovalAccess]) {
+    use super::access::Served;
+    if access.is_empty() {
+        return;
+    }
+    let count = |s: Served| access.iter().filter(|a| a.served == s).count();
+    let issuable_standing = access
+        .iter()
+        .filter(|a| a.issuance.is_some() && !a.standing.is_empty())
+        .count();
+    let _ = writeln!(
+        out,
+        "Access per approval: {} approval(s) — {} standing only, {} issued only, {} both, {} neither; {} could be served by issuance but still rest on standing secrets",
+        access.len(),
+        count(Served::Standing),
+        count(Served::Issued),
+        count(Served::Both),
+        count(Served::None),
+        issuable_standing
+    );
+    let shown: Vec<_> = access
+        .iter()
+        .filter(|a| a.issuance.is_some() || a.sessions_issued > 0 || a.federated)
+        .collect();
+    if shown.is_empty() {
+        let _ = writeln!(out);
+        return;
+    }
+    let mut b = tabled::builder::Builder::default();
+    b.push_record([
+        "APPROVAL",
+        "STATE",
+        "ISSUANCE",
+        "STANDING",
+        "SESSIONS (VALID/ISSUED)",
+        "FEDERATED",
+        "SERVED",
+    ]);
+    for a in shown.iter().take(ACCESS_ROWS) {
+        b.push_record([
+            a.approval.clone(),
+            a.state.to_string(),
+            a.issuance.map_or("-", |i| i.as_str()).to_string(),
+            if a.standing.is_empty() {
+                "-".into()
+            } else {
+                a.standing.join("\n")
+            },
+            format!("{}/{}", a.sessions_valid, a.sessions_issued),
+            if a.federated { "yes" } else { "no" }.to_string(),
+            a.served.as_str().to_string(),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::sharp());
+    let _ = writeln!(out, "{t}");
+    if shown.len() > ACCESS_ROWS {
+        let _ = writeln!(
+            out,
+            "… and {} more: every approval is in the JSON report's `access`",
+            shown.len() - ACCESS_ROWS
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// The files `format` writes, in order.
@@ -286,6 +360,7 @@ pub fn write_file(
                 findings: &data.findings,
                 resolved: &data.resolved,
                 actions: &data.journal,
+                access: &data.access,
             };
             serde_json::to_writer_pretty(&mut *w, &doc)?;
             w.write_all(b"\n").map_err(io_err("json"))?;

@@ -625,6 +625,43 @@ impl Approval {
     pub fn starts(&self) -> Timestamp {
         self.starts_at.unwrap_or(self.approved_at)
     }
+
+    /// How access under this approval can be served without a standing
+    /// secret, if it says enough: a session on the AWS role it names, or a
+    /// federated credential on the Azure application it names for the
+    /// workload it is issued to (an application alone names no workload to
+    /// federate, so it serves nothing).
+    pub fn issuance(&self) -> Option<Issuance> {
+        let role = self.role.as_deref()?.trim();
+        if role.starts_with("arn:") {
+            Some(Issuance::Session)
+        } else if !role.is_empty() && self.issue_to.is_some() {
+            Some(Issuance::Federation)
+        } else {
+            None
+        }
+    }
+}
+
+/// How an approval serves access without a standing secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Issuance {
+    /// Short-lived STS sessions on an AWS role, scoped to the approval.
+    Session,
+    /// A federated identity credential on an Azure application for the
+    /// approval's workload, for the approval's window.
+    Federation,
+}
+
+impl Issuance {
+    /// The snake_case name used in facts, JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Issuance::Session => "session",
+            Issuance::Federation => "federation",
+        }
+    }
 }
 
 /// What a source could and could not see in one scan.

@@ -174,6 +174,8 @@ const CREDENTIAL: &[(&str, Facets)] = &[
     ("approval_count", Facets::NONE),
     ("approval_expires_in_days", Facets::NONE),
     ("approval_emergency", Facets::NONE),
+    ("approval_issuance", Facets::NONE),
+    ("approval_role", Facets::NONE),
     ("used_outside_scope", Facets::USAGE),
     ("expired", Facets::NONE),
     ("days_since_expiry", Facets::NONE),
@@ -236,6 +238,13 @@ fn credential_field(name: &str) -> Option<Typed> {
         "approval_emergency" => b!(|e, c| facts(e, c)
             .approval
             .is_some_and(|a| e.estate.approvals[a as usize].emergency.is_some())),
+        "approval_issuance" => s!(|e, c| facts(e, c)
+            .approval
+            .and_then(|a| e.estate.approvals[a as usize].issuance())
+            .map(nhi_contract::Issuance::as_str)),
+        "approval_role" => s!(|e, c| facts(e, c)
+            .approval
+            .and_then(|a| e.estate.approvals[a as usize].role.as_deref())),
         "used_outside_scope" => b!(|e, c| facts(e, c).used_outside_scope),
         "expired" => b!(|e, c| facts(e, c).expired),
         "days_since_expiry" => i!(|e, c| facts(e, c).days_since_expiry.map(i64::from)),

@@ -58,7 +58,7 @@ fn every_documented_fact_compiles() {
 #[test]
 fn every_builtin_rule_maps_to_the_four_core_frameworks() {
     let set = RuleSet::load(&RulesConfig::default(), std::path::Path::new(".")).expect("load");
-    assert_eq!(set.rules.len(), 25);
+    assert_eq!(set.rules.len(), 26);
     for r in &set.rules {
         for fw in [
             "OWASP-NHI-2025:",
