@@ -64,6 +64,7 @@ async fn main() {
             credential_id: Some(format!("AKIA{i:016}")),
             credential_kind: Some(CredentialKind::AccessKey),
             entitlements: Vec::new(),
+            federated: None,
         };
         store
             .journal_intent(&Intent {

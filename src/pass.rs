@@ -815,8 +815,12 @@ pub fn target_states(estate: &Estate, held: &Held, open: &[Entry]) -> HashMap<i6
                     g.identity == r.identity_id && r.entitlements.contains(&g.entitlement)
                 }),
                 // Issuance actions are settled by their own reconcile step
-                // (act::issue), which reads the journal, not the estate.
-                Operation::DenySessions | Operation::LiftSessionDeny => true,
+                // (act::issue, act::federate), which read the journal, not
+                // the estate.
+                Operation::DenySessions
+                | Operation::LiftSessionDeny
+                | Operation::AddFederatedCredential
+                | Operation::RemoveFederatedCredential => true,
             };
             let state = if settled {
                 TargetState::Settled
@@ -849,6 +853,7 @@ mod tests {
                 credential_id: credential.map(str::to_string),
                 credential_kind: credential.map(|_| CredentialKind::ClientSecret),
                 entitlements: vec!["role-1".into()],
+                federated: None,
             },
             source: "azure".into(),
             rules: Vec::new(),

@@ -365,6 +365,7 @@ async fn a_target_not_found_in_its_account_is_an_error() {
         credential_id: cred.map(str::to_string),
         credential_kind: cred.map(|_| CredentialKind::AccessKey),
         entitlements: Vec::new(),
+        federated: None,
     };
 
     // A source without roles reads (and acts in) its credentials' account

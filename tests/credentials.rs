@@ -211,6 +211,51 @@ async fn credential_process_json_on_stdout_recorded_without_the_secret() {
         .output()
         .expect("verify");
     assert_eq!(verify.status.code(), Some(0));
+
+    // The next run's report shows the approval served by issuance: the
+    // session issued, valid, no standing secret; one without a role by none.
+    let scan = cli_support::moto_cmd(&["scan", "--config", &cfg])
+        .output()
+        .expect("scan");
+    // moto cannot list service-specific credentials: the run is partial
+    // (its own exit code), but recorded.
+    assert!(
+        String::from_utf8_lossy(&scan.stderr).contains("run 1:"),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let report = cli_support::moto_cmd(&["report", "--config", &cfg, "--format", "json"])
+        .output()
+        .expect("report");
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let text = String::from_utf8_lossy(&report.stdout).to_string();
+    assert!(!text.contains(&secret) && !text.contains(&token));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("report json");
+    let access = |id: &str| {
+        doc["access"]
+            .as_array()
+            .expect("access")
+            .iter()
+            .find(|a| a["approval"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in access"))
+    };
+    let ok = access("APR-OK");
+    assert_eq!(ok["issuance"], "session");
+    assert_eq!(ok["sessions_issued"], 1);
+    assert_eq!(ok["sessions_valid"], 1);
+    assert_eq!(ok["standing"], serde_json::json!([]));
+    assert_eq!(ok["served"], "issued");
+    let plain = access("APR-NOROLE");
+    assert_eq!(plain["issuance"], serde_json::Value::Null);
+    assert_eq!(plain["sessions_issued"], 0);
+    assert_eq!(plain["served"], "none");
+    assert_eq!(access("APR-OLD")["state"], "expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -400,6 +400,7 @@ async fn journal_intents_are_fenced_by_the_lease(store: SqlStore) {
         credential_id: Some("AKIA1".into()),
         credential_kind: Some(nhi_contract::CredentialKind::AccessKey),
         entitlements: Vec::new(),
+        federated: None,
     };
     let ttl = Duration::from_millis(800);
     let LeaseState::Held(old) = store.try_lease(LEADER, "old", ttl).await.expect("old") else {

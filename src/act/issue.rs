@@ -314,6 +314,7 @@ pub fn plan_session_steps(
                 credential_id: None,
                 credential_kind: None,
                 entitlements: vec![name],
+                federated: None,
             },
         });
     }

@@ -13,6 +13,7 @@
 //! bound to an approval.
 
 mod enforce;
+pub mod federate;
 pub mod issue;
 pub mod rails;
 mod recover;

@@ -180,7 +180,9 @@ pub(super) async fn first_step(
         Operation::DisableIdentity
         | Operation::DetachEntitlements
         | Operation::DenySessions
-        | Operation::LiftSessionDeny => {}
+        | Operation::LiftSessionDeny
+        | Operation::AddFederatedCredential
+        | Operation::RemoveFederatedCredential => {}
     }
     Ok(Ok(a))
 }

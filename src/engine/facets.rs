@@ -142,7 +142,9 @@ impl Facets {
             | Operation::DeleteCredential
             | Operation::DisableIdentity
             | Operation::DenySessions
-            | Operation::LiftSessionDeny => Facets::NONE,
+            | Operation::LiftSessionDeny
+            | Operation::AddFederatedCredential
+            | Operation::RemoveFederatedCredential => Facets::NONE,
         }
     }
 

@@ -240,7 +240,10 @@ fn family(op: Operation) -> u8 {
         Operation::RemoveLogin => 2,
         Operation::DetachEntitlements => 3,
         // Not planned from findings (see act::issue); never in one family.
-        Operation::DenySessions | Operation::LiftSessionDeny => 4,
+        Operation::DenySessions
+        | Operation::LiftSessionDeny
+        | Operation::AddFederatedCredential
+        | Operation::RemoveFederatedCredential => 4,
     }
 }
 
@@ -458,6 +461,7 @@ impl Plan {
                             .map(|c| estate.credentials[c as usize].id.clone()),
                         credential_kind: a.credential.map(|c| estate.credentials[c as usize].kind),
                         entitlements,
+                        federated: None,
                     },
                     rules: a
                         .rules

@@ -114,7 +114,7 @@ pub fn compute(
             .map(|c| c.to_string())
             .collect();
         let (n, valid, last) = sessions.get(a.id.as_str()).copied().unwrap_or_default();
-        let fed = federated.contains(a.id.as_str());
+        let fed = federated.contains(&a.id);
         let issued_any = valid > 0 || fed;
         let served = match (held.is_empty(), issued_any) {
             (false, false) => Served::Standing,
@@ -143,7 +143,11 @@ pub fn compute(
     out.into_values().collect()
 }
 
-/// Approvals whose federated credential the journal says is in place.
-fn federations_in_place(_journal: &[Entry]) -> std::collections::HashSet<&str> {
-    std::collections::HashSet::new()
+/// Approvals whose federated credential the journal says is in place
+/// (added, and neither removed nor undone since).
+fn federations_in_place(journal: &[Entry]) -> std::collections::HashSet<String> {
+    crate::act::federate::federations_in_force(journal)
+        .into_values()
+        .map(|f| f.approval)
+        .collect()
 }

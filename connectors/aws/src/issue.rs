@@ -127,17 +127,7 @@ pub fn in_force(approval: &Approval, now: Timestamp) -> Result<(), String> {
 /// When the approval stops covering access: the earliest of its expiry,
 /// a (future) revocation and an emergency's declared end.
 pub fn ends(approval: &Approval) -> Timestamp {
-    let mut end = approval.expires_at;
-    for t in [
-        approval.revoked_at,
-        approval.emergency.as_ref().and_then(|e| e.ended_at),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        end = end.min(t);
-    }
-    end
+    approval.ends()
 }
 
 /// Plan the session for `approval` at `now`, capped at `cap_seconds` (the

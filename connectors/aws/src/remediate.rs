@@ -892,6 +892,15 @@ impl Remediator for AwsRemediator {
         if a.provider != Provider::Aws {
             return Err(invalid(format!("not an AWS action: {}", a.provider)));
         }
+        if matches!(
+            a.operation,
+            Operation::AddFederatedCredential | Operation::RemoveFederatedCredential
+        ) {
+            return Err(invalid(format!(
+                "{} is an Entra ID application operation: an AWS role trusts a workload through its trust policy, and AWS issues approval-bound sessions instead",
+                a.operation.as_str()
+            )));
+        }
         // A role's federated credential is a statement of its trust policy,
         // not a key: it has no status to set and nothing to delete through
         // the access-key API. Refused before any call.
@@ -920,6 +929,9 @@ impl Remediator for AwsRemediator {
             Operation::DetachEntitlements => b.detach_entitlements(a).await,
             Operation::DenySessions => b.deny_sessions(a).await,
             Operation::LiftSessionDeny => b.lift_session_deny(a).await,
+            Operation::AddFederatedCredential | Operation::RemoveFederatedCredential => {
+                Err(invalid("federated credentials are added on Azure only"))
+            }
             Operation::DisableIdentity => Err(invalid(
                 "IAM users and roles cannot be disabled as such: disable their credentials, remove the login, or detach policies",
             )),

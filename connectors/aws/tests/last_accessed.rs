@@ -223,6 +223,7 @@ async fn detaching_the_unused_policy_and_undoing_it_read_back_from_moto() {
             credential_id: None,
             credential_kind: None,
             entitlements: vec![policy("s3-read")],
+            federated: None,
         })
         .await
         .expect("detach");

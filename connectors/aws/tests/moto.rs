@@ -221,6 +221,7 @@ async fn deactivate_then_undo_acts_on_exactly_one_key() {
         credential_id: Some(old.clone()),
         credential_kind: Some(CredentialKind::AccessKey),
         entitlements: Vec::new(),
+        federated: None,
     };
     let out = rem.apply(&action).await.expect("deactivate");
     assert_eq!(out.before["status"], "Active");
@@ -263,6 +264,7 @@ async fn delete_key_is_exact_and_says_it_is_irreversible() {
             credential_id: Some(old.clone()),
             credential_kind: Some(CredentialKind::AccessKey),
             entitlements: Vec::new(),
+            federated: None,
         })
         .await
         .expect("delete");
@@ -287,6 +289,7 @@ async fn login_removal_and_policy_detach_with_undo() {
         credential_id: None,
         credential_kind: None,
         entitlements: ents,
+        federated: None,
     };
     let login = rem
         .apply(&base(
@@ -474,6 +477,7 @@ async fn oidc_trusts_are_federated_credentials_and_never_remediated() {
                 credential_id: Some(format!("{}#oidc/{GH}", moto.role("deploy-any-repo"))),
                 credential_kind: Some(CredentialKind::Federated),
                 entitlements: Vec::new(),
+                federated: None,
             })
             .await
             .expect_err("refused");
@@ -604,6 +608,7 @@ async fn role_trusts_and_role_kinds_are_read() {
                 "arn:aws:iam::aws:policy/aws-service-role/AWSElasticBeanstalkServiceRolePolicy"
                     .into(),
             ],
+            federated: None,
         })
         .await
         .expect_err("refused");
@@ -620,6 +625,7 @@ async fn role_trusts_and_role_kinds_are_read() {
             )),
             credential_kind: Some(CredentialKind::Federated),
             entitlements: Vec::new(),
+            federated: None,
         })
         .await
         .expect_err("refused");

@@ -240,6 +240,7 @@ async fn the_remediator_acts_in_the_discovered_account_through_its_role_only() {
         credential_kind: Some(CredentialKind::AccessKey),
         operation: Operation::DisableCredential,
         entitlements: Vec::new(),
+        federated: None,
     };
     let out = rem
         .apply(&request(PROD, "prod-ci-bot-key"))

@@ -16,7 +16,10 @@
 //! - [`AzureRemediator`] removes secrets (irreversible), certificates and
 //!   federated credentials (reversible), disables service principals, and deletes app role and
 //!   RBAC role assignments, reading the state back after each call and
-//!   returning what undo needs.
+//!   returning what undo needs. For issuance it adds a federated
+//!   credential trusting one workload (issuer and subject) for an
+//!   approval's window and removes it at the end, never touching one of
+//!   the same name it did not add.
 //! - [`privilege`] holds every table privilege is judged by (admin-equivalent
 //!   Graph permissions, directory roles and Azure roles).
 //!
@@ -39,4 +42,4 @@ pub use config::{AzureAuth, AzureConfig};
 pub use inventory::AzureSource;
 pub use model::ARM_API_VERSION;
 pub use privilege::{ADMIN_AZURE_ROLES, ADMIN_DIRECTORY_ROLES, ADMIN_GRAPH_PERMISSIONS};
-pub use remediate::AzureRemediator;
+pub use remediate::{AzureRemediator, MAX_FEDERATED_PER_APP, TOKEN_EXCHANGE_AUDIENCE};

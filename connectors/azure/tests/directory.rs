@@ -459,6 +459,7 @@ async fn a_managed_identity_federated_credential_is_removed_through_arm_and_undo
         credential_id: Some(ids::MI_FIC_ORDERS.into()),
         credential_kind: Some(CredentialKind::Federated),
         entitlements: vec![],
+        federated: None,
     };
     // Not a credential of that identity: refused, nothing written.
     let e = rem
@@ -521,6 +522,7 @@ async fn a_flexible_federated_credential_removed_and_undone_keeps_its_expression
             credential_id: Some(ids::FIC_BLUEPRINT.into()),
             credential_kind: Some(CredentialKind::Federated),
             entitlements: vec![],
+            federated: None,
         })
         .await
         .expect("removed");
@@ -552,6 +554,7 @@ async fn an_agent_identity_is_disabled_like_a_service_principal_and_undo_restore
             credential_id: None,
             credential_kind: None,
             entitlements: vec![],
+            federated: None,
         })
         .await
         .expect("disabled");

@@ -411,6 +411,7 @@ fn detach(who: &str, ents: &[&str]) -> ActionRequest {
         credential_id: None,
         credential_kind: None,
         entitlements: ents.iter().map(|s| s.to_string()).collect(),
+        federated: None,
     }
 }
 

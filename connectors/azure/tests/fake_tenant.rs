@@ -546,6 +546,7 @@ fn action(
         credential_id: cred.map(|c| c.0.to_string()),
         credential_kind: cred.map(|c| c.1),
         entitlements: ents.iter().map(|s| s.to_string()).collect(),
+        federated: None,
     }
 }
 

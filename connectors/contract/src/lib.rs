@@ -626,6 +626,18 @@ impl Approval {
         self.starts_at.unwrap_or(self.approved_at)
     }
 
+    /// End of validity: the earliest of its expiry, its revocation and the
+    /// end of its emergency.
+    pub fn ends(&self) -> Timestamp {
+        [
+            self.revoked_at,
+            self.emergency.as_ref().and_then(|e| e.ended_at),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.expires_at, Timestamp::min)
+    }
+
     /// How access under this approval can be served without a standing
     /// secret, if it says enough: a session on the AWS role it names, or a
     /// federated credential on the Azure application it names for the
@@ -969,6 +981,12 @@ pub enum Operation {
     DenySessions,
     /// Remove that deny once every session it stops has expired anyway.
     LiftSessionDeny,
+    /// Trust a workload for an approval's window: a federated identity
+    /// credential (named in `credential_id`, issuer and subject in
+    /// `federated`) on the application `identity_id`. No secret exists.
+    AddFederatedCredential,
+    /// Remove that federated identity credential at the approval's end.
+    RemoveFederatedCredential,
 }
 
 impl Operation {
@@ -982,6 +1000,8 @@ impl Operation {
             Operation::DetachEntitlements => "detach_entitlements",
             Operation::DenySessions => "deny_sessions",
             Operation::LiftSessionDeny => "lift_session_deny",
+            Operation::AddFederatedCredential => "add_federated_credential",
+            Operation::RemoveFederatedCredential => "remove_federated_credential",
         }
     }
 }
@@ -1004,6 +1024,26 @@ pub struct ActionRequest {
     /// Entitlements targeted, for `DetachEntitlements`.
     #[serde(default)]
     pub entitlements: Vec<String>,
+    /// The workload trusted, for `AddFederatedCredential` and
+    /// `RemoveFederatedCredential` (public identifiers, never a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<FederatedCredential>,
+}
+
+/// A federated identity credential issued for an approval: which token
+/// (issuer and subject, compared exactly) the application trusts, and the
+/// description written on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedCredential {
+    /// The approval it is issued for.
+    pub approval: String,
+    /// The token issuer (`iss`).
+    pub issuer: String,
+    /// The token subject (`sub`).
+    pub subject: String,
+    /// What the credential says it is for (the approval and its end).
+    pub description: String,
 }
 
 /// What a remediator did and how to reverse it.

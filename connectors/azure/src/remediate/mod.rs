@@ -27,6 +27,7 @@
 
 mod assignments;
 mod credentials;
+mod federation;
 mod indirect;
 mod readback;
 mod service_principals;
@@ -39,6 +40,7 @@ use serde_json::{json, Value};
 
 use crate::client::{CallStats, Client};
 use crate::config::{AzureAuth, AzureConfig};
+pub use federation::{MAX_FEDERATED_PER_APP, TOKEN_EXCHANGE_AUDIENCE};
 use readback::{check_id, invalid, Undo};
 
 /// The Azure [`Remediator`].
@@ -118,7 +120,15 @@ impl Remediator for AzureRemediator {
             return Err(invalid(format!("not an Azure action: {}", a.provider)));
         }
         let id = check_id(&a.identity_id)?;
-        self.guard_self(id).await?;
+        let federated = matches!(
+            a.operation,
+            Operation::AddFederatedCredential | Operation::RemoveFederatedCredential
+        );
+        // A federated credential's application is named by its application
+        // id as often as by its object id: guarded once found (`federate`).
+        if !federated {
+            self.guard_self(id).await?;
+        }
         let key = || {
             a.credential_id
                 .as_deref()
@@ -161,6 +171,16 @@ impl Remediator for AzureRemediator {
             (Operation::DenySessions | Operation::LiftSessionDeny, _) => Err(invalid(
                 "session denies are AWS role policies: Azure issues no sessions to deny",
             )),
+            (
+                op @ (Operation::AddFederatedCredential | Operation::RemoveFederatedCredential),
+                _,
+            ) => {
+                let spec = a.federated.as_ref().ok_or_else(|| {
+                    invalid("no issuer and subject given for the federated credential")
+                })?;
+                self.federate(id, key()?, spec, op == Operation::AddFederatedCredential)
+                    .await
+            }
         };
         done.map(|o| self.tenant_bound(o))
     }

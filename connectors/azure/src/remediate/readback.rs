@@ -61,6 +61,19 @@ pub(super) enum Undo {
         /// name, issuer, subject, audiences, description as read.
         credential: Value,
     },
+    /// A federated credential nhi-assure added for an approval: removed.
+    RemoveFederatedCredential {
+        application: String,
+        name: String,
+        credential: nhi_contract::FederatedCredential,
+    },
+    /// A federated credential nhi-assure removed at an approval's end:
+    /// added again.
+    AddFederatedCredential {
+        application: String,
+        name: String,
+        credential: nhi_contract::FederatedCredential,
+    },
     /// A user-assigned managed identity's federated credential (ARM).
     RecreateManagedIdentityFederatedCredential {
         /// Its ARM id (the name is its last segment).
@@ -222,6 +235,22 @@ impl AzureRemediator {
                 application,
                 credential,
             } => self.recreate_federated(application, credential).await,
+            Undo::RemoveFederatedCredential {
+                application,
+                name,
+                credential,
+            } => {
+                self.redo_federated(application, name, credential, false)
+                    .await
+            }
+            Undo::AddFederatedCredential {
+                application,
+                name,
+                credential,
+            } => {
+                self.redo_federated(application, name, credential, true)
+                    .await
+            }
             Undo::RecreateManagedIdentityFederatedCredential { id, properties } => {
                 self.recreate_mi_federated(id, properties).await
             }

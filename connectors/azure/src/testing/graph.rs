@@ -21,6 +21,15 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals")]) => {
             list_objects(t, r, coll)
         }
+        // An application addressed by its application (client) id:
+        // `/applications(appId='{appId}')`, as documented.
+        ("GET", ["v1.0", seg]) if app_id_key(seg).is_some() => {
+            let app_id = app_id_key(seg).unwrap_or_default();
+            match t.apps.iter().find(|o| o["appId"] == app_id.as_str()) {
+                Some(o) => ok_json(project(o, &r.q, true)),
+                None => not_found(&app_id),
+            }
+        }
         ("GET", ["v1.0", coll @ ("applications" | "servicePrincipals"), id]) => {
             let list: Vec<&Value> = if *coll == "applications" {
                 t.apps.iter().collect()
@@ -42,10 +51,11 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
             "GET",
             [version @ ("v1.0" | "beta"), "applications", id, "federatedIdentityCredentials", fid],
         ) => {
+            // Addressed by id or by name, as documented.
             match t
                 .fics
                 .get(*id)
-                .and_then(|l| l.iter().find(|f| f["id"] == *fid))
+                .and_then(|l| l.iter().find(|f| f["id"] == *fid || f["name"] == *fid))
             {
                 Some(f) => {
                     let mut f = f.clone();
@@ -63,18 +73,14 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
         ("DELETE", ["v1.0" | "beta", "applications", id, "federatedIdentityCredentials", fid]) => {
             let list = t.fics.entry(id.to_string()).or_default();
             let before = list.len();
-            list.retain(|f| f["id"] != *fid);
+            list.retain(|f| f["id"] != *fid && f["name"] != *fid);
             if list.len() == before {
                 return not_found(fid);
             }
             no_content()
         }
         ("POST", ["v1.0" | "beta", "applications", id, "federatedIdentityCredentials"]) => {
-            let mut f = r.body.clone().unwrap_or_default();
-            t.counter += 1;
-            f["id"] = json!(format!("fc000000-0000-4000-8000-{:012}", t.counter));
-            t.fics.entry(id.to_string()).or_default().push(f.clone());
-            created(&f)
+            create_federated(t, r, id)
         }
         (
             "GET",
@@ -110,6 +116,81 @@ pub(super) fn route(t: &mut Tenant, r: &Req) -> Response {
         }
         _ => unsupported(r),
     }
+}
+
+/// The application id in a `applications(appId='{appId}')` segment.
+fn app_id_key(seg: &str) -> Option<String> {
+    let seg = seg.replace("%27", "'");
+    seg.strip_prefix("applications(appId='")?
+        .strip_suffix("')")
+        .map(str::to_string)
+}
+
+/// Create a federated identity credential, as Graph does: `201 Created`
+/// with the object (its new `id`, `description` null when not given);
+/// refused with Graph's own errors when the name is taken (409
+/// `Request_MultipleObjectsWithSameKeyValue`), the issuer and subject are
+/// already trusted (400 `InvalidFederatedIdentityCredentialValue`), a
+/// required property is missing, or the application holds 20 already.
+/// The 409 and the issuer/subject 400 bodies are the ones Graph returned
+/// in public reports (Azure/azure-dev#1482,
+/// Azure/azure-workload-identity#434); the limit of 20 is documented
+/// ("Create federatedIdentityCredential"), its error body and the
+/// missing-property one are this fake's own wording.
+fn create_federated(t: &mut Tenant, r: &Req, app: &str) -> Response {
+    if !t.apps.iter().any(|o| o["id"] == app) {
+        return not_found(app);
+    }
+    let body = r.body.clone().unwrap_or_default();
+    let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+    let (name, issuer, subject) = (field("name"), field("issuer"), field("subject"));
+    let audiences = body["audiences"].as_array().map_or(0, Vec::len);
+    let expression = !body["claimsMatchingExpression"].is_null();
+    if name.is_empty() || issuer.is_empty() || (subject.is_empty() && !expression) || audiences != 1
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Federated Identity Credential must specify 'name', 'issuer', 'subject' and one 'audience'.",
+        );
+    }
+    let list = t.fics.entry(app.to_string()).or_default();
+    if list.iter().any(|f| f["name"] == name.as_str()) {
+        return graph_error(
+            StatusCode::CONFLICT,
+            "Request_MultipleObjectsWithSameKeyValue",
+            &format!("FederatedIdentityCredential with name {name} already exists."),
+        );
+    }
+    if !subject.is_empty()
+        && list
+            .iter()
+            .any(|f| f["issuer"] == issuer.as_str() && f["subject"] == subject.as_str())
+    {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidFederatedIdentityCredentialValue",
+            &format!("The combination of issuer and subject must be unique for the application. Issuer {issuer} and Subject: {subject} already exist."),
+        );
+    }
+    if list.len() >= 20 {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "The application can have at most 20 federated identity credentials.",
+        );
+    }
+    t.counter += 1;
+    let mut f = json!({
+        "id": format!("fc000000-0000-4000-8000-{:012}", t.counter),
+        "name": name, "issuer": issuer, "subject": body["subject"],
+        "description": body["description"], "audiences": body["audiences"],
+    });
+    if expression {
+        f["claimsMatchingExpression"] = body["claimsMatchingExpression"].clone();
+    }
+    t.fics.entry(app.to_string()).or_default().push(f.clone());
+    created(&f)
 }
 
 fn not_found(id: &str) -> Response {
