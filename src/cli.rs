@@ -357,8 +357,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::notify::Notifier::new(&pass, &config)
                 .pass_events(&pass, false)
                 .await;
+            let plan = crate::act::plan_with_issuance(&ctx, &pass).await?;
             output::emit(out.as_deref(), |w| {
-                output::plan(w, format, &(&pass).into(), &pass.plan)
+                output::plan(w, format, &(&pass).into(), &plan)
             })?;
             pass.report_summary();
             Ok(exit_seen(0, pass.unseen(allow_partial, false)))
@@ -377,11 +378,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::notify::Notifier::new(&pass, &config)
                     .pass_events(&pass, false)
                     .await;
+                let plan = crate::act::plan_with_issuance(&ctx, &pass).await?;
                 output::plan(
                     &mut std::io::stdout().lock(),
                     format,
                     &(&pass).into(),
-                    &pass.plan,
+                    &plan,
                 )?;
                 return Ok(exit_seen(0, pass.unseen(allow_partial, false)));
             }

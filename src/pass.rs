@@ -39,6 +39,15 @@ pub struct Context {
     inventory: Vec<Box<dyn InventorySource>>,
     approvals: Vec<Box<dyn ApprovalSource>>,
     store: OnceCell<SqlStore>,
+    /// Each AWS source's issuer, built on first issuance and kept: building
+    /// one loads the SDK config and credential chain (most of a broker
+    /// request's own time), and the SDK refreshes credentials itself.
+    #[cfg(feature = "aws")]
+    issuers: OnceCell<Vec<nhi_aws::AwsIssuer>>,
+    /// The account each AWS source's own credentials belong to, by source,
+    /// once `sts:GetCallerIdentity` has said (failures are not kept).
+    #[cfg(feature = "aws")]
+    caller_accounts: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -60,7 +69,48 @@ impl Context {
             cfg: Arc::new(cfg),
             path: path.to_path_buf(),
             store: OnceCell::new(),
+            #[cfg(feature = "aws")]
+            issuers: OnceCell::new(),
+            #[cfg(feature = "aws")]
+            caller_accounts: std::sync::Mutex::default(),
         })
+    }
+
+    /// The issuer of every AWS source, in config order, built once.
+    #[cfg(feature = "aws")]
+    pub async fn aws_issuers(&self) -> &[nhi_aws::AwsIssuer] {
+        self.issuers
+            .get_or_init(|| async {
+                let mut out = Vec::new();
+                for s in &self.cfg.sources {
+                    if let crate::sources::SourceConfig::Aws(c) = s {
+                        out.push(nhi_aws::AwsIssuer::new(c).await);
+                    }
+                }
+                out
+            })
+            .await
+    }
+
+    /// The account `issuer`'s own credentials belong to, asked once.
+    #[cfg(feature = "aws")]
+    pub async fn caller_account(
+        &self,
+        issuer: &nhi_aws::AwsIssuer,
+    ) -> Result<String, nhi_contract::SourceError> {
+        let known = self
+            .caller_accounts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(issuer.source()).cloned());
+        if let Some(a) = known {
+            return Ok(a);
+        }
+        let a = issuer.caller_account().await?;
+        if let Ok(mut m) = self.caller_accounts.lock() {
+            m.insert(issuer.source().to_string(), a.clone());
+        }
+        Ok(a)
     }
 
     /// Add approval sources beyond the config's (an embedder's own ticket
@@ -87,14 +137,21 @@ impl Context {
     /// revocations in force applied. For issuance, which must not hand out
     /// access a pass would already find revoked.
     pub async fn approvals_now(&self) -> anyhow::Result<Vec<nhi_contract::Approval>> {
-        let mut approvals = read_approvals(&self.approvals).await?.approvals;
+        Ok(self.approvals_read_now().await?.approvals)
+    }
+
+    /// [`Self::approvals_now`] with the records no source could map: while
+    /// there are any, the read is not complete (one of them may be the
+    /// approval something was issued under).
+    pub async fn approvals_read_now(&self) -> anyhow::Result<ApprovalsRead> {
+        let mut read = read_approvals(&self.approvals).await?;
         let revoked = self.store().await?.revocations().await?;
-        for a in &mut approvals {
+        for a in &mut read.approvals {
             if let Some(at) = revoked.get(&a.id) {
                 a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
             }
         }
-        Ok(approvals)
+        Ok(read)
     }
 
     /// The store, opened on first use.
@@ -299,14 +356,24 @@ impl Context {
         let live_exceptions = || estate.exceptions.iter().filter(|e| e.expires_at > now);
         // Approvals and exceptions ending within a second of the next end
         // share its pass.
+        // An approval that federates a workload starts its access at its
+        // start: the reconciler adds the credential then, not at the next
+        // scheduled pass.
+        let starting = || {
+            live().filter(|a| {
+                a.starts() > now && a.issuance() == Some(nhi_contract::Issuance::Federation)
+            })
+        };
         let next_expiry = live()
             .map(end)
+            .chain(starting().map(|a| a.starts()))
             .chain(live_exceptions().map(|e| e.expires_at))
             .min()
             .map(|first| {
                 let soon = first + chrono::Duration::seconds(1);
                 let mut ids: Vec<String> = live()
                     .filter(|a| end(a) <= soon)
+                    .chain(starting().filter(|a| a.starts() <= soon))
                     .map(|a| a.subject.clone())
                     .collect();
                 for e in live_exceptions().filter(|e| e.expires_at <= soon) {
@@ -605,9 +672,10 @@ pub struct PassResult {
     pub summary: crate::store::RunSummary,
     /// Evaluation instant.
     pub now: chrono::DateTime<chrono::Utc>,
-    /// The next instant an approval ends (expiry, or an emergency's end)
-    /// and the subjects of the approvals ending then: the daemon runs a
-    /// targeted pass for them at that instant.
+    /// The next instant an approval ends (expiry, or an emergency's end),
+    /// an exception ends or a federating approval starts, and the subjects
+    /// concerned then: the daemon runs a targeted pass for them at that
+    /// instant.
     pub next_expiry: Option<(chrono::DateTime<chrono::Utc>, Vec<String>)>,
     /// For a targeted pass, the identities it was limited to.
     pub targeted: Option<Vec<String>>,

@@ -873,3 +873,159 @@ async fn trace_shows_a_managed_identity_and_how_each_role_is_held() {
         "an eligible admin role: {held:#?}"
     );
 }
+
+/// Issuance on Azure through the CLI, in an estate of two tenants: an
+/// approval naming the payments application (by its client id) and a
+/// workload gets a federated credential in the one tenant that holds the
+/// application, only in its window; `plan` shows the step and writes
+/// nothing; a repeat adds nothing; revoking the approval removes exactly
+/// that credential, and the other tenant is never written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_its_window_only() {
+    const ISSUER: &str = "https://token.actions.githubusercontent.com";
+    const SUBJECT: &str = "repo:contoso/payments:environment:prod";
+    const NAME: &str = "nhi-assure-jit-APR-AZ-JIT";
+    let home = FakeTenant::start(Tenant::demo()).await.expect("fake");
+    let other = FakeTenant::start(Tenant::synthetic(3)).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = setup(&home, dir.path());
+    let text = std::fs::read_to_string(&cfg).expect("read")
+        + &other.source_toml("azure-other", SECRET_ENV);
+    std::fs::write(&cfg, text).expect("write");
+    let jit = |revoked: Option<String>| {
+        format!(
+            r#"approvals:
+  - id: APR-AZ-JIT
+    subject: "{app}"
+    role: "{appid}"
+    issue_to: {{issuer: "{ISSUER}", subject: "{SUBJECT}"}}
+    scope: {{actions: ["microsoft.graph/user.read.all"]}}
+    requester: priya.nair@contoso.com
+    approver: tom.becker@contoso.com
+    approved_at: {a}
+    expires_at: {e}
+{revoked}  - id: APR-AZ-LATER
+    subject: "{app}"
+    role: "{appid}"
+    issue_to: {{issuer: "{ISSUER}", subject: "repo:contoso/payments:environment:staging"}}
+    scope: {{actions: ["microsoft.graph/user.read.all"]}}
+    requester: priya.nair@contoso.com
+    approver: tom.becker@contoso.com
+    approved_at: {a}
+    starts_at: {later}
+    expires_at: {e}
+"#,
+            app = ids::APP_PAYMENTS,
+            appid = ids::APPID_PAYMENTS,
+            a = day(-1),
+            e = day(2),
+            later = day(1),
+            revoked = revoked
+                .map(|r| format!("    revoked_at: {r}\n"))
+                .unwrap_or_default(),
+        )
+    };
+    let jit_file = dir.path().join("approvals/jit.yaml");
+    std::fs::write(&jit_file, jit(None)).expect("jit approvals");
+    let fics = |t: &FakeTenant| -> Vec<serde_json::Value> {
+        t.tenant().fics.values().flatten().cloned().collect()
+    };
+    let ours = |t: &FakeTenant| -> Vec<serde_json::Value> {
+        fics(t)
+            .into_iter()
+            .filter(|f| {
+                f["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("nhi-assure-jit-"))
+            })
+            .collect()
+    };
+    let before = fics(&home);
+    let federation = |rows: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        rows.iter()
+            .filter(|r| r["rules"] == serde_json::json!(["approval-federation"]))
+            .cloned()
+            .collect()
+    };
+
+    // The dry run shows the step, through the home tenant, and writes nothing.
+    let o = run(&["plan", "--config", &cfg, "--format", "json"]).await;
+    let planned = federation(&json(&o));
+    assert_eq!(planned.len(), 1, "{planned:#?}");
+    assert_eq!(planned[0]["operation"], "add_federated_credential");
+    assert_eq!(planned[0]["identity_id"], ids::APPID_PAYMENTS);
+    assert_eq!(planned[0]["credential_id"], NAME);
+    assert_eq!(planned[0]["source"], "azure");
+    assert_eq!(planned[0]["status"], "act");
+    assert!(home.tenant().writes().is_empty() && other.tenant().writes().is_empty());
+
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let done = federation(&listed(&o.stdout));
+    assert_eq!(
+        done.len(),
+        1,
+        "{done:#?}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(done[0]["status"], "done", "{done:#?}");
+    let added = ours(&home);
+    assert_eq!(added.len(), 1, "{added:#?}");
+    assert_eq!(added[0]["name"], NAME);
+    assert_eq!(added[0]["issuer"], ISSUER);
+    assert_eq!(added[0]["subject"], SUBJECT);
+    assert_eq!(
+        added[0]["audiences"],
+        serde_json::json!(["api://AzureADTokenExchange"])
+    );
+    // Only the one credential was added: the application's own are as
+    // they were, the approval not yet started has none, the other tenant
+    // saw no write.
+    assert_eq!(fics(&home).len(), before.len() + 1);
+    assert!(other.tenant().writes().is_empty());
+    let posts = home.tenant().writes().len();
+
+    // Again: in force, nothing to do.
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    assert!(federation(&listed(&o.stdout)).is_empty());
+    assert_eq!(home.tenant().writes().len(), posts);
+
+    // Revoked: planned for removal, then removed; nothing else goes.
+    std::fs::write(&jit_file, jit(Some(day(0)))).expect("revoke");
+    let o = run(&["plan", "--config", &cfg, "--format", "json"]).await;
+    let planned = federation(&json(&o));
+    assert_eq!(planned.len(), 1, "{planned:#?}");
+    assert_eq!(planned[0]["operation"], "remove_federated_credential");
+    assert_eq!(home.tenant().writes().len(), posts);
+    let o = run(&[
+        "reconcile",
+        "--config",
+        &cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await;
+    let done = federation(&listed(&o.stdout));
+    assert_eq!(done.len(), 1, "{done:#?}");
+    assert_eq!(done[0]["operation"], "remove_federated_credential");
+    assert_eq!(done[0]["status"], "done", "{done:#?}");
+    assert!(ours(&home).is_empty());
+    assert_eq!(fics(&home), before);
+    assert!(other.tenant().writes().is_empty());
+}

@@ -159,6 +159,12 @@ fn expected() -> BTreeSet<(String, String, Option<String>)> {
             p("user/backup-agent"),
             "AKIANJGXOBG4V7YBCTKR",
         ),
+        // APR-PLT-003 names a role the key's work could be issued from.
+        c(
+            "credential-standing-issuable",
+            p("user/backup-agent"),
+            "AKIANJGXOBG4V7YBCTKR",
+        ),
         c(
             "credential-root-access-key",
             p("root"),
@@ -282,7 +288,7 @@ fn every_builtin_rule_fires_on_the_demo_and_clean_identities_stay_clean() {
     let rules_out = run(&["rules", "--format", "json"]);
     let rules: Vec<serde_json::Value> =
         serde_json::from_slice(&rules_out.stdout).expect("rules json");
-    assert_eq!(rules.len(), 25);
+    assert_eq!(rules.len(), 26);
     for r in &rules {
         let id = r["id"].as_str().expect("id");
         assert!(

@@ -679,7 +679,7 @@ fn demo_scans_reports_and_audit_on_postgres() {
         let o = run(&["scan", "--config", cfg, "--format", "json"]);
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
-        assert_eq!(doc["findings"].as_array().map(Vec::len), Some(62));
+        assert_eq!(doc["findings"].as_array().map(Vec::len), Some(63));
     }
     assert!(
         !dir.path().join("demo-store.db").exists(),

@@ -1,8 +1,8 @@
-//! Issuance on Azure (planning only so far): for an approval that names an
-//! Azure application (`role`) and a workload (`issue_to`), a federated
-//! identity credential trusting exactly that issuer and subject is wanted
-//! on the application for the approval's window, and removed at its end.
-//! Not yet wired into the reconciler (see the branch's report).
+//! Issuance on Azure: for an approval that names an Azure application
+//! (`role`) and a workload (`issue_to`), a federated identity credential
+//! trusting exactly that issuer and subject is wanted on the application
+//! for the approval's window, and removed at its end. [`plan_steps`] says
+//! what is due; `act::issuance` takes the steps, journaled, in enforce mode.
 
 use std::collections::BTreeMap;
 
@@ -119,6 +119,148 @@ pub fn to_remove<'a>(
             },
         )
         .collect()
+}
+
+/// The add and remove steps due at `now`. Removals come first and need no
+/// lookup (the journal names the source that added the credential);
+/// additions are made through the one Azure source (with a remediator)
+/// whose tenant holds the application. Found in none, in several, or not
+/// known because a tenant could not be asked: the step is blocked, with
+/// why, and nothing is guessed.
+#[cfg(feature = "azure")]
+pub async fn plan_steps(
+    sources: &[crate::sources::SourceConfig],
+    rems: &crate::sources::Remediators,
+    read: &crate::pass::ApprovalsRead,
+    journal: &[Entry],
+    now: DateTime<Utc>,
+) -> Vec<super::IssuanceStep> {
+    let in_force = federations_in_force(journal);
+    let complete = read.unmapped.is_empty();
+    let gone = to_remove(&in_force, &read.approvals, complete, now);
+    let mut steps: Vec<super::IssuanceStep> = gone
+        .iter()
+        .map(|((source, app, name), f)| super::IssuanceStep {
+            source: source.clone(),
+            approval: f.approval.clone(),
+            rule: FEDERATION_RULE,
+            request: request(
+                Operation::RemoveFederatedCredential,
+                app,
+                name,
+                (*f).clone(),
+            ),
+            blocked: None,
+        })
+        .collect();
+    let kept = |app: &str, name: &str, f: &FederatedCredential| {
+        in_force.iter().any(|((_, a, n), g)| {
+            a == app
+                && n == name
+                && g.issuer == f.issuer
+                && g.subject == f.subject
+                && !gone.iter().any(|((_, ga, gn), _)| ga == a && gn == n)
+        })
+    };
+    let tenants: Vec<(&str, nhi_azure::AzureRemediator)> = sources
+        .iter()
+        .filter_map(|s| match s {
+            crate::sources::SourceConfig::Azure(c) if rems.contains_key(s.name()) => {
+                Some((s.name(), nhi_azure::AzureRemediator::new(c)))
+            }
+            _ => None,
+        })
+        .collect();
+    for a in read.approvals.iter().filter(|a| wanted(a, now)) {
+        let (Some(app), Some(w)) = (a.role.as_deref(), a.issue_to.as_ref()) else {
+            continue;
+        };
+        let name = credential_name(&a.id);
+        let spec = FederatedCredential {
+            approval: a.id.clone(),
+            issuer: w.issuer.clone(),
+            subject: w.subject.clone(),
+            description: format!(
+                "nhi-assure: approval {} until {}",
+                a.id,
+                a.ends().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        };
+        if kept(app, &name, &spec) {
+            continue;
+        }
+        let (source, blocked) = holder(&tenants, app).await;
+        steps.push(super::IssuanceStep {
+            source,
+            approval: a.id.clone(),
+            rule: FEDERATION_RULE,
+            request: request(Operation::AddFederatedCredential, app, &name, spec),
+            blocked,
+        });
+    }
+    steps
+}
+
+/// The source whose tenant holds application `app`, or why none can be
+/// named.
+#[cfg(feature = "azure")]
+async fn holder(
+    tenants: &[(&str, nhi_azure::AzureRemediator)],
+    app: &str,
+) -> (String, Option<String>) {
+    let mut found = Vec::new();
+    let mut unknown = Vec::new();
+    for (name, rem) in tenants {
+        match rem.find_application(app).await {
+            Ok(Some(_)) => found.push(*name),
+            Ok(None) => {}
+            Err(e) => unknown.push(format!("{name}: {e}")),
+        }
+    }
+    match (found.as_slice(), unknown.is_empty()) {
+        // Application ids and object ids are GUIDs: found in one tenant,
+        // no other (even one that could not be asked) holds it.
+        ([one], _) => (one.to_string(), None),
+        ([], true) => (
+            String::new(),
+            Some(format!(
+                "application {app} is in no Azure source with enforce rights ({} asked)",
+                tenants.len()
+            )),
+        ),
+        ([], false) => (
+            String::new(),
+            Some(format!(
+                "application {app} not found; could not ask {}",
+                unknown.join("; ")
+            )),
+        ),
+        (many, _) => (
+            String::new(),
+            Some(format!(
+                "application {app} is in several sources ({}): refusing to choose",
+                many.join(", ")
+            )),
+        ),
+    }
+}
+
+#[cfg(feature = "azure")]
+fn request(
+    operation: Operation,
+    app: &str,
+    name: &str,
+    f: FederatedCredential,
+) -> nhi_contract::ActionRequest {
+    nhi_contract::ActionRequest {
+        operation,
+        provider: nhi_contract::Provider::Azure,
+        identity_id: app.to_string(),
+        credential_id: Some(name.to_string()),
+        credential_kind: Some(nhi_contract::CredentialKind::Federated),
+        entitlements: Vec::new(),
+        federated: Some(f),
+    }
 }
 
 #[cfg(test)]

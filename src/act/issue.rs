@@ -162,31 +162,20 @@ async fn issuer_for(
         role: role.clone(),
         why,
     };
-    let mut own = Vec::new();
-    for s in &ctx.cfg.sources {
-        if let crate::sources::SourceConfig::Aws(c) = s {
-            let issuer = nhi_aws::AwsIssuer::new(c).await;
-            if issuer.listed_accounts().contains(&account) {
-                return Ok(issuer);
-            }
-            if issuer.reads_own_account() {
-                own.push(issuer);
-            }
-        }
-    }
-    if own.is_empty()
-        && !ctx
-            .cfg
-            .sources
-            .iter()
-            .any(|s| matches!(s, crate::sources::SourceConfig::Aws(_)))
-    {
+    let issuers = ctx.aws_issuers().await;
+    if issuers.is_empty() {
         return Err(not_in("no AWS source is configured".into()));
     }
+    if let Some(i) = issuers
+        .iter()
+        .find(|i| i.listed_accounts().contains(&account))
+    {
+        return Ok(i.clone());
+    }
     let mut seen = Vec::new();
-    for issuer in own {
-        match issuer.caller_account().await {
-            Ok(a) if a == account => return Ok(issuer),
+    for issuer in issuers.iter().filter(|i| i.reads_own_account()) {
+        match ctx.caller_account(issuer).await {
+            Ok(a) if a == account => return Ok(issuer.clone()),
             Ok(a) => seen.push(format!("source {} reads {a}", issuer.source())),
             Err(e) => seen.push(format!("source {}: {e}", issuer.source())),
         }
@@ -213,18 +202,6 @@ pub fn credential_process_json(s: &nhi_aws::IssuedSession) -> serde_json::Value 
 
 /// Rule id the session-deny actions are journaled under.
 pub const SESSION_RULE: &str = "approval-ended-sessions";
-
-/// One planned step on a role's session deny, with the source that issued
-/// the sessions (whose credentials act on the role) and the approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionStep {
-    /// Config source the sessions were issued through.
-    pub source: String,
-    /// The approval.
-    pub approval: String,
-    /// The action.
-    pub request: nhi_contract::ActionRequest,
-}
 
 /// Which session denies the journal says are on their roles: `(role,
 /// policy name)` of every deny done and neither lifted nor undone since.
@@ -275,7 +252,7 @@ pub fn plan_session_steps(
     issued: &[IssuedRecord],
     denied: &std::collections::BTreeSet<(String, String)>,
     now: chrono::DateTime<Utc>,
-) -> Vec<SessionStep> {
+) -> Vec<super::IssuanceStep> {
     use std::collections::BTreeMap;
     // (approval, role, source, source identity) → last session expiry.
     let mut groups: BTreeMap<(&str, &str, &str, &str), chrono::DateTime<Utc>> = BTreeMap::new();
@@ -304,9 +281,11 @@ pub fn plan_session_steps(
             (false, true) => nhi_contract::Operation::LiftSessionDeny,
             _ => continue,
         };
-        out.push(SessionStep {
+        out.push(super::IssuanceStep {
             source: source.to_string(),
             approval: approval.to_string(),
+            rule: SESSION_RULE,
+            blocked: None,
             request: nhi_contract::ActionRequest {
                 operation,
                 provider: nhi_contract::Provider::Aws,
@@ -319,68 +298,4 @@ pub fn plan_session_steps(
         });
     }
     out
-}
-
-/// Carry out the session-deny steps due now, each journaled (intent before
-/// the call, outcome after) and undoable like any action. Run by the
-/// reconciler, under its leader lease, after the plan's actions.
-#[cfg(feature = "aws")]
-pub async fn reconcile_sessions(
-    ctx: &Context,
-    pass: &crate::pass::PassResult,
-    rems: &std::collections::HashMap<String, Box<dyn nhi_contract::Remediator>>,
-    fence: &crate::store::lease::Fence,
-) -> anyhow::Result<Vec<super::Outcome>> {
-    use crate::store::journal::{Intent, Status};
-    let store = &pass.store;
-    let issued = store.issued_sessions(None).await?;
-    if issued.is_empty() {
-        return Ok(Vec::new());
-    }
-    let approvals = ctx.approvals_now().await?;
-    let denied = denies_in_force(&store.journal_list(None).await?);
-    let actor = super::actor();
-    let rules = vec![SESSION_RULE.to_string()];
-    let mut out = Vec::new();
-    for step in plan_session_steps(&approvals, &issued, &denied, pass.now) {
-        let Some(rem) = rems.get(&step.source) else {
-            tracing::warn!(source = %step.source, approval = %step.approval, "no remediator for the issuing source: session deny not applied");
-            continue;
-        };
-        let id = store
-            .journal_intent(&Intent {
-                run_id: pass.summary.run_id,
-                request: &step.request,
-                source: &step.source,
-                rules: &rules,
-                findings: &[],
-                evidence: serde_json::json!({ "approval": step.approval }),
-                actor: &actor,
-                planned_undo: None,
-                undo_of: None,
-                fence,
-            })
-            .await?;
-        let result = rem.apply(&step.request).await;
-        let (status, detail) = match &result {
-            Ok(o) => {
-                store.journal_outcome(id, Status::Done, Ok(o)).await?;
-                (super::OutcomeStatus::Done, None)
-            }
-            Err(e) => {
-                store
-                    .journal_outcome(id, Status::Failed, Err(&e.to_string()))
-                    .await?;
-                (super::OutcomeStatus::Failed, Some(e.to_string()))
-            }
-        };
-        out.push(super::Outcome {
-            action_id: Some(id),
-            request: step.request,
-            rules: rules.clone(),
-            status,
-            detail,
-        });
-    }
-    Ok(out)
 }

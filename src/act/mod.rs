@@ -151,15 +151,175 @@ pub async fn reconcile(
         let pass = ctx.pass(command).await?;
         pass.report_summary();
         let rems = crate::sources::remediators(&ctx.cfg.sources).await;
-        #[allow(unused_mut)]
         let mut outcomes = enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
-        #[cfg(feature = "aws")]
-        outcomes.extend(issue::reconcile_sessions(ctx, &pass, &rems, leader.fence()).await?);
+        outcomes.extend(issuance(ctx, &pass, &rems, leader.fence()).await?);
         anyhow::Ok((pass, outcomes))
     }
     .await;
     leader.release().await;
     acted
+}
+
+/// One step of issuance's lifecycle, outside the rule plan: a deny put on
+/// (or lifted from) a role whose sessions outlived their approval, a
+/// federated credential added for an approval's window or removed at its
+/// end. `blocked` says why a due step cannot be taken (its application
+/// found in no source, or in several): shown, never guessed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuanceStep {
+    /// Config source whose remediator takes the step.
+    pub source: String,
+    /// The approval it serves.
+    pub approval: String,
+    /// Rule id it is journaled under.
+    pub rule: &'static str,
+    /// The action.
+    pub request: ActionRequest,
+    /// Why it cannot be taken, when it cannot.
+    pub blocked: Option<String>,
+}
+
+impl IssuanceStep {
+    /// As `plan` shows it.
+    pub fn resolved(&self) -> crate::engine::plan::ResolvedAction {
+        use crate::engine::plan::Verdict;
+        crate::engine::plan::ResolvedAction {
+            request: self.request.clone(),
+            rules: vec![self.rule.to_string()],
+            source: self.source.clone(),
+            status: if self.blocked.is_some() {
+                Verdict::Skip
+            } else {
+                Verdict::Act
+            },
+            reason: self.blocked.clone(),
+        }
+    }
+}
+
+/// The issuance steps due at this pass, from the approvals as read now
+/// (revocations applied) and the journal: session denies (AWS) and
+/// federated credentials (Azure). Approvals that cannot be read fail it:
+/// nothing is added or removed on a partial view.
+pub async fn issuance_steps(
+    ctx: &Context,
+    pass: &PassResult,
+    rems: &crate::sources::Remediators,
+) -> anyhow::Result<Vec<IssuanceStep>> {
+    #[allow(unused_mut)]
+    let mut steps = Vec::new();
+    #[cfg(any(feature = "aws", feature = "azure"))]
+    {
+        let read = ctx.approvals_read_now().await?;
+        let journal = pass.store.journal_list(None).await?;
+        #[cfg(feature = "aws")]
+        {
+            let issued = pass.store.issued_sessions(None).await?;
+            let denied = issue::denies_in_force(&journal);
+            steps.extend(issue::plan_session_steps(
+                &read.approvals,
+                &issued,
+                &denied,
+                pass.now,
+            ));
+        }
+        #[cfg(feature = "azure")]
+        steps.extend(federate::plan_steps(&ctx.cfg.sources, rems, &read, &journal, pass.now).await);
+    }
+    #[cfg(not(feature = "azure"))]
+    let _ = rems;
+    #[cfg(not(any(feature = "aws", feature = "azure")))]
+    let _ = (ctx, pass);
+    Ok(steps)
+}
+
+/// The pass's plan followed by the issuance steps due: what a reconcile in
+/// enforce mode would do, as `plan` prints it.
+pub async fn plan_with_issuance(
+    ctx: &Context,
+    pass: &PassResult,
+) -> anyhow::Result<Vec<crate::engine::plan::ResolvedAction>> {
+    let rems = crate::sources::remediators(&ctx.cfg.sources).await;
+    let steps = issuance_steps(ctx, pass, &rems).await?;
+    Ok(pass
+        .plan
+        .iter()
+        .cloned()
+        .chain(steps.iter().map(IssuanceStep::resolved))
+        .collect())
+}
+
+/// Carry out the issuance steps due now, each journaled (intent before the
+/// call, outcome after) and undoable like any action. Run by every
+/// reconciler in enforce mode, under its leader lease, after the plan's
+/// actions. A blocked step is reported as failed, with why.
+pub async fn issuance(
+    ctx: &Context,
+    pass: &PassResult,
+    rems: &crate::sources::Remediators,
+    fence: &crate::store::lease::Fence,
+) -> anyhow::Result<Vec<Outcome>> {
+    use crate::store::journal::{Intent, Status};
+    let steps = issuance_steps(ctx, pass, rems).await?;
+    let store = &pass.store;
+    let actor = actor();
+    let mut out = Vec::new();
+    for step in steps {
+        let rules = vec![step.rule.to_string()];
+        let rem = match (&step.blocked, rems.get(&step.source)) {
+            (None, Some(r)) => r,
+            (blocked, _) => {
+                let why = blocked.clone().unwrap_or_else(|| {
+                    format!("no remediator for source {:?} (read-only?)", step.source)
+                });
+                tracing::warn!(approval = %step.approval, rule = step.rule, %why, "issuance step not taken");
+                out.push(Outcome {
+                    action_id: None,
+                    request: step.request,
+                    rules,
+                    status: OutcomeStatus::Failed,
+                    detail: Some(why),
+                });
+                continue;
+            }
+        };
+        let id = store
+            .journal_intent(&Intent {
+                run_id: pass.summary.run_id,
+                request: &step.request,
+                source: &step.source,
+                rules: &rules,
+                findings: &[],
+                evidence: serde_json::json!({ "approval": step.approval }),
+                actor: &actor,
+                planned_undo: rem.planned_undo(&step.request),
+                undo_of: None,
+                fence,
+            })
+            .await?;
+        let result = rem.apply(&step.request).await;
+        let (status, detail) = match &result {
+            Ok(o) => {
+                store.journal_outcome(id, Status::Done, Ok(o)).await?;
+                (OutcomeStatus::Done, None)
+            }
+            Err(e) => {
+                store
+                    .journal_outcome(id, Status::Failed, Err(&e.to_string()))
+                    .await?;
+                (OutcomeStatus::Failed, Some(e.to_string()))
+            }
+        };
+        tracing::info!(approval = %step.approval, rule = step.rule, operation = ?step.request.operation, status = status.as_str(), "issuance step");
+        out.push(Outcome {
+            action_id: Some(id),
+            request: step.request,
+            rules,
+            status,
+            detail,
+        });
+    }
+    Ok(out)
 }
 
 /// What `undo` reverses: one journaled action, or every action of a run.

@@ -146,12 +146,11 @@ async fn pass_once(
         let mut notifier = crate::notify::Notifier::new(&pass, &ctx.path);
         notifier.pass_events(&pass, enforcing).await;
         let outcomes = if enforcing {
-            #[allow(unused_mut)]
             let mut o = crate::act::enforce(&pass, rems, fence, None).await?;
-            // Sessions issued under approvals that ended early: deny, and
-            // lift the deny once they have all expired.
-            #[cfg(feature = "aws")]
-            o.extend(crate::act::issue::reconcile_sessions(ctx, &pass, rems, fence).await?);
+            // Issuance follows its approvals: sessions denied when theirs
+            // ended early, federated credentials added and removed with
+            // the window.
+            o.extend(crate::act::issuance(ctx, &pass, rems, fence).await?);
             o
         } else {
             Vec::new()

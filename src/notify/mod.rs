@@ -578,15 +578,11 @@ pub async fn reconcile(
         let mut notifier = Notifier::new(&pass, &ctx.path);
         notifier.pass_events(&pass, true).await;
         let rems = crate::sources::remediators(&ctx.cfg.sources).await;
-        #[allow(unused_mut)]
         let mut outcomes =
             crate::act::enforce(&pass, &rems, leader.fence(), pause_after_call).await?;
-        // Sessions issued under approvals that ended early: deny, and lift
-        // the deny once they have all expired.
-        #[cfg(feature = "aws")]
-        outcomes.extend(
-            crate::act::issue::reconcile_sessions(ctx, &pass, &rems, leader.fence()).await?,
-        );
+        // Issuance follows its approvals: sessions denied when theirs ended
+        // early, federated credentials added and removed with the window.
+        outcomes.extend(crate::act::issuance(ctx, &pass, &rems, leader.fence()).await?);
         notifier.actions(&pass, &outcomes).await;
         anyhow::Ok((pass, outcomes))
     }
