@@ -879,7 +879,8 @@ async fn trace_shows_a_managed_identity_and_how_each_role_is_held() {
 /// workload gets a federated credential in the one tenant that holds the
 /// application, only in its window; `plan` shows the step and writes
 /// nothing; a repeat adds nothing; revoking the approval removes exactly
-/// that credential, and the other tenant is never written to.
+/// that credential as another approval's window opens and adds its own,
+/// and the other tenant is never written to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_its_window_only() {
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -892,7 +893,7 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
     let text = std::fs::read_to_string(&cfg).expect("read")
         + &other.source_toml("azure-other", SECRET_ENV);
     std::fs::write(&cfg, text).expect("write");
-    let jit = |revoked: Option<String>| {
+    let jit = |revoked: Option<String>, later: String| {
         format!(
             r#"approvals:
   - id: APR-AZ-JIT
@@ -919,14 +920,13 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
             appid = ids::APPID_PAYMENTS,
             a = day(-1),
             e = day(2),
-            later = day(1),
             revoked = revoked
                 .map(|r| format!("    revoked_at: {r}\n"))
                 .unwrap_or_default(),
         )
     };
     let jit_file = dir.path().join("approvals/jit.yaml");
-    std::fs::write(&jit_file, jit(None)).expect("jit approvals");
+    std::fs::write(&jit_file, jit(None, day(1))).expect("jit approvals");
     let fics = |t: &FakeTenant| -> Vec<serde_json::Value> {
         t.tenant().fics.values().flatten().cloned().collect()
     };
@@ -1005,12 +1005,33 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
     assert!(federation(&listed(&o.stdout)).is_empty());
     assert_eq!(home.tenant().writes().len(), posts);
 
-    // Revoked: planned for removal, then removed; nothing else goes.
-    std::fs::write(&jit_file, jit(Some(day(0)))).expect("revoke");
+    // APR-AZ-JIT revoked as APR-AZ-LATER starts: one removed, the other
+    // added, planned first and written by the reconcile only.
+    std::fs::write(&jit_file, jit(Some(day(0)), day(0))).expect("revoke");
+    let ops = |rows: &[serde_json::Value]| -> Vec<(String, String, String)> {
+        rows.iter()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (text("operation"), text("credential_id"), text("status"))
+            })
+            .collect()
+    };
+    let want = |status: &str| {
+        vec![
+            (
+                "remove_federated_credential".to_string(),
+                NAME.to_string(),
+                status.to_string(),
+            ),
+            (
+                "add_federated_credential".to_string(),
+                "nhi-assure-jit-APR-AZ-LATER".to_string(),
+                status.to_string(),
+            ),
+        ]
+    };
     let o = run(&["plan", "--config", &cfg, "--format", "json"]).await;
-    let planned = federation(&json(&o));
-    assert_eq!(planned.len(), 1, "{planned:#?}");
-    assert_eq!(planned[0]["operation"], "remove_federated_credential");
+    assert_eq!(ops(&federation(&json(&o))), want("act"));
     assert_eq!(home.tenant().writes().len(), posts);
     let o = run(&[
         "reconcile",
@@ -1021,11 +1042,14 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
         "json",
     ])
     .await;
-    let done = federation(&listed(&o.stdout));
-    assert_eq!(done.len(), 1, "{done:#?}");
-    assert_eq!(done[0]["operation"], "remove_federated_credential");
-    assert_eq!(done[0]["status"], "done", "{done:#?}");
-    assert!(ours(&home).is_empty());
-    assert_eq!(fics(&home), before);
+    assert_eq!(ops(&federation(&listed(&o.stdout))), want("done"));
+    let now_ours = ours(&home);
+    assert_eq!(now_ours.len(), 1, "{now_ours:#?}");
+    assert_eq!(now_ours[0]["name"], "nhi-assure-jit-APR-AZ-LATER");
+    assert_eq!(
+        now_ours[0]["subject"],
+        "repo:contoso/payments:environment:staging"
+    );
+    assert_eq!(fics(&home).len(), before.len() + 1);
     assert!(other.tenant().writes().is_empty());
 }
