@@ -503,6 +503,12 @@ fn sarif_locates_approval_findings_at_the_approval_file_and_line() {
         })
         .collect();
     assert_eq!(got, located);
+    // Counted while the results streamed, written after them.
+    assert_eq!(run["properties"]["findings"], findings.len());
+    assert_eq!(
+        run["properties"]["findings_without_approval_location"],
+        findings.len() - located.len()
+    );
     assert!(got.iter().any(|f| f.starts_with("approval-expired|")));
     for r in results {
         let idx = r["ruleIndex"].as_u64().expect("index") as usize;

@@ -372,7 +372,7 @@ pub fn write_file(
             w.write_all(b"\n").map_err(io_err("ocsf"))?;
         }
         (Format::Sarif, _) => {
-            serde_json::to_writer_pretty(&mut *w, &super::sarif::from_run(data))?;
+            serde_json::to_writer_pretty(&mut *w, &super::sarif::Log(data))?;
             w.write_all(b"\n").map_err(io_err("sarif"))?;
         }
         (Format::Html, _) => w

@@ -1,6 +1,6 @@
 //! SARIF 2.1.0, so a pull request on the approvals-as-code repository gets
 //! annotations: approval validation errors ([`from_problems`]) and the
-//! approval-related findings of a run ([`from_run`]), each located at the
+//! approval-related findings of a run ([`Log`], streamed), each located at the
 //! approval's file, line and column.
 //!
 //! Paths are made relative to the working directory when they lie under it
@@ -151,10 +151,8 @@ fn log(rules: Vec<Value>, results: Vec<Value>, properties: Value, version: &str)
     })
 }
 
-/// The approval-related findings of a run.
-pub fn from_run(data: &RunData) -> Value {
-    let rules: Vec<Value> = data
-        .reading
+fn rules_of(data: &RunData) -> Vec<Value> {
+    data.reading
         .rules
         .iter()
         .map(|r| {
@@ -172,83 +170,153 @@ pub fn from_run(data: &RunData) -> Value {
                 },
             })
         })
+        .collect()
+}
+
+/// The SARIF result of finding `f`, or `None` when no approval record (nor
+/// exception) locates it.
+fn result_of(data: &RunData, f: &ReportFinding) -> Option<Value> {
+    let d = &f.finding;
+    let locs = approval_locations(f);
+    let located: Vec<(&str, Value)> = locs
+        .iter()
+        .filter_map(|(id, s)| location(s).map(|l| (id.as_str(), l)))
         .collect();
-    let mut results = Vec::new();
-    let mut unlocated = 0usize;
-    for f in &data.findings {
-        let d = &f.finding;
-        let locs = approval_locations(f);
-        let located: Vec<(&str, Value)> = locs
-            .iter()
-            .filter_map(|(id, s)| location(s).map(|l| (id.as_str(), l)))
-            .collect();
-        let located_ids: Vec<&str> = located.iter().map(|(id, _)| *id).collect();
-        let mut locations: Vec<Value> = located.into_iter().map(|(_, l)| l).collect();
-        // An excepted finding is also located at its exception: the file a
-        // reviewer renews or lets lapse.
-        let exception_location = d.exception.as_ref().and_then(|e| location(&e.source));
-        if let Some(l) = &exception_location {
-            locations.push(l.clone());
-        }
-        if locations.is_empty() {
-            unlocated += 1;
-            continue;
-        }
-        let approvals: Vec<&str> = locs.iter().map(|(id, _)| id.as_str()).collect();
-        let subject = match &d.credential_id {
-            Some(c) => format!("{} (credential {c})", d.identity_id),
-            None => d.identity_id.clone(),
-        };
-        let mut r = json!({
-            "ruleId": d.rule_id,
-            "level": level(d.severity),
-            "message": { "text": format!("{}: {subject}; approval {}", d.title, approvals.join(", ")) },
-            "locations": locations,
-            "partialFingerprints": { "nhiAssureFingerprint/v1": f.fingerprint },
+    let located_ids: Vec<&str> = located.iter().map(|(id, _)| *id).collect();
+    let mut locations: Vec<Value> = located.into_iter().map(|(_, l)| l).collect();
+    // An excepted finding is also located at its exception: the file a
+    // reviewer renews or lets lapse.
+    let exception_location = d.exception.as_ref().and_then(|e| location(&e.source));
+    if let Some(l) = &exception_location {
+        locations.push(l.clone());
+    }
+    if locations.is_empty() {
+        return None;
+    }
+    let approvals: Vec<&str> = locs.iter().map(|(id, _)| id.as_str()).collect();
+    let subject = match &d.credential_id {
+        Some(c) => format!("{} (credential {c})", d.identity_id),
+        None => d.identity_id.clone(),
+    };
+    let mut r = json!({
+        "ruleId": d.rule_id,
+        "level": level(d.severity),
+        "message": { "text": format!("{}: {subject}; approval {}", d.title, approvals.join(", ")) },
+        "locations": locations,
+        "partialFingerprints": { "nhiAssureFingerprint/v1": f.fingerprint },
+        "properties": {
+            "identity_id": d.identity_id,
+            "credential_id": d.credential_id,
+            "approvals": approvals,
+            "located_approvals": located_ids,
+            "controls": d.controls,
+            "recommended_action": d.recommended_action.as_str(),
+            "first_seen": f.first_seen,
+        },
+    });
+    if let Some(i) = data.reading.rules.iter().position(|x| x.id == d.rule_id) {
+        r["ruleIndex"] = json!(i);
+    }
+    if let Some(e) = &d.exception {
+        let mut sup = json!({
+            "kind": "external",
+            "status": "accepted",
+            "justification": e.reason,
             "properties": {
-                "identity_id": d.identity_id,
-                "credential_id": d.credential_id,
-                "approvals": approvals,
-                "located_approvals": located_ids,
-                "controls": d.controls,
-                "recommended_action": d.recommended_action.as_str(),
-                "first_seen": f.first_seen,
+                "exception": e.id,
+                "requester": e.requester,
+                "approver": e.approver,
+                "expires_at": e.expires_at,
+                "reference": e.reference,
             },
         });
-        if let Some(i) = data.reading.rules.iter().position(|x| x.id == d.rule_id) {
-            r["ruleIndex"] = json!(i);
+        if let Some(l) = exception_location {
+            sup["location"] = l;
         }
-        if let Some(e) = &d.exception {
-            let mut sup = json!({
-                "kind": "external",
-                "status": "accepted",
-                "justification": e.reason,
-                "properties": {
-                    "exception": e.id,
-                    "requester": e.requester,
-                    "approver": e.approver,
-                    "expires_at": e.expires_at,
-                    "reference": e.reference,
-                },
-            });
-            if let Some(l) = exception_location {
-                sup["location"] = l;
-            }
-            r["suppressions"] = json!([sup]);
-        }
-        results.push(r);
+        r["suppressions"] = json!([sup]);
     }
-    log(
-        rules,
-        results,
+    Some(r)
+}
+
+/// The approval-related findings of a run as one SARIF log, serialised as
+/// a stream: each result is built, written and dropped in turn, so memory
+/// is flat in the number of findings (the run's counts, known once every
+/// result is written, follow them in the run's `properties`).
+pub struct Log<'a>(pub &'a RunData);
+
+impl serde::Serialize for Log<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let data = self.0;
+        let unlocated = std::cell::Cell::new(0usize);
+        let run = RunRef {
+            tool: json!({ "driver": {
+                "name": "nhi-assure",
+                "version": data.version,
+                "informationUri": INFO_URI,
+                "rules": rules_of(data),
+            }}),
+            results: Results {
+                data,
+                unlocated: &unlocated,
+            },
+            column_kind: "unicodeCodePoints",
+            properties: Properties {
+                data,
+                unlocated: &unlocated,
+            },
+        };
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("$schema", SCHEMA)?;
+        m.serialize_entry("version", "2.1.0")?;
+        m.serialize_entry("runs", &[run])?;
+        m.end()
+    }
+}
+
+/// One SARIF run; fields are written in this order (results before the
+/// properties that count them).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunRef<'a> {
+    tool: Value,
+    results: Results<'a>,
+    column_kind: &'static str,
+    properties: Properties<'a>,
+}
+
+struct Results<'a> {
+    data: &'a RunData,
+    unlocated: &'a std::cell::Cell<usize>,
+}
+
+impl serde::Serialize for Results<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.data.findings.iter().filter_map(|f| {
+            let r = result_of(self.data, f);
+            if r.is_none() {
+                self.unlocated.set(self.unlocated.get().saturating_add(1));
+            }
+            r
+        }))
+    }
+}
+
+struct Properties<'a> {
+    data: &'a RunData,
+    unlocated: &'a std::cell::Cell<usize>,
+}
+
+impl serde::Serialize for Properties<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         json!({
-            "run_id": data.run.id,
-            "as_of": data.run.as_of,
-            "findings": data.findings.len(),
-            "findings_without_approval_location": unlocated,
-        }),
-        data.version,
-    )
+            "run_id": self.data.run.id,
+            "as_of": self.data.run.as_of,
+            "findings": self.data.findings.len(),
+            "findings_without_approval_location": self.unlocated.get(),
+        })
+        .serialize(s)
+    }
 }
 
 /// Rule id of approval validation errors.
