@@ -596,6 +596,46 @@ async fn audit_chain_detects_edits_removals_and_reordering(store: SqlStore, loca
     assert!(why.contains("does not follow"), "{why}");
 }
 
+/// A large reading is stored in chunks (over 1 MiB) and reads back exactly,
+/// the same body twice and a body changed in one place alike; non-ASCII
+/// text cut anywhere stays text.
+async fn large_readings_read_back_exactly(store: SqlStore) {
+    let body = |changed: usize| {
+        let items: Vec<serde_json::Value> = (0..40_000)
+            .map(|i| {
+                serde_json::json!({"id": format!("AKIA{i:016}"), "name": format!("équipe-数据-{i}"),
+                    "days": if i == changed { 999 } else { i % 90 }})
+            })
+            .collect();
+        serde_json::to_string(&items).expect("json")
+    };
+    let complete = status(SourceState::Complete);
+    let bodies = [body(usize::MAX), body(usize::MAX), body(15_000)];
+    assert!(bodies[0].len() > 2 << 20, "{}", bodies[0].len());
+    let mut ids = Vec::new();
+    for b in &bodies {
+        let r = run(&store, &complete, &[]).await;
+        store
+            .record_run_detail(
+                r.run_id,
+                nhi_assure::store::runs::RunDetail {
+                    inventory: b,
+                    approvals: b,
+                    rules: "[]",
+                    findings: &[],
+                },
+            )
+            .await
+            .expect("detail");
+        ids.push(r.run_id);
+    }
+    for (id, b) in ids.iter().zip(&bodies) {
+        let got = store.run_reading(*id).await.expect("read").expect("some");
+        assert!(got.inventory == *b && got.approvals == *b, "run {id}");
+        assert_eq!(got.rules, "[]");
+    }
+}
+
 /// Each scenario on both backends.
 macro_rules! both {
     (raw: $($name:ident),* $(,)?) => {
@@ -657,6 +697,7 @@ both!(
     journal_intents_are_fenced_by_the_lease,
     leadership_renews_in_the_background_and_releases,
     each_gap_resolves_only_what_does_not_depend_on_it,
+    large_readings_read_back_exactly,
 );
 
 both!(raw: audit_chain_detects_edits_removals_and_reordering, findings_and_runs_stored_before_facets_are_judged_as_before);

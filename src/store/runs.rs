@@ -292,7 +292,107 @@ async fn sight_all(
     Ok(())
 }
 
+/// Bodies over this many bytes are stored as content-defined chunks.
+const CHUNKED_OVER: usize = 1 << 20;
+/// FastCDC sizes (minimum, average, maximum): at a million credentials a
+/// reading is ~1,200 chunks, and one changed credential costs one chunk.
+const CHUNK_SIZES: (usize, usize, usize) = (64 << 10, 256 << 10, 1 << 20);
+
+/// `body` cut where its content says (FastCDC 2020, so an insertion moves
+/// only the cuts near it), each cut moved forward to a UTF-8 boundary so
+/// every chunk is text. Concatenated, the chunks are `body`.
+pub(crate) fn chunks(body: &str) -> Vec<&str> {
+    let (min, avg, max) = CHUNK_SIZES;
+    let bytes = body.as_bytes();
+    let cdc = fastcdc::v2020::FastCDC::new(bytes, min, avg, max);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let (_, cut) = cdc.cut(start, bytes.len() - start);
+        let mut end = cut.clamp(start + 1, bytes.len());
+        while !body.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(&body[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// Store `body` by its SHA-256 (once: an identical body is not written
+/// again) and return the hash. A large body that `may_chunk` is stored as
+/// chunks, each by its own hash, so what two bodies share is stored once.
+async fn put_blob(
+    conn: &mut sqlx::AnyConnection,
+    body: &str,
+    may_chunk: bool,
+) -> Result<String, StoreError> {
+    let h = sha256_hex(body);
+    let chunked = may_chunk && body.len() > CHUNKED_OVER;
+    let written = sqlx::query(
+        "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(&h)
+    .bind(if chunked { "" } else { body })
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // Already there: its chunks were written with it, in its transaction.
+    if !chunked || written == 0 {
+        return Ok(h);
+    }
+    for (seq, chunk) in chunks(body).into_iter().enumerate() {
+        let c = sha256_hex(chunk);
+        sqlx::query(
+            "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&c)
+        .bind(chunk)
+        .execute(&mut *conn)
+        .await?;
+        let seq = i32::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("reading of {} chunks", seq)))?;
+        sqlx::query(
+            "INSERT INTO snapshot_chunks (blob_sha256, seq, chunk_sha256) VALUES ($1, $2, $3)",
+        )
+        .bind(&h)
+        .bind(seq)
+        .bind(&c)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(h)
+}
+
 impl SqlStore {
+    /// A stored body by its hash: whole, or its chunks joined in order; the
+    /// join is checked against the hash, so a damaged chunk is an error,
+    /// never a wrong reading.
+    async fn blob(&self, sha256: &str) -> Result<String, StoreError> {
+        let parts: Vec<(String,)> = sqlx::query_as(
+            "SELECT b.body FROM snapshot_chunks c JOIN snapshot_blobs b ON b.sha256 = c.chunk_sha256
+             WHERE c.blob_sha256 = $1 ORDER BY c.seq",
+        )
+        .bind(sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        if parts.is_empty() {
+            let (body,): (String,) =
+                sqlx::query_as("SELECT body FROM snapshot_blobs WHERE sha256 = $1")
+                    .bind(sha256)
+                    .fetch_one(&self.pool)
+                    .await?;
+            return Ok(body);
+        }
+        let body: String = parts.into_iter().map(|(p,)| p).collect();
+        if sha256_hex(&body) != sha256 {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot {sha256}: its chunks do not add up to it"
+            )));
+        }
+        Ok(body)
+    }
+
     /// The recorded run (with detail) before `run_id`; `-1` when none.
     async fn previous_detailed(&self, run_id: i64) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
@@ -313,16 +413,13 @@ impl SqlStore {
         let prev = self.previous_detailed(run_id).await?;
         let mut tx = self.pool.begin().await?;
         let mut hashes = Vec::with_capacity(3);
-        for body in [detail.inventory, detail.approvals, detail.rules] {
-            let h = sha256_hex(body);
-            sqlx::query(
-                "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-            )
-            .bind(&h)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
-            hashes.push(h);
+        // The rules stay whole: `run_rules` reads them in one join.
+        for (body, may_chunk) in [
+            (detail.inventory, true),
+            (detail.approvals, true),
+            (detail.rules, false),
+        ] {
+            hashes.push(put_blob(&mut tx, body, may_chunk).await?);
         }
         sqlx::query(
             "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256, format_version)
@@ -419,24 +516,22 @@ impl SqlStore {
     /// What run `run_id` read, if it was recorded.
     pub async fn run_reading(&self, run_id: i64) -> Result<Option<StoredReading>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.format_version, i.body AS inventory, a.body AS approvals, r.body AS rules FROM run_snapshots s
-             JOIN snapshot_blobs i ON i.sha256 = s.inventory_sha256
-             JOIN snapshot_blobs a ON a.sha256 = s.approvals_sha256
-             JOIN snapshot_blobs r ON r.sha256 = s.rules_sha256
-             WHERE s.run_id = $1",
+            "SELECT format_version, inventory_sha256, approvals_sha256, rules_sha256
+             FROM run_snapshots WHERE run_id = $1",
         )
         .bind(run_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(StoredReading {
-                format_version: r.try_get("format_version")?,
-                inventory: r.try_get("inventory")?,
-                approvals: r.try_get("approvals")?,
-                rules: r.try_get("rules")?,
-            })
-        })
-        .transpose()
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let hash = |k: &str| r.try_get::<String, _>(k);
+        Ok(Some(StoredReading {
+            format_version: r.try_get("format_version")?,
+            inventory: self.blob(&hash("inventory_sha256")?).await?,
+            approvals: self.blob(&hash("approvals_sha256")?).await?,
+            rules: self.blob(&hash("rules_sha256")?).await?,
+        }))
     }
 }
 
@@ -498,6 +593,119 @@ mod tests {
                     .expect("open while another process migrates");
             }
         }
+    }
+
+    /// An inventory-like JSON body of `n` credentials, with non-ASCII names
+    /// (so cuts land inside multi-byte characters too).
+    fn big_body(n: usize, changed: Option<usize>) -> String {
+        let items: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let days = if Some(i) == changed { 999 } else { i % 90 };
+                serde_json::json!({"id": format!("AKIA{i:016}"), "name": format!("dépôt-équipe-{i}"),
+                    "identity": format!("arn:aws:iam::1:user/u{}", i / 3), "last_used_days": days})
+            })
+            .collect();
+        serde_json::to_string(&items).expect("json")
+    }
+
+    #[test]
+    fn chunks_join_back_to_the_body_and_a_change_moves_few_cuts() {
+        let a = big_body(40_000, None);
+        let b = big_body(40_000, Some(20_000));
+        let (ca, cb) = (chunks(&a), chunks(&b));
+        assert_eq!(ca.concat(), a);
+        assert_eq!(cb.concat(), b);
+        assert!(ca.len() > 4, "{} chunks of {} bytes", ca.len(), a.len());
+        assert!(ca.iter().all(|c| c.len() <= (1 << 20) + 4));
+        let shared = cb.iter().filter(|c| ca.contains(c)).count();
+        assert!(shared + 2 >= cb.len(), "{shared} of {} shared", cb.len());
+        assert!(chunks("").is_empty());
+        assert_eq!(chunks("é"), vec!["é"]);
+    }
+
+    #[tokio::test]
+    async fn a_large_reading_is_stored_in_chunks_shared_between_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .expect("open");
+        let sources = vec![SourceStatus {
+            name: "aws".into(),
+            provider: nhi_contract::Provider::Aws,
+            state: SourceState::Complete,
+        }];
+        let bytes = || async {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) AS BIGINT) FROM snapshot_blobs",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .expect("sum");
+            n
+        };
+        let bodies = [
+            big_body(40_000, None),
+            big_body(40_000, None),
+            big_body(40_000, Some(20_000)),
+        ];
+        let mut ids = Vec::new();
+        let mut growth = Vec::new();
+        for body in &bodies {
+            let before = bytes().await;
+            let run = store
+                .record_run(RunRecord {
+                    started_at: chrono::Utc::now(),
+                    as_of: chrono::Utc::now(),
+                    command: "scan",
+                    sources: &sources,
+                    rules: &[],
+                    findings: &[],
+                    held: &Default::default(),
+                })
+                .await
+                .expect("run");
+            store
+                .record_run_detail(
+                    run.run_id,
+                    RunDetail {
+                        inventory: body,
+                        approvals: "[]",
+                        rules: "[]",
+                        findings: &[],
+                    },
+                )
+                .await
+                .expect("detail");
+            growth.push(bytes().await - before);
+            ids.push(run.run_id);
+        }
+        let size = bodies[0].len() as i64;
+        // The first run stores the body (in chunks), the identical second
+        // nothing, the changed third the chunk or two around the change
+        // (at most 1 MiB each), not the body again.
+        assert!(growth[0] >= size, "{growth:?}");
+        assert_eq!(growth[1], 0);
+        assert!(
+            growth[2] > 0 && growth[2] <= 2 << 20 && growth[2] < size / 2,
+            "{growth:?} of {size}"
+        );
+        for (id, body) in ids.iter().zip(&bodies) {
+            let got = store.run_reading(*id).await.expect("read").expect("some");
+            assert_eq!(&got.inventory, body);
+            assert_eq!(got.approvals, "[]");
+        }
+        // A damaged chunk is an error, never a wrong reading.
+        sqlx::query(
+            "UPDATE snapshot_blobs SET body = 'x' WHERE sha256 =
+             (SELECT chunk_sha256 FROM snapshot_chunks ORDER BY seq LIMIT 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("damage");
+        assert!(matches!(
+            store.run_reading(ids[0]).await,
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[tokio::test]
