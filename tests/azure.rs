@@ -108,6 +108,19 @@ async fn run_logged(args: &[&str], level: &str) -> Output {
     .expect("join")
 }
 
+/// `reconcile --enforce` with JSON output.
+async fn enforce(cfg: &str) -> Output {
+    run(&[
+        "reconcile",
+        "--config",
+        cfg,
+        "--enforce",
+        "--format",
+        "json",
+    ])
+    .await
+}
+
 fn json(o: &Output) -> Vec<serde_json::Value> {
     assert!(
         matches!(o.status.code(), Some(0 | 1)),
@@ -563,15 +576,7 @@ async fn enforce_disables_admin_principals_holds_secrets_unless_allowed_and_undo
     let text = std::fs::read_to_string(&cfg).expect("read")
         + "remove_when_cannot_disable = [\"client_secret\"]\n";
     std::fs::write(&cfg, text).expect("write");
-    let o = run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ])
-    .await;
+    let o = enforce(&cfg).await;
     let done = listed(&o.stdout);
     let secret: Vec<&serde_json::Value> = done
         .iter()
@@ -624,15 +629,7 @@ async fn enforce_removes_exactly_the_expired_secret_and_never_the_live_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = setup(&fake, dir.path());
     // The grace period still applies: first seen now, held.
-    let o = run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ])
-    .await;
+    let o = enforce(&cfg).await;
     let first = listed(&o.stdout);
     let held: Vec<&serde_json::Value> = first
         .iter()
@@ -650,15 +647,7 @@ async fn enforce_removes_exactly_the_expired_secret_and_never_the_live_one() {
         + "\n[enforce]\ndefault_grace_hours = 0\nmax_percent = 100.0\n";
     std::fs::write(&cfg, text).expect("write");
 
-    let o = run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ])
-    .await;
+    let o = enforce(&cfg).await;
     let done = listed(&o.stdout);
     let of = |cred: &str| -> Vec<&serde_json::Value> {
         done.iter()
@@ -959,15 +948,7 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
     assert_eq!(planned[0]["status"], "act");
     assert!(home.tenant().writes().is_empty() && other.tenant().writes().is_empty());
 
-    let o = run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ])
-    .await;
+    let o = enforce(&cfg).await;
     let done = federation(&listed(&o.stdout));
     assert_eq!(
         done.len(),
@@ -993,15 +974,7 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
     let posts = home.tenant().writes().len();
 
     // Again: in force, nothing to do.
-    let o = run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ])
-    .await;
+    let o = enforce(&cfg).await;
     assert!(federation(&listed(&o.stdout)).is_empty());
     assert_eq!(home.tenant().writes().len(), posts);
 
@@ -1033,15 +1006,7 @@ async fn an_approval_federates_its_workload_in_the_tenant_holding_the_app_for_it
     let o = run(&["plan", "--config", &cfg, "--format", "json"]).await;
     assert_eq!(ops(&federation(&json(&o))), want("act"));
     assert_eq!(home.tenant().writes().len(), posts);
-    let o = run(&[
-        "reconcile",
-        "--config",
-        &cfg,
-        "--enforce",
-        "--format",
-        "json",
-    ])
-    .await;
+    let o = enforce(&cfg).await;
     assert_eq!(ops(&federation(&listed(&o.stdout))), want("done"));
     let now_ours = ours(&home);
     assert_eq!(now_ours.len(), 1, "{now_ours:#?}");
