@@ -4,7 +4,7 @@
 //! SQLite or PostgreSQL. Per step: wall time, the step's peak RSS (the
 //! child process's, from `wait4`) and the store's size after it.
 //!
-//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres]
+//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres] [--keep DIR]
 //!
 //! `--identities` defaults to 30 % of the credentials (the 300,000
 //! for 1,000,000). PostgreSQL is started from the Debian package's binaries
@@ -155,8 +155,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(credentials * 3 / 10);
     let backend = arg(&args, "--backend").unwrap_or("sqlite");
+    // `--keep DIR`: work in DIR and leave it (estate, store, logs) for a
+    // closer look; by default a temporary directory, removed after.
+    let kept = arg(&args, "--keep").map(std::path::PathBuf::from);
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e));
-    let d = dir.path();
+    if let Some(k) = &kept {
+        std::fs::create_dir_all(k).unwrap_or_else(|e| fail(e));
+    }
+    let d = kept.as_deref().unwrap_or(dir.path());
     let t = Instant::now();
     write_estate(d, identities, credentials);
     println!(

@@ -71,11 +71,60 @@ pub struct AtomicFile {
     file: Option<File>,
     tmp: PathBuf,
     dest: PathBuf,
+    /// Written straight into `dest`, a character device or a FIFO already
+    /// there (`--output /dev/null`, a pipe to another process): renaming a
+    /// file over it would replace the device itself (run as root, the
+    /// system's `/dev/null`).
+    direct: bool,
+}
+
+/// `dest` as found, not following a link: `Some(true)` a character device
+/// or FIFO to write into, an error for what no report may go to (a block
+/// device, a socket, a directory), `None` otherwise (absent, a regular
+/// file or a link: replaced by the rename).
+#[cfg(unix)]
+fn stream_target(dest: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = match std::fs::symlink_metadata(dest) {
+        Ok(m) => m.file_type(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if t.is_char_device() || t.is_fifo() {
+        Ok(true)
+    } else if t.is_block_device() || t.is_socket() || t.is_dir() {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a file to write to", dest.display()),
+        ))
+    } else {
+        Ok(false)
+    }
+}
+
+#[cfg(not(unix))]
+fn stream_target(_dest: &Path) -> io::Result<bool> {
+    Ok(false)
 }
 
 impl AtomicFile {
     /// Start writing `dest`.
     pub fn create(dest: &Path, access: Access) -> io::Result<AtomicFile> {
+        if stream_target(dest)? {
+            let mut o = OpenOptions::new();
+            o.write(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.custom_flags(libc::O_NOFOLLOW);
+            }
+            return Ok(AtomicFile {
+                file: Some(o.open(dest)?),
+                tmp: PathBuf::new(),
+                dest: dest.to_path_buf(),
+                direct: true,
+            });
+        }
         let name = dest
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
@@ -88,6 +137,7 @@ impl AtomicFile {
             file: Some(file),
             tmp,
             dest: dest.to_path_buf(),
+            direct: false,
         })
     }
 
@@ -103,6 +153,13 @@ impl AtomicFile {
 
     /// Put the file in place, replacing whatever is at the destination.
     pub fn commit(mut self) -> io::Result<()> {
+        if self.direct {
+            // A device or FIFO cannot be fsynced; it has what was written.
+            return match self.file.take() {
+                Some(mut f) => f.flush(),
+                None => Ok(()),
+            };
+        }
         self.sync()?;
         std::fs::rename(&self.tmp, &self.dest)?;
         self.tmp = PathBuf::new();
@@ -112,6 +169,12 @@ impl AtomicFile {
     /// Put the file in place only if nothing is at the destination
     /// (`AlreadyExists` otherwise): for keys, which are never overwritten.
     pub fn commit_new(mut self) -> io::Result<()> {
+        if self.direct {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", self.dest.display()),
+            ));
+        }
         self.sync()?;
         // A hard link fails rather than replace: no window where another
         // file at the destination is clobbered.
@@ -186,7 +249,7 @@ pub fn ensure_exists(path: &Path, access: Access) -> io::Result<()> {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::fs::{symlink, FileTypeExt, PermissionsExt};
 
     fn mode(p: &Path) -> u32 {
         std::fs::symlink_metadata(p)
@@ -229,5 +292,37 @@ mod tests {
         ensure_exists(&db, Access::Private).expect("db");
         assert_eq!(mode(&db), 0o600);
         ensure_exists(&db, Access::Private).expect("again");
+    }
+
+    #[test]
+    fn a_fifo_at_the_destination_is_written_into_not_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).expect("read fifo"))
+        };
+        write(&fifo, Access::Shared, b"report").expect("write");
+        assert_eq!(reader.join().expect("reader"), b"report");
+        let t = std::fs::symlink_metadata(&fifo).expect("meta").file_type();
+        assert!(t.is_fifo(), "still the FIFO");
+        // No temporary left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
+
+    #[test]
+    fn a_directory_or_an_existing_key_is_refused_and_a_file_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = write(dir.path(), Access::Shared, b"x").expect_err("a directory");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let f = dir.path().join("r.json");
+        write(&f, Access::Shared, b"one").expect("write");
+        write(&f, Access::Shared, b"two").expect("replace");
+        assert_eq!(std::fs::read(&f).expect("read"), b"two");
+        let e = write_new(&f, Access::Private, b"key").expect_err("exists");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
     }
 }

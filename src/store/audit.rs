@@ -120,7 +120,11 @@ pub(crate) async fn append(
         ));
     }
     const COLS: usize = 8;
-    for chunk in rows.chunks(super::batch::rows_per_statement(COLS, 0)) {
+    for chunk in rows.chunks(super::batch::rows_per_statement(
+        super::batch::max_params(conn),
+        COLS,
+        0,
+    )) {
         let sql = format!(
             "INSERT INTO audit (seq, at, kind, run_id, subject, data, prev_hash, hash) VALUES {}",
             super::batch::values(chunk.len(), COLS, 0)

@@ -212,7 +212,7 @@ async fn upsert_findings(
     rows: &[&Prepared<'_>],
 ) -> Result<(), StoreError> {
     const COLS: usize = 13;
-    for chunk in rows.chunks(batch::rows_per_statement(COLS, 2)) {
+    for chunk in rows.chunks(batch::rows_per_statement(batch::max_params(conn), COLS, 2)) {
         let sql = format!(
             "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
                  credential_id, credential_kind, data, depends, data_sha256, first_seen, last_seen, first_run, last_run)
@@ -268,7 +268,7 @@ async fn update_findings(
     fps: &[&str],
 ) -> Result<(), StoreError> {
     let fixed = if b.is_some() { 2 } else { 1 };
-    for chunk in fps.chunks(batch::rows_per_statement(1, fixed)) {
+    for chunk in fps.chunks(batch::rows_per_statement(batch::max_params(conn), 1, fixed)) {
         let sql = format!(
             "UPDATE findings SET {set} WHERE fingerprint IN ({})",
             batch::list(chunk.len(), fixed)

@@ -197,7 +197,11 @@ impl SqlStore {
         }
         let fps: Vec<&str> = changes.iter().map(|(_, fp)| fp.as_str()).collect();
         let mut data: std::collections::HashMap<String, String> = Default::default();
-        for chunk in fps.chunks(super::batch::rows_per_statement(1, 0)) {
+        for chunk in fps.chunks(super::batch::rows_per_statement(
+            super::batch::SQLITE_PARAMS,
+            1,
+            0,
+        )) {
             let sql = format!(
                 "SELECT fingerprint, data FROM findings WHERE fingerprint IN ({})",
                 super::batch::list(chunk.len(), 0)

@@ -220,6 +220,7 @@ async fn sight_all(
     .fetch_all(&mut *conn)
     .await?;
     let ending: HashSet<(String, String)> = ending.into_iter().collect();
+    let max = super::batch::max_params(conn);
     // By `depends` (a handful of distinct values): one UPDATE sets one.
     let mut extend: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     // New sightings: fingerprint, hash, data, depends, the finding.
@@ -241,11 +242,20 @@ async fn sight_all(
         }
     }
     for (depends, keys) in &extend {
-        for chunk in keys.chunks(super::batch::rows_per_statement(2, 4)) {
+        for chunk in keys.chunks(super::batch::rows_per_statement(max, 2, 4)) {
+            // Found through the primary key's fingerprint (each pair's
+            // first parameter, named again in the `IN` list), not through
+            // `last_run`, whose index (`+` keeps the planner off it) would
+            // read every sighting ending at the previous run per statement.
+            let fps: Vec<String> = (0..chunk.len())
+                .map(|i| format!("${}", 4 + 2 * i))
+                .collect();
             let sql = format!(
                 "UPDATE finding_sightings SET last_run = $1, depends = $2
-                 WHERE (last_run = $3 OR last_run = $1)
+                 WHERE (+last_run = $3 OR +last_run = $1)
+                   AND fingerprint IN ({})
                    AND (fingerprint, data_sha256) IN (VALUES {})",
+                fps.join(", "),
                 super::batch::values(chunk.len(), 2, 3)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -259,7 +269,7 @@ async fn sight_all(
         }
     }
     const COLS: usize = 8;
-    for chunk in start.chunks(super::batch::rows_per_statement(COLS, 1)) {
+    for chunk in start.chunks(super::batch::rows_per_statement(max, COLS, 1)) {
         // Each row: its 8 own values; the run (`$1`) as first and last run.
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
