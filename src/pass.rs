@@ -304,6 +304,7 @@ impl Context {
             .await?;
         // What this run read, kept with it so any past run can be reported on.
         crate::store::reading::record(store, summary.run_id, &estate, rules, &sourced).await?;
+        store.checkpoint().await;
         // Recorded: the findings move into the result, not copied.
         let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
         let mut source_credentials = vec![0usize; estate.sources.len()];
