@@ -337,29 +337,31 @@ async fn put_blob(
     body: &str,
     may_chunk: bool,
 ) -> Result<String, StoreError> {
+    /// Insert a blob row unless its hash is there; whether it was new.
+    async fn insert(
+        conn: &mut sqlx::AnyConnection,
+        hash: &str,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(body)
+        .execute(&mut *conn)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
     let h = sha256_hex(body);
     let chunked = may_chunk && body.len() > CHUNKED_OVER;
-    let written = sqlx::query(
-        "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-    )
-    .bind(&h)
-    .bind(if chunked { "" } else { body })
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let written = insert(conn, &h, if chunked { "" } else { body }).await?;
     // Already there: its chunks were written with it, in its transaction.
-    if !chunked || written == 0 {
+    if !chunked || !written {
         return Ok(h);
     }
     for (seq, chunk) in chunks(body).into_iter().enumerate() {
         let c = sha256_hex(chunk);
-        sqlx::query(
-            "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&c)
-        .bind(chunk)
-        .execute(&mut *conn)
-        .await?;
+        insert(conn, &c, chunk).await?;
         let seq = i32::try_from(seq)
             .map_err(|_| StoreError::Corrupt(format!("reading of {} chunks", seq)))?;
         sqlx::query(
