@@ -137,21 +137,9 @@ impl Context {
     /// revocations in force applied. For issuance, which must not hand out
     /// access a pass would already find revoked.
     pub async fn approvals_now(&self) -> anyhow::Result<Vec<nhi_contract::Approval>> {
-        Ok(self.approvals_read_now().await?.approvals)
-    }
-
-    /// [`Self::approvals_now`] with the records no source could map: while
-    /// there are any, the read is not complete (one of them may be the
-    /// approval something was issued under).
-    pub async fn approvals_read_now(&self) -> anyhow::Result<ApprovalsRead> {
-        let mut read = read_approvals(&self.approvals).await?;
-        let revoked = self.store().await?.revocations().await?;
-        for a in &mut read.approvals {
-            if let Some(at) = revoked.get(&a.id) {
-                a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
-            }
-        }
-        Ok(read)
+        let mut approvals = read_approvals(&self.approvals).await?.approvals;
+        apply_revocations(&mut approvals, &self.store().await?.revocations().await?);
+        Ok(approvals)
     }
 
     /// The store, opened on first use.
@@ -209,12 +197,7 @@ impl Context {
             )
             .await?;
         drop(known);
-        let revoked = store.revocations().await?;
-        for a in &mut approvals {
-            if let Some(at) = revoked.get(&a.id) {
-                a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
-            }
-        }
+        apply_revocations(&mut approvals, &store.revocations().await?);
         let tickets = ticket_subjects(&approvals, &unmapped);
         let unknown_ticket = targets.is_some_and(|t| {
             t.tickets
@@ -401,6 +384,8 @@ impl Context {
             .collect();
         progress.finish_and_clear();
         Ok(PassResult {
+            // The estate ends here: its approvals move into the result.
+            approvals: std::mem::take(&mut estate.approvals),
             owners,
             exceptions: estate.exceptions.clone(),
             unmatched_revocations,
@@ -420,6 +405,19 @@ impl Context {
             summary,
             now,
         })
+    }
+}
+
+/// End approvals early at the revocations in force (webhook events), by id;
+/// an earlier recorded revocation stands.
+fn apply_revocations(
+    approvals: &mut [nhi_contract::Approval],
+    revoked: &HashMap<String, chrono::DateTime<chrono::Utc>>,
+) {
+    for a in approvals {
+        if let Some(at) = revoked.get(&a.id) {
+            a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
+        }
     }
 }
 
@@ -685,6 +683,9 @@ pub struct PassResult {
     pub tickets: HashMap<String, Vec<String>>,
     /// Approval records found but not mapped: what they may cover was held.
     pub unmapped: Vec<UnmappedRecord>,
+    /// The approvals as this pass read them (revocations applied): what
+    /// issuance follows after the plan's actions.
+    pub approvals: Vec<nhi_contract::Approval>,
     /// Webhook revocations in force that name no approval read this pass.
     pub unmatched_revocations: Vec<crate::store::journal::Revocation>,
     /// What this pass read of the targets of interrupted actions, by

@@ -121,7 +121,9 @@ pub fn to_remove<'a>(
         .collect()
 }
 
-/// The add and remove steps due at `now`. Removals come first and need no
+/// The add and remove steps due at `now`; `complete` when every approval
+/// record was mapped (only then does an absent approval end its
+/// credential). Removals come first and need no
 /// lookup (the journal names the source that added the credential);
 /// additions are made through the one Azure source (with a remediator)
 /// whose tenant holds the application. Found in none, in several, or not
@@ -131,13 +133,13 @@ pub fn to_remove<'a>(
 pub async fn plan_steps(
     sources: &[crate::sources::SourceConfig],
     rems: &crate::sources::Remediators,
-    read: &crate::pass::ApprovalsRead,
+    approvals: &[Approval],
+    complete: bool,
     journal: &[Entry],
     now: DateTime<Utc>,
 ) -> Vec<super::IssuanceStep> {
     let in_force = federations_in_force(journal);
-    let complete = read.unmapped.is_empty();
-    let gone = to_remove(&in_force, &read.approvals, complete, now);
+    let gone = to_remove(&in_force, approvals, complete, now);
     let mut steps: Vec<super::IssuanceStep> = gone
         .iter()
         .map(|((source, app, name), f)| super::IssuanceStep {
@@ -171,7 +173,7 @@ pub async fn plan_steps(
             _ => None,
         })
         .collect();
-    for a in read.approvals.iter().filter(|a| wanted(a, now)) {
+    for a in approvals.iter().filter(|a| wanted(a, now)) {
         let (Some(app), Some(w)) = (a.role.as_deref(), a.issue_to.as_ref()) else {
             continue;
         };

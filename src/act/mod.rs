@@ -197,10 +197,10 @@ impl IssuanceStep {
     }
 }
 
-/// The issuance steps due at this pass, from the approvals as read now
-/// (revocations applied) and the journal: session denies (AWS) and
-/// federated credentials (Azure). Approvals that cannot be read fail it:
-/// nothing is added or removed on a partial view.
+/// The issuance steps due at this pass, from the approvals it read
+/// (revocations applied) and the journal: session denies (AWS, when
+/// sessions were ever issued) and federated credentials (Azure, when an
+/// Azure source can act). Nothing is read when neither can be due.
 pub async fn issuance_steps(
     ctx: &Context,
     pass: &PassResult,
@@ -208,28 +208,43 @@ pub async fn issuance_steps(
 ) -> anyhow::Result<Vec<IssuanceStep>> {
     #[allow(unused_mut)]
     let mut steps = Vec::new();
-    #[cfg(any(feature = "aws", feature = "azure"))]
+    #[cfg(feature = "aws")]
     {
-        let read = ctx.approvals_read_now().await?;
-        let journal = pass.store.journal_list(None).await?;
-        #[cfg(feature = "aws")]
-        {
-            let issued = pass.store.issued_sessions(None).await?;
-            let denied = issue::denies_in_force(&journal);
+        let issued = pass.store.issued_sessions(None).await?;
+        if !issued.is_empty() {
+            let denied = issue::denies_in_force(&pass.store.journal_list(None).await?);
             steps.extend(issue::plan_session_steps(
-                &read.approvals,
+                &pass.approvals,
                 &issued,
                 &denied,
                 pass.now,
             ));
         }
-        #[cfg(feature = "azure")]
-        steps.extend(federate::plan_steps(&ctx.cfg.sources, rems, &read, &journal, pass.now).await);
+    }
+    #[cfg(feature = "azure")]
+    {
+        let acting = |s: &crate::sources::SourceConfig| {
+            matches!(s, crate::sources::SourceConfig::Azure(_)) && rems.contains_key(s.name())
+        };
+        if ctx.cfg.sources.iter().any(acting) {
+            let journal = pass.store.journal_list(None).await?;
+            steps.extend(
+                federate::plan_steps(
+                    &ctx.cfg.sources,
+                    rems,
+                    &pass.approvals,
+                    pass.unmapped.is_empty(),
+                    &journal,
+                    pass.now,
+                )
+                .await,
+            );
+        }
     }
     #[cfg(not(feature = "azure"))]
-    let _ = rems;
+    let _ = (ctx, rems);
     #[cfg(not(any(feature = "aws", feature = "azure")))]
-    let _ = (ctx, pass);
+    let _ = pass;
     Ok(steps)
 }
 
