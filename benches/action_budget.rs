@@ -48,6 +48,8 @@ async fn main() {
             rules: &[],
             findings: &[],
             held: &Default::default(),
+            reading: None,
+            scope: None,
         })
         .await
         .unwrap_or_else(|e| fail(e));

@@ -240,13 +240,24 @@ impl Context {
         ));
         let eval = crate::engine::evaluate(&estate, rules, protected, now);
         tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
-        let materialized = findings::materialize_with_subjects(
-            &estate,
-            &eval.facts,
-            &eval.graph,
-            rules,
-            &eval.hits,
-        );
+        // A targeted pass materialises and records its subjects' findings
+        // only: the rest is as of the last full read, not seen by this pass.
+        let scoped_hits: Vec<crate::engine::rules::Hit>;
+        let hits = match &subjects {
+            Some(ids) => {
+                let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+                scoped_hits = eval
+                    .hits
+                    .iter()
+                    .filter(|h| ids.contains(findings::subject_id(&estate, rules, h)))
+                    .copied()
+                    .collect();
+                &scoped_hits
+            }
+            None => &eval.hits,
+        };
+        let materialized =
+            findings::materialize_with_subjects(&estate, &eval.facts, &eval.graph, rules, hits);
         let mut sourced: Vec<SourcedFinding> = materialized
             .into_iter()
             .map(|m| SourcedFinding {
@@ -263,17 +274,30 @@ impl Context {
                 finding: m.finding,
             })
             .collect();
-        // The run's own findings on what it could not map.
-        sourced.extend(unmapped.iter().map(|u| SourcedFinding {
-            finding: u.finding(),
-            source: String::new(),
-            credential_kind: None,
-            depends: Facets::NONE,
-        }));
+        // The run's own findings on what it could not map (a full pass's).
+        sourced.extend(
+            unmapped
+                .iter()
+                .filter(|_| subjects.is_none())
+                .map(|u| SourcedFinding {
+                    finding: u.finding(),
+                    source: String::new(),
+                    credential_kind: None,
+                    depends: Facets::NONE,
+                }),
+        );
         let mut rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
         // So a record mapped again resolves its finding.
         rule_ids.push(UNMAPPED_RULE.into());
         progress.set_message("recording the run");
+        let recording = std::time::Instant::now();
+        // What a full pass read, kept with it so any past run can be
+        // reported on (a targeted pass read its subjects only).
+        let reading = match subjects {
+            None => Some(crate::store::reading::Serialised::of(&estate, rules)?),
+            Some(_) => None,
+        };
+        let serialised = recording.elapsed();
         let summary = store
             .record_run(RunRecord {
                 started_at: started,
@@ -283,11 +307,20 @@ impl Context {
                 rules: &rule_ids,
                 findings: &sourced,
                 held: &held,
+                reading: reading.as_ref().map(|r| r.reading()),
+                scope: subjects.as_deref(),
             })
             .await?;
-        // What this run read, kept with it so any past run can be reported on.
-        crate::store::reading::record(store, summary.run_id, &estate, rules, &sourced).await?;
+        drop(reading);
+        let recorded = recording.elapsed();
         store.checkpoint().await;
+        tracing::info!(
+            run = summary.run_id,
+            ?serialised,
+            ?recorded,
+            checkpoint = ?(recording.elapsed() - recorded),
+            "recorded"
+        );
         // Recorded: the findings move into the result, not copied.
         let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
         let mut source_credentials = vec![0usize; estate.sources.len()];

@@ -407,11 +407,45 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
         .filter(|a| a.request.identity_id == subject)
         .count();
     assert_eq!(targeted.plan.len(), expected, "and on all of its subject");
+    // It records its subject's findings, as the full pass saw them, and
+    // nothing else: the rest is not resolved by omission, and reports
+    // still read the full pass (the targeted one kept no reading).
+    let mut of_subject: Vec<String> = full
+        .findings
+        .iter()
+        .filter(|f| f.identity_id == subject)
+        .map(|f| f.fingerprint())
+        .collect();
+    of_subject.sort();
+    let mut seen: Vec<String> = targeted.findings.iter().map(|f| f.fingerprint()).collect();
+    seen.sort();
+    assert!(!seen.is_empty());
+    assert_eq!(seen, of_subject);
     assert_eq!(
-        targeted.findings.len(),
-        full.findings.len(),
-        "findings still cover the whole estate (nothing resolved by omission)"
+        (targeted.summary.opened, targeted.summary.resolved),
+        (0, 0),
+        "nothing opened or resolved by omission"
     );
+    let store = ctx.store().await.expect("store");
+    let open = nhi_assure::store::Store::open_findings(store)
+        .await
+        .expect("open");
+    assert_eq!(open.len(), full.findings.len());
+    let run = store
+        .run_info(targeted.summary.run_id)
+        .await
+        .expect("run")
+        .expect("recorded");
+    assert_eq!(run.scope, Some(vec![subject.clone()]));
+    assert_eq!(
+        store.latest_detailed_run_id().await.expect("latest"),
+        Some(full.summary.run_id)
+    );
+    assert!(store
+        .run_reading(targeted.summary.run_id)
+        .await
+        .expect("reading")
+        .is_none());
 
     // Targets naming nothing known fall back to a full pass.
     let unknown = Targets {

@@ -64,6 +64,8 @@ async fn run(
             rules: &["credential-stale".to_string()],
             findings,
             held: &Default::default(),
+            reading: None,
+            scope: None,
         })
         .await
         .expect("record run")
@@ -231,6 +233,8 @@ async fn record(
             rules: &rules,
             findings,
             held: &Default::default(),
+            reading: None,
+            scope: None,
         })
         .await
         .expect("record run")
@@ -636,6 +640,277 @@ async fn large_readings_read_back_exactly(store: SqlStore) {
     }
 }
 
+/// Record a run with its reading (as a pass does), `sources` as given.
+async fn pass(store: &SqlStore, sources: &[SourceStatus], findings: &[SourcedFinding]) -> i64 {
+    store
+        .record_run(RunRecord {
+            started_at: chrono::Utc::now(),
+            as_of: chrono::Utc::now(),
+            command: "scan",
+            sources,
+            rules: &["credential-stale".to_string()],
+            findings,
+            held: &Default::default(),
+            reading: Some(nhi_assure::store::runs::Reading {
+                inventory: "[]",
+                approvals: "[]",
+                rules: r#"[{"id":"credential-stale"}]"#,
+            }),
+            scope: None,
+        })
+        .await
+        .expect("record run")
+        .run_id
+}
+
+/// Every finding and sighting row as stored.
+async fn rows(pool: &sqlx::AnyPool) -> (Vec<String>, Vec<String>) {
+    type FindingRow = (String, String, i64, i64, Option<String>, Option<String>);
+    let findings: Vec<FindingRow> = sqlx::query_as(
+        "SELECT fingerprint, last_seen, CAST(last_run AS BIGINT), CAST(open_ended AS BIGINT),
+             resolved_at, depends FROM findings ORDER BY fingerprint",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("findings");
+    let sightings: Vec<(String, i64, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT fingerprint, CAST(first_run AS BIGINT), CAST(last_run AS BIGINT),
+             CAST(open_ended AS BIGINT), depends FROM finding_sightings ORDER BY fingerprint, first_run",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("sightings");
+    (
+        findings.into_iter().map(|r| format!("{r:?}")).collect(),
+        sightings.into_iter().map(|r| format!("{r:?}")).collect(),
+    )
+}
+
+/// An unchanged pass writes no finding or sighting row, and every reader
+/// still sees it as seen by that pass; what a pass does not see, or sees
+/// changed, is closed at the last pass that saw it.
+async fn an_unchanged_pass_writes_nothing_and_reads_as_seen(store: SqlStore, location: String) {
+    let pool = raw(&location).await;
+    let complete = status(SourceState::Complete);
+    let (a, b, c) = (
+        finding("credential-stale", "AKIA1"),
+        finding("credential-stale", "AKIA2"),
+        finding("credential-stale", "AKIA3"),
+    );
+    let started = |id: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .run_info(id)
+                .await
+                .expect("info")
+                .expect("run")
+                .started_at
+        }
+    };
+    let seen = |id: i64| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .run_findings(id)
+                .await
+                .expect("run findings")
+                .into_iter()
+                .map(|s| s.finding.expect("data").credential_id.expect("cred"))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let all = [a.clone(), b.clone(), c.clone()];
+    let r1 = pass(&store, &complete, &all).await;
+    let before = rows(&pool).await;
+    let r2 = pass(&store, &complete, &all).await;
+    assert_eq!(rows(&pool).await, before, "an unchanged pass wrote rows");
+    let open = store.open_findings().await.expect("open");
+    assert_eq!(open.len(), 3);
+    let t = started(r2).await;
+    assert!(open.iter().all(|f| f.last_seen == t), "{open:?}");
+    let t = started(r1).await;
+    assert!(open.iter().all(|f| f.first_seen == t), "{open:?}");
+    assert_eq!(seen(r1).await, ["AKIA1", "AKIA2", "AKIA3"]);
+    assert_eq!(seen(r2).await, ["AKIA1", "AKIA2", "AKIA3"]);
+
+    // Run 3: AKIA1 unchanged, AKIA2 changed, AKIA3 gone (resolved).
+    let mut b2 = b.clone();
+    b2.finding.evidence = serde_json::json!({"credential.days_since_last_use": 200});
+    let r3 = pass(&store, &complete, &[a.clone(), b2.clone()]).await;
+    assert_eq!(
+        seen(r2).await,
+        ["AKIA1", "AKIA2", "AKIA3"],
+        "the past is kept"
+    );
+    assert_eq!(seen(r3).await, ["AKIA1", "AKIA2"]);
+    let data = |id: i64, cred: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .run_findings(id)
+                .await
+                .expect("run findings")
+                .into_iter()
+                .filter_map(|s| s.finding)
+                .find(|f| f.credential_id.as_deref() == Some(cred))
+                .expect("seen")
+                .evidence
+        }
+    };
+    assert_eq!(data(r2, "AKIA2").await, b.finding.evidence);
+    assert_eq!(data(r3, "AKIA2").await, b2.finding.evidence);
+
+    // Run 4: the source failed. Nothing resolves; nothing was seen.
+    let failed = status(SourceState::Failed {
+        error: "throttled".into(),
+    });
+    let r4 = pass(&store, &failed, &[]).await;
+    assert!(seen(r4).await.is_empty());
+    let open = store.open_findings().await.expect("open");
+    assert_eq!(open.len(), 2);
+    let t = started(r3).await;
+    assert!(open.iter().all(|f| f.last_seen == t), "{open:?}");
+
+    // Run 5: seen again, unchanged: seen by run 5, not by run 4.
+    let r5 = pass(&store, &complete, &[a.clone(), b2.clone()]).await;
+    assert_eq!(seen(r5).await, ["AKIA1", "AKIA2"]);
+    assert!(seen(r4).await.is_empty());
+    let open = store.open_findings().await.expect("open");
+    let t = started(r5).await;
+    assert!(open.iter().all(|f| f.last_seen == t), "{open:?}");
+    // Lifecycle from the sightings: AKIA3 resolved by run 3; AKIA1 and
+    // AKIA2 open through run 5 (the failed run 4 did not resolve them).
+    let spans: Vec<(String, i64, i64)> = store
+        .sightings_upto(r5)
+        .await
+        .expect("sightings")
+        .into_iter()
+        .map(|s| (s.fingerprint, s.first_run, s.last_run))
+        .collect();
+    let fp = |f: &SourcedFinding| f.finding.fingerprint();
+    for want in [
+        (fp(&a), r1, r3),
+        (fp(&a), r5, r5),
+        (fp(&b), r1, r2),
+        (fp(&b2), r3, r3),
+        (fp(&b2), r5, r5),
+        (fp(&c), r1, r2),
+    ] {
+        assert!(spans.contains(&want), "{want:?} not in {spans:?}");
+    }
+    assert_eq!(spans.len(), 6, "{spans:?}");
+    let before = rows(&pool).await;
+    pass(&store, &complete, &[a, b2]).await;
+    assert_eq!(rows(&pool).await, before, "an unchanged pass wrote rows");
+}
+
+/// A targeted run records and resolves its subjects' findings only: the
+/// rest are neither resolved by omission nor marked seen by it; it keeps no
+/// reading, so reports still read the latest full run.
+async fn a_targeted_run_records_only_its_subjects(store: SqlStore) {
+    let complete = status(SourceState::Complete);
+    let on = |who: &str, cred: &str| {
+        let mut f = finding("credential-stale", cred);
+        f.finding.identity_id = format!("arn:aws:iam::1:user/{who}");
+        f
+    };
+    let (x, y) = (on("x", "AKIAX"), on("y", "AKIAY"));
+    let full = pass(&store, &complete, &[x.clone(), y.clone()]).await;
+    let targeted = |scope: Vec<String>, findings: Vec<SourcedFinding>| {
+        let store = store.clone();
+        let complete = complete.clone();
+        async move {
+            store
+                .record_run(RunRecord {
+                    started_at: chrono::Utc::now(),
+                    as_of: chrono::Utc::now(),
+                    command: "daemon-targeted",
+                    sources: &complete,
+                    rules: &["credential-stale".to_string()],
+                    findings: &findings,
+                    held: &Default::default(),
+                    reading: None,
+                    scope: Some(&scope),
+                })
+                .await
+                .expect("targeted run")
+        }
+    };
+    let last_seen = |cred: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .open_findings()
+                .await
+                .expect("open")
+                .into_iter()
+                .find(|f| f.finding.credential_id.as_deref() == Some(cred))
+                .map(|f| f.last_seen)
+        }
+    };
+    let started = |id: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .run_info(id)
+                .await
+                .expect("info")
+                .expect("run")
+                .started_at
+        }
+    };
+    // x's finding is gone: resolved. y is out of scope (and a finding of y
+    // passed in anyway is not recorded): untouched.
+    let mut y_changed = y.clone();
+    y_changed.finding.evidence = serde_json::json!({"changed": true});
+    let t1 = targeted(vec![x.finding.identity_id.clone()], vec![y_changed.clone()]).await;
+    assert_eq!((t1.findings, t1.opened, t1.resolved), (0, 0, 1));
+    assert_eq!(last_seen("AKIAX").await, None);
+    assert_eq!(last_seen("AKIAY").await, Some(started(full).await));
+    // y re-read, changed: recorded, seen by the targeted run.
+    let t2 = targeted(vec![y.finding.identity_id.clone()], vec![y_changed.clone()]).await;
+    assert_eq!((t2.findings, t2.opened, t2.resolved), (1, 0, 0));
+    assert_eq!(last_seen("AKIAY").await, Some(started(t2.run_id).await));
+    let info = store.run_info(t2.run_id).await.expect("info").expect("run");
+    assert_eq!(info.scope, Some(vec![y.finding.identity_id.clone()]));
+    assert!(store
+        .run_reading(t2.run_id)
+        .await
+        .expect("reading")
+        .is_none());
+    assert_eq!(
+        store.latest_detailed_run_id().await.expect("latest"),
+        Some(full)
+    );
+    // A full run whose source failed keeps y open, last seen by t2 (not
+    // moved back to the earlier full run).
+    let failed = status(SourceState::Failed {
+        error: "throttled".into(),
+    });
+    let f2 = pass(&store, &failed, &[]).await;
+    assert_eq!(last_seen("AKIAY").await, Some(started(t2.run_id).await));
+    assert_eq!(
+        store.latest_detailed_run_id().await.expect("latest"),
+        Some(f2)
+    );
+    // Seen again by a full run: open-ended, last seen by it.
+    let f3 = pass(&store, &complete, &[y_changed]).await;
+    assert_eq!(last_seen("AKIAY").await, Some(started(f3).await));
+    let f4 = pass(&store, &complete, &[]).await;
+    assert_eq!(
+        store
+            .run_info(f4)
+            .await
+            .expect("info")
+            .expect("run")
+            .resolved,
+        1
+    );
+}
+
 /// Each scenario on both backends.
 macro_rules! both {
     (raw: $($name:ident),* $(,)?) => {
@@ -698,9 +973,14 @@ both!(
     leadership_renews_in_the_background_and_releases,
     each_gap_resolves_only_what_does_not_depend_on_it,
     large_readings_read_back_exactly,
+    a_targeted_run_records_only_its_subjects,
 );
 
-both!(raw: audit_chain_detects_edits_removals_and_reordering, findings_and_runs_stored_before_facets_are_judged_as_before);
+both!(
+    raw: audit_chain_detects_edits_removals_and_reordering,
+    findings_and_runs_stored_before_facets_are_judged_as_before,
+    an_unchanged_pass_writes_nothing_and_reads_as_seen,
+);
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
 /// audit log), a report of the latest run, a diff, the audit chain.

@@ -113,7 +113,12 @@ impl Metrics {
     pub(super) fn record_pass(&self, took: Duration, pass: &PassResult, outcomes: &[Outcome]) {
         self.duration.observe(took.as_secs_f64());
         self.passes.inc();
-        for sev in Severity::ALL {
+        // A targeted pass saw its subjects' findings only: the gauges stay
+        // as the last full pass set them.
+        for sev in Severity::ALL
+            .into_iter()
+            .filter(|_| pass.targeted.is_none())
+        {
             let n = pass.findings.iter().filter(|f| f.severity == sev).count();
             self.findings
                 .get_or_create(&SeverityLabel {

@@ -158,6 +158,16 @@ pub fn depends(
     rule.depends.with(kind).with(who)
 }
 
+/// The identity id a hit's finding is about (its `identity_id`), without
+/// materialising it: a targeted pass keeps only its subjects' hits.
+pub fn subject_id<'e>(estate: &'e Estate, rules: &RuleSet, h: &Hit) -> &'e str {
+    match rules.rules[h.rule as usize].subject {
+        Kind::Credential => &estate.credentials[h.subject as usize].identity,
+        Kind::Identity => &estate.identities[h.subject as usize].id,
+        Kind::Approval => &estate.approvals[h.subject as usize].subject,
+    }
+}
+
 /// Like [`materialize`], keeping each finding's subject.
 pub fn materialize_with_subjects(
     estate: &Estate,

@@ -383,7 +383,9 @@ impl Notifier {
                 }
                 events.sort_by(|a, b| (a.kind, &a.fingerprint).cmp(&(b.kind, &b.fingerprint)));
                 let digest = Digest {
-                    all_clear: !open_owners.contains(&owner),
+                    // A targeted pass saw its subjects only: it cannot
+                    // tell an owner all is clear.
+                    all_clear: pass.targeted.is_none() && !open_owners.contains(&owner),
                     owner,
                     run_id,
                     events,

@@ -414,6 +414,8 @@ mod tests {
                     rules: &rules,
                     findings: &list,
                     held: &held,
+                    reading: None,
+                    scope: None,
                 })
                 .await
                 .expect("run");

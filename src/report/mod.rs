@@ -47,8 +47,9 @@ pub enum ReportError {
     /// No such run.
     #[error("no run {0} in the store")]
     NoRun(i64),
-    /// The run predates per-run detail (or its detail was not recorded).
-    #[error("run {0} has no recorded detail (it predates report support); report on a newer run")]
+    /// The run predates per-run detail, or was a targeted pass (which
+    /// keeps none).
+    #[error("run {0} has no recorded detail (a targeted pass, or older than report support); report on a full run")]
     NoDetail(i64),
     /// Stored data could not be read.
     #[error("stored data: {0}")]
@@ -105,7 +106,12 @@ impl SqlStore {
     /// Resolve a run selector to a run id that exists.
     pub async fn resolve_run(&self, sel: RunSel) -> Result<i64, ReportError> {
         match sel {
-            RunSel::Latest => self.latest_run_id().await?.ok_or(ReportError::NoRuns),
+            // A targeted run keeps no reading: the latest full run is the
+            // latest that can be reported on.
+            RunSel::Latest => self
+                .latest_detailed_run_id()
+                .await?
+                .ok_or(ReportError::NoRuns),
             RunSel::Id(id) => self
                 .run_info(id)
                 .await?

@@ -55,6 +55,34 @@ pub(crate) fn values(rows: usize, cols: usize, start: usize) -> String {
     out
 }
 
+/// Rows per page of a [`json_page`] read: a page's text stays a few MB.
+pub(crate) const PAGE_ROWS: usize = 20_000;
+
+/// `inner` (a `SELECT` of `cols`, ordered and limited) as one row holding
+/// its rows as a JSON array of arrays, built by the database. sqlx's `Any`
+/// driver costs about 15 µs a row on SQLite (the row crosses a thread and
+/// is converted twice): 1.9 s to read 124,738 open findings one row each,
+/// against tens of milliseconds as six JSON pages. The aggregate is each
+/// backend's own (SQLite `json_group_array`, PostgreSQL `json_agg`); the
+/// query inside is the portable text. Rows come in `order` (the
+/// database's, so the last row of a page is where the next one starts).
+pub(crate) fn json_page(
+    conn: &sqlx::AnyConnection,
+    cols: &str,
+    order: &str,
+    inner: &str,
+) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!(
+            "SELECT COALESCE(json_group_array(json_array({cols}) ORDER BY {order}), '[]') FROM ({inner}) AS page"
+        )
+    } else {
+        format!(
+            "SELECT COALESCE(CAST(json_agg(json_build_array({cols}) ORDER BY {order}) AS TEXT), '[]') FROM ({inner}) AS page"
+        )
+    }
+}
+
 /// `$s+1, …, $s+n`: the placeholders of an `IN (…)` list.
 pub(crate) fn list(n: usize, start: usize) -> String {
     (start + 1..=start + n)

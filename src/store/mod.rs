@@ -159,6 +159,13 @@ pub struct RunRecord<'a> {
     pub findings: &'a [SourcedFinding],
     /// Subjects held this run: none of their findings is resolved.
     pub held: &'a crate::engine::plan::Held,
+    /// What the run read, recorded with it (its sightings too), in the same
+    /// transaction; `None` records the lifecycle only. A targeted run keeps
+    /// none (it did not read the estate).
+    pub reading: Option<runs::Reading<'a>>,
+    /// A targeted run: the identities it re-read. Only their findings are
+    /// recorded, and only theirs resolved; `None` for a full run.
+    pub scope: Option<&'a [String]>,
 }
 
 /// Persistence of runs and findings.
@@ -173,38 +180,190 @@ pub trait Store: Send + Sync {
 /// Findings listed by one `findings.opened` / `findings.resolved` audit entry, at most.
 const AUDIT_BATCH: usize = 1_000;
 
-/// One finding of a run, serialised once.
-struct Prepared<'a> {
-    fp: String,
-    data: String,
-    hash: String,
-    depends: String,
-    f: &'a SourcedFinding,
+/// One finding of a run, hashed once (for the findings and the sightings
+/// both); its data is serialised only if a row is written.
+pub(crate) struct Prepared<'a> {
+    pub(crate) fp: String,
+    pub(crate) hash: String,
+    pub(crate) depends: String,
+    pub(crate) f: &'a SourcedFinding,
+    data: std::sync::OnceLock<String>,
+}
+
+/// SHA-256 of what is written to it.
+struct HashWriter(sha2::Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> Prepared<'a> {
+    /// `f` hashed: its fingerprint, the hash of its data, its facets. The
+    /// data is hashed as it is serialised, not kept: a pass over an
+    /// unchanged estate writes (and so keeps) none of it.
+    pub(crate) fn new(f: &'a SourcedFinding) -> Result<Prepared<'a>, StoreError> {
+        let mut h = HashWriter(sha2::Sha256::new());
+        serde_json::to_writer(&mut h, &f.finding)?;
+        Ok(Prepared {
+            fp: f.finding.fingerprint(),
+            hash: hex::encode(h.0.finalize()),
+            depends: serde_json::to_string(&f.depends)?,
+            f,
+            data: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The finding's data as stored (serialised on first use).
+    pub(crate) fn data(&self) -> Result<&str, StoreError> {
+        if let Some(d) = self.data.get() {
+            return Ok(d);
+        }
+        let d = serde_json::to_string(&self.f.finding)?;
+        Ok(self.data.get_or_init(|| d))
+    }
+
+    /// `findings` serialised, a finding seen twice kept once, as last seen.
+    pub(crate) fn all(findings: &'a [SourcedFinding]) -> Result<Vec<Prepared<'a>>, StoreError> {
+        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(findings.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(findings.len());
+        for f in findings {
+            let p = Prepared::new(f)?;
+            match index.get(&p.fp) {
+                Some(&i) => prepared[i] = p,
+                None => {
+                    index.insert(p.fp.clone(), prepared.len());
+                    prepared.push(p);
+                }
+            }
+        }
+        Ok(prepared)
+    }
 }
 
 /// An open finding as stored: enough to tell whether this run changes it
 /// and whether this run may resolve it.
 struct OpenRow {
     hash: Option<String>,
-    source: String,
-    rule: String,
-    identity: String,
-    kind: Option<String>,
     depends: Option<String>,
+    source: String,
+    /// Seen, as stored, by every run up to the latest.
+    open_ended: bool,
 }
 
-type OpenTuple = (
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
+/// An open finding's keys as read ([`OpenRow`] with its fingerprint).
+type OpenTuple = (String, Option<String>, Option<String>, String, i64);
 
-/// Insert or refresh `rows` (multi-row upsert). A finding that was resolved
-/// and is back starts a new lifecycle.
+/// The latest full run (not a targeted one): id and start.
+async fn latest_full(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, started_at FROM runs WHERE scope IS NULL ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Every open finding's keys, in pages read from the covering index.
+async fn open_all(conn: &mut AnyConnection) -> Result<HashMap<String, OpenRow>, StoreError> {
+    let mut open: HashMap<String, OpenRow> = HashMap::new();
+    let mut after = String::new();
+    loop {
+        let sql = batch::json_page(
+            &*conn,
+            "fingerprint, data_sha256, depends, source, open_ended",
+            "fingerprint",
+            &format!(
+                "SELECT fingerprint, data_sha256, depends, source, open_ended
+                 FROM findings WHERE resolved_at IS NULL AND fingerprint > $1
+                 ORDER BY fingerprint LIMIT {}",
+                batch::PAGE_ROWS
+            ),
+        );
+        let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&after)
+            .fetch_one(&mut *conn)
+            .await?;
+        let page: Vec<OpenTuple> = serde_json::from_str(&text)?;
+        let full = page.len() >= batch::PAGE_ROWS;
+        for (fp, hash, depends, source, open_ended) in page {
+            after.clone_from(&fp);
+            let row = OpenRow {
+                hash,
+                depends,
+                source,
+                open_ended: open_ended != 0,
+            };
+            open.insert(fp, row);
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(open)
+}
+
+/// The open findings of the identities `ids` (a targeted run's scope).
+async fn open_of(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<HashMap<String, OpenRow>, StoreError> {
+    let mut open = HashMap::new();
+    for chunk in ids.chunks(batch::rows_per_statement(batch::max_params(conn), 1, 0)) {
+        let sql = format!(
+            "SELECT fingerprint, data_sha256, depends, source, open_ended FROM findings
+             WHERE identity_id IN ({}) AND resolved_at IS NULL",
+            batch::list(chunk.len(), 0)
+        );
+        let mut q = sqlx::query_as::<_, OpenTuple>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for (fp, hash, depends, source, open_ended) in q.fetch_all(&mut *conn).await? {
+            let row = OpenRow {
+                hash,
+                depends,
+                source,
+                open_ended: open_ended != 0,
+            };
+            open.insert(fp, row);
+        }
+    }
+    Ok(open)
+}
+
+/// What judging whether a run may resolve an unseen finding needs beyond
+/// its keys: rule, identity, credential kind, by fingerprint. Read only for
+/// the findings a run did not see (few, on a steady estate).
+async fn unseen_subjects(
+    conn: &mut AnyConnection,
+    fps: &[&str],
+) -> Result<HashMap<String, (String, String, Option<String>)>, StoreError> {
+    let mut out = HashMap::with_capacity(fps.len());
+    for chunk in fps.chunks(batch::rows_per_statement(batch::max_params(conn), 1, 0)) {
+        let sql = format!(
+            "SELECT fingerprint, rule_id, identity_id, credential_kind FROM findings
+             WHERE fingerprint IN ({})",
+            batch::list(chunk.len(), 0)
+        );
+        let mut q =
+            sqlx::query_as::<_, (String, String, String, Option<String>)>(sqlx::AssertSqlSafe(sql));
+        for fp in chunk {
+            q = q.bind(*fp);
+        }
+        for (fp, rule, identity, kind) in q.fetch_all(&mut *conn).await? {
+            out.insert(fp, (rule, identity, kind));
+        }
+    }
+    Ok(out)
+}
+
+/// Insert or refresh `rows` (multi-row upsert), open-ended from this run.
+/// A finding that was resolved and is back starts a new lifecycle.
 async fn upsert_findings(
     conn: &mut AnyConnection,
     run_id: i64,
@@ -215,7 +374,8 @@ async fn upsert_findings(
     for chunk in rows.chunks(batch::rows_per_statement(batch::max_params(conn), COLS, 2)) {
         let sql = format!(
             "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
-                 credential_id, credential_kind, data, depends, data_sha256, first_seen, last_seen, first_run, last_run)
+                 credential_id, credential_kind, data, depends, data_sha256, first_seen, last_seen, first_run, last_run,
+                 open_ended)
              VALUES {}
              ON CONFLICT (fingerprint) DO UPDATE SET
                  first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
@@ -223,7 +383,7 @@ async fn upsert_findings(
                  severity = excluded.severity, provider = excluded.provider, source = excluded.source,
                  last_seen = excluded.last_seen, last_run = excluded.last_run,
                  resolved_at = NULL, data = excluded.data, depends = excluded.depends,
-                 data_sha256 = excluded.data_sha256",
+                 data_sha256 = excluded.data_sha256, open_ended = 1",
             // Each row: its 11 own values, then the run's time and id twice.
             chunk
                 .iter()
@@ -231,7 +391,7 @@ async fn upsert_findings(
                 .map(|(i, _)| {
                     let b = 2 + i * 11;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $1, $2, $2)",
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $1, $2, $2, 1)",
                         b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11
                     )
                 })
@@ -249,7 +409,7 @@ async fn upsert_findings(
                 .bind(&p.f.finding.identity_id)
                 .bind(&p.f.finding.credential_id)
                 .bind(p.f.credential_kind.map(|k| k.as_str()))
-                .bind(&p.data)
+                .bind(p.data()?)
                 .bind(&p.depends)
                 .bind(&p.hash);
         }
@@ -496,14 +656,7 @@ impl SqlStore {
                 .bind(&fp)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let data = serde_json::to_string(&f.finding)?;
-        let p = Prepared {
-            fp: fp.clone(),
-            hash: hex::encode(sha2::Sha256::digest(data.as_bytes())),
-            data,
-            depends: serde_json::to_string(&f.depends)?,
-            f,
-        };
+        let p = Prepared::new(f)?;
         upsert_findings(&mut tx, run_id, &now, &[&p]).await?;
         // A finding that was resolved, or never stored, is (re)opened.
         if was_open.map(|r| r.is_none()) != Some(true) {
@@ -537,11 +690,19 @@ impl SqlStore {
         fingerprint: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Open-ended, it was last seen by this run (the latest).
         let n = sqlx::query(
-            "UPDATE findings SET resolved_at = $1 WHERE fingerprint = $2 AND resolved_at IS NULL",
+            "UPDATE findings SET resolved_at = $1,
+                 last_seen = CASE WHEN open_ended = 1
+                     THEN COALESCE((SELECT started_at FROM runs WHERE id = $3), last_seen)
+                     ELSE last_seen END,
+                 last_run = CASE WHEN open_ended = 1 AND $3 >= last_run THEN $3 ELSE last_run END,
+                 open_ended = 0
+             WHERE fingerprint = $2 AND resolved_at IS NULL",
         )
         .bind(ts(chrono::Utc::now()))
         .bind(fingerprint)
+        .bind(run_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -671,74 +832,67 @@ impl Store for SqlStore {
     async fn record_run(&self, run: RunRecord<'_>) -> Result<RunSummary, StoreError> {
         let now = ts(run.started_at);
         let finished = ts(chrono::Utc::now());
+        let clock = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
+        // The latest full run before this one: where the open-ended rows
+        // reach.
+        let latest = latest_full(&mut tx).await?;
+        let scope: Option<std::collections::HashSet<&str>> =
+            run.scope.map(|s| s.iter().map(String::as_str).collect());
+        let kept: Vec<SourcedFinding>;
+        let findings: &[SourcedFinding] = match &scope {
+            Some(ids)
+                if run
+                    .findings
+                    .iter()
+                    .any(|f| !ids.contains(f.finding.identity_id.as_str())) =>
+            {
+                tracing::debug!("findings outside a targeted run's scope are not recorded");
+                kept = run
+                    .findings
+                    .iter()
+                    .filter(|f| ids.contains(f.finding.identity_id.as_str()))
+                    .cloned()
+                    .collect();
+                &kept
+            }
+            _ => run.findings,
+        };
         let run_id: i64 = sqlx::query(
-            "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved, held)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) RETURNING id",
+            "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved, held, scope)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8) RETURNING id",
         )
         .bind(&now)
         .bind(&finished)
         .bind(ts(run.as_of))
         .bind(run.command)
         .bind(serde_json::to_string(run.sources)?)
-        .bind(run.findings.len() as i64)
+        .bind(findings.len() as i64)
         .bind(if run.held.is_empty() {
             None
         } else {
             Some(serde_json::to_string(run.held)?)
         })
+        .bind(run.scope.map(serde_json::to_string).transpose()?)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
 
         // The open findings as stored, in one read: a finding this run sees
-        // with the same data is not rewritten (only its last sighting
-        // moves), and what remains is what this run did not see.
-        let stored: Vec<OpenTuple> = sqlx::query_as(
-            "SELECT fingerprint, data_sha256, source, rule_id, identity_id, credential_kind, depends
-             FROM findings WHERE resolved_at IS NULL",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut open: HashMap<String, OpenRow> = stored
-            .into_iter()
-            .map(|(fp, hash, source, rule, identity, kind, depends)| {
-                let row = OpenRow {
-                    hash,
-                    source,
-                    rule,
-                    identity,
-                    kind,
-                    depends,
-                };
-                (fp, row)
-            })
-            .collect();
-        // Seen twice in one run, a finding is recorded once, as last seen.
-        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(run.findings.len());
-        let mut index: HashMap<String, usize> = HashMap::with_capacity(run.findings.len());
-        for f in run.findings {
-            let data = serde_json::to_string(&f.finding)?;
-            let p = Prepared {
-                fp: f.finding.fingerprint(),
-                hash: hex::encode(sha2::Sha256::digest(data.as_bytes())),
-                data,
-                depends: serde_json::to_string(&f.depends)?,
-                f,
-            };
-            match index.get(&p.fp) {
-                Some(&i) => prepared[i] = p,
-                None => {
-                    index.insert(p.fp.clone(), prepared.len());
-                    prepared.push(p);
-                }
-            }
-        }
-        drop(index);
+        // with the same data is not written at all (its row is open-ended),
+        // and what remains is what this run did not see.
+        let mut open: HashMap<String, OpenRow> = match run.scope {
+            Some(ids) => open_of(&mut tx, ids).await?,
+            None => open_all(&mut tx).await?,
+        };
+        let read_open = clock.elapsed();
+        let prepared = Prepared::all(findings)?;
+        let serialised = clock.elapsed() - read_open;
 
         let mut opened = 0i64;
         let mut opened_fps: Vec<&str> = Vec::new();
-        let mut unchanged: Vec<&str> = Vec::new();
+        // Seen unchanged after a run that did not see them (held).
+        let mut seen_again: Vec<&str> = Vec::new();
         let mut write: Vec<&Prepared<'_>> = Vec::new();
         for p in &prepared {
             match open.remove(&p.fp) {
@@ -747,7 +901,10 @@ impl Store for SqlStore {
                         && row.depends.as_deref() == Some(p.depends.as_str())
                         && row.source == p.f.source =>
                 {
-                    unchanged.push(&p.fp)
+                    // A targeted run's few are marked seen by it.
+                    if !row.open_ended || scope.is_some() {
+                        seen_again.push(&p.fp)
+                    }
                 }
                 Some(_) => write.push(p),
                 None => {
@@ -760,10 +917,10 @@ impl Store for SqlStore {
         upsert_findings(&mut tx, run_id, &now, &write).await?;
         update_findings(
             &mut tx,
-            "last_seen = $1, last_run = $2",
+            "last_seen = $1, last_run = $2, open_ended = 1",
             &now,
             Some(run_id),
-            &unchanged,
+            &seen_again,
         )
         .await?;
 
@@ -772,15 +929,48 @@ impl Store for SqlStore {
         // A held subject is as unseen: its findings stay open.
         let mut unseen: Vec<(String, OpenRow)> = open.into_iter().collect();
         unseen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let fps: Vec<&str> = unseen.iter().map(|(fp, _)| fp.as_str()).collect();
+        let subjects = unseen_subjects(&mut tx, &fps).await?;
         let mut resolve: Vec<&str> = Vec::new();
+        // Not seen, resolved or held: last seen by the latest run before.
+        let mut close: Vec<&str> = Vec::new();
         for (fp, row) in &unseen {
-            let depends = stored_depends(row.depends.as_deref(), &row.source, row.kind.as_deref());
+            if row.open_ended {
+                close.push(fp);
+            }
+            let Some((rule, identity, kind)) = subjects.get(fp) else {
+                continue;
+            };
+            let depends = stored_depends(row.depends.as_deref(), &row.source, kind.as_deref());
             let seeable = seeable(run.sources, &row.source, depends)
-                && (row.rule == crate::engine::findings::UNMAPPED_RULE
-                    || run.held.reason(&row.identity).is_none());
-            if seeable && run.rules.contains(&row.rule) {
+                && (rule == crate::engine::findings::UNMAPPED_RULE
+                    || run.held.reason(identity).is_none());
+            if seeable && run.rules.contains(rule) {
                 resolve.push(fp);
             }
+        }
+        match &latest {
+            Some((id, started)) => {
+                // Never earlier than its own last run (a targeted run's).
+                update_findings(
+                    &mut tx,
+                    "last_seen = CASE WHEN last_run >= $2 THEN last_seen ELSE $1 END,
+                     last_run = CASE WHEN last_run >= $2 THEN last_run ELSE $2 END,
+                     open_ended = 0",
+                    started,
+                    Some(*id),
+                    &close,
+                )
+                .await?
+            }
+            // Open-ended rows without an earlier run: only a damaged store.
+            None if !close.is_empty() => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} open-ended finding(s) and no earlier run",
+                    close.len()
+                )))
+            }
+            None => {}
         }
         update_findings(&mut tx, "resolved_at = $1", &now, None, &resolve).await?;
         let resolved = i64::try_from(resolve.len()).unwrap_or(i64::MAX);
@@ -790,6 +980,18 @@ impl Store for SqlStore {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        let findings_written = clock.elapsed() - read_open - serialised;
+        // What the run read, and its sightings, in the same transaction.
+        if let (Some(reading), None) = (run.reading, run.scope) {
+            runs::record_detail(&mut tx, run_id, reading, &prepared).await?;
+        }
+        tracing::debug!(
+            ?read_open,
+            ?serialised,
+            ?findings_written,
+            detail = ?(clock.elapsed() - read_open - serialised - findings_written),
+            "run recorded"
+        );
         // Lifecycle events are audited per batch: one entry lists, in
         // fingerprint order, up to AUDIT_BATCH findings the run opened (or
         // resolved). The chain covers the batch as it covers any entry; a
@@ -818,7 +1020,8 @@ impl Store for SqlStore {
                 "started_at": now,
                 "as_of": ts(run.as_of),
                 "sources": run.sources,
-                "findings": run.findings.len(),
+                "scope": run.scope,
+                "findings": findings.len(),
                 "opened": opened,
                 "resolved": resolved,
             }),
@@ -827,18 +1030,28 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(RunSummary {
             run_id,
-            findings: run.findings.len() as i64,
+            findings: findings.len() as i64,
             opened,
             resolved,
         })
     }
 
     async fn open_findings(&self) -> Result<Vec<StoredFinding>, StoreError> {
+        // An open-ended finding was last seen by the latest full run, or by
+        // a targeted run after it.
+        let mut conn = self.pool.acquire().await?;
+        let (latest, started) = latest_full(&mut conn)
+            .await?
+            .unwrap_or((i64::MAX, String::new()));
         let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT data, first_seen, last_seen, resolved_at FROM findings
-             WHERE resolved_at IS NULL ORDER BY fingerprint",
+            "SELECT data, first_seen,
+                 CASE WHEN open_ended = 1 AND last_run < $1 THEN $2 ELSE last_seen END AS last_seen,
+                 resolved_at
+             FROM findings WHERE resolved_at IS NULL ORDER BY fingerprint",
         )
-        .fetch_all(&self.pool)
+        .bind(latest)
+        .bind(started)
+        .fetch_all(&mut *conn)
         .await?;
         rows.into_iter()
             .map(|(data, first_seen, last_seen, resolved_at)| {

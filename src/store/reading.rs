@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::estate::{Estate, SourceState};
 use crate::engine::rules::{Action, RuleSet, Severity};
-use crate::store::runs::RunDetail;
-use crate::store::{SourcedFinding, SqlStore, StoreError};
+use crate::store::runs::Reading;
+use crate::store::StoreError;
 
 /// One source as a run read it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,28 +243,32 @@ fn source_refs(estate: &Estate) -> Vec<SourceReadingRef<'_>> {
         .collect()
 }
 
-/// Keep what run `run_id` read and the findings it saw.
-pub async fn record(
-    store: &SqlStore,
-    run_id: i64,
-    estate: &Estate,
-    rules: &RuleSet,
-    findings: &[SourcedFinding],
-) -> Result<(), StoreError> {
-    let inventory = serde_json::to_string(&source_refs(estate))?;
-    let approvals = serde_json::to_string(&estate.approvals)?;
-    let rules = serde_json::to_string(&rule_infos(rules))?;
-    store
-        .record_run_detail(
-            run_id,
-            RunDetail {
-                inventory: &inventory,
-                approvals: &approvals,
-                rules: &rules,
-                findings,
-            },
-        )
-        .await
+/// What a run read, serialised for the store: per source its state and
+/// inventory, the approvals as read, the rules evaluated.
+pub struct Serialised {
+    inventory: String,
+    approvals: String,
+    rules: String,
+}
+
+impl Serialised {
+    /// Serialise what a pass over `estate` with `rules` read.
+    pub fn of(estate: &Estate, rules: &RuleSet) -> Result<Serialised, StoreError> {
+        Ok(Serialised {
+            inventory: serde_json::to_string(&source_refs(estate))?,
+            approvals: serde_json::to_string(&estate.approvals)?,
+            rules: serde_json::to_string(&rule_infos(rules))?,
+        })
+    }
+
+    /// Borrowed, for [`crate::store::RunRecord::reading`].
+    pub fn reading(&self) -> Reading<'_> {
+        Reading {
+            inventory: &self.inventory,
+            approvals: &self.approvals,
+            rules: &self.rules,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,13 @@
 //! dialect types in signatures, so the PostgreSQL backend can take this
 //! file as it is.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{SourcedFinding, SqlStore, StoreError};
+use super::{Prepared, SourcedFinding, SqlStore, StoreError};
 use crate::engine::estate::SourceStatus;
 use crate::engine::findings::Finding;
 
@@ -34,6 +34,18 @@ pub struct RunDetail<'a> {
     pub rules: &'a str,
     /// The findings of the run.
     pub findings: &'a [SourcedFinding],
+}
+
+/// What a run read, serialised (as [`RunDetail`] without the findings,
+/// which the run record carries).
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    /// JSON: per source, its state and inventory.
+    pub inventory: &'a str,
+    /// JSON: the approvals as read.
+    pub approvals: &'a str,
+    /// JSON: the rules evaluated.
+    pub rules: &'a str,
 }
 
 /// One recorded run.
@@ -60,6 +72,10 @@ pub struct RunInfo {
     /// Subjects held (their findings not resolved by this run).
     #[serde(skip_serializing_if = "crate::engine::plan::Held::is_empty")]
     pub held: crate::engine::plan::Held,
+    /// A targeted run's subjects (it recorded only their findings and no
+    /// reading); `None` for a full run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
 }
 
 /// A finding seen, with the same data, by the consecutive recorded runs
@@ -108,6 +124,12 @@ pub struct StoredReading {
     pub rules: String,
 }
 
+/// A sighting's last run as read: an open-ended one reaches the latest run
+/// with recorded detail.
+const LAST_RUN: &str = "CASE WHEN open_ended = 1
+     THEN COALESCE((SELECT MAX(run_id) FROM run_snapshots), last_run)
+     ELSE last_run END AS last_run";
+
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -130,6 +152,10 @@ macro_rules! run_info {
             held: match r.try_get::<Option<String>, _>("held")? {
                 Some(h) => serde_json::from_str(&h)?,
                 None => Default::default(),
+            },
+            scope: match r.try_get::<Option<String>, _>("scope")? {
+                Some(s) => Some(serde_json::from_str(&s)?),
+                None => None,
             },
         })
     }};
@@ -157,148 +183,182 @@ macro_rules! sighting {
     }};
 }
 
-// Record that run `$run` saw `$f`: extend the sighting that ended at the
-// previous recorded run `$prev` (or already at `$run`) with the same data,
-// else start one. Seen twice in one run, it is kept once.
-macro_rules! sight {
-    ($exec:expr, $run:expr, $prev:expr, $f:expr) => {{
-        let f: &SourcedFinding = $f;
-        let fp = f.finding.fingerprint();
-        let data = serde_json::to_string(&f.finding)?;
-        let hash = sha256_hex(&data);
-        let depends = serde_json::to_string(&f.depends)?;
-        // What it depends on is as of the latest run of the sighting.
-        let extended = sqlx::query(
-            "UPDATE finding_sightings SET last_run = $1, depends = $5
-             WHERE fingerprint = $2 AND data_sha256 = $3 AND (last_run = $4 OR last_run = $1)",
-        )
-        .bind($run)
-        .bind(&fp)
-        .bind(&hash)
-        .bind($prev)
-        .bind(&depends)
-        .execute(&mut *$exec)
-        .await?
-        .rows_affected();
-        if extended == 0 {
-            sqlx::query(
-                "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
-                     source, credential_kind, data_sha256, data, depends)
-                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (fingerprint, first_run) DO NOTHING",
-            )
-            .bind(&fp)
-            .bind($run)
-            .bind(&f.finding.rule_id)
-            .bind(f.finding.severity.as_str())
-            .bind(&f.source)
-            .bind(f.credential_kind.map(|k| k.as_str()))
-            .bind(&hash)
-            .bind(&data)
-            .bind(&depends)
-            .execute(&mut *$exec)
-            .await?;
-        }
-    }};
-}
-
-/// Record that run `run` saw `findings`, as [`sight!`] does one by one,
-/// in multi-row statements: the sightings that ended at `prev` (or at
-/// `run`) are read once; a finding seen with the same data extends its
-/// sighting, any other starts one.
+/// Record that run `run` saw `findings`; `prev` is the recorded run before
+/// it. Sightings are open-ended: one seen again with the same data and
+/// facets is not written at all; one seen with other facets has them
+/// updated (they are as of its latest run); one not seen, or seen with
+/// other data, is closed at `prev`; a finding without an open-ended
+/// sighting of its data starts one. An unchanged pass writes nothing.
 async fn sight_all(
     conn: &mut sqlx::AnyConnection,
     run: i64,
     prev: i64,
-    findings: &[SourcedFinding],
+    findings: &[Prepared<'_>],
 ) -> Result<(), StoreError> {
-    let ending: Vec<(String, String)> = sqlx::query_as(
-        "SELECT fingerprint, data_sha256 FROM finding_sightings WHERE last_run = $1 OR last_run = $2",
-    )
-    .bind(prev)
-    .bind(run)
-    .fetch_all(&mut *conn)
-    .await?;
-    let ending: HashSet<(String, String)> = ending.into_iter().collect();
-    let max = super::batch::max_params(conn);
-    // By `depends` (a handful of distinct values): one UPDATE sets one.
-    let mut extend: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    // New sightings: fingerprint, hash, data, depends, the finding.
-    let mut start: Vec<(String, String, String, String, &SourcedFinding)> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::with_capacity(findings.len());
-    for f in findings {
-        let fp = f.finding.fingerprint();
-        if !seen.insert(fp.clone()) {
-            continue;
+    // From the partial index alone (migration 0016), in pages.
+    let mut open: HashMap<(String, String), Option<String>> = HashMap::new();
+    let mut after = (String::new(), String::new());
+    loop {
+        let sql = super::batch::json_page(
+            conn,
+            "fingerprint, data_sha256, depends",
+            "fingerprint, data_sha256",
+            &format!(
+                "SELECT fingerprint, data_sha256, depends FROM finding_sightings
+                 WHERE open_ended = 1 AND (fingerprint > $1 OR (fingerprint = $1 AND data_sha256 > $2))
+                 ORDER BY fingerprint, data_sha256 LIMIT {}",
+                super::batch::PAGE_ROWS
+            ),
+        );
+        let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&after.0)
+            .bind(&after.1)
+            .fetch_one(&mut *conn)
+            .await?;
+        let page: Vec<(String, String, Option<String>)> = serde_json::from_str(&text)?;
+        let full = page.len() >= super::batch::PAGE_ROWS;
+        for (fp, hash, depends) in page {
+            after = (fp.clone(), hash.clone());
+            open.insert((fp, hash), depends);
         }
-        let data = serde_json::to_string(&f.finding)?;
-        let hash = sha256_hex(&data);
-        let depends = serde_json::to_string(&f.depends)?;
-        let key = (fp, hash);
-        if ending.contains(&key) {
-            extend.entry(depends).or_default().push(key);
-        } else {
-            start.push((key.0, key.1, data, depends, f));
+        if !full {
+            break;
         }
     }
-    for (depends, keys) in &extend {
-        for chunk in keys.chunks(super::batch::rows_per_statement(max, 2, 4)) {
-            // Found through the primary key's fingerprint (each pair's
-            // first parameter, named again in the `IN` list), not through
-            // `last_run`, whose index (`+` keeps the planner off it) would
-            // read every sighting ending at the previous run per statement.
-            let fps: Vec<String> = (0..chunk.len())
-                .map(|i| format!("${}", 4 + 2 * i))
-                .collect();
+    let max = super::batch::max_params(conn);
+    // By `depends` (a handful of distinct values): one UPDATE sets one.
+    let mut redepend: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    let mut start: Vec<&Prepared<'_>> = Vec::new();
+    for p in findings {
+        let key = (p.fp.clone(), p.hash.clone());
+        match open.remove(&key) {
+            Some(d) if d.as_deref() == Some(p.depends.as_str()) => {}
+            Some(_) => redepend.entry(p.depends.as_str()).or_default().push(key),
+            None => start.push(p),
+        }
+    }
+    let close: Vec<(String, String)> = open.into_keys().collect();
+    // Found through the primary key's fingerprint (each pair's first
+    // parameter, named again in the `IN` list), then the pair.
+    let pairs = |chunk: &[(String, String)], fixed: usize| {
+        let fps: Vec<String> = (0..chunk.len())
+            .map(|i| format!("${}", fixed + 1 + 2 * i))
+            .collect();
+        format!(
+            "open_ended = 1 AND fingerprint IN ({}) AND (fingerprint, data_sha256) IN (VALUES {})",
+            fps.join(", "),
+            super::batch::values(chunk.len(), 2, fixed)
+        )
+    };
+    for (depends, keys) in &redepend {
+        for chunk in keys.chunks(super::batch::rows_per_statement(max, 2, 1)) {
             let sql = format!(
-                "UPDATE finding_sightings SET last_run = $1, depends = $2
-                 WHERE (+last_run = $3 OR +last_run = $1)
-                   AND fingerprint IN ({})
-                   AND (fingerprint, data_sha256) IN (VALUES {})",
-                fps.join(", "),
-                super::batch::values(chunk.len(), 2, 3)
+                "UPDATE finding_sightings SET depends = $1 WHERE {}",
+                pairs(chunk, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(run)
-                .bind(depends)
-                .bind(prev);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*depends);
             for (fp, hash) in chunk {
                 q = q.bind(fp).bind(hash);
             }
             q.execute(&mut *conn).await?;
         }
     }
+    for chunk in close.chunks(super::batch::rows_per_statement(max, 2, 1)) {
+        // Never before its own first run (a sighting started by this run
+        // and added to twice is not in `open`, but a damaged store could be).
+        let sql = format!(
+            "UPDATE finding_sightings SET open_ended = 0,
+                 last_run = CASE WHEN first_run > $1 THEN first_run ELSE $1 END
+             WHERE {}",
+            pairs(chunk, 1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(prev);
+        for (fp, hash) in chunk {
+            q = q.bind(fp).bind(hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    insert_sightings(conn, run, &start).await
+}
+
+/// Start open-ended sightings of `rows` at run `run`.
+async fn insert_sightings(
+    conn: &mut sqlx::AnyConnection,
+    run: i64,
+    rows: &[&Prepared<'_>],
+) -> Result<(), StoreError> {
     const COLS: usize = 8;
-    for chunk in start.chunks(super::batch::rows_per_statement(max, COLS, 1)) {
+    let max = super::batch::max_params(conn);
+    for chunk in rows.chunks(super::batch::rows_per_statement(max, COLS, 1)) {
         // Each row: its 8 own values; the run (`$1`) as first and last run.
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let b = 1 + i * COLS;
                 let p: Vec<String> = (b + 1..=b + COLS).map(|n| format!("${n}")).collect();
-                format!("({}, $1, $1, {})", p[0], p[1..].join(", "))
+                format!("({}, $1, $1, {}, 1)", p[0], p[1..].join(", "))
             })
             .collect();
         let sql = format!(
             "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
-                 source, credential_kind, data_sha256, data, depends)
+                 source, credential_kind, data_sha256, data, depends, open_ended)
              VALUES {}
              ON CONFLICT (fingerprint, first_run) DO NOTHING",
             rows.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run);
-        for (fp, hash, data, depends, f) in chunk {
+        for p in chunk {
             q = q
-                .bind(fp)
-                .bind(&f.finding.rule_id)
-                .bind(f.finding.severity.as_str())
-                .bind(&f.source)
-                .bind(f.credential_kind.map(|k| k.as_str()))
-                .bind(hash)
-                .bind(data)
-                .bind(depends);
+                .bind(&p.fp)
+                .bind(&p.f.finding.rule_id)
+                .bind(p.f.finding.severity.as_str())
+                .bind(&p.f.source)
+                .bind(p.f.credential_kind.map(|k| k.as_str()))
+                .bind(&p.hash)
+                .bind(p.data()?)
+                .bind(&p.depends);
         }
         q.execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// Record what run `run_id` read and the findings it saw (its sightings),
+/// on `conn` (the run's transaction).
+pub(crate) async fn record_detail(
+    conn: &mut sqlx::AnyConnection,
+    run_id: i64,
+    reading: Reading<'_>,
+    findings: &[Prepared<'_>],
+) -> Result<(), StoreError> {
+    let clock = std::time::Instant::now();
+    let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
+        .bind(run_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let prev = row.try_get::<Option<i64>, _>("prev")?.unwrap_or(-1);
+    let mut hashes = Vec::with_capacity(3);
+    // The rules stay whole: `run_rules` reads them in one join.
+    for (body, may_chunk) in [
+        (reading.inventory, true),
+        (reading.approvals, true),
+        (reading.rules, false),
+    ] {
+        hashes.push(put_blob(&mut *conn, body, may_chunk).await?);
+    }
+    sqlx::query(
+        "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256, format_version)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(run_id)
+    .bind(&hashes[0])
+    .bind(&hashes[1])
+    .bind(&hashes[2])
+    .bind(READING_FORMAT)
+    .execute(&mut *conn)
+    .await?;
+    let stored = clock.elapsed();
+    sight_all(conn, run_id, prev, findings).await?;
+    tracing::debug!(reading = ?stored, sightings = ?(clock.elapsed() - stored), "detail recorded");
     Ok(())
 }
 
@@ -405,57 +465,56 @@ impl SqlStore {
         Ok(body)
     }
 
-    /// The recorded run (with detail) before `run_id`; `-1` when none.
-    async fn previous_detailed(&self, run_id: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>("prev")?.unwrap_or(-1))
-    }
-
     /// Record what run `run_id` read and the findings it saw, in one
-    /// transaction. Findings added later to the same run (enforce mode's
-    /// findings about itself) go through [`SqlStore::add_run_finding`].
+    /// transaction (a pass records both with the run: [`RunRecord::reading`](super::RunRecord)).
+    /// Findings added later to the same run (enforce mode's findings about
+    /// itself) go through [`SqlStore::add_run_finding`].
     pub async fn record_run_detail(
         &self,
         run_id: i64,
         detail: RunDetail<'_>,
     ) -> Result<(), StoreError> {
-        let prev = self.previous_detailed(run_id).await?;
+        let prepared = Prepared::all(detail.findings)?;
+        let reading = Reading {
+            inventory: detail.inventory,
+            approvals: detail.approvals,
+            rules: detail.rules,
+        };
         let mut tx = self.pool.begin().await?;
-        let mut hashes = Vec::with_capacity(3);
-        // The rules stay whole: `run_rules` reads them in one join.
-        for (body, may_chunk) in [
-            (detail.inventory, true),
-            (detail.approvals, true),
-            (detail.rules, false),
-        ] {
-            hashes.push(put_blob(&mut tx, body, may_chunk).await?);
-        }
-        sqlx::query(
-            "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256, format_version)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(run_id)
-        .bind(&hashes[0])
-        .bind(&hashes[1])
-        .bind(&hashes[2])
-        .bind(READING_FORMAT)
-        .execute(&mut *tx)
-        .await?;
-        sight_all(&mut tx, run_id, prev, detail.findings).await?;
+        record_detail(&mut tx, run_id, reading, &prepared).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Record one more finding of run `run_id` (after its detail).
+    /// Record one more finding of run `run_id` (after its detail): nothing
+    /// if an open-ended sighting has its data, else one starts at `run_id`.
     pub async fn add_run_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
-        let prev = self.previous_detailed(run_id).await?;
+        let p = Prepared::new(f)?;
         let mut tx = self.pool.begin().await?;
-        sight!(tx, run_id, prev, f);
+        let open = sqlx::query(
+            "UPDATE finding_sightings SET depends = $3
+             WHERE open_ended = 1 AND fingerprint = $1 AND data_sha256 = $2",
+        )
+        .bind(&p.fp)
+        .bind(&p.hash)
+        .bind(&p.depends)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if open == 0 {
+            insert_sightings(&mut tx, run_id, &[&p]).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The newest run with a recorded reading (a full run), if any: what
+    /// reports mean by `latest`.
+    pub async fn latest_detailed_run_id(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(run_id) AS id FROM run_snapshots")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("id")?)
     }
 
     /// The newest run, if any.
@@ -486,10 +545,12 @@ impl SqlStore {
 
     /// The findings run `run_id` saw, with their data as it saw them.
     pub async fn run_findings(&self, run_id: i64) -> Result<Vec<Sighting>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM finding_sightings WHERE last_run >= $1 AND first_run <= $1
-             ORDER BY fingerprint",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT fingerprint, first_run, {LAST_RUN}, rule_id, severity, source, credential_kind,
+                 depends, data
+             FROM finding_sightings WHERE (last_run >= $1 OR open_ended = 1) AND first_run <= $1
+             ORDER BY fingerprint"
+        )))
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
@@ -499,10 +560,10 @@ impl SqlStore {
     /// Every sighting (no data) that began by run `upto`: enough to replay
     /// the lifecycle for diffs and first-seen dates.
     pub async fn sightings_upto(&self, upto: i64) -> Result<Vec<Sighting>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT fingerprint, first_run, last_run, rule_id, severity, source, credential_kind, depends
-             FROM finding_sightings WHERE first_run <= $1 ORDER BY first_run, fingerprint",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT fingerprint, first_run, {LAST_RUN}, rule_id, severity, source, credential_kind, depends
+             FROM finding_sightings WHERE first_run <= $1 ORDER BY first_run, fingerprint"
+        )))
         .bind(upto)
         .fetch_all(&self.pool)
         .await?;
@@ -673,6 +734,8 @@ mod tests {
                     rules: &[],
                     findings: &[],
                     held: &Default::default(),
+                    reading: None,
+                    scope: None,
                 })
                 .await
                 .expect("run");
@@ -753,6 +816,8 @@ mod tests {
                     rules: &["credential-stale".to_string()],
                     findings: list,
                     held: &Default::default(),
+                    reading: None,
+                    scope: None,
                 })
                 .await
                 .expect("run");
