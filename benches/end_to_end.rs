@@ -4,13 +4,15 @@
 //! SQLite or PostgreSQL. Per step: wall time, the step's peak RSS (the
 //! child process's, from `wait4`) and the store's size after it.
 //!
-//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres] [--keep DIR]
+//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres] [--keep DIR] [--targeted N]
 //!
 //! `--identities` defaults to 30 % of the credentials (the 300,000
 //! for 1,000,000). PostgreSQL is started from the Debian package's binaries
-//! (tests/run.sh installs them) on a free loopback port. The targeted pass
-//! (approval end or webhook → journaled action) is measured by the
-//! `daemon_latency` bench against moto.
+//! (tests/run.sh installs them) on a free loopback port. Last, in process,
+//! `--targeted N` (default 20) daemon passes targeted at one identity each,
+//! after a full pass that fills the cache: trigger to plan. The journaled
+//! action against a provider is measured by the `daemon_latency` bench
+//! against moto.
 
 #[path = "../tests/support/pg.rs"]
 #[allow(dead_code)]
@@ -236,4 +238,72 @@ fn main() {
             .map(|m| m.len() as f64 / 1e6)
             .unwrap_or(0.0)
     );
+    // Last: in this process, whose memory would otherwise count in the
+    // children's peak (a forked child starts as large as its parent).
+    let passes: usize = arg(&args, "--targeted")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    if passes > 0 {
+        targeted(d, passes);
+    }
+}
+
+/// The daemon's targeted passes, in process as the daemon runs them: one
+/// full pass fills the inventory cache, then `n` passes each re-read,
+/// evaluate, record and plan for one identity (spread over the estate),
+/// timed from trigger to plan. Acting is the provider's time, measured
+/// against moto by `daemon_latency`; a snapshot source does not act.
+fn targeted(d: &Path, n: usize) {
+    use nhi_assure::pass::{Context, InventoryCache, Targets};
+    std::env::set_current_dir(d).unwrap_or_else(|e| fail(e));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    rt.block_on(async {
+        let ctx = Context::load(Path::new("nhi-assure.toml")).unwrap_or_else(|e| fail(e));
+        let mut cache = InventoryCache::new();
+        let t = Instant::now();
+        let full = ctx
+            .pass_scoped("daemon", Some(&mut cache), None)
+            .await
+            .unwrap_or_else(|e| fail(e));
+        println!(
+            "daemon start (full pass)  {:>8.2} s  {} findings",
+            t.elapsed().as_secs_f64(),
+            full.findings.len()
+        );
+        let mut ids: Vec<String> = full.findings.iter().map(|f| f.identity_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        drop(full);
+        if ids.is_empty() {
+            fail("no identity with findings to target");
+        }
+        let step = (ids.len() / n).max(1);
+        let mut took: Vec<f64> = Vec::with_capacity(n);
+        let mut recorded = 0usize;
+        for id in ids.iter().step_by(step).take(n) {
+            let only = Targets {
+                identities: vec![id.clone()],
+                ..Targets::default()
+            };
+            let t = Instant::now();
+            let p = ctx
+                .pass_scoped("daemon-targeted", Some(&mut cache), Some(&only))
+                .await
+                .unwrap_or_else(|e| fail(e));
+            took.push(t.elapsed().as_secs_f64() * 1e3);
+            recorded += p.findings.len();
+        }
+        took.sort_by(f64::total_cmp);
+        let pct = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "targeted pass ({} passes, {recorded} findings recorded)  p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+            took.len(),
+            pct(0.5),
+            pct(0.99),
+            took.last().copied().unwrap_or(0.0)
+        );
+    });
 }

@@ -176,9 +176,12 @@ pub fn materialize_with_subjects(
     rules: &RuleSet,
     hits: &[Hit],
 ) -> Vec<Materialized> {
+    use rayon::prelude::*;
     let env = Env { estate, facts };
+    // Each hit's evidence is built on its own (a second of work per
+    // 100,000 findings on one core).
     let mut out: Vec<Materialized> = hits
-        .iter()
+        .par_iter()
         .map(|h| {
             let rule = &rules.rules[h.rule as usize];
             let mut ev = Map::new();

@@ -228,12 +228,17 @@ impl<'a> Prepared<'a> {
         Ok(self.data.get_or_init(|| d))
     }
 
-    /// `findings` serialised, a finding seen twice kept once, as last seen.
+    /// `findings` hashed (in parallel: the serialisation is the cost), a
+    /// finding seen twice kept once, as last seen.
     pub(crate) fn all(findings: &'a [SourcedFinding]) -> Result<Vec<Prepared<'a>>, StoreError> {
-        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(findings.len());
-        let mut index: HashMap<String, usize> = HashMap::with_capacity(findings.len());
-        for f in findings {
-            let p = Prepared::new(f)?;
+        use rayon::prelude::*;
+        let hashed: Vec<Prepared<'a>> = findings
+            .par_iter()
+            .map(Prepared::new)
+            .collect::<Result<_, _>>()?;
+        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(hashed.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(hashed.len());
+        for p in hashed {
             match index.get(&p.fp) {
                 Some(&i) => prepared[i] = p,
                 None => {

@@ -144,15 +144,25 @@ impl nhi_contract::ApprovalConnector for FilesConfig {
 }
 
 /// The approvals-as-code [`ApprovalSource`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FilesSource {
     config: FilesConfig,
+    /// Each file's text and approvals as last parsed without a problem: a
+    /// daemon re-reading the directory on every pass (each approval end,
+    /// each webhook event) parses only the files whose text changed.
+    parsed: std::sync::Mutex<Parsed>,
 }
+
+/// Per file: its text and its approvals, as last parsed cleanly.
+pub type Parsed = HashMap<PathBuf, (String, Vec<Approval>)>;
 
 impl FilesSource {
     /// Create a source; nothing is read until asked.
     pub fn new(config: FilesConfig) -> Self {
-        FilesSource { config }
+        FilesSource {
+            config,
+            parsed: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -163,11 +173,21 @@ impl ApprovalSource for FilesSource {
     }
 
     async fn approvals(&self) -> Result<Vec<Approval>, SourceError> {
-        load_dir(&self.config.path, self.config.max_validity_days).map_err(|p| {
-            SourceError::Invalid {
-                location: self.config.path.display().to_string(),
-                message: p.to_string(),
-            }
+        // A poisoned cache (a panic elsewhere while it was held) is only a
+        // cache: start again from nothing.
+        let mut parsed = self.parsed.lock().unwrap_or_else(|poisoned| {
+            let mut g = poisoned.into_inner();
+            g.clear();
+            g
+        });
+        load_dir_with(
+            &self.config.path,
+            self.config.max_validity_days,
+            &mut parsed,
+        )
+        .map_err(|p| SourceError::Invalid {
+            location: self.config.path.display().to_string(),
+            message: p.to_string(),
         })
     }
 }
@@ -182,11 +202,41 @@ impl ApprovalSource for FilesSource {
 /// that is not a regular file (a FIFO would block the read forever) is a
 /// located problem.
 pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Problems> {
+    load_dir_with(dir, max_validity_days, &mut HashMap::new())
+}
+
+/// [`load_dir`], taking each file whose text is as in `parsed` from there
+/// instead of parsing it again, and leaving in `parsed` what this read
+/// parsed cleanly (a file with a problem is parsed, and reported, every
+/// time). Parsing depends on nothing but the text and `max_validity_days`,
+/// which `parsed` must be used with alone.
+pub fn load_dir_with(
+    dir: &Path,
+    max_validity_days: i64,
+    parsed: &mut Parsed,
+) -> Result<Vec<Approval>, Problems> {
     let mut problems = Vec::new();
     let mut out = Vec::new();
+    let mut kept = Parsed::new();
     for (f, text) in read_files(dir, "approvals", &mut problems)? {
-        parse_file(&f, &text, max_validity_days, &mut out, &mut problems);
+        if let Some((was, approvals)) = parsed.remove(&f) {
+            if was == text {
+                out.extend(approvals.iter().cloned());
+                kept.insert(f, (was, approvals));
+                continue;
+            }
+        }
+        let mut these = Vec::new();
+        let before = problems.len();
+        parse_file(&f, &text, max_validity_days, &mut these, &mut problems);
+        if problems.len() == before {
+            out.extend(these.iter().cloned());
+            kept.insert(f, (text, these));
+        } else {
+            out.extend(these);
+        }
     }
+    *parsed = kept;
     // Duplicate ids across the whole directory: name both places.
     let mut seen: HashMap<&str, &str> = HashMap::new();
     let mut dupes = Vec::new();

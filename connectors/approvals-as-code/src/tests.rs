@@ -484,3 +484,48 @@ fn bad_workload_is_located() {
     );
     assert!(only_problem(&text).contains("audience"));
 }
+
+#[test]
+fn a_reread_parses_only_changed_files_and_reads_as_a_fresh_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "a.yaml", GOOD);
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-2"));
+    let mut parsed = Parsed::new();
+    let ids = |v: Vec<Approval>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let fresh = |d: &Path| ids(load_dir(d, 365).expect("fresh"));
+    assert_eq!(
+        ids(load_dir_with(d, 365, &mut parsed).expect("1")),
+        ["APR-1", "APR-2"]
+    );
+    assert_eq!(parsed.len(), 2);
+    // Unchanged: the same approvals, from what was parsed.
+    assert_eq!(
+        ids(load_dir_with(d, 365, &mut parsed).expect("2")),
+        fresh(d)
+    );
+    // A file changed: read as changed.
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-3"));
+    assert_eq!(
+        ids(load_dir_with(d, 365, &mut parsed).expect("3")),
+        ["APR-1", "APR-3"]
+    );
+    // A file broken: the problem is reported, every time, not hidden by
+    // what it held before.
+    write(d, "b.yaml", &GOOD.replace("expires_at", "expires"));
+    for _ in 0..2 {
+        let p = load_dir_with(d, 365, &mut parsed).expect_err("broken");
+        assert!(p.to_string().contains("b.yaml"), "{p}");
+    }
+    // Mended, and a duplicate across a kept and a new file still found.
+    write(d, "b.yaml", GOOD);
+    let p = load_dir_with(d, 365, &mut parsed).expect_err("duplicate");
+    assert!(p.to_string().contains("duplicate approval id"), "{p}");
+    // A file removed: its approvals are gone, and it is no longer kept.
+    std::fs::remove_file(d.join("b.yaml")).expect("rm");
+    assert_eq!(
+        ids(load_dir_with(d, 365, &mut parsed).expect("4")),
+        ["APR-1"]
+    );
+    assert_eq!(parsed.len(), 1);
+}
