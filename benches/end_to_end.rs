@@ -4,7 +4,7 @@
 //! SQLite or PostgreSQL. Per step: wall time, the step's peak RSS (the
 //! child process's, from `wait4`) and the store's size after it.
 //!
-//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres] [--keep DIR] [--targeted N]
+//!     cargo bench --bench end_to_end -- [--credentials 100000] [--identities N] [--backend sqlite|postgres] [--keep DIR] [--targeted N] [--targeted-only] [--scans-only]
 //!
 //! `--identities` defaults to 30 % of the credentials (the 300,000
 //! for 1,000,000). PostgreSQL is started from the Debian package's binaries
@@ -165,6 +165,15 @@ fn main() {
         std::fs::create_dir_all(k).unwrap_or_else(|e| fail(e));
     }
     let d = kept.as_deref().unwrap_or(dir.path());
+    let passes: usize = arg(&args, "--targeted")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    // `--targeted-only` with `--keep DIR` of an earlier run: its estate and
+    // store, the targeted passes alone.
+    if kept.is_some() && args.iter().any(|a| a == "--targeted-only") {
+        targeted(d, passes.max(1));
+        return;
+    }
     let t = Instant::now();
     write_estate(d, identities, credentials);
     println!(
@@ -210,19 +219,26 @@ fn main() {
     ];
     run("scan", &scan);
     run("scan (unchanged)", &scan);
-    for f in ["json", "csv", "ocsf", "sarif", "html"] {
+    // `--scans-only`: the two scans and the targeted passes.
+    let reports = !args.iter().any(|a| a == "--scans-only");
+    for f in ["json", "csv", "ocsf", "sarif", "html"]
+        .into_iter()
+        .filter(|_| reports)
+    {
         run(
             &format!("report {f}"),
             &["report", "--config", cfg, "--format", f, "--out", "out"],
         );
     }
-    run("evidence keygen", &["evidence", "keygen", "--out", "k"]);
-    run(
-        "evidence export",
-        &[
-            "evidence", "export", "--config", cfg, "--key", "k.key", "--out", "b.tar.gz",
-        ],
-    );
+    if reports {
+        run("evidence keygen", &["evidence", "keygen", "--out", "k"]);
+        run(
+            "evidence export",
+            &[
+                "evidence", "export", "--config", cfg, "--key", "k.key", "--out", "b.tar.gz",
+            ],
+        );
+    }
     if let [(_, _, first), (_, _, second), ..] = steps.as_slice() {
         let growth = second.saturating_sub(*first);
         println!(
@@ -240,9 +256,6 @@ fn main() {
     );
     // Last: in this process, whose memory would otherwise count in the
     // children's peak (a forked child starts as large as its parent).
-    let passes: usize = arg(&args, "--targeted")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
     if passes > 0 {
         targeted(d, passes);
     }
@@ -256,6 +269,13 @@ fn main() {
 fn targeted(d: &Path, n: usize) {
     use nhi_assure::pass::{Context, InventoryCache, Targets};
     std::env::set_current_dir(d).unwrap_or_else(|e| fail(e));
+    // RUST_LOG=nhi_assure=debug shows each pass's phases.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

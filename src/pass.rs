@@ -166,6 +166,7 @@ impl Context {
         targets: Option<&Targets>,
     ) -> anyhow::Result<PassResult> {
         let started = chrono::Utc::now();
+        let mut laps = Laps::start();
         let progress = crate::progress::spinner();
         progress.set_message("reading config, rules and approvals");
         let (cfg, rules, protected) = (&self.cfg, &self.rules, &self.protected);
@@ -226,6 +227,7 @@ impl Context {
                 ids
             })
             .filter(|ids| !ids.is_empty());
+        laps.lap("approvals and store");
         progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
         let mut estate =
             read_inventories(&self.inventory, approvals, cache, subjects.as_deref()).await;
@@ -238,7 +240,9 @@ impl Context {
             estate.identities.len(),
             estate.credentials.len()
         ));
+        laps.lap("inventories");
         let eval = crate::engine::evaluate(&estate, rules, protected, now);
+        laps.lap("evaluate");
         tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
         // A targeted pass materialises and records its subjects' findings
         // only: the rest is as of the last full read, not seen by this pass.
@@ -289,15 +293,15 @@ impl Context {
         let mut rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
         // So a record mapped again resolves its finding.
         rule_ids.push(UNMAPPED_RULE.into());
+        laps.lap("materialise");
         progress.set_message("recording the run");
-        let recording = std::time::Instant::now();
         // What a full pass read, kept with it so any past run can be
         // reported on (a targeted pass read its subjects only).
         let reading = match subjects {
             None => Some(crate::store::reading::Serialised::of(&estate, rules)?),
             Some(_) => None,
         };
-        let serialised = recording.elapsed();
+        laps.lap("serialise reading");
         let summary = store
             .record_run(RunRecord {
                 started_at: started,
@@ -312,15 +316,9 @@ impl Context {
             })
             .await?;
         drop(reading);
-        let recorded = recording.elapsed();
+        laps.lap("record");
         store.checkpoint().await;
-        tracing::info!(
-            run = summary.run_id,
-            ?serialised,
-            ?recorded,
-            checkpoint = ?(recording.elapsed() - recorded),
-            "recorded"
-        );
+        laps.lap("checkpoint");
         // Recorded: the findings move into the result, not copied.
         let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
         let mut source_credentials = vec![0usize; estate.sources.len()];
@@ -416,6 +414,8 @@ impl Context {
             .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
             .collect();
         progress.finish_and_clear();
+        laps.lap("plan");
+        tracing::debug!(run = summary.run_id, targeted = subjects.is_some(), phases = ?laps.marks, "pass timings");
         Ok(PassResult {
             // The estate ends here: its approvals move into the result.
             approvals: std::mem::take(&mut estate.approvals),
@@ -438,6 +438,28 @@ impl Context {
             summary,
             now,
         })
+    }
+}
+
+/// Where a pass spends its time, phase by phase (logged at debug level).
+struct Laps {
+    last: std::time::Instant,
+    marks: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps {
+            last: std::time::Instant::now(),
+            marks: Vec::with_capacity(10),
+        }
+    }
+
+    /// Close the phase `name` ending now.
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.marks.push((name, now - self.last));
+        self.last = now;
     }
 }
 

@@ -211,15 +211,51 @@ impl nhi_contract::SourceConnector for SnapshotConfig {
 }
 
 /// An [`InventorySource`] over one snapshot file.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SnapshotSource {
     config: SnapshotConfig,
+    /// The file as it was when last read whole (unchanged during the read).
+    read: std::sync::Mutex<Option<Stamp>>,
+}
+
+/// What tells one version of a file from another without reading it: an
+/// export replaces the file (a new inode) or rewrites it (a new mtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        };
+        #[cfg(not(unix))]
+        let inode = (0, 0);
+        Some(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode,
+        })
+    }
 }
 
 impl SnapshotSource {
     /// Create a source; nothing is read until [`InventorySource::scan`].
     pub fn new(config: SnapshotConfig) -> Self {
-        SnapshotSource { config }
+        SnapshotSource {
+            config,
+            read: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn last_read(&self) -> Option<Stamp> {
+        *self.read.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -235,6 +271,7 @@ impl InventorySource for SnapshotSource {
 
     async fn scan(&self) -> Result<Inventory, SourceError> {
         let path = self.config.path.clone();
+        let before = Stamp::of(&path);
         let text = tokio::fs::read_to_string(&path)
             .await
             .map_err(|source| SourceError::Io {
@@ -248,7 +285,27 @@ impl InventorySource for SnapshotSource {
             credentials = inv.credentials.len(),
             "snapshot read"
         );
+        // Kept only if the file did not change while it was read.
+        let stamp = before.filter(|b| Stamp::of(&path) == Some(*b));
+        *self.read.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
         Ok(inv)
+    }
+
+    /// A file is the provider's whole state at its export: while it is
+    /// the file last read, its subjects are as `base` has them (a daemon's
+    /// targeted pass does not parse the whole export again); once it has
+    /// changed, it is read again whole.
+    async fn refresh(
+        &self,
+        base: &Inventory,
+        subjects: &[String],
+    ) -> Result<Inventory, SourceError> {
+        let now = Stamp::of(&self.config.path);
+        if now.is_some() && now == self.last_read() {
+            tracing::debug!(source = %self.config.name, subjects = subjects.len(), "snapshot unchanged: its last reading stands");
+            return Ok(base.clone());
+        }
+        self.scan().await
     }
 }
 
@@ -478,6 +535,40 @@ mod tests {
         assert_eq!(inv.trusts.len(), 1);
         assert_eq!(inv.approvals.len(), 1);
         assert_eq!(inv.coverage.gaps.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_reads_the_file_again_only_once_it_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("estate.json");
+        std::fs::write(&path, OK).expect("write");
+        let src = SnapshotSource::new(SnapshotConfig {
+            name: "x".into(),
+            provider: Provider::Aws,
+            path: path.clone(),
+        });
+        let subjects = ["arn:aws:iam::1:user/ci".to_string()];
+        // Before any whole read, a refresh reads the file.
+        let mut marked = parse(&p(), OK, Some(Provider::Aws)).expect("valid");
+        marked.identities[0].name = "from the cache".into();
+        let first = src.refresh(&marked, &subjects).await.expect("first");
+        assert_ne!(first.identities[0].name, "from the cache");
+        // Unchanged since: the cached reading stands (not parsed again).
+        let again = src.refresh(&marked, &subjects).await.expect("again");
+        assert_eq!(again.identities[0].name, "from the cache");
+        // Replaced by a new export: read again.
+        let next = dir.path().join("next.json");
+        std::fs::write(
+            &next,
+            OK.replace("\"kind\": \"access_key\"", "\"kind\": \"access_key\" "),
+        )
+        .expect("write");
+        std::fs::rename(&next, &path).expect("replace");
+        let fresh = src.refresh(&marked, &subjects).await.expect("fresh");
+        assert_ne!(fresh.identities[0].name, "from the cache");
+        // Gone: an error, never the cached reading.
+        std::fs::remove_file(&path).expect("rm");
+        assert!(src.refresh(&marked, &subjects).await.is_err());
     }
 
     #[tokio::test]
