@@ -248,12 +248,14 @@ fn main() {
             *first as f64 / 1e6
         );
     }
-    println!(
-        "bundle: {:.1} MB",
-        std::fs::metadata(d.join("b.tar.gz"))
-            .map(|m| m.len() as f64 / 1e6)
-            .unwrap_or(0.0)
-    );
+    if reports {
+        println!(
+            "bundle: {:.1} MB",
+            std::fs::metadata(d.join("b.tar.gz"))
+                .map(|m| m.len() as f64 / 1e6)
+                .unwrap_or(0.0)
+        );
+    }
     // Last: in this process, whose memory would otherwise count in the
     // children's peak (a forked child starts as large as its parent).
     if passes > 0 {

@@ -215,25 +215,39 @@ pub fn load_dir_with(
     max_validity_days: i64,
     parsed: &mut Parsed,
 ) -> Result<Vec<Approval>, Problems> {
+    use rayon::prelude::*;
     let mut problems = Vec::new();
+    let files = read_files(dir, "approvals", &mut problems)?;
+    // Parsed again: the files whose text is not as last parsed, in parallel.
+    let fresh: Vec<Option<(Vec<Approval>, Vec<Problem>)>> = files
+        .par_iter()
+        .map(|(f, text)| {
+            if parsed.get(f).is_some_and(|(was, _)| was == text) {
+                return None;
+            }
+            let (mut these, mut found) = (Vec::new(), Vec::new());
+            parse_file(f, text, max_validity_days, &mut these, &mut found);
+            Some((these, found))
+        })
+        .collect();
     let mut out = Vec::new();
     let mut kept = Parsed::new();
-    for (f, text) in read_files(dir, "approvals", &mut problems)? {
-        if let Some((was, approvals)) = parsed.remove(&f) {
-            if was == text {
-                out.extend(approvals.iter().cloned());
-                kept.insert(f, (was, approvals));
-                continue;
+    for ((f, text), fresh) in files.into_iter().zip(fresh) {
+        match fresh {
+            None => {
+                if let Some((was, approvals)) = parsed.remove(&f) {
+                    out.extend(approvals.iter().cloned());
+                    kept.insert(f, (was, approvals));
+                }
             }
-        }
-        let mut these = Vec::new();
-        let before = problems.len();
-        parse_file(&f, &text, max_validity_days, &mut these, &mut problems);
-        if problems.len() == before {
-            out.extend(these.iter().cloned());
-            kept.insert(f, (text, these));
-        } else {
-            out.extend(these);
+            Some((these, found)) if found.is_empty() => {
+                out.extend(these.iter().cloned());
+                kept.insert(f, (text, these));
+            }
+            Some((these, found)) => {
+                out.extend(these);
+                problems.extend(found);
+            }
         }
     }
     *parsed = kept;
