@@ -195,7 +195,9 @@ async fn sight_all(
     prev: i64,
     findings: &[Prepared<'_>],
 ) -> Result<(), StoreError> {
-    // From the partial index alone (migration 0016), in pages.
+    // From the partial index alone (migration 0016), in pages; the row
+    // comparison is a range on that index on both backends (PostgreSQL
+    // scanned the whole index per page for the same test spelt with `OR`).
     let mut open: HashMap<(String, String), Option<String>> = HashMap::new();
     let mut after = (String::new(), String::new());
     loop {
@@ -205,7 +207,7 @@ async fn sight_all(
             "fingerprint, data_sha256",
             &format!(
                 "SELECT fingerprint, data_sha256, depends FROM finding_sightings
-                 WHERE open_ended = 1 AND (fingerprint > $1 OR (fingerprint = $1 AND data_sha256 > $2))
+                 WHERE open_ended = 1 AND (fingerprint, data_sha256) > ($1, $2)
                  ORDER BY fingerprint, data_sha256 LIMIT {}",
                 super::batch::PAGE_ROWS
             ),
