@@ -818,7 +818,6 @@ async fn a_targeted_run_records_only_its_subjects(store: SqlStore) {
         f
     };
     let (x, y) = (on("x", "AKIAX"), on("y", "AKIAY"));
-    let full = pass(&store, &complete, &[x.clone(), y.clone()]).await;
     let targeted = |scope: Vec<String>, findings: Vec<SourcedFinding>| {
         let store = store.clone();
         let complete = complete.clone();
@@ -839,6 +838,14 @@ async fn a_targeted_run_records_only_its_subjects(store: SqlStore) {
                 .expect("targeted run")
         }
     };
+    // Targeted runs before any full run: one opens x's finding, the next
+    // (x seen again without it) resolves it, closed at its own run.
+    let x_only = vec![x.finding.identity_id.clone()];
+    let t0 = targeted(x_only.clone(), vec![x.clone()]).await;
+    assert_eq!((t0.findings, t0.opened, t0.resolved), (1, 1, 0));
+    let t00 = targeted(x_only, vec![]).await;
+    assert_eq!((t00.findings, t00.opened, t00.resolved), (0, 0, 1));
+    let full = pass(&store, &complete, &[x.clone(), y.clone()]).await;
     let last_seen = |cred: &'static str| {
         let store = store.clone();
         async move {

@@ -957,29 +957,20 @@ impl Store for SqlStore {
                 resolve.push(fp);
             }
         }
-        match &latest {
-            Some((id, started)) => {
-                // Never earlier than its own last run (a targeted run's).
-                update_findings(
-                    &mut tx,
-                    "last_seen = CASE WHEN last_run >= $2 THEN last_seen ELSE $1 END,
-                     last_run = CASE WHEN last_run >= $2 THEN last_run ELSE $2 END,
-                     open_ended = 0",
-                    started,
-                    Some(*id),
-                    &close,
-                )
-                .await?
-            }
-            // Open-ended rows without an earlier run: only a damaged store.
-            None if !close.is_empty() => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} open-ended finding(s) and no earlier run",
-                    close.len()
-                )))
-            }
-            None => {}
-        }
+        // Last seen by the latest full run before this one, never earlier
+        // than its own last run (a targeted run's; with no full run yet,
+        // that one).
+        let (full_id, full_started) = latest.unwrap_or((-1, String::new()));
+        update_findings(
+            &mut tx,
+            "last_seen = CASE WHEN last_run >= $2 THEN last_seen ELSE $1 END,
+             last_run = CASE WHEN last_run >= $2 THEN last_run ELSE $2 END,
+             open_ended = 0",
+            &full_started,
+            Some(full_id),
+            &close,
+        )
+        .await?;
         update_findings(&mut tx, "resolved_at = $1", &now, None, &resolve).await?;
         let resolved = i64::try_from(resolve.len()).unwrap_or(i64::MAX);
         sqlx::query("UPDATE runs SET opened = $1, resolved = $2 WHERE id = $3")
