@@ -50,25 +50,41 @@ fn status(state: SourceState) -> Vec<SourceStatus> {
     }]
 }
 
-async fn run(
+/// Record a run evaluating `credential-stale`, with a reading or not, full
+/// or targeted at `scope`.
+async fn record_with(
     store: &SqlStore,
     sources: &[SourceStatus],
     findings: &[SourcedFinding],
+    reading: Option<nhi_assure::store::runs::Reading<'_>>,
+    scope: Option<&[String]>,
 ) -> RunSummary {
     store
         .record_run(RunRecord {
             started_at: chrono::Utc::now(),
             as_of: chrono::Utc::now(),
-            command: "scan",
+            command: if scope.is_some() {
+                "daemon-targeted"
+            } else {
+                "scan"
+            },
             sources,
             rules: &["credential-stale".to_string()],
             findings,
             held: &Default::default(),
-            reading: None,
-            scope: None,
+            reading,
+            scope,
         })
         .await
         .expect("record run")
+}
+
+async fn run(
+    store: &SqlStore,
+    sources: &[SourceStatus],
+    findings: &[SourcedFinding],
+) -> RunSummary {
+    record_with(store, sources, findings, None, None).await
 }
 
 async fn lifecycle_open_seen_resolved_reopened(store: SqlStore) {
@@ -642,24 +658,13 @@ async fn large_readings_read_back_exactly(store: SqlStore) {
 
 /// Record a run with its reading (as a pass does), `sources` as given.
 async fn pass(store: &SqlStore, sources: &[SourceStatus], findings: &[SourcedFinding]) -> i64 {
-    store
-        .record_run(RunRecord {
-            started_at: chrono::Utc::now(),
-            as_of: chrono::Utc::now(),
-            command: "scan",
-            sources,
-            rules: &["credential-stale".to_string()],
-            findings,
-            held: &Default::default(),
-            reading: Some(nhi_assure::store::runs::Reading {
-                inventory: "[]",
-                approvals: "[]",
-                rules: r#"[{"id":"credential-stale"}]"#,
-            }),
-            scope: None,
-        })
+    let reading = nhi_assure::store::runs::Reading {
+        inventory: "[]",
+        approvals: "[]",
+        rules: r#"[{"id":"credential-stale"}]"#,
+    };
+    record_with(store, sources, findings, Some(reading), None)
         .await
-        .expect("record run")
         .run_id
 }
 
@@ -821,22 +826,7 @@ async fn a_targeted_run_records_only_its_subjects(store: SqlStore) {
     let targeted = |scope: Vec<String>, findings: Vec<SourcedFinding>| {
         let store = store.clone();
         let complete = complete.clone();
-        async move {
-            store
-                .record_run(RunRecord {
-                    started_at: chrono::Utc::now(),
-                    as_of: chrono::Utc::now(),
-                    command: "daemon-targeted",
-                    sources: &complete,
-                    rules: &["credential-stale".to_string()],
-                    findings: &findings,
-                    held: &Default::default(),
-                    reading: None,
-                    scope: Some(&scope),
-                })
-                .await
-                .expect("targeted run")
-        }
+        async move { record_with(&store, &complete, &findings, None, Some(&scope)).await }
     };
     // Targeted runs before any full run: one opens x's finding, the next
     // (x seen again without it) resolves it, closed at its own run.

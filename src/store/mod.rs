@@ -264,6 +264,19 @@ struct OpenRow {
 /// An open finding's keys as read ([`OpenRow`] with its fingerprint).
 type OpenTuple = (String, Option<String>, Option<String>, String, i64);
 
+impl OpenRow {
+    /// A row as read: its fingerprint and itself.
+    fn read((fp, hash, depends, source, open_ended): OpenTuple) -> (String, OpenRow) {
+        let row = OpenRow {
+            hash,
+            depends,
+            source,
+            open_ended: open_ended != 0,
+        };
+        (fp, row)
+    }
+}
+
 /// The latest full run (not a targeted one): id and start.
 async fn latest_full(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, StoreError> {
     Ok(sqlx::query_as(
@@ -295,16 +308,10 @@ async fn open_all(conn: &mut AnyConnection) -> Result<HashMap<String, OpenRow>, 
             .await?;
         let page: Vec<OpenTuple> = serde_json::from_str(&text)?;
         let full = page.len() >= batch::PAGE_ROWS;
-        for (fp, hash, depends, source, open_ended) in page {
-            after.clone_from(&fp);
-            let row = OpenRow {
-                hash,
-                depends,
-                source,
-                open_ended: open_ended != 0,
-            };
-            open.insert(fp, row);
+        if let Some(last) = page.last() {
+            after.clone_from(&last.0);
         }
+        open.extend(page.into_iter().map(OpenRow::read));
         if !full {
             break;
         }
@@ -328,15 +335,12 @@ async fn open_of(
         for id in chunk {
             q = q.bind(id);
         }
-        for (fp, hash, depends, source, open_ended) in q.fetch_all(&mut *conn).await? {
-            let row = OpenRow {
-                hash,
-                depends,
-                source,
-                open_ended: open_ended != 0,
-            };
-            open.insert(fp, row);
-        }
+        open.extend(
+            q.fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(OpenRow::read),
+        );
     }
     Ok(open)
 }
@@ -847,25 +851,14 @@ impl Store for SqlStore {
         let latest = latest_full(&mut tx).await?;
         let scope: Option<std::collections::HashSet<&str>> =
             run.scope.map(|s| s.iter().map(String::as_str).collect());
-        let kept: Vec<SourcedFinding>;
-        let findings: &[SourcedFinding] = match &scope {
-            Some(ids)
-                if run
-                    .findings
-                    .iter()
-                    .any(|f| !ids.contains(f.finding.identity_id.as_str())) =>
-            {
-                tracing::debug!("findings outside a targeted run's scope are not recorded");
-                kept = run
-                    .findings
-                    .iter()
-                    .filter(|f| ids.contains(f.finding.identity_id.as_str()))
-                    .cloned()
-                    .collect();
-                &kept
-            }
-            _ => run.findings,
+        // A targeted run records its subjects' findings only (its caller
+        // passes no others; any other is not recorded).
+        let in_scope = |f: &SourcedFinding| {
+            scope
+                .as_ref()
+                .is_none_or(|ids| ids.contains(f.finding.identity_id.as_str()))
         };
+        let seen = run.findings.iter().filter(|f| in_scope(f)).count();
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (started_at, finished_at, as_of, command, sources, findings, opened, resolved, held, scope)
              VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8) RETURNING id",
@@ -875,7 +868,7 @@ impl Store for SqlStore {
         .bind(ts(run.as_of))
         .bind(run.command)
         .bind(serde_json::to_string(run.sources)?)
-        .bind(findings.len() as i64)
+        .bind(seen as i64)
         .bind(if run.held.is_empty() {
             None
         } else {
@@ -894,7 +887,8 @@ impl Store for SqlStore {
             None => open_all(&mut tx).await?,
         };
         let read_open = clock.elapsed();
-        let prepared = Prepared::all(findings)?;
+        let mut prepared = Prepared::all(run.findings)?;
+        prepared.retain(|p| in_scope(p.f));
         let serialised = clock.elapsed() - read_open;
 
         let mut opened = 0i64;
@@ -1020,7 +1014,7 @@ impl Store for SqlStore {
                 "as_of": ts(run.as_of),
                 "sources": run.sources,
                 "scope": run.scope,
-                "findings": findings.len(),
+                "findings": seen,
                 "opened": opened,
                 "resolved": resolved,
             }),
@@ -1029,7 +1023,7 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(RunSummary {
             run_id,
-            findings: findings.len() as i64,
+            findings: seen as i64,
             opened,
             resolved,
         })
