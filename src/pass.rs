@@ -23,6 +23,9 @@ use crate::engine::rules::RuleSet;
 use crate::store::journal::Entry;
 use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
 
+mod cache;
+pub use cache::InventoryCache;
+
 /// What every pass runs with, loaded and checked once: the daemon keeps one
 /// across passes, a one-shot command loads one. The store is opened by the
 /// first pass, after its approvals are read, so invalid input never
@@ -174,6 +177,7 @@ impl Context {
         // Approvals are local and strict: a bad file stops here, before the
         // store is touched or any provider is contacted.
         let read = read_approvals(&self.approvals).await?;
+        laps.lap("approvals");
         let exceptions = self.read_exceptions()?;
         // What records a source could not map may cover is held this pass.
         let held = read.held();
@@ -227,10 +231,31 @@ impl Context {
                 ids
             })
             .filter(|ids| !ids.is_empty());
-        laps.lap("approvals and store");
+        laps.lap("store and targets");
         progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
-        let mut estate =
-            read_inventories(&self.inventory, approvals, cache, subjects.as_deref()).await;
+        // A targeted pass evaluates what its subjects reach, out of the
+        // cache (one of its own when the caller keeps none); everything
+        // else it needs of the whole estate comes with it.
+        let mut local = None;
+        let (mut estate, whole) = match (&subjects, cache) {
+            (Some(ids), cache) => {
+                let cache = match cache {
+                    Some(c) => c,
+                    None => local.insert(InventoryCache::new()),
+                };
+                let scoped = read_targeted(&self.inventory, approvals, cache, ids).await;
+                let whole = Whole {
+                    approvals: scoped.approvals,
+                    source_credentials: scoped.source_credentials,
+                    cache: &*cache,
+                };
+                (scoped.estate, Some(whole))
+            }
+            (None, cache) => (
+                read_inventories(&self.inventory, approvals, cache).await,
+                None,
+            ),
+        };
         estate.exceptions = exceptions;
         // An account a source could not read holds its subjects this pass.
         let mut held = held;
@@ -321,11 +346,23 @@ impl Context {
         laps.lap("checkpoint");
         // Recorded: the findings move into the result, not copied.
         let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
-        let mut source_credentials = vec![0usize; estate.sources.len()];
-        for i in eval.graph.credential_identity.iter().flatten() {
-            source_credentials[estate.identity_source[*i as usize] as usize] += 1;
+        let (approvals, source_credentials) = match whole.as_ref() {
+            Some(w) => (&w.approvals[..], w.source_credentials.clone()),
+            None => {
+                let mut counts = vec![0usize; estate.sources.len()];
+                for i in eval.graph.credential_identity.iter().flatten() {
+                    counts[estate.identity_source[*i as usize] as usize] += 1;
+                }
+                (&estate.approvals[..], counts)
+            }
+        };
+        let mut open = store.journal_open().await?;
+        // A targeted pass read its subjects only: the rest is unseen.
+        if let Some(ids) = &subjects {
+            open.retain(|e| ids.contains(&e.request.identity_id));
         }
-        let target_states = target_states(&estate, &held, &store.journal_open().await?);
+        let target_states = target_states(&estate, &held, &open);
+        laps.lap("interrupted actions");
         let mut plan = eval.plan.resolve(&estate, &eval.facts, rules);
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));
@@ -361,8 +398,7 @@ impl Context {
             ended.map_or(a.expires_at, |e| e.min(a.expires_at))
         };
         let live = || {
-            estate
-                .approvals
+            approvals
                 .iter()
                 .filter(|a| a.revoked_at.is_none() && end(a) > now)
         };
@@ -392,15 +428,18 @@ impl Context {
                     .map(|a| a.subject.clone())
                     .collect();
                 for e in live_exceptions().filter(|e| e.expires_at <= soon) {
+                    // Every identity it covers, not only those a targeted
+                    // pass evaluated.
+                    let all: Box<dyn Iterator<Item = &str>> = match &whole {
+                        Some(w) => Box::new(w.cache.identity_ids()),
+                        None => Box::new(estate.identities.iter().map(|i| i.id.as_str())),
+                    };
                     ids.extend(
-                        estate
-                            .identities
-                            .iter()
-                            .filter(|i| {
-                                nhi_contract::pattern::Syntax::STAR_ASCII_CASELESS
-                                    .matches(&e.subject, &i.id)
-                            })
-                            .map(|i| i.id.clone()),
+                        all.filter(|id| {
+                            nhi_contract::pattern::Syntax::STAR_ASCII_CASELESS
+                                .matches(&e.subject, id)
+                        })
+                        .map(str::to_string),
                     );
                 }
                 ids.sort();
@@ -416,9 +455,13 @@ impl Context {
         progress.finish_and_clear();
         laps.lap("plan");
         tracing::debug!(run = summary.run_id, targeted = subjects.is_some(), phases = ?laps.marks, "pass timings");
+        // The estate ends here: its approvals move into the result.
+        let approvals = match whole {
+            Some(w) => w.approvals,
+            None => std::mem::take(&mut estate.approvals),
+        };
         Ok(PassResult {
-            // The estate ends here: its approvals move into the result.
-            approvals: std::mem::take(&mut estate.approvals),
+            approvals,
             owners,
             exceptions: estate.exceptions.clone(),
             unmatched_revocations,
@@ -646,34 +689,22 @@ fn ticket_subjects(
     out
 }
 
-/// Inventories of the last full pass, by source name: the base a targeted
-/// pass re-reads its subjects on top of.
-pub type InventoryCache = HashMap<String, nhi_contract::Inventory>;
-
 /// Read every inventory source into an estate holding `approvals`,
 /// concurrently. A source error marks that source failed (unknown) and the
 /// pass goes on. What was read is kept in `cache` (the daemon
-/// keeps one; a one-shot command does not pay for the copy). With
-/// `subjects`, a source with a cached inventory re-reads only those
-/// identities on top of it (a source without one is scanned whole).
+/// keeps one; a one-shot command does not pay for the copy), indexed for
+/// the targeted passes that follow.
 pub async fn read_inventories(
     sources: &[Box<dyn InventorySource>],
     approvals: Vec<nhi_contract::Approval>,
     mut cache: Option<&mut InventoryCache>,
-    subjects: Option<&[String]>,
 ) -> Estate {
     let mut estate = Estate {
         approvals,
         ..Estate::default()
     };
     // Sources are independent: read them concurrently.
-    let reads = futures_util::future::join_all(sources.iter().map(|s| {
-        match (subjects, cache.as_deref().and_then(|c| c.get(s.name()))) {
-            (Some(subjects), Some(base)) => s.refresh(base, subjects),
-            _ => s.scan(),
-        }
-    }))
-    .await;
+    let reads = futures_util::future::join_all(sources.iter().map(|s| s.scan())).await;
     for (src, result) in sources.iter().zip(reads) {
         match result {
             Ok(inv) => {
@@ -682,11 +713,10 @@ pub async fn read_inventories(
                     identities = inv.identities.len(),
                     credentials = inv.credentials.len(),
                     gaps = inv.coverage.gaps.len(),
-                    targeted = subjects.is_some(),
                     "inventory read"
                 );
                 if let Some(c) = cache.as_deref_mut() {
-                    c.insert(src.name().to_string(), inv.clone());
+                    c.insert(src.name(), inv.clone());
                 }
                 estate.add_inventory(src.name(), src.provider(), inv);
             }
@@ -699,7 +729,88 @@ pub async fn read_inventories(
             }
         }
     }
+    if let Some(c) = cache {
+        let order: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+        c.index_for(&order);
+    }
     estate
+}
+
+/// Hand the memory a full pass freed back to the system. With glibc the
+/// millions of small blocks a pass frees stay on its arenas' free lists,
+/// and the first larger allocation after them consolidates a whole arena:
+/// a 200–350 ms stall at 100,000 credentials, paid by the next targeted
+/// pass (an approval's end) instead of the daemon's idle time. Elsewhere
+/// it does nothing.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only walks glibc's own free
+    // lists, under its arena locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// What a targeted pass needs of the whole estate beside the part it
+/// evaluates.
+struct Whole<'a> {
+    /// Every approval.
+    approvals: Vec<nhi_contract::Approval>,
+    /// Credentials per source.
+    source_credentials: Vec<usize>,
+    /// The inventories, for what covers identities by pattern.
+    cache: &'a InventoryCache,
+}
+
+/// A targeted pass's read: each source's cached inventory with `subjects`
+/// re-read on top (a source without one is scanned whole and cached), then
+/// the estate of what the subjects reach ([`InventoryCache::scoped`]). A
+/// source that fails is unknown this pass and leaves the cache.
+async fn read_targeted(
+    sources: &[Box<dyn InventorySource>],
+    approvals: Vec<nhi_contract::Approval>,
+    cache: &mut InventoryCache,
+    subjects: &[String],
+) -> cache::Scoped {
+    let reads = {
+        let cache = &*cache;
+        futures_util::future::join_all(sources.iter().map(|s| async move {
+            match cache.get(s.name()) {
+                Some(base) => s.refresh(base, subjects).await,
+                None => s.scan().await.map(Some),
+            }
+        }))
+        .await
+    };
+    let mut outcome = Vec::with_capacity(sources.len());
+    for (src, result) in sources.iter().zip(reads) {
+        let read = match result {
+            Ok(fresh) => {
+                let changed = fresh.is_some();
+                if let Some(inv) = fresh {
+                    cache.insert(src.name(), inv);
+                }
+                let inv = cache.get(src.name());
+                tracing::info!(
+                    source = src.name(),
+                    identities = inv.map_or(0, |i| i.identities.len()),
+                    credentials = inv.map_or(0, |i| i.credentials.len()),
+                    gaps = inv.map_or(0, |i| i.coverage.gaps.len()),
+                    subjects = subjects.len(),
+                    changed,
+                    "inventory read (targeted)"
+                );
+                cache::Read::Cached
+            }
+            Err(e) => {
+                tracing::error!(source = src.name(), error = %e, "source failed: its subjects are unknown this pass");
+                cache.remove(src.name());
+                cache::Read::Failed(e.to_string())
+            }
+        };
+        outcome.push((src.name(), src.provider(), read));
+    }
+    cache.scoped(&outcome, subjects, approvals)
 }
 
 /// What a pass produced, for the commands to print and enforce to act on.

@@ -407,6 +407,12 @@ async fn a_targeted_pass_plans_only_for_its_subjects() {
         .filter(|a| a.request.identity_id == subject)
         .count();
     assert_eq!(targeted.plan.len(), expected, "and on all of its subject");
+    // It evaluated what its subject reaches, but what the daemon and the
+    // rails ask of the whole estate is the whole estate's.
+    assert_eq!(targeted.source_credentials, full.source_credentials);
+    assert_eq!(targeted.approvals, full.approvals);
+    assert_eq!(targeted.next_expiry, full.next_expiry);
+    assert_eq!(targeted.sources.len(), full.sources.len());
     // It records its subject's findings, as the full pass saw them, and
     // nothing else: the rest is not resolved by omission, and reports
     // still read the full pass (the targeted one kept no reading).

@@ -304,7 +304,7 @@ impl InventorySource for AwsSource {
         &self,
         base: &Inventory,
         subjects: &[String],
-    ) -> Result<Inventory, SourceError> {
+    ) -> Result<Option<Inventory>, SourceError> {
         // In IAM only users carry credentials to re-read; a role's federated
         // credentials come from its trust policy, read by the full scan.
         let users: Vec<&nhi_contract::Identity> = base
@@ -312,10 +312,10 @@ impl InventorySource for AwsSource {
             .iter()
             .filter(|i| i.kind == IdentityKind::User && subjects.contains(&i.id))
             .collect();
-        let mut out = base.clone();
         if users.is_empty() {
-            return Ok(out);
+            return Ok(None);
         }
+        let mut out = base.clone();
         let sdk_base = self.base().await;
         // What the full scan could not read stays unread: no probe per call.
         let mut refused: Vec<(CredentialKind, String)> = Vec::new();
@@ -370,7 +370,7 @@ impl InventorySource for AwsSource {
             }
         }
         tracing::info!(source = %self.config.name, subjects = subjects.len(), calls = self.calls.total(), "aws targeted read done");
-        Ok(out)
+        Ok(Some(out))
     }
 }
 

@@ -929,14 +929,19 @@ pub trait InventorySource: Send + Sync {
     /// credentials of the identities in `subjects` read again. The daemon
     /// uses it to act on one subject seconds after its approval ends without
     /// re-reading the whole estate. What is not re-read is as of `base`, so
-    /// callers act only on `subjects`. The default re-reads everything.
+    /// callers act only on `subjects`.
+    ///
+    /// `Ok(None)` says `base` stands as the source's state for `subjects`
+    /// (nothing to re-read, or nothing changed): the caller keeps it without
+    /// a copy, which matters when `base` holds a million credentials. The
+    /// default re-reads everything.
     async fn refresh(
         &self,
         base: &Inventory,
         subjects: &[String],
-    ) -> Result<Inventory, SourceError> {
+    ) -> Result<Option<Inventory>, SourceError> {
         let _ = (base, subjects);
-        self.scan().await
+        self.scan().await.map(Some)
     }
 }
 
