@@ -41,6 +41,8 @@ pub struct Context {
     pub path: PathBuf,
     inventory: Vec<Box<dyn InventorySource>>,
     approvals: Vec<Box<dyn ApprovalSource>>,
+    /// The approvals as last read, shared while no source changed.
+    approvals_read: tokio::sync::Mutex<SharedApprovals>,
     store: OnceCell<SqlStore>,
     /// Each AWS source's issuer, built on first issuance and kept: building
     /// one loads the SDK config and credential chain (most of a broker
@@ -71,6 +73,7 @@ impl Context {
             rules,
             cfg: Arc::new(cfg),
             path: path.to_path_buf(),
+            approvals_read: tokio::sync::Mutex::default(),
             store: OnceCell::new(),
             #[cfg(feature = "aws")]
             issuers: OnceCell::new(),
@@ -139,10 +142,53 @@ impl Context {
     /// source (a bad file fails here, located), with the webhook's
     /// revocations in force applied. For issuance, which must not hand out
     /// access a pass would already find revoked.
-    pub async fn approvals_now(&self) -> anyhow::Result<Vec<nhi_contract::Approval>> {
-        let mut approvals = read_approvals(&self.approvals).await?.approvals;
-        apply_revocations(&mut approvals, &self.store().await?.revocations().await?);
-        Ok(approvals)
+    pub async fn approvals_now(&self) -> anyhow::Result<Arc<Vec<nhi_contract::Approval>>> {
+        let read = self.read_approvals().await?;
+        let revoked = self.store().await?.revocations().await?;
+        Ok(self.revoked(read.approvals, &revoked).await)
+    }
+
+    /// Every approval source read ([`read_approvals`]), sharing the last
+    /// read while none changed. The lock keeps two readers (a pass, the
+    /// broker) from pairing one source's "unchanged" with a read the other
+    /// has not stored yet.
+    pub async fn read_approvals(&self) -> Result<ApprovalsRead, PassError> {
+        let mut shared = self.approvals_read.lock().await;
+        match read_approvals(&self.approvals, shared.read.as_ref()).await {
+            Ok(read) => {
+                shared.read = Some(read.clone());
+                Ok(read)
+            }
+            Err(e) => {
+                // Start again from whole reads.
+                *shared = SharedApprovals::default();
+                Err(e)
+            }
+        }
+    }
+
+    /// `approvals` with the revocations in force applied: the same list
+    /// when none names one of them, else a copy, kept for as long as the
+    /// approvals and the revocations stay as they are.
+    async fn revoked(
+        &self,
+        approvals: Arc<Vec<nhi_contract::Approval>>,
+        revoked: &Revoked,
+    ) -> Arc<Vec<nhi_contract::Approval>> {
+        if revoked.is_empty() || !approvals.iter().any(|a| revoked.contains_key(&a.id)) {
+            return approvals;
+        }
+        let mut shared = self.approvals_read.lock().await;
+        if let Some((from, with, out)) = &shared.revoked {
+            if Arc::ptr_eq(from, &approvals) && with == revoked {
+                return Arc::clone(out);
+            }
+        }
+        let mut copy = (*approvals).clone();
+        apply_revocations(&mut copy, revoked);
+        let out = Arc::new(copy);
+        shared.revoked = Some((approvals, revoked.clone(), Arc::clone(&out)));
+        out
     }
 
     /// The store, opened on first use.
@@ -176,13 +222,13 @@ impl Context {
         let now = cfg.as_of.unwrap_or(started);
         // Approvals are local and strict: a bad file stops here, before the
         // store is touched or any provider is contacted.
-        let read = read_approvals(&self.approvals).await?;
+        let read = self.read_approvals().await?;
         laps.lap("approvals");
         let exceptions = self.read_exceptions()?;
         // What records a source could not map may cover is held this pass.
         let held = read.held();
         let ApprovalsRead {
-            mut approvals,
+            approvals,
             unmapped,
         } = read;
         let store = self.store().await?;
@@ -193,8 +239,20 @@ impl Context {
             .await?;
         // Revocations received by the webhook end approvals early; one naming
         // no approval is shown, then dropped, never kept silently.
-        let known: std::collections::HashSet<&str> =
-            approvals.iter().map(|a| a.id.as_str()).collect();
+        // Only whether each revocation's approval was read matters: a set
+        // of those, not of every approval (270,000 at a million credentials).
+        let asked: std::collections::HashSet<String> = store
+            .revocation_list()
+            .await?
+            .into_iter()
+            .filter(|r| r.withdrawn_at.is_none())
+            .map(|r| r.approval_id)
+            .collect();
+        let known: std::collections::HashSet<&str> = approvals
+            .iter()
+            .map(|a| a.id.as_str())
+            .filter(|id| !asked.is_empty() && asked.contains(*id))
+            .collect();
         let unmatched_revocations = store
             .match_revocations(
                 &known,
@@ -202,8 +260,10 @@ impl Context {
             )
             .await?;
         drop(known);
-        apply_revocations(&mut approvals, &store.revocations().await?);
-        let tickets = ticket_subjects(&approvals, &unmapped);
+        let approvals = self.revoked(approvals, &store.revocations().await?).await;
+        // A targeted pass maps only the keys it was asked about: the whole
+        // map (a key per ticket approval) is a full pass's to refresh.
+        let tickets = ticket_subjects(&approvals, &unmapped, targets.map(|t| &t.tickets[..]));
         let unknown_ticket = targets.is_some_and(|t| {
             t.tickets
                 .iter()
@@ -231,6 +291,12 @@ impl Context {
                 ids
             })
             .filter(|ids| !ids.is_empty());
+        // Targets that made the pass full: so is its map.
+        let tickets = if targets.is_some() && subjects.is_none() {
+            ticket_subjects(&approvals, &unmapped, None)
+        } else {
+            tickets
+        };
         laps.lap("store and targets");
         progress.set_message(format!("reading {} source(s)", cfg.sources.len()));
         // A targeted pass evaluates what its subjects reach, out of the
@@ -251,8 +317,9 @@ impl Context {
                 };
                 (scoped.estate, Some(whole))
             }
+            // The estate owns its approvals: a copy of the shared read.
             (None, cache) => (
-                read_inventories(&self.inventory, approvals, cache).await,
+                read_inventories(&self.inventory, Arc::unwrap_or_clone(approvals), cache).await,
                 None,
             ),
         };
@@ -458,7 +525,7 @@ impl Context {
         // The estate ends here: its approvals move into the result.
         let approvals = match whole {
             Some(w) => w.approvals,
-            None => std::mem::take(&mut estate.approvals),
+            None => Arc::new(std::mem::take(&mut estate.approvals)),
         };
         Ok(PassResult {
             approvals,
@@ -506,12 +573,28 @@ impl Laps {
     }
 }
 
+/// Revocations in force, by approval id.
+type Revoked = HashMap<String, chrono::DateTime<chrono::Utc>>;
+
+/// The approvals a [`Context`] read last, and their revoked copy.
+#[derive(Default)]
+struct SharedApprovals {
+    read: Option<ApprovalsRead>,
+    /// The revoked copy of a read.
+    revoked: Option<RevokedCopy>,
+}
+
+/// A revoked copy: the approvals it was made from (kept, so the pointer
+/// it is recognised by stays theirs), the revocations, the copy.
+type RevokedCopy = (
+    Arc<Vec<nhi_contract::Approval>>,
+    Revoked,
+    Arc<Vec<nhi_contract::Approval>>,
+);
+
 /// End approvals early at the revocations in force (webhook events), by id;
 /// an earlier recorded revocation stands.
-fn apply_revocations(
-    approvals: &mut [nhi_contract::Approval],
-    revoked: &HashMap<String, chrono::DateTime<chrono::Utc>>,
-) {
+fn apply_revocations(approvals: &mut [nhi_contract::Approval], revoked: &Revoked) {
     for a in approvals {
         if let Some(at) = revoked.get(&a.id) {
             a.revoked_at = Some(a.revoked_at.map_or(*at, |r| r.min(*at)));
@@ -615,7 +698,7 @@ pub use crate::engine::findings::UNMAPPED_RULE;
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalsRead {
     /// Approvals, every source's.
-    pub approvals: Vec<nhi_contract::Approval>,
+    pub approvals: Arc<Vec<nhi_contract::Approval>>,
     /// Records found but not mapped, every source's.
     pub unmapped: Vec<UnmappedRecord>,
 }
@@ -639,45 +722,70 @@ impl ApprovalsRead {
 
 /// Read every approval source. Any error stops the pass before an
 /// inventory source is contacted; a record a source could not map does
-/// not (it is returned, and holds what it may cover).
+/// not (it is returned, and holds what it may cover). When every source
+/// says it reads as it last did ([`ApprovalSource::reread`]), `last` is
+/// the read (shared, not copied).
 pub async fn read_approvals(
     sources: &[Box<dyn ApprovalSource>],
+    last: Option<&ApprovalsRead>,
 ) -> Result<ApprovalsRead, PassError> {
-    let mut all = ApprovalsRead::default();
+    let failed = |src: &dyn ApprovalSource| {
+        let name = src.name().to_string();
+        move |error| PassError::Approvals { name, error }
+    };
+    let mut reads = Vec::with_capacity(sources.len());
     for src in sources {
-        let read = src.read().await.map_err(|error| PassError::Approvals {
-            name: src.name().to_string(),
-            error,
-        })?;
+        reads.push(src.reread().await.map_err(failed(src.as_ref()))?);
+    }
+    if let Some(last) = last.filter(|_| reads.iter().all(Option::is_none)) {
+        tracing::debug!(
+            approvals = last.approvals.len(),
+            "approvals unchanged since the last read"
+        );
+        return Ok(last.clone());
+    }
+    let (mut approvals, mut unmapped) = (Vec::new(), Vec::new());
+    for (src, read) in sources.iter().zip(reads) {
+        // Unchanged itself, but its records are needed beside the others'.
+        let read = match read {
+            Some(r) => r,
+            None => src.read().await.map_err(failed(src.as_ref()))?,
+        };
         tracing::info!(
             source = src.name(),
             approvals = read.approvals.len(),
             unmapped = read.unmapped.len(),
             "approvals read"
         );
-        all.approvals.extend(read.approvals);
-        all.unmapped
-            .extend(read.unmapped.into_iter().map(|record| UnmappedRecord {
-                source: src.name().to_string(),
-                record,
-            }));
+        approvals.extend(read.approvals);
+        unmapped.extend(read.unmapped.into_iter().map(|record| UnmappedRecord {
+            source: src.name().to_string(),
+            record,
+        }));
     }
-    Ok(all)
+    Ok(ApprovalsRead {
+        approvals: Arc::new(approvals),
+        unmapped,
+    })
 }
 
 /// The subjects of each ticket key: approvals' and unmapped records'
-/// `reference`s.
+/// `reference`s (with `only`, of those keys alone).
 fn ticket_subjects(
     approvals: &[nhi_contract::Approval],
     unmapped: &[UnmappedRecord],
+    only: Option<&[String]>,
 ) -> HashMap<String, Vec<String>> {
+    let wanted = |r: &str| only.is_none_or(|keys| keys.iter().any(|k| k == r));
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for a in approvals {
-        if let Some(r) = &a.reference {
-            out.entry(r.clone()).or_default().push(a.subject.clone());
+        if let Some(r) = a.reference.as_deref().filter(|r| wanted(r)) {
+            out.entry(r.to_string())
+                .or_default()
+                .push(a.subject.clone());
         }
     }
-    for u in unmapped {
+    for u in unmapped.iter().filter(|u| wanted(&u.record.reference)) {
         out.entry(u.record.reference.clone())
             .or_default()
             .extend(u.record.subjects.iter().cloned());
@@ -755,7 +863,7 @@ pub fn release_freed_memory() {
 /// evaluates.
 struct Whole<'a> {
     /// Every approval.
-    approvals: Vec<nhi_contract::Approval>,
+    approvals: Arc<Vec<nhi_contract::Approval>>,
     /// Credentials per source.
     source_credentials: Vec<usize>,
     /// The inventories, for what covers identities by pattern.
@@ -768,7 +876,7 @@ struct Whole<'a> {
 /// source that fails is unknown this pass and leaves the cache.
 async fn read_targeted(
     sources: &[Box<dyn InventorySource>],
-    approvals: Vec<nhi_contract::Approval>,
+    approvals: Arc<Vec<nhi_contract::Approval>>,
     cache: &mut InventoryCache,
     subjects: &[String],
 ) -> cache::Scoped {
@@ -845,13 +953,14 @@ pub struct PassResult {
     /// For a targeted pass, the identities it was limited to.
     pub targeted: Option<Vec<String>>,
     /// Subjects of each ticket (the `reference` of an approval or an
-    /// unmapped record), as this pass read them.
+    /// unmapped record), as this pass read them: every ticket for a full
+    /// pass, the keys it was asked about for a targeted one.
     pub tickets: HashMap<String, Vec<String>>,
     /// Approval records found but not mapped: what they may cover was held.
     pub unmapped: Vec<UnmappedRecord>,
     /// The approvals as this pass read them (revocations applied): what
     /// issuance follows after the plan's actions.
-    pub approvals: Vec<nhi_contract::Approval>,
+    pub approvals: Arc<Vec<nhi_contract::Approval>>,
     /// Webhook revocations in force that name no approval read this pass.
     pub unmatched_revocations: Vec<crate::store::journal::Revocation>,
     /// What this pass read of the targets of interrupted actions, by

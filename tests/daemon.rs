@@ -1000,3 +1000,95 @@ jira_webhook_secret_env = "NHIA_TEST_JIRA_E2E"
     }
     assert_eq!(terminate(child), Some(0));
 }
+
+/// The demo with its approval files as the only approval source (the
+/// ticket exports are read whole by every pass, by design).
+fn files_only_demo(dir: &Path) -> std::path::PathBuf {
+    let cfg = demo_copy(dir);
+    let text = std::fs::read_to_string(&cfg).expect("read");
+    let cut = text
+        .find("[[approvals]]\ntype = \"jira\"")
+        .expect("jira block");
+    let rest = text.find("[exceptions]").expect("exceptions");
+    std::fs::write(&cfg, format!("{}{}", &text[..cut], &text[rest..])).expect("write");
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_approvals_are_shared_between_passes_and_changes_are_read() {
+    use nhi_assure::pass::{Context, InventoryCache, Targets};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = files_only_demo(dir.path());
+    let ctx = Context::load(&cfg).expect("config");
+    let mut cache = InventoryCache::new();
+    let full = ctx
+        .pass_scoped("daemon", Some(&mut cache), None)
+        .await
+        .expect("full pass");
+    let subject = full
+        .plan
+        .first()
+        .expect("a plan")
+        .request
+        .identity_id
+        .clone();
+    let only = Targets {
+        identities: vec![subject],
+        ..Targets::default()
+    };
+    macro_rules! targeted {
+        () => {
+            ctx.pass_scoped("daemon-targeted", Some(&mut cache), Some(&only))
+        };
+    }
+    let t1 = targeted!().await.expect("t1");
+    let t2 = targeted!().await.expect("t2");
+    assert_eq!(t1.approvals, full.approvals);
+    assert!(
+        Arc::ptr_eq(&t1.approvals, &t2.approvals),
+        "unchanged files: the same approvals, not a copy"
+    );
+    // A file removed is read at once.
+    let approvals = dir.path().join("approvals");
+    let gone = std::fs::read_to_string(approvals.join("data.yaml")).expect("data.yaml");
+    std::fs::remove_file(approvals.join("data.yaml")).expect("rm");
+    let t3 = targeted!().await.expect("t3");
+    assert!(t3.approvals.len() < t2.approvals.len());
+    // Put back: read again, as before.
+    std::fs::write(approvals.join("data.yaml"), gone).expect("write");
+    let t4 = targeted!().await.expect("t4");
+    assert_eq!(t4.approvals, full.approvals);
+    // A revocation ends its approval in the list the pass hands on; the
+    // revoked copy is kept while neither side changes.
+    let id = full.approvals[0].id.clone();
+    let store = ctx.store().await.expect("store");
+    let at = chrono::Utc::now();
+    store
+        .add_revocation(&id, at, "test", Some("ended early"))
+        .await
+        .expect("revoke");
+    let t5 = targeted!().await.expect("t5");
+    let t6 = targeted!().await.expect("t6");
+    let revoked = |p: &nhi_assure::pass::PassResult| {
+        p.approvals
+            .iter()
+            .find(|a| a.id == id)
+            .and_then(|a| a.revoked_at)
+    };
+    assert!(revoked(&t5).is_some(), "revoked in the pass's approvals");
+    assert!(revoked(&t4).is_none());
+    assert!(Arc::ptr_eq(&t5.approvals, &t6.approvals));
+    assert_eq!(
+        t5.approvals
+            .iter()
+            .filter(|a| a.revoked_at.is_some())
+            .count(),
+        t4.approvals
+            .iter()
+            .filter(|a| a.revoked_at.is_some())
+            .count()
+            + 1,
+        "that approval only"
+    );
+}

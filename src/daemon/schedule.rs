@@ -172,7 +172,12 @@ async fn pass_once(
             m.record_notify(&delivered);
             shared.ready.store(true, Ordering::Relaxed);
             if let Ok(mut t) = shared.tickets.lock() {
-                t.clone_from(&pass.tickets);
+                // A targeted pass read the keys it was asked about only.
+                if pass.targeted.is_none() {
+                    t.clone_from(&pass.tickets);
+                } else {
+                    t.extend(pass.tickets.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
             }
             tracing::info!(
                 run = pass.summary.run_id,

@@ -4,11 +4,15 @@
 //! subjects and not the number of credentials.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use nhi_contract::{Approval, Inventory, Provider};
 use rayon::prelude::*;
 
 use crate::engine::estate::Estate;
+
+/// A list of approvals shared between passes.
+type Shared = Arc<Vec<Approval>>;
 
 /// Inventories of the last full pass, by source name, with targeted
 /// re-reads on top: the base a targeted pass re-reads its subjects on.
@@ -18,6 +22,9 @@ pub struct InventoryCache {
     /// Built for a source order; dropped whenever an inventory changes, so
     /// it never points into an inventory it was not built from.
     index: Option<Index>,
+    /// The approval sources' list and it with the inventories' approvals
+    /// added, while neither changes.
+    combined: Option<(Shared, Shared)>,
 }
 
 /// Where each source's records sit, sorted by the identity they belong to.
@@ -90,8 +97,9 @@ pub(crate) struct Scoped {
     /// others), and what those hold, are approved by and authenticate with.
     pub estate: Estate,
     /// Every approval (the approval sources' and the inventories'): the
-    /// daemon's timers and issuance follow all of them.
-    pub approvals: Vec<Approval>,
+    /// daemon's timers and issuance follow all of them. The sources' list
+    /// itself when no inventory carries approvals.
+    pub approvals: Arc<Vec<Approval>>,
     /// Credentials per source of the whole estate, for the blast-radius rail.
     pub source_credentials: Vec<usize>,
 }
@@ -123,6 +131,7 @@ impl InventoryCache {
     /// Keep `inv` as source `name`'s inventory.
     pub fn insert(&mut self, name: &str, inv: Inventory) {
         self.index = None;
+        self.combined = None;
         self.inventories.insert(name.to_string(), inv);
     }
 
@@ -130,6 +139,7 @@ impl InventoryCache {
     pub fn remove(&mut self, name: &str) {
         if self.inventories.remove(name).is_some() {
             self.index = None;
+            self.combined = None;
         }
     }
 
@@ -199,7 +209,7 @@ impl InventoryCache {
         &mut self,
         sources: &[(&str, Provider, Read)],
         subjects: &[String],
-        approvals: Vec<Approval>,
+        approvals: Arc<Vec<Approval>>,
     ) -> Scoped {
         let order: Vec<&str> = sources.iter().map(|(n, _, _)| *n).collect();
         self.index_for(&order);
@@ -276,16 +286,29 @@ impl InventoryCache {
         }
         // Every approval, as a full pass has them: the sources' first, then
         // each inventory's in source order.
-        let mut all = approvals;
-        for s in 0..sources.len() {
-            if let Some((inv, _)) = cached(s) {
-                all.extend(inv.approvals.iter().cloned());
+        let carried =
+            (0..sources.len()).any(|s| cached(s).is_some_and(|(inv, _)| !inv.approvals.is_empty()));
+        let all = match &self.combined {
+            _ if !carried => Arc::clone(&approvals),
+            Some((from, all)) if Arc::ptr_eq(from, &approvals) => Arc::clone(all),
+            _ => {
+                let mut all = (*approvals).clone();
+                for s in 0..sources.len() {
+                    if let Some((inv, _)) = cached(s) {
+                        all.extend(inv.approvals.iter().cloned());
+                    }
+                }
+                Arc::new(all)
             }
+        };
+        let source_credentials = index.source_credentials.clone();
+        if carried {
+            self.combined = Some((approvals, Arc::clone(&all)));
         }
         Scoped {
             estate,
             approvals: all,
-            source_credentials: index.source_credentials.clone(),
+            source_credentials,
         }
     }
 }
@@ -406,6 +429,7 @@ mod tests {
             approvals: approvals.clone(),
             ..Estate::default()
         };
+        let approvals = Arc::new(approvals);
         whole.add_inventory("a", Provider::Aws, a.clone());
         whole.add_failed("c", Provider::Aws, "timeout".into());
         whole.add_inventory("b", Provider::Aws, b.clone());
@@ -441,7 +465,11 @@ mod tests {
         for id in &subjects {
             let scoped = cache.scoped(&sources, std::slice::from_ref(id), approvals.clone());
             assert_eq!(scoped.source_credentials, counts);
-            assert_eq!(scoped.approvals, whole.approvals);
+            assert_eq!(*scoped.approvals, whole.approvals);
+            assert!(
+                Arc::ptr_eq(&scoped.approvals, &approvals),
+                "shared, not copied"
+            );
             assert_eq!(
                 scoped.estate.sources.len(),
                 3,
@@ -470,6 +498,7 @@ mod tests {
     #[test]
     fn the_index_follows_every_change_to_the_cache() {
         let (a, b, approvals) = estate_parts();
+        let approvals = Arc::new(approvals);
         let mut cache = InventoryCache::new();
         cache.insert("a", a.clone());
         let sources = [("a", Provider::Aws, Read::Cached)];

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use nhi_contract::{
-    time, Approval, ApprovalSource, Emergency, Scope, SourceError, Timestamp, Workload,
+    time, Approval, ApprovalRead, ApprovalSource, Emergency, Scope, SourceError, Timestamp,
+    Workload,
 };
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -150,7 +151,16 @@ pub struct FilesSource {
     /// Each file's text and approvals as last parsed without a problem: a
     /// daemon re-reading the directory on every pass (each approval end,
     /// each webhook event) parses only the files whose text changed.
-    parsed: std::sync::Mutex<Parsed>,
+    parsed: std::sync::Mutex<Kept>,
+}
+
+/// What the source keeps between reads.
+#[derive(Debug, Default)]
+struct Kept {
+    parsed: Parsed,
+    /// The last read returned the approvals (no problem anywhere, duplicate
+    /// ids across files included): an unchanged directory reads the same.
+    clean: bool,
 }
 
 /// Per file: its text and its approvals, as last parsed cleanly.
@@ -161,7 +171,7 @@ impl FilesSource {
     pub fn new(config: FilesConfig) -> Self {
         FilesSource {
             config,
-            parsed: std::sync::Mutex::new(HashMap::new()),
+            parsed: std::sync::Mutex::new(Kept::default()),
         }
     }
 }
@@ -173,22 +183,49 @@ impl ApprovalSource for FilesSource {
     }
 
     async fn approvals(&self) -> Result<Vec<Approval>, SourceError> {
+        self.load(false).map(|read| read.unwrap_or_default())
+    }
+
+    async fn reread(&self) -> Result<Option<ApprovalRead>, SourceError> {
+        Ok(self.load(true)?.map(|approvals| ApprovalRead {
+            approvals,
+            unmapped: Vec::new(),
+        }))
+    }
+}
+
+impl FilesSource {
+    /// Read the directory; with `may_skip`, `None` when it reads as the
+    /// last clean read did.
+    fn load(&self, may_skip: bool) -> Result<Option<Vec<Approval>>, SourceError> {
         // A poisoned cache (a panic elsewhere while it was held) is only a
         // cache: start again from nothing.
-        let mut parsed = self.parsed.lock().unwrap_or_else(|poisoned| {
+        let mut kept = self.parsed.lock().unwrap_or_else(|poisoned| {
             let mut g = poisoned.into_inner();
-            g.clear();
+            *g = Kept::default();
             g
         });
-        load_dir_with(
+        let skip = may_skip && kept.clean;
+        let read = load(
             &self.config.path,
             self.config.max_validity_days,
-            &mut parsed,
-        )
-        .map_err(|p| SourceError::Invalid {
-            location: self.config.path.display().to_string(),
-            message: p.to_string(),
-        })
+            &mut kept.parsed,
+            skip,
+        );
+        match read {
+            Ok(None) => Ok(None),
+            Ok(Some(approvals)) => {
+                kept.clean = true;
+                Ok(Some(approvals))
+            }
+            Err(p) => {
+                kept.clean = false;
+                Err(SourceError::Invalid {
+                    location: self.config.path.display().to_string(),
+                    message: p.to_string(),
+                })
+            }
+        }
     }
 }
 
@@ -215,6 +252,18 @@ pub fn load_dir_with(
     max_validity_days: i64,
     parsed: &mut Parsed,
 ) -> Result<Vec<Approval>, Problems> {
+    load(dir, max_validity_days, parsed, false).map(Option::unwrap_or_default)
+}
+
+/// [`load_dir_with`]; with `skip`, `None` when every file is as `parsed`
+/// holds it and no other is there (the caller knows the read that left
+/// `parsed` so was clean): nothing is copied out.
+fn load(
+    dir: &Path,
+    max_validity_days: i64,
+    parsed: &mut Parsed,
+    skip: bool,
+) -> Result<Option<Vec<Approval>>, Problems> {
     use rayon::prelude::*;
     let mut problems = Vec::new();
     let files = read_files(dir, "approvals", &mut problems)?;
@@ -230,6 +279,13 @@ pub fn load_dir_with(
             Some((these, found))
         })
         .collect();
+    if skip
+        && problems.is_empty()
+        && files.len() == parsed.len()
+        && fresh.iter().all(Option::is_none)
+    {
+        return Ok(None);
+    }
     let mut out = Vec::new();
     let mut kept = Parsed::new();
     for ((f, text), fresh) in files.into_iter().zip(fresh) {
@@ -269,7 +325,7 @@ pub fn load_dir_with(
         });
     }
     if problems.is_empty() {
-        Ok(out)
+        Ok(Some(out))
     } else {
         problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Err(Problems(problems))

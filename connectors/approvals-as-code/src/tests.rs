@@ -529,3 +529,59 @@ fn a_reread_parses_only_changed_files_and_reads_as_a_fresh_load() {
     );
     assert_eq!(parsed.len(), 1);
 }
+
+#[tokio::test]
+async fn a_reread_is_none_only_while_the_directory_reads_as_the_last_clean_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "a.yaml", GOOD);
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-2"));
+    let src = FilesSource::new(FilesConfig {
+        name: "files".into(),
+        path: d.to_path_buf(),
+        max_validity_days: 365,
+    });
+    let ids = |r: ApprovalRead| r.approvals.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let again = || async { src.reread().await };
+    // Never read: read.
+    assert_eq!(
+        ids(again().await.expect("1").expect("first read")),
+        ["APR-1", "APR-2"]
+    );
+    // Unchanged: nothing copied out.
+    assert!(again().await.expect("2").is_none());
+    // Changed, added, removed: read.
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-3"));
+    assert_eq!(
+        ids(again().await.expect("3").expect("changed")),
+        ["APR-1", "APR-3"]
+    );
+    assert!(again().await.expect("4").is_none());
+    write(d, "c.yaml", &GOOD.replace("APR-1", "APR-4"));
+    assert_eq!(again().await.expect("5").expect("added").approvals.len(), 3);
+    std::fs::remove_file(d.join("c.yaml")).expect("rm");
+    assert_eq!(
+        again().await.expect("6").expect("removed").approvals.len(),
+        2
+    );
+    // Broken: an error every time, never "unchanged".
+    write(d, "b.yaml", &GOOD.replace("expires_at", "expires"));
+    for _ in 0..2 {
+        assert!(again().await.is_err());
+    }
+    // Two clean files with one id: each parses, the read fails, and keeps
+    // failing while nothing changes (the last read was not clean).
+    write(d, "b.yaml", GOOD);
+    for _ in 0..2 {
+        let e = again().await.expect_err("duplicate");
+        assert!(e.to_string().contains("duplicate approval id"), "{e}");
+    }
+    // Mended: read, then unchanged again; the strict read still answers.
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-2"));
+    assert_eq!(
+        again().await.expect("7").expect("mended").approvals.len(),
+        2
+    );
+    assert!(again().await.expect("8").is_none());
+    assert_eq!(src.approvals().await.expect("strict").len(), 2);
+}

@@ -964,6 +964,14 @@ pub trait ApprovalSource: Send + Sync {
             unmapped: Vec::new(),
         })
     }
+
+    /// [`ApprovalSource::read`] again, or `Ok(None)` when this source can
+    /// tell that a read would return exactly what its last successful read
+    /// returned (the caller keeps that: a daemon's targeted pass does not
+    /// copy 270,000 unchanged approvals). The default always reads.
+    async fn reread(&self) -> Result<Option<ApprovalRead>, SourceError> {
+        self.read().await.map(Some)
+    }
 }
 
 /// What a remediation does to its target.
