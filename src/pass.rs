@@ -248,11 +248,14 @@ impl Context {
             .filter(|r| r.withdrawn_at.is_none())
             .map(|r| r.approval_id)
             .collect();
-        let known: std::collections::HashSet<&str> = approvals
-            .iter()
-            .map(|a| a.id.as_str())
-            .filter(|id| !asked.is_empty() && asked.contains(*id))
-            .collect();
+        let known: std::collections::HashSet<&str> = match asked.is_empty() {
+            true => Default::default(),
+            false => approvals
+                .iter()
+                .map(|a| a.id.as_str())
+                .filter(|id| asked.contains(*id))
+                .collect(),
+        };
         let unmatched_revocations = store
             .match_revocations(
                 &known,
@@ -778,6 +781,9 @@ fn ticket_subjects(
 ) -> HashMap<String, Vec<String>> {
     let wanted = |r: &str| only.is_none_or(|keys| keys.iter().any(|k| k == r));
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    if only.is_some_and(<[String]>::is_empty) {
+        return out;
+    }
     for a in approvals {
         if let Some(r) = a.reference.as_deref().filter(|r| wanted(r)) {
             out.entry(r.to_string())

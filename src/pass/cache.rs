@@ -25,6 +25,8 @@ pub struct InventoryCache {
     /// The approval sources' list and it with the inventories' approvals
     /// added, while neither changes.
     combined: Option<(Shared, Shared)>,
+    /// The approval sources' list and its positions sorted by subject.
+    by_subject: Option<(Shared, Vec<usize>)>,
 }
 
 /// Where each source's records sit, sorted by the identity they belong to.
@@ -213,6 +215,15 @@ impl InventoryCache {
     ) -> Scoped {
         let order: Vec<&str> = sources.iter().map(|(n, _, _)| *n).collect();
         self.index_for(&order);
+        if !self
+            .by_subject
+            .as_ref()
+            .is_some_and(|(from, _)| Arc::ptr_eq(from, &approvals))
+        {
+            let sorted = sorted_by(&approvals, |a| a.subject.as_str());
+            self.by_subject = Some((Arc::clone(&approvals), sorted));
+        }
+        let by_subject = self.by_subject.as_ref().map_or(&[][..], |(_, o)| &o[..]);
         let Some(index) = self.index.as_ref() else {
             unreachable!("index_for builds the index")
         };
@@ -243,11 +254,7 @@ impl InventoryCache {
             }
         }
         let mut estate = Estate {
-            approvals: approvals
-                .iter()
-                .filter(|a| seen.contains(a.subject.as_str()))
-                .cloned()
-                .collect(),
+            approvals: pick(&approvals, by_subject, |a| &a.subject, &reach),
             ..Estate::default()
         };
         // Entitlements are joined by id to the first one of the estate.

@@ -158,6 +158,8 @@ pub struct FilesSource {
 #[derive(Debug, Default)]
 struct Kept {
     parsed: Parsed,
+    /// Each file's stamp at the last clean read.
+    stamps: Stamps,
     /// The last read returned the approvals (no problem anywhere, duplicate
     /// ids across files included): an unchanged directory reads the same.
     clean: bool,
@@ -206,11 +208,13 @@ impl FilesSource {
             g
         });
         let skip = may_skip && kept.clean;
-        let read = load(
+        let Kept { parsed, stamps, .. } = &mut *kept;
+        let read = load_stamped(
             &self.config.path,
             self.config.max_validity_days,
-            &mut kept.parsed,
+            parsed,
             skip,
+            stamps,
         );
         match read {
             Ok(None) => Ok(None),
@@ -259,6 +263,122 @@ pub fn load_dir_with(
 /// holds it and no other is there (the caller knows the read that left
 /// `parsed` so was clean): nothing is copied out.
 fn load(
+    dir: &Path,
+    max_validity_days: i64,
+    parsed: &mut Parsed,
+    skip: bool,
+) -> Result<Option<Vec<Approval>>, Problems> {
+    load_stamped(dir, max_validity_days, parsed, skip, &mut Stamps::new())
+}
+
+/// What identifies a file's content without reading it: the file a path
+/// resolves to, its length, modification time and inode. Taken before the
+/// text is read, so a file written meanwhile reads as changed next time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    real: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+}
+
+/// Per file, its stamp when last read cleanly, and when they were taken.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Stamps {
+    files: HashMap<PathBuf, Stamp>,
+    taken: Option<std::time::SystemTime>,
+}
+
+/// A file modified this close to when its stamp was taken may be written
+/// again within the file system's timestamp granularity (a few ms on
+/// Linux) without its stamp changing: it is read, not trusted, until its
+/// stamp is older than this (git's "racily clean" entries).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Stamps {
+    fn new() -> Stamps {
+        Stamps::default()
+    }
+
+    /// Whether `now` shows every file as stamped here, each written
+    /// long enough before the stamps were taken to be trusted.
+    fn vouch_for(&self, now: &Stamps) -> bool {
+        let Some(taken) = self.taken else {
+            return false;
+        };
+        self.files == now.files
+            && self.files.values().all(|s| {
+                s.modified
+                    .and_then(|m| m.checked_add(RACY))
+                    .is_some_and(|m| m < taken)
+            })
+    }
+}
+
+/// Every approval file's stamp, or `None` if the directory cannot be
+/// listed without a problem (then everything is read).
+fn stamp_dir(dir: &Path) -> Option<Stamps> {
+    let taken = std::time::SystemTime::now();
+    let root = std::fs::canonicalize(dir).ok()?;
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    collect_files(&root, dir, &mut files, &mut problems).ok()?;
+    if !problems.is_empty() {
+        return None;
+    }
+    files
+        .into_iter()
+        .map(|(f, real)| {
+            let m = std::fs::metadata(&real).ok()?;
+            #[cfg(unix)]
+            let inode = {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            };
+            #[cfg(not(unix))]
+            let inode = (0, 0);
+            let stamp = Stamp {
+                real,
+                len: m.len(),
+                modified: m.modified().ok(),
+                inode,
+            };
+            Some((f, stamp))
+        })
+        .collect::<Option<HashMap<_, _>>>()
+        .map(|files| Stamps {
+            files,
+            taken: Some(taken),
+        })
+}
+
+/// [`load`]; with `skip`, every file's stamp as in `stamps` (left by the
+/// last clean read) answers `None` without reading a file. `stamps` is
+/// left as this read found the files when it returns the approvals or
+/// `None`, empty when it fails.
+fn load_stamped(
+    dir: &Path,
+    max_validity_days: i64,
+    parsed: &mut Parsed,
+    skip: bool,
+    stamps: &mut Stamps,
+) -> Result<Option<Vec<Approval>>, Problems> {
+    let before = stamp_dir(dir);
+    if skip
+        && stamps.files.len() == parsed.len()
+        && before.as_ref().is_some_and(|now| stamps.vouch_for(now))
+    {
+        return Ok(None);
+    }
+    let read = load_texts(dir, max_validity_days, parsed, skip);
+    *stamps = match (&read, before) {
+        (Ok(_), Some(now)) => now,
+        _ => Stamps::new(),
+    };
+    read
+}
+
+fn load_texts(
     dir: &Path,
     max_validity_days: i64,
     parsed: &mut Parsed,

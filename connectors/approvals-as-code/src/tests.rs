@@ -585,3 +585,69 @@ async fn a_reread_is_none_only_while_the_directory_reads_as_the_last_clean_read(
     assert!(again().await.expect("8").is_none());
     assert_eq!(src.approvals().await.expect("strict").len(), 2);
 }
+
+#[tokio::test]
+async fn a_reread_trusts_a_stamp_only_once_its_file_is_older_than_the_racy_window() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let src = FilesSource::new(FilesConfig {
+        name: "files".into(),
+        path: d.to_path_buf(),
+        max_validity_days: 365,
+    });
+    let age = |name: &str, t: SystemTime| {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(d.join(name))
+            .expect("open");
+        f.set_modified(t).expect("set mtime");
+    };
+    let ids = |r: ApprovalRead| r.approvals.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    // Written just now: an in-place rewrite of the same length within the
+    // same timestamp tick is still seen (the text is compared).
+    write(d, "a.yaml", GOOD);
+    assert_eq!(
+        ids(src.reread().await.expect("1").expect("read")),
+        ["APR-1"]
+    );
+    write(d, "a.yaml", &GOOD.replace("APR-1", "APR-2"));
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    // Same mtime as the file it replaced would have: only the text tells.
+    age("a.yaml", SystemTime::now());
+    assert_eq!(
+        ids(src.reread().await.expect("2").expect("changed")),
+        ["APR-2"]
+    );
+    // Old enough: the stamp is trusted and nothing is read. The price, as
+    // for a snapshot: a rewrite keeping length, inode and mtime is missed
+    // until the file changes again.
+    age("a.yaml", old);
+    assert!(
+        src.reread().await.expect("3").is_none(),
+        "a new stamp, the same text: unchanged (and the stamp kept)"
+    );
+    assert!(src.reread().await.expect("4").is_none());
+    write(d, "a.yaml", &GOOD.replace("APR-1", "APR-3"));
+    age("a.yaml", old);
+    assert!(src.reread().await.expect("5").is_none(), "stamp trusted");
+    // Any change to it shows: a new mtime, a new file.
+    age("a.yaml", old + Duration::from_secs(1));
+    assert_eq!(
+        ids(src.reread().await.expect("6").expect("read")),
+        ["APR-3"]
+    );
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-4"));
+    age("b.yaml", old);
+    assert_eq!(
+        src.reread()
+            .await
+            .expect("7")
+            .expect("added")
+            .approvals
+            .len(),
+        2
+    );
+    // The strict read always reads.
+    assert_eq!(src.approvals().await.expect("strict").len(), 2);
+}
