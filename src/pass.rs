@@ -24,6 +24,7 @@ use crate::store::journal::Entry;
 use crate::store::{RunRecord, SourcedFinding, SqlStore, Store};
 
 mod cache;
+mod expiry;
 pub use cache::InventoryCache;
 
 /// What every pass runs with, loaded and checked once: the daemon keeps one
@@ -315,16 +316,31 @@ impl Context {
                 let scoped = read_targeted(&self.inventory, approvals, cache, ids).await;
                 let whole = Whole {
                     approvals: scoped.approvals,
+                    expiries: scoped.expiries,
                     source_credentials: scoped.source_credentials,
                     cache: &*cache,
                 };
                 (scoped.estate, Some(whole))
             }
             // The estate owns its approvals: a copy of the shared read.
-            (None, cache) => (
-                read_inventories(&self.inventory, Arc::unwrap_or_clone(approvals), cache).await,
-                None,
-            ),
+            (None, mut cache) => {
+                let shared = cache.is_some().then(|| Arc::clone(&approvals));
+                let estate = read_inventories(
+                    &self.inventory,
+                    Arc::unwrap_or_clone(approvals),
+                    cache.as_deref_mut(),
+                )
+                .await;
+                if let (Some(c), Some(shared)) = (cache, shared) {
+                    let order: Vec<_> = self
+                        .inventory
+                        .iter()
+                        .map(|s| (s.name(), s.provider()))
+                        .collect();
+                    c.warm(&order, shared);
+                }
+                (estate, None)
+            }
         };
         estate.exceptions = exceptions;
         // An account a source could not read holds its subjects this pass.
@@ -463,40 +479,22 @@ impl Context {
             .filter(targets)
             .filter_map(|c| c.expires.map(|t| ((c.identity.clone(), c.id.clone()), t)))
             .collect();
-        let end = |a: &nhi_contract::Approval| {
-            let ended = a.emergency.as_ref().and_then(|e| e.ended_at);
-            ended.map_or(a.expires_at, |e| e.min(a.expires_at))
-        };
-        let live = || {
-            approvals
-                .iter()
-                .filter(|a| a.revoked_at.is_none() && end(a) > now)
-        };
         // An exception ending re-opens its findings and lets enforce act:
         // its end is a pass too, on the identities it covers.
         let live_exceptions = || estate.exceptions.iter().filter(|e| e.expires_at > now);
+        let exception_ends: Vec<_> = live_exceptions().map(|e| e.expires_at).collect();
         // Approvals and exceptions ending within a second of the next end
-        // share its pass.
-        // An approval that federates a workload starts its access at its
-        // start: the reconciler adds the credential then, not at the next
-        // scheduled pass.
-        let starting = || {
-            live().filter(|a| {
-                a.starts() > now && a.issuance() == Some(nhi_contract::Issuance::Federation)
-            })
+        // share its pass. An approval that federates a workload starts its
+        // access at its start: the reconciler adds the credential then, not
+        // at the next scheduled pass.
+        let expiries = match whole.as_ref() {
+            Some(w) => Arc::clone(&w.expiries),
+            None => Arc::new(expiry::Expiries::of(approvals)),
         };
-        let next_expiry = live()
-            .map(end)
-            .chain(starting().map(|a| a.starts()))
-            .chain(live_exceptions().map(|e| e.expires_at))
-            .min()
-            .map(|first| {
+        let next_expiry = expiries
+            .next(approvals, now, &exception_ends)
+            .map(|(first, mut ids)| {
                 let soon = first + chrono::Duration::seconds(1);
-                let mut ids: Vec<String> = live()
-                    .filter(|a| end(a) <= soon)
-                    .chain(starting().filter(|a| a.starts() <= soon))
-                    .map(|a| a.subject.clone())
-                    .collect();
                 for e in live_exceptions().filter(|e| e.expires_at <= soon) {
                     // Every identity it covers, not only those a targeted
                     // pass evaluated.
@@ -872,6 +870,8 @@ struct Whole<'a> {
     approvals: Arc<Vec<nhi_contract::Approval>>,
     /// Credentials per source.
     source_credentials: Vec<usize>,
+    /// When its approvals end.
+    expiries: Arc<expiry::Expiries>,
     /// The inventories, for what covers identities by pattern.
     cache: &'a InventoryCache,
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use nhi_contract::{Approval, Inventory, Provider};
 use rayon::prelude::*;
 
+use super::expiry::Expiries;
 use crate::engine::estate::Estate;
 
 /// A list of approvals shared between passes.
@@ -27,6 +28,8 @@ pub struct InventoryCache {
     combined: Option<(Shared, Shared)>,
     /// The approval sources' list and its positions sorted by subject.
     by_subject: Option<(Shared, Vec<usize>)>,
+    /// Every approval and when they end.
+    expiries: Option<(Shared, Arc<Expiries>)>,
 }
 
 /// Where each source's records sit, sorted by the identity they belong to.
@@ -104,6 +107,8 @@ pub(crate) struct Scoped {
     pub approvals: Arc<Vec<Approval>>,
     /// Credentials per source of the whole estate, for the blast-radius rail.
     pub source_credentials: Vec<usize>,
+    /// When `approvals` end, sorted (kept while they stay the same list).
+    pub expiries: Arc<Expiries>,
 }
 
 /// How a source came out of a targeted read.
@@ -197,6 +202,23 @@ impl InventoryCache {
             parts,
             source_credentials,
         });
+    }
+
+    /// Build what targeted passes on `approvals` look up (the index, the
+    /// approvals by subject, their ends) now, in the full pass that filled
+    /// the cache, so the first targeted pass after it does not pay for it.
+    pub(crate) fn warm(&mut self, sources: &[(&str, Provider)], approvals: Arc<Vec<Approval>>) {
+        let reads: Vec<(&str, Provider, Read)> = sources
+            .iter()
+            .map(|(name, provider)| {
+                let read = match self.inventories.contains_key(*name) {
+                    true => Read::Cached,
+                    false => Read::Failed("not read".into()),
+                };
+                (*name, *provider, read)
+            })
+            .collect();
+        let _ = self.scoped(&reads, &[], approvals);
     }
 
     /// The estate a targeted pass evaluates for `subjects`: each source in
@@ -312,10 +334,19 @@ impl InventoryCache {
         if carried {
             self.combined = Some((approvals, Arc::clone(&all)));
         }
+        let expiries = match &self.expiries {
+            Some((of, e)) if Arc::ptr_eq(of, &all) => Arc::clone(e),
+            _ => {
+                let e = Arc::new(Expiries::of(&all));
+                self.expiries = Some((Arc::clone(&all), Arc::clone(&e)));
+                e
+            }
+        };
         Scoped {
             estate,
             approvals: all,
             source_credentials,
+            expiries,
         }
     }
 }
