@@ -7,6 +7,7 @@ mod demo_copy;
 #[path = "support/pg.rs"]
 mod pg;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nhi_assure::engine::estate::{SourceState, SourceStatus};
@@ -908,8 +909,267 @@ async fn a_targeted_run_records_only_its_subjects(store: SqlStore) {
     );
 }
 
+/// The rules [`report_run`] evaluates, as a reading keeps them.
+const RULES: &str = r#"[
+  {"id": "credential-stale", "title": "t", "description": "d", "severity": "high",
+   "subject": "credential", "action": "disable", "remediation": "r",
+   "controls": ["OWASP-NHI-2025:NHI7"]},
+  {"id": "credential-long-lived", "title": "t", "description": "d", "severity": "medium",
+   "subject": "credential", "action": "flag", "remediation": "r",
+   "controls": ["OWASP-NHI-2025:NHI7"]}
+]"#;
+
+/// A full or targeted run evaluating `credential-stale` and
+/// `credential-long-lived`, with its reading (so reports can read it).
+async fn report_run(
+    store: &SqlStore,
+    sources: &[SourceStatus],
+    findings: &[SourcedFinding],
+    scope: Option<&[String]>,
+) -> i64 {
+    let rules = [
+        "credential-stale".to_string(),
+        "credential-long-lived".to_string(),
+    ];
+    let reading = nhi_assure::store::runs::Reading {
+        inventory: "[]",
+        approvals: "[]",
+        rules: RULES,
+    };
+    store
+        .record_run(RunRecord {
+            started_at: chrono::Utc::now(),
+            as_of: chrono::Utc::now(),
+            command: if scope.is_some() {
+                "daemon-targeted"
+            } else {
+                "scan"
+            },
+            sources,
+            rules: &rules,
+            findings,
+            held: &Default::default(),
+            reading: scope.is_none().then_some(reading),
+            scope,
+        })
+        .await
+        .expect("record run")
+        .run_id
+}
+
+/// What the report of run `id` must hold, from the whole replay and every
+/// finding the run saw (as reports were read before they were paged):
+/// (fingerprint, source, first seen, finding JSON) of its findings, and
+/// (fingerprint, first seen, last seen, finding JSON) of those it resolved.
+async fn whole_replay(
+    store: &SqlStore,
+    id: i64,
+) -> (
+    BTreeSet<(String, String, String, String)>,
+    BTreeSet<(String, String, String, String)>,
+) {
+    let life = nhi_assure::report::diff::replay(store, id)
+        .await
+        .expect("replay");
+    let started = store
+        .run_info(id)
+        .await
+        .expect("info")
+        .expect("run")
+        .started_at;
+    let open = store
+        .run_findings(id)
+        .await
+        .expect("findings")
+        .into_iter()
+        .map(|s| {
+            let first = life
+                .open
+                .get(&s.fingerprint)
+                .map_or(started.clone(), |l| l.first_seen.clone());
+            let data = serde_json::to_string(&s.finding.expect("data")).expect("json");
+            (s.fingerprint, s.source, first, data)
+        })
+        .collect();
+    let mut resolved = BTreeSet::new();
+    let mut seen_by: std::collections::HashMap<i64, Vec<_>> = Default::default();
+    for l in life.closed.iter().filter(|l| l.resolved_run == Some(id)) {
+        if let std::collections::hash_map::Entry::Vacant(e) = seen_by.entry(l.last_run) {
+            e.insert(store.run_findings(l.last_run).await.expect("findings"));
+        }
+        let seen = seen_by[&l.last_run]
+            .iter()
+            .find(|s| s.fingerprint == l.fingerprint)
+            .expect("last seen")
+            .clone();
+        let last = life
+            .runs
+            .iter()
+            .find(|r| r.id == l.last_run)
+            .expect("run")
+            .started_at
+            .clone();
+        let data = serde_json::to_string(&seen.finding.expect("data")).expect("json");
+        resolved.insert((l.fingerprint.clone(), l.first_seen.clone(), last, data));
+    }
+    (open, resolved)
+}
+
+/// Reports read a run's findings page by page (sort keys, then each page's
+/// sightings replayed on their own): they must read exactly what the whole
+/// replay reads, worst first, for the latest run and for earlier ones,
+/// across pages, full and targeted runs, a failed source, changed data,
+/// resolutions and a reopening, and the same user name in two accounts.
+async fn report_pages_read_what_the_whole_replay_reads(store: SqlStore) {
+    let complete = status(SourceState::Complete);
+    let failed = status(SourceState::Failed {
+        error: "throttled".into(),
+    });
+    // 2,300 keys on 700 users in two accounts (more than one page).
+    let key = |n: usize, rule: &str| {
+        let mut f = finding(rule, &format!("AKIA{n:05}"));
+        f.finding.identity_id = format!("arn:aws:iam::{}:user/u{}", 1 + n % 2, n / 2 % 350);
+        if rule == "credential-long-lived" {
+            f.finding.severity = Severity::Medium;
+        }
+        f
+    };
+    let first: Vec<SourcedFinding> = (0..2_300)
+        .map(|n| key(n, "credential-stale"))
+        .chain(
+            (0..2_300)
+                .step_by(3)
+                .map(|n| key(n, "credential-long-lived")),
+        )
+        .collect();
+    let r1 = report_run(&store, &complete, &first, None).await;
+    // A targeted run on one user: its finding's data changes.
+    let target = first[4].finding.identity_id.clone();
+    let mut changed = first[4].clone();
+    changed.finding.evidence = serde_json::json!({"credential.days_since_last_use": 400});
+    report_run(&store, &complete, &[changed.clone()], Some(&[target])).await;
+    let r3 = report_run(&store, &failed, &[], None).await;
+    // Every fifth stale key gone (resolved here), every seventh changed.
+    let fourth: Vec<SourcedFinding> = first
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 5 != 0)
+        .map(|(n, f)| {
+            let mut f = if n == 4 { changed.clone() } else { f.clone() };
+            if n % 7 == 0 {
+                f.finding.evidence = serde_json::json!({"seen": n});
+            }
+            f
+        })
+        .collect();
+    let r4 = report_run(&store, &complete, &fourth, None).await;
+    // Half of those come back (a new lifecycle); others go.
+    let fifth: Vec<SourcedFinding> = fourth
+        .iter()
+        .filter(|f| {
+            !f.finding
+                .credential_id
+                .as_deref()
+                .is_some_and(|c| c.ends_with('3'))
+        })
+        .cloned()
+        .chain(first.iter().step_by(10).cloned())
+        .collect();
+    let r5 = report_run(&store, &complete, &fifth, None).await;
+
+    for id in [r1, r3, r4, r5] {
+        let data = nhi_assure::report::load(
+            &store,
+            nhi_assure::report::RunSel::Id(id),
+            Default::default(),
+        )
+        .await
+        .expect("load");
+        let read: Vec<_> = data.findings.collect().expect("findings");
+        let order: Vec<(std::cmp::Reverse<Severity>, Vec<&str>)> = read
+            .iter()
+            .map(|f| {
+                (
+                    std::cmp::Reverse(f.finding.severity),
+                    f.fingerprint.split('|').collect(),
+                )
+            })
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "run {id}: not worst first"
+        );
+        let paged: BTreeSet<_> = read
+            .iter()
+            .map(|f| {
+                let data = serde_json::to_string(&f.finding).expect("json");
+                (
+                    f.fingerprint.clone(),
+                    f.source.clone(),
+                    f.first_seen.clone(),
+                    data,
+                )
+            })
+            .collect();
+        let resolved: BTreeSet<_> = data
+            .resolved
+            .iter()
+            .map(|r| {
+                let r = r.expect("resolved");
+                let data = serde_json::to_string(&r.finding.finding).expect("json");
+                (
+                    r.finding.fingerprint,
+                    r.finding.first_seen,
+                    r.last_seen,
+                    data,
+                )
+            })
+            .collect();
+        let (want_open, want_resolved) = whole_replay(&store, id).await;
+        assert_eq!(paged.len(), read.len(), "run {id}: a finding twice");
+        assert_eq!(paged, want_open, "run {id}: findings");
+        assert_eq!(resolved, want_resolved, "run {id}: resolved");
+        match id {
+            _ if id == r3 => assert!(read.is_empty() && resolved.is_empty(), "failed source"),
+            _ if id == r4 => assert_eq!(
+                resolved.len(),
+                (0..first.len()).step_by(5).count(),
+                "every fifth key"
+            ),
+            _ if id == r5 => assert!(!resolved.is_empty() && paged.len() > 2_000),
+            _ => assert_eq!(read.len(), first.len()),
+        }
+    }
+}
+
 /// Each scenario on both backends.
 macro_rules! both {
+    // Reports read pages on a multi-threaded runtime (as the command runs).
+    (multi: $($name:ident),* $(,)?) => {
+        mod sqlite_multi {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = super::SqlStore::open(&dir.path().join("s.db").display().to_string())
+                        .await
+                        .expect("open sqlite");
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres_multi {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = super::SqlStore::open(&super::pg::database())
+                        .await
+                        .expect("open postgres");
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
     (raw: $($name:ident),* $(,)?) => {
         mod sqlite_raw {
             $(
@@ -972,6 +1232,8 @@ both!(
     large_readings_read_back_exactly,
     a_targeted_run_records_only_its_subjects,
 );
+
+both!(multi: report_pages_read_what_the_whole_replay_reads);
 
 both!(
     raw: audit_chain_detects_edits_removals_and_reordering,

@@ -85,9 +85,18 @@ pub async fn report(
     let (_cfg, store, rules) = setup(config).await?;
     let started = Instant::now();
     let data = load(&store, run, rules.catalogs).await?;
-    let cov = coverage::compute(&data, frameworks)?;
-    // Each file is written as it is rendered (JSON, CSV and OCSF finding by
-    // finding), not assembled in memory first.
+    // Coverage is one pass over the findings: only for formats that show it.
+    let cov = if formats
+        .iter()
+        .any(|f| !matches!(f, Format::Ocsf | Format::Sarif))
+    {
+        coverage::compute(&data, frameworks)?
+    } else {
+        coverage::check_filter(&data, frameworks)?;
+        Vec::new()
+    };
+    // Each file is written as it is rendered, finding by finding as they
+    // are read from the store, not assembled in memory first.
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -154,9 +163,14 @@ pub async fn trace(
             return Err(f.unsupported("a trace"))
         }
         Format::Json => {
-            let t = trace::Context::new(&data).trace(subject).ok_or_else(|| {
-                anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id)
-            })?;
+            let identity = trace::identity_of_subject(&data, subject);
+            let findings =
+                trace::findings_of_subjects(&data, &[identity.as_str()].into_iter().collect())?;
+            let t = trace::Context::new(&data, findings)
+                .trace(subject)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id)
+                })?;
             let mut v = serde_json::to_vec_pretty(&t)?;
             v.push(b'\n');
             v

@@ -3,12 +3,14 @@
 //! the failing findings, and the evidence. An auditor reads it as
 //! "control → status → evidence".
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
 
 use super::{ReportError, RunData};
 use crate::engine::rules::catalog::Catalog;
+use crate::engine::rules::Severity;
 
 /// A control's status in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,8 +71,12 @@ pub struct ControlCoverage {
     pub rules: Vec<String>,
     /// Subject counts.
     pub subjects: Subjects,
-    /// Fingerprints of the failing findings (details in the report's `findings`).
+    /// Fingerprints of the failing findings, worst first, the first
+    /// [`MAX_LISTED`] of them (every one is in the report's `findings`,
+    /// with its controls).
     pub findings: Vec<String>,
+    /// How many failing findings there are.
+    pub findings_total: usize,
     /// Highest severity among the failing findings.
     pub worst_severity: Option<String>,
     /// Why the status holds: the rules and subject kinds evaluated, and any
@@ -130,8 +136,12 @@ fn catalog_matches(cat: &Catalog, filter: &[String]) -> bool {
             .any(|f| f.eq_ignore_ascii_case(&cat.framework))
 }
 
-/// Compute coverage for the frameworks in `filter` (all when empty).
-pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverage>, ReportError> {
+/// Fingerprints listed per control, at most: a control failing on a
+/// million credentials lists the worst and counts the rest.
+pub const MAX_LISTED: usize = 1_000;
+
+/// Check that every framework `filter` names has a catalog.
+pub fn check_filter(data: &RunData, filter: &[String]) -> Result<(), ReportError> {
     let cats = &data.catalogs.0;
     for f in filter {
         if !cats.iter().any(|c| c.framework.eq_ignore_ascii_case(f)) {
@@ -145,11 +155,113 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             });
         }
     }
+    Ok(())
+}
+
+/// What one control has seen of the findings so far.
+#[derive(Default)]
+struct Tally {
+    /// Hashes of subjects with a finding no exception covers.
+    failing: HashSet<u64>,
+    /// Hashes of subjects with an excepted finding.
+    excepted: HashSet<u64>,
+    worst: Option<Severity>,
+    listed: Vec<String>,
+    total: usize,
+}
+
+/// A subject is what the rule was evaluated on: the credential, the
+/// identity, or the approval record. Kept as a 64-bit hash (SipHash with
+/// fixed keys): subjects are counted, never shown, and a collision among
+/// a million would take some 4 × 10⁹ of them to be likely.
+fn subject_hash(f: &super::ReportFinding) -> u64 {
+    let fd = &f.finding;
+    let mut h = std::hash::DefaultHasher::new();
+    match (&fd.credential_id, fd.evidence.get("approval_record")) {
+        (Some(c), _) => ("credential", c.as_str()).hash(&mut h),
+        (None, Some(a)) => ("approval", a.as_str().unwrap_or_default()).hash(&mut h),
+        _ => ("identity", fd.identity_id.as_str()).hash(&mut h),
+    }
+    h.finish()
+}
+
+/// Compute coverage for the frameworks in `filter` (all when empty), in
+/// one pass over the run's findings: per control, hashed subjects and the
+/// first [`MAX_LISTED`] fingerprints, not the findings.
+pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverage>, ReportError> {
+    check_filter(data, filter)?;
+    let cats: Vec<&Catalog> = data
+        .catalogs
+        .0
+        .iter()
+        .filter(|c| catalog_matches(c, filter))
+        .collect();
     let snap = &data.reading;
+    // Each control's rules, and each rule's controls (catalog, control).
+    let rules_of: Vec<Vec<Vec<&crate::store::reading::RuleInfo>>> = cats
+        .iter()
+        .map(|cat| {
+            cat.controls
+                .iter()
+                .map(|c| {
+                    let reference = format!("{}:{}", cat.framework, c.id);
+                    snap.rules
+                        .iter()
+                        .filter(|r| r.controls.contains(&reference))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let mut controls_of: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (ci, per) in rules_of.iter().enumerate() {
+        for (ki, rules) in per.iter().enumerate() {
+            for r in rules {
+                let v = controls_of.entry(r.id.as_str()).or_default();
+                if !v.contains(&(ci, ki)) {
+                    v.push((ci, ki));
+                }
+            }
+        }
+    }
+    let mut tallies: Vec<Vec<Tally>> = cats
+        .iter()
+        .map(|cat| cat.controls.iter().map(|_| Tally::default()).collect())
+        .collect();
+    for f in data.findings.iter() {
+        let f = f?;
+        let Some(places) = controls_of.get(f.finding.rule_id.as_str()) else {
+            continue;
+        };
+        let subject = subject_hash(&f);
+        for &(ci, ki) in places {
+            // A framework scoped to providers (CIS AWS) counts only their
+            // findings.
+            let cat = cats[ci];
+            if !cat.providers.is_empty()
+                && !f
+                    .finding
+                    .provider
+                    .as_deref()
+                    .is_some_and(|p| cat.providers.iter().any(|x| x == p))
+            {
+                continue;
+            }
+            let t = &mut tallies[ci][ki];
+            if f.finding.exception.is_none() {
+                t.failing.insert(subject);
+            } else {
+                t.excepted.insert(subject);
+            }
+            t.worst = t.worst.max(Some(f.finding.severity));
+            t.total += 1;
+            if t.listed.len() < MAX_LISTED {
+                t.listed.push(f.fingerprint.clone());
+            }
+        }
+    }
     let mut out = Vec::new();
-    for cat in cats.iter().filter(|c| catalog_matches(c, filter)) {
-        // A framework scoped to providers (CIS AWS) counts only their
-        // sources' subjects and findings.
+    for ((cat, per), tallies) in cats.iter().zip(&rules_of).zip(tallies) {
         let in_scope = |p: &str| cat.providers.is_empty() || cat.providers.iter().any(|x| x == p);
         let sources: Vec<&crate::store::reading::SourceReading> = snap
             .sources
@@ -178,13 +290,8 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             .collect();
         let mut totals = Totals::default();
         let mut controls = Vec::new();
-        for c in &cat.controls {
+        for ((c, rules), t) in cat.controls.iter().zip(per).zip(tallies) {
             let reference = format!("{}:{}", cat.framework, c.id);
-            let rules: Vec<&crate::store::reading::RuleInfo> = snap
-                .rules
-                .iter()
-                .filter(|r| r.controls.contains(&reference))
-                .collect();
             let kinds: BTreeSet<&str> = rules.iter().map(|r| r.subject.as_str()).collect();
             let evaluated: usize = kinds
                 .iter()
@@ -194,43 +301,16 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
                     _ => approvals,
                 })
                 .sum();
-            let rule_ids: HashSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-            let failing: Vec<&super::ReportFinding> = data
-                .findings
-                .iter()
-                .filter(|f| rule_ids.contains(f.finding.rule_id.as_str()))
-                .filter(|f| {
-                    cat.providers.is_empty() || f.finding.provider.as_deref().is_some_and(in_scope)
-                })
-                .collect();
-            // A subject is what the rule was evaluated on: the credential,
-            // the identity, or the approval record.
-            let subject = |f: &&super::ReportFinding| {
-                let fd = &f.finding;
-                match (&fd.credential_id, fd.evidence.get("approval_record")) {
-                    (Some(c), _) => format!("credential:{c}"),
-                    (None, Some(a)) => format!("approval:{}", a.as_str().unwrap_or_default()),
-                    _ => format!("identity:{}", fd.identity_id),
-                }
-            };
+            let rule_ids: BTreeSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
             // A subject fails on any finding no exception covers; one whose
             // every finding here is excepted is counted apart.
-            let failing_subjects: HashSet<String> = failing
-                .iter()
-                .filter(|f| f.finding.exception.is_none())
-                .map(subject)
-                .collect();
-            let excepted_subjects: HashSet<String> = failing
-                .iter()
-                .filter(|f| f.finding.exception.is_some())
-                .map(subject)
-                .filter(|s| !failing_subjects.contains(s))
-                .collect();
+            let failing_n = t.failing.len();
+            let excepted_n = t.excepted.difference(&t.failing).count();
             let status = if rules.is_empty() {
                 Status::NotEvaluated
-            } else if !failing_subjects.is_empty() {
+            } else if failing_n > 0 {
                 Status::Fail
-            } else if !excepted_subjects.is_empty() {
+            } else if excepted_n > 0 {
                 Status::Excepted
             } else if !incomplete.is_empty() {
                 Status::Unknown
@@ -245,30 +325,21 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
                 Status::Excepted => totals.excepted += 1,
             }
             totals.controls += 1;
-            let failing_n = failing_subjects.len();
-            let excepted_n = excepted_subjects.len();
             controls.push(ControlCoverage {
                 reference,
                 id: c.id.clone(),
                 title: c.title.clone(),
                 status,
-                rules: {
-                    let mut v: Vec<String> = rule_ids.iter().map(|s| s.to_string()).collect();
-                    v.sort();
-                    v
-                },
+                rules: rule_ids.iter().map(|s| s.to_string()).collect(),
                 subjects: Subjects {
                     evaluated: evaluated.max(failing_n + excepted_n),
                     passing: evaluated.saturating_sub(failing_n + excepted_n),
                     failing: failing_n,
                     excepted: excepted_n,
                 },
-                worst_severity: failing
-                    .iter()
-                    .map(|f| f.finding.severity)
-                    .max()
-                    .map(|s| s.as_str().to_string()),
-                findings: failing.iter().map(|f| f.fingerprint.clone()).collect(),
+                worst_severity: t.worst.map(|s| s.as_str().to_string()),
+                findings: t.listed,
+                findings_total: t.total,
                 evidence: Evidence {
                     subject_kinds: kinds.iter().map(|k| k.to_string()).collect(),
                     incomplete_sources: if rules.is_empty() {

@@ -71,7 +71,7 @@ fn depends(k: &Sighting) -> Facets {
 }
 
 /// The identity a fingerprint (`rule|identity|subject`) names.
-fn identity_of(fingerprint: &str) -> &str {
+pub(crate) fn identity_of(fingerprint: &str) -> &str {
     fingerprint.split('|').nth(1).unwrap_or("")
 }
 
@@ -102,33 +102,69 @@ impl Lifecycle {
 /// between two sightings of one finding, so a long-lived store (thousands
 /// of daemon passes) is not replayed as runs × findings.
 pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportError> {
-    let rules: HashMap<i64, HashSet<String>> = store
-        .run_rules(upto)
-        .await?
-        .into_iter()
-        .map(|(id, json)| {
-            let list: Vec<RuleInfo> = serde_json::from_str(&json)?;
-            Ok((id, list.into_iter().map(|r| r.id).collect()))
-        })
-        .collect::<Result<_, serde_json::Error>>()?;
-    // Runs without detail (older than per-run records) cannot be replayed.
-    let runs: Vec<RunInfo> = store
-        .runs_upto(upto)
-        .await?
-        .into_iter()
-        .filter(|r| rules.contains_key(&r.id))
-        .collect();
-    // A sighting covers consecutive recorded runs first_run..=last_run;
-    // they come ordered by first run, so each finding's are in order.
+    let replayer = Replayer::load(store, upto).await?;
     let sightings = store.sightings_upto(upto).await?;
-    let mut by_fp: HashMap<&str, Vec<&Sighting>> = HashMap::new();
-    for k in &sightings {
-        by_fp.entry(k.fingerprint.as_str()).or_default().push(k);
+    let mut lc = replayer.replay(&sightings);
+    lc.runs = replayer.runs;
+    Ok(lc)
+}
+
+/// What a replay needs besides the sightings: the runs with recorded
+/// detail up to a run and the rules each evaluated. Loaded once, it
+/// replays any set of findings, so a report can replay page by page.
+#[derive(Debug, Default)]
+pub struct Replayer {
+    rules: HashMap<i64, HashSet<String>>,
+    /// Runs replayed (those with recorded detail), oldest first.
+    pub runs: Vec<RunInfo>,
+}
+
+impl Replayer {
+    /// The runs up to `upto` and their rules.
+    pub async fn load(store: &SqlStore, upto: i64) -> Result<Self, ReportError> {
+        let rules: HashMap<i64, HashSet<String>> = store
+            .run_rules(upto)
+            .await?
+            .into_iter()
+            .map(|(id, json)| {
+                let list: Vec<RuleInfo> = serde_json::from_str(&json)?;
+                Ok((id, list.into_iter().map(|r| r.id).collect()))
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        // Runs without detail (older than per-run records) cannot be replayed.
+        let runs: Vec<RunInfo> = store
+            .runs_upto(upto)
+            .await?
+            .into_iter()
+            .filter(|r| rules.contains_key(&r.id))
+            .collect();
+        Ok(Replayer { rules, runs })
     }
-    // The index of the first replayed run at or after `id`.
-    let at_or_after = |id: i64| runs.partition_point(|r| r.id < id);
-    let mut lc = Lifecycle::default();
-    for (fp, list) in by_fp {
+
+    /// The lifecycles of the findings `sightings` are of: every sighting
+    /// of each, up to the replayed run, ordered by first run within a
+    /// fingerprint (the fingerprints may come in any order). `runs` of
+    /// the result is left empty.
+    pub fn replay(&self, sightings: &[Sighting]) -> Lifecycle {
+        let mut by_fp: HashMap<&str, Vec<&Sighting>> = HashMap::new();
+        for k in sightings {
+            by_fp.entry(k.fingerprint.as_str()).or_default().push(k);
+        }
+        let mut lc = Lifecycle::default();
+        for (fp, list) in by_fp {
+            self.replay_one(fp, &list, &mut lc);
+        }
+        lc.closed.sort_by(|a, b| {
+            (a.resolved_run, &a.fingerprint).cmp(&(b.resolved_run, &b.fingerprint))
+        });
+        lc
+    }
+
+    /// One finding's lifecycles from its sightings (in first-run order).
+    fn replay_one(&self, fp: &str, list: &[&Sighting], lc: &mut Lifecycle) {
+        let runs = &self.runs;
+        // The index of the first replayed run at or after `id`.
+        let at_or_after = |id: i64| runs.partition_point(|r| r.id < id);
         let mut life: Option<Life> = None;
         for (n, k) in list.iter().enumerate() {
             let start = at_or_after(k.first_run);
@@ -159,7 +195,10 @@ pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportErro
                 .max(end);
             let own = l.rule_id == crate::engine::findings::UNMAPPED_RULE;
             let closed_by = runs[end..next].iter().find(|run| {
-                (own || rules.get(&run.id).is_some_and(|e| e.contains(&l.rule_id)))
+                (own || self
+                    .rules
+                    .get(&run.id)
+                    .is_some_and(|e| e.contains(&l.rule_id)))
                     && sees(&run.sources, l)
                     && run.held.lets_resolve(&l.rule_id, identity_of(fp))
             });
@@ -175,10 +214,6 @@ pub async fn replay(store: &SqlStore, upto: i64) -> Result<Lifecycle, ReportErro
             lc.open.insert(fp.to_string(), l);
         }
     }
-    lc.closed
-        .sort_by(|a, b| (a.resolved_run, &a.fingerprint).cmp(&(b.resolved_run, &b.fingerprint)));
-    lc.runs = runs;
-    Ok(lc)
 }
 
 /// One finding in a diff.

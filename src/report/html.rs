@@ -9,7 +9,8 @@
 //! anyone able to name an IAM user must not be able to script the auditor's
 //! browser.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
@@ -17,7 +18,7 @@ use serde_json::Value;
 
 use super::coverage::FrameworkCoverage;
 use super::trace::{Context, Trace};
-use super::{tally, ReportError, RunData};
+use super::{ReportError, RunData};
 use crate::engine::estate::SourceState;
 
 const TEMPLATE: &str = include_str!("../../reports/templates/report.html.j2");
@@ -143,9 +144,66 @@ fn page(
     cov: &[FrameworkCoverage],
     open_traces: bool,
 ) -> Result<String, ReportError> {
-    let ctx = Context::new(data);
-    let mut traces = ctx.traces_of_findings();
-    let traces_total = traces.len();
+    // One pass over the findings: the charts' counts, the first rows,
+    // and the identities to trace (worst first), each counted by hash.
+    let order = ["critical", "high", "medium", "low", "info"];
+    let mut by_sev_n = [0usize; 5];
+    let mut by_control_n: HashMap<String, usize> = HashMap::new();
+    let mut by_source_n: HashMap<String, usize> = HashMap::new();
+    let mut first: Vec<super::ReportFinding> = Vec::new();
+    let mut traced: Vec<String> = Vec::new();
+    let mut identities: HashSet<u64> = HashSet::new();
+    for f in data.findings.iter() {
+        let f = f?;
+        let d = &f.finding;
+        if let Some(n) = order.iter().position(|s| *s == d.severity.as_str()) {
+            by_sev_n[n] += 1;
+        }
+        for c in &d.controls {
+            *by_control_n.entry(c.clone()).or_default() += 1;
+        }
+        let source = if f.source.is_empty() {
+            "approval records"
+        } else {
+            f.source.as_str()
+        };
+        *by_source_n.entry(source.to_string()).or_default() += 1;
+        let mut h = std::hash::DefaultHasher::new();
+        d.identity_id.hash(&mut h);
+        if identities.insert(h.finish()) && traced.len() < MAX_TRACES {
+            traced.push(d.identity_id.clone());
+        }
+        if first.len() < MAX_ROWS {
+            first.push(f);
+        }
+    }
+    // Then identities with only an action in the run.
+    let with_findings: HashSet<&str> = traced.iter().map(String::as_str).collect();
+    let mut journal_only: Vec<&str> = Vec::new();
+    for a in &data.journal {
+        let id = a.request.identity_id.as_str();
+        let mut h = std::hash::DefaultHasher::new();
+        id.hash(&mut h);
+        if !with_findings.contains(id)
+            && !identities.contains(&h.finish())
+            && !journal_only.contains(&id)
+        {
+            journal_only.push(id);
+        }
+    }
+    let subjects_traced: HashSet<&str> = traced
+        .iter()
+        .map(String::as_str)
+        .chain(journal_only.iter().copied())
+        .collect();
+    let ctx = Context::new(
+        data,
+        super::trace::findings_of_subjects(data, &subjects_traced)?,
+    );
+    let mut traces = ctx.traces_of(traced.iter().map(String::as_str));
+    let journal_traces = ctx.traces_of(journal_only.iter().copied());
+    let traces_total = identities.len() + journal_traces.len();
+    traces.extend(journal_traces);
     traces.truncate(MAX_TRACES);
     let anchor_of: HashMap<&str, usize> = traces
         .iter()
@@ -153,32 +211,14 @@ fn page(
         .map(|(i, t)| (t.subject.as_str(), i))
         .collect();
 
-    let order = ["critical", "high", "medium", "low", "info"];
     let by_sev: Vec<(String, usize)> = order
         .iter()
-        .map(|s| {
-            (
-                s.to_string(),
-                data.findings
-                    .iter()
-                    .filter(|f| f.finding.severity.as_str() == *s)
-                    .count(),
-            )
-        })
+        .zip(by_sev_n)
+        .map(|(s, n)| (s.to_string(), n))
         .collect();
-    let mut by_control = tally(
-        data.findings
-            .iter()
-            .flat_map(|f| f.finding.controls.iter().map(String::as_str)),
-    );
+    let mut by_control = ranked(by_control_n);
     by_control.truncate(15);
-    let by_source = tally(data.findings.iter().map(|f| {
-        if f.source.is_empty() {
-            "approval records"
-        } else {
-            f.source.as_str()
-        }
-    }));
+    let by_source = ranked(by_source_n);
     let charts = vec![
         chart("severity", "Findings by severity".into(), by_sev, sev_color),
         chart(
@@ -192,10 +232,8 @@ fn page(
         }),
     ];
 
-    let rows: Vec<Row> = data
-        .findings
+    let rows: Vec<Row> = first
         .iter()
-        .take(MAX_ROWS)
         .map(|f| {
             let d = &f.finding;
             let approval = d
@@ -262,7 +300,7 @@ fn page(
             }
         })
         .collect();
-    let mut sources: Vec<&str> = data.findings.iter().map(|f| f.source.as_str()).collect();
+    let mut sources: Vec<&str> = first.iter().map(|f| f.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
     let incomplete: Vec<Incomplete> = data
@@ -352,14 +390,25 @@ fn page(
 /// Render one subject's trace as a standalone HTML page (the report's
 /// template, with only that trace and its findings).
 pub fn render_trace(data: &RunData, subject: &str) -> Result<Option<String>, ReportError> {
-    let ctx = Context::new(data);
+    let identity = super::trace::identity_of_subject(data, subject);
+    let ids: HashSet<&str> = [identity.as_str()].into_iter().collect();
+    let ctx = Context::new(data, super::trace::findings_of_subjects(data, &ids)?);
     if ctx.trace(subject).is_none() {
         return Ok(None);
     }
     let mut one = data.clone();
-    one.findings.retain(|f| {
-        f.finding.identity_id == subject || f.finding.credential_id.as_deref() == Some(subject)
+    // The subject's findings: an identity's, or those on a credential.
+    one.findings = data.findings.only(|fp| {
+        let mut parts = fp.splitn(3, '|').skip(1);
+        parts.next() == Some(subject) || parts.next() == Some(subject)
     });
     one.journal.retain(|a| a.request.identity_id == subject);
     page(&one, &[], true).map(Some)
+}
+
+/// Counts by key, largest first, then by key.
+fn ranked(counts: HashMap<String, usize>) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,7 +17,7 @@ use serde::Serialize;
 use crate::engine::findings::Finding;
 use crate::engine::rules::catalog::Catalogs;
 use crate::store::journal::Entry;
-use crate::store::runs::RunInfo;
+use crate::store::runs::{RunInfo, Sighting};
 use crate::store::{SqlStore, StoreError};
 
 pub mod access;
@@ -152,10 +153,11 @@ pub struct ResolvedFinding {
 pub struct RunData {
     /// The run.
     pub run: RunInfo,
-    /// Its findings, worst first.
-    pub findings: Vec<ReportFinding>,
-    /// Findings this run resolved, as last seen (for OCSF `Close` events).
-    pub resolved: Vec<ResolvedFinding>,
+    /// Its findings, worst first, read from the store page by page.
+    pub findings: Findings,
+    /// Findings this run resolved, as last seen (for OCSF `Close` events),
+    /// read page by page too.
+    pub resolved: Resolved,
     /// What it read.
     pub reading: RunReading,
     /// Journal entries of the run.
@@ -170,7 +172,240 @@ pub struct RunData {
     pub version: &'static str,
 }
 
-/// Load a run's data from the store.
+/// Fingerprints per page a report reads: a page of findings with their
+/// evidence is a few MB.
+const PAGE: usize = 2_000;
+
+/// Reads pages of one run's findings with their lifecycles. Reports are
+/// written by synchronous serialisers; a page is read on the runtime the
+/// report was loaded on, with the worker thread handed over while it
+/// waits (`block_in_place`), so the command needs the multi-threaded
+/// runtime it runs on.
+#[derive(Debug, Clone)]
+struct Pager {
+    store: SqlStore,
+    handle: tokio::runtime::Handle,
+    replayer: Arc<diff::Replayer>,
+    run: Arc<RunInfo>,
+}
+
+impl Pager {
+    /// The sightings of `fps` up to the run, and their lifecycles.
+    fn page(&self, fps: &[String]) -> Result<(Vec<Sighting>, diff::Lifecycle), ReportError> {
+        let read = self.store.sightings_of(fps, self.run.id);
+        let sightings = tokio::task::block_in_place(|| self.handle.block_on(read))?;
+        let lives = self.replayer.replay(&sightings);
+        Ok((sightings, lives))
+    }
+
+    /// Each page of `keys` through `page`, flattened; an error ends the
+    /// stream after it is yielded.
+    fn stream<'a, T: 'a>(
+        &'a self,
+        keys: &'a [String],
+        page: impl Fn(&Self, &[String]) -> Result<Vec<T>, ReportError> + 'a,
+    ) -> impl Iterator<Item = Result<T, ReportError>> + 'a {
+        let mut failed = false;
+        keys.chunks(PAGE).flat_map(move |fps| {
+            if failed {
+                return Vec::new();
+            }
+            match page(self, fps) {
+                Ok(v) => v.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    failed = true;
+                    vec![Err(e)]
+                }
+            }
+        })
+    }
+}
+
+/// The sighting of `list` (one fingerprint's) that covers run `run`.
+fn covering(list: &mut [Sighting], run: i64) -> Option<&mut Sighting> {
+    list.iter_mut()
+        .find(|k| k.first_run <= run && run <= k.last_run)
+}
+
+/// Sightings grouped by fingerprint (they come ordered by fingerprint).
+fn by_fingerprint(sightings: Vec<Sighting>) -> HashMap<String, Vec<Sighting>> {
+    let mut out: HashMap<String, Vec<Sighting>> = HashMap::new();
+    for k in sightings {
+        out.entry(k.fingerprint.clone()).or_default().push(k);
+    }
+    out
+}
+
+/// A run's findings in report order — worst first, then by rule, identity
+/// and subject (credential, approval record) — read from the store a page
+/// at a time: a report holds their sort keys (a fingerprint and a
+/// severity each) and one page, not a million findings with evidence.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    pager: Pager,
+    keys: Arc<Vec<String>>,
+}
+
+impl Findings {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// None at all.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The fingerprints, in report order.
+    pub fn fingerprints(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Each finding in report order, read a page at a time.
+    pub fn iter(&self) -> impl Iterator<Item = Result<ReportFinding, ReportError>> + '_ {
+        self.pager.stream(&self.keys, |pager, fps| {
+            let (sightings, lives) = pager.page(fps)?;
+            let run = &pager.run;
+            let mut by_fp = by_fingerprint(sightings);
+            Ok(fps
+                .iter()
+                .filter_map(|fp| {
+                    let list = by_fp.get_mut(fp)?;
+                    let seen = covering(list, run.id)?;
+                    Some(ReportFinding {
+                        first_seen: lives
+                            .open
+                            .get(fp)
+                            .map(|l| l.first_seen.clone())
+                            .unwrap_or_else(|| run.started_at.clone()),
+                        fingerprint: fp.clone(),
+                        source: std::mem::take(&mut seen.source),
+                        finding: seen.finding.take()?,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    /// Every finding, in memory: for a subset ([`Findings::only`]).
+    pub fn collect(&self) -> Result<Vec<ReportFinding>, ReportError> {
+        self.iter().collect()
+    }
+
+    /// Only the findings whose fingerprint `keep` accepts, in the same
+    /// order (a trace's subject: nothing is read to choose them).
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Findings {
+        Findings {
+            pager: self.pager.clone(),
+            keys: Arc::new(self.keys.iter().filter(|k| keep(k)).cloned().collect()),
+        }
+    }
+}
+
+/// The findings a run resolved, by fingerprint, as the last run that saw
+/// them had them; read a page at a time like [`Findings`]. Candidates are
+/// the findings with an earlier sighting and none covering the run; the
+/// replay of each says whether this run is the one that resolved it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pager: Pager,
+    candidates: Arc<Vec<String>>,
+}
+
+impl Resolved {
+    /// Each resolved finding, by fingerprint.
+    pub fn iter(&self) -> impl Iterator<Item = Result<ResolvedFinding, ReportError>> + '_ {
+        self.pager.stream(&self.candidates, |pager, fps| {
+            let (sightings, lives) = pager.page(fps)?;
+            let run = &pager.run;
+            let started = |id: i64| {
+                pager
+                    .replayer
+                    .runs
+                    .binary_search_by_key(&id, |r| r.id)
+                    .ok()
+                    .map(|n| pager.replayer.runs[n].started_at.clone())
+                    .unwrap_or_default()
+            };
+            let mut by_fp = by_fingerprint(sightings);
+            let mut out = Vec::new();
+            for l in lives
+                .closed
+                .iter()
+                .filter(|l| l.resolved_run == Some(run.id))
+            {
+                let Some(seen) = by_fp
+                    .get_mut(&l.fingerprint)
+                    .and_then(|list| covering(list, l.last_run))
+                else {
+                    continue;
+                };
+                let Some(finding) = seen.finding.take() else {
+                    continue;
+                };
+                out.push(ResolvedFinding {
+                    finding: ReportFinding {
+                        fingerprint: l.fingerprint.clone(),
+                        source: l.source.clone(),
+                        first_seen: l.first_seen.clone(),
+                        finding,
+                    },
+                    last_seen: started(l.last_run),
+                    resolved_at: run.started_at.clone(),
+                });
+            }
+            out.sort_by(|a, b| a.finding.fingerprint.cmp(&b.finding.fingerprint));
+            Ok(out)
+        })
+    }
+}
+
+/// A stream as a JSON array, item by item; a read error fails the write.
+fn serialize_stream<S: serde::Serializer, T: Serialize>(
+    s: S,
+    items: impl Iterator<Item = Result<T, ReportError>>,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error as _, SerializeSeq};
+    let mut seq = s.serialize_seq(None)?;
+    for item in items {
+        seq.serialize_element(&item.map_err(S::Error::custom)?)?;
+    }
+    seq.end()
+}
+
+impl Serialize for Findings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_stream(s, self.iter())
+    }
+}
+
+impl Serialize for Resolved {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_stream(s, self.iter())
+    }
+}
+
+/// Report order of findings: worst first, then rule, identity and subject
+/// (the fingerprint's parts, compared as text).
+fn report_order(keys: Vec<(String, String)>) -> Vec<String> {
+    let rank = |s: &str| {
+        crate::engine::rules::Severity::ALL
+            .iter()
+            .position(|x| x.as_str() == s)
+            .unwrap_or(0)
+    };
+    let mut ranked: Vec<(usize, String)> =
+        keys.into_iter().map(|(fp, sev)| (rank(&sev), fp)).collect();
+    ranked.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.split('|').cmp(b.1.split('|')))
+    });
+    ranked.into_iter().map(|(_, fp)| fp).collect()
+}
+
+/// Load a run's data from the store: everything but its findings, which
+/// are read as they are written ([`Findings`], [`Resolved`]).
 pub async fn load(
     store: &SqlStore,
     sel: RunSel,
@@ -183,72 +418,21 @@ pub async fn load(
         .await?
         .ok_or(ReportError::NoDetail(id))?;
     let reading = RunReading::from_stored(&stored)?;
-    let life = diff::replay(store, id).await?;
-    let mut findings: Vec<ReportFinding> = store
-        .run_findings(id)
-        .await?
-        .into_iter()
-        .filter_map(|rf| {
-            let finding = rf.finding?;
-            Some(ReportFinding {
-                first_seen: life
-                    .open
-                    .get(&rf.fingerprint)
-                    .map(|l| l.first_seen.clone())
-                    .unwrap_or_else(|| run.started_at.clone()),
-                fingerprint: rf.fingerprint,
-                source: rf.source,
-                finding,
-            })
-        })
-        .collect();
-    findings.sort_by(|a, b| {
-        let (x, y) = (&a.finding, &b.finding);
-        y.severity
-            .cmp(&x.severity)
-            .then_with(|| x.rule_id.cmp(&y.rule_id))
-            .then_with(|| x.identity_id.cmp(&y.identity_id))
-            .then_with(|| x.credential_id.cmp(&y.credential_id))
-    });
-    // Resolved by this run: their data as the last run that saw them had it.
-    let started: HashMap<i64, &str> = life
-        .runs
-        .iter()
-        .map(|r| (r.id, r.started_at.as_str()))
-        .collect();
-    let mut by_last: std::collections::BTreeMap<i64, Vec<&diff::Life>> = Default::default();
-    for l in life.closed.iter().filter(|l| l.resolved_run == Some(id)) {
-        by_last.entry(l.last_run).or_default().push(l);
-    }
-    let mut resolved = Vec::new();
-    for (last, lives) in by_last {
-        // By fingerprint: a run resolving many findings is not quadratic.
-        let mut seen: HashMap<String, Finding> = store
-            .run_findings(last)
-            .await?
-            .into_iter()
-            .filter_map(|s| Some((s.fingerprint, s.finding?)))
-            .collect();
-        for l in lives {
-            let Some(finding) = seen.remove(&l.fingerprint) else {
-                continue;
-            };
-            resolved.push(ResolvedFinding {
-                finding: ReportFinding {
-                    fingerprint: l.fingerprint.clone(),
-                    source: l.source.clone(),
-                    first_seen: l.first_seen.clone(),
-                    finding,
-                },
-                last_seen: started
-                    .get(&last)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                resolved_at: run.started_at.clone(),
-            });
-        }
-    }
-    resolved.sort_by(|a, b| a.finding.fingerprint.cmp(&b.finding.fingerprint));
+    drop(stored);
+    let pager = Pager {
+        store: store.clone(),
+        handle: tokio::runtime::Handle::current(),
+        replayer: Arc::new(diff::Replayer::load(store, id).await?),
+        run: Arc::new(run.clone()),
+    };
+    let findings = Findings {
+        keys: Arc::new(report_order(store.run_finding_keys(id).await?)),
+        pager: pager.clone(),
+    };
+    let resolved = Resolved {
+        candidates: Arc::new(store.resolved_candidates(id).await?),
+        pager,
+    };
     let journal_upto: Vec<Entry> = store
         .journal_list(None)
         .await?
@@ -284,15 +468,4 @@ pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// Count of findings per key, sorted by count (desc) then key.
-pub fn tally<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
-    let mut m: HashMap<&str, usize> = HashMap::new();
-    for k in keys {
-        *m.entry(k).or_default() += 1;
-    }
-    let mut v: Vec<(String, usize)> = m.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use nhi_contract::{Credential, Entitlement, Identity, IdentityKind, Usage};
 use serde_json::{json, Map, Value};
 
-use super::{parse_ts, ReportFinding, RunData};
+use super::{parse_ts, ReportError, ReportFinding, RunData};
 use crate::engine::rules::Severity;
 
 /// OCSF schema version the events follow.
@@ -338,19 +338,22 @@ fn ticket(evidence: &Value) -> Option<Value> {
 /// finding this run opened, `Update` for one still open, and `Close`
 /// (status `Resolved`) for each finding this run resolved, so a SIEM's copy
 /// does not stay open forever.
-pub fn events(data: &RunData) -> Vec<Value> {
+pub fn events(data: &RunData) -> Result<Vec<Value>, ReportError> {
     let ix = Index::new(data);
     each(data, &ix).collect()
 }
 
-fn each<'a>(data: &'a RunData, ix: &'a Index<'a>) -> impl Iterator<Item = Value> + 'a {
+fn each<'a>(
+    data: &'a RunData,
+    ix: &'a Index<'a>,
+) -> impl Iterator<Item = Result<Value, ReportError>> + 'a {
     data.findings
         .iter()
-        .map(move |f| event(data, ix, f, Phase::Open))
+        .map(move |f| f.map(|f| event(data, ix, &f, Phase::Open)))
         .chain(
-            data.resolved
-                .iter()
-                .map(move |r| event(data, ix, &r.finding, Phase::Resolved(&r.last_seen))),
+            data.resolved.iter().map(move |r| {
+                r.map(|r| event(data, ix, &r.finding, Phase::Resolved(&r.last_seen)))
+            }),
         )
 }
 
@@ -361,6 +364,6 @@ pub struct Events<'a>(pub &'a RunData);
 impl serde::Serialize for Events<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ix = Index::new(self.0);
-        s.collect_seq(each(self.0, &ix))
+        super::serialize_stream(s, each(self.0, &ix))
     }
 }

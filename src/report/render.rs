@@ -25,10 +25,10 @@ pub struct JsonReport<'a> {
     pub run: &'a RunInfo,
     /// Coverage per framework.
     pub frameworks: &'a [FrameworkCoverage],
-    /// Findings of the run, with first-seen dates.
-    pub findings: &'a [ReportFinding],
+    /// Findings of the run, with first-seen dates (read as written).
+    pub findings: &'a super::Findings,
     /// Findings this run resolved, as last seen.
-    pub resolved: &'a [super::ResolvedFinding],
+    pub resolved: &'a super::Resolved,
     /// Actions the run journaled.
     pub actions: &'a [Entry],
     /// Standing vs issued access per approval.
@@ -111,7 +111,7 @@ pub fn coverage_rows(cov: &[FrameworkCoverage]) -> Vec<CoverageRow> {
                 subjects_passing: c.subjects.passing,
                 subjects_failing: c.subjects.failing,
                 subjects_excepted: c.subjects.excepted,
-                findings: c.findings.len(),
+                findings: c.findings_total,
                 worst_severity: c.worst_severity.clone().unwrap_or_default(),
                 finding_fingerprints: c.findings.join(" "),
             })
@@ -221,7 +221,7 @@ pub fn table(data: &RunData, cov: &[FrameworkCoverage]) -> String {
                         ),
                     }
                 },
-                c.findings.len().to_string(),
+                c.findings_total.to_string(),
                 if c.rules.is_empty() {
                     "-".into()
                 } else {
@@ -366,7 +366,12 @@ pub fn write_file(
             w.write_all(b"\n").map_err(io_err("json"))?;
         }
         (Format::Csv, "coverage.csv") => write_csv(w, coverage_rows(cov).into_iter().map(Ok))?,
-        (Format::Csv, _) => write_csv(w, data.findings.iter().map(finding_row))?,
+        (Format::Csv, _) => write_csv(
+            w,
+            data.findings
+                .iter()
+                .map(|f| f.and_then(|f| finding_row(&f))),
+        )?,
         (Format::Ocsf, _) => {
             serde_json::to_writer_pretty(&mut *w, &super::ocsf::Events(data))?;
             w.write_all(b"\n").map_err(io_err("ocsf"))?;

@@ -292,13 +292,19 @@ struct Results<'a> {
 
 impl serde::Serialize for Results<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.data.findings.iter().filter_map(|f| {
-            let r = result_of(self.data, f);
-            if r.is_none() {
-                self.unlocated.set(self.unlocated.get().saturating_add(1));
-            }
-            r
-        }))
+        super::serialize_stream(
+            s,
+            self.data.findings.iter().filter_map(|f| match f {
+                Ok(f) => {
+                    let r = result_of(self.data, &f);
+                    if r.is_none() {
+                        self.unlocated.set(self.unlocated.get().saturating_add(1));
+                    }
+                    r.map(Ok)
+                }
+                Err(e) => Some(Err(e)),
+            }),
+        )
     }
 }
 

@@ -6,12 +6,12 @@
 //! recomputed at the run's evaluation instant, so a trace of a past run
 //! shows the approval state that run acted on, not today's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use nhi_contract::{Approval, Timestamp, Usage};
 use serde::Serialize;
 
-use super::{parse_ts, RunData};
+use super::{parse_ts, ReportError, ReportFinding, RunData};
 use crate::engine::estate::{Estate, SourceState};
 use crate::engine::facts::Facts;
 use crate::engine::graph::Graph;
@@ -180,6 +180,8 @@ pub struct Context<'a> {
     entitlement_ix: HashMap<(u32, String), usize>,
     approvals_of: HashMap<String, Vec<usize>>,
     findings_of: HashMap<String, Vec<usize>>,
+    /// The run's findings on the subjects this context traces.
+    findings: Vec<ReportFinding>,
 }
 
 fn approval_view(a: &Approval, facts: &Facts, k: usize) -> ApprovalView {
@@ -212,8 +214,10 @@ fn state_name(s: &SourceState) -> &'static str {
 }
 
 impl<'a> Context<'a> {
-    /// Rebuild run `data`'s estate and facts.
-    pub fn new(data: &'a RunData) -> Self {
+    /// Rebuild run `data`'s estate and facts, to trace subjects whose
+    /// findings are among `findings` (the run's, or those of the subjects
+    /// to trace: see [`findings_of_subjects`]).
+    pub fn new(data: &'a RunData, findings: Vec<ReportFinding>) -> Self {
         let estate = data.reading.estate();
         let graph = Graph::build(&estate);
         let now = parse_ts(&data.run.as_of).unwrap_or_else(chrono::Utc::now);
@@ -246,7 +250,7 @@ impl<'a> Context<'a> {
             approvals_of.entry(x.subject.clone()).or_default().push(k);
         }
         let mut findings_of: HashMap<String, Vec<usize>> = HashMap::new();
-        for (n, f) in data.findings.iter().enumerate() {
+        for (n, f) in findings.iter().enumerate() {
             findings_of
                 .entry(f.finding.identity_id.clone())
                 .or_default()
@@ -264,6 +268,7 @@ impl<'a> Context<'a> {
             entitlement_ix,
             approvals_of,
             findings_of,
+            findings,
         }
     }
 
@@ -282,7 +287,7 @@ impl<'a> Context<'a> {
             .get(&identity_id)
             .into_iter()
             .flatten()
-            .map(|&n| &self.data.findings[n])
+            .map(|&n| &self.findings[n])
             .filter(|f| {
                 cred.is_none()
                     || f.finding.credential_id.as_deref() == Some(subject)
@@ -408,23 +413,32 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Traces of every identity with a finding or an action in the run, in
-    /// the findings' order (worst first).
-    pub fn traces_of_findings(&self) -> Vec<Trace> {
-        let mut seen = std::collections::HashSet::new();
-        let ids = self
-            .data
-            .findings
-            .iter()
-            .map(|f| f.finding.identity_id.as_str())
-            .chain(
-                self.data
-                    .journal
-                    .iter()
-                    .map(|a| a.request.identity_id.as_str()),
-            );
-        ids.filter(|id| seen.insert(*id))
-            .filter_map(|id| self.trace(id))
-            .collect()
+    /// Traces of `ids`, in order, those the run knows something of.
+    pub fn traces_of<'s>(&self, ids: impl Iterator<Item = &'s str>) -> Vec<Trace> {
+        ids.filter_map(|id| self.trace(id)).collect()
     }
+}
+
+/// The identity `subject` (an identity or a credential id) is traced as:
+/// a credential's owner, as the run read it.
+pub fn identity_of_subject(data: &RunData, subject: &str) -> String {
+    data.reading
+        .sources
+        .iter()
+        .filter_map(|s| s.inventory.as_ref())
+        .flat_map(|i| &i.credentials)
+        .find(|c| c.id == subject)
+        .map(|c| c.identity.clone())
+        .unwrap_or_else(|| subject.to_string())
+}
+
+/// The run's findings on identities `ids` (chosen by fingerprint, so
+/// only theirs are read).
+pub fn findings_of_subjects(
+    data: &RunData,
+    ids: &HashSet<&str>,
+) -> Result<Vec<ReportFinding>, ReportError> {
+    data.findings
+        .only(|fp| ids.contains(super::diff::identity_of(fp)))
+        .collect()
 }

@@ -83,6 +83,28 @@ pub(crate) fn json_page(
     }
 }
 
+/// A subquery of the strings in parameter `$n`, a JSON array: an `IN`
+/// list bound as one parameter, so a page of thousands of keys is one
+/// statement on SQLite too (whose statements bind a few hundred
+/// parameters cheaply, see [`SQLITE_PARAMS`]).
+pub(crate) fn json_list(conn: &sqlx::AnyConnection, n: usize) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!("SELECT value FROM json_each(${n})")
+    } else {
+        format!("SELECT json_array_elements_text(CAST(${n} AS json))")
+    }
+}
+
+/// `data` (a JSON text column) as a JSON value inside a [`json_page`]
+/// row, so the page parses once rather than as a string to parse again.
+pub(crate) fn json_value(conn: &sqlx::AnyConnection, col: &str) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!("json({col})")
+    } else {
+        format!("CAST({col} AS json)")
+    }
+}
+
 /// `$s+1, …, $s+n`: the placeholders of an `IN (…)` list.
 pub(crate) fn list(n: usize, start: usize) -> String {
     (start + 1..=start + n)

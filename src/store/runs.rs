@@ -124,6 +124,23 @@ pub struct StoredReading {
     pub rules: String,
 }
 
+/// The fingerprint a paged row starts with (where the next page begins).
+trait FirstKey {
+    fn first_key(&self) -> &str;
+}
+
+impl FirstKey for (String,) {
+    fn first_key(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FirstKey for (String, String) {
+    fn first_key(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A sighting's last run as read: an open-ended one reaches the latest run
 /// with recorded detail.
 const LAST_RUN: &str = "CASE WHEN open_ended = 1
@@ -557,6 +574,157 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| sighting!(r, true)).collect()
+    }
+
+    /// The findings run `run_id` saw, as (fingerprint, severity), in
+    /// fingerprint order: the sort keys of a report that reads the
+    /// findings themselves page by page ([`SqlStore::sightings_of`]).
+    pub async fn run_finding_keys(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        self.fingerprint_pages(
+            "fingerprint, severity",
+            "first_run <= $1 AND (last_run >= $1 OR open_ended = 1)",
+            run_id,
+        )
+        .await
+    }
+
+    /// Fingerprints with a sighting before run `run_id` and none that
+    /// covers it, sorted: the findings that run may have
+    /// resolved (the replay of each says whether it did).
+    pub async fn resolved_candidates(&self, run_id: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = self
+            .fingerprint_pages(
+                "fingerprint",
+                "first_run <= $1 AND open_ended = 0 AND last_run < $1
+                 AND NOT EXISTS (SELECT 1 FROM finding_sightings t
+                   WHERE t.fingerprint = s.fingerprint AND t.first_run <= $1
+                     AND (t.last_run >= $1 OR t.open_ended = 1))",
+                run_id,
+            )
+            .await?;
+        // Byte order on both backends (PostgreSQL's collation may differ).
+        let mut fps: Vec<String> = rows.into_iter().map(|(f,)| f).collect();
+        fps.sort_unstable();
+        fps.dedup();
+        Ok(fps)
+    }
+
+    /// Rows `cols` of the sightings matching `filter` (on `$1` = `run`), in
+    /// JSON pages by fingerprint (a range on the primary key each page);
+    /// a fingerprint with several matching sightings appears once.
+    async fn fingerprint_pages<T: serde::de::DeserializeOwned + FirstKey>(
+        &self,
+        cols: &str,
+        filter: &str,
+        run: i64,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut out: Vec<T> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let sql = super::batch::json_page(
+                &conn,
+                cols,
+                "fingerprint",
+                &format!(
+                    "SELECT {cols} FROM finding_sightings s WHERE {filter} AND fingerprint > $2
+                     ORDER BY fingerprint LIMIT {}",
+                    super::batch::PAGE_ROWS
+                ),
+            );
+            let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(run)
+                .bind(&after)
+                .fetch_one(&mut *conn)
+                .await?;
+            let page: Vec<T> = serde_json::from_str(&text)?;
+            let full = page.len() >= super::batch::PAGE_ROWS;
+            if let Some(last) = page.last() {
+                after = last.first_key().to_string();
+            }
+            out.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every sighting of the findings `fps` that began by run `upto`, with
+    /// its data, ordered by fingerprint then first run: one page of a
+    /// report, enough to replay each one's lifecycle and to show it as
+    /// the run saw it.
+    pub async fn sightings_of(
+        &self,
+        fps: &[String],
+        upto: i64,
+    ) -> Result<Vec<Sighting>, StoreError> {
+        if fps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let cols = format!(
+            "fingerprint, first_run, last_run, rule_id, severity, source, credential_kind, depends, {}",
+            super::batch::json_value(&conn, "data")
+        );
+        let sql = super::batch::json_page(
+            &conn,
+            &cols,
+            "fingerprint, first_run",
+            &format!(
+                "SELECT fingerprint, first_run, {LAST_RUN}, rule_id, severity, source, credential_kind,
+                     depends, data
+                 FROM finding_sightings
+                 WHERE fingerprint IN ({}) AND first_run <= $2",
+                super::batch::json_list(&conn, 1)
+            ),
+        );
+        let list = serde_json::to_string(fps)?;
+        let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(list)
+            .bind(upto)
+            .fetch_one(&mut *conn)
+            .await?;
+        type Row = (
+            String,
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Finding,
+        );
+        let page: Vec<Row> = serde_json::from_str(&text)?;
+        Ok(page
+            .into_iter()
+            .map(
+                |(
+                    fingerprint,
+                    first_run,
+                    last_run,
+                    rule_id,
+                    severity,
+                    source,
+                    kind,
+                    depends,
+                    f,
+                )| {
+                    Sighting {
+                        fingerprint,
+                        first_run,
+                        last_run,
+                        rule_id,
+                        severity,
+                        source,
+                        credential_kind: kind,
+                        depends,
+                        finding: Some(f),
+                    }
+                },
+            )
+            .collect())
     }
 
     /// Every sighting (no data) that began by run `upto`: enough to replay
