@@ -43,17 +43,46 @@ struct Step {
     code: i32,
 }
 
+/// The binary each step runs: this build's, or `END_TO_END_BIN` (an
+/// earlier build, for before / after figures on the same estate).
+fn bin() -> std::ffi::OsString {
+    std::env::var_os("END_TO_END_BIN").unwrap_or_else(|| BIN.into())
+}
+
+/// The high-water mark of `pid`'s resident memory (`VmHWM`, KiB), polled
+/// until it exits. Not `wait4`'s `ru_maxrss`: a child spawned by
+/// `posix_spawn` shares this process's memory until it execs, and Linux
+/// carries that memory's high-water mark over the exec, so every step
+/// would report at least this process's own peak (the estate it wrote).
+fn watch_hwm(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let path = format!("/proc/{pid}/status");
+        let mut peak = 0u64;
+        while let Ok(text) = std::fs::read_to_string(&path) {
+            // A zombie has no memory lines left: the child has exited.
+            let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            else {
+                break;
+            };
+            peak = peak.max(kib);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
 /// Run the CLI in `dir` with `args`, output to `log`; wall time and the
-/// child's own peak RSS (`wait4`, not the running maximum of every child).
+/// child's own peak RSS ([`watch_hwm`]).
 fn step(dir: &Path, args: &[&str], log: &str) -> Step {
     let out = std::fs::File::create(dir.join(format!("{log}.out")))
         .unwrap_or_else(|e| fail(format!("log: {e}")));
     let err = std::fs::File::create(dir.join(format!("{log}.err")))
         .unwrap_or_else(|e| fail(format!("log: {e}")));
     let t = Instant::now();
-    // Reaped by wait4 below, which also gives this child's own rusage.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -61,30 +90,19 @@ fn step(dir: &Path, args: &[&str], log: &str) -> Step {
         .stderr(err)
         .spawn()
         .unwrap_or_else(|e| fail(format!("spawn: {e}")));
-    let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| fail(e));
-    let mut status: libc::c_int = 0;
-    // SAFETY: a zeroed rusage is a valid out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child, not waited for by anyone else (the
-    // `Child` is never waited on; dropping it does not reap).
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r != pid {
-        fail(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
+    let hwm = watch_hwm(child.id());
+    let status = child.wait().unwrap_or_else(|e| fail(format!("wait: {e}")));
     let wall = t.elapsed().as_secs_f64();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        fail(format!("{args:?} died by a signal (status {status})"))
-    };
+    let code = status
+        .code()
+        .unwrap_or_else(|| fail(format!("{args:?} died by a signal ({status})")));
     if code >= 2 {
         let e = std::fs::read_to_string(dir.join(format!("{log}.err"))).unwrap_or_default();
         fail(format!("{args:?} exited {code}: {e}"));
     }
     Step {
         wall,
-        // ru_maxrss is in KiB on Linux.
-        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_mib: hwm.join().unwrap_or(0) as f64 / 1024.0,
         code,
     }
 }

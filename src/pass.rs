@@ -553,13 +553,13 @@ impl Context {
 }
 
 /// Where a pass spends its time, phase by phase (logged at debug level).
-struct Laps {
+pub(crate) struct Laps {
     last: std::time::Instant,
-    marks: Vec<(&'static str, std::time::Duration)>,
+    pub(crate) marks: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Laps {
-    fn start() -> Laps {
+    pub(crate) fn start() -> Laps {
         Laps {
             last: std::time::Instant::now(),
             marks: Vec::with_capacity(10),
@@ -567,7 +567,7 @@ impl Laps {
     }
 
     /// Close the phase `name` ending now.
-    fn lap(&mut self, name: &'static str) {
+    pub(crate) fn lap(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
         self.marks.push((name, now - self.last));
         self.last = now;

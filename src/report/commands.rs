@@ -84,7 +84,9 @@ pub async fn report(
 ) -> anyhow::Result<ExitCode> {
     let (_cfg, store, rules) = setup(config).await?;
     let started = Instant::now();
+    let mut laps = crate::pass::Laps::start();
     let data = load(&store, run, rules.catalogs).await?;
+    laps.lap("load");
     // Coverage is one pass over the findings: only for formats that show it.
     let cov = if formats
         .iter()
@@ -95,6 +97,7 @@ pub async fn report(
         coverage::check_filter(&data, frameworks)?;
         Vec::new()
     };
+    laps.lap("coverage");
     // Each file is written as it is rendered, finding by finding as they
     // are read from the store, not assembled in memory first.
     match out {
@@ -110,7 +113,7 @@ pub async fn report(
                     )
                     .with_context(|| format!("cannot write {}", path.display()))?;
                     {
-                        let mut w = std::io::BufWriter::new(&mut file);
+                        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
                         write_format(&data, &cov, *f, name, &mut w)?;
                         w.flush()?;
                     }
@@ -124,7 +127,7 @@ pub async fn report(
             if formats.len() > 1 {
                 anyhow::bail!("several formats write several files: give --out DIR");
             }
-            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             // CSV makes two files; without --out, the per-control one.
             if let Some(f) = formats.first() {
                 let names = file_names(*f);
@@ -140,6 +143,8 @@ pub async fn report(
             stdout.flush()?;
         }
     }
+    laps.lap("write");
+    tracing::debug!(run = data.run.id, phases = ?laps.marks, "report timings");
     tracing::info!(
         run = data.run.id,
         ms = started.elapsed().as_millis() as u64,

@@ -299,7 +299,7 @@ fn spool(
     let tmp = std::path::Path::new("(temporary file)");
     let file = tempfile::tempfile().map_err(io(tmp))?;
     let mut w = Hashing {
-        inner: std::io::BufWriter::new(file),
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
         hash: Sha256::new(),
         size: 0,
     };
@@ -315,9 +315,11 @@ fn spool(
     })
 }
 
+/// `v` as compact JSON: the inventory of a million credentials is for
+/// tools, and pretty-printing doubled it.
 fn spool_json<T: Serialize + ?Sized>(path: &str, v: &T) -> Result<Spooled, EvidenceError> {
     spool(path, |w| {
-        serde_json::to_writer_pretty(&mut *w, v)?;
+        serde_json::to_writer(&mut *w, v)?;
         w.write_all(b"\n").map_err(|e| ReportError::Render {
             what: "json",
             message: e.to_string(),

@@ -411,6 +411,7 @@ pub async fn load(
     sel: RunSel,
     catalogs: Catalogs,
 ) -> Result<RunData, ReportError> {
+    let mut laps = crate::pass::Laps::start();
     let id = store.resolve_run(sel).await?;
     let run = store.run_info(id).await?.ok_or(ReportError::NoRun(id))?;
     let stored = store
@@ -419,6 +420,7 @@ pub async fn load(
         .ok_or(ReportError::NoDetail(id))?;
     let reading = RunReading::from_stored(&stored)?;
     drop(stored);
+    laps.lap("reading");
     let pager = Pager {
         store: store.clone(),
         handle: tokio::runtime::Handle::current(),
@@ -429,10 +431,12 @@ pub async fn load(
         keys: Arc::new(report_order(store.run_finding_keys(id).await?)),
         pager: pager.clone(),
     };
+    laps.lap("finding keys");
     let resolved = Resolved {
         candidates: Arc::new(store.resolved_candidates(id).await?),
         pager,
     };
+    laps.lap("resolved candidates");
     let journal_upto: Vec<Entry> = store
         .journal_list(None)
         .await?
@@ -450,6 +454,8 @@ pub async fn load(
         let issued = store.issued_sessions(None).await?;
         access::compute(&reading, as_of, started, &issued, &journal_upto)
     };
+    laps.lap("journal and access");
+    tracing::debug!(run = id, phases = ?laps.marks, "report load timings");
     Ok(RunData {
         access,
         run,

@@ -357,13 +357,21 @@ fn each<'a>(
         )
 }
 
-/// The events of [`events`] as a JSON array serialised one event at a
-/// time (a run of a million findings is never a million `Value`s at once).
-pub struct Events<'a>(pub &'a RunData);
-
-impl serde::Serialize for Events<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ix = Index::new(self.0);
-        super::serialize_stream(s, each(self.0, &ix))
+/// The events of [`events`] as a JSON array written one event per line,
+/// each compact: a run of a million findings is never a million `Value`s
+/// at once, and the file is two thirds of its pretty-printed size (574 MB
+/// at 125,000 findings) while still valid JSON and greppable by line.
+pub fn write_lines(data: &RunData, w: &mut dyn std::io::Write) -> Result<(), ReportError> {
+    let io = |e: std::io::Error| ReportError::Render {
+        what: "ocsf",
+        message: e.to_string(),
+    };
+    let ix = Index::new(data);
+    w.write_all(b"[").map_err(io)?;
+    for (n, event) in each(data, &ix).enumerate() {
+        w.write_all(if n == 0 { b"\n" } else { b",\n" })
+            .map_err(io)?;
+        serde_json::to_writer(&mut *w, &event?)?;
     }
+    w.write_all(b"\n]\n").map_err(io)
 }

@@ -337,9 +337,10 @@ fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ReportError {
     }
 }
 
-/// Write file `name` (one of [`file_names`]) of `format` to `w`. JSON,
-/// CSV and OCSF are serialised as they are written, finding by finding:
-/// no second copy of the document is held in memory.
+/// Write file `name` (one of [`file_names`]) of `format` to `w`. Every
+/// format is serialised as it is written, finding by finding as they are
+/// read from the store: no copy of the document, nor every finding, is
+/// held in memory. OCSF (one event per line) and SARIF are compact.
 pub fn write_file(
     data: &RunData,
     cov: &[FrameworkCoverage],
@@ -372,12 +373,10 @@ pub fn write_file(
                 .iter()
                 .map(|f| f.and_then(|f| finding_row(&f))),
         )?,
-        (Format::Ocsf, _) => {
-            serde_json::to_writer_pretty(&mut *w, &super::ocsf::Events(data))?;
-            w.write_all(b"\n").map_err(io_err("ocsf"))?;
-        }
+        (Format::Ocsf, _) => super::ocsf::write_lines(data, w)?,
         (Format::Sarif, _) => {
-            serde_json::to_writer_pretty(&mut *w, &super::sarif::Log(data))?;
+            // Compact: a SARIF log of a million results is for tools.
+            serde_json::to_writer(&mut *w, &super::sarif::Log(data))?;
             w.write_all(b"\n").map_err(io_err("sarif"))?;
         }
         (Format::Html, _) => w

@@ -105,6 +105,22 @@ pub(crate) fn json_value(conn: &sqlx::AnyConnection, col: &str) -> String {
     }
 }
 
+/// [`json_page`] without an order: rows as the query yields them, for a
+/// caller that sorts the page itself. Ordering inside the aggregate sorts
+/// every row, evidence and all, in a temporary B-tree that SQLite spills
+/// to disk once it outgrows its cache: a third of a report's time.
+pub(crate) fn json_rows(conn: &sqlx::AnyConnection, cols: &str, inner: &str) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!(
+            "SELECT COALESCE(json_group_array(json_array({cols})), '[]') FROM ({inner}) AS page"
+        )
+    } else {
+        format!(
+            "SELECT COALESCE(CAST(json_agg(json_build_array({cols})) AS TEXT), '[]') FROM ({inner}) AS page"
+        )
+    }
+}
+
 /// `$s+1, …, $s+n`: the placeholders of an `IN (…)` list.
 pub(crate) fn list(n: usize, start: usize) -> String {
     (start + 1..=start + n)

@@ -667,10 +667,9 @@ impl SqlStore {
             "fingerprint, first_run, last_run, rule_id, severity, source, credential_kind, depends, {}",
             super::batch::json_value(&conn, "data")
         );
-        let sql = super::batch::json_page(
+        let sql = super::batch::json_rows(
             &conn,
             &cols,
-            "fingerprint, first_run",
             &format!(
                 "SELECT fingerprint, first_run, {LAST_RUN}, rule_id, severity, source, credential_kind,
                      depends, data
@@ -696,7 +695,9 @@ impl SqlStore {
             Option<String>,
             Finding,
         );
-        let page: Vec<Row> = serde_json::from_str(&text)?;
+        let mut page: Vec<Row> = serde_json::from_str(&text)?;
+        drop(text);
+        page.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(page
             .into_iter()
             .map(
