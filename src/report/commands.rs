@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use tabled::settings::Style;
 
-use super::render::{file_names, write_file as write_format, Format};
+use super::render::{file_names, write_file as write_format, Coverage, Format};
 use super::{coverage, diff, html, load, trace, RunSel};
 use crate::config::{ApprovalConfig, Config};
 use crate::engine::rules::RuleSet;
@@ -87,15 +87,22 @@ pub async fn report(
     let mut laps = crate::pass::Laps::start();
     let data = load(&store, run, rules.catalogs).await?;
     laps.lap("load");
-    // Coverage is one pass over the findings: only for formats that show it.
-    let cov = if formats
+    // Coverage is a pass over the findings: computed first only when more
+    // than one format shows it (the JSON report tallies it as it writes
+    // them; OCSF and SARIF do not show it).
+    coverage::check_filter(&data, frameworks)?;
+    let showing = formats
         .iter()
-        .any(|f| !matches!(f, Format::Ocsf | Format::Sarif))
-    {
-        coverage::compute(&data, frameworks)?
+        .filter(|f| !matches!(f, Format::Ocsf | Format::Sarif))
+        .count();
+    let computed = if showing > 1 {
+        Some(coverage::compute(&data, frameworks)?)
     } else {
-        coverage::check_filter(&data, frameworks)?;
-        Vec::new()
+        None
+    };
+    let cov = match &computed {
+        Some(c) => Coverage::Computed(c),
+        None => Coverage::Pending(frameworks),
     };
     laps.lap("coverage");
     // Each file is written as it is rendered, finding by finding as they
@@ -114,7 +121,7 @@ pub async fn report(
                     .with_context(|| format!("cannot write {}", path.display()))?;
                     {
                         let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-                        write_format(&data, &cov, *f, name, &mut w)?;
+                        write_format(&data, cov, *f, name, &mut w)?;
                         w.flush()?;
                     }
                     file.commit()
@@ -131,7 +138,7 @@ pub async fn report(
             // CSV makes two files; without --out, the per-control one.
             if let Some(f) = formats.first() {
                 let names = file_names(*f);
-                write_format(&data, &cov, *f, names[0], &mut stdout)?;
+                write_format(&data, cov, *f, names[0], &mut stdout)?;
                 if names.len() > 1 {
                     eprintln!(
                         "printed {}; give --out DIR for {} too",

@@ -186,58 +186,88 @@ fn subject_hash(f: &super::ReportFinding) -> u64 {
 }
 
 /// Compute coverage for the frameworks in `filter` (all when empty), in
-/// one pass over the run's findings: per control, hashed subjects and the
-/// first [`MAX_LISTED`] fingerprints, not the findings.
+/// one pass over the run's findings ([`Fold`]).
 pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverage>, ReportError> {
-    check_filter(data, filter)?;
-    let cats: Vec<&Catalog> = data
-        .catalogs
-        .0
-        .iter()
-        .filter(|c| catalog_matches(c, filter))
-        .collect();
-    let snap = &data.reading;
-    // Each control's rules, and each rule's controls (catalog, control).
-    let rules_of: Vec<Vec<Vec<&crate::store::reading::RuleInfo>>> = cats
-        .iter()
-        .map(|cat| {
-            cat.controls
-                .iter()
-                .map(|c| {
-                    let reference = format!("{}:{}", cat.framework, c.id);
-                    snap.rules
-                        .iter()
-                        .filter(|r| r.controls.contains(&reference))
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
-    let mut controls_of: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (ci, per) in rules_of.iter().enumerate() {
-        for (ki, rules) in per.iter().enumerate() {
-            for r in rules {
-                let v = controls_of.entry(r.id.as_str()).or_default();
-                if !v.contains(&(ci, ki)) {
-                    v.push((ci, ki));
+    let mut fold = Fold::new(data, filter)?;
+    for f in data.findings.iter() {
+        fold.add(&f?);
+    }
+    Ok(fold.finish())
+}
+
+/// Coverage tallied finding by finding, so a report can count the
+/// findings as it writes them: per control, hashed subjects and the first
+/// [`MAX_LISTED`] fingerprints, not the findings.
+pub struct Fold<'a> {
+    data: &'a RunData,
+    cats: Vec<&'a Catalog>,
+    /// Each control's rules, per catalog.
+    rules_of: Vec<Vec<Vec<&'a crate::store::reading::RuleInfo>>>,
+    /// Each rule's controls (catalog, control).
+    controls_of: HashMap<&'a str, Vec<(usize, usize)>>,
+    tallies: Vec<Vec<Tally>>,
+}
+
+impl<'a> Fold<'a> {
+    /// Nothing tallied yet, for the frameworks in `filter` (all when empty).
+    pub fn new(data: &'a RunData, filter: &[String]) -> Result<Self, ReportError> {
+        check_filter(data, filter)?;
+        let cats: Vec<&Catalog> = data
+            .catalogs
+            .0
+            .iter()
+            .filter(|c| catalog_matches(c, filter))
+            .collect();
+        let rules_of: Vec<Vec<Vec<&crate::store::reading::RuleInfo>>> = cats
+            .iter()
+            .map(|cat| {
+                cat.controls
+                    .iter()
+                    .map(|c| {
+                        let reference = format!("{}:{}", cat.framework, c.id);
+                        data.reading
+                            .rules
+                            .iter()
+                            .filter(|r| r.controls.contains(&reference))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut controls_of: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for (ci, per) in rules_of.iter().enumerate() {
+            for (ki, rules) in per.iter().enumerate() {
+                for r in rules {
+                    let v = controls_of.entry(r.id.as_str()).or_default();
+                    if !v.contains(&(ci, ki)) {
+                        v.push((ci, ki));
+                    }
                 }
             }
         }
+        let tallies = cats
+            .iter()
+            .map(|cat| cat.controls.iter().map(|_| Tally::default()).collect())
+            .collect();
+        Ok(Fold {
+            data,
+            cats,
+            rules_of,
+            controls_of,
+            tallies,
+        })
     }
-    let mut tallies: Vec<Vec<Tally>> = cats
-        .iter()
-        .map(|cat| cat.controls.iter().map(|_| Tally::default()).collect())
-        .collect();
-    for f in data.findings.iter() {
-        let f = f?;
-        let Some(places) = controls_of.get(f.finding.rule_id.as_str()) else {
-            continue;
+
+    /// Count finding `f` (in report order) against its rule's controls.
+    pub fn add(&mut self, f: &super::ReportFinding) {
+        let Some(places) = self.controls_of.get(f.finding.rule_id.as_str()) else {
+            return;
         };
-        let subject = subject_hash(&f);
+        let subject = subject_hash(f);
         for &(ci, ki) in places {
             // A framework scoped to providers (CIS AWS) counts only their
             // findings.
-            let cat = cats[ci];
+            let cat = self.cats[ci];
             if !cat.providers.is_empty()
                 && !f
                     .finding
@@ -247,7 +277,7 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             {
                 continue;
             }
-            let t = &mut tallies[ci][ki];
+            let t = &mut self.tallies[ci][ki];
             if f.finding.exception.is_none() {
                 t.failing.insert(subject);
             } else {
@@ -260,105 +290,118 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
             }
         }
     }
-    let mut out = Vec::new();
-    for ((cat, per), tallies) in cats.iter().zip(&rules_of).zip(tallies) {
-        let in_scope = |p: &str| cat.providers.is_empty() || cat.providers.iter().any(|x| x == p);
-        let sources: Vec<&crate::store::reading::SourceReading> = snap
-            .sources
-            .iter()
-            .filter(|s| in_scope(s.provider.as_str()))
-            .collect();
-        let read = || sources.iter().filter_map(|s| s.inventory.as_ref());
-        // Subjects evaluated per kind: those of sources that were read.
-        let credentials: usize = read().map(|i| i.credentials.len()).sum();
-        let identities: usize = read().map(|i| i.identities.len()).sum();
-        let approvals = if cat.providers.is_empty() {
-            snap.approvals.len()
-        } else {
-            let ids: HashSet<&str> = read()
-                .flat_map(|i| i.identities.iter().map(|x| x.id.as_str()))
+
+    /// The coverage of every framework, once every finding was added.
+    pub fn finish(self) -> Vec<FrameworkCoverage> {
+        let Fold {
+            data,
+            cats,
+            rules_of,
+            tallies,
+            ..
+        } = self;
+        let snap = &data.reading;
+        let mut out = Vec::new();
+        for ((cat, per), tallies) in cats.iter().zip(&rules_of).zip(tallies) {
+            let in_scope =
+                |p: &str| cat.providers.is_empty() || cat.providers.iter().any(|x| x == p);
+            let sources: Vec<&crate::store::reading::SourceReading> = snap
+                .sources
+                .iter()
+                .filter(|s| in_scope(s.provider.as_str()))
                 .collect();
-            snap.approvals
-                .iter()
-                .filter(|a| ids.contains(a.subject.as_str()))
-                .count()
-        };
-        let incomplete: Vec<String> = sources
-            .iter()
-            .filter(|s| !s.state.is_complete())
-            .map(|s| s.name.clone())
-            .collect();
-        let mut totals = Totals::default();
-        let mut controls = Vec::new();
-        for ((c, rules), t) in cat.controls.iter().zip(per).zip(tallies) {
-            let reference = format!("{}:{}", cat.framework, c.id);
-            let kinds: BTreeSet<&str> = rules.iter().map(|r| r.subject.as_str()).collect();
-            let evaluated: usize = kinds
-                .iter()
-                .map(|k| match *k {
-                    "credential" => credentials,
-                    "identity" => identities,
-                    _ => approvals,
-                })
-                .sum();
-            let rule_ids: BTreeSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-            // A subject fails on any finding no exception covers; one whose
-            // every finding here is excepted is counted apart.
-            let failing_n = t.failing.len();
-            let excepted_n = t.excepted.difference(&t.failing).count();
-            let status = if rules.is_empty() {
-                Status::NotEvaluated
-            } else if failing_n > 0 {
-                Status::Fail
-            } else if excepted_n > 0 {
-                Status::Excepted
-            } else if !incomplete.is_empty() {
-                Status::Unknown
+            let read = || sources.iter().filter_map(|s| s.inventory.as_ref());
+            // Subjects evaluated per kind: those of sources that were read.
+            let credentials: usize = read().map(|i| i.credentials.len()).sum();
+            let identities: usize = read().map(|i| i.identities.len()).sum();
+            let approvals = if cat.providers.is_empty() {
+                snap.approvals.len()
             } else {
-                Status::Pass
+                let ids: HashSet<&str> = read()
+                    .flat_map(|i| i.identities.iter().map(|x| x.id.as_str()))
+                    .collect();
+                snap.approvals
+                    .iter()
+                    .filter(|a| ids.contains(a.subject.as_str()))
+                    .count()
             };
-            match status {
-                Status::Pass => totals.pass += 1,
-                Status::Fail => totals.fail += 1,
-                Status::Unknown => totals.unknown += 1,
-                Status::NotEvaluated => totals.not_evaluated += 1,
-                Status::Excepted => totals.excepted += 1,
-            }
-            totals.controls += 1;
-            controls.push(ControlCoverage {
-                reference,
-                id: c.id.clone(),
-                title: c.title.clone(),
-                status,
-                rules: rule_ids.iter().map(|s| s.to_string()).collect(),
-                subjects: Subjects {
-                    evaluated: evaluated.max(failing_n + excepted_n),
-                    passing: evaluated.saturating_sub(failing_n + excepted_n),
-                    failing: failing_n,
-                    excepted: excepted_n,
-                },
-                worst_severity: t.worst.map(|s| s.as_str().to_string()),
-                findings: t.listed,
-                findings_total: t.total,
-                evidence: Evidence {
-                    subject_kinds: kinds.iter().map(|k| k.to_string()).collect(),
-                    incomplete_sources: if rules.is_empty() {
-                        Vec::new()
-                    } else {
-                        incomplete.clone()
+            let incomplete: Vec<String> = sources
+                .iter()
+                .filter(|s| !s.state.is_complete())
+                .map(|s| s.name.clone())
+                .collect();
+            let mut totals = Totals::default();
+            let mut controls = Vec::new();
+            for ((c, rules), t) in cat.controls.iter().zip(per).zip(tallies) {
+                let reference = format!("{}:{}", cat.framework, c.id);
+                let kinds: BTreeSet<&str> = rules.iter().map(|r| r.subject.as_str()).collect();
+                let evaluated: usize = kinds
+                    .iter()
+                    .map(|k| match *k {
+                        "credential" => credentials,
+                        "identity" => identities,
+                        _ => approvals,
+                    })
+                    .sum();
+                let rule_ids: BTreeSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+                // A subject fails on any finding no exception covers; one whose
+                // every finding here is excepted is counted apart.
+                let failing_n = t.failing.len();
+                let excepted_n = t.excepted.difference(&t.failing).count();
+                let status = if rules.is_empty() {
+                    Status::NotEvaluated
+                } else if failing_n > 0 {
+                    Status::Fail
+                } else if excepted_n > 0 {
+                    Status::Excepted
+                } else if !incomplete.is_empty() {
+                    Status::Unknown
+                } else {
+                    Status::Pass
+                };
+                match status {
+                    Status::Pass => totals.pass += 1,
+                    Status::Fail => totals.fail += 1,
+                    Status::Unknown => totals.unknown += 1,
+                    Status::NotEvaluated => totals.not_evaluated += 1,
+                    Status::Excepted => totals.excepted += 1,
+                }
+                totals.controls += 1;
+                controls.push(ControlCoverage {
+                    reference,
+                    id: c.id.clone(),
+                    title: c.title.clone(),
+                    status,
+                    rules: rule_ids.iter().map(|s| s.to_string()).collect(),
+                    subjects: Subjects {
+                        evaluated: evaluated.max(failing_n + excepted_n),
+                        passing: evaluated.saturating_sub(failing_n + excepted_n),
+                        failing: failing_n,
+                        excepted: excepted_n,
                     },
-                },
+                    worst_severity: t.worst.map(|s| s.as_str().to_string()),
+                    findings: t.listed,
+                    findings_total: t.total,
+                    evidence: Evidence {
+                        subject_kinds: kinds.iter().map(|k| k.to_string()).collect(),
+                        incomplete_sources: if rules.is_empty() {
+                            Vec::new()
+                        } else {
+                            incomplete.clone()
+                        },
+                    },
+                });
+            }
+            out.push(FrameworkCoverage {
+                framework: cat.framework.clone(),
+                name: cat.name.clone(),
+                version: cat.version.clone(),
+                url: cat.url.clone(),
+                providers: cat.providers.clone(),
+                totals,
+                controls,
             });
         }
-        out.push(FrameworkCoverage {
-            framework: cat.framework.clone(),
-            name: cat.name.clone(),
-            version: cat.version.clone(),
-            url: cat.url.clone(),
-            providers: cat.providers.clone(),
-            totals,
-            controls,
-        });
+        out
     }
-    Ok(out)
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::report::coverage::FrameworkCoverage;
-use crate::report::render::{file_names, write_file as write_format, Format};
+use crate::report::render::{file_names, write_file as write_format, Coverage, Format};
 use crate::report::{ReportError, RunData};
 use crate::safe_file::{self, Access, AtomicFile};
 use crate::store::SqlStore;
@@ -337,17 +337,20 @@ pub async fn export(
     key: &SigningKey,
     out: &Path,
 ) -> Result<ExportSummary, EvidenceError> {
+    let mut laps = crate::pass::Laps::start();
     let mut parts = vec![spool_json("run.json", &data.run)?];
     for f in Format::ALL {
         for name in file_names(f) {
             parts.push(spool(&format!("reports/{name}"), |w| {
-                write_format(data, cov, f, name, w)
+                write_format(data, Coverage::Computed(cov), f, name, w)
             })?);
         }
     }
+    laps.lap("reports");
     parts.push(spool_json("inventory.json", &data.reading.sources)?);
     parts.push(spool_json("approvals.json", &data.reading.approvals)?);
     parts.push(spool_json("rules.json", &data.reading.rules)?);
+    laps.lap("reading");
     let audit = audit_slice(store, data.run.id).await?;
     parts.push(spool("audit.jsonl", |w| {
         w.write_all(&audit).map_err(|e| ReportError::Render {
@@ -363,6 +366,7 @@ pub async fn export(
         })
     })?);
 
+    laps.lap("audit");
     let now = chrono::Utc::now();
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -400,6 +404,8 @@ pub async fn export(
         .and_then(|gz| gz.finish())
         .and_then(AtomicFile::commit)
         .map_err(io(out))?;
+    laps.lap("archive");
+    tracing::debug!(run = data.run.id, phases = ?laps.marks, "evidence timings");
     let bytes = std::fs::metadata(out).map_err(io(out))?.len();
     tracing::info!(
         run = data.run.id,

@@ -189,31 +189,56 @@ struct Pager {
     run: Arc<RunInfo>,
 }
 
+/// A page as read: the sightings of its fingerprints and their lifecycles.
+type Read = (Vec<Sighting>, diff::Lifecycle);
+
 impl Pager {
-    /// The sightings of `fps` up to the run, and their lifecycles.
-    fn page(&self, fps: &[String]) -> Result<(Vec<Sighting>, diff::Lifecycle), ReportError> {
-        let read = self.store.sightings_of(fps, self.run.id);
-        let sightings = tokio::task::block_in_place(|| self.handle.block_on(read))?;
-        let lives = self.replayer.replay(&sightings);
-        Ok((sightings, lives))
+    /// Start reading page `fps` (its sightings up to the run, replayed) on
+    /// the runtime, so it is read while the page before it is written.
+    fn fetch(&self, fps: &[String]) -> tokio::task::JoinHandle<Result<Read, ReportError>> {
+        let (store, replayer) = (self.store.clone(), self.replayer.clone());
+        let (fps, run) = (fps.to_vec(), self.run.id);
+        self.handle.spawn(async move {
+            let sightings = store.sightings_of(&fps, run).await?;
+            let lives = replayer.replay(&sightings);
+            Ok((sightings, lives))
+        })
     }
 
-    /// Each page of `keys` through `page`, flattened; an error ends the
-    /// stream after it is yielded.
+    /// Wait for a page started by [`Pager::fetch`].
+    fn wait(
+        &self,
+        page: tokio::task::JoinHandle<Result<Read, ReportError>>,
+    ) -> Result<Read, ReportError> {
+        tokio::task::block_in_place(|| self.handle.block_on(page)).map_err(|e| {
+            ReportError::Render {
+                what: "store",
+                message: format!("reading a page of findings: {e}"),
+            }
+        })?
+    }
+
+    /// Each page of `keys` through `page`, flattened, the next page read
+    /// while one is handed out; an error ends the stream after it is
+    /// yielded.
     fn stream<'a, T: 'a>(
         &'a self,
         keys: &'a [String],
-        page: impl Fn(&Self, &[String]) -> Result<Vec<T>, ReportError> + 'a,
+        page: impl Fn(&Self, &[String], Read) -> Result<Vec<T>, ReportError> + 'a,
     ) -> impl Iterator<Item = Result<T, ReportError>> + 'a {
+        let chunks: Vec<&'a [String]> = keys.chunks(PAGE).collect();
+        let mut next = chunks.first().map(|fps| self.fetch(fps));
         let mut failed = false;
-        keys.chunks(PAGE).flat_map(move |fps| {
-            if failed {
+        (0..chunks.len()).flat_map(move |i| {
+            let Some(read) = next.take().filter(|_| !failed) else {
                 return Vec::new();
-            }
-            match page(self, fps) {
+            };
+            next = chunks.get(i + 1).map(|fps| self.fetch(fps));
+            match self.wait(read).and_then(|r| page(self, chunks[i], r)) {
                 Ok(v) => v.into_iter().map(Ok).collect(),
                 Err(e) => {
                     failed = true;
+                    next = None;
                     vec![Err(e)]
                 }
             }
@@ -264,28 +289,28 @@ impl Findings {
 
     /// Each finding in report order, read a page at a time.
     pub fn iter(&self) -> impl Iterator<Item = Result<ReportFinding, ReportError>> + '_ {
-        self.pager.stream(&self.keys, |pager, fps| {
-            let (sightings, lives) = pager.page(fps)?;
-            let run = &pager.run;
-            let mut by_fp = by_fingerprint(sightings);
-            Ok(fps
-                .iter()
-                .filter_map(|fp| {
-                    let list = by_fp.get_mut(fp)?;
-                    let seen = covering(list, run.id)?;
-                    Some(ReportFinding {
-                        first_seen: lives
-                            .open
-                            .get(fp)
-                            .map(|l| l.first_seen.clone())
-                            .unwrap_or_else(|| run.started_at.clone()),
-                        fingerprint: fp.clone(),
-                        source: std::mem::take(&mut seen.source),
-                        finding: seen.finding.take()?,
+        self.pager
+            .stream(&self.keys, |pager, fps, (sightings, lives)| {
+                let run = &pager.run;
+                let mut by_fp = by_fingerprint(sightings);
+                Ok(fps
+                    .iter()
+                    .filter_map(|fp| {
+                        let list = by_fp.get_mut(fp)?;
+                        let seen = covering(list, run.id)?;
+                        Some(ReportFinding {
+                            first_seen: lives
+                                .open
+                                .get(fp)
+                                .map(|l| l.first_seen.clone())
+                                .unwrap_or_else(|| run.started_at.clone()),
+                            fingerprint: fp.clone(),
+                            source: std::mem::take(&mut seen.source),
+                            finding: seen.finding.take()?,
+                        })
                     })
-                })
-                .collect())
-        })
+                    .collect())
+            })
     }
 
     /// Every finding, in memory: for a subset ([`Findings::only`]).
@@ -316,48 +341,48 @@ pub struct Resolved {
 impl Resolved {
     /// Each resolved finding, by fingerprint.
     pub fn iter(&self) -> impl Iterator<Item = Result<ResolvedFinding, ReportError>> + '_ {
-        self.pager.stream(&self.candidates, |pager, fps| {
-            let (sightings, lives) = pager.page(fps)?;
-            let run = &pager.run;
-            let started = |id: i64| {
-                pager
-                    .replayer
-                    .runs
-                    .binary_search_by_key(&id, |r| r.id)
-                    .ok()
-                    .map(|n| pager.replayer.runs[n].started_at.clone())
-                    .unwrap_or_default()
-            };
-            let mut by_fp = by_fingerprint(sightings);
-            let mut out = Vec::new();
-            for l in lives
-                .closed
-                .iter()
-                .filter(|l| l.resolved_run == Some(run.id))
-            {
-                let Some(seen) = by_fp
-                    .get_mut(&l.fingerprint)
-                    .and_then(|list| covering(list, l.last_run))
-                else {
-                    continue;
+        self.pager
+            .stream(&self.candidates, |pager, _, (sightings, lives)| {
+                let run = &pager.run;
+                let started = |id: i64| {
+                    pager
+                        .replayer
+                        .runs
+                        .binary_search_by_key(&id, |r| r.id)
+                        .ok()
+                        .map(|n| pager.replayer.runs[n].started_at.clone())
+                        .unwrap_or_default()
                 };
-                let Some(finding) = seen.finding.take() else {
-                    continue;
-                };
-                out.push(ResolvedFinding {
-                    finding: ReportFinding {
-                        fingerprint: l.fingerprint.clone(),
-                        source: l.source.clone(),
-                        first_seen: l.first_seen.clone(),
-                        finding,
-                    },
-                    last_seen: started(l.last_run),
-                    resolved_at: run.started_at.clone(),
-                });
-            }
-            out.sort_by(|a, b| a.finding.fingerprint.cmp(&b.finding.fingerprint));
-            Ok(out)
-        })
+                let mut by_fp = by_fingerprint(sightings);
+                let mut out = Vec::new();
+                for l in lives
+                    .closed
+                    .iter()
+                    .filter(|l| l.resolved_run == Some(run.id))
+                {
+                    let Some(seen) = by_fp
+                        .get_mut(&l.fingerprint)
+                        .and_then(|list| covering(list, l.last_run))
+                    else {
+                        continue;
+                    };
+                    let Some(finding) = seen.finding.take() else {
+                        continue;
+                    };
+                    out.push(ResolvedFinding {
+                        finding: ReportFinding {
+                            fingerprint: l.fingerprint.clone(),
+                            source: l.source.clone(),
+                            first_seen: l.first_seen.clone(),
+                            finding,
+                        },
+                        last_seen: started(l.last_run),
+                        resolved_at: run.started_at.clone(),
+                    });
+                }
+                out.sort_by(|a, b| a.finding.fingerprint.cmp(&b.finding.fingerprint));
+                Ok(out)
+            })
     }
 }
 
@@ -414,29 +439,43 @@ pub async fn load(
     let mut laps = crate::pass::Laps::start();
     let id = store.resolve_run(sel).await?;
     let run = store.run_info(id).await?.ok_or(ReportError::NoRun(id))?;
-    let stored = store
-        .run_reading(id)
-        .await?
-        .ok_or(ReportError::NoDetail(id))?;
-    let reading = RunReading::from_stored(&stored)?;
-    drop(stored);
-    laps.lap("reading");
+    // What the run read (parsed on a blocking thread), the findings' sort
+    // keys and the resolved candidates are read at once.
+    let reading = async {
+        let stored = store
+            .run_reading(id)
+            .await?
+            .ok_or(ReportError::NoDetail(id))?;
+        tokio::task::spawn_blocking(move || RunReading::from_stored(&stored))
+            .await
+            .map_err(|e| ReportError::Render {
+                what: "reading",
+                message: e.to_string(),
+            })?
+            .map_err(ReportError::from)
+    };
+    let keys = async {
+        let keys = store.run_finding_keys(id).await?;
+        Ok::<_, ReportError>(report_order(keys))
+    };
+    let candidates = async { Ok::<_, ReportError>(store.resolved_candidates(id).await?) };
+    let (reading, keys, candidates, replayer) =
+        tokio::try_join!(reading, keys, candidates, diff::Replayer::load(store, id))?;
+    laps.lap("reading and keys");
     let pager = Pager {
         store: store.clone(),
         handle: tokio::runtime::Handle::current(),
-        replayer: Arc::new(diff::Replayer::load(store, id).await?),
+        replayer: Arc::new(replayer),
         run: Arc::new(run.clone()),
     };
     let findings = Findings {
-        keys: Arc::new(report_order(store.run_finding_keys(id).await?)),
+        keys: Arc::new(keys),
         pager: pager.clone(),
     };
-    laps.lap("finding keys");
     let resolved = Resolved {
-        candidates: Arc::new(store.resolved_candidates(id).await?),
+        candidates: Arc::new(candidates),
         pager,
     };
-    laps.lap("resolved candidates");
     let journal_upto: Vec<Entry> = store
         .journal_list(None)
         .await?

@@ -14,8 +14,10 @@ use super::{ReportError, ReportFinding, RunData};
 use crate::store::journal::Entry;
 use crate::store::runs::RunInfo;
 
-/// The JSON report.
-#[derive(Debug, Serialize)]
+/// The JSON report. Coverage comes last: when it was not computed before,
+/// it is tallied from the findings as they are written, so the report
+/// reads them once.
+#[derive(Serialize)]
 pub struct JsonReport<'a> {
     /// What this document is.
     pub report: &'static str,
@@ -23,16 +25,84 @@ pub struct JsonReport<'a> {
     pub tool_version: &'static str,
     /// The run reported on.
     pub run: &'a RunInfo,
-    /// Coverage per framework.
-    pub frameworks: &'a [FrameworkCoverage],
     /// Findings of the run, with first-seen dates (read as written).
-    pub findings: &'a super::Findings,
+    findings: Tallied<'a>,
     /// Findings this run resolved, as last seen.
     pub resolved: &'a super::Resolved,
     /// Actions the run journaled.
     pub actions: &'a [Entry],
     /// Standing vs issued access per approval.
     pub access: &'a [super::access::ApprovalAccess],
+    /// Coverage per framework.
+    frameworks: Frameworks<'a>,
+}
+
+/// A coverage tally shared by the findings (which feed it) and the
+/// frameworks (written from it after them).
+type PendingFold<'a> = std::cell::RefCell<Option<super::coverage::Fold<'a>>>;
+
+/// The findings, each added to the pending coverage tally as written.
+struct Tallied<'a> {
+    findings: &'a super::Findings,
+    fold: &'a PendingFold<'a>,
+}
+
+impl Serialize for Tallied<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        super::serialize_stream(
+            s,
+            self.findings.iter().inspect(|f| {
+                if let (Ok(f), Some(fold)) = (f, self.fold.borrow_mut().as_mut()) {
+                    fold.add(f);
+                }
+            }),
+        )
+    }
+}
+
+/// Coverage as computed, or the tally the findings fed.
+struct Frameworks<'a> {
+    computed: Option<&'a [FrameworkCoverage]>,
+    fold: &'a PendingFold<'a>,
+}
+
+impl Serialize for Frameworks<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.computed {
+            Some(c) => c.serialize(s),
+            None => self
+                .fold
+                .borrow_mut()
+                .take()
+                .map(super::coverage::Fold::finish)
+                .unwrap_or_default()
+                .serialize(s),
+        }
+    }
+}
+
+/// A report's coverage: computed before it is written, or still to be
+/// computed for these frameworks (the JSON report tallies it as it writes
+/// the findings; the formats that show it first compute it first).
+#[derive(Debug, Clone, Copy)]
+pub enum Coverage<'a> {
+    /// Computed.
+    Computed(&'a [FrameworkCoverage]),
+    /// To compute, for the frameworks named (all when empty).
+    Pending(&'a [String]),
+}
+
+impl<'a> Coverage<'a> {
+    /// The coverage, computed now if it is pending.
+    fn ready(
+        self,
+        data: &RunData,
+    ) -> Result<std::borrow::Cow<'a, [FrameworkCoverage]>, ReportError> {
+        match self {
+            Coverage::Computed(c) => Ok(std::borrow::Cow::Borrowed(c)),
+            Coverage::Pending(f) => Ok(std::borrow::Cow::Owned(super::coverage::compute(data, f)?)),
+        }
+    }
 }
 
 /// One row of `coverage.csv`.
@@ -343,30 +413,45 @@ fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> ReportError {
 /// held in memory. OCSF (one event per line) and SARIF are compact.
 pub fn write_file(
     data: &RunData,
-    cov: &[FrameworkCoverage],
+    cov: Coverage<'_>,
     format: Format,
     name: &str,
     w: &mut dyn std::io::Write,
 ) -> Result<(), ReportError> {
     match (format, name) {
         (Format::Table, _) => w
-            .write_all(table(data, cov).as_bytes())
+            .write_all(table(data, &cov.ready(data)?).as_bytes())
             .map_err(io_err("table"))?,
         (Format::Json, _) => {
+            let fold = std::cell::RefCell::new(match cov {
+                Coverage::Computed(_) => None,
+                Coverage::Pending(f) => Some(super::coverage::Fold::new(data, f)?),
+            });
             let doc = JsonReport {
                 report: "nhi-assure control coverage",
                 tool_version: data.version,
                 run: &data.run,
-                frameworks: cov,
-                findings: &data.findings,
+                findings: Tallied {
+                    findings: &data.findings,
+                    fold: &fold,
+                },
                 resolved: &data.resolved,
                 actions: &data.journal,
                 access: &data.access,
+                frameworks: Frameworks {
+                    computed: match cov {
+                        Coverage::Computed(c) => Some(c),
+                        Coverage::Pending(_) => None,
+                    },
+                    fold: &fold,
+                },
             };
             serde_json::to_writer_pretty(&mut *w, &doc)?;
             w.write_all(b"\n").map_err(io_err("json"))?;
         }
-        (Format::Csv, "coverage.csv") => write_csv(w, coverage_rows(cov).into_iter().map(Ok))?,
+        (Format::Csv, "coverage.csv") => {
+            write_csv(w, coverage_rows(&cov.ready(data)?).into_iter().map(Ok))?
+        }
         (Format::Csv, _) => write_csv(
             w,
             data.findings
@@ -380,24 +465,8 @@ pub fn write_file(
             w.write_all(b"\n").map_err(io_err("sarif"))?;
         }
         (Format::Html, _) => w
-            .write_all(super::html::render(data, cov)?.as_bytes())
+            .write_all(super::html::render(data, &cov.ready(data)?)?.as_bytes())
             .map_err(io_err("html"))?,
     }
     Ok(())
-}
-
-/// Render `format` into (file name, bytes) pairs.
-pub fn render(
-    data: &RunData,
-    cov: &[FrameworkCoverage],
-    format: Format,
-) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
-    file_names(format)
-        .iter()
-        .map(|name| {
-            let mut bytes = Vec::new();
-            write_file(data, cov, format, name, &mut bytes)?;
-            Ok((name.to_string(), bytes))
-        })
-        .collect()
 }
