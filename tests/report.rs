@@ -364,7 +364,29 @@ fn csv_round_trips_against_the_json_report() {
             .collect();
         assert_eq!(row["finding_fingerprints"], fps.join(" "));
         assert_eq!(row["findings"], fps.len().to_string());
+        assert_eq!(c["findings_total"], fps.len());
     }
+
+    // Coverage tallied while one format writes the findings (JSON alone,
+    // CSV alone) is the coverage computed first for several formats.
+    ok(run_in(
+        d.path(),
+        &[
+            "report",
+            "--config",
+            "nhi-assure.toml",
+            "--format",
+            "json,csv,table",
+            "--out",
+            "both",
+        ],
+    ));
+    let read = |p: &str| std::fs::read_to_string(d.path().join(p)).expect(p);
+    assert_eq!(read("both/coverage.csv"), read("out/coverage.csv"));
+    assert_eq!(read("both/findings.csv"), read("out/findings.csv"));
+    let both: Value = serde_json::from_str(&read("both/report.json")).expect("json");
+    assert_eq!(both["frameworks"], report["frameworks"]);
+    assert_eq!(both["findings"], report["findings"]);
 
     let mut r = csv::Reader::from_path(d.path().join("out/findings.csv")).expect("findings.csv");
     let rows: Vec<BTreeMap<String, String>> =

@@ -1140,6 +1140,31 @@ async fn report_pages_read_what_the_whole_replay_reads(store: SqlStore) {
             _ => assert_eq!(read.len(), first.len()),
         }
     }
+
+    // Coverage in one pass: every finding counted, the worst 1,000 named,
+    // subjects (credentials here) counted once across the control's rules.
+    let catalogs =
+        nhi_assure::engine::rules::RuleSet::load(&Default::default(), std::path::Path::new("."))
+            .expect("built-in rules")
+            .catalogs;
+    let data = nhi_assure::report::load(&store, nhi_assure::report::RunSel::Id(r1), catalogs)
+        .await
+        .expect("load");
+    let cov =
+        nhi_assure::report::coverage::compute(&data, &["OWASP-NHI-2025".into()]).expect("coverage");
+    let nhi7 = cov[0]
+        .controls
+        .iter()
+        .find(|c| c.id == "NHI7")
+        .expect("NHI7");
+    assert_eq!(nhi7.findings_total, first.len());
+    assert_eq!(
+        nhi7.findings.len(),
+        nhi_assure::report::coverage::MAX_LISTED
+    );
+    assert_eq!(nhi7.findings[..], data.findings.fingerprints()[..1_000]);
+    assert_eq!(nhi7.subjects.failing, 2_300);
+    assert_eq!(nhi7.worst_severity.as_deref(), Some("high"));
 }
 
 /// Each scenario on both backends.

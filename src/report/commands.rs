@@ -11,7 +11,7 @@ use clap::Subcommand;
 use tabled::settings::Style;
 
 use super::render::{file_names, write_file as write_format, Coverage, Format};
-use super::{coverage, diff, html, load, trace, RunSel};
+use super::{coverage, diff, html, load, render, trace, RunSel};
 use crate::config::{ApprovalConfig, Config};
 use crate::engine::rules::RuleSet;
 use crate::report::evidence;
@@ -111,22 +111,42 @@ pub async fn report(
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            for f in formats {
-                for name in file_names(*f) {
-                    let path = dir.join(name);
-                    let mut file = crate::safe_file::AtomicFile::create(
-                        &path,
-                        crate::safe_file::Access::Shared,
-                    )
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                    {
-                        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
-                        write_format(&data, cov, *f, name, &mut w)?;
-                        w.flush()?;
-                    }
-                    file.commit()
+            let write_one = |name: &str,
+                             write: &mut dyn FnMut(
+                &mut dyn std::io::Write,
+            )
+                -> Result<(), super::ReportError>|
+             -> anyhow::Result<()> {
+                let path = dir.join(name);
+                let mut file =
+                    crate::safe_file::AtomicFile::create(&path, crate::safe_file::Access::Shared)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!("wrote {}", path.display());
+                {
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+                    write(&mut w)?;
+                    w.flush()?;
+                }
+                file.commit()
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+                Ok(())
+            };
+            for f in formats {
+                if let (Format::Csv, Coverage::Pending(filter)) = (f, cov) {
+                    // One pass: the findings, tallied as written, then
+                    // their coverage.
+                    let mut fold = coverage::Fold::new(&data, filter)?;
+                    write_one("findings.csv", &mut |w| {
+                        render::write_findings_csv(&data, Some(&mut fold), w)
+                    })?;
+                    let tallied = fold.finish();
+                    write_one("coverage.csv", &mut |w| {
+                        write_format(&data, Coverage::Computed(&tallied), *f, "coverage.csv", w)
+                    })?;
+                    continue;
+                }
+                for name in file_names(*f) {
+                    write_one(name, &mut |w| write_format(&data, cov, *f, name, w))?;
                 }
             }
         }

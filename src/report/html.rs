@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::coverage::FrameworkCoverage;
+use super::render::Coverage;
 use super::trace::{Context, Trace};
 use super::{ReportError, RunData};
 use crate::engine::estate::SourceState;
@@ -135,15 +136,11 @@ fn chart(
 }
 
 /// Render the HTML report.
-pub fn render(data: &RunData, cov: &[FrameworkCoverage]) -> Result<String, ReportError> {
+pub fn render(data: &RunData, cov: Coverage<'_>) -> Result<String, ReportError> {
     page(data, cov, false)
 }
 
-fn page(
-    data: &RunData,
-    cov: &[FrameworkCoverage],
-    open_traces: bool,
-) -> Result<String, ReportError> {
+fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, ReportError> {
     // One pass over the findings: the charts' counts, the first rows,
     // and the identities to trace (worst first), each counted by hash.
     let order = ["critical", "high", "medium", "low", "info"];
@@ -153,8 +150,16 @@ fn page(
     let mut first: Vec<super::ReportFinding> = Vec::new();
     let mut traced: Vec<String> = Vec::new();
     let mut identities: HashSet<u64> = HashSet::new();
+    // Coverage not computed before is tallied in the same pass.
+    let mut fold = match cov {
+        Coverage::Computed(_) => None,
+        Coverage::Pending(filter) => Some(super::coverage::Fold::new(data, filter)?),
+    };
     for f in data.findings.iter() {
         let f = f?;
+        if let Some(fold) = fold.as_mut() {
+            fold.add(&f);
+        }
         let d = &f.finding;
         if let Some(n) = order.iter().position(|s| *s == d.severity.as_str()) {
             by_sev_n[n] += 1;
@@ -177,6 +182,14 @@ fn page(
             first.push(f);
         }
     }
+    let tallied;
+    let cov: &[FrameworkCoverage] = match (cov, fold) {
+        (Coverage::Computed(c), _) => c,
+        (Coverage::Pending(_), fold) => {
+            tallied = fold.map(super::coverage::Fold::finish).unwrap_or_default();
+            &tallied
+        }
+    };
     // Then identities with only an action in the run.
     let with_findings: HashSet<&str> = traced.iter().map(String::as_str).collect();
     let mut journal_only: Vec<&str> = Vec::new();
@@ -403,7 +416,7 @@ pub fn render_trace(data: &RunData, subject: &str) -> Result<Option<String>, Rep
         parts.next() == Some(subject) || parts.next() == Some(subject)
     });
     one.journal.retain(|a| a.request.identity_id == subject);
-    page(&one, &[], true).map(Some)
+    page(&one, Coverage::Computed(&[]), true).map(Some)
 }
 
 /// Counts by key, largest first, then by key.

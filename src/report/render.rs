@@ -388,6 +388,25 @@ fn access_table(out: &mut String, access: &[super::access::ApprovalAccess]) {
     let _ = writeln!(out);
 }
 
+/// `findings.csv` on `w`, each finding added to `fold` (when given) as it
+/// is written: `coverage.csv` then comes from the same pass.
+pub fn write_findings_csv(
+    data: &RunData,
+    mut fold: Option<&mut super::coverage::Fold<'_>>,
+    w: &mut dyn std::io::Write,
+) -> Result<(), ReportError> {
+    write_csv(
+        w,
+        data.findings.iter().map(|f| {
+            let f = f?;
+            if let Some(fold) = fold.as_deref_mut() {
+                fold.add(&f);
+            }
+            finding_row(&f)
+        }),
+    )
+}
+
 /// The files `format` writes, in order.
 pub fn file_names(format: Format) -> &'static [&'static str] {
     match format {
@@ -452,12 +471,7 @@ pub fn write_file(
         (Format::Csv, "coverage.csv") => {
             write_csv(w, coverage_rows(&cov.ready(data)?).into_iter().map(Ok))?
         }
-        (Format::Csv, _) => write_csv(
-            w,
-            data.findings
-                .iter()
-                .map(|f| f.and_then(|f| finding_row(&f))),
-        )?,
+        (Format::Csv, _) => write_findings_csv(data, None, w)?,
         (Format::Ocsf, _) => super::ocsf::write_lines(data, w)?,
         (Format::Sarif, _) => {
             // Compact: a SARIF log of a million results is for tools.
@@ -465,7 +479,7 @@ pub fn write_file(
             w.write_all(b"\n").map_err(io_err("sarif"))?;
         }
         (Format::Html, _) => w
-            .write_all(super::html::render(data, &cov.ready(data)?)?.as_bytes())
+            .write_all(super::html::render(data, cov)?.as_bytes())
             .map_err(io_err("html"))?,
     }
     Ok(())
