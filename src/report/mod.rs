@@ -380,7 +380,8 @@ impl Resolved {
                         resolved_at: run.started_at.clone(),
                     });
                 }
-                out.sort_by(|a, b| a.finding.fingerprint.cmp(&b.finding.fingerprint));
+                // In fingerprint order already: `closed` is sorted by
+                // (resolved run, fingerprint), and only this run is kept.
                 Ok(out)
             })
     }

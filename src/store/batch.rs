@@ -121,6 +121,70 @@ pub(crate) fn json_rows(conn: &sqlx::AnyConnection, cols: &str, inner: &str) -> 
     }
 }
 
+/// A row read by [`pages_by_fingerprint`]: where the next page begins.
+pub(crate) trait Keyed {
+    /// The row's fingerprint (the first column read).
+    fn fingerprint(&self) -> &str;
+}
+
+impl<A, B, C, D> Keyed for (String, A, B, C, D) {
+    fn fingerprint(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Keyed for (String, String) {
+    fn fingerprint(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Keyed for (String,) {
+    fn fingerprint(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Rows `cols` (the fingerprint first) of `from` — a table and a `WHERE`
+/// condition, on `$2` = `run` when given — in [`json_page`]s of
+/// [`PAGE_ROWS`] by fingerprint, each page a range on an index that leads
+/// with it, handed to `each` as read. A fingerprint with several matching
+/// rows is read once: the next page starts after the last one read.
+pub(crate) async fn pages_by_fingerprint<T: serde::de::DeserializeOwned + Keyed>(
+    conn: &mut sqlx::AnyConnection,
+    cols: &str,
+    from: &str,
+    run: Option<i64>,
+    mut each: impl FnMut(Vec<T>),
+) -> Result<(), super::StoreError> {
+    let mut after = String::new();
+    loop {
+        let sql = json_page(
+            conn,
+            cols,
+            "fingerprint",
+            &format!(
+                "SELECT {cols} FROM {from} AND fingerprint > $1 ORDER BY fingerprint LIMIT {PAGE_ROWS}"
+            ),
+        );
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&after);
+        let query = match run {
+            Some(r) => query.bind(r),
+            None => query,
+        };
+        let (text,): (String,) = query.fetch_one(&mut *conn).await?;
+        let page: Vec<T> = serde_json::from_str(&text)?;
+        let full = page.len() >= PAGE_ROWS;
+        if let Some(last) = page.last() {
+            after = last.fingerprint().to_string();
+        }
+        each(page);
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// `$s+1, …, $s+n`: the placeholders of an `IN (…)` list.
 pub(crate) fn list(n: usize, start: usize) -> String {
     (start + 1..=start + n)

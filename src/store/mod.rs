@@ -289,33 +289,14 @@ async fn latest_full(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, 
 /// Every open finding's keys, in pages read from the covering index.
 async fn open_all(conn: &mut AnyConnection) -> Result<HashMap<String, OpenRow>, StoreError> {
     let mut open: HashMap<String, OpenRow> = HashMap::new();
-    let mut after = String::new();
-    loop {
-        let sql = batch::json_page(
-            &*conn,
-            "fingerprint, data_sha256, depends, source, open_ended",
-            "fingerprint",
-            &format!(
-                "SELECT fingerprint, data_sha256, depends, source, open_ended
-                 FROM findings WHERE resolved_at IS NULL AND fingerprint > $1
-                 ORDER BY fingerprint LIMIT {}",
-                batch::PAGE_ROWS
-            ),
-        );
-        let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&after)
-            .fetch_one(&mut *conn)
-            .await?;
-        let page: Vec<OpenTuple> = serde_json::from_str(&text)?;
-        let full = page.len() >= batch::PAGE_ROWS;
-        if let Some(last) = page.last() {
-            after.clone_from(&last.0);
-        }
-        open.extend(page.into_iter().map(OpenRow::read));
-        if !full {
-            break;
-        }
-    }
+    batch::pages_by_fingerprint(
+        conn,
+        "fingerprint, data_sha256, depends, source, open_ended",
+        "findings WHERE resolved_at IS NULL",
+        None,
+        |page: Vec<OpenTuple>| open.extend(page.into_iter().map(OpenRow::read)),
+    )
+    .await?;
     Ok(open)
 }
 

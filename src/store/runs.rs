@@ -124,23 +124,6 @@ pub struct StoredReading {
     pub rules: String,
 }
 
-/// The fingerprint a paged row starts with (where the next page begins).
-trait FirstKey {
-    fn first_key(&self) -> &str;
-}
-
-impl FirstKey for (String,) {
-    fn first_key(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FirstKey for (String, String) {
-    fn first_key(&self) -> &str {
-        &self.0
-    }
-}
-
 /// A sighting's last run as read: an open-ended one reaches the latest run
 /// with recorded detail.
 const LAST_RUN: &str = "CASE WHEN open_ended = 1
@@ -582,7 +565,7 @@ impl SqlStore {
     pub async fn run_finding_keys(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
         self.fingerprint_pages(
             "fingerprint, severity",
-            "first_run <= $1 AND (last_run >= $1 OR open_ended = 1)",
+            "first_run <= $2 AND (last_run >= $2 OR open_ended = 1)",
             run_id,
         )
         .await
@@ -595,10 +578,10 @@ impl SqlStore {
         let rows: Vec<(String,)> = self
             .fingerprint_pages(
                 "fingerprint",
-                "first_run <= $1 AND open_ended = 0 AND last_run < $1
+                "first_run <= $2 AND open_ended = 0 AND last_run < $2
                  AND NOT EXISTS (SELECT 1 FROM finding_sightings t
-                   WHERE t.fingerprint = s.fingerprint AND t.first_run <= $1
-                     AND (t.last_run >= $1 OR t.open_ended = 1))",
+                   WHERE t.fingerprint = s.fingerprint AND t.first_run <= $2
+                     AND (t.last_run >= $2 OR t.open_ended = 1))",
                 run_id,
             )
             .await?;
@@ -609,10 +592,9 @@ impl SqlStore {
         Ok(fps)
     }
 
-    /// Rows `cols` of the sightings matching `filter` (on `$1` = `run`), in
-    /// JSON pages by fingerprint (a range on the primary key each page);
-    /// a fingerprint with several matching sightings appears once.
-    async fn fingerprint_pages<T: serde::de::DeserializeOwned + FirstKey>(
+    /// Rows `cols` of the sightings matching `filter` (on `$2` = `run`), in
+    /// pages by fingerprint ([`super::batch::pages_by_fingerprint`]).
+    async fn fingerprint_pages<T: serde::de::DeserializeOwned + super::batch::Keyed>(
         &self,
         cols: &str,
         filter: &str,
@@ -620,33 +602,14 @@ impl SqlStore {
     ) -> Result<Vec<T>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut out: Vec<T> = Vec::new();
-        let mut after = String::new();
-        loop {
-            let sql = super::batch::json_page(
-                &conn,
-                cols,
-                "fingerprint",
-                &format!(
-                    "SELECT {cols} FROM finding_sightings s WHERE {filter} AND fingerprint > $2
-                     ORDER BY fingerprint LIMIT {}",
-                    super::batch::PAGE_ROWS
-                ),
-            );
-            let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(run)
-                .bind(&after)
-                .fetch_one(&mut *conn)
-                .await?;
-            let page: Vec<T> = serde_json::from_str(&text)?;
-            let full = page.len() >= super::batch::PAGE_ROWS;
-            if let Some(last) = page.last() {
-                after = last.first_key().to_string();
-            }
-            out.extend(page);
-            if !full {
-                break;
-            }
-        }
+        super::batch::pages_by_fingerprint(
+            &mut conn,
+            cols,
+            &format!("finding_sightings s WHERE {filter}"),
+            Some(run),
+            |page| out.extend(page),
+        )
+        .await?;
         Ok(out)
     }
 
