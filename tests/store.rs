@@ -1167,6 +1167,100 @@ async fn report_pages_read_what_the_whole_replay_reads(store: SqlStore) {
     assert_eq!(nhi7.worst_severity.as_deref(), Some("high"));
 }
 
+/// Readers of one run's findings on several threads (an evidence bundle's
+/// reports, written at once) share each page read from the store: every
+/// reader reads exactly what one reader alone reads, in order, whether it
+/// keeps pace, pauses while holding its place, stops early or starts after
+/// the pages it needs were dropped.
+async fn readers_on_threads_share_pages(store: SqlStore) {
+    let complete = status(SourceState::Complete);
+    // 13,000 keys: seven pages, more than a reader may run ahead.
+    let keys: Vec<SourcedFinding> = (0..13_000)
+        .map(|n| {
+            let mut f = finding("credential-stale", &format!("AKIA{n:05}"));
+            f.finding.identity_id = format!("arn:aws:iam::{}:user/u{}", 1 + n % 2, n / 2);
+            f
+        })
+        .collect();
+    report_run(&store, &complete, &keys, None).await;
+    let run = report_run(&store, &complete, &keys[..12_500], None).await;
+    let data = nhi_assure::report::load(
+        &store,
+        nhi_assure::report::RunSel::Id(run),
+        Default::default(),
+    )
+    .await
+    .expect("load");
+    let seen = |f: nhi_assure::report::ReportFinding| {
+        let json = serde_json::to_string(&f.finding).expect("json");
+        (f.fingerprint, f.first_seen, json)
+    };
+    let alone: Vec<_> = data
+        .findings
+        .iter()
+        .map(|f| seen(f.expect("finding")))
+        .collect();
+    assert_eq!(alone.len(), 12_500);
+    let resolved_alone = data.resolved.iter().count();
+    assert_eq!(resolved_alone, 500);
+    let started = std::sync::Barrier::new(4);
+    let (full, resolved, paused, late) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let full: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        started.wait();
+                        data.findings
+                            .iter()
+                            .map(|f| seen(f.expect("finding")))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let resolved = s.spawn(|| data.resolved.iter().filter(|r| r.is_ok()).count());
+            // Takes a few findings, then stops.
+            s.spawn(|| data.findings.iter().take(5).count());
+            // Holds its place on the first page while the others reach the
+            // limit of reading ahead, then goes on.
+            let paused = s.spawn(|| {
+                let mut it = data.findings.iter();
+                let head: Vec<_> = it.by_ref().take(10).map(|f| seen(f.expect("f"))).collect();
+                started.wait();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                head.into_iter()
+                    .chain(it.map(|f| seen(f.expect("finding"))))
+                    .collect::<Vec<_>>()
+            });
+            let full: Vec<Vec<_>> = full
+                .into_iter()
+                .map(|h| h.join().expect("reader"))
+                .collect();
+            // Starts once the others are done: every page was dropped.
+            let late = s
+                .spawn(|| {
+                    data.findings
+                        .iter()
+                        .map(|f| seen(f.expect("finding")))
+                        .collect::<Vec<_>>()
+                })
+                .join()
+                .expect("late reader");
+            (
+                full,
+                resolved.join().expect("resolved reader"),
+                paused.join().expect("paused reader"),
+                late,
+            )
+        })
+    });
+    for (n, read) in full.iter().enumerate() {
+        assert!(read == &alone, "reader {n} read something else");
+    }
+    assert!(paused == alone, "the paused reader read something else");
+    assert!(late == alone, "the late reader read something else");
+    assert_eq!(resolved, resolved_alone);
+}
+
 /// Each scenario on both backends.
 macro_rules! both {
     // Reports read pages on a multi-threaded runtime (as the command runs).
@@ -1258,7 +1352,7 @@ both!(
     a_targeted_run_records_only_its_subjects,
 );
 
-both!(multi: report_pages_read_what_the_whole_replay_reads);
+both!(multi: report_pages_read_what_the_whole_replay_reads, readers_on_threads_share_pages);
 
 both!(
     raw: audit_chain_detects_edits_removals_and_reordering,

@@ -337,8 +337,7 @@ pub async fn evidence_cmd(cmd: EvidenceCommand) -> anyhow::Result<ExitCode> {
             let (_cfg, store, rules) = setup(&config).await?;
             let started = Instant::now();
             let data = load(&store, run, rules.catalogs).await?;
-            let cov = coverage::compute(&data, &[])?;
-            let s = evidence::export(&store, &data, &cov, &key, &out).await?;
+            let s = evidence::export(&store, &data, &key, &out).await?;
             eprintln!(
                 "wrote {}: run {}, {} files, {} bytes, signed by key sha256 {} ({} ms)",
                 out.display(),

@@ -48,7 +48,7 @@ pub struct Life {
 }
 
 /// The lifecycle state after a given run.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Lifecycle {
     /// Open findings by fingerprint.
     pub open: HashMap<String, Life>,

@@ -175,12 +175,16 @@ pub struct RunData {
 /// Fingerprints per page a report reads: a page of findings with their
 /// evidence is a few MB.
 const PAGE: usize = 2_000;
+/// Pages read ahead of the slowest reader of a list: what several
+/// readers (an evidence bundle's reports, written at once) hold between
+/// them.
+const AHEAD: usize = 4;
 
 /// Reads pages of one run's findings with their lifecycles. Reports are
 /// written by synchronous serialisers; a page is read on the runtime the
-/// report was loaded on, with the worker thread handed over while it
-/// waits (`block_in_place`), so the command needs the multi-threaded
-/// runtime it runs on.
+/// report was loaded on, and a reader waiting for one hands its worker
+/// thread over (`block_in_place`), so the command needs the
+/// multi-threaded runtime it runs on.
 #[derive(Debug, Clone)]
 struct Pager {
     store: SqlStore,
@@ -192,53 +196,197 @@ struct Pager {
 /// A page as read: the sightings of its fingerprints and their lifecycles.
 type Read = (Vec<Sighting>, diff::Lifecycle);
 
-impl Pager {
-    /// Start reading page `fps` (its sightings up to the run, replayed) on
-    /// the runtime, so it is read while the page before it is written.
-    fn fetch(&self, fps: &[String]) -> tokio::task::JoinHandle<Result<Read, ReportError>> {
-        let (store, replayer) = (self.store.clone(), self.replayer.clone());
-        let (fps, run) = (fps.to_vec(), self.run.id);
-        self.handle.spawn(async move {
-            let sightings = store.sightings_of(&fps, run).await?;
-            let lives = replayer.replay(&sightings);
-            Ok((sightings, lives))
+/// The pages of one list of fingerprints, each read once from the store
+/// for every reader of the list, on whatever thread: an evidence bundle
+/// writes its six reports at once from one read of the findings. A page
+/// is kept until every reader still reading has passed it, and no page
+/// is read more than [`AHEAD`] pages ahead of the slowest reader, so
+/// memory is a few pages whatever the number of findings. A reader that
+/// starts after a page was dropped reads it again.
+#[derive(Debug)]
+struct Pages {
+    keys: Vec<String>,
+    shelf: std::sync::Mutex<Shelf>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Shelf {
+    /// Each live reader's next page.
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
+    /// Pages read and still needed; an error is handed to every reader.
+    ready: HashMap<usize, Result<Arc<Read>, String>>,
+    /// Pages being read.
+    reading: std::collections::HashSet<usize>,
+}
+
+impl Shelf {
+    /// The page the slowest live reader needs next.
+    fn slowest(&self) -> usize {
+        self.readers.values().copied().min().unwrap_or(usize::MAX)
+    }
+
+    /// Drop pages every live reader has passed.
+    fn evict(&mut self) {
+        let slowest = self.slowest();
+        self.ready.retain(|&n, _| n >= slowest);
+    }
+}
+
+impl Pages {
+    fn new(keys: Vec<String>) -> Arc<Self> {
+        Arc::new(Pages {
+            keys,
+            shelf: Default::default(),
+            changed: Default::default(),
         })
     }
 
-    /// Wait for a page started by [`Pager::fetch`].
-    fn wait(
-        &self,
-        page: tokio::task::JoinHandle<Result<Read, ReportError>>,
-    ) -> Result<Read, ReportError> {
-        tokio::task::block_in_place(|| self.handle.block_on(page)).map_err(|e| {
-            ReportError::Render {
-                what: "store",
-                message: format!("reading a page of findings: {e}"),
-            }
-        })?
+    fn count(&self) -> usize {
+        self.keys.len().div_ceil(PAGE)
     }
 
-    /// Each page of `keys` through `page`, flattened, the next page read
+    fn chunk(&self, n: usize) -> &[String] {
+        let start = n.saturating_mul(PAGE).min(self.keys.len());
+        &self.keys[start..start.saturating_add(PAGE).min(self.keys.len())]
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shelf> {
+        // A reader that panicked left the shelf consistent: every change
+        // is made whole under the lock.
+        self.shelf.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One reader of a [`Pages`] list; registered when it asks for its first
+/// page, and gone when dropped.
+struct Reader<'a> {
+    pages: &'a Arc<Pages>,
+    pager: &'a Pager,
+    id: Option<u64>,
+}
+
+impl Reader<'_> {
+    /// Start reading page `n` on the runtime if nobody is and it is
+    /// within [`AHEAD`] of the slowest reader; the task shelves it.
+    fn start(&self, shelf: &mut Shelf, n: usize) {
+        if n >= self.pages.count()
+            || shelf.ready.contains_key(&n)
+            || shelf.reading.contains(&n)
+            || n >= shelf.slowest().saturating_add(AHEAD)
+        {
+            return;
+        }
+        shelf.reading.insert(n);
+        let (store, replayer) = (self.pager.store.clone(), self.pager.replayer.clone());
+        let (pages, run) = (self.pages.clone(), self.pager.run.id);
+        self.pager.handle.spawn(async move {
+            let read = match store.sightings_of(pages.chunk(n), run).await {
+                Ok(sightings) => {
+                    let lives = replayer.replay(&sightings);
+                    Ok(Arc::new((sightings, lives)))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let mut shelf = pages.lock();
+            shelf.reading.remove(&n);
+            shelf.ready.insert(n, read);
+            shelf.evict();
+            pages.changed.notify_all();
+        });
+    }
+
+    /// Ask for page `n` to be read ahead.
+    fn prefetch(&mut self, n: usize) {
+        let mut shelf = self.pages.lock();
+        self.join(&mut shelf);
+        self.start(&mut shelf, n);
+    }
+
+    fn join(&mut self, shelf: &mut Shelf) -> u64 {
+        *self.id.get_or_insert_with(|| {
+            let id = shelf.next_reader;
+            shelf.next_reader = id.wrapping_add(1);
+            shelf.readers.insert(id, 0);
+            id
+        })
+    }
+
+    /// Page `n`, read by this reader or another; the page is this
+    /// reader's own (moved, not copied) once no other reader needs it.
+    fn take(&mut self, n: usize) -> Result<Read, ReportError> {
+        let pages = self.pages;
+        let mut shelf = pages.lock();
+        let me = self.join(&mut shelf);
+        shelf.readers.insert(me, n);
+        let read = loop {
+            if shelf.ready.contains_key(&n) {
+                shelf.readers.insert(me, n.saturating_add(1));
+                let read = if shelf.slowest() > n {
+                    shelf.ready.remove(&n)
+                } else {
+                    shelf.ready.get(&n).cloned()
+                };
+                shelf.evict();
+                pages.changed.notify_all();
+                break read;
+            }
+            self.start(&mut shelf, n);
+            shelf = tokio::task::block_in_place(|| {
+                pages.changed.wait(shelf).unwrap_or_else(|p| p.into_inner())
+            });
+        };
+        drop(shelf);
+        match read {
+            Some(Ok(read)) => Ok(Arc::try_unwrap(read).unwrap_or_else(|r| (*r).clone())),
+            Some(Err(e)) => Err(ReportError::Render {
+                what: "store",
+                message: format!("reading a page of findings: {e}"),
+            }),
+            None => Err(ReportError::Render {
+                what: "store",
+                message: format!("page {n} of findings went missing"),
+            }),
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let mut shelf = self.pages.lock();
+            shelf.readers.remove(&id);
+            shelf.evict();
+            self.pages.changed.notify_all();
+        }
+    }
+}
+
+impl Pager {
+    /// Each page of `pages` through `page`, flattened, the next page read
     /// while one is handed out; an error ends the stream after it is
     /// yielded.
     fn stream<'a, T: 'a>(
         &'a self,
-        keys: &'a [String],
+        pages: &'a Arc<Pages>,
         page: impl Fn(&Self, &[String], Read) -> Result<Vec<T>, ReportError> + 'a,
     ) -> impl Iterator<Item = Result<T, ReportError>> + 'a {
-        let chunks: Vec<&'a [String]> = keys.chunks(PAGE).collect();
-        let mut next = chunks.first().map(|fps| self.fetch(fps));
+        let mut reader = Reader {
+            pages,
+            pager: self,
+            id: None,
+        };
         let mut failed = false;
-        (0..chunks.len()).flat_map(move |i| {
-            let Some(read) = next.take().filter(|_| !failed) else {
+        (0..pages.count()).flat_map(move |n| {
+            if failed {
                 return Vec::new();
-            };
-            next = chunks.get(i + 1).map(|fps| self.fetch(fps));
-            match self.wait(read).and_then(|r| page(self, chunks[i], r)) {
+            }
+            reader.prefetch(n.saturating_add(1));
+            match reader.take(n).and_then(|r| page(self, pages.chunk(n), r)) {
                 Ok(v) => v.into_iter().map(Ok).collect(),
                 Err(e) => {
                     failed = true;
-                    next = None;
                     vec![Err(e)]
                 }
             }
@@ -268,23 +416,23 @@ fn by_fingerprint(sightings: Vec<Sighting>) -> HashMap<String, Vec<Sighting>> {
 #[derive(Debug, Clone)]
 pub struct Findings {
     pager: Pager,
-    keys: Arc<Vec<String>>,
+    keys: Arc<Pages>,
 }
 
 impl Findings {
     /// How many.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.keys.len()
     }
 
     /// None at all.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.keys.is_empty()
     }
 
     /// The fingerprints, in report order.
     pub fn fingerprints(&self) -> &[String] {
-        &self.keys
+        &self.keys.keys
     }
 
     /// Each finding in report order, read a page at a time.
@@ -323,7 +471,7 @@ impl Findings {
     pub fn only(&self, keep: impl Fn(&str) -> bool) -> Findings {
         Findings {
             pager: self.pager.clone(),
-            keys: Arc::new(self.keys.iter().filter(|k| keep(k)).cloned().collect()),
+            keys: Pages::new(self.keys.keys.iter().filter(|k| keep(k)).cloned().collect()),
         }
     }
 }
@@ -335,7 +483,7 @@ impl Findings {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pager: Pager,
-    candidates: Arc<Vec<String>>,
+    candidates: Arc<Pages>,
 }
 
 impl Resolved {
@@ -470,11 +618,11 @@ pub async fn load(
         run: Arc::new(run.clone()),
     };
     let findings = Findings {
-        keys: Arc::new(keys),
+        keys: Pages::new(keys),
         pager: pager.clone(),
     };
     let resolved = Resolved {
-        candidates: Arc::new(candidates),
+        candidates: Pages::new(candidates),
         pager,
     };
     let journal_upto: Vec<Entry> = store
