@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use tabled::settings::Style;
 
-use super::render::{file_names, write_file as write_format, Coverage, Format};
-use super::{coverage, diff, html, load, render, trace, RunSel};
+use super::render::{file_names, write_file as write_format, write_files, Coverage, Format};
+use super::{coverage, diff, html, load, trace, RunSel};
 use crate::config::{ApprovalConfig, Config};
 use crate::engine::rules::RuleSet;
 use crate::report::evidence;
@@ -87,36 +87,15 @@ pub async fn report(
     let mut laps = crate::pass::Laps::start();
     let data = load(&store, run, rules.catalogs).await?;
     laps.lap("load");
-    // Coverage is a pass over the findings: computed first only when more
-    // than one format shows it (the JSON report tallies it as it writes
-    // them; OCSF and SARIF do not show it).
+    // A framework no catalog names fails before anything is written.
     coverage::check_filter(&data, frameworks)?;
-    let showing = formats
-        .iter()
-        .filter(|f| !matches!(f, Format::Ocsf | Format::Sarif))
-        .count();
-    let computed = if showing > 1 {
-        Some(coverage::compute(&data, frameworks)?)
-    } else {
-        None
-    };
-    let cov = match &computed {
-        Some(c) => Coverage::Computed(c),
-        None => Coverage::Pending(frameworks),
-    };
-    laps.lap("coverage");
     // Each file is written as it is rendered, finding by finding as they
     // are read from the store, not assembled in memory first.
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let write_one = |name: &str,
-                             write: &mut dyn FnMut(
-                &mut dyn std::io::Write,
-            )
-                -> Result<(), super::ReportError>|
-             -> anyhow::Result<()> {
+            let written = write_files(&data, formats, frameworks, &|name, write| {
                 let path = dir.join(name);
                 let mut file =
                     crate::safe_file::AtomicFile::create(&path, crate::safe_file::Access::Shared)
@@ -128,26 +107,10 @@ pub async fn report(
                 }
                 file.commit()
                     .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok::<_, anyhow::Error>(path)
+            })?;
+            for (_, path) in written {
                 eprintln!("wrote {}", path.display());
-                Ok(())
-            };
-            for f in formats {
-                if let (Format::Csv, Coverage::Pending(filter)) = (f, cov) {
-                    // One pass: the findings, tallied as written, then
-                    // their coverage.
-                    let mut fold = coverage::Fold::new(&data, filter)?;
-                    write_one("findings.csv", &mut |w| {
-                        render::write_findings_csv(&data, Some(&mut fold), w)
-                    })?;
-                    let tallied = fold.finish();
-                    write_one("coverage.csv", &mut |w| {
-                        write_format(&data, Coverage::Computed(&tallied), *f, "coverage.csv", w)
-                    })?;
-                    continue;
-                }
-                for name in file_names(*f) {
-                    write_one(name, &mut |w| write_format(&data, cov, *f, name, w))?;
-                }
             }
         }
         None => {
@@ -158,6 +121,7 @@ pub async fn report(
             // CSV makes two files; without --out, the per-control one.
             if let Some(f) = formats.first() {
                 let names = file_names(*f);
+                let cov = Coverage::Pending(frameworks);
                 write_format(&data, cov, *f, names[0], &mut stdout)?;
                 if names.len() > 1 {
                     eprintln!(

@@ -21,7 +21,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::report::render::{file_names, write_file as write_format, Coverage, Format};
+use crate::report::render::{write_files, Format};
 use crate::report::{ReportError, RunData};
 use crate::safe_file::{self, Access, AtomicFile};
 use crate::store::SqlStore;
@@ -329,10 +329,8 @@ fn spool_json<T: Serialize + ?Sized>(path: &str, v: &T) -> Result<Spooled, Evide
 /// Export run `data` as a signed bundle. Every part is written to a
 /// temporary file as it is rendered and hashed on the way, then copied
 /// into the archive: memory holds one run's data, not its bundle. The
-/// reports are written at once, each on its own thread, from one read of
-/// the findings (see `Pages` in [`crate::report`]): coverage is counted
-/// by its own reader and by the reports that tally it as they go, and
-/// the table and coverage CSV follow from it.
+/// reports are written at once from one read of the findings
+/// ([`write_files`]).
 pub async fn export(
     store: &SqlStore,
     data: &RunData,
@@ -340,22 +338,9 @@ pub async fn export(
     out: &Path,
 ) -> Result<ExportSummary, EvidenceError> {
     let mut laps = crate::pass::Laps::start();
-    let (cov, mut streamed, reading) = tokio::task::block_in_place(|| {
+    // The reading's three files are written alongside the reports.
+    let (reports, reading) = tokio::task::block_in_place(|| {
         std::thread::scope(|s| {
-            let cov = s.spawn(|| super::coverage::compute(data, &[]));
-            let streamed: Vec<_> = Format::ALL
-                .iter()
-                .flat_map(|&f| file_names(f).iter().map(move |&name| (f, name)))
-                .filter(|&(f, name)| f != Format::Table && name != "coverage.csv")
-                .map(|(f, name)| {
-                    let handle = s.spawn(move || {
-                        spool(&format!("reports/{name}"), |w| {
-                            write_format(data, Coverage::Pending(&[]), f, name, w)
-                        })
-                    });
-                    (name, handle)
-                })
-                .collect();
             let reading = s.spawn(|| {
                 Ok::<_, EvidenceError>(vec![
                     spool_json("inventory.json", &data.reading.sources)?,
@@ -363,33 +348,19 @@ pub async fn export(
                     spool_json("rules.json", &data.reading.rules)?,
                 ])
             });
-            let panicked = |what: &str| ReportError::Render {
+            let reports = write_files(data, &Format::ALL, &[], &|name, write| {
+                spool(&format!("reports/{name}"), |w| write(w))
+            });
+            let reading = reading.join().map_err(|_| ReportError::Render {
                 what: "evidence",
-                message: format!("writing {what} panicked"),
-            };
-            let cov = cov.join().map_err(|_| panicked("coverage"))?;
-            let streamed = streamed
-                .into_iter()
-                .map(|(name, h)| Ok((name, h.join().map_err(|_| panicked(name))??)))
-                .collect::<Result<HashMap<&str, Spooled>, EvidenceError>>();
-            let reading = reading.join().map_err(|_| panicked("the reading"))?;
-            Ok::<_, EvidenceError>((cov?, streamed?, reading?))
+                message: "writing the reading panicked".into(),
+            });
+            (reports, reading)
         })
-    })?;
-    // In the bundle's order: each format's files as `file_names` lists them.
+    });
     let mut parts = vec![spool_json("run.json", &data.run)?];
-    for f in Format::ALL {
-        for &name in file_names(f) {
-            let part = match streamed.remove(name) {
-                Some(part) => part,
-                None => spool(&format!("reports/{name}"), |w| {
-                    write_format(data, Coverage::Computed(&cov), f, name, w)
-                })?,
-            };
-            parts.push(part);
-        }
-    }
-    parts.extend(reading);
+    parts.extend(reports?.into_iter().map(|(_, part)| part));
+    parts.extend(reading??);
     laps.lap("reports and reading");
     let audit = audit_slice(store, data.run.id).await?;
     parts.push(spool("audit.jsonl", |w| {

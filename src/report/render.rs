@@ -484,3 +484,79 @@ pub fn write_file(
     }
     Ok(())
 }
+
+/// Writes one file: its name, and how to render it into a writer.
+pub type Render<'r> = dyn FnMut(&mut dyn std::io::Write) -> Result<(), ReportError> + 'r;
+
+/// Every file of `formats` through `sink`, which opens, fills (with the
+/// renderer it is handed) and closes one file, in [`file_names`] order.
+/// Files that read the findings are written at once, each on its own
+/// thread, from one read of them (see `Pages` in [`crate::report`]); the
+/// JSON and HTML reports tally coverage for `frameworks` as they go. The
+/// table and the coverage CSV need coverage before they start: it is
+/// counted by a reader of its own alongside the others, and they are
+/// written after.
+pub fn write_files<T: Send, E: From<ReportError> + Send>(
+    data: &RunData,
+    formats: &[Format],
+    frameworks: &[String],
+    sink: &(dyn Fn(&'static str, &mut Render<'_>) -> Result<T, E> + Sync),
+) -> Result<Vec<(&'static str, T)>, E> {
+    super::coverage::check_filter(data, frameworks)?;
+    let mut files: Vec<(Format, &'static str)> = Vec::new();
+    for &f in formats {
+        for &name in file_names(f) {
+            // A format named twice is one file, written once.
+            if !files.iter().any(|&(_, n)| n == name) {
+                files.push((f, name));
+            }
+        }
+    }
+    let needs_coverage = |&(f, name): &(Format, &str)| f == Format::Table || name == "coverage.csv";
+    let panicked = |what: &str| ReportError::Render {
+        what: "report",
+        message: format!("writing {what} panicked"),
+    };
+    let (cov, mut streamed) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let cov = files
+                .iter()
+                .any(needs_coverage)
+                .then(|| s.spawn(|| super::coverage::compute(data, frameworks)));
+            let streamed: Vec<_> = files
+                .iter()
+                .filter(|f| !needs_coverage(f))
+                .map(|&(f, name)| {
+                    let write = move || {
+                        sink(name, &mut |w| {
+                            write_file(data, Coverage::Pending(frameworks), f, name, w)
+                        })
+                    };
+                    (name, s.spawn(write))
+                })
+                .collect();
+            let streamed = streamed
+                .into_iter()
+                .map(|(name, h)| Ok((name, h.join().map_err(|_| panicked(name))??)))
+                .collect::<Result<std::collections::HashMap<_, _>, E>>();
+            let cov = match cov {
+                Some(h) => Some(h.join().map_err(|_| panicked("coverage"))??),
+                None => None,
+            };
+            Ok::<_, E>((cov, streamed?))
+        })
+    })?;
+    let cov = cov.unwrap_or_default();
+    files
+        .into_iter()
+        .map(|(f, name)| {
+            let written = match streamed.remove(name) {
+                Some(t) => t,
+                None => sink(name, &mut |w| {
+                    write_file(data, Coverage::Computed(&cov), f, name, w)
+                })?,
+            };
+            Ok((name, written))
+        })
+        .collect()
+}
