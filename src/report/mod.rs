@@ -202,7 +202,9 @@ type Read = (Vec<Sighting>, diff::Lifecycle);
 /// is kept until every reader still reading has passed it, and no page
 /// is read more than [`AHEAD`] pages ahead of the slowest reader, so
 /// memory is a few pages whatever the number of findings. A reader that
-/// starts after a page was dropped reads it again.
+/// starts after a page was dropped reads it again. A thread must not read
+/// one list through two readers at once, one paused behind the other:
+/// the one ahead would wait for it.
 #[derive(Debug)]
 struct Pages {
     keys: Vec<String>,
@@ -280,20 +282,22 @@ impl Reader<'_> {
         }
         shelf.reading.insert(n);
         let (store, replayer) = (self.pager.store.clone(), self.pager.replayer.clone());
-        let (pages, run) = (self.pages.clone(), self.pager.run.id);
+        let shelving = Shelving {
+            pages: self.pages.clone(),
+            n,
+            read: Some(Err("the page's reader stopped".into())),
+        };
+        let run = self.pager.run.id;
         self.pager.handle.spawn(async move {
-            let read = match store.sightings_of(pages.chunk(n), run).await {
+            let mut shelving = shelving;
+            let fps = shelving.pages.chunk(shelving.n);
+            shelving.read = Some(match store.sightings_of(fps, run).await {
                 Ok(sightings) => {
                     let lives = replayer.replay(&sightings);
                     Ok(Arc::new((sightings, lives)))
                 }
                 Err(e) => Err(e.to_string()),
-            };
-            let mut shelf = pages.lock();
-            shelf.reading.remove(&n);
-            shelf.ready.insert(n, read);
-            shelf.evict();
-            pages.changed.notify_all();
+            });
         });
     }
 
@@ -349,6 +353,27 @@ impl Reader<'_> {
                 message: format!("page {n} of findings went missing"),
             }),
         }
+    }
+}
+
+/// Shelves a page when its reading task ends, however it ends: a task
+/// that panicked or was dropped with the runtime shelves an error, never
+/// leaves readers waiting for a page nobody reads.
+struct Shelving {
+    pages: Arc<Pages>,
+    n: usize,
+    read: Option<Result<Arc<Read>, String>>,
+}
+
+impl Drop for Shelving {
+    fn drop(&mut self) {
+        let mut shelf = self.pages.lock();
+        shelf.reading.remove(&self.n);
+        if let Some(read) = self.read.take() {
+            shelf.ready.insert(self.n, read);
+        }
+        shelf.evict();
+        self.pages.changed.notify_all();
     }
 }
 
