@@ -32,7 +32,9 @@ pub const FORMAT: &str = "nhi-assure-evidence/1";
 pub const MANIFEST: &str = "manifest.json";
 /// The signature's name in the archive.
 pub const SIGNATURE: &str = "manifest.sig";
-/// Largest archive content read back (decompressed), against gzip bombs.
+/// Largest archive content read back (decompressed), against gzip bombs,
+/// until the manifest is read and its signature verifies: from then on,
+/// what the signed manifest lists (a million findings make 8 GB).
 const MAX_TOTAL: u64 = 4 << 30;
 
 /// Why an evidence command failed (a bundle that fails verification is not
@@ -617,13 +619,18 @@ struct Stream<R: BufRead> {
     gz: flate2::bufread::GzDecoder<R>,
     /// Decompressed bytes read so far.
     read: u64,
+    /// Most that may be read ([`MAX_TOTAL`], or what a signed manifest
+    /// lists).
+    limit: u64,
 }
 
 impl<R: BufRead> Stream<R> {
     fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Stop> {
-        if self.read >= MAX_TOTAL {
+        if self.read >= self.limit {
             return Err(Stop(format!(
-                "expands to more than {} GiB: refused (gzip bomb?)",
+                "expands to more than {} bytes, more than its signed manifest lists \
+                 (or {} GiB unsigned): refused (gzip bomb?)",
+                self.limit,
                 MAX_TOTAL >> 30
             )));
         }
@@ -900,6 +907,9 @@ impl Check<'_> {
             let mut sig = Vec::with_capacity(64);
             s.data(size, name, buf, |c| sig.extend_from_slice(c))?;
             self.signature = Some(Ok(sig));
+            if let Some(signed) = self.signed_expansion() {
+                s.limit = s.limit.max(signed);
+            }
             return Ok(());
         }
         let First::Read { manifest, index } = &self.first else {
@@ -1015,6 +1025,32 @@ impl Check<'_> {
     }
 
     /// The signature over the manifest, then the manifest's own problems.
+    /// What the bundle expands to at most, once the manifest read first
+    /// verifies with the trusted key: its files with their tar headers and
+    /// padding, the manifest's and signature's entries and the end marker.
+    /// A larger member is read up to that bound, then refused.
+    fn signed_expansion(&self) -> Option<u64> {
+        let bytes = self.manifest_bytes.as_deref()?;
+        let First::Read { manifest, .. } = &self.first else {
+            return None;
+        };
+        let Some(Ok(sig)) = &self.signature else {
+            return None;
+        };
+        let sig = Signature::from_slice(sig).ok()?;
+        self.key.verify_strict(bytes, &sig).ok()?;
+        let entry = |size: u64| size.div_ceil(512).checked_mul(512)?.checked_add(512);
+        // And a chunk past the end marker, read to see that nothing follows.
+        let head = entry(bytes.len() as u64)?
+            .checked_add(entry(64)?)?
+            .checked_add(1024)?
+            .checked_add(CHUNK as u64)?;
+        manifest
+            .files
+            .iter()
+            .try_fold(head, |total, f| total.checked_add(entry(f.size)?))
+    }
+
     fn signature_and_manifest(&mut self) {
         let Some(bytes) = self.manifest_bytes.as_deref() else {
             let problem = if self.manifest_later {
@@ -1123,6 +1159,12 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<Verification, EvidenceE
 
 /// [`verify`] on a bundle's bytes from any reader.
 pub fn verify_reader<R: BufRead>(input: R, key: &VerifyingKey) -> Verification {
+    verify_within(input, key, MAX_TOTAL)
+}
+
+/// [`verify_reader`], reading at most `limit` bytes of tar until a signed
+/// manifest says more.
+fn verify_within<R: BufRead>(input: R, key: &VerifyingKey, limit: u64) -> Verification {
     let mut c = Check {
         key,
         manifest_bytes: None,
@@ -1139,6 +1181,7 @@ pub fn verify_reader<R: BufRead>(input: R, key: &VerifyingKey) -> Verification {
     let mut s = Stream {
         gz: flate2::bufread::GzDecoder::new(input),
         read: 0,
+        limit,
     };
     match c.entries(&mut s) {
         Err(Stop(m)) => c.archive_failure(m),
@@ -1289,6 +1332,41 @@ mod tests {
             .read_to_end(&mut tar)
             .expect("one gzip member, CRC and length right");
         tar
+    }
+
+    #[test]
+    fn a_signed_manifest_lifts_the_expansion_limit_to_what_it_lists() {
+        let bundle = gzip(&signed_tar());
+        let tar_len = signed_tar().len() as u64;
+        let key = key().verifying_key();
+        // Room for the manifest and signature, below the tar's length (as
+        // 4 GiB is below a million findings').
+        let limit = 4_096;
+        assert!(limit < tar_len);
+        let v = verify_within(bundle.as_slice(), &key, limit);
+        assert!(v.ok(), "{:?}", v.failures);
+        // Read with another key, the manifest lifts nothing.
+        let other = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
+        let v = verify_within(bundle.as_slice(), &other, limit);
+        assert!(v
+            .failures
+            .iter()
+            .any(|f| f.part == "archive" && f.problem.contains("gzip bomb")));
+        // Data beyond what the manifest lists is refused at that bound.
+        let mut tar = signed_tar();
+        tar.truncate(tar.len() - 1024);
+        let mut extra = tar::Builder::new(Vec::new());
+        append(&mut extra, "extra.bin", &vec![0u8; 1 << 20], 0).expect("extra");
+        tar.extend(extra.into_inner().expect("tar"));
+        let v = verify_within(gzip(&tar).as_slice(), &key, limit);
+        assert!(!v.ok());
+        assert!(
+            v.failures
+                .iter()
+                .any(|f| f.part == "archive" && f.problem.contains("gzip bomb")),
+            "read past {tar_len} bytes: {:?}",
+            v.failures
+        );
     }
 
     #[test]
