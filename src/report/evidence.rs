@@ -334,6 +334,10 @@ impl<W: Write> Deflated<W> {
                 .unwrap_or(usize::MAX)
                 .min(input.len());
             input = &input[used..];
+            if used == 0 && self.buf.is_empty() && !input.is_empty() {
+                // Never spin on a compressor that takes nothing.
+                return Err(std::io::Error::other("deflate made no progress"));
+            }
             self.out.write_all(&self.buf)?;
             // Done when all is taken and the output had room to spare
             // (nothing held back for want of space).

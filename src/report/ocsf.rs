@@ -11,7 +11,7 @@
 //! output against the official schema (JSON Schema generated from the
 //! schema.ocsf.io 1.6.0 export, vendored in `tests/data/`).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use nhi_contract::{Credential, Entitlement, Identity, IdentityKind, Usage};
 use serde::Serialize;
@@ -65,7 +65,8 @@ fn user_type(k: IdentityKind) -> (i64, &'static str) {
     }
 }
 
-/// Lookups into the run's reading.
+/// Lookups into the run's reading (a million credentials: Fx hashing, as
+/// the engine's graph indexes the same ids).
 struct Index<'a> {
     identities: HashMap<&'a str, &'a Identity>,
     credentials: HashMap<&'a str, &'a Credential>,
@@ -77,11 +78,11 @@ struct Index<'a> {
 impl<'a> Index<'a> {
     fn new(data: &'a RunData) -> Self {
         let mut ix = Index {
-            identities: HashMap::new(),
-            credentials: HashMap::new(),
-            by_identity: HashMap::new(),
-            entitlements: HashMap::new(),
-            rules: HashMap::new(),
+            identities: HashMap::default(),
+            credentials: HashMap::default(),
+            by_identity: HashMap::default(),
+            entitlements: HashMap::default(),
+            rules: HashMap::default(),
         };
         for inv in data
             .reading
