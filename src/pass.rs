@@ -555,7 +555,9 @@ impl Context {
 /// Where a pass spends its time, phase by phase (logged at debug level).
 pub(crate) struct Laps {
     last: std::time::Instant,
-    pub(crate) marks: Vec<(&'static str, std::time::Duration)>,
+    /// Each phase: its name, how long it took, and the process's resident
+    /// memory (MiB) at its end, where the platform tells.
+    pub(crate) marks: Vec<(&'static str, std::time::Duration, Option<u64>)>,
 }
 
 impl Laps {
@@ -569,9 +571,17 @@ impl Laps {
     /// Close the phase `name` ending now.
     pub(crate) fn lap(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
-        self.marks.push((name, now - self.last));
+        self.marks.push((name, now - self.last, resident_mib()));
         self.last = now;
     }
+}
+
+/// The process's resident memory in MiB (Linux: `/proc/self/statm`, in
+/// pages, assumed 4 KiB), for phase logs; `None` elsewhere.
+fn resident_mib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(4) / 1024)
 }
 
 /// Revocations in force, by approval id.

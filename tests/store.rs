@@ -659,14 +659,21 @@ async fn large_readings_read_back_exactly(store: SqlStore) {
 
 /// Record a run with its reading (as a pass does), `sources` as given.
 async fn pass(store: &SqlStore, sources: &[SourceStatus], findings: &[SourcedFinding]) -> i64 {
+    pass_with(store, sources, findings).await.run_id
+}
+
+/// [`pass`], with what the store says it did.
+async fn pass_with(
+    store: &SqlStore,
+    sources: &[SourceStatus],
+    findings: &[SourcedFinding],
+) -> RunSummary {
     let reading = nhi_assure::store::runs::Reading {
         inventory: "[]",
         approvals: "[]",
         rules: r#"[{"id":"credential-stale"}]"#,
     };
-    record_with(store, sources, findings, Some(reading), None)
-        .await
-        .run_id
+    record_with(store, sources, findings, Some(reading), None).await
 }
 
 /// Every finding and sighting row as stored.
@@ -690,6 +697,169 @@ async fn rows(pool: &sqlx::AnyPool) -> (Vec<String>, Vec<String>) {
         findings.into_iter().map(|r| format!("{r:?}")).collect(),
         sightings.into_iter().map(|r| format!("{r:?}")).collect(),
     )
+}
+
+/// Facets are stored in their short form (`x` and bits); rows an earlier
+/// version wrote with the contract's list read as the same facets, so an
+/// upgrade rewrites nothing, and a row whose facets did change is written
+/// again in the short form.
+async fn depends_written_by_earlier_versions_read_as_the_same_facets(
+    store: SqlStore,
+    location: String,
+) {
+    let pool = raw(&location).await;
+    let complete = status(SourceState::Complete);
+    let a = depending(
+        "credential-stale",
+        Some("AKIA1"),
+        Some(CredentialKind::AccessKey),
+        Facets::USAGE,
+    );
+    let b = depending(
+        "credential-stale",
+        Some("AKIA2"),
+        Some(CredentialKind::AccessKey),
+        Facets::USAGE,
+    );
+    pass(&store, &complete, &[a.clone(), b.clone()]).await;
+    let short = a.depends.stored();
+    let stored: Vec<(Option<String>,)> = sqlx::query_as(
+        "SELECT depends FROM findings UNION ALL SELECT depends FROM finding_sightings",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("depends");
+    assert_eq!(stored.len(), 4);
+    assert!(
+        stored
+            .iter()
+            .all(|(d,)| d.as_deref() == Some(short.as_str())),
+        "{stored:?}"
+    );
+
+    // As an earlier version stored them.
+    let legacy = serde_json::to_string(&a.depends).expect("json");
+    assert!(legacy.starts_with("[{"), "{legacy}");
+    for table in ["findings", "finding_sightings"] {
+        exec(&pool, &format!("UPDATE {table} SET depends = '{legacy}'")).await;
+    }
+    let before = rows(&pool).await;
+    pass(&store, &complete, &[a.clone(), b.clone()]).await;
+    assert_eq!(
+        rows(&pool).await,
+        before,
+        "the upgrade rewrote unchanged rows"
+    );
+
+    // AKIA2 now also depends on privilege: its rows are written again.
+    let mut b2 = b.clone();
+    b2.depends = b.depends.with(Facets::PRIVILEGE);
+    pass(&store, &complete, &[a.clone(), b2.clone()]).await;
+    let of = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let r: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT fingerprint, depends FROM {table} ORDER BY fingerprint"
+            )))
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+            r.into_iter()
+                .map(|(_, d)| d.unwrap_or_default())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(of("findings").await, [legacy.clone(), b2.depends.stored()]);
+    assert_eq!(of("finding_sightings").await, [legacy, b2.depends.stored()]);
+    // Read back as facets, both forms judge alike: a usage gap holds both.
+    let usage_gap = status(SourceState::Partial {
+        gaps: vec!["usage: 403".into()],
+        blinds: Facets::USAGE,
+    });
+    assert_eq!(pass_with(&store, &usage_gap, &[]).await.resolved, 0);
+    assert_eq!(pass_with(&store, &complete, &[]).await.resolved, 2);
+}
+
+/// A full pass keeps each finding's data once, in its sighting (the
+/// finding row's is empty); a targeted pass, which records no sighting,
+/// keeps it in the row. Readers get the finding either way, and a row
+/// whose sighting is gone is an error, not a finding dropped.
+async fn a_finding_s_data_is_kept_once_and_read_from_where_it_is(
+    store: SqlStore,
+    location: String,
+) {
+    let pool = raw(&location).await;
+    let complete = status(SourceState::Complete);
+    let on = |who: &str, cred: &str, days: u64| {
+        let mut f = finding("credential-stale", cred);
+        f.finding.identity_id = format!("arn:aws:iam::1:user/{who}");
+        f.finding.evidence = serde_json::json!({ "credential.days_since_last_use": days });
+        f
+    };
+    let (x, y) = (on("x", "AKIAX", 100), on("y", "AKIAY", 200));
+    pass(&store, &complete, &[x.clone(), y.clone()]).await;
+    let row_data = || {
+        let pool = pool.clone();
+        async move {
+            let r: Vec<(String, String)> =
+                sqlx::query_as("SELECT fingerprint, data FROM findings ORDER BY fingerprint")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("rows");
+            r.into_iter().map(|(_, d)| d).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        row_data().await,
+        ["", ""],
+        "a full pass writes the data once"
+    );
+    let open = |store: SqlStore| async move {
+        let mut open: Vec<nhi_assure::engine::findings::Finding> = store
+            .open_findings()
+            .await
+            .expect("open")
+            .into_iter()
+            .map(|f| f.finding)
+            .collect();
+        open.sort_by(|a, b| a.identity_id.cmp(&b.identity_id));
+        open
+    };
+    assert_eq!(
+        open(store.clone()).await,
+        [x.finding.clone(), y.finding.clone()]
+    );
+
+    // A targeted pass changes x: its row keeps its own data.
+    let x2 = on("x", "AKIAX", 101);
+    let scope = vec![x.finding.identity_id.clone()];
+    record_with(
+        &store,
+        &complete,
+        std::slice::from_ref(&x2),
+        None,
+        Some(&scope),
+    )
+    .await;
+    let rows = row_data().await;
+    assert_eq!(rows[1], "", "y untouched");
+    assert_eq!(
+        serde_json::from_str::<nhi_assure::engine::findings::Finding>(&rows[0]).expect("x's data"),
+        x2.finding
+    );
+    assert_eq!(
+        open(store.clone()).await,
+        [x2.finding.clone(), y.finding.clone()]
+    );
+
+    // y's sighting lost (a damaged store): reading says so.
+    exec(
+        &pool,
+        "DELETE FROM finding_sightings WHERE fingerprint LIKE '%AKIAY'",
+    )
+    .await;
+    let err = store.open_findings().await.expect_err("y has no data left");
+    assert!(err.to_string().contains("AKIAY"), "{err}");
 }
 
 /// An unchanged pass writes no finding or sighting row, and every reader
@@ -1358,6 +1528,8 @@ both!(
     raw: audit_chain_detects_edits_removals_and_reordering,
     findings_and_runs_stored_before_facets_are_judged_as_before,
     an_unchanged_pass_writes_nothing_and_reads_as_seen,
+    depends_written_by_earlier_versions_read_as_the_same_facets,
+    a_finding_s_data_is_kept_once_and_read_from_where_it_is,
 );
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,

@@ -237,7 +237,48 @@ impl fmt::Debug for Facets {
     }
 }
 
-/// As the list of the contract's [`Blinds`], the form stored runs keep.
+/// The bits that name a facet: the plain ones and one per known kind.
+/// [`Facets::stored`] keeps these only, so a stored set does not depend on
+/// the spare bits a whole-kind set (`ALL_…_KINDS`) also covers.
+const KNOWN: u32 = 0x1f
+    | (((1 << CREDENTIAL_KINDS.len()) - 1) << CREDENTIAL_SHIFT)
+    | (((1 << IDENTITY_KINDS.len()) - 1) << IDENTITY_SHIFT);
+
+impl Facets {
+    /// The facets with a meaning: the spare bits of the whole-kind sets
+    /// cleared. Two sets that judge every known source alike are equal
+    /// here.
+    pub const fn known(self) -> Facets {
+        Facets(self.0 & KNOWN)
+    }
+
+    /// The form the store's `depends` columns keep: `x` and the known bits
+    /// in hexadecimal (`x10002`: privilege, role identities). Eight bytes
+    /// where the contract's list ([`Serialize`]) took up to 400, on every
+    /// finding row, sighting row and the two indexes that carry the
+    /// column. The bit numbers are therefore part of the store's format:
+    /// the kind arrays above are append-only.
+    pub fn stored(self) -> String {
+        format!("x{:x}", self.known().0)
+    }
+
+    /// A `depends` column read back: the stored form, or the contract's
+    /// list that earlier versions wrote. `None` for anything else,
+    /// including bits this version does not know (written by a later one):
+    /// the caller then assumes the conservative set.
+    pub fn from_stored(text: &str) -> Option<Facets> {
+        match text.strip_prefix('x') {
+            Some(hex) => {
+                let bits = u32::from_str_radix(hex, 16).ok()?;
+                (bits & !KNOWN == 0).then_some(Facets(bits))
+            }
+            None => serde_json::from_str::<Facets>(text).ok(),
+        }
+    }
+}
+
+/// As the list of the contract's [`Blinds`], the form reports and earlier
+/// stores carry.
 impl Serialize for Facets {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.blinds().serialize(s)
@@ -274,6 +315,43 @@ mod tests {
         assert!(Facets::ALL_CREDENTIAL_KINDS
             .and(Facets::USAGE.with(Facets::WHOLE_SOURCE))
             .is_empty());
+    }
+
+    #[test]
+    fn the_stored_form_is_pinned_and_reads_both_forms_back() {
+        // Pinned: rows written by earlier versions keep these bits.
+        let cases = [
+            (Facets::NONE, "x0"),
+            (Facets::USAGE, "x1"),
+            (Facets::PRIVILEGE, "x2"),
+            (Facets::ENTITLEMENT_USAGE, "x10"),
+            (Facets::credential_kind(CredentialKind::AccessKey), "x100"),
+            (Facets::credential_kind(CredentialKind::Federated), "x2000"),
+            (Facets::identity_kind(IdentityKind::User), "x10000"),
+            (Facets::identity_kind(IdentityKind::Agent), "x1000000"),
+            (Facets::ALL_CREDENTIAL_KINDS, "x3f00"),
+            (Facets::EVERYTHING, "x1ff3f1f"),
+        ];
+        for (f, text) in cases {
+            assert_eq!(f.stored(), text, "{f:?}");
+            assert_eq!(Facets::from_stored(text), Some(f.known()));
+            // The contract's list, as earlier versions stored it, reads as
+            // the same known set.
+            let legacy = serde_json::to_string(&f).expect("json");
+            assert_eq!(Facets::from_stored(&legacy), Some(f.known()), "{legacy}");
+        }
+        // A bit a later version added, or no form at all: not read.
+        for bad in [
+            "x4000",
+            "x80000000",
+            "xzz",
+            "x",
+            "",
+            "{}",
+            "[{\"type\":\"new\"}]",
+        ] {
+            assert_eq!(Facets::from_stored(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn sees(sources: &[SourceStatus], life: &Life) -> bool {
 
 fn depends(k: &Sighting) -> Facets {
     crate::store::stored_depends(
-        k.depends.as_deref(),
+        k.depends.as_deref().and_then(Facets::from_stored),
         &k.source,
         k.credential_kind.as_deref(),
     )

@@ -90,18 +90,38 @@ pub struct SourcedFinding {
 /// rule those rows were written under: a gap in another credential kind
 /// does not hold it, any other gap does; a finding without a source needs
 /// every source complete.
-pub(crate) fn stored_depends(depends: Option<&str>, source: &str, kind: Option<&str>) -> Facets {
+pub(crate) fn stored_depends(depends: Option<Facets>, source: &str, kind: Option<&str>) -> Facets {
     let kind: Option<CredentialKind> =
         kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k.into())).ok());
-    depends
-        .and_then(|d| serde_json::from_str::<Facets>(d).ok())
-        .unwrap_or_else(|| {
-            if source.is_empty() {
-                Facets::EVERYTHING
-            } else {
-                Facets::conservative(kind)
-            }
-        })
+    depends.unwrap_or_else(|| {
+        if source.is_empty() {
+            Facets::EVERYTHING
+        } else {
+            Facets::conservative(kind)
+        }
+    })
+}
+
+/// Reads `depends` columns, each distinct text parsed once: a store written
+/// by earlier versions repeats a few long lists on every row.
+#[derive(Default)]
+pub(crate) struct DependsReader(HashMap<String, Option<Facets>>);
+
+impl DependsReader {
+    /// `text` read back ([`Facets::from_stored`]); `None` when absent or
+    /// not readable.
+    pub(crate) fn read(&mut self, text: Option<&str>) -> Option<Facets> {
+        let text = text?;
+        if let Some(f) = self.0.get(text) {
+            return *f;
+        }
+        let f = Facets::from_stored(text);
+        // Bounded whatever a damaged store holds.
+        if self.0.len() < 4_096 {
+            self.0.insert(text.to_string(), f);
+        }
+        f
+    }
 }
 
 /// Whether a run that read `sources` could have seen a finding of `source`
@@ -177,6 +197,34 @@ pub trait Store: Send + Sync {
     async fn open_findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
 }
 
+/// Where a written finding row keeps the finding's data.
+#[derive(Clone, Copy)]
+enum Data {
+    /// In its `data` column (a targeted run, or a finding added to a run,
+    /// records no sighting).
+    Here,
+    /// In the sighting of the same fingerprint and data hash, which the
+    /// same transaction records; the row's `data` is `''` (never a
+    /// finding's JSON). At a million findings this halves what a first
+    /// pass writes of them (a gigabyte).
+    InSighting,
+}
+
+/// A findings row's data as a column named `data`: its own, or for a row
+/// written with [`Data::InSighting`], its sighting's (any sighting of the
+/// same fingerprint and data hash holds the same bytes).
+pub(crate) const FINDING_DATA: &str = "CASE WHEN findings.data = '' THEN
+     (SELECT s.data FROM finding_sightings s WHERE s.fingerprint = findings.fingerprint
+        AND s.data_sha256 = findings.data_sha256 LIMIT 1)
+     ELSE findings.data END AS data";
+
+/// A finding row whose data is in no sighting: the store is damaged.
+pub(crate) fn missing_data(fp: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "finding {fp}: its data is in no sighting of its data hash"
+    ))
+}
+
 /// Findings listed by one `findings.opened` / `findings.resolved` audit entry, at most.
 const AUDIT_BATCH: usize = 1_000;
 
@@ -213,7 +261,7 @@ impl<'a> Prepared<'a> {
         Ok(Prepared {
             fp: f.finding.fingerprint(),
             hash: hex::encode(h.0.finalize()),
-            depends: serde_json::to_string(&f.depends)?,
+            depends: f.depends.stored(),
             f,
             data: std::sync::OnceLock::new(),
         })
@@ -229,22 +277,26 @@ impl<'a> Prepared<'a> {
     }
 
     /// `findings` hashed (in parallel: the serialisation is the cost), a
-    /// finding seen twice kept once, as last seen.
+    /// finding seen twice kept once, as last seen, in fingerprint order.
+    ///
+    /// The order is the indexes' (each leads with the fingerprint, or the
+    /// identity that follows the rule in it): rows written in it fill each
+    /// B-tree page once, where the engine's order dirtied pages all over
+    /// indexes larger than the page cache, which SQLite then spilled and
+    /// dirtied again. Rows stored in that order are read back in it too.
     pub(crate) fn all(findings: &'a [SourcedFinding]) -> Result<Vec<Prepared<'a>>, StoreError> {
         use rayon::prelude::*;
-        let hashed: Vec<Prepared<'a>> = findings
+        let mut hashed: Vec<Prepared<'a>> = findings
             .par_iter()
             .map(Prepared::new)
             .collect::<Result<_, _>>()?;
+        // Stable: a fingerprint's findings stay in the order seen.
+        hashed.par_sort_by(|a, b| a.fp.cmp(&b.fp));
         let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(hashed.len());
-        let mut index: HashMap<String, usize> = HashMap::with_capacity(hashed.len());
         for p in hashed {
-            match index.get(&p.fp) {
-                Some(&i) => prepared[i] = p,
-                None => {
-                    index.insert(p.fp.clone(), prepared.len());
-                    prepared.push(p);
-                }
+            match prepared.last_mut() {
+                Some(last) if last.fp == p.fp => *last = p,
+                _ => prepared.push(p),
             }
         }
         Ok(prepared)
@@ -255,7 +307,8 @@ impl<'a> Prepared<'a> {
 /// and whether this run may resolve it.
 struct OpenRow {
     hash: Option<String>,
-    depends: Option<String>,
+    /// As read back ([`Facets::from_stored`]); `None` if not readable.
+    depends: Option<Facets>,
     source: String,
     /// Seen, as stored, by every run up to the latest.
     open_ended: bool,
@@ -266,10 +319,13 @@ type OpenTuple = (String, Option<String>, Option<String>, String, i64);
 
 impl OpenRow {
     /// A row as read: its fingerprint and itself.
-    fn read((fp, hash, depends, source, open_ended): OpenTuple) -> (String, OpenRow) {
+    fn read(
+        (fp, hash, depends, source, open_ended): OpenTuple,
+        facets: &mut DependsReader,
+    ) -> (String, OpenRow) {
         let row = OpenRow {
             hash,
-            depends,
+            depends: facets.read(depends.as_deref()),
             source,
             open_ended: open_ended != 0,
         };
@@ -289,12 +345,13 @@ async fn latest_full(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, 
 /// Every open finding's keys, in pages read from the covering index.
 async fn open_all(conn: &mut AnyConnection) -> Result<HashMap<String, OpenRow>, StoreError> {
     let mut open: HashMap<String, OpenRow> = HashMap::new();
+    let mut facets = DependsReader::default();
     batch::pages_by_fingerprint(
         conn,
         "fingerprint, data_sha256, depends, source, open_ended",
         "findings WHERE resolved_at IS NULL",
         None,
-        |page: Vec<OpenTuple>| open.extend(page.into_iter().map(OpenRow::read)),
+        |page: Vec<OpenTuple>| open.extend(page.into_iter().map(|t| OpenRow::read(t, &mut facets))),
     )
     .await?;
     Ok(open)
@@ -306,6 +363,7 @@ async fn open_of(
     ids: &[String],
 ) -> Result<HashMap<String, OpenRow>, StoreError> {
     let mut open = HashMap::new();
+    let mut facets = DependsReader::default();
     for chunk in ids.chunks(batch::rows_per_statement(batch::max_params(conn), 1, 0)) {
         let sql = format!(
             "SELECT fingerprint, data_sha256, depends, source, open_ended FROM findings
@@ -320,7 +378,7 @@ async fn open_of(
             q.fetch_all(&mut *conn)
                 .await?
                 .into_iter()
-                .map(OpenRow::read),
+                .map(|t| OpenRow::read(t, &mut facets)),
         );
     }
     Ok(open)
@@ -359,6 +417,7 @@ async fn upsert_findings(
     run_id: i64,
     now: &str,
     rows: &[&Prepared<'_>],
+    data: Data,
 ) -> Result<(), StoreError> {
     const COLS: usize = 13;
     for chunk in rows.chunks(batch::rows_per_statement(batch::max_params(conn), COLS, 2)) {
@@ -399,7 +458,10 @@ async fn upsert_findings(
                 .bind(&p.f.finding.identity_id)
                 .bind(&p.f.finding.credential_id)
                 .bind(p.f.credential_kind.map(|k| k.as_str()))
-                .bind(p.data()?)
+                .bind(match data {
+                    Data::Here => p.data()?,
+                    Data::InSighting => "",
+                })
                 .bind(&p.depends)
                 .bind(&p.hash);
         }
@@ -647,7 +709,7 @@ impl SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let p = Prepared::new(f)?;
-        upsert_findings(&mut tx, run_id, &now, &[&p]).await?;
+        upsert_findings(&mut tx, run_id, &now, &[&p], Data::Here).await?;
         // A finding that was resolved, or never stored, is (re)opened.
         if was_open.map(|r| r.is_none()) != Some(true) {
             audit::append(
@@ -881,7 +943,7 @@ impl Store for SqlStore {
             match open.remove(&p.fp) {
                 Some(row)
                     if row.hash.as_deref() == Some(p.hash.as_str())
-                        && row.depends.as_deref() == Some(p.depends.as_str())
+                        && row.depends == Some(p.f.depends.known())
                         && row.source == p.f.source =>
                 {
                     // A targeted run's few are marked seen by it.
@@ -897,7 +959,13 @@ impl Store for SqlStore {
                 }
             }
         }
-        upsert_findings(&mut tx, run_id, &now, &write).await?;
+        // A full run keeps each finding's data once, in the sighting of it
+        // it records in this transaction: the same bytes by their hash.
+        let data = match (run.reading, run.scope) {
+            (Some(_), None) => Data::InSighting,
+            _ => Data::Here,
+        };
+        upsert_findings(&mut tx, run_id, &now, &write, data).await?;
         update_findings(
             &mut tx,
             "last_seen = $1, last_run = $2, open_ended = 1",
@@ -924,7 +992,7 @@ impl Store for SqlStore {
             let Some((rule, identity, kind)) = subjects.get(fp) else {
                 continue;
             };
-            let depends = stored_depends(row.depends.as_deref(), &row.source, kind.as_deref());
+            let depends = stored_depends(row.depends, &row.source, kind.as_deref());
             let seeable = seeable(run.sources, &row.source, depends)
                 && (rule == crate::engine::findings::UNMAPPED_RULE
                     || run.held.reason(identity).is_none());
@@ -1017,18 +1085,20 @@ impl Store for SqlStore {
         let (latest, started) = latest_full(&mut conn)
             .await?
             .unwrap_or((i64::MAX, String::new()));
-        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT data, first_seen,
+        let rows: Vec<(Option<String>, String, String, Option<String>, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {FINDING_DATA}, first_seen,
                  CASE WHEN open_ended = 1 AND last_run < $1 THEN $2 ELSE last_seen END AS last_seen,
-                 resolved_at
-             FROM findings WHERE resolved_at IS NULL ORDER BY fingerprint",
-        )
-        .bind(latest)
-        .bind(started)
-        .fetch_all(&mut *conn)
-        .await?;
+                 resolved_at, fingerprint
+             FROM findings WHERE resolved_at IS NULL ORDER BY fingerprint"
+            )))
+            .bind(latest)
+            .bind(started)
+            .fetch_all(&mut *conn)
+            .await?;
         rows.into_iter()
-            .map(|(data, first_seen, last_seen, resolved_at)| {
+            .map(|(data, first_seen, last_seen, resolved_at, fp)| {
+                let data = data.ok_or_else(|| missing_data(&fp))?;
                 Ok(StoredFinding {
                     finding: serde_json::from_str(&data)?,
                     first_seen,

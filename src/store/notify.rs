@@ -203,14 +203,18 @@ impl SqlStore {
             0,
         )) {
             let sql = format!(
-                "SELECT fingerprint, data FROM findings WHERE fingerprint IN ({})",
+                "SELECT fingerprint, {} FROM findings WHERE fingerprint IN ({})",
+                super::FINDING_DATA,
                 super::batch::list(chunk.len(), 0)
             );
-            let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (String, Option<String>)>(sqlx::AssertSqlSafe(sql));
             for fp in chunk {
                 q = q.bind(*fp);
             }
-            data.extend(q.fetch_all(&self.pool).await?);
+            for (fp, d) in q.fetch_all(&self.pool).await? {
+                let d = d.ok_or_else(|| super::missing_data(&fp))?;
+                data.insert(fp, d);
+            }
         }
         changes
             .into_iter()

@@ -198,7 +198,8 @@ async fn sight_all(
     // From the partial index alone (migration 0016), in pages; the row
     // comparison is a range on that index on both backends (PostgreSQL
     // scanned the whole index per page for the same test spelt with `OR`).
-    let mut open: HashMap<(String, String), Option<String>> = HashMap::new();
+    let mut open: HashMap<(String, String), Option<crate::engine::facets::Facets>> = HashMap::new();
+    let mut facets = super::DependsReader::default();
     let mut after = (String::new(), String::new());
     loop {
         let sql = super::batch::json_page(
@@ -221,7 +222,7 @@ async fn sight_all(
         let full = page.len() >= super::batch::PAGE_ROWS;
         for (fp, hash, depends) in page {
             after = (fp.clone(), hash.clone());
-            open.insert((fp, hash), depends);
+            open.insert((fp, hash), facets.read(depends.as_deref()));
         }
         if !full {
             break;
@@ -234,7 +235,7 @@ async fn sight_all(
     for p in findings {
         let key = (p.fp.clone(), p.hash.clone());
         match open.remove(&key) {
-            Some(d) if d.as_deref() == Some(p.depends.as_str()) => {}
+            Some(d) if d == Some(p.f.depends.known()) => {}
             Some(_) => redepend.entry(p.depends.as_str()).or_default().push(key),
             None => start.push(p),
         }
