@@ -121,6 +121,49 @@ pub(crate) fn json_rows(conn: &sqlx::AnyConnection, cols: &str, inner: &str) -> 
     }
 }
 
+/// Rows bound as one parameter: a JSON array of arrays. A statement then
+/// binds one parameter for a thousand rows, where a `VALUES` list binds
+/// one per value and sqlx looks each up by name in a list SQLite scans
+/// linearly (see [`SQLITE_PARAMS`]); the database unpacks the rows
+/// itself (SQLite `json_each`, PostgreSQL `json_array_elements`).
+pub(crate) struct JsonRows {
+    sqlite: bool,
+    param: usize,
+}
+
+/// Rows per [`JsonRows`] statement: a statement's text stays about a MB.
+pub(crate) const JSON_ROWS: usize = 1_000;
+
+impl JsonRows {
+    /// Rows bound as parameter `$param` on `conn`'s backend.
+    pub(crate) fn new(conn: &sqlx::AnyConnection, param: usize) -> JsonRows {
+        JsonRows {
+            sqlite: conn.backend_name().eq_ignore_ascii_case("sqlite"),
+            param,
+        }
+    }
+
+    /// The `FROM` item yielding one row per element. SQLite's is followed
+    /// by `WHERE true` where an upsert follows (its parser would otherwise
+    /// read `ON CONFLICT` as a join's `ON`).
+    pub(crate) fn from(&self) -> String {
+        if self.sqlite {
+            format!("json_each(${})", self.param)
+        } else {
+            format!("json_array_elements(CAST(${} AS json)) AS e", self.param)
+        }
+    }
+
+    /// Column `i` of a row, as text (`NULL` for a JSON null).
+    pub(crate) fn col(&self, i: usize) -> String {
+        if self.sqlite {
+            format!("value->>{i}")
+        } else {
+            format!("e->>{i}")
+        }
+    }
+}
+
 /// A row read by [`pages_by_fingerprint`]: where the next page begins.
 pub(crate) trait Keyed {
     /// The row's fingerprint (the first column read).

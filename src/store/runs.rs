@@ -284,43 +284,61 @@ async fn sight_all(
     insert_sightings(conn, run, &start).await
 }
 
-/// Start open-ended sightings of `rows` at run `run`.
+/// Start open-ended sightings of `rows` at run `run`, a thousand rows to
+/// a statement bound as one JSON parameter ([`super::batch::JsonRows`]).
 async fn insert_sightings(
     conn: &mut sqlx::AnyConnection,
     run: i64,
     rows: &[&Prepared<'_>],
 ) -> Result<(), StoreError> {
-    const COLS: usize = 8;
-    let max = super::batch::max_params(conn);
-    for chunk in rows.chunks(super::batch::rows_per_statement(max, COLS, 1)) {
-        // Each row: its 8 own values; the run (`$1`) as first and last run.
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = 1 + i * COLS;
-                let p: Vec<String> = (b + 1..=b + COLS).map(|n| format!("${n}")).collect();
-                format!("({}, $1, $1, {}, 1)", p[0], p[1..].join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
-                 source, credential_kind, data_sha256, data, depends, open_ended)
-             VALUES {}
-             ON CONFLICT (fingerprint, first_run) DO NOTHING",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run);
-        for p in chunk {
-            q = q
-                .bind(&p.fp)
-                .bind(&p.f.finding.rule_id)
-                .bind(p.f.finding.severity.as_str())
-                .bind(&p.f.source)
-                .bind(p.f.credential_kind.map(|k| k.as_str()))
-                .bind(&p.hash)
-                .bind(p.data()?)
-                .bind(&p.depends);
+    use rayon::prelude::*;
+    // Serialised on every core first: a first pass writes a gigabyte.
+    rows.par_iter().try_for_each(|p| p.data().map(drop))?;
+    let json = super::batch::JsonRows::new(conn, 2);
+    let c = |i| json.col(i);
+    let sql = format!(
+        "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
+             source, credential_kind, data_sha256, data, depends, open_ended)
+         SELECT {}, $1, $1, {}, {}, {}, {}, {}, {}, {}, 1 FROM {} WHERE true
+         ON CONFLICT (fingerprint, first_run) DO NOTHING",
+        c(0),
+        c(1),
+        c(2),
+        c(3),
+        c(4),
+        c(5),
+        c(6),
+        c(7),
+        json.from()
+    );
+    for chunk in rows.chunks(super::batch::JSON_ROWS) {
+        let mut array = Vec::with_capacity(chunk.len() * 1_200);
+        array.push(b'[');
+        for (i, p) in chunk.iter().enumerate() {
+            if i > 0 {
+                array.push(b',');
+            }
+            serde_json::to_writer(
+                &mut array,
+                &(
+                    &p.fp,
+                    &p.f.finding.rule_id,
+                    p.f.finding.severity.as_str(),
+                    &p.f.source,
+                    p.f.credential_kind.map(|k| k.as_str()),
+                    &p.hash,
+                    p.data()?,
+                    &p.depends,
+                ),
+            )?;
         }
-        q.execute(&mut *conn).await?;
+        array.push(b']');
+        let array = String::from_utf8(array).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(run)
+            .bind(array)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
