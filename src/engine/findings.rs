@@ -178,6 +178,21 @@ pub fn materialize_with_subjects(
 ) -> Vec<Materialized> {
     use rayon::prelude::*;
     let env = Env { estate, facts };
+    // The parameters each rule's condition reads, as evidence: once per
+    // rule, not searched for in its source once per finding.
+    let params: Vec<Option<Value>> = rules
+        .rules
+        .iter()
+        .map(|rule| {
+            let used: Map<String, Value> = rule
+                .params
+                .iter()
+                .filter(|(k, _)| rule.condition_source.contains(&format!("params.{k}")))
+                .map(|(k, v)| (k.clone(), param_json(v)))
+                .collect();
+            (!used.is_empty()).then_some(Value::Object(used))
+        })
+        .collect();
     // Each hit's evidence is built on its own (a second of work per
     // 100,000 findings on one core).
     let mut out: Vec<Materialized> = hits
@@ -191,14 +206,8 @@ pub fn materialize_with_subjects(
                     evidence_value(&env, rule.subject, path, h.subject),
                 );
             }
-            let used: Map<String, Value> = rule
-                .params
-                .iter()
-                .filter(|(k, _)| rule.condition_source.contains(&format!("params.{k}")))
-                .map(|(k, v)| (k.clone(), param_json(v)))
-                .collect();
-            if !used.is_empty() {
-                ev.insert("params".into(), Value::Object(used));
+            if let Some(used) = &params[h.rule as usize] {
+                ev.insert("params".into(), used.clone());
             }
             let (identity, identity_id, credential_id) = match rule.subject {
                 Kind::Credential => {
