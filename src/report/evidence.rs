@@ -1028,7 +1028,6 @@ impl Check<'_> {
         Ok(())
     }
 
-    /// The signature over the manifest, then the manifest's own problems.
     /// What the bundle expands to at most, once the manifest read first
     /// verifies with the trusted key: its files with their tar headers and
     /// padding, the manifest's and signature's entries and the end marker.
@@ -1055,6 +1054,7 @@ impl Check<'_> {
             .try_fold(head, |total, f| total.checked_add(entry(f.size)?))
     }
 
+    /// The signature over the manifest, then the manifest's own problems.
     fn signature_and_manifest(&mut self) {
         let Some(bytes) = self.manifest_bytes.as_deref() else {
             let problem = if self.manifest_later {

@@ -91,12 +91,12 @@ pub struct SourcedFinding {
 /// does not hold it, any other gap does; a finding without a source needs
 /// every source complete.
 pub(crate) fn stored_depends(depends: Option<Facets>, source: &str, kind: Option<&str>) -> Facets {
-    let kind: Option<CredentialKind> =
-        kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k.into())).ok());
     depends.unwrap_or_else(|| {
         if source.is_empty() {
             Facets::EVERYTHING
         } else {
+            let kind: Option<CredentialKind> =
+                kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k.into())).ok());
             Facets::conservative(kind)
         }
     })

@@ -295,32 +295,22 @@ async fn insert_sightings(
     // Serialised on every core first: a first pass writes a gigabyte.
     rows.par_iter().try_for_each(|p| p.data().map(drop))?;
     let json = super::batch::JsonRows::new(conn, 2);
-    let c = |i| json.col(i);
+    // Each row: its 8 own values; the run (`$1`) as first and last run.
+    let cols: Vec<String> = (0..8).map(|i| json.col(i)).collect();
     let sql = format!(
         "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
              source, credential_kind, data_sha256, data, depends, open_ended)
-         SELECT {}, $1, $1, {}, {}, {}, {}, {}, {}, {}, 1 FROM {} WHERE true
+         SELECT {}, $1, $1, {}, 1 FROM {} WHERE true
          ON CONFLICT (fingerprint, first_run) DO NOTHING",
-        c(0),
-        c(1),
-        c(2),
-        c(3),
-        c(4),
-        c(5),
-        c(6),
-        c(7),
+        cols[0],
+        cols[1..].join(", "),
         json.from()
     );
     for chunk in rows.chunks(super::batch::JSON_ROWS) {
-        let mut array = Vec::with_capacity(chunk.len() * 1_200);
-        array.push(b'[');
-        for (i, p) in chunk.iter().enumerate() {
-            if i > 0 {
-                array.push(b',');
-            }
-            serde_json::to_writer(
-                &mut array,
-                &(
+        let values = chunk
+            .iter()
+            .map(|p| {
+                Ok((
                     &p.fp,
                     &p.f.finding.rule_id,
                     p.f.finding.severity.as_str(),
@@ -329,14 +319,12 @@ async fn insert_sightings(
                     &p.hash,
                     p.data()?,
                     &p.depends,
-                ),
-            )?;
-        }
-        array.push(b']');
-        let array = String::from_utf8(array).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(run)
-            .bind(array)
+            .bind(serde_json::to_string(&values)?)
             .execute(&mut *conn)
             .await?;
     }
