@@ -696,7 +696,8 @@ impl UnmappedRecord {
                 "url": self.record.url,
                 "subjects": self.record.subjects,
                 "problem": self.record.problem,
-            }),
+            })
+            .into(),
             recommended_action: crate::engine::rules::Action::Flag,
             exception: None,
         }

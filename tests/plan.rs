@@ -330,7 +330,7 @@ fn eligible_and_group_held_roles_count_for_admin_and_show_in_the_evidence() {
         .find(|f| f.rule_id == "identity-admin-equivalent")
         .expect("admin finding");
     assert_eq!(
-        admin.evidence["held_indirectly"],
+        admin.evidence.value()["held_indirectly"],
         serde_json::json!([{"entitlement": ELIGIBLE, "via": null, "eligible": true}]),
         "{:#}",
         admin.evidence

@@ -29,7 +29,7 @@ fn finding(rule: &str, cred: &str) -> SourcedFinding {
             identity_id: "arn:aws:iam::1:user/ci".into(),
             credential_id: Some(cred.into()),
             controls: vec!["OWASP-NHI-2025:NHI7".into()],
-            evidence: serde_json::json!({}),
+            evidence: serde_json::json!({}).into(),
             recommended_action: Action::Disable,
             exception: None,
         },
@@ -793,7 +793,7 @@ async fn a_finding_s_data_is_kept_once_and_read_from_where_it_is(
     let on = |who: &str, cred: &str, days: u64| {
         let mut f = finding("credential-stale", cred);
         f.finding.identity_id = format!("arn:aws:iam::1:user/{who}");
-        f.finding.evidence = serde_json::json!({ "credential.days_since_last_use": days });
+        f.finding.evidence = serde_json::json!({ "credential.days_since_last_use": days }).into();
         f
     };
     let (x, y) = (on("x", "AKIAX", 100), on("y", "AKIAY", 200));
@@ -914,7 +914,7 @@ async fn an_unchanged_pass_writes_nothing_and_reads_as_seen(store: SqlStore, loc
 
     // Run 3: AKIA1 unchanged, AKIA2 changed, AKIA3 gone (resolved).
     let mut b2 = b.clone();
-    b2.finding.evidence = serde_json::json!({"credential.days_since_last_use": 200});
+    b2.finding.evidence = serde_json::json!({"credential.days_since_last_use": 200}).into();
     let r3 = pass(&store, &complete, &[a.clone(), b2.clone()]).await;
     assert_eq!(
         seen(r2).await,
@@ -1033,7 +1033,7 @@ async fn a_targeted_run_records_only_its_subjects(store: SqlStore) {
     // x's finding is gone: resolved. y is out of scope (and a finding of y
     // passed in anyway is not recorded): untouched.
     let mut y_changed = y.clone();
-    y_changed.finding.evidence = serde_json::json!({"changed": true});
+    y_changed.finding.evidence = serde_json::json!({"changed": true}).into();
     let t1 = targeted(vec![x.finding.identity_id.clone()], vec![y_changed.clone()]).await;
     assert_eq!((t1.findings, t1.opened, t1.resolved), (0, 0, 1));
     assert_eq!(last_seen("AKIAX").await, None);
@@ -1216,7 +1216,7 @@ async fn report_pages_read_what_the_whole_replay_reads(store: SqlStore) {
     // A targeted run on one user: its finding's data changes.
     let target = first[4].finding.identity_id.clone();
     let mut changed = first[4].clone();
-    changed.finding.evidence = serde_json::json!({"credential.days_since_last_use": 400});
+    changed.finding.evidence = serde_json::json!({"credential.days_since_last_use": 400}).into();
     report_run(&store, &complete, &[changed.clone()], Some(&[target])).await;
     let r3 = report_run(&store, &failed, &[], None).await;
     // Every fifth stale key gone (resolved here), every seventh changed.
@@ -1227,7 +1227,7 @@ async fn report_pages_read_what_the_whole_replay_reads(store: SqlStore) {
         .map(|(n, f)| {
             let mut f = if n == 4 { changed.clone() } else { f.clone() };
             if n % 7 == 0 {
-                f.finding.evidence = serde_json::json!({"seen": n});
+                f.finding.evidence = serde_json::json!({"seen": n}).into();
             }
             f
         })

@@ -166,12 +166,15 @@ async fn an_unmapped_ticket_holds_the_subjects_it_names_and_never_revokes() {
         .iter()
         .find(|f| f.rule_id == "approval-unmapped")
         .expect("the run records the unmapped ticket");
-    assert_eq!(f.evidence["reference"], "SEC-12");
+    assert_eq!(f.evidence.value()["reference"], "SEC-12");
     assert_eq!(
-        f.evidence["url"],
+        f.evidence.value()["url"],
         "https://example.atlassian.net/browse/SEC-12"
     );
-    assert_eq!(f.evidence["problem"], "customfield_10042: not a date");
+    assert_eq!(
+        f.evidence.value()["problem"],
+        "customfield_10042: not a date"
+    );
     let why = first.unseen(true, false).expect("never clean");
     assert!(why.contains("SEC-12"), "{why}");
     // The ticket's approval evidence carries its key and URL.
@@ -180,9 +183,9 @@ async fn an_unmapped_ticket_holds_the_subjects_it_names_and_never_revokes() {
         .iter()
         .find(|f| f.rule_id == "approval-expired")
         .expect("expired");
-    assert_eq!(expired.evidence["approval"]["reference"], "SEC-1");
+    assert_eq!(expired.evidence.value()["approval"]["reference"], "SEC-1");
     assert_eq!(
-        expired.evidence["approval"]["url"],
+        expired.evidence.value()["approval"]["url"],
         "https://example.atlassian.net/browse/SEC-1"
     );
 

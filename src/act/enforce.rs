@@ -142,9 +142,9 @@ struct Journaled<'a> {
     pass: &'a PassResult,
     fence: &'a Fence,
     actor: String,
-    /// The approval each finding considered, by fingerprint (the intent's
-    /// evidence).
-    evidence: BTreeMap<String, &'a serde_json::Value>,
+    /// Each finding's evidence, by fingerprint: the approval it considered
+    /// is the intent's evidence (read for the findings acted on only).
+    evidence: BTreeMap<String, &'a crate::engine::findings::Evidence>,
     pause_after_call: Option<Duration>,
 }
 
@@ -157,7 +157,7 @@ impl<'a> Journaled<'a> {
             evidence: pass
                 .findings
                 .iter()
-                .map(|f| (f.fingerprint(), &f.evidence["approval"]))
+                .map(|f| (f.fingerprint(), &f.evidence))
                 .collect(),
             pause_after_call,
         }
@@ -179,7 +179,8 @@ impl<'a> Journaled<'a> {
                     f,
                     self.evidence
                         .get(f)
-                        .map_or(serde_json::Value::Null, |v| (*v).clone()),
+                        .and_then(|e| e.get("approval"))
+                        .unwrap_or(serde_json::Value::Null),
                 )
             })
             .collect();

@@ -8,6 +8,7 @@
 //! applies.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::engine::estate::Estate;
@@ -41,7 +42,7 @@ pub struct Finding {
     /// Controls, as `FRAMEWORK:ID`.
     pub controls: Vec<String>,
     /// The facts that made it fire, the approval considered, the parameters.
-    pub evidence: Value,
+    pub evidence: Evidence,
     /// `flag`, `disable` or `delete`.
     pub recommended_action: Action,
     /// The exception accepting this finding's risk, if one applies: the
@@ -89,12 +90,106 @@ impl From<&nhi_contract::Exception> for ExceptionRef {
 impl Finding {
     /// Key that identifies the same finding across runs.
     pub fn fingerprint(&self) -> String {
-        let subject = match (&self.credential_id, self.evidence.get("approval_record")) {
+        let subject = match (&self.credential_id, self.evidence.approval_record()) {
             (Some(c), _) => c.clone(),
-            (None, Some(Value::String(a))) => format!("approval:{a}"),
+            (None, Some(a)) => format!("approval:{a}"),
             _ => String::new(),
         };
         fingerprint(&self.rule_id, &self.identity_id, &subject)
+    }
+}
+
+/// A finding's evidence, a JSON object, kept as the text it is stored,
+/// hashed and reported as. A million findings' evidence as `Value` maps
+/// took 3 KiB each (a node and a string allocation per field) against
+/// some 500 bytes of text, and every report parsed it only to write it
+/// out again; the few readers of a field parse on demand.
+#[derive(Clone)]
+pub struct Evidence(Box<RawValue>);
+
+impl Evidence {
+    /// The evidence's JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// As a `Value` (parsed: for readers of a few findings' fields).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// As raw JSON, to write out verbatim.
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// Top-level field `key`, parsed (`None` when absent or not an object).
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let fields: std::collections::HashMap<&str, &RawValue> =
+            serde_json::from_str(self.0.get()).ok()?;
+        serde_json::from_str(fields.get(key)?.get()).ok()
+    }
+
+    /// The approval record an approval finding is about
+    /// (`approval_record`), read without parsing the rest into values:
+    /// every approval finding's fingerprint needs it.
+    pub fn approval_record(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Record {
+            #[serde(default)]
+            approval_record: Option<Value>,
+        }
+        match serde_json::from_str::<Record>(self.0.get())
+            .ok()?
+            .approval_record
+        {
+            Some(Value::String(a)) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl From<Value> for Evidence {
+    fn from(v: Value) -> Evidence {
+        Evidence::from(&v)
+    }
+}
+
+impl From<&Value> for Evidence {
+    fn from(v: &Value) -> Evidence {
+        // Serialising a `Value` cannot fail (its keys are strings); null
+        // stands in should that ever change.
+        Evidence(serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+}
+
+impl PartialEq for Evidence {
+    fn eq(&self, other: &Evidence) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl Serialize for Evidence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Evidence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Evidence, D::Error> {
+        Box::<RawValue>::deserialize(d).map(Evidence)
     }
 }
 
@@ -193,21 +288,22 @@ pub fn materialize_with_subjects(
             (!used.is_empty()).then_some(Value::Object(used))
         })
         .collect();
-    // Each hit's evidence is built on its own (a second of work per
-    // 100,000 findings on one core).
+    // Each hit's evidence is built on its own and serialised at once: the
+    // parts are borrowed from the estate and written straight to text,
+    // never held as a map of values.
     let mut out: Vec<Materialized> = hits
         .par_iter()
         .map(|h| {
             let rule = &rules.rules[h.rule as usize];
-            let mut ev = Map::new();
+            let mut ev: Vec<(&str, Part<'_>)> = Vec::with_capacity(rule.fields.len() + 4);
             for path in &rule.fields {
-                ev.insert(
-                    path.clone(),
-                    evidence_value(&env, rule.subject, path, h.subject),
-                );
+                ev.push((
+                    path,
+                    Part::Value(evidence_value(&env, rule.subject, path, h.subject)),
+                ));
             }
             if let Some(used) = &params[h.rule as usize] {
-                ev.insert("params".into(), used.clone());
+                ev.push(("params", Part::Shared(used)));
             }
             let (identity, identity_id, credential_id) = match rule.subject {
                 Kind::Credential => {
@@ -236,48 +332,48 @@ pub fn materialize_with_subjects(
                                     m.insert("outside_estate".into(), json!(fed.outside_estate));
                                 }
                             }
-                            ev.insert("federation".into(), shown);
+                            ev.push(("federation", Part::Value(shown)));
                         }
                     }
-                    ev.insert(
-                        "approval".into(),
-                        f.approval
-                            .map_or(Value::Null, |a| approval_json(estate, facts, a)),
-                    );
+                    ev.push((
+                        "approval",
+                        f.approval.map_or(Part::Value(Value::Null), |a| {
+                            Part::Approval(ApprovalEvidence::of(estate, facts, a))
+                        }),
+                    ));
                     (f.identity, c.identity.clone(), Some(c.id.clone()))
                 }
                 Kind::Identity => {
                     let f = &facts.identities[h.subject as usize];
-                    let ents = |v: &[u32]| -> Value {
-                        v.iter()
-                            .map(|&e| Value::String(estate.entitlements[e as usize].id.clone()))
-                            .collect()
+                    let ents = |v: &[u32]| -> Part<'_> {
+                        Part::Ids(
+                            v.iter()
+                                .map(|&e| estate.entitlements[e as usize].id.as_str())
+                                .collect(),
+                        )
                     };
                     if rule.fields.iter().any(|p| p == "identity.overscope_direct") {
-                        ev.insert(
-                            "entitlements_beyond_scope".into(),
-                            ents(&f.overscope_direct),
-                        );
+                        ev.push(("entitlements_beyond_scope", ents(&f.overscope_direct)));
                     }
                     if rule
                         .fields
                         .iter()
                         .any(|p| p == "identity.overscope_transitive")
                     {
-                        ev.insert(
-                            "entitlements_beyond_scope_via_assume".into(),
+                        ev.push((
+                            "entitlements_beyond_scope_via_assume",
                             ents(&f.overscope_transitive),
-                        );
+                        ));
                     }
                     if rule
                         .fields
                         .iter()
                         .any(|p| p == "identity.entitlement_unused_days")
                     {
-                        ev.insert(
-                            "unused_entitlements".into(),
-                            unused_json(estate, f, rule.unused_days()),
-                        );
+                        ev.push((
+                            "unused_entitlements",
+                            Part::Value(unused_json(estate, f, rule.unused_days())),
+                        ));
                     }
                     let privilege_facts = [
                         "identity.admin",
@@ -292,21 +388,21 @@ pub fn materialize_with_subjects(
                     {
                         let indirect = indirect_grants(estate, graph, h.subject);
                         if !indirect.is_empty() {
-                            ev.insert("held_indirectly".into(), Value::Array(indirect));
+                            ev.push(("held_indirectly", Part::Value(Value::Array(indirect))));
                         }
                     }
                     // Compute wearing the identity is what breaks if it is
                     // removed: an owner reads it before acting.
                     let worn_by = &estate.identities[h.subject as usize].attached_to;
                     if !worn_by.is_empty() {
-                        ev.insert("attached_to".into(), json!(worn_by));
+                        ev.push(("attached_to", Part::Strs(worn_by)));
                     }
                     if rule.fields.iter().any(|p| p.starts_with("identity.approv")) || f.approved {
-                        let list: Vec<Value> = graph
+                        let list = graph
                             .approvals_of(h.subject)
-                            .map(|a| approval_json(estate, facts, a))
+                            .map(|a| ApprovalEvidence::of(estate, facts, a))
                             .collect();
-                        ev.insert("approvals".into(), Value::Array(list));
+                        ev.push(("approvals", Part::Approvals(list)));
                     }
                     (
                         Some(h.subject),
@@ -316,8 +412,11 @@ pub fn materialize_with_subjects(
                 }
                 Kind::Approval => {
                     let a = &estate.approvals[h.subject as usize];
-                    ev.insert("approval_record".into(), Value::String(a.id.clone()));
-                    ev.insert("approval".into(), approval_json(estate, facts, h.subject));
+                    ev.push(("approval_record", Part::Str(&a.id)));
+                    ev.push((
+                        "approval",
+                        Part::Approval(ApprovalEvidence::of(estate, facts, h.subject)),
+                    ));
                     (
                         facts.approvals[h.subject as usize].identity,
                         a.subject.clone(),
@@ -333,7 +432,7 @@ pub fn materialize_with_subjects(
                 identity_id,
                 credential_id,
                 controls: rule.controls.clone(),
-                evidence: Value::Object(ev),
+                evidence: Evidence::of_parts(ev),
                 recommended_action: rule.action,
                 exception: h
                     .exception
@@ -412,22 +511,90 @@ fn indirect_grants(estate: &Estate, graph: &Graph, i: u32) -> Vec<Value> {
         .collect()
 }
 
-/// An approval as evidence: ids and metadata, its state at evaluation time.
-fn approval_json(estate: &Estate, facts: &Facts, a: u32) -> Value {
-    let rec = &estate.approvals[a as usize];
-    let f = &facts.approvals[a as usize];
-    json!({
-        "id": rec.id,
-        "state": f.state.as_str(),
-        "source": rec.source,
-        "reference": rec.reference,
-        "url": rec.url,
-        "requester": rec.requester,
-        "approver": rec.approver,
-        "assignee": rec.assignee,
-        "approved_at": rec.approved_at,
-        "expires_at": rec.expires_at,
-        "ends_at": f.end,
-        "emergency": rec.emergency.is_some(),
-    })
+/// An approval as evidence: ids and metadata, its state at evaluation
+/// time. Fields in name order, as the evidence has always been written
+/// (a map's order): the stored evidence of an unchanged finding hashes
+/// the same.
+#[derive(Serialize)]
+struct ApprovalEvidence<'a> {
+    approved_at: &'a nhi_contract::Timestamp,
+    approver: &'a str,
+    assignee: &'a Option<String>,
+    emergency: bool,
+    ends_at: &'a nhi_contract::Timestamp,
+    expires_at: &'a nhi_contract::Timestamp,
+    id: &'a str,
+    reference: &'a Option<String>,
+    requester: &'a str,
+    source: &'a str,
+    state: &'static str,
+    url: &'a Option<String>,
+}
+
+impl<'a> ApprovalEvidence<'a> {
+    fn of(estate: &'a Estate, facts: &'a Facts, a: u32) -> ApprovalEvidence<'a> {
+        let rec = &estate.approvals[a as usize];
+        let f = &facts.approvals[a as usize];
+        ApprovalEvidence {
+            approved_at: &rec.approved_at,
+            approver: &rec.approver,
+            assignee: &rec.assignee,
+            emergency: rec.emergency.is_some(),
+            ends_at: &f.end,
+            expires_at: &rec.expires_at,
+            id: &rec.id,
+            reference: &rec.reference,
+            requester: &rec.requester,
+            source: &rec.source,
+            state: f.state.as_str(),
+            url: &rec.url,
+        }
+    }
+}
+
+/// One field of a finding's evidence, borrowed where it can be.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Part<'a> {
+    Value(Value),
+    Shared(&'a Value),
+    Approval(ApprovalEvidence<'a>),
+    Approvals(Vec<ApprovalEvidence<'a>>),
+    Ids(Vec<&'a str>),
+    Strs(&'a [String]),
+    Str(&'a str),
+}
+
+/// Evidence fields as a map in key order, a key given twice taking its
+/// last value: how a map of them serialised.
+struct Parts<'a>(Vec<(&'a str, Part<'a>)>);
+
+impl Serialize for Parts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Evidence {
+    /// Evidence written from its fields.
+    fn of_parts(mut parts: Vec<(&str, Part<'_>)>) -> Evidence {
+        // Stable: of a key given twice, the last stays last.
+        parts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut kept: Vec<(&str, Part<'_>)> = Vec::with_capacity(parts.len());
+        for p in parts {
+            match kept.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => kept.push(p),
+            }
+        }
+        Evidence(
+            serde_json::value::to_raw_value(&Parts(kept))
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        )
+    }
 }

@@ -208,7 +208,7 @@ pub async fn diff_cmd(
             return Err(f.unsupported("a diff"))
         }
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &d)?;
+            super::pretty::to_writer(&mut out, &d)?;
             writeln!(out)?;
         }
         Format::Table => {

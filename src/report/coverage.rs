@@ -177,9 +177,9 @@ struct Tally {
 fn subject_hash(f: &super::ReportFinding) -> u64 {
     let fd = &f.finding;
     let mut h = std::hash::DefaultHasher::new();
-    match (&fd.credential_id, fd.evidence.get("approval_record")) {
+    match (&fd.credential_id, fd.evidence.approval_record()) {
         (Some(c), _) => ("credential", c.as_str()).hash(&mut h),
-        (None, Some(a)) => ("approval", a.as_str().unwrap_or_default()).hash(&mut h),
+        (None, Some(a)) => ("approval", a.as_str()).hash(&mut h),
         _ => ("identity", fd.identity_id.as_str()).hash(&mut h),
     }
     h.finish()

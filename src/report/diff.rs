@@ -384,7 +384,7 @@ mod tests {
                 identity_id: format!("arn:aws:iam::1:user/u{}", n % 4),
                 credential_id: Some(format!("AKIA{n}")),
                 controls: vec![],
-                evidence: serde_json::json!({ "n": evidence }),
+                evidence: serde_json::json!({ "n": evidence }).into(),
                 recommended_action: Action::Disable,
                 exception: None,
             },

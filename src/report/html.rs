@@ -249,18 +249,19 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
         .iter()
         .map(|f| {
             let d = &f.finding;
-            let approval = d
-                .evidence
+            // The first page's findings only: parsed to pick a few fields.
+            let evidence = d.evidence.value();
+            let approval = evidence
                 .get("approval")
                 .and_then(|a| a.get("id"))
                 .and_then(Value::as_str)
                 .map(str::to_string);
             // An approval's ticket, or an unmapped record's own.
             let approval_ev = Some(
-                d.evidence
+                evidence
                     .get("approval")
                     .filter(|a| a.is_object())
-                    .unwrap_or(&d.evidence),
+                    .unwrap_or(&evidence),
             );
             let ticket = approval_ev
                 .and_then(|a| a.get("reference"))

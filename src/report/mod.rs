@@ -30,6 +30,7 @@ pub mod html;
 pub mod listing;
 pub mod ocsf;
 pub mod output;
+pub mod pretty;
 pub mod render;
 pub mod sarif;
 pub mod trace;

@@ -15,10 +15,11 @@ use rustc_hash::FxHashMap as HashMap;
 
 use nhi_contract::{Credential, Entitlement, Identity, IdentityKind, Usage};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{parse_ts, ReportError, ReportFinding, RunData};
-use crate::engine::findings::Finding;
+use crate::engine::findings::{Evidence, Finding};
 use crate::engine::rules::Severity;
 use crate::store::reading::RuleInfo;
 
@@ -259,14 +260,14 @@ struct Remediation<'a> {
 
 #[derive(Serialize)]
 struct Ticket<'a> {
-    reference: &'a Value,
-    url: &'a Value,
+    reference: &'a RawValue,
+    url: &'a RawValue,
 }
 
 #[derive(Serialize)]
 struct Unmapped<'a> {
     controls: &'a [String],
-    evidence: &'a Value,
+    evidence: &'a RawValue,
     /// As a `Value`: its keys sorted like the rest of the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     exception: Option<Value>,
@@ -466,7 +467,7 @@ fn event<'a>(
         type_uid: CLASS_UID * 100 + activity_id,
         unmapped: Unmapped {
             controls: &d.controls,
-            evidence: &d.evidence,
+            evidence: d.evidence.raw(),
             exception: d
                 .exception
                 .as_ref()
@@ -483,16 +484,28 @@ fn event<'a>(
 
 /// The ticket a finding's evidence names: its approval's (or an unmapped
 /// record's) reference and URL.
-fn ticket(evidence: &Value) -> Option<Ticket<'_>> {
-    const NULL: Value = Value::Null;
-    let from = evidence
-        .get("approval")
-        .filter(|a| a.is_object())
-        .unwrap_or(evidence);
-    let reference = from.get("reference").filter(|r| r.is_string())?;
+///
+/// Read as borrowed raw fields, not parsed into values: every event of a
+/// million asks.
+fn ticket(evidence: &Evidence) -> Option<Ticket<'_>> {
+    #[derive(serde::Deserialize)]
+    struct Refs<'a> {
+        #[serde(borrow, default)]
+        approval: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        reference: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        url: Option<&'a RawValue>,
+    }
+    let top: Refs<'_> = serde_json::from_str(evidence.json()).ok()?;
+    let from = match top.approval.filter(|a| a.get().starts_with('{')) {
+        Some(a) => serde_json::from_str::<Refs<'_>>(a.get()).ok()?,
+        None => top,
+    };
+    let reference = from.reference.filter(|r| r.get().starts_with('"'))?;
     Some(Ticket {
         reference,
-        url: from.get("url").unwrap_or(&NULL),
+        url: from.url.unwrap_or(RawValue::NULL),
     })
 }
 

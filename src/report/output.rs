@@ -142,7 +142,7 @@ pub fn findings(
                     f.credential_id.as_deref().unwrap_or(""),
                     &f.controls.join(" "),
                     f.recommended_action.as_str(),
-                    &serde_json::to_string(&f.evidence)?,
+                    f.evidence.json(),
                     f.exception.as_ref().map(|e| e.id.as_str()).unwrap_or(""),
                 ])?;
             }
@@ -311,7 +311,7 @@ pub fn plan(
 
 /// Write any serialisable rows as JSON (used for `rules` / `controls`).
 pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
+    super::pretty::to_writer(&mut *out, value)?;
     writeln!(out)?;
     Ok(())
 }
@@ -451,7 +451,7 @@ mod tests {
             identity_id: format!("arn:aws:iam::1:user/u{n}"),
             credential_id: Some(format!("AKIA{n:06}")),
             controls: vec![],
-            evidence: serde_json::json!({}),
+            evidence: serde_json::json!({}).into(),
             recommended_action: Action::Disable,
             exception: None,
         }

@@ -215,7 +215,7 @@ pub fn finding_row(f: &ReportFinding) -> Result<FindingRow, ReportError> {
                 .map(|e| e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 .unwrap_or_default(),
             first_seen: f.first_seen.clone(),
-            evidence: serde_json::to_string(&d.evidence)?,
+            evidence: d.evidence.json().to_string(),
         })
     }
 }
@@ -465,7 +465,7 @@ pub fn write_file(
                     fold: &fold,
                 },
             };
-            serde_json::to_writer_pretty(&mut *w, &doc)?;
+            super::pretty::to_writer(&mut *w, &doc)?;
             w.write_all(b"\n").map_err(io_err("json"))?;
         }
         (Format::Csv, "coverage.csv") => {

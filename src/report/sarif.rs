@@ -112,7 +112,7 @@ pub fn location(source: &str) -> Option<Value> {
 
 /// The approval source locations a finding refers to.
 fn approval_locations(f: &ReportFinding) -> Vec<(String, String)> {
-    let ev = &f.finding.evidence;
+    let ev = f.finding.evidence.value();
     let mut out = Vec::new();
     let mut push = |a: &Value| {
         if let (Some(id), Some(src)) = (

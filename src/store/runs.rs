@@ -766,7 +766,7 @@ mod tests {
                 identity_id: "arn:aws:iam::1:user/ci".into(),
                 credential_id: Some(cred.into()),
                 controls: vec!["OWASP-NHI-2025:NHI7".into()],
-                evidence: serde_json::json!({"credential.days_since_last_use": 120}),
+                evidence: serde_json::json!({"credential.days_since_last_use": 120}).into(),
                 recommended_action: Action::Disable,
                 exception: None,
             },
@@ -937,7 +937,8 @@ mod tests {
             state: SourceState::Complete,
         }];
         let mut changed = finding("AKIA2");
-        changed.finding.evidence = serde_json::json!({"credential.days_since_last_use": 121});
+        changed.finding.evidence =
+            serde_json::json!({"credential.days_since_last_use": 121}).into();
         // Run 1: AKIA1, AKIA2. Run 2: the same. Run 3: AKIA2 with new
         // evidence. Run 4: AKIA1 again (after a gap), AKIA2 unchanged.
         let runs: Vec<Vec<SourcedFinding>> = vec![
