@@ -689,7 +689,7 @@ impl UnmappedRecord {
             provider: None,
             identity_id: "nhi-assure".into(),
             credential_id: Some(format!("{}:{}", self.source, self.record.reference)),
-            controls: vec!["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()],
+            controls: ["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()].into(),
             evidence: serde_json::json!({
                 "source": self.source,
                 "reference": self.record.reference,

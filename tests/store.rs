@@ -28,7 +28,7 @@ fn finding(rule: &str, cred: &str) -> SourcedFinding {
             provider: Some("aws".into()),
             identity_id: "arn:aws:iam::1:user/ci".into(),
             credential_id: Some(cred.into()),
-            controls: vec!["OWASP-NHI-2025:NHI7".into()],
+            controls: ["OWASP-NHI-2025:NHI7".into()].into(),
             evidence: serde_json::json!({}).into(),
             recommended_action: Action::Disable,
             exception: None,

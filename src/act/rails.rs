@@ -325,7 +325,7 @@ impl SelfFinding {
             provider: None,
             identity_id: "nhi-assure".into(),
             credential_id: None,
-            controls: vec!["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()],
+            controls: ["NIST-800-53r5:AC-2".into(), "NIST-CSF-2.0:PR.AA-05".into()].into(),
             evidence: evidence.into(),
             recommended_action: Action::Flag,
             exception: None,

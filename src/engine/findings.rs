@@ -39,16 +39,18 @@ pub struct Finding {
     pub identity_id: String,
     /// Credential concerned, for credential rules.
     pub credential_id: Option<String>,
-    /// Controls, as `FRAMEWORK:ID`.
-    pub controls: Vec<String>,
+    /// Controls, as `FRAMEWORK:ID` (the rule's list, shared).
+    pub controls: std::sync::Arc<[String]>,
     /// The facts that made it fire, the approval considered, the parameters.
     pub evidence: Evidence,
     /// `flag`, `disable` or `delete`.
     pub recommended_action: Action,
     /// The exception accepting this finding's risk, if one applies: the
     /// finding is recorded and reported as excepted, never acted on.
+    /// Boxed: most findings have none, and the reference is larger than
+    /// the rest of the finding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exception: Option<ExceptionRef>,
+    pub exception: Option<Box<ExceptionRef>>,
 }
 
 /// An exception as a finding carries it: enough to find the file and the
@@ -436,7 +438,7 @@ pub fn materialize_with_subjects(
                 recommended_action: rule.action,
                 exception: h
                     .exception
-                    .map(|e| ExceptionRef::from(&estate.exceptions[e as usize])),
+                    .map(|e| Box::new(ExceptionRef::from(&estate.exceptions[e as usize]))),
             };
             let credential_kind = (rule.subject == Kind::Credential)
                 .then(|| estate.credentials[h.subject as usize].kind);

@@ -383,7 +383,7 @@ mod tests {
                 provider: Some("aws".into()),
                 identity_id: format!("arn:aws:iam::1:user/u{}", n % 4),
                 credential_id: Some(format!("AKIA{n}")),
-                controls: vec![],
+                controls: Default::default(),
                 evidence: serde_json::json!({ "n": evidence }).into(),
                 recommended_action: Action::Disable,
                 exception: None,

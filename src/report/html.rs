@@ -164,7 +164,7 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
         if let Some(n) = order.iter().position(|s| *s == d.severity.as_str()) {
             by_sev_n[n] += 1;
         }
-        for c in &d.controls {
+        for c in d.controls.iter() {
             *by_control_n.entry(c.clone()).or_default() += 1;
         }
         let source = if f.source.is_empty() {
@@ -295,7 +295,7 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
                 ticket_url,
                 first_seen: f.first_seen.clone(),
                 action: d.recommended_action.as_str(),
-                controls: d.controls.clone(),
+                controls: d.controls.to_vec(),
                 search,
                 trace_anchor: anchor_of.get(d.identity_id.as_str()).copied().unwrap_or(0),
                 status: if d.exception.is_some() {

@@ -450,7 +450,7 @@ mod tests {
             provider: Some("aws".into()),
             identity_id: format!("arn:aws:iam::1:user/u{n}"),
             credential_id: Some(format!("AKIA{n:06}")),
-            controls: vec![],
+            controls: Default::default(),
             evidence: serde_json::json!({}).into(),
             recommended_action: Action::Disable,
             exception: None,

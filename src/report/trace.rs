@@ -301,7 +301,7 @@ impl<'a> Context<'a> {
                 credential_id: f.finding.credential_id.clone(),
                 first_seen: f.first_seen.clone(),
                 recommended_action: f.finding.recommended_action.as_str().to_string(),
-                controls: f.finding.controls.clone(),
+                controls: f.finding.controls.to_vec(),
             })
             .collect();
         let approvals: Vec<ApprovalView> = self

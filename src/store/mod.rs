@@ -229,13 +229,13 @@ pub(crate) fn missing_data(fp: &str) -> StoreError {
 const AUDIT_BATCH: usize = 1_000;
 
 /// One finding of a run, hashed once (for the findings and the sightings
-/// both); its data is serialised only if a row is written.
+/// both); its data is serialised only when a row is written, and not
+/// kept: a first pass writes a gigabyte of it at a million findings.
 pub(crate) struct Prepared<'a> {
     pub(crate) fp: String,
     pub(crate) hash: String,
     pub(crate) depends: String,
     pub(crate) f: &'a SourcedFinding,
-    data: std::sync::OnceLock<String>,
 }
 
 /// SHA-256 of what is written to it.
@@ -263,17 +263,12 @@ impl<'a> Prepared<'a> {
             hash: hex::encode(h.0.finalize()),
             depends: f.depends.stored(),
             f,
-            data: std::sync::OnceLock::new(),
         })
     }
 
-    /// The finding's data as stored (serialised on first use).
-    pub(crate) fn data(&self) -> Result<&str, StoreError> {
-        if let Some(d) = self.data.get() {
-            return Ok(d);
-        }
-        let d = serde_json::to_string(&self.f.finding)?;
-        Ok(self.data.get_or_init(|| d))
+    /// The finding's data as stored.
+    pub(crate) fn data(&self) -> Result<String, StoreError> {
+        Ok(serde_json::to_string(&self.f.finding)?)
     }
 
     /// `findings` hashed (in parallel: the serialisation is the cost), a
@@ -460,7 +455,7 @@ async fn upsert_findings(
                 .bind(p.f.credential_kind.map(|k| k.as_str()))
                 .bind(match data {
                     Data::Here => p.data()?,
-                    Data::InSighting => "",
+                    Data::InSighting => String::new(),
                 })
                 .bind(&p.depends)
                 .bind(&p.hash);

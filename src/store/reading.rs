@@ -71,7 +71,7 @@ pub fn rule_infos(rules: &RuleSet) -> Vec<RuleInfo> {
             subject: r.subject.as_str().to_string(),
             action: r.action,
             remediation: r.remediation.clone(),
-            controls: r.controls.clone(),
+            controls: r.controls.to_vec(),
         })
         .collect()
 }

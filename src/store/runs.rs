@@ -292,8 +292,6 @@ async fn insert_sightings(
     rows: &[&Prepared<'_>],
 ) -> Result<(), StoreError> {
     use rayon::prelude::*;
-    // Serialised on every core first: a first pass writes a gigabyte.
-    rows.par_iter().try_for_each(|p| p.data().map(drop))?;
     let json = super::batch::JsonRows::new(conn, 2);
     // Each row: its 8 own values; the run (`$1`) as first and last run.
     let cols: Vec<String> = (0..8).map(|i| json.col(i)).collect();
@@ -307,21 +305,28 @@ async fn insert_sightings(
         json.from()
     );
     for chunk in rows.chunks(super::batch::JSON_ROWS) {
-        let values = chunk
+        // Serialised a chunk at a time on every core, and dropped once
+        // written.
+        let data: Vec<String> = chunk
+            .par_iter()
+            .map(|p| p.data())
+            .collect::<Result<_, _>>()?;
+        let values: Vec<_> = chunk
             .iter()
-            .map(|p| {
-                Ok((
+            .zip(&data)
+            .map(|(p, data)| {
+                (
                     &p.fp,
                     &p.f.finding.rule_id,
                     p.f.finding.severity.as_str(),
                     &p.f.source,
                     p.f.credential_kind.map(|k| k.as_str()),
                     &p.hash,
-                    p.data()?,
+                    data,
                     &p.depends,
-                ))
+                )
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .collect();
         sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(run)
             .bind(serde_json::to_string(&values)?)
@@ -765,7 +770,7 @@ mod tests {
                 provider: Some("aws".into()),
                 identity_id: "arn:aws:iam::1:user/ci".into(),
                 credential_id: Some(cred.into()),
-                controls: vec!["OWASP-NHI-2025:NHI7".into()],
+                controls: ["OWASP-NHI-2025:NHI7".into()].into(),
                 evidence: serde_json::json!({"credential.days_since_last_use": 120}).into(),
                 recommended_action: Action::Disable,
                 exception: None,

@@ -186,7 +186,7 @@ pub struct Rule {
     /// How to fix it by hand.
     pub remediation: String,
     /// Controls, as `FRAMEWORK:ID`.
-    pub controls: Vec<String>,
+    pub controls: std::sync::Arc<[String]>,
     /// Where it was loaded from (`rules/builtin/x/rule.yaml`).
     pub origin: String,
     /// Compiled condition.
@@ -582,7 +582,7 @@ impl RuleSet {
                 action,
                 target,
                 remediation: d.remediation.trim().to_string(),
-                controls: d.controls.value,
+                controls: d.controls.value.into(),
                 origin: file,
                 condition: compiled.condition,
                 fields: compiled.fields,
