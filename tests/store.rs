@@ -1288,9 +1288,9 @@ async fn report_pages_read_what_the_whole_replay_reads(store: SqlStore) {
                 let r = r.expect("resolved");
                 let data = serde_json::to_string(&r.finding.finding).expect("json");
                 (
-                    r.finding.fingerprint,
-                    r.finding.first_seen,
-                    r.last_seen,
+                    r.finding.fingerprint.clone(),
+                    r.finding.first_seen.clone(),
+                    r.last_seen.clone(),
                     data,
                 )
             })
@@ -1361,9 +1361,9 @@ async fn readers_on_threads_share_pages(store: SqlStore) {
     )
     .await
     .expect("load");
-    let seen = |f: nhi_assure::report::ReportFinding| {
+    let seen = |f: nhi_assure::report::Shared<nhi_assure::report::ReportFinding>| {
         let json = serde_json::to_string(&f.finding).expect("json");
-        (f.fingerprint, f.first_seen, json)
+        (f.fingerprint.clone(), f.first_seen.clone(), json)
     };
     let alone: Vec<_> = data
         .findings

@@ -190,7 +190,8 @@ fn subject_hash(f: &super::ReportFinding) -> u64 {
 pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverage>, ReportError> {
     let mut fold = Fold::new(data, filter)?;
     for f in data.findings.iter() {
-        fold.add(&f?);
+        let f = f?;
+        fold.add(&f);
     }
     Ok(fold.finish())
 }

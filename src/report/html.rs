@@ -179,7 +179,7 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
             traced.push(d.identity_id.clone());
         }
         if first.len() < MAX_ROWS {
-            first.push(f);
+            first.push((*f).clone());
         }
     }
     let tallied;

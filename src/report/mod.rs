@@ -194,8 +194,76 @@ struct Pager {
     run: Arc<RunInfo>,
 }
 
-/// A page as read: the sightings of its fingerprints and their lifecycles.
-type Read = (Vec<Sighting>, diff::Lifecycle);
+/// What a list's pages hold: a run's findings, or those it resolved.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Findings,
+    Resolved,
+}
+
+/// A page as its readers read it: built once from the store's rows, then
+/// shared, never copied, by every reader (an evidence bundle has six).
+#[derive(Debug)]
+pub enum Page {
+    /// Findings of the run, in report order.
+    Findings(Vec<ReportFinding>),
+    /// Findings the run resolved.
+    Resolved(Vec<ResolvedFinding>),
+}
+
+/// What a [`Page`] holds, read in place through [`Shared`].
+pub trait Paged: Sized {
+    /// The page's items, if it holds this kind (none otherwise).
+    #[doc(hidden)]
+    fn items(page: &Page) -> &[Self];
+}
+
+impl Paged for ReportFinding {
+    fn items(page: &Page) -> &[Self] {
+        match page {
+            Page::Findings(v) => v,
+            Page::Resolved(_) => &[],
+        }
+    }
+}
+
+impl Paged for ResolvedFinding {
+    fn items(page: &Page) -> &[Self] {
+        match page {
+            Page::Resolved(v) => v,
+            Page::Findings(_) => &[],
+        }
+    }
+}
+
+/// One item of a page every reader shares: it reads as a `&T`, and is
+/// cloned only where a caller keeps it.
+pub struct Shared<T: Paged> {
+    page: Arc<Page>,
+    at: usize,
+    kind: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Paged> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // `at` is an index of this page's items of `T`, given out by
+        // [`Pager::stream`] and by nothing else.
+        &T::items(&self.page)[self.at]
+    }
+}
+
+impl<T: Paged + Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<T: Paged + std::fmt::Debug> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
 
 /// The pages of one list of fingerprints, each read once from the store
 /// for every reader of the list, on whatever thread: an evidence bundle
@@ -209,6 +277,7 @@ type Read = (Vec<Sighting>, diff::Lifecycle);
 #[derive(Debug)]
 struct Pages {
     keys: Vec<String>,
+    kind: Kind,
     shelf: std::sync::Mutex<Shelf>,
     changed: std::sync::Condvar,
 }
@@ -219,7 +288,7 @@ struct Shelf {
     readers: HashMap<u64, usize>,
     next_reader: u64,
     /// Pages read and still needed; an error is handed to every reader.
-    ready: HashMap<usize, Result<Arc<Read>, String>>,
+    ready: HashMap<usize, Result<Arc<Page>, String>>,
     /// Pages being read.
     reading: std::collections::HashSet<usize>,
 }
@@ -238,9 +307,10 @@ impl Shelf {
 }
 
 impl Pages {
-    fn new(keys: Vec<String>) -> Arc<Self> {
+    fn new(keys: Vec<String>, kind: Kind) -> Arc<Self> {
         Arc::new(Pages {
             keys,
+            kind,
             shelf: Default::default(),
             changed: Default::default(),
         })
@@ -282,20 +352,30 @@ impl Reader<'_> {
             return;
         }
         shelf.reading.insert(n);
-        let (store, replayer) = (self.pager.store.clone(), self.pager.replayer.clone());
+        let (store, replayer, run) = (
+            self.pager.store.clone(),
+            self.pager.replayer.clone(),
+            self.pager.run.clone(),
+        );
         let shelving = Shelving {
             pages: self.pages.clone(),
             n,
             read: Some(Err("the page's reader stopped".into())),
         };
-        let run = self.pager.run.id;
         self.pager.handle.spawn(async move {
             let mut shelving = shelving;
             let fps = shelving.pages.chunk(shelving.n);
-            shelving.read = Some(match store.sightings_of(fps, run).await {
+            shelving.read = Some(match store.sightings_of(fps, run.id).await {
                 Ok(sightings) => {
                     let lives = replayer.replay(&sightings);
-                    Ok(Arc::new((sightings, lives)))
+                    Ok(Arc::new(match shelving.pages.kind {
+                        Kind::Findings => {
+                            Page::Findings(findings_page(&run, fps, sightings, lives))
+                        }
+                        Kind::Resolved => {
+                            Page::Resolved(resolved_page(&run, &replayer, sightings, lives))
+                        }
+                    }))
                 }
                 Err(e) => Err(e.to_string()),
             });
@@ -318,9 +398,8 @@ impl Reader<'_> {
         })
     }
 
-    /// Page `n`, read by this reader or another; the page is this
-    /// reader's own (moved, not copied) once no other reader needs it.
-    fn take(&mut self, n: usize) -> Result<Read, ReportError> {
+    /// Page `n`, read by this reader or another, shared by both.
+    fn take(&mut self, n: usize) -> Result<Arc<Page>, ReportError> {
         let pages = self.pages;
         let mut shelf = pages.lock();
         let me = self.join(&mut shelf);
@@ -344,7 +423,7 @@ impl Reader<'_> {
         };
         drop(shelf);
         match read {
-            Some(Ok(read)) => Ok(Arc::try_unwrap(read).unwrap_or_else(|r| (*r).clone())),
+            Some(Ok(read)) => Ok(read),
             Some(Err(e)) => Err(ReportError::Render {
                 what: "store",
                 message: format!("reading a page of findings: {e}"),
@@ -363,7 +442,7 @@ impl Reader<'_> {
 struct Shelving {
     pages: Arc<Pages>,
     n: usize,
-    read: Option<Result<Arc<Read>, String>>,
+    read: Option<Result<Arc<Page>, String>>,
 }
 
 impl Drop for Shelving {
@@ -393,11 +472,10 @@ impl Pager {
     /// Each page of `pages` through `page`, flattened, the next page read
     /// while one is handed out; an error ends the stream after it is
     /// yielded.
-    fn stream<'a, T: 'a>(
+    fn stream<'a, T: Paged + 'a>(
         &'a self,
         pages: &'a Arc<Pages>,
-        page: impl Fn(&Self, &[String], Read) -> Result<Vec<T>, ReportError> + 'a,
-    ) -> impl Iterator<Item = Result<T, ReportError>> + 'a {
+    ) -> impl Iterator<Item = Result<Shared<T>, ReportError>> + 'a {
         let mut reader = Reader {
             pages,
             pager: self,
@@ -409,8 +487,16 @@ impl Pager {
                 return Vec::new();
             }
             reader.prefetch(n.saturating_add(1));
-            match reader.take(n).and_then(|r| page(self, pages.chunk(n), r)) {
-                Ok(v) => v.into_iter().map(Ok).collect(),
+            match reader.take(n) {
+                Ok(page) => (0..T::items(&page).len())
+                    .map(|at| {
+                        Ok(Shared {
+                            page: page.clone(),
+                            at,
+                            kind: std::marker::PhantomData,
+                        })
+                    })
+                    .collect(),
                 Err(e) => {
                     failed = true;
                     vec![Err(e)]
@@ -432,6 +518,80 @@ fn by_fingerprint(sightings: Vec<Sighting>) -> HashMap<String, Vec<Sighting>> {
     for k in sightings {
         out.entry(k.fingerprint.clone()).or_default().push(k);
     }
+    out
+}
+
+/// Page `fps` of a run's findings, from their sightings and lifecycles.
+fn findings_page(
+    run: &RunInfo,
+    fps: &[String],
+    sightings: Vec<Sighting>,
+    lives: diff::Lifecycle,
+) -> Vec<ReportFinding> {
+    let mut by_fp = by_fingerprint(sightings);
+    fps.iter()
+        .filter_map(|fp| {
+            let list = by_fp.get_mut(fp)?;
+            let seen = covering(list, run.id)?;
+            Some(ReportFinding {
+                first_seen: lives
+                    .open
+                    .get(fp)
+                    .map(|l| l.first_seen.clone())
+                    .unwrap_or_else(|| run.started_at.clone()),
+                fingerprint: fp.clone(),
+                source: std::mem::take(&mut seen.source),
+                finding: seen.finding.take()?,
+            })
+        })
+        .collect()
+}
+
+/// A page of the findings run `run` resolved, among candidates'
+/// sightings and lifecycles.
+fn resolved_page(
+    run: &RunInfo,
+    replayer: &diff::Replayer,
+    sightings: Vec<Sighting>,
+    lives: diff::Lifecycle,
+) -> Vec<ResolvedFinding> {
+    let started = |id: i64| {
+        replayer
+            .runs
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .map(|n| replayer.runs[n].started_at.clone())
+            .unwrap_or_default()
+    };
+    let mut by_fp = by_fingerprint(sightings);
+    let mut out = Vec::new();
+    for l in lives
+        .closed
+        .iter()
+        .filter(|l| l.resolved_run == Some(run.id))
+    {
+        let Some(seen) = by_fp
+            .get_mut(&l.fingerprint)
+            .and_then(|list| covering(list, l.last_run))
+        else {
+            continue;
+        };
+        let Some(finding) = seen.finding.take() else {
+            continue;
+        };
+        out.push(ResolvedFinding {
+            finding: ReportFinding {
+                fingerprint: l.fingerprint.clone(),
+                source: l.source.clone(),
+                first_seen: l.first_seen.clone(),
+                finding,
+            },
+            last_seen: started(l.last_run),
+            resolved_at: run.started_at.clone(),
+        });
+    }
+    // In fingerprint order already: `closed` is sorted by (resolved run,
+    // fingerprint), and only this run is kept.
     out
 }
 
@@ -462,34 +622,13 @@ impl Findings {
     }
 
     /// Each finding in report order, read a page at a time.
-    pub fn iter(&self) -> impl Iterator<Item = Result<ReportFinding, ReportError>> + '_ {
-        self.pager
-            .stream(&self.keys, |pager, fps, (sightings, lives)| {
-                let run = &pager.run;
-                let mut by_fp = by_fingerprint(sightings);
-                Ok(fps
-                    .iter()
-                    .filter_map(|fp| {
-                        let list = by_fp.get_mut(fp)?;
-                        let seen = covering(list, run.id)?;
-                        Some(ReportFinding {
-                            first_seen: lives
-                                .open
-                                .get(fp)
-                                .map(|l| l.first_seen.clone())
-                                .unwrap_or_else(|| run.started_at.clone()),
-                            fingerprint: fp.clone(),
-                            source: std::mem::take(&mut seen.source),
-                            finding: seen.finding.take()?,
-                        })
-                    })
-                    .collect())
-            })
+    pub fn iter(&self) -> impl Iterator<Item = Result<Shared<ReportFinding>, ReportError>> + '_ {
+        self.pager.stream(&self.keys)
     }
 
     /// Every finding, in memory: for a subset ([`Findings::only`]).
     pub fn collect(&self) -> Result<Vec<ReportFinding>, ReportError> {
-        self.iter().collect()
+        self.iter().map(|f| f.map(|f| (*f).clone())).collect()
     }
 
     /// Only the findings whose fingerprint `keep` accepts, in the same
@@ -497,7 +636,10 @@ impl Findings {
     pub fn only(&self, keep: impl Fn(&str) -> bool) -> Findings {
         Findings {
             pager: self.pager.clone(),
-            keys: Pages::new(self.keys.keys.iter().filter(|k| keep(k)).cloned().collect()),
+            keys: Pages::new(
+                self.keys.keys.iter().filter(|k| keep(k)).cloned().collect(),
+                Kind::Findings,
+            ),
         }
     }
 }
@@ -514,50 +656,8 @@ pub struct Resolved {
 
 impl Resolved {
     /// Each resolved finding, by fingerprint.
-    pub fn iter(&self) -> impl Iterator<Item = Result<ResolvedFinding, ReportError>> + '_ {
-        self.pager
-            .stream(&self.candidates, |pager, _, (sightings, lives)| {
-                let run = &pager.run;
-                let started = |id: i64| {
-                    pager
-                        .replayer
-                        .runs
-                        .binary_search_by_key(&id, |r| r.id)
-                        .ok()
-                        .map(|n| pager.replayer.runs[n].started_at.clone())
-                        .unwrap_or_default()
-                };
-                let mut by_fp = by_fingerprint(sightings);
-                let mut out = Vec::new();
-                for l in lives
-                    .closed
-                    .iter()
-                    .filter(|l| l.resolved_run == Some(run.id))
-                {
-                    let Some(seen) = by_fp
-                        .get_mut(&l.fingerprint)
-                        .and_then(|list| covering(list, l.last_run))
-                    else {
-                        continue;
-                    };
-                    let Some(finding) = seen.finding.take() else {
-                        continue;
-                    };
-                    out.push(ResolvedFinding {
-                        finding: ReportFinding {
-                            fingerprint: l.fingerprint.clone(),
-                            source: l.source.clone(),
-                            first_seen: l.first_seen.clone(),
-                            finding,
-                        },
-                        last_seen: started(l.last_run),
-                        resolved_at: run.started_at.clone(),
-                    });
-                }
-                // In fingerprint order already: `closed` is sorted by
-                // (resolved run, fingerprint), and only this run is kept.
-                Ok(out)
-            })
+    pub fn iter(&self) -> impl Iterator<Item = Result<Shared<ResolvedFinding>, ReportError>> + '_ {
+        self.pager.stream(&self.candidates)
     }
 }
 
@@ -644,11 +744,11 @@ pub async fn load(
         run: Arc::new(run.clone()),
     };
     let findings = Findings {
-        keys: Pages::new(keys),
+        keys: Pages::new(keys, Kind::Findings),
         pager: pager.clone(),
     };
     let resolved = Resolved {
-        candidates: Pages::new(candidates),
+        candidates: Pages::new(candidates, Kind::Resolved),
         pager,
     };
     let journal_upto: Vec<Entry> = store

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{parse_ts, ReportError, ReportFinding, RunData};
+use super::{parse_ts, ReportError, ReportFinding, RunData, Shared};
 use crate::engine::findings::{Evidence, Finding};
 use crate::engine::rules::Severity;
 use crate::store::reading::RuleInfo;
@@ -511,7 +511,23 @@ fn ticket(evidence: &Evidence) -> Option<Ticket<'_>> {
 
 /// A finding to write, and the instant it was last seen if the run
 /// resolved it.
-type Item = (ReportFinding, Option<String>);
+type Item = (Of, Option<String>);
+
+/// A finding still open or one resolved, as its page holds it.
+enum Of {
+    Open(Shared<ReportFinding>),
+    Closed(Shared<super::ResolvedFinding>),
+}
+
+impl std::ops::Deref for Of {
+    type Target = ReportFinding;
+    fn deref(&self) -> &ReportFinding {
+        match self {
+            Of::Open(f) => f,
+            Of::Closed(r) => &r.finding,
+        }
+    }
+}
 
 /// The run's findings as OCSF IAM Analysis Finding events: `Create` for a
 /// finding this run opened, `Update` for one still open, and `Close`
@@ -542,11 +558,15 @@ fn phase(last_seen: &Option<String>) -> Phase<'_> {
 }
 
 fn each(data: &RunData) -> impl Iterator<Item = Result<Item, ReportError>> + '_ {
-    data.findings.iter().map(|f| f.map(|f| (f, None))).chain(
-        data.resolved
-            .iter()
-            .map(|r| r.map(|r| (r.finding, Some(r.last_seen)))),
-    )
+    data.findings
+        .iter()
+        .map(|f| f.map(|f| (Of::Open(f), None)))
+        .chain(data.resolved.iter().map(|r| {
+            r.map(|r| {
+                let last_seen = r.last_seen.clone();
+                (Of::Closed(r), Some(last_seen))
+            })
+        }))
 }
 
 /// Findings rendered at once, then written in order while the next are
