@@ -161,10 +161,11 @@ pub fn check_filter(data: &RunData, filter: &[String]) -> Result<(), ReportError
 /// What one control has seen of the findings so far.
 #[derive(Default)]
 struct Tally {
-    /// Hashes of subjects with a finding no exception covers.
-    failing: HashSet<u64>,
+    /// Hashes of subjects with a finding no exception covers (a set
+    /// hashing them again cheaply: they are hashes already).
+    failing: rustc_hash::FxHashSet<u64>,
     /// Hashes of subjects with an excepted finding.
-    excepted: HashSet<u64>,
+    excepted: rustc_hash::FxHashSet<u64>,
     worst: Option<Severity>,
     listed: Vec<String>,
     total: usize,

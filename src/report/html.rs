@@ -149,7 +149,7 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
     let mut by_source_n: HashMap<String, usize> = HashMap::new();
     let mut first: Vec<super::ReportFinding> = Vec::new();
     let mut traced: Vec<String> = Vec::new();
-    let mut identities: HashSet<u64> = HashSet::new();
+    let mut identities: rustc_hash::FxHashSet<u64> = Default::default();
     // Coverage not computed before is tallied in the same pass.
     let mut fold = match cov {
         Coverage::Computed(_) => None,
@@ -164,15 +164,26 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
         if let Some(n) = order.iter().position(|s| *s == d.severity.as_str()) {
             by_sev_n[n] += 1;
         }
+        // Counted under a key copied once per control, not per finding.
         for c in d.controls.iter() {
-            *by_control_n.entry(c.clone()).or_default() += 1;
+            match by_control_n.get_mut(c.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    by_control_n.insert(c.clone(), 1);
+                }
+            }
         }
         let source = if f.source.is_empty() {
             "approval records"
         } else {
             f.source.as_str()
         };
-        *by_source_n.entry(source.to_string()).or_default() += 1;
+        match by_source_n.get_mut(source) {
+            Some(n) => *n += 1,
+            None => {
+                by_source_n.insert(source.to_string(), 1);
+            }
+        }
         let mut h = std::hash::DefaultHasher::new();
         d.identity_id.hash(&mut h);
         if identities.insert(h.finish()) && traced.len() < MAX_TRACES {
