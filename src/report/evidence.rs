@@ -444,14 +444,19 @@ fn spool(
 ) -> Result<Spooled, EvidenceError> {
     let tmp = std::path::Path::new("(temporary file)");
     let file = tempfile::tempfile().map_err(io(tmp))?;
-    let mut w = Hashing {
-        inner: std::io::BufWriter::with_capacity(1 << 20, Deflated::new(file)),
-        hash: Sha256::new(),
-        size: 0,
-    };
+    // Buffered before the hash: serialisers write a few bytes at a time,
+    // and the hash and the deflater work best on large slices.
+    let mut w = std::io::BufWriter::with_capacity(
+        1 << 20,
+        Hashing {
+            inner: Deflated::new(file),
+            hash: Sha256::new(),
+            size: 0,
+        },
+    );
     write(&mut w)?;
-    let Hashing { inner, hash, size } = w;
-    let deflated = inner.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    let Hashing { inner, hash, size } = w.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    let deflated = inner;
     let (mut file, crc) = deflated.finish().map_err(io(tmp))?;
     let length = std::io::Seek::stream_position(&mut file).map_err(io(tmp))?;
     std::io::Seek::rewind(&mut file).map_err(io(tmp))?;

@@ -745,11 +745,21 @@ impl SqlStore {
             return Ok(None);
         };
         let hash = |k: &str| r.try_get::<String, _>(k);
+        let (inventory, approvals, rules) = (
+            hash("inventory_sha256")?,
+            hash("approvals_sha256")?,
+            hash("rules_sha256")?,
+        );
+        let (inventory, approvals, rules) = tokio::try_join!(
+            self.blob(&inventory),
+            self.blob(&approvals),
+            self.blob(&rules)
+        )?;
         Ok(Some(StoredReading {
             format_version: r.try_get("format_version")?,
-            inventory: self.blob(&hash("inventory_sha256")?).await?,
-            approvals: self.blob(&hash("approvals_sha256")?).await?,
-            rules: self.blob(&hash("rules_sha256")?).await?,
+            inventory,
+            approvals,
+            rules,
         }))
     }
 }
