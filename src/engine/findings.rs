@@ -450,7 +450,8 @@ pub fn materialize_with_subjects(
             }
         })
         .collect();
-    out.sort_by(|a, b| {
+    // Stable like `sort_by`, and on every core: a million findings.
+    out.par_sort_by(|a, b| {
         let (a, b) = (&a.finding, &b.finding);
         b.severity
             .cmp(&a.severity)

@@ -261,9 +261,14 @@ pub struct Serialised {
 impl Serialised {
     /// Serialise what a pass over `estate` with `rules` read.
     pub fn of(estate: &Estate, rules: &RuleSet) -> Result<Serialised, StoreError> {
+        // The inventory and the approvals at once, as they are parsed.
+        let (inventory, approvals) = rayon::join(
+            || serde_json::to_string(&source_refs(estate)),
+            || serde_json::to_string(&estate.approvals),
+        );
         Ok(Serialised {
-            inventory: serde_json::to_string(&source_refs(estate))?,
-            approvals: serde_json::to_string(&estate.approvals)?,
+            inventory: inventory?,
+            approvals: approvals?,
             rules: serde_json::to_string(&rule_infos(rules))?,
         })
     }
