@@ -862,6 +862,110 @@ async fn a_finding_s_data_is_kept_once_and_read_from_where_it_is(
     assert!(err.to_string().contains("AKIAY"), "{err}");
 }
 
+/// A sighting's data is stored packed (not as its JSON text), a sighting
+/// written before packing (its text, no packed value) reads alike through
+/// every reader, and a damaged packed value is an error naming the store's
+/// data, not a finding dropped or a panic.
+async fn sighting_data_is_packed_and_text_rows_from_before_still_read(
+    store: SqlStore,
+    location: String,
+) {
+    let pool = raw(&location).await;
+    let complete = status(SourceState::Complete);
+    let on = |who: &str, cred: &str| {
+        let mut f = finding("credential-stale", cred);
+        f.finding.identity_id = format!("arn:aws:iam::1:user/{who}");
+        f.finding.evidence =
+            serde_json::json!({ "credential.last_used": "2026-01-02T03:04:05Z" }).into();
+        f
+    };
+    let (x, y) = (on("x", "AKIAX"), on("y", "AKIAY"));
+    let run = pass(&store, &complete, &[x.clone(), y.clone()]).await;
+    let stored: Vec<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT fingerprint, data, data_packed FROM finding_sightings ORDER BY fingerprint",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("rows");
+    assert_eq!(stored.len(), 2);
+    for ((fp, data, packed), f) in stored.iter().zip([&x, &y]) {
+        let json = serde_json::to_string(&f.finding).expect("json");
+        let packed = packed.as_deref().expect("packed");
+        assert_eq!(
+            data, "",
+            "{fp}: the text is not kept beside its packed value"
+        );
+        assert!(
+            packed.len() < json.len(),
+            "{fp}: {} of {}",
+            packed.len(),
+            json.len()
+        );
+        assert!(
+            !packed
+                .windows(8)
+                .any(|w| w == b"AKIAX\"," || w == b"AKIAY\","),
+            "{fp}: stored as text"
+        );
+    }
+
+    // y's sighting as an earlier version wrote it.
+    let legacy = serde_json::to_string(&y.finding).expect("json");
+    sqlx::query(
+        "UPDATE finding_sightings SET data = $1, data_packed = NULL WHERE fingerprint LIKE '%AKIAY'",
+    )
+    .bind(&legacy)
+    .execute(&pool)
+    .await
+    .expect("legacy row");
+    let mut open: Vec<_> = store
+        .open_findings()
+        .await
+        .expect("open")
+        .into_iter()
+        .map(|f| f.finding)
+        .collect();
+    open.sort_by(|a, b| a.identity_id.cmp(&b.identity_id));
+    assert_eq!(open, [x.finding.clone(), y.finding.clone()]);
+    let seen: Vec<_> = store
+        .run_findings(run)
+        .await
+        .expect("run findings")
+        .into_iter()
+        .map(|s| s.finding.expect("data"))
+        .collect();
+    assert_eq!(seen, [x.finding.clone(), y.finding.clone()]);
+    let fps: Vec<String> = [&x, &y].iter().map(|f| f.finding.fingerprint()).collect();
+    let page: Vec<_> = store
+        .sightings_of(&fps, run)
+        .await
+        .expect("page")
+        .into_iter()
+        .map(|s| s.finding.expect("data"))
+        .collect();
+    assert_eq!(page, [x.finding.clone(), y.finding.clone()]);
+
+    // x's packed value damaged: every reader says so.
+    sqlx::query("UPDATE finding_sightings SET data_packed = $1 WHERE fingerprint LIKE '%AKIAX'")
+        .bind(vec![1u8, 0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0])
+        .execute(&pool)
+        .await
+        .expect("damage");
+    let err = store
+        .open_findings()
+        .await
+        .expect_err("damaged")
+        .to_string();
+    assert!(err.contains("stored data"), "{err}");
+    assert!(store.run_findings(run).await.is_err());
+    let err = store
+        .sightings_of(&fps, run)
+        .await
+        .expect_err("damaged")
+        .to_string();
+    assert!(err.contains("stored data"), "{err}");
+}
+
 /// An unchanged pass writes no finding or sighting row, and every reader
 /// still sees it as seen by that pass; what a pass does not see, or sees
 /// changed, is closed at the last pass that saw it.
@@ -1530,6 +1634,7 @@ both!(
     an_unchanged_pass_writes_nothing_and_reads_as_seen,
     depends_written_by_earlier_versions_read_as_the_same_facets,
     a_finding_s_data_is_kept_once_and_read_from_where_it_is,
+    sighting_data_is_packed_and_text_rows_from_before_still_read,
 );
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,

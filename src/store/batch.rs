@@ -105,6 +105,15 @@ pub(crate) fn json_value(conn: &sqlx::AnyConnection, col: &str) -> String {
     }
 }
 
+/// Column `col` (bytes) as hex text inside a JSON page.
+pub(crate) fn hex_value(conn: &sqlx::AnyConnection, col: &str) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        format!("hex({col})")
+    } else {
+        format!("encode({col}, 'hex')")
+    }
+}
+
 /// [`json_page`] without an order: rows as the query yields them, for a
 /// caller that sorts the page itself. Ordering inside the aggregate sorts
 /// every row, evidence and all, in a temporary B-tree that SQLite spills
@@ -160,6 +169,15 @@ impl JsonRows {
             format!("value->>{i}")
         } else {
             format!("e->>{i}")
+        }
+    }
+
+    /// Column `i` of a row, bound as hex text, as bytes.
+    pub(crate) fn bytes_col(&self, i: usize) -> String {
+        if self.sqlite {
+            format!("unhex(value->>{i})")
+        } else {
+            format!("decode(e->>{i}, 'hex')")
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod issued;
 pub mod journal;
 pub mod lease;
 pub mod notify;
+mod packed;
 pub mod reading;
 mod replay;
 pub mod runs;
@@ -210,13 +211,19 @@ enum Data {
     InSighting,
 }
 
-/// A findings row's data as a column named `data`: its own, or for a row
-/// written with [`Data::InSighting`], its sighting's (any sighting of the
-/// same fingerprint and data hash holds the same bytes).
+/// A findings row's data as columns `data` and `data_packed`
+/// ([`packed::json_of`] reads them): its own, or for a row written with
+/// [`Data::InSighting`], its latest sighting's of the same data hash (any
+/// sighting of the same fingerprint and data hash holds the same finding;
+/// both columns from the same one).
 pub(crate) const FINDING_DATA: &str = "CASE WHEN findings.data = '' THEN
      (SELECT s.data FROM finding_sightings s WHERE s.fingerprint = findings.fingerprint
-        AND s.data_sha256 = findings.data_sha256 LIMIT 1)
-     ELSE findings.data END AS data";
+        AND s.data_sha256 = findings.data_sha256 ORDER BY s.first_run DESC LIMIT 1)
+     ELSE findings.data END AS data,
+     CASE WHEN findings.data = '' THEN
+     (SELECT s.data_packed FROM finding_sightings s WHERE s.fingerprint = findings.fingerprint
+        AND s.data_sha256 = findings.data_sha256 ORDER BY s.first_run DESC LIMIT 1)
+     END AS data_packed";
 
 /// A finding row whose data is in no sighting: the store is damaged.
 pub(crate) fn missing_data(fp: &str) -> StoreError {
@@ -1032,13 +1039,7 @@ impl Store for SqlStore {
         if let (Some(reading), None) = (run.reading, run.scope) {
             runs::record_detail(&mut tx, run_id, reading, &prepared).await?;
         }
-        tracing::debug!(
-            ?read_open,
-            ?serialised,
-            ?findings_written,
-            detail = ?(clock.elapsed() - read_open - serialised - findings_written),
-            "run recorded"
-        );
+        let detail = clock.elapsed() - read_open - serialised - findings_written;
         // Lifecycle events are audited per batch: one entry lists, in
         // fingerprint order, up to AUDIT_BATCH findings the run opened (or
         // resolved). The chain covers the batch as it covers any entry; a
@@ -1074,7 +1075,17 @@ impl Store for SqlStore {
             }),
         });
         audit::append(&mut tx, &entries).await?;
+        let audited = clock.elapsed();
         tx.commit().await?;
+        tracing::debug!(
+            ?read_open,
+            ?serialised,
+            ?findings_written,
+            ?detail,
+            audit = ?(audited - read_open - serialised - findings_written - detail),
+            commit = ?(clock.elapsed() - audited),
+            "run recorded"
+        );
         Ok(RunSummary {
             run_id,
             findings: seen as i64,
@@ -1090,20 +1101,28 @@ impl Store for SqlStore {
         let (latest, started) = latest_full(&mut conn)
             .await?
             .unwrap_or((i64::MAX, String::new()));
-        let rows: Vec<(Option<String>, String, String, Option<String>, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {FINDING_DATA}, first_seen,
+        type Row = (
+            Option<String>,
+            Option<Vec<u8>>,
+            String,
+            String,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {FINDING_DATA}, first_seen,
                  CASE WHEN open_ended = 1 AND last_run < $1 THEN $2 ELSE last_seen END AS last_seen,
                  resolved_at, fingerprint
              FROM findings WHERE resolved_at IS NULL ORDER BY fingerprint"
-            )))
-            .bind(latest)
-            .bind(started)
-            .fetch_all(&mut *conn)
-            .await?;
+        )))
+        .bind(latest)
+        .bind(started)
+        .fetch_all(&mut *conn)
+        .await?;
         rows.into_iter()
-            .map(|(data, first_seen, last_seen, resolved_at, fp)| {
-                let data = data.ok_or_else(|| missing_data(&fp))?;
+            .map(|(data, packed, first_seen, last_seen, resolved_at, fp)| {
+                let data =
+                    packed::json_of(data, packed.as_deref())?.ok_or_else(|| missing_data(&fp))?;
                 Ok(StoredFinding {
                     finding: serde_json::from_str(&data)?,
                     first_seen,

@@ -207,12 +207,15 @@ impl SqlStore {
                 super::FINDING_DATA,
                 super::batch::list(chunk.len(), 0)
             );
-            let mut q = sqlx::query_as::<_, (String, Option<String>)>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (String, Option<String>, Option<Vec<u8>>)>(
+                sqlx::AssertSqlSafe(sql),
+            );
             for fp in chunk {
                 q = q.bind(*fp);
             }
-            for (fp, d) in q.fetch_all(&self.pool).await? {
-                let d = d.ok_or_else(|| super::missing_data(&fp))?;
+            for (fp, d, packed) in q.fetch_all(&self.pool).await? {
+                let d = super::packed::json_of(d, packed.as_deref())?
+                    .ok_or_else(|| super::missing_data(&fp))?;
                 data.insert(fp, d);
             }
         }

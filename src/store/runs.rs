@@ -165,7 +165,11 @@ macro_rules! sighting {
     ($r:expr, $with_data:expr) => {{
         let r = $r;
         let finding: Option<Finding> = if $with_data {
-            Some(serde_json::from_str(&r.try_get::<String, _>("data")?)?)
+            let fp: String = r.try_get("fingerprint")?;
+            let packed: Option<Vec<u8>> = r.try_get("data_packed")?;
+            let data = super::packed::json_of(r.try_get("data")?, packed.as_deref())?
+                .ok_or_else(|| super::missing_data(&fp))?;
+            Some(serde_json::from_str(&data)?)
         } else {
             None
         };
@@ -285,7 +289,8 @@ async fn sight_all(
 }
 
 /// Start open-ended sightings of `rows` at run `run`, a thousand rows to
-/// a statement bound as one JSON parameter ([`super::batch::JsonRows`]).
+/// a statement bound as one JSON parameter ([`super::batch::JsonRows`]),
+/// each one's data packed ([`super::packed`]).
 async fn insert_sightings(
     conn: &mut sqlx::AnyConnection,
     run: i64,
@@ -294,27 +299,34 @@ async fn insert_sightings(
     use rayon::prelude::*;
     let json = super::batch::JsonRows::new(conn, 2);
     // Each row: its 8 own values; the run (`$1`) as first and last run.
-    let cols: Vec<String> = (0..8).map(|i| json.col(i)).collect();
+    let cols: Vec<String> = (0..6).map(|i| json.col(i)).collect();
     let sql = format!(
         "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
-             source, credential_kind, data_sha256, data, depends, open_ended)
-         SELECT {}, $1, $1, {}, 1 FROM {} WHERE true
+             source, credential_kind, data_sha256, data, data_packed, depends, open_ended)
+         SELECT {}, $1, $1, {}, '', {}, {}, 1 FROM {} WHERE true
          ON CONFLICT (fingerprint, first_run) DO NOTHING",
         cols[0],
         cols[1..].join(", "),
+        json.bytes_col(6),
+        json.col(7),
         json.from()
     );
     for chunk in rows.chunks(super::batch::JSON_ROWS) {
-        // Serialised a chunk at a time on every core, and dropped once
-        // written.
-        let data: Vec<String> = chunk
+        // Serialised and packed a chunk at a time on every core, and
+        // dropped once written.
+        let packed: Vec<String> = chunk
             .par_iter()
-            .map(|p| p.data())
-            .collect::<Result<_, _>>()?;
+            .map_init(super::packed::Packer::new, |packer, p| {
+                let packer = packer
+                    .as_mut()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(super::packed::to_hex(&packer.pack(p.data()?.as_bytes())?))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let values: Vec<_> = chunk
             .iter()
-            .zip(&data)
-            .map(|(p, data)| {
+            .zip(&packed)
+            .map(|(p, packed)| {
                 (
                     &p.fp,
                     &p.f.finding.rule_id,
@@ -322,7 +334,7 @@ async fn insert_sightings(
                     &p.f.source,
                     p.f.credential_kind.map(|k| k.as_str()),
                     &p.hash,
-                    data,
+                    packed,
                     &p.depends,
                 )
             })
@@ -561,7 +573,7 @@ impl SqlStore {
     pub async fn run_findings(&self, run_id: i64) -> Result<Vec<Sighting>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT fingerprint, first_run, {LAST_RUN}, rule_id, severity, source, credential_kind,
-                 depends, data
+                 depends, data, data_packed
              FROM finding_sightings WHERE (last_run >= $1 OR open_ended = 1) AND first_run <= $1
              ORDER BY fingerprint"
         )))
@@ -638,16 +650,20 @@ impl SqlStore {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.acquire().await?;
+        // A row's data is its JSON text, or (written packed) its packed
+        // value as hex, unpacked below on every core.
         let cols = format!(
-            "fingerprint, first_run, last_run, rule_id, severity, source, credential_kind, depends, {}",
-            super::batch::json_value(&conn, "data")
+            "fingerprint, first_run, last_run, rule_id, severity, source, credential_kind, depends,
+             CASE WHEN data = '' THEN NULL ELSE {} END, {}",
+            super::batch::json_value(&conn, "data"),
+            super::batch::hex_value(&conn, "data_packed")
         );
         let sql = super::batch::json_rows(
             &conn,
             &cols,
             &format!(
                 "SELECT fingerprint, first_run, {LAST_RUN}, rule_id, severity, source, credential_kind,
-                     depends, data
+                     depends, data, data_packed
                  FROM finding_sightings
                  WHERE fingerprint IN ({}) AND first_run <= $2",
                 super::batch::json_list(&conn, 1)
@@ -668,15 +684,18 @@ impl SqlStore {
             String,
             Option<String>,
             Option<String>,
-            Finding,
+            Option<Finding>,
+            Option<String>,
         );
         let mut page: Vec<Row> = serde_json::from_str(&text)?;
         drop(text);
         page.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        Ok(page
-            .into_iter()
-            .map(
-                |(
+        use rayon::prelude::*;
+        page.into_par_iter()
+            .map_init(
+                super::packed::Unpacker::new,
+                |unpacker,
+                 (
                     fingerprint,
                     first_run,
                     last_run,
@@ -686,8 +705,19 @@ impl SqlStore {
                     kind,
                     depends,
                     f,
+                    packed,
                 )| {
-                    Sighting {
+                    let finding = match (f, packed) {
+                        (Some(f), _) => f,
+                        (None, Some(hex)) => {
+                            let unpacker = unpacker
+                                .as_mut()
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                            serde_json::from_slice(&unpacker.unpack_hex(&hex)?)?
+                        }
+                        (None, None) => return Err(super::missing_data(&fingerprint)),
+                    };
+                    Ok(Sighting {
                         fingerprint,
                         first_run,
                         last_run,
@@ -696,11 +726,11 @@ impl SqlStore {
                         source,
                         credential_kind: kind,
                         depends,
-                        finding: Some(f),
-                    }
+                        finding: Some(finding),
+                    })
                 },
             )
-            .collect())
+            .collect()
     }
 
     /// Every sighting (no data) that began by run `upto`: enough to replay
