@@ -937,14 +937,32 @@ impl Store for SqlStore {
         // The open findings as stored, in one read: a finding this run sees
         // with the same data is not written at all (its row is open-ended),
         // and what remains is what this run did not see.
-        let mut open: HashMap<String, OpenRow> = match run.scope {
-            Some(ids) => open_of(&mut tx, ids).await?,
-            None => open_all(&mut tx).await?,
-        };
-        let read_open = clock.elapsed();
+        //
+        // A full run reads the open sightings too, matched against its
+        // findings as read (so it hashes them first), on a second
+        // connection at the same time. The transaction holds the write
+        // lock since its insert above (SQLite; on PostgreSQL each of its
+        // statements sees what is committed, as that connection does) and
+        // has written no sighting yet: that connection reads what the
+        // transaction would.
+        let clock_prepared = std::time::Instant::now();
         let mut prepared = Prepared::all(run.findings)?;
         prepared.retain(|p| in_scope(p.f));
-        let serialised = clock.elapsed() - read_open;
+        let serialised = clock_prepared.elapsed();
+        let (mut open, sightings): (HashMap<String, OpenRow>, _) = match (run.scope, run.reading) {
+            (Some(ids), _) => (open_of(&mut tx, ids).await?, None),
+            (None, Some(_)) => {
+                let mut other = self.pool.acquire().await?;
+                let (open, sightings) = futures_util::future::try_join(
+                    open_all(&mut tx),
+                    runs::open_sightings(&mut other, &prepared),
+                )
+                .await?;
+                (open, Some(sightings))
+            }
+            (None, None) => (open_all(&mut tx).await?, None),
+        };
+        let read_open = clock.elapsed() - serialised;
 
         let mut opened = 0i64;
         let mut opened_fps: Vec<&str> = Vec::new();
@@ -1037,7 +1055,7 @@ impl Store for SqlStore {
         let findings_written = clock.elapsed() - read_open - serialised;
         // What the run read, and its sightings, in the same transaction.
         if let (Some(reading), None) = (run.reading, run.scope) {
-            runs::record_detail(&mut tx, run_id, reading, &prepared).await?;
+            runs::record_detail(&mut tx, run_id, reading, &prepared, sightings).await?;
         }
         let detail = clock.elapsed() - read_open - serialised - findings_written;
         // Lifecycle events are audited per batch: one entry lists, in

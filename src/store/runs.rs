@@ -12,7 +12,7 @@
 //! dialect types in signatures, so the PostgreSQL backend can take this
 //! file as it is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -187,22 +187,43 @@ macro_rules! sighting {
     }};
 }
 
-/// Record that run `run` saw `findings`; `prev` is the recorded run before
-/// it. Sightings are open-ended: one seen again with the same data and
-/// facets is not written at all; one seen with other facets has them
-/// updated (they are as of its latest run); one not seen, or seen with
-/// other data, is closed at `prev`; a finding without an open-ended
-/// sighting of its data starts one. An unchanged pass writes nothing.
-async fn sight_all(
+/// Whether a finding of a run has an open-ended sighting of its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// None: the finding starts one.
+    No,
+    /// One, with the finding's facets: nothing to write.
+    Same,
+    /// One, with other facets: they are updated.
+    OtherFacets,
+}
+
+/// The open-ended sightings as they bear on a run's findings
+/// ([`open_sightings`]).
+pub(crate) struct OpenSightings {
+    /// Per finding, in the order of the findings read against.
+    of: Vec<Open>,
+    /// The open-ended sightings (fingerprint, data hash) of no finding of
+    /// the run: to close.
+    unseen: Vec<(String, String)>,
+}
+
+/// The open-ended sightings, matched against `findings` (in fingerprint
+/// byte order, one per fingerprint, as [`Prepared::all`] leaves them) as
+/// they are read: no map of a million keys is built. Read from the
+/// partial index alone (migration 0016), in pages; the row comparison is a
+/// range on that index on both backends (PostgreSQL scanned the whole
+/// index per page for the same test spelt with `OR`). The pages come in
+/// the database's collation, so each row is found by binary search rather
+/// than merged.
+pub(crate) async fn open_sightings(
     conn: &mut sqlx::AnyConnection,
-    run: i64,
-    prev: i64,
     findings: &[Prepared<'_>],
-) -> Result<(), StoreError> {
-    // From the partial index alone (migration 0016), in pages; the row
-    // comparison is a range on that index on both backends (PostgreSQL
-    // scanned the whole index per page for the same test spelt with `OR`).
-    let mut open: HashMap<(String, String), Option<crate::engine::facets::Facets>> = HashMap::new();
+) -> Result<OpenSightings, StoreError> {
+    let mut open = OpenSightings {
+        of: vec![Open::No; findings.len()],
+        unseen: Vec::new(),
+    };
     let mut facets = super::DependsReader::default();
     let mut after = (String::new(), String::new());
     loop {
@@ -224,27 +245,56 @@ async fn sight_all(
             .await?;
         let page: Vec<(String, String, Option<String>)> = serde_json::from_str(&text)?;
         let full = page.len() >= super::batch::PAGE_ROWS;
-        for (fp, hash, depends) in page {
+        if let Some((fp, hash, _)) = page.last() {
             after = (fp.clone(), hash.clone());
-            open.insert((fp, hash), facets.read(depends.as_deref()));
+        }
+        for (fp, hash, depends) in page {
+            match findings.binary_search_by(|p| p.fp.as_str().cmp(&fp)) {
+                Ok(i) if findings[i].hash == hash => {
+                    let same =
+                        facets.read(depends.as_deref()) == Some(findings[i].f.depends.known());
+                    open.of[i] = if same { Open::Same } else { Open::OtherFacets };
+                }
+                _ => open.unseen.push((fp, hash)),
+            }
         }
         if !full {
             break;
         }
     }
+    Ok(open)
+}
+
+/// Record that run `run` saw `findings`; `prev` is the recorded run before
+/// it; `open` the open-ended sightings as the run's transaction sees them
+/// ([`open_sightings`] of the same findings). Sightings are open-ended: one
+/// seen again with the same data and facets is not written at all; one
+/// seen with other facets has them updated (they are as of its latest
+/// run); one not seen, or seen with other data, is closed at `prev`; a
+/// finding without an open-ended sighting of its data starts one. An
+/// unchanged pass writes nothing.
+async fn sight_all(
+    conn: &mut sqlx::AnyConnection,
+    run: i64,
+    prev: i64,
+    findings: &[Prepared<'_>],
+    open: OpenSightings,
+) -> Result<(), StoreError> {
     let max = super::batch::max_params(conn);
     // By `depends` (a handful of distinct values): one UPDATE sets one.
     let mut redepend: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
     let mut start: Vec<&Prepared<'_>> = Vec::new();
-    for p in findings {
-        let key = (p.fp.clone(), p.hash.clone());
-        match open.remove(&key) {
-            Some(d) if d == Some(p.f.depends.known()) => {}
-            Some(_) => redepend.entry(p.depends.as_str()).or_default().push(key),
-            None => start.push(p),
+    for (p, of) in findings.iter().zip(&open.of) {
+        match of {
+            Open::Same => {}
+            Open::OtherFacets => redepend
+                .entry(p.depends.as_str())
+                .or_default()
+                .push((p.fp.clone(), p.hash.clone())),
+            Open::No => start.push(p),
         }
     }
-    let close: Vec<(String, String)> = open.into_keys().collect();
+    let close = open.unseen;
     // Found through the primary key's fingerprint (each pair's first
     // parameter, named again in the `IN` list), then the pair.
     let pairs = |chunk: &[(String, String)], fixed: usize| {
@@ -349,12 +399,14 @@ async fn insert_sightings(
 }
 
 /// Record what run `run_id` read and the findings it saw (its sightings),
-/// on `conn` (the run's transaction).
+/// on `conn` (the run's transaction); `open` the open-ended sightings read
+/// against `findings` if the caller has read them, else they are read here.
 pub(crate) async fn record_detail(
     conn: &mut sqlx::AnyConnection,
     run_id: i64,
     reading: Reading<'_>,
     findings: &[Prepared<'_>],
+    open: Option<OpenSightings>,
 ) -> Result<(), StoreError> {
     let clock = std::time::Instant::now();
     let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
@@ -383,7 +435,11 @@ pub(crate) async fn record_detail(
     .execute(&mut *conn)
     .await?;
     let stored = clock.elapsed();
-    sight_all(conn, run_id, prev, findings).await?;
+    let open = match open {
+        Some(open) => open,
+        None => open_sightings(&mut *conn, findings).await?,
+    };
+    sight_all(conn, run_id, prev, findings, open).await?;
     tracing::debug!(reading = ?stored, sightings = ?(clock.elapsed() - stored), "detail recorded");
     Ok(())
 }
@@ -507,7 +563,7 @@ impl SqlStore {
             rules: detail.rules,
         };
         let mut tx = self.pool.begin().await?;
-        record_detail(&mut tx, run_id, reading, &prepared).await?;
+        record_detail(&mut tx, run_id, reading, &prepared, None).await?;
         tx.commit().await?;
         Ok(())
     }
