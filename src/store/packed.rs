@@ -11,7 +11,9 @@
 //! `finding-v1.dict`, written once from the demo estate's findings (one per
 //! rule) and never edited: a stored value must decode with the dictionary
 //! it was written with, so a new dictionary is a new format byte. Rows
-//! written before this format keep their JSON text in `data`.
+//! written before this format keep their JSON text in `data`. [`PLAIN`]:
+//! zstd without a dictionary, for a reading's chunks (64 KiB to 1 MiB of
+//! JSON each, which compress well on their own).
 
 use std::sync::OnceLock;
 
@@ -19,6 +21,9 @@ use super::StoreError;
 
 /// The format byte of a value compressed against `finding-v1.dict`.
 const V1: u8 = 1;
+
+/// The format byte of a value compressed on its own.
+const PLAIN: u8 = 2;
 
 /// The dictionary of [`V1`]: raw content (findings as JSON lines).
 const DICT_V1: &[u8] = include_bytes!("finding-v1.dict");
@@ -66,15 +71,30 @@ impl Packer {
     }
 }
 
+/// `bytes` as stored without a dictionary ([`PLAIN`]).
+pub(crate) fn pack_plain(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let frame = zstd::bulk::compress(bytes, LEVEL)
+        .map_err(|e| StoreError::Corrupt(format!("compressing a reading: {e}")))?;
+    let mut out = Vec::with_capacity(frame.len() + 1);
+    out.push(PLAIN);
+    out.extend_from_slice(&frame);
+    Ok(out)
+}
+
 /// A decompressor of stored values, reused across values (one per
 /// thread: a context is ~100 KB to set up).
-pub(crate) struct Unpacker(zstd::bulk::Decompressor<'static>);
+pub(crate) struct Unpacker {
+    /// For [`V1`].
+    dict: zstd::bulk::Decompressor<'static>,
+    /// For [`PLAIN`], made when first needed.
+    plain: Option<zstd::bulk::Decompressor<'static>>,
+}
 
 impl Unpacker {
     /// A decompressor for every format this version reads.
     pub(crate) fn new() -> Result<Unpacker, StoreError> {
         zstd::bulk::Decompressor::with_prepared_dictionary(decoder())
-            .map(Unpacker)
+            .map(|dict| Unpacker { dict, plain: None })
             .map_err(|e| StoreError::Corrupt(format!("finding decompressor: {e}")))
     }
 
@@ -86,7 +106,7 @@ impl Unpacker {
         let (&format, frame) = stored
             .split_first()
             .ok_or_else(|| corrupt("empty".into()))?;
-        if format != V1 {
+        if format != V1 && format != PLAIN {
             return Err(corrupt(format!("unknown format {format}")));
         }
         let size = match zstd::zstd_safe::get_frame_content_size(frame) {
@@ -97,9 +117,18 @@ impl Unpacker {
         };
         // Bounded above, so this holds on any target.
         let size = usize::try_from(size).map_err(|_| corrupt("too large".into()))?;
+        let d = if format == V1 {
+            &mut self.dict
+        } else {
+            match &mut self.plain {
+                Some(d) => d,
+                None => self
+                    .plain
+                    .insert(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?),
+            }
+        };
         let mut out = Vec::with_capacity(size);
-        self.0
-            .decompress_to_buffer(frame, &mut out)
+        d.decompress_to_buffer(frame, &mut out)
             .map_err(|e| corrupt(e.to_string()))?;
         if out.len() != size {
             return Err(corrupt("shorter than its header says".into()));
@@ -172,12 +201,27 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_packs_without_the_dictionary_and_unpacks_to_its_bytes() {
+        let chunk = "{\"credentials\":[".to_string() + &"{\"id\":\"AKIA\"},".repeat(5_000) + "]}";
+        let packed = pack_plain(chunk.as_bytes()).unwrap();
+        assert_eq!(packed[0], PLAIN);
+        assert!(
+            packed.len() * 10 < chunk.len(),
+            "{} of {}",
+            packed.len(),
+            chunk.len()
+        );
+        assert_eq!(unpack(&packed).unwrap(), chunk.as_bytes());
+    }
+
+    #[test]
     fn damaged_values_are_errors_not_panics() {
         let packed = Packer::new().unwrap().pack(b"{\"a\":1}").unwrap();
         for bad in [
             Vec::new(),
             vec![V1],
-            vec![2, 0x28, 0xb5, 0x2f, 0xfd],
+            vec![3, 0x28, 0xb5, 0x2f, 0xfd],
+            vec![PLAIN, 0x28, 0xb5, 0x2f, 0xfd],
             packed[..packed.len() - 1].to_vec(),
             [&[V1][..], b"not zstd at all"].concat(),
         ] {

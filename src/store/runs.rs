@@ -479,31 +479,55 @@ async fn put_blob(
     body: &str,
     may_chunk: bool,
 ) -> Result<String, StoreError> {
+    use rayon::prelude::*;
     /// Insert a blob row unless its hash is there; whether it was new.
     async fn insert(
         conn: &mut sqlx::AnyConnection,
         hash: &str,
         body: &str,
+        packed: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "INSERT INTO snapshot_blobs (sha256, body) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            "INSERT INTO snapshot_blobs (sha256, body, body_packed) VALUES ($1, $2, $3)
+             ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(hash)
         .bind(body)
+        .bind(packed)
         .execute(&mut *conn)
         .await?;
         Ok(r.rows_affected() > 0)
     }
     let h = sha256_hex(body);
     let chunked = may_chunk && body.len() > CHUNKED_OVER;
-    let written = insert(conn, &h, if chunked { "" } else { body }).await?;
+    let written = insert(conn, &h, if chunked { "" } else { body }, None).await?;
     // Already there: its chunks were written with it, in its transaction.
     if !chunked || !written {
         return Ok(h);
     }
-    for (seq, chunk) in chunks(body).into_iter().enumerate() {
-        let c = sha256_hex(chunk);
-        insert(conn, &c, chunk).await?;
+    let pieces = chunks(body);
+    let hashes: Vec<String> = pieces.par_iter().map(|c| sha256_hex(c)).collect();
+    // Only the chunks no earlier reading has are packed (on every core)
+    // and written: a changed estate shares all but a few.
+    let mut missing: Vec<usize> = Vec::new();
+    for (i, c) in hashes.iter().enumerate() {
+        let there: Option<(String,)> =
+            sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
+                .bind(c)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if there.is_none() {
+            missing.push(i);
+        }
+    }
+    let packed: Vec<Vec<u8>> = missing
+        .par_iter()
+        .map(|&i| super::packed::pack_plain(pieces[i].as_bytes()))
+        .collect::<Result<_, _>>()?;
+    for (&i, p) in missing.iter().zip(&packed) {
+        insert(conn, &hashes[i], "", Some(p)).await?;
+    }
+    for (seq, c) in hashes.iter().enumerate() {
         let seq = i32::try_from(seq)
             .map_err(|_| StoreError::Corrupt(format!("reading of {} chunks", seq)))?;
         sqlx::query(
@@ -511,7 +535,7 @@ async fn put_blob(
         )
         .bind(&h)
         .bind(seq)
-        .bind(&c)
+        .bind(c)
         .execute(&mut *conn)
         .await?;
     }
@@ -523,8 +547,9 @@ impl SqlStore {
     /// join is checked against the hash, so a damaged chunk is an error,
     /// never a wrong reading.
     async fn blob(&self, sha256: &str) -> Result<String, StoreError> {
-        let parts: Vec<(String,)> = sqlx::query_as(
-            "SELECT b.body FROM snapshot_chunks c JOIN snapshot_blobs b ON b.sha256 = c.chunk_sha256
+        let parts: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT b.body, b.body_packed FROM snapshot_chunks c
+             JOIN snapshot_blobs b ON b.sha256 = c.chunk_sha256
              WHERE c.blob_sha256 = $1 ORDER BY c.seq",
         )
         .bind(sha256)
@@ -538,7 +563,18 @@ impl SqlStore {
                     .await?;
             return Ok(body);
         }
-        let body: String = parts.into_iter().map(|(p,)| p).collect();
+        // Chunks written packed (migration 0019) and as text alike,
+        // unpacked on every core.
+        use rayon::prelude::*;
+        let parts: Vec<String> = parts
+            .into_par_iter()
+            .map(|(text, packed)| {
+                super::packed::json_of(Some(text), packed.as_deref())?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("snapshot {sha256}: an empty chunk"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let body: String = parts.concat();
         if sha256_hex(&body) != sha256 {
             return Err(StoreError::Corrupt(format!(
                 "snapshot {sha256}: its chunks do not add up to it"
@@ -951,7 +987,8 @@ mod tests {
         }];
         let bytes = || async {
             let (n,): (i64,) = sqlx::query_as(
-                "SELECT CAST(COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) AS BIGINT) FROM snapshot_blobs",
+                "SELECT CAST(COALESCE(SUM(LENGTH(CAST(body AS BLOB)) + COALESCE(LENGTH(body_packed), 0)), 0) AS BIGINT)
+                 FROM snapshot_blobs",
             )
             .fetch_one(&store.pool)
             .await
@@ -997,21 +1034,45 @@ mod tests {
             ids.push(run.run_id);
         }
         let size = bodies[0].len() as i64;
-        // The first run stores the body (in chunks), the identical second
-        // nothing, the changed third the chunk or two around the change
-        // (at most 1 MiB each), not the body again.
-        assert!(growth[0] >= size, "{growth:?}");
-        assert_eq!(growth[1], 0);
+        // The first run stores the body (in chunks, packed), the identical
+        // second nothing, the changed third the chunk or two around the
+        // change, not the body again.
         assert!(
-            growth[2] > 0 && growth[2] <= 2 << 20 && growth[2] < size / 2,
+            growth[0] > 0 && growth[0] < size / 2,
             "{growth:?} of {size}"
         );
+        assert_eq!(growth[1], 0);
+        assert!(
+            growth[2] > 0 && growth[2] < growth[0] / 2,
+            "{growth:?} of {size}"
+        );
+        let (text,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM snapshot_blobs b JOIN snapshot_chunks c ON b.sha256 = c.chunk_sha256
+             WHERE b.body <> '' OR b.body_packed IS NULL",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("count");
+        assert_eq!(text, 0, "every chunk is stored packed");
         for (id, body) in ids.iter().zip(&bodies) {
             let got = store.run_reading(*id).await.expect("read").expect("some");
             assert_eq!(&got.inventory, body);
             assert_eq!(got.approvals, "[]");
         }
-        // A damaged chunk is an error, never a wrong reading.
+        // A damaged chunk is an error, never a wrong reading: its packed
+        // value, or a text put in its place.
+        sqlx::query(
+            "UPDATE snapshot_blobs SET body_packed = $1 WHERE sha256 =
+             (SELECT chunk_sha256 FROM snapshot_chunks ORDER BY seq DESC LIMIT 1)",
+        )
+        .bind(vec![2u8, 0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0])
+        .execute(&store.pool)
+        .await
+        .expect("damage");
+        assert!(matches!(
+            store.run_reading(ids[0]).await,
+            Err(StoreError::Corrupt(_))
+        ));
         sqlx::query(
             "UPDATE snapshot_blobs SET body = 'x' WHERE sha256 =
              (SELECT chunk_sha256 FROM snapshot_chunks ORDER BY seq LIMIT 1)",
