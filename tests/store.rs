@@ -780,6 +780,19 @@ async fn depends_written_by_earlier_versions_read_as_the_same_facets(
     assert_eq!(pass_with(&store, &complete, &[]).await.resolved, 2);
 }
 
+/// The store's open findings, by identity.
+async fn open(store: SqlStore) -> Vec<nhi_assure::engine::findings::Finding> {
+    let mut open: Vec<_> = store
+        .open_findings()
+        .await
+        .expect("open")
+        .into_iter()
+        .map(|f| f.finding)
+        .collect();
+    open.sort_by(|a, b| a.identity_id.cmp(&b.identity_id));
+    open
+}
+
 /// A full pass keeps each finding's data once, in its sighting (the
 /// finding row's is empty); a targeted pass, which records no sighting,
 /// keeps it in the row. Readers get the finding either way, and a row
@@ -814,17 +827,6 @@ async fn a_finding_s_data_is_kept_once_and_read_from_where_it_is(
         ["", ""],
         "a full pass writes the data once"
     );
-    let open = |store: SqlStore| async move {
-        let mut open: Vec<nhi_assure::engine::findings::Finding> = store
-            .open_findings()
-            .await
-            .expect("open")
-            .into_iter()
-            .map(|f| f.finding)
-            .collect();
-        open.sort_by(|a, b| a.identity_id.cmp(&b.identity_id));
-        open
-    };
     assert_eq!(
         open(store.clone()).await,
         [x.finding.clone(), y.finding.clone()]
@@ -918,15 +920,10 @@ async fn sighting_data_is_packed_and_text_rows_from_before_still_read(
     .execute(&pool)
     .await
     .expect("legacy row");
-    let mut open: Vec<_> = store
-        .open_findings()
-        .await
-        .expect("open")
-        .into_iter()
-        .map(|f| f.finding)
-        .collect();
-    open.sort_by(|a, b| a.identity_id.cmp(&b.identity_id));
-    assert_eq!(open, [x.finding.clone(), y.finding.clone()]);
+    assert_eq!(
+        open(store.clone()).await,
+        [x.finding.clone(), y.finding.clone()]
+    );
     let seen: Vec<_> = store
         .run_findings(run)
         .await

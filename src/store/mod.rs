@@ -212,7 +212,7 @@ enum Data {
 }
 
 /// A findings row's data as columns `data` and `data_packed`
-/// ([`packed::json_of`] reads them): its own, or for a row written with
+/// ([`packed::Unpacker::text`] reads them): its own, or for a row written with
 /// [`Data::InSighting`], its latest sighting's of the same data hash (any
 /// sighting of the same fingerprint and data hash holds the same finding;
 /// both columns from the same one).
@@ -1137,10 +1137,12 @@ impl Store for SqlStore {
         .bind(started)
         .fetch_all(&mut *conn)
         .await?;
+        let mut unpacker = packed::Unpacker::new()?;
         rows.into_iter()
             .map(|(data, packed, first_seen, last_seen, resolved_at, fp)| {
-                let data =
-                    packed::json_of(data, packed.as_deref())?.ok_or_else(|| missing_data(&fp))?;
+                let data = unpacker
+                    .text(data, packed.as_deref())?
+                    .ok_or_else(|| missing_data(&fp))?;
                 Ok(StoredFinding {
                     finding: serde_json::from_str(&data)?,
                     first_seen,

@@ -197,6 +197,7 @@ impl SqlStore {
         }
         let fps: Vec<&str> = changes.iter().map(|(_, fp)| fp.as_str()).collect();
         let mut data: std::collections::HashMap<String, String> = Default::default();
+        let mut unpacker = super::packed::Unpacker::new()?;
         for chunk in fps.chunks(super::batch::rows_per_statement(
             super::batch::SQLITE_PARAMS,
             1,
@@ -214,7 +215,8 @@ impl SqlStore {
                 q = q.bind(*fp);
             }
             for (fp, d, packed) in q.fetch_all(&self.pool).await? {
-                let d = super::packed::json_of(d, packed.as_deref())?
+                let d = unpacker
+                    .text(d, packed.as_deref())?
                     .ok_or_else(|| super::missing_data(&fp))?;
                 data.insert(fp, d);
             }

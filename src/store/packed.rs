@@ -64,21 +64,23 @@ impl Packer {
             .0
             .compress(json)
             .map_err(|e| StoreError::Corrupt(format!("compressing a finding: {e}")))?;
-        let mut out = Vec::with_capacity(frame.len() + 1);
-        out.push(V1);
-        out.extend_from_slice(&frame);
-        Ok(out)
+        Ok(framed(V1, &frame))
     }
+}
+
+/// A stored value: `format`, then `frame`.
+fn framed(format: u8, frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len() + 1);
+    out.push(format);
+    out.extend_from_slice(frame);
+    out
 }
 
 /// `bytes` as stored without a dictionary ([`PLAIN`]).
 pub(crate) fn pack_plain(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let frame = zstd::bulk::compress(bytes, LEVEL)
         .map_err(|e| StoreError::Corrupt(format!("compressing a reading: {e}")))?;
-    let mut out = Vec::with_capacity(frame.len() + 1);
-    out.push(PLAIN);
-    out.extend_from_slice(&frame);
-    Ok(out)
+    Ok(framed(PLAIN, &frame))
 }
 
 /// A decompressor of stored values, reused across values (one per
@@ -98,11 +100,11 @@ impl Unpacker {
             .map_err(|e| StoreError::Corrupt(format!("finding decompressor: {e}")))
     }
 
-    /// The JSON a stored value holds; an error names what is wrong with
+    /// The bytes a stored value holds; an error names what is wrong with
     /// it (unknown format, a frame that is damaged or larger than
     /// [`MAX_DATA`]).
     pub(crate) fn unpack(&mut self, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let corrupt = |why: String| StoreError::Corrupt(format!("a finding's stored data: {why}"));
+        let corrupt = |why: String| StoreError::Corrupt(format!("stored data: {why}"));
         let (&format, frame) = stored
             .split_first()
             .ok_or_else(|| corrupt("empty".into()))?;
@@ -136,18 +138,29 @@ impl Unpacker {
         Ok(out)
     }
 
-    /// The JSON of a stored value read as hex ([`to_hex`]'s inverse,
+    /// The bytes of a stored value read as hex ([`to_hex`]'s inverse,
     /// either case: SQLite's `hex` writes upper case).
     pub(crate) fn unpack_hex(&mut self, text: &str) -> Result<Vec<u8>, StoreError> {
-        let bytes = hex::decode(text)
-            .map_err(|e| StoreError::Corrupt(format!("a finding's stored data: {e}")))?;
+        let bytes =
+            hex::decode(text).map_err(|e| StoreError::Corrupt(format!("stored data: {e}")))?;
         self.unpack(&bytes)
     }
-}
 
-/// The JSON a stored value holds ([`Unpacker::unpack`] for one value).
-pub(crate) fn unpack(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
-    Unpacker::new()?.unpack(stored)
+    /// The text a row holds: its text column, or (that empty) its packed
+    /// value; `None` if it has neither.
+    pub(crate) fn text(
+        &mut self,
+        text: Option<String>,
+        packed: Option<&[u8]>,
+    ) -> Result<Option<String>, StoreError> {
+        match (text, packed) {
+            (Some(t), _) if !t.is_empty() => Ok(Some(t)),
+            (_, Some(p)) => String::from_utf8(self.unpack(p)?)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("stored data: not UTF-8".into())),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Hex of `bytes`, as bound into a JSON row and read back from a JSON
@@ -156,28 +169,15 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-/// A finding's data as a row holds it: its JSON text, or (`data` empty)
-/// its packed value.
-pub(crate) fn json_of(
-    data: Option<String>,
-    packed: Option<&[u8]>,
-) -> Result<Option<String>, StoreError> {
-    match (data, packed) {
-        (Some(d), _) if !d.is_empty() => Ok(Some(d)),
-        (_, Some(p)) => {
-            let json = unpack(p)?;
-            String::from_utf8(json)
-                .map(Some)
-                .map_err(|_| StoreError::Corrupt("a finding's stored data: not UTF-8".into()))
-        }
-        _ => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The bytes a stored value holds, with an unpacker of its own.
+    fn unpack(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Unpacker::new()?.unpack(stored)
+    }
 
     #[test]
     fn a_finding_packs_small_and_unpacks_to_its_bytes() {
@@ -247,17 +247,29 @@ mod tests {
     fn text_rows_and_packed_rows_read_alike() {
         let packed = Packer::new().unwrap().pack(b"{\"x\":true}").unwrap();
         assert_eq!(
-            json_of(Some(String::new()), Some(&packed))
+            Unpacker::new()
+                .unwrap()
+                .text(Some(String::new()), Some(&packed))
                 .unwrap()
                 .as_deref(),
             Some("{\"x\":true}")
         );
         assert_eq!(
-            json_of(Some("{\"y\":1}".into()), None).unwrap().as_deref(),
+            Unpacker::new()
+                .unwrap()
+                .text(Some("{\"y\":1}".into()), None)
+                .unwrap()
+                .as_deref(),
             Some("{\"y\":1}")
         );
-        assert_eq!(json_of(Some(String::new()), None).unwrap(), None);
-        assert_eq!(json_of(None, None).unwrap(), None);
+        assert_eq!(
+            Unpacker::new()
+                .unwrap()
+                .text(Some(String::new()), None)
+                .unwrap(),
+            None
+        );
+        assert_eq!(Unpacker::new().unwrap().text(None, None).unwrap(), None);
     }
 
     proptest! {

@@ -161,17 +161,21 @@ macro_rules! run_info {
     }};
 }
 
+/// A sighting from a row; with its data when given an unpacker
+/// (`Option<&mut Unpacker>`).
 macro_rules! sighting {
-    ($r:expr, $with_data:expr) => {{
+    ($r:expr, $unpacker:expr) => {{
         let r = $r;
-        let finding: Option<Finding> = if $with_data {
-            let fp: String = r.try_get("fingerprint")?;
-            let packed: Option<Vec<u8>> = r.try_get("data_packed")?;
-            let data = super::packed::json_of(r.try_get("data")?, packed.as_deref())?
-                .ok_or_else(|| super::missing_data(&fp))?;
-            Some(serde_json::from_str(&data)?)
-        } else {
-            None
+        let finding: Option<Finding> = match $unpacker {
+            Some(unpacker) => {
+                let fp: String = r.try_get("fingerprint")?;
+                let packed: Option<Vec<u8>> = r.try_get("data_packed")?;
+                let data = unpacker
+                    .text(r.try_get("data")?, packed.as_deref())?
+                    .ok_or_else(|| super::missing_data(&fp))?;
+                Some(serde_json::from_str(&data)?)
+            }
+            None => None,
         };
         Ok::<Sighting, StoreError>(Sighting {
             fingerprint: r.try_get("fingerprint")?,
@@ -568,10 +572,15 @@ impl SqlStore {
         use rayon::prelude::*;
         let parts: Vec<String> = parts
             .into_par_iter()
-            .map(|(text, packed)| {
-                super::packed::json_of(Some(text), packed.as_deref())?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("snapshot {sha256}: an empty chunk"))
-                })
+            .map_init(super::packed::Unpacker::new, |unpacker, (text, packed)| {
+                let unpacker = unpacker
+                    .as_mut()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                unpacker
+                    .text(Some(text), packed.as_deref())?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("snapshot {sha256}: an empty chunk"))
+                    })
             })
             .collect::<Result<_, _>>()?;
         let body: String = parts.concat();
@@ -672,7 +681,10 @@ impl SqlStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| sighting!(r, true)).collect()
+        let mut unpacker = super::packed::Unpacker::new()?;
+        rows.iter()
+            .map(|r| sighting!(r, Some(&mut unpacker)))
+            .collect()
     }
 
     /// The findings run `run_id` saw, as (fingerprint, severity), in
@@ -835,7 +847,9 @@ impl SqlStore {
         .bind(upto)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| sighting!(r, false)).collect()
+        rows.iter()
+            .map(|r| sighting!(r, None::<&mut super::packed::Unpacker>))
+            .collect()
     }
 
     /// The rules each run up to `upto` evaluated (JSON), by run id: which
@@ -1060,30 +1074,22 @@ mod tests {
             assert_eq!(got.approvals, "[]");
         }
         // A damaged chunk is an error, never a wrong reading: its packed
-        // value, or a text put in its place.
-        sqlx::query(
-            "UPDATE snapshot_blobs SET body_packed = $1 WHERE sha256 =
+        // value (a frame without its content), or a text put in its place.
+        for damage in [
+            "UPDATE snapshot_blobs SET body_packed = X'0228B52FFD000000' WHERE sha256 =
              (SELECT chunk_sha256 FROM snapshot_chunks ORDER BY seq DESC LIMIT 1)",
-        )
-        .bind(vec![2u8, 0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0])
-        .execute(&store.pool)
-        .await
-        .expect("damage");
-        assert!(matches!(
-            store.run_reading(ids[0]).await,
-            Err(StoreError::Corrupt(_))
-        ));
-        sqlx::query(
             "UPDATE snapshot_blobs SET body = 'x' WHERE sha256 =
              (SELECT chunk_sha256 FROM snapshot_chunks ORDER BY seq LIMIT 1)",
-        )
-        .execute(&store.pool)
-        .await
-        .expect("damage");
-        assert!(matches!(
-            store.run_reading(ids[0]).await,
-            Err(StoreError::Corrupt(_))
-        ));
+        ] {
+            sqlx::query(damage)
+                .execute(&store.pool)
+                .await
+                .expect("damage");
+            assert!(matches!(
+                store.run_reading(ids[0]).await,
+                Err(StoreError::Corrupt(_))
+            ));
+        }
     }
 
     #[tokio::test]
