@@ -45,12 +45,15 @@ impl RunView<'_> {
         self.sources.iter().all(|s| s.state.is_complete())
     }
 
-    /// `{format_version, run_id, complete, sources, <key>: body}`.
-    fn envelope<T: Serialize + ?Sized>(
+    /// `{format_version, run_id, complete, sources, <key>: body}`, keys
+    /// in order as a parsed document has them. The body is written one
+    /// element at a time: a million findings made into one document tree
+    /// first took gigabytes.
+    fn envelope<'b, T: Serialize>(
         &self,
-        key: &str,
-        body: &T,
-    ) -> anyhow::Result<serde_json::Value> {
+        key: &'b str,
+        body: &'b [T],
+    ) -> anyhow::Result<Envelope<'b, T>> {
         let sources: Vec<serde_json::Value> = self
             .sources
             .iter()
@@ -63,16 +66,54 @@ impl RunView<'_> {
                 Ok(v)
             })
             .collect::<Result<_, serde_json::Error>>()?;
-        let mut doc = serde_json::json!({
-            "format_version": JSON_FORMAT_VERSION,
-            "run_id": self.run_id,
-            "complete": self.complete(),
-            "sources": sources,
-        });
-        if let Some(o) = doc.as_object_mut() {
-            o.insert(key.into(), serde_json::to_value(body)?);
+        let mut head = serde_json::Map::new();
+        head.insert("format_version".into(), JSON_FORMAT_VERSION.into());
+        head.insert("run_id".into(), self.run_id.into());
+        head.insert("complete".into(), self.complete().into());
+        head.insert("sources".into(), sources.into());
+        Ok(Envelope { head, key, body })
+    }
+}
+
+/// A run's JSON document: its head, and a body serialised as it is written.
+struct Envelope<'a, T> {
+    head: serde_json::Map<String, serde_json::Value>,
+    key: &'a str,
+    body: &'a [T],
+}
+
+/// Each element as its parsed value: keys sorted, as the document was.
+struct Sorted<'a, T>(&'a [T]);
+
+impl<T: Serialize> Serialize for Sorted<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&serde_json::to_value(item).map_err(S::Error::custom)?)?;
         }
-        Ok(doc)
+        seq.end()
+    }
+}
+
+impl<T: Serialize> Serialize for Envelope<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.head.len() + 1))?;
+        let mut body = Some(Sorted(self.body));
+        // The head's map iterates in key order; the body goes in its place.
+        for (k, v) in &self.head {
+            if k.as_str() > self.key {
+                if let Some(b) = body.take() {
+                    map.serialize_entry(self.key, &b)?;
+                }
+            }
+            map.serialize_entry(k, v)?;
+        }
+        if let Some(b) = body {
+            map.serialize_entry(self.key, &b)?;
+        }
+        map.end()
     }
 }
 
@@ -423,13 +464,22 @@ pub fn emit(
 ) -> anyhow::Result<()> {
     match path {
         Some(p) => {
-            let mut buf = Vec::new();
-            render(&mut buf)?;
-            crate::safe_file::write(p, crate::safe_file::Access::Shared, &buf)
-                .with_context(|| format!("cannot write {}", p.display()))?;
+            // Streamed into the file as rendered: a million findings held
+            // as one buffer first cost a gigabyte and its regrowth copies.
+            let cannot = || format!("cannot write {}", p.display());
+            let mut file =
+                crate::safe_file::AtomicFile::create(p, crate::safe_file::Access::Shared)
+                    .with_context(cannot)?;
+            {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+                render(&mut w)?;
+                w.flush().with_context(cannot)?;
+            }
+            file.commit().with_context(cannot)?;
         }
         None => {
-            let mut out = std::io::stdout().lock();
+            // Stdout is line-buffered: a write per row without this.
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             render(&mut out)?;
             out.flush()?;
         }
