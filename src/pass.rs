@@ -413,25 +413,6 @@ impl Context {
             Some(_) => None,
         };
         laps.lap("serialise reading");
-        let summary = store
-            .record_run(RunRecord {
-                started_at: started,
-                as_of: now,
-                command,
-                sources: &estate.sources,
-                rules: &rule_ids,
-                findings: &sourced,
-                held: &held,
-                reading: reading.as_ref().map(|r| r.reading()),
-                scope: subjects.as_deref(),
-            })
-            .await?;
-        drop(reading);
-        laps.lap("record");
-        store.checkpoint().await;
-        laps.lap("checkpoint");
-        // Recorded: the findings move into the result, not copied.
-        let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
         let (approvals, source_credentials) = match whole.as_ref() {
             Some(w) => (&w.approvals[..], w.source_credentials.clone()),
             None => {
@@ -520,18 +501,43 @@ impl Context {
             .iter()
             .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
             .collect();
-        progress.finish_and_clear();
         laps.lap("plan");
-        tracing::debug!(run = summary.run_id, targeted = subjects.is_some(), phases = ?laps.marks, "pass timings");
-        // The estate ends here: its approvals move into the result.
+        // The estate ends here: its approvals, sources and exceptions move
+        // into the result. The rest, and the evaluation, are not needed to
+        // record the run: freed beside it, not held through its peak (at a
+        // million credentials, gigabytes and a second to free).
         let approvals = match whole {
             Some(w) => w.approvals,
             None => Arc::new(std::mem::take(&mut estate.approvals)),
         };
+        let sources = std::mem::take(&mut estate.sources);
+        let exceptions = std::mem::take(&mut estate.exceptions);
+        free_aside((estate, eval));
+        let summary = store
+            .record_run(RunRecord {
+                started_at: started,
+                as_of: now,
+                command,
+                sources: &sources,
+                rules: &rule_ids,
+                findings: &sourced,
+                held: &held,
+                reading: reading.as_ref().map(|r| r.reading()),
+                scope: subjects.as_deref(),
+            })
+            .await?;
+        drop(reading);
+        laps.lap("record");
+        store.checkpoint().await;
+        laps.lap("checkpoint");
+        progress.finish_and_clear();
+        tracing::debug!(run = summary.run_id, targeted = subjects.is_some(), phases = ?laps.marks, "pass timings");
+        // Recorded: the findings move into the result, not copied.
+        let list: Vec<Finding> = sourced.into_iter().map(|s| s.finding).collect();
         Ok(PassResult {
             approvals,
             owners,
-            exceptions: estate.exceptions.clone(),
+            exceptions,
             unmatched_revocations,
             unmapped,
             tickets,
@@ -542,7 +548,7 @@ impl Context {
             store: store.clone(),
             findings: list,
             plan,
-            sources: estate.sources.clone(),
+            sources,
             source_credentials,
             last_used,
             expires,
@@ -550,6 +556,14 @@ impl Context {
             now,
         })
     }
+}
+
+/// Drop `value` on a thread of its own, so the caller goes on while its
+/// allocations are freed (inline if no thread can be started).
+fn free_aside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("free".into())
+        .spawn(move || drop(value));
 }
 
 /// Where a pass spends its time, phase by phase (logged at debug level).
