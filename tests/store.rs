@@ -1084,6 +1084,105 @@ async fn an_unchanged_pass_writes_nothing_and_reads_as_seen(store: SqlStore, loc
     assert_eq!(rows(&pool).await, before, "an unchanged pass wrote rows");
 }
 
+/// The run that kept it, if the open state's digest is kept.
+async fn kept_by(pool: &sqlx::AnyPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT CAST(run_id AS BIGINT) FROM open_state")
+        .fetch_optional(pool)
+        .await
+        .expect("open state")
+}
+
+/// A full run whose findings are what the store holds open does not read
+/// them back; every other write to the findings forgets that digest, so
+/// the next full run compares them again (here, each write is one the
+/// next run must undo, and would not if the digest were still trusted).
+async fn the_open_state_digest_is_forgotten_by_every_other_write(
+    store: SqlStore,
+    location: String,
+) {
+    let pool = raw(&location).await;
+    let complete = status(SourceState::Complete);
+    let (a, b, c) = (
+        finding("credential-stale", "AKIA1"),
+        finding("credential-stale", "AKIA2"),
+        finding("credential-stale", "AKIA3"),
+    );
+    let both = [a.clone(), b.clone()];
+    let counts = |s: &RunSummary| (s.findings, s.opened, s.resolved);
+    let open_creds = || {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store
+                .open_findings()
+                .await
+                .expect("open")
+                .into_iter()
+                .filter_map(|f| f.finding.credential_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+
+    let r1 = pass_with(&store, &complete, &both).await;
+    assert_eq!(counts(&r1), (2, 2, 0));
+    assert_eq!(kept_by(&pool).await, Some(r1.run_id));
+    let before = rows(&pool).await;
+    let r2 = pass_with(&store, &complete, &both).await;
+    assert_eq!(counts(&r2), (2, 0, 0));
+    assert_eq!(kept_by(&pool).await, Some(r2.run_id), "unchanged, kept");
+    assert_eq!(rows(&pool).await, before, "an unchanged pass wrote rows");
+
+    // Resolved by enforce: the next full run sees it again, and opens it.
+    assert!(store
+        .resolve_finding(r2.run_id, &b.finding.fingerprint())
+        .await
+        .expect("resolve"));
+    assert_eq!(kept_by(&pool).await, None);
+    let r3 = pass_with(&store, &complete, &both).await;
+    assert_eq!(counts(&r3), (2, 1, 0), "resolved, then seen again");
+    assert_eq!(kept_by(&pool).await, Some(r3.run_id));
+
+    // Added by enforce: the next full run did not see it, and resolves it.
+    store.add_finding(r3.run_id, &c).await.expect("add");
+    assert_eq!(kept_by(&pool).await, None);
+    let r4 = pass_with(&store, &complete, &both).await;
+    assert_eq!(counts(&r4), (2, 0, 1));
+    assert_eq!(open_creds().await, ["AKIA1", "AKIA2"]);
+
+    // A targeted run changes one finding's data: the next full run puts
+    // back what it sees.
+    let mut a2 = a.clone();
+    a2.finding.evidence = serde_json::json!({"credential.days_since_last_use": 200}).into();
+    let scope = [a.finding.identity_id.clone()];
+    record_with(&store, &complete, &[a2, b.clone()], None, Some(&scope)).await;
+    assert_eq!(kept_by(&pool).await, None);
+    let r5 = pass_with(&store, &complete, &both).await;
+    let seen = store.run_findings(r5.run_id).await.expect("run findings");
+    let evidence = seen
+        .iter()
+        .filter_map(|s| s.finding.as_ref())
+        .find(|f| f.credential_id.as_deref() == Some("AKIA1"))
+        .map(|f| f.evidence.clone());
+    assert_eq!(evidence, Some(a.finding.evidence.clone()));
+    assert_eq!(kept_by(&pool).await, Some(r5.run_id));
+
+    // A run that leaves open what it could not see keeps no digest: the
+    // next run, seeing it, must not be judged against it.
+    let failed = status(SourceState::Failed {
+        error: "throttled".into(),
+    });
+    pass_with(&store, &failed, &[]).await;
+    assert_eq!(kept_by(&pool).await, None);
+    let r7 = pass_with(&store, &complete, std::slice::from_ref(&a)).await;
+    assert_eq!(counts(&r7), (1, 0, 1), "AKIA2 resolved once seen gone");
+    assert_eq!(open_creds().await, ["AKIA1"]);
+    assert_eq!(kept_by(&pool).await, Some(r7.run_id));
+    // And a full run without a reading keeps none either.
+    run(&store, &complete, &[a]).await;
+    assert_eq!(kept_by(&pool).await, None);
+}
+
 /// A targeted run records and resolves its subjects' findings only: the
 /// rest are neither resolved by omission nor marked seen by it; it keeps no
 /// reading, so reports still read the latest full run.
@@ -1632,6 +1731,7 @@ both!(
     depends_written_by_earlier_versions_read_as_the_same_facets,
     a_finding_s_data_is_kept_once_and_read_from_where_it_is,
     sighting_data_is_packed_and_text_rows_from_before_still_read,
+    the_open_state_digest_is_forgotten_by_every_other_write,
 );
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,

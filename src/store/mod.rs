@@ -30,6 +30,7 @@ pub mod issued;
 pub mod journal;
 pub mod lease;
 pub mod notify;
+mod open_state;
 mod packed;
 pub mod reading;
 mod replay;
@@ -423,6 +424,10 @@ async fn upsert_findings(
     rows: &[&Prepared<'_>],
     data: Data,
 ) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    open_state::forget(conn).await?;
     let json = batch::JsonRows::new(conn, 3);
     // Each row: its 11 own values, then the run's time (`$1`) and id
     // (`$2`) twice.
@@ -485,6 +490,10 @@ async fn update_findings(
     b: Option<i64>,
     fps: &[&str],
 ) -> Result<(), StoreError> {
+    if fps.is_empty() {
+        return Ok(());
+    }
+    open_state::forget(conn).await?;
     let fixed = if b.is_some() { 2 } else { 1 };
     for chunk in fps.chunks(batch::rows_per_statement(batch::max_params(conn), 1, fixed)) {
         let sql = format!(
@@ -748,6 +757,7 @@ impl SqlStore {
         fingerprint: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
+        open_state::forget(&mut tx).await?;
         // Open-ended, it was last seen by this run (the latest).
         let n = sqlx::query(
             "UPDATE findings SET resolved_at = $1,
@@ -948,8 +958,23 @@ impl Store for SqlStore {
         let clock_prepared = std::time::Instant::now();
         let mut prepared = Prepared::all(run.findings)?;
         prepared.retain(|p| in_scope(p.f));
+        // A full run whose findings are what the store holds open, as the
+        // latest full run left it and no write has changed since, has
+        // nothing to compare: its findings are all unchanged.
+        let digest = match (run.scope, run.reading) {
+            (None, Some(_)) => Some(open_state::digest(&prepared)),
+            _ => None,
+        };
         let serialised = clock_prepared.elapsed();
+        let unchanged = match &digest {
+            Some(d) => open_state::read(&mut tx).await?.as_deref() == Some(d.as_str()),
+            None => false,
+        };
         let (mut open, sightings): (HashMap<String, OpenRow>, _) = match (run.scope, run.reading) {
+            _ if unchanged => (
+                HashMap::new(),
+                Some(runs::OpenSightings::unchanged(prepared.len())),
+            ),
             (Some(ids), _) => (open_of(&mut tx, ids).await?, None),
             (None, Some(_)) => {
                 let mut other = self.pool.acquire().await?;
@@ -969,7 +994,7 @@ impl Store for SqlStore {
         // Seen unchanged after a run that did not see them (held).
         let mut seen_again: Vec<&str> = Vec::new();
         let mut write: Vec<&Prepared<'_>> = Vec::new();
-        for p in &prepared {
+        for p in prepared.iter().filter(|_| !unchanged) {
             match open.remove(&p.fp) {
                 Some(row)
                     if row.hash.as_deref() == Some(p.hash.as_str())
@@ -1057,6 +1082,14 @@ impl Store for SqlStore {
         if let (Some(reading), None) = (run.reading, run.scope) {
             runs::record_detail(&mut tx, run_id, reading, &prepared, sightings).await?;
         }
+        // What the run leaves open is its findings alone (all it did not
+        // see was resolved): kept by their digest for the next full run.
+        match &digest {
+            Some(d) if resolve.len() == unseen.len() => {
+                open_state::keep(&mut tx, d, run_id).await?
+            }
+            _ => open_state::forget(&mut tx).await?,
+        }
         let detail = clock.elapsed() - read_open - serialised - findings_written;
         // Lifecycle events are audited per batch: one entry lists, in
         // fingerprint order, up to AUDIT_BATCH findings the run opened (or
@@ -1096,6 +1129,7 @@ impl Store for SqlStore {
         let audited = clock.elapsed();
         tx.commit().await?;
         tracing::debug!(
+            unchanged,
             ?read_open,
             ?serialised,
             ?findings_written,

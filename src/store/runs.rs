@@ -212,6 +212,18 @@ pub(crate) struct OpenSightings {
     unseen: Vec<(String, String)>,
 }
 
+impl OpenSightings {
+    /// Each of `n` findings has an open-ended sighting of its data with
+    /// its facets, and no other sighting is open-ended (a run whose
+    /// findings match the kept open state, [`super::open_state`]).
+    pub(crate) fn unchanged(n: usize) -> OpenSightings {
+        OpenSightings {
+            of: vec![Open::Same; n],
+            unseen: Vec::new(),
+        }
+    }
+}
+
 /// The open-ended sightings, matched against `findings` (in fingerprint
 /// byte order, one per fingerprint, as [`Prepared::all`] leaves them) as
 /// they are read: no map of a million keys is built. Read from the
@@ -299,6 +311,9 @@ async fn sight_all(
         }
     }
     let close = open.unseen;
+    if !(redepend.is_empty() && close.is_empty() && start.is_empty()) {
+        super::open_state::forget(conn).await?;
+    }
     // Found through the primary key's fingerprint (each pair's first
     // parameter, named again in the `IN` list), then the pair.
     let pairs = |chunk: &[(String, String)], fixed: usize| {
@@ -351,6 +366,10 @@ async fn insert_sightings(
     rows: &[&Prepared<'_>],
 ) -> Result<(), StoreError> {
     use rayon::prelude::*;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    super::open_state::forget(conn).await?;
     let json = super::batch::JsonRows::new(conn, 2);
     // Each row: its 8 own values; the run (`$1`) as first and last run.
     let cols: Vec<String> = (0..6).map(|i| json.col(i)).collect();
@@ -618,6 +637,7 @@ impl SqlStore {
     pub async fn add_run_finding(&self, run_id: i64, f: &SourcedFinding) -> Result<(), StoreError> {
         let p = Prepared::new(f)?;
         let mut tx = self.pool.begin().await?;
+        super::open_state::forget(&mut tx).await?;
         let open = sqlx::query(
             "UPDATE finding_sightings SET depends = $3
              WHERE open_ended = 1 AND fingerprint = $1 AND data_sha256 = $2",

@@ -1,0 +1,120 @@
+//! Whether the open findings are still as the latest full run left them.
+//!
+//! A full run that leaves the store's open findings and open-ended
+//! sightings exactly as its own findings (none left open that it did not
+//! see) keeps their digest. The next full run whose findings have the
+//! same digest would change nothing: it records itself without reading
+//! every open row back to find that out (at a million credentials, most
+//! of an unchanged scan's store time).
+//!
+//! The digest stays true because every other write to `findings` or
+//! `finding_sightings` deletes it in its own transaction ([`forget`]):
+//! the writers in this module's siblings call it, and a migration that
+//! changes either table must delete the row too. A digest found is one
+//! no write has made untrue since it was kept.
+
+use sha2::Digest;
+use sqlx::AnyConnection;
+
+use super::{Prepared, StoreError};
+
+/// The digest of a run's findings as the store compares them: each one's
+/// fingerprint, data hash, facets and source, in fingerprint order.
+pub(crate) fn digest(findings: &[Prepared<'_>]) -> String {
+    let mut h = sha2::Sha256::new();
+    // Its own name: a digest of another shape never matches this one.
+    h.update(b"nhi-assure open state v1\n");
+    for p in findings {
+        for part in [&p.fp, &p.hash, &p.depends, &p.f.source] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The digest kept by the latest full run, if no write has removed it.
+pub(crate) async fn read(conn: &mut AnyConnection) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT digest FROM open_state WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Keep `digest` as what run `run_id` left open (in its transaction).
+pub(crate) async fn keep(
+    conn: &mut AnyConnection,
+    digest: &str,
+    run_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO open_state (id, digest, run_id) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, run_id = excluded.run_id",
+    )
+    .bind(digest)
+    .bind(run_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The open findings are about to change: no digest holds any more.
+pub(crate) async fn forget(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM open_state")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::facets::Facets;
+    use crate::engine::findings::Finding;
+    use crate::engine::rules::{Action, Severity};
+    use crate::store::SourcedFinding;
+
+    fn finding(cred: &str) -> SourcedFinding {
+        SourcedFinding {
+            finding: Finding {
+                rule_id: "credential-stale".into(),
+                title: "t".into(),
+                severity: Severity::High,
+                provider: Some("aws".into()),
+                identity_id: "arn:aws:iam::1:user/ci".into(),
+                credential_id: Some(cred.into()),
+                controls: Default::default(),
+                evidence: serde_json::json!({}).into(),
+                recommended_action: Action::Disable,
+                exception: None,
+            },
+            source: "aws".into(),
+            credential_kind: None,
+            depends: Facets::USAGE,
+        }
+    }
+
+    fn of(findings: &[SourcedFinding]) -> String {
+        digest(&Prepared::all(findings).expect("prepared"))
+    }
+
+    /// Whatever the store compares of a finding changes the digest; the
+    /// order the engine found them in does not.
+    #[test]
+    fn the_digest_covers_what_a_run_compares() {
+        let (a, b) = (finding("AKIA1"), finding("AKIA2"));
+        let base = of(&[a.clone(), b.clone()]);
+        assert_eq!(base, of(&[b.clone(), a.clone()]));
+        assert_ne!(base, of(std::slice::from_ref(&a)), "a finding fewer");
+        let mut data = a.clone();
+        data.finding.severity = Severity::Low;
+        let mut source = a.clone();
+        source.source = "aws-2".into();
+        let mut depends = a.clone();
+        depends.depends = Facets::NONE;
+        for changed in [data, source, depends] {
+            assert_ne!(base, of(&[changed, b.clone()]));
+        }
+    }
+}
