@@ -168,6 +168,15 @@ impl Context {
         }
     }
 
+    /// Forget the approvals kept for the next read: the shared read, its
+    /// revoked copy, and what each source keeps.
+    async fn release_approvals(&self) {
+        *self.approvals_read.lock().await = SharedApprovals::default();
+        for source in &self.approvals {
+            source.release();
+        }
+    }
+
     /// `approvals` with the revocations in force applied: the same list
     /// when none names one of them, else a copy, kept for as long as the
     /// approvals and the revocations stay as they are.
@@ -265,6 +274,13 @@ impl Context {
             .await?;
         drop(known);
         let approvals = self.revoked(approvals, &store.revocations().await?).await;
+        // A full pass that keeps no inventories is a one-shot command's:
+        // nothing read is kept for a next pass, and the estate takes these
+        // approvals rather than a copy (at a million credentials, each
+        // copy is hundreds of megabytes held through the pass).
+        if cache.is_none() && targets.is_none() {
+            self.release_approvals().await;
+        }
         // A targeted pass maps only the keys it was asked about: the whole
         // map (a key per ticket approval) is a full pass's to refresh.
         let tickets = ticket_subjects(&approvals, &unmapped, targets.map(|t| &t.tickets[..]));
@@ -322,7 +338,8 @@ impl Context {
                 };
                 (scoped.estate, Some(whole))
             }
-            // The estate owns its approvals: a copy of the shared read.
+            // The estate owns its approvals: a copy of the shared read (the
+            // read itself, in a one-shot pass: none is kept).
             (None, mut cache) => {
                 let shared = cache.is_some().then(|| Arc::clone(&approvals));
                 let estate = read_inventories(

@@ -194,6 +194,16 @@ impl ApprovalSource for FilesSource {
             unmapped: Vec::new(),
         }))
     }
+
+    /// The files' texts and approvals as last parsed go: the next read
+    /// parses every file.
+    fn release(&self) {
+        let mut kept = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *kept = Kept::default();
+    }
 }
 
 impl FilesSource {

@@ -584,6 +584,14 @@ async fn a_reread_is_none_only_while_the_directory_reads_as_the_last_clean_read(
     );
     assert!(again().await.expect("8").is_none());
     assert_eq!(src.approvals().await.expect("strict").len(), 2);
+    // Released (a one-shot command's pass): nothing is kept, so the next
+    // read is whole, never "unchanged".
+    src.release();
+    assert_eq!(
+        ids(again().await.expect("9").expect("released")),
+        ["APR-1", "APR-2"]
+    );
+    assert!(again().await.expect("10").is_none());
 }
 
 #[tokio::test]

@@ -972,6 +972,11 @@ pub trait ApprovalSource: Send + Sync {
     async fn reread(&self) -> Result<Option<ApprovalRead>, SourceError> {
         self.read().await.map(Some)
     }
+
+    /// Drop what this source keeps to make its next read cheaper: a
+    /// one-shot command reads once, and what a source keeps of a large
+    /// approval set is a copy of it. The default keeps nothing.
+    fn release(&self) {}
 }
 
 /// What a remediation does to its target.
