@@ -144,6 +144,31 @@ struct FindingRow {
     action: String,
 }
 
+/// Findings rendered as CSV together, per core.
+const CSV_BLOCK: usize = 8_192;
+
+/// `list` as CSV rows, without a header.
+fn csv_rows(list: &[Finding]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::with_capacity(list.len() * 512));
+    for f in list {
+        w.write_record([
+            f.rule_id.as_str(),
+            f.title.as_str(),
+            f.severity.as_str(),
+            f.provider.as_deref().unwrap_or(""),
+            f.identity_id.as_str(),
+            f.credential_id.as_deref().unwrap_or(""),
+            &f.controls.join(" "),
+            f.recommended_action.as_str(),
+            f.evidence.json(),
+            f.exception.as_ref().map(|e| e.id.as_str()).unwrap_or(""),
+        ])?;
+    }
+    Ok(w.into_inner().map_err(|e| e.into_error())?)
+}
+
 /// Findings a table shows at most; the machine formats list every one.
 pub const TABLE_ROWS: usize = 1_000;
 
@@ -160,7 +185,7 @@ pub fn findings(
         }
         Format::Json => json(out, &run.envelope("findings", list)?)?,
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            let mut w = csv::Writer::from_writer(&mut *out);
             w.write_record([
                 "rule_id",
                 "title",
@@ -173,21 +198,20 @@ pub fn findings(
                 "evidence",
                 "exception_id",
             ])?;
-            for f in list {
-                w.write_record([
-                    f.rule_id.as_str(),
-                    f.title.as_str(),
-                    f.severity.as_str(),
-                    f.provider.as_deref().unwrap_or(""),
-                    f.identity_id.as_str(),
-                    f.credential_id.as_deref().unwrap_or(""),
-                    &f.controls.join(" "),
-                    f.recommended_action.as_str(),
-                    f.evidence.json(),
-                    f.exception.as_ref().map(|e| e.id.as_str()).unwrap_or(""),
-                ])?;
-            }
             w.flush()?;
+            drop(w);
+            // Rows rendered a block at a time on every core, written in
+            // order: a million rows took seconds on one.
+            use rayon::prelude::*;
+            for window in list.chunks(CSV_BLOCK * rayon::current_num_threads().max(1)) {
+                let blocks = window
+                    .par_chunks(CSV_BLOCK)
+                    .map(csv_rows)
+                    .collect::<anyhow::Result<Vec<Vec<u8>>>>()?;
+                for block in blocks {
+                    out.write_all(&block)?;
+                }
+            }
         }
         Format::Table => {
             if list.is_empty() {
@@ -515,6 +539,30 @@ mod tests {
         let mut out = Vec::new();
         findings(&mut out, Format::Table, &run, list).expect("table");
         String::from_utf8(out).expect("utf8")
+    }
+
+    /// Rendered in blocks on every core, the rows are every finding's, in
+    /// order, each once, under one header, and read back as written.
+    #[test]
+    fn csv_in_blocks_lists_every_finding_in_order() {
+        let n = CSV_BLOCK * 3 + 17;
+        let mut list: Vec<Finding> = (0..n).map(|i| finding(i, Severity::Low)).collect();
+        list[CSV_BLOCK].evidence = serde_json::json!({"note": "a \"quoted\", line\nbreak"}).into();
+        let run = RunView {
+            run_id: 1,
+            sources: &[],
+        };
+        let mut out = Vec::new();
+        findings(&mut out, Format::Csv, &run, &list).expect("csv");
+        let mut r = csv::Reader::from_reader(&out[..]);
+        assert_eq!(r.headers().expect("header").get(0), Some("rule_id"));
+        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.expect("row")).collect();
+        assert_eq!(rows.len(), n);
+        for (row, f) in rows.iter().zip(&list) {
+            assert_eq!(row.get(4), Some(f.identity_id.as_str()));
+            assert_eq!(row.get(5), f.credential_id.as_deref());
+            assert_eq!(row.get(8), Some(f.evidence.json()));
+        }
     }
 
     #[test]
