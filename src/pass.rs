@@ -372,6 +372,19 @@ impl Context {
         let eval = crate::engine::evaluate(&estate, rules, protected, now);
         laps.lap("evaluate");
         tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
+        // What a full pass read, kept with it so any past run can be
+        // reported on (a targeted pass read its subjects only).
+        let mut reading = match subjects {
+            None => Some(crate::store::reading::Serialised::of(&estate, rules)?),
+            Some(_) => None,
+        };
+        // Read as before, it is named by hash and not held: serialised
+        // before the findings are made, so its text and theirs are not
+        // held at once.
+        if let Some(r) = reading.as_mut() {
+            r.drop_stored(store).await?;
+        }
+        laps.lap("serialise reading");
         // A targeted pass materialises and records its subjects' findings
         // only: the rest is as of the last full read, not seen by this pass.
         let scoped_hits: Vec<crate::engine::rules::Hit>;
@@ -423,13 +436,6 @@ impl Context {
         rule_ids.push(UNMAPPED_RULE.into());
         laps.lap("materialise");
         progress.set_message("recording the run");
-        // What a full pass read, kept with it so any past run can be
-        // reported on (a targeted pass read its subjects only).
-        let reading = match subjects {
-            None => Some(crate::store::reading::Serialised::of(&estate, rules)?),
-            Some(_) => None,
-        };
-        laps.lap("serialise reading");
         let (approvals, source_credentials) = match whole.as_ref() {
             Some(w) => (&w.approvals[..], w.source_credentials.clone()),
             None => {

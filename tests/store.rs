@@ -657,6 +657,73 @@ async fn large_readings_read_back_exactly(store: SqlStore) {
     }
 }
 
+/// A reading the store holds already is recorded by its hash, without
+/// its text, and reads back whole; one named by a hash the store does not
+/// hold fails the run, which records nothing.
+async fn a_stored_reading_is_named_by_hash(store: SqlStore) {
+    use nhi_assure::store::runs::Reading;
+    let complete = status(SourceState::Complete);
+    let big: String = serde_json::to_string(
+        &(0..40_000)
+            .map(|i| format!("AKIA{i:016}"))
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    let rules = r#"[{"id":"credential-stale"}]"#;
+    let first = Reading {
+        inventory: &big,
+        approvals: "[]",
+        rules,
+        stored: [None; 3],
+    };
+    let r1 = record_with(&store, &complete, &[], Some(first), None).await;
+    let hash = |s: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(s.as_bytes()))
+    };
+    for body in [big.as_str(), "[]"] {
+        assert!(store.has_blob(&hash(body)).await.expect("has"));
+    }
+    assert!(!store.has_blob(&hash("[1]")).await.expect("has"));
+    let (inventory, approvals) = (hash(&big), hash("[]"));
+    let second = Reading {
+        inventory: "",
+        approvals: "",
+        rules,
+        stored: [Some(&inventory), Some(&approvals), None],
+    };
+    let r2 = record_with(&store, &complete, &[], Some(second), None).await;
+    for id in [r1.run_id, r2.run_id] {
+        let got = store.run_reading(id).await.expect("read").expect("some");
+        assert!(got.inventory == big && got.approvals == "[]", "run {id}");
+        assert_eq!(got.rules, rules);
+    }
+    let missing = hash("[1]");
+    let bad = Reading {
+        inventory: "",
+        approvals: "[]",
+        rules,
+        stored: [Some(&missing), None, None],
+    };
+    let latest = store.latest_run_id().await.expect("latest");
+    let e = store
+        .record_run(RunRecord {
+            started_at: chrono::Utc::now(),
+            as_of: chrono::Utc::now(),
+            command: "scan",
+            sources: &complete,
+            rules: &["credential-stale".to_string()],
+            findings: &[],
+            held: &Default::default(),
+            reading: Some(bad),
+            scope: None,
+        })
+        .await
+        .expect_err("a reading the store does not hold");
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    assert_eq!(store.latest_run_id().await.expect("latest"), latest);
+}
+
 /// Record a run with its reading (as a pass does), `sources` as given.
 async fn pass(store: &SqlStore, sources: &[SourceStatus], findings: &[SourcedFinding]) -> i64 {
     pass_with(store, sources, findings).await.run_id
@@ -672,6 +739,7 @@ async fn pass_with(
         inventory: "[]",
         approvals: "[]",
         rules: r#"[{"id":"credential-stale"}]"#,
+        stored: [None; 3],
     };
     record_with(store, sources, findings, Some(reading), None).await
 }
@@ -1305,6 +1373,7 @@ async fn report_run(
         inventory: "[]",
         approvals: "[]",
         rules: RULES,
+        stored: [None; 3],
     };
     store
         .record_run(RunRecord {
@@ -1720,6 +1789,7 @@ both!(
     each_gap_resolves_only_what_does_not_depend_on_it,
     large_readings_read_back_exactly,
     a_targeted_run_records_only_its_subjects,
+    a_stored_reading_is_named_by_hash,
 );
 
 both!(multi: report_pages_read_what_the_whole_replay_reads, readers_on_threads_share_pages);

@@ -253,9 +253,11 @@ fn source_refs(estate: &Estate) -> Vec<SourceReadingRef<'_>> {
 /// What a run read, serialised for the store: per source its state and
 /// inventory, the approvals as read, the rules evaluated.
 pub struct Serialised {
-    inventory: String,
-    approvals: String,
-    rules: String,
+    /// The inventory, the approvals and the rules, as JSON; a body the
+    /// store holds already is dropped (empty), named by `stored`.
+    bodies: [String; 3],
+    /// Each body's SHA-256, where the store holds it.
+    stored: [Option<String>; 3],
 }
 
 impl Serialised {
@@ -267,18 +269,44 @@ impl Serialised {
             || serde_json::to_string(&estate.approvals),
         );
         Ok(Serialised {
-            inventory: inventory?,
-            approvals: approvals?,
-            rules: serde_json::to_string(&rule_infos(rules))?,
+            bodies: [
+                inventory?,
+                approvals?,
+                serde_json::to_string(&rule_infos(rules))?,
+            ],
+            stored: Default::default(),
         })
+    }
+
+    /// Drop each body `store` holds already, keeping its hash: an estate
+    /// read as before is then not held twice through the pass (at a
+    /// million credentials its text is 800 MB). Bodies are
+    /// content-addressed and never deleted, so one found now is there
+    /// when the run is recorded (which checks again).
+    pub async fn drop_stored(&mut self, store: &crate::store::SqlStore) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        let hashes: Vec<String> = self
+            .bodies
+            .par_iter()
+            .map(|b| crate::store::runs::sha256_hex(b))
+            .collect();
+        for ((body, stored), hash) in self.bodies.iter_mut().zip(&mut self.stored).zip(hashes) {
+            if stored.is_none() && store.has_blob(&hash).await? {
+                *body = String::new();
+                *stored = Some(hash);
+            }
+        }
+        Ok(())
     }
 
     /// Borrowed, for [`crate::store::RunRecord::reading`].
     pub fn reading(&self) -> Reading<'_> {
+        let [inventory, approvals, rules] = &self.bodies;
         Reading {
-            inventory: &self.inventory,
-            approvals: &self.approvals,
-            rules: &self.rules,
+            inventory,
+            approvals,
+            rules,
+            stored: [0, 1, 2].map(|i| self.stored[i].as_deref()),
         }
     }
 }

@@ -46,6 +46,10 @@ pub struct Reading<'a> {
     pub approvals: &'a str,
     /// JSON: the rules evaluated.
     pub rules: &'a str,
+    /// Per body (inventory, approvals, rules), its SHA-256 where the store
+    /// held it already when the caller asked ([`SqlStore::has_blob`]): that
+    /// body's text is left out (empty) and the run names it by hash.
+    pub stored: [Option<&'a str>; 3],
 }
 
 /// One recorded run.
@@ -130,7 +134,7 @@ const LAST_RUN: &str = "CASE WHEN open_ended = 1
      THEN COALESCE((SELECT MAX(run_id) FROM run_snapshots), last_run)
      ELSE last_run END AS last_run";
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
@@ -439,12 +443,18 @@ pub(crate) async fn record_detail(
     let prev = row.try_get::<Option<i64>, _>("prev")?.unwrap_or(-1);
     let mut hashes = Vec::with_capacity(3);
     // The rules stay whole: `run_rules` reads them in one join.
-    for (body, may_chunk) in [
+    for ((body, may_chunk), stored) in [
         (reading.inventory, true),
         (reading.approvals, true),
         (reading.rules, false),
-    ] {
-        hashes.push(put_blob(&mut *conn, body, may_chunk).await?);
+    ]
+    .into_iter()
+    .zip(reading.stored)
+    {
+        hashes.push(match stored {
+            Some(hash) => stored_blob(&mut *conn, hash).await?,
+            None => put_blob(&mut *conn, body, may_chunk).await?,
+        });
     }
     sqlx::query(
         "INSERT INTO run_snapshots (run_id, inventory_sha256, approvals_sha256, rules_sha256, format_version)
@@ -465,6 +475,21 @@ pub(crate) async fn record_detail(
     sight_all(conn, run_id, prev, findings, open).await?;
     tracing::debug!(reading = ?stored, sightings = ?(clock.elapsed() - stored), "detail recorded");
     Ok(())
+}
+
+/// `hash`, a body found stored before this transaction: still there (a
+/// body is never deleted, but a run must not name one it cannot read).
+async fn stored_blob(conn: &mut sqlx::AnyConnection, hash: &str) -> Result<String, StoreError> {
+    let there: Option<(String,)> =
+        sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
+            .bind(hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+    there.map(|(h,)| h).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "snapshot {hash}: stored before this run, gone since"
+        ))
+    })
 }
 
 /// Bodies over this many bytes are stored as content-defined chunks.
@@ -611,6 +636,18 @@ impl SqlStore {
         Ok(body)
     }
 
+    /// Whether a reading's body with SHA-256 `hash` is stored (bodies are
+    /// content-addressed and never deleted): a pass then records it by
+    /// hash, without holding its text.
+    pub async fn has_blob(&self, hash: &str) -> Result<bool, StoreError> {
+        let there: Option<(String,)> =
+            sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(there.is_some())
+    }
+
     /// Record what run `run_id` read and the findings it saw, in one
     /// transaction (a pass records both with the run: [`RunRecord::reading`](super::RunRecord)).
     /// Findings added later to the same run (enforce mode's findings about
@@ -625,6 +662,7 @@ impl SqlStore {
             inventory: detail.inventory,
             approvals: detail.approvals,
             rules: detail.rules,
+            stored: [None; 3],
         };
         let mut tx = self.pool.begin().await?;
         record_detail(&mut tx, run_id, reading, &prepared, None).await?;
