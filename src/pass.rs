@@ -378,11 +378,11 @@ impl Context {
             None => Some(crate::store::reading::Serialised::of(&estate, rules)?),
             Some(_) => None,
         };
-        // Read as before, it is named by hash and not held: serialised
-        // before the findings are made, so its text and theirs are not
-        // held at once.
+        // Serialised before the findings are made, and prepared for the
+        // store (named by hash if read before, else cut and packed), so
+        // its text and theirs are not held at once.
         if let Some(r) = reading.as_mut() {
-            r.drop_stored(store).await?;
+            r.prepare(store).await?;
         }
         laps.lap("serialise reading");
         // A targeted pass materialises and records its subjects' findings

@@ -661,10 +661,10 @@ async fn large_readings_read_back_exactly(store: SqlStore) {
 /// its text, and reads back whole; one named by a hash the store does not
 /// hold fails the run, which records nothing.
 async fn a_stored_reading_is_named_by_hash(store: SqlStore) {
-    use nhi_assure::store::runs::Reading;
+    use nhi_assure::store::runs::{Ahead, Reading};
     let complete = status(SourceState::Complete);
     let big: String = serde_json::to_string(
-        &(0..40_000)
+        &(0..60_000)
             .map(|i| format!("AKIA{i:016}"))
             .collect::<Vec<_>>(),
     )
@@ -674,7 +674,7 @@ async fn a_stored_reading_is_named_by_hash(store: SqlStore) {
         inventory: &big,
         approvals: "[]",
         rules,
-        stored: [None; 3],
+        ahead: Default::default(),
     };
     let r1 = record_with(&store, &complete, &[], Some(first), None).await;
     let hash = |s: &str| {
@@ -690,7 +690,11 @@ async fn a_stored_reading_is_named_by_hash(store: SqlStore) {
         inventory: "",
         approvals: "",
         rules,
-        stored: [Some(&inventory), Some(&approvals), None],
+        ahead: [
+            Ahead::Stored(&inventory),
+            Ahead::Stored(&approvals),
+            Ahead::Nothing,
+        ],
     };
     let r2 = record_with(&store, &complete, &[], Some(second), None).await;
     for id in [r1.run_id, r2.run_id] {
@@ -698,12 +702,41 @@ async fn a_stored_reading_is_named_by_hash(store: SqlStore) {
         assert!(got.inventory == big && got.approvals == "[]", "run {id}");
         assert_eq!(got.rules, rules);
     }
+    // A new large body cut ahead: recorded from its chunks (all but the
+    // changed one stored already), read back whole; cut ahead again once
+    // stored, it is not written twice.
+    let big2 = big.replacen("AKIA0000000000000001", "AKIA9999999999999999", 1);
+    let cut = store
+        .cut_body(&big2, hash(&big2))
+        .await
+        .expect("cut")
+        .expect("large enough to cut");
+    assert!(store
+        .cut_body("[]", hash("[]"))
+        .await
+        .expect("cut")
+        .is_none());
+    for _ in 0..2 {
+        let third = Reading {
+            inventory: "",
+            approvals: "[]",
+            rules,
+            ahead: [Ahead::Cut(&cut), Ahead::Nothing, Ahead::Nothing],
+        };
+        let r = record_with(&store, &complete, &[], Some(third), None).await;
+        let got = store
+            .run_reading(r.run_id)
+            .await
+            .expect("read")
+            .expect("some");
+        assert!(got.inventory == big2 && got.approvals == "[]");
+    }
     let missing = hash("[1]");
     let bad = Reading {
         inventory: "",
         approvals: "[]",
         rules,
-        stored: [Some(&missing), None, None],
+        ahead: [Ahead::Stored(&missing), Ahead::Nothing, Ahead::Nothing],
     };
     let latest = store.latest_run_id().await.expect("latest");
     let e = store
@@ -739,7 +772,7 @@ async fn pass_with(
         inventory: "[]",
         approvals: "[]",
         rules: r#"[{"id":"credential-stale"}]"#,
-        stored: [None; 3],
+        ahead: Default::default(),
     };
     record_with(store, sources, findings, Some(reading), None).await
 }
@@ -1373,7 +1406,7 @@ async fn report_run(
         inventory: "[]",
         approvals: "[]",
         rules: RULES,
-        stored: [None; 3],
+        ahead: Default::default(),
     };
     store
         .record_run(RunRecord {

@@ -46,10 +46,21 @@ pub struct Reading<'a> {
     pub approvals: &'a str,
     /// JSON: the rules evaluated.
     pub rules: &'a str,
-    /// Per body (inventory, approvals, rules), its SHA-256 where the store
-    /// held it already when the caller asked ([`SqlStore::has_blob`]): that
-    /// body's text is left out (empty) and the run names it by hash.
-    pub stored: [Option<&'a str>; 3],
+    /// Per body (inventory, approvals, rules), what the caller did with it
+    /// ahead of the run; a body named or cut ahead has its text left out.
+    pub ahead: [Ahead<'a>; 3],
+}
+
+/// What a caller did with a reading's body before its run was recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Ahead<'a> {
+    /// Nothing: the body is its text.
+    #[default]
+    Nothing,
+    /// Found stored, by this SHA-256 ([`SqlStore::has_blob`]).
+    Stored(&'a str),
+    /// Cut and packed ([`SqlStore::cut_body`]).
+    Cut(&'a Chunked),
 }
 
 /// One recorded run.
@@ -449,11 +460,12 @@ pub(crate) async fn record_detail(
         (reading.rules, false),
     ]
     .into_iter()
-    .zip(reading.stored)
+    .zip(reading.ahead)
     {
         hashes.push(match stored {
-            Some(hash) => stored_blob(&mut *conn, hash).await?,
-            None => put_blob(&mut *conn, body, may_chunk).await?,
+            Ahead::Stored(hash) => stored_blob(&mut *conn, hash).await?,
+            Ahead::Cut(c) => put_chunked(&mut *conn, c).await?,
+            Ahead::Nothing => put_blob(&mut *conn, body, may_chunk).await?,
         });
     }
     sqlx::query(
@@ -480,12 +492,8 @@ pub(crate) async fn record_detail(
 /// `hash`, a body found stored before this transaction: still there (a
 /// body is never deleted, but a run must not name one it cannot read).
 async fn stored_blob(conn: &mut sqlx::AnyConnection, hash: &str) -> Result<String, StoreError> {
-    let there: Option<(String,)> =
-        sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
-            .bind(hash)
-            .fetch_optional(&mut *conn)
-            .await?;
-    there.map(|(h,)| h).ok_or_else(|| {
+    let there = blob_there(conn, hash).await?.then(|| hash.to_string());
+    there.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "snapshot {hash}: stored before this run, gone since"
         ))
@@ -519,6 +527,122 @@ pub(crate) fn chunks(body: &str) -> Vec<&str> {
     out
 }
 
+/// Insert a blob row unless its hash is there; whether it was new.
+async fn insert_blob(
+    conn: &mut sqlx::AnyConnection,
+    hash: &str,
+    body: &str,
+    packed: Option<&[u8]>,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "INSERT INTO snapshot_blobs (sha256, body, body_packed) VALUES ($1, $2, $3)
+         ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(body)
+    .bind(packed)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Whether a body or chunk with SHA-256 `hash` is stored.
+async fn blob_there(conn: &mut sqlx::AnyConnection, hash: &str) -> Result<bool, StoreError> {
+    let there: Option<(String,)> =
+        sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
+            .bind(hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(there.is_some())
+}
+
+/// A large reading body cut into content-defined chunks, those the store
+/// did not hold packed: what [`put_blob`] writes of it, made ahead of
+/// the run by [`SqlStore::cut_body`] so its text need not be held until
+/// then. Chunks are never deleted: one stored when it was cut is there
+/// when it is written.
+pub struct Chunked {
+    /// The whole body's SHA-256.
+    hash: String,
+    /// Each chunk's SHA-256, in order.
+    chunks: Vec<String>,
+    /// The chunks not stored when cut: their index and packed bytes.
+    packed: Vec<(usize, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Chunked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunked")
+            .field("hash", &self.hash)
+            .field("chunks", &self.chunks.len())
+            .field("packed", &self.packed.len())
+            .finish()
+    }
+}
+
+/// `body` (with SHA-256 `hash`) cut; only the chunks no earlier reading
+/// has are packed (on every core): a changed estate shares all but a few.
+async fn cut(
+    conn: &mut sqlx::AnyConnection,
+    body: &str,
+    hash: String,
+) -> Result<Chunked, StoreError> {
+    use rayon::prelude::*;
+    let pieces = chunks(body);
+    let hashes: Vec<String> = pieces.par_iter().map(|c| sha256_hex(c)).collect();
+    let mut missing: Vec<usize> = Vec::new();
+    for (i, c) in hashes.iter().enumerate() {
+        if !blob_there(conn, c).await? {
+            missing.push(i);
+        }
+    }
+    let packed: Vec<Vec<u8>> = missing
+        .par_iter()
+        .map(|&i| super::packed::pack_plain(pieces[i].as_bytes()))
+        .collect::<Result<_, _>>()?;
+    Ok(Chunked {
+        hash,
+        chunks: hashes,
+        packed: missing.into_iter().zip(packed).collect(),
+    })
+}
+
+/// Store a cut body: its row, its new chunks, their order.
+async fn put_chunked(conn: &mut sqlx::AnyConnection, c: &Chunked) -> Result<String, StoreError> {
+    // Already there: its chunks were written with it, in its transaction.
+    if !insert_blob(conn, &c.hash, "", None).await? {
+        return Ok(c.hash.clone());
+    }
+    for (i, packed) in &c.packed {
+        let hash = c.chunks.get(*i).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "snapshot {}: chunk {i} of {}",
+                c.hash,
+                c.chunks.len()
+            ))
+        })?;
+        insert_blob(conn, hash, "", Some(packed)).await?;
+    }
+    for (seq, chunk) in c.chunks.iter().enumerate() {
+        let seq = i32::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("reading of {} chunks", seq)))?;
+        sqlx::query(
+            "INSERT INTO snapshot_chunks (blob_sha256, seq, chunk_sha256) VALUES ($1, $2, $3)",
+        )
+        .bind(&c.hash)
+        .bind(seq)
+        .bind(chunk)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(c.hash.clone())
+}
+
+/// Whether a body of `len` bytes that `may_chunk` is stored as chunks.
+fn chunked(may_chunk: bool, len: usize) -> bool {
+    may_chunk && len > CHUNKED_OVER
+}
+
 /// Store `body` by its SHA-256 (once: an identical body is not written
 /// again) and return the hash. A large body that `may_chunk` is stored as
 /// chunks, each by its own hash, so what two bodies share is stored once.
@@ -527,67 +651,16 @@ async fn put_blob(
     body: &str,
     may_chunk: bool,
 ) -> Result<String, StoreError> {
-    use rayon::prelude::*;
-    /// Insert a blob row unless its hash is there; whether it was new.
-    async fn insert(
-        conn: &mut sqlx::AnyConnection,
-        hash: &str,
-        body: &str,
-        packed: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "INSERT INTO snapshot_blobs (sha256, body, body_packed) VALUES ($1, $2, $3)
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(hash)
-        .bind(body)
-        .bind(packed)
-        .execute(&mut *conn)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
     let h = sha256_hex(body);
-    let chunked = may_chunk && body.len() > CHUNKED_OVER;
-    let written = insert(conn, &h, if chunked { "" } else { body }, None).await?;
-    // Already there: its chunks were written with it, in its transaction.
-    if !chunked || !written {
+    if !chunked(may_chunk, body.len()) {
+        insert_blob(conn, &h, body, None).await?;
         return Ok(h);
     }
-    let pieces = chunks(body);
-    let hashes: Vec<String> = pieces.par_iter().map(|c| sha256_hex(c)).collect();
-    // Only the chunks no earlier reading has are packed (on every core)
-    // and written: a changed estate shares all but a few.
-    let mut missing: Vec<usize> = Vec::new();
-    for (i, c) in hashes.iter().enumerate() {
-        let there: Option<(String,)> =
-            sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
-                .bind(c)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if there.is_none() {
-            missing.push(i);
-        }
+    if blob_there(conn, &h).await? {
+        return Ok(h);
     }
-    let packed: Vec<Vec<u8>> = missing
-        .par_iter()
-        .map(|&i| super::packed::pack_plain(pieces[i].as_bytes()))
-        .collect::<Result<_, _>>()?;
-    for (&i, p) in missing.iter().zip(&packed) {
-        insert(conn, &hashes[i], "", Some(p)).await?;
-    }
-    for (seq, c) in hashes.iter().enumerate() {
-        let seq = i32::try_from(seq)
-            .map_err(|_| StoreError::Corrupt(format!("reading of {} chunks", seq)))?;
-        sqlx::query(
-            "INSERT INTO snapshot_chunks (blob_sha256, seq, chunk_sha256) VALUES ($1, $2, $3)",
-        )
-        .bind(&h)
-        .bind(seq)
-        .bind(c)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(h)
+    let c = cut(conn, body, h).await?;
+    put_chunked(conn, &c).await
 }
 
 impl SqlStore {
@@ -648,6 +721,17 @@ impl SqlStore {
         Ok(there.is_some())
     }
 
+    /// `body` (a reading's inventory or approvals, with SHA-256 `hash`) cut
+    /// and packed ahead of its run, if it is large enough to be stored as
+    /// chunks: a pass then drops its text and records it from this.
+    pub async fn cut_body(&self, body: &str, hash: String) -> Result<Option<Chunked>, StoreError> {
+        if !chunked(true, body.len()) {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await?;
+        cut(&mut conn, body, hash).await.map(Some)
+    }
+
     /// Record what run `run_id` read and the findings it saw, in one
     /// transaction (a pass records both with the run: [`RunRecord::reading`](super::RunRecord)).
     /// Findings added later to the same run (enforce mode's findings about
@@ -662,7 +746,7 @@ impl SqlStore {
             inventory: detail.inventory,
             approvals: detail.approvals,
             rules: detail.rules,
-            stored: [None; 3],
+            ahead: Default::default(),
         };
         let mut tx = self.pool.begin().await?;
         record_detail(&mut tx, run_id, reading, &prepared, None).await?;
