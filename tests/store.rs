@@ -1284,6 +1284,48 @@ async fn the_open_state_digest_is_forgotten_by_every_other_write(
     assert_eq!(kept_by(&pool).await, None);
 }
 
+/// On PostgreSQL, writers of the open findings wait for each other's
+/// transactions through the advisory lock every writer takes
+/// (`OPEN_STATE_LOCK`): held here by a transaction outside the store, a
+/// run and an enforce resolution both wait for it, then go through, so no
+/// write lands between a run's read of the open state and its keeping the
+/// digest. (On SQLite the write lock serialises writers: a run meeting
+/// another writer's transaction waits or fails "database is locked", and
+/// never interleaves.)
+async fn writers_of_the_open_findings_wait_for_each_other(store: SqlStore, location: String) {
+    let pool = raw(&location).await;
+    let complete = status(SourceState::Complete);
+    let f = finding("credential-stale", "AKIA1");
+    let r1 = pass_with(&store, &complete, std::slice::from_ref(&f)).await;
+    let mut holder = pool.acquire().await.expect("conn");
+    sqlx::query("BEGIN")
+        .execute(&mut *holder)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(nhi_assure::store::OPEN_STATE_LOCK)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let resolve = tokio::spawn({
+        let (store, fp) = (store.clone(), f.finding.fingerprint());
+        async move { store.resolve_finding(r1.run_id, &fp).await }
+    });
+    let again = tokio::spawn({
+        let (store, complete, f) = (store.clone(), complete.clone(), f.clone());
+        async move { pass_with(&store, &complete, &[f]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!resolve.is_finished(), "a resolution did not wait");
+    assert!(!again.is_finished(), "a run did not wait");
+    sqlx::query("COMMIT")
+        .execute(&mut *holder)
+        .await
+        .expect("commit");
+    assert!(resolve.await.expect("join").expect("resolve"));
+    again.await.expect("join");
+}
+
 /// A targeted run records and resolves its subjects' findings only: the
 /// rest are neither resolved by omission nor marked seen by it; it keeps no
 /// reading, so reports still read the latest full run.
@@ -1836,6 +1878,13 @@ both!(
     sighting_data_is_packed_and_text_rows_from_before_still_read,
     the_open_state_digest_is_forgotten_by_every_other_write,
 );
+
+#[tokio::test]
+async fn postgres_writers_of_the_open_findings_wait_for_each_other() {
+    let url = pg::database();
+    let store = SqlStore::open(&url).await.expect("open postgres");
+    writers_of_the_open_findings_wait_for_each_other(store, url).await;
+}
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
 /// audit log), a report of the latest run, a diff, the audit chain.

@@ -31,6 +31,7 @@ pub mod journal;
 pub mod lease;
 pub mod notify;
 mod open_state;
+pub use open_state::LOCK_KEY as OPEN_STATE_LOCK;
 mod packed;
 pub mod reading;
 mod replay;
@@ -911,6 +912,9 @@ impl Store for SqlStore {
         let finished = ts(chrono::Utc::now());
         let clock = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
+        // Writers of the open findings one at a time (PostgreSQL), from
+        // before this run reads them to its commit.
+        open_state::lock(&mut tx).await?;
         // The latest full run before this one: where the open-ended rows
         // reach.
         let latest = latest_full(&mut tx).await?;

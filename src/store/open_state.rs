@@ -12,11 +12,35 @@
 //! the writers in this module's siblings call it, and a migration that
 //! changes either table must delete the row too. A digest found is one
 //! no write has made untrue since it was kept.
+//!
+//! That needs the writers serialised: on SQLite a transaction holds the
+//! write lock from its first write (a run's, from inserting itself, before
+//! it reads the digest); on PostgreSQL every writer takes [`LOCK_KEY`] as
+//! a transaction-scoped advisory lock ([`lock`]) before it reads the
+//! digest or changes the findings, so no write lands between a run's read
+//! of the open state and its keeping the digest.
 
 use sha2::Digest;
 use sqlx::AnyConnection;
 
 use super::{Prepared, StoreError};
+
+/// The PostgreSQL advisory lock every writer of the open findings takes
+/// for the rest of its transaction (`pg_advisory_xact_lock`); a tool that
+/// writes `findings` or `finding_sightings` must take it too.
+pub const LOCK_KEY: i64 = 0x6e68_6961_6f70_656e; // "nhiaopen"
+
+/// Take [`LOCK_KEY`] until the transaction on `conn` ends (PostgreSQL; on
+/// SQLite the transaction's write lock serialises writers already).
+pub(crate) async fn lock(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
 
 /// The digest of a run's findings as the store compares them: each one's
 /// fingerprint, data hash, facets and source, in fingerprint order.
@@ -61,6 +85,7 @@ pub(crate) async fn keep(
 
 /// The open findings are about to change: no digest holds any more.
 pub(crate) async fn forget(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    lock(conn).await?;
     sqlx::query("DELETE FROM open_state")
         .execute(&mut *conn)
         .await?;
