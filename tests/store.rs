@@ -1284,29 +1284,35 @@ async fn the_open_state_digest_is_forgotten_by_every_other_write(
     assert_eq!(kept_by(&pool).await, None);
 }
 
-/// On PostgreSQL, writers of the open findings wait for each other's
-/// transactions through the advisory lock every writer takes
-/// (`OPEN_STATE_LOCK`): held here by a transaction outside the store, a
-/// run and an enforce resolution both wait for it, then go through, so no
-/// write lands between a run's read of the open state and its keeping the
-/// digest. (On SQLite the write lock serialises writers: a run meeting
-/// another writer's transaction waits or fails "database is locked", and
-/// never interleaves.)
+/// Writers of the open findings wait for each other's transactions: on
+/// PostgreSQL through the advisory lock every writer takes
+/// (`OPEN_STATE_LOCK`), on SQLite through the write lock (a run takes it
+/// at `BEGIN`, so it waits for another writer rather than being refused).
+/// Held here by a transaction outside the store, a run and an enforce
+/// resolution both wait for it, then go through: no write lands between
+/// a run's read of the open state and its keeping the digest.
 async fn writers_of_the_open_findings_wait_for_each_other(store: SqlStore, location: String) {
     let pool = raw(&location).await;
     let complete = status(SourceState::Complete);
     let f = finding("credential-stale", "AKIA1");
     let r1 = pass_with(&store, &complete, std::slice::from_ref(&f)).await;
     let mut holder = pool.acquire().await.expect("conn");
-    sqlx::query("BEGIN")
-        .execute(&mut *holder)
-        .await
-        .expect("begin");
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(nhi_assure::store::OPEN_STATE_LOCK)
-        .execute(&mut *holder)
-        .await
-        .expect("lock");
+    if location.starts_with("postgres") {
+        sqlx::query("BEGIN")
+            .execute(&mut *holder)
+            .await
+            .expect("begin");
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(nhi_assure::store::OPEN_STATE_LOCK)
+            .execute(&mut *holder)
+            .await
+            .expect("lock");
+    } else {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *holder)
+            .await
+            .expect("begin");
+    }
     let resolve = tokio::spawn({
         let (store, fp) = (store.clone(), f.finding.fingerprint());
         async move { store.resolve_finding(r1.run_id, &fp).await }
@@ -1877,14 +1883,8 @@ both!(
     a_finding_s_data_is_kept_once_and_read_from_where_it_is,
     sighting_data_is_packed_and_text_rows_from_before_still_read,
     the_open_state_digest_is_forgotten_by_every_other_write,
+    writers_of_the_open_findings_wait_for_each_other,
 );
-
-#[tokio::test]
-async fn postgres_writers_of_the_open_findings_wait_for_each_other() {
-    let url = pg::database();
-    let store = SqlStore::open(&url).await.expect("open postgres");
-    writers_of_the_open_findings_wait_for_each_other(store, url).await;
-}
 
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
 /// audit log), a report of the latest run, a diff, the audit chain.

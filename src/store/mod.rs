@@ -911,9 +911,16 @@ impl Store for SqlStore {
         let now = ts(run.started_at);
         let finished = ts(chrono::Utc::now());
         let clock = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
-        // Writers of the open findings one at a time (PostgreSQL), from
-        // before this run reads them to its commit.
+        // Writers of the open findings one at a time, from before this run
+        // reads them to its commit: on SQLite the write lock taken at
+        // `BEGIN` (a deferred transaction that reads first is refused the
+        // upgrade at once, "database is locked", where this one waits for
+        // another writer within the busy timeout); on PostgreSQL the
+        // advisory lock.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         open_state::lock(&mut tx).await?;
         // The latest full run before this one: where the open-ended rows
         // reach.
