@@ -962,10 +962,10 @@ impl Store for SqlStore {
         // A full run reads the open sightings too, matched against its
         // findings as read (so it hashes them first), on a second
         // connection at the same time. The transaction holds the write
-        // lock since its insert above (SQLite; on PostgreSQL each of its
-        // statements sees what is committed, as that connection does) and
-        // has written no sighting yet: that connection reads what the
-        // transaction would.
+        // lock since it began (SQLite; on PostgreSQL the advisory lock, and
+        // each of its statements sees what is committed, as that
+        // connection does) and has written no sighting yet: that
+        // connection reads what the transaction would.
         let clock_prepared = std::time::Instant::now();
         let mut prepared = Prepared::all(run.findings)?;
         prepared.retain(|p| in_scope(p.f));
