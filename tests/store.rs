@@ -258,12 +258,17 @@ async fn record(
 }
 
 async fn open_rules(store: &SqlStore) -> Vec<String> {
+    open_sorted(store, |f| Some(f.rule_id)).await
+}
+
+/// What `field` gives of each open finding, sorted.
+async fn open_sorted(store: &SqlStore, field: fn(Finding) -> Option<String>) -> Vec<String> {
     let mut v: Vec<String> = store
         .open_findings()
         .await
         .expect("open")
         .into_iter()
-        .map(|f| f.finding.rule_id)
+        .filter_map(|f| field(f.finding))
         .collect();
     v.sort();
     v
@@ -1210,20 +1215,7 @@ async fn the_open_state_digest_is_forgotten_by_every_other_write(
     );
     let both = [a.clone(), b.clone()];
     let counts = |s: &RunSummary| (s.findings, s.opened, s.resolved);
-    let open_creds = || {
-        let store = store.clone();
-        async move {
-            let mut ids: Vec<String> = store
-                .open_findings()
-                .await
-                .expect("open")
-                .into_iter()
-                .filter_map(|f| f.finding.credential_id)
-                .collect();
-            ids.sort();
-            ids
-        }
-    };
+    let open_creds = || open_sorted(&store, |f| f.credential_id);
 
     let r1 = pass_with(&store, &complete, &both).await;
     assert_eq!(counts(&r1), (2, 2, 0));

@@ -96,29 +96,9 @@ pub(crate) async fn forget(conn: &mut AnyConnection) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::engine::facets::Facets;
-    use crate::engine::findings::Finding;
-    use crate::engine::rules::{Action, Severity};
+    use crate::engine::rules::Severity;
+    use crate::store::runs::tests::finding;
     use crate::store::SourcedFinding;
-
-    fn finding(cred: &str) -> SourcedFinding {
-        SourcedFinding {
-            finding: Finding {
-                rule_id: "credential-stale".into(),
-                title: "t".into(),
-                severity: Severity::High,
-                provider: Some("aws".into()),
-                identity_id: "arn:aws:iam::1:user/ci".into(),
-                credential_id: Some(cred.into()),
-                controls: Default::default(),
-                evidence: serde_json::json!({}).into(),
-                recommended_action: Action::Disable,
-                exception: None,
-            },
-            source: "aws".into(),
-            credential_kind: None,
-            depends: Facets::USAGE,
-        }
-    }
 
     fn of(findings: &[SourcedFinding]) -> String {
         digest(&Prepared::all(findings).expect("prepared"))

@@ -338,7 +338,7 @@ impl Serialised {
             inventory,
             approvals,
             rules,
-            ahead: [0, 1, 2].map(|i| match &self.ahead[i] {
+            ahead: self.ahead.each_ref().map(|a| match a {
                 Ahead::Text => crate::store::runs::Ahead::Nothing,
                 Ahead::Stored(hash) => crate::store::runs::Ahead::Stored(hash),
                 Ahead::Cut(c) => crate::store::runs::Ahead::Cut(c),

@@ -713,12 +713,7 @@ impl SqlStore {
     /// content-addressed and never deleted): a pass then records it by
     /// hash, without holding its text.
     pub async fn has_blob(&self, hash: &str) -> Result<bool, StoreError> {
-        let there: Option<(String,)> =
-            sqlx::query_as("SELECT sha256 FROM snapshot_blobs WHERE sha256 = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(there.is_some())
+        blob_there(&mut *self.pool.acquire().await?, hash).await
     }
 
     /// `body` (a reading's inventory or approvals, with SHA-256 `hash`) cut
@@ -1043,13 +1038,14 @@ impl SqlStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::engine::estate::SourceState;
     use crate::engine::rules::{Action, Severity};
     use crate::store::{RunRecord, Store};
 
-    fn finding(cred: &str) -> SourcedFinding {
+    /// A stale-key finding on credential `cred` of one user.
+    pub(in crate::store) fn finding(cred: &str) -> SourcedFinding {
         SourcedFinding {
             finding: Finding {
                 rule_id: "credential-stale".into(),
