@@ -401,24 +401,25 @@ impl Context {
             }
             None => &eval.hits,
         };
-        let materialized =
-            findings::materialize_with_subjects(&estate, &eval.facts, &eval.graph, rules, hits);
-        let mut sourced: Vec<SourcedFinding> = materialized
-            .into_iter()
-            .map(|m| SourcedFinding {
-                source: m
-                    .identity
-                    .map(|i| {
-                        estate.sources[estate.identity_source[i as usize] as usize]
-                            .name
-                            .clone()
-                    })
-                    .unwrap_or_default(),
-                credential_kind: m.credential_kind,
-                depends: m.depends,
-                finding: m.finding,
-            })
+        // Each source's name shared by its findings.
+        let source_names: Vec<Arc<str>> = estate
+            .sources
+            .iter()
+            .map(|s| Arc::from(s.name.as_str()))
             .collect();
+        let no_source: Arc<str> = Arc::from("");
+        let mut sourced: Vec<SourcedFinding> =
+            findings::materialize_with(&estate, &eval.facts, &eval.graph, rules, hits, |m| {
+                SourcedFinding {
+                    source: m.identity.map_or_else(
+                        || Arc::clone(&no_source),
+                        |i| Arc::clone(&source_names[estate.identity_source[i as usize] as usize]),
+                    ),
+                    credential_kind: m.credential_kind,
+                    depends: m.depends,
+                    finding: m.finding,
+                }
+            });
         // The run's own findings on what it could not map (a full pass's).
         sourced.extend(
             unmapped
@@ -426,7 +427,7 @@ impl Context {
                 .filter(|_| subjects.is_none())
                 .map(|u| SourcedFinding {
                     finding: u.finding(),
-                    source: String::new(),
+                    source: Arc::clone(&no_source),
                     credential_kind: None,
                     depends: Facets::NONE,
                 }),
@@ -519,10 +520,11 @@ impl Context {
                 (first, ids)
             });
         // Every identity's owner, for notify: a resolved finding's too.
+        // Moved out, not copied: the estate ends below.
         let owners = estate
             .identities
-            .iter()
-            .filter_map(|i| i.owner.clone().map(|o| (i.id.clone(), o)))
+            .iter_mut()
+            .filter_map(|i| i.owner.take().map(|o| (std::mem::take(&mut i.id), o)))
             .collect();
         laps.lap("plan");
         // The estate ends here: its approvals, sources and exceptions move

@@ -485,7 +485,7 @@ async fn blast_radius_limit_acts_on_none_and_records_a_finding() {
     let open = store.open_findings().await.expect("findings");
     assert!(open
         .iter()
-        .any(|f| f.finding.rule_id == "enforce-blast-radius"));
+        .any(|f| &*f.finding.rule_id == "enforce-blast-radius"));
     assert!(
         json(&run(&["journal", "--config", &cfg])).is_empty(),
         "nothing journaled"
@@ -503,7 +503,7 @@ async fn blast_radius_limit_acts_on_none_and_records_a_finding() {
     assert!(
         !open
             .iter()
-            .any(|f| f.finding.rule_id == "enforce-blast-radius"),
+            .any(|f| &*f.finding.rule_id == "enforce-blast-radius"),
         "resolved once the rail lets a run through"
     );
 }

@@ -140,7 +140,7 @@ async fn budget_findings(dir: &Path) -> usize {
         .await
         .expect("findings")
         .iter()
-        .filter(|f| f.finding.rule_id == "enforce-action-budget")
+        .filter(|f| &*f.finding.rule_id == "enforce-action-budget")
         .count()
 }
 

@@ -327,7 +327,7 @@ fn eligible_and_group_held_roles_count_for_admin_and_show_in_the_evidence() {
         engine::findings::materialize(&estate, &eval.facts, &eval.graph, &rules, &eval.hits);
     let admin = findings
         .iter()
-        .find(|f| f.rule_id == "identity-admin-equivalent")
+        .find(|f| &*f.rule_id == "identity-admin-equivalent")
         .expect("admin finding");
     assert_eq!(
         admin.evidence.value()["held_indirectly"],

@@ -258,7 +258,7 @@ async fn record(
 }
 
 async fn open_rules(store: &SqlStore) -> Vec<String> {
-    open_sorted(store, |f| Some(f.rule_id)).await
+    open_sorted(store, |f| Some(f.rule_id.to_string())).await
 }
 
 /// What `field` gives of each open finding, sorted.

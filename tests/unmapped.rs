@@ -164,7 +164,7 @@ async fn an_unmapped_ticket_holds_the_subjects_it_names_and_never_revokes() {
     let f = first
         .findings
         .iter()
-        .find(|f| f.rule_id == "approval-unmapped")
+        .find(|f| &*f.rule_id == "approval-unmapped")
         .expect("the run records the unmapped ticket");
     assert_eq!(f.evidence.value()["reference"], "SEC-12");
     assert_eq!(
@@ -181,7 +181,7 @@ async fn an_unmapped_ticket_holds_the_subjects_it_names_and_never_revokes() {
     let expired = first
         .findings
         .iter()
-        .find(|f| f.rule_id == "approval-expired")
+        .find(|f| &*f.rule_id == "approval-expired")
         .expect("expired");
     assert_eq!(expired.evidence.value()["approval"]["reference"], "SEC-1");
     assert_eq!(

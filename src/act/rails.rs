@@ -345,7 +345,7 @@ pub(super) async fn record_self_finding(
             pass.summary.run_id,
             &SourcedFinding {
                 finding: f,
-                source: String::new(),
+                source: "".into(),
                 credential_kind: None,
                 // Resolved by its rail, never by a run's absence.
                 depends: crate::engine::facets::Facets::EVERYTHING,

@@ -107,8 +107,8 @@ impl Event {
         Event {
             kind,
             fingerprint: f.fingerprint(),
-            rule_id: f.rule_id.clone(),
-            title: f.title.clone(),
+            rule_id: f.rule_id.to_string(),
+            title: f.title.to_string(),
             severity: f.severity.as_str().to_string(),
             identity_id: f.identity_id.clone(),
             credential_id: f.credential_id.clone(),
@@ -539,7 +539,7 @@ fn expired_exceptions(pass: &PassResult) -> Vec<Event> {
         let star = nhi_contract::pattern::Syntax::STAR_ASCII_CASELESS;
         let ended = pass.exceptions.iter().find(|e| {
             e.expires_at <= pass.now
-                && e.rule == f.rule_id
+                && *e.rule == *f.rule_id
                 && star.matches(&e.subject, &f.identity_id)
                 && match (&e.credential, &f.credential_id) {
                     (None, _) => true,

@@ -262,7 +262,7 @@ impl<'a> Fold<'a> {
 
     /// Count finding `f` (in report order) against its rule's controls.
     pub fn add(&mut self, f: &super::ReportFinding) {
-        let Some(places) = self.controls_of.get(f.finding.rule_id.as_str()) else {
+        let Some(places) = self.controls_of.get(&*f.finding.rule_id) else {
             return;
         };
         let subject = subject_hash(f);

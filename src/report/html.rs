@@ -296,8 +296,8 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
             .to_lowercase();
             Row {
                 severity: d.severity.as_str(),
-                rule_id: d.rule_id.clone(),
-                title: d.title.clone(),
+                rule_id: d.rule_id.to_string(),
+                title: d.title.to_string(),
                 identity_id: d.identity_id.clone(),
                 credential_id: d.credential_id.clone(),
                 source: f.source.clone(),

@@ -365,7 +365,7 @@ fn event<'a>(
     };
     let (sev_id, sev) = severity(d.severity);
     let ident = ix.identities.get(d.identity_id.as_str()).copied();
-    let rule = ix.rules.get(d.rule_id.as_str()).copied();
+    let rule = ix.rules.get(&*d.rule_id).copied();
     let account = ident
         .filter(|i| !i.account.is_empty())
         .map(|i| Uid { uid: &i.account });

@@ -154,8 +154,8 @@ fn csv_rows(list: &[Finding]) -> anyhow::Result<Vec<u8>> {
         .from_writer(Vec::with_capacity(list.len() * 512));
     for f in list {
         w.write_record([
-            f.rule_id.as_str(),
-            f.title.as_str(),
+            &f.rule_id,
+            &f.title,
             f.severity.as_str(),
             f.provider.as_deref().unwrap_or(""),
             f.identity_id.as_str(),
@@ -232,7 +232,7 @@ pub fn findings(
             };
             let rows = shown.iter().map(|f| FindingRow {
                 severity: f.severity.as_str().to_uppercase(),
-                rule: f.rule_id.clone(),
+                rule: f.rule_id.to_string(),
                 identity: short(&f.identity_id, 46),
                 credential: f
                     .credential_id

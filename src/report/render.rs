@@ -195,10 +195,10 @@ pub fn finding_row(f: &ReportFinding) -> Result<FindingRow, ReportError> {
         let d = &f.finding;
         Ok(FindingRow {
             fingerprint: f.fingerprint.clone(),
-            rule_id: d.rule_id.clone(),
-            title: d.title.clone(),
+            rule_id: d.rule_id.to_string(),
+            title: d.title.to_string(),
             severity: d.severity.as_str().to_string(),
-            provider: d.provider.clone().unwrap_or_default(),
+            provider: d.provider.as_deref().unwrap_or_default().to_string(),
             source: f.source.clone(),
             identity_id: d.identity_id.clone(),
             credential_id: d.credential_id.clone().unwrap_or_default(),

@@ -214,7 +214,7 @@ fn result_of(data: &RunData, f: &ReportFinding) -> Option<Value> {
             "first_seen": f.first_seen,
         },
     });
-    if let Some(i) = data.reading.rules.iter().position(|x| x.id == d.rule_id) {
+    if let Some(i) = data.reading.rules.iter().position(|x| *x.id == *d.rule_id) {
         r["ruleIndex"] = json!(i);
     }
     if let Some(e) = &d.exception {

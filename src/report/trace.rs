@@ -295,8 +295,8 @@ impl<'a> Context<'a> {
             })
             .map(|f| FindingView {
                 fingerprint: f.fingerprint.clone(),
-                rule_id: f.finding.rule_id.clone(),
-                title: f.finding.title.clone(),
+                rule_id: f.finding.rule_id.to_string(),
+                title: f.finding.title.to_string(),
                 severity: f.finding.severity.as_str().to_string(),
                 credential_id: f.finding.credential_id.clone(),
                 first_seen: f.first_seen.clone(),

@@ -77,14 +77,21 @@ pub enum StoreError {
 pub struct SourcedFinding {
     /// The finding.
     pub finding: Finding,
-    /// Inventory source name; empty for findings on approval records.
-    pub source: String,
+    /// Inventory source name (shared by the source's findings); empty for
+    /// findings on approval records.
+    pub source: std::sync::Arc<str>,
     /// Kind of the credential concerned, for credential findings.
     pub credential_kind: Option<CredentialKind>,
     /// What judging the finding depends on
     /// ([`crate::engine::findings::depends`]); kept with it, so a later run
     /// resolves it only if it saw all of that.
     pub depends: Facets,
+}
+
+impl AsRef<Finding> for SourcedFinding {
+    fn as_ref(&self) -> &Finding {
+        &self.finding
+    }
 }
 
 /// What a stored finding of `source` depends on: its `depends` column, or
@@ -1010,7 +1017,7 @@ impl Store for SqlStore {
                 Some(row)
                     if row.hash.as_deref() == Some(p.hash.as_str())
                         && row.depends == Some(p.f.depends.known())
-                        && row.source == p.f.source =>
+                        && *row.source == *p.f.source =>
                 {
                     // A targeted run's few are marked seen by it.
                     if !row.open_ended || scope.is_some() {

@@ -49,7 +49,7 @@ pub(crate) fn digest(findings: &[Prepared<'_>]) -> String {
     // Its own name: a digest of another shape never matches this one.
     h.update(b"nhi-assure open state v1\n");
     for p in findings {
-        for part in [&p.fp, &p.hash, &p.depends, &p.f.source] {
+        for part in [&*p.fp, &*p.hash, &*p.depends, &*p.f.source] {
             h.update(part.as_bytes());
             h.update([0]);
         }
