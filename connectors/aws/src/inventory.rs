@@ -1547,13 +1547,13 @@ fn web_identity_credentials(role: &str, trust: &PolicyDocument) -> Vec<Credentia
             usage: Usage::Unknown,
             active: true,
             name: Some(t.provider),
-            federation: Some(Federation {
+            federation: Some(Box::new(Federation {
                 issuer: format!("https://{}", t.host),
                 subjects: t.subjects,
                 audiences: t.audiences,
                 expression: None,
                 ..Federation::default()
-            }),
+            })),
         })
         .collect()
 }
@@ -1604,7 +1604,7 @@ fn principal_trust_credentials(
                 usage: Usage::Unknown,
                 active: true,
                 name: Some(t.principals.join(", ")),
-                federation: Some(Federation {
+                federation: Some(Box::new(Federation {
                     issuer,
                     subjects: t.principals,
                     audiences: Vec::new(),
@@ -1613,7 +1613,7 @@ fn principal_trust_credentials(
                     outside_estate: t.account.as_ref().map(|a| !ours.contains(a)),
                     account: t.account,
                     conditions: t.required,
-                }),
+                })),
             });
         }
     }

@@ -277,8 +277,10 @@ pub struct Credential {
     #[serde(default)]
     pub name: Option<String>,
     /// For a federated credential: which external tokens it accepts.
+    /// Boxed: few credentials are federated, and inline it was 40 % of
+    /// every credential's size (140 MiB of a million-credential estate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub federation: Option<Federation>,
+    pub federation: Option<Box<Federation>>,
 }
 
 /// The external tokens a federated credential (an Entra ID federated

@@ -269,7 +269,7 @@ impl Scan<'_> {
                 usage: Usage::Unknown,
                 active: true,
                 name: Some(detail),
-                federation: Some(federation),
+                federation: Some(Box::new(federation)),
             });
         }
     }
