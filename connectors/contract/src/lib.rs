@@ -277,8 +277,8 @@ pub struct Credential {
     #[serde(default)]
     pub name: Option<String>,
     /// For a federated credential: which external tokens it accepts.
-    /// Boxed: few credentials are federated, and inline it was 40 % of
-    /// every credential's size (140 MiB of a million-credential estate).
+    /// Boxed: few credentials are federated, and inline it was nearly half
+    /// of every credential's size (140 MiB of a million-credential estate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation: Option<Box<Federation>>,
 }
