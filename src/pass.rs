@@ -447,6 +447,17 @@ impl Context {
                 (&estate.approvals[..], counts)
             }
         };
+        // The graph and the hits are read no further: freed beside the
+        // plan step, not held through it (at a million credentials, the
+        // pass's peak was that step's end).
+        let crate::engine::Evaluation {
+            graph,
+            hits: all_hits,
+            facts,
+            plan: planned,
+            ..
+        } = eval;
+        free_aside((graph, all_hits));
         let mut open = store.journal_open().await?;
         // A targeted pass read its subjects only: the rest is unseen.
         if let Some(ids) = &subjects {
@@ -454,7 +465,7 @@ impl Context {
         }
         let target_states = target_states(&estate, &held, &open);
         laps.lap("interrupted actions");
-        let mut plan = eval.plan.resolve(&estate, &eval.facts, rules);
+        let mut plan = planned.resolve(&estate, &facts, rules);
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));
         }
@@ -537,7 +548,7 @@ impl Context {
         };
         let sources = std::mem::take(&mut estate.sources);
         let exceptions = std::mem::take(&mut estate.exceptions);
-        free_aside((estate, eval));
+        free_aside((estate, facts, planned));
         let summary = store
             .record_run(RunRecord {
                 started_at: started,
