@@ -314,10 +314,9 @@ pub fn materialize_with<T: Send + Sync + AsRef<Finding>>(
         .collect();
     // Each hit's evidence is built on its own and serialised at once: the
     // parts are borrowed from the estate and written straight to text,
-    // never held as a map of values.
-    // Made in the hits' order, which follows the estate's (in sorted
-    // order, each finding's reads of the estate land far from the last's:
-    // twice the time), then sorted in place.
+    // never held as a map of values. Made in the hits' order, which
+    // follows the estate's (in sorted order, each finding's reads of the
+    // estate land far from the last's: twice the time), then sorted.
     let mut out: Vec<T> = hits
         .par_iter()
         .map(|h| {
@@ -557,6 +556,7 @@ fn unused_json(
         })
         .collect()
 }
+
 /// The entitlements identity `i` holds through a group or as eligible,
 /// marked so: they count for its privilege and scope like direct ones, but
 /// are removed elsewhere (the membership, the eligibility).
@@ -574,6 +574,7 @@ fn indirect_grants(estate: &Estate, graph: &Graph, i: u32) -> Vec<Value> {
         })
         .collect()
 }
+
 /// An approval as evidence: ids and metadata, its state at evaluation
 /// time. Fields in name order, as the evidence has always been written
 /// (a map's order): the stored evidence of an unchanged finding hashes
