@@ -369,22 +369,23 @@ impl Context {
             estate.credentials.len()
         ));
         laps.lap("inventories");
+        // What a full pass read, kept with it so any past run can be
+        // reported on (a targeted pass read its subjects only). Serialised
+        // before the evaluation and the findings are made, and prepared
+        // for the store (named by hash if read before, else cut and
+        // packed), so its text and theirs are not held at once.
+        let reading = match subjects {
+            None => Some(
+                crate::store::reading::Unprepared::of(&estate, rules)?
+                    .prepare(store)
+                    .await?,
+            ),
+            Some(_) => None,
+        };
+        laps.lap("serialise reading");
         let eval = crate::engine::evaluate(&estate, rules, protected, now);
         laps.lap("evaluate");
         tracing::info!(timings = ?eval.timings, hits = eval.hits.len(), "evaluated");
-        // What a full pass read, kept with it so any past run can be
-        // reported on (a targeted pass read its subjects only).
-        let mut reading = match subjects {
-            None => Some(crate::store::reading::Serialised::of(&estate, rules)?),
-            Some(_) => None,
-        };
-        // Serialised before the findings are made, and prepared for the
-        // store (named by hash if read before, else cut and packed), so
-        // its text and theirs are not held at once.
-        if let Some(r) = reading.as_mut() {
-            r.prepare(store).await?;
-        }
-        laps.lap("serialise reading");
         // A targeted pass materialises and records its subjects' findings
         // only: the rest is as of the last full read, not seen by this pass.
         let scoped_hits: Vec<crate::engine::rules::Hit>;
@@ -401,6 +402,14 @@ impl Context {
             }
             None => &eval.hits,
         };
+        // Interrupted actions' targets, read before the grants are freed.
+        let mut open = store.journal_open().await?;
+        // A targeted pass read its subjects only: the rest is unseen.
+        if let Some(ids) = &subjects {
+            open.retain(|e| ids.contains(&e.request.identity_id));
+        }
+        let target_states = target_states(&estate, &held, &open);
+        laps.lap("interrupted actions");
         // Each source's name shared by its findings.
         let source_names: Vec<Arc<str>> = estate
             .sources
@@ -447,9 +456,10 @@ impl Context {
                 (&estate.approvals[..], counts)
             }
         };
-        // The graph and the hits are read no further: freed beside the
-        // plan step, not held through it (at a million credentials, the
-        // pass's peak was that step's end).
+        // The graph, the hits, the grants and the trusts are read no
+        // further: freed before the plan step, not held through it (at a
+        // million credentials, the pass's peak was that step's end). Here,
+        // not aside: the step would allocate before they were gone.
         let crate::engine::Evaluation {
             graph,
             hits: all_hits,
@@ -457,14 +467,13 @@ impl Context {
             plan: planned,
             ..
         } = eval;
-        free_aside((graph, all_hits));
-        let mut open = store.journal_open().await?;
-        // A targeted pass read its subjects only: the rest is unseen.
-        if let Some(ids) = &subjects {
-            open.retain(|e| ids.contains(&e.request.identity_id));
-        }
-        let target_states = target_states(&estate, &held, &open);
-        laps.lap("interrupted actions");
+        drop((
+            graph,
+            all_hits,
+            std::mem::take(&mut estate.grants),
+            std::mem::take(&mut estate.grant_source),
+            std::mem::take(&mut estate.trusts),
+        ));
         let mut plan = planned.resolve(&estate, &facts, rules);
         if let Some(ids) = &subjects {
             plan.retain(|a| ids.contains(&a.request.identity_id));

@@ -250,11 +250,18 @@ fn source_refs(estate: &Estate) -> Vec<SourceReadingRef<'_>> {
         .collect()
 }
 
-/// What a run read, serialised for the store: per source its state and
-/// inventory, the approvals as read, the rules evaluated.
+/// What a run read, serialised for the store and not yet prepared for it
+/// ([`Unprepared::prepare`]): per source its state and inventory, the
+/// approvals as read, the rules evaluated.
+pub struct Unprepared {
+    /// The inventory, the approvals and the rules, as JSON.
+    bodies: [Pieces; 3],
+}
+
+/// What a run read, serialised and prepared for the store.
 pub struct Serialised {
-    /// The inventory, the approvals and the rules, as JSON; a body
-    /// prepared ahead is dropped (empty).
+    /// The bodies kept as text (those neither stored already nor cut);
+    /// a body prepared ahead is empty.
     bodies: [String; 3],
     /// What each body became ahead of the run.
     ahead: [Ahead; 3],
@@ -272,65 +279,136 @@ enum Ahead {
     Cut(crate::store::runs::Chunked),
 }
 
-impl Serialised {
+/// Bytes of one of [`Pieces`]'s pieces.
+const PIECE: usize = 4 << 20;
+
+/// JSON text written in pieces of [`PIECE`] bytes. A body of hundreds of
+/// megabytes grown by doubling was held twice over while each growth
+/// copied it (at a million credentials, 1.2 GB for a 600 MB inventory:
+/// the pass's resident peak); pieces are joined only when the text is
+/// wanted whole, each freed as it is copied.
+#[derive(Default)]
+struct Pieces {
+    full: Vec<Vec<u8>>,
+    last: Vec<u8>,
+}
+
+impl Pieces {
+    /// `v` as JSON.
+    fn json<T: Serialize + ?Sized>(v: &T) -> Result<Pieces, serde_json::Error> {
+        let mut p = Pieces::default();
+        serde_json::to_writer(&mut p, v)?;
+        Ok(p)
+    }
+
+    fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.full
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(self.last.as_slice()))
+    }
+
+    fn len(&self) -> usize {
+        self.slices().map(<[u8]>::len).sum()
+    }
+
+    /// The SHA-256 of the text, as `runs::sha256_hex` gives it.
+    fn sha256_hex(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for s in self.slices() {
+            h.update(s);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The text whole.
+    fn join(self) -> String {
+        let mut out = Vec::with_capacity(self.len());
+        for piece in self.full {
+            out.extend_from_slice(&piece);
+        }
+        out.extend_from_slice(&self.last);
+        // `serde_json` writes UTF-8, so this keeps the bytes as they are.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+impl std::io::Write for Pieces {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = PIECE - self.last.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.last.extend_from_slice(now);
+            if self.last.len() == PIECE {
+                self.full.push(std::mem::take(&mut self.last));
+            }
+            rest = later;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Unprepared {
     /// Serialise what a pass over `estate` with `rules` read.
-    pub fn of(estate: &Estate, rules: &RuleSet) -> Result<Serialised, StoreError> {
+    pub fn of(estate: &Estate, rules: &RuleSet) -> Result<Unprepared, StoreError> {
         // The inventory and the approvals at once, as they are parsed.
         let (inventory, approvals) = rayon::join(
-            || serde_json::to_string(&source_refs(estate)),
-            || serde_json::to_string(&estate.approvals),
+            || Pieces::json(&source_refs(estate)),
+            || Pieces::json(&estate.approvals),
         );
-        Ok(Serialised {
-            bodies: [
-                inventory?,
-                approvals?,
-                serde_json::to_string(&rule_infos(rules))?,
-            ],
-            ahead: Default::default(),
+        Ok(Unprepared {
+            bodies: [inventory?, approvals?, Pieces::json(&rule_infos(rules))?],
         })
     }
 
-    /// Prepare each body ahead of the run and drop its text: one the store
-    /// holds already is named by its hash, a large new one is cut and its
-    /// new chunks packed. What a pass read is then not held as text while
-    /// its findings are made (at a million credentials, 800 MB; packed,
-    /// a fifth of that when new, nothing when read before). Bodies and
-    /// chunks are content-addressed and never deleted, so what is found
-    /// stored now is there when the run is recorded (which checks again).
-    pub async fn prepare(&mut self, store: &crate::store::SqlStore) -> Result<(), StoreError> {
+    /// Prepare each body ahead of the run, dropping its text: one the
+    /// store holds already is named by its hash, a large new one is cut
+    /// and its new chunks packed, the rest joined into text. What a pass
+    /// read is then not held as text while its findings are made (at a
+    /// million credentials, 800 MB; packed, a fifth of that when new,
+    /// nothing when read before). Bodies and chunks are content-addressed
+    /// and never deleted, so what is found stored now is there when the
+    /// run is recorded (which checks again).
+    pub async fn prepare(self, store: &crate::store::SqlStore) -> Result<Serialised, StoreError> {
         use rayon::prelude::*;
-        let hashes: Vec<String> = self
-            .bodies
-            .par_iter()
-            .map(|b| crate::store::runs::sha256_hex(b))
-            .collect();
+        let hashes: Vec<String> = self.bodies.par_iter().map(Pieces::sha256_hex).collect();
         // The rules stay whole: `run_rules` reads them in one join.
         let may_cut = [true, true, false];
-        for (((body, ahead), hash), may_cut) in self
+        let mut bodies: [String; 3] = Default::default();
+        let mut ahead: [Ahead; 3] = Default::default();
+        for ((((pieces, body), ahead), hash), may_cut) in self
             .bodies
-            .iter_mut()
-            .zip(&mut self.ahead)
+            .into_iter()
+            .zip(&mut bodies)
+            .zip(&mut ahead)
             .zip(hashes)
             .zip(may_cut)
         {
-            if !matches!(ahead, Ahead::Text) {
-                continue;
-            }
             if store.has_blob(&hash).await? {
                 *ahead = Ahead::Stored(hash);
-            } else if let Some(cut) = match may_cut {
-                true => store.cut_body(body, hash).await?,
-                false => None,
-            } {
-                *ahead = Ahead::Cut(cut);
-            } else {
                 continue;
             }
-            *body = String::new();
+            let text = pieces.join();
+            match match may_cut {
+                true => store.cut_body(&text, hash).await?,
+                false => None,
+            } {
+                Some(cut) => *ahead = Ahead::Cut(cut),
+                None => *body = text,
+            }
         }
-        Ok(())
+        Ok(Serialised { bodies, ahead })
     }
+}
 
+impl Serialised {
     /// Borrowed, for [`crate::store::RunRecord::reading`].
     pub fn reading(&self) -> Reading<'_> {
         let [inventory, approvals, rules] = &self.bodies;
@@ -350,6 +428,23 @@ impl Serialised {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text across several pieces, multi-byte characters cut at their
+    /// edges, joins and hashes as the text written whole.
+    #[test]
+    fn pieces_join_and_hash_as_the_whole_text() {
+        let words: Vec<String> = (0..300_000)
+            .map(|i| format!("identité-{i}-ключ-{}", "é".repeat(i % 7)))
+            .collect();
+        let whole = serde_json::to_string(&words).expect("json");
+        assert!(whole.len() > 2 * PIECE, "spans pieces: {}", whole.len());
+        let pieces = Pieces::json(&words).expect("json");
+        assert!(pieces.full.len() >= 2);
+        assert!(pieces.full.iter().all(|p| p.len() == PIECE));
+        assert_eq!(pieces.len(), whole.len());
+        assert_eq!(pieces.sha256_hex(), crate::store::runs::sha256_hex(&whole));
+        assert_eq!(pieces.join(), whole);
+    }
 
     #[test]
     fn the_borrowed_reading_serialises_as_the_captured_one() {
