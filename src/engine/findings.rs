@@ -110,29 +110,131 @@ impl Finding {
 /// took 3 KiB each (a node and a string allocation per field) against
 /// some 500 bytes of text, and every report parsed it only to write it
 /// out again; the few readers of a field parse on demand.
+///
+/// The approval a finding considered is most of that text (at a million
+/// findings, 86 % name one, 320 of their 430 bytes) and the same for
+/// every finding naming it: a pass keeps it once, shared, beside the rest
+/// of the text ([`Shared`]); the JSON is the same either way.
 #[derive(Clone)]
-pub struct Evidence(Box<RawValue>);
+pub struct Evidence {
+    /// The object's text, less the shared field when there is one.
+    own: Box<RawValue>,
+    /// The field kept once for many findings, if any.
+    shared: Shared,
+}
+
+/// A field of the evidence whose value is kept once, for every finding
+/// naming it, and written in its key's place.
+#[derive(Clone)]
+enum Shared {
+    /// None: the text is whole.
+    None,
+    /// `approval`: the approval considered.
+    Approval(Arc<RawValue>),
+    /// `approvals`: the approvals covering an identity.
+    Approvals(Box<[Arc<RawValue>]>),
+}
+
+impl Shared {
+    fn key(&self) -> Option<&'static str> {
+        match self {
+            Shared::None => None,
+            Shared::Approval(_) => Some("approval"),
+            Shared::Approvals(_) => Some("approvals"),
+        }
+    }
+}
+
+impl Serialize for Shared {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shared::None => s.serialize_unit(),
+            Shared::Approval(a) => a.serialize(s),
+            Shared::Approvals(list) => s.collect_seq(list.iter().map(|a| &**a)),
+        }
+    }
+}
+
+/// A JSON object's fields in their order, borrowed from its text.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields<'de>, D::Error> {
+        struct Key<'a>(Cow<'a, str>);
+        impl<'de> Deserialize<'de> for Key<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a key")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Owned(v.to_string())))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Fields<'de>, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some((Key(k), v)) = m.next_entry::<Key<'de>, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 impl Evidence {
-    /// The evidence's JSON text.
-    pub fn json(&self) -> &str {
-        self.0.get()
+    /// The evidence's JSON text (written out when a field is shared).
+    pub fn json(&self) -> Cow<'_, str> {
+        match self.shared {
+            Shared::None => Cow::Borrowed(self.own.get()),
+            // Raw fields written back as they were read cannot fail.
+            _ => Cow::Owned(serde_json::to_string(self).unwrap_or_else(|_| "null".into())),
+        }
+    }
+
+    /// The text less its shared field (the whole text when none is).
+    pub fn own_json(&self) -> &str {
+        self.own.get()
+    }
+
+    /// The approval considered, when it is kept shared.
+    pub fn shared_approval(&self) -> Option<&RawValue> {
+        match &self.shared {
+            Shared::Approval(a) => Some(a),
+            _ => None,
+        }
     }
 
     /// As a `Value` (parsed: for readers of a few findings' fields).
     pub fn value(&self) -> Value {
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
-    }
-
-    /// As raw JSON, to write out verbatim.
-    pub fn raw(&self) -> &RawValue {
-        &self.0
+        serde_json::from_str(&self.json()).unwrap_or(Value::Null)
     }
 
     /// Top-level field `key`, parsed (`None` when absent or not an object).
     pub fn get(&self, key: &str) -> Option<Value> {
+        if self.shared.key() == Some(key) {
+            return serde_json::to_value(&self.shared).ok();
+        }
         let fields: std::collections::HashMap<&str, &RawValue> =
-            serde_json::from_str(self.0.get()).ok()?;
+            serde_json::from_str(self.own.get()).ok()?;
         serde_json::from_str(fields.get(key)?.get()).ok()
     }
 
@@ -145,7 +247,8 @@ impl Evidence {
             #[serde(default)]
             approval_record: Option<Value>,
         }
-        match serde_json::from_str::<Record>(self.0.get())
+        // Never the shared field.
+        match serde_json::from_str::<Record>(self.own.get())
             .ok()?
             .approval_record
         {
@@ -165,37 +268,61 @@ impl From<&Value> for Evidence {
     fn from(v: &Value) -> Evidence {
         // Serialising a `Value` cannot fail (its keys are strings); null
         // stands in should that ever change.
-        Evidence(serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+        Evidence {
+            own: serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            shared: Shared::None,
+        }
     }
 }
 
 impl PartialEq for Evidence {
     fn eq(&self, other: &Evidence) -> bool {
-        self.0.get() == other.0.get()
+        self.json() == other.json()
     }
 }
 
 impl std::fmt::Debug for Evidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.get())
+        f.write_str(&self.json())
     }
 }
 
 impl std::fmt::Display for Evidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.get())
+        f.write_str(&self.json())
     }
 }
 
 impl Serialize for Evidence {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        use serde::ser::{Error, SerializeMap};
+        let Some(key) = self.shared.key() else {
+            return self.own.serialize(s);
+        };
+        // The shared field in its key's place: the fields are in key order.
+        let Fields(fields) = serde_json::from_str(self.own.get()).map_err(S::Error::custom)?;
+        let mut m = s.serialize_map(Some(fields.len() + 1))?;
+        let mut placed = false;
+        for (k, v) in &fields {
+            if !placed && k.as_ref() > key {
+                m.serialize_entry(key, &self.shared)?;
+                placed = true;
+            }
+            m.serialize_entry(k.as_ref(), v)?;
+        }
+        if !placed {
+            m.serialize_entry(key, &self.shared)?;
+        }
+        m.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Evidence {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Evidence, D::Error> {
-        Box::<RawValue>::deserialize(d).map(Evidence)
+        Box::<RawValue>::deserialize(d).map(|own| Evidence {
+            own,
+            shared: Shared::None,
+        })
     }
 }
 
@@ -312,6 +439,18 @@ pub fn materialize_with<T: Send + Sync + AsRef<Finding>>(
             (!used.is_empty()).then_some(Value::Object(used))
         })
         .collect();
+    // Each approval's evidence, written once for every finding naming it.
+    let approval_texts: Vec<std::sync::OnceLock<Arc<RawValue>>> = (0..estate.approvals.len())
+        .map(|_| Default::default())
+        .collect();
+    let approval = |a: u32| -> Arc<RawValue> {
+        Arc::clone(approval_texts[a as usize].get_or_init(|| {
+            Arc::from(
+                serde_json::value::to_raw_value(&ApprovalEvidence::of(estate, facts, a))
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            )
+        }))
+    };
     // Each hit's evidence is built on its own and serialised at once: the
     // parts are borrowed from the estate and written straight to text,
     // never held as a map of values. Made in the hits' order, which
@@ -363,9 +502,8 @@ pub fn materialize_with<T: Send + Sync + AsRef<Finding>>(
                     }
                     ev.push((
                         "approval",
-                        f.approval.map_or(Part::Value(Value::Null), |a| {
-                            Part::Approval(ApprovalEvidence::of(estate, facts, a))
-                        }),
+                        f.approval
+                            .map_or(Part::Value(Value::Null), |a| Part::Approval(approval(a))),
                     ));
                     (f.identity, c.identity.clone(), Some(c.id.clone()))
                 }
@@ -424,10 +562,7 @@ pub fn materialize_with<T: Send + Sync + AsRef<Finding>>(
                         ev.push(("attached_to", Part::Strs(worn_by)));
                     }
                     if rule.fields.iter().any(|p| p.starts_with("identity.approv")) || f.approved {
-                        let list = graph
-                            .approvals_of(h.subject)
-                            .map(|a| ApprovalEvidence::of(estate, facts, a))
-                            .collect();
+                        let list = graph.approvals_of(h.subject).map(approval).collect();
                         ev.push(("approvals", Part::Approvals(list)));
                     }
                     (
@@ -439,10 +574,7 @@ pub fn materialize_with<T: Send + Sync + AsRef<Finding>>(
                 Kind::Approval => {
                     let a = &estate.approvals[h.subject as usize];
                     ev.push(("approval_record", Part::Str(&a.id)));
-                    ev.push((
-                        "approval",
-                        Part::Approval(ApprovalEvidence::of(estate, facts, h.subject)),
-                    ));
+                    ev.push(("approval", Part::Approval(approval(h.subject))));
                     (
                         facts.approvals[h.subject as usize].identity,
                         a.subject.clone(),
@@ -622,8 +754,10 @@ impl<'a> ApprovalEvidence<'a> {
 enum Part<'a> {
     Value(Value),
     Shared(&'a Value),
-    Approval(ApprovalEvidence<'a>),
-    Approvals(Vec<ApprovalEvidence<'a>>),
+    /// An approval's evidence, kept shared under `approval`.
+    Approval(Arc<RawValue>),
+    /// Approvals' evidence, kept shared under `approvals`.
+    Approvals(Vec<Arc<RawValue>>),
     Ids(Vec<&'a str>),
     Strs(&'a [String]),
     Str(&'a str),
@@ -656,16 +790,113 @@ impl Evidence {
                 _ => kept.push(p),
             }
         }
-        Evidence(
-            serde_json::value::to_raw_value(&Parts(kept))
+        // The approval or approvals considered are kept shared, not in
+        // the text.
+        let at = kept.iter().position(|(k, p)| {
+            matches!(
+                (*k, p),
+                ("approval", Part::Approval(_)) | ("approvals", Part::Approvals(_))
+            )
+        });
+        let shared = match at.map(|i| kept.remove(i).1) {
+            Some(Part::Approval(a)) => Shared::Approval(a),
+            Some(Part::Approvals(list)) => Shared::Approvals(list.into_boxed_slice()),
+            _ => Shared::None,
+        };
+        Evidence {
+            own: serde_json::value::to_raw_value(&Parts(kept))
                 .unwrap_or_else(|_| RawValue::NULL.to_owned()),
-        )
+            shared,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    use super::{Evidence, Part};
+
+    fn raw(v: &serde_json::Value) -> Arc<serde_json::value::RawValue> {
+        Arc::from(serde_json::value::to_raw_value(v).expect("raw"))
+    }
+
+    /// Evidence keeping its approval shared is the same JSON, field for
+    /// field and byte for byte, as the text written whole: keys before
+    /// and after `approval`, a key given twice, the list form, an empty
+    /// list, and read back from its text.
+    #[test]
+    fn shared_approvals_write_as_the_whole_text() {
+        let approval = json!({"id": "APR-1", "reference": "CHG-1", "url": null, "state": "valid"});
+        let other =
+            json!({"id": "APR-2", "reference": null, "url": "https://x/2", "state": "expired"});
+        let params = json!({"max_age_days": 90});
+        let cases: Vec<(Vec<(&str, Part<'_>)>, serde_json::Value)> = vec![
+            (
+                vec![
+                    ("credential.age_days", Part::Value(json!(400))),
+                    ("params", Part::Shared(&params)),
+                    ("approval", Part::Approval(raw(&approval))),
+                    ("credential.active", Part::Value(json!(true))),
+                ],
+                json!({"approval": approval, "credential.active": true,
+                       "credential.age_days": 400, "params": params}),
+            ),
+            (
+                vec![("approval", Part::Approval(raw(&approval)))],
+                json!({"approval": approval}),
+            ),
+            (
+                vec![
+                    ("attached_to", Part::Str("i-0abc")),
+                    (
+                        "approvals",
+                        Part::Approvals(vec![raw(&approval), raw(&other)]),
+                    ),
+                    ("identity.admin", Part::Value(json!(true))),
+                ],
+                json!({"approvals": [approval, other], "attached_to": "i-0abc",
+                       "identity.admin": true}),
+            ),
+            (
+                vec![
+                    ("approvals", Part::Approvals(vec![])),
+                    ("a", Part::Value(json!(1))),
+                ],
+                json!({"a": 1, "approvals": []}),
+            ),
+            (
+                // The last of a key given twice stays.
+                vec![
+                    ("approval", Part::Value(serde_json::Value::Null)),
+                    ("approval", Part::Approval(raw(&other))),
+                ],
+                json!({"approval": other}),
+            ),
+        ];
+        for (parts, want) in cases {
+            let ev = Evidence::of_parts(parts);
+            let whole = serde_json::to_string(&want).expect("json");
+            assert_eq!(ev.json(), whole);
+            assert_eq!(serde_json::to_string(&ev).expect("json"), whole);
+            assert_eq!(ev.value(), want);
+            assert_eq!(ev, Evidence::from(&want));
+            for (k, v) in want.as_object().expect("object") {
+                assert_eq!(ev.get(k).as_ref(), Some(v), "{k}");
+            }
+            let back: Evidence = serde_json::from_str(&whole).expect("read back");
+            assert_eq!(back, ev);
+            assert_eq!(back.own_json(), whole);
+        }
+        let ev = Evidence::of_parts(vec![("approval", Part::Approval(raw(&approval)))]);
+        assert_eq!(
+            ev.shared_approval().map(|a| a.get()),
+            Some(&*raw(&approval).get().to_string())
+        );
+        assert_eq!(ev.own_json(), "{}");
+    }
 
     proptest! {
         /// Moving in place gives what gathering by the order gives.

@@ -267,7 +267,7 @@ struct Ticket<'a> {
 #[derive(Serialize)]
 struct Unmapped<'a> {
     controls: &'a [String],
-    evidence: &'a RawValue,
+    evidence: &'a Evidence,
     /// As a `Value`: its keys sorted like the rest of the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     exception: Option<Value>,
@@ -467,7 +467,7 @@ fn event<'a>(
         type_uid: CLASS_UID * 100 + activity_id,
         unmapped: Unmapped {
             controls: &d.controls,
-            evidence: d.evidence.raw(),
+            evidence: &d.evidence,
             exception: d
                 .exception
                 .as_ref()
@@ -497,8 +497,9 @@ fn ticket(evidence: &Evidence) -> Option<Ticket<'_>> {
         #[serde(borrow, default)]
         url: Option<&'a RawValue>,
     }
-    let top: Refs<'_> = serde_json::from_str(evidence.json()).ok()?;
-    let from = match top.approval.filter(|a| a.get().starts_with('{')) {
+    let top: Refs<'_> = serde_json::from_str(evidence.own_json()).ok()?;
+    let approval = evidence.shared_approval().or(top.approval);
+    let from = match approval.filter(|a| a.get().starts_with('{')) {
         Some(a) => serde_json::from_str::<Refs<'_>>(a.get()).ok()?,
         None => top,
     };

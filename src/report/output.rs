@@ -162,7 +162,7 @@ fn csv_rows(list: &[Finding]) -> anyhow::Result<Vec<u8>> {
             f.credential_id.as_deref().unwrap_or(""),
             &f.controls.join(" "),
             f.recommended_action.as_str(),
-            f.evidence.json(),
+            &*f.evidence.json(),
             f.exception.as_ref().map(|e| e.id.as_str()).unwrap_or(""),
         ])?;
     }
@@ -561,7 +561,7 @@ mod tests {
         for (row, f) in rows.iter().zip(&list) {
             assert_eq!(row.get(4), Some(f.identity_id.as_str()));
             assert_eq!(row.get(5), f.credential_id.as_deref());
-            assert_eq!(row.get(8), Some(f.evidence.json()));
+            assert_eq!(row.get(8), Some(&*f.evidence.json()));
         }
     }
 

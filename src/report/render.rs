@@ -215,7 +215,7 @@ pub fn finding_row(f: &ReportFinding) -> Result<FindingRow, ReportError> {
                 .map(|e| e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                 .unwrap_or_default(),
             first_seen: f.first_seen.clone(),
-            evidence: d.evidence.json().to_string(),
+            evidence: d.evidence.json().into_owned(),
         })
     }
 }
