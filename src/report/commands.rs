@@ -160,9 +160,9 @@ pub async fn trace(
         }
         Format::Json => {
             let identity = trace::identity_of_subject(&data, subject);
-            let findings =
-                trace::findings_of_subjects(&data, &[identity.as_str()].into_iter().collect())?;
-            let t = trace::Context::new(&data, findings)
+            let ids = [identity.as_str()].into_iter().collect();
+            let findings = trace::findings_of_subjects(&data, &ids)?;
+            let t = trace::Context::new(&data, &ids, findings)
                 .trace(subject)
                 .ok_or_else(|| {
                     anyhow::anyhow!("run {} knows nothing of {subject:?}", data.run.id)

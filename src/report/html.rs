@@ -222,6 +222,7 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
         .collect();
     let ctx = Context::new(
         data,
+        &subjects_traced,
         super::trace::findings_of_subjects(data, &subjects_traced)?,
     );
     let mut traces = ctx.traces_of(traced.iter().map(String::as_str));
@@ -417,7 +418,7 @@ fn page(data: &RunData, cov: Coverage<'_>, open_traces: bool) -> Result<String, 
 pub fn render_trace(data: &RunData, subject: &str) -> Result<Option<String>, ReportError> {
     let identity = super::trace::identity_of_subject(data, subject);
     let ids: HashSet<&str> = [identity.as_str()].into_iter().collect();
-    let ctx = Context::new(data, super::trace::findings_of_subjects(data, &ids)?);
+    let ctx = Context::new(data, &ids, super::trace::findings_of_subjects(data, &ids)?);
     if ctx.trace(subject).is_none() {
         return Ok(None);
     }
