@@ -511,6 +511,50 @@ async fn broken_at(store: &SqlStore) -> (i64, String) {
     }
 }
 
+/// A run opening more findings than one append takes lists each once, in
+/// fingerprint order, over entries of at most a thousand that chain as
+/// one; resolving them all lists each once again.
+async fn lifecycle_entries_of_many_findings_chain_and_list_each_once(store: SqlStore) {
+    let complete = status(SourceState::Complete);
+    // Past 32 entries of a thousand (what one append takes) and not a
+    // multiple of a thousand.
+    let n: usize = 33_517;
+    let findings: Vec<SourcedFinding> = (0..n)
+        .map(|i| finding("credential-stale", &format!("AKIA{:06}", (i * 7_919) % n)))
+        .collect();
+    let mut want: Vec<String> = findings.iter().map(|f| f.finding.fingerprint()).collect();
+    want.sort();
+    let opened = run(&store, &complete, &findings).await;
+    assert_eq!((opened.opened, opened.resolved), (n as i64, 0));
+    let resolved = run(&store, &complete, &[]).await;
+    assert_eq!(resolved.resolved, n as i64);
+    for (run_id, kind) in [
+        (opened.run_id, "findings.opened"),
+        (resolved.run_id, "findings.resolved"),
+    ] {
+        let entries = store.audit_entries(Some(run_id)).await.expect("entries");
+        let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+        let mut expect = vec![kind; n.div_ceil(1_000)];
+        expect.push("run.recorded");
+        assert_eq!(kinds, expect);
+        let mut listed: Vec<String> = Vec::new();
+        for e in &entries[..entries.len() - 1] {
+            let fps = e.data["fingerprints"].as_array().expect("a list");
+            assert_eq!(e.data["count"].as_u64(), Some(fps.len() as u64));
+            assert!(fps.len() <= 1_000);
+            listed.extend(fps.iter().map(|f| f.as_str().expect("text").to_string()));
+        }
+        assert_eq!(listed, want, "{kind}: each once, in order");
+        assert!(entries
+            .windows(2)
+            .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev_hash == w[0].hash));
+    }
+    assert!(matches!(
+        store.audit_verify().await.expect("verify"),
+        Verdict::Intact { .. }
+    ));
+}
+
 async fn audit_chain_detects_edits_removals_and_reordering(store: SqlStore, location: String) {
     let f = finding("credential-stale", "AKIA1");
     run(
@@ -1863,6 +1907,7 @@ both!(
     large_readings_read_back_exactly,
     a_targeted_run_records_only_its_subjects,
     a_stored_reading_is_named_by_hash,
+    lifecycle_entries_of_many_findings_chain_and_list_each_once,
 );
 
 both!(multi: report_pages_read_what_the_whole_replay_reads, readers_on_threads_share_pages);

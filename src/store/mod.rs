@@ -244,14 +244,50 @@ pub(crate) fn missing_data(fp: &str) -> StoreError {
 /// Findings listed by one `findings.opened` / `findings.resolved` audit entry, at most.
 const AUDIT_BATCH: usize = 1_000;
 
+/// `findings.*` audit entries built and appended at once, at most.
+const AUDIT_BATCHES_AT_ONCE: usize = 32;
+
 /// One finding of a run, hashed once (for the findings and the sightings
 /// both); its data is serialised only when a row is written, and not
 /// kept: a first pass writes a gigabyte of it at a million findings.
 pub(crate) struct Prepared<'a> {
     pub(crate) fp: String,
-    pub(crate) hash: String,
-    pub(crate) depends: String,
+    pub(crate) hash: Sha,
     pub(crate) f: &'a SourcedFinding,
+}
+
+/// A SHA-256 kept as its 32 bytes, written and compared as the lowercase
+/// hex the store holds (as hex text, a million findings' hashes held
+/// 110 MB at the record's peak).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sha([u8; 32]);
+
+impl Sha {
+    /// As stored.
+    pub(crate) fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// As stored, without an allocation.
+    pub(crate) fn hex_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        // 64 bytes is exactly what 32 take.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        out
+    }
+
+    /// Whether `stored` (hex, as the store holds it) is this hash.
+    pub(crate) fn is(&self, stored: &str) -> bool {
+        stored.as_bytes() == self.hex_bytes()
+    }
+}
+
+impl serde::Serialize for Sha {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let hex = self.hex_bytes();
+        // Hex digits are ASCII.
+        s.serialize_str(std::str::from_utf8(&hex).unwrap_or_default())
+    }
 }
 
 /// SHA-256 of what is written to it.
@@ -276,8 +312,7 @@ impl<'a> Prepared<'a> {
         serde_json::to_writer(&mut h, &f.finding)?;
         Ok(Prepared {
             fp: f.finding.fingerprint(),
-            hash: hex::encode(h.0.finalize()),
-            depends: f.depends.stored(),
+            hash: Sha(h.0.finalize().into()),
             f,
         })
     }
@@ -303,14 +338,16 @@ impl<'a> Prepared<'a> {
             .collect::<Result<_, _>>()?;
         // Stable: a fingerprint's findings stay in the order seen.
         hashed.par_sort_by(|a, b| a.fp.cmp(&b.fp));
-        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(hashed.len());
-        for p in hashed {
-            match prepared.last_mut() {
-                Some(last) if last.fp == p.fp => *last = p,
-                _ => prepared.push(p),
+        // In place, the later of two kept (a second list of a million was
+        // held beside the first at the record's peak).
+        hashed.dedup_by(|later, kept| {
+            let same = later.fp == kept.fp;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        Ok(prepared)
+            same
+        });
+        Ok(hashed)
     }
 }
 
@@ -474,7 +511,7 @@ async fn upsert_findings(
                     &p.f.finding.credential_id,
                     p.f.credential_kind.map(|k| k.as_str()),
                     data,
-                    &p.depends,
+                    p.f.depends.stored(),
                     &p.hash,
                 )
             })
@@ -1015,7 +1052,7 @@ impl Store for SqlStore {
         for p in prepared.iter().filter(|_| !unchanged) {
             match open.remove(&p.fp) {
                 Some(row)
-                    if row.hash.as_deref() == Some(p.hash.as_str())
+                    if row.hash.as_deref().is_some_and(|h| p.hash.is(h))
                         && row.depends == Some(p.f.depends.known())
                         && *row.source == *p.f.source =>
                 {
@@ -1114,19 +1151,28 @@ impl Store for SqlStore {
         // resolved). The chain covers the batch as it covers any entry; a
         // finding's data is in the run's sightings.
         opened_fps.sort_unstable();
-        let mut entries: Vec<audit::NewEntry<'_>> = Vec::new();
+        // Appended some batches at a time, in the same order and chain:
+        // a first run's thousand entries listing a million findings, held
+        // at once as JSON values, were half a gigabyte at its peak.
+        let mut batches: Vec<(&str, &[&str])> = Vec::new();
         for (kind, fps) in [
             ("findings.opened", &opened_fps),
             ("findings.resolved", &resolve),
         ] {
-            for chunk in fps.chunks(AUDIT_BATCH) {
-                entries.push(audit::NewEntry {
-                    kind,
-                    run_id: Some(run_id),
-                    subject: None,
-                    data: serde_json::json!({ "count": chunk.len(), "fingerprints": chunk }),
-                });
+            batches.extend(fps.chunks(AUDIT_BATCH).map(|chunk| (kind, chunk)));
+        }
+        let mut entries: Vec<audit::NewEntry<'_>> = Vec::new();
+        for (kind, chunk) in batches {
+            if entries.len() == AUDIT_BATCHES_AT_ONCE {
+                audit::append(&mut tx, &entries).await?;
+                entries.clear();
             }
+            entries.push(audit::NewEntry {
+                kind,
+                run_id: Some(run_id),
+                subject: None,
+                data: serde_json::json!({ "count": chunk.len(), "fingerprints": chunk }),
+            });
         }
         entries.push(audit::NewEntry {
             kind: "run.recorded",
@@ -1208,7 +1254,37 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact, redact_in};
+    use super::{redact, redact_in, Prepared};
+
+    /// Findings are kept in fingerprint order, each fingerprint once, as
+    /// last seen: runs of three, two and one, shuffled.
+    #[test]
+    fn prepared_keeps_each_fingerprint_once_as_last_seen() {
+        let seen = |cred: &str, n: i64| {
+            let mut f = crate::store::runs::tests::finding(cred);
+            f.finding.evidence = serde_json::json!({ "n": n }).into();
+            f
+        };
+        let findings = vec![
+            seen("AKIAB", 1),
+            seen("AKIAA", 2),
+            seen("AKIAC", 3),
+            seen("AKIAB", 4),
+            seen("AKIAA", 5),
+            seen("AKIAB", 6),
+        ];
+        let kept: Vec<(String, String)> = Prepared::all(&findings)
+            .expect("hashed")
+            .iter()
+            .map(|p| {
+                let cred = p.f.finding.credential_id.clone().unwrap_or_default();
+                (cred, p.f.finding.evidence.json().into_owned())
+            })
+            .collect();
+        let want = [("AKIAA", 5), ("AKIAB", 6), ("AKIAC", 3)]
+            .map(|(c, n)| (c.to_string(), format!("{{\"n\":{n}}}")));
+        assert_eq!(kept, want);
+    }
 
     /// Every form a store location can carry a secret in, and what must
     /// remain visible to be useful.

@@ -49,8 +49,14 @@ pub(crate) fn digest(findings: &[Prepared<'_>]) -> String {
     // Its own name: a digest of another shape never matches this one.
     h.update(b"nhi-assure open state v1\n");
     for p in findings {
-        for part in [&*p.fp, &*p.hash, &*p.depends, &*p.f.source] {
-            h.update(part.as_bytes());
+        let (hash, depends) = (p.hash.hex_bytes(), p.f.depends.stored());
+        for part in [
+            p.fp.as_bytes(),
+            &hash,
+            depends.as_bytes(),
+            p.f.source.as_bytes(),
+        ] {
+            h.update(part);
             h.update([0]);
         }
     }

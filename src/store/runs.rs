@@ -281,7 +281,7 @@ pub(crate) async fn open_sightings(
         }
         for (fp, hash, depends) in page {
             match findings.binary_search_by(|p| p.fp.as_str().cmp(&fp)) {
-                Ok(i) if findings[i].hash == hash => {
+                Ok(i) if findings[i].hash.is(&hash) => {
                     let same =
                         facets.read(depends.as_deref()) == Some(findings[i].f.depends.known());
                     open.of[i] = if same { Open::Same } else { Open::OtherFacets };
@@ -313,15 +313,15 @@ async fn sight_all(
 ) -> Result<(), StoreError> {
     let max = super::batch::max_params(conn);
     // By `depends` (a handful of distinct values): one UPDATE sets one.
-    let mut redepend: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    let mut redepend: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let mut start: Vec<&Prepared<'_>> = Vec::new();
     for (p, of) in findings.iter().zip(&open.of) {
         match of {
             Open::Same => {}
             Open::OtherFacets => redepend
-                .entry(p.depends.as_str())
+                .entry(p.f.depends.stored())
                 .or_default()
-                .push((p.fp.clone(), p.hash.clone())),
+                .push((p.fp.clone(), p.hash.hex())),
             Open::No => start.push(p),
         }
     }
@@ -347,7 +347,7 @@ async fn sight_all(
                 "UPDATE finding_sightings SET depends = $1 WHERE {}",
                 pairs(chunk, 1)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*depends);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(depends.as_str());
             for (fp, hash) in chunk {
                 q = q.bind(fp).bind(hash);
             }
@@ -423,7 +423,7 @@ async fn insert_sightings(
                     p.f.credential_kind.map(|k| k.as_str()),
                     &p.hash,
                     packed,
-                    &p.depends,
+                    p.f.depends.stored(),
                 )
             })
             .collect();
@@ -760,8 +760,8 @@ impl SqlStore {
              WHERE open_ended = 1 AND fingerprint = $1 AND data_sha256 = $2",
         )
         .bind(&p.fp)
-        .bind(&p.hash)
-        .bind(&p.depends)
+        .bind(p.hash.hex())
+        .bind(p.f.depends.stored())
         .execute(&mut *tx)
         .await?
         .rows_affected();
