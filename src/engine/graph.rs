@@ -45,6 +45,33 @@ pub enum Edge {
     OwnedBy,
 }
 
+/// `from` and every identity they may assume, directly or through others,
+/// in breadth-first order, each once; `assumes(id, visit)` visits what `id`
+/// may assume. One walk for every scoped view of an estate (a targeted
+/// pass's subjects, a trace's identities), over whatever index each keeps.
+pub fn assume_reach<'a>(
+    from: impl IntoIterator<Item = &'a str>,
+    assumes: impl Fn(&'a str, &mut dyn FnMut(&'a str)),
+) -> Vec<&'a str> {
+    let mut reach: Vec<&'a str> = Vec::new();
+    let mut seen: std::collections::HashSet<&'a str> = std::collections::HashSet::new();
+    for id in from {
+        if seen.insert(id) {
+            reach.push(id);
+        }
+    }
+    let mut head = 0;
+    while let Some(&id) = reach.get(head) {
+        head += 1;
+        assumes(id, &mut |to| {
+            if seen.insert(to) {
+                reach.push(to);
+            }
+        });
+    }
+    reach
+}
+
 /// The joined estate.
 pub struct Graph {
     /// The petgraph graph itself.
@@ -289,5 +316,36 @@ impl Graph {
                 Node::Owner(o) => self.owners.get(o as usize).map(String::as_str),
                 _ => None,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assume_reach;
+    use std::collections::HashMap;
+
+    /// Breadth-first, each identity once, through cycles and chains, a
+    /// start named twice kept once; what no one reaches is left out.
+    #[test]
+    fn assume_reach_follows_chains_and_cycles_once() {
+        let edges: HashMap<&str, Vec<&str>> = HashMap::from([
+            ("a", vec!["b", "c"]),
+            ("b", vec!["d"]),
+            ("c", vec!["a", "d"]),
+            ("d", vec!["e"]),
+            ("e", vec!["b"]),
+            ("x", vec!["y"]),
+        ]);
+        let walk = |from: &[&'static str]| {
+            assume_reach(from.iter().copied(), |id, visit| {
+                for &to in edges.get(id).into_iter().flatten() {
+                    visit(to)
+                }
+            })
+        };
+        assert_eq!(walk(&["a", "a"]), ["a", "b", "c", "d", "e"]);
+        assert_eq!(walk(&["d"]), ["d", "e", "b"]);
+        assert_eq!(walk(&["y", "q"]), ["y", "q"]);
+        assert!(walk(&[]).is_empty());
     }
 }

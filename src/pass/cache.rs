@@ -3,7 +3,7 @@
 //! what its subjects reach, not the estate, so its cost follows the
 //! subjects and not the number of credentials.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use nhi_contract::{Approval, Inventory, Provider};
@@ -257,24 +257,14 @@ impl InventoryCache {
         };
         // Breadth-first over trust edges, across sources (an id names the
         // same principal wherever it is read).
-        let mut reach: Vec<&str> = subjects.iter().map(String::as_str).collect();
-        let mut seen: HashSet<&str> = reach.iter().copied().collect();
-        let mut head = 0;
-        while head < reach.len() {
-            let id = reach[head];
-            head += 1;
-            for s in 0..sources.len() {
-                let Some((inv, part)) = cached(s) else {
-                    continue;
-                };
-                for &t in find(&part.trusts, &inv.trusts, |t| t.from.as_str(), id) {
-                    let to = inv.trusts[t].to.as_str();
-                    if seen.insert(to) {
-                        reach.push(to);
+        let reach =
+            crate::engine::graph::assume_reach(subjects.iter().map(String::as_str), |id, visit| {
+                for (inv, part) in (0..sources.len()).filter_map(cached) {
+                    for &t in find(&part.trusts, &inv.trusts, |t| t.from.as_str(), id) {
+                        visit(inv.trusts[t].to.as_str())
                     }
                 }
-            }
-        }
+            });
         let mut estate = Estate {
             approvals: pick(&approvals, by_subject, |a| &a.subject, &reach),
             ..Estate::default()

@@ -232,17 +232,14 @@ fn scoped_estate(reading: &RunReading, ids: &HashSet<&str>) -> Estate {
             .or_default()
             .push(t.to.as_str());
     }
-    let mut reach: Vec<&str> = ids.iter().copied().collect();
-    let mut seen: HashSet<&str> = reach.iter().copied().collect();
-    let mut head = 0;
-    while let Some(&id) = reach.get(head) {
-        head += 1;
-        for &to in assumes.get(id).into_iter().flatten() {
-            if seen.insert(to) {
-                reach.push(to);
+    let seen: HashSet<&str> =
+        crate::engine::graph::assume_reach(ids.iter().copied(), |id, visit| {
+            for &to in assumes.get(id).into_iter().flatten() {
+                visit(to)
             }
-        }
-    }
+        })
+        .into_iter()
+        .collect();
     let named: HashSet<&str> = read()
         .flat_map(|i| &i.grants)
         .filter(|g| seen.contains(g.identity.as_str()))
