@@ -1923,6 +1923,47 @@ both!(
     writers_of_the_open_findings_wait_for_each_other,
 );
 
+/// On PostgreSQL, a run that writes ten thousand findings or more leaves
+/// their tables vacuumed and analysed, so the next reader (a report, a
+/// targeted pass) does not plan blind over rows without statistics or a
+/// visibility map; a run that writes a few leaves them to autovacuum.
+#[tokio::test]
+async fn a_bulk_run_leaves_the_postgres_findings_tables_vacuumed_and_analysed() {
+    let url = pg::database();
+    let store = SqlStore::open(&url).await.expect("open postgres");
+    let db = raw(&url).await;
+    let manual = || async {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, vacuum_count, analyze_count FROM pg_stat_user_tables
+             WHERE relname IN ('findings', 'finding_sightings') ORDER BY relname",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("table statistics");
+        rows.into_iter().map(|(_, v, a)| (v, a)).collect::<Vec<_>>()
+    };
+    let complete = status(SourceState::Complete);
+    let few: Vec<SourcedFinding> = (0..5)
+        .map(|i| finding("credential-stale", &format!("AKIAFEW{i}")))
+        .collect();
+    run(&store, &complete, &few).await;
+    assert_eq!(manual().await, [(0, 0), (0, 0)], "a few rows: left alone");
+    let mut many: Vec<SourcedFinding> = (0..10_000)
+        .map(|i| finding("credential-stale", &format!("AKIA{i:06}")))
+        .collect();
+    run(&store, &complete, &many).await;
+    assert_eq!(
+        manual().await,
+        [(1, 1), (1, 1)],
+        "a bulk write: both refreshed"
+    );
+    // The same ten thousand and one more: one row written.
+    many.push(finding("credential-stale", "AKIAONEMORE"));
+    let again = run(&store, &complete, &many).await;
+    assert_eq!((again.opened, again.resolved), (1, 0));
+    assert_eq!(manual().await, [(1, 1), (1, 1)], "one row: left alone");
+}
+
 /// The whole tool on PostgreSQL: scans (runs, findings, per-run detail,
 /// audit log), a report of the latest run, a diff, the audit chain.
 #[test]
