@@ -776,7 +776,7 @@ impl SqlStore {
     /// a reader in the way (the daemon's HTTP handlers) leaves it for the
     /// next pass. Nothing to do on PostgreSQL: its upkeep after a bulk
     /// write is made by `record_run` itself, which knows the rows it wrote
-    /// ([`SqlStore::refresh_planner_view`]).
+    /// (`refresh_planner_view`).
     pub async fn checkpoint(&self) {
         if self.backend != Backend::Sqlite {
             return;
