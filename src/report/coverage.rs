@@ -158,7 +158,11 @@ pub fn check_filter(data: &RunData, filter: &[String]) -> Result<(), ReportError
     Ok(())
 }
 
-/// What one control has seen of the findings so far.
+/// What one group of findings (one rule's, from one provider) has seen
+/// so far. Findings are tallied once, by group, not once per control
+/// their rule maps to (seven, for some rules): a control's counts are
+/// its groups' joined when coverage is finished, so a million findings
+/// cost a million set insertions per tally, not seven million.
 #[derive(Default)]
 struct Tally {
     /// Hashes of subjects with a finding no exception covers (a set
@@ -167,8 +171,133 @@ struct Tally {
     /// Hashes of subjects with an excepted finding.
     excepted: rustc_hash::FxHashSet<u64>,
     worst: Option<Severity>,
+    /// The first [`MAX_LISTED`] fingerprints, with their place in report
+    /// order (to merge the groups of a control in that order).
+    listed: Vec<(u64, String)>,
+    total: usize,
+}
+
+/// A control's counts, joined from the tallies of its groups.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Joined {
+    failing: usize,
+    excepted: usize,
+    worst: Option<Severity>,
     listed: Vec<String>,
     total: usize,
+}
+
+/// Findings tallied by group (rule, provider): what [`Fold`] counts,
+/// apart from the catalogs it reads them into.
+#[derive(Default)]
+struct Groups {
+    /// The groups of each rule, by provider.
+    of_rule: HashMap<String, Vec<(Option<String>, usize)>>,
+    tallies: Vec<Tally>,
+    /// Findings added so far: the next one's place in report order.
+    seq: u64,
+    /// Subject counts already joined, by the groups joined (controls
+    /// mapped to the same rules count them once).
+    joined: HashMap<Vec<usize>, (usize, usize)>,
+}
+
+impl Groups {
+    /// Count one finding (in report order) of `rule` from `provider`.
+    fn add(
+        &mut self,
+        rule: &str,
+        provider: Option<&str>,
+        subject: u64,
+        excepted: bool,
+        severity: Severity,
+        fingerprint: &str,
+    ) {
+        let seq = self.seq;
+        self.seq = self.seq.saturating_add(1);
+        let groups = match self.of_rule.get_mut(rule) {
+            Some(g) => g,
+            None => self.of_rule.entry(rule.to_string()).or_default(),
+        };
+        let at = match groups.iter().find(|(p, _)| p.as_deref() == provider) {
+            Some(&(_, at)) => at,
+            None => {
+                let at = self.tallies.len();
+                self.tallies.push(Tally::default());
+                groups.push((provider.map(str::to_string), at));
+                at
+            }
+        };
+        let t = &mut self.tallies[at];
+        if excepted {
+            t.excepted.insert(subject);
+        } else {
+            t.failing.insert(subject);
+        }
+        t.worst = t.worst.max(Some(severity));
+        t.total += 1;
+        if t.listed.len() < MAX_LISTED {
+            t.listed.push((seq, fingerprint.to_string()));
+        }
+    }
+
+    /// The groups of `rules` whose provider is `in_scope`, each once.
+    fn of(&self, rules: &[&str], in_scope: impl Fn(Option<&str>) -> bool) -> Vec<usize> {
+        let mut at: Vec<usize> = rules
+            .iter()
+            .filter_map(|r| self.of_rule.get(*r))
+            .flatten()
+            .filter(|(p, _)| in_scope(p.as_deref()))
+            .map(|&(_, at)| at)
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        at
+    }
+
+    /// The counts of `groups` together: a subject failing in one and
+    /// excepted in another fails; one in several counts once.
+    fn join(&mut self, groups: &[usize]) -> Joined {
+        let tallies: Vec<&Tally> = groups.iter().filter_map(|&g| self.tallies.get(g)).collect();
+        let (failing, excepted) = match self.joined.get(groups) {
+            Some(&n) => n,
+            None => {
+                let n = match tallies.as_slice() {
+                    [] => (0, 0),
+                    [t] => (t.failing.len(), t.excepted.difference(&t.failing).count()),
+                    many => {
+                        // Joined from the largest set, the others added.
+                        let union = |sets: Vec<&rustc_hash::FxHashSet<u64>>| {
+                            let mut sets = sets;
+                            sets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+                            let mut all = sets.first().map(|s| (*s).clone()).unwrap_or_default();
+                            for s in sets.iter().skip(1) {
+                                all.extend(s.iter().copied());
+                            }
+                            all
+                        };
+                        let failing = union(many.iter().map(|t| &t.failing).collect());
+                        let excepted = union(many.iter().map(|t| &t.excepted).collect());
+                        (failing.len(), excepted.difference(&failing).count())
+                    }
+                };
+                self.joined.insert(groups.to_vec(), n);
+                n
+            }
+        };
+        let mut listed: Vec<&(u64, String)> = tallies.iter().flat_map(|t| &t.listed).collect();
+        listed.sort_unstable_by_key(|(seq, _)| *seq);
+        Joined {
+            failing,
+            excepted,
+            worst: tallies.iter().filter_map(|t| t.worst).max(),
+            listed: listed
+                .into_iter()
+                .take(MAX_LISTED)
+                .map(|(_, fp)| fp.clone())
+                .collect(),
+            total: tallies.iter().map(|t| t.total).sum(),
+        }
+    }
 }
 
 /// A subject is what the rule was evaluated on: the credential, the
@@ -198,16 +327,16 @@ pub fn compute(data: &RunData, filter: &[String]) -> Result<Vec<FrameworkCoverag
 }
 
 /// Coverage tallied finding by finding, so a report can count the
-/// findings as it writes them: per control, hashed subjects and the first
-/// [`MAX_LISTED`] fingerprints, not the findings.
+/// findings as it writes them: per rule and provider, hashed subjects and
+/// the first [`MAX_LISTED`] fingerprints, not the findings.
 pub struct Fold<'a> {
     data: &'a RunData,
     cats: Vec<&'a Catalog>,
     /// Each control's rules, per catalog.
     rules_of: Vec<Vec<Vec<&'a crate::store::reading::RuleInfo>>>,
-    /// Each rule's controls (catalog, control).
-    controls_of: HashMap<&'a str, Vec<(usize, usize)>>,
-    tallies: Vec<Vec<Tally>>,
+    /// Rules mapped to a control of `cats`: the others are not counted.
+    mapped: HashSet<&'a str>,
+    groups: Groups,
 }
 
 impl<'a> Fold<'a> {
@@ -236,61 +365,35 @@ impl<'a> Fold<'a> {
                     .collect()
             })
             .collect();
-        let mut controls_of: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-        for (ci, per) in rules_of.iter().enumerate() {
-            for (ki, rules) in per.iter().enumerate() {
-                for r in rules {
-                    let v = controls_of.entry(r.id.as_str()).or_default();
-                    if !v.contains(&(ci, ki)) {
-                        v.push((ci, ki));
-                    }
-                }
-            }
-        }
-        let tallies = cats
+        let mapped = rules_of
             .iter()
-            .map(|cat| cat.controls.iter().map(|_| Tally::default()).collect())
+            .flatten()
+            .flatten()
+            .map(|r| r.id.as_str())
             .collect();
         Ok(Fold {
             data,
             cats,
             rules_of,
-            controls_of,
-            tallies,
+            mapped,
+            groups: Groups::default(),
         })
     }
 
-    /// Count finding `f` (in report order) against its rule's controls.
+    /// Count finding `f` (in report order) against its rule.
     pub fn add(&mut self, f: &super::ReportFinding) {
-        let Some(places) = self.controls_of.get(&*f.finding.rule_id) else {
+        let fd = &f.finding;
+        if !self.mapped.contains(&*fd.rule_id) {
             return;
-        };
-        let subject = subject_hash(f);
-        for &(ci, ki) in places {
-            // A framework scoped to providers (CIS AWS) counts only their
-            // findings.
-            let cat = self.cats[ci];
-            if !cat.providers.is_empty()
-                && !f
-                    .finding
-                    .provider
-                    .as_deref()
-                    .is_some_and(|p| cat.providers.iter().any(|x| x == p))
-            {
-                continue;
-            }
-            let t = &mut self.tallies[ci][ki];
-            if f.finding.exception.is_none() {
-                t.failing.insert(subject);
-            } else {
-                t.excepted.insert(subject);
-            }
-            t.worst = t.worst.max(Some(f.finding.severity));
-            t.total += 1;
-            if t.listed.len() < MAX_LISTED {
-                t.listed.push(f.fingerprint.clone());
-            }
         }
+        self.groups.add(
+            &fd.rule_id,
+            fd.provider.as_deref(),
+            subject_hash(f),
+            fd.exception.is_some(),
+            fd.severity,
+            &f.fingerprint,
+        );
     }
 
     /// The coverage of every framework, once every finding was added.
@@ -299,12 +402,12 @@ impl<'a> Fold<'a> {
             data,
             cats,
             rules_of,
-            tallies,
+            mut groups,
             ..
         } = self;
         let snap = &data.reading;
         let mut out = Vec::new();
-        for ((cat, per), tallies) in cats.iter().zip(&rules_of).zip(tallies) {
+        for (cat, per) in cats.iter().zip(&rules_of) {
             let in_scope =
                 |p: &str| cat.providers.is_empty() || cat.providers.iter().any(|x| x == p);
             let sources: Vec<&crate::store::reading::SourceReading> = snap
@@ -334,7 +437,12 @@ impl<'a> Fold<'a> {
                 .collect();
             let mut totals = Totals::default();
             let mut controls = Vec::new();
-            for ((c, rules), t) in cat.controls.iter().zip(per).zip(tallies) {
+            // A framework scoped to providers (CIS AWS) counts only their
+            // findings.
+            let provider_in_scope = |p: Option<&str>| {
+                cat.providers.is_empty() || p.is_some_and(|p| cat.providers.iter().any(|x| x == p))
+            };
+            for (c, rules) in cat.controls.iter().zip(per) {
                 let reference = format!("{}:{}", cat.framework, c.id);
                 let kinds: BTreeSet<&str> = rules.iter().map(|r| r.subject.as_str()).collect();
                 let evaluated: usize = kinds
@@ -346,10 +454,11 @@ impl<'a> Fold<'a> {
                     })
                     .sum();
                 let rule_ids: BTreeSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+                let ids: Vec<&str> = rule_ids.iter().copied().collect();
                 // A subject fails on any finding no exception covers; one whose
                 // every finding here is excepted is counted apart.
-                let failing_n = t.failing.len();
-                let excepted_n = t.excepted.difference(&t.failing).count();
+                let t = groups.join(&groups.of(&ids, provider_in_scope));
+                let (failing_n, excepted_n) = (t.failing, t.excepted);
                 let status = if rules.is_empty() {
                     Status::NotEvaluated
                 } else if failing_n > 0 {
@@ -405,5 +514,77 @@ impl<'a> Fold<'a> {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One finding: rule, provider, subject, excepted, severity.
+    type Seen = (usize, Option<usize>, u64, bool, usize);
+
+    const RULES: [&str; 3] = ["a", "b", "c"];
+    const PROVIDERS: [&str; 2] = ["aws", "azure"];
+
+    /// A control's counts worked out the plain way: every finding of its
+    /// rules within scope, one at a time, in order.
+    fn by_control(seen: &[Seen], rules: &[&str], scope: &[&str]) -> Joined {
+        let (mut failing, mut excepted) = (HashSet::new(), HashSet::new());
+        let mut j = Joined::default();
+        for (i, &(r, p, subject, exc, sev)) in seen.iter().enumerate() {
+            let provider = p.map(|p| PROVIDERS[p]);
+            if !rules.contains(&RULES[r])
+                || !(scope.is_empty() || provider.is_some_and(|p| scope.contains(&p)))
+            {
+                continue;
+            }
+            if exc {
+                excepted.insert(subject);
+            } else {
+                failing.insert(subject);
+            }
+            j.worst = j.worst.max(Some(Severity::ALL[sev]));
+            j.total += 1;
+            if j.listed.len() < MAX_LISTED {
+                j.listed.push(format!("fp{i}"));
+            }
+        }
+        j.failing = failing.len();
+        j.excepted = excepted.difference(&failing).count();
+        j
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Tallied once per group and joined per control, the counts are
+        /// those of counting every control apart: a subject in several
+        /// rules counts once, failing anywhere wins over excepted, the
+        /// listed fingerprints are the first in report order across rules.
+        #[test]
+        fn groups_joined_count_as_each_control_apart(
+            seen in proptest::collection::vec(
+                (0..3usize, proptest::option::of(0..2usize), 0..40u64, any::<bool>(), 0..5usize),
+                0..2_600,
+            ),
+        ) {
+            let mut g = Groups::default();
+            for (i, &(r, p, subject, exc, sev)) in seen.iter().enumerate() {
+                g.add(RULES[r], p.map(|p| PROVIDERS[p]), subject, exc, Severity::ALL[sev], &format!("fp{i}"));
+            }
+            let subsets: [&[&str]; 7] =
+                [&["a"], &["b"], &["c"], &["a", "b"], &["a", "c"], &["b", "c"], &["a", "b", "c"]];
+            for rules in subsets {
+                for scope in [&[][..], &["aws"][..], &["aws", "azure"][..]] {
+                    let in_scope = |p: Option<&str>| {
+                        scope.is_empty() || p.is_some_and(|p| scope.contains(&p))
+                    };
+                    let got = g.join(&g.of(rules, in_scope));
+                    prop_assert_eq!(got, by_control(&seen, rules, scope), "{:?} in {:?}", rules, scope);
+                }
+            }
+        }
     }
 }
