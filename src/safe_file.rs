@@ -151,6 +151,13 @@ impl AtomicFile {
         }
     }
 
+    /// The file being written, while it is not committed: for copies the
+    /// kernel makes from another file (`std::io::copy` between files uses
+    /// `copy_file_range`).
+    pub fn file_mut(&mut self) -> Option<&mut File> {
+        self.file.as_mut()
+    }
+
     /// Put the file in place, replacing whatever is at the destination.
     pub fn commit(mut self) -> io::Result<()> {
         if self.direct {

@@ -83,6 +83,36 @@ pub(crate) fn pack_plain(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     Ok(framed(PLAIN, &frame))
 }
 
+fn corrupt(why: String) -> StoreError {
+    StoreError::Corrupt(format!("stored data: {why}"))
+}
+
+/// A stored value's format byte, its frame, and the length its frame's
+/// header gives (at most [`MAX_DATA`]).
+fn header(stored: &[u8]) -> Result<(u8, &[u8], usize), StoreError> {
+    let (&format, frame) = stored
+        .split_first()
+        .ok_or_else(|| corrupt("empty".into()))?;
+    if format != V1 && format != PLAIN {
+        return Err(corrupt(format!("unknown format {format}")));
+    }
+    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(n)) if n <= MAX_DATA => n,
+        Ok(Some(n)) => return Err(corrupt(format!("{n} bytes, more than {MAX_DATA}"))),
+        Ok(None) => return Err(corrupt("no content size".into())),
+        Err(_) => return Err(corrupt("not a zstd frame".into())),
+    };
+    // Bounded above, so this holds on any target.
+    let size = usize::try_from(size).map_err(|_| corrupt("too large".into()))?;
+    Ok((format, frame, size))
+}
+
+/// How many bytes a stored value holds, from its frame's header (checked
+/// against [`MAX_DATA`], not decompressed).
+pub(crate) fn content_size(stored: &[u8]) -> Result<usize, StoreError> {
+    header(stored).map(|(_, _, size)| size)
+}
+
 /// A decompressor of stored values, reused across values (one per
 /// thread: a context is ~100 KB to set up).
 pub(crate) struct Unpacker {
@@ -104,38 +134,48 @@ impl Unpacker {
     /// it (unknown format, a frame that is damaged or larger than
     /// [`MAX_DATA`]).
     pub(crate) fn unpack(&mut self, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let corrupt = |why: String| StoreError::Corrupt(format!("stored data: {why}"));
-        let (&format, frame) = stored
-            .split_first()
-            .ok_or_else(|| corrupt("empty".into()))?;
-        if format != V1 && format != PLAIN {
-            return Err(corrupt(format!("unknown format {format}")));
-        }
-        let size = match zstd::zstd_safe::get_frame_content_size(frame) {
-            Ok(Some(n)) if n <= MAX_DATA => n,
-            Ok(Some(n)) => return Err(corrupt(format!("{n} bytes, more than {MAX_DATA}"))),
-            Ok(None) => return Err(corrupt("no content size".into())),
-            Err(_) => return Err(corrupt("not a zstd frame".into())),
-        };
-        // Bounded above, so this holds on any target.
-        let size = usize::try_from(size).map_err(|_| corrupt("too large".into()))?;
-        let d = if format == V1 {
-            &mut self.dict
-        } else {
-            match &mut self.plain {
-                Some(d) => d,
-                None => self
-                    .plain
-                    .insert(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?),
-            }
-        };
+        let (format, frame, size) = header(stored)?;
         let mut out = Vec::with_capacity(size);
-        d.decompress_to_buffer(frame, &mut out)
+        self.for_format(format)?
+            .decompress_to_buffer(frame, &mut out)
             .map_err(|e| corrupt(e.to_string()))?;
         if out.len() != size {
             return Err(corrupt("shorter than its header says".into()));
         }
         Ok(out)
+    }
+
+    /// Unpack a stored value into `out`, which must be exactly as long as
+    /// its bytes ([`content_size`]).
+    pub(crate) fn unpack_into(&mut self, stored: &[u8], out: &mut [u8]) -> Result<(), StoreError> {
+        let (format, frame, size) = header(stored)?;
+        if size != out.len() {
+            return Err(corrupt(format!("{size} bytes into {}", out.len())));
+        }
+        let n = self
+            .for_format(format)?
+            .decompress_to_buffer(frame, out)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if n != size {
+            return Err(corrupt("shorter than its header says".into()));
+        }
+        Ok(())
+    }
+
+    /// The decompressor of `format` (a checked format byte).
+    fn for_format(
+        &mut self,
+        format: u8,
+    ) -> Result<&mut zstd::bulk::Decompressor<'static>, StoreError> {
+        if format == V1 {
+            return Ok(&mut self.dict);
+        }
+        if self.plain.is_none() {
+            self.plain = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?);
+        }
+        self.plain
+            .as_mut()
+            .ok_or_else(|| corrupt("no decompressor".into()))
     }
 
     /// The bytes of a stored value read as hex ([`to_hex`]'s inverse,

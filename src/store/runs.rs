@@ -685,22 +685,48 @@ impl SqlStore {
             return Ok(body);
         }
         // Chunks written packed (migration 0019) and as text alike,
-        // unpacked on every core.
+        // unpacked on every core straight into one buffer, each chunk's
+        // length known from its text or its frame's header: a body of
+        // 400 MB is neither copied once more nor held twice while its
+        // pieces are joined.
+        let corrupt = |why: &str| StoreError::Corrupt(format!("snapshot {sha256}: {why}"));
+        let lens = parts
+            .iter()
+            .map(|(text, packed)| match (text.is_empty(), packed) {
+                (false, _) => Ok(text.len()),
+                (true, Some(p)) => super::packed::content_size(p),
+                (true, None) => Err(corrupt("an empty chunk")),
+            })
+            .collect::<Result<Vec<usize>, _>>()?;
+        let total = lens
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .ok_or_else(|| corrupt("chunks too large"))?;
+        let mut body = vec![0u8; total];
+        let mut rest = body.as_mut_slice();
+        let mut pieces = Vec::with_capacity(lens.len());
+        for n in lens {
+            let (piece, after) = std::mem::take(&mut rest).split_at_mut(n);
+            pieces.push(piece);
+            rest = after;
+        }
         use rayon::prelude::*;
-        let parts: Vec<String> = parts
-            .into_par_iter()
-            .map_init(super::packed::Unpacker::new, |unpacker, (text, packed)| {
+        parts.into_par_iter().zip(pieces).try_for_each_init(
+            super::packed::Unpacker::new,
+            |unpacker, ((text, packed), out)| {
                 let unpacker = unpacker
                     .as_mut()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                unpacker
-                    .text(Some(text), packed.as_deref())?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("snapshot {sha256}: an empty chunk"))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let body: String = parts.concat();
+                match packed {
+                    Some(p) if text.is_empty() => unpacker.unpack_into(&p, out),
+                    _ => {
+                        out.copy_from_slice(text.as_bytes());
+                        Ok(())
+                    }
+                }
+            },
+        )?;
+        let body = String::from_utf8(body).map_err(|_| corrupt("not UTF-8"))?;
         if sha256_hex(&body) != sha256 {
             return Err(StoreError::Corrupt(format!(
                 "snapshot {sha256}: its chunks do not add up to it"
