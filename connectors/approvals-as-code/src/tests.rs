@@ -220,6 +220,88 @@ fn symlinks_out_of_the_directory_are_refused_and_a_configmap_mount_reads_once() 
     assert!(list[0].source.contains("a.yaml:2:5"), "{}", list[0].source);
 }
 
+/// What `text` gives, read by [`parse_file`] (JSON first) and by the
+/// YAML reader alone.
+type Read = (Vec<Approval>, Vec<Problem>);
+fn both_ways(text: &str) -> (Read, Read) {
+    let f = Path::new("j.yaml");
+    let (mut a, mut p) = (Vec::new(), Vec::new());
+    parse_file(f, text, 365, &mut a, &mut p);
+    let (mut b, mut q) = (Vec::new(), Vec::new());
+    parse_yaml(f, text, 365, &mut b, &mut q);
+    ((a, p), (b, q))
+}
+
+/// One approval as JSON; `extra` is spliced in before the closing brace.
+fn json_approval(id: &str, approver: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","subject":"arn:aws:iam::111122223333:user/ci","credentials":["AKIAEXAMPLE1"],"scope":{{"actions":["s3:GetObject"],"services":["s3"]}},"requester":"alice@example.com","approver":"{approver}","approved_at":"2026-01-01T00:00:00Z","expires_at":"2026-06-01T00:00:00Z"{extra}}}"#
+    )
+}
+
+#[test]
+fn json_files_read_exactly_as_the_yaml_reader_reads_them() {
+    let a = json_approval(
+        "APR-1",
+        "bob@example.com",
+        r#","reference":"Zürich — 日本 \u2028 ok""#,
+    );
+    // Raw non-ASCII and a raw line separator before later items: columns
+    // are counted in characters, and U+2028 breaks no line.
+    let b = json_approval("APR-2", "bob@example.com", ",\"reference\":\"é\u{2028}😀\"");
+    let c = json_approval("APR-3", "carol@example.com", "");
+    let compact = format!(r#"{{"approvals":[{a},{b},{c}]}}"#);
+    let value: serde_json::Value = serde_json::from_str(&compact).expect("valid JSON");
+    let pretty = serde_json::to_string_pretty(&value).expect("pretty");
+    let crlf = pretty.replace('\n', "\r\n");
+    let spaced = format!("\n\n  {{ \"approvals\" :\n[ {a} ,\n\t{b},   {c}\n ] }}\n");
+    for text in [&compact, &pretty, &crlf, &spaced] {
+        assert!(json_items(text).is_some(), "fast path not taken: {text}");
+        let (fast, yaml) = both_ways(text);
+        assert_eq!(fast.0.len(), 3, "{text}");
+        assert!(fast.1.is_empty(), "{:?}", fast.1);
+        assert_eq!(fast, yaml, "{text}");
+    }
+    // Sources name the same places as the YAML reader: spot-check one.
+    let (fast, _) = both_ways(&spaced);
+    assert_eq!(fast.0[0].source, "j.yaml:4:3");
+}
+
+#[test]
+fn json_the_fast_path_refuses_is_decided_by_the_yaml_reader() {
+    let good = json_approval("APR-1", "bob@example.com", "");
+    let selfish = json_approval("APR-2", "alice@example.com", "");
+    let cases = [
+        // A problem found on the fast path: located by the YAML reader.
+        format!("{{\"approvals\":[{good},\n  {selfish}]}}"),
+        // Not the fast path's shape: YAML coerces the number to a string.
+        format!(
+            "{{\"approvals\":[{}]}}",
+            json_approval("APR-3", "bob@example.com", r#","reference":5"#)
+        ),
+        // A lone CR is a line break to YAML only.
+        format!("{{\"approvals\":[\r{good}]}}"),
+        // Unknown field, duplicate key, and a BOM.
+        format!(
+            "{{\"approvals\":[{}]}}",
+            json_approval("APR-4", "bob@example.com", r#","aproved_by":"eve""#)
+        ),
+        format!(
+            "{{\"approvals\":[{}]}}",
+            json_approval("APR-5", "bob@example.com", r#","id":"APR-6""#)
+        ),
+        format!("\u{feff}{{\"approvals\":[{good}]}}"),
+    ];
+    for text in &cases {
+        let (fast, yaml) = both_ways(text);
+        assert_eq!(fast, yaml, "{text}");
+    }
+    let (fast, _) = both_ways(&cases[0]);
+    assert_eq!(fast.1.len(), 1, "{:?}", fast.1);
+    assert_eq!((fast.1[0].line, fast.1[0].column), (2, 192), "{:?}", fast.1);
+    assert!(fast.1[0].message.contains("separation of duties"));
+}
+
 /// No input may panic the parser, and whatever it accepts has dates in
 /// range: arbitrary bytes, the valid file with hostile values spliced in,
 /// and dates from the whole range chrono parses, each with any validity
@@ -308,6 +390,31 @@ mod props {
 
     proptest! {
         #![proptest_config(config())]
+
+        #[test]
+        fn json_reads_as_yaml_reads_it(
+            references in proptest::collection::vec(any::<String>(), 1..4),
+            gaps in proptest::collection::vec(
+                prop::sample::select(vec!["", " ", "\n", "\t", "\r\n", "\n    "]), 8),
+        ) {
+            let items: Vec<String> = references
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let r = serde_json::to_string(r).expect("a string encodes");
+                    json_approval(&format!("APR-{i}"), "bob@example.com", &format!(",\"reference\":{r}"))
+                })
+                .collect();
+            let g = |k: usize| gaps[k % gaps.len()];
+            let text = format!(
+                "{}{{{}\"approvals\"{}:{}[{}]}}",
+                g(0), g(1), g(2), g(3),
+                items.join(&format!("{},{}", g(4), g(5)))
+            );
+            prop_assert!(json_items(&text).is_some(), "fast path not taken: {}", text);
+            let (fast, yaml) = both_ways(&text);
+            prop_assert_eq!(fast, yaml);
+        }
 
         #[test]
         fn arbitrary_bytes_never_panic(
