@@ -313,13 +313,35 @@ impl InventorySource for SnapshotSource {
 /// Parse and validate snapshot text. `expect` is the provider the caller
 /// configured, checked against the file's header.
 pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Inventory, SourceError> {
+    read(path, text, expect, true)
+}
+
+/// [`parse`] by the streaming reader alone, on one core: the reference
+/// the parallel reading is held to.
+pub fn parse_streaming(
+    path: &Path,
+    text: &str,
+    expect: Option<Provider>,
+) -> Result<Inventory, SourceError> {
+    read(path, text, expect, false)
+}
+
+fn read(
+    path: &Path,
+    text: &str,
+    expect: Option<Provider>,
+    parallel: bool,
+) -> Result<Inventory, SourceError> {
     let invalid = |location: String, message: String| SourceError::Invalid { location, message };
-    let file: SnapshotFile = serde_json::from_str(text).map_err(|e| {
-        invalid(
-            format!("{}:{}:{}", path.display(), e.line(), e.column()),
-            e.to_string(),
-        )
-    })?;
+    let file = match parallel.then(|| parallel::read(text)).flatten() {
+        Some(file) => file,
+        None => serde_json::from_str::<SnapshotFile>(text).map_err(|e| {
+            invalid(
+                format!("{}:{}:{}", path.display(), e.line(), e.column()),
+                e.to_string(),
+            )
+        })?,
+    };
     let here = || path.display().to_string();
     if file.format != FORMAT {
         return Err(invalid(
@@ -402,6 +424,147 @@ pub fn parse(path: &Path, text: &str, expect: Option<Provider>) -> Result<Invent
     Ok(file.inventory)
 }
 
+/// The file read with its long lists parsed on every core.
+///
+/// The streaming reader parses one element after another on one core: at
+/// a million credentials, three seconds. Here one scan splits the file
+/// into its entries and each list into its elements, unparsed, and the
+/// elements are parsed in parallel. It decides nothing: any text it does
+/// not read cleanly (a duplicate or unknown key, a missing header, a bad
+/// element) is read again by the streaming reader, which accepts or
+/// refuses it and locates the error, so what is accepted is as before.
+mod parallel {
+    use super::*;
+    use rayon::prelude::*;
+    use serde_json::value::RawValue;
+
+    /// Elements parsed by one task.
+    const CHUNK: usize = 4096;
+
+    /// A top-level entry: a list the inventory holds, split into its
+    /// elements, or any other value whole.
+    enum Entry<'a> {
+        List(Vec<&'a RawValue>),
+        Other(&'a RawValue),
+    }
+
+    /// The inventory's lists split; their parse is what is parallel.
+    const LISTS: [&str; 5] = [
+        "identities",
+        "credentials",
+        "entitlements",
+        "grants",
+        "trusts",
+    ];
+
+    /// The file's entries in order, keys unescaped.
+    struct Entries<'a>(Vec<(String, Entry<'a>)>);
+
+    impl<'de> Deserialize<'de> for Entries<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Entries<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a snapshot object")
+                }
+                fn visit_map<A: MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Entries<'de>, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        let entry = match LISTS.contains(&key.as_str()) {
+                            true => Entry::List(map.next_value()?),
+                            false => Entry::Other(map.next_value()?),
+                        };
+                        out.push((key, entry));
+                    }
+                    Ok(Entries(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// `items` parsed, in order, on every core.
+    fn list<T: serde::de::DeserializeOwned + Send>(items: &[&RawValue]) -> Option<Vec<T>> {
+        items
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|r| serde_json::from_str(r.get()).ok())
+                    .collect::<Option<Vec<T>>>()
+            })
+            .collect::<Option<Vec<Vec<T>>>>()
+            .map(|parts| parts.into_iter().flatten().collect())
+    }
+
+    /// The file, or `None` to leave it to the streaming reader.
+    pub(super) fn read(text: &str) -> Option<SnapshotFile> {
+        let Entries(entries) = serde_json::from_str(text).ok()?;
+        let mut keys = HashSet::with_capacity(entries.len());
+        if !entries.iter().all(|(k, _)| keys.insert(k.as_str())) {
+            return None;
+        }
+        let mut header = Header::default();
+        // The entries that are neither header nor a split list, as an
+        // object for the inventory's own reader (its defaults, its refusal
+        // of unknown fields).
+        let mut rest = String::from("{");
+        let mut lists: [&[&RawValue]; 5] = [&[]; 5];
+        for (key, entry) in &entries {
+            match (key.as_str(), entry) {
+                ("format", Entry::Other(v)) => header.format = serde_json::from_str(v.get()).ok(),
+                ("provider", Entry::Other(v)) => {
+                    header.provider = serde_json::from_str(v.get()).ok()
+                }
+                ("exported_at", Entry::Other(v)) => {
+                    let ExportedAt(at) = serde_json::from_str(v.get()).ok()?;
+                    header.exported_at = Some(at);
+                }
+                (k, Entry::List(items)) => {
+                    let at = LISTS.iter().position(|l| *l == k)?;
+                    lists[at] = items;
+                }
+                (k, Entry::Other(v)) => {
+                    if rest.len() > 1 {
+                        rest.push(',');
+                    }
+                    rest.push_str(&serde_json::to_string(k).ok()?);
+                    rest.push(':');
+                    rest.push_str(v.get());
+                }
+            }
+        }
+        rest.push('}');
+        let (format, provider) = (header.format?, header.provider?);
+        let mut inventory: Inventory = serde_json::from_str(&rest).ok()?;
+        let [identities, credentials, entitlements, grants, trusts] = lists;
+        let ((identities, credentials), (entitlements, (grants, trusts))) = rayon::join(
+            || rayon::join(|| list(identities), || list(credentials)),
+            || {
+                rayon::join(
+                    || list(entitlements),
+                    || rayon::join(|| list(grants), || list(trusts)),
+                )
+            },
+        );
+        inventory.identities = identities?;
+        inventory.credentials = credentials?;
+        inventory.entitlements = entitlements?;
+        inventory.grants = grants?;
+        inventory.trusts = trusts?;
+        Some(SnapshotFile {
+            format,
+            provider,
+            exported_at: header.exported_at.flatten(),
+            inventory,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +639,56 @@ mod tests {
             not_an_object.contains("expected struct SnapshotFile"),
             "{not_an_object}"
         );
+    }
+
+    /// A snapshot of `n` identities with two credentials each: lists
+    /// longer than one parallel task's chunk.
+    fn large(n: usize) -> String {
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"provider":"aws","id":"arn:aws:iam::1:user/u{i}","kind":"user","name":"u{i}","account":"1"}}"#))
+            .collect();
+        let creds: Vec<String> = (0..2 * n)
+            .map(|i| format!(r#"{{"id":"AKIA{i}","identity":"arn:aws:iam::1:user/u{}","kind":"access_key","created":"2026-01-01T00:00:00Z","usage":{{"state":"never"}}}}"#, i / 2))
+            .collect();
+        format!(
+            "{{\"format\":\"nhi-assure.snapshot/v1\",\"provider\":\"aws\",\n\"identities\":[{}],\n\"credentials\":[{}],\"coverage\":{{\"gaps\":[]}}}}",
+            ids.join(",\n"),
+            creds.join(",\n")
+        )
+    }
+
+    #[test]
+    fn the_parallel_reading_is_the_streaming_reading() {
+        let text = large(9000);
+        assert!(
+            parallel::read(&text).is_some(),
+            "the parallel reading is taken"
+        );
+        let read = parse(&p(), &text, Some(Provider::Aws)).expect("valid");
+        let streamed = parse_streaming(&p(), &text, Some(Provider::Aws)).expect("valid");
+        assert_eq!(read, streamed);
+        assert_eq!(read.credentials.len(), 18_000);
+        assert_eq!(read.credentials[17_999].id, "AKIA17999", "order kept");
+        // What it does not read cleanly, the streaming reader decides and
+        // locates: a bad element deep in a list, a repeated list, an
+        // unknown top-level key, a missing header.
+        let cases = [
+            text.replacen(
+                r#""id":"AKIA12345","#,
+                r#""id":"AKIA12345","secret":"x","#,
+                1,
+            ),
+            text.replacen("\"coverage\"", "\"identities\":[],\"coverage\"", 1),
+            text.replacen("\"coverage\"", "\"coverge\"", 1),
+            text.replacen("\"provider\":\"aws\",\n", "\n", 1),
+        ];
+        for bad in &cases {
+            assert!(parallel::read(bad).is_none());
+            let read = parse(&p(), bad, None).unwrap_err().to_string();
+            let streamed = parse_streaming(&p(), bad, None).unwrap_err().to_string();
+            assert_eq!(read, streamed);
+            assert!(!read.starts_with("estate.json:0:"), "located: {read}");
+        }
     }
 
     #[test]

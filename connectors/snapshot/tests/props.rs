@@ -1,7 +1,8 @@
 //! No snapshot text may panic the parser, and whatever it accepts has every
 //! date in range: arbitrary bytes, the demo estate with hostile values put
 //! at random places of its JSON tree, and with random bytes spliced into
-//! its text. 256 cases per property.
+//! its text. 256 cases per property. In each, the parallel reading gives
+//! exactly what the streaming reader does.
 
 use std::path::{Path, PathBuf};
 
@@ -86,8 +87,18 @@ fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
     out.push(at);
 }
 
+/// Whatever `text` is, the parallel reading gives what the streaming
+/// reader gives: the same inventory, or the same located error.
+fn read_as_streamed(text: &str) -> Result<nhi_contract::Inventory, nhi_contract::SourceError> {
+    let path = Path::new("p.json");
+    let read = nhi_snapshot::parse(path, text, None);
+    let streamed = nhi_snapshot::parse_streaming(path, text, None);
+    assert_eq!(format!("{read:?}"), format!("{streamed:?}"), "{text}");
+    read
+}
+
 fn accepted_dates_in_range(text: &str) {
-    let Ok(inv) = nhi_snapshot::parse(Path::new("p.json"), text, None) else {
+    let Ok(inv) = read_as_streamed(text) else {
         return;
     };
     let ok = |t: Option<nhi_contract::Timestamp>| t.is_none_or(|t| time::check(t).is_ok());
