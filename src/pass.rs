@@ -144,7 +144,7 @@ impl Context {
     /// revocations in force applied. For issuance, which must not hand out
     /// access a pass would already find revoked.
     pub async fn approvals_now(&self) -> anyhow::Result<Arc<Vec<nhi_contract::Approval>>> {
-        let read = self.read_approvals().await?;
+        let read = self.read_approvals(false).await?;
         let revoked = self.store().await?.revocations().await?;
         Ok(self.revoked(read.approvals, &revoked).await)
     }
@@ -153,9 +153,14 @@ impl Context {
     /// read while none changed. The lock keeps two readers (a pass, the
     /// broker) from pairing one source's "unchanged" with a read the other
     /// has not stored yet.
-    pub async fn read_approvals(&self) -> Result<ApprovalsRead, PassError> {
+    /// With `once`, for a one-shot command: nothing is kept.
+    pub async fn read_approvals(&self, once: bool) -> Result<ApprovalsRead, PassError> {
         let mut shared = self.approvals_read.lock().await;
-        match read_approvals(&self.approvals, shared.read.as_ref()).await {
+        if once {
+            *shared = SharedApprovals::default();
+            return read_approvals(&self.approvals, None, true).await;
+        }
+        match read_approvals(&self.approvals, shared.read.as_ref(), false).await {
             Ok(read) => {
                 shared.read = Some(read.clone());
                 Ok(read)
@@ -232,7 +237,10 @@ impl Context {
         let now = cfg.as_of.unwrap_or(started);
         // Approvals are local and strict: a bad file stops here, before the
         // store is touched or any provider is contacted.
-        let read = self.read_approvals().await?;
+        // A full pass that keeps no inventories is a one-shot command's:
+        // nothing read is kept for a next pass.
+        let once = cache.is_none() && targets.is_none();
+        let read = self.read_approvals(once).await?;
         laps.lap("approvals");
         let exceptions = self.read_exceptions()?;
         // What records a source could not map may cover is held this pass.
@@ -278,7 +286,7 @@ impl Context {
         // nothing read is kept for a next pass, and the estate takes these
         // approvals rather than a copy (at a million credentials, each
         // copy is hundreds of megabytes held through the pass).
-        if cache.is_none() && targets.is_none() {
+        if once {
             self.release_approvals().await;
         }
         // A targeted pass maps only the keys it was asked about: the whole
@@ -795,10 +803,12 @@ impl ApprovalsRead {
 /// inventory source is contacted; a record a source could not map does
 /// not (it is returned, and holds what it may cover). When every source
 /// says it reads as it last did ([`ApprovalSource::reread`]), `last` is
-/// the read (shared, not copied).
+/// the read (shared, not copied). With `once`, each source reads whole
+/// and keeps nothing ([`ApprovalSource::read_once`]).
 pub async fn read_approvals(
     sources: &[Box<dyn ApprovalSource>],
     last: Option<&ApprovalsRead>,
+    once: bool,
 ) -> Result<ApprovalsRead, PassError> {
     let failed = |src: &dyn ApprovalSource| {
         let name = src.name().to_string();
@@ -806,7 +816,10 @@ pub async fn read_approvals(
     };
     let mut reads = Vec::with_capacity(sources.len());
     for src in sources {
-        reads.push(src.reread().await.map_err(failed(src.as_ref()))?);
+        reads.push(match once {
+            true => Some(src.read_once().await.map_err(failed(src.as_ref()))?),
+            false => src.reread().await.map_err(failed(src.as_ref()))?,
+        });
     }
     if let Some(last) = last.filter(|_| reads.iter().all(Option::is_none)) {
         tracing::debug!(
@@ -828,7 +841,11 @@ pub async fn read_approvals(
             unmapped = read.unmapped.len(),
             "approvals read"
         );
-        approvals.extend(read.approvals);
+        // The first source's list taken whole, not copied.
+        match approvals.is_empty() {
+            true => approvals = read.approvals,
+            false => approvals.extend(read.approvals),
+        }
         unmapped.extend(read.unmapped.into_iter().map(|record| UnmappedRecord {
             source: src.name().to_string(),
             record,

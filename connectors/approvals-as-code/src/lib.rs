@@ -195,6 +195,24 @@ impl ApprovalSource for FilesSource {
         }))
     }
 
+    async fn read_once(&self) -> Result<ApprovalRead, SourceError> {
+        self.release();
+        let approvals = load_texts(
+            &self.config.path,
+            self.config.max_validity_days,
+            &mut Parsed::new(),
+            Keep::Nothing,
+        )
+        .map_err(|p| SourceError::Invalid {
+            location: self.config.path.display().to_string(),
+            message: p.to_string(),
+        })?;
+        Ok(ApprovalRead {
+            approvals: approvals.unwrap_or_default(),
+            unmapped: Vec::new(),
+        })
+    }
+
     /// The files' texts and approvals as last parsed go: the next read
     /// parses every file.
     fn release(&self) {
@@ -253,7 +271,8 @@ impl FilesSource {
 /// that is not a regular file (a FIFO would block the read forever) is a
 /// located problem.
 pub fn load_dir(dir: &Path, max_validity_days: i64) -> Result<Vec<Approval>, Problems> {
-    load_dir_with(dir, max_validity_days, &mut HashMap::new())
+    load_texts(dir, max_validity_days, &mut Parsed::new(), Keep::Nothing)
+        .map(Option::unwrap_or_default)
 }
 
 /// [`load_dir`], taking each file whose text is as in `parsed` from there
@@ -380,7 +399,7 @@ fn load_stamped(
     {
         return Ok(None);
     }
-    let read = load_texts(dir, max_validity_days, parsed, skip);
+    let read = load_texts(dir, max_validity_days, parsed, Keep::Parsed { skip });
     *stamps = match (&read, before) {
         (Ok(_), Some(now)) => now,
         _ => Stamps::new(),
@@ -388,12 +407,23 @@ fn load_stamped(
     read
 }
 
+/// What a read keeps in its [`Parsed`].
+#[derive(Clone, Copy)]
+enum Keep {
+    /// What it parsed cleanly; with `skip`, nothing is returned when every
+    /// file is as kept (`None`).
+    Parsed { skip: bool },
+    /// Nothing: what it parses moves into what it returns, not copied.
+    Nothing,
+}
+
 fn load_texts(
     dir: &Path,
     max_validity_days: i64,
     parsed: &mut Parsed,
-    skip: bool,
+    keep: Keep,
 ) -> Result<Option<Vec<Approval>>, Problems> {
+    let skip = matches!(keep, Keep::Parsed { skip: true });
     use rayon::prelude::*;
     let mut problems = Vec::new();
     let files = read_files(dir, "approvals", &mut problems)?;
@@ -426,10 +456,13 @@ fn load_texts(
                     kept.insert(f, (was, approvals));
                 }
             }
-            Some((these, found)) if found.is_empty() => {
-                out.extend(these.iter().cloned());
-                kept.insert(f, (text, these));
-            }
+            Some((these, found)) if found.is_empty() => match keep {
+                Keep::Parsed { .. } => {
+                    out.extend(these.iter().cloned());
+                    kept.insert(f, (text, these));
+                }
+                Keep::Nothing => out.extend(these),
+            },
             Some((these, found)) => {
                 out.extend(these);
                 problems.extend(found);
@@ -661,7 +694,10 @@ fn parse_file(
         let (mut these, mut found) = (Vec::new(), Vec::new());
         check_items(file, items, max_validity_days, &mut these, &mut found);
         if found.is_empty() {
-            out.append(&mut these);
+            match out.is_empty() {
+                true => *out = these,
+                false => out.append(&mut these),
+            }
             return;
         }
         // A problem: read again as YAML, whose spans place it exactly.
@@ -779,6 +815,8 @@ fn check_items(
         column,
         message,
     };
+    let items = items.into_iter();
+    out.reserve(items.size_hint().0);
     for (line, col, d) in items {
         let mut ok = true;
         let mut fail = |l: u32, c: u32, m: String| {

@@ -766,3 +766,27 @@ async fn a_reread_trusts_a_stamp_only_once_its_file_is_older_than_the_racy_windo
     // The strict read always reads.
     assert_eq!(src.approvals().await.expect("strict").len(), 2);
 }
+
+#[tokio::test]
+async fn a_one_shot_read_keeps_nothing_and_refuses_what_a_read_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "a.yaml", GOOD);
+    write(d, "b.yaml", &GOOD.replace("APR-1", "APR-2"));
+    let src = FilesSource::new(FilesConfig {
+        name: "files".into(),
+        path: d.to_path_buf(),
+        max_validity_days: 365,
+    });
+    let once = src.read_once().await.expect("valid");
+    let read = src.read().await.expect("valid");
+    assert_eq!(once.approvals, read.approvals);
+    assert_eq!(once.approvals.len(), 2);
+    // What the read kept is dropped by a one-shot read: a reread reads.
+    assert!(src.reread().await.expect("unchanged").is_none());
+    src.read_once().await.expect("valid");
+    assert!(src.reread().await.expect("read").is_some());
+    write(d, "b.yaml", &GOOD);
+    let err = src.read_once().await.expect_err("duplicate id").to_string();
+    assert!(err.contains("duplicate approval id"), "{err}");
+}

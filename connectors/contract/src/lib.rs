@@ -979,6 +979,16 @@ pub trait ApprovalSource: Send + Sync {
     /// one-shot command reads once, and what a source keeps of a large
     /// approval set is a copy of it. The default keeps nothing.
     fn release(&self) {}
+
+    /// [`ApprovalSource::read`] for a one-shot command: nothing is kept
+    /// for a next read, not even for the while of this one (a copy of
+    /// 270,000 approvals made only to be released costs a second). The
+    /// default reads, then releases.
+    async fn read_once(&self) -> Result<ApprovalRead, SourceError> {
+        let read = self.read().await;
+        self.release();
+        read
+    }
 }
 
 /// What a remediation does to its target.
