@@ -489,16 +489,16 @@ mod parallel {
 
     /// `items` parsed, in order, on every core.
     fn list<T: serde::de::DeserializeOwned + Send>(items: &[&RawValue]) -> Option<Vec<T>> {
-        items
-            .par_chunks(CHUNK)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|r| serde_json::from_str(r.get()).ok())
-                    .collect::<Option<Vec<T>>>()
-            })
-            .collect::<Option<Vec<Vec<T>>>>()
-            .map(|parts| parts.into_iter().flatten().collect())
+        // Collected in place (an indexed collect writes each element where
+        // it goes), then unwrapped in place: joining parsed chunks copied a
+        // million credentials into fresh memory, half a second.
+        let parsed: Vec<Option<T>> = items
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|r| serde_json::from_str(r.get()).ok())
+            .collect();
+        let all = parsed.iter().all(Option::is_some);
+        all.then(|| parsed.into_iter().map_while(|x| x).collect())
     }
 
     /// The file, or `None` to leave it to the streaming reader.
