@@ -359,40 +359,48 @@ impl std::io::Write for Pieces {
 const LIST_CHUNK: usize = 8192;
 
 impl Pieces {
-    /// A text written elsewhere, taken as the next piece.
-    fn push_piece(&mut self, piece: Vec<u8>) {
-        if !self.last.is_empty() {
-            self.full.push(std::mem::take(&mut self.last));
-        }
-        self.full.push(piece);
+    /// `items` as `serde_json` writes a slice (`[a,b]`), serialised in
+    /// parallel chunks. A window of chunks at a time, each copied into the
+    /// pieces and freed: chunks kept as pieces held their growth's unused
+    /// capacity, a quarter more on average (at a million credentials,
+    /// the first pass's peak rose by 300 MiB).
+    fn list<T: Serialize + Sync>(&mut self, items: &[T]) -> Result<(), serde_json::Error> {
+        let window = LIST_CHUNK.saturating_mul(2 * rayon::current_num_threads().max(1));
+        self.list_by(items, window)
     }
 
-    /// `items` as `serde_json` writes a slice (`[a,b]`), serialised in
-    /// parallel chunks, each taken as a piece.
-    fn list<T: Serialize + Sync>(&mut self, items: &[T]) -> Result<(), serde_json::Error> {
+    /// [`Pieces::list`], `window` elements at a time.
+    fn list_by<T: Serialize + Sync>(
+        &mut self,
+        items: &[T],
+        window: usize,
+    ) -> Result<(), serde_json::Error> {
         use rayon::prelude::*;
         use std::io::Write;
-        let parts: Vec<Vec<u8>> = items
-            .par_chunks(LIST_CHUNK)
-            .map(|chunk| {
-                let mut buf = Vec::new();
-                for (i, item) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
+        let io = serde_json::Error::io;
+        self.write_all(b"[").map_err(io)?;
+        for (w, items) in items.chunks(window.max(1)).enumerate() {
+            let parts: Vec<Vec<u8>> = items
+                .par_chunks(LIST_CHUNK)
+                .map(|chunk| {
+                    let mut buf = Vec::new();
+                    for (i, item) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b',');
+                        }
+                        serde_json::to_writer(&mut buf, item)?;
                     }
-                    serde_json::to_writer(&mut buf, item)?;
+                    Ok(buf)
+                })
+                .collect::<Result<_, serde_json::Error>>()?;
+            for (i, part) in parts.into_iter().enumerate() {
+                if w > 0 || i > 0 {
+                    self.write_all(b",").map_err(io)?;
                 }
-                Ok(buf)
-            })
-            .collect::<Result<_, serde_json::Error>>()?;
-        self.write_all(b"[").map_err(serde_json::Error::io)?;
-        for (i, part) in parts.into_iter().enumerate() {
-            if i > 0 {
-                self.write_all(b",").map_err(serde_json::Error::io)?;
+                self.write_all(&part).map_err(io)?;
             }
-            self.push_piece(part);
         }
-        self.write_all(b"]").map_err(serde_json::Error::io)
+        self.write_all(b"]").map_err(io)
     }
 
     /// The sources' readings, as `serde_json` writes [`source_refs`], the
@@ -566,14 +574,18 @@ mod tests {
         assert!(captured.contains("\"credentials\":[{"), "{captured:.200}");
         // Written by hand, lists in parallel chunks: the same text.
         let written = Pieces::sources(&source_refs(&estate)).expect("json");
-        assert!(written.full.len() > 3, "lists spanning chunks");
+        assert!(written.full.iter().all(|p| p.len() == PIECE));
         assert_eq!(written.join(), captured);
-        let mut approvals = Pieces::default();
-        approvals.list(&estate.approvals).expect("json");
-        assert_eq!(
-            approvals.join(),
-            serde_json::to_string(&estate.approvals).expect("json")
-        );
+        // Windows of any size, chunks cut anywhere: the same text.
+        let whole = serde_json::to_string(&estate.approvals).expect("json");
+        for window in [1, 7, LIST_CHUNK, LIST_CHUNK + 1, usize::MAX] {
+            let mut approvals = Pieces::default();
+            approvals.list_by(&estate.approvals, window).expect("json");
+            assert_eq!(approvals.join(), whole, "window {window}");
+        }
+        let mut none = Pieces::default();
+        none.list(&estate.approvals[..0]).expect("json");
+        assert_eq!(none.join(), "[]");
     }
     use crate::engine::plan::Protected;
     use crate::engine::rules::RulesConfig;
