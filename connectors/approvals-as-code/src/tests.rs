@@ -786,7 +786,7 @@ async fn a_one_shot_read_keeps_nothing_and_refuses_what_a_read_refuses() {
     assert!(src.reread().await.expect("unchanged").is_none());
     src.read_once().await.expect("valid");
     assert!(src.reread().await.expect("read").is_some());
-    write(d, "b.yaml", &GOOD);
+    write(d, "b.yaml", GOOD);
     let err = src.read_once().await.expect_err("duplicate id").to_string();
     assert!(err.contains("duplicate approval id"), "{err}");
 }
