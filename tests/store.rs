@@ -1757,6 +1757,22 @@ async fn readers_on_threads_share_pages(store: SqlStore) {
         .map(|f| seen(f.expect("finding")))
         .collect();
     assert_eq!(alone.len(), 12_500);
+    // Written a thousand rows to a statement, the next thousand encoded
+    // while the last were written: each read back as it was written.
+    let mut written: Vec<(String, String)> = keys[..12_500]
+        .iter()
+        .map(|k| {
+            let json = serde_json::to_string(&k.finding).expect("json");
+            (k.finding.fingerprint(), json)
+        })
+        .collect();
+    written.sort();
+    let mut read: Vec<(String, String)> = alone
+        .iter()
+        .map(|(fp, _, json)| (fp.clone(), json.clone()))
+        .collect();
+    read.sort();
+    assert_eq!(read, written);
     let resolved_alone = data.resolved.iter().count();
     assert_eq!(resolved_alone, 500);
     let started = std::sync::Barrier::new(4);

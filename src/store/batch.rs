@@ -134,7 +134,7 @@ pub(crate) fn json_rows(conn: &sqlx::AnyConnection, cols: &str, inner: &str) -> 
 /// binds one parameter for a thousand rows, where a `VALUES` list binds
 /// one per value and sqlx looks each up by name in a list SQLite scans
 /// linearly (see [`SQLITE_PARAMS`]); the database unpacks the rows
-/// itself (SQLite `json_each`, PostgreSQL `json_array_elements`).
+/// itself (SQLite `json_each`, PostgreSQL `jsonb_array_elements`).
 pub(crate) struct JsonRows {
     sqlite: bool,
     param: usize,
@@ -155,11 +155,15 @@ impl JsonRows {
     /// The `FROM` item yielding one row per element. SQLite's is followed
     /// by `WHERE true` where an upsert follows (its parser would otherwise
     /// read `ON CONFLICT` as a join's `ON`).
+    ///
+    /// PostgreSQL's rows are `jsonb`: parsed once, each column then a
+    /// lookup. A `json` element is text, and each `->>` parses it again
+    /// from its start (eleven columns, eleven parses of every row).
     pub(crate) fn from(&self) -> String {
         if self.sqlite {
             format!("json_each(${})", self.param)
         } else {
-            format!("json_array_elements(CAST(${} AS json)) AS e", self.param)
+            format!("jsonb_array_elements(CAST(${} AS jsonb)) AS e", self.param)
         }
     }
 
@@ -180,6 +184,48 @@ impl JsonRows {
             format!("decode(e->>{i}, 'hex')")
         }
     }
+}
+
+/// A value bound before a [`pipelined`] statement's rows.
+pub(crate) enum Fixed<'a> {
+    /// Text.
+    Text(&'a str),
+    /// An integer.
+    Int(i64),
+}
+
+/// `rows` written a [`JSON_ROWS`] chunk to a statement: `sql` bound with
+/// `fixed`, then the chunk's [`JsonRows`] parameter as `encode` makes it.
+/// The next chunk is encoded while the database writes this one: SQLite
+/// writes on its own worker thread, and a chunk's encoding (serialising,
+/// packing on every core) had the database idle for it, chunk after chunk.
+pub(crate) async fn pipelined<T: Sync>(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    fixed: &[Fixed<'_>],
+    rows: &[T],
+    encode: impl Fn(&[T]) -> Result<String, super::StoreError>,
+) -> Result<(), super::StoreError> {
+    let mut chunks = rows.chunks(JSON_ROWS);
+    let mut next = chunks.next().map(&encode).transpose()?;
+    while let Some(param) = next.take() {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for f in fixed {
+            q = match f {
+                Fixed::Text(t) => q.bind(*t),
+                Fixed::Int(i) => q.bind(*i),
+            };
+        }
+        let write = q.bind(param).execute(&mut *conn);
+        let following = chunks.next();
+        // `join` polls the write first: its statement is handed to the
+        // database before the next chunk is encoded.
+        let (written, encoded) =
+            futures_util::future::join(write, async { following.map(&encode).transpose() }).await;
+        written?;
+        next = encoded?;
+    }
+    Ok(())
 }
 
 /// A row read by [`pages_by_fingerprint`]: where the next page begins.

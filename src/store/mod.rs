@@ -497,7 +497,7 @@ async fn upsert_findings(
         cols.join(", "),
         json.from()
     );
-    for chunk in rows.chunks(batch::JSON_ROWS) {
+    let encode = |chunk: &[&Prepared<'_>]| -> Result<String, StoreError> {
         let data: Vec<String> = match data {
             Data::Here => chunk.iter().map(|p| p.data()).collect::<Result<_, _>>()?,
             Data::InSighting => vec![String::new(); chunk.len()],
@@ -521,14 +521,10 @@ async fn upsert_findings(
                 )
             })
             .collect();
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(now)
-            .bind(run_id)
-            .bind(serde_json::to_string(&values)?)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+        Ok(serde_json::to_string(&values)?)
+    };
+    let fixed = [batch::Fixed::Text(now), batch::Fixed::Int(run_id)];
+    batch::pipelined(conn, &sql, &fixed, rows, encode).await
 }
 
 /// `UPDATE findings SET <set> WHERE fingerprint IN (…)` over `fps` in

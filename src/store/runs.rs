@@ -399,9 +399,9 @@ async fn insert_sightings(
         json.col(7),
         json.from()
     );
-    for chunk in rows.chunks(super::batch::JSON_ROWS) {
-        // Serialised and packed a chunk at a time on every core, and
-        // dropped once written.
+    // A chunk's rows, serialised and packed on every core, as the one
+    // JSON parameter of its statement.
+    let encode = |chunk: &[&Prepared<'_>]| -> Result<String, StoreError> {
         let packed: Vec<String> = chunk
             .par_iter()
             .map_init(super::packed::Packer::new, |packer, p| {
@@ -427,13 +427,9 @@ async fn insert_sightings(
                 )
             })
             .collect();
-        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(run)
-            .bind(serde_json::to_string(&values)?)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+        Ok(serde_json::to_string(&values)?)
+    };
+    super::batch::pipelined(conn, &sql, &[super::batch::Fixed::Int(run)], rows, encode).await
 }
 
 /// Record what run `run_id` read and the findings it saw (its sightings),
