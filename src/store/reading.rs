@@ -322,6 +322,11 @@ impl Pieces {
         hex::encode(h.finalize())
     }
 
+    /// The pieces of the text's bytes, in order, each given up as taken.
+    fn into_pieces(self) -> impl Iterator<Item = Vec<u8>> {
+        self.full.into_iter().chain(std::iter::once(self.last))
+    }
+
     /// The text whole.
     fn join(self) -> String {
         let mut out = Vec::with_capacity(self.len());
@@ -490,14 +495,13 @@ impl Unprepared {
                 *ahead = Ahead::Stored(hash);
                 continue;
             }
-            let text = pieces.join();
-            match match may_cut {
-                true => store.cut_body(&text, hash).await?,
-                false => None,
-            } {
-                Some(cut) => *ahead = Ahead::Cut(cut),
-                None => *body = text,
+            // Cut from its pieces, each dropped once cut: joined, a 600 MB
+            // inventory was copied into fresh memory only to be cut.
+            if may_cut && crate::store::runs::chunked(true, pieces.len()) {
+                *ahead = Ahead::Cut(store.cut_pieces(pieces.into_pieces(), hash).await?);
+                continue;
             }
+            *body = pieces.join();
         }
         Ok(Serialised { bodies, ahead })
     }

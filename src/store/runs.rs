@@ -59,7 +59,7 @@ pub enum Ahead<'a> {
     Nothing,
     /// Found stored, by this SHA-256 ([`SqlStore::has_blob`]).
     Stored(&'a str),
-    /// Cut and packed ([`SqlStore::cut_body`]).
+    /// Cut and packed ([`SqlStore::cut_pieces`]).
     Cut(&'a Chunked),
 }
 
@@ -504,7 +504,10 @@ const CHUNK_SIZES: (usize, usize, usize) = (64 << 10, 256 << 10, 1 << 20);
 
 /// `body` cut where its content says (FastCDC 2020, so an insertion moves
 /// only the cuts near it), each cut moved forward to a UTF-8 boundary so
-/// every chunk is text. Concatenated, the chunks are `body`.
+/// every chunk is text. Concatenated, the chunks are `body`. The
+/// reference [`StreamChunks`] is held to (and how earlier readings were
+/// cut: the same cuts share their chunks).
+#[cfg(test)]
 pub(crate) fn chunks(body: &str) -> Vec<&str> {
     let (min, avg, max) = CHUNK_SIZES;
     let bytes = body.as_bytes();
@@ -521,6 +524,64 @@ pub(crate) fn chunks(body: &str) -> Vec<&str> {
         start = end;
     }
     out
+}
+
+/// The chunks of a text given as consecutive pieces of its bytes, cut
+/// where its content says (FastCDC 2020, so an insertion moves only the
+/// cuts near it), each cut moved forward to a UTF-8 boundary so every
+/// chunk is text; each chunk owned, the text never whole. A cut looks at most [`CHUNK_SIZES`]' maximum ahead (FastCDC's
+/// cut depends only on the bytes from its start to there, or to the end),
+/// and at most three bytes further to reach a character's boundary.
+pub(crate) struct StreamChunks<I> {
+    pieces: I,
+    buf: Vec<u8>,
+    /// Where the next chunk starts in `buf`.
+    start: usize,
+}
+
+impl<I: Iterator<Item = Vec<u8>>> StreamChunks<I> {
+    /// The chunks of the text `pieces` join into.
+    pub(crate) fn new(pieces: I) -> StreamChunks<I> {
+        StreamChunks {
+            pieces,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+}
+
+impl<I: Iterator<Item = Vec<u8>>> Iterator for StreamChunks<I> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let (min, avg, max) = CHUNK_SIZES;
+        // A maximal cut and the longest move to a boundary, ahead.
+        if self.buf.len() - self.start < max + 4 {
+            // What is cut goes (at most a maximal cut's bytes move, about
+            // once a piece).
+            self.buf.drain(..self.start);
+            self.start = 0;
+            while self.buf.len() < max + 4 {
+                let Some(piece) = self.pieces.next() else {
+                    break;
+                };
+                self.buf.extend_from_slice(&piece);
+            }
+        }
+        let ahead = &self.buf[self.start..];
+        if ahead.is_empty() {
+            return None;
+        }
+        let (_, cut) = fastcdc::v2020::FastCDC::new(ahead, min, avg, max).cut(0, ahead.len());
+        let mut end = cut.clamp(1, ahead.len());
+        // Forward past continuation bytes (`10xxxxxx`) to a boundary.
+        while end < ahead.len() && ahead[end] & 0xC0 == 0x80 {
+            end += 1;
+        }
+        let chunk = ahead[..end].to_vec();
+        self.start += end;
+        Some(chunk)
+    }
 }
 
 /// Insert a blob row unless its hash is there; whether it was new.
@@ -554,7 +615,7 @@ async fn blob_there(conn: &mut sqlx::AnyConnection, hash: &str) -> Result<bool, 
 
 /// A large reading body cut into content-defined chunks, those the store
 /// did not hold packed: what [`put_blob`] writes of it, made ahead of
-/// the run by [`SqlStore::cut_body`] so its text need not be held until
+/// the run by [`SqlStore::cut_pieces`] so its text need not be held until
 /// then. Chunks are never deleted: one stored when it was cut is there
 /// when it is written.
 pub struct Chunked {
@@ -576,30 +637,45 @@ impl std::fmt::Debug for Chunked {
     }
 }
 
-/// `body` (with SHA-256 `hash`) cut; only the chunks no earlier reading
-/// has are packed (on every core): a changed estate shares all but a few.
-async fn cut(
+/// A body (with SHA-256 `hash`), given as the pieces of its bytes, cut
+/// ([`StreamChunks`]); only the chunks no earlier reading has are packed:
+/// a changed estate shares all but a few. A batch of chunks at a time,
+/// hashed and packed on every core, then dropped, each piece once cut.
+async fn cut_stream(
     conn: &mut sqlx::AnyConnection,
-    body: &str,
+    pieces: impl Iterator<Item = Vec<u8>>,
     hash: String,
 ) -> Result<Chunked, StoreError> {
     use rayon::prelude::*;
-    let pieces = chunks(body);
-    let hashes: Vec<String> = pieces.par_iter().map(|c| sha256_hex(c)).collect();
-    let mut missing: Vec<usize> = Vec::new();
-    for (i, c) in hashes.iter().enumerate() {
-        if !blob_there(conn, c).await? {
-            missing.push(i);
+    // Some 16 MB of text at a time, on average.
+    const BATCH: usize = 64;
+    let mut stream = StreamChunks::new(pieces);
+    let mut hashes: Vec<String> = Vec::new();
+    let mut packed: Vec<(usize, Vec<u8>)> = Vec::new();
+    loop {
+        let batch: Vec<Vec<u8>> = stream.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            break;
         }
+        let first = hashes.len();
+        let batch_hashes: Vec<String> = batch.par_iter().map(|c| hex::encode(Sha256::digest(c))).collect();
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, c) in batch_hashes.iter().enumerate() {
+            if !blob_there(conn, c).await? {
+                missing.push(i);
+            }
+        }
+        let new: Vec<Vec<u8>> = missing
+            .par_iter()
+            .map(|&i| super::packed::pack_plain(&batch[i]))
+            .collect::<Result<_, _>>()?;
+        packed.extend(missing.into_iter().map(|i| first + i).zip(new));
+        hashes.extend(batch_hashes);
     }
-    let packed: Vec<Vec<u8>> = missing
-        .par_iter()
-        .map(|&i| super::packed::pack_plain(pieces[i].as_bytes()))
-        .collect::<Result<_, _>>()?;
     Ok(Chunked {
         hash,
         chunks: hashes,
-        packed: missing.into_iter().zip(packed).collect(),
+        packed,
     })
 }
 
@@ -635,7 +711,7 @@ async fn put_chunked(conn: &mut sqlx::AnyConnection, c: &Chunked) -> Result<Stri
 }
 
 /// Whether a body of `len` bytes that `may_chunk` is stored as chunks.
-fn chunked(may_chunk: bool, len: usize) -> bool {
+pub(crate) fn chunked(may_chunk: bool, len: usize) -> bool {
     may_chunk && len > CHUNKED_OVER
 }
 
@@ -655,8 +731,14 @@ async fn put_blob(
     if blob_there(conn, &h).await? {
         return Ok(h);
     }
-    let c = cut(conn, body, h).await?;
+    let c = cut_stream(conn, in_pieces(body), h).await?;
     put_chunked(conn, &c).await
+}
+
+/// `body`'s bytes in pieces of 4 MiB, for [`cut_stream`]: copied a piece
+/// at a time, not whole.
+fn in_pieces(body: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
+    body.as_bytes().chunks(4 << 20).map(<[u8]>::to_vec)
 }
 
 impl SqlStore {
@@ -745,8 +827,19 @@ impl SqlStore {
         if !chunked(true, body.len()) {
             return Ok(None);
         }
+        self.cut_pieces(in_pieces(body), hash).await.map(Some)
+    }
+
+    /// As [`SqlStore::cut_body`], for a body large enough to be stored as
+    /// chunks ([`chunked`]) given as the pieces of its bytes, never joined
+    /// into one text.
+    pub(crate) async fn cut_pieces(
+        &self,
+        pieces: impl Iterator<Item = Vec<u8>>,
+        hash: String,
+    ) -> Result<Chunked, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        cut(&mut conn, body, hash).await.map(Some)
+        cut_stream(&mut conn, pieces, hash).await
     }
 
     /// Record what run `run_id` read and the findings it saw, in one
@@ -1146,6 +1239,23 @@ pub(super) mod tests {
         assert!(shared + 2 >= cb.len(), "{shared} of {} shared", cb.len());
         assert!(chunks("").is_empty());
         assert_eq!(chunks("é"), vec!["é"]);
+    }
+
+    /// Cut from pieces of any size, a text is cut where it is cut whole,
+    /// multi-byte characters split across pieces and cuts included.
+    #[test]
+    fn streamed_chunks_are_the_chunks_of_the_joined_text() {
+        let json = big_body(40_000, None);
+        let wide: String = (0..300_000).map(|i| format!("{i}日本🦀é")).collect();
+        for text in [json.as_str(), wide.as_str(), "", "é"] {
+            let whole: Vec<&[u8]> = chunks(text).into_iter().map(str::as_bytes).collect();
+            assert!(text.len() < 1 << 20 || whole.len() > 4, "{}", whole.len());
+            for size in [1, 3, 4096, 65_537, 1 << 20, 4 << 20, usize::MAX] {
+                let pieces = text.as_bytes().chunks(size).map(<[u8]>::to_vec);
+                let streamed: Vec<Vec<u8>> = StreamChunks::new(pieces).collect();
+                assert_eq!(streamed, whole, "pieces of {size} bytes");
+            }
+        }
     }
 
     #[tokio::test]
