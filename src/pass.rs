@@ -623,8 +623,23 @@ fn free_aside<T: Send + 'static>(value: T) {
 pub(crate) struct Laps {
     last: std::time::Instant,
     /// Each phase: its name, how long it took, and the process's resident
-    /// memory (MiB) at its end, where the platform tells.
-    pub(crate) marks: Vec<(&'static str, std::time::Duration, Option<u64>)>,
+    /// memory (MiB) at its end and at its highest so far, where the
+    /// platform tells: a phase whose highest is above its start's and its
+    /// end's made the peak inside itself.
+    pub(crate) marks: Vec<(&'static str, std::time::Duration, Option<Memory>)>,
+}
+
+/// Resident memory in MiB: now and the high-water mark so far.
+#[derive(Clone, Copy)]
+pub(crate) struct Memory {
+    now: u64,
+    peak: u64,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} MiB (peak {})", self.now, self.peak)
+    }
 }
 
 impl Laps {
@@ -638,17 +653,23 @@ impl Laps {
     /// Close the phase `name` ending now.
     pub(crate) fn lap(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
-        self.marks.push((name, now - self.last, resident_mib()));
+        self.marks.push((name, now - self.last, memory()));
         self.last = now;
     }
 }
 
-/// The process's resident memory in MiB (Linux: `/proc/self/statm`, in
-/// pages, assumed 4 KiB), for phase logs; `None` elsewhere.
-fn resident_mib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages.saturating_mul(4) / 1024)
+/// The process's resident memory (Linux: `VmRSS` and `VmHWM` of
+/// `/proc/self/status`), for phase logs; `None` elsewhere.
+fn memory() -> Option<Memory> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some(Memory {
+        now: kib("VmRSS:")? / 1024,
+        peak: kib("VmHWM:")? / 1024,
+    })
 }
 
 /// Revocations in force, by approval id.
