@@ -658,7 +658,10 @@ async fn cut_stream(
             break;
         }
         let first = hashes.len();
-        let batch_hashes: Vec<String> = batch.par_iter().map(|c| hex::encode(Sha256::digest(c))).collect();
+        let batch_hashes: Vec<String> = batch
+            .par_iter()
+            .map(|c| hex::encode(Sha256::digest(c)))
+            .collect();
         let mut missing: Vec<usize> = Vec::new();
         for (i, c) in batch_hashes.iter().enumerate() {
             if !blob_there(conn, c).await? {
