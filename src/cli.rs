@@ -346,8 +346,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pass.unseen(allow_partial, fail_on.is_some()),
             );
             // The process ends next: freeing a million findings one by one
-            // took seconds of a scan.
+            // took seconds of a scan (and the approvals and owners a tenth
+            // of one more). Data only: the store closes as it should.
             std::mem::forget(std::mem::take(&mut pass.findings));
+            std::mem::forget(std::mem::take(&mut pass.approvals));
+            std::mem::forget(std::mem::take(&mut pass.owners));
             Ok(code)
         }
         Command::Plan {

@@ -608,20 +608,45 @@ pub fn materialize_with<T: Send + Sync + AsRef<Finding>>(
             })
         })
         .collect();
-    // Stable like `sort_by`, and on every core: a million findings. Their
-    // positions are sorted, then the findings moved into place: a stable
-    // sort of the findings themselves buffers half of them again.
-    let mut order: Vec<usize> = (0..out.len()).collect();
-    order.par_sort_by(|&a, &b| {
-        let (a, b) = (out[a].as_ref(), out[b].as_ref());
-        b.severity
-            .cmp(&a.severity)
-            .then_with(|| a.rule_id.cmp(&b.rule_id))
-            .then_with(|| a.identity_id.cmp(&b.identity_id))
-            .then_with(|| a.credential_id.cmp(&b.credential_id))
-    });
+    let order = report_order(&out);
     permute(&mut out, order);
     out
+}
+
+/// The positions of `items` in report order: severity (highest first),
+/// rule id, identity id, credential id (none first), ties in the order
+/// given — what a stable sort by those gives. The findings are not moved
+/// (a stable sort of them buffers half of them again): their positions
+/// are sorted, on every core, by keys gathered once. Comparing through
+/// the findings chased four pointers per comparison; at a million
+/// findings that sort was a fifth of an unchanged pass's CPU.
+pub(crate) fn report_order<T: Sync + AsRef<Finding>>(items: &[T]) -> Vec<usize> {
+    use rayon::prelude::*;
+    // A rule's place among the rule ids present: one integer compared,
+    // not its id.
+    let mut rules: Vec<&str> = items.iter().map(|f| &*f.as_ref().rule_id).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    let mut keys: Vec<(std::cmp::Reverse<Severity>, u32, &str, Option<&str>, usize)> = items
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = f.as_ref();
+            // Every id is in `rules`, which has fewer entries than `items`.
+            let rule = rules.binary_search(&&*f.rule_id).unwrap_or(rules.len());
+            (
+                std::cmp::Reverse(f.severity),
+                u32::try_from(rule).unwrap_or(u32::MAX),
+                f.identity_id.as_str(),
+                f.credential_id.as_deref(),
+                i,
+            )
+        })
+        .collect();
+    // Unstable is stable here: the position ends every key, so no two
+    // keys are equal.
+    keys.par_sort_unstable();
+    keys.into_iter().map(|k| k.4).collect()
 }
 
 /// Reorder `items` so that position `i` holds what was at `order[i]`
@@ -817,7 +842,7 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
-    use super::{Evidence, Part};
+    use super::{Action, Evidence, Finding, Part, Severity};
 
     fn raw(v: &serde_json::Value) -> Arc<serde_json::value::RawValue> {
         Arc::from(serde_json::value::to_raw_value(v).expect("raw"))
@@ -899,6 +924,40 @@ mod tests {
     }
 
     proptest! {
+        /// The keyed order is a stable sort by severity (highest first),
+        /// rule, identity and credential: duplicates kept in the order given.
+        #[test]
+        fn report_order_is_the_stable_sort_by_severity_rule_identity_credential(
+            picks in proptest::collection::vec((0..5u8, 0..4usize, 0..6usize, 0..4usize), 0..300)
+        ) {
+            let rules: Vec<Arc<str>> = ["stale", "long-lived", "unapproved", "approval-unmapped"]
+                .into_iter().map(Arc::from).collect();
+            let sev = [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+            let items: Vec<Finding> = picks.iter().enumerate().map(|(n, &(s, r, i, c))| Finding {
+                rule_id: Arc::clone(&rules[r]),
+                title: Arc::from(""),
+                severity: sev[s as usize],
+                provider: None,
+                // Shared prefixes, as real ids have.
+                identity_id: format!("arn:aws:iam::123456789012:role/r{i}"),
+                credential_id: (c > 0).then(|| format!("AKIA{c}")),
+                controls: Arc::from(Vec::<String>::new()),
+                // Tells apart findings with the same key.
+                evidence: Evidence::of_parts(vec![("n", Part::Str(&n.to_string()))]),
+                recommended_action: Action::Flag,
+                exception: None,
+            }).collect();
+            let mut want: Vec<usize> = (0..items.len()).collect();
+            want.sort_by(|&a, &b| {
+                let (a, b) = (&items[a], &items[b]);
+                b.severity.cmp(&a.severity)
+                    .then_with(|| a.rule_id.cmp(&b.rule_id))
+                    .then_with(|| a.identity_id.cmp(&b.identity_id))
+                    .then_with(|| a.credential_id.cmp(&b.credential_id))
+            });
+            prop_assert_eq!(super::report_order(&items), want);
+        }
+
         /// Moving in place gives what gathering by the order gives.
         #[test]
         fn permute_gathers(keys in proptest::collection::vec(any::<u16>(), 0..200)) {
