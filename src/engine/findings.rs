@@ -627,26 +627,29 @@ pub(crate) fn report_order<T: Sync + AsRef<Finding>>(items: &[T]) -> Vec<usize> 
     let mut rules: Vec<&str> = items.iter().map(|f| &*f.as_ref().rule_id).collect();
     rules.sort_unstable();
     rules.dedup();
-    let mut keys: Vec<(std::cmp::Reverse<Severity>, u32, &str, Option<&str>, usize)> = items
+    // 40 bytes a key: severity (highest first) and rule in one integer,
+    // the position as 32 bits (four billion findings would not fit in
+    // memory first).
+    let mut keys: Vec<(u32, &str, Option<&str>, u32)> = items
         .par_iter()
         .enumerate()
         .map(|(i, f)| {
             let f = f.as_ref();
             // Every id is in `rules`, which has fewer entries than `items`.
             let rule = rules.binary_search(&&*f.rule_id).unwrap_or(rules.len());
+            let severity = u32::from(u8::MAX - f.severity as u8) << 24;
             (
-                std::cmp::Reverse(f.severity),
-                u32::try_from(rule).unwrap_or(u32::MAX),
+                severity | u32::try_from(rule).unwrap_or(0xff_ffff).min(0xff_ffff),
                 f.identity_id.as_str(),
                 f.credential_id.as_deref(),
-                i,
+                u32::try_from(i).unwrap_or(u32::MAX),
             )
         })
         .collect();
     // Unstable is stable here: the position ends every key, so no two
     // keys are equal.
     keys.par_sort_unstable();
-    keys.into_iter().map(|k| k.4).collect()
+    keys.into_iter().map(|k| k.3 as usize).collect()
 }
 
 /// Reorder `items` so that position `i` holds what was at `order[i]`
