@@ -130,59 +130,133 @@ pub(crate) fn json_rows(conn: &sqlx::AnyConnection, cols: &str, inner: &str) -> 
     }
 }
 
-/// Rows bound as one parameter: a JSON array of arrays. A statement then
-/// binds one parameter for a thousand rows, where a `VALUES` list binds
-/// one per value and sqlx looks each up by name in a list SQLite scans
-/// linearly (see [`SQLITE_PARAMS`]); the database unpacks the rows
-/// itself (SQLite `json_each`, PostgreSQL `jsonb_array_elements`).
-pub(crate) struct JsonRows {
-    sqlite: bool,
-    param: usize,
+/// One value of a [`BulkRows`] row.
+pub(crate) enum Cell<'a> {
+    /// Text.
+    Text(&'a str),
+    /// SQL `NULL`.
+    Null,
+    /// Bytes (bound as a blob; inside PostgreSQL's JSON rows, as hex).
+    Bytes(&'a [u8]),
 }
 
-/// Rows per [`JsonRows`] statement: a statement's text stays about a MB.
+impl<'a> From<Option<&'a str>> for Cell<'a> {
+    fn from(v: Option<&'a str>) -> Cell<'a> {
+        v.map_or(Cell::Null, Cell::Text)
+    }
+}
+
+impl serde::Serialize for Cell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Text(t) => s.serialize_str(t),
+            Cell::Null => s.serialize_none(),
+            Cell::Bytes(b) => s.serialize_str(&super::packed::to_hex(b)),
+        }
+    }
+}
+
+/// Rows of a bulk write, bound as each backend binds many rows cheaply.
+///
+/// - **SQLite**: a `VALUES` list of anonymous `?` parameters, bound by
+///   position. sqlx binds a named parameter (`$n`) by asking SQLite its
+///   name, which SQLite finds by a linear scan of the statement's list: a
+///   statement of many named parameters costs the square of their number
+///   (see [`SQLITE_PARAMS`]); an anonymous one costs nothing to find. The
+///   rows were a JSON array before, and SQLite spent more time unpacking
+///   it than writing the rows: `json_each` turns each element back into
+///   text, and each `->>` parses that again (at a million findings, 9 s of
+///   the 16 s its thread worked in a first scan).
+/// - **PostgreSQL**: one parameter, a JSON array of arrays, read as
+///   `jsonb` (parsed once, each column then a lookup; a `json` element is
+///   text, and each `->>` parsed it again from its start).
+///
+/// A statement's template names the rows' `FROM` item [`ROWS`], its
+/// columns [`BulkRows::col`], its values bound once [`BulkRows::fixed`],
+/// and binds no parameter of its own.
+pub(crate) struct BulkRows {
+    sqlite: bool,
+    cols: usize,
+    fixed: usize,
+}
+
+/// Where a [`BulkRows`] template's `FROM` item goes. SQLite's is followed
+/// by `WHERE true` where an upsert follows (its parser would otherwise
+/// read `ON CONFLICT` as a join's `ON`).
+pub(crate) const ROWS: &str = "{rows}";
+
+/// Rows per [`BulkRows`] statement, at most: a statement's parameters stay
+/// well under SQLite's 32,766 and its JSON text about a MB.
 pub(crate) const JSON_ROWS: usize = 1_000;
 
-impl JsonRows {
-    /// Rows bound as parameter `$param` on `conn`'s backend.
-    pub(crate) fn new(conn: &sqlx::AnyConnection, param: usize) -> JsonRows {
-        JsonRows {
+/// SQLite's limit on a statement's parameters (`SQLITE_MAX_VARIABLE_NUMBER`).
+const SQLITE_MAX_VARIABLES: usize = 32_766;
+
+impl BulkRows {
+    /// Rows of `cols` values, after `fixed` values bound once, on
+    /// `conn`'s backend.
+    pub(crate) fn new(conn: &sqlx::AnyConnection, cols: usize, fixed: usize) -> BulkRows {
+        BulkRows {
             sqlite: conn.backend_name().eq_ignore_ascii_case("sqlite"),
-            param,
+            cols: cols.max(1),
+            fixed,
         }
     }
 
-    /// The `FROM` item yielding one row per element. SQLite's is followed
-    /// by `WHERE true` where an upsert follows (its parser would otherwise
-    /// read `ON CONFLICT` as a join's `ON`).
-    ///
-    /// PostgreSQL's rows are `jsonb`: parsed once, each column then a
-    /// lookup. A `json` element is text, and each `->>` parses it again
-    /// from its start (eleven columns, eleven parses of every row).
-    pub(crate) fn from(&self) -> String {
+    /// Rows one statement writes.
+    fn per_statement(&self) -> usize {
         if self.sqlite {
-            format!("json_each(${})", self.param)
+            (SQLITE_MAX_VARIABLES.saturating_sub(self.fixed) / self.cols).clamp(1, JSON_ROWS)
         } else {
-            format!("jsonb_array_elements(CAST(${} AS jsonb)) AS e", self.param)
+            JSON_ROWS
         }
     }
 
-    /// Column `i` of a row, as text (`NULL` for a JSON null).
+    /// Fixed value `i` (from 1, in [`pipelined`]'s `fixed` order).
+    pub(crate) fn fixed(&self, i: usize) -> String {
+        if self.sqlite {
+            format!("bulk_fixed.f{i}")
+        } else {
+            format!("${i}")
+        }
+    }
+
+    /// Column `i` (from 0) of a row, as text (`NULL` for a null).
     pub(crate) fn col(&self, i: usize) -> String {
         if self.sqlite {
-            format!("value->>{i}")
+            format!("bulk_rows.column{}", i + 1)
         } else {
             format!("e->>{i}")
         }
     }
 
-    /// Column `i` of a row, bound as hex text, as bytes.
+    /// Column `i` (from 0) of a row, as bytes.
     pub(crate) fn bytes_col(&self, i: usize) -> String {
         if self.sqlite {
-            format!("unhex(value->>{i})")
+            self.col(i)
         } else {
             format!("decode(e->>{i}, 'hex')")
         }
+    }
+
+    /// The `FROM` item of `rows` rows.
+    fn from(&self, rows: usize) -> String {
+        if !self.sqlite {
+            return format!(
+                "jsonb_array_elements(CAST(${} AS jsonb)) AS e",
+                self.fixed + 1
+            );
+        }
+        let mut out = String::new();
+        if self.fixed > 0 {
+            let fixed: Vec<String> = (1..=self.fixed).map(|i| format!("? AS f{i}")).collect();
+            out.push_str(&format!("(SELECT {}) AS bulk_fixed, ", fixed.join(", ")));
+        }
+        let row = format!("({})", vec!["?"; self.cols].join(", "));
+        out.push_str("(VALUES ");
+        out.push_str(&vec![row.as_str(); rows].join(", "));
+        out.push_str(") AS bulk_rows");
+        out
     }
 }
 
@@ -194,34 +268,118 @@ pub(crate) enum Fixed<'a> {
     Int(i64),
 }
 
-/// `rows` written a [`JSON_ROWS`] chunk to a statement: `sql` bound with
-/// `fixed`, then the chunk's [`JsonRows`] parameter as `encode` makes it.
-/// The next chunk is encoded while the database writes this one: SQLite
-/// writes on its own worker thread, and a chunk's encoding (serialising,
-/// packing on every core) had the database idle for it, chunk after chunk.
+/// Where [`pipelined`]'s `encode` puts a chunk's rows.
+pub(crate) enum Sink {
+    /// PostgreSQL: the rows as one JSON array.
+    Json { text: Vec<u8>, rows: usize },
+    /// SQLite: the fixed values, then every row's, in order.
+    Args {
+        args: sqlx::any::AnyArguments,
+        rows: usize,
+    },
+}
+
+impl Sink {
+    fn new(bulk: &BulkRows, fixed: &[Fixed<'_>]) -> Result<Sink, super::StoreError> {
+        if !bulk.sqlite {
+            return Ok(Sink::Json {
+                text: Vec::new(),
+                rows: 0,
+            });
+        }
+        let mut args = sqlx::any::AnyArguments::default();
+        for f in fixed {
+            match f {
+                Fixed::Text(t) => sqlx::Arguments::add(&mut args, t.to_string()),
+                Fixed::Int(i) => sqlx::Arguments::add(&mut args, *i),
+            }
+            .map_err(sqlx::Error::Encode)?;
+        }
+        Ok(Sink::Args { args, rows: 0 })
+    }
+
+    /// Add one row; its cells are the template's columns, in order.
+    pub(crate) fn row(&mut self, cells: &[Cell<'_>]) -> Result<(), super::StoreError> {
+        match self {
+            Sink::Json { text, rows } => {
+                text.push(if *rows == 0 { b'[' } else { b',' });
+                serde_json::to_writer(&mut *text, cells)?;
+                *rows += 1;
+            }
+            Sink::Args { args, rows } => {
+                for cell in cells {
+                    match cell {
+                        Cell::Text(t) => sqlx::Arguments::add(args, t.to_string()),
+                        Cell::Null => sqlx::Arguments::add(args, None::<String>),
+                        Cell::Bytes(b) => sqlx::Arguments::add(args, b.to_vec()),
+                    }
+                    .map_err(sqlx::Error::Encode)?;
+                }
+                *rows += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `rows` written [`BulkRows::per_statement`] to a statement: `template`
+/// with its [`ROWS`] item, bound with `fixed`, then the chunk's rows as
+/// `encode` puts them in the [`Sink`] (one call per chunk). The next chunk
+/// is encoded while the database writes this one: SQLite writes on its own
+/// worker thread, and a chunk's encoding (serialising, packing on every
+/// core) had the database idle for it, chunk after chunk.
 pub(crate) async fn pipelined<T: Sync>(
     conn: &mut sqlx::AnyConnection,
-    sql: &str,
+    bulk: &BulkRows,
+    template: &str,
     fixed: &[Fixed<'_>],
     rows: &[T],
-    encode: impl Fn(&[T]) -> Result<String, super::StoreError>,
+    encode: impl Fn(&[T], &mut Sink) -> Result<(), super::StoreError>,
 ) -> Result<(), super::StoreError> {
-    let mut chunks = rows.chunks(JSON_ROWS);
-    let mut next = chunks.next().map(&encode).transpose()?;
-    while let Some(param) = next.take() {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for f in fixed {
-            q = match f {
-                Fixed::Text(t) => q.bind(*t),
-                Fixed::Int(i) => q.bind(*i),
-            };
+    let per = bulk.per_statement();
+    // At most two statements' texts: a full chunk's and the last one's.
+    let full = template.replace(ROWS, &bulk.from(per));
+    let last = match rows.len() % per {
+        0 => full.clone(),
+        n => template.replace(ROWS, &bulk.from(n)),
+    };
+    let encode_chunk = |chunk: &[T]| -> Result<Sink, super::StoreError> {
+        let mut sink = Sink::new(bulk, fixed)?;
+        encode(chunk, &mut sink)?;
+        Ok(sink)
+    };
+    let mut chunks = rows.chunks(per);
+    let mut next = chunks.next().map(encode_chunk).transpose()?;
+    while let Some(sink) = next.take() {
+        let write = match sink {
+            Sink::Json { mut text, rows } => {
+                if rows == 0 {
+                    text.push(b'[');
+                }
+                text.push(b']');
+                let text = String::from_utf8(text)
+                    .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(full.as_str()));
+                for f in fixed {
+                    q = match f {
+                        Fixed::Text(t) => q.bind(*t),
+                        Fixed::Int(i) => q.bind(*i),
+                    };
+                }
+                q.bind(text)
+            }
+            Sink::Args { args, rows } => {
+                let sql = if rows == per { &full } else { &last };
+                sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), args)
+            }
         }
-        let write = q.bind(param).execute(&mut *conn);
+        .execute(&mut *conn);
         let following = chunks.next();
         // `join` polls the write first: its statement is handed to the
         // database before the next chunk is encoded.
         let (written, encoded) =
-            futures_util::future::join(write, async { following.map(&encode).transpose() }).await;
+            futures_util::future::join(write, async { following.map(encode_chunk).transpose() })
+                .await;
         written?;
         next = encoded?;
     }
@@ -303,6 +461,40 @@ pub(crate) fn list(n: usize, start: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_rows_bind_every_value_once_in_order() {
+        let sqlite = BulkRows {
+            sqlite: true,
+            cols: 3,
+            fixed: 2,
+        };
+        let from = sqlite.from(4);
+        // The fixed values come first in the text: SQLite numbers anonymous
+        // parameters in the order they appear.
+        assert!(from.starts_with("(SELECT ? AS f1, ? AS f2) AS bulk_fixed, (VALUES (?, ?, ?), "));
+        assert_eq!(from.matches('?').count(), 2 + 4 * 3);
+        assert_eq!(sqlite.col(0), "bulk_rows.column1");
+        assert_eq!(sqlite.fixed(2), "bulk_fixed.f2");
+        assert_eq!(sqlite.per_statement(), JSON_ROWS);
+        let wide = BulkRows {
+            sqlite: true,
+            cols: 100,
+            fixed: 1,
+        };
+        assert_eq!(wide.per_statement(), (SQLITE_MAX_VARIABLES - 1) / 100);
+        let postgres = BulkRows {
+            sqlite: false,
+            cols: 3,
+            fixed: 2,
+        };
+        assert_eq!(
+            postgres.from(4),
+            "jsonb_array_elements(CAST($3 AS jsonb)) AS e"
+        );
+        assert_eq!(postgres.fixed(1), "$1");
+        assert_eq!(postgres.bytes_col(2), "decode(e->>2, 'hex')");
+    }
 
     #[test]
     fn placeholders_number_from_the_start() {

@@ -40,6 +40,7 @@ pub mod runs;
 use crate::engine::estate::SourceStatus;
 use crate::engine::facets::Facets;
 use crate::engine::findings::Finding;
+use batch::Cell;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -289,10 +290,14 @@ impl Sha {
 
 impl serde::Serialize for Sha {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let hex = self.hex_bytes();
-        // Hex digits are ASCII.
-        s.serialize_str(std::str::from_utf8(&hex).unwrap_or_default())
+        s.serialize_str(hex_str(&self.hex_bytes()))
     }
+}
+
+/// [`Sha::hex_bytes`] as text.
+pub(crate) fn hex_str(hex: &[u8; 64]) -> &str {
+    // Hex digits are ASCII.
+    std::str::from_utf8(hex).unwrap_or_default()
 }
 
 /// SHA-256 of what is written to it, hashed a buffer at a time: a
@@ -498,9 +503,8 @@ async fn unseen_subjects(
 }
 
 /// Insert or refresh `rows`, open-ended from this run, a thousand rows
-/// to a statement bound as one JSON parameter ([`batch::JsonRows`]; a
-/// `VALUES` list bound 38 rows to a statement on SQLite). A finding that
-/// was resolved and is back starts a new lifecycle.
+/// to a statement ([`batch::BulkRows`]). A finding that was resolved and
+/// is back starts a new lifecycle.
 async fn upsert_findings(
     conn: &mut AnyConnection,
     run_id: i64,
@@ -512,15 +516,16 @@ async fn upsert_findings(
         return Ok(());
     }
     open_state::forget(conn).await?;
-    let json = batch::JsonRows::new(conn, 3);
-    // Each row: its 11 own values, then the run's time (`$1`) and id
-    // (`$2`) twice.
-    let cols: Vec<String> = (0..11).map(|i| json.col(i)).collect();
+    let bulk = batch::BulkRows::new(conn, 11, 2);
+    // Each row: its 11 own values, then the run's time (fixed 1) and id
+    // (fixed 2) twice.
+    let cols: Vec<String> = (0..11).map(|i| bulk.col(i)).collect();
+    let (time, run) = (bulk.fixed(1), bulk.fixed(2));
     let sql = format!(
         "INSERT INTO findings (fingerprint, rule_id, severity, provider, source, identity_id,
              credential_id, credential_kind, data, depends, data_sha256, first_seen, last_seen, first_run, last_run,
              open_ended)
-         SELECT {}, $1, $1, $2, $2, 1 FROM {} WHERE true
+         SELECT {}, {time}, {time}, {run}, {run}, 1 FROM {} WHERE true
          ON CONFLICT (fingerprint) DO UPDATE SET
              first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.first_seen END,
              first_run  = CASE WHEN findings.resolved_at IS NULL THEN findings.first_run ELSE excluded.first_run END,
@@ -529,36 +534,33 @@ async fn upsert_findings(
              resolved_at = NULL, data = excluded.data, depends = excluded.depends,
              data_sha256 = excluded.data_sha256, open_ended = 1",
         cols.join(", "),
-        json.from()
+        batch::ROWS,
     );
-    let encode = |chunk: &[&Prepared<'_>]| -> Result<String, StoreError> {
-        let data: Vec<String> = match data {
-            Data::Here => chunk.iter().map(|p| p.data()).collect::<Result<_, _>>()?,
-            Data::InSighting => vec![String::new(); chunk.len()],
-        };
-        let values: Vec<_> = chunk
-            .iter()
-            .zip(&data)
-            .map(|(p, data)| {
-                (
-                    &p.fp,
-                    &p.f.finding.rule_id,
-                    p.f.finding.severity.as_str(),
-                    &p.f.finding.provider,
-                    &p.f.source,
-                    &p.f.finding.identity_id,
-                    &p.f.finding.credential_id,
-                    p.f.credential_kind.map(|k| k.as_str()),
-                    data,
-                    p.f.depends.stored(),
-                    &p.hash,
-                )
-            })
-            .collect();
-        Ok(serde_json::to_string(&values)?)
+    let encode = |chunk: &[&Prepared<'_>], sink: &mut batch::Sink| -> Result<(), StoreError> {
+        for p in chunk {
+            let data = match data {
+                Data::Here => p.data()?,
+                Data::InSighting => String::new(),
+            };
+            let hash = p.hash.hex_bytes();
+            sink.row(&[
+                Cell::Text(&p.fp),
+                Cell::Text(&p.f.finding.rule_id),
+                Cell::Text(p.f.finding.severity.as_str()),
+                p.f.finding.provider.as_deref().into(),
+                Cell::Text(&p.f.source),
+                Cell::Text(&p.f.finding.identity_id),
+                p.f.finding.credential_id.as_deref().into(),
+                p.f.credential_kind.map(|k| k.as_str()).into(),
+                Cell::Text(&data),
+                Cell::Text(&p.f.depends.stored()),
+                Cell::Text(hex_str(&hash)),
+            ])?;
+        }
+        Ok(())
     };
     let fixed = [batch::Fixed::Text(now), batch::Fixed::Int(run_id)];
-    batch::pipelined(conn, &sql, &fixed, rows, encode).await
+    batch::pipelined(conn, &bulk, &sql, &fixed, rows, encode).await
 }
 
 /// `UPDATE findings SET <set> WHERE fingerprint IN (…)` over `fps` in

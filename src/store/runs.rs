@@ -373,8 +373,8 @@ async fn sight_all(
 }
 
 /// Start open-ended sightings of `rows` at run `run`, a thousand rows to
-/// a statement bound as one JSON parameter ([`super::batch::JsonRows`]),
-/// each one's data packed ([`super::packed`]).
+/// a statement ([`super::batch::BulkRows`]), each one's data packed
+/// ([`super::packed`]).
 async fn insert_sightings(
     conn: &mut sqlx::AnyConnection,
     run: i64,
@@ -385,51 +385,51 @@ async fn insert_sightings(
         return Ok(());
     }
     super::open_state::forget(conn).await?;
-    let json = super::batch::JsonRows::new(conn, 2);
-    // Each row: its 8 own values; the run (`$1`) as first and last run.
-    let cols: Vec<String> = (0..6).map(|i| json.col(i)).collect();
+    use super::batch::Cell;
+    let bulk = super::batch::BulkRows::new(conn, 8, 1);
+    // Each row: its 8 own values; the run (fixed 1) as first and last run.
+    let cols: Vec<String> = (0..6).map(|i| bulk.col(i)).collect();
+    let run_col = bulk.fixed(1);
     let sql = format!(
         "INSERT INTO finding_sightings (fingerprint, first_run, last_run, rule_id, severity,
              source, credential_kind, data_sha256, data, data_packed, depends, open_ended)
-         SELECT {}, $1, $1, {}, '', {}, {}, 1 FROM {} WHERE true
+         SELECT {}, {run_col}, {run_col}, {}, '', {}, {}, 1 FROM {} WHERE true
          ON CONFLICT (fingerprint, first_run) DO NOTHING",
         cols[0],
         cols[1..].join(", "),
-        json.bytes_col(6),
-        json.col(7),
-        json.from()
+        bulk.bytes_col(6),
+        bulk.col(7),
+        super::batch::ROWS,
     );
-    // A chunk's rows, serialised and packed on every core, as the one
-    // JSON parameter of its statement.
-    let encode = |chunk: &[&Prepared<'_>]| -> Result<String, StoreError> {
-        let packed: Vec<String> = chunk
-            .par_iter()
-            .map_init(super::packed::Packer::new, |packer, p| {
-                let packer = packer
-                    .as_mut()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok(super::packed::to_hex(&packer.pack(p.data()?.as_bytes())?))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let values: Vec<_> = chunk
-            .iter()
-            .zip(&packed)
-            .map(|(p, packed)| {
-                (
-                    &p.fp,
-                    &p.f.finding.rule_id,
-                    p.f.finding.severity.as_str(),
-                    &p.f.source,
-                    p.f.credential_kind.map(|k| k.as_str()),
-                    &p.hash,
-                    packed,
-                    p.f.depends.stored(),
-                )
-            })
-            .collect();
-        Ok(serde_json::to_string(&values)?)
-    };
-    super::batch::pipelined(conn, &sql, &[super::batch::Fixed::Int(run)], rows, encode).await
+    // A chunk's rows, their data packed on every core.
+    let encode =
+        |chunk: &[&Prepared<'_>], sink: &mut super::batch::Sink| -> Result<(), StoreError> {
+            let packed: Vec<Vec<u8>> = chunk
+                .par_iter()
+                .map_init(super::packed::Packer::new, |packer, p| {
+                    let packer = packer
+                        .as_mut()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    packer.pack(p.data()?.as_bytes())
+                })
+                .collect::<Result<_, StoreError>>()?;
+            for (p, packed) in chunk.iter().zip(&packed) {
+                let hash = p.hash.hex_bytes();
+                sink.row(&[
+                    Cell::Text(&p.fp),
+                    Cell::Text(&p.f.finding.rule_id),
+                    Cell::Text(p.f.finding.severity.as_str()),
+                    Cell::Text(&p.f.source),
+                    p.f.credential_kind.map(|k| k.as_str()).into(),
+                    Cell::Text(super::hex_str(&hash)),
+                    Cell::Bytes(packed),
+                    Cell::Text(&p.f.depends.stored()),
+                ])?;
+            }
+            Ok(())
+        };
+    let fixed = [super::batch::Fixed::Int(run)];
+    super::batch::pipelined(conn, &bulk, &sql, &fixed, rows, encode).await
 }
 
 /// Record what run `run_id` read and the findings it saw (its sightings),
