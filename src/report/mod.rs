@@ -686,9 +686,11 @@ impl Serialize for Resolved {
     }
 }
 
-/// Report order of findings: worst first, then rule, identity and subject
-/// (the fingerprint's parts, compared as text).
-fn report_order(keys: Vec<(String, String)>) -> Vec<String> {
+/// Report order of stored findings from their keys (fingerprint,
+/// severity): worst first, then rule, identity and subject (the
+/// fingerprint's parts, compared as text) — the order
+/// [`crate::engine::findings::report_order`] gives the engine's findings.
+fn stored_report_order(keys: Vec<(String, String)>) -> Vec<String> {
     let rank = |s: &str| {
         crate::engine::rules::Severity::ALL
             .iter()
@@ -731,7 +733,7 @@ pub async fn load(
     };
     let keys = async {
         let keys = store.run_finding_keys(id).await?;
-        Ok::<_, ReportError>(report_order(keys))
+        Ok::<_, ReportError>(stored_report_order(keys))
     };
     let candidates = async { Ok::<_, ReportError>(store.resolved_candidates(id).await?) };
     let (reading, keys, candidates, replayer) =
