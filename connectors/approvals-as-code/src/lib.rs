@@ -446,7 +446,17 @@ fn load_texts(
     {
         return Ok(None);
     }
-    let mut out = Vec::new();
+    // Sized once: grown by doubling, tens of thousands of approvals were
+    // copied again at each step into memory the kernel had to zero first.
+    let total = files
+        .iter()
+        .zip(&fresh)
+        .map(|((f, _), fresh)| match fresh {
+            Some((these, _)) => these.len(),
+            None => parsed.get(f).map_or(0, |(_, kept)| kept.len()),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(total);
     let mut kept = Parsed::new();
     for ((f, text), fresh) in files.into_iter().zip(fresh) {
         match fresh {
