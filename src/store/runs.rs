@@ -1197,6 +1197,152 @@ pub(super) mod tests {
             .expect("n")
     }
 
+    /// Rows written in bulk, several statements of a thousand rows and a
+    /// short last one, land column by column as written: every finding's
+    /// row, its sighting and its data read back exactly (a value bound one
+    /// place off would move every later column of the statement).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_writes_keep_every_column_of_every_row() {
+        use crate::engine::facets::Facets;
+        use nhi_contract::CredentialKind;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .expect("open");
+        let sources = vec![SourceStatus {
+            name: "aws".into(),
+            provider: nhi_contract::Provider::Aws,
+            state: SourceState::Complete,
+        }];
+        let severities = [
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ];
+        let kinds = [
+            None,
+            Some(CredentialKind::AccessKey),
+            Some(CredentialKind::Certificate),
+        ];
+        let rules = [
+            "credential-stale",
+            "credential-long-lived",
+            "approval-expired",
+        ];
+        let list: Vec<SourcedFinding> = (0..2_345usize)
+            .map(|i| {
+                let mut f = finding(&format!("AKIA{i:06}"));
+                f.finding.rule_id = rules[i % 3].into();
+                f.finding.severity = severities[i % 5];
+                f.finding.provider = (i % 4 != 0).then(|| "aws".into());
+                f.finding.identity_id = format!("arn:aws:iam::{}:user/équipe-{i}", i % 7);
+                f.finding.credential_id = (i % 11 != 0).then(|| format!("AKIA{i:06}"));
+                f.finding.evidence = serde_json::json!({"n": i, "note": "a \"quoted\" ✓"}).into();
+                f.source = ["aws", "aws-eu", ""][i % 3].into();
+                f.credential_kind = kinds[(i / 3) % 3];
+                f.depends = match i % 2 {
+                    0 => Facets::USAGE,
+                    _ => Facets::PRIVILEGE.with(Facets::USAGE),
+                };
+                f
+            })
+            .collect();
+        let rule_ids: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+        let s = store
+            .record_run(RunRecord {
+                started_at: chrono::Utc::now(),
+                as_of: chrono::Utc::now(),
+                command: "scan",
+                sources: &sources,
+                rules: &rule_ids,
+                findings: &list,
+                held: &Default::default(),
+                reading: None,
+                scope: None,
+            })
+            .await
+            .expect("run");
+        assert_eq!(s.opened, list.len() as i64);
+        store
+            .record_run_detail(
+                s.run_id,
+                RunDetail {
+                    inventory: "[]",
+                    approvals: "[]",
+                    rules: "[]",
+                    findings: &list,
+                },
+            )
+            .await
+            .expect("detail");
+        let mut want: Vec<&SourcedFinding> = list.iter().collect();
+        want.sort_by_key(|f| f.finding.fingerprint());
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT fingerprint, rule_id, severity, provider, source, identity_id,
+                 credential_id, credential_kind, depends, data_sha256
+             FROM findings ORDER BY fingerprint",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("rows");
+        assert_eq!(rows.len(), want.len());
+        for (row, f) in rows.iter().zip(&want) {
+            let p = crate::store::Prepared::new(f).expect("prepared");
+            let expect: Row = (
+                f.finding.fingerprint(),
+                f.finding.rule_id.to_string(),
+                f.finding.severity.as_str().to_string(),
+                f.finding.provider.as_deref().map(str::to_string),
+                f.source.to_string(),
+                f.finding.identity_id.clone(),
+                f.finding.credential_id.clone(),
+                f.credential_kind.map(|k| k.as_str().to_string()),
+                f.depends.stored(),
+                p.hash.hex(),
+            );
+            assert_eq!(row, &expect);
+        }
+        let open: Vec<Finding> = store
+            .open_findings()
+            .await
+            .expect("open")
+            .into_iter()
+            .map(|s| s.finding)
+            .collect();
+        let data: Vec<Finding> = want.iter().map(|f| f.finding.clone()).collect();
+        assert_eq!(open, data, "each finding's data, as written");
+        let mut seen = store.run_findings(s.run_id).await.expect("sightings");
+        seen.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        assert_eq!(seen.len(), want.len());
+        for (got, f) in seen.iter().zip(&want) {
+            assert_eq!(got.fingerprint, f.finding.fingerprint());
+            assert_eq!((got.first_run, got.last_run), (s.run_id, s.run_id));
+            assert_eq!(got.rule_id, &*f.finding.rule_id);
+            assert_eq!(got.severity, f.finding.severity.as_str());
+            assert_eq!(got.source, &*f.source);
+            assert_eq!(
+                got.credential_kind.as_deref(),
+                f.credential_kind.map(|k| k.as_str())
+            );
+            assert_eq!(got.depends.as_deref(), Some(f.depends.stored().as_str()));
+            assert_eq!(got.finding.as_ref(), Some(&f.finding));
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_opens_of_a_fresh_store_all_migrate() {
         // Separate pools stand for separate processes (a command beside the daemon).
