@@ -1012,27 +1012,14 @@ fn html_escapes_names_from_the_cloud() {
     );
 }
 
-/// Scale figures (not run by default):
-/// `cargo test --release --test report -- --ignored --nocapture report_scale`
-/// with `NHI_SCALE=identities,credentials` (default 30000,100000).
-#[test]
-#[ignore]
-fn report_scale() {
-    use std::time::Instant;
-    let (ni, nc) = std::env::var("NHI_SCALE")
-        .ok()
-        .and_then(|s| {
-            let (a, b) = s.split_once(',')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .unwrap_or((30_000usize, 100_000usize));
+/// A synthetic estate of `identities` and `credentials` in `d`: the
+/// snapshot, the approvals as code and a config (store `s.db`).
+fn synth_estate(d: &std::path::Path, identities: usize, credentials: usize) {
     let (inv, approvals) = nhi_assure::synth::generate(nhi_assure::synth::SynthSpec {
-        identities: ni,
-        credentials: nc,
+        identities,
+        credentials,
         seed: 1,
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
     let mut snap = serde_json::to_value(&inv).expect("json");
     snap["format"] = "nhi-assure.snapshot/v1".into();
     snap["provider"] = "aws".into();
@@ -1066,6 +1053,77 @@ fn report_scale() {
         "store = \"s.db\"\nas_of = \"2026-11-20T12:00:00Z\"\n[[sources]]\ntype = \"snapshot\"\nname = \"aws\"\nprovider = \"aws\"\npath = \"estate.json\"\n[[approvals]]\ntype = \"files\"\nname = \"a\"\npath = \"approvals\"\nmax_validity_days = 3650\n",
     )
     .expect("cfg");
+}
+
+/// An OCSF report of more findings than one batch renders (each batch's
+/// buffers reused by the one after next): every finding an event, once,
+/// one per line, the whole a JSON array.
+#[test]
+fn ocsf_events_of_several_batches_are_each_written_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    synth_estate(d, 2_000, 7_000);
+    let o = ok(run_in(
+        d,
+        &["scan", "--config", "nhi-assure.toml", "--format", "json"],
+    ));
+    let doc: Value = serde_json::from_slice(&o.stdout).expect("scan json");
+    let fps: std::collections::BTreeSet<String> = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(fingerprint)
+        .collect();
+    assert!(
+        fps.len() > 2 * 4_096,
+        "three batches at least: {}",
+        fps.len()
+    );
+    ok(run_in(
+        d,
+        &[
+            "report",
+            "--config",
+            "nhi-assure.toml",
+            "--format",
+            "ocsf",
+            "--out",
+            "out",
+        ],
+    ));
+    let text = std::fs::read_to_string(d.join("out/report.ocsf.json")).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!((lines.first(), lines.last()), (Some(&"["), Some(&"]")));
+    let mut uids = std::collections::BTreeSet::new();
+    for (i, line) in lines[1..lines.len() - 1].iter().enumerate() {
+        let event = line.strip_suffix(',').unwrap_or(line);
+        let e: Value =
+            serde_json::from_str(event).unwrap_or_else(|err| panic!("line {}: {err}", i + 2));
+        let uid = e["finding_info"]["uid"].as_str().expect("uid").to_string();
+        assert!(uids.insert(uid), "event on line {} written twice", i + 2);
+    }
+    assert_eq!(uids, fps);
+    let events: Vec<Value> = serde_json::from_str(&text).expect("a JSON array");
+    assert_eq!(events.len(), fps.len());
+}
+
+/// Scale figures (not run by default):
+/// `cargo test --release --test report -- --ignored --nocapture report_scale`
+/// with `NHI_SCALE=identities,credentials` (default 30000,100000).
+#[test]
+#[ignore]
+fn report_scale() {
+    use std::time::Instant;
+    let (ni, nc) = std::env::var("NHI_SCALE")
+        .ok()
+        .and_then(|s| {
+            let (a, b) = s.split_once(',')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or((30_000usize, 100_000usize));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    synth_estate(d, ni, nc);
     let t = Instant::now();
     let o = ok(run_in(
         d,

@@ -576,13 +576,27 @@ const BATCH: usize = 4_096;
 /// Findings per rendering task.
 const CHUNK: usize = 256;
 
-/// `items` rendered as events, each after `,\n`, in order.
-fn render(data: &RunData, ix: &Index<'_>, items: &[Item]) -> Result<Vec<Vec<u8>>, ReportError> {
+/// `items` rendered as events, each after `,\n`, in order, into the
+/// buffers of `spare` (emptied; new ones where it runs out). Buffers are
+/// reused from batch to batch: a megabyte each, freed after every batch,
+/// the allocator handed them back to the system and the kernel zeroed
+/// them again for the next — at a million findings, 4 GB of page faults
+/// and a fifth of the report's time.
+fn render(
+    data: &RunData,
+    ix: &Index<'_>,
+    items: &[Item],
+    spare: Vec<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, ReportError> {
     use rayon::prelude::*;
+    let mut bufs = spare;
+    bufs.resize_with(items.len().div_ceil(CHUNK), Vec::new);
     items
         .par_chunks(CHUNK)
-        .map(|chunk| {
-            let mut out = Vec::with_capacity(chunk.len() * 4_096);
+        .zip(bufs)
+        .map(|(chunk, mut out)| {
+            out.clear();
+            out.reserve(chunk.len() * 4_096);
             for (f, last_seen) in chunk {
                 out.extend_from_slice(b",\n");
                 let creds = credentials_of(ix, &f.finding);
@@ -610,6 +624,8 @@ pub fn write_lines(data: &RunData, w: &mut dyn std::io::Write) -> Result<(), Rep
     // The first event follows `[` on a line of its own, without a comma.
     let mut skip = 1;
     let mut rendered: Vec<Vec<u8>> = Vec::new();
+    // The buffers of the batch written last time, for the next to render.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
         let batch = items
             .by_ref()
@@ -619,8 +635,9 @@ pub fn write_lines(data: &RunData, w: &mut dyn std::io::Write) -> Result<(), Rep
             break;
         }
         let done = std::mem::take(&mut rendered);
+        let reuse = std::mem::take(&mut spare);
         let (written, next) = std::thread::scope(|s| {
-            let next = s.spawn(|| render(data, &ix, &batch));
+            let next = s.spawn(|| render(data, &ix, &batch, reuse));
             let written = done.iter().try_for_each(|b| {
                 let b = b.get(skip..).unwrap_or_default();
                 skip = 0;
@@ -629,6 +646,7 @@ pub fn write_lines(data: &RunData, w: &mut dyn std::io::Write) -> Result<(), Rep
             (written, next.join())
         });
         written.map_err(io)?;
+        spare = done;
         rendered = next.map_err(|_| ReportError::Render {
             what: "ocsf",
             message: "rendering events panicked".into(),
