@@ -56,6 +56,22 @@ fn report_json(dir: &Path, extra: &[&str]) -> Value {
     json(&ok(run_in(dir, &args)))
 }
 
+/// `report --format <format> --out out` in `dir`, which must succeed.
+fn report_out(dir: &Path, format: &str) -> Output {
+    ok(run_in(
+        dir,
+        &[
+            "report",
+            "--config",
+            "nhi-assure.toml",
+            "--format",
+            format,
+            "--out",
+            "out",
+        ],
+    ))
+}
+
 fn fingerprint(f: &Value) -> String {
     let subject = match (
         f["credential_id"].as_str(),
@@ -319,18 +335,7 @@ fn csv_round_trips_against_the_json_report() {
     let (d, _) = demo();
     scan(d.path());
     let report = report_json(d.path(), &[]);
-    ok(run_in(
-        d.path(),
-        &[
-            "report",
-            "--config",
-            "nhi-assure.toml",
-            "--format",
-            "csv",
-            "--out",
-            "out",
-        ],
-    ));
+    report_out(d.path(), "csv");
     let mut r = csv::Reader::from_path(d.path().join("out/coverage.csv")).expect("coverage.csv");
     let rows: Vec<BTreeMap<String, String>> =
         r.deserialize().collect::<Result<_, _>>().expect("rows");
@@ -419,18 +424,7 @@ fn csv_round_trips_against_the_json_report() {
 fn ocsf_export_validates_against_the_official_schema() {
     let (d, _) = demo();
     let findings = scan(d.path());
-    ok(run_in(
-        d.path(),
-        &[
-            "report",
-            "--config",
-            "nhi-assure.toml",
-            "--format",
-            "ocsf",
-            "--out",
-            "out",
-        ],
-    ));
+    report_out(d.path(), "ocsf");
     let path = d.path().join("out/report.ocsf.json");
     validate(
         "ocsf-1.6.0-iam_analysis_finding-cloud.schema.json",
@@ -473,18 +467,7 @@ fn ocsf_export_validates_against_the_official_schema() {
 fn sarif_locates_approval_findings_at_the_approval_file_and_line() {
     let (d, _) = demo();
     let findings = scan(d.path());
-    ok(run_in(
-        d.path(),
-        &[
-            "report",
-            "--config",
-            "nhi-assure.toml",
-            "--format",
-            "sarif",
-            "--out",
-            "out",
-        ],
-    ));
+    report_out(d.path(), "sarif");
     let path = d.path().join("out/report.sarif");
     validate("sarif-schema-2.1.0.json", &path, false);
     let log: Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
@@ -893,18 +876,7 @@ fn headless(profile: &Path, extra: &[&str], url: &str) -> Output {
 fn html_is_self_contained_and_renders_in_headless_chromium() {
     let (d, _) = demo();
     let findings = scan(d.path());
-    ok(run_in(
-        d.path(),
-        &[
-            "report",
-            "--config",
-            "nhi-assure.toml",
-            "--format",
-            "html",
-            "--out",
-            "out",
-        ],
-    ));
+    report_out(d.path(), "html");
     let path = d.path().join("out/report.html");
     let html = std::fs::read_to_string(&path).expect("html");
     // Self-contained: nothing to fetch.
@@ -1014,7 +986,7 @@ fn html_escapes_names_from_the_cloud() {
 
 /// A synthetic estate of `identities` and `credentials` in `d`: the
 /// snapshot, the approvals as code and a config (store `s.db`).
-fn synth_estate(d: &std::path::Path, identities: usize, credentials: usize) {
+fn synth_estate(d: &Path, identities: usize, credentials: usize) {
     let (inv, approvals) = nhi_assure::synth::generate(nhi_assure::synth::SynthSpec {
         identities,
         credentials,
@@ -1079,18 +1051,7 @@ fn ocsf_events_of_several_batches_are_each_written_once() {
         "three batches at least: {}",
         fps.len()
     );
-    ok(run_in(
-        d,
-        &[
-            "report",
-            "--config",
-            "nhi-assure.toml",
-            "--format",
-            "ocsf",
-            "--out",
-            "out",
-        ],
-    ));
+    report_out(d, "ocsf");
     let text = std::fs::read_to_string(d.join("out/report.ocsf.json")).expect("read");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!((lines.first(), lines.last()), (Some(&"["), Some(&"]")));
@@ -1147,18 +1108,7 @@ fn report_scale() {
     );
     for f in ["json", "csv", "ocsf", "sarif", "html", "table"] {
         let t = Instant::now();
-        ok(run_in(
-            d,
-            &[
-                "report",
-                "--config",
-                "nhi-assure.toml",
-                "--format",
-                f,
-                "--out",
-                "out",
-            ],
-        ));
+        report_out(d, f);
         println!("report {f}: {:?}", t.elapsed());
     }
     let t = Instant::now();

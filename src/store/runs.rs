@@ -1183,6 +1183,45 @@ pub(super) mod tests {
         }
     }
 
+    /// A new SQLite store in `dir`.
+    async fn fresh_store(dir: &std::path::Path) -> SqlStore {
+        SqlStore::open(&dir.join("s.db").display().to_string())
+            .await
+            .expect("open")
+    }
+
+    /// One AWS source, read completely.
+    fn complete_aws() -> Vec<SourceStatus> {
+        vec![SourceStatus {
+            name: "aws".into(),
+            provider: nhi_contract::Provider::Aws,
+            state: SourceState::Complete,
+        }]
+    }
+
+    /// A full `scan` run of `findings` recorded without its reading.
+    async fn scan_run(
+        store: &SqlStore,
+        sources: &[SourceStatus],
+        rules: &[String],
+        findings: &[SourcedFinding],
+    ) -> crate::store::RunSummary {
+        store
+            .record_run(RunRecord {
+                started_at: chrono::Utc::now(),
+                as_of: chrono::Utc::now(),
+                command: "scan",
+                sources,
+                rules,
+                findings,
+                held: &Default::default(),
+                reading: None,
+                scope: None,
+            })
+            .await
+            .expect("run")
+    }
+
     async fn count(store: &SqlStore, table: &'static str) -> i64 {
         let sql = match table {
             "finding_sightings" => "SELECT COUNT(*) AS n FROM finding_sightings",
@@ -1206,14 +1245,8 @@ pub(super) mod tests {
         use crate::engine::facets::Facets;
         use nhi_contract::CredentialKind;
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
-            .await
-            .expect("open");
-        let sources = vec![SourceStatus {
-            name: "aws".into(),
-            provider: nhi_contract::Provider::Aws,
-            state: SourceState::Complete,
-        }];
+        let store = fresh_store(dir.path()).await;
+        let sources = complete_aws();
         let severities = [
             Severity::Info,
             Severity::Low,
@@ -1250,20 +1283,7 @@ pub(super) mod tests {
             })
             .collect();
         let rule_ids: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
-        let s = store
-            .record_run(RunRecord {
-                started_at: chrono::Utc::now(),
-                as_of: chrono::Utc::now(),
-                command: "scan",
-                sources: &sources,
-                rules: &rule_ids,
-                findings: &list,
-                held: &Default::default(),
-                reading: None,
-                scope: None,
-            })
-            .await
-            .expect("run");
+        let s = scan_run(&store, &sources, &rule_ids, &list).await;
         assert_eq!(s.opened, list.len() as i64);
         store
             .record_run_detail(
@@ -1410,14 +1430,8 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_large_reading_is_stored_in_chunks_shared_between_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
-            .await
-            .expect("open");
-        let sources = vec![SourceStatus {
-            name: "aws".into(),
-            provider: nhi_contract::Provider::Aws,
-            state: SourceState::Complete,
-        }];
+        let store = fresh_store(dir.path()).await;
+        let sources = complete_aws();
         let bytes = || async {
             let (n,): (i64,) = sqlx::query_as(
                 "SELECT CAST(COALESCE(SUM(LENGTH(CAST(body AS BLOB)) + COALESCE(LENGTH(body_packed), 0)), 0) AS BIGINT)
@@ -1437,20 +1451,7 @@ pub(super) mod tests {
         let mut growth = Vec::new();
         for body in &bodies {
             let before = bytes().await;
-            let run = store
-                .record_run(RunRecord {
-                    started_at: chrono::Utc::now(),
-                    as_of: chrono::Utc::now(),
-                    command: "scan",
-                    sources: &sources,
-                    rules: &[],
-                    findings: &[],
-                    held: &Default::default(),
-                    reading: None,
-                    scope: None,
-                })
-                .await
-                .expect("run");
+            let run = scan_run(&store, &sources, &[], &[]).await;
             store
                 .record_run_detail(
                     run.run_id,
@@ -1514,15 +1515,9 @@ pub(super) mod tests {
     #[tokio::test]
     async fn run_detail_is_kept_by_change_and_read_back_per_run() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqlStore::open(&dir.path().join("s.db").display().to_string())
-            .await
-            .expect("open");
+        let store = fresh_store(dir.path()).await;
         assert_eq!(store.latest_run_id().await.expect("latest"), None);
-        let sources = vec![SourceStatus {
-            name: "aws".into(),
-            provider: nhi_contract::Provider::Aws,
-            state: SourceState::Complete,
-        }];
+        let sources = complete_aws();
         let mut changed = finding("AKIA2");
         changed.finding.evidence =
             serde_json::json!({"credential.days_since_last_use": 121}).into();
@@ -1536,20 +1531,7 @@ pub(super) mod tests {
         ];
         let mut ids = Vec::new();
         for list in &runs {
-            let s = store
-                .record_run(RunRecord {
-                    started_at: chrono::Utc::now(),
-                    as_of: chrono::Utc::now(),
-                    command: "scan",
-                    sources: &sources,
-                    rules: &["credential-stale".to_string()],
-                    findings: list,
-                    held: &Default::default(),
-                    reading: None,
-                    scope: None,
-                })
-                .await
-                .expect("run");
+            let s = scan_run(&store, &sources, &["credential-stale".to_string()], list).await;
             store
                 .record_run_detail(
                     s.run_id,
