@@ -68,6 +68,53 @@ impl Packer {
     }
 }
 
+thread_local! {
+    /// This thread's compressor, made when first needed.
+    static PACKER: std::cell::RefCell<Option<Packer>> = const { std::cell::RefCell::new(None) };
+    /// This thread's decompressor, made when first needed.
+    static UNPACKER: std::cell::RefCell<Option<Unpacker>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `f` with this thread's [`Packer`]. One per thread for the life of the
+/// process, not one per parallel job: rayon's `map_init` made one per
+/// split of every chunk, and setting up a context against the dictionary
+/// (and the allocator faulting in its workspace) cost a first 1M scan more
+/// than a second of CPU.
+pub(crate) fn with_packer<R>(
+    f: impl FnOnce(&mut Packer) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    PACKER.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Corrupt("finding compressor already in use".into()))?;
+        if slot.is_none() {
+            *slot = Some(Packer::new()?);
+        }
+        match slot.as_mut() {
+            Some(packer) => f(packer),
+            None => Err(StoreError::Corrupt("no finding compressor".into())),
+        }
+    })
+}
+
+/// `f` with this thread's [`Unpacker`] (as [`with_packer`]).
+pub(crate) fn with_unpacker<R>(
+    f: impl FnOnce(&mut Unpacker) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    UNPACKER.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Corrupt("finding decompressor already in use".into()))?;
+        if slot.is_none() {
+            *slot = Some(Unpacker::new()?);
+        }
+        match slot.as_mut() {
+            Some(unpacker) => f(unpacker),
+            None => Err(StoreError::Corrupt("no finding decompressor".into())),
+        }
+    })
+}
+
 /// A stored value: `format`, then `frame`.
 fn framed(format: u8, frame: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(frame.len() + 1);
@@ -310,6 +357,34 @@ mod tests {
             None
         );
         assert_eq!(Unpacker::new().unwrap().text(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn the_threads_packer_packs_each_value_as_a_fresh_one_would() {
+        // Values of different sizes and content, one after another through
+        // the same context: none may carry anything over to the next.
+        let values: Vec<Vec<u8>> = (0..200)
+            .map(|i| {
+                format!(
+                    r#"{{"rule_id":"r{i}","evidence":{{"n":"{}"}}}}"#,
+                    "x".repeat(i * 7)
+                )
+                .into_bytes()
+            })
+            .collect();
+        for v in &values {
+            let reused = with_packer(|p| p.pack(v)).unwrap();
+            assert_eq!(reused, Packer::new().unwrap().pack(v).unwrap());
+            assert_eq!(with_unpacker(|u| u.unpack(&reused)).unwrap(), *v);
+        }
+        // A damaged value through the thread's unpacker is an error, and
+        // leaves it usable.
+        assert!(with_unpacker(|u| u.unpack(&[V1, 0, 1, 2])).is_err());
+        let ok = with_packer(|p| p.pack(b"after")).unwrap();
+        assert_eq!(with_unpacker(|u| u.unpack(&ok)).unwrap(), b"after");
+        // Nested use is refused, not a panic.
+        let nested = with_packer(|_| with_packer(|p| p.pack(b"inner")));
+        assert!(nested.is_err());
     }
 
     proptest! {

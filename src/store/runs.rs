@@ -406,11 +406,9 @@ async fn insert_sightings(
         |chunk: &[&Prepared<'_>], sink: &mut super::batch::Sink| -> Result<(), StoreError> {
             let packed: Vec<Vec<u8>> = chunk
                 .par_iter()
-                .map_init(super::packed::Packer::new, |packer, p| {
-                    let packer = packer
-                        .as_mut()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    packer.pack(p.data()?.as_bytes())
+                .map(|p| {
+                    let data = p.data()?;
+                    super::packed::with_packer(|packer| packer.pack(data.as_bytes()))
                 })
                 .collect::<Result<_, StoreError>>()?;
             for (p, packed) in chunk.iter().zip(&packed) {
@@ -792,21 +790,18 @@ impl SqlStore {
             rest = after;
         }
         use rayon::prelude::*;
-        parts.into_par_iter().zip(pieces).try_for_each_init(
-            super::packed::Unpacker::new,
-            |unpacker, ((text, packed), out)| {
-                let unpacker = unpacker
-                    .as_mut()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                match packed {
-                    Some(p) if text.is_empty() => unpacker.unpack_into(&p, out),
-                    _ => {
-                        out.copy_from_slice(text.as_bytes());
-                        Ok(())
-                    }
+        parts
+            .into_par_iter()
+            .zip(pieces)
+            .try_for_each(|((text, packed), out)| match packed {
+                Some(p) if text.is_empty() => {
+                    super::packed::with_unpacker(|unpacker| unpacker.unpack_into(&p, out))
                 }
-            },
-        )?;
+                _ => {
+                    out.copy_from_slice(text.as_bytes());
+                    Ok(())
+                }
+            })?;
         let body = String::from_utf8(body).map_err(|_| corrupt("not UTF-8"))?;
         if sha256_hex(&body) != sha256 {
             return Err(StoreError::Corrupt(format!(
@@ -1051,10 +1046,8 @@ impl SqlStore {
         page.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         use rayon::prelude::*;
         page.into_par_iter()
-            .map_init(
-                super::packed::Unpacker::new,
-                |unpacker,
-                 (
+            .map(
+                |(
                     fingerprint,
                     first_run,
                     last_run,
@@ -1069,10 +1062,9 @@ impl SqlStore {
                     let finding = match (f, packed) {
                         (Some(f), _) => f,
                         (None, Some(hex)) => {
-                            let unpacker = unpacker
-                                .as_mut()
-                                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                            serde_json::from_slice(&unpacker.unpack_hex(&hex)?)?
+                            serde_json::from_slice(&super::packed::with_unpacker(|unpacker| {
+                                unpacker.unpack_hex(&hex)
+                            })?)?
                         }
                         (None, None) => return Err(super::missing_data(&fingerprint)),
                     };
