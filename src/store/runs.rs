@@ -1355,6 +1355,23 @@ pub(super) mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_statistics() {
+        // `.cargo/config.toml` builds the bundled SQLite with
+        // SQLITE_DEFAULT_MEMSTATUS=0: every allocation otherwise takes a
+        // global mutex. A build that lost the setting fails here.
+        let dir = tempfile::tempdir().unwrap();
+        let store = fresh_store(dir.path()).await;
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_opens_of_a_fresh_store_all_migrate() {
         // Separate pools stand for separate processes (a command beside the daemon).
