@@ -83,35 +83,33 @@ thread_local! {
 pub(crate) fn with_packer<R>(
     f: impl FnOnce(&mut Packer) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    PACKER.with(|cell| {
-        let mut slot = cell
-            .try_borrow_mut()
-            .map_err(|_| StoreError::Corrupt("finding compressor already in use".into()))?;
-        if slot.is_none() {
-            *slot = Some(Packer::new()?);
-        }
-        match slot.as_mut() {
-            Some(packer) => f(packer),
-            None => Err(StoreError::Corrupt("no finding compressor".into())),
-        }
-    })
+    with_local(&PACKER, Packer::new, "finding compressor", f)
 }
 
 /// `f` with this thread's [`Unpacker`] (as [`with_packer`]).
 pub(crate) fn with_unpacker<R>(
     f: impl FnOnce(&mut Unpacker) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    UNPACKER.with(|cell| {
+    with_local(&UNPACKER, Unpacker::new, "finding decompressor", f)
+}
+
+/// `f` with the value in this thread's `slot`, made by `make` when first
+/// needed; a nested use is an error naming `what`, not a panic.
+fn with_local<C: 'static, R>(
+    slot: &'static std::thread::LocalKey<std::cell::RefCell<Option<C>>>,
+    make: fn() -> Result<C, StoreError>,
+    what: &str,
+    f: impl FnOnce(&mut C) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    slot.with(|cell| {
         let mut slot = cell
             .try_borrow_mut()
-            .map_err(|_| StoreError::Corrupt("finding decompressor already in use".into()))?;
-        if slot.is_none() {
-            *slot = Some(Unpacker::new()?);
-        }
-        match slot.as_mut() {
-            Some(unpacker) => f(unpacker),
-            None => Err(StoreError::Corrupt("no finding decompressor".into())),
-        }
+            .map_err(|_| StoreError::Corrupt(format!("{what} already in use")))?;
+        let value = match &mut *slot {
+            Some(value) => value,
+            empty => empty.insert(make()?),
+        };
+        f(value)
     })
 }
 

@@ -1214,6 +1214,29 @@ pub(super) mod tests {
             .expect("run")
     }
 
+    /// Record run `run`'s detail: `inventory` as read, no approvals,
+    /// `rules`, and `findings`.
+    async fn detail(
+        store: &SqlStore,
+        run: i64,
+        inventory: &str,
+        rules: &str,
+        findings: &[SourcedFinding],
+    ) {
+        store
+            .record_run_detail(
+                run,
+                RunDetail {
+                    inventory,
+                    approvals: "[]",
+                    rules,
+                    findings,
+                },
+            )
+            .await
+            .expect("detail");
+    }
+
     async fn count(store: &SqlStore, table: &'static str) -> i64 {
         let sql = match table {
             "finding_sightings" => "SELECT COUNT(*) AS n FROM finding_sightings",
@@ -1277,18 +1300,7 @@ pub(super) mod tests {
         let rule_ids: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
         let s = scan_run(&store, &sources, &rule_ids, &list).await;
         assert_eq!(s.opened, list.len() as i64);
-        store
-            .record_run_detail(
-                s.run_id,
-                RunDetail {
-                    inventory: "[]",
-                    approvals: "[]",
-                    rules: "[]",
-                    findings: &list,
-                },
-            )
-            .await
-            .expect("detail");
+        detail(&store, s.run_id, "[]", "[]", &list).await;
         let mut want: Vec<&SourcedFinding> = list.iter().collect();
         want.sort_by_key(|f| f.finding.fingerprint());
         type Row = (
@@ -1461,18 +1473,7 @@ pub(super) mod tests {
         for body in &bodies {
             let before = bytes().await;
             let run = scan_run(&store, &sources, &[], &[]).await;
-            store
-                .record_run_detail(
-                    run.run_id,
-                    RunDetail {
-                        inventory: body,
-                        approvals: "[]",
-                        rules: "[]",
-                        findings: &[],
-                    },
-                )
-                .await
-                .expect("detail");
+            detail(&store, run.run_id, body, "[]", &[]).await;
             growth.push(bytes().await - before);
             ids.push(run.run_id);
         }
@@ -1541,18 +1542,14 @@ pub(super) mod tests {
         let mut ids = Vec::new();
         for list in &runs {
             let s = scan_run(&store, &sources, &["credential-stale".to_string()], list).await;
-            store
-                .record_run_detail(
-                    s.run_id,
-                    RunDetail {
-                        inventory: "[]",
-                        approvals: "[]",
-                        rules: r#"[{"id":"credential-stale"}]"#,
-                        findings: list,
-                    },
-                )
-                .await
-                .expect("detail");
+            detail(
+                &store,
+                s.run_id,
+                "[]",
+                r#"[{"id":"credential-stale"}]"#,
+                list,
+            )
+            .await;
             ids.push(s.run_id);
         }
         assert_eq!(store.latest_run_id().await.expect("latest"), Some(ids[3]));
