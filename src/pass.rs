@@ -624,6 +624,7 @@ fn free_aside<T: Send + 'static>(value: T) {
 /// Where a pass spends its time, phase by phase (logged at debug level).
 pub(crate) struct Laps {
     last: std::time::Instant,
+    last_cpu: std::time::Duration,
     /// Each phase: its name, how long it took, and the process's resident
     /// memory (MiB) at its end and at its highest so far, where the
     /// platform tells: a phase whose highest is above its start's and its
@@ -631,16 +632,25 @@ pub(crate) struct Laps {
     pub(crate) marks: Vec<(&'static str, std::time::Duration, Option<Memory>)>,
 }
 
-/// Resident memory in MiB: now and the high-water mark so far.
+/// Resident memory in MiB (now and the high-water mark so far), and the
+/// CPU time the process spent in the phase: against its wall time, how
+/// many cores the phase kept busy.
 #[derive(Clone, Copy)]
 pub(crate) struct Memory {
     now: u64,
     peak: u64,
+    cpu: std::time::Duration,
 }
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} MiB (peak {})", self.now, self.peak)
+        write!(
+            f,
+            "{} MiB (peak {}), cpu {:.2} s",
+            self.now,
+            self.peak,
+            self.cpu.as_secs_f64()
+        )
     }
 }
 
@@ -648,6 +658,7 @@ impl Laps {
     pub(crate) fn start() -> Laps {
         Laps {
             last: std::time::Instant::now(),
+            last_cpu: cpu_time(),
             marks: Vec::with_capacity(10),
         }
     }
@@ -655,9 +666,35 @@ impl Laps {
     /// Close the phase `name` ending now.
     pub(crate) fn lap(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
-        self.marks.push((name, now - self.last, memory()));
+        let cpu = cpu_time();
+        let used = cpu.saturating_sub(self.last_cpu);
+        let memory = memory().map(|m| Memory { cpu: used, ..m });
+        self.marks.push((name, now - self.last, memory));
         self.last = now;
+        self.last_cpu = cpu;
     }
+}
+
+/// User and system CPU time of every thread of the process so far (zero
+/// where the platform does not tell).
+#[cfg(unix)]
+fn cpu_time() -> std::time::Duration {
+    // SAFETY: `getrusage` writes the struct it is given, which is
+    // zero-initialised plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let of = |t: libc::timeval| {
+        std::time::Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + std::time::Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
+#[cfg(not(unix))]
+fn cpu_time() -> std::time::Duration {
+    std::time::Duration::ZERO
 }
 
 /// The process's resident memory (Linux: `VmRSS` and `VmHWM` of
@@ -671,6 +708,7 @@ fn memory() -> Option<Memory> {
     Some(Memory {
         now: kib("VmRSS:")? / 1024,
         peak: kib("VmHWM:")? / 1024,
+        cpu: std::time::Duration::ZERO,
     })
 }
 
