@@ -174,6 +174,7 @@ impl serde::Serialize for Cell<'_> {
 /// A statement's template names the rows' `FROM` item [`ROWS`], its
 /// columns [`BulkRows::col`], its values bound once [`BulkRows::fixed`],
 /// and binds no parameter of its own.
+#[derive(Clone, Copy)]
 pub(crate) struct BulkRows {
     sqlite: bool,
     cols: usize,
@@ -212,7 +213,7 @@ impl BulkRows {
         }
     }
 
-    /// Fixed value `i` (from 1, in [`pipelined`]'s `fixed` order).
+    /// Fixed value `i` (from 1, in [`Stream::new`]'s `fixed` order).
     pub(crate) fn fixed(&self, i: usize) -> String {
         if self.sqlite {
             format!("bulk_fixed.f{i}")
@@ -260,7 +261,8 @@ impl BulkRows {
     }
 }
 
-/// A value bound before a [`pipelined`] statement's rows.
+/// A value bound before a [`Stream`]'s rows.
+#[derive(Clone)]
 pub(crate) enum Fixed<'a> {
     /// Text.
     Text(&'a str),
@@ -268,7 +270,7 @@ pub(crate) enum Fixed<'a> {
     Int(i64),
 }
 
-/// Where [`pipelined`]'s `encode` puts a chunk's rows.
+/// Where [`Stream::new`]'s `encode` puts a chunk's rows.
 pub(crate) enum Sink {
     /// PostgreSQL: the rows as one JSON array.
     Json { text: Vec<u8>, rows: usize },
@@ -322,35 +324,102 @@ impl Sink {
     }
 }
 
-/// `rows` written [`BulkRows::per_statement`] to a statement: `template`
-/// with its [`ROWS`] item, bound with `fixed`, then the chunk's rows as
-/// `encode` puts them in the [`Sink`] (one call per chunk). The next chunk
-/// is encoded while the database writes this one: SQLite writes on its own
-/// worker thread, and a chunk's encoding (serialising, packing on every
-/// core) had the database idle for it, chunk after chunk.
-pub(crate) async fn pipelined<T: Sync>(
+/// One table's rows for [`interleaved`]: its statements' texts, its fixed
+/// values, and how a chunk of its rows is encoded.
+pub(crate) struct Stream<'s> {
+    bulk: BulkRows,
+    /// The statement of a full chunk, and of the last one.
+    full: String,
+    last: String,
+    per: usize,
+    chunks: usize,
+    fixed: Vec<Fixed<'s>>,
+    /// Encode chunk `i` into the sink.
+    encode: ChunkEncoder<'s>,
+}
+
+/// How a [`Stream`] encodes its chunk `i`.
+type ChunkEncoder<'s> =
+    Box<dyn Fn(usize, &mut Sink) -> Result<(), super::StoreError> + Send + Sync + 's>;
+
+impl<'s> Stream<'s> {
+    /// `rows` written [`BulkRows::per_statement`] to a statement:
+    /// `template` with its [`ROWS`] item, bound with `fixed`, then the
+    /// chunk's rows as `encode` puts them in the [`Sink`] (one call per
+    /// chunk).
+    pub(crate) fn new<T: Sync>(
+        bulk: &BulkRows,
+        template: &str,
+        fixed: Vec<Fixed<'s>>,
+        rows: &'s [T],
+        encode: impl Fn(&[T], &mut Sink) -> Result<(), super::StoreError> + Send + Sync + 's,
+    ) -> Stream<'s> {
+        let per = bulk.per_statement();
+        // At most two statements' texts: a full chunk's and the last one's.
+        let full = template.replace(ROWS, &bulk.from(per));
+        let last = match rows.len() % per {
+            0 => full.clone(),
+            n => template.replace(ROWS, &bulk.from(n)),
+        };
+        Stream {
+            bulk: *bulk,
+            full,
+            last,
+            per,
+            chunks: rows.len().div_ceil(per),
+            fixed,
+            encode: Box::new(move |i, sink| {
+                let from = i.saturating_mul(per).min(rows.len());
+                let to = from.saturating_add(per).min(rows.len());
+                encode(&rows[from..to], sink)
+            }),
+        }
+    }
+
+    /// Chunk `i`, encoded: the statement's text and its values.
+    fn chunk(&self, i: usize) -> Result<(&str, Sink), super::StoreError> {
+        let mut sink = Sink::new(&self.bulk, &self.fixed)?;
+        (self.encode)(i, &mut sink)?;
+        let sql = match &sink {
+            Sink::Args { rows, .. } if *rows != self.per => &self.last,
+            _ => &self.full,
+        };
+        Ok((sql, sink))
+    }
+}
+
+/// Write `streams`, a chunk of each in turn, each chunk encoded while the
+/// database writes the one before it: SQLite writes on its own worker
+/// thread, and a chunk's encoding (serialising, packing on every core)
+/// had the database idle for it, chunk after chunk. Streams written in
+/// turn keep both sides busy where one's encoding is cheap and the
+/// other's dear: a first scan's findings (the database's work) then its
+/// sightings (packing's) had, one after the other, a core idle for each.
+pub(crate) async fn interleaved<'s>(
     conn: &mut sqlx::AnyConnection,
-    bulk: &BulkRows,
-    template: &str,
-    fixed: &[Fixed<'_>],
-    rows: &[T],
-    encode: impl Fn(&[T], &mut Sink) -> Result<(), super::StoreError>,
+    streams: Vec<Stream<'s>>,
 ) -> Result<(), super::StoreError> {
-    let per = bulk.per_statement();
-    // At most two statements' texts: a full chunk's and the last one's.
-    let full = template.replace(ROWS, &bulk.from(per));
-    let last = match rows.len() % per {
-        0 => full.clone(),
-        n => template.replace(ROWS, &bulk.from(n)),
-    };
-    let encode_chunk = |chunk: &[T]| -> Result<Sink, super::StoreError> {
-        let mut sink = Sink::new(bulk, fixed)?;
-        encode(chunk, &mut sink)?;
-        Ok(sink)
-    };
-    let mut chunks = rows.chunks(per);
-    let mut next = chunks.next().map(encode_chunk).transpose()?;
-    while let Some(sink) = next.take() {
+    interleave(conn, &streams).await
+}
+
+/// [`interleaved`], over borrowed streams.
+async fn interleave<'a, 's>(
+    conn: &mut sqlx::AnyConnection,
+    streams: &'a [Stream<'s>],
+) -> Result<(), super::StoreError> {
+    let rounds = streams.iter().map(|s| s.chunks).max().unwrap_or(0);
+    // (stream, chunk), a chunk of each stream in turn.
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    for i in 0..rounds {
+        for (n, s) in streams.iter().enumerate() {
+            if i < s.chunks {
+                order.push((n, i));
+            }
+        }
+    }
+    let mut order = order.into_iter();
+    let mut next = encode_next(streams, order.next())?;
+    while let Some((stream, sql, sink)) = next.take() {
         let write = match sink {
             Sink::Json { mut text, rows } => {
                 if rows == 0 {
@@ -359,8 +428,8 @@ pub(crate) async fn pipelined<T: Sync>(
                 text.push(b']');
                 let text = String::from_utf8(text)
                     .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(full.as_str()));
-                for f in fixed {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for f in &stream.fixed {
                     q = match f {
                         Fixed::Text(t) => q.bind(*t),
                         Fixed::Int(i) => q.bind(*i),
@@ -368,22 +437,33 @@ pub(crate) async fn pipelined<T: Sync>(
                 }
                 q.bind(text)
             }
-            Sink::Args { args, rows } => {
-                let sql = if rows == per { &full } else { &last };
-                sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), args)
-            }
+            Sink::Args { args, .. } => sqlx::query_with(sqlx::AssertSqlSafe(sql), args),
         }
         .execute(&mut *conn);
-        let following = chunks.next();
+        let following = order.next();
         // `join` polls the write first: its statement is handed to the
         // database before the next chunk is encoded.
         let (written, encoded) =
-            futures_util::future::join(write, async { following.map(encode_chunk).transpose() })
-                .await;
+            futures_util::future::join(write, async { encode_next(streams, following) }).await;
         written?;
         next = encoded?;
     }
     Ok(())
+}
+
+/// Chunk `at` = (stream, chunk) of `streams`, encoded, if any.
+fn encode_next<'a, 's>(
+    streams: &'a [Stream<'s>],
+    at: Option<(usize, usize)>,
+) -> Result<Option<(&'a Stream<'s>, &'a str, Sink)>, super::StoreError> {
+    let Some((n, i)) = at else {
+        return Ok(None);
+    };
+    let Some(stream) = streams.get(n) else {
+        return Ok(None);
+    };
+    let (sql, sink) = stream.chunk(i)?;
+    Ok(Some((stream, sql, sink)))
 }
 
 /// A row read by [`pages_by_fingerprint`]: where the next page begins.

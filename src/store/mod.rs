@@ -516,6 +516,19 @@ async fn upsert_findings(
         return Ok(());
     }
     open_state::forget(conn).await?;
+    let stream = findings_stream(conn, run_id, now, rows, data);
+    batch::interleaved(conn, vec![stream]).await
+}
+
+/// [`upsert_findings`]'s rows as a [`batch::Stream`] (the caller forgets
+/// the open state).
+fn findings_stream<'s>(
+    conn: &AnyConnection,
+    run_id: i64,
+    now: &'s str,
+    rows: &'s [&Prepared<'_>],
+    data: Data,
+) -> batch::Stream<'s> {
     let bulk = batch::BulkRows::new(conn, 11, 2);
     // Each row: its 11 own values, then the run's time (fixed 1) and id
     // (fixed 2) twice.
@@ -536,7 +549,7 @@ async fn upsert_findings(
         cols.join(", "),
         batch::ROWS,
     );
-    let encode = |chunk: &[&Prepared<'_>], sink: &mut batch::Sink| -> Result<(), StoreError> {
+    let encode = move |chunk: &[&Prepared<'_>], sink: &mut batch::Sink| -> Result<(), StoreError> {
         for p in chunk {
             let data = match data {
                 Data::Here => p.data()?,
@@ -559,8 +572,8 @@ async fn upsert_findings(
         }
         Ok(())
     };
-    let fixed = [batch::Fixed::Text(now), batch::Fixed::Int(run_id)];
-    batch::pipelined(conn, &bulk, &sql, &fixed, rows, encode).await
+    let fixed = vec![batch::Fixed::Text(now), batch::Fixed::Int(run_id)];
+    batch::Stream::new(&bulk, &sql, fixed, rows, encode)
 }
 
 /// `UPDATE findings SET <set> WHERE fingerprint IN (…)` over `fps` in
@@ -1139,7 +1152,31 @@ impl Store for SqlStore {
             (Some(_), None) => Data::InSighting,
             _ => Data::Here,
         };
-        upsert_findings(&mut tx, run_id, &now, &write, data).await?;
+        // What a full run read, and its sightings closed or changed, in
+        // the same transaction; the sightings it starts are written with
+        // its findings, a chunk of each in turn (`batch::interleaved`):
+        // the findings' rows are the database's work, the sightings'
+        // packing the cores', and one after the other each had a core
+        // idle.
+        let start = match (run.reading, run.scope) {
+            (Some(reading), None) => {
+                runs::detail_but_new_sightings(&mut tx, run_id, reading, &prepared, sightings)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        let detail = clock.elapsed() - read_open - serialised;
+        if !(write.is_empty() && start.is_empty()) {
+            open_state::forget(&mut tx).await?;
+            let mut streams = Vec::with_capacity(2);
+            if !write.is_empty() {
+                streams.push(findings_stream(&tx, run_id, &now, &write, data));
+            }
+            if !start.is_empty() {
+                streams.push(runs::sightings_stream(&tx, run_id, &start));
+            }
+            batch::interleaved(&mut tx, streams).await?;
+        }
         update_findings(
             &mut tx,
             "last_seen = $1, last_run = $2, open_ended = 1",
@@ -1196,14 +1233,10 @@ impl Store for SqlStore {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
-        let findings_written = clock.elapsed() - read_open - serialised;
+        let findings_written = clock.elapsed() - read_open - serialised - detail;
         // Rows of `findings` this run wrote (its sightings are as many or
         // fewer): what decides a refresh of PostgreSQL's view of them.
         let rows_written = write.len() + seen_again.len() + close.len() + resolve.len();
-        // What the run read, and its sightings, in the same transaction.
-        if let (Some(reading), None) = (run.reading, run.scope) {
-            runs::record_detail(&mut tx, run_id, reading, &prepared, sightings).await?;
-        }
         // What the run leaves open is its findings alone (all it did not
         // see was resolved): kept by their digest for the next full run.
         match &digest {
@@ -1212,7 +1245,6 @@ impl Store for SqlStore {
             }
             _ => open_state::forget(&mut tx).await?,
         }
-        let detail = clock.elapsed() - read_open - serialised - findings_written;
         // Lifecycle events are audited per batch: one entry lists, in
         // fingerprint order, up to AUDIT_BATCH findings the run opened (or
         // resolved). The chain covers the batch as it covers any entry; a

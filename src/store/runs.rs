@@ -304,13 +304,15 @@ pub(crate) async fn open_sightings(
 /// run); one not seen, or seen with other data, is closed at `prev`; a
 /// finding without an open-ended sighting of its data starts one. An
 /// unchanged pass writes nothing.
-async fn sight_all(
+///
+/// Returns the findings whose sightings start, for the caller to insert
+/// ([`insert_sightings`], [`sightings_stream`]).
+async fn sight_all<'p, 'a>(
     conn: &mut sqlx::AnyConnection,
-    run: i64,
     prev: i64,
-    findings: &[Prepared<'_>],
+    findings: &'p [Prepared<'a>],
     open: OpenSightings,
-) -> Result<(), StoreError> {
+) -> Result<Vec<&'p Prepared<'a>>, StoreError> {
     let max = super::batch::max_params(conn);
     // By `depends` (a handful of distinct values): one UPDATE sets one.
     let mut redepend: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -369,7 +371,7 @@ async fn sight_all(
         }
         q.execute(&mut *conn).await?;
     }
-    insert_sightings(conn, run, &start).await
+    Ok(start)
 }
 
 /// Start open-ended sightings of `rows` at run `run`, a thousand rows to
@@ -380,12 +382,23 @@ async fn insert_sightings(
     run: i64,
     rows: &[&Prepared<'_>],
 ) -> Result<(), StoreError> {
-    use rayon::prelude::*;
     if rows.is_empty() {
         return Ok(());
     }
     super::open_state::forget(conn).await?;
+    let stream = sightings_stream(conn, run, rows);
+    super::batch::interleaved(conn, vec![stream]).await
+}
+
+/// [`insert_sightings`]'s rows as a [`super::batch::Stream`] (the caller
+/// forgets the open state).
+pub(crate) fn sightings_stream<'s>(
+    conn: &sqlx::AnyConnection,
+    run: i64,
+    rows: &'s [&Prepared<'_>],
+) -> super::batch::Stream<'s> {
     use super::batch::Cell;
+    use rayon::prelude::*;
     let bulk = super::batch::BulkRows::new(conn, 8, 1);
     // Each row: its 8 own values; the run (fixed 1) as first and last run.
     let cols: Vec<String> = (0..6).map(|i| bulk.col(i)).collect();
@@ -426,8 +439,8 @@ async fn insert_sightings(
             }
             Ok(())
         };
-    let fixed = [super::batch::Fixed::Int(run)];
-    super::batch::pipelined(conn, &bulk, &sql, &fixed, rows, encode).await
+    let fixed = vec![super::batch::Fixed::Int(run)];
+    super::batch::Stream::new(&bulk, &sql, fixed, rows, encode)
 }
 
 /// Record what run `run_id` read and the findings it saw (its sightings),
@@ -440,6 +453,20 @@ pub(crate) async fn record_detail(
     findings: &[Prepared<'_>],
     open: Option<OpenSightings>,
 ) -> Result<(), StoreError> {
+    let start = detail_but_new_sightings(conn, run_id, reading, findings, open).await?;
+    insert_sightings(conn, run_id, &start).await
+}
+
+/// [`record_detail`] but the sightings it starts: their findings are
+/// returned, for the caller to insert at `run_id` ([`sightings_stream`])
+/// beside the run's other rows.
+pub(crate) async fn detail_but_new_sightings<'p, 'a>(
+    conn: &mut sqlx::AnyConnection,
+    run_id: i64,
+    reading: Reading<'_>,
+    findings: &'p [Prepared<'a>],
+    open: Option<OpenSightings>,
+) -> Result<Vec<&'p Prepared<'a>>, StoreError> {
     let clock = std::time::Instant::now();
     let row = sqlx::query("SELECT MAX(run_id) AS prev FROM run_snapshots WHERE run_id < $1")
         .bind(run_id)
@@ -478,9 +505,9 @@ pub(crate) async fn record_detail(
         Some(open) => open,
         None => open_sightings(&mut *conn, findings).await?,
     };
-    sight_all(conn, run_id, prev, findings, open).await?;
+    let start = sight_all(conn, prev, findings, open).await?;
     tracing::debug!(reading = ?stored, sightings = ?(clock.elapsed() - stored), "detail recorded");
-    Ok(())
+    Ok(start)
 }
 
 /// `hash`, a body found stored before this transaction: still there (a
