@@ -10,7 +10,8 @@ use clap::Parser;
 
 /// Findings, their evidence and the estate are millions of small
 /// allocations at scale; glibc's malloc spent a third of a report in
-/// consolidating and unlinking fragmented chunks.
+/// consolidating and unlinking fragmented chunks. The crate's `override`
+/// feature makes mimalloc the C libraries' `malloc` too (SQLite, zstd).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

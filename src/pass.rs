@@ -996,21 +996,6 @@ pub async fn read_inventories(
     estate
 }
 
-/// Hand the memory a full pass freed back to the system. With glibc the
-/// millions of small blocks a pass frees stay on its arenas' free lists,
-/// and the first larger allocation after them consolidates a whole arena:
-/// a 200–350 ms stall at 100,000 credentials, paid by the next targeted
-/// pass (an approval's end) instead of the daemon's idle time. Elsewhere
-/// it does nothing.
-pub fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointer and only walks glibc's own free
-    // lists, under its arena locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// What a targeted pass needs of the whole estate beside the part it
 /// evaluates.
 struct Whole<'a> {
