@@ -317,6 +317,8 @@ fn targeted(d: &Path, n: usize) {
         ids.sort();
         ids.dedup();
         drop(full);
+        // As the daemon does after a full pass.
+        nhi_assure::pass::release_freed_memory();
         if ids.is_empty() {
             fail("no identity with findings to target");
         }

@@ -41,6 +41,7 @@ pub(super) async fn lead(
         if leader.lost() {
             return false;
         }
+        let full = targets.is_none();
         let outcome = pass_once(
             ctx,
             rems,
@@ -50,6 +51,9 @@ pub(super) async fn lead(
             targets.take(),
         )
         .await;
+        if full {
+            crate::pass::release_freed_memory();
+        }
         next_expiry = outcome.or(next_expiry).filter(|(t, _)| *t > Utc::now());
         if *stop_rx.borrow() {
             return true;
