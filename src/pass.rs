@@ -625,32 +625,32 @@ fn free_aside<T: Send + 'static>(value: T) {
 pub(crate) struct Laps {
     last: std::time::Instant,
     last_cpu: std::time::Duration,
-    /// Each phase: its name, how long it took, and the process's resident
-    /// memory (MiB) at its end and at its highest so far, where the
-    /// platform tells: a phase whose highest is above its start's and its
-    /// end's made the peak inside itself.
-    pub(crate) marks: Vec<(&'static str, std::time::Duration, Option<Memory>)>,
+    /// Each phase: its name, how long it took, the CPU time the process
+    /// spent in it (against the wall time, how many cores it kept busy),
+    /// and the process's resident memory (MiB) at its end and at its
+    /// highest so far, where the platform tells: a phase whose highest is
+    /// above its start's and its end's made the peak inside itself.
+    pub(crate) marks: Vec<Mark>,
 }
 
-/// Resident memory in MiB (now and the high-water mark so far), and the
-/// CPU time the process spent in the phase: against its wall time, how
-/// many cores the phase kept busy.
+/// One phase of [`Laps`]: name, wall time, CPU time, memory.
+pub(crate) type Mark = (
+    &'static str,
+    std::time::Duration,
+    std::time::Duration,
+    Option<Memory>,
+);
+
+/// Resident memory in MiB: now and the high-water mark so far.
 #[derive(Clone, Copy)]
 pub(crate) struct Memory {
     now: u64,
     peak: u64,
-    cpu: std::time::Duration,
 }
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} MiB (peak {}), cpu {:.2} s",
-            self.now,
-            self.peak,
-            self.cpu.as_secs_f64()
-        )
+        write!(f, "{} MiB (peak {})", self.now, self.peak)
     }
 }
 
@@ -668,8 +668,7 @@ impl Laps {
         let now = std::time::Instant::now();
         let cpu = cpu_time();
         let used = cpu.saturating_sub(self.last_cpu);
-        let memory = memory().map(|m| Memory { cpu: used, ..m });
-        self.marks.push((name, now - self.last, memory));
+        self.marks.push((name, now - self.last, used, memory()));
         self.last = now;
         self.last_cpu = cpu;
     }
@@ -708,7 +707,6 @@ fn memory() -> Option<Memory> {
     Some(Memory {
         now: kib("VmRSS:")? / 1024,
         peak: kib("VmHWM:")? / 1024,
-        cpu: std::time::Duration::ZERO,
     })
 }
 

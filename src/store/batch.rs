@@ -376,6 +376,11 @@ impl<'s> Stream<'s> {
         }
     }
 
+    /// Whether it has no rows.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks == 0
+    }
+
     /// Chunk `i`, encoded: the statement's text and its values.
     fn chunk(&self, i: usize) -> Result<(&str, Sink), super::StoreError> {
         let mut sink = Sink::new(&self.bulk, &self.fixed)?;
@@ -395,30 +400,17 @@ impl<'s> Stream<'s> {
 /// turn keep both sides busy where one's encoding is cheap and the
 /// other's dear: a first scan's findings (the database's work) then its
 /// sightings (packing's) had, one after the other, a core idle for each.
-pub(crate) async fn interleaved<'s>(
+pub(crate) async fn interleaved(
     conn: &mut sqlx::AnyConnection,
-    streams: Vec<Stream<'s>>,
-) -> Result<(), super::StoreError> {
-    interleave(conn, &streams).await
-}
-
-/// [`interleaved`], over borrowed streams.
-async fn interleave<'a, 's>(
-    conn: &mut sqlx::AnyConnection,
-    streams: &'a [Stream<'s>],
+    streams: &[Stream<'_>],
 ) -> Result<(), super::StoreError> {
     let rounds = streams.iter().map(|s| s.chunks).max().unwrap_or(0);
-    // (stream, chunk), a chunk of each stream in turn.
-    let mut order: Vec<(usize, usize)> = Vec::new();
+    let mut order = Vec::new();
     for i in 0..rounds {
-        for (n, s) in streams.iter().enumerate() {
-            if i < s.chunks {
-                order.push((n, i));
-            }
-        }
+        order.extend(streams.iter().filter(|s| i < s.chunks).map(|s| (s, i)));
     }
     let mut order = order.into_iter();
-    let mut next = encode_next(streams, order.next())?;
+    let mut next = encode_next(order.next())?;
     while let Some((stream, sql, sink)) = next.take() {
         let write = match sink {
             Sink::Json { mut text, rows } => {
@@ -444,22 +436,19 @@ async fn interleave<'a, 's>(
         // `join` polls the write first: its statement is handed to the
         // database before the next chunk is encoded.
         let (written, encoded) =
-            futures_util::future::join(write, async { encode_next(streams, following) }).await;
+            futures_util::future::join(write, async { encode_next(following) }).await;
         written?;
         next = encoded?;
     }
     Ok(())
 }
 
-/// Chunk `at` = (stream, chunk) of `streams`, encoded, if any.
+/// Chunk `i` of a stream, encoded with the stream and its statement, if
+/// there is one.
 fn encode_next<'a, 's>(
-    streams: &'a [Stream<'s>],
-    at: Option<(usize, usize)>,
+    at: Option<(&'a Stream<'s>, usize)>,
 ) -> Result<Option<(&'a Stream<'s>, &'a str, Sink)>, super::StoreError> {
-    let Some((n, i)) = at else {
-        return Ok(None);
-    };
-    let Some(stream) = streams.get(n) else {
+    let Some((stream, i)) = at else {
         return Ok(None);
     };
     let (sql, sink) = stream.chunk(i)?;
@@ -541,6 +530,67 @@ pub(crate) fn list(n: usize, start: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn interleaved_streams_write_every_row_a_chunk_of_each_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqlStore::open(&dir.path().join("s.db").display().to_string())
+            .await
+            .expect("open");
+        let mut conn = store.pool.acquire().await.expect("conn");
+        sqlx::query("CREATE TABLE t (s TEXT NOT NULL, n INTEGER NOT NULL, v TEXT)")
+            .execute(&mut *conn)
+            .await
+            .expect("table");
+        let bulk = BulkRows::new(&conn, 2, 1);
+        let template = format!(
+            "INSERT INTO t (s, n, v) SELECT {}, {}, {} FROM {ROWS}",
+            bulk.fixed(1),
+            bulk.col(0),
+            bulk.col(1)
+        );
+        // Uneven: three chunks, one (short) chunk, none.
+        let a: Vec<(String, Option<String>)> = (0..2_500)
+            .map(|i| (i.to_string(), Some(format!("a{i}"))))
+            .collect();
+        let b: Vec<(String, Option<String>)> = (0..700)
+            .map(|i| (i.to_string(), (i % 3 != 0).then(|| format!("b{i}"))))
+            .collect();
+        let none: Vec<(String, Option<String>)> = Vec::new();
+        let encode = |rows: &[(String, Option<String>)], sink: &mut Sink| {
+            for (n, v) in rows {
+                sink.row(&[Cell::Text(n), v.as_deref().into()])?;
+            }
+            Ok(())
+        };
+        let streams = [
+            Stream::new(&bulk, &template, vec![Fixed::Text("a")], &a, encode),
+            Stream::new(&bulk, &template, vec![Fixed::Text("b")], &b, encode),
+            Stream::new(&bulk, &template, vec![Fixed::Text("-")], &none, encode),
+        ];
+        assert!(streams[2].is_empty() && !streams[1].is_empty());
+        interleaved(&mut conn, &streams).await.expect("written");
+        let rows: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT s, n, v FROM t ORDER BY rowid")
+                .fetch_all(&mut *conn)
+                .await
+                .expect("rows");
+        // Written in turn: a's first thousand, then all of b, then the rest of a.
+        let order: Vec<&str> = rows.iter().map(|(s, _, _)| s.as_str()).collect();
+        let want: Vec<&str> = std::iter::repeat_n("a", 1_000)
+            .chain(std::iter::repeat_n("b", 700))
+            .chain(std::iter::repeat_n("a", 1_500))
+            .collect();
+        assert_eq!(order, want);
+        for (name, list) in [("a", &a), ("b", &b)] {
+            let got: Vec<(String, Option<String>)> = rows
+                .iter()
+                .filter(|(s, _, _)| s == name)
+                .map(|(_, n, v)| (n.to_string(), v.clone()))
+                .collect();
+            assert_eq!(&got, list, "stream {name}");
+        }
+    }
 
     #[test]
     fn bulk_rows_bind_every_value_once_in_order() {

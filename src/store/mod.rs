@@ -512,16 +512,25 @@ async fn upsert_findings(
     rows: &[&Prepared<'_>],
     data: Data,
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
+    let stream = findings_stream(conn, run_id, now, rows, data);
+    write_open(conn, &[stream]).await
+}
+
+/// Write `streams` of findings or sightings ([`batch::interleaved`]),
+/// after forgetting the open state they change; nothing if they have no
+/// rows.
+async fn write_open(
+    conn: &mut AnyConnection,
+    streams: &[batch::Stream<'_>],
+) -> Result<(), StoreError> {
+    if streams.iter().all(batch::Stream::is_empty) {
         return Ok(());
     }
     open_state::forget(conn).await?;
-    let stream = findings_stream(conn, run_id, now, rows, data);
-    batch::interleaved(conn, vec![stream]).await
+    batch::interleaved(conn, streams).await
 }
 
-/// [`upsert_findings`]'s rows as a [`batch::Stream`] (the caller forgets
-/// the open state).
+/// [`upsert_findings`]'s rows as a [`batch::Stream`] (for [`write_open`]).
 fn findings_stream<'s>(
     conn: &AnyConnection,
     run_id: i64,
@@ -1166,17 +1175,11 @@ impl Store for SqlStore {
             _ => Vec::new(),
         };
         let detail = clock.elapsed() - read_open - serialised;
-        if !(write.is_empty() && start.is_empty()) {
-            open_state::forget(&mut tx).await?;
-            let mut streams = Vec::with_capacity(2);
-            if !write.is_empty() {
-                streams.push(findings_stream(&tx, run_id, &now, &write, data));
-            }
-            if !start.is_empty() {
-                streams.push(runs::sightings_stream(&tx, run_id, &start));
-            }
-            batch::interleaved(&mut tx, streams).await?;
-        }
+        let streams = [
+            findings_stream(&tx, run_id, &now, &write, data),
+            runs::sightings_stream(&tx, run_id, &start),
+        ];
+        write_open(&mut tx, &streams).await?;
         update_findings(
             &mut tx,
             "last_seen = $1, last_run = $2, open_ended = 1",

@@ -328,7 +328,9 @@ async fn sight_all<'p, 'a>(
         }
     }
     let close = open.unseen;
-    if !(redepend.is_empty() && close.is_empty() && start.is_empty()) {
+    // The sightings started are written (and the open state forgotten
+    // for them) by the caller.
+    if !(redepend.is_empty() && close.is_empty()) {
         super::open_state::forget(conn).await?;
     }
     // Found through the primary key's fingerprint (each pair's first
@@ -382,16 +384,12 @@ async fn insert_sightings(
     run: i64,
     rows: &[&Prepared<'_>],
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    super::open_state::forget(conn).await?;
     let stream = sightings_stream(conn, run, rows);
-    super::batch::interleaved(conn, vec![stream]).await
+    super::write_open(conn, &[stream]).await
 }
 
-/// [`insert_sightings`]'s rows as a [`super::batch::Stream`] (the caller
-/// forgets the open state).
+/// [`insert_sightings`]'s rows as a [`super::batch::Stream`] (for
+/// [`super::write_open`]).
 pub(crate) fn sightings_stream<'s>(
     conn: &sqlx::AnyConnection,
     run: i64,
